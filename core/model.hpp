@@ -1,0 +1,125 @@
+// The canonical model: one description (ModelConfig) and one set of weights
+// (ModelWeights) for every supported architecture family, in TransformerLens
+// conventions (row vectors, y = x W). Layout differences between checkpoints
+// (Conv1D vs nn.Linear, fused QKV blocks, per-head interleaving, prefixes,
+// gamma/beta names, tied embeddings) are resolved once, at load, by
+// model_from_checkpoint; the forward pass and every metric read only this.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "linalg.hpp"
+#include "result.hpp"
+#include "safetensors.hpp"
+
+namespace hs {
+
+enum class Family { gpt2, gpt_neox, llama, bert, gpt_neo, opt };
+enum class NormKind { layer_norm, rms_norm };
+enum class Activation { gelu_new, gelu, gelu_fast, silu, relu };
+
+struct ModelConfig {
+  std::string model_type;  // as written in config.json ("gpt2", "qwen2", ...)
+  Family family = Family::gpt2;
+
+  int n_layer = 0;
+  int d_model = 0;
+  int n_head = 0;     // query heads, H
+  int n_kv_head = 0;  // key/value heads, G (== H without GQA)
+  int d_head = 0;
+  int d_mlp = 0;
+  int d_vocab = 0;
+  int n_ctx = 0;  // maximum sequence length
+
+  NormKind norm = NormKind::layer_norm;
+  float norm_eps = 1e-5f;
+  Activation act = Activation::gelu_new;
+  bool gated_mlp = false;          // LLaMA: down(act(gate(x)) * up(x))
+  bool causal = true;              // false for BERT
+  bool post_ln = false;            // BERT: h = LN(h + sublayer(h))
+  bool parallel_residual = false;  // NeoX: h = h + attn(LN1 h) + mlp(LN2 h)
+  float attn_scale = 0;            // scores are q.k * attn_scale (1/sqrt(dh), or 1 for GPT-Neo)
+  bool scale_by_inverse_layer = false;  // GPT-2 scale_attn_by_inverse_layer_idx
+
+  // Positions.
+  bool learned_positions = false;
+  int position_offset = 0;  // OPT reads row p + 2
+  int rotary_dim = 0;       // 0: no rotary; rotate_half convention
+  float rope_theta = 10000.f;
+  std::vector<int> window;  // per layer: 0 = global, w > 0 = key j allowed iff i - w < j <= i
+
+  int type_vocab_size = 0;  // BERT token types
+  bool tied_embeddings = true;
+  bool has_lm_head = true;  // false for BERT without an MLM head
+  int bos_token_id = -1;
+};
+
+// One transformer block. Per-head matrices are stored side by side: head h of
+// W_Q is the column block W_Q.middleCols(h*dh, dh), i.e. TL's W_Q[h] [d, dh];
+// W_O's head h is the row block W_O.middleRows(h*dh, dh), TL's W_O[h] [dh, d].
+// K and V keep their G un-expanded heads; query head h reads KV head
+// h / (H/G).
+struct LayerWeights {
+  MatrixRM W_Q;  // [d, H*dh]
+  MatrixRM W_K;  // [d, G*dh]
+  MatrixRM W_V;  // [d, G*dh]
+  MatrixRM W_O;  // [H*dh, d]
+  RowVectorF b_Q, b_K, b_V;  // [H*dh], [G*dh], [G*dh] (zeros when absent)
+  RowVectorF b_O;            // [d]
+
+  RowVectorF ln1_w, ln1_b;  // attention-input norm (post-LN: after attention); b empty for RMSNorm
+  RowVectorF ln2_w, ln2_b;  // MLP-input norm (post-LN: after the MLP)
+
+  MatrixRM W_in;    // [d, d_mlp]
+  MatrixRM W_gate;  // [d, d_mlp], gated MLPs only
+  RowVectorF b_in;  // [d_mlp]
+  MatrixRM W_out;   // [d_mlp, d]
+  RowVectorF b_out;  // [d]
+};
+
+struct ModelWeights {
+  MatrixRM W_E;         // [V, d]
+  MatrixRM W_pos;       // [n_pos, d] learned positions (rows as stored; OPT includes its 2 offset rows)
+  MatrixRM W_type;      // [type_vocab, d] BERT token types
+  RowVectorF ln_embed_w, ln_embed_b;  // BERT embedding LayerNorm
+  std::vector<LayerWeights> layers;
+  RowVectorF ln_final_w, ln_final_b;  // final norm of pre-LN decoders
+  MatrixRM W_U;    // [d, V]
+  RowVectorF b_U;  // [V] (zeros when absent)
+  // BERT MLM head (transform dense + LN, then decoder tied to W_E), when present.
+  MatrixRM mlm_dense_W;  // [d, d]
+  RowVectorF mlm_dense_b, mlm_ln_w, mlm_ln_b;
+};
+
+struct Model {
+  ModelConfig config;
+  ModelWeights weights;
+  std::vector<std::string> warnings;  // e.g. NaN/Inf weights
+};
+
+// Head h's blocks, TransformerLens shapes.
+inline auto head_W_Q(const LayerWeights& l, int h, int dh) { return l.W_Q.middleCols(h * dh, dh); }
+inline auto head_W_O(const LayerWeights& l, int h, int dh) { return l.W_O.middleRows(h * dh, dh); }
+inline int kv_head_of(const ModelConfig& c, int h) { return h / (c.n_head / c.n_kv_head); }
+inline auto head_W_K(const LayerWeights& l, const ModelConfig& c, int h) {
+  return l.W_K.middleCols(kv_head_of(c, h) * c.d_head, c.d_head);
+}
+inline auto head_W_V(const LayerWeights& l, const ModelConfig& c, int h) {
+  return l.W_V.middleCols(kv_head_of(c, h) * c.d_head, c.d_head);
+}
+
+const char* family_name(Family family);
+// Names of the model_type values config_from_json accepts.
+std::vector<std::string> supported_model_types();
+
+// Parses config.json text into a ModelConfig; unknown model_type or
+// inconsistent sizes give an Error naming the field.
+Result<ModelConfig> config_from_json(const std::string& json_text);
+
+// Builds the canonical model from a config and the checkpoint's tensors
+// (any known prefix, gamma/beta, tied embeddings, buffers ignored).
+Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards);
+
+}  // namespace hs
