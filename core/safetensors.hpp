@@ -48,11 +48,51 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
 Result<SafetensorsFile> safetensors_parse(const std::uint8_t* bytes, std::size_t size, const std::string& source);
 
 // Decodes a tensor's data to float32 (F32, F16, BF16, and F64 narrowed).
+// Other dtypes parse fine but are an error here, naming the tensor. A file
+// from safetensors_parse_header alone (data == nullptr) has nothing to decode:
+// use safetensors_decode_f32 on the bytes fetched for the tensor instead.
 Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, const TensorInfo& tensor);
 
-const char* dtype_name(Dtype dtype);
+// Decodes the `size` bytes of one tensor, e.g. those an HTTP Range request for
+// [8+N+begin, 8+N+end) returned. `size` must equal end - begin.
+Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, const std::uint8_t* bytes, std::size_t size,
+                                                  const std::string& source);
 
-// model.safetensors.index.json: tensor name -> shard file name.
-Result<std::map<std::string, std::string>> safetensors_parse_index(const std::string& json_text);
+const char* dtype_name(Dtype dtype);
+// The dtype's size in bits (4 for F4, 6 for the F6 types).
+int dtype_bits(Dtype dtype);
+// The dtype named `name` ("F32", "BF16", ...); an error for unknown names.
+Result<Dtype> dtype_from_name(const std::string& name);
+
+// model.safetensors.index.json: tensor name -> shard file name. Unknown
+// fields are ignored; `source` names the file in error messages.
+Result<std::map<std::string, std::string>> safetensors_parse_index(
+    const std::string& json_text, const std::string& source = "model.safetensors.index.json");
+
+// One tensor to write: raw little-endian bytes in C order.
+struct SafetensorsTensorIn {
+  std::string name;
+  Dtype dtype = Dtype::F32;
+  std::vector<std::int64_t> shape;
+  std::vector<std::uint8_t> data;
+};
+
+// Serialises tensors as the reference writer does: sorted by descending dtype
+// size then by name, packed back to back, the compact JSON header padded with
+// spaces to a multiple of 8, "__metadata__" first when not empty. The input is
+// written as given, not validated: a data size that disagrees with shape x
+// dtype, or a repeated name, yields a file the reader rejects (the corrupt-file
+// tests rely on that).
+std::vector<std::uint8_t> safetensors_serialize(const std::vector<SafetensorsTensorIn>& tensors,
+                                                const std::map<std::string, std::string>& metadata = {});
+
+// Helpers to build SafetensorsTensorIn from float32 values: F32 stored as is,
+// BF16 and F16 rounded to nearest even.
+SafetensorsTensorIn safetensors_tensor_f32(std::string name, std::vector<std::int64_t> shape, const std::vector<float>& values);
+SafetensorsTensorIn safetensors_tensor_bf16(std::string name, std::vector<std::int64_t> shape, const std::vector<float>& values);
+SafetensorsTensorIn safetensors_tensor_f16(std::string name, std::vector<std::int64_t> shape, const std::vector<float>& values);
+
+// The bytes of a whole file on disk (native callers: tests, tools).
+Result<std::vector<std::uint8_t>> safetensors_read_bytes(const std::string& path);
 
 }  // namespace hs

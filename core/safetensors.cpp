@@ -1,0 +1,677 @@
+// safetensors reader and writer (SPEC §1). The reader mirrors the reference
+// implementation's rules (huggingface/safetensors, tensor.rs `read_metadata`
+// and `Metadata::validate`) and adds one of its own: duplicate JSON keys are
+// rejected, at every level, instead of silently keeping the last value. The
+// header is parsed twice: a SAX pass that only checks (duplicates, depth, and
+// gives a byte offset for syntax errors) and then an ordered DOM pass that
+// keeps the header's tensor order. Headers are small, so the cost is nothing
+// next to the data.
+#include "safetensors.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <type_traits>
+
+#include <nlohmann/json.hpp>
+#include <xtl/xhalf_float.hpp>
+
+namespace hs {
+
+namespace {
+
+constexpr std::uint64_t kMaxHeaderSize = 100000000;  // MAX_HEADER_SIZE in tensor.rs
+constexpr int kMaxJsonDepth = 64;  // the schema needs 3 levels; deeper is garbage
+
+struct DtypeEntry {
+  Dtype dtype;
+  const char* name;
+  int bits;
+};
+
+constexpr DtypeEntry kDtypes[] = {
+    {Dtype::BOOL, "BOOL", 8},       {Dtype::U8, "U8", 8},
+    {Dtype::I8, "I8", 8},           {Dtype::F8_E5M2, "F8_E5M2", 8},
+    {Dtype::F8_E4M3, "F8_E4M3", 8}, {Dtype::F8_E8M0, "F8_E8M0", 8},
+    {Dtype::F8_E4M3FNUZ, "F8_E4M3FNUZ", 8}, {Dtype::F8_E5M2FNUZ, "F8_E5M2FNUZ", 8},
+    {Dtype::I16, "I16", 16},        {Dtype::U16, "U16", 16},
+    {Dtype::F16, "F16", 16},        {Dtype::BF16, "BF16", 16},
+    {Dtype::I32, "I32", 32},        {Dtype::U32, "U32", 32},
+    {Dtype::F32, "F32", 32},        {Dtype::I64, "I64", 64},
+    {Dtype::U64, "U64", 64},        {Dtype::F64, "F64", 64},
+    {Dtype::C64, "C64", 64},        {Dtype::F4, "F4", 4},
+    {Dtype::F6_E2M3, "F6_E2M3", 6}, {Dtype::F6_E3M2, "F6_E3M2", 6},
+};
+
+const DtypeEntry* dtype_entry(Dtype dtype) {
+  for (const auto& e : kDtypes)
+    if (e.dtype == dtype) return &e;
+  return nullptr;
+}
+
+// Quotes a name for an error message; control characters are escaped so that
+// a hostile name cannot forge lines in a log, and very long names are cut.
+std::string quote_name(const std::string& s) {
+  std::string out = "'";
+  std::size_t n = std::min<std::size_t>(s.size(), 200);
+  for (std::size_t i = 0; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (n < s.size()) out += "...";
+  return out + "'";
+}
+
+std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+std::string offsets_string(std::uint64_t begin, std::uint64_t end) {
+  return "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
+}
+
+std::uint64_t read_le64(const std::uint8_t* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// Strict UTF-8 as Rust's str::from_utf8: no overlong forms, no surrogates,
+// nothing above U+10FFFF. Returns the offset of the first bad byte, or size.
+std::size_t utf8_invalid_at(const std::uint8_t* s, std::size_t size) {
+  std::size_t i = 0;
+  while (i < size) {
+    std::uint8_t c = s[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int len;
+    std::uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (size - i < static_cast<std::size_t>(len)) return i;
+    if (s[i + 1] < lo || s[i + 1] > hi) return i;
+    for (int k = 2; k < len; ++k)
+      if (s[i + k] < 0x80 || s[i + k] > 0xBF) return i;
+    i += len;
+  }
+  return size;
+}
+
+using OrderedJson = nlohmann::ordered_json;
+
+// First pass over the header: syntax errors with their byte offset, duplicate
+// keys in any object, and a nesting limit. Builds nothing.
+class HeaderChecker : public nlohmann::json_sax<OrderedJson> {
+ public:
+  std::string error;
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override {
+    keys_.emplace_back();
+    return check_depth();
+  }
+  bool key(string_t& k) override {
+    if (!keys_.back().insert(k).second) {
+      error = "duplicate key " + quote_name(k) + (keys_.size() == 1 ? " in the header" : " in a nested object");
+      return false;
+    }
+    return true;
+  }
+  bool end_object() override {
+    keys_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    keys_.emplace_back();  // a placeholder keeps the depth count in one place
+    return check_depth();
+  }
+  bool end_array() override {
+    keys_.pop_back();
+    return true;
+  }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& ex) override {
+    // ex.what() reads "[json.exception.parse_error.101] parse error at line 1,
+    // column 3: syntax error while parsing ...": keep the part after the tag.
+    std::string what = ex.what();
+    auto pos = what.find("] ");
+    if (pos != std::string::npos) what = what.substr(pos + 2);
+    error = "invalid JSON at header byte " + std::to_string(position > 0 ? position - 1 : 0) + ": " + what;
+    return false;
+  }
+
+ private:
+  bool check_depth() {
+    if (keys_.size() > static_cast<std::size_t>(kMaxJsonDepth)) {
+      error = "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+      return false;
+    }
+    return true;
+  }
+  std::vector<std::set<std::string>> keys_;
+};
+
+// Runs the checking pass then the DOM pass; `what` prefixes errors.
+Result<OrderedJson> parse_json_strict(const char* begin, const char* end, const std::string& what) {
+  HeaderChecker checker;
+  bool ok = OrderedJson::sax_parse(begin, end, &checker);
+  if (!ok) {
+    if (checker.error.empty()) checker.error = "invalid JSON";
+    return make_error(what + checker.error);
+  }
+  OrderedJson doc = OrderedJson::parse(begin, end, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return make_error(what + "invalid JSON");
+  return doc;
+}
+
+const char* json_type(const OrderedJson& v) {
+  if (v.is_number_float()) return "a non-integer number";
+  if (v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() < 0) return "a negative number";
+  return v.type_name();
+}
+
+// A non-negative JSON integer as uint64 (usize in the reference reader).
+// Floats, negatives and integers past 2^64 (which nlohmann stores as floats)
+// are all rejected.
+bool json_u64(const OrderedJson& v, std::uint64_t& out) {
+  if (v.is_number_unsigned()) {
+    out = v.get<std::uint64_t>();
+    return true;
+  }
+  if (v.is_number_integer()) {  // "-0" parses as a signed zero
+    std::int64_t s = v.get<std::int64_t>();
+    if (s < 0) return false;
+    out = static_cast<std::uint64_t>(s);
+    return true;
+  }
+  return false;
+}
+
+Result<TensorInfo> parse_tensor_entry(const std::string& name, const OrderedJson& entry, const std::string& prefix) {
+  std::string where = prefix + "tensor " + quote_name(name) + ": ";
+  if (!entry.is_object()) return make_error(where + "entry is " + json_type(entry) + ", expected an object");
+  TensorInfo t;
+  t.name = name;
+
+  auto it = entry.find("dtype");
+  if (it == entry.end()) return make_error(where + "missing field \"dtype\"");
+  if (!it->is_string()) return make_error(where + "\"dtype\" is " + json_type(*it) + ", expected a string");
+  auto dtype = dtype_from_name(it->get<std::string>());
+  if (!dtype) return make_error(where + dtype.error().message);
+  t.dtype = *dtype;
+
+  it = entry.find("shape");
+  if (it == entry.end()) return make_error(where + "missing field \"shape\"");
+  if (!it->is_array()) return make_error(where + "\"shape\" is " + json_type(*it) + ", expected an array");
+  for (std::size_t i = 0; i < it->size(); ++i) {
+    const auto& d = (*it)[i];
+    std::uint64_t dim = 0;
+    if (!json_u64(d, dim))
+      return make_error(where + "shape[" + std::to_string(i) + "] is " + json_type(d) +
+                        ", expected a non-negative integer");
+    if (dim > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      return make_error(where + "shape[" + std::to_string(i) + "] = " + std::to_string(dim) +
+                        " overflows int64 (ValidationOverflow)");
+    t.shape.push_back(static_cast<std::int64_t>(dim));
+  }
+
+  it = entry.find("data_offsets");
+  if (it == entry.end()) return make_error(where + "missing field \"data_offsets\"");
+  if (!it->is_array() || it->size() != 2)
+    return make_error(where + "\"data_offsets\" must be an array of 2 integers, found " +
+                      (it->is_array() ? "an array of " + std::to_string(it->size()) : std::string(json_type(*it))));
+  for (int k = 0; k < 2; ++k) {
+    const auto& v = (*it)[k];
+    std::uint64_t off = 0;
+    if (!json_u64(v, off))
+      return make_error(where + "data_offsets[" + std::to_string(k) + "] is " + json_type(v) +
+                        ", expected a non-negative integer");
+    (k == 0 ? t.begin : t.end) = off;
+  }
+  return t;
+}
+
+// Number of bytes shape x dtype needs, checked as the reference does
+// (checked_mul over the dims in order, then times the bit size).
+Result<std::uint64_t> tensor_nbytes(const TensorInfo& t, const std::string& where) {
+  std::uint64_t n = 1;
+  for (auto d : t.shape) {
+    std::uint64_t ud = static_cast<std::uint64_t>(d);
+    if (ud != 0 && n > std::numeric_limits<std::uint64_t>::max() / ud)
+      return make_error(where + "shape " + shape_string(t.shape) + " has more elements than fit in 64 bits (ValidationOverflow)");
+    n *= ud;
+  }
+  std::uint64_t bits = static_cast<std::uint64_t>(dtype_bits(t.dtype));
+  if (n > std::numeric_limits<std::uint64_t>::max() / bits)
+    return make_error(where + "shape " + shape_string(t.shape) + " x " + dtype_name(t.dtype) +
+                      " overflows 64 bits (ValidationOverflow)");
+  std::uint64_t nbits = n * bits;
+  if (nbits % 8 != 0)
+    return make_error(where + "shape " + shape_string(t.shape) + " x " + dtype_name(t.dtype) + " is " +
+                      std::to_string(nbits) + " bits, not a whole number of bytes (MisalignedSlice)");
+  return nbits / 8;
+}
+
+}  // namespace
+
+std::int64_t TensorInfo::numel() const {
+  std::int64_t n = 1;
+  for (auto d : shape) {
+    // Parsing guarantees the product fits (it is bounded by the data size),
+    // but a hand-built TensorInfo may not have been validated.
+    if (d != 0 && n > std::numeric_limits<std::int64_t>::max() / d) return -1;
+    n *= d;
+  }
+  return n;
+}
+
+const TensorInfo* SafetensorsFile::find(const std::string& name) const {
+  for (const auto& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+const char* dtype_name(Dtype dtype) {
+  const DtypeEntry* e = dtype_entry(dtype);
+  return e ? e->name : "?";
+}
+
+int dtype_bits(Dtype dtype) {
+  const DtypeEntry* e = dtype_entry(dtype);
+  return e ? e->bits : 0;
+}
+
+Result<Dtype> dtype_from_name(const std::string& name) {
+  for (const auto& e : kDtypes)
+    if (name == e.name) return e.dtype;
+  return make_error("unknown dtype " + quote_name(name));
+}
+
+Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std::size_t size, std::uint64_t file_size,
+                                                 const std::string& source) {
+  const std::string prefix = source + ": ";
+  if (bytes == nullptr && size != 0) return make_error(prefix + "no bytes given");
+  if (size > file_size)
+    return make_error(prefix + std::to_string(size) + " bytes given but the file size is said to be " +
+                      std::to_string(file_size));
+  if (file_size < 8)
+    return make_error(prefix + "file is " + std::to_string(file_size) +
+                      " bytes, fewer than the 8-byte header length (HeaderTooSmall)");
+  if (size < 8)
+    return make_error(prefix + "only " + std::to_string(size) + " bytes given, fewer than the 8-byte header length");
+
+  const std::uint64_t n = read_le64(bytes);
+  if (n > kMaxHeaderSize)
+    return make_error(prefix + "header length " + std::to_string(n) + " at byte 0 exceeds the limit of " +
+                      std::to_string(kMaxHeaderSize) + " bytes (HeaderTooLarge)");
+  if (8 + n > file_size)  // n <= 1e8, no overflow
+    return make_error(prefix + "header length " + std::to_string(n) + " at byte 0 runs past the end of the file: 8 + " +
+                      std::to_string(n) + " = " + std::to_string(8 + n) + " > file size " + std::to_string(file_size) +
+                      " (InvalidHeaderLength)");
+  if (8 + n > size)
+    return make_error(prefix + "header needs bytes [0, " + std::to_string(8 + n) + ") but only " +
+                      std::to_string(size) + " were given");
+
+  const std::uint8_t* header = bytes + 8;
+  std::size_t bad = utf8_invalid_at(header, static_cast<std::size_t>(n));
+  if (bad != n)
+    return make_error(prefix + "header is not valid UTF-8 at byte " + std::to_string(8 + bad) + " (InvalidHeader)");
+
+  auto doc = parse_json_strict(reinterpret_cast<const char*>(header), reinterpret_cast<const char*>(header + n),
+                               prefix + "header: ");
+  if (!doc) return doc.error();
+  if (!doc->is_object())
+    return make_error(prefix + "header is " + json_type(*doc) + ", expected a JSON object");
+
+  SafetensorsFile file;
+  file.source = source;
+  file.header_size = n;
+  for (const auto& item : doc->items()) {
+    const std::string& key = item.key();
+    const auto& value = item.value();
+    if (key == "__metadata__") {
+      if (value.is_null()) continue;  // Option<HashMap> in the reference
+      if (!value.is_object())
+        return make_error(prefix + "\"__metadata__\" is " + json_type(value) + ", expected an object of strings");
+      for (const auto& m : value.items()) {
+        if (!m.value().is_string())
+          return make_error(prefix + "\"__metadata__\" value for key " + quote_name(m.key()) + " is " +
+                            json_type(m.value()) + ", expected a string");
+        file.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    auto t = parse_tensor_entry(key, value, prefix);
+    if (!t) return t.error();
+    file.tensors.push_back(std::move(*t));
+  }
+
+  // Offsets: sorted by (begin, end), the first begins at 0 and each begins
+  // where the previous one ends, so the data buffer is covered exactly once.
+  std::vector<std::size_t> order(file.tensors.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const auto& ta = file.tensors[a];
+    const auto& tb = file.tensors[b];
+    return ta.begin != tb.begin ? ta.begin < tb.begin : ta.end < tb.end;
+  });
+  std::uint64_t start = 0;
+  const TensorInfo* previous = nullptr;
+  for (std::size_t idx : order) {
+    const TensorInfo& t = file.tensors[idx];
+    std::string where = prefix + "tensor " + quote_name(t.name) + ": ";
+    if (t.end < t.begin)
+      return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) + " end before they begin (InvalidOffset)");
+    if (t.begin != start) {
+      if (!previous)
+        return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) +
+                          " leave a hole: the first tensor must begin at 0 (InvalidOffset)");
+      std::string rel = t.begin > start ? "leave a hole of " + std::to_string(t.begin - start) + " bytes after"
+                                        : "overlap";
+      return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) + " " + rel + " tensor " +
+                        quote_name(previous->name) + " at " + offsets_string(previous->begin, previous->end) +
+                        " (InvalidOffset)");
+    }
+    start = t.end;
+    previous = &t;
+    auto nbytes = tensor_nbytes(t, where);
+    if (!nbytes) return nbytes.error();
+    if (t.end - t.begin != *nbytes)
+      return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) + " hold " +
+                        std::to_string(t.end - t.begin) + " bytes but shape " + shape_string(t.shape) + " x " +
+                        dtype_name(t.dtype) + " needs " + std::to_string(*nbytes) + " (TensorInvalidInfo)");
+  }
+
+  const std::uint64_t data_size = file_size - 8 - n;
+  if (start != data_size) {
+    std::string last = previous ? " (tensor " + quote_name(previous->name) + ")" : "";
+    if (start < data_size)
+      return make_error(prefix + "tensors end at data byte " + std::to_string(start) + last + " but the file has " +
+                        std::to_string(data_size - start) + " trailing bytes after it: file size " +
+                        std::to_string(file_size) + ", expected 8 + " + std::to_string(n) + " + " +
+                        std::to_string(start) + " = " + std::to_string(8 + n + start) + " (MetadataIncompleteBuffer)");
+    return make_error(prefix + "file is truncated: tensors end at data byte " + std::to_string(start) + last +
+                      ", i.e. file byte " + (start > std::numeric_limits<std::uint64_t>::max() - 8 - n
+                                                 ? std::string("past 2^64")
+                                                 : std::to_string(8 + n + start)) +
+                      ", but the file has " + std::to_string(file_size) + " bytes (MetadataIncompleteBuffer)");
+  }
+
+  file.data_size = data_size;
+  file.data = size == file_size ? bytes + 8 + n : nullptr;
+  return file;
+}
+
+Result<SafetensorsFile> safetensors_parse(const std::uint8_t* bytes, std::size_t size, const std::string& source) {
+  return safetensors_parse_header(bytes, size, size, source);
+}
+
+Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, const std::uint8_t* bytes, std::size_t size,
+                                                  const std::string& source) {
+  std::string where = source + ": tensor " + quote_name(tensor.name) + ": ";
+  if (tensor.end < tensor.begin || tensor.end - tensor.begin != size)
+    return make_error(where + std::to_string(size) + " bytes given but data_offsets " +
+                      offsets_string(tensor.begin, tensor.end) + " span " +
+                      (tensor.end < tensor.begin ? std::string("a negative range") : std::to_string(tensor.end - tensor.begin)));
+  int bytes_per = 0;
+  switch (tensor.dtype) {
+    case Dtype::F32: bytes_per = 4; break;
+    case Dtype::F16:
+    case Dtype::BF16: bytes_per = 2; break;
+    case Dtype::F64: bytes_per = 8; break;
+    default:
+      return make_error(where + "dtype " + dtype_name(tensor.dtype) +
+                        " cannot be decoded to float32 (supported: F32, F16, BF16, F64)");
+  }
+  if (size % bytes_per != 0)
+    return make_error(where + std::to_string(size) + " bytes is not a whole number of " + dtype_name(tensor.dtype) +
+                      " values");
+  const std::size_t count = size / bytes_per;
+  std::int64_t numel = tensor.numel();
+  if (numel < 0 || static_cast<std::uint64_t>(numel) != count)
+    return make_error(where + std::to_string(size) + " bytes hold " + std::to_string(count) + " values but shape " +
+                      shape_string(tensor.shape) + " has " + (numel < 0 ? std::string("too many") : std::to_string(numel)));
+
+  std::vector<float> out(count);
+  if (count == 0) return out;
+  switch (tensor.dtype) {
+    case Dtype::F32:
+      // memcpy: the data may sit at any offset (little-endian host assumed:
+      // x86-64 and wasm32 both are).
+      std::memcpy(out.data(), bytes, count * 4);
+      break;
+    case Dtype::F16: {
+      using Half = xtl::half_float;
+      static_assert(sizeof(Half) == 2 && std::is_trivially_copyable<Half>::value,
+                    "xtl half must be the bare 16-bit IEEE pattern");
+      for (std::size_t i = 0; i < count; ++i) {
+        std::uint16_t b = static_cast<std::uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8));
+        Half h;
+        std::memcpy(static_cast<void*>(&h), &b, 2);  // the only public way to set its bits
+        out[i] = static_cast<float>(h);
+      }
+      break;
+    }
+    case Dtype::BF16:
+      for (std::size_t i = 0; i < count; ++i) {
+        std::uint32_t b = (static_cast<std::uint32_t>(bytes[2 * i]) | (static_cast<std::uint32_t>(bytes[2 * i + 1]) << 8))
+                          << 16;
+        std::memcpy(&out[i], &b, 4);
+      }
+      break;
+    case Dtype::F64:
+      for (std::size_t i = 0; i < count; ++i) {
+        double d;
+        std::memcpy(&d, bytes + 8 * i, 8);
+        out[i] = static_cast<float>(d);  // IEEE: rounds to nearest, overflows to +-inf
+      }
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, const TensorInfo& tensor) {
+  std::string where = file.source + ": tensor " + quote_name(tensor.name) + ": ";
+  if (file.data == nullptr)
+    return make_error(where + "the data buffer is not loaded (the file was parsed from its header only)");
+  if (tensor.end < tensor.begin || tensor.end > file.data_size)
+    return make_error(where + "data_offsets " + offsets_string(tensor.begin, tensor.end) +
+                      " fall outside the data buffer of " + std::to_string(file.data_size) + " bytes");
+  return safetensors_decode_f32(tensor, file.data + tensor.begin, static_cast<std::size_t>(tensor.end - tensor.begin),
+                                file.source);
+}
+
+Result<std::map<std::string, std::string>> safetensors_parse_index(const std::string& json_text,
+                                                                   const std::string& source) {
+  const std::string prefix = source + ": ";
+  auto doc = parse_json_strict(json_text.data(), json_text.data() + json_text.size(), prefix);
+  if (!doc) return doc.error();
+  if (!doc->is_object()) return make_error(prefix + "top level is " + json_type(*doc) + ", expected an object");
+  auto it = doc->find("weight_map");
+  if (it == doc->end()) return make_error(prefix + "missing field \"weight_map\"");
+  if (!it->is_object()) return make_error(prefix + "\"weight_map\" is " + json_type(*it) + ", expected an object");
+  std::map<std::string, std::string> out;
+  for (const auto& item : it->items()) {
+    const auto& v = item.value();
+    if (!v.is_string())
+      return make_error(prefix + "\"weight_map\" entry for tensor " + quote_name(item.key()) + " is " + json_type(v) +
+                        ", expected a shard file name");
+    std::string shard = v.get<std::string>();
+    // Shard names are resolved next to the index: refuse anything that could
+    // point elsewhere.
+    bool escapes = shard.empty() || shard[0] == '/' || shard.find('\\') != std::string::npos ||
+                   shard == ".." || shard.rfind("../", 0) == 0 || shard.find("/../") != std::string::npos ||
+                   (shard.size() >= 3 && shard.compare(shard.size() - 3, 3, "/..") == 0);
+    if (escapes)
+      return make_error(prefix + "\"weight_map\" entry for tensor " + quote_name(item.key()) + " names shard " +
+                        quote_name(shard) + ", which is not a relative path inside the model folder");
+    out[item.key()] = std::move(shard);
+  }
+  return out;
+}
+
+namespace {
+
+// JSON string escaping as serde_json does it: quote, backslash and control
+// characters escaped, everything else (UTF-8 included) written as is.
+void append_json_string(std::string& out, const std::string& s) {
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> safetensors_serialize(const std::vector<SafetensorsTensorIn>& tensors,
+                                                const std::map<std::string, std::string>& metadata) {
+  std::vector<const SafetensorsTensorIn*> order;
+  for (const auto& t : tensors) order.push_back(&t);
+  std::stable_sort(order.begin(), order.end(), [](const SafetensorsTensorIn* a, const SafetensorsTensorIn* b) {
+    int ba = dtype_bits(a->dtype), bb = dtype_bits(b->dtype);
+    return ba != bb ? ba > bb : a->name < b->name;
+  });
+
+  std::string header = "{";
+  bool first = true;
+  if (!metadata.empty()) {
+    header += "\"__metadata__\":{";
+    bool first_m = true;
+    for (const auto& kv : metadata) {
+      if (!first_m) header += ',';
+      first_m = false;
+      append_json_string(header, kv.first);
+      header += ':';
+      append_json_string(header, kv.second);
+    }
+    header += '}';
+    first = false;
+  }
+  std::uint64_t offset = 0;
+  for (const auto* t : order) {
+    if (!first) header += ',';
+    first = false;
+    append_json_string(header, t->name);
+    header += ":{\"dtype\":\"";
+    header += dtype_name(t->dtype);
+    header += "\",\"shape\":[";
+    for (std::size_t i = 0; i < t->shape.size(); ++i) {
+      if (i) header += ',';
+      header += std::to_string(t->shape[i]);
+    }
+    header += "],\"data_offsets\":[" + std::to_string(offset) + ',' + std::to_string(offset + t->data.size()) + "]}";
+    offset += t->data.size();
+  }
+  header += '}';
+  header.append((8 - header.size() % 8) % 8, ' ');
+
+  std::vector<std::uint8_t> out;
+  out.reserve(8 + header.size() + offset);
+  std::uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
+  out.insert(out.end(), header.begin(), header.end());
+  for (const auto* t : order) out.insert(out.end(), t->data.begin(), t->data.end());
+  return out;
+}
+
+SafetensorsTensorIn safetensors_tensor_f32(std::string name, std::vector<std::int64_t> shape,
+                                           const std::vector<float>& values) {
+  SafetensorsTensorIn t{std::move(name), Dtype::F32, std::move(shape), {}};
+  t.data.resize(values.size() * 4);
+  if (!values.empty()) std::memcpy(t.data.data(), values.data(), t.data.size());
+  return t;
+}
+
+SafetensorsTensorIn safetensors_tensor_bf16(std::string name, std::vector<std::int64_t> shape,
+                                            const std::vector<float>& values) {
+  SafetensorsTensorIn t{std::move(name), Dtype::BF16, std::move(shape), {}};
+  t.data.reserve(values.size() * 2);
+  for (float v : values) {
+    std::uint32_t b;
+    std::memcpy(&b, &v, 4);
+    std::uint16_t h;
+    if ((b & 0x7fffffffu) > 0x7f800000u) {
+      h = static_cast<std::uint16_t>((b >> 16) | 0x0040u);  // keep NaN a (quiet) NaN
+    } else {
+      // Round to nearest even; a carry into the exponent correctly gives Inf.
+      b += 0x7fffu + ((b >> 16) & 1u);
+      h = static_cast<std::uint16_t>(b >> 16);
+    }
+    t.data.push_back(static_cast<std::uint8_t>(h & 0xff));
+    t.data.push_back(static_cast<std::uint8_t>(h >> 8));
+  }
+  return t;
+}
+
+SafetensorsTensorIn safetensors_tensor_f16(std::string name, std::vector<std::int64_t> shape,
+                                           const std::vector<float>& values) {
+  SafetensorsTensorIn t{std::move(name), Dtype::F16, std::move(shape), {}};
+  t.data.reserve(values.size() * 2);
+  for (float v : values) {
+    std::uint16_t h = xtl::half_float(v).get_data();
+    t.data.push_back(static_cast<std::uint8_t>(h & 0xff));
+    t.data.push_back(static_cast<std::uint8_t>(h >> 8));
+  }
+  return t;
+}
+
+Result<std::vector<std::uint8_t>> safetensors_read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(path + ": cannot open file");
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return make_error(path + ": read error");
+  return bytes;
+}
+
+}  // namespace hs
