@@ -1,0 +1,26 @@
+// Loads the wasm core under node (the CLI and the node tests). The Emscripten
+// module is built for web and worker only; under node it gets its bytes as
+// wasmBinary, which also sidesteps Emscripten 3.1.6's fetch-by-path bug.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+import { createHeadscope } from './headscope.mjs';
+
+export { Headscope, HeadscopeError } from './headscope.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export function wasmBuildDir() {
+  return process.env.HEADSCOPE_WASM_DIR || path.resolve(here, '..', 'build', 'wasm', 'wasm');
+}
+
+export async function loadHeadscope(dir = wasmBuildDir()) {
+  const script = path.join(dir, 'headscope_core.mjs');
+  const binary = path.join(dir, 'headscope_core.wasm');
+  if (!fs.existsSync(script) || !fs.existsSync(binary)) {
+    throw new Error(`headscope: no wasm build in ${dir}; build it first (see README)`);
+  }
+  const { default: factory } = await import(pathToFileURL(script).href);
+  return createHeadscope(factory, { wasmBinary: fs.readFileSync(binary) });
+}

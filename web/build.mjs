@@ -1,0 +1,36 @@
+// Bundles the page's ES modules into public/dist/ with esbuild and copies the
+// wasm core (headscope_core.mjs/.wasm) from the Emscripten build beside them.
+// Usage: node web/build.mjs [--wasm-dir DIR]
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const argIndex = process.argv.indexOf('--wasm-dir');
+const wasmDir = argIndex > 0 ? process.argv[argIndex + 1] : process.env.HEADSCOPE_WASM_DIR || path.join(root, 'build', 'wasm', 'wasm');
+const dist = path.join(root, 'public', 'dist');
+
+fs.mkdirSync(dist, { recursive: true });
+for (const file of ['headscope_core.mjs', 'headscope_core.wasm']) {
+  const from = path.join(wasmDir, file);
+  if (!fs.existsSync(from)) {
+    console.error(`web/build.mjs: ${from} is missing; build the wasm module first`);
+    process.exit(1);
+  }
+  fs.copyFileSync(from, path.join(dist, file));
+}
+
+await esbuild.build({
+  entryPoints: { main: path.join(root, 'web', 'main.js'), worker: path.join(root, 'web', 'worker.js') },
+  outdir: dist,
+  bundle: true,
+  format: 'esm',
+  target: 'es2022',
+  sourcemap: true,
+  minify: true,
+  logLevel: 'warning',
+  // The Emscripten module is loaded as it is, from beside the worker.
+  external: ['./headscope_core.mjs'],
+});
+console.log(`bundled web/ into ${path.relative(root, dist)}/`);

@@ -1,0 +1,51 @@
+// The page's promise-based client of the worker (see web/worker.js for the
+// protocol). `call(type, args, {onProgress})` resolves with the result or
+// rejects with a WorkerError carrying the core's message.
+
+export class WorkerError extends Error {
+  constructor({ name, message }) {
+    super(message);
+    this.name = name === 'HeadscopeError' ? 'HeadscopeError' : 'WorkerError';
+  }
+}
+
+export class HeadscopeClient {
+  constructor(workerUrl) {
+    this.worker = new Worker(workerUrl, { type: 'module' });
+    this.pending = new Map();
+    this.nextId = 1;
+    this.ready = new Promise((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.worker.onmessage = (event) => this.receive(event.data);
+    this.worker.onerror = (event) => {
+      const error = new WorkerError({ name: 'WorkerError', message: `worker failed: ${event.message || 'could not start'}` });
+      this.rejectReady(error);
+      for (const { reject } of this.pending.values()) reject(error);
+      this.pending.clear();
+    };
+  }
+
+  receive(message) {
+    if (message.type === 'ready') return this.resolveReady();
+    if (message.id === null && message.type === 'error') return this.rejectReady(new WorkerError(message.error));
+    const entry = this.pending.get(message.id);
+    if (!entry) return;
+    if (message.type === 'progress') {
+      if (entry.onProgress) entry.onProgress(message.progress);
+      return;
+    }
+    this.pending.delete(message.id);
+    if (message.type === 'result') entry.resolve(message.result);
+    else entry.reject(new WorkerError(message.error));
+  }
+
+  call(type, args = {}, { onProgress, transfer = [] } = {}) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ id, type, args }, transfer);
+    });
+  }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up what is missing, builds the core natively and to wasm, bundles the
+# page, and serves public/ on http://127.0.0.1:8000 (PORT to change it).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$root/tests/setup.sh"
+bash "$root/tests/build.sh"
+port="${PORT:-8000}"
+echo "headscope: serving public/ on http://127.0.0.1:${port}/"
+exec python3 -m http.server "$port" --bind 127.0.0.1 --directory "$root/public"
