@@ -24,3 +24,27 @@ export async function loadHeadscope(dir = wasmBuildDir()) {
   const { default: factory } = await import(pathToFileURL(script).href);
   return createHeadscope(factory, { wasmBinary: fs.readFileSync(binary) });
 }
+
+// A model folder on disk as a source (see wasm/sources.mjs).
+export function directorySource(dir) {
+  const file = (name) => path.join(dir, name);
+  return {
+    label: dir,
+    async text(name) {
+      return fs.existsSync(file(name)) ? fs.readFileSync(file(name), 'utf8') : null;
+    },
+    async bytes(name, sink, { onProgress } = {}) {
+      if (!fs.existsSync(file(name))) return null;
+      const size = fs.statSync(file(name)).size;
+      const target = sink(size);
+      const fd = fs.openSync(file(name), 'r');
+      try {
+        for (let done = 0; done < size;) done += fs.readSync(fd, target, done, Math.min(1 << 24, size - done), done);
+      } finally {
+        fs.closeSync(fd);
+      }
+      onProgress?.({ file: name, loaded: size, total: size });
+      return target;
+    },
+  };
+}

@@ -1,0 +1,119 @@
+// Where a model's files come from. A source answers `text(name)` and
+// `bytes(name, sink)` for file names such as "config.json" or
+// "model-00001-of-00002.safetensors", returning null when the file does not
+// exist (so optional files can be probed), and throwing a SourceError naming
+// the file otherwise. `bytes` streams into `sink(size)`, which returns the
+// Uint8Array to fill, so a download lands in wasm memory with one copy.
+//
+//   urlSource(base)            any static server (files at base + name)
+//   hubSource(repo, revision)  https://huggingface.co/{repo}/resolve/{revision}/{name}
+//   fileListSource(files)      File objects dropped on the page or picked
+
+export class SourceError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'SourceError';
+  }
+}
+
+export const HUB_ENDPOINT = 'https://huggingface.co';
+
+// A repo id is "name" or "owner/name" of letters, digits, '-', '_', '.'.
+const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)?$/;
+
+export function isRepoId(text) {
+  return REPO_ID.test(text) && !text.includes('..');
+}
+
+async function readBody(response, name, sink, onProgress, signal) {
+  const length = Number(response.headers.get('Content-Length'));
+  if (!response.body || !Number.isFinite(length) || length <= 0 || response.headers.get('Content-Encoding')) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const target = sink(bytes.length);
+    target.set(bytes);
+    onProgress?.({ file: name, loaded: bytes.length, total: bytes.length });
+    return target;
+  }
+  const target = sink(length);
+  const reader = response.body.getReader();
+  let loaded = 0;
+  for (;;) {
+    if (signal?.aborted) {
+      await reader.cancel();
+      throw new SourceError('download cancelled');
+    }
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (loaded + value.length > length) throw new SourceError(`${name}: server sent more bytes than its Content-Length (${length})`);
+    target.set(value, loaded);
+    loaded += value.length;
+    onProgress?.({ file: name, loaded, total: length });
+  }
+  if (loaded !== length) throw new SourceError(`${name}: download ended after ${loaded} of ${length} bytes`);
+  return target;
+}
+
+function describeStatus(name, response) {
+  const code = response.headers.get('X-Error-Code');
+  if (response.status === 401 || response.status === 403 || code === 'GatedRepo' || code === 'RepoNotFound') {
+    return `${name}: the server refused access (HTTP ${response.status}); the repository may be private, gated, or may not exist`;
+  }
+  return `${name}: HTTP ${response.status} ${response.statusText}`.trim();
+}
+
+export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, headers = {} } = {}) {
+  const root = String(base).endsWith('/') ? String(base) : `${base}/`;
+  const url = (name) => new URL(name, root).href;
+  async function get(name, signal) {
+    let response;
+    try {
+      response = await fetchImpl(url(name), { signal, headers });
+    } catch (error) {
+      if (signal?.aborted) throw new SourceError('download cancelled');
+      throw new SourceError(`${name}: network error fetching ${url(name)} (${error.message})`);
+    }
+    if (response.status === 404) return null;
+    if (!response.ok) throw new SourceError(describeStatus(name, response));
+    return response;
+  }
+  return {
+    label,
+    async text(name, { signal } = {}) {
+      const response = await get(name, signal);
+      return response ? response.text() : null;
+    },
+    async bytes(name, sink, { onProgress, signal } = {}) {
+      const response = await get(name, signal);
+      return response ? readBody(response, name, sink, onProgress, signal) : null;
+    },
+  };
+}
+
+export function hubSource(repo, revision = 'main', { endpoint = HUB_ENDPOINT, token, fetchImpl } = {}) {
+  if (!isRepoId(repo)) throw new SourceError(`"${repo}" is not a Hugging Face repository id (expected owner/name)`);
+  const base = `${endpoint.replace(/\/$/, '')}/${repo}/resolve/${encodeURIComponent(revision)}/`;
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  return urlSource(base, { fetchImpl, label: `${repo}@${revision}`, headers });
+}
+
+// files: File/Blob objects with .name (a folder drop gives paths; the base name is used).
+export function fileListSource(files) {
+  const byName = new Map();
+  for (const file of files) byName.set(String(file.name).split('/').pop(), file);
+  return {
+    label: 'local files',
+    names: () => [...byName.keys()],
+    async text(name) {
+      const file = byName.get(name);
+      return file ? file.text() : null;
+    },
+    async bytes(name, sink, { onProgress } = {}) {
+      const file = byName.get(name);
+      if (!file) return null;
+      const target = sink(file.size);
+      target.set(new Uint8Array(await file.arrayBuffer()));
+      onProgress?.({ file: name, loaded: file.size, total: file.size });
+      return target;
+    },
+  };
+}
