@@ -19,6 +19,8 @@ namespace hs {
 enum class Family { gpt2, gpt_neox, llama, bert, gpt_neo, opt };
 enum class NormKind { layer_norm, rms_norm };
 enum class Activation { gelu_new, gelu, gelu_fast, silu, relu };
+// How RoPE frequencies are rescaled for long contexts (config.json rope_scaling).
+enum class RopeScaling { none, linear, llama3 };
 
 struct ModelConfig {
   std::string model_type;  // as written in config.json ("gpt2", "qwen2", ...)
@@ -49,11 +51,25 @@ struct ModelConfig {
   int rotary_dim = 0;       // 0: no rotary; rotate_half convention
   float rope_theta = 10000.f;
   std::vector<int> window;  // per layer: 0 = global, w > 0 = key j allowed iff i - w < j <= i
+  RopeScaling rope_scaling = RopeScaling::none;
+  float rope_factor = 1.f;            // linear and llama3
+  float rope_low_freq_factor = 1.f;   // llama3
+  float rope_high_freq_factor = 4.f;  // llama3
+  int rope_original_ctx = 8192;       // llama3 original_max_position_embeddings
 
   int type_vocab_size = 0;  // BERT token types
   bool tied_embeddings = true;
   bool has_lm_head = true;  // false for BERT without an MLM head
   int bos_token_id = -1;
+
+  // Which optional parameters the checkpoint carries; absent ones are zeros
+  // (biases) or ones (norm weights) in ModelWeights.
+  bool qkv_bias = true;     // b_Q, b_K, b_V
+  bool out_bias = true;     // b_O
+  bool mlp_bias = true;     // b_in (and b_gate), b_out
+  bool norm_bias = true;    // LayerNorm beta (false for RMSNorm)
+  bool norm_affine = true;  // LayerNorm gamma/beta stored at all (OPT layer_norm_elementwise_affine)
+  bool final_norm = true;   // a final norm before the unembedding (pre-LN decoders)
 };
 
 // One transformer block. Per-head matrices are stored side by side: head h of
@@ -75,6 +91,7 @@ struct LayerWeights {
   MatrixRM W_in;    // [d, d_mlp]
   MatrixRM W_gate;  // [d, d_mlp], gated MLPs only
   RowVectorF b_in;  // [d_mlp]
+  RowVectorF b_gate;  // [d_mlp], gated MLPs only (zeros when absent)
   MatrixRM W_out;   // [d_mlp, d]
   RowVectorF b_out;  // [d]
 };

@@ -1,0 +1,947 @@
+// config.json -> ModelConfig, and checkpoint tensors -> the canonical
+// ModelWeights (TransformerLens conventions, see model.hpp).
+//
+// Part 1 reads config.json with the transformers class defaults of SPEC §2.1
+// for every absent field. Part 2 resolves tensor names (prefixes, gamma/beta,
+// shards, ignored buffers), checks every shape against the config, and moves
+// each family's layout (Conv1D vs nn.Linear, fused [Q|K|V] blocks, NeoX's
+// per-head interleaving) into per-head blocks side by side.
+#include "model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace hs {
+
+using json = nlohmann::json;
+
+const char* family_name(Family family) {
+  switch (family) {
+    case Family::gpt2: return "gpt2";
+    case Family::gpt_neox: return "gpt_neox";
+    case Family::llama: return "llama";
+    case Family::bert: return "bert";
+    case Family::gpt_neo: return "gpt_neo";
+    case Family::opt: return "opt";
+  }
+  return "?";
+}
+
+std::vector<std::string> supported_model_types() {
+  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "bert", "gpt_neo", "opt"};
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Part 1: config.json
+// ---------------------------------------------------------------------------
+
+std::string json_kind(const json& v) {
+  if (v.is_null()) return "null";
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_number()) return "the number " + v.dump();
+  if (v.is_string()) return "the string " + v.dump();
+  if (v.is_array()) return "an array";
+  return "an object";
+}
+
+// Typed, non-throwing field access. The first problem is kept in `error`
+// (later reads return their default), so a family reader is a flat list of
+// reads followed by one check.
+struct Fields {
+  const json& obj;
+  std::string error;
+
+  const json* find(const char* key) const {
+    auto it = obj.find(key);
+    return it == obj.end() ? nullptr : &*it;
+  }
+  // Present and not null.
+  bool has(const char* key) const {
+    const json* v = find(key);
+    return v && !v->is_null();
+  }
+  void fail(const std::string& key, const std::string& what, const json& v) {
+    if (error.empty()) error = "config.json: field '" + key + "' " + what + ", found " + json_kind(v);
+  }
+
+  // An integer field (an integral float such as 64.0 is accepted). Absent or
+  // null gives `def`.
+  long long integer(const char* key, long long def) {
+    const json* v = find(key);
+    if (!v || v->is_null()) return def;
+    if (v->is_number_integer()) return v->get<long long>();
+    if (v->is_number_float()) {
+      const double d = v->get<double>();
+      if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) return static_cast<long long>(d);
+    }
+    fail(key, "must be an integer", *v);
+    return def;
+  }
+  int positive(const char* key, long long def) {
+    const long long n = integer(key, def);
+    if (n <= 0 || n > (1ll << 31) - 1) {
+      const json* v = find(key);
+      if (error.empty())
+        error = "config.json: field '" + std::string(key) + "' must be a positive integer, found " +
+                (v ? json_kind(*v) : std::to_string(n));
+      return 1;
+    }
+    return static_cast<int>(n);
+  }
+  double number(const char* key, double def) {
+    const json* v = find(key);
+    if (!v || v->is_null()) return def;
+    if (v->is_number()) return v->get<double>();
+    fail(key, "must be a number", *v);
+    return def;
+  }
+  bool boolean(const char* key, bool def) {
+    const json* v = find(key);
+    if (!v || v->is_null()) return def;
+    if (v->is_boolean()) return v->get<bool>();
+    fail(key, "must be true or false", *v);
+    return def;
+  }
+  std::string string(const char* key, const std::string& def) {
+    const json* v = find(key);
+    if (!v || v->is_null()) return def;
+    if (v->is_string()) return v->get<std::string>();
+    fail(key, "must be a string", *v);
+    return def;
+  }
+  // A nested object, or nullptr when absent/null (a wrong type is an error).
+  const json* object(const char* key) {
+    const json* v = find(key);
+    if (!v || v->is_null()) return nullptr;
+    if (v->is_object()) return v;
+    fail(key, "must be an object", *v);
+    return nullptr;
+  }
+};
+
+Status parse_activation(const std::string& key, const std::string& name, Activation& act) {
+  // Aliases are the names transformers' ACT2FN maps to the same function.
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh") act = Activation::gelu_new;
+  else if (name == "gelu" || name == "gelu_python") act = Activation::gelu;
+  else if (name == "gelu_fast") act = Activation::gelu_fast;
+  else if (name == "silu" || name == "swish") act = Activation::silu;
+  else if (name == "relu") act = Activation::relu;
+  else
+    return make_error("config.json: field '" + key + "' names an unknown activation \"" + name +
+                      "\" (supported: gelu_new, gelu_pytorch_tanh, gelu, gelu_python, gelu_fast, silu, swish, relu)");
+  return Ok{};
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
+  return s;
+}
+
+// Head geometry shared by every family: dh = d / H unless given, G | H.
+Status finish_heads(ModelConfig& c, const char* d_key, const char* h_key, const char* g_key, bool head_dim_given,
+                    const char* dh_key) {
+  if (!head_dim_given) {
+    if (c.d_model % c.n_head != 0)
+      return make_error("config.json: " + std::string(d_key) + " (" + std::to_string(c.d_model) +
+                        ") is not divisible by " + h_key + " (" + std::to_string(c.n_head) + ")" +
+                        (dh_key ? std::string(" and no '") + dh_key + "' is given" : std::string()));
+    c.d_head = c.d_model / c.n_head;
+  }
+  if (c.n_head % c.n_kv_head != 0)
+    return make_error("config.json: " + std::string(h_key) + " (" + std::to_string(c.n_head) +
+                      ") is not a multiple of " + g_key + " (" + std::to_string(c.n_kv_head) +
+                      "): the grouped-query ratio must be an integer");
+  return Ok{};
+}
+
+Status read_gpt2(Fields& f, ModelConfig& c) {
+  c.family = Family::gpt2;
+  c.d_vocab = f.positive("vocab_size", 50257);
+  c.d_model = f.positive("n_embd", 768);
+  c.n_layer = f.positive("n_layer", 12);
+  c.n_head = f.positive("n_head", 12);
+  c.n_kv_head = c.n_head;
+  // n_positions is the current name; very old configs only have n_ctx.
+  c.n_ctx = f.has("n_positions") ? f.positive("n_positions", 1024) : f.positive("n_ctx", 1024);
+  c.norm_eps = static_cast<float>(f.number("layer_norm_epsilon", 1e-5));
+  const std::string act = f.string("activation_function", "gelu_new");
+  const bool scale = f.boolean("scale_attn_weights", true);
+  c.scale_by_inverse_layer = f.boolean("scale_attn_by_inverse_layer_idx", false);
+  c.tied_embeddings = f.boolean("tie_word_embeddings", true);
+  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 50256));
+  const bool has_inner = f.has("n_inner");
+  const int inner = f.positive("n_inner", 1);
+  if (!f.error.empty()) return make_error(f.error);
+  c.d_mlp = has_inner ? inner : 4 * c.d_model;
+  HS_TRY(parse_activation("activation_function", act, c.act));
+  HS_TRY(finish_heads(c, "n_embd", "n_head", "n_head", false, nullptr));
+  c.attn_scale = scale ? 1.f / std::sqrt(static_cast<float>(c.d_head)) : 1.f;
+  c.learned_positions = true;
+  return Ok{};
+}
+
+Status read_gpt_neo(Fields& f, ModelConfig& c) {
+  c.family = Family::gpt_neo;
+  c.d_vocab = f.positive("vocab_size", 50257);
+  c.d_model = f.positive("hidden_size", 2048);
+  c.n_layer = f.positive("num_layers", 24);
+  c.n_head = f.positive("num_heads", 16);
+  c.n_kv_head = c.n_head;
+  c.n_ctx = f.positive("max_position_embeddings", 2048);
+  c.norm_eps = static_cast<float>(f.number("layer_norm_epsilon", 1e-5));
+  const std::string act = f.string("activation_function", "gelu_new");
+  const int window = f.positive("window_size", 256);
+  c.tied_embeddings = f.boolean("tie_word_embeddings", true);
+  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 50256));
+  const bool has_inner = f.has("intermediate_size");
+  const int inner = f.positive("intermediate_size", 1);
+  if (!f.error.empty()) return make_error(f.error);
+  c.d_mlp = has_inner ? inner : 4 * c.d_model;
+  HS_TRY(parse_activation("activation_function", act, c.act));
+  HS_TRY(finish_heads(c, "hidden_size", "num_heads", "num_heads", false, nullptr));
+
+  // Per-layer kinds: GPTNeoConfig expands attention_types ([[kinds, n], ...])
+  // and uses that; attention_layers is only its saved expansion.
+  std::vector<std::string> kinds;
+  const json* types = f.find("attention_types");
+  const json* layers = f.find("attention_layers");
+  if (types && !types->is_null()) {
+    if (!types->is_array()) return make_error("config.json: field 'attention_types' must be an array, found " + json_kind(*types));
+    for (const json& item : *types) {
+      if (!item.is_array() || item.size() != 2 || !item[0].is_array() || !item[1].is_number_integer())
+        return make_error("config.json: field 'attention_types' must hold [[kinds...], repeat] pairs, found " + item.dump());
+      const long long n = item[1].get<long long>();
+      if (n < 0 || n > 100000) return make_error("config.json: field 'attention_types' has a bad repeat count " + item[1].dump());
+      for (long long r = 0; r < n; ++r)
+        for (const json& k : item[0]) {
+          if (!k.is_string()) return make_error("config.json: field 'attention_types' has a non-string kind " + k.dump());
+          kinds.push_back(k.get<std::string>());
+        }
+    }
+  } else if (layers && !layers->is_null()) {
+    if (!layers->is_array()) return make_error("config.json: field 'attention_layers' must be an array, found " + json_kind(*layers));
+    for (const json& k : *layers) {
+      if (!k.is_string()) return make_error("config.json: field 'attention_layers' has a non-string entry " + k.dump());
+      kinds.push_back(k.get<std::string>());
+    }
+  } else {
+    // The class default [[["global", "local"], 12]].
+    for (int i = 0; i < 12; ++i) {
+      kinds.push_back("global");
+      kinds.push_back("local");
+    }
+  }
+  const char* kinds_key = types && !types->is_null() ? "attention_types" : "attention_layers";
+  if (static_cast<int>(kinds.size()) != c.n_layer)
+    return make_error("config.json: field '" + std::string(kinds_key) + "' describes " + std::to_string(kinds.size()) +
+                      " layers but num_layers is " + std::to_string(c.n_layer));
+  c.window.assign(c.n_layer, 0);
+  for (int l = 0; l < c.n_layer; ++l) {
+    if (kinds[l] == "local") c.window[l] = window;
+    else if (kinds[l] != "global")
+      return make_error("config.json: field '" + std::string(kinds_key) + "' has an unknown attention kind \"" + kinds[l] +
+                        "\" (expected \"global\" or \"local\")");
+  }
+  c.attn_scale = 1.f;  // GPT-Neo does not scale q.k (SPEC §2.3)
+  c.learned_positions = true;
+  c.qkv_bias = false;
+  return Ok{};
+}
+
+// Reads RoPE fields in the v4 spelling (top-level rope_theta, rope_scaling,
+// partial_rotary_factor) and the v5 one (rope_parameters: {...}).
+Status read_rope(Fields& f, ModelConfig& c, const char* theta_key_v4, double theta_def, const char* pct_key_v4,
+                 double pct_def) {
+  const json* params = f.object("rope_parameters");
+  const json* scaling = f.object("rope_scaling");
+  if (!f.error.empty()) return make_error(f.error);
+  double theta = f.number(theta_key_v4, theta_def);
+  if (std::string(theta_key_v4) != "rope_theta" && !f.has(theta_key_v4)) theta = f.number("rope_theta", theta_def);
+  double pct = f.number(pct_key_v4 && f.has(pct_key_v4) ? pct_key_v4 : "partial_rotary_factor", pct_def);
+  if (!f.error.empty()) return make_error(f.error);
+
+  // v5 rope_parameters wins over the top-level fields; it also carries the
+  // scaling type that v4 keeps in rope_scaling.
+  if (params) {
+    Fields p{*params, {}};
+    theta = p.number("rope_theta", theta);
+    pct = p.number("partial_rotary_factor", pct);
+    if (!p.error.empty()) return make_error("config.json: rope_parameters: " + p.error.substr(13));
+    scaling = params;
+  }
+  if (!(theta > 0) || !std::isfinite(theta))
+    return make_error("config.json: field 'rope_theta' must be a positive number, found " + std::to_string(theta));
+  if (!(pct > 0) || pct > 1)
+    return make_error("config.json: field '" + std::string(pct_key_v4 ? pct_key_v4 : "partial_rotary_factor") +
+                      "' must be in (0, 1], found " + std::to_string(pct));
+  c.rope_theta = static_cast<float>(theta);
+  c.rotary_dim = static_cast<int>(c.d_head * pct);
+  if (c.rotary_dim < 2 || c.rotary_dim % 2 != 0)
+    return make_error("config.json: the rotary dimension head_dim x " + std::string(pct_key_v4 ? pct_key_v4 : "partial_rotary_factor") +
+                      " = " + std::to_string(c.rotary_dim) + " must be even and at least 2");
+
+  if (scaling) {
+    const char* where = params ? "rope_parameters" : "rope_scaling";
+    Fields s{*scaling, {}};
+    std::string type = s.string("rope_type", "");
+    if (type.empty()) type = s.string("type", "default");
+    const double factor = s.number("factor", 1.0);
+    const double low = s.number("low_freq_factor", 1.0);
+    const double high = s.number("high_freq_factor", 4.0);
+    const long long orig = s.integer("original_max_position_embeddings", 8192);
+    if (!s.error.empty()) return make_error("config.json: " + std::string(where) + ": " + s.error.substr(13));
+    if (type == "default") {
+      c.rope_scaling = RopeScaling::none;
+    } else if (type == "dynamic") {
+      // Dynamic NTK only changes the base beyond max_position_embeddings,
+      // which run_model never reaches (it rejects longer texts).
+      c.rope_scaling = RopeScaling::none;
+    } else if (type == "linear" || type == "llama3") {
+      if (!(factor > 0)) return make_error("config.json: field '" + std::string(where) + ".factor' must be positive");
+      c.rope_scaling = type == "linear" ? RopeScaling::linear : RopeScaling::llama3;
+      c.rope_factor = static_cast<float>(factor);
+      c.rope_low_freq_factor = static_cast<float>(low);
+      c.rope_high_freq_factor = static_cast<float>(high);
+      c.rope_original_ctx = static_cast<int>(orig);
+      if (type == "llama3" && (!(high > low) || orig <= 0))
+        return make_error("config.json: field '" + std::string(where) +
+                          "' (llama3) needs high_freq_factor > low_freq_factor and original_max_position_embeddings > 0");
+    } else {
+      return make_error("config.json: field '" + std::string(where) + "' has an unsupported rope type \"" + type +
+                        "\" (supported: default, linear, dynamic, llama3)");
+    }
+  }
+  return Ok{};
+}
+
+Status read_gpt_neox(Fields& f, ModelConfig& c) {
+  c.family = Family::gpt_neox;
+  c.d_vocab = f.positive("vocab_size", 50432);
+  c.d_model = f.positive("hidden_size", 6144);
+  c.n_layer = f.positive("num_hidden_layers", 44);
+  c.n_head = f.positive("num_attention_heads", 64);
+  c.n_kv_head = c.n_head;
+  c.d_mlp = f.positive("intermediate_size", 24576);
+  c.n_ctx = f.positive("max_position_embeddings", 2048);
+  c.norm_eps = static_cast<float>(f.number("layer_norm_eps", 1e-5));
+  const std::string act = f.string("hidden_act", "gelu");
+  c.parallel_residual = f.boolean("use_parallel_residual", true);
+  const bool bias = f.boolean("attention_bias", true);
+  c.tied_embeddings = f.boolean("tie_word_embeddings", false);
+  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 0));
+  if (!f.error.empty()) return make_error(f.error);
+  HS_TRY(parse_activation("hidden_act", act, c.act));
+  HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_attention_heads", false, nullptr));
+  HS_TRY(read_rope(f, c, "rotary_emb_base", 10000.0, "rotary_pct", 0.25));
+  c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.d_head));
+  c.qkv_bias = c.out_bias = bias;
+  return Ok{};
+}
+
+Status read_llama(Fields& f, ModelConfig& c) {
+  c.family = Family::llama;
+  const std::string& t = c.model_type;
+  const bool mistral = t == "mistral", qwen2 = t == "qwen2";
+  c.d_vocab = f.positive("vocab_size", qwen2 ? 151936 : 32000);
+  c.d_model = f.positive("hidden_size", 4096);
+  c.n_layer = f.positive("num_hidden_layers", 32);
+  c.n_head = f.positive("num_attention_heads", 32);
+  c.n_kv_head = f.has("num_key_value_heads") ? f.positive("num_key_value_heads", 1) : (mistral ? 8 : c.n_head);
+  c.d_mlp = f.positive("intermediate_size", mistral ? 14336 : qwen2 ? 22016 : 11008);
+  c.n_ctx = f.positive("max_position_embeddings", mistral ? 4096 * 32 : qwen2 ? 32768 : 2048);
+  c.norm_eps = static_cast<float>(f.number("rms_norm_eps", 1e-6));
+  const std::string act = f.string("hidden_act", "silu");
+  const bool head_dim_given = f.has("head_dim");
+  if (head_dim_given) c.d_head = f.positive("head_dim", 1);
+  c.tied_embeddings = f.boolean("tie_word_embeddings", false);
+  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", qwen2 ? -1 : 1));
+  const bool attention_bias = f.boolean("attention_bias", false);
+  c.mlp_bias = f.boolean("mlp_bias", false);
+  if (!f.error.empty()) return make_error(f.error);
+  HS_TRY(parse_activation("hidden_act", act, c.act));
+  HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_key_value_heads", head_dim_given, "head_dim"));
+  HS_TRY(read_rope(f, c, "rope_theta", 10000.0, nullptr, 1.0));
+  c.norm = NormKind::rms_norm;
+  c.norm_bias = false;
+  c.gated_mlp = true;
+  c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.d_head));
+  // Qwen2 always has q/k/v biases and no o_proj bias; LLaMA's attention_bias
+  // covers all four projections; Mistral has none.
+  c.qkv_bias = qwen2 || attention_bias;
+  c.out_bias = !qwen2 && attention_bias;
+
+  // Sliding windows. Explicit layer_types (newer configs) win; otherwise
+  // Mistral slides everywhere (null = global), Qwen2 only with
+  // use_sliding_window and from layer max_window_layers on.
+  c.window.assign(c.n_layer, 0);
+  int window = 0;
+  if (mistral || qwen2) {
+    window = f.has("sliding_window") ? f.positive("sliding_window", 1) : (f.find("sliding_window") ? 0 : 4096);
+    if (!f.error.empty()) return make_error(f.error);
+  }
+  const json* types = f.find("layer_types");
+  if (types && !types->is_null()) {
+    if (!types->is_array() || static_cast<int>(types->size()) != c.n_layer)
+      return make_error("config.json: field 'layer_types' must be an array of " + std::to_string(c.n_layer) +
+                        " strings, found " + types->dump());
+    for (int l = 0; l < c.n_layer; ++l) {
+      const json& k = (*types)[l];
+      if (k == "sliding_attention") {
+        if (window <= 0) return make_error("config.json: field 'layer_types' asks for sliding_attention but 'sliding_window' is not set");
+        c.window[l] = window;
+      } else if (k != "full_attention") {
+        return make_error("config.json: field 'layer_types' has an unknown kind " + k.dump() +
+                          " (expected \"full_attention\" or \"sliding_attention\")");
+      }
+    }
+  } else if (mistral) {
+    std::fill(c.window.begin(), c.window.end(), window);
+  } else if (qwen2) {
+    const bool use = f.boolean("use_sliding_window", false);
+    const long long from = f.integer("max_window_layers", 28);
+    if (!f.error.empty()) return make_error(f.error);
+    if (use) {
+      if (window <= 0) return make_error("config.json: field 'use_sliding_window' is true but 'sliding_window' is null");
+      for (int l = 0; l < c.n_layer; ++l)
+        if (l >= from) c.window[l] = window;
+    }
+  }
+  return Ok{};
+}
+
+Status read_bert(Fields& f, ModelConfig& c) {
+  c.family = Family::bert;
+  c.d_vocab = f.positive("vocab_size", 30522);
+  c.d_model = f.positive("hidden_size", 768);
+  c.n_layer = f.positive("num_hidden_layers", 12);
+  c.n_head = f.positive("num_attention_heads", 12);
+  c.n_kv_head = c.n_head;
+  c.d_mlp = f.positive("intermediate_size", 3072);
+  c.n_ctx = f.positive("max_position_embeddings", 512);
+  c.type_vocab_size = f.positive("type_vocab_size", 2);
+  c.norm_eps = static_cast<float>(f.number("layer_norm_eps", 1e-12));
+  const std::string act = f.string("hidden_act", "gelu");
+  const std::string pos = f.string("position_embedding_type", "absolute");
+  const bool decoder = f.boolean("is_decoder", false);
+  c.tied_embeddings = f.boolean("tie_word_embeddings", true);
+  if (!f.error.empty()) return make_error(f.error);
+  HS_TRY(parse_activation("hidden_act", act, c.act));
+  HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_attention_heads", false, nullptr));
+  if (pos != "absolute")
+    return make_error("config.json: field 'position_embedding_type' is \"" + pos + "\"; only \"absolute\" is supported");
+  if (decoder) return make_error("config.json: field 'is_decoder' is true; only bidirectional BERT encoders are supported");
+  c.causal = false;
+  c.post_ln = true;
+  c.final_norm = false;
+  c.learned_positions = true;
+  c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.d_head));
+  c.bos_token_id = -1;
+  return Ok{};
+}
+
+Status read_opt(Fields& f, ModelConfig& c) {
+  c.family = Family::opt;
+  c.d_vocab = f.positive("vocab_size", 50272);
+  c.d_model = f.positive("hidden_size", 768);
+  c.n_layer = f.positive("num_hidden_layers", 12);
+  c.n_head = f.positive("num_attention_heads", 12);
+  c.n_kv_head = c.n_head;
+  c.d_mlp = f.positive("ffn_dim", 3072);
+  c.n_ctx = f.positive("max_position_embeddings", 2048);
+  const std::string act = f.string("activation_function", "relu");
+  const bool pre_ln = f.boolean("do_layer_norm_before", true);
+  const bool remove_final = f.boolean("_remove_final_layer_norm", false);
+  const int proj = f.has("word_embed_proj_dim") ? f.positive("word_embed_proj_dim", 1) : c.d_model;
+  const bool bias = f.boolean("enable_bias", true);
+  c.norm_affine = f.boolean("layer_norm_elementwise_affine", true);
+  c.tied_embeddings = f.boolean("tie_word_embeddings", true);
+  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 2));
+  if (!f.error.empty()) return make_error(f.error);
+  HS_TRY(parse_activation("activation_function", act, c.act));
+  HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_attention_heads", false, nullptr));
+  if (!pre_ln)
+    return make_error("config.json: field 'do_layer_norm_before' is false: post-LN OPT (opt-350m) is not supported");
+  if (proj != c.d_model)
+    return make_error("config.json: field 'word_embed_proj_dim' (" + std::to_string(proj) + ") differs from hidden_size (" +
+                      std::to_string(c.d_model) + "): OPT project_in/project_out (opt-350m) is not supported");
+  c.norm_eps = 1e-5f;  // nn.LayerNorm's default; OPT has no config field for it
+  c.final_norm = !remove_final;
+  c.qkv_bias = c.out_bias = c.mlp_bias = bias;
+  c.norm_bias = c.norm_affine;
+  c.learned_positions = true;
+  c.position_offset = 2;
+  c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.d_head));
+  return Ok{};
+}
+
+}  // namespace
+
+Result<ModelConfig> config_from_json(const std::string& json_text) {
+  const json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return make_error("config.json: not valid JSON");
+  if (!j.is_object()) return make_error("config.json: the top level must be an object, found " + json_kind(j));
+  Fields f{j, {}};
+  const std::string supported = join(supported_model_types(), ", ");
+  if (!f.has("model_type")) return make_error("config.json: field 'model_type' is missing (supported: " + supported + ")");
+  ModelConfig c;
+  c.model_type = f.string("model_type", "");
+  if (!f.error.empty()) return make_error(f.error);
+
+  const std::string& t = c.model_type;
+  if (t == "gpt2") HS_TRY(read_gpt2(f, c));
+  else if (t == "gpt_neo") HS_TRY(read_gpt_neo(f, c));
+  else if (t == "gpt_neox") HS_TRY(read_gpt_neox(f, c));
+  else if (t == "llama" || t == "mistral" || t == "qwen2") HS_TRY(read_llama(f, c));
+  else if (t == "bert") HS_TRY(read_bert(f, c));
+  else if (t == "opt") HS_TRY(read_opt(f, c));
+  else
+    return make_error("config.json: field 'model_type' is \"" + t + "\", which is not supported (supported: " + supported + ")");
+
+  if (c.window.empty()) c.window.assign(c.n_layer, 0);
+  if (c.bos_token_id >= c.d_vocab) c.bos_token_id = -1;
+  if (!(c.norm_eps > 0)) return make_error("config.json: the norm epsilon must be positive");
+  return c;
+}
+
+// ---------------------------------------------------------------------------
+// Part 2: checkpoint tensors -> ModelWeights
+// ---------------------------------------------------------------------------
+
+namespace {
+
+#define HS_CAT_(a, b) a##b
+#define HS_CAT(a, b) HS_CAT_(a, b)
+// `HS_LET(x, expr)`: declares x = the value of a Result expression, or
+// returns its error from the enclosing function.
+#define HS_LET(var, expr)                                    \
+  auto HS_CAT(hs_let_, __LINE__) = (expr);                   \
+  if (!HS_CAT(hs_let_, __LINE__).ok()) return HS_CAT(hs_let_, __LINE__).error(); \
+  auto var = std::move(HS_CAT(hs_let_, __LINE__)).value()
+
+std::string shape_str(const std::vector<std::int64_t>& s) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// Known checkpoint prefixes per family, longest first. Names are looked up by
+// their canonical form: prefix stripped, LayerNorm gamma/beta renamed.
+std::vector<std::string> prefixes_of(Family f) {
+  switch (f) {
+    case Family::gpt2:
+    case Family::gpt_neo: return {"transformer."};
+    case Family::gpt_neox: return {"gpt_neox."};
+    case Family::llama: return {"model."};
+    case Family::opt: return {"model.decoder.", "decoder.", "model."};
+    case Family::bert: return {"bert."};
+  }
+  return {};
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string canonical_name(const std::string& name, const std::vector<std::string>& prefixes) {
+  std::string n = name;
+  for (const std::string& p : prefixes)
+    if (n.compare(0, p.size(), p) == 0) {
+      n = n.substr(p.size());
+      break;
+    }
+  // Old (TF-converted) BERT files: LayerNorm.gamma / LayerNorm.beta.
+  if (ends_with(n, ".gamma")) n = n.substr(0, n.size() - 6) + ".weight";
+  else if (ends_with(n, ".beta")) n = n.substr(0, n.size() - 5) + ".bias";
+  return n;
+}
+
+struct TensorRef {
+  const SafetensorsFile* file = nullptr;
+  const TensorInfo* info = nullptr;
+};
+
+// Reads tensors by canonical name from any shard, checking shapes and
+// flagging non-finite values.
+class TensorSource {
+ public:
+  TensorSource(const ModelConfig& c, std::vector<std::string>& warnings) : prefixes_(prefixes_of(c.family)), warnings_(warnings) {}
+
+  Status index(const std::vector<const SafetensorsFile*>& shards) {
+    for (const SafetensorsFile* file : shards) {
+      if (!file) return make_error("model_from_checkpoint: a shard is null");
+      for (const TensorInfo& t : file->tensors) {
+        const std::string canon = canonical_name(t.name, prefixes_);
+        auto it = by_name_.find(canon);
+        if (it != by_name_.end())
+          return make_error("checkpoint: tensors '" + it->second.info->name + "' (" + it->second.file->source + ") and '" +
+                            t.name + "' (" + file->source + ") both resolve to '" + canon + "'");
+        by_name_[canon] = TensorRef{file, &t};
+      }
+    }
+    return Ok{};
+  }
+
+  bool has(const std::string& canon) const { return by_name_.count(canon) != 0; }
+
+  // The data of tensor `canon`, which must have shape `shape`.
+  Result<std::vector<float>> read(const std::string& canon, const std::vector<std::int64_t>& shape) {
+    auto it = by_name_.find(canon);
+    if (it == by_name_.end()) {
+      std::string msg = "checkpoint: missing tensor '" + canon + "'";
+      if (!prefixes_.empty()) msg += " (also looked for '" + prefixes_[0] + canon + "')";
+      msg += ", expected shape " + shape_str(shape);
+      return make_error(msg);
+    }
+    const TensorRef& ref = it->second;
+    if (ref.info->shape != shape)
+      return make_error("checkpoint: tensor '" + ref.info->name + "': expected " + shape_str(shape) + ", found " +
+                        shape_str(ref.info->shape));
+    auto data = safetensors_read_f32(*ref.file, *ref.info);
+    if (!data.ok()) return data.error();
+    std::size_t bad = 0, first = 0;
+    for (std::size_t i = 0; i < data->size(); ++i)
+      if (!std::isfinite((*data)[i]) && bad++ == 0) first = i;
+    if (bad)
+      warnings_.push_back("tensor '" + ref.info->name + "' has " + std::to_string(bad) +
+                          " NaN/Inf value(s), the first at flat index " + std::to_string(first));
+    return data;
+  }
+
+  // A matrix stored as is: [rows, cols].
+  Result<MatrixRM> matrix(const std::string& canon, std::int64_t rows, std::int64_t cols) {
+    HS_LET(v, read(canon, {rows, cols}));
+    return MatrixRM(ConstMapRM(v.data(), rows, cols));
+  }
+  // An nn.Linear weight [out, in], returned as W [in, out] so that y = x W.
+  Result<MatrixRM> linear(const std::string& canon, std::int64_t in, std::int64_t out) {
+    HS_LET(v, read(canon, {out, in}));
+    return MatrixRM(ConstMapRM(v.data(), out, in).transpose());
+  }
+  Result<RowVectorF> vec(const std::string& canon, std::int64_t n) {
+    HS_LET(v, read(canon, {n}));
+    return RowVectorF(Eigen::Map<const RowVectorF>(v.data(), n));
+  }
+  // An optional vector: read when `present`, else filled with `fill`.
+  Result<RowVectorF> vec_or(const std::string& canon, std::int64_t n, bool present, float fill) {
+    if (!present) return RowVectorF(RowVectorF::Constant(n, fill));
+    return vec(canon, n);
+  }
+
+ private:
+  std::vector<std::string> prefixes_;
+  std::map<std::string, TensorRef> by_name_;
+  std::vector<std::string>& warnings_;
+};
+
+std::string layer_name(const char* stem, int l, const char* rest) { return std::string(stem) + std::to_string(l) + rest; }
+
+// LayerNorm (weight, bias) or RMSNorm weight.
+Status read_norm(TensorSource& src, const ModelConfig& c, const std::string& stem, RowVectorF& w, RowVectorF& b) {
+  const int d = c.d_model;
+  {
+    HS_LET(v, src.vec_or(stem + ".weight", d, c.norm_affine, 1.f));
+    w = std::move(v);
+  }
+  if (c.norm == NormKind::layer_norm) {
+    HS_LET(v, src.vec_or(stem + ".bias", d, c.norm_affine && c.norm_bias, 0.f));
+    b = std::move(v);
+  } else {
+    b.resize(0);
+  }
+  return Ok{};
+}
+
+// Separate q/k/v/o nn.Linear projections (LLaMA, GPT-Neo, BERT, OPT).
+Status read_split_attention(TensorSource& src, const ModelConfig& c, const std::string& p, const char* q, const char* k,
+                            const char* v, const char* o, LayerWeights& L) {
+  const int d = c.d_model, hq = c.n_head * c.d_head, hkv = c.n_kv_head * c.d_head;
+  const std::string s = p;
+  {
+    HS_LET(m, src.linear(s + q + ".weight", d, hq));
+    L.W_Q = std::move(m);
+  }
+  {
+    HS_LET(m, src.linear(s + k + ".weight", d, hkv));
+    L.W_K = std::move(m);
+  }
+  {
+    HS_LET(m, src.linear(s + v + ".weight", d, hkv));
+    L.W_V = std::move(m);
+  }
+  {
+    HS_LET(m, src.linear(s + o + ".weight", hq, d));
+    L.W_O = std::move(m);
+  }
+  {
+    HS_LET(b, src.vec_or(s + q + ".bias", hq, c.qkv_bias, 0.f));
+    L.b_Q = std::move(b);
+  }
+  {
+    HS_LET(b, src.vec_or(s + k + ".bias", hkv, c.qkv_bias, 0.f));
+    L.b_K = std::move(b);
+  }
+  {
+    HS_LET(b, src.vec_or(s + v + ".bias", hkv, c.qkv_bias, 0.f));
+    L.b_V = std::move(b);
+  }
+  {
+    HS_LET(b, src.vec_or(s + o + ".bias", d, c.out_bias, 0.f));
+    L.b_O = std::move(b);
+  }
+  return Ok{};
+}
+
+// An nn.Linear MLP (up/down names given).
+Status read_linear_mlp(TensorSource& src, const ModelConfig& c, const std::string& up, const std::string& down,
+                       LayerWeights& L) {
+  const int d = c.d_model, m = c.d_mlp;
+  {
+    HS_LET(w, src.linear(up + ".weight", d, m));
+    L.W_in = std::move(w);
+  }
+  {
+    HS_LET(b, src.vec_or(up + ".bias", m, c.mlp_bias, 0.f));
+    L.b_in = std::move(b);
+  }
+  {
+    HS_LET(w, src.linear(down + ".weight", m, d));
+    L.W_out = std::move(w);
+  }
+  {
+    HS_LET(b, src.vec_or(down + ".bias", d, c.mlp_bias, 0.f));
+    L.b_out = std::move(b);
+  }
+  return Ok{};
+}
+
+Status read_gpt2_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const int d = c.d_model;
+  const std::string p = layer_name("h.", l, ".");
+  HS_TRY(read_norm(src, c, p + "ln_1", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "ln_2", L.ln2_w, L.ln2_b));
+  // Conv1D c_attn [d, 3d]: column blocks [Q | K | V], each (head, dh).
+  HS_LET(qkv, src.matrix(p + "attn.c_attn.weight", d, 3 * d));
+  HS_LET(qkv_b, src.vec(p + "attn.c_attn.bias", 3 * d));
+  L.W_Q = qkv.middleCols(0, d);
+  L.W_K = qkv.middleCols(d, d);
+  L.W_V = qkv.middleCols(2 * d, d);
+  L.b_Q = qkv_b.segment(0, d);
+  L.b_K = qkv_b.segment(d, d);
+  L.b_V = qkv_b.segment(2 * d, d);
+  {
+    HS_LET(m, src.matrix(p + "attn.c_proj.weight", d, d));  // rows (head, dh)
+    L.W_O = std::move(m);
+  }
+  {
+    HS_LET(b, src.vec(p + "attn.c_proj.bias", d));
+    L.b_O = std::move(b);
+  }
+  {
+    HS_LET(m, src.matrix(p + "mlp.c_fc.weight", d, c.d_mlp));
+    L.W_in = std::move(m);
+  }
+  {
+    HS_LET(b, src.vec(p + "mlp.c_fc.bias", c.d_mlp));
+    L.b_in = std::move(b);
+  }
+  {
+    HS_LET(m, src.matrix(p + "mlp.c_proj.weight", c.d_mlp, d));
+    L.W_out = std::move(m);
+  }
+  {
+    HS_LET(b, src.vec(p + "mlp.c_proj.bias", d));
+    L.b_out = std::move(b);
+  }
+  return Ok{};
+}
+
+Status read_neox_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const int d = c.d_model, H = c.n_head, dh = c.d_head;
+  const std::string p = layer_name("layers.", l, ".");
+  HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
+  // nn.Linear [3d, d] with rows interleaved per head: row h*3dh + s*dh + c.
+  HS_LET(qkv, src.matrix(p + "attention.query_key_value.weight", 3 * d, d));
+  RowVectorF qkv_b = RowVectorF::Zero(3 * d);
+  if (c.qkv_bias) {
+    HS_LET(b, src.vec(p + "attention.query_key_value.bias", 3 * d));
+    qkv_b = std::move(b);
+  }
+  MatrixRM* W[3] = {&L.W_Q, &L.W_K, &L.W_V};
+  RowVectorF* B[3] = {&L.b_Q, &L.b_K, &L.b_V};
+  for (int s = 0; s < 3; ++s) {
+    W[s]->resize(d, H * dh);
+    B[s]->resize(H * dh);
+    for (int h = 0; h < H; ++h) {
+      W[s]->middleCols(h * dh, dh) = qkv.middleRows(h * 3 * dh + s * dh, dh).transpose();
+      B[s]->segment(h * dh, dh) = qkv_b.segment(h * 3 * dh + s * dh, dh);
+    }
+  }
+  {
+    HS_LET(m, src.linear(p + "attention.dense.weight", H * dh, d));
+    L.W_O = std::move(m);
+  }
+  {
+    HS_LET(b, src.vec_or(p + "attention.dense.bias", d, c.out_bias, 0.f));
+    L.b_O = std::move(b);
+  }
+  return read_linear_mlp(src, c, p + "mlp.dense_h_to_4h", p + "mlp.dense_4h_to_h", L);
+}
+
+Status read_llama_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const int d = c.d_model, m = c.d_mlp;
+  const std::string p = layer_name("layers.", l, ".");
+  HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
+  HS_TRY(read_split_attention(src, c, p + "self_attn.", "q_proj", "k_proj", "v_proj", "o_proj", L));
+  HS_TRY(read_linear_mlp(src, c, p + "mlp.up_proj", p + "mlp.down_proj", L));
+  {
+    HS_LET(w, src.linear(p + "mlp.gate_proj.weight", d, m));
+    L.W_gate = std::move(w);
+  }
+  {
+    HS_LET(b, src.vec_or(p + "mlp.gate_proj.bias", m, c.mlp_bias, 0.f));
+    L.b_gate = std::move(b);
+  }
+  return Ok{};
+}
+
+Status read_neo_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const std::string p = layer_name("h.", l, ".");
+  HS_TRY(read_norm(src, c, p + "ln_1", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "ln_2", L.ln2_w, L.ln2_b));
+  HS_TRY(read_split_attention(src, c, p + "attn.attention.", "q_proj", "k_proj", "v_proj", "out_proj", L));
+  return read_linear_mlp(src, c, p + "mlp.c_fc", p + "mlp.c_proj", L);  // nn.Linear here, unlike GPT-2
+}
+
+Status read_bert_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const std::string p = layer_name("encoder.layer.", l, ".");
+  // Post-LN: ln1 follows attention, ln2 follows the MLP.
+  HS_TRY(read_norm(src, c, p + "attention.output.LayerNorm", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "output.LayerNorm", L.ln2_w, L.ln2_b));
+  HS_TRY(read_split_attention(src, c, p + "attention.", "self.query", "self.key", "self.value", "output.dense", L));
+  return read_linear_mlp(src, c, p + "intermediate.dense", p + "output.dense", L);
+}
+
+Status read_opt_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const std::string p = layer_name("layers.", l, ".");
+  HS_TRY(read_norm(src, c, p + "self_attn_layer_norm", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "final_layer_norm", L.ln2_w, L.ln2_b));
+  HS_TRY(read_split_attention(src, c, p + "self_attn.", "q_proj", "k_proj", "v_proj", "out_proj", L));
+  return read_linear_mlp(src, c, p + "fc1", p + "fc2", L);
+}
+
+}  // namespace
+
+Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards) {
+  Model model;
+  model.config = config;
+  ModelConfig& c = model.config;
+  ModelWeights& w = model.weights;
+  const int d = c.d_model, V = c.d_vocab;
+  if (c.n_layer <= 0 || d <= 0 || c.n_head <= 0 || c.n_kv_head <= 0 || c.d_head <= 0 || V <= 0 || c.n_ctx <= 0)
+    return make_error("model_from_checkpoint: the config has non-positive sizes (was it made by config_from_json?)");
+  if (static_cast<int>(c.window.size()) != c.n_layer) c.window.assign(c.n_layer, 0);
+
+  TensorSource src(c, model.warnings);
+  HS_TRY(src.index(shards));
+
+  // Embeddings.
+  const char* embed = nullptr;
+  switch (c.family) {
+    case Family::gpt2:
+    case Family::gpt_neo: embed = "wte.weight"; break;
+    case Family::gpt_neox: embed = "embed_in.weight"; break;
+    case Family::llama:
+    case Family::opt: embed = "embed_tokens.weight"; break;
+    case Family::bert: embed = "embeddings.word_embeddings.weight"; break;
+  }
+  {
+    HS_LET(m, src.matrix(embed, V, d));
+    w.W_E = std::move(m);
+  }
+  if (c.learned_positions) {
+    const char* pos = c.family == Family::opt    ? "embed_positions.weight"
+                      : c.family == Family::bert ? "embeddings.position_embeddings.weight"
+                                                 : "wpe.weight";
+    HS_LET(m, src.matrix(pos, c.n_ctx + c.position_offset, d));
+    w.W_pos = std::move(m);
+  }
+  if (c.family == Family::bert) {
+    {
+      HS_LET(m, src.matrix("embeddings.token_type_embeddings.weight", c.type_vocab_size, d));
+      w.W_type = std::move(m);
+    }
+    HS_TRY(read_norm(src, c, "embeddings.LayerNorm", w.ln_embed_w, w.ln_embed_b));
+  }
+
+  // Blocks.
+  w.layers.resize(c.n_layer);
+  for (int l = 0; l < c.n_layer; ++l) {
+    LayerWeights& L = w.layers[l];
+    switch (c.family) {
+      case Family::gpt2: HS_TRY(read_gpt2_layer(src, c, l, L)); break;
+      case Family::gpt_neox: HS_TRY(read_neox_layer(src, c, l, L)); break;
+      case Family::llama: HS_TRY(read_llama_layer(src, c, l, L)); break;
+      case Family::gpt_neo: HS_TRY(read_neo_layer(src, c, l, L)); break;
+      case Family::bert: HS_TRY(read_bert_layer(src, c, l, L)); break;
+      case Family::opt: HS_TRY(read_opt_layer(src, c, l, L)); break;
+    }
+  }
+
+  // Final norm.
+  if (c.final_norm) {
+    const char* fin = c.family == Family::gpt_neox ? "final_layer_norm"
+                      : c.family == Family::llama  ? "norm"
+                      : c.family == Family::opt    ? "final_layer_norm"
+                                                   : "ln_f";
+    HS_TRY(read_norm(src, c, fin, w.ln_final_w, w.ln_final_b));
+  }
+
+  // Unembedding. BERT's is the MLM head, when the checkpoint has one.
+  const char* head = c.family == Family::gpt_neox ? "embed_out.weight"
+                     : c.family == Family::bert   ? "cls.predictions.decoder.weight"
+                                                  : "lm_head.weight";
+  if (c.family == Family::bert) {
+    c.has_lm_head = src.has("cls.predictions.transform.dense.weight");
+    if (c.has_lm_head) {
+      {
+        HS_LET(m, src.linear("cls.predictions.transform.dense.weight", d, d));
+        w.mlm_dense_W = std::move(m);
+      }
+      {
+        HS_LET(b, src.vec("cls.predictions.transform.dense.bias", d));
+        w.mlm_dense_b = std::move(b);
+      }
+      HS_TRY(read_norm(src, c, "cls.predictions.transform.LayerNorm", w.mlm_ln_w, w.mlm_ln_b));
+      const char* bias = src.has("cls.predictions.bias") ? "cls.predictions.bias" : "cls.predictions.decoder.bias";
+      if (src.has(bias)) {
+        HS_LET(b, src.vec(bias, V));
+        w.b_U = std::move(b);
+      }
+    }
+  } else {
+    c.has_lm_head = true;
+  }
+  if (c.has_lm_head) {
+    if (!c.tied_embeddings && src.has(head)) {
+      HS_LET(m, src.linear(head, d, V));
+      w.W_U = std::move(m);
+    } else {
+      if (!c.tied_embeddings)
+        model.warnings.push_back(std::string("checkpoint has no '") + head +
+                                 "' although tie_word_embeddings is false: using the input embedding as the unembedding");
+      w.W_U = w.W_E.transpose();
+    }
+    if (w.b_U.size() == 0) w.b_U = RowVectorF::Zero(V);
+  }
+  return model;
+}
+
+}  // namespace hs
