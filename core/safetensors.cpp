@@ -130,6 +130,7 @@ using OrderedJson = nlohmann::ordered_json;
 // keys in any object, and a nesting limit. Builds nothing.
 class HeaderChecker : public nlohmann::json_sax<OrderedJson> {
  public:
+  explicit HeaderChecker(std::size_t base) : base_(base) {}
   std::string error;
 
   bool null() override { return true; }
@@ -168,7 +169,8 @@ class HeaderChecker : public nlohmann::json_sax<OrderedJson> {
     std::string what = ex.what();
     auto pos = what.find("] ");
     if (pos != std::string::npos) what = what.substr(pos + 2);
-    error = "invalid JSON at header byte " + std::to_string(position > 0 ? position - 1 : 0) + ": " + what;
+    // `position` counts the characters read, the bad one included.
+    error = "invalid JSON at byte " + std::to_string(base_ + (position > 0 ? position - 1 : 0)) + ": " + what;
     return false;
   }
 
@@ -180,12 +182,20 @@ class HeaderChecker : public nlohmann::json_sax<OrderedJson> {
     }
     return true;
   }
+  std::size_t base_;  // offset of the text in its file, for messages
   std::vector<std::set<std::string>> keys_;
 };
 
-// Runs the checking pass then the DOM pass; `what` prefixes errors.
-Result<OrderedJson> parse_json_strict(const char* begin, const char* end, const std::string& what) {
-  HeaderChecker checker;
+// Runs the checking pass then the DOM pass; `what` prefixes errors and
+// `base` is the offset of `begin` in its file (8 for a safetensors header).
+Result<OrderedJson> parse_json_strict(const char* begin, const char* end, const std::string& what, std::size_t base) {
+  // nlohmann's lexer takes a NUL byte for the end of input, so "{}\0junk"
+  // would parse. A raw NUL is never valid JSON (not even inside a string).
+  if (const void* nul = std::memchr(begin, 0, static_cast<std::size_t>(end - begin)))
+    return make_error(what + "invalid JSON at byte " +
+                      std::to_string(base + static_cast<std::size_t>(static_cast<const char*>(nul) - begin)) +
+                      ": NUL byte");
+  HeaderChecker checker(base);
   bool ok = OrderedJson::sax_parse(begin, end, &checker);
   if (!ok) {
     if (checker.error.empty()) checker.error = "invalid JSON";
@@ -350,7 +360,7 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
     return make_error(prefix + "header is not valid UTF-8 at byte " + std::to_string(8 + bad) + " (InvalidHeader)");
 
   auto doc = parse_json_strict(reinterpret_cast<const char*>(header), reinterpret_cast<const char*>(header + n),
-                               prefix + "header: ");
+                               prefix + "header: ", 8);
   if (!doc) return doc.error();
   if (!doc->is_object())
     return make_error(prefix + "header is " + json_type(*doc) + ", expected a JSON object");
@@ -518,7 +528,7 @@ Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, con
 Result<std::map<std::string, std::string>> safetensors_parse_index(const std::string& json_text,
                                                                    const std::string& source) {
   const std::string prefix = source + ": ";
-  auto doc = parse_json_strict(json_text.data(), json_text.data() + json_text.size(), prefix);
+  auto doc = parse_json_strict(json_text.data(), json_text.data() + json_text.size(), prefix, 0);
   if (!doc) return doc.error();
   if (!doc->is_object()) return make_error(prefix + "top level is " + json_type(*doc) + ", expected an object");
   auto it = doc->find("weight_map");
