@@ -58,6 +58,24 @@ val singular_values(val matrix, int rows, int cols) {
   return out;
 }
 
+// Validates the first 8 + N bytes of a safetensors file of `file_size` bytes
+// (what two Range requests return) and lists its tensors, so that JS can
+// fetch only the tensors a model reads.
+val parse_safetensors_header(val bytes_js, double file_size, const std::string& name) {
+  const auto bytes = emscripten::convertJSArrayToNumberVector<std::uint8_t>(bytes_js);
+  auto file = hs::safetensors_parse_header(bytes.data(), bytes.size(), static_cast<std::uint64_t>(file_size), name);
+  if (!file) return error_value(file.error().message);
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const hs::TensorInfo& t : file->tensors)
+    tensors.push_back({{"name", t.name}, {"dtype", hs::dtype_name(t.dtype)}, {"shape", t.shape},
+                       {"begin", t.begin}, {"end", t.end}});
+  val out = ok_value();
+  out.set("header_size", static_cast<double>(file->header_size));
+  out.set("tensors", tensors.dump());
+  out.set("metadata", nlohmann::json(file->metadata).dump());
+  return out;
+}
+
 // The model description the page and the CLI show.
 nlohmann::json model_info(const hs::Model& model) {
   const hs::ModelConfig& c = model.config;
@@ -175,6 +193,7 @@ class Session {
 
 EMSCRIPTEN_BINDINGS(headscope) {
   emscripten::function("singular_values", &singular_values);
+  emscripten::function("parse_safetensors_header", &parse_safetensors_header);
   emscripten::class_<Session>("Session")
       .constructor<>()
       .function("file_buffer", &Session::file_buffer)

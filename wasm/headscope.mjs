@@ -63,10 +63,71 @@ async function loadTokenizer(source, signal) {
   return null;
 }
 
+// Checkpoint entries that are registered buffers, not weights (SPEC §2.0):
+// causal masks and rotary caches. A ranged download skips them.
+const BUFFER_TENSOR = /(^|\.)(attn\.bias|attn\.masked_bias|attention\.bias|attention\.masked_bias|rotary_emb\.inv_freq)$/;
+
+// Downloads a .safetensors file with Range requests: its header, then only
+// the weight tensors (adjacent ones in one request), assembled into a valid
+// safetensors file in wasm memory. Returns false when the source cannot do
+// ranges, so the caller falls back to a whole download.
+async function loadRanged(module, session, source, name, { signal, onProgress }) {
+  const prefix = new Uint8Array(8);
+  const fileSize = await source.range(name, 0, prefix, { signal });
+  if (fileSize === null) return false;
+  const headerSize = Number(new DataView(prefix.buffer).getBigUint64(0, true));
+  if (!Number.isFinite(fileSize) || headerSize > 100_000_000 || 8 + headerSize > fileSize) {
+    throw new HeadscopeError(`${name}: header length ${headerSize} does not fit in a file of ${fileSize} bytes`);
+  }
+  const head = new Uint8Array(8 + headerSize);
+  head.set(prefix);
+  await source.range(name, 8, head.subarray(8), { signal });
+  const parsed = unwrap(module.parse_safetensors_header(head, fileSize, name));
+  const wanted = JSON.parse(parsed.tensors).filter((t) => !BUFFER_TENSOR.test(t.name)).sort((a, b) => a.begin - b.begin);
+
+  // The new header lists the wanted tensors back to back, in file order.
+  const header = {};
+  const metadata = JSON.parse(parsed.metadata);
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of wanted) {
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.end - t.begin] };
+    offset += t.end - t.begin;
+  }
+  let headerText = JSON.stringify(header);
+  headerText += ' '.repeat((8 - (new TextEncoder().encode(headerText).length % 8)) % 8);
+  const headerBytes = new TextEncoder().encode(headerText);
+  const total = 8 + headerBytes.length + offset;
+
+  const view = unwrap(session.file_buffer(name, total)).view;
+  new DataView(view.buffer, view.byteOffset).setBigUint64(0, BigInt(headerBytes.length), true);
+  view.set(headerBytes, 8);
+  const dataStart = 8 + headerBytes.length;
+  const fileDataStart = 8 + headerSize;
+  let loaded = 0;
+  for (let i = 0; i < wanted.length;) {
+    let j = i + 1;
+    while (j < wanted.length && wanted[j].begin === wanted[j - 1].end) j++;  // coalesce adjacent tensors
+    const begin = wanted[i].begin;
+    const length = wanted[j - 1].end - begin;
+    const into = view.subarray(dataStart + Number(header[wanted[i].name].data_offsets[0]), dataStart + Number(header[wanted[i].name].data_offsets[0]) + length);
+    await source.range(name, fileDataStart + begin, into, {
+      signal,
+      onChunk: (n) => {
+        loaded += n;
+        onProgress?.({ file: name, loaded, total: offset });
+      },
+    });
+    i = j;
+  }
+  return true;
+}
+
 // One loaded model: its description, its tokenizer (when the checkpoint has
 // one) and the forward pass.
 export class ModelSession {
   constructor(module) {
+    this.module = module;
     this.raw = new module.Session();
     this.info = null;
     this.tokenizer = null;
@@ -79,15 +140,18 @@ export class ModelSession {
     if (configText === null) throw new HeadscopeError(`${source.label}: config.json is missing`);
     const tokenizer = await loadTokenizer(source, signal);
     const names = await weightFileNames(source, signal);
-    for (const [i, name] of names.entries()) {
-      const bytes = await source.bytes(name, (size) => unwrap(this.raw.file_buffer(name, size)).view, {
-        signal,
-        onProgress: (p) => onProgress?.({ ...p, filesDone: i, filesTotal: names.length }),
-      });
-      if (bytes === null) {
-        this.raw.clear_files();
-        throw new HeadscopeError(`${source.label}: ${name} is missing (headscope reads .safetensors weights, not pytorch_model.bin)`);
+    try {
+      for (const [i, name] of names.entries()) {
+        const progress = (p) => onProgress?.({ ...p, filesDone: i, filesTotal: names.length });
+        if (source.range && (await loadRanged(this.module, this.raw, source, name, { signal, onProgress: progress }))) continue;
+        const bytes = await source.bytes(name, (size) => unwrap(this.raw.file_buffer(name, size)).view, { signal, onProgress: progress });
+        if (bytes === null) {
+          throw new HeadscopeError(`${source.label}: ${name} is missing (headscope reads .safetensors weights, not pytorch_model.bin)`);
+        }
       }
+    } catch (error) {
+      this.raw.clear_files();
+      throw error;
     }
     this.info = JSON.parse(unwrap(this.raw.load(configText)).info);
     this.tokenizer = tokenizer;

@@ -82,6 +82,37 @@ export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, he
       const response = await get(name, signal);
       return response ? response.text() : null;
     },
+    // Reads bytes [start, start + into.length) of a file into `into`.
+    // Returns the file's total size, or null when the server does not honour
+    // Range requests (it answered 200 with the whole file) or has no such
+    // file: the caller then falls back to bytes().
+    async range(name, start, into, { signal, onChunk } = {}) {
+      let response;
+      try {
+        response = await fetchImpl(url(name), { signal, headers: { ...headers, Range: `bytes=${start}-${start + into.length - 1}` } });
+      } catch (error) {
+        if (signal?.aborted) throw new SourceError('download cancelled');
+        throw new SourceError(`${name}: network error fetching ${url(name)} (${error.message})`);
+      }
+      if (response.status === 200 || response.status === 404) {
+        await response.body?.cancel();
+        return null;
+      }
+      if (response.status !== 206) throw new SourceError(describeStatus(name, response));
+      const total = Number(/\/(\d+)$/.exec(response.headers.get('Content-Range') || '')?.[1]);
+      const reader = response.body.getReader();
+      let loaded = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (loaded + value.length > into.length) throw new SourceError(`${name}: server sent more than the ${into.length} bytes asked for at ${start}`);
+        into.set(value, loaded);
+        loaded += value.length;
+        onChunk?.(value.length);
+      }
+      if (loaded !== into.length) throw new SourceError(`${name}: asked for ${into.length} bytes at ${start}, got ${loaded}`);
+      return total;
+    },
     async bytes(name, sink, { onProgress, signal } = {}) {
       const response = await get(name, signal);
       return response ? readBody(response, name, sink, onProgress, signal) : null;

@@ -1,0 +1,138 @@
+// Bad input through the wasm API: every rejection is a HeadscopeError naming
+// what is wrong, the module survives it, and a good model loads afterwards.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { directorySource, HeadscopeError, loadHeadscope } from '../../wasm/node.mjs';
+import { copyModel, oracleDir, oracleIds } from './support.mjs';
+
+const core = await loadHeadscope();
+
+// Rewrites the safetensors header of a model copy: edit(header) may change it
+// in place; data bytes are kept unless `data` is given.
+function editHeader(dir, edit, { data } = {}) {
+  const file = path.join(dir, 'model.safetensors');
+  const bytes = fs.readFileSync(file);
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString());
+  const text = edit(header) ?? JSON.stringify(header);
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64LE(BigInt(Buffer.byteLength(text)), 0);
+  fs.writeFileSync(file, Buffer.concat([out, Buffer.from(text), data ?? bytes.subarray(8 + n)]));
+}
+
+function editConfig(dir, edit) {
+  const file = path.join(dir, 'config.json');
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  edit(config);
+  fs.writeFileSync(file, JSON.stringify(config));
+}
+
+const firstTensor = (header) => Object.keys(header).filter((k) => k !== '__metadata__').sort((a, b) => header[a].data_offsets[0] - header[b].data_offsets[0])[0];
+
+const cases = [
+  ['a truncated file', (dir) => {
+    const file = path.join(dir, 'model.safetensors');
+    fs.truncateSync(file, fs.statSync(file).size - 100);
+  }, /model\.safetensors/],
+  ['a header length past the end of the file', (dir) => {
+    const file = path.join(dir, 'model.safetensors');
+    const bytes = fs.readFileSync(file);
+    bytes.writeBigUInt64LE(BigInt(bytes.length), 0);
+    fs.writeFileSync(file, bytes);
+  }, /model\.safetensors.*header/i],
+  ['a header over the size limit', (dir) => {
+    const file = path.join(dir, 'model.safetensors');
+    const bytes = fs.readFileSync(file);
+    bytes.writeBigUInt64LE(200_000_000n, 0);
+    fs.writeFileSync(file, bytes);
+  }, /header/i],
+  ['a header that is not JSON', (dir) => editHeader(dir, () => '{"a": [1, 2'), /JSON/i],
+  ['overlapping offsets', (dir) => editHeader(dir, (h) => {
+    const name = Object.keys(h).filter((k) => k !== '__metadata__').find((k) => h[k].data_offsets[0] > 0);
+    h[name].data_offsets = h[name].data_offsets.map((x) => x - 4);
+  }), /offset/i],
+  ['a hole between tensors', (dir) => editHeader(dir, (h) => {
+    const name = firstTensor(h);
+    h[name].data_offsets[0] += 4;
+  }), /offset|bytes/i],
+  ['an unknown dtype', (dir) => editHeader(dir, (h) => {
+    h[firstTensor(h)].dtype = 'F128';
+  }), /F128/],
+  ['bytes that do not match shape x dtype', (dir) => editHeader(dir, (h) => {
+    const name = firstTensor(h);
+    h[name].shape = [...h[name].shape.slice(0, -1), h[name].shape.at(-1) + 1];
+  }), /shape|bytes/i],
+  ['a missing tensor', (dir) => editHeader(dir, (h) => {
+    // Renamed, so the file stays valid but the model lacks it.
+    h['transformer.ln_f.renamed'] = h['transformer.ln_f.bias'];
+    delete h['transformer.ln_f.bias'];
+  }), /ln_f\.bias/],
+  ['an unknown model_type', (dir) => editConfig(dir, (c) => { c.model_type = 'mamba'; }), /mamba.*(gpt2|supported)/is],
+  ['d_model not divisible by the heads', (dir) => editConfig(dir, (c) => { c.n_head = 5; }), /divisible|n_head/i],
+  ['a tensor shaped unlike the config', (dir) => editConfig(dir, (c) => { c.n_embd = 32; c.n_head = 2; }), /expected|shape/i],
+];
+
+for (const [what, corrupt, message] of cases) {
+  test(`${what} is rejected with a clear message, and a good model loads afterwards`, async () => {
+    const session = core.createSession();
+    const dir = copyModel('gpt2', corrupt);
+    await assert.rejects(session.load(directorySource(dir)), (error) => {
+      assert.ok(error instanceof HeadscopeError, `${error.name}: ${error.message}`);
+      assert.match(error.message, message);
+      return true;
+    });
+    await session.load(directorySource(oracleDir('gpt2')));
+    assert.equal(session.run(oracleIds('gpt2')).nTokens, 12);
+    session.dispose();
+  });
+}
+
+test('a GQA ratio that is not an integer is rejected naming the heads', async () => {
+  const session = core.createSession();
+  const dir = copyModel('llama', (d) => editConfig(d, (c) => { c.num_key_value_heads = 3; }));
+  await assert.rejects(session.load(directorySource(dir)), /key_value_heads|GQA|divisible/i);
+  session.dispose();
+});
+
+test('NaN weights load with a warning naming the tensor', async () => {
+  const session = core.createSession();
+  const dir = copyModel('gpt2', (d) => {
+    const file = path.join(d, 'model.safetensors');
+    const bytes = fs.readFileSync(file);
+    const n = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString());
+    const t = header['transformer.ln_f.weight'];
+    bytes.writeFloatLE(NaN, 8 + n + t.data_offsets[0]);
+    fs.writeFileSync(file, bytes);
+  });
+  const info = await session.load(directorySource(dir));
+  assert.ok(info.warnings.some((w) => /ln_f\.weight/.test(w) && /NaN|finite/i.test(w)), JSON.stringify(info.warnings));
+  session.dispose();
+});
+
+test('more tokens than the context and out-of-range ids are refused with a clear notice', async () => {
+  const session = core.createSession();
+  await session.load(directorySource(oracleDir('gpt2')));
+  assert.throws(() => session.run(new Array(65).fill(1)), /65 tokens.*64|context/i);
+  assert.throws(() => session.run([1, 500]), /500.*range/i);
+  assert.throws(() => session.run([]), /token/i);
+  assert.equal(session.run([1, 2]).nTokens, 2);
+  session.dispose();
+});
+
+test('a tokenizer larger than the embedding is reported as a warning', async () => {
+  const session = core.createSession();
+  const dir = copyModel('gpt2', (d) => {
+    const vocab = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`t${i}`, i]));
+    fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({
+      version: '1.0', added_tokens: [], normalizer: null, pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
+      model: { type: 'WordLevel', vocab, unk_token: 't0' },
+    }));
+  });
+  const info = await session.load(directorySource(dir));
+  assert.ok(info.warnings.some((w) => /300 tokens.*128/.test(w)), JSON.stringify(info.warnings));
+  session.dispose();
+});

@@ -1,0 +1,142 @@
+// Loading from a server laid out like the Hugging Face hub
+// ({repo}/resolve/{revision}/{file}) on 127.0.0.1: headers first with Range
+// requests, then only the weight tensors (never the causal-mask buffers);
+// sharded checkpoints through model.safetensors.index.json; clear errors.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { startServer } from '../browser/harness.mjs';
+import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
+import { hubSource, urlSource } from '../../wasm/sources.mjs';
+import { oracleDir, oracleIds, readNpy, tempDir, worstMismatch } from './support.mjs';
+
+const core = await loadHeadscope();
+let hub;
+let server;
+
+// A safetensors file from a name -> {dtype: 'F32', shape, data: Float32Array} map.
+function writeSafetensors(file, tensors) {
+  const header = {};
+  let offset = 0;
+  const names = Object.keys(tensors).sort();
+  for (const name of names) {
+    const bytes = tensors[name].data.byteLength;
+    header[name] = { dtype: 'F32', shape: tensors[name].shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let text = JSON.stringify(header);
+  text += ' '.repeat((8 - (text.length % 8)) % 8);
+  const out = Buffer.alloc(8 + text.length + offset);
+  out.writeBigUInt64LE(BigInt(text.length), 0);
+  out.write(text, 8);
+  let at = 8 + text.length;
+  for (const name of names) {
+    Buffer.from(tensors[name].data.buffer).copy(out, at);
+    at += tensors[name].data.byteLength;
+  }
+  fs.writeFileSync(file, out);
+}
+
+function readSafetensors(file) {
+  const bytes = fs.readFileSync(file);
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString());
+  const tensors = {};
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const slice = bytes.subarray(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1]);
+    tensors[name] = { shape: t.shape, data: new Float32Array(Uint8Array.from(slice).buffer) };
+  }
+  return tensors;
+}
+
+before(async () => {
+  hub = tempDir('headscope-hub-');
+  // gpt2 as the original hub files have it: no prefix, plus causal-mask buffers h.N.attn.bias.
+  const gpt2 = path.join(hub, 'test', 'gpt2-hub', 'resolve', 'main');
+  fs.mkdirSync(gpt2, { recursive: true });
+  fs.copyFileSync(path.join(oracleDir('gpt2'), 'config.json'), path.join(gpt2, 'config.json'));
+  const tensors = {};
+  for (const [name, t] of Object.entries(readSafetensors(path.join(oracleDir('gpt2'), 'model.safetensors')))) {
+    tensors[name.replace(/^transformer\./, '')] = t;
+  }
+  for (const l of [0, 1]) {
+    const mask = new Float32Array(64 * 64).map((_, k) => (k % 64 <= Math.floor(k / 64) ? 1 : 0));
+    tensors[`h.${l}.attn.bias`] = { shape: [1, 1, 64, 64], data: mask };
+  }
+  writeSafetensors(path.join(gpt2, 'model.safetensors'), tensors);
+
+  // llama split into two shards with an index, on a revision other than main.
+  const llama = path.join(hub, 'test', 'llama-sharded', 'resolve', 'v1.0');
+  fs.mkdirSync(llama, { recursive: true });
+  fs.copyFileSync(path.join(oracleDir('llama'), 'config.json'), path.join(llama, 'config.json'));
+  const all = readSafetensors(path.join(oracleDir('llama'), 'model.safetensors'));
+  const names = Object.keys(all).sort();
+  const shards = [{}, {}];
+  const weightMap = {};
+  names.forEach((name, i) => {
+    const shard = i < names.length / 2 ? 0 : 1;
+    shards[shard][name] = all[name];
+    weightMap[name] = `model-0000${shard + 1}-of-00002.safetensors`;
+  });
+  shards.forEach((s, i) => writeSafetensors(path.join(llama, `model-0000${i + 1}-of-00002.safetensors`), s));
+  fs.writeFileSync(path.join(llama, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
+  server = await startServer(hub);
+});
+
+after(async () => {
+  await server?.close();
+  fs.rmSync(hub, { recursive: true, force: true });
+});
+
+test('a hub-style gpt2 loads with Range requests, skipping the mask buffers, and matches the oracle', async () => {
+  const session = core.createSession();
+  server.requests.length = 0;
+  const progress = [];
+  await session.load(hubSource('test/gpt2-hub', 'main', { endpoint: server.url }), { onProgress: (p) => progress.push(p) });
+  const run = session.run(oracleIds('gpt2'));
+  const worst = worstMismatch(run.patterns, readNpy(path.join(oracleDir('gpt2'), 'attentions.npy')).data);
+  assert.ok(worst.maxError < 1e-5, `attentions off by ${worst.maxError}`);
+
+  const weights = server.requests.filter((r) => r.url.endsWith('model.safetensors'));
+  assert.ok(weights.every((r) => r.status === 206), 'every weight request is a Range request');
+  const fileSize = fs.statSync(path.join(hub, 'test/gpt2-hub/resolve/main/model.safetensors')).size;
+  const transferred = weights.reduce((sum, r) => sum + r.bytes, 0);
+  const masks = 2 * 64 * 64 * 4;
+  assert.ok(transferred <= fileSize - masks, `transferred ${transferred} of ${fileSize} bytes: the masks (${masks}) were fetched`);
+  assert.ok(progress.length > 0 && progress.at(-1).loaded === progress.at(-1).total);
+  session.dispose();
+});
+
+test('a sharded checkpoint on a pinned revision loads through its index and matches the unsharded model', async () => {
+  const session = core.createSession();
+  await session.load(hubSource('test/llama-sharded', 'v1.0', { endpoint: server.url }));
+  const sharded = session.run(oracleIds('llama'));
+  const whole = core.createSession();
+  await whole.load(directorySource(oracleDir('llama')));
+  assert.deepEqual(Array.from(sharded.patterns), Array.from(whole.run(oracleIds('llama')).patterns));
+  session.dispose();
+  whole.dispose();
+});
+
+test('a server without Range support still works (whole download)', async () => {
+  const session = core.createSession();
+  const noRange = (url, init = {}) => {
+    const { Range, ...headers } = init.headers || {};
+    return fetch(url, { ...init, headers });
+  };
+  await session.load(urlSource(new URL('test/gpt2-hub/resolve/main/', server.url).href, { fetchImpl: noRange }));
+  assert.equal(session.run([1, 2, 3]).nTokens, 3);
+  session.dispose();
+});
+
+test('a missing repository or file is an error naming the file, and the session can load afterwards', async () => {
+  const session = core.createSession();
+  await assert.rejects(session.load(hubSource('test/nothing-here', 'main', { endpoint: server.url })), /config\.json is missing/);
+  await assert.rejects(() => Promise.resolve().then(() => hubSource('not a repo id!')), /not a Hugging Face repository id/);
+  await session.load(hubSource('test/gpt2-hub', 'main', { endpoint: server.url }));
+  assert.equal(session.info.n_layer, 2);
+  session.dispose();
+});
