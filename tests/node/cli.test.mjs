@@ -1,0 +1,64 @@
+// The headscope command line (wasm/cli.mjs) on a fixture model folder.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { parseNpy } from '../../wasm/npy.mjs';
+import { oracleDir, oracleIds, readNpy, repoRoot, tempDir, worstMismatch } from './support.mjs';
+
+const cli = path.join(repoRoot, 'wasm', 'cli.mjs');
+const headscope = (...args) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+
+test('info prints the model description as JSON', () => {
+  const out = headscope('info', oracleDir('llama'));
+  assert.equal(out.status, 0, out.stderr);
+  const info = JSON.parse(out.stdout);
+  assert.deepEqual([info.family, info.n_layer, info.n_head, info.n_kv_head, info.d_head], ['llama', 2, 4, 2, 16]);
+});
+
+test('attn --out x.npy writes float32 [layers, heads, T, T] patterns equal to the oracle', () => {
+  const file = path.join(tempDir(), 'patterns.npy');
+  const out = headscope('attn', oracleDir('gpt_neox'), '--ids', oracleIds('gpt_neox').join(','), '--out', file);
+  assert.equal(out.status, 0, out.stderr);
+  const patterns = parseNpy(fs.readFileSync(file));
+  assert.deepEqual(patterns.shape, [2, 4, 12, 12]);
+  assert.ok(patterns.data instanceof Float32Array);
+  const worst = worstMismatch(patterns.data, readNpy(path.join(oracleDir('gpt_neox'), 'attentions.npy')).data);
+  assert.ok(worst.maxError < 1e-5, `worst error ${worst.maxError} at ${worst.index}`);
+});
+
+test('attn --out x.json writes ids, shape and patterns', () => {
+  const file = path.join(tempDir(), 'patterns.json');
+  const out = headscope('attn', oracleDir('gpt2'), '--ids', '5,17,42', '--out', file);
+  assert.equal(out.status, 0, out.stderr);
+  const result = JSON.parse(fs.readFileSync(file, 'utf8'));
+  assert.deepEqual(result.ids, [5, 17, 42]);
+  assert.deepEqual(result.shape, [2, 4, 3, 3]);
+  assert.equal(result.patterns.length, 2 * 4 * 9);
+  assert.equal(result.patterns[0], 1);  // the first token can only attend to itself
+});
+
+test('attn prints each head\'s pattern rows when no --out is given', () => {
+  const out = headscope('attn', oracleDir('gpt2'), '--ids', '1,2');
+  assert.equal(out.status, 0, out.stderr);
+  assert.match(out.stdout, /^L1H3$/m);
+  assert.match(out.stdout, /^1\.000 0\.000$/m);
+});
+
+test('bad arguments and bad models fail with a message, not a stack trace', () => {
+  for (const [args, message] of [
+    [['attn', oracleDir('gpt2')], /exactly one of --text or --ids/],
+    [['attn', oracleDir('gpt2'), '--ids', '1,x'], /--ids must be/],
+    [['attn', oracleDir('gpt2'), '--ids', '1,999'], /999.*range/],
+    [['attn', oracleDir('gpt2'), '--text', 'hello'], /no tokenizer/],
+    [['frobnicate', oracleDir('gpt2')], /unknown command/],
+    [['info', '/nonexistent/folder/x'], /neither a local folder nor a Hugging Face repo id/],
+  ]) {
+    const out = headscope(...args);
+    assert.notEqual(out.status, 0, args.join(' '));
+    assert.match(out.stderr, message);
+    assert.doesNotMatch(out.stderr, /\n\s+at /, 'no stack trace');
+  }
+});
