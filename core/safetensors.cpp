@@ -14,12 +14,11 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
 #include <sstream>
 #include <type_traits>
-
-#include <nlohmann/json.hpp>
 #include <xtl/xhalf_float.hpp>
 
 namespace hs {
@@ -27,7 +26,7 @@ namespace hs {
 namespace {
 
 constexpr std::uint64_t kMaxHeaderSize = 100000000;  // MAX_HEADER_SIZE in tensor.rs
-constexpr int kMaxJsonDepth = 64;  // the schema needs 3 levels; deeper is garbage
+constexpr int kMaxJsonDepth = 64;                    // the schema needs 3 levels; deeper is garbage
 
 struct DtypeEntry {
   Dtype dtype;
@@ -36,17 +35,28 @@ struct DtypeEntry {
 };
 
 constexpr DtypeEntry kDtypes[] = {
-    {Dtype::BOOL, "BOOL", 8},       {Dtype::U8, "U8", 8},
-    {Dtype::I8, "I8", 8},           {Dtype::F8_E5M2, "F8_E5M2", 8},
-    {Dtype::F8_E4M3, "F8_E4M3", 8}, {Dtype::F8_E8M0, "F8_E8M0", 8},
-    {Dtype::F8_E4M3FNUZ, "F8_E4M3FNUZ", 8}, {Dtype::F8_E5M2FNUZ, "F8_E5M2FNUZ", 8},
-    {Dtype::I16, "I16", 16},        {Dtype::U16, "U16", 16},
-    {Dtype::F16, "F16", 16},        {Dtype::BF16, "BF16", 16},
-    {Dtype::I32, "I32", 32},        {Dtype::U32, "U32", 32},
-    {Dtype::F32, "F32", 32},        {Dtype::I64, "I64", 64},
-    {Dtype::U64, "U64", 64},        {Dtype::F64, "F64", 64},
-    {Dtype::C64, "C64", 64},        {Dtype::F4, "F4", 4},
-    {Dtype::F6_E2M3, "F6_E2M3", 6}, {Dtype::F6_E3M2, "F6_E3M2", 6},
+    {Dtype::BOOL, "BOOL", 8},
+    {Dtype::U8, "U8", 8},
+    {Dtype::I8, "I8", 8},
+    {Dtype::F8_E5M2, "F8_E5M2", 8},
+    {Dtype::F8_E4M3, "F8_E4M3", 8},
+    {Dtype::F8_E8M0, "F8_E8M0", 8},
+    {Dtype::F8_E4M3FNUZ, "F8_E4M3FNUZ", 8},
+    {Dtype::F8_E5M2FNUZ, "F8_E5M2FNUZ", 8},
+    {Dtype::I16, "I16", 16},
+    {Dtype::U16, "U16", 16},
+    {Dtype::F16, "F16", 16},
+    {Dtype::BF16, "BF16", 16},
+    {Dtype::I32, "I32", 32},
+    {Dtype::U32, "U32", 32},
+    {Dtype::F32, "F32", 32},
+    {Dtype::I64, "I64", 64},
+    {Dtype::U64, "U64", 64},
+    {Dtype::F64, "F64", 64},
+    {Dtype::C64, "C64", 64},
+    {Dtype::F4, "F4", 4},
+    {Dtype::F6_E2M3, "F6_E2M3", 6},
+    {Dtype::F6_E3M2, "F6_E3M2", 6},
 };
 
 const DtypeEntry* dtype_entry(Dtype dtype) {
@@ -146,7 +156,8 @@ class HeaderChecker : public nlohmann::json_sax<OrderedJson> {
   }
   bool key(string_t& k) override {
     if (!keys_.back().insert(k).second) {
-      error = "duplicate key " + quote_name(k) + (keys_.size() == 1 ? " in the header" : " in a nested object");
+      error =
+          "duplicate key " + quote_name(k) + (keys_.size() == 1 ? " in the header" : " in a nested object");
       return false;
     }
     return true;
@@ -188,7 +199,8 @@ class HeaderChecker : public nlohmann::json_sax<OrderedJson> {
 
 // Runs the checking pass then the DOM pass; `what` prefixes errors and
 // `base` is the offset of `begin` in its file (8 for a safetensors header).
-Result<OrderedJson> parse_json_strict(const char* begin, const char* end, const std::string& what, std::size_t base) {
+Result<OrderedJson> parse_json_strict(const char* begin, const char* end, const std::string& what,
+                                      std::size_t base) {
   // nlohmann's lexer takes a NUL byte for the end of input, so "{}\0junk"
   // would parse. A raw NUL is never valid JSON (not even inside a string).
   if (const void* nul = std::memchr(begin, 0, static_cast<std::size_t>(end - begin)))
@@ -208,7 +220,8 @@ Result<OrderedJson> parse_json_strict(const char* begin, const char* end, const 
 
 const char* json_type(const OrderedJson& v) {
   if (v.is_number_float()) return "a non-integer number";
-  if (v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() < 0) return "a negative number";
+  if (v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() < 0)
+    return "a negative number";
   return v.type_name();
 }
 
@@ -229,7 +242,8 @@ bool json_u64(const OrderedJson& v, std::uint64_t& out) {
   return false;
 }
 
-Result<TensorInfo> parse_tensor_entry(const std::string& name, const OrderedJson& entry, const std::string& prefix) {
+Result<TensorInfo> parse_tensor_entry(const std::string& name, const OrderedJson& entry,
+                                      const std::string& prefix) {
   std::string where = prefix + "tensor " + quote_name(name) + ": ";
   if (!entry.is_object()) return make_error(where + "entry is " + json_type(entry) + ", expected an object");
   TensorInfo t;
@@ -260,8 +274,9 @@ Result<TensorInfo> parse_tensor_entry(const std::string& name, const OrderedJson
   it = entry.find("data_offsets");
   if (it == entry.end()) return make_error(where + "missing field \"data_offsets\"");
   if (!it->is_array() || it->size() != 2)
-    return make_error(where + "\"data_offsets\" must be an array of 2 integers, found " +
-                      (it->is_array() ? "an array of " + std::to_string(it->size()) : std::string(json_type(*it))));
+    return make_error(
+        where + "\"data_offsets\" must be an array of 2 integers, found " +
+        (it->is_array() ? "an array of " + std::to_string(it->size()) : std::string(json_type(*it))));
   for (int k = 0; k < 2; ++k) {
     const auto& v = (*it)[k];
     std::uint64_t off = 0;
@@ -280,7 +295,8 @@ Result<std::uint64_t> tensor_nbytes(const TensorInfo& t, const std::string& wher
   for (auto d : t.shape) {
     std::uint64_t ud = static_cast<std::uint64_t>(d);
     if (ud != 0 && n > std::numeric_limits<std::uint64_t>::max() / ud)
-      return make_error(where + "shape " + shape_string(t.shape) + " has more elements than fit in 64 bits (ValidationOverflow)");
+      return make_error(where + "shape " + shape_string(t.shape) +
+                        " has more elements than fit in 64 bits (ValidationOverflow)");
     n *= ud;
   }
   std::uint64_t bits = static_cast<std::uint64_t>(dtype_bits(t.dtype));
@@ -329,8 +345,8 @@ Result<Dtype> dtype_from_name(const std::string& name) {
   return make_error("unknown dtype " + quote_name(name));
 }
 
-Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std::size_t size, std::uint64_t file_size,
-                                                 const std::string& source) {
+Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std::size_t size,
+                                                 std::uint64_t file_size, const std::string& source) {
   const std::string prefix = source + ": ";
   if (bytes == nullptr && size != 0) return make_error(prefix + "no bytes given");
   if (size > file_size)
@@ -340,15 +356,17 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
     return make_error(prefix + "file is " + std::to_string(file_size) +
                       " bytes, fewer than the 8-byte header length (HeaderTooSmall)");
   if (size < 8)
-    return make_error(prefix + "only " + std::to_string(size) + " bytes given, fewer than the 8-byte header length");
+    return make_error(prefix + "only " + std::to_string(size) +
+                      " bytes given, fewer than the 8-byte header length");
 
   const std::uint64_t n = read_le64(bytes);
   if (n > kMaxHeaderSize)
     return make_error(prefix + "header length " + std::to_string(n) + " at byte 0 exceeds the limit of " +
                       std::to_string(kMaxHeaderSize) + " bytes (HeaderTooLarge)");
   if (8 + n > file_size)  // n <= 1e8, no overflow
-    return make_error(prefix + "header length " + std::to_string(n) + " at byte 0 runs past the end of the file: 8 + " +
-                      std::to_string(n) + " = " + std::to_string(8 + n) + " > file size " + std::to_string(file_size) +
+    return make_error(prefix + "header length " + std::to_string(n) +
+                      " at byte 0 runs past the end of the file: 8 + " + std::to_string(n) + " = " +
+                      std::to_string(8 + n) + " > file size " + std::to_string(file_size) +
                       " (InvalidHeaderLength)");
   if (8 + n > size)
     return make_error(prefix + "header needs bytes [0, " + std::to_string(8 + n) + ") but only " +
@@ -357,10 +375,11 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
   const std::uint8_t* header = bytes + 8;
   std::size_t bad = utf8_invalid_at(header, static_cast<std::size_t>(n));
   if (bad != n)
-    return make_error(prefix + "header is not valid UTF-8 at byte " + std::to_string(8 + bad) + " (InvalidHeader)");
+    return make_error(prefix + "header is not valid UTF-8 at byte " + std::to_string(8 + bad) +
+                      " (InvalidHeader)");
 
-  auto doc = parse_json_strict(reinterpret_cast<const char*>(header), reinterpret_cast<const char*>(header + n),
-                               prefix + "header: ", 8);
+  auto doc = parse_json_strict(reinterpret_cast<const char*>(header),
+                               reinterpret_cast<const char*>(header + n), prefix + "header: ", 8);
   if (!doc) return doc.error();
   if (!doc->is_object())
     return make_error(prefix + "header is " + json_type(*doc) + ", expected a JSON object");
@@ -374,7 +393,8 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
     if (key == "__metadata__") {
       if (value.is_null()) continue;  // Option<HashMap> in the reference
       if (!value.is_object())
-        return make_error(prefix + "\"__metadata__\" is " + json_type(value) + ", expected an object of strings");
+        return make_error(prefix + "\"__metadata__\" is " + json_type(value) +
+                          ", expected an object of strings");
       for (const auto& m : value.items()) {
         if (!m.value().is_string())
           return make_error(prefix + "\"__metadata__\" value for key " + quote_name(m.key()) + " is " +
@@ -403,13 +423,14 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
     const TensorInfo& t = file.tensors[idx];
     std::string where = prefix + "tensor " + quote_name(t.name) + ": ";
     if (t.end < t.begin)
-      return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) + " end before they begin (InvalidOffset)");
+      return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) +
+                        " end before they begin (InvalidOffset)");
     if (t.begin != start) {
       if (!previous)
         return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) +
                           " leave a hole: the first tensor must begin at 0 (InvalidOffset)");
-      std::string rel = t.begin > start ? "leave a hole of " + std::to_string(t.begin - start) + " bytes after"
-                                        : "overlap";
+      std::string rel =
+          t.begin > start ? "leave a hole of " + std::to_string(t.begin - start) + " bytes after" : "overlap";
       return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) + " " + rel + " tensor " +
                         quote_name(previous->name) + " at " + offsets_string(previous->begin, previous->end) +
                         " (InvalidOffset)");
@@ -420,23 +441,26 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
     if (!nbytes) return nbytes.error();
     if (t.end - t.begin != *nbytes)
       return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) + " hold " +
-                        std::to_string(t.end - t.begin) + " bytes but shape " + shape_string(t.shape) + " x " +
-                        dtype_name(t.dtype) + " needs " + std::to_string(*nbytes) + " (TensorInvalidInfo)");
+                        std::to_string(t.end - t.begin) + " bytes but shape " + shape_string(t.shape) +
+                        " x " + dtype_name(t.dtype) + " needs " + std::to_string(*nbytes) +
+                        " (TensorInvalidInfo)");
   }
 
   const std::uint64_t data_size = file_size - 8 - n;
   if (start != data_size) {
     std::string last = previous ? " (tensor " + quote_name(previous->name) + ")" : "";
     if (start < data_size)
-      return make_error(prefix + "tensors end at data byte " + std::to_string(start) + last + " but the file has " +
-                        std::to_string(data_size - start) + " trailing bytes after it: file size " +
-                        std::to_string(file_size) + ", expected 8 + " + std::to_string(n) + " + " +
-                        std::to_string(start) + " = " + std::to_string(8 + n + start) + " (MetadataIncompleteBuffer)");
-    return make_error(prefix + "file is truncated: tensors end at data byte " + std::to_string(start) + last +
-                      ", i.e. file byte " + (start > std::numeric_limits<std::uint64_t>::max() - 8 - n
-                                                 ? std::string("past 2^64")
-                                                 : std::to_string(8 + n + start)) +
-                      ", but the file has " + std::to_string(file_size) + " bytes (MetadataIncompleteBuffer)");
+      return make_error(prefix + "tensors end at data byte " + std::to_string(start) + last +
+                        " but the file has " + std::to_string(data_size - start) +
+                        " trailing bytes after it: file size " + std::to_string(file_size) +
+                        ", expected 8 + " + std::to_string(n) + " + " + std::to_string(start) + " = " +
+                        std::to_string(8 + n + start) + " (MetadataIncompleteBuffer)");
+    return make_error(
+        prefix + "file is truncated: tensors end at data byte " + std::to_string(start) + last +
+        ", i.e. file byte " +
+        (start > std::numeric_limits<std::uint64_t>::max() - 8 - n ? std::string("past 2^64")
+                                                                   : std::to_string(8 + n + start)) +
+        ", but the file has " + std::to_string(file_size) + " bytes (MetadataIncompleteBuffer)");
   }
 
   file.data_size = data_size;
@@ -444,35 +468,44 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
   return file;
 }
 
-Result<SafetensorsFile> safetensors_parse(const std::uint8_t* bytes, std::size_t size, const std::string& source) {
+Result<SafetensorsFile> safetensors_parse(const std::uint8_t* bytes, std::size_t size,
+                                          const std::string& source) {
   return safetensors_parse_header(bytes, size, size, source);
 }
 
-Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, const std::uint8_t* bytes, std::size_t size,
-                                                  const std::string& source) {
+Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, const std::uint8_t* bytes,
+                                                  std::size_t size, const std::string& source) {
   std::string where = source + ": tensor " + quote_name(tensor.name) + ": ";
   if (tensor.end < tensor.begin || tensor.end - tensor.begin != size)
     return make_error(where + std::to_string(size) + " bytes given but data_offsets " +
                       offsets_string(tensor.begin, tensor.end) + " span " +
-                      (tensor.end < tensor.begin ? std::string("a negative range") : std::to_string(tensor.end - tensor.begin)));
+                      (tensor.end < tensor.begin ? std::string("a negative range")
+                                                 : std::to_string(tensor.end - tensor.begin)));
   int bytes_per = 0;
   switch (tensor.dtype) {
-    case Dtype::F32: bytes_per = 4; break;
+    case Dtype::F32:
+      bytes_per = 4;
+      break;
     case Dtype::F16:
-    case Dtype::BF16: bytes_per = 2; break;
-    case Dtype::F64: bytes_per = 8; break;
+    case Dtype::BF16:
+      bytes_per = 2;
+      break;
+    case Dtype::F64:
+      bytes_per = 8;
+      break;
     default:
       return make_error(where + "dtype " + dtype_name(tensor.dtype) +
                         " cannot be decoded to float32 (supported: F32, F16, BF16, F64)");
   }
   if (size % bytes_per != 0)
-    return make_error(where + std::to_string(size) + " bytes is not a whole number of " + dtype_name(tensor.dtype) +
-                      " values");
+    return make_error(where + std::to_string(size) + " bytes is not a whole number of " +
+                      dtype_name(tensor.dtype) + " values");
   const std::size_t count = size / bytes_per;
   std::int64_t numel = tensor.numel();
   if (numel < 0 || static_cast<std::uint64_t>(numel) != count)
-    return make_error(where + std::to_string(size) + " bytes hold " + std::to_string(count) + " values but shape " +
-                      shape_string(tensor.shape) + " has " + (numel < 0 ? std::string("too many") : std::to_string(numel)));
+    return make_error(where + std::to_string(size) + " bytes hold " + std::to_string(count) +
+                      " values but shape " + shape_string(tensor.shape) + " has " +
+                      (numel < 0 ? std::string("too many") : std::to_string(numel)));
 
   std::vector<float> out(count);
   if (count == 0) return out;
@@ -496,8 +529,9 @@ Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, cons
     }
     case Dtype::BF16:
       for (std::size_t i = 0; i < count; ++i) {
-        std::uint32_t b = (static_cast<std::uint32_t>(bytes[2 * i]) | (static_cast<std::uint32_t>(bytes[2 * i + 1]) << 8))
-                          << 16;
+        std::uint32_t b =
+            (static_cast<std::uint32_t>(bytes[2 * i]) | (static_cast<std::uint32_t>(bytes[2 * i + 1]) << 8))
+            << 16;
         std::memcpy(&out[i], &b, 4);
       }
       break;
@@ -521,8 +555,8 @@ Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, con
   if (tensor.end < tensor.begin || tensor.end > file.data_size)
     return make_error(where + "data_offsets " + offsets_string(tensor.begin, tensor.end) +
                       " fall outside the data buffer of " + std::to_string(file.data_size) + " bytes");
-  return safetensors_decode_f32(tensor, file.data + tensor.begin, static_cast<std::size_t>(tensor.end - tensor.begin),
-                                file.source);
+  return safetensors_decode_f32(tensor, file.data + tensor.begin,
+                                static_cast<std::size_t>(tensor.end - tensor.begin), file.source);
 }
 
 Result<std::map<std::string, std::string>> safetensors_parse_index(const std::string& json_text,
@@ -530,16 +564,18 @@ Result<std::map<std::string, std::string>> safetensors_parse_index(const std::st
   const std::string prefix = source + ": ";
   auto doc = parse_json_strict(json_text.data(), json_text.data() + json_text.size(), prefix, 0);
   if (!doc) return doc.error();
-  if (!doc->is_object()) return make_error(prefix + "top level is " + json_type(*doc) + ", expected an object");
+  if (!doc->is_object())
+    return make_error(prefix + "top level is " + json_type(*doc) + ", expected an object");
   auto it = doc->find("weight_map");
   if (it == doc->end()) return make_error(prefix + "missing field \"weight_map\"");
-  if (!it->is_object()) return make_error(prefix + "\"weight_map\" is " + json_type(*it) + ", expected an object");
+  if (!it->is_object())
+    return make_error(prefix + "\"weight_map\" is " + json_type(*it) + ", expected an object");
   std::map<std::string, std::string> out;
   for (const auto& item : it->items()) {
     const auto& v = item.value();
     if (!v.is_string())
-      return make_error(prefix + "\"weight_map\" entry for tensor " + quote_name(item.key()) + " is " + json_type(v) +
-                        ", expected a shard file name");
+      return make_error(prefix + "\"weight_map\" entry for tensor " + quote_name(item.key()) + " is " +
+                        json_type(v) + ", expected a shard file name");
     std::string shard = v.get<std::string>();
     // Shard names are resolved next to the index: refuse anything that could
     // point elsewhere.
@@ -547,8 +583,9 @@ Result<std::map<std::string, std::string>> safetensors_parse_index(const std::st
                    shard == ".." || shard.rfind("../", 0) == 0 || shard.find("/../") != std::string::npos ||
                    (shard.size() >= 3 && shard.compare(shard.size() - 3, 3, "/..") == 0);
     if (escapes)
-      return make_error(prefix + "\"weight_map\" entry for tensor " + quote_name(item.key()) + " names shard " +
-                        quote_name(shard) + ", which is not a relative path inside the model folder");
+      return make_error(prefix + "\"weight_map\" entry for tensor " + quote_name(item.key()) +
+                        " names shard " + quote_name(shard) +
+                        ", which is not a relative path inside the model folder");
     out[item.key()] = std::move(shard);
   }
   return out;
@@ -562,13 +599,27 @@ void append_json_string(std::string& out, const std::string& s) {
   out += '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -588,10 +639,11 @@ std::vector<std::uint8_t> safetensors_serialize(const std::vector<SafetensorsTen
                                                 const std::map<std::string, std::string>& metadata) {
   std::vector<const SafetensorsTensorIn*> order;
   for (const auto& t : tensors) order.push_back(&t);
-  std::stable_sort(order.begin(), order.end(), [](const SafetensorsTensorIn* a, const SafetensorsTensorIn* b) {
-    int ba = dtype_bits(a->dtype), bb = dtype_bits(b->dtype);
-    return ba != bb ? ba > bb : a->name < b->name;
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [](const SafetensorsTensorIn* a, const SafetensorsTensorIn* b) {
+                     int ba = dtype_bits(a->dtype), bb = dtype_bits(b->dtype);
+                     return ba != bb ? ba > bb : a->name < b->name;
+                   });
 
   std::string header = "{";
   bool first = true;
@@ -620,7 +672,8 @@ std::vector<std::uint8_t> safetensors_serialize(const std::vector<SafetensorsTen
       if (i) header += ',';
       header += std::to_string(t->shape[i]);
     }
-    header += "],\"data_offsets\":[" + std::to_string(offset) + ',' + std::to_string(offset + t->data.size()) + "]}";
+    header += "],\"data_offsets\":[" + std::to_string(offset) + ',' +
+              std::to_string(offset + t->data.size()) + "]}";
     offset += t->data.size();
   }
   header += '}';

@@ -15,8 +15,30 @@
 
 namespace hs {
 
-enum class Dtype { BOOL, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, F8_E4M3FNUZ, F8_E5M2FNUZ, I16, U16, F16, BF16,
-                   I32, U32, F32, I64, U64, F64, C64, F4, F6_E2M3, F6_E3M2 };
+enum class Dtype {
+  BOOL,
+  U8,
+  I8,
+  F8_E5M2,
+  F8_E4M3,
+  F8_E8M0,
+  F8_E4M3FNUZ,
+  F8_E5M2FNUZ,
+  I16,
+  U16,
+  F16,
+  BF16,
+  I32,
+  U32,
+  F32,
+  I64,
+  U64,
+  F64,
+  C64,
+  F4,
+  F6_E2M3,
+  F6_E3M2
+};
 
 struct TensorInfo {
   std::string name;
@@ -24,13 +46,13 @@ struct TensorInfo {
   std::vector<std::int64_t> shape;
   std::uint64_t begin = 0;  // offsets relative to the start of the data buffer
   std::uint64_t end = 0;
-  std::int64_t numel() const;
+  std::int64_t numel() const;  // product of shape; -1 if it overflows (never for a parsed file)
 };
 
 // A parsed safetensors file. It does not own the bytes: `data` points at the
 // start of the data buffer inside the caller's buffer, which must outlive it.
 struct SafetensorsFile {
-  std::string source;  // file name used in error messages
+  std::string source;               // file name used in error messages
   std::vector<TensorInfo> tensors;  // in header order
   std::map<std::string, std::string> metadata;
   std::uint64_t header_size = 0;  // N
@@ -45,7 +67,8 @@ struct SafetensorsFile {
 Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std::size_t size,
                                                  std::uint64_t file_size, const std::string& source);
 // Parses a whole file held in memory.
-Result<SafetensorsFile> safetensors_parse(const std::uint8_t* bytes, std::size_t size, const std::string& source);
+Result<SafetensorsFile> safetensors_parse(const std::uint8_t* bytes, std::size_t size,
+                                          const std::string& source);
 
 // Decodes a tensor's data to float32 (F32, F16, BF16, and F64 narrowed).
 // Other dtypes parse fine but are an error here, naming the tensor. A file
@@ -55,8 +78,8 @@ Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, con
 
 // Decodes the `size` bytes of one tensor, e.g. those an HTTP Range request for
 // [8+N+begin, 8+N+end) returned. `size` must equal end - begin.
-Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, const std::uint8_t* bytes, std::size_t size,
-                                                  const std::string& source);
+Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, const std::uint8_t* bytes,
+                                                  std::size_t size, const std::string& source);
 
 const char* dtype_name(Dtype dtype);
 // The dtype's size in bits (4 for F4, 6 for the F6 types).
@@ -88,9 +111,12 @@ std::vector<std::uint8_t> safetensors_serialize(const std::vector<SafetensorsTen
 
 // Helpers to build SafetensorsTensorIn from float32 values: F32 stored as is,
 // BF16 and F16 rounded to nearest even.
-SafetensorsTensorIn safetensors_tensor_f32(std::string name, std::vector<std::int64_t> shape, const std::vector<float>& values);
-SafetensorsTensorIn safetensors_tensor_bf16(std::string name, std::vector<std::int64_t> shape, const std::vector<float>& values);
-SafetensorsTensorIn safetensors_tensor_f16(std::string name, std::vector<std::int64_t> shape, const std::vector<float>& values);
+SafetensorsTensorIn safetensors_tensor_f32(std::string name, std::vector<std::int64_t> shape,
+                                           const std::vector<float>& values);
+SafetensorsTensorIn safetensors_tensor_bf16(std::string name, std::vector<std::int64_t> shape,
+                                            const std::vector<float>& values);
+SafetensorsTensorIn safetensors_tensor_f16(std::string name, std::vector<std::int64_t> shape,
+                                           const std::vector<float>& values);
 
 // The bytes of a whole file on disk (native callers: tests, tools).
 Result<std::vector<std::uint8_t>> safetensors_read_bytes(const std::string& path);

@@ -4,16 +4,14 @@
 // and BF16 decoding of every bit pattern against the IEEE formulas, unaligned
 // offsets, header-only parsing, index files, and the oracle fixtures.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "safetensors.hpp"
 
@@ -52,9 +50,9 @@ std::string parse_error(const std::vector<std::uint8_t>& bytes) {
   return m;
 }
 
-#define CHECK_CONTAINS(haystack, needle)      \
-  do {                                        \
-    INFO("message: " << (haystack));          \
+#define CHECK_CONTAINS(haystack, needle)                 \
+  do {                                                   \
+    INFO("message: " << (haystack));                     \
     CHECK((haystack).find(needle) != std::string::npos); \
   } while (0)
 
@@ -74,7 +72,8 @@ bool same_float(float a, float b) {
 double half_reference(std::uint16_t h) {
   int s = h >> 15, e = (h >> 10) & 0x1f, m = h & 0x3ff;
   double sign = s ? -1.0 : 1.0;
-  if (e == 0x1f) return m ? std::numeric_limits<double>::quiet_NaN() : sign * std::numeric_limits<double>::infinity();
+  if (e == 0x1f)
+    return m ? std::numeric_limits<double>::quiet_NaN() : sign * std::numeric_limits<double>::infinity();
   if (e == 0) return sign * std::ldexp(static_cast<double>(m), -24);
   return sign * std::ldexp(static_cast<double>(1024 + m), e - 25);
 }
@@ -83,7 +82,8 @@ double half_reference(std::uint16_t h) {
 double bf16_reference(std::uint16_t h) {
   int s = h >> 15, e = (h >> 7) & 0xff, m = h & 0x7f;
   double sign = s ? -1.0 : 1.0;
-  if (e == 0xff) return m ? std::numeric_limits<double>::quiet_NaN() : sign * std::numeric_limits<double>::infinity();
+  if (e == 0xff)
+    return m ? std::numeric_limits<double>::quiet_NaN() : sign * std::numeric_limits<double>::infinity();
   if (e == 0) return sign * std::ldexp(static_cast<double>(m), -133);
   return sign * std::ldexp(static_cast<double>(128 + m), e - 134);
 }
@@ -120,20 +120,19 @@ std::string fixture_dir(const std::string& model) {
 
 // ---------------------------------------------------------------- round trips
 
-TEST_CASE("A file written by safetensors_serialize reads back with the same names, shapes, dtypes, values and metadata",
-          "[safetensors]") {
+TEST_CASE(
+    "A file written by safetensors_serialize reads back with the same names, shapes, dtypes, values and "
+    "metadata",
+    "[safetensors]") {
   std::vector<float> a = {1.f, -2.5f, 3.25f, 0.f, 1e-3f, -7.f};
   std::vector<float> b = {0.5f, -0.25f, 4.f, 1024.f};
   std::vector<double> c = {1.0 / 3.0, -2.0, 1e-310, 1e300};
   hs::SafetensorsTensorIn tc{"c.f64", Dtype::F64, {4}, std::vector<std::uint8_t>(32)};
   std::memcpy(tc.data.data(), c.data(), 32);
   std::vector<hs::SafetensorsTensorIn> in = {
-      hs::safetensors_tensor_f32("z.weight", {2, 3}, a),
-      hs::safetensors_tensor_bf16("b.bf16", {2, 2}, b),
-      hs::safetensors_tensor_f16("a.f16", {4}, b),
-      tc,
-      hs::safetensors_tensor_f32("scalar", {}, {42.f}),
-      hs::safetensors_tensor_f32("empty", {0, 5}, {}),
+      hs::safetensors_tensor_f32("z.weight", {2, 3}, a), hs::safetensors_tensor_bf16("b.bf16", {2, 2}, b),
+      hs::safetensors_tensor_f16("a.f16", {4}, b),       tc,
+      hs::safetensors_tensor_f32("scalar", {}, {42.f}),  hs::safetensors_tensor_f32("empty", {0, 5}, {}),
   };
   auto bytes = hs::safetensors_serialize(in, {{"format", "pt"}, {"note", "quote \" and \\ and \n"}});
   auto f = parse(bytes);
@@ -181,8 +180,9 @@ TEST_CASE("A file written by safetensors_serialize reads back with the same name
   CHECK(f->find("missing") == nullptr);
 }
 
-TEST_CASE("The writer follows the reference conventions: descending dtype size then name, 8-byte header padding",
-          "[safetensors]") {
+TEST_CASE(
+    "The writer follows the reference conventions: descending dtype size then name, 8-byte header padding",
+    "[safetensors]") {
   // The reference's test_empty: "{}" then 6 spaces.
   auto empty = hs::safetensors_serialize({});
   std::vector<std::uint8_t> expected = {8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -241,8 +241,10 @@ TEST_CASE("Whitespace before and after the header JSON is accepted", "[safetenso
   CHECK(parse(raw_file(R"({"__metadata__":null})")).ok());
 }
 
-TEST_CASE("Unknown fields in a tensor entry are ignored, as the reference's serde structs do", "[safetensors]") {
-  auto f = parse(raw_file(R"({"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"extra":[1,{"x":2}]}})", {9}));
+TEST_CASE("Unknown fields in a tensor entry are ignored, as the reference's serde structs do",
+          "[safetensors]") {
+  auto f =
+      parse(raw_file(R"({"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"extra":[1,{"x":2}]}})", {9}));
   INFO((f.ok() ? "" : f.error().message));
   REQUIRE(f.ok());
   CHECK(f->tensors.size() == 1);
@@ -277,7 +279,8 @@ TEST_CASE("A file shorter than 8 bytes is rejected as HeaderTooSmall", "[safeten
   }
 }
 
-TEST_CASE("A header length past the end of the file is rejected as InvalidHeaderLength", "[safetensors][corrupt]") {
+TEST_CASE("A header length past the end of the file is rejected as InvalidHeaderLength",
+          "[safetensors][corrupt]") {
   auto m = parse_error(raw_file("{}", {}, 3, true));
   CHECK_CONTAINS(m, "InvalidHeaderLength");
   CHECK_CONTAINS(m, "header length 3");
@@ -296,7 +299,8 @@ TEST_CASE("A header length over 100,000,000 bytes is rejected as HeaderTooLarge"
   CHECK_CONTAINS(m2, "HeaderTooLarge");
 }
 
-TEST_CASE("A header that is not valid UTF-8 is rejected with the offset of the bad byte", "[safetensors][corrupt]") {
+TEST_CASE("A header that is not valid UTF-8 is rejected with the offset of the bad byte",
+          "[safetensors][corrupt]") {
   // 0xff inside a string: byte 8 (length) + 7 ("{\"name\x") .
   std::string h = "{\"na\xffme\":{}}";
   auto m = parse_error(raw_file(h));
@@ -309,12 +313,14 @@ TEST_CASE("A header that is not valid UTF-8 is rejected with the offset of the b
     CHECK_CONTAINS(mb, "not valid UTF-8 at byte 10");
   }
   // Valid multi-byte names parse.
-  auto ok = parse(raw_file("{\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}"));
+  auto ok = parse(raw_file(
+      "{\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}"));
   INFO((ok.ok() ? "" : ok.error().message));
   CHECK(ok.ok());
 }
 
-TEST_CASE("A header that is not valid JSON is rejected with the offset of the error", "[safetensors][corrupt]") {
+TEST_CASE("A header that is not valid JSON is rejected with the offset of the error",
+          "[safetensors][corrupt]") {
   // The '}' is header byte 6, file byte 14.
   auto m = parse_error(raw_file("{\"a\": }"));
   CHECK_CONTAINS(m, "header: invalid JSON at byte 14: ");
@@ -334,16 +340,19 @@ TEST_CASE("A header that is valid JSON but not an object is rejected", "[safeten
   CHECK_CONTAINS(parse_error(raw_file("42")), "expected a JSON object");
 }
 
-TEST_CASE("Duplicate keys are rejected, at the top level and inside a tensor entry", "[safetensors][corrupt]") {
+TEST_CASE("Duplicate keys are rejected, at the top level and inside a tensor entry",
+          "[safetensors][corrupt]") {
   std::string e = R"({"dtype":"U8","shape":[1],"data_offsets":[0,1]})";
   auto m = parse_error(raw_file("{\"w\":" + e + ",\"w\":" + e + "}", {1}));
   CHECK_CONTAINS(m, "duplicate key 'w'");
-  auto m2 = parse_error(raw_file(R"({"w":{"dtype":"U8","dtype":"F32","shape":[1],"data_offsets":[0,1]}})", {1}));
+  auto m2 =
+      parse_error(raw_file(R"({"w":{"dtype":"U8","dtype":"F32","shape":[1],"data_offsets":[0,1]}})", {1}));
   CHECK_CONTAINS(m2, "duplicate key 'dtype'");
   auto m3 = parse_error(raw_file(R"({"__metadata__":{"a":"1","a":"2"}})"));
   CHECK_CONTAINS(m3, "duplicate key 'a'");
   // Same name written twice by the writer.
-  auto bytes = hs::safetensors_serialize({hs::safetensors_tensor_f32("x", {1}, {1}), hs::safetensors_tensor_f32("x", {1}, {2})});
+  auto bytes = hs::safetensors_serialize(
+      {hs::safetensors_tensor_f32("x", {1}, {1}), hs::safetensors_tensor_f32("x", {1}, {2})});
   CHECK_CONTAINS(parse_error(bytes), "duplicate key 'x'");
 }
 
@@ -364,10 +373,14 @@ TEST_CASE("An unknown dtype is rejected naming the tensor and the dtype", "[safe
                  "unknown dtype 'f32'");
 }
 
-TEST_CASE("Missing fields and ill-typed fields in a tensor entry are rejected by name", "[safetensors][corrupt]") {
-  CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"shape":[1],"data_offsets":[0,1]}})", {0})), "missing field \"dtype\"");
-  CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"U8","data_offsets":[0,1]}})", {0})), "missing field \"shape\"");
-  CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"U8","shape":[1]}})", {0})), "missing field \"data_offsets\"");
+TEST_CASE("Missing fields and ill-typed fields in a tensor entry are rejected by name",
+          "[safetensors][corrupt]") {
+  CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"shape":[1],"data_offsets":[0,1]}})", {0})),
+                 "missing field \"dtype\"");
+  CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"U8","data_offsets":[0,1]}})", {0})),
+                 "missing field \"shape\"");
+  CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"U8","shape":[1]}})", {0})),
+                 "missing field \"data_offsets\"");
   CHECK_CONTAINS(parse_error(raw_file(R"({"w":[1,2]})")), "tensor 'w': entry is array");
   CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":8,"shape":[1],"data_offsets":[0,1]}})", {0})),
                  "\"dtype\" is number");
@@ -386,7 +399,8 @@ TEST_CASE("Missing fields and ill-typed fields in a tensor entry are rejected by
   CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1e0]}})", {0})),
                  "data_offsets[1] is a non-integer number");
   // Past 2^64: not an integer that fits u64.
-  CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,18446744073709551616]}})", {0})),
+  CHECK_CONTAINS(parse_error(raw_file(
+                     R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,18446744073709551616]}})", {0})),
                  "data_offsets[1] is a non-integer number");
 }
 
@@ -414,7 +428,8 @@ TEST_CASE("Offsets with a hole between tensors are rejected as InvalidOffset", "
 
 TEST_CASE("Offsets that end before they begin are rejected as InvalidOffset", "[safetensors][corrupt]") {
   auto m = parse_error(raw_file(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},)"
-                                R"("b":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}})", zeros(4)));
+                                R"("b":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}})",
+                                zeros(4)));
   CHECK_CONTAINS(m, "data_offsets [4, 0] end before they begin");
 }
 
@@ -436,37 +451,47 @@ TEST_CASE("Offsets past the end of the file are rejected, without overflow", "[s
   CHECK_CONTAINS(parse_error(raw_file(h2, zeros(4))), "truncated");
 }
 
-TEST_CASE("A byte count that does not match shape x dtype is rejected with both numbers", "[safetensors][corrupt]") {
+TEST_CASE("A byte count that does not match shape x dtype is rejected with both numbers",
+          "[safetensors][corrupt]") {
   std::string h = R"({"h.0.attn.c_attn.weight":{"dtype":"F32","shape":[64,192],"data_offsets":[0,100]}})";
   auto m = parse_error(raw_file(h, zeros(100)));
-  CHECK_CONTAINS(m, "test.safetensors: tensor 'h.0.attn.c_attn.weight': data_offsets [0, 100] hold 100 bytes but "
-                    "shape [64, 192] x F32 needs 49152");
+  CHECK_CONTAINS(
+      m,
+      "test.safetensors: tensor 'h.0.attn.c_attn.weight': data_offsets [0, 100] hold 100 bytes but "
+      "shape [64, 192] x F32 needs 49152");
   CHECK_CONTAINS(m, "TensorInvalidInfo");
   // Writer input whose data disagrees with its shape.
   hs::SafetensorsTensorIn t{"x", Dtype::F16, {3}, zeros(4)};
   CHECK_CONTAINS(parse_error(hs::safetensors_serialize({t})), "hold 4 bytes but shape [3] x F16 needs 6");
 }
 
-TEST_CASE("Sub-byte dtypes that do not fill whole bytes are rejected as MisalignedSlice", "[safetensors][corrupt]") {
+TEST_CASE("Sub-byte dtypes that do not fill whole bytes are rejected as MisalignedSlice",
+          "[safetensors][corrupt]") {
   auto m = parse_error(raw_file(R"({"q":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}})", zeros(2)));
   CHECK_CONTAINS(m, "tensor 'q'");
   CHECK_CONTAINS(m, "MisalignedSlice");
-  CHECK_CONTAINS(parse_error(raw_file(R"({"q":{"dtype":"F6_E2M3","shape":[2],"data_offsets":[0,2]}})", zeros(2))),
-                 "MisalignedSlice");
+  CHECK_CONTAINS(
+      parse_error(raw_file(R"({"q":{"dtype":"F6_E2M3","shape":[2],"data_offsets":[0,2]}})", zeros(2))),
+      "MisalignedSlice");
 }
 
-TEST_CASE("A shape whose element count overflows 64 bits is rejected as ValidationOverflow", "[safetensors][corrupt]") {
-  auto m = parse_error(raw_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})"));
+TEST_CASE("A shape whose element count overflows 64 bits is rejected as ValidationOverflow",
+          "[safetensors][corrupt]") {
+  auto m =
+      parse_error(raw_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})"));
   CHECK_CONTAINS(m, "tensor 'w'");
   CHECK_CONTAINS(m, "ValidationOverflow");
   // Fits as a count but not once multiplied by the dtype's 64 bits.
-  CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"F64","shape":[1152921504606846976],"data_offsets":[0,0]}})")),
-                 "ValidationOverflow");
+  CHECK_CONTAINS(
+      parse_error(raw_file(R"({"w":{"dtype":"F64","shape":[1152921504606846976],"data_offsets":[0,0]}})")),
+      "ValidationOverflow");
   // As in the reference, a zero before the large dims makes the count 0.
-  CHECK(parse(raw_file(R"({"w":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})")).ok());
+  CHECK(parse(raw_file(R"({"w":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})"))
+            .ok());
 }
 
-TEST_CASE("Trailing bytes after the last tensor are rejected as MetadataIncompleteBuffer", "[safetensors][corrupt]") {
+TEST_CASE("Trailing bytes after the last tensor are rejected as MetadataIncompleteBuffer",
+          "[safetensors][corrupt]") {
   auto bytes = hs::safetensors_serialize({hs::safetensors_tensor_f32("w", {2}, {1, 2})});
   REQUIRE(parse(bytes).ok());
   bytes.push_back(0);
@@ -479,8 +504,8 @@ TEST_CASE("Trailing bytes after the last tensor are rejected as MetadataIncomple
 }
 
 TEST_CASE("A truncated file is rejected, at every cut point", "[safetensors][corrupt]") {
-  auto bytes = hs::safetensors_serialize({hs::safetensors_tensor_f32("w", {3}, {1, 2, 3}),
-                                          hs::safetensors_tensor_bf16("v", {2}, {1, 2})});
+  auto bytes = hs::safetensors_serialize(
+      {hs::safetensors_tensor_f32("w", {3}, {1, 2, 3}), hs::safetensors_tensor_bf16("v", {2}, {1, 2})});
   REQUIRE(parse(bytes).ok());
   for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
     std::vector<std::uint8_t> part(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(cut));
@@ -501,7 +526,8 @@ TEST_CASE("Control characters in a tensor name are escaped in error messages", "
 
 // ------------------------------------------------------------------ decoding
 
-TEST_CASE("F16 decoding matches the IEEE binary16 formula for all 65536 bit patterns", "[safetensors][decode]") {
+TEST_CASE("F16 decoding matches the IEEE binary16 formula for all 65536 bit patterns",
+          "[safetensors][decode]") {
   std::vector<std::uint16_t> all(65536);
   for (std::uint32_t i = 0; i < 65536; ++i) all[i] = static_cast<std::uint16_t>(i);
   auto bytes = raw_file(R"({"h":{"dtype":"F16","shape":[65536],"data_offsets":[0,131072]}})", u16_bytes(all));
@@ -524,11 +550,11 @@ TEST_CASE("F16 decoding matches the IEEE binary16 formula for all 65536 bit patt
                                    << half_reference(static_cast<std::uint16_t>(first_bad)));
   CHECK(mismatches == 0);
   // Landmarks, spelled out.
-  CHECK((*v)[0x0001] == std::ldexp(1.f, -24));               // smallest subnormal
-  CHECK((*v)[0x03ff] == std::ldexp(1023.f, -24));            // largest subnormal
-  CHECK((*v)[0x0400] == std::ldexp(1.f, -14));               // smallest normal
+  CHECK((*v)[0x0001] == std::ldexp(1.f, -24));     // smallest subnormal
+  CHECK((*v)[0x03ff] == std::ldexp(1023.f, -24));  // largest subnormal
+  CHECK((*v)[0x0400] == std::ldexp(1.f, -14));     // smallest normal
   CHECK((*v)[0x3c00] == 1.f);
-  CHECK((*v)[0x7bff] == 65504.f);                            // max
+  CHECK((*v)[0x7bff] == 65504.f);  // max
   CHECK((*v)[0xfbff] == -65504.f);
   CHECK(std::isinf((*v)[0x7c00]));
   CHECK((*v)[0x7c00] > 0);
@@ -543,7 +569,8 @@ TEST_CASE("F16 decoding matches the IEEE binary16 formula for all 65536 bit patt
 TEST_CASE("BF16 decoding matches the bfloat16 formula for all 65536 bit patterns", "[safetensors][decode]") {
   std::vector<std::uint16_t> all(65536);
   for (std::uint32_t i = 0; i < 65536; ++i) all[i] = static_cast<std::uint16_t>(i);
-  auto bytes = raw_file(R"({"b":{"dtype":"BF16","shape":[256,256],"data_offsets":[0,131072]}})", u16_bytes(all));
+  auto bytes =
+      raw_file(R"({"b":{"dtype":"BF16","shape":[256,256],"data_offsets":[0,131072]}})", u16_bytes(all));
   auto f = parse(bytes);
   REQUIRE(f.ok());
   auto v = hs::safetensors_read_f32(*f, f->tensors[0]);
@@ -619,8 +646,10 @@ TEST_CASE("Tensors at odd, unaligned offsets decode correctly", "[safetensors][d
   CHECK(*vh == std::vector<float>{1.f, -2.f, std::ldexp(1.f, -24)});
 }
 
-TEST_CASE("Decoding a dtype other than F32, F16, BF16 or F64 is an error naming the tensor", "[safetensors][decode]") {
-  auto bytes = hs::safetensors_serialize({{"ids", Dtype::I64, {2}, zeros(16)}, {"mask", Dtype::BOOL, {2}, zeros(2)}});
+TEST_CASE("Decoding a dtype other than F32, F16, BF16 or F64 is an error naming the tensor",
+          "[safetensors][decode]") {
+  auto bytes =
+      hs::safetensors_serialize({{"ids", Dtype::I64, {2}, zeros(16)}, {"mask", Dtype::BOOL, {2}, zeros(2)}});
   auto f = parse(bytes);
   REQUIRE(f.ok());  // parsing them is fine
   for (const char* name : {"ids", "mask"}) {
@@ -634,7 +663,8 @@ TEST_CASE("Decoding a dtype other than F32, F16, BF16 or F64 is an error naming 
 TEST_CASE("Parsing the header alone gives the tensor table, and tensors decode from separately fetched bytes",
           "[safetensors][decode]") {
   std::vector<float> a = {1, 2, 3}, b = {4, 5};
-  auto bytes = hs::safetensors_serialize({hs::safetensors_tensor_f32("a", {3}, a), hs::safetensors_tensor_bf16("b", {2}, b)});
+  auto bytes = hs::safetensors_serialize(
+      {hs::safetensors_tensor_f32("a", {3}, a), hs::safetensors_tensor_bf16("b", {2}, b)});
   auto full = parse(bytes);
   REQUIRE(full.ok());
   std::size_t header_end = static_cast<std::size_t>(8 + full->header_size);
@@ -666,7 +696,8 @@ TEST_CASE("Parsing the header alone gives the tensor table, and tensors decode f
 
 // -------------------------------------------------------------------- index
 
-TEST_CASE("An index file maps tensor names to shard files and ignores unknown fields", "[safetensors][index]") {
+TEST_CASE("An index file maps tensor names to shard files and ignores unknown fields",
+          "[safetensors][index]") {
   std::string text = R"({"metadata":{"total_size":123,"format":"pt"},"dtype":"bfloat16",
     "weight_map":{"model.embed_tokens.weight":"model-00001-of-00002.safetensors",
                   "lm_head.weight":"model-00002-of-00002.safetensors"}})";
@@ -750,7 +781,8 @@ TEST_CASE("A fixture rewritten as BF16 and as F16 reads back within the formats'
     const char* name;
     std::vector<hs::SafetensorsTensorIn>* tensors;
     double rel, abs;
-  } cases[] = {{"BF16", &as_bf16, std::ldexp(1.0, -8), 0.0}, {"F16", &as_f16, std::ldexp(1.0, -11), std::ldexp(1.0, -25)}};
+  } cases[] = {{"BF16", &as_bf16, std::ldexp(1.0, -8), 0.0},
+               {"F16", &as_f16, std::ldexp(1.0, -11), std::ldexp(1.0, -25)}};
   for (const auto& c : cases) {
     auto out = hs::safetensors_serialize(*c.tensors, f->metadata);
     auto g = hs::safetensors_parse(out.data(), out.size(), "model.safetensors");

@@ -23,8 +23,8 @@ namespace {
 void round_trip(const hs::SafetensorsFile& file) {
   std::vector<hs::SafetensorsTensorIn> in;
   for (const auto& t : file.tensors)
-    in.push_back({t.name, t.dtype, t.shape,
-                  std::vector<std::uint8_t>(file.data + t.begin, file.data + t.end)});
+    in.push_back(
+        {t.name, t.dtype, t.shape, std::vector<std::uint8_t>(file.data + t.begin, file.data + t.end)});
   auto bytes = hs::safetensors_serialize(in, file.metadata);
   auto again = hs::safetensors_parse(bytes.data(), bytes.size(), "rewritten");
   if (!again) fail("re-serialised file rejected", again.error().message);
@@ -57,12 +57,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
     if (n <= size - 8) {
-      auto header = hs::safetensors_parse_header(data, static_cast<std::size_t>(8 + n), size, "fuzz.safetensors");
+      auto header =
+          hs::safetensors_parse_header(data, static_cast<std::size_t>(8 + n), size, "fuzz.safetensors");
       if (header.ok() != file.ok()) fail("header-only and whole-file parses disagree", "");
       if (header) {
         for (const auto& t : header->tensors) {
-          auto v = hs::safetensors_decode_f32(t, data + 8 + n + t.begin, static_cast<std::size_t>(t.end - t.begin),
-                                              "fuzz.safetensors");
+          auto v = hs::safetensors_decode_f32(t, data + 8 + n + t.begin,
+                                              static_cast<std::size_t>(t.end - t.begin), "fuzz.safetensors");
           (void)v;
         }
       }
