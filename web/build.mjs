@@ -1,4 +1,5 @@
-// Bundles the page's ES modules into public/dist/ with esbuild and copies the
+// Bundles the page's ES modules (the explorer, its worker, embed.html and the
+// <headscope-view> element) into public/dist/ with esbuild and copies the
 // wasm core (headscope_core.mjs/.wasm) from the Emscripten build beside them.
 // Usage: node web/build.mjs [--wasm-dir DIR]
 import fs from 'node:fs';
@@ -22,7 +23,12 @@ for (const file of ['headscope_core.mjs', 'headscope_core.wasm']) {
 }
 
 await esbuild.build({
-  entryPoints: { main: path.join(root, 'web', 'main.js'), worker: path.join(root, 'web', 'worker.js') },
+  entryPoints: {
+    main: path.join(root, 'web', 'main.js'),
+    worker: path.join(root, 'web', 'worker.js'),
+    embed: path.join(root, 'web', 'embed.js'),
+    element: path.join(root, 'web', 'element.js'),
+  },
   outdir: dist,
   bundle: true,
   format: 'esm',

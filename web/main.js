@@ -1,34 +1,151 @@
-// headscope page entry. For now: proves the pipe page -> worker -> wasm core
-// -> page by asking the core for the singular values of a small matrix and
-// drawing them. The explorer views replace this as the core features land.
-import { HeadscopeClient } from './client.js';
+// headscope explorer entry: builds the page from its views, keeps the store
+// and the location hash in step, and routes the keyboard.
+import { App } from './app.js';
+import { el } from './dom.js';
+import { HeadView } from './headview.js';
+import { InterventionsPanel } from './interventions.js';
+import { ModelBar } from './modelbar.js';
+import { modelLabel } from './models.js';
+import { ModelView } from './modelview.js';
+import { HeadGrid, moveHead, toggleAblation } from './overview.js';
+import { SharePanel } from './share.js';
+import { Store, URL_KEYS, VIEWS, parseHash, selectedHead, serializeHash } from './state.js';
+import { TextPanel } from './textpanel.js';
 
-const status = document.getElementById('status');
-const output = document.getElementById('singular-values');
+const { state: initial, problems } = parseHash(location.hash, location.origin);
+const store = new Store(initial);
+const app = new App(store, { workerUrl: new URL('./worker.js', import.meta.url) });
+const modelName = () => (store.state.modelInfo?.label ? shortModelName(store.state) : 'model');
 
-// A 3 x 3 matrix whose singular values are known in closed form: it is
-// Q diag(5, 3, 1) with Q a rotation, so they are exactly 5, 3, 1.
-const c = Math.cos(0.3);
-const s = Math.sin(0.3);
-const demoMatrix = [5 * c, -3 * s, 0, 5 * s, 3 * c, 0, 0, 0, 1];
-
-async function main() {
-  const client = new HeadscopeClient(new URL('./worker.js', import.meta.url));
-  status.textContent = 'starting the wasm core…';
-  await client.ready;
-  const { values } = await client.call('singularValues', { matrix: demoMatrix, rows: 3, cols: 3 });
-  output.replaceChildren();
-  for (const value of values) {
-    const item = document.createElement('li');
-    item.textContent = value.toFixed(4);
-    output.append(item);
-  }
-  output.dataset.values = JSON.stringify(Array.from(values));
-  status.textContent = 'ready';
-  document.body.dataset.status = 'ready';
+function shortModelName(state) {
+  return state.model === 'local' ? 'local-model' : modelLabel(state.model, state.rev);
 }
 
-main().catch((error) => {
-  status.textContent = `error: ${error.message}`;
-  document.body.dataset.status = 'error';
+// --- status line and toast ---------------------------------------------------
+const status = document.getElementById('status');
+const toast = document.getElementById('toast');
+let toastTimer = null;
+function notify(message) {
+  toast.textContent = message;
+  toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => {
+    toast.hidden = true;
+  }, 4000);
+}
+const onError = (message) => notify(message);
+
+function renderStatus(state) {
+  let text;
+  if (state.modelStatus === 'loading') text = `loading ${modelLabel(state.model, state.rev)}…`;
+  else if (state.modelStatus === 'unavailable') text = 'built-in model not yet available';
+  else if (state.modelStatus === 'error' && !state.modelInfo) text = 'no model loaded';
+  else if (state.modelStatus === 'idle') text = 'starting…';
+  else if (state.runStatus === 'running') text = 'running…';
+  else if (state.runStatus === 'error') text = 'could not run this text';
+  else text = state.notice || 'ready';
+  status.textContent = text;
+  const ready = state.modelStatus === 'ready' && state.runStatus === 'ready' && state.run && !state.run.empty;
+  document.body.dataset.status = ready ? 'ready' : state.modelStatus === 'loading' ? 'loading' : state.modelStatus;
+}
+
+// --- views ------------------------------------------------------------------
+new ModelBar(document.getElementById('model-bar'), { store, app });
+new TextPanel(document.getElementById('text-panel'), { store });
+new SharePanel(document.getElementById('share'), { store, notify });
+const openHead = () => store.set({ view: 'head' });
+new HeadGrid(document.getElementById('overview-grid'), { store, onOpen: openHead, onError, modelName });
+new HeadGrid(document.getElementById('navigator'), { store, compact: true, onError, modelName });
+new HeadView(document.getElementById('head-detail'), { store, modelName, onError });
+new ModelView(document.getElementById('view-model'), { store });
+new InterventionsPanel(document.getElementById('view-interventions'), { store, modelName, onError });
+
+// --- tabs ---------------------------------------------------------------------
+const tabs = document.getElementById('tabs');
+const tabButtons = {};
+for (const view of VIEWS) {
+  const button = el('button', {
+    type: 'button', role: 'tab', id: `tab-${view}`, 'aria-controls': `view-${view}`, dataset: { view },
+    text: { overview: 'Overview', head: 'Head', model: 'Model', interventions: 'Interventions' }[view],
+    on: { click: () => store.set({ view }) },
+  });
+  tabButtons[view] = button;
+  tabs.append(button);
+}
+tabs.addEventListener('keydown', (event) => {
+  const i = VIEWS.indexOf(store.state.view);
+  const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: VIEWS.length - 1 }[event.key];
+  if (next === undefined) return;
+  event.preventDefault();
+  event.stopPropagation();
+  const view = VIEWS[(next + VIEWS.length) % VIEWS.length];
+  store.set({ view });
+  tabButtons[view].focus();
 });
+
+function renderTabs(state) {
+  for (const view of VIEWS) {
+    const on = state.view === view;
+    tabButtons[view].setAttribute('aria-selected', String(on));
+    tabButtons[view].tabIndex = on ? 0 : -1;
+    document.getElementById(`view-${view}`).hidden = !on;
+  }
+  const { layer, head } = selectedHead(state);
+  tabButtons.head.textContent = state.modelInfo ? `Head L${layer}H${head}` : 'Head';
+  const n = state.ablate.length;
+  tabButtons.interventions.textContent = n ? `Interventions (${n})` : 'Interventions';
+}
+
+// --- keyboard: heads from anywhere that is not a text field --------------------
+window.addEventListener('keydown', (event) => {
+  const target = event.target;
+  if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+  if (target.closest?.('input, textarea, select, dialog, [role=tablist]')) return;
+  if (target.closest?.('#heatmap') && event.shiftKey) return;
+  const state = store.state;
+  if (!state.modelInfo) return;
+  if (event.key === 'a' || event.key === 'A') {
+    const { layer, head } = selectedHead(state);
+    toggleAblation(store, layer, head);
+    event.preventDefault();
+  } else if (event.key === 'Escape' && state.view !== 'overview') {
+    store.set({ view: 'overview' });
+  } else if (state.view === 'overview' || state.view === 'head') {
+    const next = moveHead(state, event.key);
+    if (next && !(target.closest?.('button') && event.key === ' ')) {
+      event.preventDefault();
+      store.set({ head: next });
+    }
+  }
+});
+
+// --- URL <-> store ------------------------------------------------------------
+let writing = false;
+store.subscribe((state, changed) => {
+  if ([...changed].some((k) => URL_KEYS.includes(k))) {
+    const hash = serializeHash(state);
+    if (hash !== location.hash.replace(/^#/, '')) {
+      writing = true;
+      history.replaceState(null, '', hash ? `#${hash}` : location.pathname + location.search);
+      writing = false;
+    }
+  }
+  if (['view', 'modelInfo', 'head', 'ablate'].some((k) => changed.has(k))) renderTabs(state);
+  // A counter of applied runs, so tests (and anyone) can wait for the next one.
+  if (changed.has('run') && state.run) document.body.dataset.runs = String(Number(document.body.dataset.runs || 0) + 1);
+  renderStatus(state);
+});
+window.addEventListener('hashchange', () => {
+  if (writing) return;
+  const { state: next, problems: more } = parseHash(location.hash, location.origin);
+  store.set(next);
+  if (more.length) notify(more.join('; '));
+});
+
+renderTabs(store.state);
+renderStatus(store.state);
+if (problems.length) notify(`link: ${problems.join('; ')}`);
+app.start();
+
+// For tests and the curious: the store, read-only by convention.
+window.headscope = { store, app };

@@ -25,12 +25,35 @@ const mimeTypes = {
 };
 
 // Serves `root` on an ephemeral port; supports Range requests (bytes=a-b).
-export async function startServer(root = publicDir) {
+// `root` is a folder, or mounts {'/': publicDir, '/hub/': hubDir, ...}: the
+// longest matching prefix wins, so tests can put a hub-layout folder or a
+// built-in model beside the page on the same origin. Every request is
+// recorded in `requests` ({url, status, bytes}). options.slow(pathname)
+// may return a rate in bytes/s to trickle that file (progress and cancel
+// tests).
+export async function startServer(root = publicDir, options = {}) {
+  const mounts = Object.entries(typeof root === 'string' ? { '/': root } : root)
+    .map(([prefix, dir]) => [prefix.endsWith('/') ? prefix : `${prefix}/`, path.resolve(dir)])
+    .sort((a, b) => b[0].length - a[0].length);
   const requests = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://127.0.0.1');
-    let file = path.normalize(path.join(root, decodeURIComponent(url.pathname)));
-    if (!file.startsWith(root)) {
+    let pathname;
+    try {
+      pathname = decodeURIComponent(url.pathname);
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    const mount = mounts.find(([prefix]) => `${pathname}/`.startsWith(prefix));
+    if (!mount) {
+      res.writeHead(404).end('not found');
+      requests.push({ url: req.url, status: 404 });
+      return;
+    }
+    const [prefix, dir] = mount;
+    let file = path.normalize(path.join(dir, pathname.slice(prefix.length)));
+    if (file !== dir && !file.startsWith(dir + path.sep)) {
       res.writeHead(403).end();
       return;
     }
@@ -56,8 +79,26 @@ export async function startServer(root = publicDir) {
       requests.push({ url: req.url, status: 206, bytes: end - start + 1 });
     } else {
       res.writeHead(200, { ...headers, 'Content-Length': size });
-      fs.createReadStream(file).pipe(res);
+      const rate = options.slow?.(pathname) || 0;
       requests.push({ url: req.url, status: 200, bytes: size });
+      if (!rate) {
+        fs.createReadStream(file).pipe(res);
+        return;
+      }
+      // 10 chunks a second until done or the client goes away.
+      const data = fs.readFileSync(file);
+      const chunk = Math.max(1, Math.round(rate / 10));
+      let offset = 0;
+      const timer = setInterval(() => {
+        if (res.destroyed || offset >= data.length) {
+          clearInterval(timer);
+          if (!res.destroyed) res.end();
+          return;
+        }
+        res.write(data.subarray(offset, offset + chunk));
+        offset += chunk;
+      }, 100);
+      res.on('close', () => clearInterval(timer));
     }
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -1,0 +1,198 @@
+// The controller shared by the explorer (main.js) and embed.html: it turns
+// the store's URL fields into worker requests and the answers into runtime
+// fields. Loading: a change of model/rev/hub starts a load; a failed or
+// cancelled load puts model/rev back to the model that is still loaded.
+// Analysis: text, BOS and ablation changes schedule a run; a run's result is
+// applied only if no newer request was made meanwhile (stale results are
+// dropped), and at most one run is in the worker at a time, so typing never
+// queues work.
+import { HeadscopeClient } from './client.js';
+import { parseHeadKey } from './state.js';
+import { EXAMPLES } from './models.js';
+
+export function modelSpecOf(state) {
+  if (state.model === 'builtin') return { kind: 'builtin' };
+  if (state.model === 'local') return { kind: 'files' };
+  if (/^[a-z]+:/i.test(state.model)) return { kind: 'url', url: state.model };
+  return { kind: 'hub', repo: state.model, revision: state.rev || 'main' };
+}
+
+function specKey(state) {
+  return JSON.stringify([state.model, state.model === 'builtin' || state.model === 'local' ? '' : state.rev, state.hub || '']);
+}
+
+export function textOf(state) {
+  return state.text ?? EXAMPLES[0].text;
+}
+
+export class App {
+  constructor(store, { workerUrl, maxTokens = 256 }) {
+    this.store = store;
+    this.client = new HeadscopeClient(workerUrl);
+    this.maxTokens = maxTokens;
+    this.loadedKey = null;    // specKey of the model in the worker
+    this.loadedState = null;  // {model, rev, hub} of that model
+    this.loadingKey = null;
+    this.loadSeq = 0;
+    this.runSeq = 0;
+    this.inFlight = false;
+    this.again = false;
+    this.timer = null;
+    this.baseline = null;     // {key, generation, patterns, tokenLoss, loss}
+    this.localFiles = null;
+    store.subscribe((state, changed) => this.onChange(state, changed));
+  }
+
+  async start() {
+    try {
+      await this.client.ready;
+    } catch (error) {
+      this.store.set({ modelStatus: 'error', modelError: `the wasm core could not start: ${error.message}` });
+      return;
+    }
+    this.loadFromState();
+  }
+
+  onChange(state, changed) {
+    if (changed.has('model') || changed.has('rev') || changed.has('hub')) {
+      const key = specKey(state);
+      if (key !== this.loadedKey && key !== this.loadingKey) this.loadFromState();
+    }
+    if (changed.has('text')) this.scheduleAnalyze(150);
+    else if (changed.has('bos') || changed.has('ablate') || changed.has('edits')) this.scheduleAnalyze(0);
+  }
+
+  loadFromState() {
+    const state = this.store.state;
+    if (state.model === 'local' && !this.localFiles) {
+      this.store.set({ modelStatus: this.loadedKey ? 'ready' : 'idle', modelError: 'this link refers to local files, which a link cannot carry: drop the model files on the page or pick them again' });
+      return;
+    }
+    const spec = modelSpecOf(state);
+    const args = { spec };
+    if (spec.kind === 'files') args.files = this.localFiles;
+    if (spec.kind === 'hub' && state.hub) args.endpoint = state.hub;
+    this.load(args, specKey(state), { model: state.model, rev: state.rev, hub: state.hub });
+  }
+
+  loadFiles(files) {
+    this.localFiles = [...files];
+    this.loadedKey = null;
+    if (this.store.state.model === 'local') this.loadFromState();
+    else this.store.set({ model: 'local', rev: 'main' });
+  }
+
+  async load(args, key, target) {
+    const seq = ++this.loadSeq;
+    this.loadingKey = key;
+    const started = performance.now();
+    const meter = { doneBytes: 0, files: new Map(), samples: [] };
+    this.store.set({ modelStatus: 'loading', modelError: null, progress: { file: null, loaded: 0, total: 0 }, notice: null });
+    try {
+      const { info, cache } = await this.client.call('loadModel', args, {
+        onProgress: (p) => {
+          if (seq !== this.loadSeq) return;
+          this.store.set({ progress: measure(meter, p, started) });
+        },
+      });
+      if (seq !== this.loadSeq) return;
+      this.loadedKey = key;
+      this.loadedState = target;
+      this.loadingKey = null;
+      this.baseline = null;
+      const patch = { modelStatus: 'ready', modelInfo: info, progress: null, run: null };
+      if (cache?.hits) patch.notice = `loaded from the browser cache (${cache.hits} file${cache.hits > 1 ? 's' : ''})`;
+      this.store.set(patch);
+      this.scheduleAnalyze(0);
+    } catch (error) {
+      if (seq !== this.loadSeq) return;
+      this.loadingKey = null;
+      const message = error.message || String(error);
+      const unavailable = /built-in model not yet available/.test(message);
+      const patch = { modelStatus: this.loadedKey ? 'ready' : unavailable ? 'unavailable' : 'error', modelError: message, progress: null };
+      // The URL must describe the model on screen: go back to it.
+      if (this.loadedState) Object.assign(patch, this.loadedState);
+      this.store.set(patch);
+    }
+  }
+
+  cancelLoad() {
+    this.client.call('cancelLoad').catch(() => {});
+  }
+
+  headGate() {
+    const { ablate, modelInfo } = this.store.state;
+    if (!ablate.length || !modelInfo) return null;
+    const gate = new Array(modelInfo.n_layer * modelInfo.n_head).fill(1);
+    let any = false;
+    for (const key of ablate) {
+      const h = parseHeadKey(key);
+      if (h && h.layer < modelInfo.n_layer && h.head < modelInfo.n_head) {
+        gate[h.layer * modelInfo.n_head + h.head] = 0;
+        any = true;
+      }
+    }
+    return any ? gate : null;
+  }
+
+  scheduleAnalyze(delay) {
+    clearTimeout(this.timer);
+    this.runSeq++; // any result computed before now is stale
+    this.timer = setTimeout(() => this.analyze(), delay);
+  }
+
+  async analyze() {
+    const state = this.store.state;
+    if (state.modelStatus !== 'ready' || !state.modelInfo) return;
+    if (this.inFlight) {
+      this.again = true;
+      return;
+    }
+    const seq = ++this.runSeq;
+    const generation = state.modelInfo.generation;
+    const headGate = this.headGate();
+    const request = { text: textOf(state), prependBos: state.bos, maxTokens: this.maxTokens };
+    if (headGate) {
+      request.headGate = headGate;
+      if (this.baseline?.generation === generation) request.baselineKey = this.baseline.key;
+    }
+    this.inFlight = true;
+    const slow = setTimeout(() => seq === this.runSeq && this.store.set({ runStatus: 'running' }), 200);
+    try {
+      const result = await this.client.call('analyze', request);
+      if (result.generation === generation && !result.empty) {
+        const key = result.ids.join(',');
+        if (!result.gated) this.baseline = { key, generation, patterns: result.patterns, tokenLoss: result.tokenLoss, loss: result.loss };
+        else if (result.baseline) this.baseline = { key, generation, ...result.baseline };
+        if (result.gated && this.baseline?.key === key) result.baseline = { patterns: this.baseline.patterns, tokenLoss: this.baseline.tokenLoss, loss: this.baseline.loss };
+      }
+      if (seq === this.runSeq && this.store.state.modelInfo?.generation === result.generation) {
+        this.store.set({ run: result, runStatus: 'ready', runError: null });
+      }
+    } catch (error) {
+      if (seq === this.runSeq) this.store.set({ runStatus: 'error', runError: error.message || String(error) });
+    } finally {
+      clearTimeout(slow);
+      this.inFlight = false;
+      if (this.again) {
+        this.again = false;
+        this.analyze();
+      }
+    }
+  }
+}
+
+// Progress with speed (bytes/s over the last ~3 s) and time left for the
+// current file.
+function measure(meter, p, started) {
+  const now = performance.now();
+  if (p.file && p.loaded === p.total) meter.files.set(p.file, p.total);
+  const fileBytes = [...meter.files.entries()].filter(([name]) => name !== p.file).reduce((a, [, b]) => a + b, 0);
+  const bytesSoFar = fileBytes + (p.loaded || 0);
+  meter.samples.push([now, bytesSoFar]);
+  while (meter.samples.length > 2 && now - meter.samples[0][0] > 3000) meter.samples.shift();
+  const [t0, b0] = meter.samples[0];
+  const speed = now - t0 > 200 ? ((bytesSoFar - b0) * 1000) / (now - t0) : bytesSoFar / Math.max(0.001, (now - started) / 1000);
+  const eta = speed > 0 && p.total ? (p.total - p.loaded) / speed : NaN;
+  return { ...p, speed, eta };
+}

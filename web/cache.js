@@ -1,0 +1,83 @@
+// Downloads from the hub are kept in the Cache API so the next visit loads
+// the model without the network. The cache name carries a version: a change
+// to what is stored (or how) bumps it and old entries are dropped. Entries are
+// keyed by the request URL, which holds repo, revision and file name
+// (<endpoint>/<repo>/resolve/<revision>/<file>). A revision such as 'main' can
+// move; "clear cache" in the page removes everything.
+
+export const CACHE_NAME = 'headscope-models-v1';
+const CACHE_PREFIX = 'headscope-models-';
+
+function cacheStorage() {
+  // The Cache API exists only in secure contexts (https, localhost, 127.0.0.1).
+  return typeof caches !== 'undefined' ? caches : null;
+}
+
+// Deletes caches of older versions. Failures are not errors: caching is an
+// optimisation.
+export async function dropOldCaches() {
+  const storage = cacheStorage();
+  if (!storage) return;
+  try {
+    for (const name of await storage.keys()) if (name.startsWith(CACHE_PREFIX) && name !== CACHE_NAME) await storage.delete(name);
+  } catch {
+    // ignore
+  }
+}
+
+// A fetch for wasm/sources.mjs that answers from the cache when it can and
+// stores complete 200 responses as they stream past. onEvent({type:
+// 'hit'|'stored'|'store-failed', url, message}) reports what happened.
+export function cachingFetch({ fetchImpl = globalThis.fetch, onEvent = () => {} } = {}) {
+  const storage = cacheStorage();
+  if (!storage) return fetchImpl;
+  let cachePromise = null;
+  const open = () => (cachePromise ??= storage.open(CACHE_NAME));
+  return async (url, init = {}) => {
+    const key = String(url);
+    let cache = null;
+    try {
+      cache = await open();
+      const hit = await cache.match(key);
+      if (hit) {
+        onEvent({ type: 'hit', url: key });
+        return hit;
+      }
+    } catch {
+      cache = null;
+    }
+    const response = await fetchImpl(url, init);
+    if (cache && response.status === 200 && !response.headers.get('Vary')?.includes('*')) {
+      // The copy is consumed as the original streams; a cancelled download
+      // aborts the fetch, which fails this put, so partial files are never
+      // stored.
+      const copy = response.clone();
+      const headers = new Headers(copy.headers);
+      cache.put(key, new Response(copy.body, { status: 200, statusText: copy.statusText, headers })).then(
+        () => onEvent({ type: 'stored', url: key }),
+        (error) => onEvent({ type: 'store-failed', url: key, message: error?.message || String(error) }),
+      );
+    }
+    return response;
+  };
+}
+
+// {entries, bytes} of what the current cache holds (bytes from the stored
+// Content-Length headers).
+export async function cacheSummary() {
+  const storage = cacheStorage();
+  if (!storage) return { available: false, entries: 0, bytes: 0 };
+  const cache = await storage.open(CACHE_NAME);
+  const requests = await cache.keys();
+  let bytes = 0;
+  for (const request of requests) {
+    const response = await cache.match(request);
+    bytes += Number(response?.headers.get('Content-Length')) || 0;
+  }
+  return { available: true, entries: requests.length, bytes };
+}
+
+export async function clearCache() {
+  const storage = cacheStorage();
+  if (storage) await storage.delete(CACHE_NAME);
+}

@@ -1,0 +1,121 @@
+// Interventions: the heads switched off (head gate 0, zero-ablation), the
+// loss before and after, per-token loss changes, and undo. Every change is
+// in the URL, so an ablation can be shared and undone with the back of a
+// click. Edits and merges (issue 5) get their controls here when the core
+// exposes them.
+import { SCALES, cssAt } from './colormap.js';
+import { displayToken, el, formatNumber } from './dom.js';
+import { exportBar, fileName } from './export.js';
+import { parseHeadKey } from './state.js';
+
+export class InterventionsPanel {
+  constructor(root, { store, modelName, onError }) {
+    this.store = store;
+    this.modelName = modelName;
+    this.list = el('div', { id: 'ablated-list', class: 'ablated-list' });
+    this.clearButton = el('button', { type: 'button', id: 'ablate-clear', class: 'secondary', text: 'Restore all heads', on: { click: () => store.set({ ablate: [] }) } });
+    this.undoButton = el('button', { type: 'button', id: 'ablate-undo', class: 'secondary', text: 'Undo', on: { click: () => this.undo() } });
+    this.loss = el('div', { id: 'ablation-loss', class: 'loss-summary' });
+    this.chart = el('div', { class: 'delta-chart', id: 'delta-chart' });
+    this.history = [];
+    root.append(
+      el('h2', { text: 'Ablation' }),
+      el('p', { class: 'muted', text: 'Switch heads off (their attention output set to zero) from the grid (A key), the head view, or here; the model re-runs and the loss change is shown. Everything is reversible and part of the link.' }),
+      el('div', { class: 'row' }, [el('span', { class: 'bar-label', text: 'Ablated' }), this.list, this.undoButton, this.clearButton]),
+      el('div', { class: 'row' }, [
+        el('span', { class: 'bar-label', text: 'Mode' }),
+        el('label', { class: 'toggle' }, [el('input', { type: 'radio', name: 'ablation-mode', checked: true }), ' zero']),
+        el('label', { class: 'toggle muted', title: 'mean-ablation arrives with the ablation API of the core (issue 5)' }, [el('input', { type: 'radio', name: 'ablation-mode', disabled: true }), ' mean (coming)']),
+      ]),
+      this.loss,
+      el('div', { class: 'figure-head' }, [el('span', { class: 'muted', text: 'loss change per predicted token' }), exportBar(() => this.figure(), { onError, label: 'Loss change' })]),
+      this.chart,
+      el('h2', { text: 'Edits and merges' }),
+      el('p', { class: 'muted', id: 'edits-slot', text: 'OV edits (with a slider for α) and head merges appear here when the core exposes them.' }),
+    );
+    let previous = store.state.ablate;
+    store.subscribe((state, changed) => {
+      if (changed.has('ablate')) {
+        this.history.push(previous);
+        if (this.history.length > 50) this.history.shift();
+        previous = state.ablate;
+      }
+      if (['ablate', 'run', 'modelInfo'].some((k) => changed.has(k))) this.render(state);
+    });
+    this.render(store.state);
+  }
+
+  undo() {
+    if (!this.history.length) return;
+    const previous = this.history.pop();
+    this.store.set({ ablate: previous });
+    this.history.pop(); // the set above pushed the state we left
+  }
+
+  render(state) {
+    this.list.replaceChildren();
+    for (const key of state.ablate) {
+      const h = parseHeadKey(key);
+      const outside = state.modelInfo && (h.layer >= state.modelInfo.n_layer || h.head >= state.modelInfo.n_head);
+      this.list.append(el('span', { class: `head-chip${outside ? ' warn' : ''}`, title: outside ? 'this head does not exist in the loaded model' : '' }, [
+        el('button', { type: 'button', class: 'link', text: key, on: { click: () => this.store.set({ head: h, view: 'head' }) } }),
+        el('button', { type: 'button', class: 'remove', text: '×', 'aria-label': `restore ${key}`, on: { click: () => this.store.set({ ablate: state.ablate.filter((k) => k !== key) }) } }),
+      ]));
+    }
+    if (!state.ablate.length) this.list.append(el('span', { class: 'muted', text: 'none' }));
+    this.clearButton.disabled = !state.ablate.length;
+    this.undoButton.disabled = !this.history.length;
+    const run = state.run;
+    this.chart.replaceChildren();
+    this.loss.replaceChildren();
+    if (!run || run.empty) return;
+    if (!run.tokenLoss?.length || !Number.isFinite(run.loss)) {
+      this.loss.textContent = 'This model has no language-model head: there is no loss to compare; the patterns of later heads still change.';
+      return;
+    }
+    if (!(run.gated && run.baseline)) {
+      this.loss.append(el('span', { text: `loss ${formatNumber(run.loss)} nats/token (no head ablated)` }));
+      return;
+    }
+    const d = run.loss - run.baseline.loss;
+    this.loss.append(
+      el('span', { text: `loss ${formatNumber(run.baseline.loss)} → ` }),
+      el('strong', { id: 'ablated-loss', text: formatNumber(run.loss) }),
+      el('span', { class: d >= 0 ? 'up' : 'down', id: 'loss-delta', text: ` (${d >= 0 ? '+' : ''}${formatNumber(d)})` }),
+    );
+    const deltas = Array.from(run.tokenLoss, (v, i) => v - run.baseline.tokenLoss[i]);
+    const max = Math.max(1e-6, ...deltas.map(Math.abs));
+    deltas.forEach((delta, i) => {
+      const bar = el('div', { class: 'delta-bar', title: `${displayToken(run.tokens[i])} → ${displayToken(run.tokens[i + 1])}: ${delta >= 0 ? '+' : ''}${formatNumber(delta)}` });
+      bar.style.height = `${Math.max(1, (Math.abs(delta) / max) * 40)}px`;
+      bar.style.background = cssAt(SCALES.diverging, 0.5 + delta / max / 2);
+      bar.classList.add(delta >= 0 ? 'pos' : 'neg');
+      this.chart.append(el('div', { class: 'delta-col' }, [bar]));
+    });
+  }
+
+  figure() {
+    const state = this.store.state;
+    const run = state.run;
+    if (!run || run.empty || !run.gated || !run.baseline || !run.tokenLoss?.length) return null;
+    const model = this.modelName();
+    const rowsOut = Array.from(run.tokenLoss, (v, i) => ({ position: i, token: run.tokens[i], next: run.tokens[i + 1], baseline: run.baseline.tokenLoss[i], ablated: v, delta: v - run.baseline.tokenLoss[i] }));
+    const width = Math.max(320, rowsOut.length * 12 + 40);
+    const max = Math.max(1e-6, ...rowsOut.map((r) => Math.abs(r.delta)));
+    const svg = () => {
+      const bars = rowsOut.map((r, i) => {
+        const h = (Math.abs(r.delta) / max) * 60;
+        const y = r.delta >= 0 ? 90 - h : 90;
+        return `<rect x="${20 + i * 12}" y="${y}" width="10" height="${Math.max(h, 0.5)}" fill="${cssAt(SCALES.diverging, 0.5 + r.delta / max / 2)}"/>`;
+      }).join('\n');
+      return `<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="170" viewBox="0 0 ${width} 170" font-family="system-ui, sans-serif" font-size="12"><rect width="100%" height="100%" fill="#fff"/><text x="8" y="16">loss change per token with ${state.ablate.join(', ')} ablated (Δ ${formatNumber(run.loss - run.baseline.loss)})</text><line x1="16" y1="90" x2="${width - 8}" y2="90" stroke="#999"/>${bars}</svg>\n`;
+    };
+    return {
+      name: fileName('headscope', model, 'ablation', state.ablate.join('-')),
+      svg,
+      png: async () => (await import('./export.js')).svgToPng(svg(), 2),
+      json: () => ({ model, ablated: state.ablate, baseline_loss: run.baseline.loss, loss: run.loss, tokens: rowsOut }),
+      csv: () => [['position', 'token', 'next_token', 'baseline_loss', 'ablated_loss', 'delta'], ...rowsOut.map((r) => [r.position, r.token, r.next, r.baseline, r.ablated, r.delta])],
+    };
+  }
+}

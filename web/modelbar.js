@@ -1,0 +1,196 @@
+// The model bar: which model is loaded and how to load another — the
+// built-in model, the curated hub list with download sizes, any repo id or
+// URL, local files (picker, folder picker, or drag-and-drop anywhere on the
+// page) — with the download progress, a cancel button, and the loaded
+// model's description, warnings and errors.
+import { el } from './dom.js';
+import { BUILTIN, CURATED, formatBytes, formatDuration, modelLabel } from './models.js';
+import { allowedModelUrl, isRepoIdText } from './state.js';
+
+const OTHER = '__other__';
+
+export class ModelBar {
+  constructor(root, { store, app }) {
+    this.store = store;
+    this.app = app;
+    this.select = el('select', { id: 'model-select', 'aria-label': 'model', on: { change: () => this.onSelect() } });
+    this.select.append(el('option', { value: 'builtin', text: `${BUILTIN.title} · instant` }));
+    const group = el('optgroup', { label: 'Hugging Face hub (download size, approx.)' });
+    for (const m of CURATED) group.append(el('option', { value: m.repo, text: `${m.repo} · ≈${formatBytes(m.bytes)}`, title: m.note }));
+    this.select.append(group, el('option', { value: OTHER, text: 'another repo or URL (type it on the right)', disabled: true }));
+
+    this.input = el('input', {
+      id: 'model-input', type: 'text', placeholder: 'owner/name or https://…/model/', spellcheck: 'false', autocomplete: 'off',
+      'aria-label': 'Hugging Face repo id or model URL', on: { keydown: (e) => e.key === 'Enter' && this.submit() },
+    });
+    this.rev = el('input', { id: 'model-rev', type: 'text', value: 'main', spellcheck: 'false', 'aria-label': 'revision (branch, tag, commit or refs/pr/N)', title: 'revision: branch, tag, commit or refs/pr/N', on: { keydown: (e) => e.key === 'Enter' && this.submit() } });
+    this.loadButton = el('button', { type: 'button', id: 'model-load', text: 'Load', on: { click: () => this.submit() } });
+
+    this.filePicker = el('input', { type: 'file', id: 'model-files', multiple: true, hidden: true, on: { change: () => this.onFiles(this.filePicker.files) } });
+    this.folderPicker = el('input', { type: 'file', id: 'model-folder', webkitdirectory: true, hidden: true, on: { change: () => this.onFiles(this.folderPicker.files) } });
+    const filesButton = el('button', { type: 'button', class: 'secondary', text: 'Open files…', title: 'config.json, model.safetensors (or shards + index), tokenizer.json', on: { click: () => this.filePicker.click() } });
+    const folderButton = el('button', { type: 'button', class: 'secondary', text: 'Folder…', title: 'a folder holding config.json, model.safetensors and tokenizer.json', on: { click: () => this.folderPicker.click() } });
+
+    this.progressBar = el('progress', { id: 'load-progress', max: 1, value: 0 });
+    this.progressText = el('span', { id: 'load-progress-text', class: 'progress-text' });
+    this.cancelButton = el('button', { type: 'button', id: 'load-cancel', class: 'secondary', text: 'Cancel', on: { click: () => this.app.cancelLoad() } });
+    this.progressRow = el('div', { class: 'progress-row', id: 'load-progress-row', hidden: true, role: 'status', 'aria-live': 'polite' }, [this.progressBar, this.progressText, this.cancelButton]);
+
+    this.info = el('div', { id: 'model-info', class: 'model-info' });
+    this.error = el('div', { id: 'model-error', class: 'message error', role: 'alert', hidden: true });
+    this.customRow = el('span', { class: 'custom-model' }, [el('span', { class: 'muted', text: 'or' }), this.input, this.rev, this.loadButton]);
+
+    root.append(
+      el('div', { class: 'model-controls' }, [
+        el('label', { for: 'model-select', class: 'bar-label', text: 'Model' }),
+        this.select, this.customRow,
+        el('span', { class: 'files' }, [el('span', { class: 'muted', text: 'or your own files:' }), filesButton, folderButton, this.filePicker, this.folderPicker]),
+      ]),
+      this.progressRow, this.error, this.info,
+    );
+    this.installDrop();
+    store.subscribe((state, changed) => this.render(state, changed));
+    this.render(store.state, new Set(['model', 'modelStatus']));
+  }
+
+  onSelect() {
+    const value = this.select.value;
+    if (value !== OTHER) this.store.set({ model: value, rev: 'main' });
+  }
+
+  submit() {
+    const text = this.input.value.trim();
+    const rev = this.rev.value.trim() || 'main';
+    if (isRepoIdText(text)) {
+      this.store.set({ model: text, rev });
+    } else if (/^[a-z]+:/i.test(text) && allowedModelUrl(text, location.origin)) {
+      this.store.set({ model: allowedModelUrl(text, location.origin), rev: 'main' });
+    } else {
+      this.store.set({ modelError: text ? `"${text.slice(0, 100)}" is neither a Hugging Face repo id (owner/name) nor an https: URL of a model folder` : 'type a repo id such as EleutherAI/pythia-70m, or a model folder URL' });
+    }
+  }
+
+  onFiles(fileList) {
+    const files = [...fileList];
+    if (files.length) this.app.loadFiles(files);
+  }
+
+  installDrop() {
+    const overlay = el('div', { class: 'drop-overlay', hidden: true }, [el('p', { text: 'Drop model files or a model folder' })]);
+    document.body.append(overlay);
+    let depth = 0;
+    const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes('Files');
+    window.addEventListener('dragenter', (e) => {
+      if (!hasFiles(e)) return;
+      depth++;
+      overlay.hidden = false;
+    });
+    window.addEventListener('dragleave', () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) overlay.hidden = true;
+    });
+    window.addEventListener('dragover', (e) => {
+      if (hasFiles(e)) e.preventDefault();
+    });
+    window.addEventListener('drop', async (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      depth = 0;
+      overlay.hidden = true;
+      try {
+        this.onFiles(await droppedFiles(e.dataTransfer));
+      } catch (error) {
+        this.store.set({ modelError: `could not read the dropped files: ${error.message}` });
+      }
+    });
+  }
+
+  render(state, changed) {
+    if (changed.has('model') || changed.has('rev')) {
+      const known = state.model === 'builtin' || CURATED.some((m) => m.repo === state.model);
+      if (known && state.rev === 'main') {
+        this.select.value = state.model;
+        this.input.value = '';
+        this.rev.value = 'main';
+      } else {
+        this.select.value = OTHER;
+        if (state.model !== 'local') {
+          this.input.value = state.model;
+          this.rev.value = state.rev;
+        }
+      }
+    }
+    if (changed.has('progress') || changed.has('modelStatus')) {
+      const p = state.progress;
+      const loading = state.modelStatus === 'loading';
+      this.progressRow.hidden = !loading;
+      document.body.dataset.model = state.modelStatus;
+      if (loading && p) {
+        if (p.total) {
+          this.progressBar.max = p.total;
+          this.progressBar.value = p.loaded;
+        } else {
+          this.progressBar.removeAttribute('value');
+        }
+        const parts = [];
+        if (p.file) parts.push(p.filesTotal > 1 ? `${p.file} (file ${p.filesDone + 1} of ${p.filesTotal})` : p.file);
+        if (p.total) parts.push(`${formatBytes(p.loaded)} of ${formatBytes(p.total)}`);
+        if (p.speed > 0) parts.push(`${formatBytes(p.speed)}/s`);
+        if (Number.isFinite(p.eta) && p.loaded < p.total) parts.push(`${formatDuration(p.eta)} left`);
+        this.progressText.textContent = parts.length ? parts.join(' · ') : `connecting to ${modelLabel(state.model, state.rev)}…`;
+      }
+    }
+    if (changed.has('modelError') || changed.has('modelStatus')) {
+      this.error.hidden = !state.modelError;
+      this.error.textContent = state.modelError || '';
+      this.error.classList.toggle('notice', state.modelStatus === 'unavailable');
+    }
+    if (changed.has('modelInfo') || changed.has('modelStatus')) this.renderInfo(state);
+  }
+
+  renderInfo(state) {
+    const info = state.modelInfo;
+    this.info.replaceChildren();
+    if (!info) {
+      if (state.modelStatus === 'unavailable') this.info.append(el('span', { class: 'muted', text: 'No model loaded yet.' }));
+      return;
+    }
+    const facts = [
+      ['model', info.label],
+      ['family', info.family],
+      ['layers', info.n_layer],
+      ['heads', info.n_kv_head !== info.n_head ? `${info.n_head} (${info.n_kv_head} KV)` : info.n_head],
+      ['d_model', info.d_model],
+      ['d_head', info.d_head],
+      ['vocab', info.d_vocab],
+      ['context', info.n_ctx],
+    ];
+    for (const [name, value] of facts) {
+      this.info.append(el('span', { class: 'fact' }, [el('span', { class: 'fact-name', text: name }), el('span', { class: 'fact-value', text: value })]));
+    }
+    if (!info.causal) this.info.append(el('span', { class: 'badge', text: 'bidirectional' }));
+    if (!info.has_lm_head) this.info.append(el('span', { class: 'badge', text: 'no LM head: no loss' }));
+    if (!info.hasTokenizer) this.info.append(el('span', { class: 'badge warn', text: 'no tokenizer: type token ids' }));
+    for (const warning of info.warnings || []) this.info.append(el('span', { class: 'badge warn', text: warning }));
+  }
+}
+
+// Files of a drop, descending into folders (webkitGetAsEntry).
+async function droppedFiles(dataTransfer) {
+  const entries = [...dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+  if (!entries.length) return [...dataTransfer.files];
+  const files = [];
+  const walk = async (entry, depth) => {
+    if (entry.isFile) files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+    else if (entry.isDirectory && depth < 3) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child, depth + 1);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry, 0);
+  return files;
+}

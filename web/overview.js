@@ -1,0 +1,216 @@
+// The layer x head grid of attention-pattern thumbnails: the overview (large
+// thumbnails, legend, export) and, compact, the navigator beside the head
+// view. One canvas per head, T x T pixels scaled up with pixelated
+// rendering. Keyboard: arrows move, Home/End jump within a layer,
+// PageUp/PageDown across layers, Enter opens the head view, A toggles the
+// head's ablation.
+import { SCALES, legend } from './colormap.js';
+import { el, headPattern } from './dom.js';
+import { exportBar, fileName, svgToPng } from './export.js';
+import { gridSvg, paintPattern } from './figures.js';
+import { headKey, selectedHead } from './state.js';
+
+export function moveHead(state, key) {
+  const info = state.modelInfo;
+  if (!info) return null;
+  const { layer, head } = selectedHead(state);
+  const L = info.n_layer;
+  const H = info.n_head;
+  const moves = {
+    ArrowLeft: [layer, head - 1], ArrowRight: [layer, head + 1], ArrowUp: [layer - 1, head], ArrowDown: [layer + 1, head],
+    Home: [layer, 0], End: [layer, H - 1], PageUp: [0, head], PageDown: [L - 1, head],
+  };
+  if (!moves[key]) return null;
+  let [l, h] = moves[key];
+  // Left/right wrap into the previous/next layer, so the keyboard can walk all heads.
+  if (h < 0 && l > 0) [l, h] = [l - 1, H - 1];
+  if (h >= H && l < L - 1) [l, h] = [l + 1, 0];
+  return { layer: Math.max(0, Math.min(L - 1, l)), head: Math.max(0, Math.min(H - 1, h)) };
+}
+
+export function toggleAblation(store, layer, head) {
+  const key = headKey(layer, head);
+  const ablate = store.state.ablate.includes(key) ? store.state.ablate.filter((k) => k !== key) : [...store.state.ablate, key];
+  store.set({ ablate: sortKeys(ablate) });
+}
+
+function sortKeys(keys) {
+  return keys.map((k) => [k, /^L(\d+)H(\d+)$/.exec(k)]).sort((a, b) => a[1][1] - b[1][1] || a[1][2] - b[1][2]).map(([k]) => k);
+}
+
+// The pattern to show for a head: an ablated head's own output is zeroed,
+// so its thumbnail shows what it attended to before the ablation.
+export function displayPattern(run, layer, head, ablated) {
+  if (ablated && run.gated && run.baseline) {
+    const T = run.nTokens;
+    const offset = (layer * run.nHead + head) * T * T;
+    return run.baseline.patterns.subarray(offset, offset + T * T);
+  }
+  return headPattern(run, layer, head);
+}
+
+export class HeadGrid {
+  constructor(root, { store, compact = false, onOpen = () => {}, onError = () => {}, modelName = () => 'model' }) {
+    this.store = store;
+    this.compact = compact;
+    this.onOpen = onOpen;
+    this.modelName = modelName;
+    this.cells = [];
+    this.shape = null;
+    this.grid = el('div', { class: `head-grid${compact ? ' compact' : ''}`, role: 'grid', 'aria-label': 'attention heads by layer and head', on: { keydown: (e) => this.onKey(e) } });
+    this.empty = el('p', { class: 'muted empty-note', text: 'Load a model to see its heads.' });
+    const children = [];
+    if (!compact) {
+      children.push(el('div', { class: 'figure-head' }, [
+        legend(SCALES.viridis, { label: 'attention weight', ticks: 3, format: (v) => String(v) }),
+        el('span', { class: 'hint muted', text: 'click a head or use ←↑↓→ · Enter opens it · A ablates it' }),
+        exportBar(() => this.figure(), { onError, label: 'Grid' }),
+      ]));
+    }
+    children.push(this.empty, this.grid);
+    root.append(...children);
+    if (!compact && typeof ResizeObserver !== 'undefined') {
+      new ResizeObserver(() => this.resize()).observe(root);
+    }
+    this.root = root;
+    store.subscribe((state, changed) => this.render(state, changed));
+    this.render(store.state, new Set(['modelInfo', 'run', 'head', 'ablate']));
+  }
+
+  resize() {
+    if (!this.shape) return;
+    const width = this.root.clientWidth - 48;
+    const size = Math.max(28, Math.min(96, Math.floor(width / this.shape.nHead) - 6));
+    this.grid.style.setProperty('--thumb', `${size}px`);
+  }
+
+  build(nLayer, nHead) {
+    this.shape = { nLayer, nHead };
+    this.grid.replaceChildren();
+    this.grid.style.setProperty('--heads', nHead);
+    this.cells = [];
+    const header = el('div', { class: 'grid-row grid-header', role: 'row' }, [el('span', { class: 'corner', role: 'columnheader' })]);
+    for (let h = 0; h < nHead; h++) header.append(el('span', { class: 'col-label', role: 'columnheader', text: `H${h}` }));
+    this.grid.append(header);
+    for (let l = 0; l < nLayer; l++) {
+      const row = el('div', { class: 'grid-row', role: 'row' }, [el('span', { class: 'row-label', role: 'rowheader', text: `L${l}` })]);
+      const cells = [];
+      for (let h = 0; h < nHead; h++) {
+        const canvas = el('canvas', { class: 'thumb', width: 1, height: 1 });
+        const cell = el('div', {
+          class: 'head-cell', role: 'gridcell', tabindex: -1, 'aria-label': `layer ${l} head ${h}`, dataset: { head: headKey(l, h) }, title: headKey(l, h),
+          on: {
+            click: () => {
+              this.store.set({ head: { layer: l, head: h } });
+              if (!this.compact) this.onOpen();
+            },
+          },
+        }, [canvas, el('span', { class: 'cell-mark', 'aria-hidden': 'true' })]);
+        cells.push({ cell, canvas });
+        row.append(cell);
+      }
+      this.cells.push(cells);
+      this.grid.append(row);
+    }
+    this.resize();
+  }
+
+  render(state, changed) {
+    const info = state.modelInfo;
+    if (changed.has('modelInfo')) {
+      if (info) this.build(info.n_layer, info.n_head);
+      else {
+        this.shape = null;
+        this.grid.replaceChildren();
+      }
+    }
+    this.empty.hidden = Boolean(info && state.run && !state.run.empty);
+    if (!this.shape) return;
+    if (changed.has('run') || changed.has('modelInfo')) this.paint(state);
+    if (changed.has('head') || changed.has('modelInfo') || changed.has('ablate') || changed.has('run')) this.mark(state);
+  }
+
+  paint(state) {
+    const run = state.run;
+    if (!run || run.empty || run.nLayer !== this.shape.nLayer) return;
+    const ablated = new Set(state.ablate);
+    for (let l = 0; l < run.nLayer; l++) {
+      for (let h = 0; h < run.nHead; h++) {
+        paintPattern(this.cells[l][h].canvas, displayPattern(run, l, h, ablated.has(headKey(l, h))), run.nTokens, state.modelInfo.causal);
+      }
+    }
+  }
+
+  mark(state) {
+    const { layer, head } = selectedHead(state);
+    const ablated = new Set(state.ablate);
+    this.cells.forEach((row, l) => row.forEach(({ cell }, h) => {
+      const selected = l === layer && h === head;
+      cell.classList.toggle('selected', selected);
+      cell.setAttribute('aria-selected', String(selected));
+      cell.tabIndex = selected ? 0 : -1;
+      const off = ablated.has(headKey(l, h));
+      cell.classList.toggle('ablated', off);
+      cell.setAttribute('aria-label', `layer ${l} head ${h}${off ? ', ablated' : ''}`);
+    }));
+    if (this.grid.contains(document.activeElement)) this.cells[layer]?.[head]?.cell.focus();
+  }
+
+  onKey(event) {
+    const state = this.store.state;
+    if (event.key === 'Enter' || event.key === ' ') {
+      event.preventDefault();
+      this.onOpen();
+      return;
+    }
+    if (event.key === 'a' || event.key === 'A') {
+      const { layer, head } = selectedHead(state);
+      toggleAblation(this.store, layer, head);
+      event.preventDefault();
+      return;
+    }
+    const next = moveHead(state, event.key);
+    if (next) {
+      event.preventDefault();
+      event.stopPropagation();
+      this.store.set({ head: next });
+    }
+  }
+
+  figure() {
+    const state = this.store.state;
+    const run = state.run;
+    if (!run || run.empty || !this.shape) return null;
+    const thumbnails = this.cells.map((row) => row.map(({ canvas }) => canvas.toDataURL('image/png')));
+    const title = `${this.modelName()} · attention patterns of every head`;
+    const name = fileName('headscope', this.modelName(), 'heads');
+    const svg = () => gridSvg({ nLayer: run.nLayer, nHead: run.nHead, thumbnails, title, ablated: new Set(state.ablate), headKeyOf: headKey });
+    const ablated = new Set(state.ablate);
+    return {
+      name,
+      svg,
+      png: () => svgToPng(svg(), 2),
+      json: () => ({
+        model: this.modelName(), tokens: run.tokens, ids: run.ids, shape: [run.nLayer, run.nHead, run.nTokens, run.nTokens],
+        ablated: state.ablate, loss: run.loss,
+        patterns: Array.from({ length: run.nLayer }, (_, l) => Array.from({ length: run.nHead }, (_, h) => rows(displayPattern(run, l, h, ablated.has(headKey(l, h))), run.nTokens))),
+      }),
+      csv: () => {
+        const out = [['layer', 'head', 'query', 'key', 'query_token', 'key_token', 'weight']];
+        for (let l = 0; l < run.nLayer; l++) {
+          for (let h = 0; h < run.nHead; h++) {
+            const p = displayPattern(run, l, h, ablated.has(headKey(l, h)));
+            for (let q = 0; q < run.nTokens; q++) {
+              for (let k = 0; k < run.nTokens; k++) out.push([l, h, q, k, run.tokens[q], run.tokens[k], p[q * run.nTokens + k]]);
+            }
+          }
+        }
+        return out;
+      },
+    };
+  }
+}
+
+export function rows(pattern, T) {
+  return Array.from({ length: T }, (_, q) => Array.from(pattern.subarray(q * T, (q + 1) * T)));
+}

@@ -1,0 +1,93 @@
+// The text panel: an editable input with example texts, the BOS switch, the
+// tokens as chips (coloured by the change in their loss when heads are
+// ablated) and a one-line summary (tokens, loss). Typing updates the store;
+// the controller debounces the run.
+import { SCALES, cssAt, textOn } from './colormap.js';
+import { displayToken, el, formatNumber } from './dom.js';
+import { EXAMPLES } from './models.js';
+import { MAX_TEXT_LENGTH } from './state.js';
+import { textOf } from './app.js';
+
+export class TextPanel {
+  constructor(root, { store }) {
+    this.store = store;
+    this.textarea = el('textarea', {
+      id: 'text-input', rows: 2, maxlength: MAX_TEXT_LENGTH, spellcheck: 'false', 'aria-label': 'text to run through the model',
+      on: { input: () => this.store.set({ text: this.textarea.value }) },
+    });
+    const examples = el('div', { class: 'examples', role: 'group', 'aria-label': 'example texts' }, [el('span', { class: 'muted', text: 'Examples:' })]);
+    for (const example of EXAMPLES) {
+      examples.append(el('button', {
+        type: 'button', class: 'chip-button', text: example.title, dataset: { example: example.id },
+        on: { click: () => this.store.set({ text: example.text }) },
+      }));
+    }
+    this.bos = el('input', { type: 'checkbox', id: 'bos-toggle', on: { change: () => this.store.set({ bos: this.bos.checked }) } });
+    const bosLabel = el('label', { class: 'toggle', title: 'Put the model\'s beginning-of-sequence token first, as TransformerLens does by default' }, [this.bos, ' prepend BOS']);
+    this.chips = el('div', { id: 'tokens', class: 'tokens', 'aria-label': 'tokens' });
+    this.summary = el('div', { id: 'run-summary', class: 'run-summary', role: 'status', 'aria-live': 'polite' });
+    this.error = el('div', { id: 'run-error', class: 'message error', role: 'alert', hidden: true });
+    root.append(
+      el('div', { class: 'panel-head' }, [el('label', { for: 'text-input', class: 'bar-label', text: 'Text' }), examples, bosLabel]),
+      this.textarea, this.error, this.chips, this.summary,
+    );
+    store.subscribe((state, changed) => this.render(state, changed));
+    this.render(store.state, new Set(['text', 'bos', 'run']));
+  }
+
+  render(state, changed) {
+    if (changed.has('text') && this.textarea.value !== textOf(state)) this.textarea.value = textOf(state);
+    if (changed.has('bos')) this.bos.checked = state.bos;
+    if (changed.has('modelInfo')) {
+      const noTokenizer = state.modelInfo && !state.modelInfo.hasTokenizer;
+      this.textarea.placeholder = noTokenizer ? 'this model has no tokenizer: type token ids, e.g. 5 17 42 7' : 'type some text';
+    }
+    if (changed.has('runError') || changed.has('runStatus')) {
+      this.error.hidden = !(state.runStatus === 'error' && state.runError);
+      this.error.textContent = state.runError || '';
+      document.body.dataset.run = state.runStatus;
+    }
+    if (changed.has('run') || changed.has('runStatus')) this.renderTokens(state);
+  }
+
+  renderTokens(state) {
+    const run = state.run;
+    this.chips.classList.toggle('stale', state.runStatus === 'running');
+    if (!run) return;
+    this.chips.replaceChildren();
+    if (run.empty) {
+      this.summary.textContent = 'no tokens: type some text';
+      return;
+    }
+    const delta = run.gated && run.baseline ? run.tokenLoss.map((v, i) => v - run.baseline.tokenLoss[i]) : null;
+    const maxDelta = delta ? Math.max(1e-6, ...Array.from(delta, Math.abs)) : 1;
+    run.tokens.forEach((token, i) => {
+      const chip = el('span', { class: 'token', dataset: { index: i } }, [displayToken(token)]);
+      const lines = [`position ${i} · id ${run.ids[i]}`];
+      if (i < run.tokenLoss?.length) {
+        lines.push(`loss predicting the next token: ${formatNumber(run.tokenLoss[i])}`);
+        if (delta) {
+          lines.push(`change with the ablation: ${delta[i] >= 0 ? '+' : ''}${formatNumber(delta[i])}`);
+          const t = 0.5 + delta[i] / maxDelta / 2;
+          chip.style.backgroundColor = cssAt(SCALES.diverging, t);
+          chip.style.color = textOn(SCALES.diverging, t);
+        }
+      }
+      chip.title = lines.join('\n');
+      this.chips.append(chip);
+    });
+    const parts = [`${run.nTokens} token${run.nTokens === 1 ? '' : 's'}`];
+    if (run.truncated) parts.push(`(cut from ${run.truncated}: the page runs at most ${run.nTokens})`);
+    if (run.tokenLoss?.length && Number.isFinite(run.loss)) {
+      if (run.gated && run.baseline) {
+        const d = run.loss - run.baseline.loss;
+        parts.push(`loss ${formatNumber(run.baseline.loss)} → ${formatNumber(run.loss)} (${d >= 0 ? '+' : ''}${formatNumber(d)}) with ${state.ablate.length} head${state.ablate.length === 1 ? '' : 's'} ablated`);
+      } else {
+        parts.push(`loss ${formatNumber(run.loss)} nats/token`);
+      }
+    }
+    this.summary.textContent = parts.join(' · ');
+    this.summary.dataset.loss = Number.isFinite(run.loss) ? String(run.loss) : '';
+    this.summary.dataset.baselineLoss = run.baseline ? String(run.baseline.loss) : '';
+  }
+}
