@@ -418,3 +418,98 @@ TEST_CASE("a hub-style model rejects too many tokens and out-of-range ids", "[ch
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(bad.error().message, Catch::Contains("token id 500 at position 1"));
 }
+
+TEST_CASE("LLaMA weights run as Mistral: a sliding window masks distant keys; a wide one changes nothing", "[checkpoint]") {
+  auto text = read_text_file(fixture_dir("llama") + "/config.json");
+  REQUIRE(text.ok());
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  j["model_type"] = "mistral";
+  const Checkpoint ck = write_checkpoint(fixture_tensors("llama"));
+  const RunResult ref = run(load_fixture_model("llama").value(), "llama");
+
+  j["sliding_window"] = 64;
+  auto wide_cfg = config_from_json(j.dump());
+  REQUIRE(wide_cfg.ok());
+  auto wide = model_from_checkpoint(*wide_cfg, ck.shards());
+  REQUIRE(wide.ok());
+  check_max("window 64 vs llama", run(*wide, "llama").logits, ref.logits, 0);
+
+  const int w = 3;
+  j["sliding_window"] = w;
+  auto cfg = config_from_json(j.dump());
+  REQUIRE(cfg.ok());
+  auto m = model_from_checkpoint(*cfg, ck.shards());
+  REQUIRE(m.ok());
+  const RunResult r = run(*m, "llama");
+  for (int l = 0; l < r.n_layer; ++l)
+    for (int h = 0; h < r.n_head; ++h)
+      for (int i = 0; i < r.n_tokens; ++i) {
+        double sum = 0;
+        for (int k = 0; k < r.n_tokens; ++k) {
+          const float p = r.pattern(l, h, i, k);
+          sum += p;
+          if (k > i || i - k >= w) CHECK(p == 0.f);
+          else CHECK(p > 0.f);
+        }
+        CHECK(sum == Approx(1.0).margin(1e-6));
+      }
+  // Rows that see at most w keys are unchanged in layer 0.
+  for (int h = 0; h < r.n_head; ++h)
+    for (int i = 0; i < w; ++i)
+      for (int k = 0; k <= i; ++k) CHECK(r.pattern(0, h, i, k) == Approx(ref.pattern(0, h, i, k)).margin(1e-6));
+}
+
+TEST_CASE("Qwen2 loads q/k/v biases (before RoPE) and no o_proj bias", "[checkpoint]") {
+  auto text = read_text_file(fixture_dir("llama") + "/config.json");
+  REQUIRE(text.ok());
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  j["model_type"] = "qwen2";
+  auto cfg = config_from_json(j.dump());
+  REQUIRE(cfg.ok());
+  const RunResult ref = run(load_fixture_model("llama").value(), "llama");
+
+  auto with_biases = [&](float scale) {
+    std::vector<Tensor> ts = fixture_tensors("llama");
+    for (int l = 0; l < 2; ++l)
+      for (auto [proj, n] : {std::pair<const char*, int>{"q_proj", 64}, {"k_proj", 32}, {"v_proj", 32}}) {
+        std::vector<float> b(n);
+        for (int i = 0; i < n; ++i) b[i] = scale * std::cos(1.3f * i + l + n);
+        ts.push_back({"model.layers." + std::to_string(l) + ".self_attn." + proj + ".bias", {n}, b});
+      }
+    return ts;
+  };
+  // Zero biases: the LLaMA result exactly.
+  const Checkpoint zero = write_checkpoint(with_biases(0.f));
+  auto mz = model_from_checkpoint(*cfg, zero.shards());
+  INFO((mz.ok() ? "" : mz.error().message));
+  REQUIRE(mz.ok());
+  check_max("zero biases vs llama", run(*mz, "llama").logits, ref.logits, 0);
+
+  // Non-zero biases land in b_Q / b_K / b_V in order, and change the output.
+  const std::vector<Tensor> ts = with_biases(0.3f);
+  const Checkpoint ck = write_checkpoint(ts);
+  auto m = model_from_checkpoint(*cfg, ck.shards());
+  REQUIRE(m.ok());
+  for (const Tensor& t : ts) {
+    const LayerWeights& L = m->weights.layers[t.name[13] - '0'];
+    const RowVectorF* b = t.name.find("q_proj.bias") != std::string::npos   ? &L.b_Q
+                          : t.name.find("k_proj.bias") != std::string::npos ? &L.b_K
+                          : t.name.find("v_proj.bias") != std::string::npos ? &L.b_V
+                                                                            : nullptr;
+    if (!b) continue;
+    INFO(t.name);
+    REQUIRE(b->size() == static_cast<Eigen::Index>(t.values.size()));
+    for (std::size_t i = 0; i < t.values.size(); ++i) CHECK((*b)[i] == t.values[i]);
+  }
+  CHECK(m->weights.layers[0].b_O.isZero(0));
+  CHECK(compare_arrays(run(*m, "llama").logits, ref.logits, 0).max_abs > 1e-3);
+
+  // A Qwen2 file without its q bias is an error naming it.
+  std::vector<Tensor> missing = with_biases(0.3f);
+  missing.erase(std::remove_if(missing.begin(), missing.end(),
+                               [](const Tensor& t) { return t.name == "model.layers.1.self_attn.q_proj.bias"; }),
+                missing.end());
+  auto e = model_from_checkpoint(*cfg, write_checkpoint(missing).shards());
+  REQUIRE_FALSE(e.ok());
+  CHECK_THAT(e.error().message, Catch::Contains("layers.1.self_attn.q_proj.bias"));
+}
