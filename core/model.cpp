@@ -82,12 +82,14 @@ struct Fields {
     fail(key, "must be an integer", *v);
     return def;
   }
+  // Sizes are capped at 2^26 so that products such as 4 * d_model or
+  // n_head * head_dim stay far from int overflow.
   int positive(const char* key, long long def) {
     const long long n = integer(key, def);
-    if (n <= 0 || n > (1ll << 31) - 1) {
+    if (n <= 0 || n > (1ll << 26)) {
       const json* v = find(key);
       if (error.empty())
-        error = "config.json: field '" + std::string(key) + "' must be a positive integer, found " +
+        error = "config.json: field '" + std::string(key) + "' must be a positive integer (at most 2^26), found " +
                 (v ? json_kind(*v) : std::to_string(n));
       return 1;
     }
@@ -294,7 +296,7 @@ Status read_rope(Fields& f, ModelConfig& c, const char* theta_key_v4, double the
     const double factor = s.number("factor", 1.0);
     const double low = s.number("low_freq_factor", 1.0);
     const double high = s.number("high_freq_factor", 4.0);
-    const long long orig = s.integer("original_max_position_embeddings", 8192);
+    const long long orig = std::min<long long>(s.integer("original_max_position_embeddings", 8192), 1ll << 30);
     if (!s.error.empty()) return make_error("config.json: " + std::string(where) + ": " + s.error.substr(13));
     if (type == "default") {
       c.rope_scaling = RopeScaling::none;
@@ -504,6 +506,9 @@ Result<ModelConfig> config_from_json(const std::string& json_text) {
     return make_error("config.json: field 'model_type' is \"" + t + "\", which is not supported (supported: " + supported + ")");
 
   if (c.window.empty()) c.window.assign(c.n_layer, 0);
+  if (static_cast<long long>(c.n_head) * c.d_head > (1ll << 26))
+    return make_error("config.json: num_attention_heads x head_dim is too large (" + std::to_string(c.n_head) + " x " +
+                      std::to_string(c.d_head) + ")");
   if (c.bos_token_id >= c.d_vocab) c.bos_token_id = -1;
   if (!(c.norm_eps > 0)) return make_error("config.json: the norm epsilon must be positive");
   return c;
