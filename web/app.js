@@ -77,7 +77,7 @@ export class App {
 
   loadFiles(files) {
     this.localFiles = [...files];
-    this.loadedKey = null;
+    // Already on 'local' (new files): the key does not change, load directly.
     if (this.store.state.model === 'local') this.loadFromState();
     else this.store.set({ model: 'local', rev: 'main' });
   }
@@ -88,22 +88,14 @@ export class App {
     const started = performance.now();
     const meter = { doneBytes: 0, files: new Map(), samples: [] };
     this.store.set({ modelStatus: 'loading', modelError: null, progress: { file: null, loaded: 0, total: 0 }, notice: null });
+    let loaded;
     try {
-      const { info, cache } = await this.client.call('loadModel', args, {
+      loaded = await this.client.call('loadModel', args, {
         onProgress: (p) => {
           if (seq !== this.loadSeq) return;
           this.store.set({ progress: measure(meter, p, started) });
         },
       });
-      if (seq !== this.loadSeq) return;
-      this.loadedKey = key;
-      this.loadedState = target;
-      this.loadingKey = null;
-      this.baseline = null;
-      const patch = { modelStatus: 'ready', modelInfo: info, progress: null, run: null };
-      if (cache?.hits) patch.notice = `loaded from the browser cache (${cache.hits} file${cache.hits > 1 ? 's' : ''})`;
-      this.store.set(patch);
-      this.scheduleAnalyze(0);
     } catch (error) {
       if (seq !== this.loadSeq) return;
       this.loadingKey = null;
@@ -113,6 +105,19 @@ export class App {
       // The URL must describe the model on screen: go back to it.
       if (this.loadedState) Object.assign(patch, this.loadedState);
       this.store.set(patch);
+      return;
+    }
+    {
+      const { info, cache } = loaded;
+      if (seq !== this.loadSeq) return;
+      this.loadedKey = key;
+      this.loadedState = target;
+      this.loadingKey = null;
+      this.baseline = null;
+      const patch = { modelStatus: 'ready', modelInfo: info, progress: null, run: null };
+      if (cache?.files?.length) patch.notice = 'loaded from the browser cache';
+      this.store.set(patch);
+      this.scheduleAnalyze(0);
     }
   }
 
@@ -158,8 +163,16 @@ export class App {
     }
     this.inFlight = true;
     const slow = setTimeout(() => seq === this.runSeq && this.store.set({ runStatus: 'running' }), 200);
+    let result;
     try {
-      const result = await this.client.call('analyze', request);
+      result = await this.client.call('analyze', request);
+    } catch (error) {
+      if (seq === this.runSeq) this.store.set({ runStatus: 'error', runError: error.message || String(error) });
+    }
+    // Applying the result runs the views; their failures are bugs and must
+    // surface as such, not as a message about the text.
+    try {
+      if (!result) return;
       if (result.generation === generation && !result.empty) {
         const key = result.ids.join(',');
         if (!result.gated) this.baseline = { key, generation, patterns: result.patterns, tokenLoss: result.tokenLoss, loss: result.loss };
@@ -169,8 +182,6 @@ export class App {
       if (seq === this.runSeq && this.store.state.modelInfo?.generation === result.generation) {
         this.store.set({ run: result, runStatus: 'ready', runError: null });
       }
-    } catch (error) {
-      if (seq === this.runSeq) this.store.set({ runStatus: 'error', runError: error.message || String(error) });
     } finally {
       clearTimeout(slow);
       this.inFlight = false;

@@ -2,10 +2,11 @@
 // the model without the network. The cache name carries a version: a change
 // to what is stored (or how) bumps it and old entries are dropped. Entries are
 // keyed by the request URL, which holds repo, revision and file name
-// (<endpoint>/<repo>/resolve/<revision>/<file>). A revision such as 'main' can
-// move; "clear cache" in the page removes everything.
+// (<endpoint>/<repo>/resolve/<revision>/<file>), plus the byte range for the
+// ranged weight downloads. A revision such as 'main' can move; "clear cache"
+// removes everything.
 
-export const CACHE_NAME = 'headscope-models-v1';
+export const CACHE_NAME = 'headscope-models-v2';
 const CACHE_PREFIX = 'headscope-models-';
 
 function cacheStorage() {
@@ -25,35 +26,57 @@ export async function dropOldCaches() {
   }
 }
 
+function rangeOf(headers) {
+  if (!headers) return null;
+  if (typeof headers.get === 'function') return headers.get('Range');
+  for (const [name, value] of Object.entries(headers)) if (name.toLowerCase() === 'range') return value;
+  return null;
+}
+
+// The cache key of a request: its URL, plus the byte range for a Range
+// request (as a query parameter: the Cache API ignores fragments). The
+// loader asks for the same ranges of the same file on every visit (header,
+// then the weight tensors), so ranged downloads are cached as well.
+export function cacheKey(url, range) {
+  if (!range) return String(url);
+  const u = new URL(String(url));
+  u.searchParams.set('headscope-range', range.replace(/^bytes=/, '').replace(/\s+/g, ''));
+  return u.href;
+}
+
 // A fetch for wasm/sources.mjs that answers from the cache when it can and
-// stores complete 200 responses as they stream past. onEvent({type:
-// 'hit'|'stored'|'store-failed', url, message}) reports what happened.
+// stores complete 200 (or, for Range requests, 206) responses as they stream
+// past. The Cache API refuses 206 responses, so partial content is stored as
+// a 200 response with its Content-Range header and turned back into a 206
+// on the way out. onEvent({type: 'hit'|'stored'|'store-failed', url,
+// message}) reports what happened.
 export function cachingFetch({ fetchImpl = globalThis.fetch, onEvent = () => {} } = {}) {
   const storage = cacheStorage();
   if (!storage) return fetchImpl;
   let cachePromise = null;
   const open = () => (cachePromise ??= storage.open(CACHE_NAME));
   return async (url, init = {}) => {
-    const key = String(url);
+    const range = rangeOf(init.headers);
+    const key = cacheKey(url, range);
     let cache = null;
     try {
       cache = await open();
       const hit = await cache.match(key);
       if (hit) {
-        onEvent({ type: 'hit', url: key });
-        return hit;
+        onEvent({ type: 'hit', url: key, range: Boolean(range) });
+        return range ? new Response(hit.body, { status: 206, statusText: 'Partial Content', headers: hit.headers }) : hit;
       }
     } catch {
       cache = null;
     }
     const response = await fetchImpl(url, init);
-    if (cache && response.status === 200 && !response.headers.get('Vary')?.includes('*')) {
+    const complete = range ? response.status === 206 && response.headers.get('Content-Range') : response.status === 200;
+    if (cache && complete && !response.headers.get('Vary')?.includes('*')) {
       // The copy is consumed as the original streams; a cancelled download
       // aborts the fetch, which fails this put, so partial files are never
       // stored.
       const copy = response.clone();
-      const headers = new Headers(copy.headers);
-      cache.put(key, new Response(copy.body, { status: 200, statusText: copy.statusText, headers })).then(
+      cache.put(key, new Response(copy.body, { status: 200, headers: new Headers(copy.headers) })).then(
         () => onEvent({ type: 'stored', url: key }),
         (error) => onEvent({ type: 'store-failed', url: key, message: error?.message || String(error) }),
       );

@@ -21,8 +21,8 @@ function table(interpolate) {
 
 export const SCALES = {
   viridis: { lut: table(interpolateViridis), name: 'viridis' },
-  // Reversed so that positive (a loss increase) is orange, negative purple.
-  diverging: { lut: table((t) => interpolatePuOr(1 - t)), name: 'PuOr' },
+  // d3's PuOr runs purple (0) to orange (1): a loss increase (t > 0.5) is orange.
+  diverging: { lut: table(interpolatePuOr), name: 'PuOr' },
 };
 
 // Colour of masked cells (keys after the query in a causal model): a neutral

@@ -48,14 +48,26 @@ function render(state) {
   message.textContent = error || '';
   status.textContent = state.modelStatus === 'loading' ? 'loading the model…' : state.runStatus === 'running' ? 'running…' : '';
   const ready = state.modelStatus === 'ready' && state.runStatus === 'ready' && state.run && !state.run.empty;
-  document.body.dataset.status = ready ? 'ready' : state.modelStatus;
+  let bodyStatus = state.modelStatus;
+  if (ready) bodyStatus = 'ready';
+  else if (state.modelStatus === 'ready') bodyStatus = state.runStatus === 'error' ? 'run-error' : 'running';
+  document.body.dataset.status = bodyStatus;
 }
 store.subscribe((state) => render(state));
 render(store.state);
 
+// A host may change the hash (<headscope-view> does when an attribute
+// changes): follow it; a switch between the grid and a head rebuilds.
+window.addEventListener('hashchange', () => {
+  const { state: next } = parseHash(location.hash, location.origin);
+  if ((next.view === 'overview') !== (store.state.view === 'overview')) location.reload();
+  else store.set(next);
+});
+
 let lastHeight = 0;
 const report = () => {
-  const height = Math.ceil(document.documentElement.scrollHeight);
+  // The content's height (scrollHeight would never report less than the frame).
+  const height = Math.ceil(document.documentElement.getBoundingClientRect().height);
   if (height !== lastHeight && window.parent !== window) {
     lastHeight = height;
     window.parent.postMessage({ type: 'headscope:size', height }, '*');

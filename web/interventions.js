@@ -4,7 +4,7 @@
 // click. Edits and merges (issue 5) get their controls here when the core
 // exposes them.
 import { SCALES, cssAt } from './colormap.js';
-import { displayToken, el, formatNumber } from './dom.js';
+import { displayToken, el, formatNumber, svgEl } from './dom.js';
 import { exportBar, fileName } from './export.js';
 import { parseHeadKey } from './state.js';
 
@@ -83,15 +83,35 @@ export class InterventionsPanel {
       el('strong', { id: 'ablated-loss', text: formatNumber(run.loss) }),
       el('span', { class: d >= 0 ? 'up' : 'down', id: 'loss-delta', text: ` (${d >= 0 ? '+' : ''}${formatNumber(d)})` }),
     );
+    this.renderChart(run);
+  }
+
+  // Bars of the per-token loss change around a zero line (SVG built with
+  // DOM calls: token text only ever lands in text nodes).
+  renderChart(run) {
     const deltas = Array.from(run.tokenLoss, (v, i) => v - run.baseline.tokenLoss[i]);
     const max = Math.max(1e-6, ...deltas.map(Math.abs));
+    const width = Math.max(240, Math.min(this.chart.clientWidth || 900, deltas.length * 28 + 60));
+    const height = 120;
+    const mid = height / 2;
+    const step = (width - 60) / deltas.length;
+    const svg = svgEl('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'delta-svg', role: 'img', 'aria-label': 'loss change per predicted token' });
+    svg.append(
+      svgEl('line', { x1: 50, x2: width - 4, y1: mid, y2: mid, stroke: '#999' }),
+      svgEl('text', { x: 44, y: 12, 'text-anchor': 'end', class: 'tick', text: `+${formatNumber(max, 3)}` }),
+      svgEl('text', { x: 44, y: mid + 4, 'text-anchor': 'end', class: 'tick', text: '0' }),
+      svgEl('text', { x: 44, y: height - 4, 'text-anchor': 'end', class: 'tick', text: `−${formatNumber(max, 3)}` }),
+    );
     deltas.forEach((delta, i) => {
-      const bar = el('div', { class: 'delta-bar', title: `${displayToken(run.tokens[i])} → ${displayToken(run.tokens[i + 1])}: ${delta >= 0 ? '+' : ''}${formatNumber(delta)}` });
-      bar.style.height = `${Math.max(1, (Math.abs(delta) / max) * 40)}px`;
-      bar.style.background = cssAt(SCALES.diverging, 0.5 + delta / max / 2);
-      bar.classList.add(delta >= 0 ? 'pos' : 'neg');
-      this.chart.append(el('div', { class: 'delta-col' }, [bar]));
+      const h = Math.max(1, (Math.abs(delta) / max) * (mid - 6));
+      const bar = svgEl('rect', {
+        x: 52 + i * step, y: delta >= 0 ? mid - h : mid, width: Math.max(2, step - 2), height: h,
+        fill: cssAt(SCALES.diverging, 0.5 + delta / max / 2), class: 'delta-bar', 'data-delta': delta,
+      });
+      bar.append(svgEl('title', { text: `${displayToken(run.tokens[i])} → ${displayToken(run.tokens[i + 1])}: ${delta >= 0 ? '+' : ''}${formatNumber(delta)}` }));
+      svg.append(bar);
     });
+    this.chart.append(svg);
   }
 
   figure() {

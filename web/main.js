@@ -46,7 +46,10 @@ function renderStatus(state) {
   else text = state.notice || 'ready';
   status.textContent = text;
   const ready = state.modelStatus === 'ready' && state.runStatus === 'ready' && state.run && !state.run.empty;
-  document.body.dataset.status = ready ? 'ready' : state.modelStatus === 'loading' ? 'loading' : state.modelStatus;
+  let bodyStatus = state.modelStatus;
+  if (ready) bodyStatus = 'ready';
+  else if (state.modelStatus === 'ready') bodyStatus = state.runStatus === 'error' ? 'run-error' : 'running';
+  document.body.dataset.status = bodyStatus;
 }
 
 // --- views ------------------------------------------------------------------

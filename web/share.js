@@ -20,8 +20,20 @@ function escapeAttribute(text) {
   return String(text).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
+// A starting height for the pasted frame (an <iframe> cannot size itself;
+// <headscope-view> does): the grid grows with the layers, the head view with
+// the tokens.
+export function embedHeight(state) {
+  const info = state.modelInfo;
+  const T = state.run?.nTokens || 24;
+  // As HeadGrid sizes thumbnails for a ~900 px wide frame.
+  const thumb = Math.max(28, Math.min(96, Math.floor(860 / (info?.n_head || 12)) - 6));
+  const h = state.view === 'overview' ? 100 + (info?.n_layer || 6) * (thumb + 6) : 200 + Math.min(T, 64) * 20;
+  return Math.max(240, Math.min(900, Math.round(h)));
+}
+
 export function iframeCode(state, base = location.href) {
-  const height = state.view === 'overview' ? 560 : 640;
+  const height = embedHeight(state);
   return `<iframe src="${escapeAttribute(embedUrl(state, base))}" width="100%" height="${height}" title="headscope: attention heads" loading="lazy" style="border:0;max-width:960px"></iframe>`;
 }
 

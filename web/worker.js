@@ -81,9 +81,9 @@ const handlers = {
     loadController?.abort();
     const controller = new AbortController();
     loadController = controller;
-    const cacheEvents = { hits: 0, stored: 0, failures: [] };
+    const cacheEvents = { files: new Set(), failures: [] };
     const onCacheEvent = (e) => {
-      if (e.type === 'hit') cacheEvents.hits++;
+      if (e.type === 'hit') cacheEvents.files.add(new URL(e.url).pathname.split('/').pop());
       if (e.type === 'store-failed') cacheEvents.failures.push(e.message);
     };
     const source = makeSource(spec, files, endpoint, onCacheEvent);
@@ -96,7 +96,7 @@ const handlers = {
       modelGeneration++;
       return {
         info: { ...info, label: source.label, hasTokenizer: Boolean(next.tokenizer), generation: modelGeneration },
-        cache: { hits: cacheEvents.hits },
+        cache: { files: [...cacheEvents.files] },
       };
     } catch (error) {
       next.dispose();

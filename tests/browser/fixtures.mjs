@@ -21,6 +21,7 @@ export const HOSTILE_TOKENS = [
   '<script>window.__pwned=2</script>',
   '"><svg/onload=window.__pwned=3>',
   '<iframe/src=javascript:window.parent.__pwned=4>',
+  '=HYPERLINK("http://evil.example")',
 ];
 
 const WORDS = `The When Later Although the a and to of in was he she it his her they that on with as at for is by from had were but not
@@ -54,9 +55,10 @@ export function tempDir(prefix = 'headscope-browser-') {
 
 // Writes a model folder: config.json + model.safetensors from the oracle
 // fixture `name`, plus a tokenizer unless tokenizer === null.
-export function writeModel(dir, name = 'gpt2', { tokenizer = tinyTokenizer(), corrupt = false } = {}) {
+export function writeModel(dir, name = 'gpt2', { tokenizer = tinyTokenizer(), corrupt = false, config = (c) => c } = {}) {
   fs.mkdirSync(dir, { recursive: true });
-  fs.copyFileSync(path.join(oracleDir(name), 'config.json'), path.join(dir, 'config.json'));
+  const configJson = config(JSON.parse(fs.readFileSync(path.join(oracleDir(name), 'config.json'), 'utf8')));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(configJson, null, 2));
   const weights = fs.readFileSync(path.join(oracleDir(name), 'model.safetensors'));
   // Corrupt: the header claims more tensor bytes than the file holds.
   fs.writeFileSync(path.join(dir, 'model.safetensors'), corrupt ? weights.subarray(0, Math.floor(weights.length / 2)) : weights);
@@ -108,6 +110,7 @@ export const HUB_REPOS = {
   'test/corrupt': { corrupt: true },
   'test/hostile': { tokenizer: tinyTokenizer({ hostile: true }) },
   'test/slow-gpt2': {},
+  'test/unsupported': { config: (c) => ({ ...c, model_type: 't5', architectures: ['T5ForConditionalGeneration'] }) },
 };
 
 export async function startSite({ builtin = true, extra = {} } = {}) {

@@ -71,35 +71,36 @@ export async function startServer(root = publicDir, options = {}) {
       'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges',
     };
     const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range || '');
+    let start = 0;
+    let end = size - 1;
     if (range) {
-      const start = Number(range[1]);
-      const end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
+      start = Number(range[1]);
+      end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
       res.writeHead(206, { ...headers, 'Content-Range': `bytes ${start}-${end}/${size}`, 'Content-Length': end - start + 1 });
-      fs.createReadStream(file, { start, end }).pipe(res);
-      requests.push({ url: req.url, status: 206, bytes: end - start + 1 });
+      requests.push({ url: req.url, status: 206, bytes: end - start + 1, range: [start, end] });
     } else {
       res.writeHead(200, { ...headers, 'Content-Length': size });
-      const rate = options.slow?.(pathname) || 0;
       requests.push({ url: req.url, status: 200, bytes: size });
-      if (!rate) {
-        fs.createReadStream(file).pipe(res);
+    }
+    const rate = options.slow?.(pathname) || 0;
+    if (!rate) {
+      fs.createReadStream(file, { start, end }).pipe(res);
+      return;
+    }
+    // 10 chunks a second until done or the client goes away.
+    const data = fs.readFileSync(file).subarray(start, end + 1);
+    const chunk = Math.max(1, Math.round(rate / 10));
+    let offset = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed || offset >= data.length) {
+        clearInterval(timer);
+        if (!res.destroyed) res.end();
         return;
       }
-      // 10 chunks a second until done or the client goes away.
-      const data = fs.readFileSync(file);
-      const chunk = Math.max(1, Math.round(rate / 10));
-      let offset = 0;
-      const timer = setInterval(() => {
-        if (res.destroyed || offset >= data.length) {
-          clearInterval(timer);
-          if (!res.destroyed) res.end();
-          return;
-        }
-        res.write(data.subarray(offset, offset + chunk));
-        offset += chunk;
-      }, 100);
-      res.on('close', () => clearInterval(timer));
-    }
+      res.write(data.subarray(offset, offset + chunk));
+      offset += chunk;
+    }, 100);
+    res.on('close', () => clearInterval(timer));
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address();
