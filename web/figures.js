@@ -62,7 +62,7 @@ export function heatmapLayout(tokens, maxWidth = 640) {
 // Draws the heatmap on a 2D context (CSS pixel coordinates). highlight:
 // {query, key} of the hovered cell or null; showValues: print the weights in
 // cells large enough.
-export function drawHeatmap(ctx, { pattern, causal, layout, highlight = null, showValues = false, patternImage = null }) {
+export function drawHeatmap(ctx, { pattern, causal, layout, highlight = null, showValues = false, patternImage = null, focusRow = null }) {
   const { T, labels, left, top, cell, labelStep, width, height } = layout;
   ctx.save();
   ctx.fillStyle = '#fff';
@@ -75,7 +75,7 @@ export function drawHeatmap(ctx, { pattern, causal, layout, highlight = null, sh
   // Row labels (queries), right-aligned; index in small grey.
   for (let i = 0; i < T; i += labelStep) {
     const y = top + (i + 0.5) * cell;
-    const hot = highlight && highlight.query === i;
+    const hot = (highlight && highlight.query === i) || focusRow === i;
     ctx.fillStyle = hot ? '#000' : '#333';
     ctx.font = hot ? `bold ${FONT}` : FONT;
     ctx.textAlign = 'right';
@@ -111,6 +111,11 @@ export function drawHeatmap(ctx, { pattern, causal, layout, highlight = null, sh
         ctx.fillText(v.toFixed(2).replace(/^0/, ''), left + (k + 0.5) * cell, top + (q + 0.5) * cell);
       }
     }
+  }
+  if (focusRow !== null) {
+    ctx.strokeStyle = '#ff8c00';
+    ctx.lineWidth = 2;
+    ctx.strokeRect(left - 1, top + focusRow * cell - 1, cell * T + 2, cell + 2);
   }
   if (highlight) {
     ctx.strokeStyle = 'rgba(0,0,0,0.35)';

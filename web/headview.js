@@ -56,8 +56,15 @@ export class Heatmap {
     );
     store.subscribe((state, changed) => {
       if (['run', 'head', 'ablate', 'modelInfo', 'view'].some((k) => changed.has(k))) this.update();
+      else if (changed.has('focusToken')) this.draw();
     });
     this.update();
+  }
+
+  resized() {
+    if (!this.data) return;
+    const layout = heatmapLayout(this.data.tokens, this.maxWidth());
+    if (layout.cell !== this.layout.cell) this.update();
   }
 
   update() {
@@ -81,7 +88,11 @@ export class Heatmap {
   draw() {
     if (!this.data) return;
     const ctx = sizeCanvas(this.canvas, this.layout.width, this.layout.height);
-    drawHeatmap(ctx, { pattern: this.data.pattern, causal: this.data.causal, layout: this.layout, highlight: this.highlight, showValues: this.showValues.checked, patternImage: this.image });
+    const focus = this.store.state.focusToken;
+    drawHeatmap(ctx, {
+      pattern: this.data.pattern, causal: this.data.causal, layout: this.layout, highlight: this.highlight, showValues: this.showValues.checked, patternImage: this.image,
+      focusRow: focus !== null && focus < this.data.T ? focus : null,
+    });
   }
 
   onPointer(event) {
@@ -184,13 +195,13 @@ export class LineView {
     );
     store.subscribe((state, changed) => {
       if (['run', 'head', 'ablate', 'modelInfo'].some((k) => changed.has(k))) this.update();
+      else if (changed.has('focusToken')) this.setFocus(null, null);
     });
     this.update();
   }
 
   update() {
     this.data = headData(this.store.state);
-    this.focus = null;
     this.svg.replaceChildren();
     if (!this.data) return;
     const d = this.data;
@@ -222,9 +233,16 @@ export class LineView {
     };
     side(L.xLeft - 6, 'end', 'q');
     side(L.xRight + 6, 'start', 'k');
+    this.setFocus(null, null);
   }
 
+  // Hovering a token isolates its lines; without hover, the token picked
+  // from the chips (if any) stays isolated.
   setFocus(side, index) {
+    if (side === null) {
+      const picked = this.store.state.focusToken;
+      if (picked !== null && this.data && picked < this.data.T) [side, index] = ['q', picked];
+    }
     for (const line of this.svg.querySelectorAll('line')) {
       const on = side === null || Number(line.dataset[side]) === index;
       line.classList.toggle('dim', !on);
@@ -240,6 +258,11 @@ export class LineView {
     const svg = () => linesSvg({ tokens: d.tokens, pattern: d.pattern, causal: d.causal, title });
     return { ...patternExports(d, model, 'lines'), svg, png: () => svgToPng(svg(), 2) };
   }
+}
+
+// Beside the line view (~440 px) on wide screens, the full width on narrow ones.
+function heatmapWidth(available) {
+  return available < 760 ? Math.max(280, available - 24) : Math.max(300, Math.min(760, available - 460));
 }
 
 // The head view: a header with the head's name, navigation and ablation
@@ -263,8 +286,9 @@ export class HeadView {
       el('div', { class: 'head-figures' }, [heatmapBox, linesBox]),
     );
     // The heatmap takes what the line view (~380 px) leaves, within limits.
-    this.heatmap = new Heatmap(heatmapBox, { store, modelName, onError, maxWidth: () => Math.max(300, Math.min(760, (root.clientWidth || 1000) - 460)) });
+    this.heatmap = new Heatmap(heatmapBox, { store, modelName, onError, maxWidth: () => heatmapWidth(root.clientWidth || 1000) });
     this.lines = new LineView(linesBox, { store, modelName, onError });
+    if (typeof ResizeObserver !== 'undefined') new ResizeObserver(() => this.heatmap.resized()).observe(root);
     store.subscribe((state, changed) => {
       if (['run', 'head', 'ablate', 'modelInfo'].some((k) => changed.has(k))) this.render(state);
     });

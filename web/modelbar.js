@@ -38,6 +38,12 @@ export class ModelBar {
 
     this.info = el('div', { id: 'model-info', class: 'model-info' });
     this.error = el('div', { id: 'model-error', class: 'message error', role: 'alert', hidden: true });
+    // A hub repository without safetensors on main often has them on the
+    // conversion bot's pull request: offer to try it.
+    this.prButton = el('button', { type: 'button', id: 'try-pr', class: 'secondary', text: 'Try revision refs/pr/1', hidden: true, on: { click: () => this.store.set({ model: this.failedRepo, rev: 'refs/pr/1' }) } });
+    this.cacheText = el('span', { id: 'cache-info', class: 'muted' });
+    this.cacheButton = el('button', { type: 'button', id: 'cache-clear', class: 'link', text: 'clear', on: { click: () => this.clearCache() } });
+    this.cacheRow = el('div', { class: 'cache-row', hidden: true }, [this.cacheText, this.cacheButton]);
     this.customRow = el('span', { class: 'custom-model' }, [el('span', { class: 'muted', text: 'or' }), this.input, this.rev, this.loadButton]);
 
     root.append(
@@ -46,7 +52,7 @@ export class ModelBar {
         this.select, this.customRow,
         el('span', { class: 'files' }, [el('span', { class: 'muted', text: 'or your own files:' }), filesButton, folderButton, this.filePicker, this.folderPicker]),
       ]),
-      this.progressRow, this.error, this.info,
+      this.progressRow, this.error, this.prButton, this.info, this.cacheRow,
     );
     this.installDrop();
     store.subscribe((state, changed) => this.render(state, changed));
@@ -144,8 +150,32 @@ export class ModelBar {
       this.error.hidden = !state.modelError;
       this.error.textContent = state.modelError || '';
       this.error.classList.toggle('notice', state.modelStatus === 'unavailable');
+      const repo = /^(\S+)@main: model\.safetensors is missing/.exec(state.modelError || '');
+      this.failedRepo = repo ? repo[1] : null;
+      this.prButton.hidden = !this.failedRepo;
     }
+    if (changed.has('modelStatus') && state.modelStatus !== 'loading') this.refreshCache();
     if (changed.has('modelInfo') || changed.has('modelStatus')) this.renderInfo(state);
+  }
+
+  async refreshCache() {
+    try {
+      const summary = await this.app.client.call('cacheInfo');
+      this.cacheRow.hidden = !summary.available || !summary.entries;
+      this.cacheText.textContent = `${formatBytes(summary.bytes)} of downloads cached in this browser ·`;
+    } catch {
+      this.cacheRow.hidden = true;
+    }
+  }
+
+  async clearCache() {
+    try {
+      await this.app.client.call('clearCache');
+      this.store.set({ notice: 'download cache cleared' });
+    } catch (error) {
+      this.store.set({ notice: `could not clear the cache: ${error.message}` });
+    }
+    this.refreshCache();
   }
 
   renderInfo(state) {

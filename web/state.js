@@ -195,6 +195,7 @@ const RUNTIME_DEFAULTS = {
   runStatus: 'idle',    // 'idle' | 'running' | 'ready' | 'error'
   runError: null,
   notice: null,         // one-line message for the status area
+  focusToken: null,     // a query position picked from the token chips, or null
 };
 
 export class Store {

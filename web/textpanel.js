@@ -48,6 +48,13 @@ export class TextPanel {
       document.body.dataset.run = state.runStatus;
     }
     if (changed.has('run') || changed.has('runStatus')) this.renderTokens(state);
+    else if (changed.has('focusToken')) {
+      for (const chip of this.chips.children) {
+        const on = Number(chip.dataset.index) === state.focusToken;
+        chip.classList.toggle('focused', on);
+        chip.setAttribute('aria-pressed', String(on));
+      }
+    }
   }
 
   renderTokens(state) {
@@ -62,8 +69,19 @@ export class TextPanel {
     const delta = run.gated && run.baseline ? run.tokenLoss.map((v, i) => v - run.baseline.tokenLoss[i]) : null;
     const maxDelta = delta ? Math.max(1e-6, ...Array.from(delta, Math.abs)) : 1;
     run.tokens.forEach((token, i) => {
-      const chip = el('span', { class: 'token', dataset: { index: i } }, [displayToken(token)]);
-      const lines = [`position ${i} · id ${run.ids[i]}`];
+      const chip = el('span', {
+        class: `token${state.focusToken === i ? ' focused' : ''}`, dataset: { index: i }, role: 'button', tabindex: 0, 'aria-pressed': String(state.focusToken === i),
+        on: {
+          click: () => this.store.set({ focusToken: this.store.state.focusToken === i ? null : i }),
+          keydown: (e) => {
+            if (e.key === 'Enter' || e.key === ' ') {
+              e.preventDefault();
+              this.store.set({ focusToken: this.store.state.focusToken === i ? null : i });
+            }
+          },
+        },
+      }, [displayToken(token)]);
+      const lines = [`position ${i} · id ${run.ids[i]} · click to follow this token in the head view`];
       if (i < run.tokenLoss?.length) {
         lines.push(`loss predicting the next token: ${formatNumber(run.tokenLoss[i])}`);
         if (delta) {
