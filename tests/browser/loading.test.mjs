@@ -103,7 +103,7 @@ test('download progress shows bytes, speed and time left; cancel keeps the previ
   await loadRepo(page, 'test/slow-gpt2');
   await page.waitForFunction(() => /kB of .* · .*\/s · .* left/.test(document.getElementById('load-progress-text').textContent), null, { timeout: 15000 });
   const text = await page.textContent('#load-progress-text');
-  assert.match(text, /^model\.safetensors · [\d.]+ kB of 449\.5 kB · [\d.]+ kB\/s · \d+ s left$/);
+  assert.match(text, /^model\.safetensors · [\d.]+ kB of 449\.5 kB · [\d.]+ kB\/s · (\d+ min )?\d+ s left$/);
   const value = await page.$eval('#load-progress', (p) => [p.value, p.max]);
   assert.ok(value[0] > 0 && value[0] < value[1], JSON.stringify(value));
   await screenshot(page, 'download-progress');
