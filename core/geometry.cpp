@@ -1,0 +1,868 @@
+// Weight geometry of attention heads; see geometry.hpp.
+//
+// Shapes: d = d_model, dh = d_head, L layers, H heads, N = L*H heads, k = the
+// columns of a per-head factor (dh). Per-head work is in double on dh x dh
+// matrices; the all-pairs products are float GEMMs.
+#include "geometry.hpp"
+
+// GCC 12 reports -Wmaybe-uninitialized inside Eigen 3.4's triangular and
+// selfadjoint matrix-vector kernels (a known false positive); keep the
+// build's warnings meaningful.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <string>
+#include <tuple>
+
+namespace hs {
+
+namespace {
+
+using MatrixCd = Eigen::MatrixXd;  // column-major, for Eigen's decompositions
+
+Error cancelled() { return make_error("cancelled"); }
+
+bool keep_going(const GeometryProgress& progress, double fraction) {
+  return !progress || progress(std::min(1.0, std::max(0.0, fraction)));
+}
+
+// G = A^T A for A [d, k] (symmetric rank-k update: half the work of a GEMM).
+MatrixRMd gram_cols(const MatrixRMd& A) {
+  MatrixCd G = MatrixCd::Zero(A.cols(), A.cols());
+  G.selfadjointView<Eigen::Lower>().rankUpdate(A.transpose());
+  return MatrixRMd(G.selfadjointView<Eigen::Lower>());
+}
+
+// G = B B^T for B [k, d].
+MatrixRMd gram_rows(const MatrixRMd& B) {
+  MatrixCd G = MatrixCd::Zero(B.rows(), B.rows());
+  G.selfadjointView<Eigen::Lower>().rankUpdate(B);
+  return MatrixRMd(G.selfadjointView<Eigen::Lower>());
+}
+
+// S [k, k] with S S^T = G for symmetric positive semidefinite G, from a
+// pivoted LDL^T (G = P^T L D L^T P, so S = P^T L D^1/2). Works for
+// rank-deficient G; tiny negative pivots from rounding are clamped to 0.
+MatrixRMd psd_sqrt_factor(const MatrixRMd& G) {
+  const Eigen::Index k = G.rows();
+  if (k == 0) return MatrixRMd(0, 0);
+  Eigen::LDLT<MatrixCd> ldlt{MatrixCd(G)};
+  MatrixCd L = ldlt.matrixL();
+  Eigen::VectorXd D = ldlt.vectorD().cwiseMax(0.0).cwiseSqrt();
+  MatrixCd PL = ldlt.transpositionsP().transpose() * L;
+  return MatrixRMd(PL * D.asDiagonal());
+}
+
+// Singular values (descending) of a factor given its Gram-like core: the
+// square roots of the eigenvalues of the symmetric PSD matrix C.
+Eigen::VectorXd sqrt_eigenvalues_desc(const MatrixRMd& C) {
+  Eigen::SelfAdjointEigenSolver<MatrixCd> es(MatrixCd(C), Eigen::EigenvaluesOnly);
+  Eigen::VectorXd s = es.eigenvalues().cwiseMax(0.0).cwiseSqrt();  // ascending
+  return s.reverse();
+}
+
+// Thin Householder QR of A [l, m]: A = Q R, Q [l, min(l,m)], R [min(l,m), m].
+void thin_qr(const MatrixCd& A, MatrixCd& Q, MatrixCd& R) {
+  const Eigen::Index l = A.rows(), m = A.cols(), n = std::min(l, m);
+  Eigen::HouseholderQR<MatrixCd> qr(A);
+  Q = qr.householderQ() * MatrixCd::Identity(l, n);
+  R = qr.matrixQR().topRows(n).triangularView<Eigen::Upper>();
+}
+
+double clamp_unit(double x) { return std::min(1.0, std::max(-1.0, x)); }
+
+// Orthonormal basis via the Gram matrix G = A^T A (A [d, k]): eigenvectors W
+// with lambda > lambda_max * rcond^2 (sigma > sigma_max * rcond), Q = A W
+// Lambda^-1/2. Orthonormal to ~1e-16 * cond(A)^2, which the rank cut bounds:
+// good enough for the all-pairs overlaps (float products anyway), and 4x
+// cheaper than QR + SVD. Writes Q into `out` [d, k] (zero-padded); returns r.
+int gram_basis_into(const MatrixRMd& A, const MatrixRMd& G, double rcond, Eigen::Ref<MatrixRM> out) {
+  out.setZero();
+  Eigen::SelfAdjointEigenSolver<MatrixCd> es{MatrixCd(G)};
+  const Eigen::VectorXd& lambda = es.eigenvalues();  // ascending
+  const Eigen::Index k = lambda.size();
+  if (k == 0) return 0;
+  const double lmax = lambda[k - 1];
+  if (!(lmax > 0)) return 0;
+  const double tol = lmax * rcond * rcond;
+  int r = 0;
+  for (Eigen::Index i = k - 1; i >= 0 && lambda[i] > tol; --i) ++r;
+  MatrixCd W(k, r);
+  for (int j = 0; j < r; ++j) W.col(j) = es.eigenvectors().col(k - 1 - j) / std::sqrt(lambda[k - 1 - j]);
+  out.leftCols(r) = (A * W).cast<float>();
+  return r;
+}
+
+// The analysis factor of each subspace kind, as [d, dh] columns.
+Result<MatrixRMd> subspace_factor(const Model& model, WeightVariant variant, int layer, int head,
+                                  HeadSubspace kind) {
+  switch (kind) {
+    case HeadSubspace::query_read: return head_matrix(model, variant, layer, head, HeadMatrix::W_Q);
+    case HeadSubspace::key_read: return head_matrix(model, variant, layer, head, HeadMatrix::W_K);
+    case HeadSubspace::value_read: return head_matrix(model, variant, layer, head, HeadMatrix::W_V);
+    case HeadSubspace::output_write: {
+      auto O = head_matrix(model, variant, layer, head, HeadMatrix::W_O);
+      if (!O) return O.error();
+      return MatrixRMd(O->transpose());
+    }
+  }
+  return make_error("unknown subspace kind");
+}
+
+Status check_heads(const Model& model) {
+  const ModelConfig& c = model.config;
+  if (c.n_head <= 0 || c.d_head <= 0 || c.d_model <= 0 || c.n_kv_head <= 0 || c.n_head % c.n_kv_head != 0) {
+    return make_error("model config has no valid head layout (n_head " + std::to_string(c.n_head) + ", n_kv_head " +
+                      std::to_string(c.n_kv_head) + ", d_head " + std::to_string(c.d_head) + ")");
+  }
+  if (model.weights.layers.empty()) return make_error("model has no layers");
+  return Ok{};
+}
+
+bool is_rotary(const ModelConfig& c) { return c.rotary_dim > 0; }
+
+// Per head: the four blocks and their Grams, double.
+struct HeadBlocks {
+  MatrixRMd W_Q, W_K, W_V, W_O;      // [d, dh] x3, [dh, d]
+  MatrixRMd G_Q, G_K, G_V, G_O;      // dh x dh: W^T W for Q, K, V; W_O W_O^T
+};
+
+Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l, int h) {
+  HeadBlocks b;
+  auto q = head_matrix(model, variant, l, h, HeadMatrix::W_Q);
+  if (!q) return q.error();
+  auto k = head_matrix(model, variant, l, h, HeadMatrix::W_K);
+  if (!k) return k.error();
+  auto v = head_matrix(model, variant, l, h, HeadMatrix::W_V);
+  if (!v) return v.error();
+  auto o = head_matrix(model, variant, l, h, HeadMatrix::W_O);
+  if (!o) return o.error();
+  b.W_Q = std::move(*q);
+  b.W_K = std::move(*k);
+  b.W_V = std::move(*v);
+  b.W_O = std::move(*o);
+  b.G_Q = gram_cols(b.W_Q);
+  b.G_K = gram_cols(b.W_K);
+  b.G_V = gram_cols(b.W_V);
+  b.G_O = gram_rows(b.W_O);
+  return b;
+}
+
+// Writes a [d, k] factor scaled to unit Frobenius norm into a float block
+// (so the batched products compute cosine-like ratios directly); returns the
+// original norm.
+double write_normalized(const MatrixRMd& F, Eigen::Ref<MatrixRM> out) {
+  const double n = F.norm();
+  if (n > 0) {
+    out = (F / n).cast<float>();
+  } else {
+    out.setZero();
+  }
+  return n;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+const char* circuit_name(Circuit circuit) { return circuit == Circuit::ov ? "OV" : "QK"; }
+
+const char* head_subspace_name(HeadSubspace kind) {
+  switch (kind) {
+    case HeadSubspace::query_read: return "Q";
+    case HeadSubspace::key_read: return "K";
+    case HeadSubspace::value_read: return "V";
+    case HeadSubspace::output_write: return "O";
+  }
+  return "?";
+}
+
+Result<FactoredSvd> factored_svd(const Eigen::Ref<const MatrixRMd>& A, const Eigen::Ref<const MatrixRMd>& B) {
+  if (A.cols() != B.rows()) {
+    return make_error("factored_svd: A is [" + std::to_string(A.rows()) + ", " + std::to_string(A.cols()) +
+                      "] but B is [" + std::to_string(B.rows()) + ", " + std::to_string(B.cols()) + "]");
+  }
+  if (!A.allFinite() || !B.allFinite()) return make_error("factored_svd: a factor contains NaN or Inf");
+  FactoredSvd out;
+  if (A.size() == 0 || B.size() == 0) {
+    out.U = MatrixRMd::Zero(A.rows(), 0);
+    out.V = MatrixRMd::Zero(B.cols(), 0);
+    return out;
+  }
+  // M = Qa Ra (Qb Rb)^T = Qa (Ra Rb^T) Qb^T, and Ra Rb^T is small.
+  MatrixCd Qa, Ra, Qb, Rb;
+  thin_qr(MatrixCd(A), Qa, Ra);
+  thin_qr(MatrixCd(B.transpose()), Qb, Rb);
+  MatrixCd core = Ra * Rb.transpose();  // [ka, kb]
+  Eigen::BDCSVD<MatrixCd> svd(core, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  out.S = svd.singularValues();
+  out.U = Qa * svd.matrixU();
+  out.V = Qb * svd.matrixV();
+  return out;
+}
+
+Eigen::VectorXd factored_singular_values(const MatrixRMd& gram_a, const MatrixRMd& gram_b) {
+  // sigma(A B)^2 = eig(B^T A^T A B) = eig(S^T G_B S) with S S^T = G_A.
+  const MatrixRMd S = psd_sqrt_factor(gram_a);
+  return sqrt_eigenvalues_desc(S.transpose() * gram_b * S);
+}
+
+Result<HeadCircuitSvd> head_circuit_svd(const Model& model, WeightVariant variant, int layer, int head,
+                                        Circuit circuit) {
+  HS_TRY(check_heads(model));
+  HeadCircuitSvd out;
+  out.variant = variant;
+  out.circuit = circuit;
+  out.layer = layer;
+  out.head = head;
+  const HeadMatrix a = circuit == Circuit::ov ? HeadMatrix::W_V : HeadMatrix::W_Q;
+  const HeadMatrix b = circuit == Circuit::ov ? HeadMatrix::W_O : HeadMatrix::W_K;
+  auto A = head_matrix(model, variant, layer, head, a);
+  if (!A) return A.error();
+  auto B = head_matrix(model, variant, layer, head, b);
+  if (!B) return B.error();
+  // OV = W_V W_O; QK = W_Q W_K^T.
+  auto svd = circuit == Circuit::ov ? factored_svd(*A, *B) : factored_svd(*A, B->transpose());
+  if (!svd) return svd.error();
+  out.svd = std::move(*svd);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+
+double effective_rank(const Eigen::VectorXd& sigma) {
+  const double total = sigma.cwiseAbs().sum();
+  if (!(total > 0)) return 0;
+  double entropy = 0;
+  for (Eigen::Index i = 0; i < sigma.size(); ++i) {
+    const double p = std::abs(sigma[i]) / total;
+    if (p > 0) entropy -= p * std::log(p);
+  }
+  return std::exp(entropy);
+}
+
+double top_k_energy_share(const Eigen::VectorXd& sigma, int k) {
+  Eigen::VectorXd s2 = sigma.cwiseAbs2();
+  const double total = s2.sum();
+  if (!(total > 0) || k <= 0) return 0;
+  std::sort(s2.data(), s2.data() + s2.size(), std::greater<double>());
+  return s2.head(std::min<Eigen::Index>(k, s2.size())).sum() / total;
+}
+
+Result<HeadSpectra> head_spectra(const Model& model, WeightVariant variant, int top_k,
+                                 const GeometryProgress& progress) {
+  HS_TRY(check_heads(model));
+  if (top_k < 1) return make_error("head_spectra: top_k must be >= 1, got " + std::to_string(top_k));
+  if (variant == WeightVariant::processed) HS_TRY(check_weight_processing(model.config));
+  const ModelConfig& c = model.config;
+  const int L = static_cast<int>(model.weights.layers.size()), H = c.n_head, dh = c.d_head;
+  HeadSpectra out;
+  out.variant = variant;
+  out.n_layer = L;
+  out.n_head = H;
+  out.d_head = dh;
+  out.top_k = top_k;
+  out.qk_ignores_rotary = is_rotary(c);
+  for (CircuitSpectra* s : {&out.ov, &out.qk}) {
+    s->sigma.assign(static_cast<std::size_t>(L) * H * dh, 0.0);
+    s->frobenius.assign(static_cast<std::size_t>(L) * H, 0.0);
+    s->effective_rank = s->frobenius;
+    s->top1_share = s->frobenius;
+    s->topk_share = s->frobenius;
+  }
+  auto record = [&](CircuitSpectra& s, int i, const Eigen::VectorXd& sigma) {
+    for (int j = 0; j < dh && j < sigma.size(); ++j) s.sigma[static_cast<std::size_t>(i) * dh + j] = sigma[j];
+    s.frobenius[i] = sigma.norm();
+    s.effective_rank[i] = effective_rank(sigma);
+    s.top1_share[i] = top_k_energy_share(sigma, 1);
+    s.topk_share[i] = top_k_energy_share(sigma, top_k);
+  };
+  for (int l = 0; l < L; ++l) {
+    for (int h = 0; h < H; ++h) {
+      auto b = head_blocks(model, variant, l, h);
+      if (!b) return b.error();
+      const int i = l * H + h;
+      record(out.ov, i, factored_singular_values(b->G_V, b->G_O));
+      // QK = W_Q W_K^T: G_A = W_Q^T W_Q, G_B = W_K^T W_K.
+      record(out.qk, i, factored_singular_values(b->G_Q, b->G_K));
+      if (!keep_going(progress, double(i + 1) / (L * H))) return cancelled();
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+
+Result<MatrixRM> unembed_embed_product(const Model& model, WeightVariant variant, const GeometryProgress& progress) {
+  auto view = VocabView::make(model, variant);
+  if (!view) return view.error();
+  const int V = view->d_vocab(), d = view->d_model();
+  MatrixRMd acc = MatrixRMd::Zero(d, d);
+  const int block = 2048;
+  MatrixRM part(d, d);
+  for (int t0 = 0; t0 < V; t0 += block) {
+    const int n = std::min(block, V - t0);
+    const MatrixRM U = view->unembedding_cols(t0, n);  // [d, n]
+    const MatrixRM E = view->embedding_rows(t0, n);    // [n, d]
+    part.noalias() = U * E;
+    acc += part.cast<double>();  // float within a block, double across blocks
+    if (!keep_going(progress, double(t0 + n) / V)) return cancelled();
+  }
+  return MatrixRM(acc.cast<float>());
+}
+
+Result<OvCopying> ov_copying_scores(const Model& model, WeightVariant variant, const MatrixRM& unembed_embed,
+                                    const GeometryProgress& progress) {
+  HS_TRY(check_heads(model));
+  const ModelConfig& c = model.config;
+  const int L = static_cast<int>(model.weights.layers.size()), H = c.n_head, dh = c.d_head, d = c.d_model;
+  if (unembed_embed.rows() != d || unembed_embed.cols() != d) {
+    return make_error("ov_copying_scores: W_U W_E must be [" + std::to_string(d) + ", " + std::to_string(d) +
+                      "], got [" + std::to_string(unembed_embed.rows()) + ", " +
+                      std::to_string(unembed_embed.cols()) + "]");
+  }
+  OvCopying out;
+  out.variant = variant;
+  out.n_layer = L;
+  out.n_head = H;
+  out.d_head = dh;
+  out.eigenvalues.assign(static_cast<std::size_t>(L) * H * dh, {0.0, 0.0});
+  out.copying_score.assign(static_cast<std::size_t>(L) * H, 0.0);
+  out.positive_fraction = out.copying_score;
+  MatrixRM W_O_layer(H * dh, d), P(H * dh, d);
+  for (int l = 0; l < L; ++l) {
+    for (int h = 0; h < H; ++h) {
+      auto O = head_matrix(model, variant, l, h, HeadMatrix::W_O);
+      if (!O) return O.error();
+      W_O_layer.middleRows(h * dh, dh) = O->cast<float>();
+    }
+    P.noalias() = W_O_layer * unembed_embed;  // [H*dh, d]: one d x d product per layer
+    for (int h = 0; h < H; ++h) {
+      auto Wv = head_matrix(model, variant, l, h, HeadMatrix::W_V);
+      if (!Wv) return Wv.error();
+      const MatrixCd M = P.middleRows(h * dh, dh).cast<double>() * (*Wv);  // W_O W_U W_E W_V [dh, dh]
+      Eigen::EigenSolver<MatrixCd> es(M, /*computeEigenvectors=*/false);
+      std::vector<std::complex<double>> ev(es.eigenvalues().data(), es.eigenvalues().data() + dh);
+      std::sort(ev.begin(), ev.end(),
+                [](const std::complex<double>& a, const std::complex<double>& b) { return std::abs(a) > std::abs(b); });
+      const int i = l * H + h;
+      double sum_re = 0, sum_abs = 0, sum_pos = 0;
+      for (int j = 0; j < dh; ++j) {
+        out.eigenvalues[static_cast<std::size_t>(i) * dh + j] = ev[j];
+        sum_re += ev[j].real();
+        sum_abs += std::abs(ev[j]);
+        if (ev[j].real() > 0) sum_pos += std::abs(ev[j]);
+      }
+      out.copying_score[i] = sum_abs > 0 ? sum_re / sum_abs : 0;
+      out.positive_fraction[i] = sum_abs > 0 ? sum_pos / sum_abs : 0;
+    }
+    if (!keep_going(progress, double(l + 1) / L)) return cancelled();
+  }
+  return out;
+}
+
+Result<OvReadout> ov_token_readout(const Model& model, WeightVariant variant, int layer, int head, int n_directions,
+                                   int top_n, ReadoutRank rank) {
+  if (n_directions < 1 || top_n < 1) {
+    return make_error("ov_token_readout: n_directions and top_n must be >= 1");
+  }
+  auto view = VocabView::make(model, variant);
+  if (!view) return view.error();
+  auto svd = head_circuit_svd(model, variant, layer, head, Circuit::ov);
+  if (!svd) return svd.error();
+  const FactoredSvd& f = svd->svd;
+  const int n_dir = std::min<int>(n_directions, static_cast<int>(f.S.size()));
+  const int V = view->d_vocab(), d = view->d_model();
+  top_n = std::min(top_n, V);
+  MatrixRM Ud(d, n_dir), Vd(d, n_dir);
+  for (int k = 0; k < n_dir; ++k) {
+    Eigen::Index arg = 0;
+    f.V.col(k).cwiseAbs().maxCoeff(&arg);
+    const double sign = f.V(arg, k) < 0 ? -1.0 : 1.0;
+    Ud.col(k) = (sign * f.U.col(k)).cast<float>();
+    Vd.col(k) = (sign * f.V.col(k)).cast<float>();
+  }
+  // Scores for every token: read [V, n_dir] from W_E rows, write from W_U columns.
+  MatrixRMd read_dot(V, n_dir), write_dot(V, n_dir);
+  Eigen::VectorXd e_norm(V), u_norm(V);
+  const int block = 4096;
+  for (int t0 = 0; t0 < V; t0 += block) {
+    const int n = std::min(block, V - t0);
+    const MatrixRM E = view->embedding_rows(t0, n);    // [n, d]
+    const MatrixRM U = view->unembedding_cols(t0, n);  // [d, n]
+    read_dot.middleRows(t0, n) = (E * Ud).cast<double>();
+    write_dot.middleRows(t0, n) = (U.transpose() * Vd).cast<double>();
+    e_norm.segment(t0, n) = E.rowwise().norm().cast<double>();
+    u_norm.segment(t0, n) = U.colwise().norm().transpose().cast<double>();
+  }
+  OvReadout out;
+  out.variant = variant;
+  out.layer = layer;
+  out.head = head;
+  out.rank = rank;
+  std::vector<int> ids(V);
+  auto pick = [&](const MatrixRMd& dots, const Eigen::VectorXd& norms, int k, bool top) {
+    auto key = [&](int t) {
+      const double s = rank == ReadoutRank::dot ? dots(t, k) : (norms[t] > 0 ? dots(t, k) / norms[t] : 0.0);
+      return top ? s : -s;
+    };
+    std::iota(ids.begin(), ids.end(), 0);
+    std::partial_sort(ids.begin(), ids.begin() + top_n, ids.end(), [&](int a, int b) {
+      const double ka = key(a), kb = key(b);
+      return ka > kb || (ka == kb && a < b);
+    });
+    std::vector<TokenScore> r(top_n);
+    for (int j = 0; j < top_n; ++j) {
+      const int t = ids[j];
+      r[j] = TokenScore{t, norms[t] > 0 ? dots(t, k) / norms[t] : 0.0, dots(t, k)};
+    }
+    return r;
+  };
+  for (int k = 0; k < n_dir; ++k) {
+    OvDirectionReadout r;
+    r.sigma = f.S[k];
+    r.read_top = pick(read_dot, e_norm, k, true);
+    r.read_bottom = pick(read_dot, e_norm, k, false);
+    r.write_top = pick(write_dot, u_norm, k, true);
+    r.write_bottom = pick(write_dot, u_norm, k, false);
+    out.directions.push_back(std::move(r));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+
+double default_rank_rcond(Eigen::Index rows, Eigen::Index cols) {
+  return static_cast<double>(std::numeric_limits<float>::epsilon()) * static_cast<double>(std::max(rows, cols));
+}
+
+MatrixRMd orthonormal_basis(const Eigen::Ref<const MatrixRMd>& A, double rcond) {
+  const Eigen::Index d = A.rows(), k = A.cols();
+  if (rcond < 0) rcond = default_rank_rcond(d, k);
+  if (d == 0 || k == 0) return MatrixRMd(d, 0);
+  // Householder QR then an SVD of the small R: as accurate as an SVD of A
+  // (backward stable), at the cost of a QR.
+  MatrixCd Q, R;
+  thin_qr(MatrixCd(A), Q, R);
+  Eigen::BDCSVD<MatrixCd> svd(R, Eigen::ComputeThinU);
+  const Eigen::VectorXd& s = svd.singularValues();
+  if (s.size() == 0 || !(s[0] > 0)) return MatrixRMd(d, 0);
+  const double tol = s[0] * rcond;
+  Eigen::Index r = 0;
+  while (r < s.size() && s[r] > tol) ++r;
+  return MatrixRMd(Q * svd.matrixU().leftCols(r));
+}
+
+Result<PrincipalAngles> principal_angles(const Eigen::Ref<const MatrixRMd>& A, const Eigen::Ref<const MatrixRMd>& B,
+                                         double rcond) {
+  if (A.rows() != B.rows()) {
+    return make_error("principal_angles: A has " + std::to_string(A.rows()) + " rows but B has " +
+                      std::to_string(B.rows()));
+  }
+  if (!A.allFinite() || !B.allFinite()) return make_error("principal_angles: input contains NaN or Inf");
+  const MatrixRMd QA = orthonormal_basis(A, rcond), QB = orthonormal_basis(B, rcond);
+  PrincipalAngles out;
+  out.rank_a = static_cast<int>(QA.cols());
+  out.rank_b = static_cast<int>(QB.cols());
+  const int k = std::min(out.rank_a, out.rank_b);
+  if (k == 0) return out;
+  const MatrixCd C = QA.transpose() * QB;  // [ra, rb]
+  out.sum_cos2 = C.squaredNorm();
+  const Eigen::VectorXd cos = Eigen::BDCSVD<MatrixCd>(C).singularValues();  // descending, k values
+  // The sines of the same angles: the component of the smaller basis outside
+  // the larger subspace.
+  const MatrixCd Bp = out.rank_a >= out.rank_b ? MatrixCd(QB - QA * C) : MatrixCd(QA - QB * C.transpose());
+  const Eigen::VectorXd sin = Eigen::BDCSVD<MatrixCd>(Bp).singularValues();  // descending
+  out.theta.resize(k);
+  for (int i = 0; i < k; ++i) {  // i-th smallest angle: i-th largest cosine, i-th smallest sine
+    const double c = cos[i];
+    const double s = k - 1 - i < sin.size() ? sin[k - 1 - i] : 0.0;
+    out.theta[i] = c * c >= 0.5 ? std::asin(clamp_unit(s)) : std::acos(clamp_unit(c));
+  }
+  std::sort(out.theta.begin(), out.theta.end());
+  return out;
+}
+
+Result<HeadPairGeometry> head_pair_geometry(const Model& model, WeightVariant variant, int layer_a, int head_a,
+                                            HeadSubspace kind_a, int layer_b, int head_b, HeadSubspace kind_b) {
+  HS_TRY(check_heads(model));
+  auto A = subspace_factor(model, variant, layer_a, head_a, kind_a);
+  if (!A) return A.error();
+  auto B = subspace_factor(model, variant, layer_b, head_b, kind_b);
+  if (!B) return B.error();
+  auto angles = principal_angles(*A, *B);
+  if (!angles) return angles.error();
+  HeadPairGeometry out;
+  out.variant = variant;
+  out.layer_a = layer_a;
+  out.head_a = head_a;
+  out.layer_b = layer_b;
+  out.head_b = head_b;
+  out.kind_a = kind_a;
+  out.kind_b = kind_b;
+  out.angles = std::move(*angles);
+  out.overlap = out.angles.sum_cos2 / model.config.d_head;
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The batched kernel
+
+namespace detail {
+
+namespace {
+
+struct PairCost {
+  double projector = 0, direct = 0;
+};
+
+// Which pairs (i, j) the set needs, and the multiply-add counts of both kernels.
+PairCost pair_cost(int n, int d, int k, PairSet set, int group, int n_y) {
+  double pairs = 0;
+  double formed = 0;
+  if (set == PairSet::symmetric) {
+    pairs = 0.5 * n * (n + 1.0);
+    formed = n;
+  } else {
+    const int L = n / group;
+    for (int l2 = 1; l2 < L; ++l2) pairs += double(l2) * group * group;
+    formed = (L - 1.0) * group * (1 + n_y);
+  }
+  PairCost c;
+  c.projector = formed * 0.5 * d * d * k + pairs * 0.5 * d * d * std::max(1, n_y);
+  c.direct = pairs * double(k) * k * d * std::max(1, n_y);
+  return c;
+}
+
+// Packs the upper triangle of P_i = X_i X_i^T restricted to rows [r0, r0+rows)
+// and columns [r0, d) into `out` [rows * (d - r0)], weighted so that plain
+// dot products of two packings give <P_i, P_j>: off-diagonal entries appear
+// twice in the full inner product, hence sqrt(2); entries below the diagonal
+// inside the leading block are zero.
+void pack_projector_rows(const MatrixRM& X, int col0, int k, int r0, int rows, float* out) {
+  const int d = static_cast<int>(X.rows()), w = d - r0;
+  Eigen::Map<MatrixRM> P(out, rows, w);
+  P.noalias() = X.block(r0, col0, rows, k) * X.block(r0, col0, w, k).transpose();
+  const float s2 = std::sqrt(2.0f);
+  for (int a = 0; a < rows; ++a) {
+    for (int c = 0; c < a; ++c) P(a, c) = 0;
+    for (int c = a + 1; c < w; ++c) P(a, c) *= s2;
+  }
+}
+
+}  // namespace
+
+// One X against several Ys (composition: Q, K and V share the left factor).
+Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X, const std::vector<const MatrixRM*>& Ys,
+                                                              int k, PairSet set, int group, PairKernel kernel,
+                                                              const GeometryProgress& progress, double p0, double p1) {
+  const int d = static_cast<int>(X.rows());
+  if (k <= 0 || X.cols() % k != 0) return make_error("block_frobenius_products: X columns are not blocks of k");
+  const int n = static_cast<int>(X.cols() / k);
+  const int n_y = set == PairSet::symmetric ? 0 : static_cast<int>(Ys.size());
+  for (int y = 0; y < n_y; ++y) {
+    if (Ys[y]->rows() != d || Ys[y]->cols() != X.cols()) return make_error("block_frobenius_products: Y shape differs from X");
+  }
+  if (set == PairSet::later_layer && (group <= 0 || n % group != 0)) {
+    return make_error("block_frobenius_products: heads are not whole layers");
+  }
+  const int n_out = set == PairSet::symmetric ? 1 : n_y;
+  std::vector<MatrixRMd> out(n_out, MatrixRMd::Zero(n, n));
+  if (n == 0 || d == 0) return out;
+  const int L = set == PairSet::symmetric ? 1 : n / group;
+  if (kernel == PairKernel::automatic) {
+    const PairCost c = pair_cost(n, d, k, set, group, n_y);
+    kernel = c.projector < c.direct ? PairKernel::projector : PairKernel::direct;
+  }
+
+  if (kernel == PairKernel::direct) {
+    if (set == PairSet::symmetric) {
+      MatrixRM G = MatrixRM::Zero(n * k, n * k);
+      G.selfadjointView<Eigen::Lower>().rankUpdate(X.transpose());
+      G = G.selfadjointView<Eigen::Lower>();  // the diagonal blocks need both halves
+      for (int i = 0; i < n; ++i) {
+        for (int j = 0; j <= i; ++j) out[0](i, j) = out[0](j, i) = G.block(i * k, j * k, k, k).cast<double>().squaredNorm();
+      }
+      if (!keep_going(progress, p1)) return cancelled();
+      return out;
+    }
+    for (int y = 0; y < n_y; ++y) {
+      for (int l2 = 1; l2 < L; ++l2) {
+        const int left = l2 * group;  // heads in earlier layers
+        const MatrixRM G = X.leftCols(left * k).transpose() * Ys[y]->middleCols(left * k, group * k);
+        for (int i = 0; i < left; ++i) {
+          for (int j = 0; j < group; ++j) out[y](i, left + j) = G.block(i * k, j * k, k, k).cast<double>().squaredNorm();
+        }
+        if (!keep_going(progress, p0 + (p1 - p0) * (y * (L - 1) + l2) / double(n_y * (L - 1)))) return cancelled();
+      }
+    }
+    return out;
+  }
+
+  // Projector kernel, in chunks of rows of the d x d projectors to bound memory
+  // (about 32 MB of packed rows at a time).
+  const double budget = 8.0e6;
+  const int mats = 1 + n_y;
+  int chunk = static_cast<int>(budget / (double(mats) * n * d));
+  chunk = std::max(1, std::min(chunk, d));
+  const int n_left = set == PairSet::symmetric ? n : (L - 1) * group;  // the last layer never composes forward
+  MatrixRM PX, PY, part;
+  for (int r0 = 0; r0 < d; r0 += chunk) {
+    const int rows = std::min(chunk, d - r0), w = d - r0;
+    const Eigen::Index K = static_cast<Eigen::Index>(rows) * w;
+    PX.resize(n_left, K);
+    for (int i = 0; i < n_left; ++i) pack_projector_rows(X, i * k, k, r0, rows, PX.row(i).data());
+    if (set == PairSet::symmetric) {
+      part = MatrixRM::Zero(n, n);
+      part.selfadjointView<Eigen::Lower>().rankUpdate(PX);
+      out[0] += MatrixRMd(part.cast<double>().selfadjointView<Eigen::Lower>());
+    } else {
+      PY.resize(n, K);
+      for (int y = 0; y < n_y; ++y) {
+        for (int j = group; j < n; ++j) pack_projector_rows(*Ys[y], j * k, k, r0, rows, PY.row(j).data());
+        for (int l2 = 1; l2 < L; ++l2) {
+          const int left = l2 * group;
+          part.noalias() = PX.topRows(left) * PY.middleRows(left, group).transpose();  // [left, group]
+          out[y].block(0, left, left, group) += part.cast<double>();
+        }
+      }
+    }
+    if (!keep_going(progress, p0 + (p1 - p0) * double(r0 + rows) / d)) return cancelled();
+  }
+  return out;
+}
+
+Result<MatrixRMd> block_frobenius_products(const MatrixRM& X, const MatrixRM& Y, int k, PairSet set, int group,
+                                           PairKernel kernel, const GeometryProgress& progress, double progress_from,
+                                           double progress_to) {
+  auto r = block_frobenius_products_multi(X, {&Y}, k, set, group, kernel, progress, progress_from, progress_to);
+  if (!r) return r.error();
+  return std::move(r->front());
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+
+Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant variant, HeadSubspace kind,
+                                             const GeometryProgress& progress) {
+  HS_TRY(check_heads(model));
+  if (variant == WeightVariant::processed) HS_TRY(check_weight_processing(model.config));
+  const ModelConfig& c = model.config;
+  const int L = static_cast<int>(model.weights.layers.size()), H = c.n_head, dh = c.d_head, d = c.d_model;
+  const int N = L * H;
+  RedundancyMatrix out;
+  out.variant = variant;
+  out.kind = kind;
+  out.n_layer = L;
+  out.n_head = H;
+  out.d_head = dh;
+  out.rank.assign(N, 0);
+  // Phase 1 (~15% of the work): an orthonormal basis per head.
+  MatrixRM X(d, static_cast<Eigen::Index>(N) * dh);
+  const double rcond = default_rank_rcond(d, dh);
+  for (int i = 0; i < N; ++i) {
+    auto A = subspace_factor(model, variant, i / H, i % H, kind);
+    if (!A) return A.error();
+    out.rank[i] = gram_basis_into(*A, gram_cols(*A), rcond, X.middleCols(static_cast<Eigen::Index>(i) * dh, dh));
+    if (!keep_going(progress, 0.15 * (i + 1) / N)) return cancelled();
+  }
+  // Phase 2: all pairs at once.
+  auto sq = detail::block_frobenius_products(X, X, dh, detail::PairSet::symmetric, H, detail::PairKernel::automatic,
+                                             progress, 0.15, 1.0);
+  if (!sq) return sq.error();
+  out.overlap.resize(static_cast<std::size_t>(N) * N);
+  for (int i = 0; i < N; ++i) {
+    for (int j = 0; j < N; ++j) out.overlap[static_cast<std::size_t>(i) * N + j] = (*sq)(i, j) / dh;
+  }
+  return out;
+}
+
+Result<CompositionScores> composition_scores(const Model& model, WeightVariant variant,
+                                             const GeometryProgress& progress) {
+  HS_TRY(check_heads(model));
+  if (variant == WeightVariant::processed) HS_TRY(check_weight_processing(model.config));
+  const ModelConfig& c = model.config;
+  const int L = static_cast<int>(model.weights.layers.size()), H = c.n_head, dh = c.d_head, d = c.d_model;
+  const int N = L * H;
+  CompositionScores out;
+  out.variant = variant;
+  out.n_layer = L;
+  out.n_head = H;
+  out.qk_ignores_rotary = is_rotary(c);
+  const std::size_t total = static_cast<std::size_t>(N) * N;
+  out.q.assign(total, 0.0);
+  out.k.assign(total, 0.0);
+  out.v.assign(total, 0.0);
+  if (L < 2) return out;
+  // Phase 1: per head, dh-column factors with F F^T = OV^T OV (left) and
+  // G G^T = R R^T for each right-hand circuit, each scaled to unit norm so the
+  // batched products are the squared scores.
+  //   OV^T OV   = W_O^T G_V W_O   -> F   = W_O^T S(G_V)
+  //   QK QK^T   = W_Q G_K W_Q^T   -> G_q = W_Q S(G_K)
+  //   QK^T QK   = W_K G_Q W_K^T   -> G_k = W_K S(G_Q)
+  //   OV OV^T   = W_V G_O W_V^T   -> G_v = W_V S(G_O)
+  const Eigen::Index cols = static_cast<Eigen::Index>(N) * dh;
+  MatrixRM F(d, cols), Gq(d, cols), Gk(d, cols), Gv(d, cols);
+  for (int i = 0; i < N; ++i) {
+    auto b = head_blocks(model, variant, i / H, i % H);
+    if (!b) return b.error();
+    const Eigen::Index c0 = static_cast<Eigen::Index>(i) * dh;
+    write_normalized(b->W_O.transpose() * psd_sqrt_factor(b->G_V), F.middleCols(c0, dh));
+    write_normalized(b->W_Q * psd_sqrt_factor(b->G_K), Gq.middleCols(c0, dh));
+    write_normalized(b->W_K * psd_sqrt_factor(b->G_Q), Gk.middleCols(c0, dh));
+    write_normalized(b->W_V * psd_sqrt_factor(b->G_O), Gv.middleCols(c0, dh));
+    if (!keep_going(progress, 0.1 * (i + 1) / N)) return cancelled();
+  }
+  // Phase 2: ||F_i^T G_j||^2 for l1 < l2, the three kinds sharing F's packing.
+  auto sq = detail::block_frobenius_products_multi(F, {&Gq, &Gk, &Gv}, dh, detail::PairSet::later_layer, H,
+                                                   detail::PairKernel::automatic, progress, 0.1, 1.0);
+  if (!sq) return sq.error();
+  std::vector<double>* dst[3] = {&out.q, &out.k, &out.v};
+  for (int y = 0; y < 3; ++y) {
+    const MatrixRMd& s = (*sq)[y];
+    for (int i = 0; i < N; ++i) {
+      for (int j = 0; j < N; ++j) {
+        if (i / H < j / H) (*dst[y])[static_cast<std::size_t>(i) * N + j] = std::sqrt(std::max(0.0, s(i, j)));
+      }
+    }
+  }
+  return out;
+}
+
+double composition_score(const Eigen::Ref<const MatrixRMd>& A1, const Eigen::Ref<const MatrixRMd>& B1,
+                         const Eigen::Ref<const MatrixRMd>& A2, const Eigen::Ref<const MatrixRMd>& B2) {
+  const MatrixRMd G1 = gram_cols(MatrixRMd(A1));
+  const MatrixRMd M = B1 * A2;
+  const MatrixRMd G2 = gram_rows(MatrixRMd(B2));
+  const double num = (G1 * M * G2).cwiseProduct(M).sum();  // tr(G1 M G2 M^T)
+  const double left = G1.cwiseProduct(gram_rows(MatrixRMd(B1))).sum();
+  const double right = gram_cols(MatrixRMd(A2)).cwiseProduct(G2).sum();
+  if (!(left > 0) || !(right > 0)) return 0;
+  return std::sqrt(std::max(0.0, num) / (left * right));
+}
+
+namespace {
+
+// xoshiro256** (Blackman & Vigna), seeded through splitmix64.
+struct Xoshiro256 {
+  std::uint64_t s[4];
+  explicit Xoshiro256(std::uint64_t seed) {
+    for (auto& x : s) {
+      seed += 0x9e3779b97f4a7c15ULL;
+      std::uint64_t z = seed;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+      x = z ^ (z >> 31);
+    }
+  }
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  std::uint64_t next() {
+    const std::uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+  }
+  float uniform_pm1() { return static_cast<float>((next() >> 40) * (1.0 / 16777216.0) * 2.0 - 1.0); }  // [-1, 1)
+};
+
+}  // namespace
+
+Result<CompositionBaseline> composition_baseline(int d_model, int d_head, int n_samples, std::uint64_t seed,
+                                                 const GeometryProgress& progress) {
+  if (d_model < 1 || d_head < 1 || n_samples < 2) {
+    return make_error("composition_baseline: need d_model, d_head >= 1 and n_samples >= 2");
+  }
+  Xoshiro256 rng(seed);
+  const float bound = 1.0f / std::sqrt(static_cast<float>(d_head));
+  MatrixRM X[4];
+  std::vector<double> scores(n_samples);
+  for (int s = 0; s < n_samples; ++s) {
+    for (auto& x : X) {
+      x.resize(d_model, d_head);
+      for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = bound * rng.uniform_pm1();
+    }
+    // W_A = X1 X2^T, W_B = X3 X4^T; the trace identity with float Grams.
+    const MatrixRMd G1 = (X[0].transpose() * X[0]).cast<double>();
+    const MatrixRMd G2t = (X[1].transpose() * X[1]).cast<double>();  // B1 B1^T
+    const MatrixRMd M = (X[1].transpose() * X[2]).cast<double>();    // B1 A2
+    const MatrixRMd G3 = (X[2].transpose() * X[2]).cast<double>();   // A2^T A2
+    const MatrixRMd G4 = (X[3].transpose() * X[3]).cast<double>();   // B2 B2^T
+    const double num = (G1 * M * G4).cwiseProduct(M).sum();
+    const double den = G1.cwiseProduct(G2t).sum() * G3.cwiseProduct(G4).sum();
+    scores[s] = den > 0 ? std::sqrt(std::max(0.0, num) / den) : 0;
+    if (!keep_going(progress, double(s + 1) / n_samples)) return cancelled();
+  }
+  CompositionBaseline out;
+  out.d_model = d_model;
+  out.d_head = d_head;
+  out.n_samples = n_samples;
+  out.seed = seed;
+  out.mean = std::accumulate(scores.begin(), scores.end(), 0.0) / n_samples;
+  double ss = 0;
+  for (double x : scores) ss += (x - out.mean) * (x - out.mean);
+  out.std = std::sqrt(ss / (n_samples - 1));
+  return out;
+}
+
+Result<MergeCandidates> merge_candidates(const RedundancyMatrix& write, const RedundancyMatrix& read, int top_n) {
+  if (write.kind != HeadSubspace::output_write || read.kind != HeadSubspace::value_read) {
+    return make_error("merge_candidates: needs the O (write) and V (read) redundancy matrices");
+  }
+  if (write.variant != read.variant || write.n_layer != read.n_layer || write.n_head != read.n_head) {
+    return make_error("merge_candidates: the write and read matrices come from different models or variants");
+  }
+  const int H = write.n_head, N = write.n_layer * H;
+  if (write.overlap.size() != static_cast<std::size_t>(N) * N || read.overlap.size() != write.overlap.size()) {
+    return make_error("merge_candidates: overlap matrices have the wrong size");
+  }
+  std::vector<MergeCandidate> all;
+  all.reserve(static_cast<std::size_t>(N) * (N - 1) / 2);
+  for (int i = 0; i < N; ++i) {
+    for (int j = i + 1; j < N; ++j) {
+      MergeCandidate m;
+      m.layer_a = i / H;
+      m.head_a = i % H;
+      m.layer_b = j / H;
+      m.head_b = j % H;
+      m.write_overlap = write.overlap[static_cast<std::size_t>(i) * N + j];
+      m.read_overlap = read.overlap[static_cast<std::size_t>(i) * N + j];
+      m.combined = 0.5 * (m.write_overlap + m.read_overlap);
+      all.push_back(m);
+    }
+  }
+  const std::size_t n = std::min<std::size_t>(std::max(0, top_n), all.size());
+  std::partial_sort(all.begin(), all.begin() + n, all.end(), [](const MergeCandidate& a, const MergeCandidate& b) {
+    if (a.combined != b.combined) return a.combined > b.combined;
+    return std::tie(a.layer_a, a.head_a, a.layer_b, a.head_b) < std::tie(b.layer_a, b.head_a, b.layer_b, b.head_b);
+  });
+  all.resize(n);
+  MergeCandidates out;
+  out.variant = write.variant;
+  out.pairs = std::move(all);
+  return out;
+}
+
+Result<MergeCandidates> merge_candidates(const Model& model, WeightVariant variant, int top_n,
+                                         const GeometryProgress& progress) {
+  auto sub = [&](double a, double b) -> GeometryProgress {
+    if (!progress) return {};
+    return [&progress, a, b](double f) { return progress(a + (b - a) * f); };
+  };
+  auto write = subspace_redundancy(model, variant, HeadSubspace::output_write, sub(0, 0.5));
+  if (!write) return write.error();
+  auto read = subspace_redundancy(model, variant, HeadSubspace::value_read, sub(0.5, 1));
+  if (!read) return read.error();
+  return merge_candidates(*write, *read, top_n);
+}
+
+}  // namespace hs

@@ -1,0 +1,264 @@
+// TransformerLens weight processing; see processing.hpp. The order of steps
+// and what each touches follow TL v2.18 HookedTransformer.process_weights /
+// fold_layer_norm / center_writing_weights / center_unembed /
+// fold_value_biases (SPEC §5.3).
+#include "processing.hpp"
+
+#include <cmath>
+#include <string>
+
+namespace hs {
+
+namespace {
+
+// W [d, n]: row m scaled by gamma[m] (a norm's weight folded into the matrix
+// that reads the norm's output).
+template <class Mat>
+void scale_rows(Mat& W, const RowVectorF& gamma) {
+  for (Eigen::Index m = 0; m < W.rows(); ++m) W.row(m) *= static_cast<typename Mat::Scalar>(gamma[m]);
+}
+
+// Subtract the mean over d_model from each column of W [d, n]: a LayerNorm's
+// output is orthogonal to the all-ones vector, so this changes nothing it reads.
+template <class Mat>
+void center_columns(Mat& W) {
+  if (W.rows() == 0) return;
+  W.rowwise() -= W.colwise().mean().eval();
+}
+
+// Subtract each row's mean from W [n, d] (weights that write to the residual
+// stream, or W_U over the vocabulary).
+template <class Mat>
+void center_rows(Mat& W) {
+  if (W.cols() == 0) return;
+  W.colwise() -= W.rowwise().mean().eval();
+}
+
+bool has(const RowVectorF& v, int n) { return v.size() == n; }
+
+}  // namespace
+
+const char* weight_variant_name(WeightVariant variant) {
+  return variant == WeightVariant::raw ? "raw" : "processed";
+}
+
+const char* head_matrix_name(HeadMatrix which) {
+  switch (which) {
+    case HeadMatrix::W_Q: return "W_Q";
+    case HeadMatrix::W_K: return "W_K";
+    case HeadMatrix::W_V: return "W_V";
+    case HeadMatrix::W_O: return "W_O";
+  }
+  return "?";
+}
+
+Status check_weight_processing(const ModelConfig& config) {
+  if (config.post_ln) {
+    return make_error("weight processing is defined for pre-LN models; " + config.model_type +
+                      " is post-LN (analyse its raw weights)");
+  }
+  return Ok{};
+}
+
+Result<Model> process_weights(const Model& model, const ProcessOptions& options) {
+  HS_TRY(check_weight_processing(model.config));
+  const ModelConfig& c = model.config;
+  const int d = c.d_model;
+  const bool layer_norm = c.norm == NormKind::layer_norm;
+  Model m = model;
+  ModelWeights& w = m.weights;
+  if (w.W_U.size() > 0 && w.b_U.size() != w.W_U.cols()) w.b_U = RowVectorF::Zero(w.W_U.cols());
+  // Absent biases may arrive empty: give them their zeros so folding can add.
+  auto sized = [](RowVectorF& b, Eigen::Index n) {
+    if (b.size() != n) b = RowVectorF::Zero(n);
+  };
+  for (LayerWeights& L : w.layers) {
+    sized(L.b_Q, L.W_Q.cols());
+    sized(L.b_K, L.W_K.cols());
+    sized(L.b_V, L.W_V.cols());
+    sized(L.b_O, d);
+    if (L.W_in.size() > 0) sized(L.b_in, L.W_in.cols());
+    if (L.W_out.size() > 0) sized(L.b_out, d);
+  }
+
+  // 1. fold_ln. LN models fold biases and centre; RMS models only scale.
+  if (options.fold_ln) {
+    for (LayerWeights& L : w.layers) {
+      if (layer_norm && has(L.ln1_b, d)) {
+        // Uses W before gamma is folded in: LN(x) = xhat*gamma + beta.
+        L.b_Q += L.ln1_b * L.W_Q;
+        L.b_K += L.ln1_b * L.W_K;
+        L.b_V += L.ln1_b * L.W_V;
+      }
+      if (has(L.ln1_w, d)) {
+        scale_rows(L.W_Q, L.ln1_w);
+        scale_rows(L.W_K, L.ln1_w);
+        scale_rows(L.W_V, L.ln1_w);
+      }
+      if (layer_norm) {
+        center_columns(L.W_Q);
+        center_columns(L.W_K);
+        center_columns(L.W_V);
+      }
+      L.ln1_w = RowVectorF::Ones(d);
+      if (layer_norm) L.ln1_b = RowVectorF::Zero(d);
+
+      if (L.W_in.size() > 0) {
+        if (layer_norm && has(L.ln2_b, d)) {
+          L.b_in += L.ln2_b * L.W_in;
+          // The gate reads the same LayerNorm output (TL has no LN-gated
+          // models; folding into b_gate keeps them exact).
+          if (L.W_gate.size() > 0) {
+            if (L.b_gate.size() != L.W_gate.cols()) L.b_gate = RowVectorF::Zero(L.W_gate.cols());
+            L.b_gate += L.ln2_b * L.W_gate;
+          }
+        }
+        if (has(L.ln2_w, d)) {
+          scale_rows(L.W_in, L.ln2_w);
+          if (L.W_gate.size() > 0) scale_rows(L.W_gate, L.ln2_w);
+        }
+        // TL centres W_in only (its gated models are all RMSNorm).
+        if (layer_norm) center_columns(L.W_in);
+        L.ln2_w = RowVectorF::Ones(d);
+        if (layer_norm) L.ln2_b = RowVectorF::Zero(d);
+      }
+    }
+    if (w.W_U.size() > 0 && c.final_norm && has(w.ln_final_w, d)) {
+      if (layer_norm && has(w.ln_final_b, d)) w.b_U += w.ln_final_b * w.W_U;
+      scale_rows(w.W_U, w.ln_final_w);
+      if (layer_norm) center_columns(w.W_U);
+      w.ln_final_w = RowVectorF::Ones(d);
+      if (layer_norm) w.ln_final_b = RowVectorF::Zero(d);
+    }
+  }
+
+  // 2. center_writing_weights: only when every reader of the residual stream
+  // is a LayerNorm, which removes the mean anyway.
+  if (options.center_writing_weights && layer_norm) {
+    center_rows(w.W_E);
+    if (c.learned_positions && c.rotary_dim == 0 && w.W_pos.size() > 0) center_rows(w.W_pos);
+    for (LayerWeights& L : w.layers) {
+      center_rows(L.W_O);
+      if (L.b_O.size() > 0) L.b_O.array() -= L.b_O.mean();
+      if (L.W_out.size() > 0) {
+        center_rows(L.W_out);
+        if (L.b_out.size() > 0) L.b_out.array() -= L.b_out.mean();
+      }
+    }
+  }
+
+  // 3. center_unembed: softmax is invariant to a constant added to all logits.
+  if (options.center_unembed && w.W_U.size() > 0) {
+    center_rows(w.W_U);
+    w.b_U.array() -= w.b_U.mean();
+  }
+
+  // 4. fold_value_biases: each head's output is sum_j A[i,j] (v_j + b_V) W_O
+  // and the rows of A sum to 1, so b_V W_O is a constant that joins b_O.
+  if (options.fold_value_biases) {
+    const int dh = c.d_head;
+    for (LayerWeights& L : w.layers) {
+      if (L.b_V.size() == 0) continue;
+      if (L.b_O.size() != d) L.b_O = RowVectorF::Zero(d);
+      for (int h = 0; h < c.n_head; ++h) {
+        const int g = kv_head_of(c, h);
+        L.b_O += L.b_V.segment(g * dh, dh) * L.W_O.middleRows(h * dh, dh);
+      }
+      L.b_V.setZero();
+    }
+  }
+  return m;
+}
+
+Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
+  const ModelConfig& c = model.config;
+  if (layer < 0 || layer >= static_cast<int>(model.weights.layers.size()) || head < 0 || head >= c.n_head) {
+    return make_error("head L" + std::to_string(layer) + "H" + std::to_string(head) + " is out of range (" +
+                      std::to_string(model.weights.layers.size()) + " layers, " + std::to_string(c.n_head) +
+                      " heads)");
+  }
+  const LayerWeights& L = model.weights.layers[layer];
+  const int d = c.d_model, dh = c.d_head;
+  const bool reads = which != HeadMatrix::W_O;
+  const MatrixRM& full = which == HeadMatrix::W_Q   ? L.W_Q
+                         : which == HeadMatrix::W_K ? L.W_K
+                         : which == HeadMatrix::W_V ? L.W_V
+                                                    : L.W_O;
+  const int block = which == HeadMatrix::W_Q || which == HeadMatrix::W_O ? head : kv_head_of(c, head);
+  const bool shape_ok = reads ? (full.rows() == d && full.cols() >= (block + 1) * dh)
+                              : (full.cols() == d && full.rows() >= (block + 1) * dh);
+  if (!shape_ok) {
+    return make_error(std::string(head_matrix_name(which)) + " of layer " + std::to_string(layer) + " has shape [" +
+                      std::to_string(full.rows()) + ", " + std::to_string(full.cols()) +
+                      "], too small for the model's head count");
+  }
+  MatrixRMd M = reads ? MatrixRMd(full.middleCols(block * dh, dh).cast<double>())
+                      : MatrixRMd(full.middleRows(block * dh, dh).cast<double>());
+  if (!M.allFinite()) {
+    return make_error("L" + std::to_string(layer) + "H" + std::to_string(head) + " " + head_matrix_name(which) +
+                      " contains NaN or Inf");
+  }
+  if (variant == WeightVariant::raw) return M;
+  HS_TRY(check_weight_processing(c));
+  const bool layer_norm = c.norm == NormKind::layer_norm;
+  if (reads) {
+    if (has(L.ln1_w, d)) scale_rows(M, L.ln1_w);
+    if (layer_norm) center_columns(M);
+  } else if (layer_norm) {
+    center_rows(M);
+  }
+  return M;
+}
+
+Result<VocabView> VocabView::make(const Model& model, WeightVariant variant) {
+  const ModelConfig& c = model.config;
+  const ModelWeights& w = model.weights;
+  const int d = c.d_model;
+  if (w.W_E.rows() == 0 || w.W_E.cols() != d) {
+    return make_error("the model has no token embedding W_E [V, " + std::to_string(d) + "]");
+  }
+  if (w.W_U.cols() == 0 || w.W_U.rows() != d) {
+    return make_error("the model has no unembedding W_U [" + std::to_string(d) + ", V]");
+  }
+  if (w.W_U.cols() != w.W_E.rows()) {
+    return make_error("W_E has " + std::to_string(w.W_E.rows()) + " tokens but W_U has " +
+                      std::to_string(w.W_U.cols()));
+  }
+  VocabView v;
+  v.model_ = &model;
+  v.variant_ = variant;
+  v.d_vocab_ = static_cast<int>(w.W_E.rows());
+  v.d_model_ = d;
+  if (variant == WeightVariant::raw) return v;
+  HS_TRY(check_weight_processing(c));
+  const bool layer_norm = c.norm == NormKind::layer_norm;
+  v.center_embed_ = layer_norm;
+  if (c.final_norm && has(w.ln_final_w, d)) {
+    v.unembed_scale_ = w.ln_final_w;
+    v.center_d_unembed_ = layer_norm;
+  }
+  // center_unembed subtracts the vocabulary mean of the already folded W_U;
+  // folding is linear per column, so that mean is the folded mean column.
+  MatrixRM mean_col = w.W_U.rowwise().mean();  // [d, 1]
+  if (v.unembed_scale_.size() > 0) scale_rows(mean_col, v.unembed_scale_);
+  if (v.center_d_unembed_) center_columns(mean_col);
+  v.unembed_vocab_mean_ = mean_col.col(0);
+  return v;
+}
+
+MatrixRM VocabView::embedding_rows(int t0, int n) const {
+  MatrixRM E = model_->weights.W_E.middleRows(t0, n);
+  if (center_embed_) center_rows(E);
+  return E;
+}
+
+MatrixRM VocabView::unembedding_cols(int t0, int n) const {
+  MatrixRM U = model_->weights.W_U.middleCols(t0, n);
+  if (variant_ == WeightVariant::raw) return U;
+  if (unembed_scale_.size() > 0) scale_rows(U, unembed_scale_);
+  if (center_d_unembed_) center_columns(U);
+  U.colwise() -= unembed_vocab_mean_;
+  return U;
+}
+
+}  // namespace hs
