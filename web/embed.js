@@ -25,7 +25,7 @@ root.append(el('div', { class: 'embed-head' }, [el('span', { class: 'brand-name'
 
 const onError = () => {};
 if (store.state.view === 'overview') {
-  new HeadGrid(figures, { store, onOpen: () => window.open(explorerUrl({ ...store.urlState(), view: 'head' }, new URL('index.html', location.href)), '_blank', 'noopener'), onError, modelName });
+  new HeadGrid(figures, { store, fitHeight: false, onOpen: () => window.open(explorerUrl({ ...store.urlState(), view: 'head' }, new URL('index.html', location.href)), '_blank', 'noopener'), onError, modelName });
 } else {
   const heat = el('section', { class: 'figure' });
   const lines = el('section', { class: 'figure' });

@@ -42,6 +42,7 @@ export class Heatmap {
     this.table = el('table', { class: 'values-table', id: 'values-table' });
     this.details = el('details', { class: 'values', on: { toggle: () => this.renderTable() } }, [el('summary', { text: 'All values as a table' }), el('div', { class: 'table-wrap' }, [this.table])]);
     this.highlight = null;
+    this.root = root;
     this.canvas.addEventListener('mousemove', (e) => this.onPointer(e));
     this.canvas.addEventListener('mouseleave', () => this.setHighlight(null));
     this.canvas.addEventListener('keydown', (e) => this.onKey(e));
@@ -77,6 +78,8 @@ export class Heatmap {
     }
     this.canvas.hidden = false;
     this.layout = heatmapLayout(this.data.tokens, this.maxWidth());
+    // The figure is as wide as its canvas: captions wrap instead of widening it.
+    this.root.style.width = `${Math.max(this.layout.width, 340)}px`;
     this.image = paintPattern(document.createElement('canvas'), this.data.pattern, this.data.T, this.data.causal);
     this.canvas.dataset.head = this.data.key;
     // Where the cells are (CSS pixels), for pointer tests and tools.

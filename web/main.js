@@ -86,6 +86,12 @@ tabs.addEventListener('keydown', (event) => {
   tabButtons[view].focus();
 });
 
+// Switching views keeps the tabs on screen (a click low in a tall grid
+// would otherwise leave the new view out of sight).
+function revealTabs() {
+  if (tabs.getBoundingClientRect().top < 0) tabs.scrollIntoView({ block: 'start' });
+}
+
 function renderTabs(state) {
   for (const view of VIEWS) {
     const on = state.view === view;
@@ -134,6 +140,7 @@ store.subscribe((state, changed) => {
     }
   }
   if (['view', 'modelInfo', 'head', 'ablate'].some((k) => changed.has(k))) renderTabs(state);
+  if (changed.has('view')) revealTabs();
   // A counter of applied runs, so tests (and anyone) can wait for the next one.
   if (changed.has('run') && state.run) document.body.dataset.runs = String(Number(document.body.dataset.runs || 0) + 1);
   renderStatus(state);

@@ -50,9 +50,12 @@ export function displayPattern(run, layer, head, ablated) {
 }
 
 export class HeadGrid {
-  constructor(root, { store, compact = false, onOpen = () => {}, onError = () => {}, modelName = () => 'model' }) {
+  // fitHeight: size thumbnails to the window height too (not in an embed,
+  // whose frame takes the height of its content: that would feed back).
+  constructor(root, { store, compact = false, fitHeight = true, onOpen = () => {}, onError = () => {}, modelName = () => 'model' }) {
     this.store = store;
     this.compact = compact;
+    this.fitHeight = fitHeight;
     this.onOpen = onOpen;
     this.modelName = modelName;
     this.cells = [];
@@ -71,16 +74,26 @@ export class HeadGrid {
     root.append(...children);
     if (!compact && typeof ResizeObserver !== 'undefined') {
       new ResizeObserver(() => this.resize()).observe(root);
+      window.addEventListener('resize', () => this.resize());
     }
     this.root = root;
     store.subscribe((state, changed) => this.render(state, changed));
     this.render(store.state, new Set(['modelInfo', 'run', 'head', 'ablate']));
   }
 
+  // Thumbnails fill the width, but a deep model should still fit the screen
+  // height (that is what an overview is for), down to 40 px.
   resize() {
     if (!this.shape) return;
-    const width = this.root.clientWidth - 48;
-    const size = Math.max(28, Math.min(96, Math.floor(width / this.shape.nHead) - 6));
+    const { nLayer, nHead } = this.shape;
+    let size;
+    if (this.compact) {
+      size = Math.max(12, Math.min(26, Math.floor(320 / nHead) - 2));
+    } else {
+      const byWidth = Math.floor((this.root.clientWidth - 48) / nHead) - 6;
+      const byHeight = Math.floor((window.innerHeight - 140) / nLayer) - 6;
+      size = Math.max(28, Math.min(96, byWidth, this.fitHeight ? Math.max(40, byHeight) : Infinity));
+    }
     this.grid.style.setProperty('--thumb', `${size}px`);
   }
 
