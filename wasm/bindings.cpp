@@ -1,49 +1,23 @@
-// Embind bindings of the core, and nothing else: the core knows nothing of
-// JavaScript. Results cross the boundary as plain objects {ok, error, ...};
-// wasm/headscope.mjs turns them into a thrown HeadscopeError. Arrays cross as
-// JS-owned typed-array copies, so no view of wasm memory outlives a call that
-// may grow (and so detach) it — except file_buffer's, which the caller fills
-// at once.
+// Embind bindings: the glue between JS values and the core's functions, and
+// the EMSCRIPTEN_BINDINGS table. The core knows nothing of JavaScript; see
+// session.hpp for the conventions ({ok, error}, typed-array copies).
 #include <emscripten/bind.h>
 #include <emscripten/val.h>
 
 #include <Eigen/SVD>
-#include <map>
-#include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "forward.hpp"
+#include "geometry.hpp"
 #include "linalg.hpp"
-#include "model.hpp"
+#include "processing.hpp"
 #include "safetensors.hpp"
+#include "session.hpp"
 
-using emscripten::val;
-
+namespace hs_wasm {
 namespace {
 
-val error_value(const std::string& message) {
-  val out = val::object();
-  out.set("ok", false);
-  out.set("error", message);
-  return out;
-}
-
-val ok_value() {
-  val out = val::object();
-  out.set("ok", true);
-  return out;
-}
-
-val float32_copy(const float* data, std::size_t n) {
-  return val::global("Float32Array").new_(emscripten::typed_memory_view(n, data));
-}
-
-val float32_copy(const std::vector<float>& v) { return float32_copy(v.data(), v.size()); }
-
-// Singular values of a rows x cols row-major matrix: the foundation's
-// end-to-end check that the page, the worker and the core agree.
+// Singular values of a rows x cols row-major matrix (the worker pipe's check).
 val singular_values(val matrix, int rows, int cols) {
   if (rows <= 0 || cols <= 0) return error_value("singular_values: rows and cols must be positive");
   const auto data = emscripten::convertJSArrayToNumberVector<float>(matrix);
@@ -54,7 +28,7 @@ val singular_values(val matrix, int rows, int cols) {
   Eigen::JacobiSVD<hs::MatrixRM> svd(m);
   const Eigen::VectorXf s = svd.singularValues();
   val out = ok_value();
-  out.set("values", float32_copy(s.data(), static_cast<std::size_t>(s.size())));
+  out.set("values", typed_copy("Float32Array", s.data(), static_cast<std::size_t>(s.size())));
   return out;
 }
 
@@ -76,122 +50,177 @@ val parse_safetensors_header(val bytes_js, double file_size, const std::string& 
   return out;
 }
 
-// The model description the page and the CLI show.
-nlohmann::json model_info(const hs::Model& model) {
-  const hs::ModelConfig& c = model.config;
-  return {{"model_type", c.model_type},
-          {"family", hs::family_name(c.family)},
-          {"n_layer", c.n_layer},
-          {"n_head", c.n_head},
-          {"n_kv_head", c.n_kv_head},
-          {"d_model", c.d_model},
-          {"d_head", c.d_head},
-          {"d_mlp", c.d_mlp},
-          {"d_vocab", c.d_vocab},
-          {"n_ctx", c.n_ctx},
-          {"causal", c.causal},
-          {"has_lm_head", c.has_lm_head},
-          {"rotary_dim", c.rotary_dim},
-          {"bos_token_id", c.bos_token_id},
-          {"warnings", model.warnings}};
+// ---------------------------------------------------------------------------
+// Weight geometry (core/geometry.hpp)
+
+hs::Result<hs::WeightVariant> variant_of(const std::string& name) {
+  if (name == "raw") return hs::WeightVariant::raw;
+  if (name == "processed") return hs::WeightVariant::processed;
+  return hs::make_error("weight variant must be \"raw\" or \"processed\", not \"" + name + "\"");
 }
 
-// One loaded model and the files it came from. JS places each file's bytes
-// in a buffer the session owns (one copy into wasm memory), then calls load;
-// the buffers are released once the canonical weights are built.
-class Session {
- public:
-  // A Uint8Array view of a new buffer of `size` bytes for file `name`. Fill
-  // it before making any other call.
-  val file_buffer(const std::string& name, double size) {
-    if (!(size >= 0) || size > 4294967295.0) return error_value(name + ": file size " + std::to_string(size) + " is not possible");
-    auto& buffer = files_[name];
-    buffer.assign(static_cast<std::size_t>(size), 0);
-    val out = ok_value();
-    out.set("view", val(emscripten::typed_memory_view(buffer.size(), buffer.data())));
-    return out;
+hs::Result<hs::HeadSubspace> subspace_of(const std::string& name) {
+  if (name == "Q") return hs::HeadSubspace::query_read;
+  if (name == "K") return hs::HeadSubspace::key_read;
+  if (name == "V") return hs::HeadSubspace::value_read;
+  if (name == "O") return hs::HeadSubspace::output_write;
+  return hs::make_error("subspace must be one of Q, K, V, O, not \"" + name + "\"");
+}
+
+// A JS progress callback (fraction) -> boolean|undefined; false cancels.
+hs::GeometryProgress progress_of(val callback) {
+  if (callback.isUndefined() || callback.isNull()) return {};
+  return [callback](double fraction) { return !callback(fraction).isFalse(); };
+}
+
+#define HS_WASM_MODEL(session)                                    \
+  const hs::Model* model = (session).model();                     \
+  if (!model) return error_value("no model is loaded");
+
+#define HS_WASM_UNWRAP(var, expr)                     \
+  auto var = (expr);                                  \
+  if (!var) return error_value(var.error().message);
+
+val circuit_spectra_value(const hs::CircuitSpectra& c) {
+  val out = val::object();
+  out.set("sigma", float64_copy(c.sigma));
+  out.set("frobenius", float64_copy(c.frobenius));
+  out.set("effective_rank", float64_copy(c.effective_rank));
+  out.set("top1_share", float64_copy(c.top1_share));
+  out.set("topk_share", float64_copy(c.topk_share));
+  return out;
+}
+
+val geometry_spectra(Session& session, const std::string& variant_name, int top_k, val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
+  HS_WASM_UNWRAP(spectra, hs::head_spectra(*model, variant.value(), top_k, progress_of(progress)));
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("n_layer", spectra->n_layer);
+  out.set("n_head", spectra->n_head);
+  out.set("d_head", spectra->d_head);
+  out.set("top_k", spectra->top_k);
+  out.set("qk_ignores_rotary", spectra->qk_ignores_rotary);
+  out.set("ov", circuit_spectra_value(spectra->ov));
+  out.set("qk", circuit_spectra_value(spectra->qk));
+  return out;
+}
+
+val geometry_redundancy(Session& session, const std::string& variant_name, const std::string& kind_name,
+                        val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
+  HS_WASM_UNWRAP(kind, subspace_of(kind_name));
+  HS_WASM_UNWRAP(matrix, hs::subspace_redundancy(*model, variant.value(), kind.value(), progress_of(progress)));
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("kind", kind_name);
+  out.set("n_layer", matrix->n_layer);
+  out.set("n_head", matrix->n_head);
+  out.set("overlap", float64_copy(matrix->overlap));
+  out.set("rank", int32_copy(matrix->rank));
+  return out;
+}
+
+val geometry_composition(Session& session, const std::string& variant_name, int baseline_samples, val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
+  HS_WASM_UNWRAP(scores, hs::composition_scores(*model, variant.value(), progress_of(progress)));
+  HS_WASM_UNWRAP(baseline, hs::composition_baseline(model->config.d_model, model->config.d_head, baseline_samples));
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("n_layer", scores->n_layer);
+  out.set("n_head", scores->n_head);
+  out.set("qk_ignores_rotary", scores->qk_ignores_rotary);
+  out.set("q", float64_copy(scores->q));
+  out.set("k", float64_copy(scores->k));
+  out.set("v", float64_copy(scores->v));
+  val base = val::object();
+  base.set("mean", baseline->mean);
+  base.set("std", baseline->std);
+  base.set("n_samples", baseline->n_samples);
+  base.set("seed", static_cast<double>(baseline->seed));
+  out.set("baseline", base);
+  return out;
+}
+
+val geometry_merge_candidates(Session& session, const std::string& variant_name, int top_n, val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
+  HS_WASM_UNWRAP(merges, hs::merge_candidates(*model, variant.value(), top_n, progress_of(progress)));
+  nlohmann::json pairs = nlohmann::json::array();
+  for (const auto& p : merges->pairs)
+    pairs.push_back({{"layer_a", p.layer_a}, {"head_a", p.head_a}, {"layer_b", p.layer_b}, {"head_b", p.head_b},
+                     {"write_overlap", p.write_overlap}, {"read_overlap", p.read_overlap}, {"combined", p.combined}});
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("pairs", pairs.dump());
+  return out;
+}
+
+nlohmann::json token_scores_json(const std::vector<hs::TokenScore>& scores) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& s : scores) out.push_back({{"token", s.token}, {"cosine", s.cosine}, {"dot", s.dot}});
+  return out;
+}
+
+val geometry_readout(Session& session, const std::string& variant_name, int layer, int head, int n_directions,
+                     int top_n) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
+  HS_WASM_UNWRAP(readout, hs::ov_token_readout(*model, variant.value(), layer, head, n_directions, top_n));
+  nlohmann::json directions = nlohmann::json::array();
+  for (const auto& d : readout->directions)
+    directions.push_back({{"sigma", d.sigma},
+                          {"read_top", token_scores_json(d.read_top)},
+                          {"read_bottom", token_scores_json(d.read_bottom)},
+                          {"write_top", token_scores_json(d.write_top)},
+                          {"write_bottom", token_scores_json(d.write_bottom)}});
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("directions", directions.dump());
+  return out;
+}
+
+val geometry_pair(Session& session, const std::string& variant_name, int layer_a, int head_a,
+                  const std::string& kind_a, int layer_b, int head_b, const std::string& kind_b) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
+  HS_WASM_UNWRAP(a, subspace_of(kind_a));
+  HS_WASM_UNWRAP(b, subspace_of(kind_b));
+  HS_WASM_UNWRAP(pair, hs::head_pair_geometry(*model, variant.value(), layer_a, head_a, a.value(), layer_b, head_b,
+                                              b.value()));
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("theta", float64_copy(pair->angles.theta));
+  out.set("rank_a", pair->angles.rank_a);
+  out.set("rank_b", pair->angles.rank_b);
+  out.set("overlap", pair->overlap);
+  return out;
+}
+
+val geometry_copying(Session& session, const std::string& variant_name, val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
+  auto cached = session.unembed_embed.find(variant.value());
+  if (cached == session.unembed_embed.end()) {
+    HS_WASM_UNWRAP(product, hs::unembed_embed_product(*model, variant.value(), progress_of(progress)));
+    cached = session.unembed_embed.emplace(variant.value(), std::move(product.value())).first;
   }
-
-  // Builds the model from config.json text and every buffered .safetensors
-  // file (a single file or all shards).
-  val load(const std::string& config_json) {
-    model_.reset();
-    auto config = hs::config_from_json(config_json);
-    if (!config) return fail("config.json: " + config.error().message);
-
-    std::vector<hs::SafetensorsFile> shards;
-    for (const auto& [name, bytes] : files_) {
-      auto file = hs::safetensors_parse(bytes.data(), bytes.size(), name);
-      if (!file) return fail(file.error().message);
-      shards.push_back(std::move(file.value()));
-    }
-    if (shards.empty()) return fail("no .safetensors file was given");
-    std::vector<const hs::SafetensorsFile*> pointers;
-    for (const auto& shard : shards) pointers.push_back(&shard);
-    auto model = hs::model_from_checkpoint(config.value(), pointers);
-    files_.clear();
-    if (!model) return error_value(model.error().message);
-    model_ = std::make_unique<hs::Model>(std::move(model.value()));
-
-    val out = ok_value();
-    out.set("info", model_info(*model_).dump());
-    return out;
-  }
-
-  val info() const {
-    if (!model_) return error_value("no model is loaded");
-    val out = ok_value();
-    out.set("info", model_info(*model_).dump());
-    return out;
-  }
-
-  // Runs the model on token ids. options: {head_gate?: number[L*H]}.
-  val run(val ids_js, val options) {
-    if (!model_) return error_value("no model is loaded");
-    const auto ids = emscripten::convertJSArrayToNumberVector<int>(ids_js);
-    hs::RunOptions run_options;
-    if (!options.isUndefined() && !options.isNull()) {
-      val gate = options["head_gate"];
-      if (!gate.isUndefined() && !gate.isNull())
-        run_options.head_gate = emscripten::convertJSArrayToNumberVector<float>(gate);
-      val hidden = options["want_hidden"];
-      run_options.want_hidden = hidden.isUndefined() ? false : hidden.as<bool>();
-      val logits = options["want_logits"];
-      run_options.want_logits = logits.isUndefined() ? false : logits.as<bool>();
-    } else {
-      run_options.want_hidden = false;
-      run_options.want_logits = false;
-    }
-    auto result = hs::run_model(*model_, ids, run_options);
-    if (!result) return error_value(result.error().message);
-    const hs::RunResult& r = result.value();
-    val out = ok_value();
-    out.set("n_layer", r.n_layer);
-    out.set("n_head", r.n_head);
-    out.set("n_tokens", r.n_tokens);
-    out.set("patterns", float32_copy(r.patterns));
-    out.set("token_loss", float32_copy(r.token_loss));
-    out.set("loss", r.loss);
-    if (run_options.want_hidden) out.set("hidden", float32_copy(r.hidden));
-    if (run_options.want_logits) out.set("logits", float32_copy(r.logits));
-    return out;
-  }
-
-  void clear_files() { files_.clear(); }
-
- private:
-  val fail(const std::string& message) {
-    files_.clear();
-    return error_value(message);
-  }
-
-  std::map<std::string, std::vector<std::uint8_t>> files_;
-  std::unique_ptr<hs::Model> model_;
-};
+  HS_WASM_UNWRAP(copying, hs::ov_copying_scores(*model, variant.value(), cached->second));
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("copying_score", float64_copy(copying->copying_score));
+  out.set("positive_fraction", float64_copy(copying->positive_fraction));
+  return out;
+}
 
 }  // namespace
+}  // namespace hs_wasm
 
 EMSCRIPTEN_BINDINGS(headscope) {
+  using namespace hs_wasm;
   emscripten::function("singular_values", &singular_values);
   emscripten::function("parse_safetensors_header", &parse_safetensors_header);
   emscripten::class_<Session>("Session")
@@ -200,5 +229,12 @@ EMSCRIPTEN_BINDINGS(headscope) {
       .function("load", &Session::load)
       .function("info", &Session::info)
       .function("run", &Session::run)
-      .function("clear_files", &Session::clear_files);
+      .function("clear_files", &Session::clear_files)
+      .function("geometry_spectra", &geometry_spectra)
+      .function("geometry_redundancy", &geometry_redundancy)
+      .function("geometry_composition", &geometry_composition)
+      .function("geometry_merge_candidates", &geometry_merge_candidates)
+      .function("geometry_readout", &geometry_readout)
+      .function("geometry_pair", &geometry_pair)
+      .function("geometry_copying", &geometry_copying);
 }

@@ -187,6 +187,63 @@ export class ModelSession {
     };
   }
 
+  // ---- Weight geometry. Every call names its weight variant: 'raw' (as
+  // loaded) or 'processed' (TransformerLens fold_ln, centring, value-bias
+  // folding; pre-LN models only). onProgress(fraction) reports progress of
+  // the all-pairs computations.
+
+  // OV and QK spectra of every head: {variant, n_layer, n_head, d_head,
+  // top_k, qk_ignores_rotary, ov: {sigma [L,H,dh], frobenius [L,H],
+  // effective_rank, top1_share, topk_share}, qk: {...}}.
+  spectra({ variant = 'raw', topK = 4, onProgress } = {}) {
+    return unwrap(this.raw.geometry_spectra(variant, topK, onProgress));
+  }
+
+  // Subspace overlap ||Q_i^T Q_j||_F^2 / d_head for every pair of heads,
+  // kind 'Q' | 'K' | 'V' (read) or 'O' (write): {overlap [N,N], rank [N]}.
+  redundancy({ variant = 'raw', kind = 'O', onProgress } = {}) {
+    return unwrap(this.raw.geometry_redundancy(variant, kind, onProgress));
+  }
+
+  // Q-, K-, V-composition scores [L,H,L,H] (l1 < l2, others 0) and the
+  // random-matrix baseline {mean, std} for the same shapes.
+  composition({ variant = 'raw', baselineSamples = 300, onProgress } = {}) {
+    return unwrap(this.raw.geometry_composition(variant, baselineSamples, onProgress));
+  }
+
+  // The most redundant head pairs by write (O) and OV read (V) overlap.
+  mergeCandidates({ variant = 'raw', topN = 10, onProgress } = {}) {
+    const r = unwrap(this.raw.geometry_merge_candidates(variant, topN, onProgress));
+    return { variant: r.variant, pairs: JSON.parse(r.pairs) };
+  }
+
+  // Tokens read (embedding rows aligned with U_k) and written (unembedding
+  // columns aligned with V_k) by the head's top OV singular directions; each
+  // token score carries its text when the model has a tokenizer.
+  ovReadout(layer, head, { variant = 'raw', directions = 3, topN = 8 } = {}) {
+    const r = unwrap(this.raw.geometry_readout(variant, layer, head, directions, topN));
+    const named = (list) => list.map((t) => ({ ...t, text: this.tokenizer ? this.tokenizer.tokenText(t.token) : null }));
+    return {
+      variant: r.variant,
+      directions: JSON.parse(r.directions).map((d) => ({
+        sigma: d.sigma, readTop: named(d.read_top), readBottom: named(d.read_bottom),
+        writeTop: named(d.write_top), writeBottom: named(d.write_bottom),
+      })),
+    };
+  }
+
+  // Principal angles (radians, ascending) and overlap between two heads'
+  // subspaces: a = {layer, head, kind}, b likewise.
+  pairGeometry(a, b, { variant = 'raw' } = {}) {
+    return unwrap(this.raw.geometry_pair(variant, a.layer, a.head, a.kind, b.layer, b.head, b.kind));
+  }
+
+  // OV copying scores from the eigenvalues of W_E W_OV W_U (computed in the
+  // small space): {copying_score [L,H], positive_fraction [L,H]}.
+  copying({ variant = 'raw', onProgress } = {}) {
+    return unwrap(this.raw.geometry_copying(variant, onProgress));
+  }
+
   dispose() {
     this.raw.delete();
   }

@@ -1,0 +1,75 @@
+// Weight geometry in wasm against numpy/scipy computed on the explicit
+// matrices (tests/reference/geometry_reference.py, run by ctest as the
+// reference.geometry fixture), for the fixture models, raw and processed.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { directorySource, HeadscopeError, loadHeadscope } from '../../wasm/node.mjs';
+import { oracleDir, readNpy, repoRoot, worstMismatch } from './support.mjs';
+
+const referenceDir = process.env.HEADSCOPE_GEOMETRY_REF || path.join(repoRoot, 'build', 'native', 'tests', 'reference', 'geometry');
+const core = await loadHeadscope();
+
+function expectClose(actual, file, tolerance, what, pick = (x) => x.data) {
+  const expected = pick(readNpy(file));
+  const worst = worstMismatch(actual, expected);
+  assert.ok(worst.maxError <= tolerance,
+    `${what}: worst |error| ${worst.maxError} at flat index ${worst.index} (got ${worst.actual}, want ${worst.expected}); tolerance ${tolerance}`);
+}
+
+// Column c of a [..., 4] metrics array (frobenius, effective rank, top-1 share, top-k share).
+const column = (c) => (array) => array.data.filter((_, i) => i % 4 === c);
+
+for (const name of ['gpt2', 'gpt_neox', 'llama']) {
+  for (const variant of ['raw', 'processed']) {
+    test(`${name} (${variant}): spectra, redundancy, composition and copying in wasm match numpy/scipy`, async () => {
+      const ref = path.join(referenceDir, 'models', `fixture_${name}`, `ref_${variant}`);
+      assert.ok(fs.existsSync(ref), `no reference values in ${ref}: run ctest (reference.geometry) first`);
+      const session = core.createSession();
+      await session.load(directorySource(oracleDir(name)));
+
+      const spectra = session.spectra({ variant, topK: 4 });
+      assert.equal(spectra.variant, variant);
+      for (const circuit of ['ov', 'qk']) {
+        expectClose(spectra[circuit].sigma, path.join(ref, `${circuit}_sigma.npy`), 1e-5, `${circuit} singular values`);
+        expectClose(spectra[circuit].frobenius, path.join(ref, `${circuit}_metrics.npy`), 1e-5, `${circuit} norms`, column(0));
+        expectClose(spectra[circuit].effective_rank, path.join(ref, `${circuit}_metrics.npy`), 1e-5, `${circuit} effective rank`, column(1));
+        expectClose(spectra[circuit].top1_share, path.join(ref, `${circuit}_metrics.npy`), 1e-5, `${circuit} top-1 share`, column(2));
+      }
+      for (const kind of ['Q', 'K', 'V', 'O']) {
+        expectClose(session.redundancy({ variant, kind }).overlap, path.join(ref, `red_${kind}.npy`), 1e-5, `${kind} redundancy`);
+      }
+      const comp = session.composition({ variant, baselineSamples: 50 });
+      for (const k of ['q', 'k', 'v']) expectClose(comp[k], path.join(ref, `comp_${k}.npy`), 1e-5, `${k}-composition`);
+      assert.ok(comp.baseline.mean > 0 && comp.baseline.mean < 1 && comp.baseline.std > 0);
+      expectClose(session.copying({ variant }).copying_score, path.join(ref, 'copy_score.npy'), 1e-5, 'OV copying score');
+      session.dispose();
+    });
+  }
+}
+
+test('geometry calls report progress and reject bad arguments with a clear message', async () => {
+  const session = core.createSession();
+  assert.throws(() => session.spectra(), /no model is loaded/);
+  await session.load(directorySource(oracleDir('gpt2')));
+  const seen = [];
+  session.redundancy({ kind: 'O', onProgress: (f) => { seen.push(f); } });
+  assert.ok(seen.length > 0 && seen.at(-1) <= 1);
+  assert.throws(() => session.redundancy({ kind: 'X' }), (e) => e instanceof HeadscopeError && /Q, K, V, O/.test(e.message));
+  assert.throws(() => session.spectra({ variant: 'folded' }), /raw.*processed/);
+  assert.throws(() => session.redundancy({ kind: 'O', onProgress: () => false }), /cancelled/);
+  assert.throws(() => session.pairGeometry({ layer: 0, head: 9, kind: 'O' }, { layer: 1, head: 0, kind: 'O' }), /head|range/i);
+  const pair = session.pairGeometry({ layer: 0, head: 1, kind: 'O' }, { layer: 0, head: 1, kind: 'O' });
+  assert.ok(Math.abs(pair.overlap - 1) < 1e-6 && pair.theta.every((t) => t < 1e-3), JSON.stringify(pair));
+  session.dispose();
+});
+
+test('BERT (post-LN) refuses the processed variant but analyses raw weights', async () => {
+  const session = core.createSession();
+  await session.load(directorySource(oracleDir('bert')));
+  assert.throws(() => session.spectra({ variant: 'processed' }), /pre-LN/);
+  assert.equal(session.spectra({ variant: 'raw' }).ov.sigma.length, 2 * 4 * 16);
+  session.dispose();
+});

@@ -1,0 +1,98 @@
+#include "session.hpp"
+
+namespace hs_wasm {
+
+nlohmann::json model_info(const hs::Model& model) {
+  const hs::ModelConfig& c = model.config;
+  return {{"model_type", c.model_type},
+          {"family", hs::family_name(c.family)},
+          {"n_layer", c.n_layer},
+          {"n_head", c.n_head},
+          {"n_kv_head", c.n_kv_head},
+          {"d_model", c.d_model},
+          {"d_head", c.d_head},
+          {"d_mlp", c.d_mlp},
+          {"d_vocab", c.d_vocab},
+          {"n_ctx", c.n_ctx},
+          {"causal", c.causal},
+          {"has_lm_head", c.has_lm_head},
+          {"rotary_dim", c.rotary_dim},
+          {"bos_token_id", c.bos_token_id},
+          {"warnings", model.warnings}};
+}
+
+val Session::file_buffer(const std::string& name, double size) {
+  if (!(size >= 0) || size > 4294967295.0)
+    return error_value(name + ": file size " + std::to_string(size) + " is not possible");
+  auto& buffer = files_[name];
+  buffer.assign(static_cast<std::size_t>(size), 0);
+  val out = ok_value();
+  out.set("view", val(emscripten::typed_memory_view(buffer.size(), buffer.data())));
+  return out;
+}
+
+val Session::load(const std::string& config_json) {
+  model_.reset();
+  unembed_embed.clear();
+  auto fail = [&](const std::string& message) {
+    files_.clear();
+    return error_value(message);
+  };
+  auto config = hs::config_from_json(config_json);
+  if (!config) return fail("config.json: " + config.error().message);
+
+  std::vector<hs::SafetensorsFile> shards;
+  for (const auto& [name, bytes] : files_) {
+    auto file = hs::safetensors_parse(bytes.data(), bytes.size(), name);
+    if (!file) return fail(file.error().message);
+    shards.push_back(std::move(file.value()));
+  }
+  if (shards.empty()) return fail("no .safetensors file was given");
+  std::vector<const hs::SafetensorsFile*> pointers;
+  for (const auto& shard : shards) pointers.push_back(&shard);
+  auto model = hs::model_from_checkpoint(config.value(), pointers);
+  files_.clear();
+  if (!model) return error_value(model.error().message);
+  model_ = std::make_unique<hs::Model>(std::move(model.value()));
+
+  val out = ok_value();
+  out.set("info", model_info(*model_).dump());
+  return out;
+}
+
+val Session::info() const {
+  if (!model_) return error_value("no model is loaded");
+  val out = ok_value();
+  out.set("info", model_info(*model_).dump());
+  return out;
+}
+
+val Session::run(val ids_js, val options) {
+  if (!model_) return error_value("no model is loaded");
+  const auto ids = emscripten::convertJSArrayToNumberVector<int>(ids_js);
+  hs::RunOptions run_options;
+  run_options.want_hidden = false;
+  run_options.want_logits = false;
+  if (!options.isUndefined() && !options.isNull()) {
+    val gate = options["head_gate"];
+    if (!gate.isUndefined() && !gate.isNull())
+      run_options.head_gate = emscripten::convertJSArrayToNumberVector<float>(gate);
+    if (options["want_hidden"].isTrue()) run_options.want_hidden = true;
+    if (options["want_logits"].isTrue()) run_options.want_logits = true;
+  }
+  auto result = hs::run_model(*model_, ids, run_options);
+  if (!result) return error_value(result.error().message);
+  const hs::RunResult& r = result.value();
+  val out = ok_value();
+  out.set("n_layer", r.n_layer);
+  out.set("n_head", r.n_head);
+  out.set("n_tokens", r.n_tokens);
+  out.set("patterns", float32_copy(r.patterns));
+  out.set("token_loss", float32_copy(r.token_loss));
+  out.set("loss", r.loss);
+  if (run_options.want_hidden) out.set("hidden", float32_copy(r.hidden));
+  if (run_options.want_logits) out.set("logits", float32_copy(r.logits));
+  return out;
+}
+
+}  // namespace hs_wasm

@@ -1,0 +1,79 @@
+// What the wasm module keeps for JS: one loaded model per Session, and the
+// conversions between core results and JS values. Results cross the boundary
+// as plain objects {ok, error, ...}; wasm/headscope.mjs turns them into a
+// thrown HeadscopeError. Arrays cross as JS-owned typed-array copies, so no
+// view of wasm memory outlives a call that may grow (and so detach) it —
+// except file_buffer's, which the caller fills at once.
+#pragma once
+
+#include <emscripten/bind.h>
+#include <emscripten/val.h>
+
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "forward.hpp"
+#include "geometry.hpp"
+#include "model.hpp"
+#include "safetensors.hpp"
+
+namespace hs_wasm {
+
+using emscripten::val;
+
+inline val error_value(const std::string& message) {
+  val out = val::object();
+  out.set("ok", false);
+  out.set("error", message);
+  return out;
+}
+
+inline val ok_value() {
+  val out = val::object();
+  out.set("ok", true);
+  return out;
+}
+
+template <class T>
+val typed_copy(const char* array_type, const T* data, std::size_t n) {
+  return val::global(array_type).new_(emscripten::typed_memory_view(n, data));
+}
+inline val float32_copy(const std::vector<float>& v) { return typed_copy("Float32Array", v.data(), v.size()); }
+inline val float64_copy(const std::vector<double>& v) { return typed_copy("Float64Array", v.data(), v.size()); }
+inline val int32_copy(const std::vector<int>& v) { return typed_copy("Int32Array", v.data(), v.size()); }
+
+// The model description the page and the CLI show.
+nlohmann::json model_info(const hs::Model& model);
+
+// One loaded model and the files it came from. JS places each file's bytes
+// in a buffer the session owns (one copy into wasm memory), then calls load;
+// the buffers are released once the canonical weights are built.
+class Session {
+ public:
+  // {ok, view}: a Uint8Array view of a new buffer of `size` bytes for file
+  // `name`. Fill it before making any other call.
+  val file_buffer(const std::string& name, double size);
+  // Builds the model from config.json text and every buffered .safetensors
+  // file (a single file or all shards): {ok, info (JSON text)}.
+  val load(const std::string& config_json);
+  val info() const;
+  // Runs the model on token ids. options: {head_gate?: number[L*H],
+  // want_hidden?, want_logits?}.
+  val run(val ids, val options);
+  void clear_files() { files_.clear(); }
+
+  const hs::Model* model() const { return model_.get(); }
+
+  // W_U W_E per weight variant, kept for the OV copying scores (it costs
+  // V d^2 multiply-adds); cleared with every load.
+  std::map<hs::WeightVariant, hs::MatrixRM> unembed_embed;
+
+ private:
+  std::map<std::string, std::vector<std::uint8_t>> files_;
+  std::unique_ptr<hs::Model> model_;
+};
+
+}  // namespace hs_wasm
