@@ -3,6 +3,7 @@
 //
 //   headscope info MODEL
 //   headscope attn MODEL (--text TEXT | --ids 1,2,3) [--prepend-bos] [--out FILE.npy|FILE.json]
+//   headscope metrics MODEL [--raw|--processed] [--out FILE.json|DIR]
 //
 // MODEL is a local folder (config.json, model.safetensors or shards,
 // tokenizer.json) or a Hugging Face repo id (owner/name[@revision]); the hub
@@ -17,6 +18,7 @@ import { hubSource, isRepoId } from './sources.mjs';
 const usage = `usage:
   headscope info MODEL
   headscope attn MODEL (--text TEXT | --ids 1,2,3) [--prepend-bos] [--out FILE.npy|FILE.json]
+  headscope metrics MODEL [--raw|--processed] [--out FILE.json|DIR]
 MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision])`;
 
 function fail(message) {
@@ -48,13 +50,15 @@ async function main() {
       ids: { type: 'string' },
       out: { type: 'string' },
       'prepend-bos': { type: 'boolean', default: false },
+      raw: { type: 'boolean', default: false },
+      processed: { type: 'boolean', default: false },
       endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || 'https://huggingface.co' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   const [command, modelSpec] = positionals;
   if (options.help || !command) return console.log(usage);
-  if (!['info', 'attn'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
+  if (!['info', 'attn', 'metrics'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
   if (!modelSpec) fail(`${command} needs a MODEL\n${usage}`);
 
   const core = await loadHeadscope();
@@ -62,6 +66,7 @@ async function main() {
   const info = await session.load(modelSource(modelSpec, options.endpoint));
   for (const warning of info.warnings) console.error(`headscope: warning: ${warning}`);
   if (command === 'info') return console.log(JSON.stringify(info, null, 2));
+  if (command === 'metrics') return metrics(session, info, options);
 
   if ((options.text === undefined) === (options.ids === undefined)) fail('attn needs exactly one of --text or --ids');
   const { ids, tokens } = options.ids !== undefined
@@ -88,6 +93,52 @@ async function main() {
   } else {
     fail(`--out must end in .npy or .json, got ${options.out}`);
   }
+}
+
+// Every per-head weight metric and the pairwise matrices of one weight
+// variant. --out FILE.json: one JSON file; --out DIR: DIR/metrics.json with
+// the per-head numbers plus the large arrays as .npy; no --out: JSON on stdout.
+function metrics(session, info, options) {
+  if (options.raw && options.processed) fail('give at most one of --raw and --processed');
+  const variant = options.processed ? 'processed' : 'raw';
+  const [L, H, dh] = [info.n_layer, info.n_head, info.d_head];
+  const spectra = session.spectra({ variant });
+  const redundancy = Object.fromEntries(['Q', 'K', 'V', 'O'].map((kind) => [kind, session.redundancy({ variant, kind })]));
+  const composition = session.composition({ variant });
+  const copying = info.has_lm_head ? session.copying({ variant }) : null;
+  const merges = session.mergeCandidates({ variant, topN: 20 });
+  const heads = [];
+  for (let l = 0; l < L; l++) {
+    for (let h = 0; h < H; h++) {
+      const i = l * H + h;
+      const circuit = (c) => ({
+        sigma: Array.from(spectra[c].sigma.subarray(i * dh, (i + 1) * dh)),
+        frobenius: spectra[c].frobenius[i], effective_rank: spectra[c].effective_rank[i],
+        top1_share: spectra[c].top1_share[i], [`top${spectra.top_k}_share`]: spectra[c].topk_share[i],
+      });
+      heads.push({ head: `L${l}H${h}`, layer: l, index: h, ov: circuit('ov'), qk: circuit('qk'),
+        ov_copying_score: copying ? copying.copying_score[i] : null, ov_positive_fraction: copying ? copying.positive_fraction[i] : null });
+    }
+  }
+  const summary = {
+    model: info, variant, qk_ignores_rotary: spectra.qk_ignores_rotary, heads,
+    composition_baseline: composition.baseline, merge_candidates: merges.pairs,
+    conventions: 'TransformerLens: OV = W_V W_O, QK = W_Q W_K^T, row vectors; redundancy = ||Q_i^T Q_j||_F^2 / d_head; composition [L,H,L,H] for l1 < l2',
+  };
+  const large = {
+    ...Object.fromEntries(Object.entries(redundancy).map(([kind, r]) => [`redundancy_${kind}`, [r.overlap, [L * H, L * H]]])),
+    ...Object.fromEntries(['q', 'k', 'v'].map((k) => [`composition_${k}`, [composition[k], [L, H, L, H]]])),
+  };
+  if (!options.out || options.out.endsWith('.json')) {
+    const all = { ...summary, ...Object.fromEntries(Object.entries(large).map(([name, [values]]) => [name, Array.from(values)])) };
+    const text = JSON.stringify(all);
+    if (options.out) fs.writeFileSync(options.out, text);
+    else console.log(text);
+    return;
+  }
+  fs.mkdirSync(options.out, { recursive: true });
+  fs.writeFileSync(`${options.out}/metrics.json`, JSON.stringify(summary, null, 1));
+  for (const [name, [values, shape]] of Object.entries(large)) fs.writeFileSync(`${options.out}/${name}.npy`, encodeNpy(values, shape));
 }
 
 main().catch((error) => fail(error.message));

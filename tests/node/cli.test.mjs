@@ -62,3 +62,32 @@ test('bad arguments and bad models fail with a message, not a stack trace', () =
     assert.doesNotMatch(out.stderr, /\n\s+at /, 'no stack trace');
   }
 });
+
+test('metrics --out DIR writes per-head metrics as JSON and the pairwise matrices as .npy, equal to the API', async () => {
+  const dir = tempDir();
+  const out = headscope('metrics', oracleDir('llama'), '--processed', '--out', dir);
+  assert.equal(out.status, 0, out.stderr);
+  const summary = JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8'));
+  assert.equal(summary.variant, 'processed');
+  assert.equal(summary.heads.length, 8);
+  assert.equal(summary.heads[5].head, 'L1H1');
+  assert.equal(summary.heads[5].ov.sigma.length, 16);
+  const redundancy = parseNpy(fs.readFileSync(path.join(dir, 'redundancy_O.npy')));
+  assert.deepEqual(redundancy.shape, [8, 8]);
+  const composition = parseNpy(fs.readFileSync(path.join(dir, 'composition_q.npy')));
+  assert.deepEqual(composition.shape, [2, 4, 2, 4]);
+  // Against the API directly (same wasm module, same variant).
+  const { loadHeadscope, directorySource } = await import('../../wasm/node.mjs');
+  const session = (await loadHeadscope()).createSession();
+  await session.load(directorySource(oracleDir('llama')));
+  const spectra = session.spectra({ variant: 'processed' });
+  assert.ok(Math.abs(summary.heads[5].ov.effective_rank - spectra.ov.effective_rank[5]) < 1e-12);
+  const worst = worstMismatch(redundancy.data, session.redundancy({ variant: 'processed', kind: 'O' }).overlap);
+  assert.ok(worst.maxError < 1e-6, `redundancy off by ${worst.maxError}`);
+});
+
+test('metrics refuses the processed variant of a post-LN model with a clear message', () => {
+  const out = headscope('metrics', oracleDir('bert'), '--processed');
+  assert.notEqual(out.status, 0);
+  assert.match(out.stderr, /pre-LN/);
+});
