@@ -26,7 +26,7 @@ namespace hs {
 namespace {
 
 constexpr std::uint64_t kMaxHeaderSize = 100000000;  // MAX_HEADER_SIZE in tensor.rs
-constexpr int kMaxJsonDepth = 64;                    // the schema needs 3 levels; deeper is garbage
+constexpr int kMaxJsonDepth = 128;                   // serde_json's recursion limit; the schema needs 3
 
 struct DtypeEntry {
   Dtype dtype;
@@ -207,6 +207,10 @@ Result<OrderedJson> parse_json_strict(const char* begin, const char* end, const 
     return make_error(what + "invalid JSON at byte " +
                       std::to_string(base + static_cast<std::size_t>(static_cast<const char*>(nul) - begin)) +
                       ": NUL byte");
+  // nlohmann skips a leading UTF-8 byte order mark; serde_json (and Python's
+  // json) reject it.
+  if (end - begin >= 3 && std::memcmp(begin, "\xEF\xBB\xBF", 3) == 0)
+    return make_error(what + "invalid JSON at byte " + std::to_string(base) + ": UTF-8 byte order mark");
   HeaderChecker checker(base);
   bool ok = OrderedJson::sax_parse(begin, end, &checker);
   if (!ok) {
@@ -220,8 +224,9 @@ Result<OrderedJson> parse_json_strict(const char* begin, const char* end, const 
 
 const char* json_type(const OrderedJson& v) {
   if (v.is_number_float()) return "a non-integer number";
-  if (v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() < 0)
-    return "a negative number";
+  // nlohmann stores every non-negative integer as unsigned: a signed one was
+  // written with a '-', "-0" included.
+  if (v.is_number_integer() && !v.is_number_unsigned()) return "a negative number";
   return v.type_name();
 }
 
@@ -233,12 +238,8 @@ bool json_u64(const OrderedJson& v, std::uint64_t& out) {
     out = v.get<std::uint64_t>();
     return true;
   }
-  if (v.is_number_integer()) {  // "-0" parses as a signed zero
-    std::int64_t s = v.get<std::int64_t>();
-    if (s < 0) return false;
-    out = static_cast<std::uint64_t>(s);
-    return true;
-  }
+  // Signed values are all negative, or "-0", which serde_json reads as the
+  // float -0.0 and the reference therefore rejects too.
   return false;
 }
 

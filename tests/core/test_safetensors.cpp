@@ -336,6 +336,10 @@ TEST_CASE("A header that is not valid JSON is rejected with the offset of the er
   CHECK(parse_error(raw_file("")).find("invalid JSON") != std::string::npos);
   CHECK(parse_error(raw_file("{} {}")).find("invalid JSON") != std::string::npos);
   CHECK(parse_error(raw_file(std::string("{}\0", 3))).find("invalid JSON") != std::string::npos);
+  // Out-of-range numbers are an error for serde_json, even in ignored fields.
+  CHECK_CONTAINS(parse_error(raw_file(R"({"__metadata__":null,"x":{"y":1e400}})")), "number overflow");
+  // A byte order mark is not JSON whitespace for serde_json.
+  CHECK_CONTAINS(parse_error(raw_file("\xEF\xBB\xBF{}")), "invalid JSON at byte 8: UTF-8 byte order mark");
   // A lone surrogate escape is not a valid string.
   CHECK(parse_error(raw_file(R"({"\ud800":1})")).find("invalid JSON") != std::string::npos);
   // Nesting is capped long before it could exhaust memory.
@@ -395,6 +399,9 @@ TEST_CASE("Missing fields and ill-typed fields in a tensor entry are rejected by
   CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"U8","shape":1,"data_offsets":[0,1]}})", {0})),
                  "\"shape\" is number");
   CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}})", {0})),
+                 "shape[0] is a negative number");
+  // serde_json reads -0 as the float -0.0, which is not a usize.
+  CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"U8","shape":[-0],"data_offsets":[0,0]}})")),
                  "shape[0] is a negative number");
   CHECK_CONTAINS(parse_error(raw_file(R"({"w":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}})", {0})),
                  "shape[0] is a non-integer number");
