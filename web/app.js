@@ -121,6 +121,25 @@ export class App {
     }
   }
 
+  // Weight geometry, computed once per model, variant and question, kept
+  // until the next model. Resolves with the core's result; rejects with its
+  // message (e.g. processed weights of a post-LN model). Progress goes to
+  // the store's geometryProgress.
+  geometry(what, args = {}) {
+    const info = this.store.state.modelInfo;
+    if (!info) return Promise.reject(new Error('no model is loaded'));
+    const key = JSON.stringify([info.generation, what, args]);
+    if (this.geometryCache?.generation !== info.generation) this.geometryCache = { generation: info.generation, entries: new Map() };
+    const entries = this.geometryCache.entries;
+    if (!entries.has(key)) {
+      const promise = this.client.call('geometry', { what, ...args }, {
+        onProgress: (p) => this.store.set({ geometryProgress: p.fraction < 1 ? p : null }),
+      }).finally(() => this.store.set({ geometryProgress: null }));
+      entries.set(key, promise);
+    }
+    return entries.get(key);
+  }
+
   cancelLoad() {
     this.client.call('cancelLoad').catch(() => {});
   }

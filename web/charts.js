@@ -42,7 +42,8 @@ export function spectrumChart(sigma, { title = '', erank = null, colour = '#2c6f
   if (erank !== null && Number.isFinite(erank)) {
     const x = left + erank * barW;
     svg.append(svgEl('line', { x1: x, x2: x, y1: top - 4, y2: top + plotH, stroke: '#d62728', 'stroke-dasharray': '3 2' }));
-    svg.append(svgEl('text', { x: Math.min(x + 3, width - 60), y: top + 6, fill: '#d62728', text: `eff. rank ${erank.toFixed(1)}` }));
+    const right = x > width - 80;
+    svg.append(svgEl('text', { x: right ? x - 3 : x + 3, y: top + 6, 'text-anchor': right ? 'end' : 'start', fill: '#d62728', text: `eff. rank ${erank.toFixed(1)}` }));
   }
   return svg;
 }

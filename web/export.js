@@ -62,7 +62,7 @@ export async function svgToPng(svgText, scale = 2) {
 
 // Four buttons; getFigure() is called at click time so the export is of what
 // is on screen now. onError(message) reports failures.
-export function exportBar(getFigure, { onError = () => {}, label = 'Export' } = {}) {
+export function exportBar(getFigure, { onError = () => {}, label = 'Export', kinds = ['png', 'svg', 'json', 'csv'] } = {}) {
   const run = (kind) => async () => {
     const figure = getFigure();
     if (!figure) return onError('nothing to export yet');
@@ -76,11 +76,12 @@ export function exportBar(getFigure, { onError = () => {}, label = 'Export' } = 
     }
   };
   const button = (kind, text, title) => el('button', { type: 'button', class: 'export-button', text, title, dataset: { export: kind }, on: { click: run(kind) } });
+  const all = {
+    png: ['PNG', 'the figure as a PNG image'], svg: ['SVG', 'the figure as an SVG vector image'],
+    json: ['JSON', 'the numbers as JSON'], csv: ['CSV', 'the numbers as CSV'],
+  };
   return el('div', { class: 'export-bar', role: 'group', 'aria-label': label }, [
     el('span', { class: 'export-label', text: `${label}:` }),
-    button('png', 'PNG', 'the figure as a PNG image'),
-    button('svg', 'SVG', 'the figure as an SVG vector image'),
-    button('json', 'JSON', 'the numbers as JSON'),
-    button('csv', 'CSV', 'the numbers as CSV'),
+    ...kinds.map((kind) => button(kind, ...all[kind])),
   ]);
 }

@@ -8,6 +8,7 @@ import { canvasToBlob, exportBar, fileName, svgToPng } from './export.js';
 import { LINE_COLOUR, drawHeatmap, heatmapCellAt, heatmapLayout, heatmapSvg, isMasked, lineList, linesLayout, linesSvg, paintPattern } from './figures.js';
 import { displayPattern, moveHead, rows, toggleAblation } from './overview.js';
 import { headKey, selectedHead } from './state.js';
+import { HeadWeights } from './weightsview.js';
 
 // The figure data of the selected head, or null: {layer, head, key, tokens, ids, T, pattern, causal, ablated}.
 export function headData(state) {
@@ -62,10 +63,18 @@ export class Heatmap {
     this.update();
   }
 
+  // A new width (a scrollbar appearing counts): re-lay out, keeping the
+  // hovered cell and its tooltip.
   resized() {
     if (!this.data) return;
     const layout = heatmapLayout(this.data.tokens, this.maxWidth());
-    if (layout.cell !== this.layout.cell) this.update();
+    if (layout.cell === this.layout.cell) return;
+    this.layout = layout;
+    this.root.style.width = `${Math.max(layout.width, 340)}px`;
+    const cell = this.highlight;
+    this.highlight = null;
+    this.draw();
+    if (cell) this.setHighlight(cell);
   }
 
   update() {
@@ -272,7 +281,7 @@ function heatmapWidth(available) {
 // toggle, then the heatmap and the line view side by side, then slots for
 // the geometry and behaviour panels as their APIs land.
 export class HeadView {
-  constructor(root, { store, modelName, onError }) {
+  constructor(root, { store, app, modelName, onError }) {
     this.store = store;
     this.title = el('h2', { id: 'head-title', class: 'head-title' });
     this.ablateButton = el('button', { type: 'button', id: 'head-ablate', class: 'secondary', 'aria-pressed': 'false', on: { click: () => this.toggle() } });
@@ -288,10 +297,13 @@ export class HeadView {
       this.note,
       el('div', { class: 'head-figures' }, [heatmapBox, linesBox]),
     );
+    const weightsBox = el('div', { class: 'head-weights', id: 'head-weights' });
+    root.append(weightsBox);
     // The heatmap takes what the line view (~380 px) leaves, within limits.
     this.heatmap = new Heatmap(heatmapBox, { store, modelName, onError, maxWidth: () => heatmapWidth(root.clientWidth || 1000) });
     this.lines = new LineView(linesBox, { store, modelName, onError });
     if (typeof ResizeObserver !== 'undefined') new ResizeObserver(() => this.heatmap.resized()).observe(root);
+    if (app) this.weights = new HeadWeights(weightsBox, { store, app, modelName, onError });
     store.subscribe((state, changed) => {
       if (['run', 'head', 'ablate', 'modelInfo'].some((k) => changed.has(k))) this.render(state);
     });

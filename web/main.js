@@ -6,6 +6,7 @@ import { HeadView } from './headview.js';
 import { InterventionsPanel } from './interventions.js';
 import { ModelBar } from './modelbar.js';
 import { modelLabel } from './models.js';
+import { MetricsController } from './metrics.js';
 import { ModelView } from './modelview.js';
 import { HeadGrid, moveHead, toggleAblation } from './overview.js';
 import { SharePanel } from './share.js';
@@ -53,14 +54,15 @@ function renderStatus(state) {
 }
 
 // --- views ------------------------------------------------------------------
+new MetricsController(store, app);
 new ModelBar(document.getElementById('model-bar'), { store, app });
 new TextPanel(document.getElementById('text-panel'), { store });
 new SharePanel(document.getElementById('share'), { store, notify });
 const openHead = () => store.set({ view: 'head' });
 new HeadGrid(document.getElementById('overview-grid'), { store, onOpen: openHead, onError, modelName });
 new HeadGrid(document.getElementById('navigator'), { store, compact: true, onError, modelName });
-new HeadView(document.getElementById('head-detail'), { store, modelName, onError });
-new ModelView(document.getElementById('view-model'), { store });
+new HeadView(document.getElementById('head-detail'), { store, app, modelName, onError });
+new ModelView(document.getElementById('view-model'), { store, app, modelName, onError });
 new InterventionsPanel(document.getElementById('view-interventions'), { store, modelName, onError });
 
 // --- tabs ---------------------------------------------------------------------

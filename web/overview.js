@@ -4,8 +4,9 @@
 // rendering. Keyboard: arrows move, Home/End jump within a layer,
 // PageUp/PageDown across layers, Enter opens the head view, A toggles the
 // head's ablation.
-import { SCALES, legend } from './colormap.js';
+import { SCALES, cssAt, legend } from './colormap.js';
 import { el, headPattern } from './dom.js';
+import { METRICS } from './metrics.js';
 import { exportBar, fileName, svgToPng } from './export.js';
 import { gridSvg, paintPattern } from './figures.js';
 import { headKey, selectedHead } from './state.js';
@@ -64,11 +65,25 @@ export class HeadGrid {
     this.empty = el('p', { class: 'muted empty-note', text: 'Load a model to see its heads.' });
     const children = [];
     if (!compact) {
-      children.push(el('div', { class: 'figure-head' }, [
-        legend(SCALES.viridis, { label: 'attention weight', ticks: 3, format: (v) => String(v) }),
-        el('span', { class: 'hint muted', text: 'click a head or use ←↑↓→ · Enter opens it · A ablates it' }),
-        exportBar(() => this.figure(), { onError, label: 'Grid' }),
-      ]));
+      this.metricSelect = el('select', { id: 'metric-select', 'aria-label': 'colour heads by', on: { change: () => store.set({ metric: this.metricSelect.value }) } });
+      for (const m of METRICS) this.metricSelect.append(el('option', { value: m.id, text: m.label, title: m.help || '' }));
+      this.sortToggle = el('input', { type: 'checkbox', id: 'metric-sort', on: { change: () => store.set({ sort: this.sortToggle.checked }) } });
+      this.filter = el('input', { type: 'range', id: 'metric-filter', min: 0, max: 100, value: 0, 'aria-label': 'dim heads below this share of the metric range', on: { input: () => this.renderMetric(this.store.state) } });
+      this.metricLegend = el('span', { class: 'metric-legend' });
+      this.metricNote = el('span', { class: 'muted metric-note', id: 'metric-note' });
+      children.push(
+        el('div', { class: 'figure-head' }, [
+          legend(SCALES.viridis, { label: 'attention weight', ticks: 3, format: (v) => String(v) }),
+          el('span', { class: 'hint muted', text: 'click a head or use ←↑↓→ · Enter opens it · A ablates it' }),
+          exportBar(() => this.figure(), { onError, label: 'Grid' }),
+        ]),
+        el('div', { class: 'figure-head metric-row' }, [
+          el('label', { for: 'metric-select', class: 'bar-label', text: 'Colour by' }), this.metricSelect,
+          el('label', { class: 'toggle' }, [this.sortToggle, ' sort']),
+          el('label', { class: 'toggle', title: 'dim heads whose value is in the lower part of the range' }, ['dim below ', this.filter]),
+          this.metricLegend, this.metricNote,
+        ]),
+      );
     }
     children.push(this.empty, this.grid);
     root.append(...children);
@@ -78,7 +93,7 @@ export class HeadGrid {
     }
     this.root = root;
     store.subscribe((state, changed) => this.render(state, changed));
-    this.render(store.state, new Set(['modelInfo', 'run', 'head', 'ablate']));
+    this.render(store.state, new Set(['modelInfo', 'run', 'head', 'ablate', 'metric', 'sort']));
   }
 
   // Thumbnails fill the width, but a deep model should still fit the screen
@@ -119,13 +134,56 @@ export class HeadGrid {
             },
           },
         }, [canvas, el('span', { class: 'cell-mark', 'aria-hidden': 'true' })]);
-        cells.push({ cell, canvas });
+        const bar = el('span', { class: 'cell-metric', 'aria-hidden': 'true' });
+        const caption = el('span', { class: 'cell-caption', 'aria-hidden': 'true' });
+        cell.append(bar, caption);
+        cells.push({ cell, canvas, bar, caption, row, layer: l, head: h });
         row.append(cell);
       }
       this.cells.push(cells);
       this.grid.append(row);
     }
+    this.sortedBox = el('div', { class: 'sorted-box', role: 'row' });
+    this.grid.append(this.sortedBox);
     this.resize();
+  }
+
+  // Colours each head by the chosen metric (a bar under the thumbnail),
+  // dims those below the filter, and in sorted mode lays the heads out in
+  // descending order with their names and values.
+  renderMetric(state) {
+    if (!this.shape) return;
+    const m = state.metrics;
+    const ok = m && !m.error && m.values?.length === this.shape.nLayer * this.shape.nHead;
+    if (this.metricSelect) {
+      this.metricSelect.value = state.metric;
+      this.sortToggle.checked = state.sort;
+      this.sortToggle.disabled = !ok;
+      this.filter.disabled = !ok;
+      this.metricLegend.replaceChildren(ok ? legend(m.scale, { label: `${m.label} (${m.variant} weights)`, min: m.min, max: m.max, ticks: 3, format: (v) => m.format(v) }) : '');
+      this.metricNote.textContent = m?.error ? `${m.label}: ${m.error}` : state.metric !== 'none' && !m ? 'computing…' : '';
+      this.metricNote.title = ok ? m.help : '';
+    }
+    const cut = this.filter ? Number(this.filter.value) / 100 : 0;
+    const flat = this.cells.flat();
+    for (const c of flat) {
+      const i = c.layer * this.shape.nHead + c.head;
+      const t = ok ? (m.values[i] - m.min) / (m.max - m.min || 1) : 0;
+      c.bar.hidden = !ok;
+      c.caption.replaceChildren(...(ok ? [el('b', { text: headKey(c.layer, c.head) }), el('span', { text: m.format(m.values[i]) })] : []));
+      if (ok) c.bar.style.background = cssAt(m.scale, t);
+      c.cell.title = ok ? `${headKey(c.layer, c.head)} · ${m.label}: ${m.format(m.values[i])}` : headKey(c.layer, c.head);
+      c.cell.dataset.metric = ok ? String(m.values[i]) : '';
+      c.cell.classList.toggle('dimmed', ok && cut > 0 && t < cut);
+    }
+    const sorted = ok && state.sort;
+    this.grid.classList.toggle('sorted', sorted);
+    if (sorted) {
+      const order = flat.slice().sort((a, b) => m.values[b.layer * this.shape.nHead + b.head] - m.values[a.layer * this.shape.nHead + a.head]);
+      this.sortedBox.replaceChildren(...order.map((c) => c.cell));
+    } else if (this.sortedBox.childElementCount) {
+      for (const c of flat) c.row.append(c.cell);
+    }
   }
 
   render(state, changed) {
@@ -141,6 +199,7 @@ export class HeadGrid {
     if (!this.shape) return;
     if (changed.has('run') || changed.has('modelInfo')) this.paint(state);
     if (changed.has('head') || changed.has('modelInfo') || changed.has('ablate') || changed.has('run')) this.mark(state);
+    if (['metrics', 'metric', 'sort', 'modelInfo'].some((k) => changed.has(k))) this.renderMetric(state);
   }
 
   paint(state) {

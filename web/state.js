@@ -27,6 +27,7 @@ const URL_DEFAULTS = {
   head: null,           // {layer, head} | null (= L0H0)
   weights: 'processed', // weight variant for geometry
   metric: 'none',       // overview colour metric
+  sort: false,          // overview sorted by the metric
   ablate: [],           // sorted head keys 'L1H3'
   mode: 'zero',         // ablation mode
   edits: [],            // edit descriptors, see EDIT_PATTERN
@@ -135,6 +136,11 @@ export function parseHash(hash, pageOrigin) {
     if (/^[a-z][a-z0-9_]{0,40}$/.test(params.get('metric'))) state.metric = params.get('metric');
     else bad('metric');
   }
+  if (params.has('sort')) {
+    const v = params.get('sort');
+    if (v === '0' || v === '1') state.sort = v === '1';
+    else bad('sort');
+  }
   if (params.has('ablate')) {
     const keys = params.get('ablate').split(',').filter(Boolean);
     if (keys.every((k) => parseHeadKey(k))) state.ablate = sortHeadKeys(keys);
@@ -178,7 +184,7 @@ export function serializeHash(state) {
     if (sameValue(value, URL_DEFAULTS[key])) continue;
     if (key === 'rev' && state.model === 'builtin') continue;
     if (key === 'head') params.set(key, headKey(value.layer, value.head));
-    else if (key === 'bos') params.set(key, value ? '1' : '0');
+    else if (key === 'bos' || key === 'sort') params.set(key, value ? '1' : '0');
     else if (key === 'ablate') params.set(key, value.join(','));
     else if (key === 'edits') params.set(key, value.join(';'));
     else if (value !== null) params.set(key, String(value));
@@ -196,6 +202,8 @@ const RUNTIME_DEFAULTS = {
   runError: null,
   notice: null,         // one-line message for the status area
   focusToken: null,     // a query position picked from the token chips, or null
+  geometryProgress: null, // {what, fraction} while a geometry computation runs
+  metrics: null,        // per-head metrics for the overview, see metrics.js
 };
 
 export class Store {

@@ -156,6 +156,32 @@ const handlers = {
     };
   },
 
+  // Weight geometry of the loaded model (wasm/headscope.mjs): what is one of
+  // spectra | copying | redundancy | composition | merges | readout | pair.
+  // Every call names its weight variant. Progress: {fraction}.
+  geometry(core, { what, variant = 'raw', kind = 'O', layer = 0, head = 0, a, b, topN = 10, directions = 3 }, progress) {
+    if (!session) throw new HeadscopeError('no model is loaded');
+    let last = -1;
+    const onProgress = (fraction) => {
+      if (fraction - last >= 0.02 || fraction >= 1) {
+        last = fraction;
+        progress({ what, fraction });
+      }
+    };
+    let result;
+    switch (what) {
+      case 'spectra': result = session.spectra({ variant, topK: 4, onProgress }); break;
+      case 'copying': result = session.copying({ variant, onProgress }); break;
+      case 'redundancy': result = session.redundancy({ variant, kind, onProgress }); break;
+      case 'composition': result = session.composition({ variant, onProgress }); break;
+      case 'merges': result = session.mergeCandidates({ variant, topN, onProgress }); break;
+      case 'readout': result = session.ovReadout(layer, head, { variant, directions, topN }); break;
+      case 'pair': result = session.pairGeometry(a, b, { variant }); break;
+      default: throw new HeadscopeError(`unknown geometry request ${JSON.stringify(String(what)).slice(0, 40)}`);
+    }
+    return { ...result, generation: modelGeneration };
+  },
+
   cacheInfo() {
     return cacheSummary();
   },
@@ -170,16 +196,21 @@ function errorPayload(error) {
   return { name: error && error.name ? error.name : 'Error', message: String(error && error.message ? error.message : error) };
 }
 
-// Typed arrays in a result (one level deep, and in .baseline) are
-// transferred, not copied.
+// Typed arrays in a result (up to three levels deep) are transferred, not
+// copied.
 function transferables(result) {
   const list = [];
-  const scan = (object) => {
-    if (!object || typeof object !== 'object') return;
-    for (const value of Object.values(object)) if (ArrayBuffer.isView(value) && !list.includes(value.buffer)) list.push(value.buffer);
+  const scan = (object, depth) => {
+    if (!object || typeof object !== 'object' || depth > 3) return;
+    for (const value of Object.values(object)) {
+      if (ArrayBuffer.isView(value)) {
+        if (!list.includes(value.buffer)) list.push(value.buffer);
+      } else if (value && typeof value === 'object' && !Array.isArray(value)) {
+        scan(value, depth + 1);
+      }
+    }
   };
-  scan(result);
-  scan(result?.baseline);
+  scan(result, 0);
   return list;
 }
 

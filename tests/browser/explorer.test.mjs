@@ -37,8 +37,13 @@ function cliHead(reference, layer, head) {
 }
 
 async function hoverCell(page, q, k) {
-  const box = await page.locator('#heatmap').boundingBox();
   const d = await page.$eval('#heatmap', (c) => ({ left: Number(c.dataset.left), top: Number(c.dataset.top), cell: Number(c.dataset.cell) }));
+  // Bring the cell to the middle of the viewport (the pointer only reaches what is on screen).
+  await page.evaluate(([y]) => {
+    const rect = document.getElementById('heatmap').getBoundingClientRect();
+    window.scrollBy(0, rect.top + y - window.innerHeight / 2);
+  }, [d.top + (q + 0.5) * d.cell]);
+  const box = await page.locator('#heatmap').boundingBox();
   await page.mouse.move(box.x + d.left + (k + 0.5) * d.cell, box.y + d.top + (q + 0.5) * d.cell);
   await page.waitForFunction(([qq, kk]) => {
     const t = document.getElementById('heatmap-tooltip');
@@ -51,6 +56,8 @@ test('a permalink reproduces the head view, and its numbers equal the CLI\'s', a
   const { page, problems } = await openPage(browser.context, link({ model: 'test/tiny-gpt2', text: TEXT, head: 'L1H2', view: 'head' }));
   await page.setViewportSize({ width: 1280, height: 800 });
   await waitReady(page);
+  // The weight panels below fill in; let the layout settle before pointing.
+  await page.waitForFunction(() => document.getElementById('weights-status')?.dataset.ready, null, { timeout: 30000 });
   assert.equal(await page.getAttribute('#head-title', 'data-head'), 'L1H2');
   assert.equal(await page.getAttribute('#heatmap', 'data-head'), 'L1H2');
   assert.equal(await page.getAttribute('#tab-head', 'aria-selected'), 'true');
@@ -94,6 +101,7 @@ test('a permalink reproduces the head view, and its numbers equal the CLI\'s', a
   }
   assert.ok(worstTable <= 5.1e-7, `table vs CLI: ${worstTable}`);
   await page.mouse.move(0, 0);
+  await page.evaluate(() => window.scrollTo(0, 0));
   await screenshot(page, 'head-view');
   await screenshot(page, 'head-view-full', { fullPage: true });
 

@@ -84,6 +84,18 @@ export function cliAttention(modelDir, ids) {
   return JSON.parse(fs.readFileSync(out, 'utf8'));
 }
 
+// The CLI's weight geometry (headscope metrics) for a model folder.
+const metricsCache = new Map();
+export function cliMetrics(modelDir, variant) {
+  const key = `${modelDir}:${variant}`;
+  if (!metricsCache.has(key)) {
+    const out = path.join(tempDir('headscope-cli-'), 'metrics.json');
+    execFileSync(process.execPath, ['--no-experimental-fetch', path.join(repoRoot, 'wasm', 'cli.mjs'), 'metrics', modelDir, `--${variant}`, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    metricsCache.set(key, JSON.parse(fs.readFileSync(out, 'utf8')));
+  }
+  return metricsCache.get(key);
+}
+
 // Worst |a - b| over two equal-length arrays, with its index.
 export function worstMismatch(actual, expected) {
   if (actual.length !== expected.length) throw new Error(`length ${actual.length} != expected ${expected.length}`);
@@ -110,6 +122,7 @@ export const HUB_REPOS = {
   'test/corrupt': { corrupt: true },
   'test/hostile': { tokenizer: tinyTokenizer({ hostile: true }) },
   'test/slow-gpt2': {},
+  'test/bert': { fixture: 'bert' },
   'test/unsupported': { config: (c) => ({ ...c, model_type: 't5', architectures: ['T5ForConditionalGeneration'] }) },
 };
 
