@@ -129,12 +129,38 @@ export class HeadWeights {
     const H = o.n_head;
     const i = layer * H + head;
     const top = (m) => Array.from({ length: N }, (_, j) => [j, m.overlap[i * N + j]]).filter(([j]) => j !== i).sort((a, b) => b[1] - a[1]).slice(0, 5);
-    const list = (title, m) => el('div', { class: 'partner-list' }, [el('h4', { text: title }), ...top(m).map(([j, value]) => el('div', { class: 'partner', dataset: { head: headKey(Math.floor(j / H), j % H), value } }, [
-      headButton(this.store, Math.floor(j / H), j % H),
-      el('span', { class: 'meter' }, [meterBar(value, 1)]),
-      el('span', { class: 'num', text: formatNumber(value, 3) }),
-    ]))]);
-    this.redundant.replaceChildren(list('write (O)', o), list('value read (V)', v));
+    const variant = o.variant;
+    const list = (title, m, kind) => el('div', { class: 'partner-list' }, [el('h4', { text: title }), ...top(m).map(([j, value]) => {
+      const angles = el('div', { class: 'angles muted small', hidden: true });
+      const other = { layer: Math.floor(j / H), head: j % H, kind };
+      const toggle = el('button', {
+        type: 'button', class: 'link small-button', text: 'angles', title: 'principal angles between the two subspaces',
+        on: {
+          click: async () => {
+            angles.hidden = !angles.hidden;
+            if (angles.hidden || angles.childElementCount) return;
+            try {
+              const pair = await this.app.geometry('pair', { variant, a: { layer, head, kind }, b: other });
+              const degrees = Array.from(pair.theta, (t) => (t * 180) / Math.PI);
+              angles.append(el('span', { text: `${kind} subspaces (ranks ${pair.rank_a}, ${pair.rank_b}): ${degrees.map((d) => `${d.toFixed(1)}°`).join(' ')}` }));
+              angles.dataset.theta = JSON.stringify(Array.from(pair.theta));
+            } catch (error) {
+              angles.append(el('span', { text: error.message }));
+            }
+          },
+        },
+      });
+      return el('div', { class: 'partner-wrap' }, [
+        el('div', { class: 'partner', dataset: { head: headKey(other.layer, other.head), value } }, [
+          headButton(this.store, other.layer, other.head),
+          el('span', { class: 'meter' }, [meterBar(value, 1)]),
+          el('span', { class: 'num', text: formatNumber(value, 3) }),
+          toggle,
+        ]),
+        angles,
+      ]);
+    })]);
+    this.redundant.replaceChildren(list('write (O)', o, 'O'), list('value read (V)', v, 'V'));
   }
 
   renderComposition(c, layer, head) {

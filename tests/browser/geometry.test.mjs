@@ -62,6 +62,10 @@ test('head view: spectra, redundant heads and composition partners equal the CLI
       assert.equal(key, `L${Math.floor(row[r][0] / 4)}H${row[r][0] % 4}`, `${variant} redundancy rank ${r}`);
       close(value, row[r][1], 1e-9, `${variant} overlap with ${key}`);
     });
+    // Principal angles of the first pair: Σcos²θ / d_head is the overlap.
+    await page.click('#head-redundant .partner-list:first-child .partner-wrap:first-of-type .small-button');
+    const theta = JSON.parse(await (await page.waitForSelector('#head-redundant .partner-wrap:first-of-type .angles[data-theta]')).getAttribute('data-theta'));
+    close(theta.reduce((a, t) => a + Math.cos(t) ** 2, 0) / 16, row[0][1], 1e-6, `${variant} Σcos²θ / d_head`);
     // Composition into L1H1 from layer 0: the strongest of q, k, v over the column.
     const incoming = [];
     for (const kind of ['q', 'k', 'v']) for (let j = 0; j < 4; j++) incoming.push([kind, j, cli[`composition_${kind}`][j * N + 5]]);
