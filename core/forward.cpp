@@ -11,6 +11,8 @@
 #include <limits>
 #include <string>
 
+#include "kernels.hpp"
+
 namespace hs {
 
 float activation_apply(Activation act, float x) {
@@ -65,6 +67,9 @@ void norm_forward(const ModelConfig& c, MatrixRM& out, const MatrixRM& x, const 
 void activation_forward(MatrixRM& x, Activation act) {
   float* p = x.data();
   const Eigen::Index n = x.size();
+  // gelu_new and gelu_fast are the same function; libm's tanhf costs ~150 ms
+  // per GPT-2-small forward in wasm, the SIMD form (kernels.hpp) a few ms.
+  if (act == Activation::gelu_new || act == Activation::gelu_fast) return gelu_tanh_inplace(p, static_cast<std::size_t>(n));
   for (Eigen::Index i = 0; i < n; ++i) p[i] = activation_apply(act, p[i]);
 }
 
@@ -136,12 +141,10 @@ void attention_forward(const ModelConfig& c, const LayerWeights& L, int layer, c
   const int group = H / G;
 
   // pass 1: projections, biases included (before RoPE, as NeoX and Qwen2 do)
-  MatrixRM q = xn * L.W_Q;  // [T, H*dh]
-  q.rowwise() += L.b_Q;
-  MatrixRM k = xn * L.W_K;  // [T, G*dh]
-  k.rowwise() += L.b_K;
-  MatrixRM v = xn * L.W_V;  // [T, G*dh]
-  v.rowwise() += L.b_V;
+  MatrixRM q, k, v;
+  matmul(q, xn, L.W_Q, &L.b_Q);  // [T, H*dh]
+  matmul(k, xn, L.W_K, &L.b_K);  // [T, G*dh]
+  matmul(v, xn, L.W_V, &L.b_V);  // [T, G*dh]
 
   // pass 2: rotary positions on q and k
   if (rope.R > 0) {
@@ -168,11 +171,10 @@ void attention_forward(const ModelConfig& c, const LayerWeights& L, int layer, c
         row[j] *= scale;
         mx = std::max(mx, row[j]);
       }
+      for (int j = lo; j <= hi; ++j) row[j] -= mx;
+      exp_inplace(row + lo, static_cast<std::size_t>(hi - lo + 1));
       float sum = 0;
-      for (int j = lo; j <= hi; ++j) {
-        row[j] = std::exp(row[j] - mx);
-        sum += row[j];
-      }
+      for (int j = lo; j <= hi; ++j) sum += row[j];
       const float inv = 1.f / sum;
       for (int j = 0; j < lo; ++j) row[j] = 0.f;
       for (int j = lo; j <= hi; ++j) row[j] = row[j] * inv * gh;
@@ -184,26 +186,24 @@ void attention_forward(const ModelConfig& c, const LayerWeights& L, int layer, c
 
   // pass 5: hooks around the output projection
   if (opt.on_z) opt.on_z(layer, z);
-  out.noalias() = z * L.W_O;  // [T, d]
-  out.rowwise() += L.b_O;
+  matmul(out, z, L.W_O, &L.b_O);  // [T, d]
   if (opt.on_attn_out) opt.on_attn_out(layer, z, out);
 }
 
 // xn [T, d] -> out [T, d]: W_out act(xn W_in + b_in) + b_out, or the gated
 // form W_out (act(xn W_gate + b_gate) * (xn W_in + b_in)) + b_out.
 void mlp_forward(const ModelConfig& c, const LayerWeights& L, const MatrixRM& xn, MatrixRM& out) {
-  MatrixRM hid = xn * L.W_in;  // [T, M]
-  hid.rowwise() += L.b_in;
+  MatrixRM hid;
+  matmul(hid, xn, L.W_in, &L.b_in);  // [T, M]
   if (c.gated_mlp) {
-    MatrixRM gate = xn * L.W_gate;  // [T, M]
-    if (L.b_gate.size()) gate.rowwise() += L.b_gate;
+    MatrixRM gate;
+    matmul(gate, xn, L.W_gate, L.b_gate.size() ? &L.b_gate : nullptr);  // [T, M]
     activation_forward(gate, c.act);
     hid.array() *= gate.array();
   } else {
     activation_forward(hid, c.act);
   }
-  out.noalias() = hid * L.W_out;  // [T, d]
-  out.rowwise() += L.b_out;
+  matmul(out, hid, L.W_out, &L.b_out);  // [T, d]
 }
 
 void copy_rows(std::vector<float>& dst, std::size_t slot, const MatrixRM& x) {
@@ -305,25 +305,28 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
 
   // 4. Unembedding: logits [T, V]; BERT's MLM head transforms first.
   res.loss = std::numeric_limits<float>::quiet_NaN();
-  if (!c.has_lm_head || w.W_U.size() == 0) return res;
+  if (!c.has_lm_head || w.W_U.size() == 0 || (!opt.want_logits && !opt.want_loss)) return res;
   if (c.family == Family::bert) {
     MatrixRM tr = x * w.mlm_dense_W;
     tr.rowwise() += w.mlm_dense_b;
     activation_forward(tr, c.act);
     layer_norm_forward(x, tr, w.mlm_ln_w, w.mlm_ln_b, c.norm_eps);
   }
-  MatrixRM logits = x * w.W_U;  // [T, V]
-  logits.rowwise() += w.b_U;
+  MatrixRM logits;
+  matmul(logits, x, w.W_U, &w.b_U);  // [T, V]
 
   // 5. Next-token loss (causal LMs): cross-entropy of token t+1 at position t.
-  if (c.causal && T >= 2) {
+  if (opt.want_loss && c.causal && T >= 2) {
     res.token_loss.resize(T - 1);
     double total = 0;
+    std::vector<float> e(static_cast<std::size_t>(V));  // row - max, then its exp (float exp: 1e-7 relative per term)
     for (int t = 0; t + 1 < T; ++t) {
       const float* row = &logits(t, 0);
       const float mx = *std::max_element(row, row + V);
+      for (int j = 0; j < V; ++j) e[j] = row[j] - mx;
+      exp_inplace(e.data(), e.size());
       double sum = 0;
-      for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j]) - mx);
+      for (int j = 0; j < V; ++j) sum += e[j];
       const double nll = mx + std::log(sum) - row[ids[t + 1]];
       res.token_loss[t] = static_cast<float>(nll);
       total += nll;

@@ -29,7 +29,8 @@ struct RunOptions {
   std::vector<int> token_type_ids;  // [T] (BERT); empty = all 0
   bool want_patterns = true;        // fill RunResult::patterns
   bool want_hidden = true;          // fill RunResult::hidden
-  bool want_logits = true;          // fill RunResult::logits (the loss is computed either way)
+  bool want_logits = true;          // fill RunResult::logits
+  bool want_loss = true;            // fill RunResult::token_loss/loss; with neither, the LM head is skipped
   std::function<void(int layer, MatrixRM& z)> on_z;                                  // z [T, H*dh]
   std::function<void(int layer, const MatrixRM& z, MatrixRM& attn_out)> on_attn_out;  // attn_out [T, d]
 };

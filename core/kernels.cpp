@@ -1,0 +1,315 @@
+// Hot kernels; see kernels.hpp for why they exist. Blocking (BLIS loop order):
+//   for jc in N step NC:            B block [KC, NC] packed once per (jc, pc)
+//     for pc in K step KC:
+//       pack B [pc:pc+KC, jc:jc+NC] into NR-column micro-panels
+//       for ic in M step MC:        A block [MC, KC] (stays in L2)
+//         pack A [ic:ic+MC, pc:pc+KC] into MR-row micro-panels
+//         for jr, ir: MR x NR micro-kernel over KC (B micro-panel in L1)
+// The first pc block writes C (with the bias), later ones accumulate.
+// Tiles: 4x8 with wasm SIMD128; natively 6x16 with AVX2 FMA when the CPU has
+// it (checked at run time), else Eigen.
+#include "kernels.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#ifdef __wasm_simd128__
+#include <wasm_simd128.h>
+#elif defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
+namespace hs {
+
+namespace {
+
+constexpr int KC = 256, NC = 1024;
+
+// A [mc, kc] (row stride lda) -> panels of MR rows: p[(i/MR) * MR*kc + k*MR + i%MR]; rows past mc are 0.
+template <int MR>
+void pack_a(int mc, int kc, const float* A, int lda, float* p) {
+  for (int i0 = 0; i0 < mc; i0 += MR) {
+    const int m = std::min(MR, mc - i0);
+    for (int k = 0; k < kc; ++k) {
+      for (int i = 0; i < m; ++i) p[i] = A[static_cast<std::ptrdiff_t>(i0 + i) * lda + k];
+      for (int i = m; i < MR; ++i) p[i] = 0.f;
+      p += MR;
+    }
+  }
+}
+
+// B [kc, nc] (row stride ldb) -> panels of NR columns: p[(j/NR) * NR*kc + k*NR + j%NR]; columns past nc are 0.
+template <int NR>
+void pack_b(int kc, int nc, const float* B, int ldb, float* p) {
+  for (int j0 = 0; j0 < nc; j0 += NR) {
+    const int n = std::min(NR, nc - j0);
+    const float* src = B + j0;
+    if (n == NR) {
+      for (int k = 0; k < kc; ++k, p += NR, src += ldb) std::memcpy(p, src, NR * sizeof(float));
+    } else {
+      for (int k = 0; k < kc; ++k, p += NR, src += ldb) {
+        for (int j = 0; j < n; ++j) p[j] = src[j];
+        for (int j = n; j < NR; ++j) p[j] = 0.f;
+      }
+    }
+  }
+}
+
+// Micro-kernels: the MR x NR tile over kc, t = a_panel [kc, MR]^T b_panel
+// [kc, NR], written to t[MR * NR] row-major. Each is its own (non-inlined)
+// function: V8 has no on-stack replacement for wasm, so the hot loop must
+// live in a function that is entered many times to be tiered up.
+using MicroKernel = void (*)(int kc, const float* a, const float* b, float* t);
+
+#ifdef __wasm_simd128__
+// 4 x 8: 8 f32x4 accumulators + 2 B vectors + 1 broadcast, within V8's ~15
+// usable vector registers. No FMA in this toolchain: mul + add.
+__attribute__((noinline)) void micro_kernel_4x8(int kc, const float* a, const float* b, float* t) {
+  v128_t c00 = wasm_f32x4_splat(0.f), c01 = c00, c10 = c00, c11 = c00;
+  v128_t c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  for (int k = 0; k < kc; ++k, a += 4, b += 8) {
+    const v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
+    v128_t ai = wasm_v128_load32_splat(a);
+    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(ai, b0));
+    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(ai, b1));
+    ai = wasm_v128_load32_splat(a + 1);
+    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(ai, b0));
+    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(ai, b1));
+    ai = wasm_v128_load32_splat(a + 2);
+    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(ai, b0));
+    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(ai, b1));
+    ai = wasm_v128_load32_splat(a + 3);
+    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(ai, b0));
+    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(ai, b1));
+  }
+  wasm_v128_store(t + 0, c00);
+  wasm_v128_store(t + 4, c01);
+  wasm_v128_store(t + 8, c10);
+  wasm_v128_store(t + 12, c11);
+  wasm_v128_store(t + 16, c20);
+  wasm_v128_store(t + 20, c21);
+  wasm_v128_store(t + 24, c30);
+  wasm_v128_store(t + 28, c31);
+}
+#else
+// Portable 4 x 8 (tests the packed path natively).
+void micro_kernel_4x8(int kc, const float* a, const float* b, float* t) {
+  float acc[4 * 8] = {};
+  for (int k = 0; k < kc; ++k, a += 4, b += 8)
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 8; ++j) acc[i * 8 + j] += a[i] * b[j];
+  std::memcpy(t, acc, sizeof acc);
+}
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__wasm__)
+#define HS_KERNELS_AVX2 1
+// 6 x 16 with AVX2 FMA: 12 ymm accumulators + 2 B vectors + 1 broadcast. The
+// core is built without -march flags, so this is compiled for AVX2 by
+// attribute and chosen at run time (cpu_has_avx2_fma).
+#define HS_FMA_ROW(i)                                      \
+  ai = _mm256_broadcast_ss(a + i);                         \
+  c##i##0 = _mm256_fmadd_ps(ai, b0, c##i##0);              \
+  c##i##1 = _mm256_fmadd_ps(ai, b1, c##i##1);
+__attribute__((target("avx2,fma"), noinline)) void micro_kernel_6x16_avx2(int kc, const float* a, const float* b,
+                                                                          float* t) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int k = 0; k < kc; ++k, a += 6, b += 16) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    __m256 ai;
+    HS_FMA_ROW(0) HS_FMA_ROW(1) HS_FMA_ROW(2) HS_FMA_ROW(3) HS_FMA_ROW(4) HS_FMA_ROW(5)
+  }
+  _mm256_storeu_ps(t + 0, c00);
+  _mm256_storeu_ps(t + 8, c01);
+  _mm256_storeu_ps(t + 16, c10);
+  _mm256_storeu_ps(t + 24, c11);
+  _mm256_storeu_ps(t + 32, c20);
+  _mm256_storeu_ps(t + 40, c21);
+  _mm256_storeu_ps(t + 48, c30);
+  _mm256_storeu_ps(t + 56, c31);
+  _mm256_storeu_ps(t + 64, c40);
+  _mm256_storeu_ps(t + 72, c41);
+  _mm256_storeu_ps(t + 80, c50);
+  _mm256_storeu_ps(t + 88, c51);
+}
+#undef HS_FMA_ROW
+
+bool cpu_has_avx2_fma() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#endif
+
+// C [mc, nc] (+)= packed A block x packed B block; first: write (and add the bias), else accumulate.
+template <int MR, int NR, MicroKernel kernel>
+void macro_kernel(int mc, int nc, int kc, const float* pa, const float* pb, float* C, int ldc, const float* bias,
+                  bool first) {
+  alignas(32) float t[MR * NR];
+  for (int j0 = 0; j0 < nc; j0 += NR) {
+    const int n = std::min(NR, nc - j0);
+    const float* b = pb + static_cast<std::ptrdiff_t>(j0 / NR) * NR * kc;
+    for (int i0 = 0; i0 < mc; i0 += MR) {
+      const int m = std::min(MR, mc - i0);
+      kernel(kc, pa + static_cast<std::ptrdiff_t>(i0 / MR) * MR * kc, b, t);
+      for (int i = 0; i < m; ++i) {
+        float* c = C + static_cast<std::ptrdiff_t>(i0 + i) * ldc + j0;
+        const float* ti = t + i * NR;
+        if (first) {
+          if (bias)
+            for (int j = 0; j < n; ++j) c[j] = ti[j] + bias[j0 + j];
+          else
+            for (int j = 0; j < n; ++j) c[j] = ti[j];
+        } else {
+          for (int j = 0; j < n; ++j) c[j] += ti[j];
+        }
+      }
+    }
+  }
+}
+
+template <int MR, int NR, int MC, MicroKernel kernel>
+void gemm_packed(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                 const float* bias) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) C[static_cast<std::ptrdiff_t>(i) * ldc + j] = bias ? bias[j] : 0.f;
+    return;
+  }
+  // Scratch reused across calls (the forward calls this ~50 times per run).
+  thread_local std::vector<float> pa, pb;
+  const int kc_max = std::min(K, KC);
+  pa.resize(static_cast<std::size_t>((std::min(M, MC) + MR - 1) / MR * MR) * kc_max);
+  pb.resize(static_cast<std::size_t>((std::min(N, NC) + NR - 1) / NR * NR) * kc_max);
+  for (int jc = 0; jc < N; jc += NC) {
+    const int nc = std::min(NC, N - jc);
+    for (int pc = 0; pc < K; pc += KC) {
+      const int kc = std::min(KC, K - pc);
+      pack_b<NR>(kc, nc, B + static_cast<std::ptrdiff_t>(pc) * ldb + jc, ldb, pb.data());
+      for (int ic = 0; ic < M; ic += MC) {
+        const int mc = std::min(MC, M - ic);
+        pack_a<MR>(mc, kc, A + static_cast<std::ptrdiff_t>(ic) * lda + pc, lda, pa.data());
+        macro_kernel<MR, NR, kernel>(mc, nc, kc, pa.data(), pb.data(), C + static_cast<std::ptrdiff_t>(ic) * ldc + jc,
+                                     ldc, bias ? bias + jc : nullptr, pc == 0);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                  const float* bias) {
+  gemm_packed<4, 8, 128, micro_kernel_4x8>(M, N, K, A, lda, B, ldb, C, ldc, bias);
+}
+
+void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+          const float* bias) {
+#ifdef __wasm_simd128__
+  gemm_blocked(M, N, K, A, lda, B, ldb, C, ldc, bias);
+#else
+#ifdef HS_KERNELS_AVX2
+  if (cpu_has_avx2_fma()) return gemm_packed<6, 16, 120, micro_kernel_6x16_avx2>(M, N, K, A, lda, B, ldb, C, ldc, bias);
+#endif
+  if (M <= 0 || N <= 0) return;
+  using Stride = Eigen::OuterStride<>;
+  Eigen::Map<const MatrixRM, 0, Stride> a(A, M, K, Stride(lda));
+  Eigen::Map<const MatrixRM, 0, Stride> b(B, K, N, Stride(ldb));
+  Eigen::Map<MatrixRM, 0, Stride> c(C, M, N, Stride(ldc));
+  c.noalias() = a * b;
+  if (bias) c.rowwise() += Eigen::Map<const RowVectorF>(bias, N);
+#endif
+}
+
+void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias) {
+  C.resize(A.rows(), B.cols());
+  const float* b = (bias && bias->size() == B.cols()) ? bias->data() : nullptr;
+  gemm(static_cast<int>(A.rows()), static_cast<int>(B.cols()), static_cast<int>(A.cols()), A.data(),
+       static_cast<int>(A.cols()), B.data(), static_cast<int>(B.cols()), C.data(), static_cast<int>(C.cols()), b);
+}
+
+// ---- exp and GELU -------------------------------------------------------
+
+namespace {
+
+constexpr float exp_lo = -87.f, exp_hi = 88.f;
+constexpr float log2e = 1.44269504088896341f;
+constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;  // ln2 = hi + lo, hi exact in 9 bits
+// Cephes expf: e^r = 1 + r + r^2 P(r) on |r| <= ln2/2.
+constexpr float p0 = 1.9875691500e-4f, p1 = 1.3981999507e-3f, p2 = 8.3334519073e-3f, p3 = 4.1665795894e-2f,
+                p4 = 1.6666665459e-1f, p5 = 5.0000001201e-1f;
+constexpr float gelu_k2 = -2.f * 0.7978845608028654f;  // -2 sqrt(2/pi)
+
+}  // namespace
+
+float exp_fast(float x) {
+  if (!(x == x)) return x;  // NaN: the integer conversion below would be undefined
+  x = std::min(std::max(x, exp_lo), exp_hi);
+  const float fn = x * log2e;
+  const int n = static_cast<int>(fn + (fn >= 0.f ? 0.5f : -0.5f));  // round half away from zero
+  const float nf = static_cast<float>(n);
+  const float r = (x - nf * ln2_hi) - nf * ln2_lo;
+  float p = p0;
+  p = p * r + p1;
+  p = p * r + p2;
+  p = p * r + p3;
+  p = p * r + p4;
+  p = p * r + p5;
+  const float e = p * r * r + r + 1.f;
+  const std::uint32_t bits = static_cast<std::uint32_t>(n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return e * scale;
+}
+
+float gelu_tanh(float x) { return x / (1.f + exp_fast(gelu_k2 * (x + 0.044715f * x * x * x))); }
+
+#ifdef __wasm_simd128__
+namespace {
+
+inline v128_t exp_f32x4(v128_t x) {
+  x = wasm_f32x4_min(wasm_f32x4_max(x, wasm_f32x4_splat(exp_lo)), wasm_f32x4_splat(exp_hi));
+  const v128_t nf = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(log2e)));
+  const v128_t r = wasm_f32x4_sub(wasm_f32x4_sub(x, wasm_f32x4_mul(nf, wasm_f32x4_splat(ln2_hi))),
+                                  wasm_f32x4_mul(nf, wasm_f32x4_splat(ln2_lo)));
+  v128_t p = wasm_f32x4_splat(p0);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(p1));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(p2));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(p3));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(p4));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(p5));
+  const v128_t e = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_mul(p, r), r), r), wasm_f32x4_splat(1.f));
+  const v128_t n = wasm_i32x4_trunc_sat_f32x4(nf);  // nf is integral already
+  const v128_t scale = wasm_i32x4_shl(wasm_i32x4_add(n, wasm_i32x4_splat(127)), 23);
+  return wasm_f32x4_mul(e, scale);
+}
+
+}  // namespace
+#endif
+
+void exp_inplace(float* x, std::size_t n) {
+  std::size_t i = 0;
+#ifdef __wasm_simd128__
+  for (; i + 4 <= n; i += 4) wasm_v128_store(x + i, exp_f32x4(wasm_v128_load(x + i)));
+#endif
+  for (; i < n; ++i) x[i] = exp_fast(x[i]);
+}
+
+void gelu_tanh_inplace(float* x, std::size_t n) {
+  std::size_t i = 0;
+#ifdef __wasm_simd128__
+  const v128_t k2 = wasm_f32x4_splat(gelu_k2), c = wasm_f32x4_splat(0.044715f), one = wasm_f32x4_splat(1.f);
+  for (; i + 4 <= n; i += 4) {
+    const v128_t v = wasm_v128_load(x + i);
+    const v128_t y = wasm_f32x4_mul(k2, wasm_f32x4_add(v, wasm_f32x4_mul(c, wasm_f32x4_mul(v, wasm_f32x4_mul(v, v)))));
+    wasm_v128_store(x + i, wasm_f32x4_div(v, wasm_f32x4_add(one, exp_f32x4(y))));
+  }
+#endif
+  for (; i < n; ++i) x[i] = gelu_tanh(x[i]);
+}
+
+}  // namespace hs

@@ -1,0 +1,55 @@
+// The hot kernels of the forward pass and the geometry: the big matrix
+// products and the transcendental functions applied element-wise to them.
+//
+// Eigen has no WebAssembly SIMD backend (it only autovectorizes there, at
+// about 13 GFLOP/s on GPT-2 shapes), so in wasm the products run a BLIS-style
+// kernel written with <wasm_simd128.h>: A and B are packed into micro-panels
+// (4 rows of A, 8 columns of B, KC deep) so the 4x8 register tile (8 f32x4
+// accumulators, within V8's ~15 usable vector registers) streams contiguous
+// memory. Natively the same packing feeds a 6x16 AVX2 FMA tile when the CPU
+// has AVX2 (checked at run time: the build sets no -march), else Eigen. The
+// 4x8 packed path also compiles natively with a scalar micro-kernel, so its
+// packing and edge logic is covered by the native tests (gemm_blocked).
+//
+// exp and GELU: libm's expf/tanhf cost ~150 ms per GPT-2-small forward in
+// wasm. exp_fast is a Cephes-style range reduction (x = n ln2 + r) with a
+// degree-7 polynomial for e^r, relative error < 2e-7 over its range;
+// gelu_tanh uses 0.5 (1 + tanh y) = 1 / (1 + e^{-2y}), so it needs one exp
+// and one division. Both have SIMD array forms in wasm.
+#pragma once
+
+#include <cstddef>
+
+#include "linalg.hpp"
+
+namespace hs {
+
+// C [M, N] = A [M, K] B [K, N] (+ bias [N] on every row, when not null).
+// Row-major with leading dimensions lda, ldb, ldc; C must not alias A or B.
+void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+          const float* bias = nullptr);
+
+// The packed (BLIS-style) path, whatever the platform: the wasm SIMD kernel
+// in wasm, a scalar micro-kernel natively (for tests of packing and edges).
+void gemm_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                  const float* bias = nullptr);
+
+// C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
+void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);
+
+// e^x for float x, relative error < 3e-7 (tested) for x in [-87, 88]; x is
+// clamped to that range first, so e^-inf is 1.6e-38 (not 0) and there is no
+// +inf; NaN stays NaN.
+float exp_fast(float x);
+
+// x[i] = e^{x[i]} in place.
+void exp_inplace(float* x, std::size_t n);
+
+// GELU, tanh approximation (GPT-2's gelu_new):
+//   0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) = x / (1 + e^{-2 sqrt(2/pi) (x + 0.044715 x^3)}).
+float gelu_tanh(float x);
+
+// x[i] = gelu_tanh(x[i]) in place.
+void gelu_tanh_inplace(float* x, std::size_t n);
+
+}  // namespace hs

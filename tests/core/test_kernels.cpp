@@ -1,0 +1,132 @@
+// Kernels (core/kernels.hpp) against double-precision references: the GEMM
+// on shapes that hit every edge of the blocking (partial micro-tiles, partial
+// KC/MC/NC blocks, leading dimensions wider than the matrices, bias or not),
+// both the dispatching gemm and the packed path; exp_fast and gelu_tanh over
+// dense sweeps, with their worst error printed.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace {
+
+struct GemmCase {
+  int M, N, K, pad;
+  bool bias;
+};
+
+// Worst |C - ref| / (sum_k |a_ik b_kj| + 1e-30) over the matrix, with its index.
+double check_gemm(const GemmCase& g, bool blocked) {
+  std::mt19937 rng(static_cast<unsigned>(g.M * 131 + g.N * 17 + g.K));
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const int lda = g.K + g.pad, ldb = g.N + g.pad, ldc = g.N + g.pad;
+  std::vector<float> A(static_cast<std::size_t>(g.M) * lda), B(static_cast<std::size_t>(g.K) * ldb), bias(g.N);
+  for (auto& x : A) x = u(rng);
+  for (auto& x : B) x = u(rng);
+  for (auto& x : bias) x = u(rng);
+  std::vector<float> C(static_cast<std::size_t>(g.M) * ldc, 12345.f);
+  const float* b = g.bias ? bias.data() : nullptr;
+  if (blocked) hs::gemm_blocked(g.M, g.N, g.K, A.data(), lda, B.data(), ldb, C.data(), ldc, b);
+  else hs::gemm(g.M, g.N, g.K, A.data(), lda, B.data(), ldb, C.data(), ldc, b);
+  double worst = 0;
+  int wi = -1, wj = -1;
+  for (int i = 0; i < g.M; ++i)
+    for (int j = 0; j < g.N; ++j) {
+      double ref = g.bias ? bias[j] : 0.0, scale = g.bias ? std::fabs(bias[j]) : 0.0;
+      for (int k = 0; k < g.K; ++k) {
+        const double p = double(A[static_cast<std::size_t>(i) * lda + k]) * B[static_cast<std::size_t>(k) * ldb + j];
+        ref += p;
+        scale += std::fabs(p);
+      }
+      const double err = std::fabs(C[static_cast<std::size_t>(i) * ldc + j] - ref) / (scale + 1e-30);
+      if (!(err <= worst)) worst = err, wi = i, wj = j;
+    }
+  // The padding columns of C must be untouched.
+  for (int i = 0; i < g.M; ++i)
+    for (int j = g.N; j < ldc; ++j)
+      if (C[static_cast<std::size_t>(i) * ldc + j] != 12345.f) return 1.0;
+  std::printf("gemm%s M=%d N=%d K=%d pad=%d bias=%d: worst relative error %.3g at (%d, %d)\n", blocked ? "_blocked" : "",
+              g.M, g.N, g.K, g.pad, g.bias, worst, wi, wj);
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("kernels: gemm matches a double reference on every blocking edge", "[kernels]") {
+  const GemmCase cases[] = {{1, 1, 1, 0, false},   {3, 7, 5, 1, true},     {4, 8, 256, 0, false},
+                            {5, 9, 257, 3, true},  {130, 33, 300, 0, true}, {128, 1030, 64, 2, false},
+                            {129, 1025, 513, 0, true}, {2, 2304, 768, 0, true}, {64, 64, 0, 0, true}};
+  for (const auto& g : cases) {
+    CHECK(check_gemm(g, true) < 1e-5);
+    CHECK(check_gemm(g, false) < 1e-5);
+  }
+}
+
+TEST_CASE("kernels: matmul resizes and adds the bias", "[kernels]") {
+  hs::MatrixRM A = hs::MatrixRM::Random(17, 40), B = hs::MatrixRM::Random(40, 23);
+  hs::RowVectorF bias = hs::RowVectorF::Random(23);
+  hs::MatrixRM C;
+  hs::matmul(C, A, B, &bias);
+  hs::MatrixRM ref = A * B;
+  ref.rowwise() += bias;
+  REQUIRE(C.rows() == 17);
+  REQUIRE(C.cols() == 23);
+  Eigen::Index i = 0, j = 0;
+  const float worst = (C - ref).cwiseAbs().maxCoeff(&i, &j);
+  INFO("worst |C - ref| " << worst << " at (" << i << ", " << j << ")");
+  CHECK(worst < 1e-4f);
+}
+
+TEST_CASE("kernels: exp_fast relative error over [-87, 88]", "[kernels]") {
+  double worst = 0, at = 0;
+  std::vector<float> xs;
+  for (double x = -87.0; x <= 88.0; x += 1.7e-4) xs.push_back(static_cast<float>(x));
+  for (float x : {0.f, -0.f, 1e-8f, -1e-8f, 0.34657359f, -0.34657359f, 88.f, -87.f}) xs.push_back(x);
+  std::vector<float> ys = xs;
+  hs::exp_inplace(ys.data(), ys.size());
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const double ref = std::exp(double(xs[i]));
+    const double err = std::max(std::fabs(hs::exp_fast(xs[i]) - ref), std::fabs(ys[i] - ref)) / ref;
+    if (!(err <= worst)) worst = err, at = xs[i];
+  }
+  std::printf("exp_fast: worst relative error %.3g at x = %.7g (%zu points)\n", worst, at, xs.size());
+  CHECK(worst < 3e-7);
+  CHECK(std::isnan(hs::exp_fast(std::nanf(""))));
+  CHECK(hs::exp_fast(-1000.f) >= 0.f);
+  CHECK(hs::exp_fast(-1000.f) < 1e-37f);
+  CHECK(std::isfinite(hs::exp_fast(1000.f)));
+}
+
+TEST_CASE("kernels: gelu_tanh error against the double formula", "[kernels]") {
+  // Error measured relative to max(|gelu(x)|, 1e-3): GELU's values near its
+  // minimum and far left are small, where an absolute bound is the meaningful one.
+  // The left tail is ill-conditioned in float (rounding y = k (x + c x^3) alone
+  // moves e^{-2y} by ~1e-6 relative near x = -3.4), so the same formula with
+  // libm's tanhf in float is measured alongside: ours must stay within 3e-6
+  // and within 3x libm's float error.
+  double worst = 0, at = 0, worst_libm = 0;
+  std::vector<float> xs;
+  for (double x = -30.0; x <= 30.0; x += 3e-5) xs.push_back(static_cast<float>(x));
+  std::vector<float> ys = xs;
+  hs::gelu_tanh_inplace(ys.data(), ys.size());
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const double x = xs[i];
+    const double ref = 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+    const double scale = std::max(std::fabs(ref), 1e-3);
+    const double err = std::max(std::fabs(hs::gelu_tanh(xs[i]) - ref), std::fabs(ys[i] - ref)) / scale;
+    if (!(err <= worst)) worst = err, at = x;
+    const float xf = xs[i];
+    const float libm = 0.5f * xf * (1.f + std::tanh(0.7978845608f * (xf + 0.044715f * xf * xf * xf)));
+    worst_libm = std::max(worst_libm, std::fabs(libm - ref) / scale);
+  }
+  std::printf("gelu_tanh: worst error %.3g (relative to max(|gelu|, 1e-3)) at x = %.7g (%zu points); float tanhf formula: %.3g\n",
+              worst, at, xs.size(), worst_libm);
+  CHECK(worst < 3e-6);
+  CHECK(worst < 3 * worst_libm);
+  CHECK(std::fabs(hs::gelu_tanh(-1000.f)) < 1e-30f);
+  CHECK(hs::gelu_tanh(1000.f) == 1000.f);
+}
