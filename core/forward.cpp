@@ -134,11 +134,22 @@ void rope_forward(MatrixRM& x, int n_heads, int dh, const Rope& r) {
 
 // Self-attention of one layer.
 //   xn [T, d] the (normed) input; out [T, d]; gate [H] or null;
-//   pattern [H, T, T] or null: written with the post-softmax (gated) pattern.
+//   pattern [H, T, T] or null: written with the post-softmax (gated) pattern;
+//   tape or null: keeps q, k, v and the pre-gate probabilities.
 void attention_forward(const ModelConfig& c, const LayerWeights& L, int layer, const MatrixRM& xn, const Rope& rope,
-                       const float* gate, float* pattern, const RunOptions& opt, MatrixRM& out) {
+                       const float* gate, float* pattern, const RunOptions& opt, LayerTape* tape, MatrixRM& out) {
   const int T = static_cast<int>(xn.rows()), H = c.n_head, G = c.n_kv_head, dh = c.d_head;
   const int group = H / G;
+  // on_attn_view reads the patterns even when the caller does not keep them.
+  std::vector<float> local_pattern;
+  if (!pattern && opt.on_attn_view) {
+    local_pattern.resize(static_cast<std::size_t>(H) * T * T);
+    pattern = local_pattern.data();
+  }
+  if (tape) {
+    tape->attn_in = xn;
+    tape->probs.assign(static_cast<std::size_t>(H) * T * T, 0.f);
+  }
 
   // pass 1: projections, biases included (before RoPE, as NeoX and Qwen2 do)
   MatrixRM q, k, v;
@@ -150,6 +161,11 @@ void attention_forward(const ModelConfig& c, const LayerWeights& L, int layer, c
   if (rope.R > 0) {
     rope_forward(q, H, dh, rope);
     rope_forward(k, G, dh, rope);
+  }
+  if (tape) {
+    tape->q = q;
+    tape->k = k;
+    tape->v = v;
   }
 
   // pass 3: per head, scores -> mask -> softmax -> gate; pass 4: z_h = P v_g
@@ -177,6 +193,10 @@ void attention_forward(const ModelConfig& c, const LayerWeights& L, int layer, c
       for (int j = lo; j <= hi; ++j) sum += row[j];
       const float inv = 1.f / sum;
       for (int j = 0; j < lo; ++j) row[j] = 0.f;
+      if (tape) {
+        float* kept = tape->probs.data() + (static_cast<std::size_t>(h) * T + i) * T;
+        for (int j = lo; j <= hi; ++j) kept[j] = row[j] * inv;
+      }
       for (int j = lo; j <= hi; ++j) row[j] = row[j] * inv * gh;
       for (int j = hi + 1; j < T; ++j) row[j] = 0.f;
     }
@@ -188,16 +208,22 @@ void attention_forward(const ModelConfig& c, const LayerWeights& L, int layer, c
   if (opt.on_z) opt.on_z(layer, z);
   matmul(out, z, L.W_O, &L.b_O);  // [T, d]
   if (opt.on_attn_out) opt.on_attn_out(layer, z, out);
+  if (opt.on_attn_view) opt.on_attn_view(layer, AttentionView{xn, pattern, z}, out);
 }
 
 // xn [T, d] -> out [T, d]: W_out act(xn W_in + b_in) + b_out, or the gated
 // form W_out (act(xn W_gate + b_gate) * (xn W_in + b_in)) + b_out.
-void mlp_forward(const ModelConfig& c, const LayerWeights& L, const MatrixRM& xn, MatrixRM& out) {
+void mlp_forward(const ModelConfig& c, const LayerWeights& L, const MatrixRM& xn, LayerTape* tape, MatrixRM& out) {
   MatrixRM hid;
   matmul(hid, xn, L.W_in, &L.b_in);  // [T, M]
+  if (tape) {
+    tape->mlp_in = xn;
+    tape->mlp_pre = hid;
+  }
   if (c.gated_mlp) {
     MatrixRM gate;
     matmul(gate, xn, L.W_gate, L.b_gate.size() ? &L.b_gate : nullptr);  // [T, M]
+    if (tape) tape->mlp_gate_pre = gate;
     activation_forward(gate, c.act);
     hid.array() *= gate.array();
   } else {
@@ -265,32 +291,44 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
 
   // 2. Blocks.
   const Rope rope = rope_tables(c, T);
+  ForwardTape* tape = opt.tape;
+  if (tape) {
+    tape->layers.assign(L, LayerTape{});
+    tape->rope_cos = rope.cos;
+    tape->rope_sin = rope.sin;
+  }
   MatrixRM xn, a, m;  // [T, d] scratch: normed input, attention out, MLP out
   for (int l = 0; l < L; ++l) {
     const LayerWeights& lw = w.layers[l];
     const float* gate = opt.head_gate.empty() ? nullptr : opt.head_gate.data() + static_cast<std::size_t>(l) * H;
     float* pattern = opt.want_patterns ? res.patterns.data() + static_cast<std::size_t>(l) * H * T * T : nullptr;
+    LayerTape* lt = tape ? &tape->layers[l] : nullptr;
     if (c.post_ln) {
       // BERT: x = LN1(x + attn(x)); x = LN2(x + mlp(x)).
-      attention_forward(c, lw, l, x, rope, gate, pattern, opt, a);
+      attention_forward(c, lw, l, x, rope, gate, pattern, opt, lt, a);
       a += x;
+      if (lt) lt->ln1_in = a;
       layer_norm_forward(x, a, lw.ln1_w, lw.ln1_b, c.norm_eps);
-      mlp_forward(c, lw, x, m);
+      mlp_forward(c, lw, x, lt, m);
       m += x;
+      if (lt) lt->ln2_in = m;
       layer_norm_forward(x, m, lw.ln2_w, lw.ln2_b, c.norm_eps);
     } else if (c.parallel_residual) {
       // NeoX: x = x + attn(LN1 x) + mlp(LN2 x).
+      if (lt) lt->ln1_in = lt->ln2_in = x;
       norm_forward(c, xn, x, lw.ln1_w, lw.ln1_b);
-      attention_forward(c, lw, l, xn, rope, gate, pattern, opt, a);
+      attention_forward(c, lw, l, xn, rope, gate, pattern, opt, lt, a);
       norm_forward(c, xn, x, lw.ln2_w, lw.ln2_b);
-      mlp_forward(c, lw, xn, m);
+      mlp_forward(c, lw, xn, lt, m);
       x += m + a;
     } else {
+      if (lt) lt->ln1_in = x;
       norm_forward(c, xn, x, lw.ln1_w, lw.ln1_b);
-      attention_forward(c, lw, l, xn, rope, gate, pattern, opt, a);
+      attention_forward(c, lw, l, xn, rope, gate, pattern, opt, lt, a);
       x += a;
+      if (lt) lt->ln2_in = x;
       norm_forward(c, xn, x, lw.ln2_w, lw.ln2_b);
-      mlp_forward(c, lw, xn, m);
+      mlp_forward(c, lw, xn, lt, m);
       x += m;
     }
     if (opt.want_hidden) copy_rows(res.hidden, l + 1, x);
@@ -298,17 +336,20 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
 
   // 3. Final norm: HF reports it as the last hidden state.
   if (c.final_norm) {
+    if (tape) tape->final_norm_in = x;
     norm_forward(c, xn, x, w.ln_final_w, w.ln_final_b);
     x.swap(xn);
     if (opt.want_hidden) copy_rows(res.hidden, L, x);
   }
 
   // 4. Unembedding: logits [T, V]; BERT's MLM head transforms first.
+  if (tape) tape->head_in = x;
   res.loss = std::numeric_limits<float>::quiet_NaN();
   if (!c.has_lm_head || w.W_U.size() == 0 || (!opt.want_logits && !opt.want_loss)) return res;
   if (c.family == Family::bert) {
     MatrixRM tr = x * w.mlm_dense_W;
     tr.rowwise() += w.mlm_dense_b;
+    if (tape) tape->mlm_pre = tr;
     activation_forward(tr, c.act);
     layer_norm_forward(x, tr, w.mlm_ln_w, w.mlm_ln_b, c.norm_eps);
   }

@@ -13,6 +13,14 @@
 //               mean over positions; patching copies in another run's block.
 //   on_attn_out attn_out [T, d] = z W_O + b_O, after W_O, with z read-only:
 //               e.g. an extra rank-1 path for head h adds (z_h u) v^T.
+//   on_attn_view  after on_attn_out, with the layer's attention input x [T, d]
+//               and its gated patterns A [H, T, T] as well: for paths that
+//               read the residual through a head's pattern. An OV weight edit
+//               W_OV += c a b^T of head h adds c (A_h (x a)) b^T, which z
+//               cannot express (z_h = A_h (x W_V + b_V) has lost x).
+//
+// Gradients. With `tape` set, the run also keeps what a reverse pass needs
+// (ForwardTape); the pass itself lives with its user (interventions.cpp).
 #pragma once
 
 #include <functional>
@@ -24,6 +32,34 @@
 
 namespace hs {
 
+// One layer's attention, as the on_attn_view hook sees it.
+struct AttentionView {
+  const MatrixRM& input;  // [T, d] what the attention read (normed for pre-LN, the residual for post-LN)
+  const float* patterns;  // [H, T, T] post-softmax, after the gate
+  const MatrixRM& z;      // [T, H*dh] after on_z
+};
+
+// The intermediate values of one block that a reverse pass reads.
+struct LayerTape {
+  MatrixRM ln1_in;            // [T, d] input of the attention-side norm (pre-LN: the block input; post-LN: x + attn)
+  MatrixRM attn_in;           // [T, d] attention input
+  MatrixRM q, k, v;           // [T, H*dh], [T, G*dh], [T, G*dh]: biases and RoPE applied
+  std::vector<float> probs;   // [H, T, T] post-softmax, before the gate
+  MatrixRM ln2_in;            // [T, d] input of the MLP-side norm (sequential: x + attn; parallel: the block
+                              // input; post-LN: mlp + LN1 out)
+  MatrixRM mlp_in;            // [T, d] MLP input
+  MatrixRM mlp_pre;           // [T, M] mlp_in W_in + b_in, before the activation
+  MatrixRM mlp_gate_pre;      // [T, M] mlp_in W_gate + b_gate (gated MLPs)
+};
+
+struct ForwardTape {
+  std::vector<LayerTape> layers;
+  MatrixRM rope_cos, rope_sin;  // [T, R/2] (R = 0: empty)
+  MatrixRM final_norm_in;       // [T, d] input of the final norm (pre-LN decoders)
+  MatrixRM head_in;             // [T, d] input of the LM head (after the final norm)
+  MatrixRM mlm_pre;             // [T, d] BERT MLM head: head_in W + b, before the activation
+};
+
 struct RunOptions {
   std::vector<float> head_gate;     // [L*H], index l*H + h; empty = all 1
   std::vector<int> token_type_ids;  // [T] (BERT); empty = all 0
@@ -33,6 +69,8 @@ struct RunOptions {
   bool want_loss = true;            // fill RunResult::token_loss/loss; with neither, the LM head is skipped
   std::function<void(int layer, MatrixRM& z)> on_z;                                  // z [T, H*dh]
   std::function<void(int layer, const MatrixRM& z, MatrixRM& attn_out)> on_attn_out;  // attn_out [T, d]
+  std::function<void(int layer, const AttentionView& view, MatrixRM& attn_out)> on_attn_view;  // attn_out [T, d]
+  ForwardTape* tape = nullptr;  // when set, filled for a reverse pass
 };
 
 struct RunResult {

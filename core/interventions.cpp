@@ -1,0 +1,1012 @@
+// Ablation, importance, pruning, OV edits and merges (interventions.hpp).
+// The reverse pass (gate_gradient) reads the ForwardTape of one run and walks
+// the blocks backwards, llm.c style, with the forward's shape legend:
+//   T = tokens, d = d_model, H = query heads, G = key/value heads,
+//   dh = head dim, R = rotary dims, M = d_mlp, V = vocabulary.
+// It computes gradients with respect to activations only (never weights) and
+// accumulates dL/dxi per head where the gate multiplies the pattern.
+#include "interventions.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <string>
+
+#include "geometry.hpp"
+
+namespace hs {
+
+// ---------------------------------------------------------------------------
+// Names and small helpers
+
+const char* objective_name(Objective objective) {
+  switch (objective) {
+    case Objective::automatic: return "automatic";
+    case Objective::next_token: return "next_token";
+    case Objective::same_token: return "same_token";
+    case Objective::hidden_energy: return "hidden_energy";
+  }
+  return "?";
+}
+
+const char* ov_side_name(OvSide side) { return side == OvSide::read ? "read" : "write"; }
+
+const char* ov_edit_kind_name(OvEditKind kind) {
+  return kind == OvEditKind::rank_one ? "rank_one" : "remove_component";
+}
+
+const char* ablation_mode_name(AblationMode mode) { return mode == AblationMode::zero ? "zero" : "mean"; }
+
+const char* prune_order_name(PruneOrder order) {
+  return order == PruneOrder::gradient ? "gradient" : "leave_one_out";
+}
+
+std::uint64_t ProbeRng::next_u64() {
+  std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+int ProbeRng::below(int n) {
+  if (n <= 1) return 0;
+  // Reject the top partial block of 2^64 so every residue is equally likely.
+  const std::uint64_t un = static_cast<std::uint64_t>(n);
+  const std::uint64_t limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % un;
+  std::uint64_t r;
+  do r = next_u64();
+  while (r >= limit);
+  return static_cast<int>(r % un);
+}
+
+namespace {
+
+Error cancelled() { return make_error("cancelled"); }
+
+bool report(const ProgressFn& progress, double fraction) { return !progress || progress(fraction); }
+
+Status check_head(const ModelConfig& c, int layer, int head, const char* what) {
+  if (layer < 0 || layer >= c.n_layer || head < 0 || head >= c.n_head)
+    return make_error(std::string(what) + ": head L" + std::to_string(layer) + "H" + std::to_string(head) +
+                      " is out of range (the model has " + std::to_string(c.n_layer) + " layers of " +
+                      std::to_string(c.n_head) + " heads)");
+  return Ok{};
+}
+
+Status check_head_list(const ModelConfig& c, const std::vector<int>& heads) {
+  const int n = c.n_layer * c.n_head;
+  for (std::size_t i = 0; i < heads.size(); ++i)
+    if (heads[i] < 0 || heads[i] >= n)
+      return make_error("head index " + std::to_string(heads[i]) + " (entry " + std::to_string(i) +
+                        ") is out of range: heads are layer * n_head + head < " + std::to_string(n));
+  return Ok{};
+}
+
+// Mean log-sum-exp cross-entropy of one logit row against `target`, in double
+// as run_model computes it.
+double cross_entropy(const float* row, int V, int target) {
+  const float mx = *std::max_element(row, row + V);
+  double sum = 0;
+  for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j]) - mx);
+  return mx + std::log(sum) - row[target];
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Objectives
+
+Objective resolve_objective(const ModelConfig& c, Objective objective) {
+  if (objective != Objective::automatic) return objective;
+  if (!c.has_lm_head) return Objective::hidden_energy;
+  return c.causal ? Objective::next_token : Objective::same_token;
+}
+
+namespace {
+
+Status check_objective(const Model& model, const std::vector<int>& ids, Objective objective) {
+  const ModelConfig& c = model.config;
+  const bool head = c.has_lm_head && model.weights.W_U.size() > 0;
+  switch (objective) {
+    case Objective::automatic: return Ok{};
+    case Objective::next_token:
+      if (!c.causal || !head)
+        return make_error("objective next_token needs a causal model with an LM head; this " +
+                          std::string(family_name(c.family)) + " model has " +
+                          (!head ? "no LM head" : "bidirectional attention"));
+      if (ids.size() < 2) return make_error("objective next_token needs at least 2 tokens");
+      return Ok{};
+    case Objective::same_token:
+      if (!head) return make_error("objective same_token needs an LM head; this model has none");
+      return Ok{};
+    case Objective::hidden_energy: return Ok{};
+  }
+  return Ok{};
+}
+
+// What a run must keep for objective_value.
+void want_for(Objective objective, RunOptions& opt) {
+  if (objective == Objective::same_token) opt.want_logits = true;
+  if (objective == Objective::hidden_energy) {
+    opt.want_hidden = true;
+    opt.want_loss = false;  // with want_logits false: no LM head at all
+  }
+}
+
+}  // namespace
+
+Result<ObjectiveValue> objective_value(const Model& model, const std::vector<int>& ids, const RunResult& run,
+                                       Objective objective) {
+  objective = resolve_objective(model.config, objective);
+  HS_TRY(check_objective(model, ids, objective));
+  const int T = run.n_tokens, V = run.d_vocab, d = run.d_model;
+  if (T != static_cast<int>(ids.size())) return make_error("objective_value: the run is not of these ids");
+  ObjectiveValue out;
+  out.objective = objective;
+  switch (objective) {
+    case Objective::automatic:
+    case Objective::next_token:
+      if (static_cast<int>(run.token_loss.size()) != T - 1) return make_error("objective_value: the run has no token losses");
+      out.per_token.assign(run.token_loss.begin(), run.token_loss.end());
+      out.mean = run.loss;  // exactly the float run_model reports
+      return out;
+    case Objective::same_token: {
+      if (run.logits.size() != static_cast<std::size_t>(T) * V)
+        return make_error("objective_value: same_token needs the run's logits (want_logits)");
+      double total = 0;
+      for (int t = 0; t < T; ++t) {
+        out.per_token.push_back(cross_entropy(&run.logits[static_cast<std::size_t>(t) * V], V, ids[t]));
+        total += out.per_token.back();
+      }
+      out.mean = total / T;
+      return out;
+    }
+    case Objective::hidden_energy: {
+      const std::size_t n = static_cast<std::size_t>(T) * d;
+      if (run.hidden.size() < n) return make_error("objective_value: hidden_energy needs the run's hidden states (want_hidden)");
+      const float* h = run.hidden.data() + run.hidden.size() - n;
+      double total = 0;
+      for (int t = 0; t < T; ++t) {
+        double e = 0;
+        for (int m = 0; m < d; ++m) e += 0.5 * double(h[t * d + m]) * h[t * d + m];
+        out.per_token.push_back(e);
+        total += e;
+      }
+      out.mean = total / T;
+      return out;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Edits
+
+Result<OvEdit> make_ov_edit(const Model& model, OvEditKind kind, int layer, int head, int component, float alpha,
+                            OvSide side) {
+  const ModelConfig& c = model.config;
+  HS_TRY(check_head(c, layer, head, "make_ov_edit"));
+  if (!std::isfinite(alpha)) return make_error("make_ov_edit: alpha must be finite");
+  auto svd = head_circuit_svd(model, WeightVariant::raw, layer, head, Circuit::ov);
+  if (!svd.ok()) return svd.error();
+  const FactoredSvd& f = svd->svd;
+  const int k = static_cast<int>(f.S.size());
+  if (component < 0 || component >= k)
+    return make_error("make_ov_edit: component " + std::to_string(component) + " is out of range (the OV circuit has " +
+                      std::to_string(k) + " singular values)");
+  OvEdit e;
+  e.kind = kind;
+  e.layer = layer;
+  e.head = head;
+  e.component = component;
+  e.alpha = alpha;
+  e.side = side;
+  e.sigma = f.S[component];
+  const int d = c.d_model;
+  auto col = [&](const MatrixRMd& M) {
+    std::vector<float> v(d);
+    for (int m = 0; m < d; ++m) v[m] = static_cast<float>(M(m, component));
+    return v;
+  };
+  if (kind == OvEditKind::rank_one) {
+    e.read = col(side == OvSide::read ? f.U : f.V);
+    e.write = e.read;
+    e.coeff = -alpha;
+  } else {
+    e.read = col(f.U);
+    e.write = col(f.V);
+    e.coeff = static_cast<float>(-double(alpha) * f.S[component]);
+  }
+  return e;
+}
+
+Result<HeadMerge> make_head_merge(const Model& model, int layer, int head_a, int head_b, int pattern_head) {
+  const ModelConfig& c = model.config;
+  HS_TRY(check_head(c, layer, head_a, "make_head_merge"));
+  HS_TRY(check_head(c, layer, head_b, "make_head_merge"));
+  if (head_a == head_b) return make_error("make_head_merge: a head cannot be merged with itself");
+  if (pattern_head != head_a && pattern_head != head_b)
+    return make_error("make_head_merge: the pattern must be that of head " + std::to_string(head_a) + " or " +
+                      std::to_string(head_b) + ", not " + std::to_string(pattern_head));
+  const LayerWeights& lw = model.weights.layers[layer];
+  const int d = c.d_model, dh = c.d_head;
+  // Summed OV = [W_V[a] W_V[b]] [W_O[a]; W_O[b]], [d, 2dh] x [2dh, d].
+  MatrixRMd A(d, 2 * dh), B(2 * dh, d);
+  A.leftCols(dh) = head_W_V(lw, c, head_a).cast<double>();
+  A.rightCols(dh) = head_W_V(lw, c, head_b).cast<double>();
+  B.topRows(dh) = head_W_O(lw, head_a, dh).cast<double>();
+  B.bottomRows(dh) = head_W_O(lw, head_b, dh).cast<double>();
+  auto svd = factored_svd(A, B);
+  if (!svd.ok()) return svd.error();
+  const int k = static_cast<int>(svd->S.size()), r = std::min(dh, k);
+  HeadMerge mg;
+  mg.layer = layer;
+  mg.head_a = head_a;
+  mg.head_b = head_b;
+  mg.pattern_head = pattern_head;
+  mg.read = (svd->U.leftCols(r) * svd->S.head(r).asDiagonal()).cast<float>();
+  mg.write = svd->V.leftCols(r).cast<float>();
+  const int ga = kv_head_of(c, head_a) * dh, gb = kv_head_of(c, head_b) * dh;
+  mg.bias = (lw.b_V.segment(ga, dh).cast<double>() * B.topRows(dh) +
+             lw.b_V.segment(gb, dh).cast<double>() * B.bottomRows(dh))
+                .cast<float>();
+  double total = 0, tail = 0;
+  for (int i = 0; i < k; ++i) {
+    const double s2 = svd->S[i] * svd->S[i];
+    mg.sigma.push_back(svd->S[i]);
+    total += s2;
+    if (i >= r) tail += s2;
+  }
+  mg.truncation_error = total > 0 ? std::sqrt(tail / total) : 0;
+  return mg;
+}
+
+int add_edit(ModelEdits& edits, OvEdit edit) {
+  edit.id = edits.next_id++;
+  edits.ov.push_back(std::move(edit));
+  return edits.ov.back().id;
+}
+
+int add_merge(ModelEdits& edits, HeadMerge merge) {
+  merge.id = edits.next_id++;
+  edits.merges.push_back(std::move(merge));
+  return edits.merges.back().id;
+}
+
+bool undo_edit(ModelEdits& edits, int id) {
+  for (auto it = edits.ov.begin(); it != edits.ov.end(); ++it)
+    if (it->id == id) {
+      edits.ov.erase(it);
+      return true;
+    }
+  for (auto it = edits.merges.begin(); it != edits.merges.end(); ++it)
+    if (it->id == id) {
+      edits.merges.erase(it);
+      return true;
+    }
+  return false;
+}
+
+Status check_edits(const Model& model, const ModelEdits& edits) {
+  const ModelConfig& c = model.config;
+  const std::size_t d = static_cast<std::size_t>(c.d_model);
+  for (const OvEdit& e : edits.ov) {
+    HS_TRY(check_head(c, e.layer, e.head, "OV edit"));
+    if (e.read.size() != d || e.write.size() != d)
+      return make_error("OV edit " + std::to_string(e.id) + ": vectors have " + std::to_string(e.read.size()) + " and " +
+                        std::to_string(e.write.size()) + " entries, expected d_model = " + std::to_string(d));
+  }
+  for (const HeadMerge& m : edits.merges) {
+    HS_TRY(check_head(c, m.layer, m.head_a, "head merge"));
+    HS_TRY(check_head(c, m.layer, m.head_b, "head merge"));
+    HS_TRY(check_head(c, m.layer, m.pattern_head, "head merge"));
+    if (m.read.rows() != c.d_model || m.write.rows() != c.d_model || m.read.cols() != m.write.cols() ||
+        m.bias.size() != c.d_model)
+      return make_error("head merge " + std::to_string(m.id) + ": factors do not match d_model = " + std::to_string(d));
+  }
+  return Ok{};
+}
+
+namespace {
+
+// The edits of one layer, for the hooks and the reverse pass.
+struct LayerEdits {
+  std::vector<const OvEdit*> ov;
+  std::vector<const HeadMerge*> merges;
+};
+
+std::vector<LayerEdits> edits_by_layer(const ModelConfig& c, const ModelEdits& edits) {
+  std::vector<LayerEdits> by(c.n_layer);
+  for (const OvEdit& e : edits.ov) by[e.layer].ov.push_back(&e);
+  for (const HeadMerge& m : edits.merges) by[m.layer].merges.push_back(&m);
+  return by;
+}
+
+// The extra paths of one layer: attn_out [T, d] += each path, read through
+// the gated patterns [H, T, T] from the attention input x [T, d].
+void add_edit_paths(const LayerEdits& le, const MatrixRM& x, const float* patterns, MatrixRM& out) {
+  const int T = static_cast<int>(x.rows());
+  for (const OvEdit* e : le.ov) {
+    const ConstMapRM A(patterns + static_cast<std::size_t>(e->head) * T * T, T, T);
+    const Eigen::Map<const VectorF> a(e->read.data(), static_cast<Eigen::Index>(e->read.size()));
+    const Eigen::Map<const RowVectorF> b(e->write.data(), static_cast<Eigen::Index>(e->write.size()));
+    const VectorF s = A * (x * a);  // [T]: A_h (x a)
+    out.noalias() += (e->coeff * s) * b;
+  }
+  for (const HeadMerge* m : le.merges) {
+    const ConstMapRM A(patterns + static_cast<std::size_t>(m->pattern_head) * T * T, T, T);
+    const MatrixRM s = A * (x * m->read);  // [T, r]
+    out.noalias() += s * m->write.transpose();
+    const VectorF rowsum = A.rowwise().sum();
+    out.noalias() += rowsum * m->bias;
+  }
+}
+
+// Installs the edits into `opt` after the hooks it already has.
+void install_edits(const Model& model, const std::vector<LayerEdits>& by, RunOptions& opt) {
+  const int dh = model.config.d_head;
+  bool any_merge = false;
+  for (const LayerEdits& le : by) any_merge |= !le.merges.empty();
+  if (any_merge) {
+    auto before = opt.on_z;
+    opt.on_z = [before, &by, dh](int layer, MatrixRM& z) {
+      if (before) before(layer, z);
+      for (const HeadMerge* m : by[layer].merges) {
+        z.middleCols(m->head_a * dh, dh).setZero();
+        z.middleCols(m->head_b * dh, dh).setZero();
+      }
+    };
+  }
+  auto before = opt.on_attn_view;
+  opt.on_attn_view = [before, &by](int layer, const AttentionView& view, MatrixRM& out) {
+    if (before) before(layer, view, out);
+    add_edit_paths(by[layer], view.input, view.patterns, out);
+  };
+}
+
+// Everything a run needs: the model's edits, the gate of the ablated heads,
+// and for mean-ablation the constant rows to add back.
+struct RunPlan {
+  std::vector<float> gate;                  // [L*H], empty = all 1
+  std::vector<std::vector<int>> mean_heads;  // per layer: heads whose mean output is added back
+  const std::vector<RowVectorF>* means = nullptr;  // [L*H] rows [d]
+};
+
+Result<RunResult> run_plan(const Model& model, const std::vector<int>& ids, const ModelEdits& edits,
+                           const std::vector<LayerEdits>& by, const RunPlan& plan, RunOptions opt) {
+  opt.head_gate = plan.gate;
+  const int H = model.config.n_head;
+  bool any_mean = false;
+  for (const auto& hs : plan.mean_heads) any_mean |= !hs.empty();
+  if (any_mean) {
+    opt.on_attn_out = [&plan, H](int layer, const MatrixRM&, MatrixRM& out) {
+      for (int h : plan.mean_heads[layer]) out.rowwise() += (*plan.means)[static_cast<std::size_t>(layer) * H + h];
+    };
+  }
+  if (edits.empty()) return run_model(model, ids, opt);
+  install_edits(model, by, opt);
+  return run_model(model, ids, opt);
+}
+
+// Head h's whole output in a layer, [T, d]: z_h W_O[h] plus the edit paths
+// that read through h's pattern.
+MatrixRM head_output(const Model& model, const LayerEdits& le, int layer, int h, const AttentionView& view) {
+  const ModelConfig& c = model.config;
+  const int dh = c.d_head;
+  const LayerWeights& lw = model.weights.layers[layer];
+  MatrixRM o = view.z.middleCols(h * dh, dh) * head_W_O(lw, h, dh);
+  LayerEdits mine;
+  for (const OvEdit* e : le.ov)
+    if (e->head == h) mine.ov.push_back(e);
+  for (const HeadMerge* m : le.merges)
+    if (m->pattern_head == h) mine.merges.push_back(m);
+  add_edit_paths(mine, view.input, view.patterns, o);
+  return o;
+}
+
+// The base run: the edited model without ablation, and (want_means) every
+// head's output averaged over positions.
+struct BaseRun {
+  RunResult run;
+  std::vector<RowVectorF> means;  // [L*H] rows [d] (empty unless wanted)
+};
+
+Result<BaseRun> base_run(const Model& model, const std::vector<int>& ids, const ModelEdits& edits,
+                         const std::vector<LayerEdits>& by, RunOptions opt, bool want_means) {
+  BaseRun b;
+  const int H = model.config.n_head;
+  if (want_means) {
+    b.means.assign(static_cast<std::size_t>(model.config.n_layer) * H, RowVectorF());
+    opt.on_attn_view = [&](int layer, const AttentionView& view, MatrixRM&) {
+      for (int h = 0; h < H; ++h)
+        b.means[static_cast<std::size_t>(layer) * H + h] = head_output(model, by[layer], layer, h, view).colwise().mean();
+    };
+  }
+  auto r = run_plan(model, ids, edits, by, RunPlan{}, opt);
+  if (!r.ok()) return r.error();
+  b.run = std::move(r).value();
+  return b;
+}
+
+// The plan that ablates `heads` (flat indices).
+RunPlan ablation_plan(const ModelConfig& c, const std::vector<int>& heads, AblationMode mode,
+                      const std::vector<RowVectorF>& means) {
+  RunPlan p;
+  const int L = c.n_layer, H = c.n_head;
+  p.gate.assign(static_cast<std::size_t>(L) * H, 1.f);
+  p.mean_heads.assign(L, {});
+  for (int i : heads) {
+    p.gate[i] = 0.f;
+    if (mode == AblationMode::mean) p.mean_heads[i / H].push_back(i % H);
+  }
+  p.means = &means;
+  return p;
+}
+
+}  // namespace
+
+Result<RunResult> run_edited(const Model& model, const std::vector<int>& ids, const ModelEdits& edits,
+                             RunOptions options) {
+  if (edits.empty()) return run_model(model, ids, options);
+  HS_TRY(check_edits(model, edits));
+  const auto by = edits_by_layer(model.config, edits);
+  install_edits(model, by, options);
+  return run_model(model, ids, options);
+}
+
+// ---------------------------------------------------------------------------
+// Ablation and leave-one-out
+
+Result<AblationResult> ablate_heads(const Model& model, const std::vector<int>& ids, const std::vector<int>& heads,
+                                    const AblationOptions& options, const ModelEdits& edits) {
+  const ModelConfig& c = model.config;
+  const Objective objective = resolve_objective(c, options.objective);
+  HS_TRY(check_objective(model, ids, objective));
+  HS_TRY(check_head_list(c, heads));
+  HS_TRY(check_edits(model, edits));
+  const auto by = edits_by_layer(c, edits);
+
+  RunOptions opt;
+  opt.want_hidden = opt.want_logits = false;
+  opt.want_patterns = options.want_patterns;
+  want_for(objective, opt);
+  auto base = base_run(model, ids, edits, by, opt, options.mode == AblationMode::mean);
+  if (!base.ok()) return base.error();
+  auto base_value = objective_value(model, ids, base->run, objective);
+  if (!base_value.ok()) return base_value.error();
+
+  if (options.want_logits) opt.want_logits = true;
+  const RunPlan plan = ablation_plan(c, heads, options.mode, base->means);
+  auto run = run_plan(model, ids, edits, by, plan, opt);
+  if (!run.ok()) return run.error();
+  auto value = objective_value(model, ids, *run, objective);
+  if (!value.ok()) return value.error();
+
+  AblationResult r;
+  r.n_layer = c.n_layer;
+  r.n_head = c.n_head;
+  r.n_tokens = static_cast<int>(ids.size());
+  r.objective = objective;
+  r.mode = options.mode;
+  r.heads = heads;
+  r.loss_base = base_value->mean;
+  r.loss = value->mean;
+  r.token_loss_base = std::move(base_value->per_token);
+  r.token_loss = std::move(value->per_token);
+  if (options.want_patterns) {
+    const std::size_t TT = static_cast<std::size_t>(r.n_tokens) * r.n_tokens;
+    r.pattern_change.assign(static_cast<std::size_t>(c.n_layer) * c.n_head, 0.f);
+    for (std::size_t hd = 0; hd < r.pattern_change.size(); ++hd)
+      for (std::size_t e = 0; e < TT; ++e)
+        r.pattern_change[hd] =
+            std::max(r.pattern_change[hd], std::fabs(run->patterns[hd * TT + e] - base->run.patterns[hd * TT + e]));
+    r.patterns = std::move(run->patterns);
+  }
+  if (options.want_logits) r.logits = std::move(run->logits);
+  return r;
+}
+
+Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& ids, AblationMode mode,
+                                  Objective objective, const ModelEdits& edits, const ProgressFn& progress) {
+  const ModelConfig& c = model.config;
+  objective = resolve_objective(c, objective);
+  HS_TRY(check_objective(model, ids, objective));
+  HS_TRY(check_edits(model, edits));
+  const auto by = edits_by_layer(c, edits);
+  const int N = c.n_layer * c.n_head;
+
+  RunOptions opt;
+  opt.want_hidden = opt.want_logits = opt.want_patterns = false;
+  want_for(objective, opt);
+  auto base = base_run(model, ids, edits, by, opt, mode == AblationMode::mean);
+  if (!base.ok()) return base.error();
+  auto base_value = objective_value(model, ids, base->run, objective);
+  if (!base_value.ok()) return base_value.error();
+
+  LeaveOneOut r;
+  r.n_layer = c.n_layer;
+  r.n_head = c.n_head;
+  r.objective = objective;
+  r.mode = mode;
+  r.loss_base = base_value->mean;
+  for (int i = 0; i < N; ++i) {
+    if (!report(progress, double(i) / N)) return cancelled();
+    auto run = run_plan(model, ids, edits, by, ablation_plan(c, {i}, mode, base->means), opt);
+    if (!run.ok()) return run.error();
+    auto v = objective_value(model, ids, *run, objective);
+    if (!v.ok()) return v.error();
+    r.loss.push_back(v->mean);
+    r.delta.push_back(v->mean - r.loss_base);
+  }
+  report(progress, 1.0);
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// The reverse pass
+
+namespace {
+
+// d/dx of activation_apply.
+float activation_grad(Activation act, float x) {
+  switch (act) {
+    case Activation::gelu_new:
+    case Activation::gelu_fast: {
+      const float k = 0.7978845608028654f;
+      const float u = k * (x + 0.044715f * x * x * x);
+      const float t = std::tanh(u);
+      return 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * k * (1.f + 3.f * 0.044715f * x * x);
+    }
+    case Activation::gelu: {
+      const float pdf = 0.3989422804014327f * std::exp(-0.5f * x * x);
+      return 0.5f * (1.f + std::erf(x * 0.7071067811865476f)) + x * pdf;
+    }
+    case Activation::silu: {
+      const float s = 1.f / (1.f + std::exp(-x));
+      return s * (1.f + x * (1.f - s));
+    }
+    case Activation::relu: return x > 0.f ? 1.f : 0.f;
+  }
+  return 1.f;
+}
+
+// y = norm(x) row by row (LayerNorm with weight w, or RMSNorm): dy -> dx, all [T, d].
+MatrixRM norm_backward(NormKind kind, float eps, const MatrixRM& x, const RowVectorF& w, const MatrixRM& dy) {
+  const Eigen::Index T = x.rows(), d = x.cols();
+  MatrixRM dx(T, d);
+  for (Eigen::Index t = 0; t < T; ++t) {
+    if (kind == NormKind::rms_norm) {
+      double ms = 0, gx = 0;
+      for (Eigen::Index m = 0; m < d; ++m) ms += double(x(t, m)) * x(t, m);
+      const double r = 1.0 / std::sqrt(ms / d + eps);
+      for (Eigen::Index m = 0; m < d; ++m) gx += double(dy(t, m)) * w[m] * x(t, m);
+      const double c = r * r * r * gx / d;
+      for (Eigen::Index m = 0; m < d; ++m) dx(t, m) = static_cast<float>(r * dy(t, m) * w[m] - c * x(t, m));
+    } else {
+      double mean = 0, var = 0;
+      for (Eigen::Index m = 0; m < d; ++m) mean += x(t, m);
+      mean /= d;
+      for (Eigen::Index m = 0; m < d; ++m) var += (x(t, m) - mean) * (x(t, m) - mean);
+      var /= d;
+      const double rstd = 1.0 / std::sqrt(var + eps);
+      double g_mean = 0, gx_mean = 0;
+      for (Eigen::Index m = 0; m < d; ++m) {
+        const double g = double(dy(t, m)) * w[m];
+        g_mean += g;
+        gx_mean += g * (x(t, m) - mean) * rstd;
+      }
+      g_mean /= d;
+      gx_mean /= d;
+      for (Eigen::Index m = 0; m < d; ++m) {
+        const double g = double(dy(t, m)) * w[m];
+        dx(t, m) = static_cast<float>(rstd * (g - g_mean - (x(t, m) - mean) * rstd * gx_mean));
+      }
+    }
+  }
+  return dx;
+}
+
+// LayerNorm forward as forward.cpp computes it (for the MLM head's recompute).
+MatrixRM layer_norm(const MatrixRM& x, const RowVectorF& w, const RowVectorF& b, float eps) {
+  const Eigen::Index T = x.rows(), d = x.cols();
+  MatrixRM out(T, d);
+  for (Eigen::Index t = 0; t < T; ++t) {
+    double mean = 0, var = 0;
+    for (Eigen::Index m = 0; m < d; ++m) mean += x(t, m);
+    mean /= d;
+    for (Eigen::Index m = 0; m < d; ++m) var += (x(t, m) - mean) * (x(t, m) - mean);
+    var /= d;
+    const float mu = static_cast<float>(mean);
+    const float rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
+    for (Eigen::Index m = 0; m < d; ++m) out(t, m) = (x(t, m) - mu) * rstd * w[m] + (b.size() ? b[m] : 0.f);
+  }
+  return out;
+}
+
+// The MLP of one layer: dout [T, d] -> d mlp_in [T, d].
+MatrixRM mlp_backward(const ModelConfig& c, const LayerWeights& lw, const LayerTape& tp, const MatrixRM& dout) {
+  MatrixRM dhid = dout * lw.W_out.transpose();  // [T, M]
+  const Eigen::Index n = dhid.size();
+  if (c.gated_mlp) {
+    // hid = act(gate_pre) * pre
+    MatrixRM dgate(dhid.rows(), dhid.cols());
+    const float* pre = tp.mlp_pre.data();
+    const float* gp = tp.mlp_gate_pre.data();
+    float* dh = dhid.data();
+    float* dg = dgate.data();
+    for (Eigen::Index i = 0; i < n; ++i) {
+      dg[i] = dh[i] * pre[i] * activation_grad(c.act, gp[i]);
+      dh[i] = dh[i] * activation_apply(c.act, gp[i]);
+    }
+    MatrixRM dx = dhid * lw.W_in.transpose();
+    dx.noalias() += dgate * lw.W_gate.transpose();
+    return dx;
+  }
+  const float* pre = tp.mlp_pre.data();
+  float* dh = dhid.data();
+  for (Eigen::Index i = 0; i < n; ++i) dh[i] *= activation_grad(c.act, pre[i]);
+  return dhid * lw.W_in.transpose();
+}
+
+// RoPE's transpose, in place on dx [T, n_heads*dh] (rotation by -theta).
+void rope_backward(MatrixRM& dx, int n_heads, int dh, const MatrixRM& cos, const MatrixRM& sin) {
+  const int half = static_cast<int>(cos.cols());
+  if (half == 0) return;
+  for (Eigen::Index t = 0; t < dx.rows(); ++t)
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = &dx(t, h * dh);
+      for (int j = 0; j < half; ++j) {
+        const float y1 = v[j], y2 = v[j + half], cs = cos(t, j), sn = sin(t, j);
+        v[j] = y1 * cs + y2 * sn;
+        v[j + half] = y2 * cs - y1 * sn;
+      }
+    }
+}
+
+// The attention of one layer: dout [T, d] (gradient of attn_out) -> d attn_in
+// [T, d] (unless !want_input); adds dL/dxi_h to dgate[h].
+MatrixRM attention_backward(const ModelConfig& c, const LayerWeights& lw, const LayerTape& tp, const ForwardTape& tape,
+                            const LayerEdits& le, int layer, const float* gate, const MatrixRM& dout,
+                            bool want_input, double* dgate) {
+  const int T = static_cast<int>(dout.rows()), H = c.n_head, G = c.n_kv_head, dh = c.d_head, d = c.d_model;
+  const int group = H / G;
+  const float scale = c.scale_by_inverse_layer ? c.attn_scale / static_cast<float>(layer + 1) : c.attn_scale;
+  const MatrixRM dz = dout * lw.W_O.transpose();  // [T, H*dh]
+  const MatrixRM& x = tp.attn_in;
+  MatrixRM dx = MatrixRM::Zero(T, d);
+  MatrixRM dq, dk, dv;
+  if (want_input) {
+    dq.setZero(T, H * dh);
+    dk.setZero(T, G * dh);
+    dv.setZero(T, G * dh);
+  }
+  std::vector<char> dropped(H, 0);  // merged heads lose their own z
+  for (const HeadMerge* m : le.merges) dropped[m->head_a] = dropped[m->head_b] = 1;
+
+  MatrixRM dPg(T, T), dS(T, T), Pg(T, T);
+  for (int h = 0; h < H; ++h) {
+    const int g = h / group;
+    const ConstMapRM P(tp.probs.data() + static_cast<std::size_t>(h) * T * T, T, T);
+    const float xi = gate ? gate[h] : 1.f;
+    Pg = xi * P;
+    dPg.setZero();
+    // z_h = Pg v_g
+    if (!dropped[h]) {
+      dPg.noalias() += dz.middleCols(h * dh, dh) * tp.v.middleCols(g * dh, dh).transpose();
+      if (want_input) dv.middleCols(g * dh, dh).noalias() += Pg.transpose() * dz.middleCols(h * dh, dh);
+    }
+    // Edit paths read through Pg: out += coeff (Pg (x a)) b^T, or
+    // (Pg (x R)) W^T + rowsum(Pg) beta for a merge.
+    for (const OvEdit* e : le.ov) {
+      if (e->head != h) continue;
+      const Eigen::Map<const VectorF> a(e->read.data(), d);
+      const Eigen::Map<const VectorF> b(e->write.data(), d);
+      const VectorF s = e->coeff * (dout * b);  // [T]
+      const VectorF y = x * a;                  // [T]
+      dPg.noalias() += s * y.transpose();
+      if (want_input) dx.noalias() += (Pg.transpose() * s) * a.transpose();
+    }
+    for (const HeadMerge* m : le.merges) {
+      if (m->pattern_head != h) continue;
+      const MatrixRM s = dout * m->write;  // [T, r]
+      const MatrixRM y = x * m->read;      // [T, r]
+      dPg.noalias() += s * y.transpose();
+      const VectorF sb = dout * m->bias.transpose();  // [T]
+      dPg.colwise() += sb;
+      if (want_input) dx.noalias() += (Pg.transpose() * s) * m->read.transpose();
+    }
+    // Gate: Pg = xi P.
+    double gsum = 0;
+    for (int i = 0; i < T; ++i)
+      for (int j = 0; j < T; ++j) gsum += double(P(i, j)) * dPg(i, j);
+    dgate[h] += gsum;
+    if (!want_input || xi == 0.f) continue;
+    // Softmax: dS = P o (dP - rowsum(P o dP)), dP = xi dPg; masked P are 0.
+    for (int i = 0; i < T; ++i) {
+      double dot = 0;
+      for (int j = 0; j < T; ++j) dot += double(P(i, j)) * dPg(i, j);
+      for (int j = 0; j < T; ++j) dS(i, j) = static_cast<float>(xi * P(i, j) * (dPg(i, j) - dot) * scale);
+    }
+    dq.middleCols(h * dh, dh).noalias() += dS * tp.k.middleCols(g * dh, dh);
+    dk.middleCols(g * dh, dh).noalias() += dS.transpose() * tp.q.middleCols(h * dh, dh);
+  }
+  if (!want_input) return dx;
+  rope_backward(dq, H, dh, tape.rope_cos, tape.rope_sin);
+  rope_backward(dk, G, dh, tape.rope_cos, tape.rope_sin);
+  dx.noalias() += dq * lw.W_Q.transpose();
+  dx.noalias() += dk * lw.W_K.transpose();
+  dx.noalias() += dv * lw.W_V.transpose();
+  return dx;
+}
+
+// dL/d head_in [T, d] for the objective, from the tape.
+MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, const ForwardTape& tape,
+                            Objective objective) {
+  const ModelConfig& c = model.config;
+  const ModelWeights& w = model.weights;
+  const int T = static_cast<int>(ids.size()), V = c.d_vocab;
+  if (objective == Objective::hidden_energy) return tape.head_in / static_cast<float>(T);
+
+  // Logits = x2 W_U + b_U with x2 the LM head's input (BERT: after the MLM transform).
+  MatrixRM act;
+  MatrixRM x2;
+  if (c.family == Family::bert) {
+    act = tape.mlm_pre;
+    for (Eigen::Index i = 0; i < act.size(); ++i) act.data()[i] = activation_apply(c.act, act.data()[i]);
+    x2 = layer_norm(act, w.mlm_ln_w, w.mlm_ln_b, c.norm_eps);
+  } else {
+    x2 = tape.head_in;
+  }
+  const bool next = objective == Objective::next_token;
+  const int n = next ? T - 1 : T;
+  MatrixRM dx2 = MatrixRM::Zero(T, c.d_model);
+  const int chunk = 64;  // rows of logits at a time: [chunk, V]
+  for (int t0 = 0; t0 < n; t0 += chunk) {
+    const int rows = std::min(chunk, n - t0);
+    MatrixRM lg = x2.middleRows(t0, rows) * w.W_U;
+    lg.rowwise() += w.b_U;
+    for (int r = 0; r < rows; ++r) {
+      float* row = &lg(r, 0);
+      const float mx = *std::max_element(row, row + V);
+      double sum = 0;
+      for (int j = 0; j < V; ++j) sum += std::exp(double(row[j]) - mx);
+      for (int j = 0; j < V; ++j) row[j] = static_cast<float>(std::exp(double(row[j]) - mx) / sum / n);
+      const int target = ids[t0 + r + (next ? 1 : 0)];
+      row[target] -= 1.f / n;
+    }
+    dx2.middleRows(t0, rows).noalias() = lg * w.W_U.transpose();
+  }
+  if (c.family != Family::bert) return dx2;
+  MatrixRM da = norm_backward(NormKind::layer_norm, c.norm_eps, act, w.mlm_ln_w, dx2);
+  for (Eigen::Index i = 0; i < da.size(); ++i) da.data()[i] *= activation_grad(c.act, tape.mlm_pre.data()[i]);
+  return da * w.mlm_dense_W.transpose();
+}
+
+}  // namespace
+
+Result<GradientImportance> gradient_importance(const Model& model, const std::vector<int>& ids, Objective objective,
+                                               const std::vector<float>& gate, const ModelEdits& edits) {
+  const ModelConfig& c = model.config;
+  const ModelWeights& w = model.weights;
+  objective = resolve_objective(c, objective);
+  HS_TRY(check_objective(model, ids, objective));
+  HS_TRY(check_edits(model, edits));
+  const int L = c.n_layer, H = c.n_head;
+  const auto by = edits_by_layer(c, edits);
+
+  // Forward, keeping the tape.
+  ForwardTape tape;
+  RunOptions opt;
+  opt.want_hidden = opt.want_logits = opt.want_patterns = false;
+  want_for(objective, opt);
+  opt.tape = &tape;
+  RunPlan plan;
+  plan.gate = gate;
+  auto run = run_plan(model, ids, edits, by, plan, opt);
+  if (!run.ok()) return run.error();
+  auto value = objective_value(model, ids, *run, objective);
+  if (!value.ok()) return value.error();
+
+  // Backward.
+  std::vector<double> dgate(static_cast<std::size_t>(L) * H, 0.0);
+  MatrixRM dx = objective_backward(model, ids, tape, objective);
+  if (c.final_norm) dx = norm_backward(c.norm, c.norm_eps, tape.final_norm_in, w.ln_final_w, dx);
+  for (int l = L - 1; l >= 0; --l) {
+    const LayerWeights& lw = w.layers[l];
+    const LayerTape& tp = tape.layers[l];
+    const float* g = gate.empty() ? nullptr : gate.data() + static_cast<std::size_t>(l) * H;
+    double* dg = dgate.data() + static_cast<std::size_t>(l) * H;
+    const bool want_input = l > 0;  // the embeddings need no gradient
+    if (c.post_ln) {
+      // x' = LN1(x + attn(x)); out = LN2(x' + mlp(x'))
+      const MatrixRM dw = norm_backward(NormKind::layer_norm, c.norm_eps, tp.ln2_in, lw.ln2_w, dx);
+      const MatrixRM dxp = dw + mlp_backward(c, lw, tp, dw);
+      const MatrixRM du = norm_backward(NormKind::layer_norm, c.norm_eps, tp.ln1_in, lw.ln1_w, dxp);
+      MatrixRM da = attention_backward(c, lw, tp, tape, by[l], l, g, du, want_input, dg);
+      dx = du + da;
+    } else if (c.parallel_residual) {
+      // out = x + attn(LN1 x) + mlp(LN2 x)
+      const MatrixRM dm = mlp_backward(c, lw, tp, dx);
+      const MatrixRM da = attention_backward(c, lw, tp, tape, by[l], l, g, dx, want_input, dg);
+      if (want_input) {
+        dx += norm_backward(c.norm, c.norm_eps, tp.ln1_in, lw.ln1_w, da);
+        dx += norm_backward(c.norm, c.norm_eps, tp.ln2_in, lw.ln2_w, dm);
+      }
+    } else {
+      // x' = x + attn(LN1 x); out = x' + mlp(LN2 x')
+      const MatrixRM dm = mlp_backward(c, lw, tp, dx);
+      dx += norm_backward(c.norm, c.norm_eps, tp.ln2_in, lw.ln2_w, dm);
+      const MatrixRM da = attention_backward(c, lw, tp, tape, by[l], l, g, dx, want_input, dg);
+      if (want_input) dx += norm_backward(c.norm, c.norm_eps, tp.ln1_in, lw.ln1_w, da);
+    }
+  }
+
+  GradientImportance r;
+  r.n_layer = L;
+  r.n_head = H;
+  r.objective = objective;
+  r.loss = value->mean;
+  r.gradient = dgate;
+  for (double v : dgate) r.importance.push_back(std::fabs(v));
+  // run_bertology normalisation: per layer by the L2 norm, then global min-max.
+  r.importance_normalized = r.importance;
+  for (int l = 0; l < L; ++l) {
+    double s = 0;
+    for (int h = 0; h < H; ++h) s += r.importance[l * H + h] * r.importance[l * H + h];
+    const double norm = std::sqrt(s) + 1e-20;
+    for (int h = 0; h < H; ++h) r.importance_normalized[l * H + h] /= norm;
+  }
+  const auto [lo, hi] = std::minmax_element(r.importance_normalized.begin(), r.importance_normalized.end());
+  const double mn = *lo, range = *hi - *lo;
+  for (double& v : r.importance_normalized) v = range > 0 ? (v - mn) / range : 0.0;
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Pruning curve
+
+Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& ids, const PruningOptions& options,
+                                   const ModelEdits& edits, const ProgressFn& progress) {
+  const ModelConfig& c = model.config;
+  const Objective objective = resolve_objective(c, options.objective);
+  HS_TRY(check_objective(model, ids, objective));
+  HS_TRY(check_edits(model, edits));
+  if (options.step < 1) return make_error("pruning_curve: step must be at least 1");
+  if (options.n_random < 0) return make_error("pruning_curve: n_random must not be negative");
+  const int N = c.n_layer * c.n_head;
+  const auto by = edits_by_layer(c, edits);
+
+  PruningCurve r;
+  r.n_layer = c.n_layer;
+  r.n_head = c.n_head;
+  r.options = options;
+  r.options.objective = objective;
+  for (int k = 0; k < N; k += options.step) r.n_removed.push_back(k);
+  r.n_removed.push_back(N);
+  const int P = static_cast<int>(r.n_removed.size());
+  const double total_runs = 1.0 + (options.order == PruneOrder::leave_one_out ? N : 0) + double(P) * (1 + options.n_random);
+  double runs_done = 0;
+
+  // The importance that sets the order.
+  if (options.order == PruneOrder::gradient) {
+    auto gi = gradient_importance(model, ids, objective, {}, edits);
+    if (!gi.ok()) return gi.error();
+    r.importance = gi->importance;
+    runs_done += 1;
+  } else {
+    const double n_runs = N + 1;
+    auto loo = leave_one_out(model, ids, options.mode, objective, edits, [&](double f) {
+      return report(progress, (runs_done + f * n_runs) / total_runs);
+    });
+    if (!loo.ok()) return loo.error();
+    r.importance = loo->delta;
+    runs_done += n_runs;
+  }
+  r.order.resize(N);
+  std::iota(r.order.begin(), r.order.end(), 0);
+  std::stable_sort(r.order.begin(), r.order.end(), [&](int a, int b) { return r.importance[a] < r.importance[b]; });
+
+  RunOptions opt;
+  opt.want_hidden = opt.want_logits = opt.want_patterns = false;
+  want_for(objective, opt);
+  auto base = base_run(model, ids, edits, by, opt, options.mode == AblationMode::mean);
+  if (!base.ok()) return base.error();
+
+  auto curve = [&](const std::vector<int>& order, std::vector<double>& out) -> Status {
+    for (int p = 0; p < P; ++p) {
+      if (!report(progress, runs_done / total_runs)) return cancelled();
+      const std::vector<int> removed(order.begin(), order.begin() + r.n_removed[p]);
+      auto run = run_plan(model, ids, edits, by, ablation_plan(c, removed, options.mode, base->means), opt);
+      if (!run.ok()) return run.error();
+      auto v = objective_value(model, ids, *run, objective);
+      if (!v.ok()) return v.error();
+      out.push_back(v->mean);
+      runs_done += 1;
+    }
+    return Ok{};
+  };
+  HS_TRY(curve(r.order, r.loss));
+  ProbeRng rng(options.seed);
+  r.random_loss_mean.assign(P, 0.0);
+  for (int k = 0; k < options.n_random; ++k) {
+    std::vector<int> order(N);
+    std::iota(order.begin(), order.end(), 0);
+    for (int i = N - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+    std::vector<double> losses;
+    HS_TRY(curve(order, losses));
+    r.random_orders.insert(r.random_orders.end(), order.begin(), order.end());
+    for (int p = 0; p < P; ++p) r.random_loss_mean[p] += losses[p] / options.n_random;
+    r.random_loss.insert(r.random_loss.end(), losses.begin(), losses.end());
+  }
+  report(progress, 1.0);
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Merging, evaluated
+
+Result<MergeReport> evaluate_head_merge(const Model& model, const std::vector<int>& ids, int layer, int head_a,
+                                        int head_b, Objective objective, const ModelEdits& edits,
+                                        const ProgressFn& progress) {
+  const ModelConfig& c = model.config;
+  objective = resolve_objective(c, objective);
+  HS_TRY(check_objective(model, ids, objective));
+  HS_TRY(check_edits(model, edits));
+  auto merge_a = make_head_merge(model, layer, head_a, head_b, head_a);
+  if (!merge_a.ok()) return merge_a.error();
+  HeadMerge merge_b = *merge_a;
+  merge_b.pattern_head = head_b;
+
+  RunOptions opt;
+  opt.want_hidden = opt.want_logits = opt.want_patterns = false;
+  want_for(objective, opt);
+  const int H = c.n_head;
+  const int ia = layer * H + head_a, ib = layer * H + head_b;
+  const std::vector<RowVectorF> no_means;
+  const int n_runs = 6;
+  int done = 0;
+  auto loss_with = [&](const ModelEdits& e, const std::vector<int>& ablated) -> Result<double> {
+    if (!report(progress, double(done++) / n_runs)) return cancelled();
+    const auto by_e = edits_by_layer(c, e);
+    auto run = run_plan(model, ids, e, by_e, ablation_plan(c, ablated, AblationMode::zero, no_means), opt);
+    if (!run.ok()) return run.error();
+    auto v = objective_value(model, ids, *run, objective);
+    if (!v.ok()) return v.error();
+    return v->mean;
+  };
+  MergeReport r;
+  r.layer = layer;
+  r.head_a = head_a;
+  r.head_b = head_b;
+  r.objective = objective;
+  r.sigma = merge_a->sigma;
+  r.truncation_error = merge_a->truncation_error;
+  auto base = loss_with(edits, {});
+  if (!base.ok()) return base.error();
+  r.loss_base = *base;
+  auto pa = loss_with(edits, {ia});
+  if (!pa.ok()) return pa.error();
+  r.loss_prune_a = *pa;
+  auto pb = loss_with(edits, {ib});
+  if (!pb.ok()) return pb.error();
+  r.loss_prune_b = *pb;
+  auto pab = loss_with(edits, {ia, ib});
+  if (!pab.ok()) return pab.error();
+  r.loss_prune_both = *pab;
+  ModelEdits with_a = edits, with_b = edits;
+  add_merge(with_a, std::move(merge_a).value());
+  add_merge(with_b, merge_b);
+  auto ma = loss_with(with_a, {});
+  if (!ma.ok()) return ma.error();
+  r.loss_merged_pattern_a = *ma;
+  auto mb = loss_with(with_b, {});
+  if (!mb.ok()) return mb.error();
+  r.loss_merged_pattern_b = *mb;
+  r.best_pattern_head = r.loss_merged_pattern_b < r.loss_merged_pattern_a ? head_b : head_a;
+  r.loss_merged = std::min(r.loss_merged_pattern_a, r.loss_merged_pattern_b);
+  report(progress, 1.0);
+  return r;
+}
+
+}  // namespace hs
