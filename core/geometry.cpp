@@ -92,9 +92,9 @@ int gram_basis_into(const MatrixRMd& A, const MatrixRMd& G, double rcond, Eigen:
   const double tol = lmax * rcond * rcond;
   int r = 0;
   for (Eigen::Index i = k - 1; i >= 0 && lambda[i] > tol; --i) ++r;
-  MatrixCd W(k, r);
-  for (int j = 0; j < r; ++j) W.col(j) = es.eigenvectors().col(k - 1 - j) / std::sqrt(lambda[k - 1 - j]);
-  out.leftCols(r) = (A * W).cast<float>();
+  MatrixRM W(k, r);
+  for (int j = 0; j < r; ++j) W.col(j) = (es.eigenvectors().col(k - 1 - j) / std::sqrt(lambda[k - 1 - j])).cast<float>();
+  out.leftCols(r).noalias() = A.cast<float>() * W;  // [d, k] x [k, r]; float is plenty for overlaps
   return r;
 }
 
@@ -153,19 +153,6 @@ Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l,
   return b;
 }
 
-// Writes a [d, k] factor scaled to unit Frobenius norm into a float block
-// (so the batched products compute cosine-like ratios directly); returns the
-// original norm.
-double write_normalized(const MatrixRMd& F, Eigen::Ref<MatrixRM> out) {
-  const double n = F.norm();
-  if (n > 0) {
-    out = (F / n).cast<float>();
-  } else {
-    out.setZero();
-  }
-  return n;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -209,7 +196,18 @@ Result<FactoredSvd> factored_svd(const Eigen::Ref<const MatrixRMd>& A, const Eig
 Eigen::VectorXd factored_singular_values(const MatrixRMd& gram_a, const MatrixRMd& gram_b) {
   // sigma(A B)^2 = eig(B^T A^T A B) = eig(S^T G_B S) with S S^T = G_A.
   const MatrixRMd S = psd_sqrt_factor(gram_a);
-  return sqrt_eigenvalues_desc(S.transpose() * gram_b * S);
+  Eigen::VectorXd sigma = sqrt_eigenvalues_desc(S.transpose() * gram_b * S);
+  // The eigenvalues carry an absolute error ~ eps * sigma_max^2, so sigma
+  // below ~sqrt(k eps) sigma_max is rounding noise: a rank-deficient factor
+  // would otherwise show ~1e-8 "singular values" and a slightly inflated
+  // effective rank. Zero them, as an SVD of the explicit product would show.
+  if (sigma.size() > 0) {
+    const double floor2 = 4.0 * sigma.size() * std::numeric_limits<double>::epsilon() * sigma[0] * sigma[0];
+    for (Eigen::Index i = 0; i < sigma.size(); ++i) {
+      if (sigma[i] * sigma[i] <= floor2) sigma[i] = 0;
+    }
+  }
+  return sigma;
 }
 
 Result<HeadCircuitSvd> head_circuit_svd(const Model& model, WeightVariant variant, int layer, int head,
@@ -555,6 +553,21 @@ void pack_projector_rows(const MatrixRM& X, int col0, int k, int r0, int rows, f
   }
 }
 
+// The pairs l1 < l2 of layers [begin, end) as a few large rectangles,
+// layers [begin, mid) x [mid, end), then each half recursively: L - 1
+// products that cover exactly the needed pairs (one product per later layer
+// would re-pack the left operand L - 1 times and run narrow GEMMs).
+struct LayerBlock {
+  int begin, mid, end;
+};
+void later_layer_blocks(int begin, int end, std::vector<LayerBlock>& out) {
+  if (end - begin < 2) return;
+  const int mid = (begin + end) / 2;
+  out.push_back({begin, mid, end});
+  later_layer_blocks(begin, mid, out);
+  later_layer_blocks(mid, end, out);
+}
+
 }  // namespace
 
 // One X against several Ys (composition: Q, K and V share the left factor).
@@ -611,6 +624,8 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
   int chunk = static_cast<int>(budget / (double(mats) * n * d));
   chunk = std::max(1, std::min(chunk, d));
   const int n_left = set == PairSet::symmetric ? n : (L - 1) * group;  // the last layer never composes forward
+  std::vector<LayerBlock> blocks;
+  if (set == PairSet::later_layer) later_layer_blocks(0, L, blocks);
   MatrixRM PX, PY, part;
   for (int r0 = 0; r0 < d; r0 += chunk) {
     const int rows = std::min(chunk, d - r0), w = d - r0;
@@ -625,10 +640,10 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
       PY.resize(n, K);
       for (int y = 0; y < n_y; ++y) {
         for (int j = group; j < n; ++j) pack_projector_rows(*Ys[y], j * k, k, r0, rows, PY.row(j).data());
-        for (int l2 = 1; l2 < L; ++l2) {
-          const int left = l2 * group;
-          part.noalias() = PX.topRows(left) * PY.middleRows(left, group).transpose();  // [left, group]
-          out[y].block(0, left, left, group) += part.cast<double>();
+        for (const LayerBlock& b : blocks) {
+          const int rows_l = (b.mid - b.begin) * group, cols_l = (b.end - b.mid) * group;
+          part.noalias() = PX.middleRows(b.begin * group, rows_l) * PY.middleRows(b.mid * group, cols_l).transpose();
+          out[y].block(b.begin * group, b.mid * group, rows_l, cols_l) += part.cast<double>();
         }
       }
     }
@@ -709,14 +724,33 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
   //   OV OV^T   = W_V G_O W_V^T   -> G_v = W_V S(G_O)
   const Eigen::Index cols = static_cast<Eigen::Index>(N) * dh;
   MatrixRM F(d, cols), Gq(d, cols), Gk(d, cols), Gv(d, cols);
+  // Float throughout this phase (Grams included): it feeds float GEMMs, and
+  // the scores come out within ~1e-7 of a double computation.
+  auto gram_f = [](const MatrixRM& A) {  // A^T A [k, k] for A [d, k]
+    MatrixRM G = MatrixRM::Zero(A.cols(), A.cols());
+    G.selfadjointView<Eigen::Lower>().rankUpdate(A.transpose());
+    return MatrixRMd(G.cast<double>().selfadjointView<Eigen::Lower>());
+  };
+  // F = A S(G) / ||A S(G)||, S(G) S(G)^T = G.
+  auto factor = [](const MatrixRM& A, const MatrixRMd& G, Eigen::Ref<MatrixRM> dst) {
+    dst.noalias() = A * psd_sqrt_factor(G).cast<float>();
+    const float n = dst.norm();
+    if (n > 0) dst /= n;
+  };
   for (int i = 0; i < N; ++i) {
-    auto b = head_blocks(model, variant, i / H, i % H);
-    if (!b) return b.error();
+    MatrixRM W[4];  // W_Q, W_K, W_V [d, dh]; W_O^T [d, dh]
+    const HeadMatrix which[4] = {HeadMatrix::W_Q, HeadMatrix::W_K, HeadMatrix::W_V, HeadMatrix::W_O};
+    for (int m = 0; m < 4; ++m) {
+      auto M = head_matrix(model, variant, i / H, i % H, which[m]);
+      if (!M) return M.error();
+      W[m] = m == 3 ? MatrixRM(M->transpose().cast<float>()) : MatrixRM(M->cast<float>());
+    }
+    const MatrixRMd G_Q = gram_f(W[0]), G_K = gram_f(W[1]), G_V = gram_f(W[2]), G_O = gram_f(W[3]);
     const Eigen::Index c0 = static_cast<Eigen::Index>(i) * dh;
-    write_normalized(b->W_O.transpose() * psd_sqrt_factor(b->G_V), F.middleCols(c0, dh));
-    write_normalized(b->W_Q * psd_sqrt_factor(b->G_K), Gq.middleCols(c0, dh));
-    write_normalized(b->W_K * psd_sqrt_factor(b->G_Q), Gk.middleCols(c0, dh));
-    write_normalized(b->W_V * psd_sqrt_factor(b->G_O), Gv.middleCols(c0, dh));
+    factor(W[3], G_V, F.middleCols(c0, dh));
+    factor(W[0], G_K, Gq.middleCols(c0, dh));
+    factor(W[1], G_Q, Gk.middleCols(c0, dh));
+    factor(W[2], G_O, Gv.middleCols(c0, dh));
     if (!keep_going(progress, 0.1 * (i + 1) / N)) return cancelled();
   }
   // Phase 2: ||F_i^T G_j||^2 for l1 < l2, the three kinds sharing F's packing.

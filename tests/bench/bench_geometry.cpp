@@ -1,6 +1,7 @@
 // Weight-geometry benchmark (not a test): a random GPT-2-small-shaped model
 // (12 layers, 12 heads, d 768, dh 64, LayerNorm) and the time of each
-// analysis the page runs on it. Prints milliseconds, median of --repeat runs.
+// analysis the page runs on it. Prints CPU milliseconds (the process is single-threaded), median of
+// --repeat runs.
 //
 //   bench_geometry [--repeat N] [--vocab V] [--all]
 //
@@ -10,7 +11,7 @@
 // the full-OV copying scores (needs the vocab: W_U W_E costs V d^2) and
 // single-head calls.
 #include <algorithm>
-#include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -72,8 +73,12 @@ hs::Model random_gpt2_small(int vocab) {
   return m;
 }
 
+// CPU time of this (single-threaded) process: on a shared 2-core machine wall
+// time mostly measures the neighbours.
 double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
 }
 
 // Median time of `repeat` runs of f, which returns false on failure.
@@ -110,7 +115,7 @@ int main(int argc, char** argv) {
   }
   const hs::Model model = random_gpt2_small(vocab);
   const auto raw = hs::WeightVariant::raw;
-  std::printf("random GPT-2-small-shaped model: 12 layers x 12 heads, d 768, dh 64, vocab %d; median of %d\n", vocab,
+  std::printf("random GPT-2-small-shaped model: 12 layers x 12 heads, d 768, dh 64, vocab %d; CPU ms, median of %d\n", vocab,
               repeat);
   const double spectra = time_ms(repeat, [&] { return hs::head_spectra(model, raw).ok(); });
   const double write = time_ms(repeat, [&] {
@@ -121,6 +126,22 @@ int main(int argc, char** argv) {
   std::printf("%-58s %9.1f ms\n", "write-subspace redundancy 144 x 144 (subspace_redundancy O)", write);
   std::printf("%-58s %9.1f ms\n", "Q/K/V composition scores, all l1 < l2 (composition_scores)", comp);
   std::printf("%-58s %9.1f ms\n", "total", spectra + write + comp);
+  // Where the time goes: per-head factors (phase 1) vs the batched pair products.
+  auto phase_split = [&](double boundary, const std::function<bool(const hs::GeometryProgress&)>& f) {
+    double t0 = now_ms(), t_split = -1;
+    f([&](double x) {
+      if (t_split < 0 && x >= boundary - 1e-12) t_split = now_ms();
+      return true;
+    });
+    const double t1 = now_ms();
+    std::printf("    per-head factors %.1f ms, batched pairs %.1f ms\n", t_split - t0, t1 - t_split);
+  };
+  std::printf("  redundancy O:");
+  phase_split(0.15, [&](const hs::GeometryProgress& p) {
+    return hs::subspace_redundancy(model, raw, hs::HeadSubspace::output_write, p).ok();
+  });
+  std::printf("  composition:");
+  phase_split(0.1, [&](const hs::GeometryProgress& p) { return hs::composition_scores(model, raw, p).ok(); });
   if (!all) return 0;
 
   const auto proc = hs::WeightVariant::processed;

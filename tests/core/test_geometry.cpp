@@ -244,7 +244,7 @@ void check_model(const std::string& name, hs::WeightVariant variant) {
   auto copy = hs::ov_copying_scores(model, variant, *ue);
   REQUIRE(copy.ok());
   CHECK(copy->variant == variant);
-  Worst wc(tag + "OV copying score and positive fraction", 1e-5);
+  Worst wc(tag + "OV copying score and positive fraction", 2e-6);
   const auto cs = R("copy_score"), pf = R("copy_posfrac");
   for (int i = 0; i < N; ++i) {
     wc.add(copy->copying_score[i], cs.data[i], "head " + std::to_string(i) + " score");
@@ -260,7 +260,7 @@ void check_model(const std::string& name, hs::WeightVariant variant) {
   REQUIRE(ro.ok());
   CHECK(ro->variant == variant);
   REQUIRE(static_cast<int>(ro->directions.size()) == n_dir);
-  Worst wr(tag + "read-out cosines and sigma", 1e-5);
+  Worst wr(tag + "read-out cosines and sigma", 1e-6);
   int id_mismatch = 0;
   for (const char* list : {"read_top", "read_bottom", "write_top", "write_bottom"}) {
     const auto ids = R(std::string("readout_") + list + "_ids").as_int64();
