@@ -28,7 +28,9 @@ export function textOf(state) {
 export class App {
   constructor(store, { workerUrl, maxTokens = 256 }) {
     this.store = store;
+    this.workerUrl = workerUrl;
     this.client = new HeadscopeClient(workerUrl);
+    this.restarts = 0;
     this.maxTokens = maxTokens;
     this.loadedKey = null;    // specKey of the model in the worker
     this.loadedState = null;  // {model, rev, hub} of that model
@@ -41,6 +43,30 @@ export class App {
     this.baseline = null;     // {key, generation, patterns, tokenLoss, loss}
     this.localFiles = null;
     store.subscribe((state, changed) => this.onChange(state, changed));
+  }
+
+  // The wasm module aborted (out of memory, a trap): start a new worker and
+  // load the model again, telling the user why.
+  async recover(error) {
+    this.client.terminate();
+    this.restarts++;
+    this.client = new HeadscopeClient(this.workerUrl);
+    this.loadedKey = null;
+    this.loadedState = null;
+    this.loadingKey = null;
+    this.geometryCache = null;
+    this.baseline = null;
+    this.inFlight = false;
+    const message = `the engine stopped (${error.message}); it was restarted${/memory/i.test(error.message) ? ' — this model or text may need more memory than this browser allows' : ''}`;
+    this.store.set({ modelStatus: 'idle', modelInfo: null, run: null, runStatus: 'idle', modelError: message });
+    try {
+      await this.client.ready;
+    } catch (startError) {
+      this.store.set({ modelStatus: 'error', modelError: `the wasm core could not start: ${startError.message}` });
+      return;
+    }
+    this.loadFromState();
+    this.store.set({ modelError: message });
   }
 
   async start() {
@@ -99,6 +125,10 @@ export class App {
     } catch (error) {
       if (seq !== this.loadSeq) return;
       this.loadingKey = null;
+      if (error.fatal && this.restarts < 3) {
+        this.recover(error);
+        return;
+      }
       const message = error.message || String(error);
       const unavailable = /built-in model not yet available/.test(message);
       const patch = { modelStatus: this.loadedKey ? 'ready' : unavailable ? 'unavailable' : 'error', modelError: message, progress: null };
@@ -134,6 +164,9 @@ export class App {
     if (!entries.has(key)) {
       const promise = this.client.call('geometry', { what, ...args }, {
         onProgress: (p) => this.store.set({ geometryProgress: p.fraction < 1 ? p : null }),
+      }).catch((error) => {
+        if (error.fatal) this.recover(error);
+        throw error;
       }).finally(() => this.store.set({ geometryProgress: null }));
       entries.set(key, promise);
     }
@@ -186,6 +219,13 @@ export class App {
     try {
       result = await this.client.call('analyze', request);
     } catch (error) {
+      if (error.fatal) {
+        clearTimeout(slow);
+        this.inFlight = false;
+        this.again = false;
+        this.recover(error);
+        return;
+      }
       if (seq === this.runSeq) this.store.set({ runStatus: 'error', runError: error.message || String(error) });
     }
     // Applying the result runs the views; their failures are bugs and must

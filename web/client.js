@@ -3,9 +3,10 @@
 // rejects with a WorkerError carrying the core's message.
 
 export class WorkerError extends Error {
-  constructor({ name, message }) {
+  constructor({ name, message, fatal = false }) {
     super(message);
     this.name = name === 'HeadscopeError' ? 'HeadscopeError' : 'WorkerError';
+    this.fatal = Boolean(fatal); // the worker can no longer be used
   }
 }
 
@@ -20,7 +21,7 @@ export class HeadscopeClient {
     });
     this.worker.onmessage = (event) => this.receive(event.data);
     this.worker.onerror = (event) => {
-      const error = new WorkerError({ name: 'WorkerError', message: `worker failed: ${event.message || 'could not start'}` });
+      const error = new WorkerError({ name: 'WorkerError', message: `worker failed: ${event.message || 'could not start'}`, fatal: true });
       this.rejectReady(error);
       for (const { reject } of this.pending.values()) reject(error);
       this.pending.clear();
@@ -39,6 +40,13 @@ export class HeadscopeClient {
     this.pending.delete(message.id);
     if (message.type === 'result') entry.resolve(message.result);
     else entry.reject(new WorkerError(message.error));
+  }
+
+  terminate() {
+    this.worker.terminate();
+    const error = new WorkerError({ name: 'WorkerError', message: 'the worker was stopped', fatal: true });
+    for (const { reject } of this.pending.values()) reject(error);
+    this.pending.clear();
   }
 
   call(type, args = {}, { onProgress, transfer = [] } = {}) {

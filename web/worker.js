@@ -186,14 +186,29 @@ const handlers = {
     return cacheSummary();
   },
 
+  // Simulates an abort of the module (tests of the recovery path).
+  simulateAbort() {
+    throw new WebAssembly.RuntimeError('Aborted(simulated for a test)');
+  },
+
   async clearCache() {
     await clearCache();
     return cacheSummary();
   },
 };
 
+// An abort of the wasm module (out of memory, a trap) leaves it unusable:
+// such errors are marked fatal and the page starts a new worker.
+let dead = false;
+let deadReason = '';
 function errorPayload(error) {
-  return { name: error && error.name ? error.name : 'Error', message: String(error && error.message ? error.message : error) };
+  const message = String(error && error.message ? error.message : error);
+  const fatal = dead || error instanceof WebAssembly.RuntimeError || /^Aborted\(|out of memory|Cannot enlarge memory/i.test(message);
+  if (fatal && !dead) {
+    dead = true;
+    deadReason = message;
+  }
+  return { name: error && error.name ? error.name : 'Error', message, fatal };
 }
 
 // Typed arrays in a result (up to three levels deep) are transferred, not
@@ -225,6 +240,7 @@ corePromise.then(
 self.onmessage = async (event) => {
   const { id, type, args } = event.data;
   try {
+    if (dead) throw new Error(`the wasm core stopped after an earlier abort (${deadReason})`);
     const core = await corePromise;
     const handler = Object.hasOwn(handlers, type) ? handlers[type] : null;
     if (!handler) throw new Error(`unknown request type ${JSON.stringify(type)}`);

@@ -213,3 +213,20 @@ test('link parameters that could send requests elsewhere are refused', async () 
   assert.deepEqual(foreign, []);
   await page.close();
 });
+
+test('an abort of the wasm core (e.g. out of memory) restarts the worker, reloads the model and says so', async () => {
+  const { page, problems } = await openPage(browser.context, `${site.server.url}#hub=/hub&model=test/tiny-gpt2&text=the+cat+sat`);
+  await waitReady(page);
+  const fatal = await page.evaluate(() => window.headscope.app.client.call('simulateAbort').catch((e) => e.fatal));
+  assert.equal(fatal, true);
+  const n = await runCount(page);
+  // The next request meets the dead module: the page recovers by itself.
+  await page.fill('#text-input', 'the dog sat on the mat');
+  await page.waitForFunction(() => /the engine stopped \(.*Aborted\(simulated for a test\).*\); it was restarted/.test(document.getElementById('model-error').textContent));
+  await waitRun(page, n);
+  assert.equal(await page.$$eval('#tokens .token', (t) => t.length), 7);
+  assert.equal(await page.evaluate(() => window.headscope.app.restarts), 1);
+  assert.match(await page.textContent('#model-info'), /test\/tiny-gpt2/);
+  assert.deepEqual(problems, []);
+  await page.close();
+});

@@ -146,13 +146,14 @@ test('attributes of <headscope-view> override its state and re-render', async ()
   const { page, problems } = await openPage(browser.context, url);
   await page.waitForFunction(() => document.getElementById('v').shadowRoot?.querySelector('iframe'));
   const frameOf = () => page.frames().find((f) => /embed\.html/.test(f.url()));
-  await page.waitForFunction(() => true);
+  for (let i = 0; i < 100 && !frameOf(); i++) await page.waitForTimeout(100);
   await frameReady(frameOf());
   assert.equal(await frameOf().getAttribute('#heatmap', 'data-head'), 'L0H3');
   assert.equal(await frameOf().$$eval('#lines-view text.line-token[data-side=q]', (t) => t.length), 7);
   await page.evaluate(() => document.getElementById('v').setAttribute('head', 'L1H0'));
   await page.waitForFunction(() => /head=L1H0/.test(document.getElementById('v').shadowRoot.querySelector('iframe').src));
   await page.waitForTimeout(200);
+  for (let i = 0; i < 100 && !frameOf(); i++) await page.waitForTimeout(100);
   await frameReady(frameOf());
   assert.equal(await frameOf().getAttribute('#heatmap', 'data-head'), 'L1H0');
   assert.deepEqual(problems, []);
