@@ -173,9 +173,10 @@ void attention_forward(const ModelConfig& c, const LayerWeights& L, int layer, c
   const int window = c.window.empty() ? 0 : c.window[layer];
   MatrixRM z(T, H * dh);  // [T, H*dh]
   MatrixRM P(T, T);       // [T, T] scores, then probabilities
+  const MatrixRM kT = k.transpose();  // [G*dh, T]: head g's keys are rows [g*dh, (g+1)*dh)
   for (int h = 0; h < H; ++h) {
     const int g = h / group;
-    P.noalias() = q.middleCols(h * dh, dh) * k.middleCols(g * dh, dh).transpose();
+    gemm(T, T, dh, q.data() + h * dh, H * dh, kT.data() + static_cast<std::ptrdiff_t>(g) * dh * T, T, P.data(), T);
     const float gh = gate ? gate[h] : 1.f;
     for (int i = 0; i < T; ++i) {
       // Allowed keys: [lo, hi]. Causal: j <= i; window w: i - w < j.
@@ -200,7 +201,7 @@ void attention_forward(const ModelConfig& c, const LayerWeights& L, int layer, c
       for (int j = lo; j <= hi; ++j) row[j] = row[j] * inv * gh;
       for (int j = hi + 1; j < T; ++j) row[j] = 0.f;
     }
-    z.middleCols(h * dh, dh).noalias() = P * v.middleCols(g * dh, dh);
+    gemm(T, dh, T, P.data(), T, v.data() + g * dh, G * dh, z.data() + h * dh, H * dh);  // z_h = P v_g
     if (pattern) std::copy(P.data(), P.data() + static_cast<std::size_t>(T) * T, pattern + static_cast<std::size_t>(h) * T * T);
   }
 
