@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "detectors.hpp"
 #include "geometry.hpp"
+#include "interventions.hpp"
 #include "linalg.hpp"
 #include "processing.hpp"
 #include "safetensors.hpp"
@@ -216,6 +218,208 @@ val geometry_copying(Session& session, const std::string& variant_name, val prog
   return out;
 }
 
+// ---------------------------------------------------------------------------
+// Head behaviour and interventions (core/detectors.hpp, core/interventions.hpp).
+// Every call runs with the session's edits in force.
+
+std::vector<int> ints_of(val array) { return emscripten::convertJSArrayToNumberVector<int>(array); }
+
+hs::Result<hs::AblationMode> ablation_mode_of(const std::string& name) {
+  if (name == "zero") return hs::AblationMode::zero;
+  if (name == "mean") return hs::AblationMode::mean;
+  return hs::make_error("ablation mode must be \"zero\" or \"mean\", not \"" + name + "\"");
+}
+
+nlohmann::json doubles(const std::vector<double>& v) { return nlohmann::json(v); }
+
+val behavior(Session& session, val ids_js, val options) {
+  HS_WASM_MODEL(session);
+  hs::BehaviorOptions o;
+  if (!options.isUndefined() && !options.isNull()) {
+    o.detect.exclude_bos = options["exclude_bos"].isTrue();
+    o.detect.exclude_current_token = options["exclude_current_token"].isTrue();
+    if (options["measure"].isString() && options["measure"].as<std::string>() == "abs")
+      o.detect.error_measure = hs::ErrorMeasure::abs;
+    if (options["threshold"].isNumber()) o.role_threshold = options["threshold"].as<double>();
+    if (!options["probe_induction"].isUndefined() && !options["probe_induction"].isNull())
+      o.probe_induction = emscripten::convertJSArrayToNumberVector<double>(options["probe_induction"]);
+  }
+  HS_WASM_UNWRAP(b, hs::head_behavior(*model, ints_of(ids_js), o, session.edits));
+  nlohmann::json roles = nlohmann::json::array(), classes = nlohmann::json::array();
+  for (auto r : b->role) roles.push_back(hs::head_role_name(r));
+  for (auto c : b->stats.pattern_class) classes.push_back(hs::pattern_class_name(c));
+  nlohmann::json out = {
+      {"n_layer", b->n_layer}, {"n_head", b->n_head}, {"n_tokens", b->n_tokens},
+      {"measure", hs::error_measure_name(o.detect.error_measure)},
+      {"exclude_bos", o.detect.exclude_bos}, {"exclude_current_token", o.detect.exclude_current_token},
+      {"previous_token_score", doubles(b->previous_token_score)},
+      {"duplicate_token_score", doubles(b->duplicate_token_score)},
+      {"induction_score", doubles(b->induction_score)},
+      {"first_token_mass", doubles(b->stats.first_token_mass)},
+      {"current_token_mass", doubles(b->stats.current_token_mass)},
+      {"previous_token_mass", doubles(b->stats.previous_token_mass)},
+      {"entropy", doubles(b->stats.entropy)},
+      {"dominant_offset", b->stats.dominant_offset},
+      {"dominant_offset_share", doubles(b->stats.dominant_offset_share)},
+      {"offset_mass", doubles(b->stats.offset_mass)},
+      {"vertical", doubles(b->stats.vertical)}, {"diagonal", doubles(b->stats.diagonal)},
+      {"block", doubles(b->stats.block)}, {"pattern_class", classes},
+      {"role", roles}, {"role_scores", doubles(b->role_scores)},
+      {"role_confidence", doubles(b->role_confidence)}, {"role_margin", doubles(b->role_margin)},
+      {"role_threshold", b->role_threshold}, {"roles_use_probe", b->roles_use_probe}};
+  val result = ok_value();
+  result.set("json", out.dump());
+  return result;
+}
+
+val induction_probe(Session& session, int seq_len, int batch, double seed, val progress) {
+  HS_WASM_MODEL(session);
+  hs::InductionTestOptions o;
+  o.seq_len = seq_len;
+  o.batch = batch;
+  o.seed = static_cast<std::uint64_t>(seed);
+  HS_WASM_UNWRAP(t, hs::induction_test(*model, o, session.edits, progress_of(progress)));
+  nlohmann::json out = {{"n_layer", t->n_layer}, {"n_head", t->n_head}, {"seq_len", t->seq_len},
+                        {"batch", t->batch}, {"bos_token", t->bos_token}, {"seed", t->seed},
+                        {"score", doubles(t->score)}, {"score_strict", doubles(t->score_strict)},
+                        {"token_loss", doubles(t->token_loss)}, {"loss_first_half", t->loss_first_half},
+                        {"loss_second_half", t->loss_second_half}};
+  val result = ok_value();
+  result.set("json", out.dump());
+  return result;
+}
+
+val ablate(Session& session, val ids_js, val heads_js, const std::string& mode_name) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(mode, ablation_mode_of(mode_name));
+  hs::AblationOptions o;
+  o.mode = mode.value();
+  HS_WASM_UNWRAP(a, hs::ablate_heads(*model, ints_of(ids_js), ints_of(heads_js), o, session.edits));
+  val out = ok_value();
+  out.set("objective", std::string(hs::objective_name(a->objective)));
+  out.set("mode", mode_name);
+  out.set("loss_base", a->loss_base);
+  out.set("loss", a->loss);
+  out.set("token_loss_base", float64_copy(a->token_loss_base));
+  out.set("token_loss", float64_copy(a->token_loss));
+  out.set("patterns", float32_copy(a->patterns));
+  out.set("pattern_change", float32_copy(a->pattern_change));
+  return out;
+}
+
+val importance(Session& session, val ids_js, const std::string& mode_name, val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(mode, ablation_mode_of(mode_name));
+  const auto ids = ints_of(ids_js);
+  HS_WASM_UNWRAP(grad, hs::gradient_importance(*model, ids, hs::Objective::automatic, {}, session.edits));
+  HS_WASM_UNWRAP(loo, hs::leave_one_out(*model, ids, mode.value(), hs::Objective::automatic, session.edits,
+                                        progress_of(progress)));
+  val out = ok_value();
+  out.set("objective", std::string(hs::objective_name(grad->objective)));
+  out.set("loss", grad->loss);
+  out.set("gradient", float64_copy(grad->gradient));
+  out.set("gradient_importance", float64_copy(grad->importance));
+  out.set("gradient_importance_normalized", float64_copy(grad->importance_normalized));
+  out.set("leave_one_out_loss", float64_copy(loo->loss));
+  out.set("leave_one_out_delta", float64_copy(loo->delta));
+  return out;
+}
+
+val pruning(Session& session, val ids_js, val options, val progress) {
+  HS_WASM_MODEL(session);
+  hs::PruningOptions o;
+  if (!options.isUndefined() && !options.isNull()) {
+    if (options["order"].isString() && options["order"].as<std::string>() == "leave_one_out")
+      o.order = hs::PruneOrder::leave_one_out;
+    if (options["mode"].isString()) {
+      HS_WASM_UNWRAP(mode, ablation_mode_of(options["mode"].as<std::string>()));
+      o.mode = mode.value();
+    }
+    if (options["step"].isNumber()) o.step = options["step"].as<int>();
+    if (options["n_random"].isNumber()) o.n_random = options["n_random"].as<int>();
+    if (options["seed"].isNumber()) o.seed = static_cast<std::uint64_t>(options["seed"].as<double>());
+  }
+  HS_WASM_UNWRAP(c, hs::pruning_curve(*model, ints_of(ids_js), o, session.edits, progress_of(progress)));
+  nlohmann::json out = {{"order_by", hs::prune_order_name(c->options.order)},
+                        {"mode", hs::ablation_mode_name(c->options.mode)},
+                        {"importance", doubles(c->importance)}, {"order", c->order},
+                        {"n_removed", c->n_removed}, {"loss", doubles(c->loss)},
+                        {"random_loss", doubles(c->random_loss)}, {"random_loss_mean", doubles(c->random_loss_mean)},
+                        {"seed", c->options.seed}};
+  val result = ok_value();
+  result.set("json", out.dump());
+  return result;
+}
+
+nlohmann::json edits_json(const hs::ModelEdits& edits) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& e : edits.ov)
+    out.push_back({{"id", e.id}, {"type", "ov"}, {"kind", hs::ov_edit_kind_name(e.kind)}, {"layer", e.layer},
+                   {"head", e.head}, {"component", e.component}, {"alpha", e.alpha},
+                   {"side", hs::ov_side_name(e.side)}, {"sigma", e.sigma}});
+  for (const auto& m : edits.merges)
+    out.push_back({{"id", m.id}, {"type", "merge"}, {"layer", m.layer}, {"head_a", m.head_a}, {"head_b", m.head_b},
+                   {"pattern_head", m.pattern_head}, {"truncation_error", m.truncation_error}});
+  return out;
+}
+
+val add_ov_edit(Session& session, const std::string& kind_name, int layer, int head, int component, double alpha,
+                const std::string& side_name) {
+  HS_WASM_MODEL(session);
+  hs::OvEditKind kind;
+  if (kind_name == "rank_one") kind = hs::OvEditKind::rank_one;
+  else if (kind_name == "remove_component") kind = hs::OvEditKind::remove_component;
+  else return error_value("OV edit kind must be \"rank_one\" or \"remove_component\", not \"" + kind_name + "\"");
+  if (side_name != "read" && side_name != "write")
+    return error_value("OV edit side must be \"read\" or \"write\", not \"" + side_name + "\"");
+  const hs::OvSide side = side_name == "read" ? hs::OvSide::read : hs::OvSide::write;
+  HS_WASM_UNWRAP(edit, hs::make_ov_edit(*model, kind, layer, head, component, static_cast<float>(alpha), side));
+  const int id = hs::add_edit(session.edits, std::move(edit.value()));
+  val out = ok_value();
+  out.set("id", id);
+  out.set("edits", edits_json(session.edits).dump());
+  return out;
+}
+
+val add_merge(Session& session, int layer, int head_a, int head_b, int pattern_head) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(merge, hs::make_head_merge(*model, layer, head_a, head_b, pattern_head));
+  const int id = hs::add_merge(session.edits, std::move(merge.value()));
+  val out = ok_value();
+  out.set("id", id);
+  out.set("edits", edits_json(session.edits).dump());
+  return out;
+}
+
+val undo_edit(Session& session, int id) {
+  if (!hs::undo_edit(session.edits, id)) return error_value("no edit with id " + std::to_string(id));
+  val out = ok_value();
+  out.set("edits", edits_json(session.edits).dump());
+  return out;
+}
+
+val list_edits(Session& session) {
+  val out = ok_value();
+  out.set("edits", edits_json(session.edits).dump());
+  return out;
+}
+
+val evaluate_merge(Session& session, val ids_js, int layer, int head_a, int head_b, val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(r, hs::evaluate_head_merge(*model, ints_of(ids_js), layer, head_a, head_b, hs::Objective::automatic,
+                                            session.edits, progress_of(progress)));
+  nlohmann::json out = {{"layer", r->layer}, {"head_a", r->head_a}, {"head_b", r->head_b},
+                        {"objective", hs::objective_name(r->objective)}, {"loss_base", r->loss_base},
+                        {"loss_prune_a", r->loss_prune_a}, {"loss_prune_b", r->loss_prune_b},
+                        {"loss_prune_both", r->loss_prune_both}, {"loss_merged_pattern_a", r->loss_merged_pattern_a},
+                        {"loss_merged_pattern_b", r->loss_merged_pattern_b},
+                        {"best_pattern_head", r->best_pattern_head}, {"loss_merged", r->loss_merged},
+                        {"sigma", doubles(r->sigma)}, {"truncation_error", r->truncation_error}};
+  val result = ok_value();
+  result.set("json", out.dump());
+  return result;
+}
+
 }  // namespace
 }  // namespace hs_wasm
 
@@ -236,5 +440,15 @@ EMSCRIPTEN_BINDINGS(headscope) {
       .function("geometry_merge_candidates", &geometry_merge_candidates)
       .function("geometry_readout", &geometry_readout)
       .function("geometry_pair", &geometry_pair)
-      .function("geometry_copying", &geometry_copying);
+      .function("geometry_copying", &geometry_copying)
+      .function("behavior", &behavior)
+      .function("induction_probe", &induction_probe)
+      .function("ablate", &ablate)
+      .function("importance", &importance)
+      .function("pruning", &pruning)
+      .function("add_ov_edit", &add_ov_edit)
+      .function("add_merge", &add_merge)
+      .function("undo_edit", &undo_edit)
+      .function("list_edits", &list_edits)
+      .function("evaluate_merge", &evaluate_merge);
 }

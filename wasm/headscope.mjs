@@ -244,6 +244,69 @@ export class ModelSession {
     return unwrap(this.raw.geometry_copying(variant, onProgress));
   }
 
+  // ---- Behaviour and interventions. Every call runs with the edits in
+  // force (see addOvEdit, addMerge); run() too.
+
+  // Role detectors on a text's token ids (TransformerLens detect_head:
+  // measure 'mul' | 'abs', excludeBos, excludeCurrentToken), pattern
+  // statistics (sink, current token, entropy, offsets), Kovaleva classes and
+  // one role label per head with its confidence. All arrays are [L, H] flat.
+  behavior(ids, { measure = 'mul', excludeBos = false, excludeCurrentToken = false, threshold = 0.4, probeInduction } = {}) {
+    const options = { measure, exclude_bos: excludeBos, exclude_current_token: excludeCurrentToken, threshold };
+    if (probeInduction) options.probe_induction = Array.from(probeInduction);
+    return JSON.parse(unwrap(this.raw.behavior(Array.from(ids), options)).json);
+  }
+
+  // The standard induction test: [BOS] + R + R, R random ids (SPEC §5.6):
+  // per-head induction score and the loss on each half.
+  inductionTest({ seqLen = 50, batch = 10, seed = 0, onProgress } = {}) {
+    return JSON.parse(unwrap(this.raw.induction_probe(seqLen, batch, seed, onProgress)).json);
+  }
+
+  // Ablates the heads (flat indices l*H + h) with mode 'zero' or 'mean'.
+  ablate(ids, heads, { mode = 'zero' } = {}) {
+    return unwrap(this.raw.ablate(Array.from(ids), Array.from(heads), mode));
+  }
+
+  // Michel et al. gradient importance |dL/dxi_h| and leave-one-out loss change.
+  importance(ids, { mode = 'zero', onProgress } = {}) {
+    return unwrap(this.raw.importance(Array.from(ids), mode, onProgress));
+  }
+
+  // Loss as heads are removed in importance order, next to random orders.
+  pruningCurve(ids, { order = 'gradient', mode = 'zero', step = 1, nRandom = 3, seed = 0, onProgress } = {}) {
+    return JSON.parse(unwrap(this.raw.pruning(Array.from(ids), { order, mode, step, n_random: nRandom, seed }, onProgress)).json);
+  }
+
+  // OV edits, in TransformerLens's row-vector convention (x W_OV: U is the
+  // read side, V the write side). kind 'rank_one': W_OV -= alpha u_k u_k^T
+  // with u_k the singular vector on `side`; 'remove_component':
+  // W_OV -= alpha sigma_k u_k v_k^T. Returns {id, edits}.
+  addOvEdit({ kind = 'rank_one', layer, head, component = 0, alpha = 1, side = 'write' }) {
+    const r = unwrap(this.raw.add_ov_edit(kind, layer, head, component, alpha, side));
+    return { id: r.id, edits: JSON.parse(r.edits) };
+  }
+
+  // Replaces heads a and b of a layer by one head (their summed OV at its best
+  // rank-d_head approximation, with the pattern of patternHead).
+  addMerge({ layer, headA, headB, patternHead = headA }) {
+    const r = unwrap(this.raw.add_merge(layer, headA, headB, patternHead));
+    return { id: r.id, edits: JSON.parse(r.edits) };
+  }
+
+  undoEdit(id) {
+    return JSON.parse(unwrap(this.raw.undo_edit(id)).edits);
+  }
+
+  edits() {
+    return JSON.parse(unwrap(this.raw.list_edits()).edits);
+  }
+
+  // Loss after merging two heads, next to pruning either or both.
+  evaluateMerge(ids, { layer, headA, headB, onProgress }) {
+    return JSON.parse(unwrap(this.raw.evaluate_merge(Array.from(ids), layer, headA, headB, onProgress)).json);
+  }
+
   dispose() {
     this.raw.delete();
   }

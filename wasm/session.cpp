@@ -34,6 +34,7 @@ val Session::file_buffer(const std::string& name, double size) {
 val Session::load(const std::string& config_json) {
   model_.reset();
   unembed_embed.clear();
+  edits = {};
   auto fail = [&](const std::string& message) {
     files_.clear();
     return error_value(message);
@@ -80,7 +81,7 @@ val Session::run(val ids_js, val options) {
     if (options["want_hidden"].isTrue()) run_options.want_hidden = true;
     if (options["want_logits"].isTrue()) run_options.want_logits = true;
   }
-  auto result = hs::run_model(*model_, ids, run_options);
+  auto result = hs::run_edited(*model_, ids, edits, run_options);
   if (!result) return error_value(result.error().message);
   const hs::RunResult& r = result.value();
   val out = ok_value();

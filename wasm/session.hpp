@@ -17,6 +17,7 @@
 
 #include "forward.hpp"
 #include "geometry.hpp"
+#include "interventions.hpp"
 #include "model.hpp"
 #include "safetensors.hpp"
 
@@ -66,6 +67,9 @@ class Session {
   void clear_files() { files_.clear(); }
 
   const hs::Model* model() const { return model_.get(); }
+
+  // Weight edits (OV edits, merges) in force for every later run, until undone.
+  hs::ModelEdits edits;
 
   // W_U W_E per weight variant, kept for the OV copying scores (it costs
   // V d^2 multiply-adds); cleared with every load.
