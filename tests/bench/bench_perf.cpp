@@ -135,6 +135,9 @@ int main(int argc, char** argv) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   double gemm_flops = 0, gemm_time = 0;
+  // Two passes over the shapes, the first unreported: in wasm, V8 compiles the
+  // optimised tier in background threads whose CPU time this clock counts.
+  for (int pass = 0; pass < 2; ++pass)
   for (const Shape& s : shapes) {
     std::vector<float> A(static_cast<std::size_t>(tokens) * s.K), B(static_cast<std::size_t>(s.K) * s.N), bias(s.N),
         C(static_cast<std::size_t>(tokens) * s.N);
@@ -145,6 +148,7 @@ int main(int argc, char** argv) {
       hs::gemm(tokens, s.N, s.K, A.data(), s.K, B.data(), s.N, C.data(), s.N, bias.data());
     });
     const double flops = 2.0 * tokens * s.K * s.N;
+    if (pass == 0) continue;
     gemm_flops += flops;
     gemm_time += t;
     std::printf("%s gemm %-8s [%d, %d] x [%d, %d]: %.3f ms, %.1f GFLOP/s\n", L, s.name, tokens, s.K, s.K, s.N, t * 1e3,
