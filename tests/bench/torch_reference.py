@@ -180,6 +180,11 @@ def main():
     torch.set_grad_enabled(False)
     print("torch", torch.__version__, "threads", torch.get_num_threads())
     print(torch.__config__.show())
+    # Debian's torch says BLAS_INFO=generic: it links libblas.so.3, which the
+    # alternatives system points at OpenBLAS once libopenblas0-pthread is in.
+    import os
+    blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    print("system libblas.so.3 ->", blas, "(OpenBLAS)" if "openblas" in blas else "(NOT OpenBLAS: the reference BLAS, ~25x slower)")
     print("numpy BLAS:")
     sys.stdout.flush()
     np.show_config()
