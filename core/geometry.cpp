@@ -5,6 +5,8 @@
 // matrices; the all-pairs products are float GEMMs.
 #include "geometry.hpp"
 
+#include "kernels.hpp"
+
 // GCC 12 reports -Wmaybe-uninitialized inside Eigen 3.4's triangular and
 // selfadjoint matrix-vector kernels (a known false positive); keep the
 // build's warnings meaningful.
@@ -542,10 +544,15 @@ PairCost pair_cost(int n, int d, int k, PairSet set, int group, int n_y) {
 // dot products of two packings give <P_i, P_j>: off-diagonal entries appear
 // twice in the full inner product, hence sqrt(2); entries below the diagonal
 // inside the leading block are zero.
-void pack_projector_rows(const MatrixRM& X, int col0, int k, int r0, int rows, float* out) {
+// X [d, n*k] row-major, XT = X^T [n*k, d] row-major (the B operand of the
+// product, so that the packed GEMM of kernels.hpp reads both contiguously).
+void pack_projector_rows(const MatrixRM& X, const MatrixRM& XT, int col0, int k, int r0, int rows, float* out) {
   const int d = static_cast<int>(X.rows()), w = d - r0;
+  const int ld = static_cast<int>(X.cols());
+  // P [rows, w] = X[r0 : r0+rows, col0 : col0+k] (X[r0 : d, col0 : col0+k])^T
+  gemm(rows, w, k, X.data() + static_cast<std::ptrdiff_t>(r0) * ld + col0, ld,
+       XT.data() + static_cast<std::ptrdiff_t>(col0) * d + r0, d, out, w);
   Eigen::Map<MatrixRM> P(out, rows, w);
-  P.noalias() = X.block(r0, col0, rows, k) * X.block(r0, col0, w, k).transpose();
   const float s2 = std::sqrt(2.0f);
   for (int a = 0; a < rows; ++a) {
     for (int c = 0; c < a; ++c) P(a, c) = 0;
@@ -620,26 +627,31 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
   // Projector kernel, in chunks of rows of the d x d projectors to bound memory
   // (about 32 MB of packed rows at a time).
   const double budget = 8.0e6;
-  const int mats = 1 + n_y;
+  const int mats = set == PairSet::symmetric ? 1 : 2;  // PX (and PY)
   int chunk = static_cast<int>(budget / (double(mats) * n * d));
   chunk = std::max(1, std::min(chunk, d));
   const int n_left = set == PairSet::symmetric ? n : (L - 1) * group;  // the last layer never composes forward
   std::vector<LayerBlock> blocks;
   if (set == PairSet::later_layer) later_layer_blocks(0, L, blocks);
+  const MatrixRM XT = X.transpose();
+  std::vector<MatrixRM> YT(n_y);
+  for (int y = 0; y < n_y; ++y) YT[y] = Ys[y]->transpose();
   MatrixRM PX, PY, part;
   for (int r0 = 0; r0 < d; r0 += chunk) {
     const int rows = std::min(chunk, d - r0), w = d - r0;
     const Eigen::Index K = static_cast<Eigen::Index>(rows) * w;
     PX.resize(n_left, K);
-    for (int i = 0; i < n_left; ++i) pack_projector_rows(X, i * k, k, r0, rows, PX.row(i).data());
+    for (int i = 0; i < n_left; ++i) pack_projector_rows(X, XT, i * k, k, r0, rows, PX.row(i).data());
     if (set == PairSet::symmetric) {
       part = MatrixRM::Zero(n, n);
       part.selfadjointView<Eigen::Lower>().rankUpdate(PX);
       out[0] += MatrixRMd(part.cast<double>().selfadjointView<Eigen::Lower>());
     } else {
+      // Eigen here: kernels.hpp's gemm wants B row-major [K, n], and
+      // transposing the packed rows for it costs more than it gains.
       PY.resize(n, K);
       for (int y = 0; y < n_y; ++y) {
-        for (int j = group; j < n; ++j) pack_projector_rows(*Ys[y], j * k, k, r0, rows, PY.row(j).data());
+        for (int j = group; j < n; ++j) pack_projector_rows(*Ys[y], YT[y], j * k, k, r0, rows, PY.row(j).data());
         for (const LayerBlock& b : blocks) {
           const int rows_l = (b.mid - b.begin) * group, cols_l = (b.end - b.mid) * group;
           part.noalias() = PX.middleRows(b.begin * group, rows_l) * PY.middleRows(b.mid * group, cols_l).transpose();
