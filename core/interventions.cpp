@@ -14,6 +14,7 @@
 #include <string>
 
 #include "geometry.hpp"
+#include "kernels.hpp"
 
 namespace hs {
 
@@ -548,6 +549,17 @@ Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& id
 
 namespace {
 
+// C [M, N] = A [M, K] B^T for B [N, K] as stored (a weight read backwards),
+// through the packed kernel as C^T = B A^T: only the activations, A and C,
+// are transposed, never the weight.
+MatrixRM matmul_bt(const MatrixRM& A, const MatrixRM& B) {
+  const int M = static_cast<int>(A.rows()), N = static_cast<int>(B.rows()), K = static_cast<int>(A.cols());
+  const MatrixRM At = A.transpose();  // [K, M]
+  MatrixRM Ct(N, M);
+  gemm(N, M, K, B.data(), K, At.data(), M, Ct.data(), M);
+  return Ct.transpose();
+}
+
 // d/dx of activation_apply.
 float activation_grad(Activation act, float x) {
   switch (act) {
@@ -626,7 +638,7 @@ MatrixRM layer_norm(const MatrixRM& x, const RowVectorF& w, const RowVectorF& b,
 
 // The MLP of one layer: dout [T, d] -> d mlp_in [T, d].
 MatrixRM mlp_backward(const ModelConfig& c, const LayerWeights& lw, const LayerTape& tp, const MatrixRM& dout) {
-  MatrixRM dhid = dout * lw.W_out.transpose();  // [T, M]
+  MatrixRM dhid = matmul_bt(dout, lw.W_out);  // [T, M]
   const Eigen::Index n = dhid.size();
   if (c.gated_mlp) {
     // hid = act(gate_pre) * pre
@@ -639,14 +651,14 @@ MatrixRM mlp_backward(const ModelConfig& c, const LayerWeights& lw, const LayerT
       dg[i] = dh[i] * pre[i] * activation_grad(c.act, gp[i]);
       dh[i] = dh[i] * activation_apply(c.act, gp[i]);
     }
-    MatrixRM dx = dhid * lw.W_in.transpose();
-    dx.noalias() += dgate * lw.W_gate.transpose();
+    MatrixRM dx = matmul_bt(dhid, lw.W_in);
+    dx += matmul_bt(dgate, lw.W_gate);
     return dx;
   }
   const float* pre = tp.mlp_pre.data();
   float* dh = dhid.data();
   for (Eigen::Index i = 0; i < n; ++i) dh[i] *= activation_grad(c.act, pre[i]);
-  return dhid * lw.W_in.transpose();
+  return matmul_bt(dhid, lw.W_in);
 }
 
 // RoPE's transpose, in place on dx [T, n_heads*dh] (rotation by -theta).
@@ -672,7 +684,7 @@ MatrixRM attention_backward(const ModelConfig& c, const LayerWeights& lw, const 
   const int T = static_cast<int>(dout.rows()), H = c.n_head, G = c.n_kv_head, dh = c.d_head, d = c.d_model;
   const int group = H / G;
   const float scale = c.scale_by_inverse_layer ? c.attn_scale / static_cast<float>(layer + 1) : c.attn_scale;
-  const MatrixRM dz = dout * lw.W_O.transpose();  // [T, H*dh]
+  const MatrixRM dz = matmul_bt(dout, lw.W_O);  // [T, H*dh]
   const MatrixRM& x = tp.attn_in;
   MatrixRM dx = MatrixRM::Zero(T, d);
   MatrixRM dq, dk, dv;
@@ -734,9 +746,9 @@ MatrixRM attention_backward(const ModelConfig& c, const LayerWeights& lw, const 
   if (!want_input) return dx;
   rope_backward(dq, H, dh, tape.rope_cos, tape.rope_sin);
   rope_backward(dk, G, dh, tape.rope_cos, tape.rope_sin);
-  dx.noalias() += dq * lw.W_Q.transpose();
-  dx.noalias() += dk * lw.W_K.transpose();
-  dx.noalias() += dv * lw.W_V.transpose();
+  dx += matmul_bt(dq, lw.W_Q);
+  dx += matmul_bt(dk, lw.W_K);
+  dx += matmul_bt(dv, lw.W_V);
   return dx;
 }
 
@@ -764,23 +776,27 @@ MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, con
   const int chunk = 64;  // rows of logits at a time: [chunk, V]
   for (int t0 = 0; t0 < n; t0 += chunk) {
     const int rows = std::min(chunk, n - t0);
-    MatrixRM lg = x2.middleRows(t0, rows) * w.W_U;
-    lg.rowwise() += w.b_U;
+    MatrixRM lg;
+    matmul(lg, x2.middleRows(t0, rows), w.W_U, &w.b_U);  // [rows, V]
     for (int r = 0; r < rows; ++r) {
+      // softmax / n, as the forward's loss computes it (exp_fast: 3e-7 relative)
       float* row = &lg(r, 0);
       const float mx = *std::max_element(row, row + V);
+      for (int j = 0; j < V; ++j) row[j] -= mx;
+      exp_inplace(row, static_cast<std::size_t>(V));
       double sum = 0;
-      for (int j = 0; j < V; ++j) sum += std::exp(double(row[j]) - mx);
-      for (int j = 0; j < V; ++j) row[j] = static_cast<float>(std::exp(double(row[j]) - mx) / sum / n);
+      for (int j = 0; j < V; ++j) sum += row[j];
+      const float scale = static_cast<float>(1.0 / (sum * n));
+      for (int j = 0; j < V; ++j) row[j] *= scale;
       const int target = ids[t0 + r + (next ? 1 : 0)];
       row[target] -= 1.f / n;
     }
-    dx2.middleRows(t0, rows).noalias() = lg * w.W_U.transpose();
+    dx2.middleRows(t0, rows) = matmul_bt(lg, w.W_U);
   }
   if (c.family != Family::bert) return dx2;
   MatrixRM da = norm_backward(NormKind::layer_norm, c.norm_eps, act, w.mlm_ln_w, dx2);
   for (Eigen::Index i = 0; i < da.size(); ++i) da.data()[i] *= activation_grad(c.act, tape.mlm_pre.data()[i]);
-  return da * w.mlm_dense_W.transpose();
+  return matmul_bt(da, w.mlm_dense_W);
 }
 
 }  // namespace
