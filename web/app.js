@@ -2,7 +2,7 @@
 // the store's URL fields into worker requests and the answers into runtime
 // fields. Loading: a change of model/rev/hub starts a load; a failed or
 // cancelled load puts model/rev back to the model that is still loaded.
-// Analysis: text, BOS and ablation changes schedule a run; a run's result is
+// Analysis: text, BOS, ablation and edit changes schedule a run; a run's result is
 // applied only if no newer request was made meanwhile (stale results are
 // dropped), and at most one run is in the worker at a time, so typing never
 // queues work.
@@ -40,8 +40,10 @@ export class App {
     this.inFlight = false;
     this.again = false;
     this.timer = null;
-    this.baseline = null;     // {key, generation, patterns, tokenLoss, loss}
+    this.baseline = null;     // {key, generation, patterns} of the last unablated run
     this.localFiles = null;
+    this.editsKey = '';
+    this.behaviorSeq = 0;
     store.subscribe((state, changed) => this.onChange(state, changed));
   }
 
@@ -55,6 +57,7 @@ export class App {
     this.loadedState = null;
     this.loadingKey = null;
     this.geometryCache = null;
+    this.computeCache = null;
     this.baseline = null;
     this.inFlight = false;
     const message = `the engine stopped (${error.message}); it was restarted${/memory/i.test(error.message) ? ' — this model or text may need more memory than this browser allows' : ''}`;
@@ -84,8 +87,22 @@ export class App {
       const key = specKey(state);
       if (key !== this.loadedKey && key !== this.loadingKey) this.loadFromState();
     }
+    if (changed.has('edits') && state.modelStatus === 'ready') this.syncEdits();
     if (changed.has('text')) this.scheduleAnalyze(150);
-    else if (changed.has('bos') || changed.has('ablate') || changed.has('edits')) this.scheduleAnalyze(0);
+    else if (['bos', 'ablate', 'mode', 'edits'].some((k) => changed.has(k))) this.scheduleAnalyze(changed.has('edits') ? 60 : 0);
+    else if (changed.has('detect')) this.updateBehavior();
+  }
+
+  // Sends the state's edits to the worker (before the next run: the worker
+  // handles messages in order). Edits that do not fit the model are reported.
+  syncEdits() {
+    const edits = this.store.state.edits;
+    this.editsKey = edits.join(';');
+    this.behaviorCache = null;
+    this.client.call('setEdits', { edits }).then(
+      (r) => this.store.set({ editState: { applied: r.applied, errors: r.errors, edits: r.edits } }),
+      (error) => this.store.set({ editState: { applied: [], errors: [error.message], edits: [] } }),
+    );
   }
 
   loadFromState() {
@@ -144,9 +161,12 @@ export class App {
       this.loadedState = target;
       this.loadingKey = null;
       this.baseline = null;
-      const patch = { modelStatus: 'ready', modelInfo: info, progress: null, run: null };
+      const patch = { modelStatus: 'ready', modelInfo: info, progress: null, run: null, behavior: null, editState: null };
       if (cache?.files?.length) patch.notice = 'loaded from the browser cache';
+      this.behaviorCache = null;
       this.store.set(patch);
+      if (this.store.state.edits.length) this.syncEdits();
+      else this.editsKey = '';
       this.scheduleAnalyze(0);
     }
   }
@@ -177,19 +197,64 @@ export class App {
     this.client.call('cancelLoad').catch(() => {});
   }
 
-  headGate() {
+  // The ablated heads as flat indices l*H + h (those the model has).
+  ablatedHeads() {
     const { ablate, modelInfo } = this.store.state;
-    if (!ablate.length || !modelInfo) return null;
-    const gate = new Array(modelInfo.n_layer * modelInfo.n_head).fill(1);
-    let any = false;
+    if (!ablate.length || !modelInfo) return [];
+    const heads = [];
     for (const key of ablate) {
       const h = parseHeadKey(key);
-      if (h && h.layer < modelInfo.n_layer && h.head < modelInfo.n_head) {
-        gate[h.layer * modelInfo.n_head + h.head] = 0;
-        any = true;
-      }
+      if (h && h.layer < modelInfo.n_layer && h.head < modelInfo.n_head) heads.push(h.layer * modelInfo.n_head + h.head);
     }
-    return any ? gate : null;
+    return heads;
+  }
+
+  // Behaviour computations on the current run's ids (importance, pruning,
+  // the induction probe, merge reports): cached per model, edits and
+  // arguments. Progress goes to geometryProgress like the geometry's.
+  compute(type, args = {}) {
+    const info = this.store.state.modelInfo;
+    if (!info) return Promise.reject(new Error('no model is loaded'));
+    const key = JSON.stringify([info.generation, this.editsKey || '', type, args]);
+    if (this.computeCache?.generation !== info.generation) this.computeCache = { generation: info.generation, entries: new Map() };
+    const entries = this.computeCache.entries;
+    if (!entries.has(key)) {
+      const promise = this.client.call(type, args, {
+        onProgress: (p) => this.store.set({ geometryProgress: p.fraction < 1 ? p : null }),
+      }).catch((error) => {
+        entries.delete(key);
+        if (error.fatal) this.recover(error);
+        throw error;
+      }).finally(() => this.store.set({ geometryProgress: null }));
+      entries.set(key, promise);
+    }
+    return entries.get(key);
+  }
+
+  // The standard induction test's arguments: ARENA's 50 random tokens
+  // twice, shortened to fit the model's context.
+  inductionArgs() {
+    const ctx = this.store.state.modelInfo?.n_ctx || 101;
+    return { seqLen: Math.max(2, Math.min(50, Math.floor((ctx - 1) / 2))), batch: 10, seed: 0 };
+  }
+
+  // Role detectors on the current run's text (edits in force), with the
+  // state's detector options; the induction role from the probe when asked.
+  async updateBehavior() {
+    const state = this.store.state;
+    const run = state.run;
+    if (!run || run.empty || !state.modelInfo) return;
+    const seq = ++this.behaviorSeq;
+    const flags = new Set(state.detect);
+    const args = { ids: run.ids, measure: flags.has('abs') ? 'abs' : 'mul', excludeBos: flags.has('nobos'), excludeCurrentToken: flags.has('nocur') };
+    try {
+      if (flags.has('probe')) args.probeInduction = (await this.compute('inductionTest', this.inductionArgs())).score;
+      if (run.ids.length < 2) throw new Error('the detectors need at least two tokens');
+      const behavior = await this.compute('behavior', args);
+      if (seq === this.behaviorSeq && this.store.state.run === run) this.store.set({ behavior: { ...behavior, ids: run.ids } });
+    } catch (error) {
+      if (seq === this.behaviorSeq) this.store.set({ behavior: { error: error.message || String(error) } });
+    }
   }
 
   scheduleAnalyze(delay) {
@@ -207,10 +272,11 @@ export class App {
     }
     const seq = ++this.runSeq;
     const generation = state.modelInfo.generation;
-    const headGate = this.headGate();
+    const ablate = this.ablatedHeads();
     const request = { text: textOf(state), prependBos: state.bos, maxTokens: this.maxTokens };
-    if (headGate) {
-      request.headGate = headGate;
+    if (ablate.length) {
+      request.ablate = ablate;
+      request.mode = state.mode;
       if (this.baseline?.generation === generation) request.baselineKey = this.baseline.key;
     }
     this.inFlight = true;
@@ -233,13 +299,16 @@ export class App {
     try {
       if (!result) return;
       if (result.generation === generation && !result.empty) {
-        const key = result.ids.join(',');
-        if (!result.gated) this.baseline = { key, generation, patterns: result.patterns, tokenLoss: result.tokenLoss, loss: result.loss };
-        else if (result.baseline) this.baseline = { key, generation, ...result.baseline };
-        if (result.gated && this.baseline?.key === key) result.baseline = { patterns: this.baseline.patterns, tokenLoss: this.baseline.tokenLoss, loss: this.baseline.loss };
+        // The unablated patterns, kept for the ablated heads' own display
+        // (their output is zeroed), keyed by ids and edits.
+        const key = `${result.ids.join(',')}|${result.editsKey}`;
+        if (!result.gated) this.baseline = { key, generation, patterns: result.patterns };
+        else if (result.baseline?.patterns) this.baseline = { key, generation, patterns: result.baseline.patterns };
+        if (result.gated && !result.baseline.patterns && this.baseline?.key === key) result.baseline.patterns = this.baseline.patterns;
       }
       if (seq === this.runSeq && this.store.state.modelInfo?.generation === result.generation) {
         this.store.set({ run: result, runStatus: 'ready', runError: null });
+        this.updateBehavior();
       }
     } finally {
       clearTimeout(slow);

@@ -109,3 +109,56 @@ export function compositionGraph({ nLayer, nHead, scores, threshold, kinds = ['q
 export function svgText(text) {
   return xmlEscape(text);
 }
+
+// A line chart: series [{name, points: [[x, y]...], colour, dash, width, opacity}].
+export function lineChart(series, { title = '', xLabel = '', yLabel = '', width = 520, height = 240 } = {}) {
+  const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+  const xs = all.map(([x]) => x);
+  const ys = all.map(([, y]) => y);
+  const xmin = Math.min(...xs);
+  const xmax = Math.max(...xs);
+  let ymin = Math.min(...ys);
+  let ymax = Math.max(...ys);
+  if (ymax - ymin < 1e-9) {
+    ymin -= 0.5;
+    ymax += 0.5;
+  }
+  const pad = (ymax - ymin) * 0.05;
+  ymin -= pad;
+  ymax += pad;
+  const left = 48;
+  const right = 12;
+  const top = 24;
+  const bottom = 34;
+  const X = (x) => left + ((x - xmin) / (xmax - xmin || 1)) * (width - left - right);
+  const Y = (y) => top + (1 - (y - ymin) / (ymax - ymin)) * (height - top - bottom);
+  const svg = svgEl('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'chart', 'font-family': 'system-ui, sans-serif', 'font-size': 10, role: 'img', 'aria-label': title });
+  svg.append(svgEl('text', { x: 4, y: 13, 'font-size': 11, 'font-weight': 600, text: title }));
+  svg.append(svgEl('line', { x1: left, x2: width - right, y1: height - bottom, y2: height - bottom, stroke: '#999' }));
+  svg.append(svgEl('line', { x1: left, x2: left, y1: top, y2: height - bottom, stroke: '#999' }));
+  for (let k = 0; k <= 4; k++) {
+    const y = ymin + ((ymax - ymin) * k) / 4;
+    svg.append(svgEl('text', { x: left - 4, y: Y(y) + 3, 'text-anchor': 'end', fill: '#666', text: y.toFixed(2) }));
+    svg.append(svgEl('line', { x1: left, x2: width - right, y1: Y(y), y2: Y(y), stroke: '#eee' }));
+  }
+  const integers = xs.every(Number.isInteger);
+  const ticks = [...new Set(Array.from({ length: 5 }, (_, k) => xmin + ((xmax - xmin) * k) / 4).map((x) => (integers ? Math.round(x) : x)))];
+  for (const x of ticks) {
+    svg.append(svgEl('text', { x: X(x), y: height - bottom + 13, 'text-anchor': 'middle', fill: '#666', text: integers ? String(x) : x.toFixed(1) }));
+  }
+  svg.append(svgEl('text', { x: (left + width - right) / 2, y: height - 4, 'text-anchor': 'middle', fill: '#444', text: xLabel }));
+  svg.append(svgEl('text', { x: 10, y: (top + height - bottom) / 2, 'text-anchor': 'middle', fill: '#444', transform: `rotate(-90 10 ${(top + height - bottom) / 2})`, text: yLabel }));
+  let legendY = top + 4;
+  for (const s of series) {
+    const d = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).map(([x, y], k) => `${k ? 'L' : 'M'}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(' ');
+    const path = svgEl('path', { d, fill: 'none', stroke: s.colour || '#2c6fbb', 'stroke-width': s.width || 2, 'stroke-dasharray': s.dash || null, 'stroke-opacity': s.opacity ?? 1, 'data-series': s.name });
+    path.append(svgEl('title', { text: s.name }));
+    svg.append(path);
+    if (s.legend !== false) {
+      svg.append(svgEl('line', { x1: width - right - 150, x2: width - right - 132, y1: legendY, y2: legendY, stroke: s.colour || '#2c6fbb', 'stroke-width': 2, 'stroke-dasharray': s.dash || null }));
+      svg.append(svgEl('text', { x: width - right - 128, y: legendY + 3, fill: '#333', text: s.name }));
+      legendY += 13;
+    }
+  }
+  return svg;
+}

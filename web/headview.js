@@ -8,6 +8,7 @@ import { canvasToBlob, exportBar, fileName, svgToPng } from './export.js';
 import { LINE_COLOUR, drawHeatmap, heatmapCellAt, heatmapLayout, heatmapSvg, isMasked, lineList, linesLayout, linesSvg, paintPattern } from './figures.js';
 import { displayPattern, moveHead, rows, toggleAblation } from './overview.js';
 import { headKey, selectedHead } from './state.js';
+import { HeadBehavior } from './behaviorview.js';
 import { HeadWeights } from './weightsview.js';
 
 // The figure data of the selected head, or null: {layer, head, key, tokens, ids, T, pattern, causal, ablated}.
@@ -297,8 +298,10 @@ export class HeadView {
       this.note,
       el('div', { class: 'head-figures' }, [heatmapBox, linesBox]),
     );
+    const behaviorBox = el('div', { class: 'head-weights', id: 'head-behavior' });
     const weightsBox = el('div', { class: 'head-weights', id: 'head-weights' });
-    root.append(weightsBox);
+    root.append(behaviorBox, weightsBox);
+    this.behavior = new HeadBehavior(behaviorBox, { store, modelName, onError });
     // The heatmap takes what the line view (~380 px) leaves, within limits.
     this.heatmap = new Heatmap(heatmapBox, { store, modelName, onError, maxWidth: () => heatmapWidth(root.clientWidth || 1000) });
     this.lines = new LineView(linesBox, { store, modelName, onError });

@@ -1,15 +1,15 @@
-// Interventions: the heads switched off (head gate 0, zero-ablation), the
-// loss before and after, per-token loss changes, and undo. Every change is
-// in the URL, so an ablation can be shared and undone with the back of a
-// click. Edits and merges (issue 5) get their controls here when the core
-// exposes them.
+// Interventions: the heads switched off (zero- or mean-ablation, by the
+// core), the loss before and after, per-token loss changes, and undo; then
+// the weight edits and merges (editview.js). Every change is in the URL, so
+// an intervention can be shared, and undone.
 import { SCALES, cssAt } from './colormap.js';
 import { displayToken, el, formatNumber, svgEl } from './dom.js';
 import { exportBar, fileName } from './export.js';
+import { EditsPanel } from './editview.js';
 import { parseHeadKey } from './state.js';
 
 export class InterventionsPanel {
-  constructor(root, { store, modelName, onError }) {
+  constructor(root, { store, app, modelName, onError }) {
     this.store = store;
     this.modelName = modelName;
     this.list = el('div', { id: 'ablated-list', class: 'ablated-list' });
@@ -17,22 +17,27 @@ export class InterventionsPanel {
     this.undoButton = el('button', { type: 'button', id: 'ablate-undo', class: 'secondary', text: 'Undo', on: { click: () => this.undo() } });
     this.loss = el('div', { id: 'ablation-loss', class: 'loss-summary' });
     this.chart = el('div', { class: 'delta-chart', id: 'delta-chart' });
+    this.editsBox = el('div', { class: 'edits', id: 'edits' });
+    this.modeInputs = {};
     this.history = [];
     root.append(
       el('h2', { text: 'Ablation' }),
-      el('p', { class: 'muted', text: 'Switch heads off (their attention output set to zero) from the grid (A key), the head view, or here; the model re-runs and the loss change is shown. Everything is reversible and part of the link.' }),
+      el('p', { class: 'muted', text: 'Switch heads off from the grid (A key), the head view, or here; the model re-runs and the loss change is shown. Zero-ablation removes the head\'s output (as transformers\' head_mask); mean-ablation replaces it by its mean over the text\'s positions. Everything is reversible and part of the link.' }),
       el('div', { class: 'row' }, [el('span', { class: 'bar-label', text: 'Ablated' }), this.list, this.undoButton, this.clearButton]),
-      el('div', { class: 'row' }, [
+      el('div', { class: 'row', role: 'radiogroup', 'aria-label': 'ablation mode' }, [
         el('span', { class: 'bar-label', text: 'Mode' }),
-        el('label', { class: 'toggle' }, [el('input', { type: 'radio', name: 'ablation-mode', checked: true }), ' zero']),
-        el('label', { class: 'toggle muted', title: 'mean-ablation arrives with the ablation API of the core (issue 5)' }, [el('input', { type: 'radio', name: 'ablation-mode', disabled: true }), ' mean (coming)']),
+        ...['zero', 'mean'].map((mode) => {
+          const input = el('input', { type: 'radio', name: 'ablation-mode', value: mode, id: `mode-${mode}`, on: { change: () => store.set({ mode }) } });
+          this.modeInputs[mode] = input;
+          return el('label', { class: 'toggle', for: `mode-${mode}` }, [input, ` ${mode}`]);
+        }),
       ]),
       this.loss,
       el('div', { class: 'figure-head' }, [el('span', { class: 'muted', text: 'loss change per predicted token' }), exportBar(() => this.figure(), { onError, label: 'Loss change' })]),
       this.chart,
-      el('h2', { text: 'Edits and merges' }),
-      el('p', { class: 'muted', id: 'edits-slot', text: 'OV edits (with a slider for α) and head merges appear here when the core exposes them.' }),
+      this.editsBox,
     );
+    if (app) this.edits = new EditsPanel(this.editsBox, { store, app, modelName, onError });
     let previous = store.state.ablate;
     store.subscribe((state, changed) => {
       if (changed.has('ablate')) {
@@ -40,7 +45,7 @@ export class InterventionsPanel {
         if (this.history.length > 50) this.history.shift();
         previous = state.ablate;
       }
-      if (['ablate', 'run', 'modelInfo'].some((k) => changed.has(k))) this.render(state);
+      if (['ablate', 'run', 'modelInfo', 'mode'].some((k) => changed.has(k))) this.render(state);
     });
     this.render(store.state);
   }
@@ -53,6 +58,7 @@ export class InterventionsPanel {
   }
 
   render(state) {
+    for (const [mode, input] of Object.entries(this.modeInputs)) input.checked = state.mode === mode;
     this.list.replaceChildren();
     for (const key of state.ablate) {
       const h = parseHeadKey(key);
@@ -69,7 +75,7 @@ export class InterventionsPanel {
     this.chart.replaceChildren();
     this.loss.replaceChildren();
     if (!run || run.empty) return;
-    if (!run.tokenLoss?.length || !Number.isFinite(run.loss)) {
+    if (!state.modelInfo?.has_lm_head || !run.tokenLoss?.length || !Number.isFinite(run.loss)) {
       this.loss.textContent = 'This model has no language-model head: there is no loss to compare; the patterns of later heads still change.';
       return;
     }

@@ -63,7 +63,7 @@ new HeadGrid(document.getElementById('overview-grid'), { store, onOpen: openHead
 new HeadGrid(document.getElementById('navigator'), { store, compact: true, onError, modelName });
 new HeadView(document.getElementById('head-detail'), { store, app, modelName, onError });
 new ModelView(document.getElementById('view-model'), { store, app, modelName, onError });
-new InterventionsPanel(document.getElementById('view-interventions'), { store, modelName, onError });
+new InterventionsPanel(document.getElementById('view-interventions'), { store, app, modelName, onError });
 
 // --- tabs ---------------------------------------------------------------------
 const tabs = document.getElementById('tabs');

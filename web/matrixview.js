@@ -198,3 +198,121 @@ export class MatrixFigure {
     };
   }
 }
+
+// One number per head as a small layer x head heatmap (rows: layers,
+// columns: heads), with the exact value under the pointer, click to open a
+// head, legend and exports.
+export class HeadValuesFigure {
+  constructor(root, { onError = () => {}, onPick = null } = {}) {
+    this.onPick = onPick;
+    this.canvas = el('canvas', { class: 'matrix head-values' });
+    this.tooltip = el('div', { class: 'tooltip', role: 'tooltip', hidden: true });
+    this.legendSlot = el('div', { class: 'legend-slot' });
+    this.caption = el('p', { class: 'muted axis-note' });
+    this.canvas.addEventListener('mousemove', (e) => this.hover(this.cellAt(e)));
+    this.canvas.addEventListener('mouseleave', () => this.hover(null));
+    this.canvas.addEventListener('click', (e) => {
+      const c = this.cellAt(e);
+      if (c && this.onPick) this.onPick(c.layer, c.head);
+    });
+    root.append(this.legendSlot, el('div', { class: 'heatmap-wrap' }, [this.canvas, this.tooltip]), this.caption,
+      el('div', { class: 'figure-foot' }, [exportBar(() => this.figure(), { onError, label: 'Figure' })]));
+  }
+
+  // values [L*H]; options {title, name, label, min, max, scale, format, caption}
+  show(values, nLayer, nHead, options) {
+    this.values = Array.from(values);
+    this.nLayer = nLayer;
+    this.nHead = nHead;
+    this.options = { min: 0, max: 1, scale: SCALES.viridis, format: (v) => v.toFixed(4), ...options };
+    const cell = Math.max(10, Math.min(30, Math.floor(420 / nHead)));
+    this.layout = { left: 34, top: 18, cell, width: 34 + cell * nHead + 6, height: 18 + cell * nLayer + 6 };
+    this.legendSlot.replaceChildren(legend(this.options.scale, { label: this.options.label, min: this.options.min, max: this.options.max, ticks: 3, format: (v) => this.options.format(v) }));
+    this.caption.textContent = this.options.caption || '';
+    this.canvas.hidden = false;
+    this.draw(null);
+  }
+
+  clear(message = '') {
+    this.values = null;
+    this.canvas.hidden = true;
+    this.legendSlot.replaceChildren();
+    this.caption.textContent = message;
+  }
+
+  draw(hot) {
+    const { left, top, cell, width, height } = this.layout;
+    const o = this.options;
+    const ctx = sizeCanvas(this.canvas, width, height);
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(0, 0, width, height);
+    ctx.font = '10px system-ui, sans-serif';
+    ctx.fillStyle = '#555';
+    ctx.textAlign = 'center';
+    for (let h = 0; h < this.nHead; h += Math.ceil(14 / cell)) ctx.fillText(`H${h}`, left + (h + 0.5) * cell, top - 5);
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'middle';
+    for (let l = 0; l < this.nLayer; l += Math.ceil(12 / cell)) ctx.fillText(`L${l}`, left - 4, top + (l + 0.5) * cell);
+    this.values.forEach((v, i) => {
+      const [r, g, b] = rgbAt(o.scale, (v - o.min) / (o.max - o.min || 1));
+      ctx.fillStyle = `rgb(${r},${g},${b})`;
+      ctx.fillRect(left + (i % this.nHead) * cell, top + Math.floor(i / this.nHead) * cell, cell - 1, cell - 1);
+    });
+    if (hot) {
+      ctx.strokeStyle = '#ff2d55';
+      ctx.lineWidth = 2;
+      ctx.strokeRect(left + hot.head * cell, top + hot.layer * cell, cell - 1, cell - 1);
+    }
+  }
+
+  cellAt(event) {
+    if (!this.values) return null;
+    const rect = this.canvas.getBoundingClientRect();
+    const { left, top, cell } = this.layout;
+    const head = Math.floor((event.clientX - rect.left - left) / cell);
+    const layer = Math.floor((event.clientY - rect.top - top) / cell);
+    return layer >= 0 && head >= 0 && layer < this.nLayer && head < this.nHead ? { layer, head } : null;
+  }
+
+  hover(c) {
+    if (!this.values) return;
+    this.draw(c);
+    this.tooltip.hidden = !c;
+    if (!c) return;
+    const v = this.values[c.layer * this.nHead + c.head];
+    this.tooltip.textContent = `${headKey(c.layer, c.head)}: ${this.options.format(v)}`;
+    this.tooltip.dataset.value = String(v);
+    this.tooltip.dataset.head = headKey(c.layer, c.head);
+    this.tooltip.style.left = `${this.layout.left + (c.head + 1) * this.layout.cell + 6}px`;
+    this.tooltip.style.top = `${this.layout.top + c.layer * this.layout.cell}px`;
+  }
+
+  figure() {
+    if (!this.values) return null;
+    const o = this.options;
+    const { cell } = this.layout;
+    const labels = this.values.map((_, i) => headKey(Math.floor(i / this.nHead), i % this.nHead));
+    const svg = () => {
+      const left = 40;
+      const top = 40;
+      const parts = this.values.map((v, i) => `<rect x="${left + (i % this.nHead) * cell}" y="${top + Math.floor(i / this.nHead) * cell}" width="${cell - 1}" height="${cell - 1}" fill="${hexAt(o.scale, (v - o.min) / (o.max - o.min || 1))}"><title>${xmlEscape(`${labels[i]}: ${v}`)}</title></rect>`);
+      for (let l = 0; l < this.nLayer; l++) parts.push(`<text x="${left - 4}" y="${top + (l + 0.5) * cell}" text-anchor="end" dominant-baseline="middle" font-size="10">L${l}</text>`);
+      for (let h = 0; h < this.nHead; h++) parts.push(`<text x="${left + (h + 0.5) * cell}" y="${top - 6}" text-anchor="middle" font-size="10">H${h}</text>`);
+      const w = left + cell * this.nHead + 10;
+      const hh = top + cell * this.nLayer + 10;
+      return `<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="${Math.max(w, 320)}" height="${hh}" viewBox="0 0 ${Math.max(w, 320)} ${hh}" font-family="system-ui, sans-serif"><rect width="100%" height="100%" fill="#fff"/><text x="8" y="16" font-size="13" font-weight="600">${xmlEscape(o.title || '')}</text>\n${parts.join('\n')}</svg>\n`;
+    };
+    return {
+      name: fileName('headscope', o.name || 'heads'),
+      svg,
+      png: () => {
+        const canvas = document.createElement('canvas');
+        const ctx = sizeCanvas(canvas, this.layout.width, this.layout.height, 2);
+        ctx.drawImage(this.canvas, 0, 0, this.layout.width, this.layout.height);
+        return canvasToBlob(canvas);
+      },
+      json: () => ({ title: o.title, value: o.label, heads: labels, values: this.values, ...(o.extra || {}) }),
+      csv: () => [['head', 'layer', 'index', o.label || 'value'], ...this.values.map((v, i) => [labels[i], Math.floor(i / this.nHead), i % this.nHead, v])],
+    };
+  }
+}

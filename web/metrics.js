@@ -39,7 +39,28 @@ export const METRICS = [
     range: () => [-1, 1], format: fixed(3), scale: SCALES.diverging,
     help: 'Re Σλ / Σ|λ| over the eigenvalues of W_E W_OV W_U: near 1 for a head that copies the token it attends to (Elhage et al. 2021).',
   },
+  // On the text (the detectors of the core, TransformerLens's detect_head).
+  { id: 'previous_token', label: 'previous-token score', source: 'behavior', get: (b) => b.previous_token_score, range: () => [0, 1], format: fixed(3), help: 'TransformerLens detect_head "previous_token_head" on this text.' },
+  { id: 'duplicate_token', label: 'duplicate-token score', source: 'behavior', get: (b) => b.duplicate_token_score, range: () => [0, 1], format: fixed(3), help: 'TransformerLens detect_head "duplicate_token_head": attention to earlier copies of the current token.' },
+  { id: 'induction', label: 'induction score', source: 'behavior', get: (b) => b.induction_score, range: () => [0, 1], format: fixed(3), help: 'TransformerLens detect_head "induction_head": attention to the token after an earlier copy of the current token.' },
+  { id: 'first_token', label: 'BOS sink mass', source: 'behavior', get: (b) => b.first_token_mass, range: () => [0, 1], format: fixed(3), help: 'Mean attention to the first token.' },
+  { id: 'entropy', label: 'attention entropy', source: 'behavior', get: (b) => b.entropy, range: (b, values) => [0, Math.max(1e-9, ...values)], format: fixed(3), help: 'Mean entropy of the attention rows, in nats: low = focused, high = spread.' },
+  // Interventions.
+  { id: 'induction_test', label: 'induction score, probe', source: 'inductionTest', get: (t) => t.score, range: () => [0, 1], format: fixed(3), help: 'The standard test: [BOS] + R + R with R random tokens; mean attention from the second copy to the token after the first.' },
+  { id: 'importance', label: 'importance |∂L/∂ξ|', source: 'importance', get: (r) => r.gradient_importance, range: (r, values) => [0, Math.max(1e-12, ...values)], format: fixed(4), help: 'Michel et al. (2019): |∂ loss / ∂ head gate| on this text.' },
+  { id: 'loo', label: 'loss change without the head', source: 'importance', get: (r) => r.leave_one_out_delta, range: (r, values) => { const m = Math.max(1e-9, ...values.map(Math.abs)); return [-m, m]; }, format: (v) => `${v >= 0 ? '+' : ''}${v.toFixed(4)}`, scale: SCALES.diverging, help: 'Leave-one-out: the loss with only this head ablated, minus the loss of the intact model.' },
 ];
+
+// Short role names for badges; the core's names are the keys.
+export const ROLE_LABELS = {
+  induction: ['ind', 'induction'],
+  duplicate_token: ['dup', 'duplicate token'],
+  previous_token: ['prev', 'previous token'],
+  positional: ['pos', 'positional'],
+  current_token: ['self', 'current token'],
+  first_token: ['sink', 'first token (BOS sink)'],
+  other: ['', 'other'],
+};
 
 export function metricById(id) {
   return METRICS.find((m) => m.id === id) || null;
@@ -51,7 +72,11 @@ export class MetricsController {
     this.app = app;
     this.seq = 0;
     store.subscribe((state, changed) => {
+      const metric = metricById(state.metric);
+      const source = metric?.source;
       if (['metric', 'weights', 'modelInfo'].some((k) => changed.has(k))) this.update(state);
+      else if (source === 'behavior' && changed.has('behavior')) this.update(state);
+      else if ((source === 'importance' || source === 'inductionTest') && (changed.has('run') || changed.has('editState') || changed.has('mode'))) this.update(state);
     });
     this.update(store.state);
   }
@@ -65,12 +90,28 @@ export class MetricsController {
     }
     const variant = state.weights;
     try {
-      const g = await this.app.geometry(metric.source, { variant });
+      let g;
+      if (metric.source === 'behavior') {
+        if (!state.behavior) return; // arrives with the next update
+        if (state.behavior.error) throw new Error(state.behavior.error);
+        g = state.behavior;
+      } else if (metric.source === 'importance') {
+        if (!state.run || state.run.empty) return;
+        g = await this.app.compute('importance', { ids: state.run.ids, mode: state.mode });
+      } else if (metric.source === 'inductionTest') {
+        g = await this.app.compute('inductionTest', this.app.inductionArgs());
+      } else {
+        g = await this.app.geometry(metric.source, { variant });
+      }
       if (seq !== this.seq) return;
       const values = Array.from(metric.get(g));
       const [min, max] = metric.range(g, values);
       this.store.set({
-        metrics: { id: metric.id, label: metric.label, help: metric.help, values, min, max, variant, scale: metric.scale || SCALES.viridis, format: metric.format },
+        metrics: {
+          id: metric.id, label: metric.label, help: metric.help, values, min, max, scale: metric.scale || SCALES.viridis, format: metric.format,
+          // What the numbers depend on, for the legend.
+          variant, basis: ['spectra', 'copying'].includes(metric.source) ? `${variant} weights` : metric.source === 'inductionTest' ? 'random-token probe' : 'on this text',
+        },
       });
     } catch (error) {
       if (seq === this.seq) this.store.set({ metrics: { id: metric.id, label: metric.label, error: error.message || String(error), variant } });

@@ -4,10 +4,11 @@
 // as a matrix and as a layered graph with the random baseline marked, and
 // the merge candidates. Computed when the view is on screen. Importance and
 // the pruning curve get their panel when the core exposes them.
-import { COMPOSITION_COLOURS, compositionGraph, serializeSvg } from './charts.js';
+import { COMPOSITION_COLOURS, compositionGraph, lineChart, serializeSvg } from './charts.js';
+import { SCALES } from './colormap.js';
 import { el, formatNumber } from './dom.js';
 import { exportBar, fileName, svgToPng } from './export.js';
-import { MatrixFigure } from './matrixview.js';
+import { HeadValuesFigure, MatrixFigure } from './matrixview.js';
 import { headKey } from './state.js';
 import { variantSwitch } from './weightsview.js';
 
@@ -69,17 +70,157 @@ export class ModelView {
         this.merges,
         exportBar(() => this.mergeFigure(), { onError, label: 'Merges', kinds: ['json', 'csv'] }),
       ]),
-      el('section', { class: 'slot' }, [el('h3', { text: 'Importance and pruning' }), el('p', { class: 'muted', text: 'Head importance (leave-one-out and gradient) and the pruning curve next to random order: waiting for the core\'s API.' })]),
+      this.behaviourPanels(onError),
     );
     this.root = root;
     store.subscribe((state, changed) => {
       if (['view', 'weights', 'modelInfo'].some((k) => changed.has(k))) this.update(state);
       if (changed.has('head') && state.view === 'model') this.renderGraph();
+      if ((changed.has('run') || changed.has('mode') || changed.has('editState')) && state.view === 'model' && this.small()) this.runImportance();
       if (changed.has('geometryProgress') && state.view === 'model' && state.geometryProgress) {
         this.status.textContent = `computing ${state.geometryProgress.what}… ${Math.round(state.geometryProgress.fraction * 100)}%`;
       }
     });
     this.update(store.state);
+  }
+
+  // Importance, pruning curve and the induction probe: behaviour of the
+  // whole model on the text (importance, pruning) or on the standard probe.
+  behaviourPanels(onError) {
+    const pick = (layer, head) => this.store.set({ head: { layer, head }, view: 'head' });
+    const gradBox = el('div', { id: 'importance-gradient', class: 'figure' });
+    const looBox = el('div', { id: 'importance-loo', class: 'figure' });
+    const probeBox = el('div', { id: 'induction-scores', class: 'figure' });
+    this.gradFigure = new HeadValuesFigure(gradBox, { onError, onPick: pick });
+    this.looFigure = new HeadValuesFigure(looBox, { onError, onPick: pick });
+    this.probeFigure = new HeadValuesFigure(probeBox, { onError, onPick: pick });
+    this.importanceNote = el('p', { class: 'muted small', id: 'importance-note' });
+    this.importanceButton = el('button', { type: 'button', id: 'importance-run', class: 'secondary', text: 'Compute importance', on: { click: () => this.runImportance() } });
+    this.pruneOrder = el('select', { id: 'prune-order', 'aria-label': 'pruning order' }, [
+      el('option', { value: 'gradient', text: 'gradient importance' }), el('option', { value: 'leave_one_out', text: 'leave-one-out' })]);
+    this.pruneButton = el('button', { type: 'button', id: 'pruning-run', class: 'secondary', text: 'Compute the pruning curve', on: { click: () => this.runPruning() } });
+    this.pruneBox = el('div', { id: 'pruning-curve', class: 'graph-wrap' });
+    this.probeButton = el('button', { type: 'button', id: 'probe-run', class: 'secondary', text: 'Run the induction test', on: { click: () => this.runProbe() } });
+    this.probeNote = el('p', { class: 'muted small', id: 'probe-note' });
+    this.probeLoss = el('div', { id: 'probe-loss', class: 'graph-wrap' });
+    return el('div', {}, [
+      el('section', { class: 'weights-card', id: 'importance-card' }, [
+        el('h3', { text: 'Importance of every head on this text' }),
+        el('p', { class: 'muted small', text: 'Gradient importance |∂L/∂ξ_h| for head gates ξ (Michel et al. 2019, one reverse pass) and the loss change when the head alone is ablated (leave-one-out, one run per head), in the ablation mode of the Interventions tab.' }),
+        el('div', { class: 'figure-head' }, [this.importanceButton, this.importanceNote]),
+        el('div', { class: 'model-grid' }, [gradBox, looBox]),
+      ]),
+      el('section', { class: 'weights-card', id: 'pruning-card' }, [
+        el('h3', { text: 'Pruning curve' }),
+        el('p', { class: 'muted small', text: 'The loss as heads are removed cumulatively, least important first (importance measured once on the intact model), next to three random orders.' }),
+        el('div', { class: 'figure-head' }, [el('label', { text: 'order by ' }), this.pruneOrder, this.pruneButton, exportBar(() => this.pruneFigure(), { onError, label: 'Curve' })]),
+        this.pruneBox,
+      ]),
+      el('section', { class: 'weights-card', id: 'probe-card' }, [
+        el('h3', { text: 'The standard induction test' }),
+        el('p', { class: 'muted small', text: 'Sequences [BOS] + R + R with R random tokens (ARENA; 10 sequences): an induction head attends from the second copy to the token after the earlier copy, and in-context learning shows as a lower loss on the repeat.' }),
+        el('div', { class: 'figure-head' }, [this.probeButton, this.probeNote, exportBar(() => this.probeLossFigure(), { onError, label: 'Loss', kinds: ['png', 'svg', 'json', 'csv'] })]),
+        el('div', { class: 'model-grid' }, [probeBox, this.probeLoss]),
+      ]),
+    ]);
+  }
+
+  ids() {
+    const run = this.store.state.run;
+    return run && !run.empty ? run.ids : null;
+  }
+
+  async runImportance() {
+    const ids = this.ids();
+    const info = this.store.state.modelInfo;
+    if (!ids || !info) return;
+    const mode = this.store.state.mode;
+    this.importanceNote.textContent = 'computing…';
+    try {
+      const r = await this.app.compute('importance', { ids, mode });
+      if (this.ids() !== ids) return;
+      const L = info.n_layer;
+      const H = info.n_head;
+      const grad = Array.from(r.gradient_importance);
+      const loo = Array.from(r.leave_one_out_delta);
+      const m = Math.max(1e-9, ...loo.map(Math.abs));
+      this.gradFigure.show(grad, L, H, { title: `${this.modelName()} · gradient importance`, name: `${this.modelName()}_importance_gradient`, label: '|∂L/∂ξ|', min: 0, max: Math.max(1e-12, ...grad), caption: `loss ${formatNumber(r.loss, 4)} (${r.objective})`, extra: { objective: r.objective, loss: r.loss, gradient: Array.from(r.gradient), ids } });
+      this.looFigure.show(loo, L, H, { title: `${this.modelName()} · loss change without each head (${mode} ablation)`, name: `${this.modelName()}_importance_loo_${mode}`, label: `Δ loss, ${mode} ablation`, min: -m, max: m, scale: SCALES.diverging, format: (v) => `${v >= 0 ? '+' : ''}${v.toFixed(4)}`, extra: { mode, loss: Array.from(r.leave_one_out_loss), ids } });
+      this.importanceNote.textContent = `${mode} ablation · ${ids.length} tokens`;
+      this.importanceNote.dataset.ready = mode;
+    } catch (error) {
+      this.importanceNote.textContent = error.message;
+    }
+  }
+
+  async runPruning() {
+    const ids = this.ids();
+    if (!ids) return;
+    const order = this.pruneOrder.value;
+    const mode = this.store.state.mode;
+    this.pruneBox.replaceChildren(el('p', { class: 'muted', text: 'computing…' }));
+    try {
+      const c = await this.app.compute('pruning', { ids, order, mode, step: 1, nRandom: 3, seed: 0 });
+      if (this.ids() !== ids) return;
+      const P = c.n_removed.length;
+      const series = [{ name: `${order === 'gradient' ? 'gradient' : 'leave-one-out'} order`, points: c.n_removed.map((n, k) => [n, c.loss[k]]), colour: '#2c6fbb', width: 2.5 }];
+      for (let r = 0; r < c.random_loss.length / P; r++) {
+        series.push({ name: `random ${r + 1}`, points: c.n_removed.map((n, k) => [n, c.random_loss[r * P + k]]), colour: '#999', width: 1, opacity: 0.45, legend: false });
+      }
+      series.push({ name: 'random, mean', points: c.n_removed.map((n, k) => [n, c.random_loss_mean[k]]), colour: '#666', dash: '5 3', width: 2 });
+      this.pruneData = { c, order, mode };
+      this.pruneSvg = lineChart(series, { title: `${this.modelName()} · loss as heads are removed (${mode} ablation)`, xLabel: 'heads removed', yLabel: 'loss', width: 620, height: 260 });
+      this.pruneBox.replaceChildren(this.pruneSvg);
+      this.pruneBox.dataset.ready = `${order}:${mode}`;
+    } catch (error) {
+      this.pruneBox.replaceChildren(el('p', { class: 'message error', text: error.message }));
+    }
+  }
+
+  async runProbe() {
+    const info = this.store.state.modelInfo;
+    if (!info) return;
+    this.probeNote.textContent = 'computing…';
+    try {
+      const t = await this.app.compute('inductionTest', this.app.inductionArgs());
+      const L = info.n_layer;
+      const H = info.n_head;
+      this.probeFigure.show(t.score, L, H, { title: `${this.modelName()} · induction score on [BOS] + R + R`, name: `${this.modelName()}_induction_test`, label: 'induction score', min: 0, max: 1, extra: { seq_len: t.seq_len, batch: t.batch, seed: t.seed, score_strict: t.score_strict } });
+      const half = t.token_loss.length / 2;
+      this.probeData = t;
+      this.probeSvg = lineChart([{ name: 'loss per position', points: t.token_loss.map((v, k) => [k, v]), colour: '#2c6fbb' }], { title: 'loss by position (first copy, then the repeat)', xLabel: `position (the repeat starts at ${half})`, yLabel: 'loss', width: 420, height: 220 });
+      this.probeLoss.replaceChildren(this.probeSvg);
+      this.probeNote.textContent = `seq_len ${t.seq_len} × ${t.batch} · loss ${formatNumber(t.loss_first_half, 3)} on the first copy → ${formatNumber(t.loss_second_half, 3)} on the repeat`;
+      this.probeNote.dataset.ready = '1';
+    } catch (error) {
+      this.probeNote.textContent = error.message;
+    }
+  }
+
+  pruneFigure() {
+    if (!this.pruneSvg) return null;
+    const { c, order, mode } = this.pruneData;
+    const svg = () => serializeSvg(this.pruneSvg);
+    return {
+      name: fileName('headscope', this.modelName(), 'pruning', order, mode),
+      svg,
+      png: () => svgToPng(svg(), 2),
+      json: () => c,
+      csv: () => [['heads_removed', 'loss', 'random_mean'], ...c.n_removed.map((n, k) => [n, c.loss[k], c.random_loss_mean[k]])],
+    };
+  }
+
+  probeLossFigure() {
+    if (!this.probeSvg) return null;
+    const t = this.probeData;
+    const svg = () => serializeSvg(this.probeSvg);
+    return {
+      name: fileName('headscope', this.modelName(), 'induction-test-loss'),
+      svg,
+      png: () => svgToPng(svg(), 2),
+      json: () => ({ seq_len: t.seq_len, batch: t.batch, seed: t.seed, token_loss: t.token_loss, loss_first_half: t.loss_first_half, loss_second_half: t.loss_second_half }),
+      csv: () => [['position', 'loss'], ...t.token_loss.map((v, k) => [k, v])],
+    };
   }
 
   matrixWidth() {
@@ -131,6 +272,17 @@ export class ModelView {
       this.status.textContent = `${variant} weights`;
       this.status.dataset.ready = variant;
     }
+    // Small models: the behaviour panels fill in by themselves (a run per
+    // head is cheap); large ones wait for the buttons.
+    if (current() && this.small()) {
+      await this.runImportance();
+      await this.runProbe();
+    }
+  }
+
+  small() {
+    const info = this.store.state.modelInfo;
+    return Boolean(info) && info.n_layer * info.n_head <= 64;
   }
 
   renderComposition() {

@@ -6,7 +6,7 @@
 // head's ablation.
 import { SCALES, cssAt, legend } from './colormap.js';
 import { el, headPattern } from './dom.js';
-import { METRICS } from './metrics.js';
+import { METRICS, ROLE_LABELS } from './metrics.js';
 import { exportBar, fileName, svgToPng } from './export.js';
 import { gridSvg, paintPattern } from './figures.js';
 import { headKey, selectedHead } from './state.js';
@@ -69,6 +69,9 @@ export class HeadGrid {
       for (const m of METRICS) this.metricSelect.append(el('option', { value: m.id, text: m.label, title: m.help || '' }));
       this.sortToggle = el('input', { type: 'checkbox', id: 'metric-sort', on: { change: () => store.set({ sort: this.sortToggle.checked }) } });
       this.filter = el('input', { type: 'range', id: 'metric-filter', min: 0, max: 100, value: 0, 'aria-label': 'dim heads below this share of the metric range', on: { input: () => this.renderMetric(this.store.state) } });
+      this.roleFilter = el('select', { id: 'role-filter', 'aria-label': 'show heads with this role', on: { change: () => this.renderMetric(this.store.state) } });
+      this.roleFilter.append(el('option', { value: '', text: 'all roles' }));
+      for (const [role, [, name]] of Object.entries(ROLE_LABELS)) this.roleFilter.append(el('option', { value: role, text: name }));
       this.metricLegend = el('span', { class: 'metric-legend' });
       this.metricNote = el('span', { class: 'muted metric-note', id: 'metric-note' });
       children.push(
@@ -81,6 +84,7 @@ export class HeadGrid {
           el('label', { for: 'metric-select', class: 'bar-label', text: 'Colour by' }), this.metricSelect,
           el('label', { class: 'toggle' }, [this.sortToggle, ' sort']),
           el('label', { class: 'toggle', title: 'dim heads whose value is in the lower part of the range' }, ['dim below ', this.filter]),
+          el('label', { class: 'toggle', title: 'dim heads whose role on this text is another one' }, ['show ', this.roleFilter]),
           this.metricLegend, this.metricNote,
         ]),
       );
@@ -136,8 +140,9 @@ export class HeadGrid {
         }, [canvas, el('span', { class: 'cell-mark', 'aria-hidden': 'true' })]);
         const bar = el('span', { class: 'cell-metric', 'aria-hidden': 'true' });
         const caption = el('span', { class: 'cell-caption', 'aria-hidden': 'true' });
-        cell.append(bar, caption);
-        cells.push({ cell, canvas, bar, caption, row, layer: l, head: h });
+        const badge = el('span', { class: 'role-badge', hidden: true });
+        cell.append(bar, caption, badge);
+        cells.push({ cell, canvas, bar, caption, badge, row, layer: l, head: h });
         row.append(cell);
       }
       this.cells.push(cells);
@@ -160,11 +165,13 @@ export class HeadGrid {
       this.sortToggle.checked = state.sort;
       this.sortToggle.disabled = !ok;
       this.filter.disabled = !ok;
-      this.metricLegend.replaceChildren(ok ? legend(m.scale, { label: `${m.label} (${m.variant} weights)`, min: m.min, max: m.max, ticks: 3, format: (v) => m.format(v) }) : '');
+      this.metricLegend.replaceChildren(ok ? legend(m.scale, { label: `${m.label} (${m.basis})`, min: m.min, max: m.max, ticks: 3, format: (v) => m.format(v) }) : '');
       this.metricNote.textContent = m?.error ? `${m.label}: ${m.error}` : state.metric !== 'none' && !m ? 'computing…' : '';
       this.metricNote.title = ok ? m.help : '';
     }
     const cut = this.filter ? Number(this.filter.value) / 100 : 0;
+    const b = state.behavior && !state.behavior.error && state.behavior.role?.length === this.shape.nLayer * this.shape.nHead ? state.behavior : null;
+    const wantRole = this.roleFilter?.value || '';
     const flat = this.cells.flat();
     for (const c of flat) {
       const i = c.layer * this.shape.nHead + c.head;
@@ -172,9 +179,18 @@ export class HeadGrid {
       c.bar.hidden = !ok;
       c.caption.replaceChildren(...(ok ? [el('b', { text: headKey(c.layer, c.head) }), el('span', { text: m.format(m.values[i]) })] : []));
       if (ok) c.bar.style.background = cssAt(m.scale, t);
-      c.cell.title = ok ? `${headKey(c.layer, c.head)} · ${m.label}: ${m.format(m.values[i])}` : headKey(c.layer, c.head);
+      const role = b ? b.role[i] : null;
+      const [short, long] = ROLE_LABELS[role] || ['', ''];
+      c.badge.hidden = !short;
+      c.badge.textContent = short;
+      c.badge.dataset.role = role || '';
+      c.cell.dataset.role = role || '';
+      const lines = [headKey(c.layer, c.head)];
+      if (role) lines.push(`role on this text: ${long} (confidence ${b.role_confidence[i].toFixed(2)})`);
+      if (ok) lines.push(`${m.label}: ${m.format(m.values[i])}`);
+      c.cell.title = lines.join('\n');
       c.cell.dataset.metric = ok ? String(m.values[i]) : '';
-      c.cell.classList.toggle('dimmed', ok && cut > 0 && t < cut);
+      c.cell.classList.toggle('dimmed', (ok && cut > 0 && t < cut) || (Boolean(wantRole) && Boolean(b) && role !== wantRole));
     }
     const sorted = ok && state.sort;
     this.grid.classList.toggle('sorted', sorted);
@@ -199,7 +215,7 @@ export class HeadGrid {
     if (!this.shape) return;
     if (changed.has('run') || changed.has('modelInfo')) this.paint(state);
     if (changed.has('head') || changed.has('modelInfo') || changed.has('ablate') || changed.has('run')) this.mark(state);
-    if (['metrics', 'metric', 'sort', 'modelInfo'].some((k) => changed.has(k))) this.renderMetric(state);
+    if (['metrics', 'metric', 'sort', 'modelInfo', 'behavior'].some((k) => changed.has(k))) this.renderMetric(state);
   }
 
   paint(state) {

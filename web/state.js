@@ -16,6 +16,9 @@ export const VIEWS = ['overview', 'head', 'model', 'interventions'];
 export const WEIGHT_VARIANTS = ['processed', 'raw'];
 export const ABLATION_MODES = ['zero', 'mean'];
 export const MAX_TEXT_LENGTH = 4000;
+export const DETECT_FLAGS = ['abs', 'nobos', 'nocur', 'probe'];
+
+import { isEdit } from './edits.js';
 
 // Order here is the order in the URL.
 const URL_DEFAULTS = {
@@ -30,7 +33,8 @@ const URL_DEFAULTS = {
   sort: false,          // overview sorted by the metric
   ablate: [],           // sorted head keys 'L1H3'
   mode: 'zero',         // ablation mode
-  edits: [],            // edit descriptors, see EDIT_PATTERN
+  edits: [],            // weight edits, see edits.js
+  detect: [],           // detector options: 'abs' (measure), 'nobos', 'nocur' (exclusions), 'probe' (induction role from the probe)
   hub: null,            // hub endpoint override (loopback or same origin only)
 };
 
@@ -46,15 +50,7 @@ export function parseHeadKey(text) {
   return m ? { layer: Number(m[1]), head: Number(m[2]) } : null;
 }
 
-// Edits (issue 5): 'ov:L1H3:k0:a0.5' (rank-1 OV update along direction k
-// with strength alpha), 'sv:L1H3:k2:a1' (remove singular component k),
-// 'merge:L1H2+L1H3'. Kept in the URL as given; applied when the core offers
-// them.
-const EDIT_PATTERN = /^(?:(?:ov|sv):L\d{1,3}H\d{1,3}:k\d{1,3}:a-?\d+(?:\.\d+)?|merge:L\d{1,3}H\d{1,3}\+L\d{1,3}H\d{1,3})$/;
-
-export function isEdit(text) {
-  return EDIT_PATTERN.test(text);
-}
+export { isEdit } from './edits.js';
 
 // Only the loopback interface or the page's own origin may stand in for the
 // hub: anything else would let a link send the page's requests to a
@@ -155,6 +151,11 @@ export function parseHash(hash, pageOrigin) {
     if (edits.length <= 64 && edits.every(isEdit)) state.edits = edits;
     else bad('edits');
   }
+  if (params.has('detect')) {
+    const flags = params.get('detect').split(',').filter(Boolean);
+    if (flags.every((f) => DETECT_FLAGS.includes(f))) state.detect = [...new Set(flags)].sort();
+    else bad('detect');
+  }
   if (params.has('hub')) {
     const hub = allowedHubEndpoint(params.get('hub'), pageOrigin);
     if (hub) state.hub = hub;
@@ -187,6 +188,7 @@ export function serializeHash(state) {
     else if (key === 'bos' || key === 'sort') params.set(key, value ? '1' : '0');
     else if (key === 'ablate') params.set(key, value.join(','));
     else if (key === 'edits') params.set(key, value.join(';'));
+    else if (key === 'detect') params.set(key, value.join(','));
     else if (value !== null) params.set(key, String(value));
   }
   return params.toString();
@@ -204,6 +206,8 @@ const RUNTIME_DEFAULTS = {
   focusToken: null,     // a query position picked from the token chips, or null
   geometryProgress: null, // {what, fraction} while a geometry computation runs
   metrics: null,        // per-head metrics for the overview, see metrics.js
+  behavior: null,       // role detectors on the current text (core head_behavior), or {error}
+  editState: null,      // {applied, errors, edits}: the edits the core has in force
 };
 
 export class Store {

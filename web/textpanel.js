@@ -66,7 +66,10 @@ export class TextPanel {
       this.summary.textContent = 'no tokens: type some text';
       return;
     }
-    const delta = run.gated && run.baseline ? run.tokenLoss.map((v, i) => v - run.baseline.tokenLoss[i]) : null;
+    // Per-token change against the run without the ablation, or without the edits.
+    const reference = run.gated && run.baseline ? run.baseline.tokenLoss : run.unedited?.tokenLoss;
+    const hasLoss = Boolean(state.modelInfo?.has_lm_head) && run.tokenLoss?.length > 0 && Number.isFinite(run.loss);
+    const delta = hasLoss && reference ? Array.from(run.tokenLoss, (v, i) => v - reference[i]) : null;
     const maxDelta = delta ? Math.max(1e-6, ...Array.from(delta, Math.abs)) : 1;
     run.tokens.forEach((token, i) => {
       const chip = el('span', {
@@ -85,7 +88,7 @@ export class TextPanel {
       if (i < run.tokenLoss?.length) {
         lines.push(`loss predicting the next token: ${formatNumber(run.tokenLoss[i])}`);
         if (delta) {
-          lines.push(`change with the ablation: ${delta[i] >= 0 ? '+' : ''}${formatNumber(delta[i])}`);
+          lines.push(`change with the ${run.gated ? 'ablation' : 'edits'}: ${delta[i] >= 0 ? '+' : ''}${formatNumber(delta[i])}`);
           const t = 0.5 + delta[i] / maxDelta / 2;
           chip.style.backgroundColor = cssAt(SCALES.diverging, t);
           chip.style.color = textOn(SCALES.diverging, t);
@@ -96,16 +99,21 @@ export class TextPanel {
     });
     const parts = [`${run.nTokens} token${run.nTokens === 1 ? '' : 's'}`];
     if (run.truncated) parts.push(`(cut from ${run.truncated}: the page runs at most ${run.nTokens})`);
-    if (run.tokenLoss?.length && Number.isFinite(run.loss)) {
-      if (run.gated && run.baseline) {
-        const d = run.loss - run.baseline.loss;
-        parts.push(`loss ${formatNumber(run.baseline.loss)} → ${formatNumber(run.loss)} (${d >= 0 ? '+' : ''}${formatNumber(d)}) with ${state.ablate.length} head${state.ablate.length === 1 ? '' : 's'} ablated`);
-      } else {
-        parts.push(`loss ${formatNumber(run.loss)} nats/token`);
-      }
+    if (hasLoss) {
+      // original model → with the edits → with the ablation
+      const sign = (d) => `${d >= 0 ? '+' : ''}${formatNumber(d)}`;
+      const edited = run.gated && run.baseline ? run.baseline.loss : run.loss;
+      let text = `loss ${formatNumber(run.unedited ? run.unedited.loss : edited)}`;
+      if (run.unedited) text += ` → ${formatNumber(edited)} (${sign(edited - run.unedited.loss)}) with ${state.edits.length} edit${state.edits.length === 1 ? '' : 's'}`;
+      if (run.gated && run.baseline) text += ` → ${formatNumber(run.loss)} (${sign(run.loss - run.baseline.loss)}) with ${state.ablate.length} head${state.ablate.length === 1 ? '' : 's'} ${run.mode === 'mean' ? 'mean-' : ''}ablated`;
+      if (!run.unedited && !run.gated) text += ' nats/token';
+      parts.push(text);
+    } else if (state.modelInfo && !state.modelInfo.has_lm_head) {
+      parts.push('no language-model head: no loss');
     }
     this.summary.textContent = parts.join(' · ');
-    this.summary.dataset.loss = Number.isFinite(run.loss) ? String(run.loss) : '';
-    this.summary.dataset.baselineLoss = run.baseline ? String(run.baseline.loss) : '';
+    this.summary.dataset.loss = hasLoss ? String(run.loss) : '';
+    this.summary.dataset.baselineLoss = hasLoss && run.baseline ? String(run.baseline.loss) : '';
+    this.summary.dataset.uneditedLoss = hasLoss && run.unedited ? String(run.unedited.loss) : '';
   }
 }

@@ -16,6 +16,7 @@ import createHeadscopeModule from './headscope_core.mjs';
 import { createHeadscope, HeadscopeError } from '../wasm/headscope.mjs';
 import { fileListSource, hubSource, urlSource } from '../wasm/sources.mjs';
 import { cacheSummary, cachingFetch, clearCache, dropOldCaches } from './cache.js';
+import { parseEdit } from './edits.js';
 import { BUILTIN } from './models.js';
 import { allowedHubEndpoint, allowedModelUrl, isRepoIdText } from './state.js';
 
@@ -24,6 +25,7 @@ const corePromise = createHeadscope(createHeadscopeModule, { wasmUrl });
 const pageOrigin = self.location.origin;
 
 let session = null;      // the loaded ModelSession
+let currentEdits = [];   // descriptors (edits.js) of the edits in the session, in order
 let loadController = null;
 let modelGeneration = 0; // bumps on every successful load
 
@@ -65,6 +67,46 @@ function makeSource(spec, files, endpoint, onCacheEvent) {
   }
 }
 
+function fractionProgress(what, progress) {
+  let last = -1;
+  return (fraction) => {
+    if (fraction - last >= 0.02 || fraction >= 1) {
+      last = fraction;
+      progress({ what, fraction });
+    }
+  };
+}
+
+// Re-makes the session's edits from descriptors; returns the problems.
+function applyEdits(descriptors) {
+  for (const e of session.edits()) session.undoEdit(e.id);
+  currentEdits = [];
+  const errors = [];
+  for (const text of descriptors) {
+    const e = parseEdit(text);
+    try {
+      if (!e) throw new HeadscopeError('not an edit');
+      if (e.type === 'merge') session.addMerge({ layer: e.layer, headA: e.headA, headB: e.headB, patternHead: e.patternHead });
+      else session.addOvEdit({ kind: e.kind, layer: e.layer, head: e.head, component: e.component, alpha: e.alpha, side: e.side });
+      currentEdits.push(text);
+    } catch (error) {
+      errors.push(`${String(text).slice(0, 40)}: ${error.message}`);
+    }
+  }
+  return errors;
+}
+
+// Runs fn on the model without its edits, then puts them back.
+function withoutEdits(fn) {
+  const saved = currentEdits;
+  for (const e of session.edits()) session.undoEdit(e.id);
+  try {
+    return fn();
+  } finally {
+    applyEdits(saved);
+  }
+}
+
 function parseIds(text, vocab) {
   const parts = String(text).split(/[\s,]+/).filter(Boolean);
   if (!parts.length) throw new HeadscopeError('this model has no tokenizer: type token ids separated by spaces, e.g. 5 17 42');
@@ -93,6 +135,7 @@ const handlers = {
       if (controller.signal.aborted) throw new HeadscopeError('download cancelled');
       session?.dispose();
       session = next;
+      currentEdits = [];
       modelGeneration++;
       return {
         info: { ...info, label: source.label, hasTokenizer: Boolean(next.tokenizer), generation: modelGeneration },
@@ -116,10 +159,13 @@ const handlers = {
     return { cancelled: had };
   },
 
-  // Tokenizes (or parses ids) and runs the model; with a head gate, also
-  // returns the ungated baseline unless the page already has it (baselineKey
-  // = the ids it has a baseline for).
-  analyze(core, { text, ids: givenIds, prependBos = true, maxTokens = 256, headGate, baselineKey }) {
+  // Tokenizes (or parses ids) and runs the model with the edits in force.
+  // ablate: flat head indices to ablate (mode 'zero' | 'mean'): the run then
+  // comes from the core's ablation, which also gives the loss without it and
+  // how much each head's pattern changed; the unablated patterns are added
+  // unless the page already has them (baselineKey = the ids it has them for).
+  // With edits in force, `unedited` holds the loss of the model without them.
+  analyze(core, { text, ids: givenIds, prependBos = true, maxTokens = 256, ablate = [], mode = 'zero', baselineKey }) {
     if (!session) throw new HeadscopeError('no model is loaded');
     const info = session.info;
     let ids;
@@ -139,21 +185,63 @@ const handlers = {
       ids = ids.slice(0, limit);
       tokens = tokens.slice(0, limit);
     }
-    if (!ids.length) {
-      return { ids, tokens, truncated, nTokens: 0, nLayer: info.n_layer, nHead: info.n_head, empty: true, generation: modelGeneration };
+    const base = { ids, tokens, truncated, generation: modelGeneration, editsKey: currentEdits.join(';') };
+    if (!ids.length) return { ...base, nTokens: 0, nLayer: info.n_layer, nHead: info.n_head, empty: true };
+    const heads = Array.from(ablate).filter((i) => Number.isInteger(i) && i >= 0 && i < info.n_layer * info.n_head);
+    let result;
+    if (heads.length) {
+      const a = session.ablate(ids, heads, { mode });
+      let baseline = { tokenLoss: a.token_loss_base, loss: a.loss_base };
+      if (baselineKey !== `${ids.join(',')}|${currentEdits.join(';')}`) baseline = { ...baseline, patterns: session.run(ids).patterns };
+      result = {
+        ...base, nLayer: info.n_layer, nHead: info.n_head, nTokens: ids.length,
+        patterns: a.patterns, tokenLoss: a.token_loss, loss: a.loss, objective: a.objective,
+        gated: true, mode, patternChange: a.pattern_change, baseline,
+      };
+    } else {
+      const run = session.run(ids);
+      result = { ...base, nLayer: run.nLayer, nHead: run.nHead, nTokens: run.nTokens, patterns: run.patterns, tokenLoss: run.tokenLoss, loss: run.loss, gated: false, baseline: null };
     }
-    const gated = headGate && Array.from(headGate).some((g) => g !== 1);
-    const run = session.run(ids, gated ? { headGate } : {});
-    let baseline = null;
-    if (gated && baselineKey !== ids.join(',')) {
-      const b = session.run(ids);
-      baseline = { patterns: b.patterns, tokenLoss: b.tokenLoss, loss: b.loss };
+    if (currentEdits.length) {
+      const plain = withoutEdits(() => session.run(ids));
+      result.unedited = { loss: plain.loss, tokenLoss: plain.tokenLoss };
     }
-    return {
-      ids, tokens, truncated, generation: modelGeneration,
-      nLayer: run.nLayer, nHead: run.nHead, nTokens: run.nTokens,
-      patterns: run.patterns, tokenLoss: run.tokenLoss, loss: run.loss, gated: Boolean(gated), baseline,
-    };
+    return result;
+  },
+
+  // Puts the core's edit list in step with the page's descriptors (edits.js):
+  // every edit is re-made from its descriptor, in order. Descriptors that do
+  // not fit the model are skipped and reported.
+  setEdits(core, { edits = [] }) {
+    if (!session) throw new HeadscopeError('no model is loaded');
+    const errors = applyEdits(edits);
+    return { applied: currentEdits, errors, edits: session.edits() };
+  },
+
+  // Role detectors and pattern statistics for the ids (edits in force).
+  behavior(core, { ids, measure = 'mul', excludeBos = false, excludeCurrentToken = false, probeInduction }) {
+    if (!session) throw new HeadscopeError('no model is loaded');
+    return { ...session.behavior(ids, { measure, excludeBos, excludeCurrentToken, probeInduction }), generation: modelGeneration, editsKey: currentEdits.join(';') };
+  },
+
+  inductionTest(core, { seqLen = 50, batch = 10, seed = 0 }, progress) {
+    if (!session) throw new HeadscopeError('no model is loaded');
+    return { ...session.inductionTest({ seqLen, batch, seed, onProgress: fractionProgress('induction test', progress) }), generation: modelGeneration };
+  },
+
+  importance(core, { ids, mode = 'zero' }, progress) {
+    if (!session) throw new HeadscopeError('no model is loaded');
+    return { ...session.importance(ids, { mode, onProgress: fractionProgress('importance', progress) }), generation: modelGeneration };
+  },
+
+  pruning(core, { ids, order = 'gradient', mode = 'zero', step = 1, nRandom = 3, seed = 0 }, progress) {
+    if (!session) throw new HeadscopeError('no model is loaded');
+    return { ...session.pruningCurve(ids, { order, mode, step, nRandom, seed, onProgress: fractionProgress('pruning curve', progress) }), generation: modelGeneration };
+  },
+
+  evaluateMerge(core, { ids, layer, headA, headB }, progress) {
+    if (!session) throw new HeadscopeError('no model is loaded');
+    return { ...session.evaluateMerge(ids, { layer, headA, headB, onProgress: fractionProgress('merge', progress) }), generation: modelGeneration };
   },
 
   // Weight geometry of the loaded model (wasm/headscope.mjs): what is one of

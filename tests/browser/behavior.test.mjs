@@ -1,0 +1,208 @@
+// Behaviour and interventions in the page, read back and compared with the
+// Hugging Face oracle (importance, ablation) and with the core's node API on
+// the same model files (detectors, mean ablation, edits, merges, pruning, the
+// induction probe).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { launchBrowser, openPage } from './harness.mjs';
+import { exportFile, oracleDir, runCount, screenshot, startSite, waitReady, waitRun, worstMismatch } from './fixtures.mjs';
+import { parseNpy } from '../../wasm/npy.mjs';
+import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
+
+let site;
+let browser;
+let core;
+before(async () => {
+  site = await startSite();
+  browser = await launchBrowser();
+  core = await loadHeadscope();
+});
+after(async () => {
+  await browser?.close();
+  await site?.server.close();
+});
+
+const ORACLE_IDS = [5, 17, 42, 7, 99, 3, 64, 23, 11, 88, 120, 31];
+const TEXT = 'the cat sat on the mat and the cat sat on the mat';
+const link = (params) => `${site.server.url}#${new URLSearchParams({ hub: '/hub', ...params })}`;
+const close = (a, b, tol, what) => assert.ok(Math.abs(a - b) <= tol, `${what}: page ${a}, reference ${b}`);
+
+async function nodeSession(repo) {
+  const s = core.createSession();
+  await s.load(directorySource(site.repoDir(repo)));
+  return s;
+}
+
+async function pageLoss(page) {
+  return Number(await page.getAttribute('#run-summary', 'data-loss'));
+}
+
+test('roles and detector scores on screen equal the core\'s, with every detector option', async () => {
+  const { page, problems } = await openPage(browser.context, link({ model: 'test/tiny-gpt2', text: TEXT, view: 'head', head: 'L1H2' }));
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await waitReady(page);
+  const ids = await page.evaluate(() => window.headscope.store.state.run.ids);
+  const s = await nodeSession('test/tiny-gpt2');
+  const check = async (options, what) => {
+    const expected = s.behavior(ids, options);
+    await page.waitForFunction((m) => document.getElementById('head-pattern-stats').dataset.measure === m, expected.measure);
+    const stats = await page.$$eval('#head-pattern-stats dt', (dts) => Object.fromEntries(dts.map((dt) => [dt.textContent, dt.nextElementSibling.dataset.value])));
+    const i = 1 * 4 + 2;
+    close(Number(stats['previous-token score']), expected.previous_token_score[i], 1e-12, `${what} previous-token`);
+    close(Number(stats['duplicate-token score']), expected.duplicate_token_score[i], 1e-12, `${what} duplicate-token`);
+    close(Number(stats['induction score']), expected.induction_score[i], 1e-12, `${what} induction`);
+    close(Number(stats['entropy (nats)']), expected.entropy[i], 1e-12, `${what} entropy`);
+    close(Number(stats['BOS sink mass']), expected.first_token_mass[i], 1e-12, `${what} sink`);
+    assert.equal(stats['Kovaleva class'], expected.pattern_class[i]);
+    assert.equal(await page.getAttribute('#head-role', 'data-role'), expected.role[i]);
+    const scores = await page.$$eval('#head-role-scores .partner', (p) => p.map((x) => Number(x.dataset.value)));
+    scores.forEach((v, k) => close(v, expected.role_scores[i * 6 + k], 1e-12, `${what} role score ${k}`));
+    return expected;
+  };
+  await page.waitForSelector('#head-role[data-role]');
+  await check({}, 'mul');
+  await page.check('#head-behavior input[data-flag=abs]');
+  await page.check('#head-behavior input[data-flag=nobos]');
+  await check({ measure: 'abs', excludeBos: true }, 'abs, exclude BOS');
+  assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get('detect'), 'abs,nobos');
+  await screenshot(page, 'head-behaviour', { fullPage: true });
+
+  // The overview's badges and a detector metric, for every head.
+  await page.click('#tab-overview');
+  await page.selectOption('#metric-select', 'previous_token');
+  await page.waitForFunction(() => document.querySelector('#overview-grid .head-cell').dataset.metric);
+  const expected = s.behavior(ids, { measure: 'abs', excludeBos: true });
+  const cells = await page.$$eval('#overview-grid .head-cell', (c) => c.map((x) => [Number(x.dataset.metric), x.dataset.role]));
+  cells.forEach(([v, role], i) => {
+    close(v, expected.previous_token_score[i], 1e-12, `head ${i} previous-token`);
+    assert.equal(role, expected.role[i]);
+  });
+  s.dispose();
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('importance and leave-one-out on screen match the oracle; pruning and the induction probe match the core', async () => {
+  const grad = parseNpy(fs.readFileSync(path.join(oracleDir('gpt2'), 'head_importance_abs_grad.npy'))).data;
+  const loo = parseNpy(fs.readFileSync(path.join(oracleDir('gpt2'), 'loss_zero_ablate_each_head.npy'))).data;
+  const { page, problems } = await openPage(browser.context, link({ model: 'test/ids-gpt2', text: ORACLE_IDS.join(' '), bos: '0', view: 'model' }));
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await waitReady(page);
+  await page.waitForSelector('#importance-note[data-ready=zero]', { timeout: 30000 });
+  const g = JSON.parse((await exportFile(page, '#importance-gradient', 'json')).bytes);
+  let worst = worstMismatch(g.values, Array.from(grad));
+  assert.ok(worst.maxError < 1e-4, `gradient importance vs oracle: ${JSON.stringify(worst)}`);
+  const l = JSON.parse((await exportFile(page, '#importance-loo', 'json')).bytes);
+  worst = worstMismatch(l.loss, Array.from(loo));
+  assert.ok(worst.maxError < 1e-4, `leave-one-out loss vs oracle: ${JSON.stringify(worst)}`);
+
+  const s = await nodeSession('test/ids-gpt2');
+  await page.click('#pruning-run');
+  await page.waitForSelector('#pruning-curve[data-ready]');
+  const curve = JSON.parse((await exportFile(page, '#pruning-card', 'json')).bytes);
+  const expected = s.pruningCurve(ORACLE_IDS, { order: 'gradient', mode: 'zero', step: 1, nRandom: 3, seed: 0 });
+  assert.deepEqual(curve.order, expected.order);
+  assert.ok(worstMismatch(curve.loss, expected.loss).maxError < 1e-9);
+  assert.equal(await page.$$eval('#pruning-curve path[data-series]', (p) => p.length), 5, 'importance order, three random orders, their mean');
+
+  await page.waitForSelector('#probe-note[data-ready]', { timeout: 30000 });
+  const probe = JSON.parse((await exportFile(page, '#induction-scores', 'json')).bytes);
+  const t = s.inductionTest({ seqLen: 31, batch: 10, seed: 0 });
+  assert.equal(probe.seq_len, 31);
+  assert.ok(worstMismatch(probe.values, t.score).maxError < 1e-12);
+  assert.match(await page.textContent('#probe-note'), new RegExp(`loss ${t.loss_first_half.toFixed(3)} on the first copy → ${t.loss_second_half.toFixed(3)} on the repeat`));
+  await screenshot(page, 'model-behaviour', { fullPage: true });
+  s.dispose();
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('mean ablation: the loss equals the core\'s', async () => {
+  const { page, problems } = await openPage(browser.context, link({ model: 'test/ids-gpt2', text: ORACLE_IDS.join(' '), bos: '0', ablate: 'L0H1,L1H2', view: 'interventions' }));
+  await waitReady(page);
+  const s = await nodeSession('test/ids-gpt2');
+  close(await pageLoss(page), s.ablate(ORACLE_IDS, [1, 6], { mode: 'zero' }).loss, 1e-9, 'zero ablation');
+  const n = await runCount(page);
+  await page.check('#mode-mean');
+  await waitRun(page, n);
+  assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get('mode'), 'mean');
+  close(await pageLoss(page), s.ablate(ORACLE_IDS, [1, 6], { mode: 'mean' }).loss, 1e-9, 'mean ablation');
+  assert.match(await page.textContent('#run-summary'), /with 2 heads mean-ablated/);
+  s.dispose();
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('OV edits: α = 0 changes nothing, α changes the loss as the core says, removal restores it exactly, the link keeps them', async () => {
+  const { page, problems } = await openPage(browser.context, link({ model: 'test/ids-gpt2', text: ORACLE_IDS.join(' '), bos: '0', view: 'interventions', head: 'L1H3' }));
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await waitReady(page);
+  const clean = await page.getAttribute('#run-summary', 'data-loss');
+  // α = 0: the same loss, bit for bit.
+  await page.fill('#edit-alpha-value', '0');
+  await page.fill('#edit-component', '2');
+  let n = await runCount(page);
+  await page.click('#edit-add');
+  await waitRun(page, n);
+  assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get('edits'), 'r1:L1H3:k1:a0:w');
+  assert.equal(await page.getAttribute('#run-summary', 'data-loss'), clean);
+  assert.equal(await page.getAttribute('#run-summary', 'data-unedited-loss'), clean);
+  // Drag α to 1.5 (the row's own slider).
+  n = await runCount(page);
+  await page.$eval('#edit-list .edit-alpha', (slider) => {
+    slider.value = '1.5';
+    slider.dispatchEvent(new Event('input', { bubbles: true }));
+  });
+  await page.waitForFunction(() => /a1\.5/.test(location.hash));
+  await waitRun(page, n);
+  await page.waitForFunction((c) => document.getElementById('run-summary').dataset.loss !== c, clean);
+  const s = await nodeSession('test/ids-gpt2');
+  s.addOvEdit({ kind: 'rank_one', layer: 1, head: 3, component: 1, alpha: 1.5, side: 'write' });
+  const expected = s.run(ORACLE_IDS).loss;
+  close(await pageLoss(page), expected, 1e-9, 'rank-one edit α 1.5');
+  assert.match(await page.textContent('#edit-list'), /L1H3: W_OV −= 1\.5·u2u2ᵀ \(write side\)/);
+  assert.match(await page.textContent('#run-summary'), /with 1 edit/);
+  await screenshot(page, 'edits');
+  // The link carries the edit: a new tab shows the same loss.
+  const second = await openPage(browser.context, page.url());
+  await waitReady(second.page);
+  close(await pageLoss(second.page), expected, 1e-9, 'edit restored from the link');
+  await second.page.close();
+  // Remove it: the original loss exactly.
+  n = await runCount(page);
+  await page.click('#edit-list .remove');
+  await waitRun(page, n);
+  assert.equal(await page.getAttribute('#run-summary', 'data-loss'), clean);
+  s.dispose();
+  assert.deepEqual([...problems, ...second.problems], []);
+  await page.close();
+});
+
+test('merging two heads: the report, then the merged model\'s loss equals the report; removing the merge restores the loss', async () => {
+  const { page, problems } = await openPage(browser.context, link({ model: 'test/ids-gpt2', text: ORACLE_IDS.join(' '), bos: '0', view: 'interventions', head: 'L0H0' }));
+  await waitReady(page);
+  const clean = await page.getAttribute('#run-summary', 'data-loss');
+  await page.selectOption('#merge-b', '1');
+  await page.click('#merge-evaluate');
+  await page.waitForSelector('#merge-report-table');
+  const s = await nodeSession('test/ids-gpt2');
+  const report = s.evaluateMerge(ORACLE_IDS, { layer: 0, headA: 0, headB: 1 });
+  const rows = await page.$$eval('#merge-report-table tbody tr', (r) => r.map((x) => Number(x.dataset.value)));
+  [report.loss_base, report.loss_prune_a, report.loss_prune_b, report.loss_prune_both, report.loss_merged_pattern_a, report.loss_merged_pattern_b]
+    .forEach((v, k) => close(rows[k], v, 1e-9, `merge report row ${k}`));
+  let n = await runCount(page);
+  await page.click('#merge-apply');
+  await waitRun(page, n);
+  close(await pageLoss(page), report.loss_merged, 1e-5, 'merged loss');
+  assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get('edits'), `mg:L0H0+H1:p${report.best_pattern_head}`);
+  n = await runCount(page);
+  await page.click('#edit-list .remove');
+  await waitRun(page, n);
+  assert.equal(await page.getAttribute('#run-summary', 'data-loss'), clean);
+  s.dispose();
+  assert.deepEqual(problems, []);
+  await page.close();
+});
