@@ -18,6 +18,7 @@ export class InterventionsPanel {
     this.loss = el('div', { id: 'ablation-loss', class: 'loss-summary' });
     this.chart = el('div', { class: 'delta-chart', id: 'delta-chart' });
     this.editsBox = el('div', { class: 'edits', id: 'edits' });
+    this.chartHead = el('div', { class: 'figure-head', hidden: true }, [el('span', { class: 'muted', text: 'loss change per predicted token' }), exportBar(() => this.figure(), { onError, label: 'Loss change' })]);
     this.modeInputs = {};
     this.history = [];
     root.append(
@@ -33,7 +34,7 @@ export class InterventionsPanel {
         }),
       ]),
       this.loss,
-      el('div', { class: 'figure-head' }, [el('span', { class: 'muted', text: 'loss change per predicted token' }), exportBar(() => this.figure(), { onError, label: 'Loss change' })]),
+      this.chartHead,
       this.chart,
       this.editsBox,
     );
@@ -72,6 +73,7 @@ export class InterventionsPanel {
     this.clearButton.disabled = !state.ablate.length;
     this.undoButton.disabled = !this.history.length;
     const run = state.run;
+    this.chartHead.hidden = !(run?.gated && run.baseline && state.modelInfo?.has_lm_head);
     this.chart.replaceChildren();
     this.loss.replaceChildren();
     if (!run || run.empty) return;

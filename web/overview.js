@@ -216,6 +216,10 @@ export class HeadGrid {
     if (changed.has('run') || changed.has('modelInfo')) this.paint(state);
     if (changed.has('head') || changed.has('modelInfo') || changed.has('ablate') || changed.has('run')) this.mark(state);
     if (['metrics', 'metric', 'sort', 'modelInfo', 'behavior'].some((k) => changed.has(k))) this.renderMetric(state);
+    if (changed.has('geometryProgress') && this.metricNote && state.metric !== 'none' && !state.metrics) {
+      const p = state.geometryProgress;
+      this.metricNote.textContent = p ? `computing ${p.what}… ${Math.round(p.fraction * 100)}%` : 'computing…';
+    }
   }
 
   paint(state) {
