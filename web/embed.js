@@ -5,7 +5,9 @@
 // such as <headscope-view> can size the frame to its content.
 import { App, textOf } from './app.js';
 import { el } from './dom.js';
+import { compositionGraph } from './charts.js';
 import { Heatmap, LineView } from './headview.js';
+import { MatrixFigure } from './matrixview.js';
 import { modelLabel } from './models.js';
 import { HeadGrid } from './overview.js';
 import { explorerUrl } from './share.js';
@@ -24,7 +26,35 @@ const figures = el('div', { class: 'embed-figures' });
 root.append(el('div', { class: 'embed-head' }, [el('span', { class: 'brand-name', text: 'headscope' }), title, status, back]), message, figures);
 
 const onError = () => {};
-if (store.state.view === 'overview') {
+// The model view embeds the write-redundancy matrix and the composition
+// graph (the two figures that describe the model as a whole).
+function embedModelView() {
+  const matrixBox = el('section', { class: 'figure', id: 'redundancy-figure' });
+  const graphBox = el('section', { class: 'figure graph-wrap', id: 'composition-graph' });
+  figures.append(matrixBox, graphBox);
+  const matrix = new MatrixFigure(matrixBox, { maxWidth: () => Math.max(280, Math.min(520, window.innerWidth * 0.45)), onError });
+  let shown = null;
+  store.subscribe(async (state) => {
+    const info = state.modelInfo;
+    const key = info && `${info.generation}:${state.weights}`;
+    if (!info || key === shown) return;
+    shown = key;
+    const variant = state.weights;
+    try {
+      const r = await app.geometry('redundancy', { variant, kind: 'O' });
+      matrix.show(r.overlap, r.n_layer, r.n_head, { title: `write-subspace overlap (${variant} weights)`, valueLabel: `write (O) overlap, ${variant} weights`, min: 0, max: 1 });
+      const c = await app.geometry('composition', { variant });
+      const { svg } = compositionGraph({ nLayer: c.n_layer, nHead: c.n_head, scores: c, threshold: c.baseline.mean + 2 * c.baseline.std });
+      graphBox.replaceChildren(el('p', { class: 'muted small', text: `composition above the random baseline + 2 sd (${variant} weights): Q blue, K orange, V green` }), svg);
+    } catch (error) {
+      graphBox.replaceChildren(el('p', { class: 'message error', text: error.message }));
+    }
+  });
+}
+
+if (store.state.view === 'model') {
+  embedModelView();
+} else if (store.state.view === 'overview') {
   new HeadGrid(figures, { store, fitHeight: false, onOpen: () => window.open(explorerUrl({ ...store.urlState(), view: 'head' }, new URL('index.html', location.href)), '_blank', 'noopener'), onError, modelName });
 } else {
   const heat = el('section', { class: 'figure' });
@@ -38,8 +68,14 @@ function render(state) {
   const { layer, head } = selectedHead(state);
   const text = textOf(state);
   const parts = [modelName()];
-  if (state.view !== 'overview') parts.push(`L${layer}H${head}`);
+  if (state.view !== 'overview' && state.view !== 'model') parts.push(`L${layer}H${head}`);
   if (state.ablate.length) parts.push(`ablated ${state.ablate.join(', ')}`);
+  if (state.edits.length) parts.push(`${state.edits.length} edit${state.edits.length > 1 ? 's' : ''}`);
+  const run = state.run;
+  if (run && !run.empty && state.modelInfo?.has_lm_head && Number.isFinite(run.loss)) {
+    const before = run.unedited ? run.unedited.loss : run.gated && run.baseline ? run.baseline.loss : null;
+    parts.push(before !== null ? `loss ${before.toFixed(3)} → ${run.loss.toFixed(3)}` : `loss ${run.loss.toFixed(3)}`);
+  }
   parts.push(`“${text.length > 60 ? `${text.slice(0, 59)}…` : text}”`);
   title.textContent = parts.join(' · ');
   back.href = explorerUrl(store.urlState(), new URL('index.html', location.href));

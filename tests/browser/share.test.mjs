@@ -81,7 +81,7 @@ test('embed.html in an iframe shows the head with the CLI\'s numbers', async () 
   const frame = page.frame({ url: /embed\.html/ });
   await frameReady(frame);
   assert.equal(await frame.getAttribute('#heatmap', 'data-head'), 'L1H2');
-  assert.match(await frame.textContent('#embed-title'), /test\/tiny-gpt2 · L1H2 · “When Mary/);
+  assert.match(await frame.textContent('#embed-title'), /test\/tiny-gpt2 · L1H2 · loss \d\.\d{3} · “When Mary/);
   assert.equal(await frame.$$eval('#lines-view text.line-token[data-side=q]', (t) => t.length), 17, 'BOS + 16 words');
   assert.equal(await frame.isVisible('.export-bar'), false, 'no chrome in the embed');
   const back = await frame.getAttribute('a.back', 'href');
@@ -156,6 +156,18 @@ test('attributes of <headscope-view> override its state and re-render', async ()
   for (let i = 0; i < 100 && !frameOf(); i++) await page.waitForTimeout(100);
   await frameReady(frameOf());
   assert.equal(await frameOf().getAttribute('#heatmap', 'data-head'), 'L1H0');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('embed.html with the model view shows the redundancy matrix and the composition graph, with the loss in its title', async () => {
+  const state = new URLSearchParams({ hub: '/hub', model: 'test/tiny-gpt2', text: TEXT, view: 'model', ablate: 'L0H1' });
+  const { page, problems } = await openPage(browser.context, `${site.server.url}embed.html#${state}`);
+  await waitReady(page);
+  await page.waitForSelector('#composition-graph svg');
+  assert.equal(await page.isVisible('#redundancy-figure canvas.matrix'), true);
+  assert.match(await page.textContent('#embed-title'), /test\/tiny-gpt2 · ablated L0H1 · loss \d\.\d{3} → \d\.\d{3} · “When Mary/);
+  assert.ok(await page.$$eval('#composition-graph path', (p) => p.length) > 0);
   assert.deepEqual(problems, []);
   await page.close();
 });
