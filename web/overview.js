@@ -243,6 +243,10 @@ export class HeadGrid {
       cell.tabIndex = selected ? 0 : -1;
       const off = ablated.has(headKey(l, h));
       cell.classList.toggle('ablated', off);
+      // Heads downstream of an ablation whose pattern moved (max |ΔA| > 0.01).
+      const change = state.run?.patternChange ? state.run.patternChange[l * this.shape.nHead + h] : 0;
+      cell.classList.toggle('changed', !off && change > 0.01);
+      cell.dataset.patternChange = change ? String(change) : '';
       cell.setAttribute('aria-label', `layer ${l} head ${h}${off ? ', ablated' : ''}`);
     }));
     if (this.grid.contains(document.activeElement)) this.cells[layer]?.[head]?.cell.focus();

@@ -183,6 +183,9 @@ test('ablation: the loss matches the oracle, and undo restores it exactly', asyn
   assert.equal(await page.getAttribute('#run-summary', 'data-baseline-loss'), clean);
   assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get('ablate'), 'L0H1');
   assert.ok(await page.$eval('#overview-grid [data-head=L0H1]', (c) => c.classList.contains('ablated')));
+  // Layer-1 patterns move with L0H1 gone; layer 0's others do not.
+  const changed = await page.$$eval('#overview-grid .head-cell', (c) => c.map((x) => [x.dataset.head, x.classList.contains('changed')]));
+  assert.deepEqual(changed.filter(([, on]) => on).map(([k]) => k), ['L1H0', 'L1H1', 'L1H2', 'L1H3']);
   assert.match(await page.textContent('#run-summary'), /with 1 head ablated/);
 
   // A second head from the head view's button: L0H1 + L1H3, as in ablation.json.
