@@ -55,7 +55,8 @@ export function cachingFetch({ fetchImpl = globalThis.fetch, onEvent = () => {} 
   if (!storage) return fetchImpl;
   let cachePromise = null;
   const open = () => (cachePromise ??= storage.open(CACHE_NAME));
-  return async (url, init = {}) => {
+  const pending = new Set();
+  const fetchFn = async (url, init = {}) => {
     const range = rangeOf(init.headers);
     const key = cacheKey(url, range);
     let cache = null;
@@ -76,13 +77,18 @@ export function cachingFetch({ fetchImpl = globalThis.fetch, onEvent = () => {} 
       // aborts the fetch, which fails this put, so partial files are never
       // stored.
       const copy = response.clone();
-      cache.put(key, new Response(copy.body, { status: 200, headers: new Headers(copy.headers) })).then(
+      const put = cache.put(key, new Response(copy.body, { status: 200, headers: new Headers(copy.headers) })).then(
         () => onEvent({ type: 'stored', url: key }),
         (error) => onEvent({ type: 'store-failed', url: key, message: error?.message || String(error) }),
       );
+      pending.add(put);
+      put.finally(() => pending.delete(put));
     }
     return response;
   };
+  // Resolves when every store started so far has finished (or failed).
+  fetchFn.settled = () => Promise.allSettled([...pending]);
+  return fetchFn;
 }
 
 // {entries, bytes} of what the current cache holds (bytes from the stored
@@ -98,6 +104,24 @@ export async function cacheSummary() {
     bytes += Number(response?.headers.get('Content-Length')) || 0;
   }
   return { available: true, entries: requests.length, bytes };
+}
+
+// Drops every entry whose URL starts with prefix (a model folder whose load
+// failed: a fixed file at the same revision must not be shadowed by the
+// broken copy).
+export async function forgetPrefix(prefix) {
+  const storage = cacheStorage();
+  if (!storage) return 0;
+  try {
+    const cache = await storage.open(CACHE_NAME);
+    let n = 0;
+    for (const request of await cache.keys()) {
+      if (request.url.startsWith(prefix) && (await cache.delete(request))) n++;
+    }
+    return n;
+  } catch {
+    return 0;
+  }
 }
 
 export async function clearCache() {

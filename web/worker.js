@@ -14,8 +14,8 @@
 // failed or cancelled load leaves the previous model usable.
 import createHeadscopeModule from './headscope_core.mjs';
 import { createHeadscope, HeadscopeError } from '../wasm/headscope.mjs';
-import { fileListSource, hubSource, urlSource } from '../wasm/sources.mjs';
-import { cacheSummary, cachingFetch, clearCache, dropOldCaches } from './cache.js';
+import { HUB_ENDPOINT, fileListSource, hubSource, urlSource } from '../wasm/sources.mjs';
+import { cacheSummary, cachingFetch, clearCache, dropOldCaches, forgetPrefix } from './cache.js';
 import { parseEdit } from './edits.js';
 import { BUILTIN } from './models.js';
 import { allowedHubEndpoint, allowedModelUrl, isRepoIdText } from './state.js';
@@ -52,7 +52,11 @@ function makeSource(spec, files, endpoint, onCacheEvent) {
         if (!hubEndpoint) throw new HeadscopeError('the hub endpoint must be this page\'s origin or the loopback interface');
       }
       const fetchImpl = cachingFetch({ onEvent: onCacheEvent });
-      return hubSource(spec.repo, spec.revision || 'main', { endpoint: hubEndpoint, fetchImpl });
+      const source = hubSource(spec.repo, spec.revision || 'main', { endpoint: hubEndpoint, fetchImpl });
+      // The folder's URL, to forget its cached files if the load fails.
+      source.base = `${(hubEndpoint || HUB_ENDPOINT).replace(/\/$/, '')}/${spec.repo}/resolve/${encodeURIComponent(spec.revision || 'main')}/`;
+      source.cacheSettled = fetchImpl.settled;
+      return source;
     }
     case 'url': {
       const base = allowedModelUrl(String(spec.url), pageOrigin);
@@ -143,6 +147,10 @@ const handlers = {
       };
     } catch (error) {
       next.dispose();
+      if (spec?.kind === 'hub' && source.base) {
+        await source.cacheSettled?.();
+        await forgetPrefix(source.base);
+      }
       if (controller.signal.aborted) throw new HeadscopeError('download cancelled');
       if (spec?.kind === 'builtin' && /config\.json is missing/.test(error.message)) {
         throw new HeadscopeError('built-in model not yet available: this copy of headscope has no model in models/; load one from the list, a repo id, a URL or your own files');

@@ -172,6 +172,8 @@ test('a corrupt file, an unsupported model and network failures show clear error
   await loadRepo(page, 'test/corrupt');
   await page.waitForFunction(() => document.body.dataset.model === 'error');
   assert.match(await page.textContent('#model-error'), /model\.safetensors: file is truncated/);
+  // A failed load leaves nothing of that folder in the cache (a fixed file must not be shadowed).
+  await page.waitForFunction(async () => !(await (await caches.open('headscope-models-v2')).keys()).some((k) => k.url.includes('/test/corrupt/')));
   await screenshot(page, 'error-corrupt');
   // Then a good model loads in the same page.
   await loadRepo(page, 'test/tiny-gpt2');
