@@ -4,6 +4,9 @@
 //   headscope info MODEL
 //   headscope attn MODEL (--text TEXT | --ids 1,2,3) [--prepend-bos] [--out FILE.npy|FILE.json]
 //   headscope metrics MODEL [--raw|--processed] [--out FILE.json|DIR]
+//   headscope detect MODEL (--text TEXT | --ids ...) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
+//   headscope ablate MODEL (--text TEXT | --ids ...) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
+//   headscope importance MODEL (--text TEXT | --ids ...) [--mode zero|mean] [--out FILE.json]
 //
 // MODEL is a local folder (config.json, model.safetensors or shards,
 // tokenizer.json) or a Hugging Face repo id (owner/name[@revision]); the hub
@@ -19,6 +22,9 @@ const usage = `usage:
   headscope info MODEL
   headscope attn MODEL (--text TEXT | --ids 1,2,3) [--prepend-bos] [--out FILE.npy|FILE.json]
   headscope metrics MODEL [--raw|--processed] [--out FILE.json|DIR]
+  headscope detect MODEL (--text TEXT | --ids 1,2,3) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
+  headscope ablate MODEL (--text TEXT | --ids 1,2,3) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
+  headscope importance MODEL (--text TEXT | --ids 1,2,3) [--mode zero|mean] [--out FILE.json]
 MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision])`;
 
 function fail(message) {
@@ -51,6 +57,11 @@ async function main() {
       out: { type: 'string' },
       'prepend-bos': { type: 'boolean', default: false },
       raw: { type: 'boolean', default: false },
+      measure: { type: 'string', default: 'mul' },
+      'exclude-bos': { type: 'boolean', default: false },
+      'exclude-current-token': { type: 'boolean', default: false },
+      heads: { type: 'string' },
+      mode: { type: 'string', default: 'zero' },
       processed: { type: 'boolean', default: false },
       endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || 'https://huggingface.co' },
       help: { type: 'boolean', short: 'h' },
@@ -58,7 +69,7 @@ async function main() {
   });
   const [command, modelSpec] = positionals;
   if (options.help || !command) return console.log(usage);
-  if (!['info', 'attn', 'metrics'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
+  if (!['info', 'attn', 'metrics', 'detect', 'ablate', 'importance'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
   if (!modelSpec) fail(`${command} needs a MODEL\n${usage}`);
 
   const core = await loadHeadscope();
@@ -68,10 +79,11 @@ async function main() {
   if (command === 'info') return console.log(JSON.stringify(info, null, 2));
   if (command === 'metrics') return metrics(session, info, options);
 
-  if ((options.text === undefined) === (options.ids === undefined)) fail('attn needs exactly one of --text or --ids');
+  if ((options.text === undefined) === (options.ids === undefined)) fail(`${command} needs exactly one of --text or --ids`);
   const { ids, tokens } = options.ids !== undefined
     ? { ids: parseIds(options.ids), tokens: null }
     : session.tokenize(options.text, { prependBos: options['prepend-bos'] });
+  if (command !== 'attn') return behaviour(command, session, info, ids, tokens, options);
   const run = session.run(ids);
   const shape = [run.nLayer, run.nHead, run.nTokens, run.nTokens];
   if (!options.out) {
@@ -93,6 +105,41 @@ async function main() {
   } else {
     fail(`--out must end in .npy or .json, got ${options.out}`);
   }
+}
+
+// Parses "L0H1,L1H3" into flat head indices l * H + h.
+function parseHeads(text, info) {
+  return text.split(',').map((name) => {
+    const match = /^L(\d+)H(\d+)$/.exec(name.trim());
+    if (!match) fail(`--heads takes names like L0H1,L1H3; got "${name}"`);
+    const [l, h] = [Number(match[1]), Number(match[2])];
+    if (l >= info.n_layer || h >= info.n_head) fail(`${name} is not a head of this model (${info.n_layer} layers x ${info.n_head} heads)`);
+    return l * info.n_head + h;
+  });
+}
+
+// detect, ablate and importance: JSON on stdout or in --out FILE.json.
+function behaviour(command, session, info, ids, tokens, options) {
+  if (!['zero', 'mean'].includes(options.mode)) fail(`--mode must be zero or mean, got "${options.mode}"`);
+  const names = Array.from({ length: info.n_layer * info.n_head }, (_, i) => `L${Math.floor(i / info.n_head)}H${i % info.n_head}`);
+  let result;
+  if (command === 'detect') {
+    if (!['mul', 'abs'].includes(options.measure)) fail(`--measure must be mul or abs, got "${options.measure}"`);
+    result = session.behavior(ids, { measure: options.measure, excludeBos: options['exclude-bos'], excludeCurrentToken: options['exclude-current-token'] });
+  } else if (command === 'ablate') {
+    if (!options.heads) fail('ablate needs --heads, e.g. --heads L0H1,L1H3');
+    const heads = parseHeads(options.heads, info);
+    const r = session.ablate(ids, heads, { mode: options.mode });
+    result = { mode: r.mode, objective: r.objective, heads: heads.map((i) => names[i]), loss_base: r.loss_base, loss: r.loss,
+      token_loss_base: Array.from(r.token_loss_base), token_loss: Array.from(r.token_loss), pattern_change: Array.from(r.pattern_change) };
+  } else {
+    const r = session.importance(ids, { mode: options.mode });
+    result = { objective: r.objective, mode: options.mode, loss: r.loss, gradient_importance: Array.from(r.gradient_importance),
+      gradient: Array.from(r.gradient), leave_one_out_loss: Array.from(r.leave_one_out_loss), leave_one_out_delta: Array.from(r.leave_one_out_delta) };
+  }
+  const text = JSON.stringify({ ids, tokens, heads: names, ...result });
+  if (options.out) fs.writeFileSync(options.out, text);
+  else console.log(text);
 }
 
 // Every per-head weight metric and the pairwise matrices of one weight

@@ -91,3 +91,32 @@ test('metrics refuses the processed variant of a post-LN model with a clear mess
   assert.notEqual(out.status, 0);
   assert.match(out.stderr, /pre-LN/);
 });
+
+test('importance, ablate and detect write JSON matching the oracle and the API', () => {
+  const ids = oracleIds('gpt2').join(',');
+  let out = headscope('importance', oracleDir('gpt2'), '--ids', ids);
+  assert.equal(out.status, 0, out.stderr);
+  const importance = JSON.parse(out.stdout);
+  const grad = readNpy(path.join(oracleDir('gpt2'), 'head_importance_abs_grad.npy')).data;
+  assert.ok(worstMismatch(importance.gradient_importance, grad).maxError < 1e-4);
+  assert.equal(importance.heads[5], 'L1H1');
+
+  out = headscope('ablate', oracleDir('gpt2'), '--ids', ids, '--heads', 'L0H1,L1H3');
+  assert.equal(out.status, 0, out.stderr);
+  const ablation = JSON.parse(out.stdout);
+  const expected = JSON.parse(fs.readFileSync(path.join(oracleDir('gpt2'), 'ablation.json'), 'utf8'));
+  assert.ok(Math.abs(ablation.loss - expected.loss_ablate_L0H1_L1H3) < 1e-4);
+  assert.ok(Math.abs(ablation.loss_base - expected.loss) < 1e-4);
+
+  const file = path.join(tempDir(), 'detect.json');
+  out = headscope('detect', oracleDir('gpt2'), '--ids', '127,5,17,42,5,17,42', '--measure', 'abs', '--exclude-bos', '--out', file);
+  assert.equal(out.status, 0, out.stderr);
+  const detect = JSON.parse(fs.readFileSync(file, 'utf8'));
+  assert.equal(detect.measure, 'abs');
+  assert.equal(detect.induction_score.length, 8);
+  assert.equal(detect.role.length, 8);
+
+  out = headscope('ablate', oracleDir('gpt2'), '--ids', ids, '--heads', 'L5H1');
+  assert.notEqual(out.status, 0);
+  assert.match(out.stderr, /L5H1 is not a head of this model/);
+});
