@@ -745,7 +745,10 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
   };
   // F = A S(G) / ||A S(G)||, S(G) S(G)^T = G.
   auto factor = [](const MatrixRM& A, const MatrixRMd& G, Eigen::Ref<MatrixRM> dst) {
-    dst.noalias() = A * psd_sqrt_factor(G).cast<float>();
+    const MatrixRM S = psd_sqrt_factor(G).cast<float>();  // [k, k]
+    gemm(static_cast<int>(A.rows()), static_cast<int>(S.cols()), static_cast<int>(A.cols()), A.data(),
+         static_cast<int>(A.cols()), S.data(), static_cast<int>(S.cols()), dst.data(),
+         static_cast<int>(dst.outerStride()));
     const float n = dst.norm();
     if (n > 0) dst /= n;
   };
