@@ -169,7 +169,7 @@ Result<InductionTest> induction_test(const Model& model, const InductionTestOpti
     for (int i = 0; i < S; ++i) seq[1 + i] = seq[1 + S + i] = rng.below(c.d_vocab);
   }
 
-  const bool has_loss = c.causal && c.has_lm_head && model.weights.W_U.size() > 0;
+  const bool has_loss = c.causal && has_unembedding(model);
   r.score.assign(static_cast<std::size_t>(L) * H, 0.0);
   r.score_strict.assign(static_cast<std::size_t>(L) * H, 0.0);
   if (has_loss) r.token_loss.assign(2 * S, 0.0);

@@ -239,6 +239,34 @@ void copy_rows(std::vector<float>& dst, std::size_t slot, const MatrixRM& x) {
 
 }  // namespace
 
+void unembed_logits(MatrixRM& logits, const MatrixRM& x, const ModelWeights& w) {
+  if (!unembed_tied(w)) {
+    matmul(logits, x, w.W_U, &w.b_U);
+    return;
+  }
+  // x W_E^T as (W_E x^T)^T: W_E [V, d] is the packed GEMM's A as stored.
+  const int T = static_cast<int>(x.rows()), V = static_cast<int>(w.W_E.rows()), d = static_cast<int>(x.cols());
+  const MatrixRM xt = x.transpose();  // [d, T]
+  MatrixRM lt(V, T);
+  gemm(V, T, d, w.W_E.data(), d, xt.data(), T, lt.data(), T);
+  logits = lt.transpose();
+  if (w.b_U.size() == V) logits.rowwise() += w.b_U;
+}
+
+MatrixRM unembed_backward(const MatrixRM& dlogits, const ModelWeights& w) {
+  if (unembed_tied(w)) {
+    MatrixRM dx;
+    matmul(dx, dlogits, w.W_E);  // dlogits (W_E^T)^T
+    return dx;
+  }
+  // dlogits W_U^T as (W_U dlogits^T)^T: W_U [d, V] is A as stored.
+  const int T = static_cast<int>(dlogits.rows()), V = static_cast<int>(w.W_U.cols()), d = static_cast<int>(w.W_U.rows());
+  const MatrixRM gt = dlogits.transpose();  // [V, T]
+  MatrixRM dxt(d, T);
+  gemm(d, T, V, w.W_U.data(), V, gt.data(), T, dxt.data(), T);
+  return dxt.transpose();
+}
+
 Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, const RunOptions& opt) {
   const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
@@ -346,7 +374,7 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
   // 4. Unembedding: logits [T, V]; BERT's MLM head transforms first.
   if (tape) tape->head_in = x;
   res.loss = std::numeric_limits<float>::quiet_NaN();
-  if (!c.has_lm_head || w.W_U.size() == 0 || (!opt.want_logits && !opt.want_loss)) return res;
+  if (!has_unembedding(model) || (!opt.want_logits && !opt.want_loss)) return res;
   if (c.family == Family::bert) {
     MatrixRM tr = x * w.mlm_dense_W;
     tr.rowwise() += w.mlm_dense_b;
@@ -355,7 +383,7 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
     layer_norm_forward(x, tr, w.mlm_ln_w, w.mlm_ln_b, c.norm_eps);
   }
   MatrixRM logits;
-  matmul(logits, x, w.W_U, &w.b_U);  // [T, V]
+  unembed_logits(logits, x, w);  // [T, V]
 
   // 5. Next-token loss (causal LMs): cross-entropy of token t+1 at position t.
   if (opt.want_loss && c.causal && T >= 2) {

@@ -87,6 +87,12 @@ struct RunResult {
   }
 };
 
+// logits [T, V] = x [T, d] W_U + b_U (b_U when it has V entries), with W_U =
+// W_E^T read in place when tied (unembed_tied); the packed GEMM either way.
+void unembed_logits(MatrixRM& logits, const MatrixRM& x, const ModelWeights& w);
+// dx [T, d] = dlogits [T, V] W_U^T: the unembedding read backwards.
+MatrixRM unembed_backward(const MatrixRM& dlogits, const ModelWeights& w);
+
 // Runs the model on one sequence. Errors: no tokens, more tokens than the
 // context, a token (type) id out of range, a head_gate of the wrong size.
 Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, const RunOptions& options = {});

@@ -108,7 +108,7 @@ namespace {
 
 Status check_objective(const Model& model, const std::vector<int>& ids, Objective objective) {
   const ModelConfig& c = model.config;
-  const bool head = c.has_lm_head && model.weights.W_U.size() > 0;
+  const bool head = has_unembedding(model);
   switch (objective) {
     case Objective::automatic: return Ok{};
     case Objective::next_token:
@@ -777,7 +777,7 @@ MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, con
   for (int t0 = 0; t0 < n; t0 += chunk) {
     const int rows = std::min(chunk, n - t0);
     MatrixRM lg;
-    matmul(lg, x2.middleRows(t0, rows), w.W_U, &w.b_U);  // [rows, V]
+    unembed_logits(lg, x2.middleRows(t0, rows), w);  // [rows, V]
     for (int r = 0; r < rows; ++r) {
       // softmax / n, as the forward's loss computes it (exp_fast: 3e-7 relative)
       float* row = &lg(r, 0);
@@ -791,7 +791,7 @@ MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, con
       const int target = ids[t0 + r + (next ? 1 : 0)];
       row[target] -= 1.f / n;
     }
-    dx2.middleRows(t0, rows) = matmul_bt(lg, w.W_U);
+    dx2.middleRows(t0, rows) = unembed_backward(lg, w);
   }
   if (c.family != Family::bert) return dx2;
   MatrixRM da = norm_backward(NormKind::layer_norm, c.norm_eps, act, w.mlm_ln_w, dx2);

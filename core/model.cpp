@@ -594,8 +594,8 @@ class TensorSource {
 
   bool has(const std::string& canon) const { return by_name_.count(canon) != 0; }
 
-  // The data of tensor `canon`, which must have shape `shape`.
-  Result<std::vector<float>> read(const std::string& canon, const std::vector<std::int64_t>& shape) {
+  // Tensor `canon`, which must have shape `shape`.
+  Result<TensorRef> find(const std::string& canon, const std::vector<std::int64_t>& shape) const {
     auto it = by_name_.find(canon);
     if (it == by_name_.end()) {
       std::string msg = "checkpoint: missing tensor '" + canon + "'";
@@ -607,30 +607,59 @@ class TensorSource {
     if (ref.info->shape != shape)
       return make_error("checkpoint: tensor '" + ref.info->name + "': expected " + shape_str(shape) + ", found " +
                         shape_str(ref.info->shape));
-    auto data = safetensors_read_f32(*ref.file, *ref.info);
-    if (!data.ok()) return data.error();
-    std::size_t bad = 0, first = 0;
-    for (std::size_t i = 0; i < data->size(); ++i)
-      if (!std::isfinite((*data)[i]) && bad++ == 0) first = i;
-    if (bad)
-      warnings_.push_back("tensor '" + ref.info->name + "' has " + std::to_string(bad) +
-                          " NaN/Inf value(s), the first at flat index " + std::to_string(first));
-    return data;
+    return ref;
   }
 
-  // A matrix stored as is: [rows, cols].
+  // Decodes all of tensor `canon` (shape `shape`) into out[0, numel).
+  Status read_into(const std::string& canon, const std::vector<std::int64_t>& shape, float* out) {
+    HS_LET(ref, find(canon, shape));
+    const std::int64_t n = ref.info->numel();
+    HS_TRY(safetensors_read_f32_into(*ref.file, *ref.info, 0, n, out));
+    Finite finite;
+    finite.add(out, n, 0);
+    finite.report(*ref.info, warnings_);
+    return Ok{};
+  }
+
+  // Calls fn(r0, n, rows) for consecutive blocks of rows of the 2-D tensor
+  // `canon` [R, C]: rows [r0, r0 + n) decoded into a scratch of
+  // checkpoint_scratch_values (at least one row), reused for every block and
+  // tensor.
+  template <class Fn>
+  Status rows(const std::string& canon, std::int64_t R, std::int64_t C, Fn&& fn) {
+    HS_LET(ref, find(canon, {R, C}));
+    const std::int64_t per =
+        std::max<std::int64_t>(1, std::min<std::int64_t>(R, checkpoint_scratch_values / std::max<std::int64_t>(C, 1)));
+    if (static_cast<std::int64_t>(scratch_.size()) < per * C) scratch_.resize(static_cast<std::size_t>(per * C));
+    Finite finite;
+    for (std::int64_t r0 = 0; r0 < R; r0 += per) {
+      const std::int64_t n = std::min(per, R - r0);
+      HS_TRY(safetensors_read_f32_into(*ref.file, *ref.info, r0 * C, n * C, scratch_.data()));
+      finite.add(scratch_.data(), n * C, r0 * C);
+      fn(r0, n, ConstMapRM(scratch_.data(), n, C));
+    }
+    finite.report(*ref.info, warnings_);
+    return Ok{};
+  }
+
+  // A matrix stored as is: [rows, cols], decoded in place.
   Result<MatrixRM> matrix(const std::string& canon, std::int64_t rows, std::int64_t cols) {
-    HS_LET(v, read(canon, {rows, cols}));
-    return MatrixRM(ConstMapRM(v.data(), rows, cols));
+    MatrixRM m(rows, cols);
+    HS_TRY(read_into(canon, {rows, cols}, m.data()));
+    return m;
   }
   // An nn.Linear weight [out, in], returned as W [in, out] so that y = x W.
   Result<MatrixRM> linear(const std::string& canon, std::int64_t in, std::int64_t out) {
-    HS_LET(v, read(canon, {out, in}));
-    return MatrixRM(ConstMapRM(v.data(), out, in).transpose());
+    MatrixRM W(in, out);
+    HS_TRY(rows(canon, out, in, [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
+      W.middleCols(r0, n) = block.transpose();
+    }));
+    return W;
   }
   Result<RowVectorF> vec(const std::string& canon, std::int64_t n) {
-    HS_LET(v, read(canon, {n}));
-    return RowVectorF(Eigen::Map<const RowVectorF>(v.data(), n));
+    RowVectorF v(n);
+    HS_TRY(read_into(canon, {n}, v.data()));
+    return v;
   }
   // An optional vector: read when `present`, else filled with `fill`.
   Result<RowVectorF> vec_or(const std::string& canon, std::int64_t n, bool present, float fill) {
@@ -639,9 +668,25 @@ class TensorSource {
   }
 
  private:
+  // Counts non-finite values, remembering the first flat index.
+  struct Finite {
+    std::size_t bad = 0;
+    std::int64_t first = 0;
+    void add(const float* v, std::int64_t n, std::int64_t offset) {
+      for (std::int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(v[i]) && bad++ == 0) first = offset + i;
+    }
+    void report(const TensorInfo& info, std::vector<std::string>& warnings) const {
+      if (bad)
+        warnings.push_back("tensor '" + info.name + "' has " + std::to_string(bad) +
+                           " NaN/Inf value(s), the first at flat index " + std::to_string(first));
+    }
+  };
+
   std::vector<std::string> prefixes_;
   std::map<std::string, TensorRef> by_name_;
   std::vector<std::string>& warnings_;
+  std::vector<float> scratch_;
 };
 
 std::string layer_name(const char* stem, int l, const char* rest) { return std::string(stem) + std::to_string(l) + rest; }
@@ -731,11 +776,15 @@ Status read_gpt2_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
   HS_TRY(read_norm(src, c, p + "ln_1", L.ln1_w, L.ln1_b));
   HS_TRY(read_norm(src, c, p + "ln_2", L.ln2_w, L.ln2_b));
   // Conv1D c_attn [d, 3d]: column blocks [Q | K | V], each (head, dh).
-  HS_LET(qkv, src.matrix(p + "attn.c_attn.weight", d, 3 * d));
+  L.W_Q.resize(d, d);
+  L.W_K.resize(d, d);
+  L.W_V.resize(d, d);
+  HS_TRY(src.rows(p + "attn.c_attn.weight", d, 3 * d, [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
+    L.W_Q.middleRows(r0, n) = block.middleCols(0, d);
+    L.W_K.middleRows(r0, n) = block.middleCols(d, d);
+    L.W_V.middleRows(r0, n) = block.middleCols(2 * d, d);
+  }));
   HS_LET(qkv_b, src.vec(p + "attn.c_attn.bias", 3 * d));
-  L.W_Q = qkv.middleCols(0, d);
-  L.W_K = qkv.middleCols(d, d);
-  L.W_V = qkv.middleCols(2 * d, d);
   L.b_Q = qkv_b.segment(0, d);
   L.b_K = qkv_b.segment(d, d);
   L.b_V = qkv_b.segment(2 * d, d);
@@ -772,7 +821,6 @@ Status read_neox_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
   HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
   HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
   // nn.Linear [3d, d] with rows interleaved per head: row h*3dh + s*dh + c.
-  HS_LET(qkv, src.matrix(p + "attention.query_key_value.weight", 3 * d, d));
   RowVectorF qkv_b = RowVectorF::Zero(3 * d);
   if (c.qkv_bias) {
     HS_LET(b, src.vec(p + "attention.query_key_value.bias", 3 * d));
@@ -783,11 +831,15 @@ Status read_neox_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
   for (int s = 0; s < 3; ++s) {
     W[s]->resize(d, H * dh);
     B[s]->resize(H * dh);
-    for (int h = 0; h < H; ++h) {
-      W[s]->middleCols(h * dh, dh) = qkv.middleRows(h * 3 * dh + s * dh, dh).transpose();
-      B[s]->segment(h * dh, dh) = qkv_b.segment(h * 3 * dh + s * dh, dh);
-    }
+    for (int h = 0; h < H; ++h) B[s]->segment(h * dh, dh) = qkv_b.segment(h * 3 * dh + s * dh, dh);
   }
+  HS_TRY(src.rows(p + "attention.query_key_value.weight", 3 * d, d,
+                  [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
+                    for (std::int64_t i = 0; i < n; ++i) {
+                      const std::int64_t row = r0 + i, h = row / (3 * dh), s = row % (3 * dh) / dh, k = row % dh;
+                      W[s]->col(h * dh + k) = block.row(i).transpose();
+                    }
+                  }));
   {
     HS_LET(m, src.linear(p + "attention.dense.weight", H * dh, d));
     L.W_O = std::move(m);
@@ -843,6 +895,13 @@ Status read_opt_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeigh
 }
 
 }  // namespace
+
+std::int64_t checkpoint_scratch_values = std::int64_t{1} << 16;
+
+MatrixRM unembedding_block(const ModelWeights& w, Eigen::Index t0, Eigen::Index n) {
+  if (unembed_tied(w)) return w.W_E.middleRows(t0, n).transpose();
+  return w.W_U.middleCols(t0, n);
+}
 
 Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards) {
   Model model;
@@ -942,7 +1001,7 @@ Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector
       if (!c.tied_embeddings)
         model.warnings.push_back(std::string("checkpoint has no '") + head +
                                  "' although tie_word_embeddings is false: using the input embedding as the unembedding");
-      w.W_U = w.W_E.transpose();
+      w.W_U.resize(0, 0);  // tied: the unembedding is W_E^T, read in place (unembed_tied)
     }
     if (w.b_U.size() == 0) w.b_U = RowVectorF::Zero(V);
   }

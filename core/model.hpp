@@ -103,7 +103,7 @@ struct ModelWeights {
   RowVectorF ln_embed_w, ln_embed_b;  // BERT embedding LayerNorm
   std::vector<LayerWeights> layers;
   RowVectorF ln_final_w, ln_final_b;  // final norm of pre-LN decoders
-  MatrixRM W_U;    // [d, V]
+  MatrixRM W_U;    // [d, V]; empty when tied to W_E (see unembed_tied)
   RowVectorF b_U;  // [V] (zeros when absent)
   // BERT MLM head (transform dense + LN, then decoder tied to W_E), when present.
   MatrixRM mlm_dense_W;  // [d, d]
@@ -127,6 +127,26 @@ inline auto head_W_V(const LayerWeights& l, const ModelConfig& c, int h) {
   return l.W_V.middleCols(kv_head_of(c, h) * c.d_head, c.d_head);
 }
 
+// The unembedding [d, V]. When it is the input embedding transposed (tied
+// embeddings: GPT-2 and most small models) the loader leaves W_U empty instead
+// of holding W_E twice (154 MB for GPT-2 small), so code that reads the
+// unembedding goes through these rather than W_U. An explicit W_U (untied
+// checkpoints, training's tie_unembedding) is used as is.
+inline bool unembed_tied(const ModelWeights& w) { return w.W_U.size() == 0 && w.W_E.size() > 0; }
+// The model has an LM head whose unembedding is there (tied or not).
+inline bool has_unembedding(const Model& m) {
+  return m.config.has_lm_head && (m.weights.W_U.size() > 0 || unembed_tied(m.weights));
+}
+// V: the unembedding's number of columns (0 when there is none).
+inline Eigen::Index unembed_vocab(const ModelWeights& w) { return unembed_tied(w) ? w.W_E.rows() : w.W_U.cols(); }
+// d: the unembedding's number of rows.
+inline Eigen::Index unembed_dim(const ModelWeights& w) { return unembed_tied(w) ? w.W_E.cols() : w.W_U.rows(); }
+// Columns [t0, t0 + n) of the unembedding, [d, n] (a copy of W_U's, or of
+// W_E's rows transposed). The caller keeps within [0, unembed_vocab).
+MatrixRM unembedding_block(const ModelWeights& w, Eigen::Index t0, Eigen::Index n);
+// The whole unembedding [d, V], materialised (process_weights, tests).
+inline MatrixRM unembedding_matrix(const ModelWeights& w) { return unembedding_block(w, 0, unembed_vocab(w)); }
+
 const char* family_name(Family family);
 // Names of the model_type values config_from_json accepts.
 std::vector<std::string> supported_model_types();
@@ -136,7 +156,15 @@ std::vector<std::string> supported_model_types();
 Result<ModelConfig> config_from_json(const std::string& json_text);
 
 // Builds the canonical model from a config and the checkpoint's tensors
-// (any known prefix, gamma/beta, tied embeddings, buffers ignored).
+// (any known prefix, gamma/beta, tied embeddings, buffers ignored). Tensors
+// are decoded straight into the weights (through a scratch of at most a few
+// hundred KB for transposes and splits), so the peak is the weights plus
+// whatever holds the files; with files parsed from their headers and a
+// reader (SafetensorsFile::reader) that is the weights alone. Tied
+// embeddings leave W_U empty (unembed_tied).
 Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards);
+// The scratch's size in float values (default 65536: 256 KB; at least one row
+// is read at a time). Tests shrink it so that the row-block paths run.
+extern std::int64_t checkpoint_scratch_values;
 
 }  // namespace hs

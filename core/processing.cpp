@@ -67,6 +67,9 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options)
   const bool layer_norm = c.norm == NormKind::layer_norm;
   Model m = model;
   ModelWeights& w = m.weights;
+  // Processing makes the unembedding differ from W_E^T: a tied model's copy
+  // gets its own W_U.
+  if (c.has_lm_head && unembed_tied(w)) w.W_U = w.W_E.transpose();
   if (w.W_U.size() > 0 && w.b_U.size() != w.W_U.cols()) w.b_U = RowVectorF::Zero(w.W_U.cols());
   // Absent biases may arrive empty: give them their zeros so folding can add.
   auto sized = [](RowVectorF& b, Eigen::Index n) {
@@ -217,12 +220,12 @@ Result<VocabView> VocabView::make(const Model& model, WeightVariant variant) {
   if (w.W_E.rows() == 0 || w.W_E.cols() != d) {
     return make_error("the model has no token embedding W_E [V, " + std::to_string(d) + "]");
   }
-  if (w.W_U.cols() == 0 || w.W_U.rows() != d) {
+  const Eigen::Index V = unembed_vocab(w);
+  if (!model.config.has_lm_head || V == 0 || unembed_dim(w) != d) {
     return make_error("the model has no unembedding W_U [" + std::to_string(d) + ", V]");
   }
-  if (w.W_U.cols() != w.W_E.rows()) {
-    return make_error("W_E has " + std::to_string(w.W_E.rows()) + " tokens but W_U has " +
-                      std::to_string(w.W_U.cols()));
+  if (V != w.W_E.rows()) {
+    return make_error("W_E has " + std::to_string(w.W_E.rows()) + " tokens but W_U has " + std::to_string(V));
   }
   VocabView v;
   v.model_ = &model;
@@ -239,7 +242,8 @@ Result<VocabView> VocabView::make(const Model& model, WeightVariant variant) {
   }
   // center_unembed subtracts the vocabulary mean of the already folded W_U;
   // folding is linear per column, so that mean is the folded mean column.
-  MatrixRM mean_col = w.W_U.rowwise().mean();  // [d, 1]
+  MatrixRM mean_col = unembed_tied(w) ? MatrixRM(w.W_E.colwise().mean().transpose())
+                                       : MatrixRM(w.W_U.rowwise().mean());  // [d, 1]
   if (v.unembed_scale_.size() > 0) scale_rows(mean_col, v.unembed_scale_);
   if (v.center_d_unembed_) center_columns(mean_col);
   v.unembed_vocab_mean_ = mean_col.col(0);
@@ -253,7 +257,7 @@ MatrixRM VocabView::embedding_rows(int t0, int n) const {
 }
 
 MatrixRM VocabView::unembedding_cols(int t0, int n) const {
-  MatrixRM U = model_->weights.W_U.middleCols(t0, n);
+  MatrixRM U = unembedding_block(model_->weights, t0, n);
   if (variant_ == WeightVariant::raw) return U;
   if (unembed_scale_.size() > 0) scale_rows(U, unembed_scale_);
   if (center_d_unembed_) center_columns(U);

@@ -474,6 +474,62 @@ Result<SafetensorsFile> safetensors_parse(const std::uint8_t* bytes, std::size_t
   return safetensors_parse_header(bytes, size, size, source);
 }
 
+namespace {
+
+// Bytes per value of the dtypes that decode to float32; 0 for the others.
+int decoded_bytes_per(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::F32: return 4;
+    case Dtype::F16:
+    case Dtype::BF16: return 2;
+    case Dtype::F64: return 8;
+    default: return 0;
+  }
+}
+
+// `count` values of a decodable dtype at `bytes` (any alignment) to float32.
+void decode_values(Dtype dtype, const std::uint8_t* bytes, std::size_t count, float* out) {
+  if (count == 0) return;
+  switch (dtype) {
+    case Dtype::F32:
+      // memcpy: the data may sit at any offset (little-endian host assumed:
+      // x86-64 and wasm32 both are).
+      std::memcpy(out, bytes, count * 4);
+      break;
+    case Dtype::F16: {
+      using Half = xtl::half_float;
+      static_assert(sizeof(Half) == 2 && std::is_trivially_copyable<Half>::value,
+                    "xtl half must be the bare 16-bit IEEE pattern");
+      for (std::size_t i = 0; i < count; ++i) {
+        std::uint16_t b = static_cast<std::uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8));
+        Half h;
+        std::memcpy(static_cast<void*>(&h), &b, 2);  // the only public way to set its bits
+        out[i] = static_cast<float>(h);
+      }
+      break;
+    }
+    case Dtype::BF16:
+      for (std::size_t i = 0; i < count; ++i) {
+        std::uint32_t b =
+            (static_cast<std::uint32_t>(bytes[2 * i]) | (static_cast<std::uint32_t>(bytes[2 * i + 1]) << 8))
+            << 16;
+        std::memcpy(&out[i], &b, 4);
+      }
+      break;
+    case Dtype::F64:
+      for (std::size_t i = 0; i < count; ++i) {
+        double d;
+        std::memcpy(&d, bytes + 8 * i, 8);
+        out[i] = static_cast<float>(d);  // IEEE: rounds to nearest, overflows to +-inf
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
 Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, const std::uint8_t* bytes,
                                                   std::size_t size, const std::string& source) {
   std::string where = source + ": tensor " + quote_name(tensor.name) + ": ";
@@ -509,48 +565,19 @@ Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, cons
                       (numel < 0 ? std::string("too many") : std::to_string(numel)));
 
   std::vector<float> out(count);
-  if (count == 0) return out;
-  switch (tensor.dtype) {
-    case Dtype::F32:
-      // memcpy: the data may sit at any offset (little-endian host assumed:
-      // x86-64 and wasm32 both are).
-      std::memcpy(out.data(), bytes, count * 4);
-      break;
-    case Dtype::F16: {
-      using Half = xtl::half_float;
-      static_assert(sizeof(Half) == 2 && std::is_trivially_copyable<Half>::value,
-                    "xtl half must be the bare 16-bit IEEE pattern");
-      for (std::size_t i = 0; i < count; ++i) {
-        std::uint16_t b = static_cast<std::uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8));
-        Half h;
-        std::memcpy(static_cast<void*>(&h), &b, 2);  // the only public way to set its bits
-        out[i] = static_cast<float>(h);
-      }
-      break;
-    }
-    case Dtype::BF16:
-      for (std::size_t i = 0; i < count; ++i) {
-        std::uint32_t b =
-            (static_cast<std::uint32_t>(bytes[2 * i]) | (static_cast<std::uint32_t>(bytes[2 * i + 1]) << 8))
-            << 16;
-        std::memcpy(&out[i], &b, 4);
-      }
-      break;
-    case Dtype::F64:
-      for (std::size_t i = 0; i < count; ++i) {
-        double d;
-        std::memcpy(&d, bytes + 8 * i, 8);
-        out[i] = static_cast<float>(d);  // IEEE: rounds to nearest, overflows to +-inf
-      }
-      break;
-    default:
-      break;
-  }
+  decode_values(tensor.dtype, bytes, count, out.data());
   return out;
 }
 
 Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, const TensorInfo& tensor) {
   std::string where = file.source + ": tensor " + quote_name(tensor.name) + ": ";
+  if (file.data == nullptr && file.reader) {
+    const std::int64_t n = tensor.numel();
+    if (n < 0) return make_error(where + "shape " + shape_string(tensor.shape) + " has too many values");
+    std::vector<float> out(static_cast<std::size_t>(n));
+    HS_TRY(safetensors_read_f32_into(file, tensor, 0, n, out.data()));
+    return out;
+  }
   if (file.data == nullptr)
     return make_error(where + "the data buffer is not loaded (the file was parsed from its header only)");
   if (tensor.end < tensor.begin || tensor.end > file.data_size)
@@ -558,6 +585,44 @@ Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, con
                       " fall outside the data buffer of " + std::to_string(file.data_size) + " bytes");
   return safetensors_decode_f32(tensor, file.data + tensor.begin,
                                 static_cast<std::size_t>(tensor.end - tensor.begin), file.source);
+}
+
+Status safetensors_read_f32_into(const SafetensorsFile& file, const TensorInfo& tensor, std::int64_t first,
+                                 std::int64_t count, float* out) {
+  std::string where = file.source + ": tensor " + quote_name(tensor.name) + ": ";
+  const int per = decoded_bytes_per(tensor.dtype);
+  if (per == 0)
+    return make_error(where + "dtype " + dtype_name(tensor.dtype) +
+                      " cannot be decoded to float32 (supported: F32, F16, BF16, F64)");
+  if (tensor.end < tensor.begin || tensor.end > file.data_size)
+    return make_error(where + "data_offsets " + offsets_string(tensor.begin, tensor.end) +
+                      " fall outside the data buffer of " + std::to_string(file.data_size) + " bytes");
+  const std::int64_t numel = tensor.numel();
+  if (numel < 0 || static_cast<std::uint64_t>(numel) * per != tensor.end - tensor.begin)
+    return make_error(where + "data_offsets " + offsets_string(tensor.begin, tensor.end) + " do not hold shape " +
+                      shape_string(tensor.shape) + " x " + dtype_name(tensor.dtype));
+  if (first < 0 || count < 0 || first > numel || count > numel - first)
+    return make_error(where + "values [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                      ") are outside the tensor's " + std::to_string(numel));
+  if (count == 0) return Ok{};
+  const std::uint64_t offset = tensor.begin + static_cast<std::uint64_t>(first) * per;
+  if (file.data) {
+    decode_values(tensor.dtype, file.data + offset, static_cast<std::size_t>(count), out);
+    return Ok{};
+  }
+  if (!file.reader)
+    return make_error(where + "the data buffer is not loaded (the file was parsed from its header only)");
+  if (tensor.dtype == Dtype::F32)
+    return file.reader(offset, static_cast<std::size_t>(count) * 4, reinterpret_cast<std::uint8_t*>(out));
+  // Narrower or wider dtypes go through a buffer of at most 256 KiB.
+  const std::int64_t chunk = (std::int64_t{1} << 18) / per;
+  std::vector<std::uint8_t> raw(static_cast<std::size_t>(std::min(chunk, count) * per));
+  for (std::int64_t i = 0; i < count; i += chunk) {
+    const std::int64_t n = std::min(chunk, count - i);
+    HS_TRY(file.reader(offset + static_cast<std::uint64_t>(i) * per, static_cast<std::size_t>(n * per), raw.data()));
+    decode_values(tensor.dtype, raw.data(), static_cast<std::size_t>(n), out + i);
+  }
+  return Ok{};
 }
 
 Result<std::map<std::string, std::string>> safetensors_parse_index(const std::string& json_text,

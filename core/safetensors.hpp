@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -49,8 +50,15 @@ struct TensorInfo {
   std::int64_t numel() const;  // product of shape; -1 if it overflows (never for a parsed file)
 };
 
+// Copies bytes [offset, offset + n) of a file's data buffer (offsets as in
+// TensorInfo) into `out`; an Error when it cannot.
+using SafetensorsReader = std::function<Status(std::uint64_t offset, std::size_t n, std::uint8_t* out)>;
+
 // A parsed safetensors file. It does not own the bytes: `data` points at the
 // start of the data buffer inside the caller's buffer, which must outlive it.
+// A file parsed from its header only has no `data`; giving it a `reader`
+// (e.g. the wasm module asking JS for bytes it keeps outside wasm memory)
+// lets safetensors_read_f32 / safetensors_read_f32_into read it all the same.
 struct SafetensorsFile {
   std::string source;               // file name used in error messages
   std::vector<TensorInfo> tensors;  // in header order
@@ -58,6 +66,7 @@ struct SafetensorsFile {
   std::uint64_t header_size = 0;  // N
   const std::uint8_t* data = nullptr;
   std::uint64_t data_size = 0;
+  SafetensorsReader reader;  // used when data is null
 
   const TensorInfo* find(const std::string& name) const;
 };
@@ -72,9 +81,16 @@ Result<SafetensorsFile> safetensors_parse(const std::uint8_t* bytes, std::size_t
 
 // Decodes a tensor's data to float32 (F32, F16, BF16, and F64 narrowed).
 // Other dtypes parse fine but are an error here, naming the tensor. A file
-// from safetensors_parse_header alone (data == nullptr) has nothing to decode:
-// use safetensors_decode_f32 on the bytes fetched for the tensor instead.
+// from safetensors_parse_header alone (data == nullptr) needs a reader;
+// without one, use safetensors_decode_f32 on the bytes fetched for the tensor.
 Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, const TensorInfo& tensor);
+
+// Decodes values [first, first + count) of a tensor (flat C order) into
+// out[0, count), with no temporary beyond a small conversion buffer (F32
+// through a reader lands in `out` directly). Errors as safetensors_read_f32,
+// and for a range outside the tensor.
+Status safetensors_read_f32_into(const SafetensorsFile& file, const TensorInfo& tensor, std::int64_t first,
+                                 std::int64_t count, float* out);
 
 // Decodes the `size` bytes of one tensor, e.g. those an HTTP Range request for
 // [8+N+begin, 8+N+end) returned. `size` must equal end - begin.

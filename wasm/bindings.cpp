@@ -429,7 +429,7 @@ EMSCRIPTEN_BINDINGS(headscope) {
   emscripten::function("parse_safetensors_header", &parse_safetensors_header);
   emscripten::class_<Session>("Session")
       .constructor<>()
-      .function("file_buffer", &Session::file_buffer)
+      .function("add_file", &Session::add_file)
       .function("load", &Session::load)
       .function("info", &Session::info)
       .function("run", &Session::run)

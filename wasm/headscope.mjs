@@ -69,12 +69,12 @@ const BUFFER_TENSOR = /(^|\.)(attn\.bias|attn\.masked_bias|attention\.bias|atten
 
 // Downloads a .safetensors file with Range requests: its header, then only
 // the weight tensors (adjacent ones in one request), assembled into a valid
-// safetensors file in wasm memory. Returns false when the source cannot do
+// safetensors file in a JS buffer. Returns null when the source cannot do
 // ranges, so the caller falls back to a whole download.
-async function loadRanged(module, session, source, name, { signal, onProgress }) {
+async function loadRanged(module, source, name, { signal, onProgress }) {
   const prefix = new Uint8Array(8);
   const fileSize = await source.range(name, 0, prefix, { signal });
-  if (fileSize === null) return false;
+  if (fileSize === null) return null;
   const headerSize = Number(new DataView(prefix.buffer).getBigUint64(0, true));
   if (!Number.isFinite(fileSize) || headerSize > 100_000_000 || 8 + headerSize > fileSize) {
     throw new HeadscopeError(`${name}: header length ${headerSize} does not fit in a file of ${fileSize} bytes`);
@@ -99,7 +99,7 @@ async function loadRanged(module, session, source, name, { signal, onProgress })
   const headerBytes = new TextEncoder().encode(headerText);
   const total = 8 + headerBytes.length + offset;
 
-  const view = unwrap(session.file_buffer(name, total)).view;
+  const view = new Uint8Array(total);
   new DataView(view.buffer, view.byteOffset).setBigUint64(0, BigInt(headerBytes.length), true);
   view.set(headerBytes, 8);
   const dataStart = 8 + headerBytes.length;
@@ -120,7 +120,15 @@ async function loadRanged(module, session, source, name, { signal, onProgress })
     });
     i = j;
   }
-  return true;
+  return view;
+}
+
+// The first 8 + N bytes of a safetensors file (fewer when the file is that
+// short or its N is nonsense: the core's parser reports either).
+function headerOf(bytes) {
+  if (bytes.length < 8) return bytes;
+  const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  return bytes.subarray(0, n < BigInt(bytes.length - 8) ? 8 + Number(n) : bytes.length);
 }
 
 // One loaded model: its description, its tokenizer (when the checkpoint has
@@ -140,20 +148,34 @@ export class ModelSession {
     if (configText === null) throw new HeadscopeError(`${source.label}: config.json is missing`);
     const tokenizer = await loadTokenizer(source, signal);
     const names = await weightFileNames(source, signal);
+    // Each file's bytes stay in a JS buffer (outside wasm memory, which never
+    // shrinks); the core gets the headers, then copies each tensor from here
+    // straight into the model's weights, and the buffers are dropped after.
+    const files = new Map();
     try {
       for (const [i, name] of names.entries()) {
         const progress = (p) => onProgress?.({ ...p, filesDone: i, filesTotal: names.length });
-        if (source.range && (await loadRanged(this.module, this.raw, source, name, { signal, onProgress: progress }))) continue;
-        const bytes = await source.bytes(name, (size) => unwrap(this.raw.file_buffer(name, size)).view, { signal, onProgress: progress });
+        let bytes = source.range ? await loadRanged(this.module, source, name, { signal, onProgress: progress }) : null;
+        if (bytes === null) bytes = await source.bytes(name, (size) => new Uint8Array(size), { signal, onProgress: progress });
         if (bytes === null) {
           throw new HeadscopeError(`${source.label}: ${name} is missing (headscope reads .safetensors weights, not pytorch_model.bin)`);
         }
+        files.set(name, bytes);
+        unwrap(this.raw.add_file(name, headerOf(bytes), bytes.length));
       }
     } catch (error) {
       this.raw.clear_files();
       throw error;
     }
-    this.info = JSON.parse(unwrap(this.raw.load(configText)).info);
+    const read = (name, offset, view) => {
+      const bytes = files.get(name);
+      if (!bytes || offset + view.length > bytes.length) return `bytes [${offset}, ${offset + view.length}) are not in the file`;
+      view.set(bytes.subarray(offset, offset + view.length));
+      return undefined;
+    };
+    const result = this.raw.load(configText, read);
+    files.clear();
+    this.info = JSON.parse(unwrap(result).info);
     this.tokenizer = tokenizer;
     if (tokenizer?.vocabSize && tokenizer.vocabSize > this.info.d_vocab) {
       this.info.warnings.push(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's embedding has ${this.info.d_vocab} rows: ids past ${this.info.d_vocab - 1} cannot be run`);

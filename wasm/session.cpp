@@ -21,38 +21,45 @@ nlohmann::json model_info(const hs::Model& model) {
           {"warnings", model.warnings}};
 }
 
-val Session::file_buffer(const std::string& name, double size) {
-  if (!(size >= 0) || size > 4294967295.0)
+val Session::add_file(const std::string& name, val header, double size) {
+  if (!(size >= 0) || size > 9007199254740991.0)
     return error_value(name + ": file size " + std::to_string(size) + " is not possible");
-  auto& buffer = files_[name];
-  buffer.assign(static_cast<std::size_t>(size), 0);
-  val out = ok_value();
-  out.set("view", val(emscripten::typed_memory_view(buffer.size(), buffer.data())));
-  return out;
+  FileHeader& file = files_[name];
+  file.header = emscripten::convertJSArrayToNumberVector<std::uint8_t>(header);
+  file.size = static_cast<std::uint64_t>(size);
+  return ok_value();
 }
 
-val Session::load(const std::string& config_json) {
+val Session::load(const std::string& config_json, val read) {
   model_.reset();
   unembed_embed.clear();
   edits = {};
-  auto fail = [&](const std::string& message) {
-    files_.clear();
-    return error_value(message);
-  };
+  std::map<std::string, FileHeader> files;
+  files.swap(files_);
   auto config = hs::config_from_json(config_json);
-  if (!config) return fail("config.json: " + config.error().message);
+  if (!config) return error_value("config.json: " + config.error().message);
 
   std::vector<hs::SafetensorsFile> shards;
-  for (const auto& [name, bytes] : files_) {
-    auto file = hs::safetensors_parse(bytes.data(), bytes.size(), name);
-    if (!file) return fail(file.error().message);
-    shards.push_back(std::move(file.value()));
+  for (const auto& [name, file] : files) {
+    auto parsed = hs::safetensors_parse_header(file.header.data(), file.header.size(), file.size, name);
+    if (!parsed) return error_value(parsed.error().message);
+    hs::SafetensorsFile shard = std::move(parsed.value());
+    shard.data = nullptr;  // only the header is here (even for a file with no tensor data)
+    const std::uint64_t start = 8 + shard.header_size;
+    const std::string file_name = name;
+    shard.reader = [read, file_name, start](std::uint64_t offset, std::size_t n, std::uint8_t* out) -> hs::Status {
+      // The view is made just before the call: nothing can grow memory until JS returns.
+      val problem = read(file_name, static_cast<double>(start + offset), val(emscripten::typed_memory_view(n, out)));
+      if (problem.isUndefined() || problem.isNull()) return hs::Ok{};
+      return hs::make_error(file_name + ": " + (problem.isString() ? problem.as<std::string>() : std::string("cannot be read")));
+    };
+    shards.push_back(std::move(shard));
   }
-  if (shards.empty()) return fail("no .safetensors file was given");
+  if (shards.empty()) return error_value("no .safetensors file was given");
+  files.clear();
   std::vector<const hs::SafetensorsFile*> pointers;
   for (const auto& shard : shards) pointers.push_back(&shard);
   auto model = hs::model_from_checkpoint(config.value(), pointers);
-  files_.clear();
   if (!model) return error_value(model.error().message);
   model_ = std::make_unique<hs::Model>(std::move(model.value()));
 

@@ -3,7 +3,7 @@
 // as plain objects {ok, error, ...}; wasm/headscope.mjs turns them into a
 // thrown HeadscopeError. Arrays cross as JS-owned typed-array copies, so no
 // view of wasm memory outlives a call that may grow (and so detach) it —
-// except file_buffer's, which the caller fills at once.
+// except the views load() hands its reader, which JS fills at once.
 #pragma once
 
 #include <emscripten/bind.h>
@@ -49,17 +49,22 @@ inline val int32_copy(const std::vector<int>& v) { return typed_copy("Int32Array
 // The model description the page and the CLI show.
 nlohmann::json model_info(const hs::Model& model);
 
-// One loaded model and the files it came from. JS places each file's bytes
-// in a buffer the session owns (one copy into wasm memory), then calls load;
-// the buffers are released once the canonical weights are built.
+// One loaded model and the files it came from. The files' bytes stay in JS,
+// outside wasm memory (which never shrinks): JS hands over each file's
+// header, then load() decodes every tensor straight into the model's weights
+// through a JS callback that copies a byte range into wasm memory. The peak
+// is the weights plus a scratch of a few hundred KB.
 class Session {
  public:
-  // {ok, view}: a Uint8Array view of a new buffer of `size` bytes for file
-  // `name`. Fill it before making any other call.
-  val file_buffer(const std::string& name, double size);
-  // Builds the model from config.json text and every buffered .safetensors
-  // file (a single file or all shards): {ok, info (JSON text)}.
-  val load(const std::string& config_json);
+  // Registers weight file `name` of `size` bytes by its first 8 + N bytes
+  // (`header`: a Uint8Array; parsed, against `size`, by load).
+  val add_file(const std::string& name, val header, double size);
+  // Builds the model from config.json text and every registered .safetensors
+  // file (a single file or all shards): {ok, info (JSON text)}. `read(name,
+  // offset, view)` fills the Uint8Array `view` (in wasm memory) with bytes
+  // [offset, offset + view.length) of file `name` and returns undefined, or
+  // an error message. It runs synchronously and must not call the module.
+  val load(const std::string& config_json, val read);
   val info() const;
   // Runs the model on token ids. options: {head_gate?: number[L*H],
   // want_hidden?, want_logits?}.
@@ -76,7 +81,11 @@ class Session {
   std::map<hs::WeightVariant, hs::MatrixRM> unembed_embed;
 
  private:
-  std::map<std::string, std::vector<std::uint8_t>> files_;
+  struct FileHeader {
+    std::vector<std::uint8_t> header;  // the first 8 + N bytes
+    std::uint64_t size = 0;            // the whole file's
+  };
+  std::map<std::string, FileHeader> files_;
   std::unique_ptr<hs::Model> model_;
 };
 

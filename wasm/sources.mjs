@@ -3,7 +3,7 @@
 // "model-00001-of-00002.safetensors", returning null when the file does not
 // exist (so optional files can be probed), and throwing a SourceError naming
 // the file otherwise. `bytes` streams into `sink(size)`, which returns the
-// Uint8Array to fill, so a download lands in wasm memory with one copy.
+// Uint8Array to fill (a JS buffer: the core copies tensors out of it at load).
 //
 //   urlSource(base)            any static server (files at base + name)
 //   hubSource(repo, revision)  https://huggingface.co/{repo}/resolve/{revision}/{name}

@@ -50,7 +50,7 @@ cmake -S "$root" -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$out" -j2 --target bench_perf bench_geometry
 wasm_out=$root/build/bench-wasm
 emcmake cmake -S "$root" -B "$wasm_out" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$wasm_out" -j2 --target headscope_core
+cmake --build "$wasm_out" -j2 --target headscope_core headscope_wasm
 wasm_flags=(-std=c++17 -O3 -msimd128 -I"$root/core" -isystem /usr/include/eigen3 -isystem "$wasm_out/host-include"
   -DFE_INVALID=0x01 -DFE_DIVBYZERO=0x04 -DFE_OVERFLOW=0x08 -DFE_UNDERFLOW=0x10 -DFE_INEXACT=0x20
   -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB -sENVIRONMENT=node -sNODERAWFS=1 -sEXIT_RUNTIME=1
@@ -73,6 +73,8 @@ node_run=(node --no-experimental-fetch)
 ckpt=$out/gpt2-random
 "$out/tests/bench/bench_perf" "$ckpt" --tokens "$tokens" --repeats "$repeats" | tee -a "$log"
 "${node_run[@]}" "$wasm_out/bench_perf.cjs" "$ckpt" --tokens "$tokens" --repeats "$repeats" | tee -a "$log"
+# Wasm memory after loading the checkpoint through the page's JS API.
+node "$root/tests/bench/bench_memory.mjs" "$ckpt" --wasm-dir "$wasm_out/wasm" | tee -a "$log"
 if [ "$torch_on" = 1 ]; then
   geo_flag=()
   [ "$geometry" = 1 ] && geo_flag=(--geometry)
@@ -103,9 +105,10 @@ def g(k):
     return r.get(k)
 def fmt(v, unit):
     if v is None: return "—"
+    if unit == "x": return f"{v:.3f}×"
     return f"{v:.1f} GFLOP/s" if unit == "gf" else f"{v * 1000:.0f} ms"
 def ratio(a, b, unit):
-    if a is None or b is None: return "—"
+    if a is None or b is None or unit == "x": return "—"
     return f"{b / a:.2f}×" if unit == "gf" else f"{a / b:.2f}×"
 rows = [
     ("GEMM, forward shapes (all four)", "gemm_gflops", "gf", "wasm ≥ 30 GFLOP/s"),
@@ -119,6 +122,7 @@ rows = [
     ("geometry: write redundancy 144×144", "geo_redundancy_s", "s", ""),
     ("geometry: Q/K/V composition, l1<l2", "geo_composition_s", "s", ""),
     ("geometry: total", "geo_total_s", "s", "wasm ≤ 1.5 s"),
+    ("wasm memory after load / tensor bytes", "load_memory_ratio", "x", "wasm ≤ 1.1×"),
 ]
 print()
 print("| what | native | wasm (node) | PyTorch | native/torch | wasm/torch | target |")

@@ -169,6 +169,120 @@ TEST_CASE("a stored duplicate of a tied lm_head is accepted", "[checkpoint]") {
   check_max("logits vs oracle", run(*m, "gpt2").logits, oracle("gpt2", "logits.npy"), 1e-4);
 }
 
+TEST_CASE("a tied unembedding is W_E read in place: W_U stays empty, an explicit lm_head fills it", "[checkpoint]") {
+  auto tied = load_fixture_model("gpt2");
+  REQUIRE(tied.ok());
+  CHECK(tied->weights.W_U.size() == 0);
+  CHECK(unembed_tied(tied->weights));
+  CHECK(has_unembedding(*tied));
+  CHECK(unembed_vocab(tied->weights) == tied->config.d_vocab);
+  CHECK(unembed_dim(tied->weights) == tied->config.d_model);
+  const MatrixRM U = unembedding_matrix(tied->weights);
+  CHECK(U == MatrixRM(tied->weights.W_E.transpose()));
+  CHECK(unembedding_block(tied->weights, 5, 3) == U.middleCols(5, 3));
+
+  // The same weights untied with an lm_head that differs from wte in one row:
+  // W_U is read (transposed) from it, and the logits follow.
+  std::vector<Tensor> ts = fixture_tensors("gpt2");
+  Tensor head = *find(ts, "transformer.wte.weight");
+  head.name = "lm_head.weight";
+  const std::int64_t d = head.shape[1];
+  for (std::int64_t k = 0; k < d; ++k) head.values[7 * d + k] *= -1.f;
+  ts.push_back(head);
+  const Checkpoint ck = write_checkpoint(ts);
+  auto config = load_fixture_config("gpt2");
+  REQUIRE(config.ok());
+  config->tied_embeddings = false;
+  auto untied = model_from_checkpoint(*config, ck.shards());
+  REQUIRE(untied.ok());
+  REQUIRE_FALSE(unembed_tied(untied->weights));
+  const MatrixRM W = unembedding_matrix(untied->weights);
+  CHECK(W.middleCols(0, 7) == U.middleCols(0, 7));
+  CHECK(W.col(7) == -U.col(7));
+  const RunResult a = run(*tied, "gpt2"), b = run(*untied, "gpt2");
+  const int V = tied->config.d_vocab;
+  std::size_t changed = 0, worst_other = 0;
+  for (std::size_t i = 0; i < a.logits.size(); ++i) {
+    if (static_cast<int>(i % V) == 7) changed += std::abs(a.logits[i] + b.logits[i]) < 1e-4f * (1 + std::abs(a.logits[i]));
+    else worst_other += std::abs(a.logits[i] - b.logits[i]) > 1e-4f * (1 + std::abs(a.logits[i]));
+  }
+  CHECK(changed == a.logits.size() / V);  // column 7 flipped sign at every position
+  CHECK(worst_other == 0);
+}
+
+TEST_CASE("files read through a reader load the same weights as files in memory", "[checkpoint]") {
+  for (const char* fixture : {"gpt2", "gpt_neox", "llama"}) {
+    for (Store store : {Store::f32, Store::bf16}) {
+      INFO(fixture << (store == Store::f32 ? " F32" : " BF16"));
+      const Checkpoint ck = write_checkpoint(fixture_tensors(fixture), store, 2);
+      auto ref = load(fixture, ck);
+      REQUIRE(ref.ok());
+      // Header-only copies of the two shards, reading from the serialised bytes.
+      std::vector<SafetensorsFile> headers;
+      std::size_t bytes_read = 0;
+      for (std::size_t s = 0; s < ck.bytes.size(); ++s) {
+        const std::vector<std::uint8_t>& bytes = ck.bytes[s];
+        const std::size_t start = static_cast<std::size_t>(8 + ck.files[s].header_size);
+        auto f = safetensors_parse_header(bytes.data(), start, bytes.size(), ck.files[s].source);
+        REQUIRE(f.ok());
+        f->reader = [&bytes, start, &bytes_read](std::uint64_t offset, std::size_t n, std::uint8_t* out) -> Status {
+          std::memcpy(out, bytes.data() + start + offset, n);
+          bytes_read += n;
+          return Ok{};
+        };
+        headers.push_back(std::move(f).value());
+      }
+      std::vector<const SafetensorsFile*> shards = {&headers[0], &headers[1]};
+      auto config = load_fixture_config(fixture);
+      auto m = model_from_checkpoint(*config, shards);
+      INFO((m.ok() ? "" : m.error().message));
+      REQUIRE(m.ok());
+      const ModelWeights &x = m->weights, &y = ref->weights;
+      CHECK(x.W_E == y.W_E);
+      CHECK(x.W_U == y.W_U);
+      for (std::size_t l = 0; l < x.layers.size(); ++l) {
+        const LayerWeights &p = x.layers[l], &q = y.layers[l];
+        CHECK((p.W_Q == q.W_Q && p.W_K == q.W_K && p.W_V == q.W_V && p.W_O == q.W_O));
+        CHECK((p.W_in == q.W_in && p.W_out == q.W_out && p.W_gate == q.W_gate));
+        CHECK((p.b_Q == q.b_Q && p.b_K == q.b_K && p.b_V == q.b_V && p.ln1_w == q.ln1_w));
+      }
+      std::size_t data = 0;
+      for (const auto& f : headers) data += static_cast<std::size_t>(f.data_size);
+      CHECK(bytes_read == data);  // every tensor read once
+      // A reader that fails is an error naming the file.
+      headers[1].reader = [](std::uint64_t, std::size_t, std::uint8_t*) -> Status { return make_error("gone"); };
+      auto failed = model_from_checkpoint(*config, shards);
+      REQUIRE_FALSE(failed.ok());
+      CHECK(failed.error().message.find("gone") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("transposes and splits read row by row give the weights of whole-tensor reads", "[checkpoint]") {
+  for (const char* fixture : {"gpt2", "gpt_neox", "llama", "bert", "gpt_neo", "opt"}) {
+    INFO(fixture);
+    auto ref = load_fixture_model(fixture);
+    REQUIRE(ref.ok());
+    const std::int64_t saved = checkpoint_scratch_values;
+    checkpoint_scratch_values = 1;  // one row per block; 3 rows per block below
+    auto one = load_fixture_model(fixture);
+    checkpoint_scratch_values = 3 * 64 + 1;
+    auto three = load_fixture_model(fixture);
+    checkpoint_scratch_values = saved;
+    REQUIRE(one.ok());
+    REQUIRE(three.ok());
+    for (const Model* m : {&*one, &*three}) {
+      const ModelWeights &x = m->weights, &y = ref->weights;
+      CHECK((x.W_E == y.W_E && x.W_U == y.W_U && x.W_pos == y.W_pos && x.mlm_dense_W == y.mlm_dense_W));
+      for (std::size_t l = 0; l < x.layers.size(); ++l) {
+        const LayerWeights &p = x.layers[l], &q = y.layers[l];
+        CHECK((p.W_Q == q.W_Q && p.W_K == q.W_K && p.W_V == q.W_V && p.W_O == q.W_O));
+        CHECK((p.W_in == q.W_in && p.W_out == q.W_out && p.W_gate == q.W_gate));
+      }
+    }
+  }
+}
+
 TEST_CASE("gpt2 in BF16 and F16 matches the F32 run within the precision of the format", "[checkpoint]") {
   const RunResult ref = run(load_fixture_model("gpt2").value(), "gpt2");
   const std::vector<float> att = oracle("gpt2", "attentions.npy");

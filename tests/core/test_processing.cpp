@@ -41,7 +41,7 @@ void compare_weights(Worst& w, const hs::Model& m, const std::string& dir) {
   auto load = [&](const std::string& key) { return hs_test::load_npy(dir + key + ".npy"); };
   add_tensor(w, m.weights.W_E, load("W_E"), "W_E");
   add_tensor(w, m.weights.W_pos, load("W_pos"), "W_pos");
-  add_tensor(w, m.weights.W_U, load("W_U"), "W_U");
+  add_tensor(w, hs::unembedding_matrix(m.weights), load("W_U"), "W_U");  // W_U, or W_E^T when tied
   add_tensor(w, m.weights.b_U, load("b_U"), "b_U");
   add_tensor(w, m.weights.ln_final_w, load("ln_final_w"), "ln_final_w");
   add_tensor(w, m.weights.ln_final_b, load("ln_final_b"), "ln_final_b");

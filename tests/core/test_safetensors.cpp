@@ -711,6 +711,70 @@ TEST_CASE("Parsing the header alone gives the tensor table, and tensors decode f
   CHECK_CONTAINS(short_buf.error().message, "were given");
 }
 
+TEST_CASE("A header-only file with a reader decodes any range of values, without the bytes in memory",
+          "[safetensors][decode]") {
+  // F32, BF16 and F16 tensors, each read whole and by sub-ranges at odd
+  // offsets through the reader, against the in-memory decode.
+  std::vector<float> a(700), b(300), c(50);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = 0.25f * static_cast<float>(i) - 40.f;
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = 1.f + 0.5f * static_cast<float>(i % 7);
+  for (std::size_t i = 0; i < c.size(); ++i) c[i] = -2.f + 0.125f * static_cast<float>(i);
+  auto bytes = hs::safetensors_serialize({hs::safetensors_tensor_f32("a", {7, 100}, a),
+                                          hs::safetensors_tensor_bf16("b", {300}, b),
+                                          hs::safetensors_tensor_f16("c", {5, 10}, c)});
+  auto full = parse(bytes);
+  REQUIRE(full.ok());
+  const std::size_t header_end = static_cast<std::size_t>(8 + full->header_size);
+  auto f = hs::safetensors_parse_header(bytes.data(), header_end, bytes.size(), kSource);
+  REQUIRE(f.ok());
+  REQUIRE(f->data == nullptr);
+  int calls = 0;
+  f->reader = [&](std::uint64_t offset, std::size_t n, std::uint8_t* out) -> hs::Status {
+    ++calls;
+    if (offset + n > f->data_size) return hs::make_error("past the end");
+    std::memcpy(out, bytes.data() + header_end + offset, n);
+    return hs::Ok{};
+  };
+  for (const std::string name : {"a", "b", "c"}) {
+    INFO(name);
+    const hs::TensorInfo& t = *f->find(name);
+    const std::vector<float> want = *hs::safetensors_read_f32(*full, t);  // from memory
+    auto whole = hs::safetensors_read_f32(*f, t);                            // through the reader
+    REQUIRE(whole.ok());
+    CHECK(*whole == want);
+    for (std::int64_t first : {std::int64_t{0}, std::int64_t{1}, std::int64_t{13}}) {
+      const std::int64_t count = static_cast<std::int64_t>(want.size()) - first - 3;
+      std::vector<float> got(static_cast<std::size_t>(count), -1.f);
+      REQUIRE(hs::safetensors_read_f32_into(*f, t, first, count, got.data()).ok());
+      CHECK(std::equal(got.begin(), got.end(), want.begin() + first));
+      // The in-memory file gives the same range.
+      std::vector<float> mem(static_cast<std::size_t>(count));
+      REQUIRE(hs::safetensors_read_f32_into(*full, t, first, count, mem.data()).ok());
+      CHECK(mem == got);
+    }
+    std::vector<float> one(1);
+    auto past = hs::safetensors_read_f32_into(*f, t, static_cast<std::int64_t>(want.size()), 1, one.data());
+    REQUIRE_FALSE(past.ok());
+    CHECK_CONTAINS(past.error().message, "outside the tensor");
+    CHECK_CONTAINS(past.error().message, name);
+  }
+  CHECK(calls > 0);
+  // F32 lands in the output in one reader call; a reader's error is the result.
+  calls = 0;
+  std::vector<float> out(700);
+  REQUIRE(hs::safetensors_read_f32_into(*f, *f->find("a"), 0, 700, out.data()).ok());
+  CHECK(calls == 1);
+  f->reader = [](std::uint64_t, std::size_t, std::uint8_t*) -> hs::Status { return hs::make_error("network gone"); };
+  auto failed = hs::safetensors_read_f32(*f, *f->find("b"));
+  REQUIRE_FALSE(failed.ok());
+  CHECK_CONTAINS(failed.error().message, "network gone");
+  // Without data or reader: the old message.
+  f->reader = nullptr;
+  auto none = hs::safetensors_read_f32_into(*f, *f->find("a"), 0, 1, out.data());
+  REQUIRE_FALSE(none.ok());
+  CHECK_CONTAINS(none.error().message, "not loaded");
+}
+
 // -------------------------------------------------------------------- index
 
 TEST_CASE("An index file maps tensor names to shard files and ignores unknown fields",

@@ -1,0 +1,114 @@
+// Loading keeps the checkpoint's bytes out of wasm memory (issue 8): the
+// module's memory after loading a mid-size random GPT-2 (F32, tied
+// embeddings, ~58 MB of tensors) stays within 1.1 x the tensor bytes plus a
+// fixed allowance, and the tied unembedding read in place (W_U left empty)
+// gives the logits of the same weights loaded with an explicit lm_head.
+// A size test, not a timing test; tests/bench/bench_memory.mjs measures
+// GPT-2 small.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
+import { tempDir, worstMismatch } from './support.mjs';
+
+const L = 6, d = 384, H = 6, V = 10000, P = 256, M = 4 * d;
+
+// A deterministic pseudo-random GPT-2 checkpoint; `lmHead` adds lm_head.weight
+// (a copy of wte) and unties the config.
+function writeCheckpoint(dir, { lmHead = false } = {}) {
+  const shapes = [['wte.weight', [V, d]], ['wpe.weight', [P, d]], ['ln_f.weight', [d]], ['ln_f.bias', [d]]];
+  for (let l = 0; l < L; l++) {
+    const p = `h.${l}.`;
+    shapes.push([`${p}ln_1.weight`, [d]], [`${p}ln_1.bias`, [d]], [`${p}ln_2.weight`, [d]], [`${p}ln_2.bias`, [d]],
+      [`${p}attn.c_attn.weight`, [d, 3 * d]], [`${p}attn.c_attn.bias`, [3 * d]],
+      [`${p}attn.c_proj.weight`, [d, d]], [`${p}attn.c_proj.bias`, [d]],
+      [`${p}mlp.c_fc.weight`, [d, M]], [`${p}mlp.c_fc.bias`, [M]],
+      [`${p}mlp.c_proj.weight`, [M, d]], [`${p}mlp.c_proj.bias`, [d]]);
+  }
+  if (lmHead) shapes.push(['lm_head.weight', [V, d]]);
+  const values = new Map();
+  let seed = 7;
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (name === 'lm_head.weight') {
+      values.set(name, values.get('wte.weight'));
+      continue;
+    }
+    const v = new Float32Array(n);
+    const norm = /ln_.\.weight|ln_f\.weight/.test(name);
+    for (let i = 0; i < n; i++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      v[i] = norm ? 1 + ((seed / 4294967296) - 0.5) * 0.2 : ((seed / 4294967296) - 0.5) * 0.2;
+    }
+    values.set(name, v);
+  }
+  const header = {};
+  let offset = 0;
+  for (const [name, shape] of shapes) {
+    const n = values.get(name).byteLength;
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + n] };
+    offset += n;
+  }
+  let text = JSON.stringify(header);
+  text += ' '.repeat((8 - (text.length % 8)) % 8);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(text.length));
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'model.safetensors'),
+    Buffer.concat([prefix, Buffer.from(text), ...shapes.map(([name]) => Buffer.from(values.get(name).buffer))]));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
+    model_type: 'gpt2', n_layer: L, n_embd: d, n_head: H, n_positions: P, vocab_size: V, tie_word_embeddings: !lmHead,
+  }));
+  return offset;  // bytes of tensor data
+}
+
+test('wasm memory after loading a tied GPT-2 stays within 1.1 x its tensor bytes + 24 MB', async () => {
+  const dir = tempDir();
+  try {
+    const tensorBytes = writeCheckpoint(dir);
+    assert.ok(tensorBytes > 50e6 && tensorBytes < 70e6, `${tensorBytes}`);
+    const core = await loadHeadscope();  // a fresh module: its memory holds this model only
+    const session = core.createSession();
+    await session.load(directorySource(dir));
+    const memory = core.module.HEAPU8.buffer.byteLength;
+    // 24 MB: the module's static data and stack, and one growth step (<= 16 MB).
+    const limit = 1.1 * tensorBytes + 24 * 2 ** 20;
+    assert.ok(memory <= limit,
+      `wasm memory ${(memory / 1e6).toFixed(1)} MB after loading ${(tensorBytes / 1e6).toFixed(1)} MB of tensors (limit ${(limit / 1e6).toFixed(1)} MB)`);
+    session.dispose();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a tied unembedding gives the logits and patterns of the same weights with an explicit lm_head', async () => {
+  const tiedDir = tempDir();
+  const untiedDir = tempDir();
+  try {
+    writeCheckpoint(tiedDir);
+    writeCheckpoint(untiedDir, { lmHead: true });
+    const core = await loadHeadscope();
+    const tied = core.createSession();
+    const untied = core.createSession();
+    await tied.load(directorySource(tiedDir));
+    await untied.load(directorySource(untiedDir));
+    const ids = Array.from({ length: 20 }, (_, i) => (i * 7919 + 13) % V);
+    const a = tied.run(ids, { wantLogits: true });
+    const b = untied.run(ids, { wantLogits: true });
+    assert.equal(a.logits.length, ids.length * V);
+    assert.ok(worstMismatch(a.patterns, b.patterns).maxError === 0, 'patterns differ');
+    let scale = 0;
+    for (const x of b.logits) scale = Math.max(scale, Math.abs(x));
+    const worst = worstMismatch(a.logits, b.logits);
+    assert.ok(worst.maxError <= 1e-5 * scale,
+      `logits: worst |error| ${worst.maxError} at ${worst.index} (${worst.actual} vs ${worst.expected}), max |logit| ${scale}`);
+    assert.ok(Math.abs(a.loss - b.loss) <= 1e-5, `loss ${a.loss} vs ${b.loss}`);
+    tied.dispose();
+    untied.dispose();
+  } finally {
+    fs.rmSync(tiedDir, { recursive: true, force: true });
+    fs.rmSync(untiedDir, { recursive: true, force: true });
+  }
+});
