@@ -245,11 +245,17 @@ void unembed_logits(MatrixRM& logits, const MatrixRM& x, const ModelWeights& w) 
     return;
   }
   // x W_E^T as (W_E x^T)^T: W_E [V, d] is the packed GEMM's A as stored.
+  // Blocks of 4096 tokens keep the transposed product's buffer small.
   const int T = static_cast<int>(x.rows()), V = static_cast<int>(w.W_E.rows()), d = static_cast<int>(x.cols());
   const MatrixRM xt = x.transpose();  // [d, T]
-  MatrixRM lt(V, T);
-  gemm(V, T, d, w.W_E.data(), d, xt.data(), T, lt.data(), T);
-  logits = lt.transpose();
+  logits.resize(T, V);
+  const int block = 4096;
+  MatrixRM lt(std::min(block, V), T);
+  for (int v0 = 0; v0 < V; v0 += block) {
+    const int n = std::min(block, V - v0);
+    gemm(n, T, d, w.W_E.data() + static_cast<std::size_t>(v0) * d, d, xt.data(), T, lt.data(), T);
+    logits.middleCols(v0, n) = lt.topRows(n).transpose();
+  }
   if (w.b_U.size() == V) logits.rowwise() += w.b_U;
 }
 
