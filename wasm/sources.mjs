@@ -142,8 +142,14 @@ export function fileListSource(files) {
       const file = byName.get(name);
       if (!file) return null;
       const target = sink(file.size);
-      target.set(new Uint8Array(await file.arrayBuffer()));
-      onProgress?.({ file: name, loaded: file.size, total: file.size });
+      // In 16 MB slices: a whole-file arrayBuffer() would hold the file twice.
+      const step = 1 << 24;
+      for (let offset = 0; offset < file.size; offset += step) {
+        const end = Math.min(file.size, offset + step);
+        target.set(new Uint8Array(await file.slice(offset, end).arrayBuffer()), offset);
+        onProgress?.({ file: name, loaded: end, total: file.size });
+      }
+      if (file.size === 0) onProgress?.({ file: name, loaded: 0, total: 0 });
       return target;
     },
   };
