@@ -821,18 +821,9 @@ Status read_neox_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
   HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
   HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
   // nn.Linear [3d, d] with rows interleaved per head: row h*3dh + s*dh + c.
-  RowVectorF qkv_b = RowVectorF::Zero(3 * d);
-  if (c.qkv_bias) {
-    HS_LET(b, src.vec(p + "attention.query_key_value.bias", 3 * d));
-    qkv_b = std::move(b);
-  }
   MatrixRM* W[3] = {&L.W_Q, &L.W_K, &L.W_V};
   RowVectorF* B[3] = {&L.b_Q, &L.b_K, &L.b_V};
-  for (int s = 0; s < 3; ++s) {
-    W[s]->resize(d, H * dh);
-    B[s]->resize(H * dh);
-    for (int h = 0; h < H; ++h) B[s]->segment(h * dh, dh) = qkv_b.segment(h * 3 * dh + s * dh, dh);
-  }
+  for (MatrixRM* m : W) m->resize(d, H * dh);
   HS_TRY(src.rows(p + "attention.query_key_value.weight", 3 * d, d,
                   [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
                     for (std::int64_t i = 0; i < n; ++i) {
@@ -840,6 +831,15 @@ Status read_neox_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
                       W[s]->col(h * dh + k) = block.row(i).transpose();
                     }
                   }));
+  RowVectorF qkv_b = RowVectorF::Zero(3 * d);
+  if (c.qkv_bias) {
+    HS_LET(b, src.vec(p + "attention.query_key_value.bias", 3 * d));
+    qkv_b = std::move(b);
+  }
+  for (int s = 0; s < 3; ++s) {
+    B[s]->resize(H * dh);
+    for (int h = 0; h < H; ++h) B[s]->segment(h * dh, dh) = qkv_b.segment(h * 3 * dh + s * dh, dh);
+  }
   {
     HS_LET(m, src.linear(p + "attention.dense.weight", H * dh, d));
     L.W_O = std::move(m);
