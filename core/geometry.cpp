@@ -96,7 +96,10 @@ int gram_basis_into(const MatrixRMd& A, const MatrixRMd& G, double rcond, Eigen:
   for (Eigen::Index i = k - 1; i >= 0 && lambda[i] > tol; --i) ++r;
   MatrixRM W(k, r);
   for (int j = 0; j < r; ++j) W.col(j) = (es.eigenvectors().col(k - 1 - j) / std::sqrt(lambda[k - 1 - j])).cast<float>();
-  out.leftCols(r).noalias() = A.cast<float>() * W;  // [d, k] x [k, r]; float is plenty for overlaps
+  // [d, k] x [k, r] through the packed GEMM; float is plenty for overlaps.
+  const MatrixRM Af = A.cast<float>();
+  gemm(static_cast<int>(Af.rows()), r, static_cast<int>(k), Af.data(), static_cast<int>(k), W.data(), r, out.data(),
+       static_cast<int>(out.outerStride()));
   return r;
 }
 
@@ -539,24 +542,25 @@ PairCost pair_cost(int n, int d, int k, PairSet set, int group, int n_y) {
   return c;
 }
 
-// Packs the upper triangle of P_i = X_i X_i^T restricted to rows [r0, r0+rows)
-// and columns [r0, d) into `out` [rows * (d - r0)], weighted so that plain
-// dot products of two packings give <P_i, P_j>: off-diagonal entries appear
-// twice in the full inner product, hence sqrt(2); entries below the diagonal
-// inside the leading block are zero.
-// X [d, n*k] row-major, XT = X^T [n*k, d] row-major (the B operand of the
-// product, so that the packed GEMM of kernels.hpp reads both contiguously).
-void pack_projector_rows(const MatrixRM& X, const MatrixRM& XT, int col0, int k, int r0, int rows, float* out) {
-  const int d = static_cast<int>(X.rows()), w = d - r0;
+// Packs the block rows [r0, r0+rows) x columns [c0, c0+cols) of the upper
+// triangle of P_i = X_i X_i^T (c0 >= r0) into `out` [rows * cols], weighted
+// so that plain dot products of two packings give <P_i, P_j>: off-diagonal
+// entries appear twice in the full inner product, hence sqrt(2); entries
+// below the diagonal are zero. X [d, n*k] row-major; the product is
+// X[rows, block i] X[cols, block i]^T through gemm_nt (no transpose).
+void pack_projector_block(const MatrixRM& X, int col0, int k, int r0, int rows, int c0, int cols, float* out) {
   const int ld = static_cast<int>(X.cols());
-  // P [rows, w] = X[r0 : r0+rows, col0 : col0+k] (X[r0 : d, col0 : col0+k])^T
-  gemm(rows, w, k, X.data() + static_cast<std::ptrdiff_t>(r0) * ld + col0, ld,
-       XT.data() + static_cast<std::ptrdiff_t>(col0) * d + r0, d, out, w);
-  Eigen::Map<MatrixRM> P(out, rows, w);
+  const float* x = X.data() + col0;
+  gemm_nt(rows, cols, k, x + static_cast<std::ptrdiff_t>(r0) * ld, ld, x + static_cast<std::ptrdiff_t>(c0) * ld, ld,
+          out, cols);
   const float s2 = std::sqrt(2.0f);
   for (int a = 0; a < rows; ++a) {
-    for (int c = 0; c < a; ++c) P(a, c) = 0;
-    for (int c = a + 1; c < w; ++c) P(a, c) *= s2;
+    float* p = out + static_cast<std::ptrdiff_t>(a) * cols;
+    const int diag = r0 + a - c0;  // column index of the diagonal entry in this row
+    for (int c = 0; c < cols; ++c) {
+      if (c < diag) p[c] = 0;
+      else if (c > diag) p[c] *= s2;
+    }
   }
 }
 
@@ -573,6 +577,26 @@ void later_layer_blocks(int begin, int end, std::vector<LayerBlock>& out) {
   out.push_back({begin, mid, end});
   later_layer_blocks(begin, mid, out);
   later_layer_blocks(mid, end, out);
+}
+
+// A rectangle of pair products, as head ranges [i0, i0 + ni) x [j0, j0 + nj).
+struct Tile {
+  int i0, ni, j0, nj;
+};
+
+// The symmetric pair set over heads [begin, end) as rectangles: the
+// off-diagonal block [begin, mid) x [mid, end) (mirrored when used), then
+// each half; diagonal blocks of up to 16 heads are computed whole (both
+// halves) rather than split into GEMMs too narrow to run well.
+void symmetric_tiles(int begin, int end, std::vector<Tile>& out) {
+  if (end - begin <= 16) {
+    if (end > begin) out.push_back({begin, end - begin, begin, end - begin});
+    return;
+  }
+  const int mid = (begin + end) / 2;
+  out.push_back({begin, mid - begin, mid, end - mid});
+  symmetric_tiles(begin, mid, out);
+  symmetric_tiles(mid, end, out);
 }
 
 }  // namespace
@@ -624,42 +648,84 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
     return out;
   }
 
-  // Projector kernel, in chunks of rows of the d x d projectors to bound memory
-  // (about 32 MB of packed rows at a time).
-  const double budget = 8.0e6;
-  const int mats = set == PairSet::symmetric ? 1 : 2;  // PX (and PY)
-  int chunk = static_cast<int>(budget / (double(mats) * n * d));
-  chunk = std::max(1, std::min(chunk, d));
-  const int n_left = set == PairSet::symmetric ? n : (L - 1) * group;  // the last layer never composes forward
-  std::vector<LayerBlock> blocks;
-  if (set == PairSet::later_layer) later_layer_blocks(0, L, blocks);
-  const MatrixRM XT = X.transpose();
-  std::vector<MatrixRM> YT(n_y);
-  for (int y = 0; y < n_y; ++y) YT[y] = Ys[y]->transpose();
-  MatrixRM PX, PY, part;
-  for (int r0 = 0; r0 < d; r0 += chunk) {
-    const int rows = std::min(chunk, d - r0), w = d - r0;
-    const Eigen::Index K = static_cast<Eigen::Index>(rows) * w;
-    PX.resize(n_left, K);
-    for (int i = 0; i < n_left; ++i) pack_projector_rows(X, XT, i * k, k, r0, rows, PX.row(i).data());
-    if (set == PairSet::symmetric) {
-      part = MatrixRM::Zero(n, n);
-      part.selfadjointView<Eigen::Lower>().rankUpdate(PX);
-      out[0] += MatrixRMd(part.cast<double>().selfadjointView<Eigen::Lower>());
-    } else {
-      // Eigen here: kernels.hpp's gemm wants B row-major [K, n], and
-      // transposing the packed rows for it costs more than it gains.
-      PY.resize(n, K);
-      for (int y = 0; y < n_y; ++y) {
-        for (int j = group; j < n; ++j) pack_projector_rows(*Ys[y], YT[y], j * k, k, r0, rows, PY.row(j).data());
-        for (const LayerBlock& b : blocks) {
-          const int rows_l = (b.mid - b.begin) * group, cols_l = (b.end - b.mid) * group;
-          part.noalias() = PX.middleRows(b.begin * group, rows_l) * PY.middleRows(b.mid * group, cols_l).transpose();
-          out[y].block(b.begin * group, b.mid * group, rows_l, cols_l) += part.cast<double>();
+  // Projector kernel. Every needed P_i = X_i X_i^T is packed as a row of
+  // PX (PY for the right-hand sides) over the same coordinates of the upper
+  // triangle; the pair products are then PX PY^T in a few large rectangles,
+  // through kernels.hpp's gemm_nt (both operands are long rows), block by
+  // block of the triangle's coordinates (below), so that only about 8 MB of
+  // packed rows exist at a time.
+  const bool sym = set == PairSet::symmetric;
+  const int n_left = sym ? n : (L - 1) * group;  // the last layer never composes forward
+  const int n_right = sym ? 0 : (L - 1) * group;  // heads of layers 1 .. L-1
+  const double budget = 2.0e6;                    // floats of packed rows per block (8 MB)
+  std::vector<Tile> tiles;
+  if (sym) {
+    symmetric_tiles(0, n, tiles);
+  } else {
+    std::vector<LayerBlock> blocks;
+    later_layer_blocks(0, L, blocks);
+    for (const LayerBlock& b : blocks) {
+      tiles.push_back({b.begin * group, (b.mid - b.begin) * group, b.mid * group, (b.end - b.mid) * group});
+    }
+  }
+  // PY rows interleave the kinds, (j - group) * n_y + y, so that one product
+  // per rectangle serves all of them. The triangle goes in blocks of
+  // `band` rows by `width` columns (width sized to the budget); within a
+  // block, the products run KB coordinates at a time for every rectangle,
+  // so that the packed rows are read from memory once and then from cache,
+  // and each float sum has KB terms (accumulated in double).
+  constexpr int band = 24, KB = 256;
+  const int width = std::max(band, static_cast<int>(budget / ((n_left + double(n_right) * n_y) * band)));
+  // Progress: the share of the triangle's coordinates done.
+  double coords = 0;
+  for (int r0 = 0; r0 < d; r0 += band) coords += double(std::min(band, d - r0)) * (d - r0);
+  double done = 0;
+  std::vector<float> PX, PY, part;
+  PX.resize(static_cast<std::size_t>(n_left) * band * width);  // sized once: K <= band * width
+  PY.resize(static_cast<std::size_t>(n_right) * n_y * band * width);
+  for (const Tile& t : tiles) part.resize(std::max(part.size(), std::size_t(t.ni) * t.nj * std::max(1, n_y)));
+  for (int r0 = 0; r0 < d; r0 += band) {
+    const int rows = std::min(band, d - r0);
+    for (int c0 = r0; c0 < d; c0 += width) {
+      const int cols = std::min(width, d - c0);
+      const int K = rows * cols;
+      for (int i = 0; i < n_left; ++i) pack_projector_block(X, i * k, k, r0, rows, c0, cols, PX.data() + std::size_t(i) * K);
+      if (!sym) {
+        for (int j = 0; j < n_right; ++j) {
+          for (int y = 0; y < n_y; ++y) {
+            pack_projector_block(*Ys[y], (group + j) * k, k, r0, rows, c0, cols,
+                                 PY.data() + (std::size_t(j) * n_y + y) * K);
+          }
         }
       }
+      for (int kb = 0; kb < K; kb += KB) {
+        const int kk = std::min(KB, K - kb);
+        for (const Tile& t : tiles) {
+          if (sym) {
+            gemm_nt(t.ni, t.nj, kk, PX.data() + std::size_t(t.i0) * K + kb, K, PX.data() + std::size_t(t.j0) * K + kb,
+                    K, part.data(), t.nj);
+            for (int a = 0; a < t.ni; ++a) {
+              for (int b = 0; b < t.nj; ++b) {
+                const double v = part[std::size_t(a) * t.nj + b];
+                out[0](t.i0 + a, t.j0 + b) += v;
+                if (t.i0 != t.j0) out[0](t.j0 + b, t.i0 + a) += v;  // off-diagonal rectangle: mirror
+              }
+            }
+          } else {
+            const int cols_t = t.nj * n_y;
+            gemm_nt(t.ni, cols_t, kk, PX.data() + std::size_t(t.i0) * K + kb, K,
+                    PY.data() + std::size_t(t.j0 - group) * n_y * K + kb, K, part.data(), cols_t);
+            for (int a = 0; a < t.ni; ++a) {
+              for (int b = 0; b < t.nj; ++b) {
+                for (int y = 0; y < n_y; ++y) out[y](t.i0 + a, t.j0 + b) += part[std::size_t(a) * cols_t + b * n_y + y];
+              }
+            }
+          }
+        }
+      }
+      done += K;
+      if (!keep_going(progress, p0 + (p1 - p0) * done / coords)) return cancelled();
     }
-    if (!keep_going(progress, p0 + (p1 - p0) * double(r0 + rows) / d)) return cancelled();
   }
   return out;
 }
@@ -738,10 +804,12 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
   MatrixRM F(d, cols), Gq(d, cols), Gk(d, cols), Gv(d, cols);
   // Float throughout this phase (Grams included): it feeds float GEMMs, and
   // the scores come out within ~1e-7 of a double computation.
-  auto gram_f = [](const MatrixRM& A) {  // A^T A [k, k] for A [d, k]
-    MatrixRM G = MatrixRM::Zero(A.cols(), A.cols());
-    G.selfadjointView<Eigen::Lower>().rankUpdate(A.transpose());
-    return MatrixRMd(G.cast<double>().selfadjointView<Eigen::Lower>());
+  // A^T A [k, k] from AT = A^T [k, d] (rows of length d: the packed gemm_nt).
+  auto gram_f = [](const MatrixRM& AT) {
+    const int k = static_cast<int>(AT.rows()), len = static_cast<int>(AT.cols());
+    MatrixRM G(k, k);
+    gemm_nt(k, k, len, AT.data(), len, AT.data(), len, G.data(), k);
+    return MatrixRMd(G.cast<double>());
   };
   // F = A S(G) / ||A S(G)||, S(G) S(G)^T = G.
   auto factor = [](const MatrixRM& A, const MatrixRMd& G, Eigen::Ref<MatrixRM> dst) {
@@ -753,14 +821,16 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
     if (n > 0) dst /= n;
   };
   for (int i = 0; i < N; ++i) {
-    MatrixRM W[4];  // W_Q, W_K, W_V [d, dh]; W_O^T [d, dh]
+    MatrixRM W[4], WT[4];  // W_Q, W_K, W_V, W_O^T [d, dh], and their transposes
     const HeadMatrix which[4] = {HeadMatrix::W_Q, HeadMatrix::W_K, HeadMatrix::W_V, HeadMatrix::W_O};
     for (int m = 0; m < 4; ++m) {
       auto M = head_matrix(model, variant, i / H, i % H, which[m]);
       if (!M) return M.error();
-      W[m] = m == 3 ? MatrixRM(M->transpose().cast<float>()) : MatrixRM(M->cast<float>());
+      const MatrixRM Mf = M->cast<float>();
+      W[m] = m == 3 ? MatrixRM(Mf.transpose()) : Mf;
+      WT[m] = m == 3 ? Mf : MatrixRM(Mf.transpose());
     }
-    const MatrixRMd G_Q = gram_f(W[0]), G_K = gram_f(W[1]), G_V = gram_f(W[2]), G_O = gram_f(W[3]);
+    const MatrixRMd G_Q = gram_f(WT[0]), G_K = gram_f(WT[1]), G_V = gram_f(WT[2]), G_O = gram_f(WT[3]);
     const Eigen::Index c0 = static_cast<Eigen::Index>(i) * dh;
     factor(W[3], G_V, F.middleCols(c0, dh));
     factor(W[0], G_K, Gq.middleCols(c0, dh));

@@ -41,6 +41,73 @@ void pack_a(int mc, int kc, const float* A, int lda, float* p) {
   }
 }
 
+// The same layout as pack_a, read row by row: each source row is read
+// contiguously and scattered into an L1-resident panel. For operands whose
+// rows are long (a large K, so consecutive rows are far apart) reading
+// across rows at each k, as pack_a does, misses the cache on every load.
+// In wasm, full groups of 4 rows go through 4x4 SIMD transposes.
+template <int R>
+void pack_rows(int mc, int kc, const float* A, int lda, float* p) {
+  for (int i0 = 0; i0 < mc; i0 += R, p += static_cast<std::ptrdiff_t>(R) * kc) {
+    const int m = std::min(R, mc - i0);
+    int i = 0;
+#ifdef __wasm_simd128__
+    const int k4 = kc & ~3;
+    for (; i + 4 <= m; i += 4) {
+      const float* s0 = A + static_cast<std::ptrdiff_t>(i0 + i) * lda;
+      const float *s1 = s0 + lda, *s2 = s1 + lda, *s3 = s2 + lda;
+      float* dst = p + i;
+      for (int k = 0; k < k4; k += 4, dst += 4 * R) {
+        const v128_t r0 = wasm_v128_load(s0 + k), r1 = wasm_v128_load(s1 + k);
+        const v128_t r2 = wasm_v128_load(s2 + k), r3 = wasm_v128_load(s3 + k);
+        const v128_t t0 = wasm_i32x4_shuffle(r0, r1, 0, 4, 1, 5);  // a0 b0 a1 b1
+        const v128_t t1 = wasm_i32x4_shuffle(r2, r3, 0, 4, 1, 5);  // c0 d0 c1 d1
+        const v128_t t2 = wasm_i32x4_shuffle(r0, r1, 2, 6, 3, 7);  // a2 b2 a3 b3
+        const v128_t t3 = wasm_i32x4_shuffle(r2, r3, 2, 6, 3, 7);  // c2 d2 c3 d3
+        wasm_v128_store(dst, wasm_i32x4_shuffle(t0, t1, 0, 1, 4, 5));
+        wasm_v128_store(dst + R, wasm_i32x4_shuffle(t0, t1, 2, 3, 6, 7));
+        wasm_v128_store(dst + 2 * R, wasm_i32x4_shuffle(t2, t3, 0, 1, 4, 5));
+        wasm_v128_store(dst + 3 * R, wasm_i32x4_shuffle(t2, t3, 2, 3, 6, 7));
+      }
+      for (int k = k4; k < kc; ++k) {  // kc % 4 leftovers
+        p[k * R + i] = s0[k];
+        p[k * R + i + 1] = s1[k];
+        p[k * R + i + 2] = s2[k];
+        p[k * R + i + 3] = s3[k];
+      }
+    }
+#elif defined(__x86_64__) && defined(__GNUC__)
+    const int k4 = kc & ~3;  // SSE (always there on x86-64)
+    for (; i + 4 <= m; i += 4) {
+      const float* s0 = A + static_cast<std::ptrdiff_t>(i0 + i) * lda;
+      const float *s1 = s0 + lda, *s2 = s1 + lda, *s3 = s2 + lda;
+      float* dst = p + i;
+      for (int k = 0; k < k4; k += 4, dst += 4 * R) {
+        __m128 r0 = _mm_loadu_ps(s0 + k), r1 = _mm_loadu_ps(s1 + k), r2 = _mm_loadu_ps(s2 + k), r3 = _mm_loadu_ps(s3 + k);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(dst, r0);
+        _mm_storeu_ps(dst + R, r1);
+        _mm_storeu_ps(dst + 2 * R, r2);
+        _mm_storeu_ps(dst + 3 * R, r3);
+      }
+      for (int k = k4; k < kc; ++k) {
+        p[k * R + i] = s0[k];
+        p[k * R + i + 1] = s1[k];
+        p[k * R + i + 2] = s2[k];
+        p[k * R + i + 3] = s3[k];
+      }
+    }
+#endif
+    for (; i < m; ++i) {
+      const float* src = A + static_cast<std::ptrdiff_t>(i0 + i) * lda;
+      float* dst = p + i;
+      for (int k = 0; k < kc; ++k) dst[k * R] = src[k];
+    }
+    for (int z = m; z < R; ++z)
+      for (int k = 0; k < kc; ++k) p[k * R + z] = 0.f;
+  }
+}
+
 // B [kc, nc] (row stride ldb) -> panels of NR columns: p[(j/NR) * NR*kc + k*NR + j%NR]; columns past nc are 0.
 template <int NR>
 void pack_b(int kc, int nc, const float* B, int ldb, float* p) {
@@ -158,6 +225,17 @@ void macro_kernel(int mc, int nc, int kc, const float* pa, const float* pb, floa
       for (int i = 0; i < m; ++i) {
         float* c = C + static_cast<std::ptrdiff_t>(i0 + i) * ldc + j0;
         const float* ti = t + i * NR;
+#ifdef __wasm_simd128__
+        // Full rows of the tile without a bias: vector copies (a plain loop
+        // becomes a memcpy call per row in wasm, ~10% of a short-K product).
+        if (n == NR && NR % 4 == 0 && !(first && bias)) {
+          for (int j = 0; j < NR; j += 4) {
+            const v128_t v = wasm_v128_load(ti + j);
+            wasm_v128_store(c + j, first ? v : wasm_f32x4_add(wasm_v128_load(c + j), v));
+          }
+          continue;
+        }
+#endif
         if (first) {
           if (bias)
             for (int j = 0; j < n; ++j) c[j] = ti[j] + bias[j0 + j];
@@ -171,7 +249,10 @@ void macro_kernel(int mc, int nc, int kc, const float* pa, const float* pb, floa
   }
 }
 
-template <int MR, int NR, int MC, MicroKernel kernel>
+// BT: B is given transposed, as B^T [N, K] row-major (ldb its row stride);
+// only the packing differs (NR rows of B^T per micro-panel, like A's, and
+// both operands packed row by row: gemm_nt's operands have long rows).
+template <int MR, int NR, int MC, MicroKernel kernel, bool BT = false>
 void gemm_packed(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                  const float* bias) {
   if (M <= 0 || N <= 0) return;
@@ -183,16 +264,26 @@ void gemm_packed(int M, int N, int K, const float* A, int lda, const float* B, i
   // Scratch reused across calls (the forward calls this ~50 times per run).
   thread_local std::vector<float> pa, pb;
   const int kc_max = std::min(K, KC);
-  pa.resize(static_cast<std::size_t>((std::min(M, MC) + MR - 1) / MR * MR) * kc_max);
-  pb.resize(static_cast<std::size_t>((std::min(N, NC) + NR - 1) / NR * NR) * kc_max);
+  // (Grow only: a shrinking resize followed by a growing one would zero the
+  // scratch on every call.)
+  const std::size_t na = static_cast<std::size_t>((std::min(M, MC) + MR - 1) / MR * MR) * kc_max;
+  const std::size_t nb = static_cast<std::size_t>((std::min(N, NC) + NR - 1) / NR * NR) * kc_max;
+  if (pa.size() < na) pa.resize(na);
+  if (pb.size() < nb) pb.resize(nb);
   for (int jc = 0; jc < N; jc += NC) {
     const int nc = std::min(NC, N - jc);
     for (int pc = 0; pc < K; pc += KC) {
       const int kc = std::min(KC, K - pc);
-      pack_b<NR>(kc, nc, B + static_cast<std::ptrdiff_t>(pc) * ldb + jc, ldb, pb.data());
+      if (BT)
+        pack_rows<NR>(nc, kc, B + static_cast<std::ptrdiff_t>(jc) * ldb + pc, ldb, pb.data());
+      else
+        pack_b<NR>(kc, nc, B + static_cast<std::ptrdiff_t>(pc) * ldb + jc, ldb, pb.data());
       for (int ic = 0; ic < M; ic += MC) {
         const int mc = std::min(MC, M - ic);
-        pack_a<MR>(mc, kc, A + static_cast<std::ptrdiff_t>(ic) * lda + pc, lda, pa.data());
+        if (BT)
+          pack_rows<MR>(mc, kc, A + static_cast<std::ptrdiff_t>(ic) * lda + pc, lda, pa.data());
+        else
+          pack_a<MR>(mc, kc, A + static_cast<std::ptrdiff_t>(ic) * lda + pc, lda, pa.data());
         macro_kernel<MR, NR, kernel>(mc, nc, kc, pa.data(), pb.data(), C + static_cast<std::ptrdiff_t>(ic) * ldc + jc,
                                      ldc, bias ? bias + jc : nullptr, pc == 0);
       }
@@ -223,6 +314,27 @@ void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
   c.noalias() = a * b;
   if (bias) c.rowwise() += Eigen::Map<const RowVectorF>(bias, N);
 #endif
+}
+
+void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+#ifdef __wasm_simd128__
+  gemm_packed<4, 8, 128, micro_kernel_4x8, true>(M, N, K, A, lda, B, ldb, C, ldc, nullptr);
+#else
+#ifdef HS_KERNELS_AVX2
+  if (cpu_has_avx2_fma()) return gemm_packed<6, 16, 120, micro_kernel_6x16_avx2, true>(M, N, K, A, lda, B, ldb, C, ldc, nullptr);
+#endif
+  if (M <= 0 || N <= 0) return;
+  using Stride = Eigen::OuterStride<>;
+  Eigen::Map<const MatrixRM, 0, Stride> a(A, M, K, Stride(lda));
+  Eigen::Map<const MatrixRM, 0, Stride> b(B, N, K, Stride(ldb));
+  Eigen::Map<MatrixRM, 0, Stride> c(C, M, N, Stride(ldc));
+  if (K <= 0) c.setZero();
+  else c.noalias() = a * b.transpose();
+#endif
+}
+
+void gemm_nt_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+  gemm_packed<4, 8, 128, micro_kernel_4x8, true>(M, N, K, A, lda, B, ldb, C, ldc, nullptr);
 }
 
 void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias) {

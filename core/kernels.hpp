@@ -34,6 +34,14 @@ void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
 void gemm_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                   const float* bias = nullptr);
 
+// C [M, N] = A [M, K] B^T for B [N, K] (row-major, row stride ldb): the
+// same packed kernels, B packed from its rows. For products of two "wide"
+// matrices (long K, e.g. inner products of many long vectors), where
+// transposing B for gemm would cost a pass over it.
+void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc);
+// Its packed path whatever the platform (tests).
+void gemm_nt_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc);
+
 // C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
 void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);
 

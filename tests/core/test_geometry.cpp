@@ -379,6 +379,35 @@ TEST_CASE("geometry: both pair kernels give the same all-pairs products", "[geom
   }
 }
 
+TEST_CASE("geometry: the projector kernel's blocking (many heads, split coordinate blocks) is exact", "[geometry]") {
+  // Enough heads and width that the packed coordinates are split into
+  // several column blocks per band (d 520 > the block width for 176 heads),
+  // the symmetric set recurses (> 16 heads) and the later-layer set runs
+  // its layer rectangles; a last band narrower than the others (520 = 21 * 24 + 16).
+  const int d = 520, k = 3, n = 176, group = 16;
+  hs::MatrixRM X = hs::MatrixRM::Random(d, n * k), Y = hs::MatrixRM::Random(d, n * k);
+  X.middleCols(5 * k, k).setZero();
+  for (auto set : {hs::detail::PairSet::symmetric, hs::detail::PairSet::later_layer}) {
+    auto a = hs::detail::block_frobenius_products(X, Y, k, set, group, hs::detail::PairKernel::projector, {});
+    REQUIRE(a.ok());
+    const hs::MatrixRM& Yr = set == hs::detail::PairSet::symmetric ? X : Y;
+    const MatrixRMd Xd = X.cast<double>(), Yd = Yr.cast<double>();
+    Worst w(std::string("projector blocks vs double, ") +
+                (set == hs::detail::PairSet::symmetric ? "symmetric" : "later layer"),
+            1e-6);
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < n; ++j) {
+        const bool needed = set == hs::detail::PairSet::symmetric || i / group < j / group;
+        const double want = needed ? (Xd.middleCols(i * k, k).transpose() * Yd.middleCols(j * k, k)).squaredNorm() : 0.0;
+        // Relative to the pair's scale ||X_i||^2 ||Y_j||^2 (the sum's magnitude).
+        const double scale = Xd.middleCols(i * k, k).squaredNorm() * Yd.middleCols(j * k, k).squaredNorm();
+        w.add((*a)(i, j), want, at(i, j), std::max(1.0, scale));
+      }
+    }
+    w.check();
+  }
+}
+
 TEST_CASE("geometry: long computations report progress and can be cancelled", "[geometry]") {
   hs_test::require_geometry_reference();
   const hs::Model model = hs_test::model_from_reference("synthetic_ln");
