@@ -545,22 +545,24 @@ PairCost pair_cost(int n, int d, int k, PairSet set, int group, int n_y) {
 // Packs the block rows [r0, r0+rows) x columns [c0, c0+cols) of the upper
 // triangle of P_i = X_i X_i^T (c0 >= r0) into `out` [rows * cols], weighted
 // so that plain dot products of two packings give <P_i, P_j>: off-diagonal
-// entries appear twice in the full inner product, hence sqrt(2); entries
-// below the diagonal are zero. X [d, n*k] row-major; the product is
+// entries appear twice in the full inner product, so they are multiplied by
+// `off` (sqrt(2) when both sides are packed alike; 2 on one side and 1, with
+// no pass at all, on the other); entries below the diagonal are zeroed
+// (on one side suffices). X [d, n*k] row-major; the product is
 // X[rows, block i] X[cols, block i]^T through gemm_nt (no transpose).
-void pack_projector_block(const MatrixRM& X, int col0, int k, int r0, int rows, int c0, int cols, float* out) {
+void pack_projector_block(const MatrixRM& X, int col0, int k, int r0, int rows, int c0, int cols, float* out,
+                          float off, bool zero_lower) {
   const int ld = static_cast<int>(X.cols());
   const float* x = X.data() + col0;
   gemm_nt(rows, cols, k, x + static_cast<std::ptrdiff_t>(r0) * ld, ld, x + static_cast<std::ptrdiff_t>(c0) * ld, ld,
           out, cols);
-  const float s2 = std::sqrt(2.0f);
+  if (off == 1.0f && !zero_lower) return;
   for (int a = 0; a < rows; ++a) {
     float* p = out + static_cast<std::ptrdiff_t>(a) * cols;
     const int diag = r0 + a - c0;  // column index of the diagonal entry in this row
-    for (int c = 0; c < cols; ++c) {
-      if (c < diag) p[c] = 0;
-      else if (c > diag) p[c] *= s2;
-    }
+    const int below = std::max(0, std::min(diag, cols));
+    if (zero_lower) std::fill(p, p + below, 0.0f);
+    for (int c = std::max(0, diag + 1); c < cols; ++c) p[c] *= off;
   }
 }
 
@@ -689,12 +691,17 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
     for (int c0 = r0; c0 < d; c0 += width) {
       const int cols = std::min(width, d - c0);
       const int K = rows * cols;
-      for (int i = 0; i < n_left; ++i) pack_projector_block(X, i * k, k, r0, rows, c0, cols, PX.data() + std::size_t(i) * K);
+      // Symmetric: both sides are PX, weighted sqrt(2). Otherwise PX carries
+      // the weight 2 and the zeros, and PY is the plain product.
+      const float off_x = sym ? std::sqrt(2.0f) : 2.0f;
+      for (int i = 0; i < n_left; ++i) {
+        pack_projector_block(X, i * k, k, r0, rows, c0, cols, PX.data() + std::size_t(i) * K, off_x, true);
+      }
       if (!sym) {
         for (int j = 0; j < n_right; ++j) {
           for (int y = 0; y < n_y; ++y) {
             pack_projector_block(*Ys[y], (group + j) * k, k, r0, rows, c0, cols,
-                                 PY.data() + (std::size_t(j) * n_y + y) * K);
+                                 PY.data() + (std::size_t(j) * n_y + y) * K, 1.0f, false);
           }
         }
       }
