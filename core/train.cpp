@@ -109,7 +109,7 @@ RowVectorF zeros(Eigen::Index n) { return RowVectorF::Zero(n); }
 
 }  // namespace
 
-Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed) {
+Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed, const InitOptions& options) {
   HS_TRY(check_trainable(config));
   const int d = config.d_model, M = config.d_mlp, V = config.d_vocab;
   Model model;
@@ -140,10 +140,20 @@ Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed) {
   w.ln_final_b = zeros(d);
 
   TrainRng rng(seed);
-  const double std_dev = 0.02;
-  const double std_proj = 0.02 / std::sqrt(2.0 * config.n_layer);
+  const double std_dev = options.std;
+  const double std_proj = options.std / std::sqrt(2.0 * config.n_layer);
   fill_normal(rng, w.W_E.data(), static_cast<std::size_t>(w.W_E.size()), std_dev);
   fill_normal(rng, w.W_pos.data(), static_cast<std::size_t>(w.W_pos.size()), std_dev);
+  if (options.positions == PositionInit::sinusoidal) {
+    const double amplitude = std_dev * std::sqrt(2.0);  // RMS of a sinusoid is amplitude / sqrt(2)
+    for (int p = 0; p < config.n_ctx; ++p) {
+      for (int k = 0; 2 * k < d; ++k) {
+        const double angle = p * std::pow(10000.0, -2.0 * k / d);
+        w.W_pos(p, 2 * k) = static_cast<float>(amplitude * std::sin(angle));
+        if (2 * k + 1 < d) w.W_pos(p, 2 * k + 1) = static_cast<float>(amplitude * std::cos(angle));
+      }
+    }
+  }
   for (LayerWeights& l : w.layers) {
     // c_attn is one [d, 3d] matrix in GPT-2: draw it column block by column
     // block in its own row-major order so the draw matches one fused tensor.

@@ -53,10 +53,25 @@ ModelConfig gpt2_config(int n_layer, int d_model, int n_head, int d_mlp, int d_v
 // Refuses configurations the training passes do not implement, naming the field.
 Status check_trainable(const ModelConfig& config);
 
+// How W_pos starts. `normal` is GPT-2's N(0, init_std). `sinusoidal` starts
+// it at the sinusoids of Vaswani et al. (pairs sin, cos of p / 10000^(2k/d),
+// scaled to the same RMS): still learned, but relative offsets such as "the
+// previous token" are then a rotation a low-rank QK circuit can express from
+// the first step.
+enum class PositionInit { normal, sinusoidal };
+
+struct InitOptions {
+  // GPT-2's 0.02 suits d_model 768 (about 0.55 / sqrt(d)); narrow models start
+  // faster with a larger value (products such as W_V W_O and W_Q W_K^T start
+  // near a saddle at 0 and leave it at a rate set by the initial scale).
+  double std = 0.02;
+  PositionInit positions = PositionInit::normal;
+};
+
 // GPT-2 initialisation (transformers GPT2PreTrainedModel._init_weights):
-// weights N(0, 0.02), residual output projections N(0, 0.02/sqrt(2*n_layer)),
+// weights N(0, std), residual output projections N(0, std/sqrt(2*n_layer)),
 // biases 0, LayerNorm weights 1. W_U is set to W_E^T.
-Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed);
+Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed, const InitOptions& options = {});
 
 // A ModelWeights of zeros with the same shapes (for gradients and moments).
 ModelWeights zeros_like(const ModelWeights& w);

@@ -110,6 +110,38 @@ function invent_word(rng, syllables) {
   for (let s = 0; s < syllables; ++s) w += rng.pick(ONSETS) + rng.pick(VOWELS) + rng.pick(CODAS);
   return w;
 }
+
+// A fixed lexicon of longer made-up words, the same in every document and
+// drawn with Zipf-like frequencies, like the rarer words of real text: the
+// tokenizer splits most of them into pieces that other words share, so the
+// next piece depends on the pieces before it. That is the trigram structure
+// a previous-token head serves (the template words alone barely need one).
+function make_lexicon(rng, n) {
+  const words = new Set();
+  while (words.size < n) words.add(invent_word(rng, rng.range(2, 3)));
+  return [...words];
+}
+function zipf_picker(list) {
+  const cumulative = [];
+  let total = 0;
+  for (let k = 0; k < list.length; ++k) cumulative.push((total += 1 / (k + 4)));
+  return (rng) => {
+    const u = (rng.u32() / 4294967296) * total;
+    let lo = 0, hi = cumulative.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cumulative[mid] < u) lo = mid + 1; else hi = mid;
+    }
+    return list[lo];
+  };
+}
+const LEXICON_RNG = make_rng(0x1e71c0);
+const LEX_OBJECTS = zipf_picker(make_lexicon(LEXICON_RNG, 240));
+const LEX_PLACES = zipf_picker(make_lexicon(LEXICON_RNG, 120));
+const LEX_ADJS = zipf_picker(make_lexicon(LEXICON_RNG, 80));
+function any_object(rng) { return rng.chance(0.5) ? rng.pick(OBJECTS) : LEX_OBJECTS(rng); }
+function any_place(rng) { return rng.chance(0.5) ? rng.pick(PLACES) : LEX_PLACES(rng); }
+function any_adj(rng) { return rng.chance(0.6) ? rng.pick(ADJS) : LEX_ADJS(rng); }
 function capitalize(w) { return w.charAt(0).toUpperCase() + w.slice(1); }
 function invent_name(rng) { return capitalize(invent_word(rng, rng.range(2, 3))); }
 function invent_code(rng) {
@@ -133,8 +165,8 @@ function make_cast(rng) {
     if (!cast.includes(name)) cast.push(name);
   }
   const things = [];
-  for (let i = 0; i < 3; ++i) things.push(rng.chance(0.3) ? invent_word(rng, rng.range(2, 3)) : rng.pick(OBJECTS));
-  return { cast, things, place: rng.pick(PLACES), animal: rng.pick(ANIMALS) };
+  for (let i = 0; i < 3; ++i) things.push(rng.chance(0.3) ? invent_word(rng, rng.range(2, 3)) : any_object(rng));
+  return { cast, things, place: any_place(rng), animal: rng.pick(ANIMALS) };
 }
 
 function story_sentence(rng, w) {
@@ -142,8 +174,8 @@ function story_sentence(rng, w) {
   let b = rng.pick(w.cast);
   if (b === a) b = w.cast[(w.cast.indexOf(a) + 1) % w.cast.length];
   const obj = rng.pick(w.things);
-  const adj = rng.pick(ADJS);
-  const place = rng.chance(0.6) ? w.place : rng.pick(PLACES);
+  const adj = any_adj(rng);
+  const place = rng.chance(0.6) ? w.place : any_place(rng);
   switch (rng.below(14)) {
     case 0: return `${a} went to the ${place}.`;
     case 1: return `${a} gave the ${adj} ${obj} to ${b}.`;
@@ -158,7 +190,7 @@ function story_sentence(rng, w) {
     case 10: return `"The ${obj} is in the ${place}," said ${b}.`;
     case 11: return `${a} put the ${obj} on the table and smiled at ${b}.`;
     case 12: return `${rng.pick(TIMES)}, the ${w.animal} was ${rng.pick(FEELINGS)}.`;
-    default: return `${a} liked the ${adj} ${obj} more than the ${rng.pick(OBJECTS)}.`;
+    default: return `${a} liked the ${adj} ${obj} more than the ${any_object(rng)}.`;
   }
 }
 
@@ -169,8 +201,8 @@ function ioi_sentence(rng, w) {
   let b = rng.pick(pool);
   while (b === a) b = rng.pick(NAMES);
   const [first, second] = rng.chance(0.5) ? [a, b] : [b, a];
-  const obj = rng.pick(OBJECTS);
-  const place = rng.pick(PLACES);
+  const obj = any_object(rng);
+  const place = any_place(rng);
   switch (rng.below(4)) {
     case 0: return `When ${first} and ${second} went to the ${place}, ${b} gave ${article(obj)} ${obj} to ${a}.`;
     case 1: return `After ${first} and ${second} arrived at the ${place}, ${b} handed the ${obj} to ${a}.`;
@@ -201,7 +233,7 @@ function list_sentences(rng, w) {
   const n = rng.range(3, 6);
   const items = [];
   for (let i = 0; i < n; ++i) {
-    items.push(rng.chance(0.35) ? invent_word(rng, rng.range(1, 3)) : `${rng.pick(ADJS)} ${rng.pick(OBJECTS)}`);
+    items.push(rng.chance(0.35) ? invent_word(rng, rng.range(1, 3)) : `${any_adj(rng)} ${any_object(rng)}`);
   }
   const list = items.slice(0, -1).join(", ") + " and " + items[items.length - 1];
   const out = [`${a} bought ${list}.`];

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -30,7 +31,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "detectors.hpp"
 #include "forward.hpp"
+#include "interventions.hpp"
 #include "model.hpp"
 #include "safetensors.hpp"
 #include "train.hpp"
@@ -49,17 +52,25 @@ using json = nlohmann::json;
 struct Options {
   std::string data_dir, out_dir;
   std::string name = "headscope-tiny";
-  int n_layer = 2, d_model = 128, n_head = 8, d_mlp = 512, n_ctx = 256;
-  int steps = 1200;
+  int n_layer = 2, d_model = 64, n_head = 4, d_mlp = 256, n_ctx = 256;
+  int steps = 4000;
   int batch = 16;          // sequences per step
-  int seq = 256;           // tokens per sequence
-  float lr = 2e-3f;        // peak learning rate
+  int seq = 128;           // tokens per sequence
+  float lr = 1e-3f;        // peak learning rate
   int warmup = 60;         // linear warm-up steps, then cosine decay to lr/10
   float weight_decay = 0.1f;
-  float synth_start = 0.5f;  // share of repeated-random-token sequences at step 0 ...
-  float synth_end = 0.25f;   // ... and at the last step (linear in between)
-  int eval_every = 25;
+  float synth_start = 0.8f;  // share of repeated-random-token sequences at step 0 ...
+  float synth_end = 0.4f;    // ... and at the last step (linear in between)
+  int synth_min_len = 4, synth_max_len = 64;  // length of the repeated span
+  // Sequence-length curriculum: seq_start tokens per sequence until step
+  // seq_switch, then seq. A softmax over fewer positions gives the first
+  // previous-token and induction attention a larger share, so the induction
+  // phase change comes sooner; the sinusoidal positions carry it to the full length.
+  int seq_start = 64, seq_switch = 800;
+  int eval_every = 100;
   std::uint64_t seed = 1;
+  bool sinusoidal = true;  // W_pos initialisation (see hs::PositionInit)
+  double init_std = 0.02;  // hs::InitOptions::std
 };
 
 bool parse_options(int argc, char** argv, Options& o) {
@@ -86,8 +97,14 @@ bool parse_options(int argc, char** argv, Options& o) {
     else if (key == "--weight-decay") o.weight_decay = std::strtof(v.c_str(), nullptr);
     else if (key == "--synth-start") o.synth_start = std::strtof(v.c_str(), nullptr);
     else if (key == "--synth-end") o.synth_end = std::strtof(v.c_str(), nullptr);
+    else if (key == "--synth-min-len") o.synth_min_len = std::atoi(v.c_str());
+    else if (key == "--synth-max-len") o.synth_max_len = std::atoi(v.c_str());
+    else if (key == "--seq-start") o.seq_start = std::atoi(v.c_str());
+    else if (key == "--seq-switch") o.seq_switch = std::atoi(v.c_str());
     else if (key == "--eval-every") o.eval_every = std::atoi(v.c_str());
     else if (key == "--seed") o.seed = std::strtoull(v.c_str(), nullptr, 10);
+    else if (key == "--pos-init") o.sinusoidal = (v == "sinusoidal");
+    else if (key == "--init-std") o.init_std = std::strtod(v.c_str(), nullptr);
     else {
       std::fprintf(stderr, "train_builtin: unknown option %s\n", key.c_str());
       return false;
@@ -97,8 +114,9 @@ bool parse_options(int argc, char** argv, Options& o) {
     std::fprintf(stderr, "usage: train_builtin --data CORPUS_DIR --out MODEL_DIR [--steps N] [--seed S] [--heads H] ...\n");
     return false;
   }
-  if (o.seq > o.n_ctx || o.steps < 1 || o.batch < 1 || o.eval_every < 1) {
-    std::fprintf(stderr, "train_builtin: need seq <= ctx, steps, batch, eval-every >= 1\n");
+  if (o.seq > o.n_ctx || o.steps < 1 || o.batch < 1 || o.eval_every < 1 || o.synth_min_len < 1 || o.seq_start < 2 || o.seq_start > o.seq ||
+      o.synth_max_len < o.synth_min_len) {
+    std::fprintf(stderr, "train_builtin: need seq <= ctx, steps, batch, eval-every >= 1, 1 <= synth-min-len <= synth-max-len, 2 <= seq-start <= seq\n");
     return false;
   }
   return true;
@@ -201,8 +219,10 @@ int random_token(TrainRng& rng, int vocab, int eot) {
 
 // [eot] + R + R + R ... with R a span of uniform random tokens. Only the
 // repeats are trained on: the first copy of R is unpredictable.
-void repeat_sequence(TrainRng& rng, int T, int vocab, int eot, int* tok, int* tgt) {
-  const int len = 4 + rng.below(97);  // 4 .. 100
+void repeat_sequence(TrainRng& rng, int T, int min_len, int max_len, int vocab, int eot, int* tok, int* tgt) {
+  // At least two copies fit: the span is at most half of the sequence after BOS.
+  max_len = std::max(min_len, std::min(max_len, (T - 1) / 2));
+  const int len = min_len + rng.below(max_len - min_len + 1);
   std::vector<int> r(static_cast<std::size_t>(len));
   for (int& t : r) t = random_token(rng, vocab, eot);
   std::vector<int> w(static_cast<std::size_t>(T) + 1);
@@ -214,23 +234,10 @@ void repeat_sequence(TrainRng& rng, int T, int vocab, int eot, int* tok, int* tg
   }
 }
 
-// The standard induction test (SPEC §5.6): [BOS] + R + R, R ~ 50 uniform
-// tokens (excluding BOS), 10 sequences, fixed seed.
+// The standard induction test (SPEC §5.6) is the core's hs::induction_test:
+// [BOS] + R + R, |R| = 50, 10 sequences, seed 0. The curve uses its tokens.
 constexpr int kIndLen = 50;
 constexpr int kIndSeqs = 10;
-
-std::vector<int> induction_batch(int vocab, int eot) {
-  TrainRng rng(0);
-  std::vector<int> out;
-  for (int b = 0; b < kIndSeqs; ++b) {
-    std::vector<int> r(kIndLen);
-    for (int& t : r) t = random_token(rng, vocab, eot);
-    out.push_back(eot);
-    out.insert(out.end(), r.begin(), r.end());
-    out.insert(out.end(), r.begin(), r.end());
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------
 // Head scores from attention patterns A [T, T] of one sequence.
@@ -241,13 +248,6 @@ double diagonal_mean(const float* A, int T, int offset) {
   int n = 0;
   for (int i = offset; i < T; ++i, ++n) s += A[static_cast<std::size_t>(i) * T + (i - offset)];
   return n ? s / n : 0;
-}
-
-// Mean attention to position 0 (BOS) from positions i >= 1.
-double bos_mean(const float* A, int T) {
-  double s = 0;
-  for (int i = 1; i < T; ++i) s += A[static_cast<std::size_t>(i) * T];
-  return T > 1 ? s / (T - 1) : 0;
 }
 
 // For [BOS] + R + R with |R| = n: the induction score is the mean of the
@@ -272,7 +272,7 @@ struct EvalSets {
   std::vector<int> ind_tok, ind_tgt;    // [kIndSeqs, 2*kIndLen+1]
 };
 
-EvalSets make_eval_sets(const Corpus& c, int T) {
+EvalSets make_eval_sets(const Corpus& c, int T, const std::vector<int>& ind) {
   EvalSets e;
   e.t_text = T;
   e.text_tok.resize(static_cast<std::size_t>(e.n_text) * T);
@@ -281,7 +281,6 @@ EvalSets make_eval_sets(const Corpus& c, int T) {
   for (int b = 0; b < e.n_text; ++b)
     text_sequence(c.heldout, c.heldout_docs[b * std::max<std::size_t>(stride, 1) % c.heldout_docs.size()], T, c.eot,
                   &e.text_tok[static_cast<std::size_t>(b) * T], &e.text_tgt[static_cast<std::size_t>(b) * T]);
-  const std::vector<int> ind = induction_batch(c.vocab, c.eot);
   const int Ti = 2 * kIndLen + 1;
   for (int b = 0; b < kIndSeqs; ++b) {
     for (int k = 0; k < Ti; ++k) {
@@ -322,10 +321,9 @@ CurvePoint evaluate(const Model& model, const EvalSets& e) {
   Result<double> ind = hs::train_forward(model, e.ind_tok, e.ind_tgt, kIndSeqs, Ti, cache);
   (void)ind;
   for (int b = 0; b < kIndSeqs; ++b) {
-    // Target positions: first copy 2..n (position 1 has no context), repeat n+2..2n
-    // (position n+1, the repeat's first token, is not predictable either).
-    p.first_loss += span_loss(cache, b, 2, kIndLen) / kIndSeqs;
-    p.rep_loss += span_loss(cache, b, kIndLen + 2, 2 * kIndLen) / kIndSeqs;
+    // As induction_test's halves: targets 1..n (the first copy) and n+1..2n (the repeat).
+    p.first_loss += span_loss(cache, b, 1, kIndLen) / kIndSeqs;
+    p.rep_loss += span_loss(cache, b, kIndLen + 1, 2 * kIndLen) / kIndSeqs;
     for (int l = 0; l < L; ++l)
       for (int h = 0; h < H; ++h)
         p.induction[l * H + h] += induction_score(cache.head_pattern(l, b, h, H).data(), Ti, kIndLen) / kIndSeqs;
@@ -334,28 +332,36 @@ CurvePoint evaluate(const Model& model, const EvalSets& e) {
 }
 
 // ---------------------------------------------------------------------------
-// Final analysis, with the core's inference forward pass (run_model).
+// Final analysis, with the core's own forward pass (run_model), detectors
+// (induction_test, head_behavior) and interventions (ablate_heads).
 
 struct HeadReport {
   int layer = 0, head = 0;
-  double prev_token = 0, induction = 0, duplicate = 0, bos = 0, current = 0, offset2 = 0;
+  // Induction test ([BOS] + R + R, |R| = 50, 10 sequences, seed 0): ARENA's
+  // score, the same without its two non-induction entries, and the
+  // duplicate-token mass A[i, i - 50] of the repeat.
+  double induction = 0, induction_strict = 0, duplicate = 0;
+  // Held-out text (16 documents of the corpus, BOS first), means over them:
+  // ARENA's previous-token mean A[i, i-1], TL's detect_head previous-token
+  // score, BOS (first-token) and current-token mass, the dominant relative
+  // offset and its share.
+  double prev_token = 0, prev_token_tl = 0, bos = 0, current = 0;
+  int dominant_offset = 0;
+  double dominant_offset_share = 0;
+  std::vector<double> role_scores;  // [kRoleCount], means over the texts
+  std::string role;                 // the core's rule on the mean role scores
+  double role_confidence = 0;
+  // Zero-ablation (head_gate 0): loss on the induction test's repeat half and
+  // on the held-out text.
   double ablated_rep_loss = 0, ablated_text_loss = 0;
-  std::vector<std::string> roles;
 };
 
 struct Analysis {
   std::vector<HeadReport> heads;
   double text_loss = 0, rep_loss = 0, first_loss = 0;
-  double max_logit_diff = 0;  // run_model vs train_forward on the eval sets
+  double max_logit_diff = 0;  // run_model vs train_forward on the held-out texts
   std::string error;
 };
-
-// Mean next-token loss of sequence `ids` over target positions [lo, hi].
-double token_loss_span(const hs::RunResult& r, int lo, int hi) {
-  double s = 0;
-  for (int t = lo; t <= hi; ++t) s += r.token_loss[static_cast<std::size_t>(t) - 1];
-  return s / (hi - lo + 1);
-}
 
 std::vector<std::vector<int>> split_rows(const std::vector<int>& flat, int n, int T) {
   std::vector<std::vector<int>> out;
@@ -363,86 +369,108 @@ std::vector<std::vector<int>> split_rows(const std::vector<int>& flat, int n, in
   return out;
 }
 
+// Mean of token_loss over [lo, hi] (next-token losses, index t predicts token t + 1).
+double mean_span(const std::vector<double>& v, int lo, int hi) {
+  double s = 0;
+  for (int t = lo; t <= hi; ++t) s += v[static_cast<std::size_t>(t)];
+  return s / (hi - lo + 1);
+}
+
 Analysis analyse(const Model& model, const EvalSets& e) {
   const int L = model.config.n_layer, H = model.config.n_head, V = model.config.d_vocab;
   Analysis a;
-  const int Ti = 2 * kIndLen + 1;
-  // Text sequences: add the target of the last row so the loss covers the same rows.
-  std::vector<std::vector<int>> text = split_rows(e.text_tok, e.n_text, e.t_text);
-  const std::vector<std::vector<int>> ind = split_rows(e.ind_tok, kIndSeqs, Ti);
-
+  auto fail = [&](const std::string& what, const Error& err) {
+    a.error = what + ": " + err.message;
+    return a;
+  };
   for (int l = 0; l < L; ++l)
     for (int h = 0; h < H; ++h) {
       HeadReport r;
       r.layer = l;
       r.head = h;
+      r.role_scores.assign(hs::kRoleCount, 0);
       a.heads.push_back(r);
     }
 
-  // Unablated runs: patterns and scores, and the logits check.
+  // The induction test.
+  Result<hs::InductionTest> ind = hs::induction_test(model);
+  if (!ind) return fail("induction_test", ind.error());
+  const int n = ind->seq_len, Ti = 2 * n + 1;
+  a.first_loss = ind->loss_first_half;
+  a.rep_loss = ind->loss_second_half;
+  const std::vector<std::vector<int>> ind_rows = split_rows(ind->tokens, ind->batch, Ti);
+  for (const std::vector<int>& ids : ind_rows) {
+    Result<hs::RunResult> run = hs::run_model(model, ids);
+    if (!run) return fail("run_model", run.error());
+    for (HeadReport& hr : a.heads)
+      hr.duplicate += duplicate_score(&run->patterns[(static_cast<std::size_t>(hr.layer) * H + hr.head) * Ti * Ti], n) / ind->batch;
+  }
+  for (HeadReport& hr : a.heads) {
+    hr.induction = ind->score[hr.layer * H + hr.head];
+    hr.induction_strict = ind->score_strict[hr.layer * H + hr.head];
+  }
+
+  // Held-out text: behaviour per head, and the training forward's logits checked against run_model's.
+  const std::vector<std::vector<int>> text = split_rows(e.text_tok, e.n_text, e.t_text);
   hs::TrainCache cache;
   (void)hs::train_forward(model, e.text_tok, e.text_tgt, e.n_text, e.t_text, cache);
+  hs::BehaviorOptions bo;
+  bo.probe_induction = ind->score;
   for (int b = 0; b < e.n_text; ++b) {
     Result<hs::RunResult> run = hs::run_model(model, text[b]);
-    if (!run) {
-      a.error = run.error().message;
-      return a;
-    }
-    const hs::RunResult& r = *run;
+    if (!run) return fail("run_model", run.error());
     for (int t = 0; t < e.t_text; ++t)
       for (int v = 0; v < V; ++v)
         a.max_logit_diff = std::max(a.max_logit_diff, static_cast<double>(std::fabs(
-            r.logits[static_cast<std::size_t>(t) * V + v] - cache.logits(static_cast<long>(b) * e.t_text + t, v))));
-    a.text_loss += r.loss / e.n_text;
+            run->logits[static_cast<std::size_t>(t) * V + v] - cache.logits(static_cast<long>(b) * e.t_text + t, v))));
+    a.text_loss += run->loss / e.n_text;
+    Result<hs::HeadBehavior> beh = hs::head_behavior(run->patterns, L, H, text[b], bo);
+    if (!beh) return fail("head_behavior", beh.error());
     for (HeadReport& hr : a.heads) {
-      const float* A = &r.patterns[(static_cast<std::size_t>(hr.layer) * H + hr.head) * e.t_text * e.t_text];
-      hr.prev_token += diagonal_mean(A, e.t_text, 1) / e.n_text;
-      hr.current += diagonal_mean(A, e.t_text, 0) / e.n_text;
-      hr.offset2 += diagonal_mean(A, e.t_text, 2) / e.n_text;
-      hr.bos += bos_mean(A, e.t_text) / e.n_text;
+      const int k = hr.layer * H + hr.head;
+      hr.prev_token += beh->stats.previous_token_mass[k] / e.n_text;
+      hr.prev_token_tl += beh->previous_token_score[k] / e.n_text;
+      hr.bos += beh->stats.first_token_mass[k] / e.n_text;
+      hr.current += beh->stats.current_token_mass[k] / e.n_text;
+      for (int r = 0; r < hs::kRoleCount; ++r) hr.role_scores[r] += beh->role_scores[k * hs::kRoleCount + r] / e.n_text;
     }
   }
-  for (int b = 0; b < kIndSeqs; ++b) {
-    Result<hs::RunResult> run = hs::run_model(model, ind[b]);
-    if (!run) {
-      a.error = run.error().message;
-      return a;
-    }
-    const hs::RunResult& r = *run;
-    a.first_loss += token_loss_span(r, 2, kIndLen) / kIndSeqs;
-    a.rep_loss += token_loss_span(r, kIndLen + 2, 2 * kIndLen) / kIndSeqs;
+  // The dominant offset from the patterns of the first text (offsets are a
+  // property of position, not of the words).
+  {
+    Result<hs::RunResult> run = hs::run_model(model, text[0]);
+    if (!run) return fail("run_model", run.error());
+    Result<hs::PatternStats> st = hs::pattern_stats(run->patterns, L, H, e.t_text);
+    if (!st) return fail("pattern_stats", st.error());
     for (HeadReport& hr : a.heads) {
-      const float* A = &r.patterns[(static_cast<std::size_t>(hr.layer) * H + hr.head) * Ti * Ti];
-      hr.induction += induction_score(A, Ti, kIndLen) / kIndSeqs;
-      hr.duplicate += duplicate_score(A, kIndLen) / kIndSeqs;
+      hr.dominant_offset = st->dominant_offset[hr.layer * H + hr.head];
+      hr.dominant_offset_share = st->dominant_offset_share[hr.layer * H + hr.head];
     }
+  }
+  // Roles: the core's rule (highest role score above 0.4, ties in HeadRole order) on the mean scores.
+  for (HeadReport& hr : a.heads) {
+    int best = -1;
+    for (int r = 0; r < hs::kRoleCount; ++r)
+      if (hr.role_scores[r] > 0.4 && (best < 0 || hr.role_scores[r] > hr.role_scores[best])) best = r;
+    hr.role = hs::head_role_name(best < 0 ? hs::HeadRole::other : static_cast<hs::HeadRole>(best));
+    hr.role_confidence = best < 0 ? 0 : hr.role_scores[best];
   }
 
-  // Zero-ablation of each head in turn (head_gate 0, as transformers' head_mask).
+  // Zero-ablation of each head in turn.
+  hs::AblationOptions ao;
+  ao.want_patterns = false;
   for (HeadReport& hr : a.heads) {
-    hs::RunOptions opt;
-    opt.head_gate.assign(static_cast<std::size_t>(L) * H, 1.f);
-    opt.head_gate[static_cast<std::size_t>(hr.layer) * H + hr.head] = 0.f;
-    opt.want_patterns = opt.want_hidden = opt.want_logits = false;
-    for (int b = 0; b < kIndSeqs; ++b) {
-      Result<hs::RunResult> run = hs::run_model(model, ind[b], opt);
-      if (run) hr.ablated_rep_loss += token_loss_span(*run, kIndLen + 2, 2 * kIndLen) / kIndSeqs;
+    const std::vector<int> heads = {hr.layer * H + hr.head};
+    for (const std::vector<int>& ids : ind_rows) {
+      Result<hs::AblationResult> r = hs::ablate_heads(model, ids, heads, ao);
+      if (!r) return fail("ablate_heads", r.error());
+      hr.ablated_rep_loss += mean_span(r->token_loss, n, 2 * n - 1) / ind->batch;
     }
-    for (int b = 0; b < e.n_text; ++b) {
-      Result<hs::RunResult> run = hs::run_model(model, text[b], opt);
-      if (run) hr.ablated_text_loss += run->loss / e.n_text;
+    for (const std::vector<int>& ids : text) {
+      Result<hs::AblationResult> r = hs::ablate_heads(model, ids, heads, ao);
+      if (!r) return fail("ablate_heads", r.error());
+      hr.ablated_text_loss += r->loss / e.n_text;
     }
-  }
-
-  // Roles: the ARENA threshold 0.4 on each detector's score (SPEC §5.5).
-  for (HeadReport& hr : a.heads) {
-    if (hr.prev_token >= 0.4) hr.roles.push_back("previous-token");
-    if (hr.induction >= 0.4) hr.roles.push_back("induction");
-    if (hr.duplicate >= 0.4) hr.roles.push_back("duplicate-token");
-    if (hr.offset2 >= 0.4) hr.roles.push_back("two-back");
-    if (hr.current >= 0.4) hr.roles.push_back("current-token");
-    if (hr.bos >= 0.4) hr.roles.push_back("BOS sink");
-    if (hr.roles.empty()) hr.roles.push_back("mixed");
   }
   return a;
 }
@@ -543,6 +571,177 @@ json curve_json(const std::vector<CurvePoint>& curve) {
   return out;
 }
 
+// Tokens seen in the first `steps` steps (the sequence-length curriculum included).
+double trained_tokens(const Options& o, int steps) {
+  const int short_steps = std::min(steps, o.seq_switch);
+  return static_cast<double>(o.batch) * (static_cast<double>(short_steps) * o.seq_start + static_cast<double>(steps - short_steps) * o.seq);
+}
+double trained_tokens(const Options& o) { return trained_tokens(o, o.steps); }
+
+const char* role_description(const std::string& role) {
+  if (role == "induction") return "attends to the token after an earlier copy of the current token";
+  if (role == "duplicate_token") return "attends to earlier copies of the current token";
+  if (role == "previous_token") return "attends to the previous token";
+  if (role == "positional") return "attends at a fixed relative offset";
+  if (role == "current_token") return "attends to the current token";
+  if (role == "first_token") return "parks its attention on the first token (BOS sink)";
+  return "no single detector above 0.4";
+}
+
+// The model card, README.md: every number comes from this run.
+std::string model_card(const Options& o, const Corpus& corpus, const Analysis& an, const std::vector<CurvePoint>& curve) {
+  const int H = o.n_head;
+  std::ostringstream m;
+  const double tokens = trained_tokens(o);
+  m << "# " << o.name << "\n\n";
+  m << "The model headscope's page opens with: a " << o.n_layer << "-layer GPT-2 (" << o.n_head << " heads per layer, d_model "
+    << o.d_model << ", MLP " << o.d_mlp << ", context " << o.n_ctx << ", vocabulary " << corpus.vocab
+    << ") trained by headscope's own C++ trainer (`core/train.cpp`) on a corpus that code in this repository generates. "
+       "It is stored in the Hugging Face GPT-2 format (`config.json`, `model.safetensors`, `tokenizer.json`) and loads "
+       "through the same code as hub checkpoints.\n\n";
+  m << "Everything below was written by the training command; rerunning it reproduces these numbers (same build: "
+       "one thread, fixed seeds).\n\n";
+
+  // Roles summary.
+  const HeadReport* best_ind = nullptr;
+  const HeadReport* best_prev = nullptr;
+  for (const HeadReport& h : an.heads) {
+    if (!best_ind || h.induction > best_ind->induction) best_ind = &h;
+    if (!best_prev || h.prev_token > best_prev->prev_token) best_prev = &h;
+  }
+  m << "## Heads at a glance\n\n";
+  if (best_prev) m << "- Strongest previous-token head: **" << head_name(best_prev->layer, best_prev->head) << "**, mean A[i, i-1] = "
+                   << fmt(best_prev->prev_token) << " on held-out text.\n";
+  if (best_ind) m << "- Strongest induction head: **" << head_name(best_ind->layer, best_ind->head)
+                  << "**, induction score " << fmt(best_ind->induction) << " on repeated random tokens.\n";
+  m << "- Loss on the induction test: " << fmt(an.first_loss) << " nats on the first copy of the random tokens, "
+    << fmt(an.rep_loss) << " on the repeat (in-context learning).\n\n";
+
+  m << "## Every head\n\n";
+  m << "Scores (all in [0, 1]; see *Definitions* below): previous-token and BOS on 16 held-out documents, induction and "
+       "duplicate-token on the standard induction test. Role: the core's rule (`head_behavior`: the highest role score above "
+       "0.4, else `other`). Ablation: the loss when this head alone is zero-ablated (head_gate 0), on the repeat half of the "
+       "induction test (unablated " << fmt(an.rep_loss) << ") and on the held-out text (unablated " << fmt(an.text_loss) << ").\n\n";
+  m << "| head | role | what it does | prev-token | induction | duplicate | current | BOS | dominant offset | ablated: repeat loss | ablated: text loss |\n";
+  m << "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const HeadReport& h : an.heads) {
+    m << "| " << head_name(h.layer, h.head) << " | " << h.role << " | " << role_description(h.role) << " | " << fmt(h.prev_token)
+      << " | " << fmt(h.induction) << " | " << fmt(h.duplicate) << " | " << fmt(h.current) << " | " << fmt(h.bos) << " | "
+      << h.dominant_offset << " (" << fmt(h.dominant_offset_share, 2) << ") | " << fmt(h.ablated_rep_loss) << " ("
+      << (h.ablated_rep_loss >= an.rep_loss ? "+" : "") << fmt(h.ablated_rep_loss - an.rep_loss) << ") | "
+      << fmt(h.ablated_text_loss) << " (" << (h.ablated_text_loss >= an.text_loss ? "+" : "")
+      << fmt(h.ablated_text_loss - an.text_loss) << ") |\n";
+  }
+  m << "\n";
+
+  // The ablation check of the induction heads.
+  std::vector<const HeadReport*> induction, others;
+  for (const HeadReport& h : an.heads) (h.role == "induction" ? induction : others).push_back(&h);
+  if (!induction.empty()) {
+    const HeadReport* worst_other = nullptr;
+    for (const HeadReport* h : others)
+      if (!worst_other || h->ablated_rep_loss > worst_other->ablated_rep_loss) worst_other = h;
+    m << "**Ablation check.** Zero-ablating ";
+    for (std::size_t i = 0; i < induction.size(); ++i) {
+      const HeadReport* h = induction[i];
+      m << (i ? ", " : "") << head_name(h->layer, h->head) << " raises the repeat loss by " << fmt(h->ablated_rep_loss - an.rep_loss);
+    }
+    if (worst_other)
+      m << "; the largest rise from any head not labelled induction is " << fmt(worst_other->ablated_rep_loss - an.rep_loss)
+        << " (" << head_name(worst_other->layer, worst_other->head) << ", " << worst_other->role << ").";
+    m << "\n\n";
+  }
+
+  m << "## Training curve\n\n![loss and induction scores over training](curve.svg)\n\n";
+  m << "`curve.svg` (and `training.json`, key `curve`, every " << o.eval_every
+    << " steps): the loss on held-out text and on the two halves of the induction test, and every head's induction score. "
+       "The drop of the repeat loss together with the rise of the induction scores is the induction-head phase change "
+       "(Olsson et al., 2022).\n\n";
+  m << "| step | tokens | held-out text loss | random 1st copy loss | random repeat loss |";
+  for (int l = 0; l < o.n_layer; ++l)
+    for (int h = 0; h < H; ++h) m << " " << head_name(l, h) << " |";
+  m << "\n|---|---|---|---|---|";
+  for (int k = 0; k < o.n_layer * H; ++k) m << "---|";
+  m << "\n";
+  const std::size_t every = std::max<std::size_t>(1, curve.size() / 24);
+  for (std::size_t i = 0; i < curve.size(); ++i) {
+    if (i % every != 0 && i + 1 != curve.size()) continue;
+    const CurvePoint& p = curve[i];
+    m << "| " << p.step << " | " << static_cast<long long>(p.tokens) << " | " << fmt(p.text_loss) << " | " << fmt(p.first_loss)
+      << " | " << fmt(p.rep_loss) << " |";
+    for (double v : p.induction) m << " " << fmt(v, 2) << " |";
+    m << "\n";
+  }
+  m << "\n(columns after the losses: each head's induction score)\n\n";
+
+  m << "## How it was trained\n\n";
+  m << "Command, from the repository root (needs node with `npm install` done, cmake, ninja, a C++17 compiler, Eigen, "
+       "nlohmann-json, xtl):\n\n```sh\ntests/trainer/train_builtin.sh\n```\n\n";
+  m << "It builds `train_builtin` (plain `-O2`, no `-march`), generates the corpus with `node tests/trainer/build_corpus.mjs`, "
+       "trains, measures, and writes this folder.\n\n";
+  m << "- **Corpus** (`tests/trainer/build_corpus.mjs`, seed fixed): " << corpus.train_docs.size() << " training documents ("
+    << corpus.train.size() << " tokens) and " << corpus.heldout_docs.size() << " held-out documents (" << corpus.heldout.size()
+    << " tokens) of a procedural English-like grammar: short stories about a cast of common and invented names, objects "
+       "and places; indirect-object sentences (\"When Mary and John went to the store, John gave a book to Mary\"); counting "
+       "(numbers, days, months, letters); shopping lists and door codes that come back later in the document; and "
+       "verbatim repeats of earlier sentences. Invented words split into several tokens, so predicting their second "
+       "appearance needs an induction head. Generated by code, so there is no licence to honour.\n";
+  m << "- **Synthetic sequences**, generated by the trainer: `<|endoftext|>` followed by a span of " << o.synth_min_len
+    << " to " << o.synth_max_len << " uniformly random tokens repeated to fill the sequence, the loss taken on the repeats "
+       "only. Their share of each batch goes linearly from " << fmt(o.synth_start, 2) << " at the first step to "
+    << fmt(o.synth_end, 2) << " at the last (a curriculum: induction needs the repetition early).\n";
+  m << "- **Sequence length**: " << o.seq_start << " tokens for the first " << o.seq_switch << " steps, then " << o.seq
+    << " (a shorter softmax gives the first previous-token and induction attention a larger share, so the phase change "
+       "comes sooner).\n";
+  m << "- **Tokenizer**: byte-level BPE (GPT-2 conventions: byte-to-unicode map, GPT-2 pre-tokenizer regex), "
+    << corpus.vocab - 257 << " merges learned on the training documents by `build_corpus.mjs`, plus `<|endoftext|>` (id "
+    << corpus.eot << ", also BOS). Checked against `@huggingface/tokenizers` on the first 300 documents.\n";
+  m << "- **Model**: GPT-2 blocks (pre-LN, gelu_new, learned positions, tied embeddings). Initialisation as transformers' "
+       "GPT-2 (N(0, s), residual projections N(0, s/sqrt(2 n_layer)), biases 0, LayerNorm weights 1) with s = " << o.init_std
+    << " instead of GPT-2's 0.02 (a narrow model leaves the initial saddle faster), and W_pos starts "
+    << (o.sinusoidal ? "at sinusoids (same RMS) and is then learned" : "as N(0, 0.02)") << ".\n";
+  m << "- **Optimiser**: AdamW (beta 0.9, 0.95; eps 1e-8; weight decay " << fmt(o.weight_decay, 2)
+    << " on matrices), gradient clipping at norm 1, learning rate " << o.lr << " after " << o.warmup
+    << " warm-up steps, cosine decay to a tenth.\n";
+  m << "- **Steps**: " << o.steps << " of " << o.batch << " sequences (" << static_cast<long long>(tokens)
+    << " tokens); seed " << o.seed << ".\n";
+  m << "- **Time**: see `training.json` (`training.wall_seconds`, `training.cpu_seconds`); one thread.\n";
+  m << "- **Check**: the training forward pass and the core's inference forward (`run_model`) agree on the held-out "
+       "logits to " << std::scientific << an.max_logit_diff << std::fixed << ".\n\n";
+
+  m << "## Loss\n\n";
+  m << "| data | loss (nats/token) |\n|---|---|\n";
+  m << "| held-out text (16 documents, " << o.seq << " tokens each) | " << fmt(an.text_loss) << " |\n";
+  m << "| induction test, first copy of R | " << fmt(an.first_loss) << " |\n";
+  m << "| induction test, repeat of R | " << fmt(an.rep_loss) << " |\n\n";
+  m << "Uniform guessing costs ln " << corpus.vocab << " = " << fmt(std::log(static_cast<double>(corpus.vocab))) << ".\n\n";
+
+  m << "## Definitions\n\n";
+  m << "- **previous-token**: mean over positions i >= 1 of A[i, i-1] (ARENA; `pattern_stats().previous_token_mass`), "
+       "averaged over the held-out documents, each starting with BOS.\n";
+  m << "- **induction**: the standard test (SPEC 5.6, `induction_test`): [BOS] + R + R with R 50 uniformly random "
+       "tokens, 10 sequences, seed 0; the mean of A.diagonal(1 - 50) (52 entries, 2 of which are not induction "
+       "positions, kept as ARENA does).\n";
+  m << "- **duplicate**: on the same sequences, mean over the repeat of A[i, i - 50] (attention to the earlier copy of "
+       "the current token).\n";
+  m << "- **current**, **BOS**: mean A[i, i] and mean A[i, 0] on the held-out documents.\n";
+  m << "- **dominant offset**: the relative offset i - j that holds most of the head's attention mass on the first "
+       "held-out document, and that share (0 = current token, 1 = previous token).\n";
+  m << "- **role**: `head_behavior` (core/detectors.hpp) on each held-out document with the induction test's scores, "
+       "its role scores averaged over the documents, then the core's rule.\n\n";
+
+  m << "## Files\n\n";
+  m << "| file | content |\n|---|---|\n";
+  m << "| config.json | GPT2Config (model_type gpt2) |\n";
+  m << "| model.safetensors | F32 weights, GPT-2 names (`transformer.` prefix, Conv1D [in, out], fused c_attn [Q, K, V], "
+       "no lm_head: tied to wte) |\n";
+  m << "| tokenizer.json, tokenizer_config.json | the byte-level BPE tokenizer |\n";
+  m << "| training.json | options, corpus sizes, time, final scores of every head, the curve |\n";
+  m << "| curve.svg | the training curve |\n";
+  m << "\nLicence: the weights and the generated corpus are part of headscope and share its licence.\n";
+  return m.str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -563,7 +762,10 @@ int main(int argc, char** argv) {
 
   hs::ModelConfig config = hs::gpt2_config(o.n_layer, o.d_model, o.n_head, o.d_mlp, corpus.vocab, o.n_ctx);
   config.bos_token_id = corpus.eot;
-  Result<Model> init = hs::gpt2_init(config, o.seed);
+  hs::InitOptions init_options;
+  init_options.std = o.init_std;
+  init_options.positions = o.sinusoidal ? hs::PositionInit::sinusoidal : hs::PositionInit::normal;
+  Result<Model> init = hs::gpt2_init(config, o.seed, init_options);
   if (!init) {
     std::fprintf(stderr, "train_builtin: %s\n", init.error().message.c_str());
     return 1;
@@ -577,7 +779,12 @@ int main(int argc, char** argv) {
   hs::ModelWeights grads = hs::zeros_like(model.weights);
   hs::TrainCache cache;
   TrainRng rng(o.seed * 0x9E3779B97F4A7C15ull + 17);
-  const EvalSets eval = make_eval_sets(corpus, T);
+  Result<hs::InductionTest> probe = hs::induction_test(model);
+  if (!probe) {
+    std::fprintf(stderr, "train_builtin: induction_test: %s\n", probe.error().message.c_str());
+    return 1;
+  }
+  const EvalSets eval = make_eval_sets(corpus, T, probe->tokens);
   std::vector<CurvePoint> curve;
 
   std::vector<int> tok(static_cast<std::size_t>(B) * T), tgt(tok.size());
@@ -587,7 +794,7 @@ int main(int argc, char** argv) {
     if (step % o.eval_every == 0 || step == o.steps) {
       CurvePoint p = evaluate(model, eval);
       p.step = step;
-      p.tokens = static_cast<double>(step) * B * T;
+      p.tokens = trained_tokens(o, step);
       p.train_loss = train_loss_n ? train_loss_acc / train_loss_n : p.text_loss;
       p.seconds = seconds();
       train_loss_acc = 0;
@@ -618,16 +825,19 @@ int main(int argc, char** argv) {
 
     // Curriculum: more repeated random tokens early, when induction must form.
     const double synth = o.synth_start + (o.synth_end - o.synth_start) * step / std::max(1, o.steps - 1);
+    const int Ts = step < o.seq_switch ? o.seq_start : T;
+    tok.resize(static_cast<std::size_t>(B) * Ts);
+    tgt.resize(tok.size());
     for (int b = 0; b < B; ++b) {
-      int* bt = &tok[static_cast<std::size_t>(b) * T];
-      int* bg = &tgt[static_cast<std::size_t>(b) * T];
+      int* bt = &tok[static_cast<std::size_t>(b) * Ts];
+      int* bg = &tgt[static_cast<std::size_t>(b) * Ts];
       if (rng.uniform() < synth)
-        repeat_sequence(rng, T, corpus.vocab, corpus.eot, bt, bg);
+        repeat_sequence(rng, Ts, o.synth_min_len, o.synth_max_len, corpus.vocab, corpus.eot, bt, bg);
       else
-        text_sequence(corpus.train, corpus.train_docs[rng.below(static_cast<int>(corpus.train_docs.size()))], T,
+        text_sequence(corpus.train, corpus.train_docs[rng.below(static_cast<int>(corpus.train_docs.size()))], Ts,
                       corpus.eot, bt, bg);
     }
-    Result<double> loss = hs::train_forward(model, tok, tgt, B, T, cache);
+    Result<double> loss = hs::train_forward(model, tok, tgt, B, Ts, cache);
     if (!loss) {
       std::fprintf(stderr, "train_builtin: %s\n", loss.error().message.c_str());
       return 1;
@@ -653,6 +863,8 @@ int main(int argc, char** argv) {
   for (const hs::NamedTensor& t : hs::gpt2_state_dict(model)) tensors.push_back(hs::safetensors_tensor_f32(t.name, t.shape, t.data));
   const std::vector<std::uint8_t> st = hs::safetensors_serialize(tensors, {{"format", "pt"}});
   const std::string out = o.out_dir + "/";
+  std::error_code mkdir_error;
+  std::filesystem::create_directories(o.out_dir, mkdir_error);  // a failure shows up as a write error below
   bool ok = write_bytes(out + "model.safetensors", st.data(), st.size());
   ok = ok && write_text(out + "config.json", hs::gpt2_config_json(config, corpus.eot, corpus.eot));
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
@@ -662,9 +874,12 @@ int main(int argc, char** argv) {
 
   json heads = json::array();
   for (const HeadReport& h : an.heads) {
-    heads.push_back({{"head", head_name(h.layer, h.head)}, {"layer", h.layer}, {"index", h.head}, {"roles", h.roles},
-                     {"previous_token", h.prev_token}, {"induction", h.induction}, {"duplicate_token", h.duplicate},
-                     {"two_back", h.offset2}, {"current_token", h.current}, {"bos", h.bos},
+    heads.push_back({{"head", head_name(h.layer, h.head)}, {"layer", h.layer}, {"index", h.head}, {"role", h.role},
+                     {"role_confidence", h.role_confidence}, {"role_scores", h.role_scores},
+                     {"previous_token", h.prev_token}, {"previous_token_tl", h.prev_token_tl},
+                     {"induction", h.induction}, {"induction_strict", h.induction_strict},
+                     {"duplicate_token", h.duplicate}, {"current_token", h.current}, {"bos", h.bos},
+                     {"dominant_offset", h.dominant_offset}, {"dominant_offset_share", h.dominant_offset_share},
                      {"ablated_random_repeat_loss", h.ablated_rep_loss}, {"ablated_text_loss", h.ablated_text_loss}});
   }
   json report = {
@@ -672,33 +887,35 @@ int main(int argc, char** argv) {
       {"options",
        {{"layers", o.n_layer}, {"d_model", o.d_model}, {"heads", o.n_head}, {"d_mlp", o.d_mlp}, {"n_ctx", o.n_ctx},
         {"steps", o.steps}, {"batch", o.batch}, {"seq", o.seq}, {"lr", o.lr}, {"warmup", o.warmup},
-        {"weight_decay", o.weight_decay}, {"synth_start", o.synth_start}, {"synth_end", o.synth_end}, {"seed", o.seed}}},
+        {"weight_decay", o.weight_decay}, {"synth_start", o.synth_start}, {"synth_end", o.synth_end}, {"seed", o.seed},
+        {"pos_init", o.sinusoidal ? "sinusoidal" : "normal"}, {"init_std", o.init_std},
+        {"synth_min_len", o.synth_min_len}, {"synth_max_len", o.synth_max_len}, {"seq_start", o.seq_start},
+        {"seq_switch", o.seq_switch}}},
       {"corpus", {{"train_tokens", corpus.train.size()}, {"train_documents", corpus.train_docs.size()},
                   {"heldout_tokens", corpus.heldout.size()}, {"vocab", corpus.vocab}, {"eot", corpus.eot}}},
-      {"training", {{"tokens", static_cast<double>(o.steps) * B * T}, {"wall_seconds", train_seconds}, {"cpu_seconds", train_cpu}}},
+      {"training", {{"tokens", trained_tokens(o)}, {"wall_seconds", train_seconds}, {"cpu_seconds", train_cpu}}},
       {"final",
-       {{"text_loss", an.text_loss}, {"random_first_copy_loss", an.first_loss}, {"random_repeat_loss", an.rep_loss},
-        {"max_logit_diff_run_model_vs_train_forward", an.max_logit_diff}}},
+       {{"text_loss", an.text_loss}, {"induction_test_first_half_loss", an.first_loss},
+        {"induction_test_second_half_loss", an.rep_loss}, {"max_logit_diff_run_model_vs_train_forward", an.max_logit_diff}}},
       {"heads", heads},
       {"curve", curve_json(curve)},
   };
   ok = ok && write_text(out + "training.json", report.dump(1) + "\n");
   ok = ok && write_text(out + "curve.svg", curve_svg(curve, L, H));
+  ok = ok && write_text(out + "README.md", model_card(o, corpus, an, curve));
   if (!ok) {
     std::fprintf(stderr, "train_builtin: cannot write the outputs in %s\n", o.out_dir.c_str());
     return 1;
   }
 
-  std::printf("\nfinal: text loss %.3f, random tokens first copy %.3f, repeat %.3f; %.0f s wall, %.0f s CPU\n", an.text_loss,
+  std::printf("\nfinal: text loss %.3f, induction test first half %.3f, repeat %.3f; %.0f s wall, %.0f s CPU\n", an.text_loss,
               an.first_loss, an.rep_loss, train_seconds, train_cpu);
-  std::printf("head    prev   induct dup    two-back cur    bos    | ablated: repeat loss  text loss | roles\n");
+  std::printf("head    prev   induct dup    cur    bos    offset      | ablated: repeat loss     text loss        | role\n");
   for (const HeadReport& h : an.heads) {
-    std::string roles;
-    for (const std::string& r : h.roles) roles += (roles.empty() ? "" : ", ") + r;
-    std::printf("%-6s  %.3f  %.3f  %.3f  %.3f    %.3f  %.3f  |  %.3f (%+.3f)  %.3f (%+.3f) | %s\n",
-                head_name(h.layer, h.head).c_str(), h.prev_token, h.induction, h.duplicate, h.offset2, h.current, h.bos,
-                h.ablated_rep_loss, h.ablated_rep_loss - an.rep_loss, h.ablated_text_loss, h.ablated_text_loss - an.text_loss,
-                roles.c_str());
+    std::printf("%-6s  %.3f  %.3f  %.3f  %.3f  %.3f  %+d (%.2f)  |  %.3f (%+.3f)  %.3f (%+.3f) | %s %.2f\n",
+                head_name(h.layer, h.head).c_str(), h.prev_token, h.induction, h.duplicate, h.current, h.bos,
+                h.dominant_offset, h.dominant_offset_share, h.ablated_rep_loss, h.ablated_rep_loss - an.rep_loss,
+                h.ablated_text_loss, h.ablated_text_loss - an.text_loss, h.role.c_str(), h.role_confidence);
   }
   return 0;
 }
