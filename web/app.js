@@ -88,7 +88,9 @@ export class App {
       if (key !== this.loadedKey && key !== this.loadingKey) this.loadFromState();
     }
     if (changed.has('edits') && state.modelStatus === 'ready') this.syncEdits();
-    if (changed.has('text')) this.scheduleAnalyze(150);
+    // Typing: a model that answers within a frame runs on every keystroke
+    // (runs in flight coalesce, see analyze); slower ones wait for a pause.
+    if (changed.has('text')) this.scheduleAnalyze(this.lastRunMs < 30 ? 0 : 150);
     else if (['bos', 'ablate', 'mode', 'edits'].some((k) => changed.has(k))) this.scheduleAnalyze(changed.has('edits') ? 60 : 0);
     else if (changed.has('detect')) this.updateBehavior();
   }
@@ -280,6 +282,7 @@ export class App {
       if (this.baseline?.generation === generation) request.baselineKey = this.baseline.key;
     }
     this.inFlight = true;
+    const started = performance.now();
     const slow = setTimeout(() => seq === this.runSeq && this.store.set({ runStatus: 'running' }), 200);
     let result;
     try {
@@ -308,6 +311,9 @@ export class App {
       }
       if (seq === this.runSeq && this.store.state.modelInfo?.generation === result.generation) {
         this.store.set({ run: result, runStatus: 'ready', runError: null });
+        // The views draw synchronously on the store change: the patterns are on screen now.
+        this.lastRunMs = performance.now() - started;
+        performance.mark('headscope:patterns-drawn', { detail: { ms: this.lastRunMs } });
         this.updateBehavior();
       }
     } finally {

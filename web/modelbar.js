@@ -198,6 +198,11 @@ export class ModelBar {
     for (const [name, value] of facts) {
       this.info.append(el('span', { class: 'fact' }, [el('span', { class: 'fact-name', text: name }), el('span', { class: 'fact-value', text: value })]));
     }
+    if (state.model === 'builtin') {
+      // The built-in model's card: how it was trained, every head's role, the training curve.
+      this.info.append(el('a', { id: 'builtin-card', href: `${BUILTIN.path}README.md`, target: '_blank', rel: 'noopener', text: 'model card' }));
+      this.info.append(el('a', { href: `${BUILTIN.path}curve.svg`, target: '_blank', rel: 'noopener', text: 'training curve' }));
+    }
     if (!info.causal) this.info.append(el('span', { class: 'badge', text: 'bidirectional' }));
     if (!info.has_lm_head) this.info.append(el('span', { class: 'badge', text: 'no LM head: no loss' }));
     if (!info.hasTokenizer) this.info.append(el('span', { class: 'badge warn', text: 'no tokenizer: type token ids' }));

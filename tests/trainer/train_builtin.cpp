@@ -589,7 +589,8 @@ const char* role_description(const std::string& role) {
 }
 
 // The model card, README.md: every number comes from this run.
-std::string model_card(const Options& o, const Corpus& corpus, const Analysis& an, const std::vector<CurvePoint>& curve) {
+std::string model_card(const Options& o, const Corpus& corpus, const Analysis& an, const std::vector<CurvePoint>& curve,
+                       double wall_seconds, double cpu_seconds) {
   const int H = o.n_head;
   std::ostringstream m;
   const double tokens = trained_tokens(o);
@@ -646,9 +647,18 @@ std::string model_card(const Options& o, const Corpus& corpus, const Analysis& a
       const HeadReport* h = induction[i];
       m << (i ? ", " : "") << head_name(h->layer, h->head) << " raises the repeat loss by " << fmt(h->ablated_rep_loss - an.rep_loss);
     }
-    if (worst_other)
+    if (worst_other) {
       m << "; the largest rise from any head not labelled induction is " << fmt(worst_other->ablated_rep_loss - an.rep_loss)
         << " (" << head_name(worst_other->layer, worst_other->head) << ", " << worst_other->role << ").";
+      const HeadReport* induction_best = *std::max_element(induction.begin(), induction.end(), [](const HeadReport* a, const HeadReport* b) {
+        return a->ablated_rep_loss < b->ablated_rep_loss;
+      });
+      if (worst_other == best_prev && worst_other->layer < induction.front()->layer &&
+          worst_other->ablated_rep_loss > induction_best->ablated_rep_loss)
+        m << " That head is the strongest previous-token head: the previous-token half of the induction circuit, which "
+             "the induction heads read through K-composition. Without it no induction head finds its target, while the "
+          << induction.size() << " induction heads back each other up, so removing one of them costs less.";
+    }
     m << "\n\n";
   }
 
@@ -705,7 +715,8 @@ std::string model_card(const Options& o, const Corpus& corpus, const Analysis& a
     << " warm-up steps, cosine decay to a tenth.\n";
   m << "- **Steps**: " << o.steps << " of " << o.batch << " sequences (" << static_cast<long long>(tokens)
     << " tokens); seed " << o.seed << ".\n";
-  m << "- **Time**: see `training.json` (`training.wall_seconds`, `training.cpu_seconds`); one thread.\n";
+  m << "- **Time**: " << fmt(wall_seconds / 60, 1) << " min wall clock, " << fmt(cpu_seconds / 60, 1)
+    << " min CPU, one thread (the training loop with its evaluations; building and the corpus add about a minute).\n";
   m << "- **Check**: the training forward pass and the core's inference forward (`run_model`) agree on the held-out "
        "logits to " << std::scientific << an.max_logit_diff << std::fixed << ".\n\n";
 
@@ -902,7 +913,7 @@ int main(int argc, char** argv) {
   };
   ok = ok && write_text(out + "training.json", report.dump(1) + "\n");
   ok = ok && write_text(out + "curve.svg", curve_svg(curve, L, H));
-  ok = ok && write_text(out + "README.md", model_card(o, corpus, an, curve));
+  ok = ok && write_text(out + "README.md", model_card(o, corpus, an, curve, train_seconds, train_cpu));
   if (!ok) {
     std::fprintf(stderr, "train_builtin: cannot write the outputs in %s\n", o.out_dir.c_str());
     return 1;

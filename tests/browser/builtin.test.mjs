@@ -1,0 +1,76 @@
+// The page as shipped: public/ served alone, so the explorer opens with the
+// real built-in model (public/models/headscope-tiny, issue 7) and its default
+// text. Also the page timings of issue 8, printed (they are benchmarks, not
+// pass/fail): navigation → every pattern drawn, and a keystroke → patterns
+// redrawn, from the page's own performance marks.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { launchBrowser, openPage, publicDir, startServer } from './harness.mjs';
+import { screenshot, waitReady, waitRun, runCount } from './fixtures.mjs';
+
+const card = JSON.parse(fs.readFileSync(path.join(publicDir, 'models', 'headscope-tiny', 'training.json'), 'utf8'));
+const config = JSON.parse(fs.readFileSync(path.join(publicDir, 'models', 'headscope-tiny', 'config.json'), 'utf8'));
+
+let server;
+let browser;
+before(async () => {
+  server = await startServer(publicDir);
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
+test('the page opens with the built-in model and its default text, every head drawn', async () => {
+  const { page, problems } = await openPage(browser.context, server.url);
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await waitReady(page);
+  assert.match(await page.textContent('#model-info'), /built-in/);
+  assert.equal(await page.$$eval('#overview-grid .head-cell', (c) => c.length), config.n_layer * config.n_head);
+  await screenshot(page, 'builtin-default');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('page timings with the built-in model (printed)', async () => {
+  const loads = [];
+  for (let i = 0; i < 5; i++) {
+    const { page, problems } = await openPage(browser.context, server.url);
+    await waitReady(page);
+    // performance.now() and marks count from the navigation's start.
+    const drawn = await page.evaluate(() => performance.getEntriesByName('headscope:patterns-drawn')[0]?.startTime);
+    assert.ok(Number.isFinite(drawn), 'the page marks the first drawn run');
+    loads.push(drawn);
+    assert.deepEqual(problems, []);
+    await page.close();
+  }
+  const { page } = await openPage(browser.context, server.url);
+  await waitReady(page);
+  const keys = [];
+  for (let i = 0; i < 9; i++) {
+    const runs = await runCount(page);
+    await page.focus('#text-input');
+    await page.evaluate(() => {
+      const input = document.getElementById('text-input');
+      input.addEventListener('keydown', () => { window.__keyAt = performance.now(); }, { once: true, capture: true });
+    });
+    await page.keyboard.press('End');
+    await page.keyboard.type(i % 2 ? 'a' : ' ');
+    await waitRun(page, runs);
+    keys.push(await page.evaluate(() => {
+      const marks = performance.getEntriesByName('headscope:patterns-drawn');
+      return marks[marks.length - 1].startTime - window.__keyAt;
+    }));
+  }
+  await page.close();
+  console.log(`# page timings (built-in ${config.n_layer}x${config.n_head} model, headless Chromium): ` +
+    `navigation -> every pattern drawn: median ${median(loads).toFixed(0)} ms (${loads.map((x) => x.toFixed(0)).join(', ')}); ` +
+    `keystroke -> patterns redrawn: median ${median(keys).toFixed(1)} ms (${keys.map((x) => x.toFixed(1)).join(', ')})`);
+  assert.ok(card.heads.length > 0);
+});

@@ -1,0 +1,90 @@
+// The built-in model (public/models/headscope-tiny, issue 7): its files load
+// through the same path as hub checkpoints, its tokenizer is one
+// @huggingface/tokenizers reads, and what its model card states is what the
+// wasm core measures on the shipped weights (the trainer measured it natively
+// with the same core, so the numbers must agree to float rounding).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
+import { BUILTIN, EXAMPLES } from '../../web/models.js';
+import { repoRoot } from './support.mjs';
+
+const dir = path.join(repoRoot, 'public', BUILTIN.path);
+const card = JSON.parse(fs.readFileSync(path.join(dir, 'training.json'), 'utf8'));
+const core = await loadHeadscope();
+
+async function session() {
+  const s = core.createSession();
+  await s.load(directorySource(dir));
+  return s;
+}
+
+test('the built-in model is a small GPT-2 with its files, its card and its curve', () => {
+  for (const file of ['config.json', 'model.safetensors', 'tokenizer.json', 'README.md', 'training.json', 'curve.svg']) {
+    assert.ok(fs.existsSync(path.join(dir, file)), `${file} is missing`);
+  }
+  const bytes = fs.statSync(path.join(dir, 'model.safetensors')).size;
+  assert.ok(bytes < 5e6, `model.safetensors is ${bytes} bytes (aim: under 5 MB)`);
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  assert.equal(config.model_type, 'gpt2');
+  assert.ok(config.n_layer >= 2 && config.n_head >= 4, `${config.n_layer} layers x ${config.n_head} heads`);
+  assert.ok(card.curve.length >= 10, 'the training curve has points');
+  assert.equal(card.heads.length, config.n_layer * config.n_head);
+});
+
+test('the card\'s induction scores and losses are what the wasm core measures on the shipped weights', async () => {
+  const s = await session();
+  const t = s.inductionTest();  // the standard test: |R| = 50, 10 sequences, seed 0
+  let worst = 0;
+  for (const h of card.heads) worst = Math.max(worst, Math.abs(t.score[h.layer * s.info.n_head + h.index] - h.induction));
+  assert.ok(worst < 1e-4, `induction scores differ from the card by up to ${worst}`);
+  assert.ok(Math.abs(t.loss_second_half - card.final.induction_test_second_half_loss) < 1e-3,
+    `repeat loss ${t.loss_second_half} vs card ${card.final.induction_test_second_half_loss}`);
+  s.dispose();
+});
+
+test('the heads the card names do their job: induction heads and their previous-token input carry in-context copying', async () => {
+  const s = await session();
+  const H = s.info.n_head;
+  const t = s.inductionTest();
+  // In-context learning: the repeat is far easier than the first copy.
+  assert.ok(t.loss_second_half < t.loss_first_half - 1, `repeat ${t.loss_second_half} vs first ${t.loss_first_half}`);
+  const induction = card.heads.filter((h) => h.role === 'induction');
+  assert.ok(induction.length > 0, 'the card names induction heads');
+  for (const h of induction) {
+    assert.ok(h.induction >= 0.5, `${h.head}: induction score ${h.induction}`);
+    assert.ok(h.ablated_random_repeat_loss > card.final.induction_test_second_half_loss, `${h.head}: ablation does not hurt the repeat`);
+  }
+  // Through the wasm API, on other repeated random tokens ([BOS] + R + R, |R| = 40): removing the
+  // induction heads together, or the strongest previous-token head they read from, undoes most
+  // of the copying; removing a layer-0 head with no previous-token role barely matters.
+  let state = 12345;
+  const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) % (s.info.d_vocab - 1);
+  const r = Array.from({ length: 40 }, next);
+  const ids = [s.info.bos_token_id, ...r, ...r];
+  const repeatLoss = (result) => {
+    const v = result.token_loss.slice(40, 80);  // predictions of the second copy's tokens
+    return v.reduce((a, b) => a + b, 0) / v.length;
+  };
+  const base = repeatLoss(s.ablate(ids, []));
+  const noInduction = repeatLoss(s.ablate(ids, induction.map((h) => h.layer * H + h.index)));
+  assert.ok(noInduction > base + 2, `without the induction heads: ${noInduction} vs ${base}`);
+  const prev = card.heads.filter((h) => h.layer === 0).reduce((a, b) => (b.previous_token > a.previous_token ? b : a));
+  const noPrev = repeatLoss(s.ablate(ids, [prev.index]));
+  assert.ok(noPrev > base + 2, `without ${prev.head} (previous-token ${prev.previous_token}): ${noPrev} vs ${base}`);
+  s.dispose();
+});
+
+test('the tokenizer reads the page\'s example texts into ids the model knows', async () => {
+  const s = await session();
+  for (const example of EXAMPLES) {
+    const { ids } = s.tokenize(example.text, { prependBos: true });
+    assert.ok(ids.length > 10 && ids.every((id) => id >= 0 && id < s.info.d_vocab), example.id);
+    const run = s.run(ids);
+    assert.ok(Number.isFinite(run.loss), example.id);
+  }
+  s.dispose();
+});
