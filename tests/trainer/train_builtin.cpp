@@ -53,10 +53,10 @@ struct Options {
   std::string data_dir, out_dir;
   std::string name = "headscope-tiny";
   int n_layer = 2, d_model = 64, n_head = 4, d_mlp = 256, n_ctx = 256;
-  int steps = 4000;
+  int steps = 6000;
   int batch = 16;          // sequences per step
   int seq = 128;           // tokens per sequence
-  float lr = 1e-3f;        // peak learning rate
+  float lr = 2e-3f;        // peak learning rate
   int warmup = 60;         // linear warm-up steps, then cosine decay to lr/10
   float weight_decay = 0.1f;
   float synth_start = 0.8f;  // share of repeated-random-token sequences at step 0 ...
