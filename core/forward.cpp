@@ -29,8 +29,6 @@ float activation_apply(Activation act, float x) {
   return x;
 }
 
-namespace {
-
 // x [T, d] -> out [T, d]: (x - mean) / sqrt(var + eps) * w + b, biased variance.
 void layer_norm_forward(MatrixRM& out, const MatrixRM& x, const RowVectorF& w, const RowVectorF& b, float eps) {
   const Eigen::Index T = x.rows(), d = x.cols();
@@ -46,6 +44,8 @@ void layer_norm_forward(MatrixRM& out, const MatrixRM& x, const RowVectorF& w, c
     for (Eigen::Index m = 0; m < d; ++m) out(t, m) = (x(t, m) - mu) * rstd * w[m] + (b.size() ? b[m] : 0.f);
   }
 }
+
+namespace {
 
 // x [T, d] -> out [T, d]: x / sqrt(mean(x^2) + eps) * w (LlamaRMSNorm, fp32).
 void rms_norm_forward(MatrixRM& out, const MatrixRM& x, const RowVectorF& w, float eps) {

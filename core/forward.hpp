@@ -100,4 +100,8 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
 // The activations by name, for callers that edit hidden units.
 float activation_apply(Activation act, float x);
 
+// x [T, d] -> out [T, d]: LayerNorm, (x - mean) / sqrt(var + eps) * w + b
+// (b may be empty), biased variance, statistics in double.
+void layer_norm_forward(MatrixRM& out, const MatrixRM& x, const RowVectorF& w, const RowVectorF& b, float eps);
+
 }  // namespace hs

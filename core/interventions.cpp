@@ -619,23 +619,6 @@ MatrixRM norm_backward(NormKind kind, float eps, const MatrixRM& x, const RowVec
   return dx;
 }
 
-// LayerNorm forward as forward.cpp computes it (for the MLM head's recompute).
-MatrixRM layer_norm(const MatrixRM& x, const RowVectorF& w, const RowVectorF& b, float eps) {
-  const Eigen::Index T = x.rows(), d = x.cols();
-  MatrixRM out(T, d);
-  for (Eigen::Index t = 0; t < T; ++t) {
-    double mean = 0, var = 0;
-    for (Eigen::Index m = 0; m < d; ++m) mean += x(t, m);
-    mean /= d;
-    for (Eigen::Index m = 0; m < d; ++m) var += (x(t, m) - mean) * (x(t, m) - mean);
-    var /= d;
-    const float mu = static_cast<float>(mean);
-    const float rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
-    for (Eigen::Index m = 0; m < d; ++m) out(t, m) = (x(t, m) - mu) * rstd * w[m] + (b.size() ? b[m] : 0.f);
-  }
-  return out;
-}
-
 // The MLP of one layer: dout [T, d] -> d mlp_in [T, d].
 MatrixRM mlp_backward(const ModelConfig& c, const LayerWeights& lw, const LayerTape& tp, const MatrixRM& dout) {
   MatrixRM dhid = matmul_bt(dout, lw.W_out);  // [T, M]
@@ -766,7 +749,7 @@ MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, con
   if (c.family == Family::bert) {
     act = tape.mlm_pre;
     for (Eigen::Index i = 0; i < act.size(); ++i) act.data()[i] = activation_apply(c.act, act.data()[i]);
-    x2 = layer_norm(act, w.mlm_ln_w, w.mlm_ln_b, c.norm_eps);
+    layer_norm_forward(x2, act, w.mlm_ln_w, w.mlm_ln_b, c.norm_eps);
   } else {
     x2 = tape.head_in;
   }
