@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
+import { f32SafetensorsHead, gpt2TensorShapes } from '../node/support.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
@@ -27,31 +28,11 @@ for (let i = 0; i < args.length; i++) {
 // A GPT-2-small-shaped F32 checkpoint with N(0, 0.02) weights (the tensors
 // GPT2LMHeadModel saves, tied embeddings: no lm_head).
 function writeGpt2Random(out) {
-  const L = 12, d = 768, V = 50257, P = 1024, M = 4 * d;
-  const shapes = [['wte.weight', [V, d]], ['wpe.weight', [P, d]], ['ln_f.weight', [d]], ['ln_f.bias', [d]]];
-  for (let l = 0; l < L; l++) {
-    const p = `h.${l}.`;
-    shapes.push([`${p}ln_1.weight`, [d]], [`${p}ln_1.bias`, [d]], [`${p}ln_2.weight`, [d]], [`${p}ln_2.bias`, [d]],
-      [`${p}attn.c_attn.weight`, [d, 3 * d]], [`${p}attn.c_attn.bias`, [3 * d]],
-      [`${p}attn.c_proj.weight`, [d, d]], [`${p}attn.c_proj.bias`, [d]],
-      [`${p}mlp.c_fc.weight`, [d, M]], [`${p}mlp.c_fc.bias`, [M]],
-      [`${p}mlp.c_proj.weight`, [M, d]], [`${p}mlp.c_proj.bias`, [d]]);
-  }
-  const header = { __metadata__: { format: 'pt' } };
-  let offset = 0;
-  for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1) * 4;
-    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + n] };
-    offset += n;
-  }
-  let text = JSON.stringify(header);
-  text += ' '.repeat((8 - (text.length % 8)) % 8);
+  const L = 12, d = 768, V = 50257, P = 1024;
+  const shapes = gpt2TensorShapes({ nLayer: L, d, vocab: V, positions: P });
   fs.mkdirSync(out, { recursive: true });
   const fd = fs.openSync(path.join(out, 'model.safetensors'), 'w');
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(text.length));
-  fs.writeSync(fd, prefix);
-  fs.writeSync(fd, Buffer.from(text));
+  fs.writeSync(fd, f32SafetensorsHead(shapes, { format: 'pt' }).head);
   let seed = 12345;
   for (const [name, shape] of shapes) {
     const values = new Float32Array(shape.reduce((a, b) => a * b, 1));

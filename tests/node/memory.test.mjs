@@ -11,23 +11,14 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
-import { tempDir, worstMismatch } from './support.mjs';
+import { f32SafetensorsHead, gpt2TensorShapes, tempDir, worstMismatch } from './support.mjs';
 
-const L = 6, d = 384, H = 6, V = 10000, P = 256, M = 4 * d;
+const L = 6, d = 384, H = 6, V = 10000, P = 256;
 
 // A deterministic pseudo-random GPT-2 checkpoint; `lmHead` adds lm_head.weight
 // (a copy of wte) and unties the config.
 function writeCheckpoint(dir, { lmHead = false } = {}) {
-  const shapes = [['wte.weight', [V, d]], ['wpe.weight', [P, d]], ['ln_f.weight', [d]], ['ln_f.bias', [d]]];
-  for (let l = 0; l < L; l++) {
-    const p = `h.${l}.`;
-    shapes.push([`${p}ln_1.weight`, [d]], [`${p}ln_1.bias`, [d]], [`${p}ln_2.weight`, [d]], [`${p}ln_2.bias`, [d]],
-      [`${p}attn.c_attn.weight`, [d, 3 * d]], [`${p}attn.c_attn.bias`, [3 * d]],
-      [`${p}attn.c_proj.weight`, [d, d]], [`${p}attn.c_proj.bias`, [d]],
-      [`${p}mlp.c_fc.weight`, [d, M]], [`${p}mlp.c_fc.bias`, [M]],
-      [`${p}mlp.c_proj.weight`, [M, d]], [`${p}mlp.c_proj.bias`, [d]]);
-  }
-  if (lmHead) shapes.push(['lm_head.weight', [V, d]]);
+  const shapes = gpt2TensorShapes({ nLayer: L, d, vocab: V, positions: P, lmHead });
   const values = new Map();
   let seed = 7;
   for (const [name, shape] of shapes) {
@@ -44,24 +35,14 @@ function writeCheckpoint(dir, { lmHead = false } = {}) {
     }
     values.set(name, v);
   }
-  const header = {};
-  let offset = 0;
-  for (const [name, shape] of shapes) {
-    const n = values.get(name).byteLength;
-    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + n] };
-    offset += n;
-  }
-  let text = JSON.stringify(header);
-  text += ' '.repeat((8 - (text.length % 8)) % 8);
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(text.length));
+  const { head, dataBytes } = f32SafetensorsHead(shapes);
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'model.safetensors'),
-    Buffer.concat([prefix, Buffer.from(text), ...shapes.map(([name]) => Buffer.from(values.get(name).buffer))]));
+    Buffer.concat([head, ...shapes.map(([name]) => Buffer.from(values.get(name).buffer))]));
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
     model_type: 'gpt2', n_layer: L, n_embd: d, n_head: H, n_positions: P, vocab_size: V, tie_word_embeddings: !lmHead,
   }));
-  return offset;  // bytes of tensor data
+  return dataBytes;
 }
 
 test('wasm memory after loading a tied GPT-2 stays within 1.1 x its tensor bytes + 24 MB', async () => {

@@ -47,3 +47,37 @@ export function copyModel(name, edit = () => {}) {
   edit(dir);
   return dir;
 }
+
+// The tensors GPT2LMHeadModel saves (no `transformer.` prefix, Conv1D weights
+// [in, out], tied embeddings unless `lmHead`), as [name, shape] in file order.
+export function gpt2TensorShapes({ nLayer, d, vocab, positions, lmHead = false }) {
+  const M = 4 * d;
+  const shapes = [['wte.weight', [vocab, d]], ['wpe.weight', [positions, d]], ['ln_f.weight', [d]], ['ln_f.bias', [d]]];
+  for (let l = 0; l < nLayer; l++) {
+    const p = `h.${l}.`;
+    shapes.push([`${p}ln_1.weight`, [d]], [`${p}ln_1.bias`, [d]], [`${p}ln_2.weight`, [d]], [`${p}ln_2.bias`, [d]],
+      [`${p}attn.c_attn.weight`, [d, 3 * d]], [`${p}attn.c_attn.bias`, [3 * d]],
+      [`${p}attn.c_proj.weight`, [d, d]], [`${p}attn.c_proj.bias`, [d]],
+      [`${p}mlp.c_fc.weight`, [d, M]], [`${p}mlp.c_fc.bias`, [M]],
+      [`${p}mlp.c_proj.weight`, [M, d]], [`${p}mlp.c_proj.bias`, [d]]);
+  }
+  if (lmHead) shapes.push(['lm_head.weight', [vocab, d]]);
+  return shapes;
+}
+
+// The start of an F32 safetensors file holding `shapes` back to back: the
+// 8-byte length and the JSON header padded to 8 bytes; dataBytes is what follows.
+export function f32SafetensorsHead(shapes, metadata) {
+  const header = metadata ? { __metadata__: metadata } : {};
+  let offset = 0;
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1) * 4;
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + n] };
+    offset += n;
+  }
+  let text = JSON.stringify(header);
+  text += ' '.repeat((8 - (text.length % 8)) % 8);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(text.length));
+  return { head: Buffer.concat([prefix, Buffer.from(text)]), dataBytes: offset };
+}
