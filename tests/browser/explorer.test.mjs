@@ -307,7 +307,16 @@ test('typing re-runs without blocking, and only the latest text is shown', async
   await page.keyboard.press('End');
   // Type fast: every keystroke changes the text; the page must end on the last one.
   await page.keyboard.type(' sat on the mat and the dog sat on the cat', { delay: 5 });
-  await page.waitForFunction(() => document.querySelectorAll('#tokens .token').length === 14 && document.body.dataset.status === 'ready');
+  // The result of an earlier keystroke may be on screen (and 'ready') for a
+  // moment after the last key; wait for the last text, then check that no
+  // older result replaces it.
+  const lastTextShown = () => {
+    const tokens = [...document.querySelectorAll('#tokens .token')].map((t) => t.textContent);
+    return tokens.length === 14 && tokens.at(-1) === 'cat' && document.body.dataset.status === 'ready';
+  };
+  await page.waitForFunction(lastTextShown);
+  await page.waitForTimeout(400);
+  assert.ok(await page.evaluate(lastTextShown), 'an older result replaced the last text');
   const tokens = await page.$$eval('#tokens .token', (t) => t.map((x) => x.textContent));
   assert.deepEqual(tokens.slice(-3), ['on', 'the', 'cat']);
   // The main thread stayed responsive: a timer scheduled during typing ran on time.
