@@ -144,10 +144,14 @@ export class ModelSession {
   // source: see wasm/sources.mjs. onProgress({file, loaded, total, filesDone, filesTotal}).
   async load(source, { onProgress, signal } = {}) {
     this.info = null;
-    const configText = await source.text('config.json', { signal });
+    // The small files are requested together; their problems are reported
+    // in this order (a missing config.json first).
+    const settled = await Promise.allSettled([source.text('config.json', { signal }), loadTokenizer(source, signal), weightFileNames(source, signal)]);
+    const [configText, tokenizer, names] = settled.map((s) => {
+      if (s.status === 'rejected') throw s.reason;
+      return s.value;
+    });
     if (configText === null) throw new HeadscopeError(`${source.label}: config.json is missing`);
-    const tokenizer = await loadTokenizer(source, signal);
-    const names = await weightFileNames(source, signal);
     // Each file's bytes stay in a JS buffer (outside wasm memory, which never
     // shrinks); the core gets the headers, then copies each tensor from here
     // straight into the model's weights, and the buffers are dropped after.
@@ -350,11 +354,38 @@ export class Headscope {
 }
 
 // factory: the Emscripten module factory (createHeadscopeModule).
-// options: {wasmBinary} (bytes) or {wasmUrl} (where headscope_core.wasm is served).
+// options: {wasmBinary} (bytes), {wasmUrl} (where headscope_core.wasm is
+// served) or {wasmModule} (a WebAssembly.Module, or a promise of one, e.g.
+// compiled while the factory's script was still loading).
 export async function createHeadscope(factory, options = {}) {
   const moduleOptions = {};
   if (options.wasmBinary) moduleOptions.wasmBinary = options.wasmBinary;
   if (options.wasmUrl) moduleOptions.locateFile = () => String(options.wasmUrl);
-  const module = await factory(moduleOptions);
+  let failed;
+  const failure = new Promise((resolve, reject) => {
+    failed = reject;
+  });
+  if (options.wasmModule) {
+    // Emscripten's hook: instantiate it ourselves and hand the instance back.
+    moduleOptions.instantiateWasm = (imports, receiveInstance) => {
+      Promise.resolve(options.wasmModule)
+        .then(async (compiled) => receiveInstance(await WebAssembly.instantiate(compiled, imports), compiled))
+        .catch((error) => failed(new HeadscopeError(`the wasm core could not start (${error.message})`)));
+      return {};
+    };
+  }
+  const module = await Promise.race([factory(moduleOptions), failure]);
   return new Headscope(module);
+}
+
+// Fetches and compiles the wasm core from `url` (streaming where the server
+// sends application/wasm). Starting this before the Emscripten script loads
+// overlaps the two downloads.
+export async function compileWasm(url, fetchImpl = globalThis.fetch) {
+  const response = await fetchImpl(url);
+  if (!response.ok) throw new HeadscopeError(`${url}: HTTP ${response.status}`);
+  if (WebAssembly.compileStreaming && /^application\/wasm\b/.test(response.headers.get('Content-Type') || '')) {
+    return WebAssembly.compileStreaming(response);
+  }
+  return WebAssembly.compile(await response.arrayBuffer());
 }

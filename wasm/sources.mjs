@@ -61,7 +61,8 @@ function describeStatus(name, response) {
   return `${name}: HTTP ${response.status} ${response.statusText}`.trim();
 }
 
-export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, headers = {} } = {}) {
+// options.ranges = false: never use Range requests (whole files only).
+export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, headers = {}, ranges = true } = {}) {
   const root = String(base).endsWith('/') ? String(base) : `${base}/`;
   const url = (name) => new URL(name, root).href;
   async function get(name, signal) {
@@ -76,7 +77,7 @@ export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, he
     if (!response.ok) throw new SourceError(describeStatus(name, response));
     return response;
   }
-  return {
+  const source = {
     label,
     async text(name, { signal } = {}) {
       const response = await get(name, signal);
@@ -117,6 +118,29 @@ export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, he
       const response = await get(name, signal);
       return response ? readBody(response, name, sink, onProgress, signal) : null;
     },
+  };
+  if (!ranges) delete source.range;
+  return source;
+}
+
+// A fetch that answers the first plain GET of each of `urls` from a request
+// started now, and everything else from `fetchImpl`. A page that knows which
+// model it will open can so download it while the wasm core is still
+// compiling. A prefetch that failed is retried as an ordinary fetch.
+export function prefetchingFetch(urls, fetchImpl = globalThis.fetch) {
+  const pending = new Map();
+  for (const url of urls) {
+    const response = fetchImpl(url);
+    response.catch(() => {});  // reported (or retried) when it is asked for
+    pending.set(String(url), response);
+  }
+  return (url, init = {}) => {
+    const key = String(url);
+    const early = pending.get(key);
+    const plain = !init.headers || !Object.keys(init.headers).some((h) => h.toLowerCase() === 'range');
+    if (!early || !plain) return fetchImpl(url, init);
+    pending.delete(key);
+    return early.catch(() => fetchImpl(url, init));
   };
 }
 

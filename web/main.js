@@ -15,7 +15,9 @@ import { TextPanel } from './textpanel.js';
 
 const { state: initial, problems } = parseHash(location.hash, location.origin);
 const store = new Store(initial);
-const app = new App(store, { workerUrl: new URL('./worker.js', import.meta.url) });
+// Opening the built-in model: the worker fetches it while its core compiles.
+const workerUrl = new URL(`./worker.js${initial.model === 'builtin' ? '?prefetch=builtin' : ''}`, import.meta.url);
+const app = new App(store, { workerUrl });
 const modelName = () => (store.state.modelInfo?.label ? shortModelName(store.state) : 'model');
 
 function shortModelName(state) {

@@ -12,17 +12,26 @@
 //   cacheInfo {} / clearCache {}
 // Loading builds a new session and swaps it in only when it succeeded, so a
 // failed or cancelled load leaves the previous model usable.
-import createHeadscopeModule from './headscope_core.mjs';
-import { createHeadscope, HeadscopeError } from '../wasm/headscope.mjs';
-import { HUB_ENDPOINT, fileListSource, hubSource, urlSource } from '../wasm/sources.mjs';
+import { compileWasm, createHeadscope, HeadscopeError } from '../wasm/headscope.mjs';
+import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } from '../wasm/sources.mjs';
 import { cacheSummary, cachingFetch, clearCache, dropOldCaches, forgetPrefix } from './cache.js';
 import { parseEdit } from './edits.js';
 import { BUILTIN } from './models.js';
 import { allowedHubEndpoint, allowedModelUrl, isRepoIdText } from './state.js';
 
-const wasmUrl = new URL('./headscope_core.wasm', import.meta.url);
-const corePromise = createHeadscope(createHeadscopeModule, { wasmUrl });
+// The wasm compiles while the Emscripten script (a dynamic import, so that
+// both download at once) loads.
+const wasmModule = compileWasm(new URL('./headscope_core.wasm', import.meta.url));
+wasmModule.catch(() => {});  // reported through corePromise
+const corePromise = import('./headscope_core.mjs').then((glue) => createHeadscope(glue.default, { wasmModule }));
 const pageOrigin = self.location.origin;
+
+// The page starts the worker with ?prefetch=builtin when it will open the
+// built-in model: its files then download while the core compiles.
+const builtinBase = new URL(`../${BUILTIN.path}`, import.meta.url).href;
+const builtinFetch = new URL(self.location.href).searchParams.get('prefetch') === 'builtin'
+  ? prefetchingFetch(['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors.index.json', 'model.safetensors'].map((f) => new URL(f, builtinBase).href))
+  : globalThis.fetch;
 
 let session = null;      // the loaded ModelSession
 let currentEdits = [];   // descriptors (edits.js) of the edits in the session, in order
@@ -43,7 +52,8 @@ function throttled(progress) {
 function makeSource(spec, files, endpoint, onCacheEvent) {
   switch (spec?.kind) {
     case 'builtin':
-      return urlSource(new URL(`../${BUILTIN.path}`, import.meta.url).href, { label: BUILTIN.title });
+      // Small and on this server: whole files, no Range requests.
+      return urlSource(builtinBase, { label: BUILTIN.title, fetchImpl: builtinFetch, ranges: false });
     case 'hub': {
       if (!isRepoIdText(String(spec.repo))) throw new HeadscopeError(`"${String(spec.repo).slice(0, 80)}" is not a Hugging Face repository id (expected owner/name)`);
       let hubEndpoint;

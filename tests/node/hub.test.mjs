@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 
 import { startServer } from '../browser/harness.mjs';
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
-import { hubSource, urlSource } from '../../wasm/sources.mjs';
+import { hubSource, prefetchingFetch, urlSource } from '../../wasm/sources.mjs';
 import { oracleDir, oracleIds, readNpy, tempDir, worstMismatch } from './support.mjs';
 
 const core = await loadHeadscope();
@@ -130,6 +130,30 @@ test('a server without Range support still works (whole download)', async () => 
   await session.load(urlSource(new URL('test/gpt2-hub/resolve/main/', server.url).href, { fetchImpl: noRange }));
   assert.equal(session.run([1, 2, 3]).nTokens, 3);
   session.dispose();
+});
+
+test('a prefetched model (whole files, no ranges) loads from the early requests, once each, with the same numbers', async () => {
+  const base = new URL('test/gpt2-hub/resolve/main/', server.url).href;
+  const names = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors.index.json', 'model.safetensors'];
+  server.requests.length = 0;
+  const fetchImpl = prefetchingFetch(names.map((n) => new URL(n, base).href));
+  const early = server.requests.length;
+  const session = core.createSession();
+  await session.load(urlSource(base, { fetchImpl, ranges: false }));
+  // Every file was asked for once, by the prefetch, never with a Range.
+  const asked = server.requests.map((r) => r.url.split('/').pop());
+  for (const name of names) assert.equal(asked.filter((n) => n === name).length, 1, `${name}: ${asked}`);
+  assert.ok(server.requests.every((r) => r.status !== 206));
+  assert.ok(early <= names.length);
+  // Asked again, a file goes to the network.
+  const again = await fetchImpl(new URL('config.json', base).href);
+  assert.equal(again.status, 200);
+  assert.equal(server.requests.filter((r) => r.url.split('/').pop() === 'config.json').length, 2);
+  const ranged = core.createSession();
+  await ranged.load(hubSource('test/gpt2-hub', 'main', { endpoint: server.url }));
+  assert.deepEqual(Array.from(session.run([1, 2, 3]).patterns), Array.from(ranged.run([1, 2, 3]).patterns));
+  session.dispose();
+  ranged.dispose();
 });
 
 test('a missing repository or file is an error naming the file, and the session can load afterwards', async () => {
