@@ -87,10 +87,19 @@ export class App {
       const key = specKey(state);
       if (key !== this.loadedKey && key !== this.loadingKey) this.loadFromState();
     }
+    // A model just loaded: its edits, then its first run, go to the worker
+    // now, while the views (which subscribed after the app) draw the model.
+    if (changed.has('modelInfo') && state.modelStatus === 'ready' && state.modelInfo) {
+      if (state.edits.length) this.syncEdits();
+      else this.editsKey = '';
+      this.scheduleAnalyze(null);
+      return;
+    }
     if (changed.has('edits') && state.modelStatus === 'ready') this.syncEdits();
-    // Typing: a model that answers within a frame runs on every keystroke
-    // (runs in flight coalesce, see analyze); slower ones wait for a pause.
-    if (changed.has('text')) this.scheduleAnalyze(this.lastRunMs < 30 ? 0 : 150);
+    // Typing: a model that answers within a frame runs on every keystroke,
+    // sent before the views redraw the text (runs in flight coalesce, see
+    // analyze); slower ones wait for a pause.
+    if (changed.has('text')) this.scheduleAnalyze(this.lastRunMs < 30 ? null : 150);
     else if (['bos', 'ablate', 'mode', 'edits'].some((k) => changed.has(k))) this.scheduleAnalyze(changed.has('edits') ? 60 : 0);
     else if (changed.has('detect')) this.updateBehavior();
   }
@@ -166,10 +175,7 @@ export class App {
       const patch = { modelStatus: 'ready', modelInfo: info, progress: null, run: null, behavior: null, editState: null };
       if (cache?.files?.length) patch.notice = 'loaded from the browser cache';
       this.behaviorCache = null;
-      this.store.set(patch);
-      if (this.store.state.edits.length) this.syncEdits();
-      else this.editsKey = '';
-      this.scheduleAnalyze(0);
+      this.store.set(patch);  // onChange sends the edits and the first run
     }
   }
 
@@ -259,10 +265,13 @@ export class App {
     }
   }
 
+  // delay null: run now; otherwise after `delay` ms (0: after the current
+  // task, so that changes made together make one run).
   scheduleAnalyze(delay) {
     clearTimeout(this.timer);
     this.runSeq++; // any result computed before now is stale
-    this.timer = setTimeout(() => this.analyze(), delay);
+    if (delay === null) this.analyze();
+    else this.timer = setTimeout(() => this.analyze(), delay);
   }
 
   async analyze() {

@@ -33,11 +33,16 @@ function patternExports(d, modelName, kind) {
   };
 }
 
+// Both figures below redraw only while `visible()` (the head view hides them
+// behind the overview most of the time; a run then costs the overview alone):
+// a change while hidden is drawn when they are shown.
 export class Heatmap {
-  constructor(root, { store, modelName, onError, maxWidth = () => 640 }) {
+  constructor(root, { store, modelName, onError, maxWidth = () => 640, visible = () => true }) {
     this.store = store;
     this.modelName = modelName;
     this.maxWidth = maxWidth;
+    this.visible = visible;
+    this.stale = false;
     this.canvas = el('canvas', { class: 'heatmap', id: 'heatmap', tabindex: 0, 'aria-label': 'attention heatmap; arrow keys with Shift move the highlighted cell' });
     this.tooltip = el('div', { class: 'tooltip', id: 'heatmap-tooltip', role: 'tooltip', hidden: true });
     this.showValues = el('input', { type: 'checkbox', id: 'show-values', on: { change: () => this.draw() } });
@@ -58,7 +63,7 @@ export class Heatmap {
       el('div', { class: 'figure-foot' }, [this.details, exportBar(() => this.figure(), { onError, label: 'Heatmap' })]),
     );
     store.subscribe((state, changed) => {
-      if (['run', 'head', 'ablate', 'modelInfo', 'view'].some((k) => changed.has(k))) this.update();
+      if (['run', 'head', 'ablate', 'modelInfo'].some((k) => changed.has(k)) || (changed.has('view') && this.stale)) this.update();
       else if (changed.has('focusToken')) this.draw();
     });
     this.update();
@@ -67,7 +72,7 @@ export class Heatmap {
   // A new width (a scrollbar appearing counts): re-lay out, keeping the
   // hovered cell and its tooltip.
   resized() {
-    if (!this.data) return;
+    if (!this.data || this.stale) return;
     const layout = heatmapLayout(this.data.tokens, this.maxWidth());
     if (layout.cell === this.layout.cell) return;
     this.layout = layout;
@@ -79,6 +84,8 @@ export class Heatmap {
   }
 
   update() {
+    this.stale = !this.visible();
+    if (this.stale) return;
     this.data = headData(this.store.state);
     this.highlight = null;
     this.tooltip.hidden = true;
@@ -99,7 +106,7 @@ export class Heatmap {
   }
 
   draw() {
-    if (!this.data) return;
+    if (!this.data || this.stale) return;
     const ctx = sizeCanvas(this.canvas, this.layout.width, this.layout.height);
     const focus = this.store.state.focusToken;
     drawHeatmap(ctx, {
@@ -196,9 +203,11 @@ export class Heatmap {
 // The token-to-token line view: queries on the left, keys on the right, a
 // line per pair with opacity = weight. Hovering a token keeps only its lines.
 export class LineView {
-  constructor(root, { store, modelName, onError }) {
+  constructor(root, { store, modelName, onError, visible = () => true }) {
     this.store = store;
     this.modelName = modelName;
+    this.visible = visible;
+    this.stale = false;
     this.svg = svgEl('svg', { class: 'lines', id: 'lines-view', role: 'img' });
     this.focus = null;
     root.append(
@@ -207,13 +216,15 @@ export class LineView {
       el('div', { class: 'figure-foot' }, [exportBar(() => this.figure(), { onError, label: 'Lines' })]),
     );
     store.subscribe((state, changed) => {
-      if (['run', 'head', 'ablate', 'modelInfo'].some((k) => changed.has(k))) this.update();
+      if (['run', 'head', 'ablate', 'modelInfo'].some((k) => changed.has(k)) || (changed.has('view') && this.stale)) this.update();
       else if (changed.has('focusToken')) this.setFocus(null, null);
     });
     this.update();
   }
 
   update() {
+    this.stale = !this.visible();
+    if (this.stale) return;
     this.data = headData(this.store.state);
     this.svg.replaceChildren();
     if (!this.data) return;
@@ -303,8 +314,9 @@ export class HeadView {
     root.append(behaviorBox, weightsBox);
     this.behavior = new HeadBehavior(behaviorBox, { store, modelName, onError });
     // The heatmap takes what the line view (~380 px) leaves, within limits.
-    this.heatmap = new Heatmap(heatmapBox, { store, modelName, onError, maxWidth: () => heatmapWidth(root.clientWidth || 1000) });
-    this.lines = new LineView(linesBox, { store, modelName, onError });
+    const visible = () => store.state.view === 'head';
+    this.heatmap = new Heatmap(heatmapBox, { store, modelName, onError, visible, maxWidth: () => heatmapWidth(root.clientWidth || 1000) });
+    this.lines = new LineView(linesBox, { store, modelName, onError, visible });
     if (typeof ResizeObserver !== 'undefined') new ResizeObserver(() => this.heatmap.resized()).observe(root);
     if (app) this.weights = new HeadWeights(weightsBox, { store, app, modelName, onError });
     store.subscribe((state, changed) => {
