@@ -24,6 +24,7 @@ for (const file of ['headscope_core.mjs', 'headscope_core.wasm']) {
 
 await esbuild.build({
   entryPoints: {
+    boot: path.join(root, 'web', 'boot.js'),
     main: path.join(root, 'web', 'main.js'),
     worker: path.join(root, 'web', 'worker.js'),
     embed: path.join(root, 'web', 'embed.js'),

@@ -11,8 +11,13 @@ export class WorkerError extends Error {
 }
 
 export class HeadscopeClient {
+  // A worker that web/boot.js started early for the same URL is adopted
+  // (once), with the messages it has sent so far.
   constructor(workerUrl) {
-    this.worker = new Worker(workerUrl, { type: 'module' });
+    const early = globalThis.headscopeEarlyWorker;
+    if (early?.url === String(workerUrl)) delete globalThis.headscopeEarlyWorker;
+    const adopted = early?.url === String(workerUrl) ? early : null;
+    this.worker = adopted ? adopted.worker : new Worker(workerUrl, { type: 'module' });
     this.pending = new Map();
     this.nextId = 1;
     this.ready = new Promise((resolve, reject) => {
@@ -26,6 +31,10 @@ export class HeadscopeClient {
       for (const { reject } of this.pending.values()) reject(error);
       this.pending.clear();
     };
+    for (const [kind, event] of adopted?.early || []) {
+      if (kind === 'message') this.worker.onmessage(event);
+      else this.worker.onerror(event);
+    }
   }
 
   receive(message) {

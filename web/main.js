@@ -15,7 +15,8 @@ import { TextPanel } from './textpanel.js';
 
 const { state: initial, problems } = parseHash(location.hash, location.origin);
 const store = new Store(initial);
-// Opening the built-in model: the worker fetches it while its core compiles.
+// Opening the built-in model, the worker fetches it while its core compiles.
+// web/boot.js has usually started this worker already (same URL): adopted.
 const workerUrl = new URL(`./worker.js${initial.model === 'builtin' ? '?prefetch=builtin' : ''}`, import.meta.url);
 const app = new App(store, { workerUrl });
 const modelName = () => (store.state.modelInfo?.label ? shortModelName(store.state) : 'model');

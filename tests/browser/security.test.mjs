@@ -21,7 +21,7 @@ after(async () => {
 // Elements that markup in a token would create.
 const foreignElements = (page) => page.evaluate(() => ({
   img: document.querySelectorAll('img').length,
-  script: [...document.querySelectorAll('script')].filter((s) => !s.src.endsWith('/dist/main.js')).length,
+  script: [...document.querySelectorAll('script')].filter((s) => !/\/dist\/(boot|main)\.js$/.test(s.src)).length,
   iframe: document.querySelectorAll('iframe').length,
   svgInTokens: document.querySelectorAll('#tokens svg, #values-table svg, #heatmap-tooltip svg').length,
   pwned: window.__pwned ?? null,
