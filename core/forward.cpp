@@ -279,6 +279,7 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
   const int T = static_cast<int>(ids.size()), L = c.n_layer, H = c.n_head, d = c.d_model, V = c.d_vocab;
 
   // Checks on the input.
+  if (c.attention_only) return make_error(kAttentionOnlyMessage);
   if (T == 0) return make_error("run_model: no tokens to run");
   if (T > c.n_ctx)
     return make_error("text is " + std::to_string(T) + " tokens; this model's context is " + std::to_string(c.n_ctx));

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <regex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -796,6 +797,7 @@ Status read_gpt2_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
     HS_LET(b, src.vec(p + "attn.c_proj.bias", d));
     L.b_O = std::move(b);
   }
+  if (c.attention_only) return Ok{};
   {
     HS_LET(m, src.matrix(p + "mlp.c_fc.weight", d, c.d_mlp));
     L.W_in = std::move(m);
@@ -848,6 +850,7 @@ Status read_neox_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
     HS_LET(b, src.vec_or(p + "attention.dense.bias", d, c.out_bias, 0.f));
     L.b_O = std::move(b);
   }
+  if (c.attention_only) return Ok{};
   return read_linear_mlp(src, c, p + "mlp.dense_h_to_4h", p + "mlp.dense_4h_to_h", L);
 }
 
@@ -857,6 +860,7 @@ Status read_llama_layer(TensorSource& src, const ModelConfig& c, int l, LayerWei
   HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
   HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
   HS_TRY(read_split_attention(src, c, p + "self_attn.", "q_proj", "k_proj", "v_proj", "o_proj", L));
+  if (c.attention_only) return Ok{};
   HS_TRY(read_linear_mlp(src, c, p + "mlp.up_proj", p + "mlp.down_proj", L));
   {
     HS_LET(w, src.linear(p + "mlp.gate_proj.weight", d, m));
@@ -874,6 +878,7 @@ Status read_neo_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeigh
   HS_TRY(read_norm(src, c, p + "ln_1", L.ln1_w, L.ln1_b));
   HS_TRY(read_norm(src, c, p + "ln_2", L.ln2_w, L.ln2_b));
   HS_TRY(read_split_attention(src, c, p + "attn.attention.", "q_proj", "k_proj", "v_proj", "out_proj", L));
+  if (c.attention_only) return Ok{};
   return read_linear_mlp(src, c, p + "mlp.c_fc", p + "mlp.c_proj", L);  // nn.Linear here, unlike GPT-2
 }
 
@@ -883,6 +888,7 @@ Status read_bert_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
   HS_TRY(read_norm(src, c, p + "attention.output.LayerNorm", L.ln1_w, L.ln1_b));
   HS_TRY(read_norm(src, c, p + "output.LayerNorm", L.ln2_w, L.ln2_b));
   HS_TRY(read_split_attention(src, c, p + "attention.", "self.query", "self.key", "self.value", "output.dense", L));
+  if (c.attention_only) return Ok{};
   return read_linear_mlp(src, c, p + "intermediate.dense", p + "output.dense", L);
 }
 
@@ -891,7 +897,20 @@ Status read_opt_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeigh
   HS_TRY(read_norm(src, c, p + "self_attn_layer_norm", L.ln1_w, L.ln1_b));
   HS_TRY(read_norm(src, c, p + "final_layer_norm", L.ln2_w, L.ln2_b));
   HS_TRY(read_split_attention(src, c, p + "self_attn.", "q_proj", "k_proj", "v_proj", "out_proj", L));
+  if (c.attention_only) return Ok{};
   return read_linear_mlp(src, c, p + "fc1", p + "fc2", L);
+}
+
+Status read_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  switch (c.family) {
+    case Family::gpt2: return read_gpt2_layer(src, c, l, L);
+    case Family::gpt_neox: return read_neox_layer(src, c, l, L);
+    case Family::llama: return read_llama_layer(src, c, l, L);
+    case Family::gpt_neo: return read_neo_layer(src, c, l, L);
+    case Family::bert: return read_bert_layer(src, c, l, L);
+    case Family::opt: return read_opt_layer(src, c, l, L);
+  }
+  return make_error("model_from_checkpoint: unknown model family");
 }
 
 }  // namespace
@@ -903,10 +922,33 @@ MatrixRM unembedding_block(const ModelWeights& w, Eigen::Index t0, Eigen::Index 
   return w.W_U.middleCols(t0, n);
 }
 
-Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards) {
+bool attention_tensor(const ModelConfig& config, const std::string& name) {
+  // Canonical names (prefix stripped) of each family's block norms and
+  // attention projections.
+  static const std::regex gpt2(R"(h\.\d+\.(ln_1|ln_2|attn\.c_attn|attn\.c_proj)\.(weight|bias))");
+  static const std::regex neox(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|attention\.query_key_value|attention\.dense)\.(weight|bias))");
+  static const std::regex llama(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|self_attn\.[qkvo]_proj)\.(weight|bias))");
+  static const std::regex neo(R"(h\.\d+\.(ln_1|ln_2|attn\.attention\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");
+  static const std::regex bert(R"(encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.(dense|LayerNorm)|output\.LayerNorm)\.(weight|bias))");
+  static const std::regex opt(R"(layers\.\d+\.(self_attn_layer_norm|final_layer_norm|self_attn\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");
+  const std::string canon = canonical_name(name, prefixes_of(config.family));
+  switch (config.family) {
+    case Family::gpt2: return std::regex_match(canon, gpt2);
+    case Family::gpt_neox: return std::regex_match(canon, neox);
+    case Family::llama: return std::regex_match(canon, llama);
+    case Family::gpt_neo: return std::regex_match(canon, neo);
+    case Family::bert: return std::regex_match(canon, bert);
+    case Family::opt: return std::regex_match(canon, opt);
+  }
+  return false;
+}
+
+Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,
+                                    const CheckpointOptions& options) {
   Model model;
   model.config = config;
   ModelConfig& c = model.config;
+  c.attention_only = options.attention_only;
   ModelWeights& w = model.weights;
   const int d = c.d_model, V = c.d_vocab;
   if (c.n_layer <= 0 || d <= 0 || c.n_head <= 0 || c.n_kv_head <= 0 || c.d_head <= 0 || V <= 0 || c.n_ctx <= 0)
@@ -915,6 +957,13 @@ Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector
 
   TensorSource src(c, model.warnings);
   HS_TRY(src.index(shards));
+
+  if (c.attention_only) {
+    c.has_lm_head = false;
+    w.layers.resize(c.n_layer);
+    for (int l = 0; l < c.n_layer; ++l) HS_TRY(read_layer(src, c, l, w.layers[l]));
+    return model;
+  }
 
   // Embeddings.
   const char* embed = nullptr;
@@ -947,17 +996,7 @@ Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector
 
   // Blocks.
   w.layers.resize(c.n_layer);
-  for (int l = 0; l < c.n_layer; ++l) {
-    LayerWeights& L = w.layers[l];
-    switch (c.family) {
-      case Family::gpt2: HS_TRY(read_gpt2_layer(src, c, l, L)); break;
-      case Family::gpt_neox: HS_TRY(read_neox_layer(src, c, l, L)); break;
-      case Family::llama: HS_TRY(read_llama_layer(src, c, l, L)); break;
-      case Family::gpt_neo: HS_TRY(read_neo_layer(src, c, l, L)); break;
-      case Family::bert: HS_TRY(read_bert_layer(src, c, l, L)); break;
-      case Family::opt: HS_TRY(read_opt_layer(src, c, l, L)); break;
-    }
-  }
+  for (int l = 0; l < c.n_layer; ++l) HS_TRY(read_layer(src, c, l, w.layers[l]));
 
   // Final norm.
   if (c.final_norm) {

@@ -70,7 +70,15 @@ struct ModelConfig {
   bool norm_bias = true;    // LayerNorm beta (false for RMSNorm)
   bool norm_affine = true;  // LayerNorm gamma/beta stored at all (OPT layer_norm_elementwise_affine)
   bool final_norm = true;   // a final norm before the unembedding (pre-LN decoders)
+
+  // Loaded with its attention weights only (CheckpointOptions): no
+  // embeddings, MLPs or unembedding, so the weight geometry of the heads
+  // works and anything that runs text refuses (kAttentionOnlyMessage).
+  bool attention_only = false;
 };
+
+inline constexpr const char* kAttentionOnlyMessage =
+    "this model was loaded with its attention weights only (for weight geometry): load it in full to run text";
 
 // One transformer block. Per-head matrices are stored side by side: head h of
 // W_Q is the column block W_Q.middleCols(h*dh, dh), i.e. TL's W_Q[h] [d, dh];
@@ -162,7 +170,19 @@ Result<ModelConfig> config_from_json(const std::string& json_text);
 // whatever holds the files; with files parsed from their headers and a
 // reader (SafetensorsFile::reader) that is the weights alone. Tied
 // embeddings leave W_U empty (unembed_tied).
-Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards);
+// attention_only: read only the attention projections, their biases and the
+// blocks' norms (attention_tensor): enough for every per-head weight metric,
+// a fraction of the download and of the memory. The config says so
+// (ModelConfig::attention_only).
+struct CheckpointOptions {
+  bool attention_only = false;
+};
+Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,
+                                    const CheckpointOptions& options = {});
+// Whether the checkpoint tensor `name` (as stored, any known prefix) is one
+// an attention-only load reads: the attention projections (weights and
+// biases) and the norms of the blocks.
+bool attention_tensor(const ModelConfig& config, const std::string& name);
 // The scratch's size in float values (default 65536: 256 KB; at least one row
 // is read at a time). Tests shrink it so that the row-block paths run.
 extern std::int64_t checkpoint_scratch_values;

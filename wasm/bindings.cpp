@@ -52,6 +52,22 @@ val parse_safetensors_header(val bytes_js, double file_size, const std::string& 
   return out;
 }
 
+// Which of the checkpoint tensors `names` (a JSON array of names as stored) a
+// load with attention weights only reads (hs::attention_tensor), as a JSON
+// array, so that JS downloads no other bytes.
+val attention_tensors(const std::string& config_json, const std::string& names_json) {
+  auto config = hs::config_from_json(config_json);
+  if (!config) return error_value("config.json: " + config.error().message);
+  const nlohmann::json names = nlohmann::json::parse(names_json, nullptr, false);
+  if (!names.is_array()) return error_value("attention_tensors: names must be a JSON array");
+  nlohmann::json kept = nlohmann::json::array();
+  for (const auto& name : names)
+    if (name.is_string() && hs::attention_tensor(*config, name.get<std::string>())) kept.push_back(name);
+  val out = ok_value();
+  out.set("names", kept.dump());
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Weight geometry (core/geometry.hpp)
 
@@ -427,6 +443,7 @@ EMSCRIPTEN_BINDINGS(headscope) {
   using namespace hs_wasm;
   emscripten::function("singular_values", &singular_values);
   emscripten::function("parse_safetensors_header", &parse_safetensors_header);
+  emscripten::function("attention_tensors", &attention_tensors);
   emscripten::class_<Session>("Session")
       .constructor<>()
       .function("add_file", &Session::add_file)

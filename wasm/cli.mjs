@@ -3,7 +3,7 @@
 //
 //   headscope info MODEL
 //   headscope attn MODEL (--text TEXT | --ids 1,2,3) [--prepend-bos] [--out FILE.npy|FILE.json]
-//   headscope metrics MODEL [--raw|--processed] [--out FILE.json|DIR]
+//   headscope metrics MODEL [--raw|--processed] [--attention-only] [--out FILE.json|DIR]
 //   headscope detect MODEL (--text TEXT | --ids ...) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
 //   headscope ablate MODEL (--text TEXT | --ids ...) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
 //   headscope importance MODEL (--text TEXT | --ids ...) [--mode zero|mean] [--out FILE.json]
@@ -11,6 +11,8 @@
 // MODEL is a local folder (config.json, model.safetensors or shards,
 // tokenizer.json) or a Hugging Face repo id (owner/name[@revision]); the hub
 // address can be changed with --endpoint URL or HEADSCOPE_HUB_ENDPOINT.
+// --attention-only (info, metrics) reads only the attention weights and the
+// blocks' norms: from the hub, only those bytes are downloaded.
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -21,7 +23,7 @@ import { hubSource, isRepoId } from './sources.mjs';
 const usage = `usage:
   headscope info MODEL
   headscope attn MODEL (--text TEXT | --ids 1,2,3) [--prepend-bos] [--out FILE.npy|FILE.json]
-  headscope metrics MODEL [--raw|--processed] [--out FILE.json|DIR]
+  headscope metrics MODEL [--raw|--processed] [--attention-only] [--out FILE.json|DIR]
   headscope detect MODEL (--text TEXT | --ids 1,2,3) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
   headscope ablate MODEL (--text TEXT | --ids 1,2,3) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
   headscope importance MODEL (--text TEXT | --ids 1,2,3) [--mode zero|mean] [--out FILE.json]
@@ -63,6 +65,7 @@ async function main() {
       heads: { type: 'string' },
       mode: { type: 'string', default: 'zero' },
       processed: { type: 'boolean', default: false },
+      'attention-only': { type: 'boolean', default: false },
       endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || 'https://huggingface.co' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -74,7 +77,8 @@ async function main() {
 
   const core = await loadHeadscope();
   const session = core.createSession();
-  const info = await session.load(modelSource(modelSpec, options.endpoint));
+  if (options['attention-only'] && !['info', 'metrics'].includes(command)) fail(`--attention-only loads no embeddings or MLPs: ${command} needs the whole model`);
+  const info = await session.load(modelSource(modelSpec, options.endpoint), { attentionOnly: options['attention-only'] });
   for (const warning of info.warnings) console.error(`headscope: warning: ${warning}`);
   if (command === 'info') return console.log(JSON.stringify(info, null, 2));
   if (command === 'metrics') return metrics(session, info, options);

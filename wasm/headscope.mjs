@@ -71,7 +71,8 @@ const BUFFER_TENSOR = /(^|\.)(attn\.bias|attn\.masked_bias|attention\.bias|atten
 // the weight tensors (adjacent ones in one request), assembled into a valid
 // safetensors file in a JS buffer. Returns null when the source cannot do
 // ranges, so the caller falls back to a whole download.
-async function loadRanged(module, source, name, { signal, onProgress }) {
+// keep(names) -> the subset to download (all weights when absent).
+async function loadRanged(module, source, name, { signal, onProgress, keep }) {
   const prefix = new Uint8Array(8);
   const fileSize = await source.range(name, 0, prefix, { signal });
   if (fileSize === null) return null;
@@ -83,7 +84,11 @@ async function loadRanged(module, source, name, { signal, onProgress }) {
   head.set(prefix);
   await source.range(name, 8, head.subarray(8), { signal });
   const parsed = unwrap(module.parse_safetensors_header(head, fileSize, name));
-  const wanted = JSON.parse(parsed.tensors).filter((t) => !BUFFER_TENSOR.test(t.name)).sort((a, b) => a.begin - b.begin);
+  let wanted = JSON.parse(parsed.tensors).filter((t) => !BUFFER_TENSOR.test(t.name)).sort((a, b) => a.begin - b.begin);
+  if (keep) {
+    const kept = new Set(keep(wanted.map((t) => t.name)));
+    wanted = wanted.filter((t) => kept.has(t.name));
+  }
 
   // The new header lists the wanted tensors back to back, in file order.
   const header = {};
@@ -142,7 +147,9 @@ export class ModelSession {
   }
 
   // source: see wasm/sources.mjs. onProgress({file, loaded, total, filesDone, filesTotal}).
-  async load(source, { onProgress, signal } = {}) {
+  // attentionOnly: only the attention weights and the blocks' norms (weight
+  // geometry without running text; ranged downloads fetch nothing else).
+  async load(source, { onProgress, signal, attentionOnly = false } = {}) {
     this.info = null;
     // The small files are requested together; their problems are reported
     // in this order (a missing config.json first).
@@ -152,6 +159,7 @@ export class ModelSession {
       return s.value;
     });
     if (configText === null) throw new HeadscopeError(`${source.label}: config.json is missing`);
+    const keep = attentionOnly ? (tensorNames) => JSON.parse(unwrap(this.module.attention_tensors(configText, JSON.stringify(tensorNames))).names) : null;
     // Each file's bytes stay in a JS buffer (outside wasm memory, which never
     // shrinks); the core gets the headers, then copies each tensor from here
     // straight into the model's weights, and the buffers are dropped after.
@@ -159,7 +167,7 @@ export class ModelSession {
     try {
       for (const [i, name] of names.entries()) {
         const progress = (p) => onProgress?.({ ...p, filesDone: i, filesTotal: names.length });
-        let bytes = source.range ? await loadRanged(this.module, source, name, { signal, onProgress: progress }) : null;
+        let bytes = source.range ? await loadRanged(this.module, source, name, { signal, onProgress: progress, keep }) : null;
         if (bytes === null) bytes = await source.bytes(name, (size) => new Uint8Array(size), { signal, onProgress: progress });
         if (bytes === null) {
           throw new HeadscopeError(`${source.label}: ${name} is missing (headscope reads .safetensors weights, not pytorch_model.bin)`);
@@ -177,7 +185,7 @@ export class ModelSession {
       view.set(bytes.subarray(offset, offset + view.length));
       return undefined;
     };
-    const result = this.raw.load(configText, read);
+    const result = this.raw.load(configText, read, { attention_only: attentionOnly });
     files.clear();
     this.info = JSON.parse(unwrap(result).info);
     this.tokenizer = tokenizer;

@@ -18,6 +18,7 @@ nlohmann::json model_info(const hs::Model& model) {
           {"has_lm_head", c.has_lm_head},
           {"rotary_dim", c.rotary_dim},
           {"bos_token_id", c.bos_token_id},
+          {"attention_only", c.attention_only},
           {"warnings", model.warnings}};
 }
 
@@ -30,7 +31,7 @@ val Session::add_file(const std::string& name, val header, double size) {
   return ok_value();
 }
 
-val Session::load(const std::string& config_json, val read) {
+val Session::load(const std::string& config_json, val read, val options) {
   model_.reset();
   unembed_embed.clear();
   edits = {};
@@ -59,7 +60,9 @@ val Session::load(const std::string& config_json, val read) {
   files.clear();
   std::vector<const hs::SafetensorsFile*> pointers;
   for (const auto& shard : shards) pointers.push_back(&shard);
-  auto model = hs::model_from_checkpoint(config.value(), pointers);
+  hs::CheckpointOptions checkpoint_options;
+  checkpoint_options.attention_only = !options.isUndefined() && !options.isNull() && options["attention_only"].isTrue();
+  auto model = hs::model_from_checkpoint(config.value(), pointers, checkpoint_options);
   if (!model) return error_value(model.error().message);
   model_ = std::make_unique<hs::Model>(std::move(model.value()));
 

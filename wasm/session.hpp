@@ -64,7 +64,8 @@ class Session {
   // offset, view)` fills the Uint8Array `view` (in wasm memory) with bytes
   // [offset, offset + view.length) of file `name` and returns undefined, or
   // an error message. It runs synchronously and must not call the module.
-  val load(const std::string& config_json, val read);
+  // options: {attention_only: bool} (hs::CheckpointOptions).
+  val load(const std::string& config_json, val read, val options);
   val info() const;
   // Runs the model on token ids. options: {head_gate?: number[L*H],
   // want_hidden?, want_logits?}.

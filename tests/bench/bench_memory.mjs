@@ -9,11 +9,16 @@
 // (build/bench/gpt2-random, 124M parameters, F32, tied embeddings); it is
 // written here (same names and shapes, other random values) when missing.
 // Prints `RESULT wasm.load_memory_ratio x` and friends for run.sh's table.
+// Then the weight-only target: the checkpoint served over HTTP (Range
+// requests, as the hub serves it) and loaded with attention weights only;
+// bytes transferred / bytes of the attention tensors (c_attn, c_proj).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { startServer } from '../browser/harness.mjs';
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
+import { urlSource } from '../../wasm/sources.mjs';
 import { f32SafetensorsHead, gpt2TensorShapes } from '../node/support.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -99,3 +104,30 @@ console.log(`RESULT wasm.load_memory_mb ${MB(after)}`);
 console.log(`RESULT wasm.load_memory_ratio ${(after / needed).toFixed(4)}`);
 console.log(`RESULT wasm.run_memory_ratio ${(afterRun / needed).toFixed(4)}`);
 session.dispose();
+
+// Attention weights only, over HTTP with Range requests, in a fresh module.
+const server = await startServer(dir);
+const hsLight = await loadHeadscope(wasmDir);
+const light = hsLight.createSession();
+const t1 = performance.now();
+await light.load(urlSource(server.url), { attentionOnly: true });
+const lightSeconds = (performance.now() - t1) / 1000;
+const transferred = server.requests.filter((r) => r.url.endsWith('.safetensors')).reduce((sum, r) => sum + (r.bytes || 0), 0);
+let attentionBytes = 0;
+{
+  const file = path.join(dir, 'model.safetensors');
+  const fd = fs.openSync(file, 'r');
+  const prefix = Buffer.alloc(8);
+  fs.readSync(fd, prefix, 0, 8, 0);
+  const text = Buffer.alloc(Number(prefix.readBigUInt64LE(0)));
+  fs.readSync(fd, text, 0, text.length, 8);
+  fs.closeSync(fd);
+  for (const [key, t] of Object.entries(JSON.parse(text.toString('utf8')))) {
+    if (/\.attn\.(c_attn|c_proj)\.(weight|bias)$/.test(key)) attentionBytes += t.data_offsets[1] - t.data_offsets[0];
+  }
+}
+const lightMemory = hsLight.module.HEAPU8.buffer.byteLength;
+console.log(`attention weights only over HTTP: ${MB(transferred)} MB of .safetensors transferred for ${MB(attentionBytes)} MB of attention tensors = ${(transferred / attentionBytes).toFixed(4)} x; wasm memory ${MB(lightMemory)} MB; ${lightSeconds.toFixed(2)} s`);
+console.log(`RESULT wasm.attention_only_transfer_ratio ${(transferred / attentionBytes).toFixed(4)}`);
+light.dispose();
+await server.close();

@@ -627,3 +627,48 @@ TEST_CASE("Qwen2 loads q/k/v biases (before RoPE) and no o_proj bias", "[checkpo
   REQUIRE_FALSE(e.ok());
   CHECK_THAT(e.error().message, Catch::Contains("layers.1.self_attn.q_proj.bias"));
 }
+
+TEST_CASE("attention weights only: a checkpoint of just the attention tensors loads, equals the full model's heads, and refuses text", "[checkpoint]") {
+  for (const char* fixture : {"gpt2", "gpt_neox", "llama", "bert", "gpt_neo", "opt"}) {
+    INFO(fixture);
+    auto config = load_fixture_config(fixture);
+    REQUIRE(config.ok());
+    const Model full = load_fixture_model(fixture).value();
+    // Only the tensors attention_tensor keeps: the checkpoint a ranged
+    // attention-only download assembles.
+    std::vector<Tensor> kept;
+    int dropped = 0;
+    for (auto& t : fixture_tensors(fixture)) {
+      if (attention_tensor(*config, t.name)) kept.push_back(t);
+      else ++dropped;
+    }
+    CHECK(dropped > 0);  // embeddings and MLPs at least
+    const Checkpoint ck = write_checkpoint(kept);
+    CheckpointOptions options;
+    options.attention_only = true;
+    auto m = model_from_checkpoint(*config, ck.shards(), options);
+    INFO((m.ok() ? "" : m.error().message));
+    REQUIRE(m.ok());
+    CHECK(m->config.attention_only);
+    CHECK(m->weights.W_E.size() == 0);
+    REQUIRE(m->weights.layers.size() == full.weights.layers.size());
+    for (std::size_t l = 0; l < full.weights.layers.size(); ++l) {
+      const LayerWeights &a = m->weights.layers[l], &b = full.weights.layers[l];
+      CHECK(a.W_Q == b.W_Q);
+      CHECK(a.W_K == b.W_K);
+      CHECK(a.W_V == b.W_V);
+      CHECK(a.W_O == b.W_O);
+      CHECK(a.b_Q == b.b_Q);
+      CHECK(a.b_O == b.b_O);
+      CHECK(a.ln1_w == b.ln1_w);
+      CHECK(a.W_in.size() == 0);
+    }
+    auto r = run_model(*m, {1, 2, 3});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("attention weights only") != std::string::npos);
+    // The full load still needs everything: the attention-only checkpoint is not a model.
+    auto missing = model_from_checkpoint(*config, ck.shards());
+    REQUIRE_FALSE(missing.ok());
+    CHECK(missing.error().message.find("missing tensor") != std::string::npos);
+  }
+}

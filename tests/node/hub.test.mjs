@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { startServer } from '../browser/harness.mjs';
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
 import { hubSource, prefetchingFetch, urlSource } from '../../wasm/sources.mjs';
-import { oracleDir, oracleIds, readNpy, tempDir, worstMismatch } from './support.mjs';
+import { ORACLE_MODELS, oracleDir, oracleIds, readNpy, tempDir, worstMismatch } from './support.mjs';
 
 const core = await loadHeadscope();
 let hub;
@@ -163,4 +163,46 @@ test('a missing repository or file is an error naming the file, and the session 
   await session.load(hubSource('test/gpt2-hub', 'main', { endpoint: server.url }));
   assert.equal(session.info.n_layer, 2);
   session.dispose();
+});
+
+// Weight geometry of a remote checkpoint without downloading what it does not
+// use: only the attention projections and the blocks' norms travel.
+test('attention weights only: every family downloads just its attention tensors, and the geometry equals the full load', async () => {
+  const serverFor = (family) => new URL(`oracle/${family}/`, server.url).href;
+  for (const family of ORACLE_MODELS) {
+    const dir = path.join(hub, 'oracle', family);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(oracleDir(family), f), path.join(dir, f));
+    const header = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors')).subarray(8, 8 + Number(fs.readFileSync(path.join(dir, 'model.safetensors')).readBigUInt64LE(0))).toString());
+    // What an attention-only load needs, by name (independently of the core's list).
+    const attention = /(attn|attention|self_attn)\.|layernorm|layer_norm|ln_[12]|LayerNorm/;
+    const needed = Object.entries(header).filter(([name]) => name !== '__metadata__' && attention.test(name) && !/embeddings|^(transformer\.|model\.|gpt_neox\.)?(ln_f|norm|final_layer_norm)\./.test(name) && !/\.attn\.(bias|masked_bias)$|rotary_emb/.test(name));
+    const neededBytes = needed.reduce((sum, [, t]) => sum + t.data_offsets[1] - t.data_offsets[0], 0);
+
+    server.requests.length = 0;
+    const light = core.createSession();
+    const info = await light.load(urlSource(serverFor(family)), { attentionOnly: true });
+    assert.equal(info.attention_only, true, family);
+    const weights = server.requests.filter((r) => r.url.endsWith('model.safetensors'));
+    const headerBytes = weights.slice(0, 2).reduce((sum, r) => sum + r.bytes, 0);  // the 8-byte prefix and the header
+    const dataBytes = weights.slice(2).reduce((sum, r) => sum + r.bytes, 0);
+    assert.ok(dataBytes <= neededBytes, `${family}: ${dataBytes} bytes of tensors for ${neededBytes} of attention tensors`);
+    assert.ok(dataBytes >= 0.9 * neededBytes, `${family}: only ${dataBytes} of ${neededBytes}`);
+    console.log(`# ${family}: attention-only download ${dataBytes + headerBytes} bytes (tensors ${dataBytes}, headers ${headerBytes}) / attention tensors ${neededBytes} = ${((dataBytes + headerBytes) / neededBytes).toFixed(3)}`);
+
+    const full = core.createSession();
+    await full.load(directorySource(oracleDir(family)));
+    const variants = info.family === 'bert' ? ['raw'] : ['raw', 'processed'];
+    for (const variant of variants) {
+      assert.deepEqual(light.spectra({ variant }), full.spectra({ variant }), `${family} ${variant} spectra`);
+      assert.deepEqual(light.redundancy({ variant, kind: 'O' }), full.redundancy({ variant, kind: 'O' }), `${family} ${variant} redundancy`);
+      assert.deepEqual(light.composition({ variant }), full.composition({ variant }), `${family} ${variant} composition`);
+    }
+    // Text needs the rest of the model: a clear refusal, and the session stays usable.
+    assert.throws(() => light.run([1, 2, 3]), /attention weights only/);
+    assert.throws(() => light.copying({ variant: 'raw' }), /embedding|unembedding/);
+    assert.deepEqual(light.spectra({ variant: 'raw' }), full.spectra({ variant: 'raw' }));
+    light.dispose();
+    full.dispose();
+  }
 });
