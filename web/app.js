@@ -18,7 +18,7 @@ export function modelSpecOf(state) {
 }
 
 function specKey(state) {
-  return JSON.stringify([state.model, state.model === 'builtin' || state.model === 'local' ? '' : state.rev, state.hub || '']);
+  return JSON.stringify([state.model, state.model === 'builtin' || state.model === 'local' ? '' : state.rev, state.hub || '', state.parts]);
 }
 
 export function textOf(state) {
@@ -33,7 +33,7 @@ export class App {
     this.restarts = 0;
     this.maxTokens = maxTokens;
     this.loadedKey = null;    // specKey of the model in the worker
-    this.loadedState = null;  // {model, rev, hub} of that model
+    this.loadedState = null;  // {model, rev, hub, parts} of that model
     this.loadingKey = null;
     this.loadSeq = 0;
     this.runSeq = 0;
@@ -83,7 +83,7 @@ export class App {
   }
 
   onChange(state, changed) {
-    if (changed.has('model') || changed.has('rev') || changed.has('hub')) {
+    if (changed.has('model') || changed.has('rev') || changed.has('hub') || changed.has('parts')) {
       const key = specKey(state);
       if (key !== this.loadedKey && key !== this.loadingKey) this.loadFromState();
     }
@@ -123,10 +123,10 @@ export class App {
       return;
     }
     const spec = modelSpecOf(state);
-    const args = { spec };
+    const args = { spec, attentionOnly: state.parts === 'attention' };
     if (spec.kind === 'files') args.files = this.localFiles;
     if (spec.kind === 'hub' && state.hub) args.endpoint = state.hub;
-    this.load(args, specKey(state), { model: state.model, rev: state.rev, hub: state.hub });
+    this.load(args, specKey(state), { model: state.model, rev: state.rev, hub: state.hub, parts: state.parts });
   }
 
   loadFiles(files) {
@@ -277,6 +277,7 @@ export class App {
   async analyze() {
     const state = this.store.state;
     if (state.modelStatus !== 'ready' || !state.modelInfo) return;
+    if (state.modelInfo.attention_only) return;  // no embeddings: nothing to run (the status line says so)
     if (this.inFlight) {
       this.again = true;
       return;

@@ -307,9 +307,10 @@ export class HeadView {
         this.ablateButton,
       ]),
       this.note,
-      el('div', { class: 'head-figures' }, [heatmapBox, linesBox]),
+      this.figures = el('div', { class: 'head-figures' }, [heatmapBox, linesBox]),
     );
     const behaviorBox = el('div', { class: 'head-weights', id: 'head-behavior' });
+    this.behaviorBox = behaviorBox;
     const weightsBox = el('div', { class: 'head-weights', id: 'head-weights' });
     root.append(behaviorBox, weightsBox);
     this.behavior = new HeadBehavior(behaviorBox, { store, modelName, onError });
@@ -344,7 +345,14 @@ export class HeadView {
     this.ablateButton.textContent = ablated ? 'Restore head' : 'Ablate head';
     this.ablateButton.setAttribute('aria-pressed', String(ablated));
     this.ablateButton.disabled = !state.modelInfo;
-    this.note.hidden = !ablated;
-    this.note.textContent = ablated ? `${key} is ablated: its output is zeroed in the run. Its pattern is shown as it was before the ablation; later layers show their changed patterns.` : '';
+    // Loaded with attention weights only: no patterns or behaviour, the weight geometry alone.
+    const weightsOnly = Boolean(state.modelInfo?.attention_only);
+    this.figures.hidden = weightsOnly;
+    this.behaviorBox.hidden = weightsOnly;
+    this.ablateButton.hidden = weightsOnly;
+    this.note.hidden = !ablated && !weightsOnly;
+    this.note.textContent = weightsOnly
+      ? 'Attention weights only: this head\'s weight geometry is below; its pattern and behaviour on text need the whole model.'
+      : ablated ? `${key} is ablated: its output is zeroed in the run. Its pattern is shown as it was before the ablation; later layers show their changed patterns.` : '';
   }
 }

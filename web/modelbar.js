@@ -25,6 +25,10 @@ export class ModelBar {
     });
     this.rev = el('input', { id: 'model-rev', type: 'text', value: 'main', spellcheck: 'false', 'aria-label': 'revision (branch, tag, commit or refs/pr/N)', title: 'revision: branch, tag, commit or refs/pr/N', on: { keydown: (e) => e.key === 'Enter' && this.submit() } });
     this.loadButton = el('button', { type: 'button', id: 'model-load', text: 'Load', on: { click: () => this.submit() } });
+    // Attention weights only: weight geometry of a large model for a fraction
+    // of the download (no embeddings or MLPs, so no text runs).
+    this.partsBox = el('input', { type: 'checkbox', id: 'model-attention-only', on: { change: () => this.store.set({ parts: this.partsBox.checked ? 'attention' : 'all' }) } });
+    const partsLabel = el('label', { class: 'toggle', title: 'download and load only the attention weights and norms: every head\'s weight geometry for a fraction of the download; text cannot be run' }, [this.partsBox, ' attention weights only']);
 
     this.filePicker = el('input', { type: 'file', id: 'model-files', multiple: true, hidden: true, on: { change: () => this.onFiles(this.filePicker.files) } });
     this.folderPicker = el('input', { type: 'file', id: 'model-folder', webkitdirectory: true, hidden: true, on: { change: () => this.onFiles(this.folderPicker.files) } });
@@ -51,12 +55,13 @@ export class ModelBar {
         el('label', { for: 'model-select', class: 'bar-label', text: 'Model' }),
         this.select, this.customRow,
         el('span', { class: 'files' }, [el('span', { class: 'muted', text: 'or your own files:' }), filesButton, folderButton, this.filePicker, this.folderPicker]),
+        partsLabel,
       ]),
       this.progressRow, this.error, this.prButton, this.info, this.cacheRow,
     );
     this.installDrop();
     store.subscribe((state, changed) => this.render(state, changed));
-    this.render(store.state, new Set(['model', 'modelStatus']));
+    this.render(store.state, new Set(['model', 'modelStatus', 'parts']));
   }
 
   onSelect() {
@@ -126,6 +131,7 @@ export class ModelBar {
         }
       }
     }
+    if (changed.has('parts')) this.partsBox.checked = state.parts === 'attention';
     if (changed.has('progress') || changed.has('modelStatus')) {
       const p = state.progress;
       const loading = state.modelStatus === 'loading';
@@ -203,8 +209,9 @@ export class ModelBar {
       this.info.append(el('a', { id: 'builtin-card', href: `${BUILTIN.path}README.md`, target: '_blank', rel: 'noopener', text: 'model card' }));
       this.info.append(el('a', { href: `${BUILTIN.path}curve.svg`, target: '_blank', rel: 'noopener', text: 'training curve' }));
     }
+    if (info.attention_only) this.info.append(el('span', { class: 'badge', id: 'attention-only-badge', text: 'attention weights only: geometry, no text' }));
     if (!info.causal) this.info.append(el('span', { class: 'badge', text: 'bidirectional' }));
-    if (!info.has_lm_head) this.info.append(el('span', { class: 'badge', text: 'no LM head: no loss' }));
+    if (!info.has_lm_head && !info.attention_only) this.info.append(el('span', { class: 'badge', text: 'no LM head: no loss' }));
     if (!info.hasTokenizer) this.info.append(el('span', { class: 'badge warn', text: 'no tokenizer: type token ids' }));
     for (const warning of info.warnings || []) this.info.append(el('span', { class: 'badge warn', text: warning }));
   }

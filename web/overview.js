@@ -212,6 +212,9 @@ export class HeadGrid {
       }
     }
     this.empty.hidden = Boolean(info && state.run && !state.run.empty);
+    if (!info?.attention_only) this.empty.textContent = 'Load a model to see its heads.';
+    else if (this.compact) this.empty.textContent = 'Attention weights only: no patterns.';
+    else this.empty.textContent = 'Attention weights only: no attention patterns (they need the whole model). Colour the heads by a weight metric, or open one for its weight geometry.';
     if (!this.shape) return;
     if (changed.has('run') || changed.has('modelInfo')) this.paint(state);
     if (changed.has('head') || changed.has('modelInfo') || changed.has('ablate') || changed.has('run')) this.mark(state);

@@ -24,6 +24,7 @@ import { isEdit } from './edits.js';
 const URL_DEFAULTS = {
   model: 'builtin',     // 'builtin' | hub repo id | https:// or same-origin URL | 'local'
   rev: 'main',          // hub revision (branch, tag, commit, refs/pr/N)
+  parts: 'all',         // 'all' | 'attention': load the attention weights only (weight geometry, no text)
   text: null,           // null = the default example text
   bos: true,            // prepend the BOS token
   view: 'overview',
@@ -108,6 +109,10 @@ export function parseHash(hash, pageOrigin) {
     const rev = params.get('rev');
     if (REVISION.test(rev) && !rev.includes('..')) state.rev = rev;
     else bad('rev');
+  }
+  if (params.has('parts')) {
+    if (['all', 'attention'].includes(params.get('parts'))) state.parts = params.get('parts');
+    else bad('parts');
   }
   if (params.has('text')) state.text = params.get('text').slice(0, MAX_TEXT_LENGTH);
   if (params.has('bos')) {

@@ -6,7 +6,7 @@
 // {type: 'error', id: null} if the module failed to start.
 //
 // Requests:
-//   loadModel {spec, files?, endpoint?}  spec: {kind: 'builtin'|'hub'|'url'|'files', repo, revision, url}
+//   loadModel {spec, files?, endpoint?, attentionOnly?}  spec: {kind: 'builtin'|'hub'|'url'|'files', repo, revision, url}
 //   cancelLoad {}                         aborts the load in progress (it fails with 'download cancelled')
 //   analyze {text?, ids?, prependBos, maxTokens, headGate?, baselineKey?}
 //   cacheInfo {} / clearCache {}
@@ -133,7 +133,7 @@ function parseIds(text, vocab) {
 }
 
 const handlers = {
-  async loadModel(core, { spec, files, endpoint }, progress) {
+  async loadModel(core, { spec, files, endpoint, attentionOnly = false }, progress) {
     loadController?.abort();
     const controller = new AbortController();
     loadController = controller;
@@ -145,7 +145,7 @@ const handlers = {
     const source = makeSource(spec, files, endpoint, onCacheEvent);
     const next = core.createSession();
     try {
-      const info = await next.load(source, { signal: controller.signal, onProgress: throttled(progress) });
+      const info = await next.load(source, { signal: controller.signal, onProgress: throttled(progress), attentionOnly: Boolean(attentionOnly) });
       if (controller.signal.aborted) throw new HeadscopeError('download cancelled');
       session?.dispose();
       session = next;

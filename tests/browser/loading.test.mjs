@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { launchBrowser, openPage } from './harness.mjs';
-import { cliAttention, exportFile, runCount, screenshot, startSite, waitReady, waitRun, worstMismatch } from './fixtures.mjs';
+import { cliAttention, cliMetrics, exportFile, runCount, screenshot, startSite, waitReady, waitRun, worstMismatch } from './fixtures.mjs';
 
 let site;
 let bare; // a site without the built-in model
@@ -230,5 +230,45 @@ test('an abort of the wasm core (e.g. out of memory) restarts the worker, reload
   assert.equal(await page.evaluate(() => window.headscope.app.restarts), 1);
   assert.match(await page.textContent('#model-info'), /test\/tiny-gpt2/);
   assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('attention weights only: the box reloads the model with just its attention tensors; geometry works, text is not run', async () => {
+  const { page, problems } = await openPage(browser.context, `${site.server.url}#hub=/hub&model=test/neox`);
+  await waitReady(page);
+  const weightUrl = '/hub/test/neox/resolve/main/model.safetensors';
+  const before = site.server.requests.length;
+  await page.check('#model-attention-only');
+  await page.waitForFunction(() => document.getElementById('attention-only-badge'));
+  await waitReady(page);
+  assert.equal(hashParams(page).get('parts'), 'attention');
+  // Only the attention tensors (and the blocks' norms) came over: far less
+  // than the whole file's tensor bytes.
+  const ranges = site.server.requests.slice(before).filter((r) => r.url === weightUrl);
+  const fileBytes = fs.statSync(path.join(site.repoDir('test/neox'), 'model.safetensors')).size;
+  const transferred = ranges.reduce((sum, r) => sum + r.bytes, 0);
+  assert.ok(ranges.every((r) => r.status === 206), JSON.stringify(ranges));
+  assert.ok(transferred < 0.6 * fileBytes, `${transferred} of ${fileBytes} bytes`);
+  assert.match(await page.textContent('#status'), /attention weights only/);
+  // The model view's geometry is there, with the same numbers as the CLI's full load.
+  await page.click('#tab-model');
+  await page.waitForFunction(() => document.getElementById('model-status')?.dataset.ready === 'processed', null, { timeout: 30000 });
+  const red = JSON.parse((await exportFile(page, '#redundancy-figure', 'json')).bytes);
+  const cli = cliMetrics(site.repoDir('test/neox'), 'processed');
+  red.values.flat().forEach((x, k) => assert.ok(Math.abs(x - cli.redundancy_O[k]) < 1e-9, `O overlap ${k}: ${x} vs ${cli.redundancy_O[k]}`));
+  // Typing does not run anything, and no error appears.
+  await page.click('#tab-overview');
+  await page.fill('#text-input', 'more text');
+  await page.waitForTimeout(300);
+  assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
+  // A link carries the choice.
+  const second = await openPage(browser.context, page.url());
+  await second.page.waitForFunction(() => document.getElementById('attention-only-badge'));
+  assert.equal(await second.page.isChecked('#model-attention-only'), true);
+  // Unticking loads the whole model again, and text runs.
+  await page.uncheck('#model-attention-only');
+  await page.waitForFunction(() => !document.getElementById('attention-only-badge') && document.body.dataset.status === 'ready' && document.querySelectorAll('#tokens .token').length > 0);
+  assert.deepEqual([...problems, ...second.problems], []);
+  await second.page.close();
   await page.close();
 });
