@@ -29,8 +29,13 @@ export const SCALES = {
 // grey so that it reads as "no value" rather than as a small weight.
 export const MASKED_RGB = [236, 236, 240];
 
+// Offset of t's colour (t in [0, 1], clamped; not finite: 0) in a scale's lut.
+export function lutOffset(t) {
+  return Math.max(0, Math.min(255, Math.round((Number.isFinite(t) ? t : 0) * 255))) * 3;
+}
+
 export function rgbAt(scale, t) {
-  const i = Math.max(0, Math.min(255, Math.round((Number.isFinite(t) ? t : 0) * 255))) * 3;
+  const i = lutOffset(t);
   return [scale.lut[i], scale.lut[i + 1], scale.lut[i + 2]];
 }
 

@@ -3,7 +3,7 @@
 // token-to-token line view (as BertViz's head view) and the head grid as
 // SVG. Functions here take plain data (tokens, a [T, T] pattern) and know
 // nothing of the store.
-import { MASKED_RGB, SCALES, hexAt, rgbAt, textOn } from './colormap.js';
+import { MASKED_RGB, SCALES, hexAt, lutOffset, rgbAt, textOn } from './colormap.js';
 import { displayToken, xmlEscape } from './dom.js';
 
 const FONT = '12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
@@ -13,20 +13,29 @@ export function isMasked(causal, query, key) {
   return causal && key > query;
 }
 
-// Writes a T x T pattern into an ImageData-backed canvas of T x T pixels.
+// Writes a T x T pattern into an ImageData-backed canvas of T x T pixels
+// (straight from the scale's lookup table: this runs for every head on every
+// keystroke).
 export function paintPattern(canvas, pattern, T, causal, scale = SCALES.viridis) {
   canvas.width = T;
   canvas.height = T;
   const ctx = canvas.getContext('2d');
   const image = ctx.createImageData(T, T);
   const data = image.data;
+  const lut = scale.lut;
   for (let q = 0; q < T; q++) {
     for (let k = 0; k < T; k++) {
       const o = (q * T + k) * 4;
-      const rgb = isMasked(causal, q, k) ? MASKED_RGB : rgbAt(scale, pattern[q * T + k]);
-      data[o] = rgb[0];
-      data[o + 1] = rgb[1];
-      data[o + 2] = rgb[2];
+      if (isMasked(causal, q, k)) {
+        data[o] = MASKED_RGB[0];
+        data[o + 1] = MASKED_RGB[1];
+        data[o + 2] = MASKED_RGB[2];
+      } else {
+        const i = lutOffset(pattern[q * T + k]);
+        data[o] = lut[i];
+        data[o + 1] = lut[i + 1];
+        data[o + 2] = lut[i + 2];
+      }
       data[o + 3] = 255;
     }
   }

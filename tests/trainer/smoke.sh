@@ -12,7 +12,7 @@ rm -rf "$work"
 mkdir -p "$work"
 node "$root/tests/trainer/build_corpus.mjs" --out "$work/corpus" --docs 400 --merges 200 --verify 50 >/dev/null
 "$trainer" --data "$work/corpus" --out "$work/model" --d-model 32 --heads 4 --d-mlp 64 --steps 60 --eval-every 20 \
-  --seq-start 32 --seq-switch 30 --warmup 10 --lr 3e-3 >"$work/train.log"
+  --seq-start 32 --seq-switch 30 --warmup 10 --lr 3e-3 --head-lasso-start 40 >"$work/train.log"
 for f in config.json model.safetensors tokenizer.json README.md training.json curve.svg; do
   test -s "$work/model/$f" || { echo "trainer.smoke: $f was not written" >&2; exit 1; }
 done

@@ -71,7 +71,32 @@ struct Options {
   std::uint64_t seed = 1;
   bool sinusoidal = true;  // W_pos initialisation (see hs::PositionInit)
   double init_std = 0.02;  // hs::InitOptions::std
+  // Group lasso on the heads of every layer after the first: adds
+  // head_lasso * sum_h ||[W_V^h; W_O^h]||_F to the loss, so the loss is lowest
+  // when few heads carry each job (one induction head, not four that back each
+  // other up). 0 disables it. From step head_lasso_start on, so that the
+  // induction circuit forms first (from the start, it never does).
+  float head_lasso = 0.03f;
+  int head_lasso_start = 2000;
 };
+
+// The gradient of lambda * sum over heads h of layers 1.. of ||[W_V^h; W_O^h]||_F
+// (a group lasso: each head's value and output weights form one group).
+void add_head_lasso(const hs::Model& model, float lambda, hs::ModelWeights& grads) {
+  const int H = model.config.n_head, dh = model.config.d_head;
+  for (std::size_t l = 1; l < model.weights.layers.size(); ++l) {
+    const hs::LayerWeights& w = model.weights.layers[l];
+    hs::LayerWeights& g = grads.layers[l];
+    for (int h = 0; h < H; ++h) {
+      const double norm = std::sqrt(static_cast<double>(w.W_V.middleCols(h * dh, dh).squaredNorm()) +
+                                    static_cast<double>(w.W_O.middleRows(h * dh, dh).squaredNorm()));
+      if (norm < 1e-12) continue;
+      const float scale = static_cast<float>(lambda / norm);
+      g.W_V.middleCols(h * dh, dh) += scale * w.W_V.middleCols(h * dh, dh);
+      g.W_O.middleRows(h * dh, dh) += scale * w.W_O.middleRows(h * dh, dh);
+    }
+  }
+}
 
 bool parse_options(int argc, char** argv, Options& o) {
   for (int i = 1; i < argc; ++i) {
@@ -105,6 +130,8 @@ bool parse_options(int argc, char** argv, Options& o) {
     else if (key == "--seed") o.seed = std::strtoull(v.c_str(), nullptr, 10);
     else if (key == "--pos-init") o.sinusoidal = (v == "sinusoidal");
     else if (key == "--init-std") o.init_std = std::strtod(v.c_str(), nullptr);
+    else if (key == "--head-lasso") o.head_lasso = std::strtof(v.c_str(), nullptr);
+    else if (key == "--head-lasso-start") o.head_lasso_start = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "train_builtin: unknown option %s\n", key.c_str());
       return false;
@@ -635,29 +662,48 @@ std::string model_card(const Options& o, const Corpus& corpus, const Analysis& a
   }
   m << "\n";
 
-  // The ablation check of the induction heads.
-  std::vector<const HeadReport*> induction, others;
-  for (const HeadReport& h : an.heads) (h.role == "induction" ? induction : others).push_back(&h);
+  // The ablation check of the induction heads, against every head outside
+  // the induction circuit (the circuit: the induction heads and the
+  // previous-token heads of earlier layers that they read through
+  // K-composition).
+  std::vector<const HeadReport*> induction, prev, others;
+  int last_induction_layer = -1;
+  for (const HeadReport& h : an.heads)
+    if (h.role == "induction") last_induction_layer = std::max(last_induction_layer, h.layer);
+  for (const HeadReport& h : an.heads) {
+    if (h.role == "induction") induction.push_back(&h);
+    else if (h.role == "previous_token" && h.layer < last_induction_layer) prev.push_back(&h);
+    else others.push_back(&h);
+  }
+  const auto rise = [&](const HeadReport* h) { return h->ablated_rep_loss - an.rep_loss; };
   if (!induction.empty()) {
     const HeadReport* worst_other = nullptr;
     for (const HeadReport* h : others)
-      if (!worst_other || h->ablated_rep_loss > worst_other->ablated_rep_loss) worst_other = h;
-    m << "**Ablation check.** Zero-ablating ";
+      if (!worst_other || rise(h) > rise(worst_other)) worst_other = h;
+    const HeadReport* best = *std::max_element(induction.begin(), induction.end(),
+                                               [&](const HeadReport* a, const HeadReport* b) { return rise(a) < rise(b); });
+    m << "**Ablation check.** Zero-ablating one head at a time raises the repeat loss (" << fmt(an.rep_loss) << ") by ";
     for (std::size_t i = 0; i < induction.size(); ++i) {
-      const HeadReport* h = induction[i];
-      m << (i ? ", " : "") << head_name(h->layer, h->head) << " raises the repeat loss by " << fmt(h->ablated_rep_loss - an.rep_loss);
+      m << (i ? ", " : "") << fmt(rise(induction[i])) << " for " << head_name(induction[i]->layer, induction[i]->head);
     }
+    m << " (the induction heads)";
     if (worst_other) {
-      m << "; the largest rise from any head not labelled induction is " << fmt(worst_other->ablated_rep_loss - an.rep_loss)
-        << " (" << head_name(worst_other->layer, worst_other->head) << ", " << worst_other->role << ").";
-      const HeadReport* induction_best = *std::max_element(induction.begin(), induction.end(), [](const HeadReport* a, const HeadReport* b) {
-        return a->ablated_rep_loss < b->ablated_rep_loss;
-      });
-      if (worst_other == best_prev && worst_other->layer < induction.front()->layer &&
-          worst_other->ablated_rep_loss > induction_best->ablated_rep_loss)
-        m << " That head is the strongest previous-token head: the previous-token half of the induction circuit, which "
-             "the induction heads read through K-composition. Without it no induction head finds its target, while the "
-          << induction.size() << " induction heads back each other up, so removing one of them costs less.";
+      m << "; the largest rise from a head outside the induction circuit is " << fmt(rise(worst_other)) << " ("
+        << head_name(worst_other->layer, worst_other->head) << ", " << worst_other->role << ")";
+      if (rise(worst_other) > 0) m << ", " << fmt(rise(best) / rise(worst_other), 1) << " times less than " << head_name(best->layer, best->head);
+    }
+    m << ".";
+    for (const HeadReport* h : prev) {
+      m << " The previous-token head " << head_name(h->layer, h->head) << " costs " << fmt(rise(h))
+        << ": it is the circuit's first half (the induction heads find their target through its output, K-composition), "
+           "so without it none of them works.";
+    }
+    for (const HeadReport* h : induction) {
+      if (rise(h) < 0.05) {
+        m << " " << head_name(h->layer, h->head) << " attends like an induction head but removing it changes nothing: "
+          << (o.head_lasso > 0 ? "the training's group lasso shrank its output (W_V, W_O) to almost nothing. " : "its output is not used. ")
+          << "An induction pattern alone does not show that a head is used.";
+      }
     }
     m << "\n\n";
   }
@@ -712,7 +758,14 @@ std::string model_card(const Options& o, const Corpus& corpus, const Analysis& a
     << (o.sinusoidal ? "at sinusoids (same RMS) and is then learned" : "as N(0, 0.02)") << ".\n";
   m << "- **Optimiser**: AdamW (beta 0.9, 0.95; eps 1e-8; weight decay " << fmt(o.weight_decay, 2)
     << " on matrices), gradient clipping at norm 1, learning rate " << o.lr << " after " << o.warmup
-    << " warm-up steps, cosine decay to a tenth.\n";
+    << " warm-up steps, cosine decay to a tenth.";
+  if (o.head_lasso > 0) {
+    m << " From step " << o.head_lasso_start << " (once the induction heads have formed), a group lasso "
+      << o.head_lasso << " x sum over the heads of layers 1.. of ||[W_V^h; W_O^h]||_F: without it the four layer-1 heads "
+         "all become induction heads that back each other up (removing any one costs little); with it the circuit "
+         "concentrates in fewer heads.";
+  }
+  m << "\n";
   m << "- **Steps**: " << o.steps << " of " << o.batch << " sequences (" << static_cast<long long>(tokens)
     << " tokens); seed " << o.seed << ".\n";
   m << "- **Time**: " << fmt(wall_seconds / 60, 1) << " min wall clock, " << fmt(cpu_seconds / 60, 1)
@@ -856,6 +909,7 @@ int main(int argc, char** argv) {
     train_loss_acc += *loss;
     ++train_loss_n;
     hs::train_backward(model, cache, grads);
+    if (o.head_lasso > 0 && step >= o.head_lasso_start) add_head_lasso(model, o.head_lasso, grads);
     hs::adamw_step(model, grads, state, adam, lr);
   }
   const double train_seconds = seconds();
@@ -901,7 +955,7 @@ int main(int argc, char** argv) {
         {"weight_decay", o.weight_decay}, {"synth_start", o.synth_start}, {"synth_end", o.synth_end}, {"seed", o.seed},
         {"pos_init", o.sinusoidal ? "sinusoidal" : "normal"}, {"init_std", o.init_std},
         {"synth_min_len", o.synth_min_len}, {"synth_max_len", o.synth_max_len}, {"seq_start", o.seq_start},
-        {"seq_switch", o.seq_switch}}},
+        {"seq_switch", o.seq_switch}, {"head_lasso", o.head_lasso}, {"head_lasso_start", o.head_lasso_start}}},
       {"corpus", {{"train_tokens", corpus.train.size()}, {"train_documents", corpus.train_docs.size()},
                   {"heldout_tokens", corpus.heldout.size()}, {"vocab", corpus.vocab}, {"eot", corpus.eot}}},
       {"training", {{"tokens", trained_tokens(o)}, {"wall_seconds", train_seconds}, {"cpu_seconds", train_cpu}}},
