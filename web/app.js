@@ -8,7 +8,7 @@
 // queues work.
 import { HeadscopeClient } from './client.js';
 import { parseHeadKey } from './state.js';
-import { EXAMPLES } from './models.js';
+import { EXAMPLES, MAX_TOKENS } from './models.js';
 
 export function modelSpecOf(state) {
   if (state.model === 'builtin') return { kind: 'builtin' };
@@ -26,7 +26,7 @@ export function textOf(state) {
 }
 
 export class App {
-  constructor(store, { workerUrl, maxTokens = 256 }) {
+  constructor(store, { workerUrl, maxTokens = MAX_TOKENS }) {
     this.store = store;
     this.workerUrl = workerUrl;
     this.client = new HeadscopeClient(workerUrl);

@@ -3,6 +3,10 @@
 // worker then compiles the wasm core, and fetches the built-in model when the
 // link opens it, in the meantime. main.js adopts this worker (see
 // HeadscopeClient); messages it sends before that are kept for it.
+// When the link opens the built-in model as it is, the worker is also asked
+// to load it and run the link's text (`warmup`), which the page's first two
+// requests then find done.
+import { EXAMPLES, MAX_TOKENS } from './models.js';
 import { parseHash } from './state.js';
 
 const { state } = parseHash(location.hash, location.origin);
@@ -12,3 +16,8 @@ const early = [];
 worker.onmessage = (event) => early.push(['message', event]);
 worker.onerror = (event) => early.push(['error', event]);
 globalThis.headscopeEarlyWorker = { url: workerUrl.href, worker, early };
+if (state.model === 'builtin' && state.parts === 'all' && !state.edits.length && !state.ablate.length) {
+  // id 0: no request of the page's client has it, so the reply is ignored.
+  const first = { text: state.text ?? EXAMPLES[0].text, prependBos: state.bos, maxTokens: MAX_TOKENS };
+  worker.postMessage({ id: 0, type: 'warmup', args: { first } });
+}

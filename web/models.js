@@ -47,6 +47,9 @@ export function modelLabel(model, rev) {
   return rev && rev !== 'main' ? `${model} @ ${rev}` : model;
 }
 
+// Texts are cut to this many tokens (or the model's context, if shorter).
+export const MAX_TOKENS = 256;
+
 // The example texts of the text panel. The first is the default.
 export const EXAMPLES = [
   {

@@ -10,6 +10,7 @@
 //   cancelLoad {}                         aborts the load in progress (it fails with 'download cancelled')
 //   analyze {text?, ids?, prependBos, maxTokens, headGate?, baselineKey?}
 //   cacheInfo {} / clearCache {}
+//   warmup {first: {text, prependBos, maxTokens}}  (see `warm` below)
 // Loading builds a new session and swaps it in only when it succeeded, so a
 // failed or cancelled load leaves the previous model usable.
 import { compileWasm, createHeadscope, HeadscopeError } from '../wasm/headscope.mjs';
@@ -132,8 +133,90 @@ function parseIds(text, vocab) {
   return ids;
 }
 
+// Tokenizes (or parses ids) and runs the model with the edits in force (see
+// the analyze request).
+function runText({ text, ids: givenIds, prependBos = true, maxTokens = 256, ablate = [], mode = 'zero', baselineKey }) {
+  if (!session) throw new HeadscopeError('no model is loaded');
+  const info = session.info;
+  let ids;
+  let tokens;
+  if (givenIds) {
+    ids = Array.from(givenIds);
+    tokens = ids.map((id) => (session.tokenizer ? session.tokenizer.tokenText(id) : `#${id}`));
+  } else if (session.tokenizer) {
+    ({ ids, tokens } = session.tokenize(String(text ?? ''), { prependBos }));
+  } else {
+    ids = parseIds(text, info.d_vocab);
+    tokens = ids.map((id) => `#${id}`);
+  }
+  const limit = Math.min(maxTokens, info.n_ctx || maxTokens);
+  const truncated = ids.length > limit ? ids.length : 0;
+  if (truncated) {
+    ids = ids.slice(0, limit);
+    tokens = tokens.slice(0, limit);
+  }
+  const base = { ids, tokens, truncated, generation: modelGeneration, editsKey: currentEdits.join(';') };
+  if (!ids.length) return { ...base, nTokens: 0, nLayer: info.n_layer, nHead: info.n_head, empty: true };
+  const heads = Array.from(ablate).filter((i) => Number.isInteger(i) && i >= 0 && i < info.n_layer * info.n_head);
+  let result;
+  if (heads.length) {
+    const a = session.ablate(ids, heads, { mode });
+    let baseline = { tokenLoss: a.token_loss_base, loss: a.loss_base };
+    if (baselineKey !== `${ids.join(',')}|${currentEdits.join(';')}`) baseline = { ...baseline, patterns: session.run(ids).patterns };
+    result = {
+      ...base, nLayer: info.n_layer, nHead: info.n_head, nTokens: ids.length,
+      patterns: a.patterns, tokenLoss: a.token_loss, loss: a.loss, objective: a.objective,
+      gated: true, mode, patternChange: a.pattern_change, baseline,
+    };
+  } else {
+    const run = session.run(ids);
+    result = { ...base, nLayer: run.nLayer, nHead: run.nHead, nTokens: run.nTokens, patterns: run.patterns, tokenLoss: run.tokenLoss, loss: run.loss, gated: false, baseline: null };
+  }
+  if (currentEdits.length) {
+    const plain = withoutEdits(() => session.run(ids));
+    result.unedited = { loss: plain.loss, tokenLoss: plain.tokenLoss };
+  }
+  return result;
+}
+
+// The page's first two requests, answered before they are asked. web/boot.js
+// sends `warmup` when the link opens the built-in model as it is (no edits,
+// no ablations), with the first text: the worker loads the built-in model
+// and runs that text while the page is still being built; the page's
+// loadModel of the built-in model and its first analyze of that text then
+// take the results instead of waiting for them.
+let warm = null;  // a promise of {generation, key, result} | null
+
+function firstRunKey({ text, prependBos, maxTokens, ids, ablate }) {
+  if (ids || ablate?.length) return null;
+  return JSON.stringify([String(text ?? ''), Boolean(prependBos ?? true), Number(maxTokens ?? 256)]);
+}
+
 const handlers = {
+  warmup(core, { first = {} }) {
+    warm = handlers.loadModel(core, { spec: { kind: 'builtin' } }, () => {}).then((loaded) => {
+      let result = null;
+      try {
+        result = runText(first);
+      } catch {
+        // the page's own analyze reports it
+      }
+      return { loaded, generation: modelGeneration, key: result ? firstRunKey(first) : null, result };
+    }, () => null);  // the page's own loadModel reports the problem
+    return {};
+  },
+
   async loadModel(core, { spec, files, endpoint, attentionOnly = false }, progress) {
+    if (warm) {
+      const pending = warm;
+      if (spec?.kind !== 'builtin' || attentionOnly) warm = null;
+      const done = await pending.catch(() => null);
+      if (done?.loaded && warm === pending && done.generation === modelGeneration && !loadController) {
+        const { loaded } = done;
+        done.loaded = null;  // adopted once
+        return loaded;
+      }
+    }
     loadController?.abort();
     const controller = new AbortController();
     loadController = controller;
@@ -183,48 +266,13 @@ const handlers = {
   // how much each head's pattern changed; the unablated patterns are added
   // unless the page already has them (baselineKey = the ids it has them for).
   // With edits in force, `unedited` holds the loss of the model without them.
-  analyze(core, { text, ids: givenIds, prependBos = true, maxTokens = 256, ablate = [], mode = 'zero', baselineKey }) {
-    if (!session) throw new HeadscopeError('no model is loaded');
-    const info = session.info;
-    let ids;
-    let tokens;
-    if (givenIds) {
-      ids = Array.from(givenIds);
-      tokens = ids.map((id) => (session.tokenizer ? session.tokenizer.tokenText(id) : `#${id}`));
-    } else if (session.tokenizer) {
-      ({ ids, tokens } = session.tokenize(String(text ?? ''), { prependBos }));
-    } else {
-      ids = parseIds(text, info.d_vocab);
-      tokens = ids.map((id) => `#${id}`);
+  async analyze(core, args) {
+    if (warm) {
+      const done = await warm.catch(() => null);
+      warm = null;  // one answer: its buffers are transferred
+      if (done && done.generation === modelGeneration && !currentEdits.length && done.key !== null && done.key === firstRunKey(args)) return done.result;
     }
-    const limit = Math.min(maxTokens, info.n_ctx || maxTokens);
-    const truncated = ids.length > limit ? ids.length : 0;
-    if (truncated) {
-      ids = ids.slice(0, limit);
-      tokens = tokens.slice(0, limit);
-    }
-    const base = { ids, tokens, truncated, generation: modelGeneration, editsKey: currentEdits.join(';') };
-    if (!ids.length) return { ...base, nTokens: 0, nLayer: info.n_layer, nHead: info.n_head, empty: true };
-    const heads = Array.from(ablate).filter((i) => Number.isInteger(i) && i >= 0 && i < info.n_layer * info.n_head);
-    let result;
-    if (heads.length) {
-      const a = session.ablate(ids, heads, { mode });
-      let baseline = { tokenLoss: a.token_loss_base, loss: a.loss_base };
-      if (baselineKey !== `${ids.join(',')}|${currentEdits.join(';')}`) baseline = { ...baseline, patterns: session.run(ids).patterns };
-      result = {
-        ...base, nLayer: info.n_layer, nHead: info.n_head, nTokens: ids.length,
-        patterns: a.patterns, tokenLoss: a.token_loss, loss: a.loss, objective: a.objective,
-        gated: true, mode, patternChange: a.pattern_change, baseline,
-      };
-    } else {
-      const run = session.run(ids);
-      result = { ...base, nLayer: run.nLayer, nHead: run.nHead, nTokens: run.nTokens, patterns: run.patterns, tokenLoss: run.tokenLoss, loss: run.loss, gated: false, baseline: null };
-    }
-    if (currentEdits.length) {
-      const plain = withoutEdits(() => session.run(ids));
-      result.unedited = { loss: plain.loss, tokenLoss: plain.tokenLoss };
-    }
-    return result;
+    return runText(args);
   },
 
   // Puts the core's edit list in step with the page's descriptors (edits.js):

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { launchBrowser, openPage, publicDir, startServer } from './harness.mjs';
-import { screenshot, waitReady, waitRun, runCount } from './fixtures.mjs';
+import { cliAttention, exportFile, screenshot, waitReady, waitRun, runCount, worstMismatch } from './fixtures.mjs';
+import { EXAMPLES } from '../../web/models.js';
 
 const card = JSON.parse(fs.readFileSync(path.join(publicDir, 'models', 'headscope-tiny', 'training.json'), 'utf8'));
 const config = JSON.parse(fs.readFileSync(path.join(publicDir, 'models', 'headscope-tiny', 'config.json'), 'utf8'));
@@ -33,6 +34,16 @@ test('the page opens with the built-in model and its default text, every head dr
   await waitReady(page);
   assert.match(await page.textContent('#model-info'), /built-in/);
   assert.equal(await page.$$eval('#overview-grid .head-cell', (c) => c.length), config.n_layer * config.n_head);
+  // The first run (which the worker starts before the page asks, see
+  // web/boot.js) is the default text's, with BOS, and its patterns are the
+  // CLI's on the same files.
+  assert.equal(await page.inputValue('#text-input'), EXAMPLES[0].text);
+  const grid = JSON.parse((await exportFile(page, '#overview-grid', 'json')).bytes);
+  assert.equal(grid.ids[0], config.bos_token_id);
+  assert.equal(await page.$$eval('#tokens .token', (t) => t.length), grid.ids.length);
+  const reference = cliAttention(path.join(publicDir, 'models', 'headscope-tiny'), grid.ids);
+  const worst = worstMismatch(grid.patterns.flat(3), reference.patterns);
+  assert.ok(worst.maxError <= 1e-6, `first run vs CLI: ${JSON.stringify(worst)}`);
   await screenshot(page, 'builtin-default');
   assert.deepEqual(problems, []);
   await page.close();
