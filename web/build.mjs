@@ -37,7 +37,15 @@ await esbuild.build({
   sourcemap: true,
   minify: true,
   logLevel: 'warning',
-  // The Emscripten module is loaded as it is, from beside the worker.
-  external: ['./headscope_core.mjs'],
+  // The Emscripten module (headscope_core.mjs, imported by the worker) is
+  // bundled from the copy beside the bundles: one download fewer before the
+  // worker can start the core. (The .wasm is fetched and compiled by the
+  // worker itself, see compileWasm.)
+  plugins: [{
+    name: 'headscope-core',
+    setup(build) {
+      build.onResolve({ filter: /^\.\/headscope_core\.mjs$/ }, () => ({ path: path.join(dist, 'headscope_core.mjs') }));
+    },
+  }],
 });
 console.log(`bundled web/ into ${path.relative(root, dist)}/`);
