@@ -92,6 +92,8 @@ test('a permalink reproduces the head view, and its numbers equal the CLI\'s', a
 
   // The table of values (6 decimals) agrees with the CLI everywhere.
   await page.click('#heatmap-figure details summary');
+  // The table is built on the details' toggle event, which follows the click.
+  await page.waitForFunction(() => document.querySelectorAll('#values-table td').length > 0);
   const cells = await page.$$eval('#values-table td', (tds) => tds.map((td) => [Number(td.dataset.q), Number(td.dataset.k), td.textContent]));
   assert.equal(cells.length, T * T);
   let worstTable = 0;

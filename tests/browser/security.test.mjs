@@ -40,6 +40,7 @@ test('a tokenizer whose tokens are markup renders them as text everywhere', asyn
   assert.equal(lineLabels.length, HOSTILE_TOKENS.length + 1);
   assert.ok(lineLabels.some((l) => l.startsWith('<img/src=x')), lineLabels.join(' | '));
   await page.click('#heatmap-figure details summary');
+  await page.waitForFunction(() => document.querySelectorAll('#values-table tbody th').length > 0);  // built on the toggle event
   const headers = await page.$$eval('#values-table tbody th', (t) => t.map((x) => x.textContent));
   assert.deepEqual(headers.slice(1).map((h) => h.replace(/^\d+ /, '')), HOSTILE_TOKENS);
   const box = await page.locator('#heatmap').boundingBox();
