@@ -154,11 +154,11 @@ export class ModelSession {
     // The small files are requested together; their problems are reported
     // in this order (a missing config.json first).
     const settled = await Promise.allSettled([source.text('config.json', { signal }), loadTokenizer(source, signal), weightFileNames(source, signal)]);
+    if (settled[0].status === 'fulfilled' && settled[0].value === null) throw new HeadscopeError(`${source.label}: config.json is missing`);
     const [configText, tokenizer, names] = settled.map((s) => {
       if (s.status === 'rejected') throw s.reason;
       return s.value;
     });
-    if (configText === null) throw new HeadscopeError(`${source.label}: config.json is missing`);
     const keep = attentionOnly ? (tensorNames) => JSON.parse(unwrap(this.module.attention_tensors(configText, JSON.stringify(tensorNames))).names) : null;
     // Each file's bytes stay in a JS buffer (outside wasm memory, which never
     // shrinks); the core gets the headers, then copies each tensor from here

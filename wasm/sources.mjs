@@ -126,13 +126,15 @@ export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, he
 // A fetch that answers the first plain GET of each of `urls` from a request
 // started now, and everything else from `fetchImpl`. A page that knows which
 // model it will open can so download it while the wasm core is still
-// compiling. A prefetch that failed is retried as an ordinary fetch.
+// compiling. A prefetch that failed is retried as an ordinary fetch; the
+// asker's abort signal aborts the prefetch (its headers and its body).
 export function prefetchingFetch(urls, fetchImpl = globalThis.fetch) {
   const pending = new Map();
   for (const url of urls) {
-    const response = fetchImpl(url);
+    const controller = new AbortController();
+    const response = fetchImpl(url, { signal: controller.signal });
     response.catch(() => {});  // reported (or retried) when it is asked for
-    pending.set(String(url), response);
+    pending.set(String(url), { response, controller });
   }
   return (url, init = {}) => {
     const key = String(url);
@@ -140,7 +142,10 @@ export function prefetchingFetch(urls, fetchImpl = globalThis.fetch) {
     const plain = !init.headers || !Object.keys(init.headers).some((h) => h.toLowerCase() === 'range');
     if (!early || !plain) return fetchImpl(url, init);
     pending.delete(key);
-    return early.catch(() => fetchImpl(url, init));
+    const { signal } = init;
+    if (signal?.aborted) early.controller.abort();
+    else signal?.addEventListener('abort', () => early.controller.abort(), { once: true });
+    return early.response.catch((error) => (signal?.aborted ? Promise.reject(error) : fetchImpl(url, init)));
   };
 }
 

@@ -52,7 +52,10 @@ export class App {
   async recover(error) {
     this.client.terminate();
     this.restarts++;
-    this.client = new HeadscopeClient(this.workerUrl);
+    // The new worker loads whatever the page shows: no prefetch of the built-in model.
+    const url = new URL(this.workerUrl);
+    url.searchParams.delete('prefetch');
+    this.client = new HeadscopeClient(url);
     this.loadedKey = null;
     this.loadedState = null;
     this.loadingKey = null;

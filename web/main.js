@@ -17,7 +17,10 @@ const { state: initial, problems } = parseHash(location.hash, location.origin);
 const store = new Store(initial);
 // Opening the built-in model, the worker fetches it while its core compiles.
 // web/boot.js has usually started this worker already (same URL): adopted.
-const workerUrl = new URL(`./worker.js${initial.model === 'builtin' ? '?prefetch=builtin' : ''}`, import.meta.url);
+// (Its URL is boot's, even if the hash changed while this bundle loaded.)
+const workerUrl = globalThis.headscopeEarlyWorker
+  ? new URL(globalThis.headscopeEarlyWorker.url)
+  : new URL(`./worker.js${initial.model === 'builtin' ? '?prefetch=builtin' : ''}`, import.meta.url);
 const app = new App(store, { workerUrl });
 const modelName = () => (store.state.modelInfo?.label ? shortModelName(store.state) : 'model');
 

@@ -185,7 +185,8 @@ function runText({ text, ids: givenIds, prependBos = true, maxTokens = 256, abla
 // and runs that text while the page is still being built; the page's
 // loadModel of the built-in model and its first analyze of that text then
 // take the results instead of waiting for them.
-let warm = null;  // a promise of {generation, key, result} | null
+let warm = null;  // a promise of {loaded, generation, key, result} | null
+let loadTicket = 0;  // bumps with every loadModel and cancelLoad: the newest wins
 
 function firstRunKey({ text, prependBos, maxTokens, ids, ablate }) {
   if (ids || ablate?.length) return null;
@@ -198,24 +199,31 @@ const handlers = {
       let result = null;
       try {
         result = runText(first);
-      } catch {
-        // the page's own analyze reports it
+      } catch (error) {
+        errorPayload(error);  // an abort of the module must still be noticed; the page's analyze reports the rest
       }
       return { loaded, generation: modelGeneration, key: result ? firstRunKey(first) : null, result };
-    }, () => null);  // the page's own loadModel reports the problem
+    }, (error) => {
+      errorPayload(error);  // the page's own loadModel reports the problem
+      return null;
+    });
     return {};
   },
 
   async loadModel(core, { spec, files, endpoint, attentionOnly = false }, progress) {
-    if (warm) {
+    const ticket = ++loadTicket;
+    if (warm && spec?.kind === 'builtin' && !attentionOnly) {
+      // The warm-up's load is this one: wait for it rather than start again.
       const pending = warm;
-      if (spec?.kind !== 'builtin' || attentionOnly) warm = null;
       const done = await pending.catch(() => null);
+      if (ticket !== loadTicket) throw new HeadscopeError('download cancelled');  // a newer load or a cancel came meanwhile
       if (done?.loaded && warm === pending && done.generation === modelGeneration && !loadController) {
         const { loaded } = done;
         done.loaded = null;  // adopted once
         return loaded;
       }
+    } else {
+      warm = null;  // another model: the warm-up's load (if still running) is aborted below
     }
     loadController?.abort();
     const controller = new AbortController();
@@ -256,6 +264,7 @@ const handlers = {
 
   cancelLoad() {
     const had = Boolean(loadController);
+    loadTicket++;  // a load waiting for the warm-up gives up too
     loadController?.abort();
     return { cancelled: had };
   },

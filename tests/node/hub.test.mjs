@@ -206,3 +206,30 @@ test('attention weights only: every family downloads just its attention tensors,
     full.dispose();
   }
 });
+
+test('a prefetch follows the asker\'s abort: a stalled download is cancelled, headers or body', async () => {
+  const dir = tempDir('headscope-stall-');
+  fs.writeFileSync(path.join(dir, 'big.bin'), Buffer.alloc(200000, 7));
+  const slow = await startServer(dir, { slow: () => 1000 });  // 1 kB/s: 200 s for the file
+  try {
+    const url = new URL('big.bin', slow.url).href;
+    const fetchImpl = prefetchingFetch([url]);
+    const controller = new AbortController();
+    const response = await fetchImpl(url, { signal: controller.signal });
+    const reader = response.body.getReader();
+    await reader.read();  // the first chunk arrives
+    const started = performance.now();
+    setTimeout(() => controller.abort(), 50);
+    await assert.rejects(async () => {
+      for (;;) if ((await reader.read()).done) break;
+    });
+    assert.ok(performance.now() - started < 2000, 'the abort ended the body read at once');
+    // Aborted before the headers: the promise rejects too.
+    const second = prefetchingFetch([url]);
+    const early = new AbortController();
+    early.abort();
+    await assert.rejects(second(url, { signal: early.signal }));
+  } finally {
+    await slow.close();
+  }
+});
