@@ -166,6 +166,12 @@ export class App {
       // The URL must describe the model on screen: go back to it.
       if (this.loadedState) Object.assign(patch, this.loadedState);
       this.store.set(patch);
+      // The model on screen is usable again: edits and text changed during
+      // the failed load were not sent (nothing runs while loading).
+      if (this.loadedKey) {
+        if (this.store.state.edits.join(';') !== this.editsKey) this.syncEdits();
+        this.scheduleAnalyze(0);
+      }
       return;
     }
     {

@@ -107,12 +107,15 @@ test('download progress shows bytes, speed and time left; cancel keeps the previ
   const value = await page.$eval('#load-progress', (p) => [p.value, p.max]);
   assert.ok(value[0] > 0 && value[0] < value[1], JSON.stringify(value));
   await screenshot(page, 'download-progress');
+  // Text typed during the download is run once the load ends (here: cancelled).
+  await page.fill('#text-input', 'the cat sat on');
   await page.click('#load-cancel');
   await page.waitForFunction(() => document.getElementById('model-error').textContent.includes('download cancelled'));
   assert.equal(await page.isVisible('#load-progress-row'), false);
   // The built-in model is still there and the URL says so.
   assert.equal(hashParams(page).get('model'), null);
   assert.match(await page.textContent('#model-info'), /built-in/);
+  await page.waitForFunction(() => document.querySelectorAll('#tokens .token').length === 5 && document.body.dataset.status === 'ready');
   const n = await runCount(page);
   await page.fill('#text-input', 'the dog sat');
   await waitRun(page, n);
