@@ -4,7 +4,7 @@
 // rendering. Keyboard: arrows move, Home/End jump within a layer,
 // PageUp/PageDown across layers, Enter opens the head view, A toggles the
 // head's ablation.
-import { SCALES, cssAt, legend } from './colormap.js';
+import { SCALES, cssAt, legend, textOn } from './colormap.js';
 import { el, headPattern } from './dom.js';
 import { METRICS, ROLE_LABELS } from './metrics.js';
 import { exportBar, fileName, svgToPng } from './export.js';
@@ -170,6 +170,10 @@ export class HeadGrid {
       this.metricNote.title = ok ? m.help : '';
     }
     const cut = this.filter ? Number(this.filter.value) / 100 : 0;
+    // Attention weights only: no patterns to draw, so the metric fills the cell, value inside.
+    const fill = ok && Boolean(state.modelInfo?.attention_only);
+    this.grid.classList.toggle('metric-fill', fill);
+    if (state.modelInfo?.attention_only) this.empty.hidden = fill;
     const b = state.behavior && !state.behavior.error && state.behavior.role?.length === this.shape.nLayer * this.shape.nHead ? state.behavior : null;
     const wantRole = this.roleFilter?.value || '';
     const flat = this.cells.flat();
@@ -179,6 +183,8 @@ export class HeadGrid {
       c.bar.hidden = !ok;
       c.caption.replaceChildren(...(ok ? [el('b', { text: headKey(c.layer, c.head) }), el('span', { text: m.format(m.values[i]) })] : []));
       if (ok) c.bar.style.background = cssAt(m.scale, t);
+      c.canvas.style.background = fill ? cssAt(m.scale, t) : '';
+      c.caption.style.color = fill ? textOn(m.scale, t) : '';
       const role = b ? b.role[i] : null;
       const [short, long] = ROLE_LABELS[role] || ['', ''];
       c.badge.hidden = !short;

@@ -259,8 +259,13 @@ test('attention weights only: the box reloads the model with just its attention 
   const red = JSON.parse((await exportFile(page, '#redundancy-figure', 'json')).bytes);
   const cli = cliMetrics(site.repoDir('test/neox'), 'processed');
   red.values.flat().forEach((x, k) => assert.ok(Math.abs(x - cli.redundancy_O[k]) < 1e-9, `O overlap ${k}: ${x} vs ${cli.redundancy_O[k]}`));
-  // Typing does not run anything, and no error appears.
+  // Without patterns, a weight metric fills the overview's cells, values inside.
   await page.click('#tab-overview');
+  await page.selectOption('#metric-select', 'ov_erank');
+  await page.waitForFunction(() => document.querySelector('#overview-grid .head-grid')?.classList.contains('metric-fill'));
+  const caption = await page.textContent('#overview-grid .head-cell .cell-caption');
+  assert.match(caption, /^L0H0\d+\.\d+$/);
+  // Typing does not run anything, and no error appears.
   await page.fill('#text-input', 'more text');
   await page.waitForTimeout(300);
   assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
