@@ -47,7 +47,7 @@ export class TextPanel {
       this.error.textContent = state.runError || '';
       document.body.dataset.run = state.runStatus;
     }
-    if (changed.has('run') || changed.has('runStatus')) this.renderTokens(state);
+    if (changed.has('run') || changed.has('runStatus') || changed.has('modelInfo')) this.renderTokens(state);
     else if (changed.has('focusToken')) {
       for (const chip of this.chips.children) {
         const on = Number(chip.dataset.index) === state.focusToken;
@@ -60,6 +60,11 @@ export class TextPanel {
   renderTokens(state) {
     const run = state.run;
     this.chips.classList.toggle('stale', state.runStatus === 'running');
+    if (!run && state.modelInfo?.attention_only) {
+      this.chips.replaceChildren();
+      this.summary.textContent = 'not run: the model has its attention weights only (untick "attention weights only" to load it whole)';
+      return;
+    }
     if (!run) return;
     this.chips.replaceChildren();
     if (run.empty) {

@@ -253,6 +253,9 @@ test('attention weights only: the box reloads the model with just its attention 
   assert.ok(ranges.every((r) => r.status === 206), JSON.stringify(ranges));
   assert.ok(transferred < 0.6 * fileBytes, `${transferred} of ${fileBytes} bytes`);
   assert.match(await page.textContent('#status'), /attention weights only/);
+  // The previous model's tokens are gone; the text panel says why nothing runs.
+  assert.equal(await page.$$eval('#tokens .token', (t) => t.length), 0);
+  assert.match(await page.textContent('#text-panel'), /not run: the model has its attention weights only/);
   // The model view's geometry is there, with the same numbers as the CLI's full load.
   await page.click('#tab-model');
   await page.waitForFunction(() => document.getElementById('model-status')?.dataset.ready === 'processed', null, { timeout: 30000 });
