@@ -6,11 +6,11 @@
 // When the link opens the built-in model as it is, the worker is also asked
 // to load it and run the link's text (`warmup`), which the page's first two
 // requests then find done.
-import { EXAMPLES, MAX_TOKENS } from './models.js';
+import { EXAMPLES, MAX_TOKENS, workerUrlFor } from './models.js';
 import { parseHash } from './state.js';
 
 const { state } = parseHash(location.hash, location.origin);
-export const workerUrl = new URL(`./worker.js${state.model === 'builtin' ? '?prefetch=builtin' : ''}`, import.meta.url);
+export const workerUrl = workerUrlFor(state.model, import.meta.url);
 const worker = new Worker(workerUrl, { type: 'module' });
 const early = [];
 worker.onmessage = (event) => early.push(['message', event]);

@@ -5,7 +5,7 @@ import { el } from './dom.js';
 import { HeadView } from './headview.js';
 import { InterventionsPanel } from './interventions.js';
 import { ModelBar } from './modelbar.js';
-import { modelLabel } from './models.js';
+import { modelLabel, workerUrlFor } from './models.js';
 import { MetricsController } from './metrics.js';
 import { ModelView } from './modelview.js';
 import { HeadGrid, moveHead, toggleAblation } from './overview.js';
@@ -20,7 +20,7 @@ const store = new Store(initial);
 // (Its URL is boot's, even if the hash changed while this bundle loaded.)
 const workerUrl = globalThis.headscopeEarlyWorker
   ? new URL(globalThis.headscopeEarlyWorker.url)
-  : new URL(`./worker.js${initial.model === 'builtin' ? '?prefetch=builtin' : ''}`, import.meta.url);
+  : workerUrlFor(initial.model, import.meta.url);
 const app = new App(store, { workerUrl });
 const modelName = () => (store.state.modelInfo?.label ? shortModelName(store.state) : 'model');
 

@@ -47,6 +47,12 @@ export function modelLabel(model, rev) {
   return rev && rev !== 'main' ? `${model} @ ${rev}` : model;
 }
 
+// The explorer's worker (web/worker.js, bundled beside `base`), told to
+// prefetch the built-in model when the page opens with it.
+export function workerUrlFor(model, base) {
+  return new URL(`./worker.js${model === 'builtin' ? '?prefetch=builtin' : ''}`, base);
+}
+
 // Texts are cut to this many tokens (or the model's context, if shorter).
 export const MAX_TOKENS = 256;
 

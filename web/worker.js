@@ -13,18 +13,19 @@
 //   warmup {first: {text, prependBos, maxTokens}}  (see `warm` below)
 // Loading builds a new session and swaps it in only when it succeeded, so a
 // failed or cancelled load leaves the previous model usable.
+import createHeadscopeModule from './headscope_core.mjs';
 import { compileWasm, createHeadscope, HeadscopeError } from '../wasm/headscope.mjs';
 import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } from '../wasm/sources.mjs';
 import { cacheSummary, cachingFetch, clearCache, dropOldCaches, forgetPrefix } from './cache.js';
 import { parseEdit } from './edits.js';
-import { BUILTIN } from './models.js';
+import { BUILTIN, MAX_TOKENS } from './models.js';
 import { allowedHubEndpoint, allowedModelUrl, isRepoIdText } from './state.js';
 
-// The wasm compiles while the Emscripten script (a dynamic import, so that
-// both download at once) loads.
+// The worker fetches and compiles the wasm itself (streaming) as soon as it
+// starts; the Emscripten glue is bundled into this script (web/build.mjs).
 const wasmModule = compileWasm(new URL('./headscope_core.wasm', import.meta.url));
 wasmModule.catch(() => {});  // reported through corePromise
-const corePromise = import('./headscope_core.mjs').then((glue) => createHeadscope(glue.default, { wasmModule }));
+const corePromise = createHeadscope(createHeadscopeModule, { wasmModule });
 const pageOrigin = self.location.origin;
 
 // The page starts the worker with ?prefetch=builtin when it will open the
@@ -135,7 +136,7 @@ function parseIds(text, vocab) {
 
 // Tokenizes (or parses ids) and runs the model with the edits in force (see
 // the analyze request).
-function runText({ text, ids: givenIds, prependBos = true, maxTokens = 256, ablate = [], mode = 'zero', baselineKey }) {
+function runText({ text, ids: givenIds, prependBos = true, maxTokens = MAX_TOKENS, ablate = [], mode = 'zero', baselineKey }) {
   if (!session) throw new HeadscopeError('no model is loaded');
   const info = session.info;
   let ids;
@@ -190,7 +191,7 @@ let loadTicket = 0;  // bumps with every loadModel and cancelLoad: the newest wi
 
 function firstRunKey({ text, prependBos, maxTokens, ids, ablate }) {
   if (ids || ablate?.length) return null;
-  return JSON.stringify([String(text ?? ''), Boolean(prependBos ?? true), Number(maxTokens ?? 256)]);
+  return JSON.stringify([String(text ?? ''), Boolean(prependBos ?? true), Number(maxTokens ?? MAX_TOKENS)]);
 }
 
 const handlers = {

@@ -59,17 +59,21 @@ function writeGpt2Random(out) {
 // (a checkpoint written for a model holds nothing else; buffers such as
 // attn.bias would be skipped by the loader and are not counted).
 const BUFFER_TENSOR = /(^|\.)(attn\.bias|attn\.masked_bias|attention\.bias|attention\.masked_bias|rotary_emb\.inv_freq)$/;
+// The JSON header of a .safetensors file.
+function readHeader(file) {
+  const fd = fs.openSync(file, 'r');
+  const prefix = Buffer.alloc(8);
+  fs.readSync(fd, prefix, 0, 8, 0);
+  const text = Buffer.alloc(Number(prefix.readBigUInt64LE(0)));
+  fs.readSync(fd, text, 0, text.length, 8);
+  fs.closeSync(fd);
+  return JSON.parse(text.toString('utf8'));
+}
+
 function tensorBytes(folder) {
   let total = 0;
   for (const name of fs.readdirSync(folder).filter((n) => n.endsWith('.safetensors'))) {
-    const fd = fs.openSync(path.join(folder, name), 'r');
-    const prefix = Buffer.alloc(8);
-    fs.readSync(fd, prefix, 0, 8, 0);
-    const n = Number(prefix.readBigUInt64LE(0));
-    const text = Buffer.alloc(n);
-    fs.readSync(fd, text, 0, n, 8);
-    fs.closeSync(fd);
-    for (const [key, t] of Object.entries(JSON.parse(text.toString('utf8')))) {
+    for (const [key, t] of Object.entries(readHeader(path.join(folder, name)))) {
       if (key !== '__metadata__' && !BUFFER_TENSOR.test(key)) total += t.data_offsets[1] - t.data_offsets[0];
     }
   }
@@ -114,17 +118,8 @@ await light.load(urlSource(server.url), { attentionOnly: true });
 const lightSeconds = (performance.now() - t1) / 1000;
 const transferred = server.requests.filter((r) => r.url.endsWith('.safetensors')).reduce((sum, r) => sum + (r.bytes || 0), 0);
 let attentionBytes = 0;
-{
-  const file = path.join(dir, 'model.safetensors');
-  const fd = fs.openSync(file, 'r');
-  const prefix = Buffer.alloc(8);
-  fs.readSync(fd, prefix, 0, 8, 0);
-  const text = Buffer.alloc(Number(prefix.readBigUInt64LE(0)));
-  fs.readSync(fd, text, 0, text.length, 8);
-  fs.closeSync(fd);
-  for (const [key, t] of Object.entries(JSON.parse(text.toString('utf8')))) {
-    if (/\.attn\.(c_attn|c_proj)\.(weight|bias)$/.test(key)) attentionBytes += t.data_offsets[1] - t.data_offsets[0];
-  }
+for (const [key, t] of Object.entries(readHeader(path.join(dir, 'model.safetensors')))) {
+  if (/\.attn\.(c_attn|c_proj)\.(weight|bias)$/.test(key)) attentionBytes += t.data_offsets[1] - t.data_offsets[0];
 }
 const lightMemory = hsLight.module.HEAPU8.buffer.byteLength;
 console.log(`attention weights only over HTTP: ${MB(transferred)} MB of .safetensors transferred for ${MB(attentionBytes)} MB of attention tensors = ${(transferred / attentionBytes).toFixed(4)} x; wasm memory ${MB(lightMemory)} MB; ${lightSeconds.toFixed(2)} s`);

@@ -173,7 +173,8 @@ test('attention weights only: every family downloads just its attention tensors,
     const dir = path.join(hub, 'oracle', family);
     fs.mkdirSync(dir, { recursive: true });
     for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(oracleDir(family), f), path.join(dir, f));
-    const header = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors')).subarray(8, 8 + Number(fs.readFileSync(path.join(dir, 'model.safetensors')).readBigUInt64LE(0))).toString());
+    const bytes = fs.readFileSync(path.join(dir, 'model.safetensors'));
+    const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString());
     // What an attention-only load needs, by name (independently of the core's list).
     const attention = /(attn|attention|self_attn)\.|layernorm|layer_norm|ln_[12]|LayerNorm/;
     const needed = Object.entries(header).filter(([name]) => name !== '__metadata__' && attention.test(name) && !/embeddings|^(transformer\.|model\.|gpt_neox\.)?(ln_f|norm|final_layer_norm)\./.test(name) && !/\.attn\.(bias|masked_bias)$|rotary_emb/.test(name));
