@@ -318,7 +318,7 @@ void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
 
 void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
 #ifdef __wasm_simd128__
-  gemm_packed<4, 8, 128, micro_kernel_4x8, true>(M, N, K, A, lda, B, ldb, C, ldc, nullptr);
+  gemm_nt_blocked(M, N, K, A, lda, B, ldb, C, ldc);
 #else
 #ifdef HS_KERNELS_AVX2
   if (cpu_has_avx2_fma()) return gemm_packed<6, 16, 120, micro_kernel_6x16_avx2, true>(M, N, K, A, lda, B, ldb, C, ldc, nullptr);
