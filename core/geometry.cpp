@@ -542,27 +542,61 @@ PairCost pair_cost(int n, int d, int k, PairSet set, int group, int n_y) {
   return c;
 }
 
-// Packs the block rows [r0, r0+rows) x columns [c0, c0+cols) of the upper
-// triangle of P_i = X_i X_i^T (c0 >= r0) into `out` [rows * cols], weighted
-// so that plain dot products of two packings give <P_i, P_j>: off-diagonal
-// entries appear twice in the full inner product, so they are multiplied by
-// `off` (sqrt(2) when both sides are packed alike; 2 on one side and 1, with
-// no pass at all, on the other); entries below the diagonal are zeroed
-// (on one side suffices). X [d, n*k] row-major; the product is
-// X[rows, block i] X[cols, block i]^T through gemm_nt (no transpose).
-void pack_projector_block(const MatrixRM& X, int col0, int k, int r0, int rows, int c0, int cols, float* out,
-                          float off, bool zero_lower) {
-  const int ld = static_cast<int>(X.cols());
-  const float* x = X.data() + col0;
-  gemm_nt(rows, cols, k, x + static_cast<std::ptrdiff_t>(r0) * ld, ld, x + static_cast<std::ptrdiff_t>(c0) * ld, ld,
-          out, cols);
-  if (off == 1.0f && !zero_lower) return;
-  for (int a = 0; a < rows; ++a) {
-    float* p = out + static_cast<std::ptrdiff_t>(a) * cols;
-    const int diag = r0 + a - c0;  // column index of the diagonal entry in this row
-    const int below = std::max(0, std::min(diag, cols));
-    if (zero_lower) std::fill(p, p + below, 0.0f);
-    for (int c = std::max(0, diag + 1); c < cols; ++c) p[c] *= off;
+// Heads' factors [rows, k] (rows = d padded to 8 with zeros), one per slot,
+// as panels of 4 rows: panel p of slot s holds k quads (kernels.hpp), quad
+// c = rows 4p .. 4p+3 of column c. Both operands of the projector products
+// read these panels as they are.
+struct FactorPanels {
+  int rows = 0, k = 0;
+  std::vector<float> data;
+  FactorPanels(int slots, int rows_, int k_) : rows(rows_), k(k_), data(std::size_t(slots) * rows * k, 0.0f) {}
+  const float* panel(int slot, int p) const { return data.data() + (std::size_t(slot) * (rows / 4) + p) * k * 4; }
+  // Slot `slot` := X's columns [col0, col0 + k).
+  void set(int slot, const MatrixRM& X, Eigen::Index col0) {
+    float* dst = data.data() + std::size_t(slot) * rows * k;
+    for (Eigen::Index r = 0; r < X.rows(); ++r) {
+      const float* src = X.data() + r * X.cols() + col0;
+      float* p = dst + (std::size_t(r / 4) * k) * 4 + r % 4;
+      for (int c = 0; c < k; ++c) p[c * 4] = src[c];
+    }
+  }
+};
+
+// Forms the block rows [r0, r0+rows) x columns [c0, c0+cols) of the upper
+// triangle of P_s = F_s F_s^T for the 4 slots s of group g, into `out`
+// [rows * cols] quads (coordinate (r - r0) * cols + (c - c0), lane s % 4),
+// so that the pair products read 4 slots' coordinates as one vector. With
+// `off` > 0 (the left side) entries are weighted so that plain dot products
+// with an unweighted right side give <P_i, P_j>: off-diagonal entries appear
+// twice in the full inner product, so they carry `off` (2; sqrt(2) when both
+// sides are this same weighted buffer), the diagonal 1, and entries below it
+// 0. With off = 0 (the right side) entries below the diagonal are left as
+// they are: the left side's zeros cancel them. rows is a multiple of 4, cols
+// of 8, c0 >= r0.
+void form_projector_block(const FactorPanels& F, int g, int r0, int rows, int c0, int cols, float off, float* out) {
+  alignas(16) float t[4 * 32];
+  float w[32];
+  for (int r = r0; r < r0 + rows; r += 4) {
+    for (int c = c0; c < c0 + cols; c += 8) {
+      float* dst = out + (std::size_t(r - r0) * cols + (c - c0)) * 4;
+      if (c + 7 < r) {  // every entry of the tile below the diagonal
+        if (off > 0) {
+          for (int a = 0; a < 4; ++a) std::fill(dst + std::size_t(a) * cols * 4, dst + std::size_t(a) * cols * 4 + 32, 0.0f);
+        }
+        continue;
+      }
+      for (int l = 0; l < 4; ++l) {
+        const int s = g * 4 + l;
+        quad_outer_4x8(F.k, F.panel(s, r / 4), F.panel(s, c / 4), F.panel(s, c / 4 + 1), t + l * 32);
+      }
+      for (int a = 0; a < 4; ++a) {
+        for (int b = 0; b < 8; ++b) {
+          const int diag = (c + b) - (r + a);
+          w[a * 8 + b] = off <= 0 ? 1.0f : diag > 0 ? off : diag == 0 ? 1.0f : 0.0f;
+        }
+      }
+      quad_interleave_4x8(t, w, dst, std::ptrdiff_t(cols) * 4);
+    }
   }
 }
 
@@ -586,19 +620,162 @@ struct Tile {
   int i0, ni, j0, nj;
 };
 
-// The symmetric pair set over heads [begin, end) as rectangles: the
+// The symmetric pair set over groups of heads [begin, end) as rectangles: the
 // off-diagonal block [begin, mid) x [mid, end) (mirrored when used), then
-// each half; diagonal blocks of up to 16 heads are computed whole (both
-// halves) rather than split into GEMMs too narrow to run well.
-void symmetric_tiles(int begin, int end, std::vector<Tile>& out) {
-  if (end - begin <= 16) {
+// each half; diagonal blocks of up to `leaf` groups are computed whole (both
+// halves) rather than split into products too narrow to run well.
+void symmetric_tiles(int begin, int end, int leaf, std::vector<Tile>& out) {
+  if (end - begin <= leaf) {
     if (end > begin) out.push_back({begin, end - begin, begin, end - begin});
     return;
   }
   const int mid = (begin + end) / 2;
   out.push_back({begin, mid - begin, mid, end - mid});
-  symmetric_tiles(begin, mid, out);
-  symmetric_tiles(mid, end, out);
+  symmetric_tiles(begin, mid, leaf, out);
+  symmetric_tiles(mid, end, leaf, out);
+}
+
+// Where each head's factor goes in the projector products: "slots", 4 per
+// quad. The symmetric set puts head i at slot i. later_layer puts layer l's
+// left heads (l < L - 1: the last layer never composes forward) at
+// l * Hx + h and its right (head, kind) rows (l >= 1) at
+// (l - 1) * Hy + h * n_y + y, with Hx, Hy the layer's counts rounded up to
+// 4 so that every layer rectangle starts on a quad. Padding slots stay zero.
+struct PairLayout {
+  bool sym = false;
+  int n = 0, L = 1, n_y = 0, Hx = 0, Hy = 0, slots_x = 0, slots_y = 0;
+  std::vector<int> head_x, head_y, kind_y;  // by slot, -1 for padding
+  std::vector<int> x_slot, y_base;          // by head, -1 for none
+  PairLayout(int n_heads, int group, PairSet set, int kinds) : sym(set == PairSet::symmetric), n(n_heads) {
+    auto round4 = [](int x) { return (x + 3) / 4 * 4; };
+    if (!sym) {
+      L = n / group;
+      n_y = kinds;
+      Hx = round4(group);
+      Hy = round4(group * n_y);
+    }
+    slots_x = sym ? round4(n) : (L - 1) * Hx;
+    slots_y = sym ? 0 : (L - 1) * Hy;
+    head_x.assign(slots_x, -1);
+    head_y.assign(slots_y, -1);
+    kind_y.assign(slots_y, -1);
+    x_slot.assign(n, -1);
+    y_base.assign(n, -1);
+    for (int i = 0; i < n; ++i) {
+      const int l = sym ? 0 : i / group, h = sym ? i : i % group;
+      if (sym || l < L - 1) {
+        x_slot[i] = sym ? i : l * Hx + h;
+        head_x[x_slot[i]] = i;
+      }
+      if (!sym && l >= 1) {
+        y_base[i] = (l - 1) * Hy + h * n_y;
+        for (int y = 0; y < n_y; ++y) {
+          head_y[y_base[i] + y] = i;
+          kind_y[y_base[i] + y] = y;
+        }
+      }
+    }
+  }
+  int y_slot(int i, int y) const { return y_base[i] < 0 ? -1 : y_base[i] + y; }
+};
+
+// The projector kernel: n_ij = <P_i, Q_j> with P_i = X_i X_i^T, Q_j = Y_j Y_j^T
+// over the upper triangle's coordinates. Every needed projector is formed
+// block by block of coordinates, as quads: PX holds the left sides (4 slots
+// per quad), PY the right sides, so that the pair products PX PY^T over the
+// coordinates run in a few large rectangles, one per layer block, serving
+// every kind at once; nothing is packed, both phases read the panels and the
+// quads as they are. The triangle goes in blocks (below), so that only about
+// 8 MB of formed coordinates exist at a time.
+Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, const FactorPanels& FX,
+                                                  const FactorPanels& FY, const GeometryProgress& progress, double p0,
+                                                  double p1) {
+  const bool sym = layout.sym;
+  const int L = layout.L, Hx = layout.Hx, Hy = layout.Hy, slots_x = layout.slots_x, slots_y = layout.slots_y;
+  const int rows_q = FX.rows;
+  const std::vector<int>&head_x = layout.head_x, &head_y = layout.head_y, &kind_y = layout.kind_y;
+  std::vector<MatrixRMd> out(sym ? 1 : layout.n_y, MatrixRMd::Zero(layout.n, layout.n));
+  std::vector<Tile> tiles;  // in slots
+  if (sym) {
+    symmetric_tiles(0, slots_x / 4, 4, tiles);
+    for (Tile& t : tiles) t = {t.i0 * 4, t.ni * 4, t.j0 * 4, t.nj * 4};
+  } else {
+    std::vector<LayerBlock> blocks;
+    later_layer_blocks(0, L, blocks);
+    for (const LayerBlock& b : blocks) {
+      tiles.push_back({b.begin * Hx, (b.mid - b.begin) * Hx, (b.mid - 1) * Hy, (b.end - b.mid) * Hy});
+    }
+  }
+  // Blocks of `band` rows by `width` columns of the triangle (width sized to
+  // the budget); within a block the products run KB coordinates at a time
+  // for every rectangle, so that the formed quads are read from memory once
+  // and then from cache, and each float sum has KB terms (accumulated in
+  // double).
+  constexpr int band = 48, KB = 256;
+  const double budget = 2.0e6;  // floats of formed coordinates per block (8 MB)
+  const int width = std::max(8, static_cast<int>(budget / (double(slots_x + slots_y) * band)) / 8 * 8);
+  // Progress: the share of the triangle's coordinates done.
+  double coords = 0;
+  for (int r0 = 0; r0 < rows_q; r0 += band) coords += double(std::min(band, rows_q - r0)) * (rows_q - r0);
+  double done = 0;
+  std::vector<float> PX(std::size_t(slots_x) * band * width), PY(std::size_t(slots_y) * band * width);
+  // Sums by slot, [slots_x, slots_right] in double: each kernel tile (float
+  // sums over KB coordinates) is added to it, then copied out by head.
+  const int slots_right = sym ? slots_x : slots_y;
+  std::vector<double> acc(std::size_t(slots_x) * slots_right, 0.0);
+  alignas(16) float t[32];
+  for (int r0 = 0; r0 < rows_q; r0 += band) {
+    const int rows = std::min(band, rows_q - r0);
+    for (int c0 = r0; c0 < rows_q; c0 += width) {
+      const int cols = std::min(width, rows_q - c0);
+      const std::size_t K = std::size_t(rows) * cols;
+      // Symmetric: both sides are PX, weighted sqrt(2). Otherwise PX carries
+      // the weight 2 and the zeros, and PY is the plain product.
+      for (int g = 0; g < slots_x / 4; ++g) {
+        form_projector_block(FX, g, r0, rows, c0, cols, sym ? std::sqrt(2.0f) : 2.0f, PX.data() + g * K * 4);
+      }
+      for (int g = 0; g < slots_y / 4; ++g) form_projector_block(FY, g, r0, rows, c0, cols, 0.0f, PY.data() + g * K * 4);
+      const float* right = sym ? PX.data() : PY.data();
+      for (std::size_t kb = 0; kb < K; kb += KB) {
+        const int kk = static_cast<int>(std::min<std::size_t>(KB, K - kb));
+        for (const Tile& tile : tiles) {
+          for (int j = tile.j0; j < tile.j0 + tile.nj; j += 8) {
+            const int nb = std::min(8, tile.j0 + tile.nj - j);
+            const float* b0 = right + ((j / 4) * K + kb) * 4;
+            for (int i = tile.i0; i < tile.i0 + tile.ni; i += 4) {
+              const float* a = PX.data() + ((i / 4) * K + kb) * 4;
+              if (nb == 8)
+                quad_outer_4x8(kk, a, b0, b0 + K * 4, t);
+              else
+                quad_outer_4x4(kk, a, b0, t);
+              for (int a2 = 0; a2 < 4; ++a2) {
+                double* row = acc.data() + std::size_t(i + a2) * slots_right + j;
+                for (int b = 0; b < nb; ++b) row[b] += t[a2 * nb + b];
+              }
+            }
+          }
+        }
+      }
+      done += double(K);
+      if (!keep_going(progress, p0 + (p1 - p0) * done / coords)) return cancelled();
+    }
+  }
+  // By head. The symmetric set's rectangles cover every pair of groups
+  // gi <= gj once (leaves also compute gi > gj, unused): mirror those.
+  for (int i = 0; i < slots_x; ++i) {
+    const int hi = head_x[i];
+    if (hi < 0) continue;
+    for (int j = sym ? i / 4 * 4 : 0; j < slots_right; ++j) {
+      const double v = acc[std::size_t(i) * slots_right + j];
+      if (sym) {
+        const int hj = head_x[j];
+        if (hj >= 0) out[0](hi, hj) = out[0](hj, hi) = v;
+      } else if (head_y[j] >= 0) {
+        out[kind_y[j]](hi, head_y[j]) = v;
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -650,91 +827,17 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
     return out;
   }
 
-  // Projector kernel. Every needed P_i = X_i X_i^T is packed as a row of
-  // PX (PY for the right-hand sides) over the same coordinates of the upper
-  // triangle; the pair products are then PX PY^T in a few large rectangles,
-  // through kernels.hpp's gemm_nt (both operands are long rows), block by
-  // block of the triangle's coordinates (below), so that only about 8 MB of
-  // packed rows exist at a time.
-  const bool sym = set == PairSet::symmetric;
-  const int n_left = sym ? n : (L - 1) * group;  // the last layer never composes forward
-  const int n_right = sym ? 0 : (L - 1) * group;  // heads of layers 1 .. L-1
-  const double budget = 2.0e6;                    // floats of packed rows per block (8 MB)
-  std::vector<Tile> tiles;
-  if (sym) {
-    symmetric_tiles(0, n, tiles);
-  } else {
-    std::vector<LayerBlock> blocks;
-    later_layer_blocks(0, L, blocks);
-    for (const LayerBlock& b : blocks) {
-      tiles.push_back({b.begin * group, (b.mid - b.begin) * group, b.mid * group, (b.end - b.mid) * group});
+  // Projector kernel (projector_products): the blocks as panels, by slot.
+  const PairLayout layout(n, group, set, n_y);
+  const int rows_q = (d + 7) / 8 * 8;
+  FactorPanels FX(layout.slots_x, rows_q, k), FY(layout.slots_y, rows_q, k);
+  for (int i = 0; i < n; ++i) {
+    if (layout.x_slot[i] >= 0) FX.set(layout.x_slot[i], X, Eigen::Index(i) * k);
+    for (int y = 0; y < n_y; ++y) {
+      if (layout.y_slot(i, y) >= 0) FY.set(layout.y_slot(i, y), *Ys[y], Eigen::Index(i) * k);
     }
   }
-  // PY rows interleave the kinds, (j - group) * n_y + y, so that one product
-  // per rectangle serves all of them. The triangle goes in blocks of
-  // `band` rows by `width` columns (width sized to the budget); within a
-  // block, the products run KB coordinates at a time for every rectangle,
-  // so that the packed rows are read from memory once and then from cache,
-  // and each float sum has KB terms (accumulated in double).
-  constexpr int band = 24, KB = 256;
-  const int width = std::max(band, static_cast<int>(budget / ((n_left + double(n_right) * n_y) * band)));
-  // Progress: the share of the triangle's coordinates done.
-  double coords = 0;
-  for (int r0 = 0; r0 < d; r0 += band) coords += double(std::min(band, d - r0)) * (d - r0);
-  double done = 0;
-  std::vector<float> PX, PY, part;
-  PX.resize(static_cast<std::size_t>(n_left) * band * width);  // sized once: K <= band * width
-  PY.resize(static_cast<std::size_t>(n_right) * n_y * band * width);
-  for (const Tile& t : tiles) part.resize(std::max(part.size(), std::size_t(t.ni) * t.nj * std::max(1, n_y)));
-  for (int r0 = 0; r0 < d; r0 += band) {
-    const int rows = std::min(band, d - r0);
-    for (int c0 = r0; c0 < d; c0 += width) {
-      const int cols = std::min(width, d - c0);
-      const int K = rows * cols;
-      // Symmetric: both sides are PX, weighted sqrt(2). Otherwise PX carries
-      // the weight 2 and the zeros, and PY is the plain product.
-      const float off_x = sym ? std::sqrt(2.0f) : 2.0f;
-      for (int i = 0; i < n_left; ++i) {
-        pack_projector_block(X, i * k, k, r0, rows, c0, cols, PX.data() + std::size_t(i) * K, off_x, true);
-      }
-      if (!sym) {
-        for (int j = 0; j < n_right; ++j) {
-          for (int y = 0; y < n_y; ++y) {
-            pack_projector_block(*Ys[y], (group + j) * k, k, r0, rows, c0, cols,
-                                 PY.data() + (std::size_t(j) * n_y + y) * K, 1.0f, false);
-          }
-        }
-      }
-      for (int kb = 0; kb < K; kb += KB) {
-        const int kk = std::min(KB, K - kb);
-        for (const Tile& t : tiles) {
-          if (sym) {
-            gemm_nt(t.ni, t.nj, kk, PX.data() + std::size_t(t.i0) * K + kb, K, PX.data() + std::size_t(t.j0) * K + kb,
-                    K, part.data(), t.nj);
-            for (int a = 0; a < t.ni; ++a) {
-              for (int b = 0; b < t.nj; ++b) {
-                const double v = part[std::size_t(a) * t.nj + b];
-                out[0](t.i0 + a, t.j0 + b) += v;
-                if (t.i0 != t.j0) out[0](t.j0 + b, t.i0 + a) += v;  // off-diagonal rectangle: mirror
-              }
-            }
-          } else {
-            const int cols_t = t.nj * n_y;
-            gemm_nt(t.ni, cols_t, kk, PX.data() + std::size_t(t.i0) * K + kb, K,
-                    PY.data() + std::size_t(t.j0 - group) * n_y * K + kb, K, part.data(), cols_t);
-            for (int a = 0; a < t.ni; ++a) {
-              for (int b = 0; b < t.nj; ++b) {
-                for (int y = 0; y < n_y; ++y) out[y](t.i0 + a, t.j0 + b) += part[std::size_t(a) * cols_t + b * n_y + y];
-              }
-            }
-          }
-        }
-      }
-      done += K;
-      if (!keep_going(progress, p0 + (p1 - p0) * done / coords)) return cancelled();
-    }
-  }
-  return out;
+  return projector_products(layout, FX, FY, progress, p0, p1);
 }
 
 Result<MatrixRMd> block_frobenius_products(const MatrixRM& X, const MatrixRM& Y, int k, PairSet set, int group,

@@ -42,6 +42,22 @@ void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int l
 // Its packed path whatever the platform (tests).
 void gemm_nt_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc);
 
+// "Quads": float data [n][4] whose 4 lanes belong to 4 different matrices
+// (or rows), so that one SIMD vector holds the same entry of all four. The
+// weight-geometry projector products keep their operands in this layout and
+// need no packing; the kernels are plain f32x4 arithmetic (vector extensions:
+// wasm SIMD128 under Emscripten, SSE natively).
+//
+// Outer-product tile over quad streams: t[i * 8 + j] = sum_c a[c][i] * b[c][j]
+// for i in 0..3, j in 0..7, with b[c][0..3] = b0[c] and b[c][4..7] = b1[c];
+// quad_outer_4x4 is the same with j in 0..3 (t[i * 4 + j]).
+void quad_outer_4x8(int kc, const float* a, const float* b0, const float* b1, float* t);
+void quad_outer_4x4(int kc, const float* a, const float* b0, float* t);
+
+// Interleaves four 4x8 tiles t[l][32] (l = lane) into quads, scaled by w[32]:
+// dst[a * row + b * 4 + l] = w[a * 8 + b] * t[l * 32 + a * 8 + b].
+void quad_interleave_4x8(const float* t, const float* w, float* dst, std::ptrdiff_t row);
+
 // C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
 void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);
 

@@ -173,7 +173,11 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options)
   return m;
 }
 
-Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
+namespace {
+
+// head_matrix in the scalar type of Mat.
+template <class Mat>
+Result<Mat> head_matrix_as(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
   const ModelConfig& c = model.config;
   if (layer < 0 || layer >= static_cast<int>(model.weights.layers.size()) || head < 0 || head >= c.n_head) {
     return make_error("head L" + std::to_string(layer) + "H" + std::to_string(head) + " is out of range (" +
@@ -195,8 +199,8 @@ Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int lay
                       std::to_string(full.rows()) + ", " + std::to_string(full.cols()) +
                       "], too small for the model's head count");
   }
-  MatrixRMd M = reads ? MatrixRMd(full.middleCols(block * dh, dh).cast<double>())
-                      : MatrixRMd(full.middleRows(block * dh, dh).cast<double>());
+  using T = typename Mat::Scalar;
+  Mat M = reads ? Mat(full.middleCols(block * dh, dh).template cast<T>()) : Mat(full.middleRows(block * dh, dh).template cast<T>());
   if (!M.allFinite()) {
     return make_error("L" + std::to_string(layer) + "H" + std::to_string(head) + " " + head_matrix_name(which) +
                       " contains NaN or Inf");
@@ -211,6 +215,16 @@ Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int lay
     center_rows(M);
   }
   return M;
+}
+
+}  // namespace
+
+Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
+  return head_matrix_as<MatrixRMd>(model, variant, layer, head, which);
+}
+
+Result<MatrixRM> head_matrix_f(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
+  return head_matrix_as<MatrixRM>(model, variant, layer, head, which);
 }
 
 Result<VocabView> VocabView::make(const Model& model, WeightVariant variant) {

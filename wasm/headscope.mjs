@@ -347,8 +347,10 @@ export class ModelSession {
 }
 
 export class Headscope {
-  constructor(module) {
+  // wasmFile: which build of the core runs (wasm/features.mjs), when known.
+  constructor(module, wasmFile = null) {
     this.module = module;
+    this.wasmFile = wasmFile;
   }
 
   createSession() {
@@ -364,7 +366,8 @@ export class Headscope {
 // factory: the Emscripten module factory (createHeadscopeModule).
 // options: {wasmBinary} (bytes), {wasmUrl} (where headscope_core.wasm is
 // served) or {wasmModule} (a WebAssembly.Module, or a promise of one, e.g.
-// compiled while the factory's script was still loading).
+// compiled while the factory's script was still loading); {wasmFile}: the
+// build's file name, reported as headscope.wasmFile.
 export async function createHeadscope(factory, options = {}) {
   const moduleOptions = {};
   if (options.wasmBinary) moduleOptions.wasmBinary = options.wasmBinary;
@@ -383,7 +386,7 @@ export async function createHeadscope(factory, options = {}) {
     };
   }
   const module = await Promise.race([factory(moduleOptions), failure]);
-  return new Headscope(module);
+  return new Headscope(module, options.wasmFile ?? null);
 }
 
 // Fetches and compiles the wasm core from `url` (streaming where the server

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+import { CORE_WASM, coreWasmFile } from './features.mjs';
 import { createHeadscope } from './headscope.mjs';
 
 export { Headscope, HeadscopeError } from './headscope.mjs';
@@ -17,12 +18,15 @@ export function wasmBuildDir() {
 
 export async function loadHeadscope(dir = wasmBuildDir()) {
   const script = path.join(dir, 'headscope_core.mjs');
-  const binary = path.join(dir, 'headscope_core.wasm');
+  // The relaxed-SIMD build where this node runs it (node 20 needs
+  // --experimental-wasm-relaxed-simd) and it was built; else SIMD128 only.
+  const preferred = path.join(dir, coreWasmFile());
+  const binary = fs.existsSync(preferred) ? preferred : path.join(dir, CORE_WASM);
   if (!fs.existsSync(script) || !fs.existsSync(binary)) {
     throw new Error(`headscope: no wasm build in ${dir}; build it first (see README)`);
   }
   const { default: factory } = await import(pathToFileURL(script).href);
-  return createHeadscope(factory, { wasmBinary: fs.readFileSync(binary) });
+  return createHeadscope(factory, { wasmBinary: fs.readFileSync(binary), wasmFile: path.basename(binary) });
 }
 
 // A model folder on disk as a source (see wasm/sources.mjs).

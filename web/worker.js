@@ -14,6 +14,7 @@
 // Loading builds a new session and swaps it in only when it succeeded, so a
 // failed or cancelled load leaves the previous model usable.
 import createHeadscopeModule from './headscope_core.mjs';
+import { coreWasmFile } from '../wasm/features.mjs';
 import { compileWasm, createHeadscope, HeadscopeError } from '../wasm/headscope.mjs';
 import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } from '../wasm/sources.mjs';
 import { cacheSummary, cachingFetch, clearCache, dropOldCaches, forgetPrefix } from './cache.js';
@@ -22,10 +23,12 @@ import { BUILTIN, MAX_TOKENS } from './models.js';
 import { allowedHubEndpoint, allowedModelUrl, isRepoIdText } from './state.js';
 
 // The worker fetches and compiles the wasm itself (streaming) as soon as it
-// starts; the Emscripten glue is bundled into this script (web/build.mjs).
-const wasmModule = compileWasm(new URL('./headscope_core.wasm', import.meta.url));
+// starts (the relaxed-SIMD build where the browser runs it, wasm/features.mjs);
+// the Emscripten glue is bundled into this script (web/build.mjs).
+const wasmFile = coreWasmFile();
+const wasmModule = compileWasm(new URL(`./${wasmFile}`, import.meta.url));
 wasmModule.catch(() => {});  // reported through corePromise
-const corePromise = createHeadscope(createHeadscopeModule, { wasmModule });
+const corePromise = createHeadscope(createHeadscopeModule, { wasmModule, wasmFile });
 const pageOrigin = self.location.origin;
 
 // The page starts the worker with ?prefetch=builtin when it will open the

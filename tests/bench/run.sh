@@ -50,29 +50,44 @@ cmake -S "$root" -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$out" -j2 --target bench_perf bench_geometry
 wasm_out=$root/build/bench-wasm
 emcmake cmake -S "$root" -B "$wasm_out" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$wasm_out" -j2 --target headscope_core headscope_wasm
+cmake --build "$wasm_out" -j2 --target headscope_core headscope_kernels headscope_kernels_fma headscope_wasm_fma
 wasm_flags=(-std=c++17 -O3 -msimd128 -I"$root/core" -isystem /usr/include/eigen3 -isystem "$wasm_out/host-include"
   -DFE_INVALID=0x01 -DFE_DIVBYZERO=0x04 -DFE_OVERFLOW=0x08 -DFE_UNDERFLOW=0x10 -DFE_INEXACT=0x20
   -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB -sENVIRONMENT=node -sNODERAWFS=1 -sEXIT_RUNTIME=1
   --js-library "$root/tests/bench/node_cpu_clock.js")
+# Each benchmark twice, like the page's core (wasm/features.mjs): $b with the
+# relaxed-SIMD kernels (rewritten by wasm/relaxed-simd.mjs; what Chromium
+# runs) and $b-simd128 with SIMD128 only (what engines without relaxed SIMD run).
 for b in bench_perf bench_geometry; do
-  if [ ! -f "$wasm_out/$b.js" ] || [ "$wasm_out/core/libheadscope_core.a" -nt "$wasm_out/$b.js" ] ||
-     [ "$root/tests/bench/$b.cpp" -nt "$wasm_out/$b.js" ] || [ "$root/tests/bench/node_cpu_clock.js" -nt "$wasm_out/$b.js" ]; then
-    echo "em++ $b"
-    em++ "${wasm_flags[@]}" "$root/tests/bench/$b.cpp" "$wasm_out/core/libheadscope_core.a" -o "$wasm_out/$b.js"
-  fi
-  # The repository's package.json says "type": "module"; Emscripten's node
-  # output is CommonJS.
-  cp "$wasm_out/$b.js" "$wasm_out/$b.cjs"
+  for variant in fma simd128; do
+    name=$b; kernels=libheadscope_kernels_fma.a
+    [ $variant = simd128 ] && name=$b-simd128 && kernels=libheadscope_kernels.a
+    if [ ! -f "$wasm_out/$name.js" ] || [ "$wasm_out/core/libheadscope_core.a" -nt "$wasm_out/$name.js" ] ||
+       [ "$wasm_out/core/$kernels" -nt "$wasm_out/$name.js" ] || [ "$root/tests/bench/$b.cpp" -nt "$wasm_out/$name.js" ] ||
+       [ "$root/tests/bench/node_cpu_clock.js" -nt "$wasm_out/$name.js" ]; then
+      echo "em++ $name"
+      em++ "${wasm_flags[@]}" "$root/tests/bench/$b.cpp" "$wasm_out/core/libheadscope_core.a" "$wasm_out/core/$kernels" \
+        -o "$wasm_out/$name.js"
+      if [ $variant = fma ]; then
+        node --experimental-wasm-relaxed-simd "$root/wasm/relaxed-simd.mjs" "$wasm_out/$name.wasm" "$wasm_out/$name.wasm"
+      fi
+    fi
+    # The repository's package.json says "type": "module"; Emscripten's node
+    # output is CommonJS.
+    cp "$wasm_out/$name.js" "$wasm_out/$name.cjs"
+  done
 done
-# Emscripten 3.1.6 under node 20: without this flag it fetch()es the .wasm by path.
-node_run=(node --no-experimental-fetch)
+# Emscripten 3.1.6 under node 20: without --no-experimental-fetch it
+# fetch()es the .wasm by path; node 20 runs relaxed SIMD behind a flag.
+node_run=(node --no-experimental-fetch --experimental-wasm-relaxed-simd)
 
 # 3. Runs. Each prints `RESULT key value` lines into the log.
 : > "$log"
 ckpt=$out/gpt2-random
 "$out/tests/bench/bench_perf" "$ckpt" --tokens "$tokens" --repeats "$repeats" | tee -a "$log"
 "${node_run[@]}" "$wasm_out/bench_perf.cjs" "$ckpt" --tokens "$tokens" --repeats "$repeats" | tee -a "$log"
+"${node_run[@]}" "$wasm_out/bench_perf-simd128.cjs" "$ckpt" --tokens "$tokens" --repeats "$repeats" --label wasm128 |
+  tee -a "$log"
 # Wasm memory after loading the checkpoint through the page's JS API.
 node "$root/tests/bench/bench_memory.mjs" "$ckpt" --wasm-dir "$wasm_out/wasm" | tee -a "$log"
 if [ "$torch_on" = 1 ]; then
@@ -82,9 +97,10 @@ if [ "$torch_on" = 1 ]; then
     tee -a "$log"
 fi
 if [ "$geometry" = 1 ]; then
-  for side in native wasm; do
+  for side in native wasm wasm128; do
     if [ $side = native ]; then cmd=("$out/tests/bench/bench_geometry" --repeat 3)
-    else cmd=("${node_run[@]}" "$wasm_out/bench_geometry.cjs" --repeat 3); fi
+    elif [ $side = wasm ]; then cmd=("${node_run[@]}" "$wasm_out/bench_geometry.cjs" --repeat 3)
+    else cmd=("${node_run[@]}" "$wasm_out/bench_geometry-simd128.cjs" --repeat 3); fi
     "${cmd[@]}" | tee /dev/stderr | awk -v s=$side '
       /^spectra: 144/ {print "RESULT " s ".geo_spectra_s " $(NF-1)/1000}
       /^write-subspace redundancy/ {print "RESULT " s ".geo_redundancy_s " $(NF-1)/1000}
@@ -125,14 +141,14 @@ rows = [
     ("wasm memory after load / tensor bytes", "load_memory_ratio", "x", "wasm ≤ 1.1×"),
 ]
 print()
-print("| what | native | wasm (node) | PyTorch | native/torch | wasm/torch | target |")
-print("|---|---|---|---|---|---|---|")
+print("| what | native | wasm (node, relaxed SIMD) | wasm (SIMD128 only) | PyTorch | native/torch | wasm/torch | target |")
+print("|---|---|---|---|---|---|---|---|")
 for name, key, unit, target in rows:
-    n, w, t = g("native." + key), g("wasm." + key), g("torch." + key)
-    print(f"| {name} | {fmt(n, unit)} | {fmt(w, unit)} | {fmt(t, unit)} | {ratio(n, t, unit)} | {ratio(w, t, unit)} | {target} |")
+    n, w, w128, t = g("native." + key), g("wasm." + key), g("wasm128." + key), g("torch." + key)
+    print(f"| {name} | {fmt(n, unit)} | {fmt(w, unit)} | {fmt(w128, unit)} | {fmt(t, unit)} | {ratio(n, t, unit)} | {ratio(w, t, unit)} | {target} |")
 print()
 print("ratios: time / torch time (lower is better); for GFLOP/s, torch / ours (lower is better).")
-for side in ("native", "wasm", "torch"):
+for side in ("native", "wasm", "wasm128", "torch"):
     if g(side + ".loss") is not None:
         print(f"{side} loss (same weights and tokens): {g(side + '.loss'):.6f}")
 EOF

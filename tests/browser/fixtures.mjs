@@ -74,10 +74,16 @@ export function makeHub(repos) {
   return root;
 }
 
+// The CLI runs under this node's wasm flags, so that it loads the same build
+// of the core as this process and the page (wasm/features.mjs): ctest runs
+// the browser tests with --experimental-wasm-relaxed-simd, as Chromium has
+// relaxed SIMD.
+const cliNode = [process.execPath, ...process.execArgv.filter((flag) => flag.startsWith('--experimental-wasm-')), '--no-experimental-fetch'];
+
 // The reference numbers for a model folder and ids: the CLI's JSON output.
 export function cliAttention(modelDir, ids) {
   const out = path.join(tempDir('headscope-cli-'), 'attn.json');
-  execFileSync(process.execPath, ['--no-experimental-fetch', path.join(repoRoot, 'wasm', 'cli.mjs'), 'attn', modelDir, '--ids', ids.join(','), '--out', out], {
+  execFileSync(cliNode[0], [...cliNode.slice(1), path.join(repoRoot, 'wasm', 'cli.mjs'), 'attn', modelDir, '--ids', ids.join(','), '--out', out], {
     env: { ...process.env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -90,7 +96,7 @@ export function cliMetrics(modelDir, variant) {
   const key = `${modelDir}:${variant}`;
   if (!metricsCache.has(key)) {
     const out = path.join(tempDir('headscope-cli-'), 'metrics.json');
-    execFileSync(process.execPath, ['--no-experimental-fetch', path.join(repoRoot, 'wasm', 'cli.mjs'), 'metrics', modelDir, `--${variant}`, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync(cliNode[0], [...cliNode.slice(1), path.join(repoRoot, 'wasm', 'cli.mjs'), 'metrics', modelDir, `--${variant}`, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
     metricsCache.set(key, JSON.parse(fs.readFileSync(out, 'utf8')));
   }
   return metricsCache.get(key);

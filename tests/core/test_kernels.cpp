@@ -5,6 +5,7 @@
 // dense sweeps, with their worst error printed.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -102,6 +103,43 @@ TEST_CASE("kernels: gemm_nt (B given transposed) matches a double reference on e
       CHECK(pad_ok);
     }
   }
+}
+
+TEST_CASE("kernels: quad outer products and interleave match scalar loops", "[kernels]") {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (int kc : {1, 3, 64, 257}) {
+    std::vector<float> a(4 * kc), b0(4 * kc), b1(4 * kc), t8(32), t4(16);
+    for (auto* v : {&a, &b0, &b1})
+      for (auto& x : *v) x = u(rng);
+    hs::quad_outer_4x8(kc, a.data(), b0.data(), b1.data(), t8.data());
+    hs::quad_outer_4x4(kc, a.data(), b0.data(), t4.data());
+    double worst = 0;
+    for (int i = 0; i < 4; ++i) {
+      for (int j = 0; j < 8; ++j) {
+        double ref = 0, scale = 0;
+        for (int c = 0; c < kc; ++c) {
+          const double p = double(a[c * 4 + i]) * (j < 4 ? b0[c * 4 + j] : b1[c * 4 + j - 4]);
+          ref += p;
+          scale += std::fabs(p);
+        }
+        worst = std::max(worst, std::fabs(t8[i * 8 + j] - ref) / scale);
+        if (j < 4) worst = std::max(worst, std::fabs(t4[i * 4 + j] - ref) / scale);
+      }
+    }
+    INFO("kc " << kc << ": worst relative error " << worst);
+    CHECK(worst < 1e-6);
+  }
+  std::vector<float> t(128), w(32), dst(3 * 64 + 40, -7.f);
+  for (auto& x : t) x = u(rng);
+  for (auto& x : w) x = u(rng);
+  hs::quad_interleave_4x8(t.data(), w.data(), dst.data(), 64);  // rows 64 floats apart
+  int wrong = 0;
+  for (int a = 0; a < 4; ++a)
+    for (int b = 0; b < 8; ++b)
+      for (int l = 0; l < 4; ++l) wrong += dst[a * 64 + b * 4 + l] != w[a * 8 + b] * t[l * 32 + a * 8 + b];
+  CHECK(wrong == 0);
+  CHECK(dst[32] == -7.f);  // between the rows: untouched
 }
 
 TEST_CASE("kernels: matmul resizes and adds the bias", "[kernels]") {
