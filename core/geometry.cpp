@@ -33,19 +33,15 @@ bool keep_going(const GeometryProgress& progress, double fraction) {
   return !progress || progress(std::min(1.0, std::max(0.0, fraction)));
 }
 
-// G = A^T A for A [d, k] (symmetric rank-k update: half the work of a GEMM).
+// G = A^T A for A [d, k] (kernels.hpp's gram_f64: upper tiles, mirrored).
 MatrixRMd gram_cols(const MatrixRMd& A) {
-  MatrixCd G = MatrixCd::Zero(A.cols(), A.cols());
-  G.selfadjointView<Eigen::Lower>().rankUpdate(A.transpose());
-  return MatrixRMd(G.selfadjointView<Eigen::Lower>());
+  MatrixRMd G(A.cols(), A.cols());
+  gram_f64(static_cast<int>(A.rows()), static_cast<int>(A.cols()), A.data(), static_cast<int>(A.cols()), G.data());
+  return G;
 }
 
 // G = B B^T for B [k, d].
-MatrixRMd gram_rows(const MatrixRMd& B) {
-  MatrixCd G = MatrixCd::Zero(B.rows(), B.rows());
-  G.selfadjointView<Eigen::Lower>().rankUpdate(B);
-  return MatrixRMd(G.selfadjointView<Eigen::Lower>());
-}
+MatrixRMd gram_rows(const MatrixRMd& B) { return gram_cols(MatrixRMd(B.transpose())); }
 
 // S [k, k] with S S^T = G for symmetric positive semidefinite G, from a
 // pivoted LDL^T (G = P^T L D L^T P, so S = P^T L D^1/2). Works for
@@ -546,10 +542,26 @@ PairCost pair_cost(int n, int d, int k, PairSet set, int group, int n_y) {
 // as panels of 4 rows: panel p of slot s holds k quads (kernels.hpp), quad
 // c = rows 4p .. 4p+3 of column c. Both operands of the projector products
 // read these panels as they are.
+// A float buffer whose data starts on a 64-byte boundary (wasm's malloc
+// aligns to 8): the kernels' 16-byte loads then never straddle cache lines.
+class AlignedFloats {
+ public:
+  explicit AlignedFloats(std::size_t n) : buffer_(n + 16, 0.0f) {
+    const auto address = reinterpret_cast<std::uintptr_t>(buffer_.data());
+    data_ = buffer_.data() + (64 - address % 64) % 64 / sizeof(float);
+  }
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+
+ private:
+  std::vector<float> buffer_;
+  float* data_;
+};
+
 struct FactorPanels {
   int rows = 0, k = 0;
-  std::vector<float> data;
-  FactorPanels(int slots, int rows_, int k_) : rows(rows_), k(k_), data(std::size_t(slots) * rows * k, 0.0f) {}
+  AlignedFloats data;
+  FactorPanels(int slots, int rows_, int k_) : rows(rows_), k(k_), data(std::size_t(slots) * rows * k) {}
   const float* panel(int slot, int p) const { return data.data() + (std::size_t(slot) * (rows / 4) + p) * k * 4; }
   // Slot `slot` := X's columns [col0, col0 + k).
   void set(int slot, const MatrixRM& X, Eigen::Index col0) {
@@ -718,7 +730,7 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
   double coords = 0;
   for (int r0 = 0; r0 < rows_q; r0 += band) coords += double(std::min(band, rows_q - r0)) * (rows_q - r0);
   double done = 0;
-  std::vector<float> PX(std::size_t(slots_x) * band * width), PY(std::size_t(slots_y) * band * width);
+  AlignedFloats PX(std::size_t(slots_x) * band * width), PY(std::size_t(slots_y) * band * width);
   // Sums by slot, [slots_x, slots_right] in double: each kernel tile (float
   // sums over KB coordinates) is added to it, then copied out by head.
   const int slots_right = sym ? slots_x : slots_y;
@@ -910,8 +922,11 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
   //   QK QK^T   = W_Q G_K W_Q^T   -> G_q = W_Q S(G_K)
   //   QK^T QK   = W_K G_Q W_K^T   -> G_k = W_K S(G_Q)
   //   OV OV^T   = W_V G_O W_V^T   -> G_v = W_V S(G_O)
-  const Eigen::Index cols = static_cast<Eigen::Index>(N) * dh;
-  MatrixRM F(d, cols), Gq(d, cols), Gk(d, cols), Gv(d, cols);
+  // straight into the projector products' panels: F for every layer but the
+  // last, the G for every layer but the first.
+  const detail::PairLayout layout(N, H, detail::PairSet::later_layer, 3);
+  const int rows_q = (d + 7) / 8 * 8;
+  detail::FactorPanels FX(layout.slots_x, rows_q, dh), FY(layout.slots_y, rows_q, dh);
   // Float throughout this phase (Grams included): it feeds float GEMMs, and
   // the scores come out within ~1e-7 of a double computation.
   // A^T A [k, k] from AT = A^T [k, d] (rows of length d: the packed gemm_nt).
@@ -921,36 +936,36 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
     gemm_nt(k, k, len, AT.data(), len, AT.data(), len, G.data(), k);
     return MatrixRMd(G.cast<double>());
   };
-  // F = A S(G) / ||A S(G)||, S(G) S(G)^T = G.
-  auto factor = [](const MatrixRM& A, const MatrixRMd& G, Eigen::Ref<MatrixRM> dst) {
+  // F = A S(G) / ||A S(G)||, S(G) S(G)^T = G, into slot `slot` of `panels`.
+  MatrixRM f(d, dh);
+  auto factor = [&f](const MatrixRM& A, const MatrixRMd& G, detail::FactorPanels& panels, int slot) {
     const MatrixRM S = psd_sqrt_factor(G).cast<float>();  // [k, k]
     gemm(static_cast<int>(A.rows()), static_cast<int>(S.cols()), static_cast<int>(A.cols()), A.data(),
-         static_cast<int>(A.cols()), S.data(), static_cast<int>(S.cols()), dst.data(),
-         static_cast<int>(dst.outerStride()));
-    const float n = dst.norm();
-    if (n > 0) dst /= n;
+         static_cast<int>(A.cols()), S.data(), static_cast<int>(S.cols()), f.data(), static_cast<int>(f.cols()));
+    const float n = f.norm();
+    if (n > 0) f /= n;
+    panels.set(slot, f, 0);
   };
   for (int i = 0; i < N; ++i) {
     MatrixRM W[4], WT[4];  // W_Q, W_K, W_V, W_O^T [d, dh], and their transposes
     const HeadMatrix which[4] = {HeadMatrix::W_Q, HeadMatrix::W_K, HeadMatrix::W_V, HeadMatrix::W_O};
     for (int m = 0; m < 4; ++m) {
-      auto M = head_matrix(model, variant, i / H, i % H, which[m]);
+      auto M = head_matrix_f(model, variant, i / H, i % H, which[m]);
       if (!M) return M.error();
-      const MatrixRM Mf = M->cast<float>();
-      W[m] = m == 3 ? MatrixRM(Mf.transpose()) : Mf;
-      WT[m] = m == 3 ? Mf : MatrixRM(Mf.transpose());
+      W[m] = m == 3 ? MatrixRM(M->transpose()) : std::move(*M);
+      WT[m] = W[m].transpose();
     }
     const MatrixRMd G_Q = gram_f(WT[0]), G_K = gram_f(WT[1]), G_V = gram_f(WT[2]), G_O = gram_f(WT[3]);
-    const Eigen::Index c0 = static_cast<Eigen::Index>(i) * dh;
-    factor(W[3], G_V, F.middleCols(c0, dh));
-    factor(W[0], G_K, Gq.middleCols(c0, dh));
-    factor(W[1], G_Q, Gk.middleCols(c0, dh));
-    factor(W[2], G_O, Gv.middleCols(c0, dh));
+    if (layout.x_slot[i] >= 0) factor(W[3], G_V, FX, layout.x_slot[i]);
+    if (layout.y_slot(i, 0) >= 0) {
+      factor(W[0], G_K, FY, layout.y_slot(i, 0));
+      factor(W[1], G_Q, FY, layout.y_slot(i, 1));
+      factor(W[2], G_O, FY, layout.y_slot(i, 2));
+    }
     if (!keep_going(progress, 0.1 * (i + 1) / N)) return cancelled();
   }
-  // Phase 2: ||F_i^T G_j||^2 for l1 < l2, the three kinds sharing F's packing.
-  auto sq = detail::block_frobenius_products_multi(F, {&Gq, &Gk, &Gv}, dh, detail::PairSet::later_layer, H,
-                                                   detail::PairKernel::automatic, progress, 0.1, 1.0);
+  // Phase 2: ||F_i^T G_j||^2 for l1 < l2, the three kinds in one product.
+  auto sq = detail::projector_products(layout, FX, FY, progress, 0.1, 1.0);
   if (!sq) return sq.error();
   std::vector<double>* dst[3] = {&out.q, &out.k, &out.v};
   for (int y = 0; y < 3; ++y) {

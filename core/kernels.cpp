@@ -372,34 +372,43 @@ typedef float f32x4_u __attribute__((vector_size(16), aligned(4), may_alias));
 inline f32x4 load4(const float* p) { return *reinterpret_cast<const f32x4_u*>(p); }
 inline void store4(float* p, f32x4 v) { *reinterpret_cast<f32x4_u*>(p) = v; }
 inline f32x4 splat4(float x) { return f32x4{x, x, x, x}; }
-// acc + x * y (relaxed SIMD: one relaxed_madd, see madd above).
-inline f32x4 madd4(f32x4 x, f32x4 y, f32x4 acc) {
+// acc + x * y: relaxed SIMD's relaxed_madd in the wasm build that has it (see
+// madd above); elsewhere mul + add, which the native FMA clones below
+// contract to FMA. (A macro: GCC may not inline a helper into a function
+// with other optimize attributes.)
 #ifdef __wasm_relaxed_simd__
-  return __builtin_wasm_fma_f32x4(x, y, acc);
+#define HS_MADD4(x, y, acc) __builtin_wasm_fma_f32x4((x), (y), (acc))
 #else
-  return acc + x * y;
+#define HS_MADD4(x, y, acc) ((acc) + (x) * (y))
 #endif
-}
+
+// Noinline, like the GEMM micro-kernels: V8 tiers up functions, not loops.
+// Natively (GCC on x86-64), a clone for CPUs with FMA is chosen at load time,
+// with a * b + c contracted to it (the core is built without -march).
+#if defined(HS_KERNELS_AVX2) && !defined(__clang__)
+#define HS_QUAD_KERNEL __attribute__((noinline, target_clones("fma", "default"), optimize("fp-contract=fast")))
+#else
+#define HS_QUAD_KERNEL __attribute__((noinline))
+#endif
 
 }  // namespace
 
-// Noinline, like the GEMM micro-kernels: V8 tiers up functions, not loops.
-__attribute__((noinline)) void quad_outer_4x8(int kc, const float* a, const float* b0, const float* b1, float* t) {
+HS_QUAD_KERNEL void quad_outer_4x8(int kc, const float* a, const float* b0, const float* b1, float* t) {
   f32x4 c00 = splat4(0.f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
   for (int c = 0; c < kc; ++c, a += 4, b0 += 4, b1 += 4) {
     const f32x4 x = load4(b0), y = load4(b1);
     f32x4 ai = splat4(a[0]);
-    c00 = madd4(ai, x, c00);
-    c01 = madd4(ai, y, c01);
+    c00 = HS_MADD4(ai, x, c00);
+    c01 = HS_MADD4(ai, y, c01);
     ai = splat4(a[1]);
-    c10 = madd4(ai, x, c10);
-    c11 = madd4(ai, y, c11);
+    c10 = HS_MADD4(ai, x, c10);
+    c11 = HS_MADD4(ai, y, c11);
     ai = splat4(a[2]);
-    c20 = madd4(ai, x, c20);
-    c21 = madd4(ai, y, c21);
+    c20 = HS_MADD4(ai, x, c20);
+    c21 = HS_MADD4(ai, y, c21);
     ai = splat4(a[3]);
-    c30 = madd4(ai, x, c30);
-    c31 = madd4(ai, y, c31);
+    c30 = HS_MADD4(ai, x, c30);
+    c31 = HS_MADD4(ai, y, c31);
   }
   store4(t + 0, c00);
   store4(t + 4, c01);
@@ -411,19 +420,74 @@ __attribute__((noinline)) void quad_outer_4x8(int kc, const float* a, const floa
   store4(t + 28, c31);
 }
 
-__attribute__((noinline)) void quad_outer_4x4(int kc, const float* a, const float* b0, float* t) {
+HS_QUAD_KERNEL void quad_outer_4x4(int kc, const float* a, const float* b0, float* t) {
   f32x4 c0 = splat4(0.f), c1 = c0, c2 = c0, c3 = c0;
   for (int c = 0; c < kc; ++c, a += 4, b0 += 4) {
     const f32x4 x = load4(b0);
-    c0 = madd4(splat4(a[0]), x, c0);
-    c1 = madd4(splat4(a[1]), x, c1);
-    c2 = madd4(splat4(a[2]), x, c2);
-    c3 = madd4(splat4(a[3]), x, c3);
+    c0 = HS_MADD4(splat4(a[0]), x, c0);
+    c1 = HS_MADD4(splat4(a[1]), x, c1);
+    c2 = HS_MADD4(splat4(a[2]), x, c2);
+    c3 = HS_MADD4(splat4(a[3]), x, c3);
   }
   store4(t + 0, c0);
   store4(t + 4, c1);
   store4(t + 8, c2);
   store4(t + 12, c3);
+}
+
+namespace {
+
+typedef double f64x2 __attribute__((vector_size(16)));
+typedef double f64x2_u __attribute__((vector_size(16), aligned(8), may_alias));
+inline f64x2 load2(const double* p) { return *reinterpret_cast<const f64x2_u*>(p); }
+
+// The 4 x 4 tile G[i0.., j0..] of A^T A: 8 f64x2 accumulators over the rows.
+HS_QUAD_KERNEL void gram_tile_4x4(int rows, const double* A, int lda, int i0, int j0, double* t) {
+  f64x2 c00 = {0, 0}, c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  for (int r = 0; r < rows; ++r, A += lda) {
+    const f64x2 x0 = load2(A + j0), x1 = load2(A + j0 + 2);
+    const double* a = A + i0;
+    f64x2 s = {a[0], a[0]};
+    c00 += s * x0;
+    c01 += s * x1;
+    s = f64x2{a[1], a[1]};
+    c10 += s * x0;
+    c11 += s * x1;
+    s = f64x2{a[2], a[2]};
+    c20 += s * x0;
+    c21 += s * x1;
+    s = f64x2{a[3], a[3]};
+    c30 += s * x0;
+    c31 += s * x1;
+  }
+  const f64x2 acc[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
+  for (int q = 0; q < 8; ++q) {
+    t[q * 2] = acc[q][0];
+    t[q * 2 + 1] = acc[q][1];
+  }
+}
+
+}  // namespace
+
+void gram_f64(int rows, int k, const double* A, int lda, double* G) {
+  double t[16];
+  for (int i0 = 0; i0 < k; i0 += 4) {
+    for (int j0 = i0; j0 < k; j0 += 4) {
+      const int ni = std::min(4, k - i0), nj = std::min(4, k - j0);
+      if (ni == 4 && nj == 4) {
+        gram_tile_4x4(rows, A, lda, i0, j0, t);
+      } else {  // the edge of a k that is not a multiple of 4
+        for (int a = 0; a < ni; ++a)
+          for (int b = 0; b < nj; ++b) {
+            double sum = 0;
+            for (int r = 0; r < rows; ++r) sum += A[std::ptrdiff_t(r) * lda + i0 + a] * A[std::ptrdiff_t(r) * lda + j0 + b];
+            t[a * 4 + b] = sum;
+          }
+      }
+      for (int a = 0; a < ni; ++a)
+        for (int b = 0; b < nj; ++b) G[std::ptrdiff_t(i0 + a) * k + j0 + b] = G[std::ptrdiff_t(j0 + b) * k + i0 + a] = t[a * 4 + b];
+    }
+  }
 }
 
 void quad_interleave_4x8(const float* t, const float* w, float* dst, std::ptrdiff_t row) {

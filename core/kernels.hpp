@@ -58,6 +58,11 @@ void quad_outer_4x4(int kc, const float* a, const float* b0, float* t);
 // dst[a * row + b * 4 + l] = w[a * 8 + b] * t[l * 32 + a * 8 + b].
 void quad_interleave_4x8(const float* t, const float* w, float* dst, std::ptrdiff_t row);
 
+// G [k, k] = A^T A for A [rows, k] (row stride lda), in double: the Grams
+// of the per-head factors behind the singular values. Row-major G, both
+// triangles written. (Eigen's double GEMM runs scalar in wasm.)
+void gram_f64(int rows, int k, const double* A, int lda, double* G);
+
 // C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
 void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);
 

@@ -2,7 +2,7 @@
 # The issue-8 benchmark, one command: native, wasm (node) and PyTorch side by
 # side on the same random GPT-2-small-shaped checkpoint and the same tokens.
 #
-#   tests/bench/run.sh [--repeats N] [--tokens T] [--no-geometry] [--no-torch]
+#   tests/bench/run.sh [--repeats N] [--tokens T] [--no-geometry] [--no-torch] [--no-torch-geometry]
 #
 # Builds what it needs in build/bench (native, Release) and build/bench-wasm
 # (Emscripten: the core library, then bench_perf/bench_geometry linked for node
@@ -17,6 +17,7 @@ root=$(pwd)
 repeats=7
 tokens=128
 geometry=1
+torch_geometry=1
 torch_on=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -24,7 +25,8 @@ while [ $# -gt 0 ]; do
     --tokens) tokens=$2; shift 2 ;;
     --no-geometry) geometry=0; shift ;;
     --no-torch) torch_on=0; shift ;;
-    *) echo "usage: $0 [--repeats N] [--tokens T] [--no-geometry] [--no-torch]" >&2; exit 2 ;;
+    --no-torch-geometry) torch_geometry=0; shift ;;
+    *) echo "usage: $0 [--repeats N] [--tokens T] [--no-geometry] [--no-torch] [--no-torch-geometry]" >&2; exit 2 ;;
   esac
 done
 export NODE_PATH=/usr/share/nodejs OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
@@ -92,7 +94,7 @@ ckpt=$out/gpt2-random
 node "$root/tests/bench/bench_memory.mjs" "$ckpt" --wasm-dir "$wasm_out/wasm" | tee -a "$log"
 if [ "$torch_on" = 1 ]; then
   geo_flag=()
-  [ "$geometry" = 1 ] && geo_flag=(--geometry)
+  [ "$geometry" = 1 ] && [ "$torch_geometry" = 1 ] && geo_flag=(--geometry)
   "$py" "$root/tests/bench/torch_reference.py" "$ckpt" --tokens "$tokens" --repeats "$repeats" "${geo_flag[@]}" 2>&1 |
     tee -a "$log"
 fi

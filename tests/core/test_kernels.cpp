@@ -142,6 +142,22 @@ TEST_CASE("kernels: quad outer products and interleave match scalar loops", "[ke
   CHECK(dst[32] == -7.f);  // between the rows: untouched
 }
 
+TEST_CASE("kernels: gram_f64 equals A^T A, both triangles, any k", "[kernels]") {
+  for (int k : {1, 3, 4, 6, 64, 67}) {
+    const int rows = 37, lda = k + 2;
+    Eigen::MatrixXd A = Eigen::MatrixXd::Random(rows, lda);  // the last 2 columns are outside the matrix
+    Eigen::Matrix<double, -1, -1, Eigen::RowMajor> Ar = A;
+    std::vector<double> G(static_cast<std::size_t>(k) * k, -1.0);
+    hs::gram_f64(rows, k, Ar.data(), lda, G.data());
+    const Eigen::MatrixXd want = A.leftCols(k).transpose() * A.leftCols(k);
+    double worst = 0;
+    for (int i = 0; i < k; ++i)
+      for (int j = 0; j < k; ++j) worst = std::max(worst, std::fabs(G[static_cast<std::size_t>(i) * k + j] - want(i, j)));
+    INFO("k " << k << ": worst |G - A^T A| " << worst);
+    CHECK(worst < 1e-12);
+  }
+}
+
 TEST_CASE("kernels: matmul resizes and adds the bias", "[kernels]") {
   hs::MatrixRM A = hs::MatrixRM::Random(17, 40), B = hs::MatrixRM::Random(40, 23);
   hs::RowVectorF bias = hs::RowVectorF::Random(23);
