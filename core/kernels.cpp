@@ -565,16 +565,62 @@ inline v128_t exp_f32x4(v128_t x) {
 }  // namespace
 #endif
 
+#ifdef HS_KERNELS_AVX2
+namespace {
+
+// exp_f32x4 natively, 8 lanes (AVX2 + FMA, chosen at run time). max(lo, x)
+// and min(hi, x) return x when it is NaN, so NaN stays NaN.
+__attribute__((target("avx2,fma"))) inline __m256 exp_f32x8(__m256 x) {
+  x = _mm256_min_ps(_mm256_set1_ps(exp_hi), _mm256_max_ps(_mm256_set1_ps(exp_lo), x));
+  const __m256 nf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(ln2_lo), _mm256_fnmadd_ps(nf, _mm256_set1_ps(ln2_hi), x));
+  __m256 p = _mm256_set1_ps(p0);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(p1));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(p2));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(p3));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(p4));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(p5));
+  const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.f));
+  const __m256i n = _mm256_cvtps_epi32(nf);  // nf is integral already
+  const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+  return _mm256_mul_ps(e, scale);
+}
+
+__attribute__((target("avx2,fma"))) std::size_t exp_inplace_avx2(float* x, std::size_t n) {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp_f32x8(_mm256_loadu_ps(x + i)));
+  return i;
+}
+
+__attribute__((target("avx2,fma"))) std::size_t gelu_tanh_inplace_avx2(float* x, std::size_t n) {
+  const __m256 k2 = _mm256_set1_ps(gelu_k2), c = _mm256_set1_ps(0.044715f), one = _mm256_set1_ps(1.f);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 y = _mm256_mul_ps(k2, _mm256_fmadd_ps(c, _mm256_mul_ps(v, _mm256_mul_ps(v, v)), v));
+    _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, exp_f32x8(y))));
+  }
+  return i;
+}
+
+}  // namespace
+#endif
+
 void exp_inplace(float* x, std::size_t n) {
   std::size_t i = 0;
 #ifdef __wasm_simd128__
   for (; i + 4 <= n; i += 4) wasm_v128_store(x + i, exp_f32x4(wasm_v128_load(x + i)));
+#elif defined(HS_KERNELS_AVX2)
+  if (cpu_has_avx2_fma()) i = exp_inplace_avx2(x, n);
 #endif
   for (; i < n; ++i) x[i] = exp_fast(x[i]);
 }
 
 void gelu_tanh_inplace(float* x, std::size_t n) {
   std::size_t i = 0;
+#ifdef HS_KERNELS_AVX2
+  if (cpu_has_avx2_fma()) i = gelu_tanh_inplace_avx2(x, n);
+#endif
 #ifdef __wasm_simd128__
   const v128_t k2 = wasm_f32x4_splat(gelu_k2), c = wasm_f32x4_splat(0.044715f), one = wasm_f32x4_splat(1.f);
   for (; i + 4 <= n; i += 4) {

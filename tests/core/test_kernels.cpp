@@ -191,6 +191,16 @@ TEST_CASE("kernels: exp_fast relative error over [-87, 88]", "[kernels]") {
   CHECK(hs::exp_fast(-1000.f) >= 0.f);
   CHECK(hs::exp_fast(-1000.f) < 1e-37f);
   CHECK(std::isfinite(hs::exp_fast(1000.f)));
+  // The array form (SIMD lanes, then a scalar tail) keeps the same edges.
+  std::vector<float> edges = {std::nanf(""), -1000.f, 1000.f, 0.f, -INFINITY, INFINITY, 1.f, 2.f, std::nanf(""), 3.f};
+  hs::exp_inplace(edges.data(), edges.size());
+  CHECK(std::isnan(edges[0]));
+  CHECK(edges[1] < 1e-37f);
+  CHECK(std::isfinite(edges[2]));
+  CHECK(edges[3] == 1.f);
+  CHECK(edges[4] < 1e-37f);
+  CHECK(std::isfinite(edges[5]));
+  CHECK(std::isnan(edges[8]));
 }
 
 TEST_CASE("kernels: gelu_tanh error against the double formula", "[kernels]") {
