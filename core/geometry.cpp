@@ -550,6 +550,8 @@ class AlignedFloats {
     const auto address = reinterpret_cast<std::uintptr_t>(buffer_.data());
     data_ = buffer_.data() + (64 - address % 64) % 64 / sizeof(float);
   }
+  AlignedFloats(const AlignedFloats&) = delete;  // data_ points into buffer_
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
   float* data() { return data_; }
   const float* data() const { return data_; }
 
@@ -707,6 +709,7 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
   const int rows_q = FX.rows;
   const std::vector<int>&head_x = layout.head_x, &head_y = layout.head_y, &kind_y = layout.kind_y;
   std::vector<MatrixRMd> out(sym ? 1 : layout.n_y, MatrixRMd::Zero(layout.n, layout.n));
+  if (slots_x == 0 || (!sym && slots_y == 0)) return out;  // no pairs (e.g. a single layer)
   std::vector<Tile> tiles;  // in slots
   if (sym) {
     symmetric_tiles(0, slots_x / 4, 4, tiles);

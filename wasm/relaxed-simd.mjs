@@ -60,7 +60,10 @@ class Reader {
 }
 
 function skipMemarg(r) {
-  r.leb();  // alignment (and memory index flag)
+  const at = r.pos;
+  // Bit 6 of the alignment field announces a memory index (multi-memory),
+  // which clang 14 never emits: refuse rather than mis-step.
+  if (r.leb() & 0x40) throw new Error(`memarg at ${at}: a memory index (multi-memory) this rewrite does not know`);
   r.leb();  // offset
 }
 
@@ -88,7 +91,7 @@ function simd(r, patches) {
   }
   if (op === RELAXED_MADD) return undefined;  // already rewritten
   if (PROTOTYPE_RELAXED.has(op) || op > 0xff) {
-    throw new Error(`SIMD opcode 0x${op.toString(16)} at ${at}: a relaxed-SIMD prototype instruction this rewrite does not know`);
+    throw new Error(`SIMD opcode 0x${op.toString(16)} at ${at}: a relaxed-SIMD instruction this rewrite does not know`);
   }
   return undefined;  // every other SIMD instruction has no immediate
 }
@@ -192,7 +195,11 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     console.error(`${input}: no f32x4.fma to rewrite (was it compiled with -mrelaxed-simd?)`);
     process.exit(1);
   }
-  if (relaxedSimdSupported() && !WebAssembly.validate(bytes)) {
+  if (!relaxedSimdSupported()) {
+    console.error('this node cannot check the rewritten module: run it with --experimental-wasm-relaxed-simd');
+    process.exit(1);
+  }
+  if (!WebAssembly.validate(bytes)) {
     console.error(`${output}: the rewritten module does not validate`);
     process.exit(1);
   }

@@ -70,8 +70,10 @@ for b in bench_perf bench_geometry; do
       echo "em++ $name"
       em++ "${wasm_flags[@]}" "$root/tests/bench/$b.cpp" "$wasm_out/core/libheadscope_core.a" "$wasm_out/core/$kernels" \
         -o "$wasm_out/$name.js"
-      if [ $variant = fma ]; then
-        node --experimental-wasm-relaxed-simd "$root/wasm/relaxed-simd.mjs" "$wasm_out/$name.wasm" "$wasm_out/$name.wasm"
+      if [ $variant = fma ] &&
+         ! node --experimental-wasm-relaxed-simd "$root/wasm/relaxed-simd.mjs" "$wasm_out/$name.wasm" "$wasm_out/$name.wasm"; then
+        rm -f "$wasm_out/$name.js"  # relink (and rewrite) next time
+        exit 1
       fi
     fi
     # The repository's package.json says "type": "module"; Emscripten's node

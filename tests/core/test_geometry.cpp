@@ -351,31 +351,37 @@ TEST_CASE("geometry: hf-oracle fixture weights match numpy in both variants", "[
 }
 
 TEST_CASE("geometry: both pair kernels give the same all-pairs products", "[geometry]") {
-  // X, Y [d, n*k]: projector and direct kernels must agree for both pair sets.
-  const int d = 40, k = 6, n = 9, group = 3;
-  hs::MatrixRM X = hs::MatrixRM::Random(d, n * k), Y = hs::MatrixRM::Random(d, n * k);
-  X.middleCols(2 * k, k).setZero();  // an all-zero block
-  for (auto set : {hs::detail::PairSet::symmetric, hs::detail::PairSet::later_layer}) {
-    auto a = hs::detail::block_frobenius_products(X, Y, k, set, group, hs::detail::PairKernel::projector, {});
-    auto b = hs::detail::block_frobenius_products(X, Y, k, set, group, hs::detail::PairKernel::direct, {});
-    REQUIRE(a.ok());
-    REQUIRE(b.ok());
-    Worst w(std::string("projector vs direct kernel, ") +
-                (set == hs::detail::PairSet::symmetric ? "symmetric" : "later layer"),
-            1e-5);
-    for (int i = 0; i < n; ++i) {
-      for (int j = 0; j < n; ++j) {
-        // And both against a plain per-pair product in double.
-        const hs::MatrixRM& Yr = set == hs::detail::PairSet::symmetric ? X : Y;
-        const bool needed = set == hs::detail::PairSet::symmetric || i / group < j / group;
-        const double want = needed ? (X.middleCols(i * k, k).cast<double>().transpose() *
-                                      Yr.middleCols(j * k, k).cast<double>()).squaredNorm()
-                                   : 0.0;
-        w.add((*a)(i, j), want, "projector " + at(i, j), std::max(1.0, want));
-        w.add((*b)(i, j), want, "direct " + at(i, j), std::max(1.0, want));
+  // X, Y [d, n*k]: projector and direct kernels must agree for both pair sets;
+  // d not a multiple of 8 (the panels' zero rows), layers of 1 to 3 heads (padded slots), and a single layer.
+  struct Shape {
+    int d, k, n, group;
+  };
+  for (const Shape shape : {Shape{40, 6, 9, 3}, Shape{37, 5, 6, 1}, Shape{37, 4, 8, 2}, Shape{21, 3, 3, 3}}) {
+    const int d = shape.d, k = shape.k, n = shape.n, group = shape.group;
+    hs::MatrixRM X = hs::MatrixRM::Random(d, n * k), Y = hs::MatrixRM::Random(d, n * k);
+    X.middleCols(2 * k, k).setZero();  // an all-zero block
+    for (auto set : {hs::detail::PairSet::symmetric, hs::detail::PairSet::later_layer}) {
+      auto a = hs::detail::block_frobenius_products(X, Y, k, set, group, hs::detail::PairKernel::projector, {});
+      auto b = hs::detail::block_frobenius_products(X, Y, k, set, group, hs::detail::PairKernel::direct, {});
+      REQUIRE(a.ok());
+      REQUIRE(b.ok());
+      Worst w(std::string("projector vs direct kernel, ") +
+                  (set == hs::detail::PairSet::symmetric ? "symmetric" : "later layer"),
+              1e-5);
+      for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < n; ++j) {
+          // And both against a plain per-pair product in double.
+          const hs::MatrixRM& Yr = set == hs::detail::PairSet::symmetric ? X : Y;
+          const bool needed = set == hs::detail::PairSet::symmetric || i / group < j / group;
+          const double want = needed ? (X.middleCols(i * k, k).cast<double>().transpose() *
+                                        Yr.middleCols(j * k, k).cast<double>()).squaredNorm()
+                                     : 0.0;
+          w.add((*a)(i, j), want, "projector " + at(i, j), std::max(1.0, want));
+          w.add((*b)(i, j), want, "direct " + at(i, j), std::max(1.0, want));
+        }
       }
+      w.check();
     }
-    w.check();
   }
 }
 

@@ -9,7 +9,9 @@ import { parseNpy } from '../../wasm/npy.mjs';
 import { oracleDir, oracleIds, readNpy, repoRoot, tempDir, worstMismatch } from './support.mjs';
 
 const cli = path.join(repoRoot, 'wasm', 'cli.mjs');
-const headscope = (...args) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+// The CLI under this node's wasm flags: the same build of the core as the API here.
+const wasmFlags = process.execArgv.filter((flag) => flag.startsWith('--experimental-wasm-'));
+const headscope = (...args) => spawnSync(process.execPath, [...wasmFlags, cli, ...args], { encoding: 'utf8' });
 
 test('info prints the model description as JSON', () => {
   const out = headscope('info', oracleDir('llama'));

@@ -50,7 +50,9 @@ test('the rewrite turns f32x4.fma into relaxed_madd and leaves look-alike immedi
 });
 
 test('the rewrite refuses other prototype relaxed instructions and unknown opcodes', () => {
-  assert.throws(() => patchRelaxedSimd(moduleWith([...args, 0xfd, 0xb0, 0x01])), /0xb0 .*relaxed-SIMD prototype/);
+  assert.throws(() => patchRelaxedSimd(moduleWith([...args, 0xfd, 0xb0, 0x01])), /0xb0 .*relaxed-SIMD instruction/);
   assert.throws(() => patchRelaxedSimd(moduleWith([0xff])), /opcode 0xff .*unknown instruction/);
+  // v128.load whose memarg announces a memory index (multi-memory).
+  assert.throws(() => patchRelaxedSimd(moduleWith([0x41, 0, 0xfd, 0x00, 0x44, 0x00, 0x00, 0x1a])), /multi-memory/);
   assert.throws(() => patchRelaxedSimd(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])), /not a wasm module/);
 });
