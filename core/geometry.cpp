@@ -932,11 +932,11 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
   detail::FactorPanels FX(layout.slots_x, rows_q, dh), FY(layout.slots_y, rows_q, dh);
   // Float throughout this phase (Grams included): it feeds float GEMMs, and
   // the scores come out within ~1e-7 of a double computation.
-  // A^T A [k, k] from AT = A^T [k, d] (rows of length d: the packed gemm_nt).
-  auto gram_f = [](const MatrixRM& AT) {
-    const int k = static_cast<int>(AT.rows()), len = static_cast<int>(AT.cols());
+  // A^T A [k, k] for A [d, k] (kernels.hpp's gram_f32).
+  auto gram_f = [](const MatrixRM& A) {
+    const int k = static_cast<int>(A.cols());
     MatrixRM G(k, k);
-    gemm_nt(k, k, len, AT.data(), len, AT.data(), len, G.data(), k);
+    gram_f32(static_cast<int>(A.rows()), k, A.data(), k, G.data());
     return MatrixRMd(G.cast<double>());
   };
   // F = A S(G) / ||A S(G)||, S(G) S(G)^T = G, into slot `slot` of `panels`.
@@ -950,15 +950,14 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
     panels.set(slot, f, 0);
   };
   for (int i = 0; i < N; ++i) {
-    MatrixRM W[4], WT[4];  // W_Q, W_K, W_V, W_O^T [d, dh], and their transposes
+    MatrixRM W[4];  // W_Q, W_K, W_V, W_O^T [d, dh]
     const HeadMatrix which[4] = {HeadMatrix::W_Q, HeadMatrix::W_K, HeadMatrix::W_V, HeadMatrix::W_O};
     for (int m = 0; m < 4; ++m) {
       auto M = head_matrix_f(model, variant, i / H, i % H, which[m]);
       if (!M) return M.error();
       W[m] = m == 3 ? MatrixRM(M->transpose()) : std::move(*M);
-      WT[m] = W[m].transpose();
     }
-    const MatrixRMd G_Q = gram_f(WT[0]), G_K = gram_f(WT[1]), G_V = gram_f(WT[2]), G_O = gram_f(WT[3]);
+    const MatrixRMd G_Q = gram_f(W[0]), G_K = gram_f(W[1]), G_V = gram_f(W[2]), G_O = gram_f(W[3]);
     if (layout.x_slot[i] >= 0) factor(W[3], G_V, FX, layout.x_slot[i]);
     if (layout.y_slot(i, 0) >= 0) {
       factor(W[0], G_K, FY, layout.y_slot(i, 0));

@@ -490,6 +490,61 @@ void gram_f64(int rows, int k, const double* A, int lda, double* G) {
   }
 }
 
+namespace {
+
+// The 4 x 8 tile G[i0.., j0..] of A^T A in float: 8 f32x4 accumulators.
+HS_QUAD_KERNEL void gram_tile_f32_4x8(int rows, const float* A, int lda, int i0, int j0, float* t) {
+  f32x4 c00 = splat4(0.f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  for (int r = 0; r < rows; ++r, A += lda) {
+    const f32x4 x = load4(A + j0), y = load4(A + j0 + 4);
+    f32x4 s = splat4(A[i0]);
+    c00 = HS_MADD4(s, x, c00);
+    c01 = HS_MADD4(s, y, c01);
+    s = splat4(A[i0 + 1]);
+    c10 = HS_MADD4(s, x, c10);
+    c11 = HS_MADD4(s, y, c11);
+    s = splat4(A[i0 + 2]);
+    c20 = HS_MADD4(s, x, c20);
+    c21 = HS_MADD4(s, y, c21);
+    s = splat4(A[i0 + 3]);
+    c30 = HS_MADD4(s, x, c30);
+    c31 = HS_MADD4(s, y, c31);
+  }
+  store4(t + 0, c00);
+  store4(t + 4, c01);
+  store4(t + 8, c10);
+  store4(t + 12, c11);
+  store4(t + 16, c20);
+  store4(t + 20, c21);
+  store4(t + 24, c30);
+  store4(t + 28, c31);
+}
+
+}  // namespace
+
+void gram_f32(int rows, int k, const float* A, int lda, float* G) {
+  alignas(16) float t[32];
+  // Tiles of 4 rows x 8 columns on and above the diagonal (those that reach
+  // it also compute a few entries below: the same sums, in the same order).
+  for (int i0 = 0; i0 < k; i0 += 4) {
+    for (int j0 = i0 / 8 * 8; j0 < k; j0 += 8) {
+      const int ni = std::min(4, k - i0), nj = std::min(8, k - j0);
+      if (ni == 4 && nj == 8) {
+        gram_tile_f32_4x8(rows, A, lda, i0, j0, t);
+      } else {  // the edge of a k that is not a multiple of 8
+        for (int a = 0; a < ni; ++a)
+          for (int b = 0; b < nj; ++b) {
+            float sum = 0;
+            for (int r = 0; r < rows; ++r) sum += A[std::ptrdiff_t(r) * lda + i0 + a] * A[std::ptrdiff_t(r) * lda + j0 + b];
+            t[a * 8 + b] = sum;
+          }
+      }
+      for (int a = 0; a < ni; ++a)
+        for (int b = 0; b < nj; ++b) G[std::ptrdiff_t(i0 + a) * k + j0 + b] = G[std::ptrdiff_t(j0 + b) * k + i0 + a] = t[a * 8 + b];
+    }
+  }
+}
+
 void quad_interleave_4x8(const float* t, const float* w, float* dst, std::ptrdiff_t row) {
   for (int a = 0; a < 4; ++a, dst += row) {
     for (int b = 0; b < 8; b += 4) {

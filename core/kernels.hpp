@@ -63,6 +63,8 @@ void quad_interleave_4x8(const float* t, const float* w, float* dst, std::ptrdif
 // of the per-head factors behind the singular values. Row-major G, both
 // triangles written. (Eigen's double GEMM runs scalar in wasm.)
 void gram_f64(int rows, int k, const double* A, int lda, double* G);
+// The same in float (float sums), for factors whose products run in float.
+void gram_f32(int rows, int k, const float* A, int lda, float* G);
 
 // C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
 void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);
