@@ -469,27 +469,6 @@ HS_QUAD_KERNEL void gram_tile_4x4(int rows, const double* A, int lda, int i0, in
 
 }  // namespace
 
-void gram_f64(int rows, int k, const double* A, int lda, double* G) {
-  double t[16];
-  for (int i0 = 0; i0 < k; i0 += 4) {
-    for (int j0 = i0; j0 < k; j0 += 4) {
-      const int ni = std::min(4, k - i0), nj = std::min(4, k - j0);
-      if (ni == 4 && nj == 4) {
-        gram_tile_4x4(rows, A, lda, i0, j0, t);
-      } else {  // the edge of a k that is not a multiple of 4
-        for (int a = 0; a < ni; ++a)
-          for (int b = 0; b < nj; ++b) {
-            double sum = 0;
-            for (int r = 0; r < rows; ++r) sum += A[std::ptrdiff_t(r) * lda + i0 + a] * A[std::ptrdiff_t(r) * lda + j0 + b];
-            t[a * 4 + b] = sum;
-          }
-      }
-      for (int a = 0; a < ni; ++a)
-        for (int b = 0; b < nj; ++b) G[std::ptrdiff_t(i0 + a) * k + j0 + b] = G[std::ptrdiff_t(j0 + b) * k + i0 + a] = t[a * 4 + b];
-    }
-  }
-}
-
 namespace {
 
 // The 4 x 8 tile G[i0.., j0..] of A^T A in float: 8 f32x4 accumulators.
@@ -522,27 +501,41 @@ HS_QUAD_KERNEL void gram_tile_f32_4x8(int rows, const float* A, int lda, int i0,
 
 }  // namespace
 
-void gram_f32(int rows, int k, const float* A, int lda, float* G) {
-  alignas(16) float t[32];
-  // Tiles of 4 rows x 8 columns on and above the diagonal (those that reach
-  // it also compute a few entries below: the same sums, in the same order).
-  for (int i0 = 0; i0 < k; i0 += 4) {
-    for (int j0 = i0 / 8 * 8; j0 < k; j0 += 8) {
-      const int ni = std::min(4, k - i0), nj = std::min(8, k - j0);
-      if (ni == 4 && nj == 8) {
-        gram_tile_f32_4x8(rows, A, lda, i0, j0, t);
-      } else {  // the edge of a k that is not a multiple of 8
+namespace {
+
+// G = A^T A through NI x NJ tiles on and above the diagonal (those that reach
+// it also compute a few entries below: the same sums, in the same order, so
+// G comes out exactly symmetric); a scalar loop at the edges of k.
+template <class T, int NI, int NJ, void (*tile)(int, const T*, int, int, int, T*)>
+void gram_tiled(int rows, int k, const T* A, int lda, T* G) {
+  alignas(16) T t[NI * NJ];
+  for (int i0 = 0; i0 < k; i0 += NI) {
+    for (int j0 = i0 / NJ * NJ; j0 < k; j0 += NJ) {
+      const int ni = std::min(NI, k - i0), nj = std::min(NJ, k - j0);
+      if (ni == NI && nj == NJ) {
+        tile(rows, A, lda, i0, j0, t);
+      } else {
         for (int a = 0; a < ni; ++a)
           for (int b = 0; b < nj; ++b) {
-            float sum = 0;
+            T sum = 0;
             for (int r = 0; r < rows; ++r) sum += A[std::ptrdiff_t(r) * lda + i0 + a] * A[std::ptrdiff_t(r) * lda + j0 + b];
-            t[a * 8 + b] = sum;
+            t[a * NJ + b] = sum;
           }
       }
       for (int a = 0; a < ni; ++a)
-        for (int b = 0; b < nj; ++b) G[std::ptrdiff_t(i0 + a) * k + j0 + b] = G[std::ptrdiff_t(j0 + b) * k + i0 + a] = t[a * 8 + b];
+        for (int b = 0; b < nj; ++b) G[std::ptrdiff_t(i0 + a) * k + j0 + b] = G[std::ptrdiff_t(j0 + b) * k + i0 + a] = t[a * NJ + b];
     }
   }
+}
+
+}  // namespace
+
+void gram_f64(int rows, int k, const double* A, int lda, double* G) {
+  gram_tiled<double, 4, 4, gram_tile_4x4>(rows, k, A, lda, G);
+}
+
+void gram_f32(int rows, int k, const float* A, int lda, float* G) {
+  gram_tiled<float, 4, 8, gram_tile_f32_4x8>(rows, k, A, lda, G);
 }
 
 void quad_interleave_4x8(const float* t, const float* w, float* dst, std::ptrdiff_t row) {
