@@ -200,12 +200,19 @@ export class HeadGrid {
     }
     const sorted = ok && state.sort;
     this.grid.classList.toggle('sorted', sorted);
+    // Moving a cell in the DOM takes the keyboard focus away from it: move
+    // cells only when the order changes, and give the focus back.
+    const focused = this.grid.contains(document.activeElement) ? document.activeElement : null;
     if (sorted) {
       const order = flat.slice().sort((a, b) => m.values[b.layer * this.shape.nHead + b.head] - m.values[a.layer * this.shape.nHead + a.head]);
-      this.sortedBox.replaceChildren(...order.map((c) => c.cell));
+      const current = this.sortedBox.children;
+      if (order.length !== current.length || order.some((c, i) => current[i] !== c.cell)) {
+        this.sortedBox.replaceChildren(...order.map((c) => c.cell));
+      }
     } else if (this.sortedBox.childElementCount) {
       for (const c of flat) c.row.append(c.cell);
     }
+    if (focused && document.activeElement !== focused) focused.focus();
   }
 
   render(state, changed) {
