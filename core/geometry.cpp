@@ -538,10 +538,6 @@ PairCost pair_cost(int n, int d, int k, PairSet set, int group, int n_y) {
   return c;
 }
 
-// Heads' factors [rows, k] (rows = d padded to 8 with zeros), one per slot,
-// as panels of 4 rows: panel p of slot s holds k quads (kernels.hpp), quad
-// c = rows 4p .. 4p+3 of column c. Both operands of the projector products
-// read these panels as they are.
 // A float buffer whose data starts on a 64-byte boundary (wasm's malloc
 // aligns to 8): the kernels' 16-byte loads then never straddle cache lines.
 class AlignedFloats {
@@ -560,10 +556,15 @@ class AlignedFloats {
   float* data_;
 };
 
+// Heads' factors [d, k], one per slot, as panels of 4 rows: panel p of slot
+// s holds k quads (kernels.hpp), quad c = rows 4p .. 4p+3 of column c. The
+// rows are d padded with zeros to a multiple of 8, so that every 4 x 8 tile
+// of a projector is whole. Both operands of the projector products read
+// these panels as they are.
 struct FactorPanels {
   int rows = 0, k = 0;
   AlignedFloats data;
-  FactorPanels(int slots, int rows_, int k_) : rows(rows_), k(k_), data(std::size_t(slots) * rows * k) {}
+  FactorPanels(int slots, int d, int k_) : rows((d + 7) / 8 * 8), k(k_), data(std::size_t(slots) * rows * k) {}
   const float* panel(int slot, int p) const { return data.data() + (std::size_t(slot) * (rows / 4) + p) * k * 4; }
   // Slot `slot` := X's columns [col0, col0 + k).
   void set(int slot, const MatrixRM& X, Eigen::Index col0) {
@@ -844,8 +845,7 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
 
   // Projector kernel (projector_products): the blocks as panels, by slot.
   const PairLayout layout(n, group, set, n_y);
-  const int rows_q = (d + 7) / 8 * 8;
-  FactorPanels FX(layout.slots_x, rows_q, k), FY(layout.slots_y, rows_q, k);
+  FactorPanels FX(layout.slots_x, d, k), FY(layout.slots_y, d, k);
   for (int i = 0; i < n; ++i) {
     if (layout.x_slot[i] >= 0) FX.set(layout.x_slot[i], X, Eigen::Index(i) * k);
     for (int y = 0; y < n_y; ++y) {
@@ -928,8 +928,7 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
   // straight into the projector products' panels: F for every layer but the
   // last, the G for every layer but the first.
   const detail::PairLayout layout(N, H, detail::PairSet::later_layer, 3);
-  const int rows_q = (d + 7) / 8 * 8;
-  detail::FactorPanels FX(layout.slots_x, rows_q, dh), FY(layout.slots_y, rows_q, dh);
+  detail::FactorPanels FX(layout.slots_x, d, dh), FY(layout.slots_y, d, dh);
   // Float throughout this phase (Grams included): it feeds float GEMMs, and
   // the scores come out within ~1e-7 of a double computation.
   // A^T A [k, k] for A [d, k] (kernels.hpp's gram_f32).

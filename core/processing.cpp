@@ -201,7 +201,8 @@ Result<Mat> head_matrix_as(const Model& model, WeightVariant variant, int layer,
   }
   // The block, converted row by row (plain loops: Eigen's strided cast and
   // allFinite run scalar in wasm, 4x slower). x * 0 is 0 for finite x and NaN
-  // for Inf or NaN, so `nonfinite` is 0 exactly when every entry is finite.
+  // for Inf or NaN, so the sum `nonfinite` is NaN exactly when an entry is not
+  // finite.
   using T = typename Mat::Scalar;
   const Eigen::Index rows = reads ? d : dh, cols = reads ? dh : d;
   const float* src = reads ? full.data() + Eigen::Index(block) * dh : full.data() + Eigen::Index(block) * dh * full.cols();
@@ -215,7 +216,7 @@ Result<Mat> head_matrix_as(const Model& model, WeightVariant variant, int layer,
       nonfinite += s[q] * 0.0f;
     }
   }
-  if (nonfinite != 0.0f || nonfinite != nonfinite) {
+  if (nonfinite != nonfinite) {
     return make_error("L" + std::to_string(layer) + "H" + std::to_string(head) + " " + head_matrix_name(which) +
                       " contains NaN or Inf");
   }
