@@ -556,61 +556,42 @@ class AlignedFloats {
   float* data_;
 };
 
-// Heads' factors [d, k], one per slot, as panels of 4 rows: panel p of slot
-// s holds k quads (kernels.hpp), quad c = rows 4p .. 4p+3 of column c. The
-// rows are d padded with zeros to a multiple of 8, so that every 4 x 8 tile
-// of a projector is whole. Both operands of the projector products read
-// these panels as they are.
+// The projector products go over the upper triangle of the d x d
+// coordinates in bands of this many rows (see projector_products).
+constexpr int kBand = 48;
+
+// Heads' factors [d, k], one per slot, in groups of 4 slots: quad (g, r, t)
+// holds entry (r, t) of the factors of slots 4g .. 4g+3 (lane = slot % 4),
+// so that one vector product forms the same coordinate of 4 projectors. The
+// rows are d padded with zeros to a multiple of kBand.
 struct FactorPanels {
   int rows = 0, k = 0;
   AlignedFloats data;
-  FactorPanels(int slots, int d, int k_) : rows((d + 7) / 8 * 8), k(k_), data(std::size_t(slots) * rows * k) {}
-  const float* panel(int slot, int p) const { return data.data() + (std::size_t(slot) * (rows / 4) + p) * k * 4; }
+  FactorPanels(int slots, int d, int k_)
+      : rows((d + kBand - 1) / kBand * kBand), k(k_), data(std::size_t(slots + 3) / 4 * 4 * rows * k) {}
+  // Row r of group g: k quads.
+  const float* row(int g, int r) const { return data.data() + (std::size_t(g) * rows + r) * k * 4; }
   // Slot `slot` := X's columns [col0, col0 + k).
   void set(int slot, const MatrixRM& X, Eigen::Index col0) {
-    float* dst = data.data() + std::size_t(slot) * rows * k;
+    float* dst = data.data() + std::size_t(slot / 4) * rows * k * 4 + slot % 4;
     for (Eigen::Index r = 0; r < X.rows(); ++r) {
       const float* src = X.data() + r * X.cols() + col0;
-      float* p = dst + (std::size_t(r / 4) * k) * 4 + r % 4;
+      float* p = dst + std::size_t(r) * k * 4;
       for (int c = 0; c < k; ++c) p[c * 4] = src[c];
     }
   }
 };
 
-// Forms the block rows [r0, r0+rows) x columns [c0, c0+cols) of the upper
-// triangle of P_s = F_s F_s^T for the 4 slots s of group g, into `out`
-// [rows * cols] quads (coordinate (r - r0) * cols + (c - c0), lane s % 4),
-// so that the pair products read 4 slots' coordinates as one vector. With
-// `off` > 0 (the left side) entries are weighted so that plain dot products
-// with an unweighted right side give <P_i, P_j>: off-diagonal entries appear
-// twice in the full inner product, so they carry `off` (2; sqrt(2) when both
-// sides are this same weighted buffer), the diagonal 1, and entries below it
-// 0. With off = 0 (the right side) entries below the diagonal are left as
-// they are: the left side's zeros cancel them. rows is a multiple of 4, cols
-// of 8, c0 >= r0.
-void form_projector_block(const FactorPanels& F, int g, int r0, int rows, int c0, int cols, float off, float* out) {
-  alignas(16) float t[4 * 32];
-  float w[32];
-  for (int r = r0; r < r0 + rows; r += 4) {
-    for (int c = c0; c < c0 + cols; c += 8) {
-      float* dst = out + (std::size_t(r - r0) * cols + (c - c0)) * 4;
-      if (c + 7 < r) {  // every entry of the tile below the diagonal
-        if (off > 0) {
-          for (int a = 0; a < 4; ++a) std::fill(dst + std::size_t(a) * cols * 4, dst + std::size_t(a) * cols * 4 + 32, 0.0f);
-        }
-        continue;
-      }
-      for (int l = 0; l < 4; ++l) {
-        const int s = g * 4 + l;
-        quad_outer_4x8(F.k, F.panel(s, r / 4), F.panel(s, c / 4), F.panel(s, c / 4 + 1), t + l * 32);
-      }
-      for (int a = 0; a < 4; ++a) {
-        for (int b = 0; b < 8; ++b) {
-          const int diag = (c + b) - (r + a);
-          w[a * 8 + b] = off <= 0 ? 1.0f : diag > 0 ? off : diag == 0 ? 1.0f : 0.0f;
-        }
-      }
-      quad_interleave_4x8(t, w, dst, std::ptrdiff_t(cols) * 4);
+// Forms the coordinates rows [r0, r0+rows) x columns [c0, c0+cols) of P_s =
+// F_s F_s^T for the 4 slots s of group g, into `out` [rows * cols] quads
+// (coordinate (r - r0) * cols + (c - c0), lane s % 4), so that the pair
+// products read 4 slots' coordinates as one vector. rows and cols are
+// multiples of 2 and 4.
+void form_projector_block(const FactorPanels& F, int g, int r0, int rows, int c0, int cols, float* out) {
+  for (int c = c0; c < c0 + cols; c += 4) {  // 4 column rows stay in L1 while the rows go by
+    for (int r = r0; r < r0 + rows; r += 2) {
+      quad_dot_2x4(F.k, F.row(g, r), F.row(g, c), std::ptrdiff_t(F.k) * 4,
+                   out + (std::size_t(r - r0) * cols + (c - c0)) * 4, std::ptrdiff_t(cols) * 4);
     }
   }
 }
@@ -722,35 +703,34 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
       tiles.push_back({b.begin * Hx, (b.mid - b.begin) * Hx, (b.mid - 1) * Hy, (b.end - b.mid) * Hy});
     }
   }
-  // Blocks of `band` rows by `width` columns of the triangle (width sized to
-  // the budget); within a block the products run KB coordinates at a time
-  // for every rectangle, so that the formed quads are read from memory once
-  // and then from cache, and each float sum has KB terms (accumulated in
-  // double).
-  constexpr int band = 48, KB = 256;
+  // The triangle in bands of kBand rows [r0, r0 + kBand): first the square
+  // [r0, r0 + kBand)^2, both of its triangles, so that its coordinates carry
+  // their weight in <P_i, P_j> (off-diagonal entries twice, the diagonal
+  // once); then the rest of the band, strictly above the diagonal, in blocks
+  // of `width` columns (sized to the budget) whose sums count twice. Within a
+  // block the products run KB coordinates at a time for every rectangle, so
+  // that the formed quads are read from memory once and then from cache, and
+  // each float sum has KB terms (accumulated in double).
+  constexpr int KB = 512;
   const double budget = 2.0e6;  // floats of formed coordinates per block (8 MB)
-  const int width = std::max(8, static_cast<int>(budget / (double(slots_x + slots_y) * band)) / 8 * 8);
-  // Progress: the share of the triangle's coordinates done.
-  double coords = 0;
-  for (int r0 = 0; r0 < rows_q; r0 += band) coords += double(std::min(band, rows_q - r0)) * (rows_q - r0);
+  const int width =
+      std::max(kBand, static_cast<int>(budget / (double(slots_x + slots_y) * kBand)) / kBand * kBand);
+  // Progress: the share of the coordinates done.
+  const double coords = 0.5 * double(rows_q) * (rows_q + kBand);
   double done = 0;
-  AlignedFloats PX(std::size_t(slots_x) * band * width), PY(std::size_t(slots_y) * band * width);
+  AlignedFloats PX(std::size_t(slots_x) * kBand * width), PY(std::size_t(slots_y) * kBand * width);
   // Sums by slot, [slots_x, slots_right] in double: each kernel tile (float
   // sums over KB coordinates) is added to it, then copied out by head.
   const int slots_right = sym ? slots_x : slots_y;
   std::vector<double> acc(std::size_t(slots_x) * slots_right, 0.0);
   alignas(16) float t[32];
-  for (int r0 = 0; r0 < rows_q; r0 += band) {
-    const int rows = std::min(band, rows_q - r0);
-    for (int c0 = r0; c0 < rows_q; c0 += width) {
-      const int cols = std::min(width, rows_q - c0);
-      const std::size_t K = std::size_t(rows) * cols;
-      // Symmetric: both sides are PX, weighted sqrt(2). Otherwise PX carries
-      // the weight 2 and the zeros, and PY is the plain product.
-      for (int g = 0; g < slots_x / 4; ++g) {
-        form_projector_block(FX, g, r0, rows, c0, cols, sym ? std::sqrt(2.0f) : 2.0f, PX.data() + g * K * 4);
-      }
-      for (int g = 0; g < slots_y / 4; ++g) form_projector_block(FY, g, r0, rows, c0, cols, 0.0f, PY.data() + g * K * 4);
+  for (int r0 = 0; r0 < rows_q; r0 += kBand) {
+    for (int c0 = r0; c0 < rows_q;) {
+      const int cols = c0 == r0 ? kBand : std::min(width, rows_q - c0);
+      const double weight = c0 == r0 ? 1.0 : 2.0;
+      const std::size_t K = std::size_t(kBand) * cols;
+      for (int g = 0; g < slots_x / 4; ++g) form_projector_block(FX, g, r0, kBand, c0, cols, PX.data() + g * K * 4);
+      for (int g = 0; g < slots_y / 4; ++g) form_projector_block(FY, g, r0, kBand, c0, cols, PY.data() + g * K * 4);
       const float* right = sym ? PX.data() : PY.data();
       for (std::size_t kb = 0; kb < K; kb += KB) {
         const int kk = static_cast<int>(std::min<std::size_t>(KB, K - kb));
@@ -766,13 +746,14 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
                 quad_outer_4x4(kk, a, b0, t);
               for (int a2 = 0; a2 < 4; ++a2) {
                 double* row = acc.data() + std::size_t(i + a2) * slots_right + j;
-                for (int b = 0; b < nb; ++b) row[b] += t[a2 * nb + b];
+                for (int b = 0; b < nb; ++b) row[b] += weight * t[a2 * nb + b];
               }
             }
           }
         }
       }
       done += double(K);
+      c0 += cols;
       if (!keep_going(progress, p0 + (p1 - p0) * done / coords)) return cancelled();
     }
   }

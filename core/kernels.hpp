@@ -52,12 +52,15 @@ void gemm_nt_blocked(int M, int N, int K, const float* A, int lda, const float* 
 // Outer-product tile over quad streams: t[i * 8 + j] = sum_c a[c][i] * b[c][j]
 // for i in 0..3, j in 0..7, with b[c][0..3] = b0[c] and b[c][4..7] = b1[c];
 // quad_outer_4x4 is the same with j in 0..3 (t[i * 4 + j]).
+// (The pair products: 4 left slots against 8 right slots.)
 void quad_outer_4x8(int kc, const float* a, const float* b0, const float* b1, float* t);
 void quad_outer_4x4(int kc, const float* a, const float* b0, float* t);
 
-// Interleaves four 4x8 tiles t[l][32] (l = lane) into quads, scaled by w[32]:
-// dst[a * row + b * 4 + l] = w[a * 8 + b] * t[l * 32 + a * 8 + b].
-void quad_interleave_4x8(const float* t, const float* w, float* dst, std::ptrdiff_t row);
+// Lane-wise inner products of quad rows: out[a * out_row + 4 b + l] =
+// sum_t p[a * ld + 4 t + l] * q[b * ld + 4 t + l] for a < 2, b < 4, t < k.
+// With the lanes holding 4 heads' factors, a 2 x 4 tile of the 4 heads'
+// projectors F F^T, already in quads.
+void quad_dot_2x4(int k, const float* p, const float* q, std::ptrdiff_t ld, float* out, std::ptrdiff_t out_row);
 
 // G [k, k] = A^T A for A [rows, k] (row stride lda), in double: the Grams
 // of the per-head factors behind the singular values. Row-major G, both

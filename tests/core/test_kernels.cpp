@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "kernels.hpp"
@@ -130,16 +131,37 @@ TEST_CASE("kernels: quad outer products and interleave match scalar loops", "[ke
     INFO("kc " << kc << ": worst relative error " << worst);
     CHECK(worst < 1e-6);
   }
-  std::vector<float> t(128), w(32), dst(3 * 64 + 40, -7.f);
-  for (auto& x : t) x = u(rng);
-  for (auto& x : w) x = u(rng);
-  hs::quad_interleave_4x8(t.data(), w.data(), dst.data(), 64);  // rows 64 floats apart
-  int wrong = 0;
-  for (int a = 0; a < 4; ++a)
-    for (int b = 0; b < 8; ++b)
-      for (int l = 0; l < 4; ++l) wrong += dst[a * 64 + b * 4 + l] != w[a * 8 + b] * t[l * 32 + a * 8 + b];
-  CHECK(wrong == 0);
-  CHECK(dst[32] == -7.f);  // between the rows: untouched
+}
+
+TEST_CASE("kernels: quad_dot_2x4 equals lane-wise inner products, any k and row stride", "[kernels]") {
+  std::mt19937 rng(6);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  // k 64 with rows 256 floats apart takes the constant-offset kernel.
+  for (auto [k, ld] : {std::pair{64, 256}, std::pair{64, 260}, std::pair{1, 4}, std::pair{3, 16}, std::pair{65, 260}}) {
+    std::vector<float> p(std::size_t(ld) * 2), q(std::size_t(ld) * 4);
+    for (auto* v : {&p, &q})
+      for (auto& x : *v) x = u(rng);
+    const int out_row = 24;  // floats between the two output rows
+    std::vector<float> out(out_row + 16, -7.f);
+    hs::quad_dot_2x4(k, p.data(), q.data(), ld, out.data(), out_row);
+    double worst = 0;
+    for (int a = 0; a < 2; ++a) {
+      for (int b = 0; b < 4; ++b) {
+        for (int l = 0; l < 4; ++l) {
+          double ref = 0, scale = 0;
+          for (int t = 0; t < k; ++t) {
+            const double x = double(p[a * ld + 4 * t + l]) * q[b * ld + 4 * t + l];
+            ref += x;
+            scale += std::fabs(x);
+          }
+          worst = std::max(worst, std::fabs(out[a * out_row + 4 * b + l] - ref) / scale);
+        }
+      }
+    }
+    INFO("k " << k << ", ld " << ld << ": worst relative error " << worst);
+    CHECK(worst < 1e-6);
+    CHECK(out[16] == -7.f);  // between the output rows: untouched
+  }
 }
 
 TEST_CASE("kernels: gram_f32 equals A^T A, both triangles, any k", "[kernels]") {
