@@ -154,6 +154,74 @@ Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l,
   return b;
 }
 
+// sigma(A B) from S with S S^T = A^T A and G_B = B B^T: sigma^2 = eig(B^T A^T
+// A B) = eig(S^T G_B S). The eigenvalues carry an absolute error ~ eps *
+// sigma_max^2, so sigma below ~sqrt(k eps) sigma_max is rounding noise: a
+// rank-deficient factor would otherwise show ~1e-8 "singular values" and a
+// slightly inflated effective rank. Those are zeroed, as an SVD of the
+// explicit product would show.
+Eigen::VectorXd singular_values_from_factor(const MatrixRMd& S, const MatrixRMd& gram_b) {
+  Eigen::VectorXd sigma = sqrt_eigenvalues_desc(S.transpose() * gram_b * S);
+  if (sigma.size() > 0) {
+    const double floor2 = 4.0 * sigma.size() * std::numeric_limits<double>::epsilon() * sigma[0] * sigma[0];
+    for (Eigen::Index i = 0; i < sigma.size(); ++i) {
+      if (sigma[i] * sigma[i] <= floor2) sigma[i] = 0;
+    }
+  }
+  return sigma;
+}
+
+// What the all-heads analyses share from one head: its blocks and Grams
+// (head_blocks) and the square-root factors of G_V and G_Q, which both the
+// spectra (OV, QK) and the composition factors use.
+struct HeadWork {
+  HeadBlocks b;
+  MatrixRMd S_V, S_Q;  // S S^T = G_V, G_Q
+};
+
+Result<HeadWork> head_work(const Model& model, WeightVariant variant, int l, int h) {
+  auto b = head_blocks(model, variant, l, h);
+  if (!b) return b.error();
+  HeadWork w{std::move(*b), {}, {}};
+  w.S_V = psd_sqrt_factor(w.b.G_V);
+  w.S_Q = psd_sqrt_factor(w.b.G_Q);
+  return w;
+}
+
+HeadSpectra empty_spectra(const Model& model, WeightVariant variant, int top_k) {
+  const ModelConfig& c = model.config;
+  const int L = static_cast<int>(model.weights.layers.size()), H = c.n_head, dh = c.d_head;
+  HeadSpectra out;
+  out.variant = variant;
+  out.n_layer = L;
+  out.n_head = H;
+  out.d_head = dh;
+  out.top_k = top_k;
+  out.qk_ignores_rotary = is_rotary(c);
+  for (CircuitSpectra* s : {&out.ov, &out.qk}) {
+    s->sigma.assign(static_cast<std::size_t>(L) * H * dh, 0.0);
+    s->frobenius.assign(static_cast<std::size_t>(L) * H, 0.0);
+    s->effective_rank = s->frobenius;
+    s->top1_share = s->frobenius;
+    s->topk_share = s->frobenius;
+  }
+  return out;
+}
+
+void record_circuit(CircuitSpectra& s, int i, int dh, int top_k, const Eigen::VectorXd& sigma) {
+  for (int j = 0; j < dh && j < sigma.size(); ++j) s.sigma[static_cast<std::size_t>(i) * dh + j] = sigma[j];
+  s.frobenius[i] = sigma.norm();
+  s.effective_rank[i] = effective_rank(sigma);
+  s.top1_share[i] = top_k_energy_share(sigma, 1);
+  s.topk_share[i] = top_k_energy_share(sigma, top_k);
+}
+
+// Head i's OV (A = W_V, B = W_O) and QK (A = W_Q, B = W_K^T) spectra.
+void record_spectra(HeadSpectra& out, int i, const HeadWork& w) {
+  record_circuit(out.ov, i, out.d_head, out.top_k, singular_values_from_factor(w.S_V, w.b.G_O));
+  record_circuit(out.qk, i, out.d_head, out.top_k, singular_values_from_factor(w.S_Q, w.b.G_K));
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -195,20 +263,7 @@ Result<FactoredSvd> factored_svd(const Eigen::Ref<const MatrixRMd>& A, const Eig
 }
 
 Eigen::VectorXd factored_singular_values(const MatrixRMd& gram_a, const MatrixRMd& gram_b) {
-  // sigma(A B)^2 = eig(B^T A^T A B) = eig(S^T G_B S) with S S^T = G_A.
-  const MatrixRMd S = psd_sqrt_factor(gram_a);
-  Eigen::VectorXd sigma = sqrt_eigenvalues_desc(S.transpose() * gram_b * S);
-  // The eigenvalues carry an absolute error ~ eps * sigma_max^2, so sigma
-  // below ~sqrt(k eps) sigma_max is rounding noise: a rank-deficient factor
-  // would otherwise show ~1e-8 "singular values" and a slightly inflated
-  // effective rank. Zero them, as an SVD of the explicit product would show.
-  if (sigma.size() > 0) {
-    const double floor2 = 4.0 * sigma.size() * std::numeric_limits<double>::epsilon() * sigma[0] * sigma[0];
-    for (Eigen::Index i = 0; i < sigma.size(); ++i) {
-      if (sigma[i] * sigma[i] <= floor2) sigma[i] = 0;
-    }
-  }
-  return sigma;
+  return singular_values_from_factor(psd_sqrt_factor(gram_a), gram_b);
 }
 
 Result<HeadCircuitSvd> head_circuit_svd(const Model& model, WeightVariant variant, int layer, int head,
@@ -258,39 +313,13 @@ Result<HeadSpectra> head_spectra(const Model& model, WeightVariant variant, int 
   HS_TRY(check_heads(model));
   if (top_k < 1) return make_error("head_spectra: top_k must be >= 1, got " + std::to_string(top_k));
   if (variant == WeightVariant::processed) HS_TRY(check_weight_processing(model.config));
-  const ModelConfig& c = model.config;
-  const int L = static_cast<int>(model.weights.layers.size()), H = c.n_head, dh = c.d_head;
-  HeadSpectra out;
-  out.variant = variant;
-  out.n_layer = L;
-  out.n_head = H;
-  out.d_head = dh;
-  out.top_k = top_k;
-  out.qk_ignores_rotary = is_rotary(c);
-  for (CircuitSpectra* s : {&out.ov, &out.qk}) {
-    s->sigma.assign(static_cast<std::size_t>(L) * H * dh, 0.0);
-    s->frobenius.assign(static_cast<std::size_t>(L) * H, 0.0);
-    s->effective_rank = s->frobenius;
-    s->top1_share = s->frobenius;
-    s->topk_share = s->frobenius;
-  }
-  auto record = [&](CircuitSpectra& s, int i, const Eigen::VectorXd& sigma) {
-    for (int j = 0; j < dh && j < sigma.size(); ++j) s.sigma[static_cast<std::size_t>(i) * dh + j] = sigma[j];
-    s.frobenius[i] = sigma.norm();
-    s.effective_rank[i] = effective_rank(sigma);
-    s.top1_share[i] = top_k_energy_share(sigma, 1);
-    s.topk_share[i] = top_k_energy_share(sigma, top_k);
-  };
-  for (int l = 0; l < L; ++l) {
-    for (int h = 0; h < H; ++h) {
-      auto b = head_blocks(model, variant, l, h);
-      if (!b) return b.error();
-      const int i = l * H + h;
-      record(out.ov, i, factored_singular_values(b->G_V, b->G_O));
-      // QK = W_Q W_K^T: G_A = W_Q^T W_Q, G_B = W_K^T W_K.
-      record(out.qk, i, factored_singular_values(b->G_Q, b->G_K));
-      if (!keep_going(progress, double(i + 1) / (L * H))) return cancelled();
-    }
+  HeadSpectra out = empty_spectra(model, variant, top_k);
+  const int N = out.n_layer * out.n_head;
+  for (int i = 0; i < N; ++i) {
+    auto w = head_work(model, variant, i / out.n_head, i % out.n_head);
+    if (!w) return w.error();
+    record_spectra(out, i, *w);
+    if (!keep_going(progress, double(i + 1) / N)) return cancelled();
   }
   return out;
 }
@@ -848,116 +877,189 @@ Result<MatrixRMd> block_frobenius_products(const MatrixRM& X, const MatrixRM& Y,
 
 // ---------------------------------------------------------------------------
 
-Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant variant, HeadSubspace kind,
-                                             const GeometryProgress& progress) {
+namespace {
+
+// A progress callback for the part [a, b] of a longer computation.
+GeometryProgress sub_progress(const GeometryProgress& progress, double a, double b) {
+  if (!progress) return {};
+  return [&progress, a, b](double f) { return progress(a + (b - a) * f); };
+}
+
+// Subspace redundancy in two phases: an orthonormal basis per head (add),
+// then all pairs at once (finish).
+class RedundancyBuilder {
+ public:
+  RedundancyBuilder(const Model& model, WeightVariant variant, HeadSubspace kind) {
+    const ModelConfig& c = model.config;
+    out_.variant = variant;
+    out_.kind = kind;
+    out_.n_layer = static_cast<int>(model.weights.layers.size());
+    out_.n_head = c.n_head;
+    out_.d_head = c.d_head;
+    out_.rank.assign(static_cast<std::size_t>(out_.n_layer) * c.n_head, 0);
+    X_.resize(c.d_model, static_cast<Eigen::Index>(out_.rank.size()) * c.d_head);
+    rcond_ = default_rank_rcond(c.d_model, c.d_head);
+  }
+  // Head i's subspace: the column space of A [d, dh], with G = A^T A.
+  void add(int i, const MatrixRMd& A, const MatrixRMd& G) {
+    const int dh = out_.d_head;
+    out_.rank[i] = gram_basis_into(A, G, rcond_, X_.middleCols(static_cast<Eigen::Index>(i) * dh, dh));
+  }
+  Result<RedundancyMatrix> finish(const GeometryProgress& progress, double p0, double p1) {
+    const int N = static_cast<int>(out_.rank.size()), dh = out_.d_head;
+    auto sq = detail::block_frobenius_products(X_, X_, dh, detail::PairSet::symmetric, out_.n_head,
+                                               detail::PairKernel::automatic, progress, p0, p1);
+    if (!sq) return sq.error();
+    out_.overlap.resize(static_cast<std::size_t>(N) * N);
+    for (int i = 0; i < N; ++i) {
+      for (int j = 0; j < N; ++j) out_.overlap[static_cast<std::size_t>(i) * N + j] = (*sq)(i, j) / dh;
+    }
+    return std::move(out_);
+  }
+
+ private:
+  RedundancyMatrix out_;
+  MatrixRM X_;  // [d, N dh]: the bases side by side
+  double rcond_ = 0;
+};
+
+// Composition scores in two phases. Per head (add), dh-column factors with
+// F F^T = OV^T OV (left) and G G^T = R R^T for each right-hand circuit, each
+// scaled to unit norm so that the batched products are the squared scores:
+//   OV^T OV   = W_O^T G_V W_O   -> F   = W_O^T S(G_V)
+//   QK QK^T   = W_Q G_K W_Q^T   -> G_q = W_Q S(G_K)
+//   QK^T QK   = W_K G_Q W_K^T   -> G_k = W_K S(G_Q)
+//   OV OV^T   = W_V G_O W_V^T   -> G_v = W_V S(G_O)
+// straight into the projector products' panels: F for every layer but the
+// last, the G for every layer but the first. Then ||F_i^T G_j||^2 for all
+// l1 < l2, the three kinds in one product (finish).
+class CompositionBuilder {
+ public:
+  CompositionBuilder(const Model& model, WeightVariant variant)
+      : H_(model.config.n_head),
+        N_(static_cast<int>(model.weights.layers.size()) * H_),
+        layout_(N_, H_, detail::PairSet::later_layer, 3),
+        FX_(layout_.slots_x, model.config.d_model, model.config.d_head),
+        FY_(layout_.slots_y, model.config.d_model, model.config.d_head),
+        f_(model.config.d_model, model.config.d_head) {
+    out_.variant = variant;
+    out_.n_layer = N_ / H_;
+    out_.n_head = H_;
+    out_.qk_ignores_rotary = is_rotary(model.config);
+    const std::size_t total = static_cast<std::size_t>(N_) * N_;
+    out_.q.assign(total, 0.0);
+    out_.k.assign(total, 0.0);
+    out_.v.assign(total, 0.0);
+  }
+  void add(int i, const HeadWork& w) {
+    const HeadBlocks& b = w.b;
+    // Each factor's squared norm, ||A S||^2 = tr(S^T A^T A S) = <A^T A, S S^T>,
+    // is the circuit's ||OV||^2 = <G_V, G_O> or ||QK||^2 = <G_Q, G_K>.
+    const double ov2 = b.G_V.cwiseProduct(b.G_O).sum(), qk2 = b.G_Q.cwiseProduct(b.G_K).sum();
+    if (layout_.x_slot[i] >= 0) factor(MatrixRM(b.W_O.transpose().cast<float>()), w.S_V, ov2, FX_, layout_.x_slot[i]);
+    if (layout_.y_slot(i, 0) >= 0) {
+      factor(b.W_Q.cast<float>(), psd_sqrt_factor(b.G_K), qk2, FY_, layout_.y_slot(i, 0));
+      factor(b.W_K.cast<float>(), w.S_Q, qk2, FY_, layout_.y_slot(i, 1));
+      factor(b.W_V.cast<float>(), psd_sqrt_factor(b.G_O), ov2, FY_, layout_.y_slot(i, 2));
+    }
+  }
+  Result<CompositionScores> finish(const GeometryProgress& progress, double p0, double p1) {
+    auto sq = detail::projector_products(layout_, FX_, FY_, progress, p0, p1);
+    if (!sq) return sq.error();
+    std::vector<double>* dst[3] = {&out_.q, &out_.k, &out_.v};
+    for (int y = 0; y < 3; ++y) {
+      const MatrixRMd& s = (*sq)[y];
+      for (int i = 0; i < N_; ++i) {
+        for (int j = 0; j < N_; ++j) {
+          if (i / H_ < j / H_) (*dst[y])[static_cast<std::size_t>(i) * N_ + j] = std::sqrt(std::max(0.0, s(i, j)));
+        }
+      }
+    }
+    return std::move(out_);
+  }
+
+ private:
+  // A S / ||A S|| (A [d, dh] float, S [dh, dh], n2 = ||A S||^2) into slot
+  // `slot` of `panels`: S is scaled before the product. Float from here on: it
+  // feeds float products, and the scores come out within ~1e-7 of a double
+  // computation.
+  void factor(const MatrixRM& A, const MatrixRMd& S, double n2, detail::FactorPanels& panels, int slot) {
+    const MatrixRM Sf = (n2 > 0 ? MatrixRMd(S / std::sqrt(n2)) : S).cast<float>();
+    gemm(static_cast<int>(A.rows()), static_cast<int>(Sf.cols()), static_cast<int>(A.cols()), A.data(),
+         static_cast<int>(A.cols()), Sf.data(), static_cast<int>(Sf.cols()), f_.data(), static_cast<int>(f_.cols()));
+    panels.set(slot, f_, 0);
+  }
+
+  int H_, N_;
+  detail::PairLayout layout_;
+  detail::FactorPanels FX_, FY_;
+  MatrixRM f_;  // [d, dh] scratch
+  CompositionScores out_;
+};
+
+Status check_geometry(const Model& model, WeightVariant variant) {
   HS_TRY(check_heads(model));
   if (variant == WeightVariant::processed) HS_TRY(check_weight_processing(model.config));
-  const ModelConfig& c = model.config;
-  const int L = static_cast<int>(model.weights.layers.size()), H = c.n_head, dh = c.d_head, d = c.d_model;
-  const int N = L * H;
-  RedundancyMatrix out;
-  out.variant = variant;
-  out.kind = kind;
-  out.n_layer = L;
-  out.n_head = H;
-  out.d_head = dh;
-  out.rank.assign(N, 0);
+  return Ok{};
+}
+
+}  // namespace
+
+Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant variant, HeadSubspace kind,
+                                             const GeometryProgress& progress) {
+  HS_TRY(check_geometry(model, variant));
+  const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
+  RedundancyBuilder builder(model, variant, kind);
   // Phase 1 (~15% of the work): an orthonormal basis per head.
-  MatrixRM X(d, static_cast<Eigen::Index>(N) * dh);
-  const double rcond = default_rank_rcond(d, dh);
   for (int i = 0; i < N; ++i) {
     auto A = subspace_factor(model, variant, i / H, i % H, kind);
     if (!A) return A.error();
-    out.rank[i] = gram_basis_into(*A, gram_cols(*A), rcond, X.middleCols(static_cast<Eigen::Index>(i) * dh, dh));
+    builder.add(i, *A, gram_cols(*A));
     if (!keep_going(progress, 0.15 * (i + 1) / N)) return cancelled();
   }
-  // Phase 2: all pairs at once.
-  auto sq = detail::block_frobenius_products(X, X, dh, detail::PairSet::symmetric, H, detail::PairKernel::automatic,
-                                             progress, 0.15, 1.0);
-  if (!sq) return sq.error();
-  out.overlap.resize(static_cast<std::size_t>(N) * N);
-  for (int i = 0; i < N; ++i) {
-    for (int j = 0; j < N; ++j) out.overlap[static_cast<std::size_t>(i) * N + j] = (*sq)(i, j) / dh;
-  }
-  return out;
+  return builder.finish(progress, 0.15, 1.0);  // phase 2: all pairs at once
 }
 
 Result<CompositionScores> composition_scores(const Model& model, WeightVariant variant,
                                              const GeometryProgress& progress) {
-  HS_TRY(check_heads(model));
-  if (variant == WeightVariant::processed) HS_TRY(check_weight_processing(model.config));
-  const ModelConfig& c = model.config;
-  const int L = static_cast<int>(model.weights.layers.size()), H = c.n_head, dh = c.d_head, d = c.d_model;
-  const int N = L * H;
-  CompositionScores out;
-  out.variant = variant;
-  out.n_layer = L;
-  out.n_head = H;
-  out.qk_ignores_rotary = is_rotary(c);
-  const std::size_t total = static_cast<std::size_t>(N) * N;
-  out.q.assign(total, 0.0);
-  out.k.assign(total, 0.0);
-  out.v.assign(total, 0.0);
-  if (L < 2) return out;
-  // Phase 1: per head, dh-column factors with F F^T = OV^T OV (left) and
-  // G G^T = R R^T for each right-hand circuit, each scaled to unit norm so the
-  // batched products are the squared scores.
-  //   OV^T OV   = W_O^T G_V W_O   -> F   = W_O^T S(G_V)
-  //   QK QK^T   = W_Q G_K W_Q^T   -> G_q = W_Q S(G_K)
-  //   QK^T QK   = W_K G_Q W_K^T   -> G_k = W_K S(G_Q)
-  //   OV OV^T   = W_V G_O W_V^T   -> G_v = W_V S(G_O)
-  // straight into the projector products' panels: F for every layer but the
-  // last, the G for every layer but the first.
-  const detail::PairLayout layout(N, H, detail::PairSet::later_layer, 3);
-  detail::FactorPanels FX(layout.slots_x, d, dh), FY(layout.slots_y, d, dh);
-  // Float throughout this phase (Grams included): it feeds float GEMMs, and
-  // the scores come out within ~1e-7 of a double computation.
-  // A^T A [k, k] for A [d, k] (kernels.hpp's gram_f32).
-  auto gram_f = [](const MatrixRM& A) {
-    const int k = static_cast<int>(A.cols());
-    MatrixRM G(k, k);
-    gram_f32(static_cast<int>(A.rows()), k, A.data(), k, G.data());
-    return MatrixRMd(G.cast<double>());
-  };
-  // F = A S(G) / ||A S(G)||, S(G) S(G)^T = G, into slot `slot` of `panels`.
-  MatrixRM f(d, dh);
-  auto factor = [&f](const MatrixRM& A, const MatrixRMd& G, detail::FactorPanels& panels, int slot) {
-    const MatrixRM S = psd_sqrt_factor(G).cast<float>();  // [k, k]
-    gemm(static_cast<int>(A.rows()), static_cast<int>(S.cols()), static_cast<int>(A.cols()), A.data(),
-         static_cast<int>(A.cols()), S.data(), static_cast<int>(S.cols()), f.data(), static_cast<int>(f.cols()));
-    const float n = f.norm();
-    if (n > 0) f /= n;
-    panels.set(slot, f, 0);
-  };
-  for (int i = 0; i < N; ++i) {
-    MatrixRM W[4];  // W_Q, W_K, W_V, W_O^T [d, dh]
-    const HeadMatrix which[4] = {HeadMatrix::W_Q, HeadMatrix::W_K, HeadMatrix::W_V, HeadMatrix::W_O};
-    for (int m = 0; m < 4; ++m) {
-      auto M = head_matrix_f(model, variant, i / H, i % H, which[m]);
-      if (!M) return M.error();
-      W[m] = m == 3 ? MatrixRM(M->transpose()) : std::move(*M);
-    }
-    const MatrixRMd G_Q = gram_f(W[0]), G_K = gram_f(W[1]), G_V = gram_f(W[2]), G_O = gram_f(W[3]);
-    if (layout.x_slot[i] >= 0) factor(W[3], G_V, FX, layout.x_slot[i]);
-    if (layout.y_slot(i, 0) >= 0) {
-      factor(W[0], G_K, FY, layout.y_slot(i, 0));
-      factor(W[1], G_Q, FY, layout.y_slot(i, 1));
-      factor(W[2], G_O, FY, layout.y_slot(i, 2));
-    }
+  HS_TRY(check_geometry(model, variant));
+  const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
+  CompositionBuilder builder(model, variant);
+  for (int i = 0; i < N && N > H; ++i) {  // a single layer composes with nothing
+    auto w = head_work(model, variant, i / H, i % H);
+    if (!w) return w.error();
+    builder.add(i, *w);
     if (!keep_going(progress, 0.1 * (i + 1) / N)) return cancelled();
   }
-  // Phase 2: ||F_i^T G_j||^2 for l1 < l2, the three kinds in one product.
-  auto sq = detail::projector_products(layout, FX, FY, progress, 0.1, 1.0);
-  if (!sq) return sq.error();
-  std::vector<double>* dst[3] = {&out.q, &out.k, &out.v};
-  for (int y = 0; y < 3; ++y) {
-    const MatrixRMd& s = (*sq)[y];
-    for (int i = 0; i < N; ++i) {
-      for (int j = 0; j < N; ++j) {
-        if (i / H < j / H) (*dst[y])[static_cast<std::size_t>(i) * N + j] = std::sqrt(std::max(0.0, s(i, j)));
-      }
-    }
+  return builder.finish(progress, 0.1, 1.0);
+}
+
+Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant, int top_k,
+                                       const GeometryProgress& progress) {
+  HS_TRY(check_geometry(model, variant));
+  if (top_k < 1) return make_error("weight_geometry: top_k must be >= 1, got " + std::to_string(top_k));
+  const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
+  WeightGeometry out;
+  out.spectra = empty_spectra(model, variant, top_k);
+  RedundancyBuilder write(model, variant, HeadSubspace::output_write);
+  CompositionBuilder composition(model, variant);
+  // Shares of the work (GPT-2-small in wasm): per head ~25%, redundancy's
+  // pairs ~20%, composition's ~55%.
+  constexpr double heads_done = 0.25, write_done = 0.45;
+  for (int i = 0; i < N; ++i) {
+    auto w = head_work(model, variant, i / H, i % H);
+    if (!w) return w.error();
+    record_spectra(out.spectra, i, *w);
+    write.add(i, MatrixRMd(w->b.W_O.transpose()), w->b.G_O);
+    composition.add(i, *w);
+    if (!keep_going(progress, heads_done * (i + 1) / N)) return cancelled();
   }
+  auto red = write.finish(progress, heads_done, write_done);
+  if (!red) return red.error();
+  out.write_redundancy = std::move(*red);
+  auto comp = composition.finish(progress, write_done, 1.0);
+  if (!comp) return comp.error();
+  out.composition = std::move(*comp);
   return out;
 }
 
@@ -1080,13 +1182,9 @@ Result<MergeCandidates> merge_candidates(const RedundancyMatrix& write, const Re
 
 Result<MergeCandidates> merge_candidates(const Model& model, WeightVariant variant, int top_n,
                                          const GeometryProgress& progress) {
-  auto sub = [&](double a, double b) -> GeometryProgress {
-    if (!progress) return {};
-    return [&progress, a, b](double f) { return progress(a + (b - a) * f); };
-  };
-  auto write = subspace_redundancy(model, variant, HeadSubspace::output_write, sub(0, 0.5));
+  auto write = subspace_redundancy(model, variant, HeadSubspace::output_write, sub_progress(progress, 0, 0.5));
   if (!write) return write.error();
-  auto read = subspace_redundancy(model, variant, HeadSubspace::value_read, sub(0.5, 1));
+  auto read = subspace_redundancy(model, variant, HeadSubspace::value_read, sub_progress(progress, 0.5, 1));
   if (!read) return read.error();
   return merge_candidates(*write, *read, top_n);
 }

@@ -241,6 +241,20 @@ struct CompositionScores {
 Result<CompositionScores> composition_scores(const Model& model, WeightVariant variant,
                                              const GeometryProgress& progress = {});
 
+// The three all-heads analyses a first look at a model's weights needs, in
+// one pass: head_spectra, subspace_redundancy(output_write) and
+// composition_scores, the same numbers as the three calls. Each head's
+// weights are read, and their Grams and square-root factors computed, once
+// for all three instead of once per call (for GPT-2-small in wasm, ~0.3 s of
+// the ~0.9 s of per-head work).
+struct WeightGeometry {
+  HeadSpectra spectra;
+  RedundancyMatrix write_redundancy;
+  CompositionScores composition;
+};
+Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant, int top_k = 4,
+                                       const GeometryProgress& progress = {});
+
 // One composition score of factored matrices L = A1 B1 and R = A2 B2 (A [d, m],
 // B [m, d]) by the exact trace identity of SPEC §5.4 (all m x m):
 // ||LR||^2 = tr(G1 M G2 M^T), G1 = A1^T A1, M = B1 A2, G2 = B2 B2^T.

@@ -213,6 +213,7 @@ void check_model(const std::string& name, hs::WeightVariant variant) {
   }
 
   // Redundancy matrices, every subspace kind.
+  std::vector<double> write_overlap;
   for (auto kind : {hs::HeadSubspace::query_read, hs::HeadSubspace::key_read, hs::HeadSubspace::value_read,
                     hs::HeadSubspace::output_write}) {
     auto red = hs::subspace_redundancy(model, variant, kind);
@@ -224,6 +225,7 @@ void check_model(const std::string& name, hs::WeightVariant variant) {
       for (int j = 0; j < N; ++j) w.add(red->overlap[i * N + j], want.data[i * N + j], at(i, j));
     }
     w.check();
+    if (kind == hs::HeadSubspace::output_write) write_overlap = red->overlap;
   }
 
   // Composition scores.
@@ -237,6 +239,24 @@ void check_model(const std::string& name, hs::WeightVariant variant) {
     for (int i = 0; i < N * N; ++i) w.add(got[i], want.data[i], "pair " + at(i / N, i % N));
     w.check();
   }
+
+  // The one-pass call computes the same numbers as the three calls, exactly.
+  auto all = hs::weight_geometry(model, variant, 4);
+  REQUIRE(all.ok());
+  for (auto [one, sep] : {std::pair{&all->spectra.ov, &spectra->ov}, std::pair{&all->spectra.qk, &spectra->qk}}) {
+    CHECK(one->sigma == sep->sigma);
+    CHECK(one->frobenius == sep->frobenius);
+    CHECK(one->effective_rank == sep->effective_rank);
+    CHECK(one->top1_share == sep->top1_share);
+    CHECK(one->topk_share == sep->topk_share);
+  }
+  CHECK(all->spectra.variant == variant);
+  CHECK(all->write_redundancy.kind == hs::HeadSubspace::output_write);
+  CHECK(all->write_redundancy.overlap == write_overlap);
+  CHECK(all->composition.variant == variant);
+  CHECK(all->composition.q == comp->q);
+  CHECK(all->composition.k == comp->k);
+  CHECK(all->composition.v == comp->v);
 
   // Full OV circuit eigenvalues.
   auto ue = hs::unembed_embed_product(model, variant);
@@ -436,6 +456,17 @@ TEST_CASE("geometry: long computations report progress and can be cancelled", "[
   REQUIRE_FALSE(c2.ok());
   CHECK(c2.error().message == "cancelled");
   calls = 0;
+  auto c4 = hs::weight_geometry(model, hs::WeightVariant::raw, 4, stop);
+  REQUIRE_FALSE(c4.ok());
+  CHECK(c4.error().message == "cancelled");
+  seen.clear();
+  REQUIRE(hs::weight_geometry(model, hs::WeightVariant::raw, 4, [&](double f) {
+            seen.push_back(f);
+            return true;
+          }).ok());
+  CHECK(seen.back() == Approx(1.0));
+  for (std::size_t i = 1; i < seen.size(); ++i) CHECK(seen[i] >= seen[i - 1]);
+  calls = 0;
   auto c3 = hs::composition_baseline(64, 16, 50, 0, stop);
   REQUIRE_FALSE(c3.ok());
   CHECK(c3.error().message == "cancelled");
@@ -451,6 +482,13 @@ TEST_CASE("geometry: bad heads and bad models are reported as errors", "[geometr
   auto nan = hs::head_spectra(model, hs::WeightVariant::raw);
   REQUIRE_FALSE(nan.ok());
   CHECK_THAT(nan.error().message, Catch::Contains("L1H0 W_V"));
+  model.weights.layers[1].W_V(3, 2) = 0.5f;
+  for (float bad : {INFINITY, -INFINITY}) {
+    model.weights.layers[0].W_O(model.config.d_head + 1, 5) = bad;  // head 1's rows
+    auto inf = hs::weight_geometry(model, hs::WeightVariant::raw);
+    REQUIRE_FALSE(inf.ok());
+    CHECK_THAT(inf.error().message, Catch::Contains("L0H1 W_O"));
+  }
   hs::Model post = hs_test::model_from_reference("synthetic_ln");
   post.config.post_ln = true;
   auto p = hs::composition_scores(post, hs::WeightVariant::processed);
