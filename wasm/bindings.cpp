@@ -109,20 +109,56 @@ val circuit_spectra_value(const hs::CircuitSpectra& c) {
   return out;
 }
 
+val spectra_value(const hs::HeadSpectra& spectra, const std::string& variant_name) {
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("n_layer", spectra.n_layer);
+  out.set("n_head", spectra.n_head);
+  out.set("d_head", spectra.d_head);
+  out.set("top_k", spectra.top_k);
+  out.set("qk_ignores_rotary", spectra.qk_ignores_rotary);
+  out.set("ov", circuit_spectra_value(spectra.ov));
+  out.set("qk", circuit_spectra_value(spectra.qk));
+  return out;
+}
+
+val redundancy_value(const hs::RedundancyMatrix& matrix, const std::string& variant_name) {
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("kind", std::string(hs::head_subspace_name(matrix.kind)));
+  out.set("n_layer", matrix.n_layer);
+  out.set("n_head", matrix.n_head);
+  out.set("overlap", float64_copy(matrix.overlap));
+  out.set("rank", int32_copy(matrix.rank));
+  return out;
+}
+
+// Composition scores with the random baseline of their shapes.
+val composition_value(const hs::Model& model, const hs::CompositionScores& scores, const std::string& variant_name,
+                      int baseline_samples) {
+  HS_WASM_UNWRAP(baseline, hs::composition_baseline(model.config.d_model, model.config.d_head, baseline_samples));
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("n_layer", scores.n_layer);
+  out.set("n_head", scores.n_head);
+  out.set("qk_ignores_rotary", scores.qk_ignores_rotary);
+  out.set("q", float64_copy(scores.q));
+  out.set("k", float64_copy(scores.k));
+  out.set("v", float64_copy(scores.v));
+  val base = val::object();
+  base.set("mean", baseline->mean);
+  base.set("std", baseline->std);
+  base.set("n_samples", baseline->n_samples);
+  base.set("seed", static_cast<double>(baseline->seed));
+  out.set("baseline", base);
+  return out;
+}
+
 val geometry_spectra(Session& session, const std::string& variant_name, int top_k, val progress) {
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(variant, variant_of(variant_name));
   HS_WASM_UNWRAP(spectra, hs::head_spectra(*model, variant.value(), top_k, progress_of(progress)));
-  val out = ok_value();
-  out.set("variant", variant_name);
-  out.set("n_layer", spectra->n_layer);
-  out.set("n_head", spectra->n_head);
-  out.set("d_head", spectra->d_head);
-  out.set("top_k", spectra->top_k);
-  out.set("qk_ignores_rotary", spectra->qk_ignores_rotary);
-  out.set("ov", circuit_spectra_value(spectra->ov));
-  out.set("qk", circuit_spectra_value(spectra->qk));
-  return out;
+  return spectra_value(*spectra, variant_name);
 }
 
 val geometry_redundancy(Session& session, const std::string& variant_name, const std::string& kind_name,
@@ -131,35 +167,28 @@ val geometry_redundancy(Session& session, const std::string& variant_name, const
   HS_WASM_UNWRAP(variant, variant_of(variant_name));
   HS_WASM_UNWRAP(kind, subspace_of(kind_name));
   HS_WASM_UNWRAP(matrix, hs::subspace_redundancy(*model, variant.value(), kind.value(), progress_of(progress)));
-  val out = ok_value();
-  out.set("variant", variant_name);
-  out.set("kind", kind_name);
-  out.set("n_layer", matrix->n_layer);
-  out.set("n_head", matrix->n_head);
-  out.set("overlap", float64_copy(matrix->overlap));
-  out.set("rank", int32_copy(matrix->rank));
-  return out;
+  return redundancy_value(*matrix, variant_name);
 }
 
 val geometry_composition(Session& session, const std::string& variant_name, int baseline_samples, val progress) {
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(variant, variant_of(variant_name));
   HS_WASM_UNWRAP(scores, hs::composition_scores(*model, variant.value(), progress_of(progress)));
-  HS_WASM_UNWRAP(baseline, hs::composition_baseline(model->config.d_model, model->config.d_head, baseline_samples));
+  return composition_value(*model, *scores, variant_name, baseline_samples);
+}
+
+// The three in one pass (hs::weight_geometry): {spectra, redundancy (O), composition}.
+val geometry_weights(Session& session, const std::string& variant_name, int top_k, int baseline_samples,
+                     val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
+  HS_WASM_UNWRAP(all, hs::weight_geometry(*model, variant.value(), top_k, progress_of(progress)));
+  val composition = composition_value(*model, all->composition, variant_name, baseline_samples);
+  if (!composition["ok"].as<bool>()) return composition;
   val out = ok_value();
-  out.set("variant", variant_name);
-  out.set("n_layer", scores->n_layer);
-  out.set("n_head", scores->n_head);
-  out.set("qk_ignores_rotary", scores->qk_ignores_rotary);
-  out.set("q", float64_copy(scores->q));
-  out.set("k", float64_copy(scores->k));
-  out.set("v", float64_copy(scores->v));
-  val base = val::object();
-  base.set("mean", baseline->mean);
-  base.set("std", baseline->std);
-  base.set("n_samples", baseline->n_samples);
-  base.set("seed", static_cast<double>(baseline->seed));
-  out.set("baseline", base);
+  out.set("spectra", spectra_value(all->spectra, variant_name));
+  out.set("redundancy", redundancy_value(all->write_redundancy, variant_name));
+  out.set("composition", composition);
   return out;
 }
 
@@ -454,6 +483,7 @@ EMSCRIPTEN_BINDINGS(headscope) {
       .function("geometry_spectra", &geometry_spectra)
       .function("geometry_redundancy", &geometry_redundancy)
       .function("geometry_composition", &geometry_composition)
+      .function("geometry_weights", &geometry_weights)
       .function("geometry_merge_candidates", &geometry_merge_candidates)
       .function("geometry_readout", &geometry_readout)
       .function("geometry_pair", &geometry_pair)

@@ -153,9 +153,8 @@ function metrics(session, info, options) {
   if (options.raw && options.processed) fail('give at most one of --raw and --processed');
   const variant = options.processed ? 'processed' : 'raw';
   const [L, H, dh] = [info.n_layer, info.n_head, info.d_head];
-  const spectra = session.spectra({ variant });
-  const redundancy = Object.fromEntries(['Q', 'K', 'V', 'O'].map((kind) => [kind, session.redundancy({ variant, kind })]));
-  const composition = session.composition({ variant });
+  const { spectra, redundancy: write, composition } = session.weightGeometry({ variant });
+  const redundancy = Object.fromEntries(['Q', 'K', 'V', 'O'].map((kind) => [kind, kind === 'O' ? write : session.redundancy({ variant, kind })]));
   const copying = info.has_lm_head ? session.copying({ variant }) : null;
   const merges = session.mergeCandidates({ variant, topN: 20 });
   const heads = [];

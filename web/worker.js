@@ -42,6 +42,7 @@ let session = null;      // the loaded ModelSession
 let currentEdits = [];   // descriptors (edits.js) of the edits in the session, in order
 let loadController = null;
 let modelGeneration = 0; // bumps on every successful load
+let weightGeometry = null; // {generation, variant, result}: the last one-pass geometry (see geometry below)
 
 // Progress at most every 100 ms (and always the last one of a file).
 function throttled(progress) {
@@ -246,6 +247,7 @@ const handlers = {
       session = next;
       currentEdits = [];
       modelGeneration++;
+      weightGeometry = null;
       return {
         info: { ...info, label: source.label, hasTokenizer: Boolean(next.tokenizer), generation: modelGeneration },
         cache: { files: [...cacheEvents.files] },
@@ -335,12 +337,20 @@ const handlers = {
         progress({ what, fraction });
       }
     };
+    // The spectra, the write redundancy and the composition scores come from
+    // one pass over the heads (weightGeometry), kept for the next of them.
+    const together = () => {
+      if (weightGeometry?.generation !== modelGeneration || weightGeometry.variant !== variant) {
+        weightGeometry = { generation: modelGeneration, variant, result: session.weightGeometry({ variant, topK: 4, onProgress }) };
+      }
+      return weightGeometry.result;
+    };
     let result;
     switch (what) {
-      case 'spectra': result = session.spectra({ variant, topK: 4, onProgress }); break;
+      case 'spectra': result = together().spectra; break;
       case 'copying': result = session.copying({ variant, onProgress }); break;
-      case 'redundancy': result = session.redundancy({ variant, kind, onProgress }); break;
-      case 'composition': result = session.composition({ variant, onProgress }); break;
+      case 'redundancy': result = kind === 'O' ? together().redundancy : session.redundancy({ variant, kind, onProgress }); break;
+      case 'composition': result = together().composition; break;
       case 'merges': result = session.mergeCandidates({ variant, topN, onProgress }); break;
       case 'readout': result = session.ovReadout(layer, head, { variant, directions, topN }); break;
       case 'pair': result = session.pairGeometry(a, b, { variant }); break;

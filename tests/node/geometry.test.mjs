@@ -45,6 +45,11 @@ for (const name of ['gpt2', 'gpt_neox', 'llama']) {
       for (const k of ['q', 'k', 'v']) expectClose(comp[k], path.join(ref, `comp_${k}.npy`), 1e-5, `${k}-composition`);
       assert.ok(comp.baseline.mean > 0 && comp.baseline.mean < 1 && comp.baseline.std > 0);
       expectClose(session.copying({ variant }).copying_score, path.join(ref, 'copy_score.npy'), 1e-5, 'OV copying score');
+      // The one-pass call: the same numbers as the three calls, exactly.
+      const all = session.weightGeometry({ variant, topK: 4, baselineSamples: 50 });
+      assert.deepEqual(all.spectra, spectra);
+      assert.deepEqual(all.redundancy, session.redundancy({ variant, kind: 'O' }));
+      assert.deepEqual(all.composition, comp);
       session.dispose();
     });
   }
@@ -60,6 +65,8 @@ test('geometry calls report progress and reject bad arguments with a clear messa
   assert.throws(() => session.redundancy({ kind: 'X' }), (e) => e instanceof HeadscopeError && /Q, K, V, O/.test(e.message));
   assert.throws(() => session.spectra({ variant: 'folded' }), /raw.*processed/);
   assert.throws(() => session.redundancy({ kind: 'O', onProgress: () => false }), /cancelled/);
+  assert.throws(() => session.weightGeometry({ onProgress: () => false }), /cancelled/);
+  assert.throws(() => session.weightGeometry({ variant: 'folded' }), /raw.*processed/);
   assert.throws(() => session.pairGeometry({ layer: 0, head: 9, kind: 'O' }, { layer: 1, head: 0, kind: 'O' }), /head|range/i);
   const pair = session.pairGeometry({ layer: 0, head: 1, kind: 'O' }, { layer: 0, head: 1, kind: 'O' });
   assert.ok(Math.abs(pair.overlap - 1) < 1e-6 && pair.theta.every((t) => t < 1e-3), JSON.stringify(pair));
