@@ -521,71 +521,33 @@ HS_QUAD_KERNEL void gram_tile_4x4(int rows, const double* A, int lda, int i0, in
 
 namespace {
 
-// The 4 x 8 tile G[i0.., j0..] of A^T A in float: 8 f32x4 accumulators.
-HS_QUAD_KERNEL void gram_tile_f32_4x8(int rows, const float* A, int lda, int i0, int j0, float* t) {
-  f32x4 c00 = splat4(0.f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-  for (int r = 0; r < rows; ++r, A += lda) {
-    const f32x4 x = load4(A + j0), y = load4(A + j0 + 4);
-    f32x4 s = splat4(A[i0]);
-    c00 = HS_MADD4(s, x, c00);
-    c01 = HS_MADD4(s, y, c01);
-    s = splat4(A[i0 + 1]);
-    c10 = HS_MADD4(s, x, c10);
-    c11 = HS_MADD4(s, y, c11);
-    s = splat4(A[i0 + 2]);
-    c20 = HS_MADD4(s, x, c20);
-    c21 = HS_MADD4(s, y, c21);
-    s = splat4(A[i0 + 3]);
-    c30 = HS_MADD4(s, x, c30);
-    c31 = HS_MADD4(s, y, c31);
-  }
-  store4(t + 0, c00);
-  store4(t + 4, c01);
-  store4(t + 8, c10);
-  store4(t + 12, c11);
-  store4(t + 16, c20);
-  store4(t + 20, c21);
-  store4(t + 24, c30);
-  store4(t + 28, c31);
-}
-
-}  // namespace
-
-namespace {
-
-// G = A^T A through NI x NJ tiles on and above the diagonal (those that reach
+// G = A^T A through 4 x 4 tiles on and above the diagonal (those that reach
 // it also compute a few entries below: the same sums, in the same order, so
 // G comes out exactly symmetric); a scalar loop at the edges of k.
-template <class T, int NI, int NJ, void (*tile)(int, const T*, int, int, int, T*)>
-void gram_tiled(int rows, int k, const T* A, int lda, T* G) {
-  alignas(16) T t[NI * NJ];
-  for (int i0 = 0; i0 < k; i0 += NI) {
-    for (int j0 = i0 / NJ * NJ; j0 < k; j0 += NJ) {
-      const int ni = std::min(NI, k - i0), nj = std::min(NJ, k - j0);
-      if (ni == NI && nj == NJ) {
-        tile(rows, A, lda, i0, j0, t);
-      } else {
-        for (int a = 0; a < ni; ++a)
-          for (int b = 0; b < nj; ++b) {
-            T sum = 0;
-            for (int r = 0; r < rows; ++r) sum += A[std::ptrdiff_t(r) * lda + i0 + a] * A[std::ptrdiff_t(r) * lda + j0 + b];
-            t[a * NJ + b] = sum;
-          }
-      }
-      for (int a = 0; a < ni; ++a)
-        for (int b = 0; b < nj; ++b) G[std::ptrdiff_t(i0 + a) * k + j0 + b] = G[std::ptrdiff_t(j0 + b) * k + i0 + a] = t[a * NJ + b];
-    }
-  }
-}
+constexpr int kGramTile = 4;
 
 }  // namespace
 
 void gram_f64(int rows, int k, const double* A, int lda, double* G) {
-  gram_tiled<double, 4, 4, gram_tile_4x4>(rows, k, A, lda, G);
-}
-
-void gram_f32(int rows, int k, const float* A, int lda, float* G) {
-  gram_tiled<float, 4, 8, gram_tile_f32_4x8>(rows, k, A, lda, G);
+  constexpr int T = kGramTile;
+  alignas(16) double t[T * T];
+  for (int i0 = 0; i0 < k; i0 += T) {
+    for (int j0 = i0 / T * T; j0 < k; j0 += T) {
+      const int ni = std::min(T, k - i0), nj = std::min(T, k - j0);
+      if (ni == T && nj == T) {
+        gram_tile_4x4(rows, A, lda, i0, j0, t);
+      } else {
+        for (int a = 0; a < ni; ++a)
+          for (int b = 0; b < nj; ++b) {
+            double sum = 0;
+            for (int r = 0; r < rows; ++r) sum += A[std::ptrdiff_t(r) * lda + i0 + a] * A[std::ptrdiff_t(r) * lda + j0 + b];
+            t[a * T + b] = sum;
+          }
+      }
+      for (int a = 0; a < ni; ++a)
+        for (int b = 0; b < nj; ++b) G[std::ptrdiff_t(i0 + a) * k + j0 + b] = G[std::ptrdiff_t(j0 + b) * k + i0 + a] = t[a * T + b];
+    }
+  }
 }
 
 // ---- exp and GELU -------------------------------------------------------

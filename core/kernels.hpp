@@ -66,8 +66,6 @@ void quad_dot_2x4(int k, const float* p, const float* q, std::ptrdiff_t ld, floa
 // of the per-head factors behind the singular values. Row-major G, both
 // triangles written. (Eigen's double GEMM runs scalar in wasm.)
 void gram_f64(int rows, int k, const double* A, int lda, double* G);
-// The same in float (float sums), for factors whose products run in float.
-void gram_f32(int rows, int k, const float* A, int lda, float* G);
 
 // C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
 void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);

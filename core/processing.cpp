@@ -175,11 +175,7 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options)
   return m;
 }
 
-namespace {
-
-// head_matrix in the scalar type of Mat.
-template <class Mat>
-Result<Mat> head_matrix_as(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
+Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
   const ModelConfig& c = model.config;
   if (layer < 0 || layer >= static_cast<int>(model.weights.layers.size()) || head < 0 || head >= c.n_head) {
     return make_error("head L" + std::to_string(layer) + "H" + std::to_string(head) + " is out of range (" +
@@ -205,19 +201,18 @@ Result<Mat> head_matrix_as(const Model& model, WeightVariant variant, int layer,
   // allFinite run scalar in wasm, 4x slower). An entry is NaN or Inf exactly
   // when its exponent bits are all set; OR-ing that test over integers is a
   // loop the compilers vectorize (a float sum would be one serial chain).
-  using T = typename Mat::Scalar;
   const Eigen::Index rows = reads ? d : dh, cols = reads ? dh : d;
   const float* src = reads ? full.data() + Eigen::Index(block) * dh : full.data() + Eigen::Index(block) * dh * full.cols();
-  Mat M(rows, cols);
+  MatrixRMd M(rows, cols);
   std::uint32_t nonfinite = 0;
   for (Eigen::Index r = 0; r < rows; ++r) {
     const float* s = src + r * full.cols();
-    T* m = M.data() + r * cols;
+    double* m = M.data() + r * cols;
     for (Eigen::Index q = 0; q < cols; ++q) {
       std::uint32_t bits;
       std::memcpy(&bits, s + q, sizeof bits);
       nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
-      m[q] = static_cast<T>(s[q]);
+      m[q] = s[q];
     }
   }
   if (nonfinite) {
@@ -234,16 +229,6 @@ Result<Mat> head_matrix_as(const Model& model, WeightVariant variant, int layer,
     center_rows(M);
   }
   return M;
-}
-
-}  // namespace
-
-Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
-  return head_matrix_as<MatrixRMd>(model, variant, layer, head, which);
-}
-
-Result<MatrixRM> head_matrix_f(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
-  return head_matrix_as<MatrixRM>(model, variant, layer, head, which);
 }
 
 Result<VocabView> VocabView::make(const Model& model, WeightVariant variant) {

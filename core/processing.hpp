@@ -55,9 +55,6 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options 
 enum class HeadMatrix { W_Q, W_K, W_V, W_O };
 const char* head_matrix_name(HeadMatrix which);  // "W_Q", ...
 Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which);
-// The same in float (the processed variant's steps in float too): for the
-// analyses whose products run in float anyway.
-Result<MatrixRM> head_matrix_f(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which);
 
 // Reads W_E and W_U of a variant block by block, without materialising a
 // processed copy (GPT-2's W_U alone is 154 MB). Keeps a pointer to `model`,

@@ -164,28 +164,6 @@ TEST_CASE("kernels: quad_dot_2x4 equals lane-wise inner products, any k and row 
   }
 }
 
-TEST_CASE("kernels: gram_f32 equals A^T A, both triangles, any k", "[kernels]") {
-  for (int k : {1, 3, 4, 8, 12, 64, 67}) {
-    const int rows = 41, lda = k + 3;
-    Eigen::MatrixXf A = Eigen::MatrixXf::Random(rows, lda);
-    Eigen::Matrix<float, -1, -1, Eigen::RowMajor> Ar = A;
-    std::vector<float> G(static_cast<std::size_t>(k) * k, -1.0f);
-    hs::gram_f32(rows, k, Ar.data(), lda, G.data());
-    const Eigen::MatrixXd Ad = A.leftCols(k).cast<double>();
-    const Eigen::MatrixXd want = Ad.transpose() * Ad;
-    double worst = 0;
-    int asymmetric = 0;
-    for (int i = 0; i < k; ++i)
-      for (int j = 0; j < k; ++j) {
-        worst = std::max(worst, std::fabs(G[static_cast<std::size_t>(i) * k + j] - want(i, j)));
-        asymmetric += G[static_cast<std::size_t>(i) * k + j] != G[static_cast<std::size_t>(j) * k + i];
-      }
-    INFO("k " << k << ": worst |G - A^T A| " << worst);
-    CHECK(worst < 1e-4);
-    CHECK(asymmetric == 0);
-  }
-}
-
 TEST_CASE("kernels: gram_f64 equals A^T A, both triangles, any k", "[kernels]") {
   for (int k : {1, 3, 4, 6, 64, 67}) {
     const int rows = 37, lda = k + 2;
