@@ -130,34 +130,32 @@ int main(int argc, char** argv) {
   // What the page runs: the three in one pass, sharing the per-head work.
   const double one = time_ms(repeat, [&] { return hs::weight_geometry(model, raw).ok(); });
   std::printf("%-58s %9.1f ms\n", "all three in one pass (weight_geometry)", one);
-  // Where the time goes: per-head factors (phase 1) vs the batched pair products.
-  auto phase_split = [&](double boundary, const std::function<bool(const hs::GeometryProgress&)>& f) {
-    double t0 = now_ms(), t_split = -1;
-    f([&](double x) {
-      if (t_split < 0 && x >= boundary - 1e-12) t_split = now_ms();
+  // Where the time goes: the phases of a call, split where its progress
+  // passes each boundary (the per-head factors, then the batched pairs).
+  auto phases = [&](const char* title, const std::vector<double>& boundaries, const std::vector<const char*>& names,
+                    const std::function<bool(const hs::GeometryProgress&)>& f) {
+    std::vector<double> t(1, now_ms());
+    const bool ok = f([&](double x) {
+      while (t.size() <= boundaries.size() && x >= boundaries[t.size() - 1] - 1e-12) t.push_back(now_ms());
       return true;
     });
-    const double t1 = now_ms();
-    std::printf("    per-head factors %.1f ms, batched pairs %.1f ms\n", t_split - t0, t1 - t_split);
+    if (!ok) {
+      std::fprintf(stderr, "failed\n");
+      std::exit(1);
+    }
+    t.push_back(now_ms());
+    std::printf("  %s:   ", title);
+    for (std::size_t p = 0; p + 1 < t.size(); ++p) std::printf("%s %s %.1f ms", p ? "," : "", names[p], t[p + 1] - t[p]);
+    std::printf("\n");
   };
-  std::printf("  redundancy O:");
-  phase_split(0.15, [&](const hs::GeometryProgress& p) {
+  phases("redundancy O", {0.15}, {"per-head factors", "batched pairs"}, [&](const hs::GeometryProgress& p) {
     return hs::subspace_redundancy(model, raw, hs::HeadSubspace::output_write, p).ok();
   });
-  std::printf("  composition:");
-  phase_split(0.1, [&](const hs::GeometryProgress& p) { return hs::composition_scores(model, raw, p).ok(); });
-  {  // weight_geometry's progress: per head to 0.25, redundancy's pairs to 0.45, then composition's
-    double t[3] = {-1, -1, -1};
-    const double t0 = now_ms();
-    hs::weight_geometry(model, raw, 4, [&](double x) {
-      if (t[0] < 0 && x >= 0.25 - 1e-12) t[0] = now_ms();
-      if (t[1] < 0 && x >= 0.45 - 1e-12) t[1] = now_ms();
-      return true;
-    });
-    t[2] = now_ms();
-    std::printf("  one pass:    per head %.1f ms, redundancy pairs %.1f ms, composition pairs %.1f ms\n", t[0] - t0,
-                t[1] - t[0], t[2] - t[1]);
-  }
+  phases("composition", {0.1}, {"per-head factors", "batched pairs"},
+         [&](const hs::GeometryProgress& p) { return hs::composition_scores(model, raw, p).ok(); });
+  // weight_geometry's progress: per head to 0.25, redundancy's pairs to 0.45, then composition's.
+  phases("one pass", {0.25, 0.45}, {"per head", "redundancy pairs", "composition pairs"},
+         [&](const hs::GeometryProgress& p) { return hs::weight_geometry(model, raw, 4, p).ok(); });
   if (!all) return 0;
 
   const auto proc = hs::WeightVariant::processed;
