@@ -125,6 +125,13 @@ Status check_heads(const Model& model) {
   return Ok{};
 }
 
+// The model has heads, and the variant can be derived from it.
+Status check_geometry(const Model& model, WeightVariant variant) {
+  HS_TRY(check_heads(model));
+  if (variant == WeightVariant::processed) HS_TRY(check_weight_processing(model.config));
+  return Ok{};
+}
+
 bool is_rotary(const ModelConfig& c) { return c.rotary_dim > 0; }
 
 // Per head: the four blocks and their Grams, double.
@@ -310,9 +317,8 @@ double top_k_energy_share(const Eigen::VectorXd& sigma, int k) {
 
 Result<HeadSpectra> head_spectra(const Model& model, WeightVariant variant, int top_k,
                                  const GeometryProgress& progress) {
-  HS_TRY(check_heads(model));
+  HS_TRY(check_geometry(model, variant));
   if (top_k < 1) return make_error("head_spectra: top_k must be >= 1, got " + std::to_string(top_k));
-  if (variant == WeightVariant::processed) HS_TRY(check_weight_processing(model.config));
   HeadSpectra out = empty_spectra(model, variant, top_k);
   const int N = out.n_layer * out.n_head;
   for (int i = 0; i < N; ++i) {
@@ -996,12 +1002,6 @@ class CompositionBuilder {
   MatrixRM f_;  // [d, dh] scratch
   CompositionScores out_;
 };
-
-Status check_geometry(const Model& model, WeightVariant variant) {
-  HS_TRY(check_heads(model));
-  if (variant == WeightVariant::processed) HS_TRY(check_weight_processing(model.config));
-  return Ok{};
-}
 
 }  // namespace
 
