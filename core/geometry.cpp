@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <tuple>
@@ -34,7 +35,8 @@ bool keep_going(const GeometryProgress& progress, double fraction) {
 }
 
 // G = A^T A for A [d, k] (kernels.hpp's gram_f64: upper tiles, mirrored).
-MatrixRMd gram_cols(const MatrixRMd& A) {
+template <class Mat>
+MatrixRMd gram_cols(const Mat& A) {
   MatrixRMd G(A.cols(), A.cols());
   gram_f64(static_cast<int>(A.rows()), static_cast<int>(A.cols()), A.data(), static_cast<int>(A.cols()), G.data());
   return G;
@@ -74,45 +76,90 @@ void thin_qr(const MatrixCd& A, MatrixCd& Q, MatrixCd& R) {
 
 double clamp_unit(double x) { return std::min(1.0, std::max(-1.0, x)); }
 
-// Orthonormal basis via the Gram matrix G = A^T A (A [d, k]): eigenvectors W
-// with lambda > lambda_max * rcond^2 (sigma > sigma_max * rcond), Q = A W
-// Lambda^-1/2. Orthonormal to ~1e-16 * cond(A)^2, which the rank cut bounds:
-// good enough for the all-pairs overlaps (float products anyway), and 4x
-// cheaper than QR + SVD. Writes Q into `out` [d, k] (zero-padded); returns r.
-int gram_basis_into(const MatrixRMd& A, const MatrixRMd& G, double rcond, Eigen::Ref<MatrixRM> out) {
-  out.setZero();
-  Eigen::SelfAdjointEigenSolver<MatrixCd> es{MatrixCd(G)};
-  const Eigen::VectorXd& lambda = es.eigenvalues();  // ascending
-  const Eigen::Index k = lambda.size();
-  if (k == 0) return 0;
-  const double lmax = lambda[k - 1];
-  if (!(lmax > 0)) return 0;
-  const double tol = lmax * rcond * rcond;
+// Pivoted Cholesky of a symmetric PSD G [k, k] (LAPACK's dpstrf, unblocked):
+// G[p, p] ~= L L^T with L [k, r] lower trapezoidal, pivoting on the largest
+// diagonal of the remaining Schur complement and stopping once it is <= tol,
+// so that r is the numerical rank. (Eigen's LDLT pivots on the original
+// diagonal and does not reveal rank.) Returns r; L and p are outputs.
+int pivoted_cholesky(const MatrixRMd& G, double tol, MatrixCd& L, std::vector<int>& p) {
+  const int k = static_cast<int>(G.rows());
+  MatrixCd a = G;  // lower columns [0, j) become L as they are computed
+  Eigen::VectorXd diag = G.diagonal();
+  p.resize(k);
+  std::iota(p.begin(), p.end(), 0);
   int r = 0;
-  for (Eigen::Index i = k - 1; i >= 0 && lambda[i] > tol; --i) ++r;
-  MatrixRM W(k, r);
-  for (int j = 0; j < r; ++j) W.col(j) = (es.eigenvectors().col(k - 1 - j) / std::sqrt(lambda[k - 1 - j])).cast<float>();
-  // [d, k] x [k, r] through the packed GEMM; float is plenty for overlaps.
-  const MatrixRM Af = A.cast<float>();
-  gemm(static_cast<int>(Af.rows()), r, static_cast<int>(k), Af.data(), static_cast<int>(k), W.data(), r, out.data(),
-       static_cast<int>(out.outerStride()));
+  for (int j = 0; j < k; ++j, ++r) {
+    Eigen::Index m;
+    const double dmax = diag.tail(k - j).maxCoeff(&m);
+    m += j;
+    if (!(dmax > tol)) break;
+    if (m != j) {
+      a.row(j).swap(a.row(m));
+      a.col(j).swap(a.col(m));
+      std::swap(diag[j], diag[m]);
+      std::swap(p[j], p[m]);
+    }
+    const double ljj = std::sqrt(dmax);
+    a(j, j) = ljj;
+    const int rest = k - j - 1;
+    if (rest == 0) continue;
+    auto col = a.col(j).tail(rest);
+    if (j > 0) col.noalias() -= a.bottomLeftCorner(rest, j) * a.row(j).head(j).transpose();
+    col /= ljj;
+    diag.tail(rest) -= col.cwiseAbs2();
+  }
+  L = a.leftCols(r).triangularView<Eigen::Lower>();
   return r;
 }
 
-// The analysis factor of each subspace kind, as [d, dh] columns.
+// Orthonormal basis via the Gram matrix G = A^T A (A [d, k]) and its pivoted
+// Cholesky (stopping at sigma_max * rcond, as an SVD's rank cut would):
+// Q = A[:, p[:r]] L11^-T is orthonormal in exact arithmetic, to ~1e-16 *
+// cond(A)^2 in double (which the rank cut bounds): good enough for the
+// all-pairs overlaps (float products anyway), and several times cheaper than
+// an eigensolver. Writes Q into `out` [d, k] (columns past r zero); returns r.
+int gram_basis_into(const MatrixRM& A, const MatrixRMd& G, double rcond, Eigen::Ref<MatrixRM> out) {
+  const int k = static_cast<int>(G.rows());
+  const double gmax = k > 0 ? G.diagonal().maxCoeff() : 0.0;
+  MatrixCd L;
+  std::vector<int> p;
+  const int r = k > 0 && gmax > 0 ? pivoted_cholesky(G, gmax * rcond * rcond, L, p) : 0;
+  out.rightCols(k - r).setZero();
+  if (r == 0) return 0;
+  // W [k, r]: rows p[:r] are L11^-T, the others zero, so that Q = A W.
+  const MatrixCd T = L.topRows(r).transpose().triangularView<Eigen::Upper>().solve(MatrixCd::Identity(r, r));
+  MatrixRM W = MatrixRM::Zero(k, r);
+  for (int i = 0; i < r; ++i) W.row(p[i]) = T.row(i).cast<float>();
+  // [d, k] x [k, r] through the packed GEMM; float is plenty for overlaps.
+  gemm(static_cast<int>(A.rows()), r, k, A.data(), k, W.data(), r, out.data(), static_cast<int>(out.outerStride()));
+  return r;
+}
+
+// The block behind each subspace kind: its columns span the subspace.
+HeadMatrix subspace_matrix(HeadSubspace kind) {
+  switch (kind) {
+    case HeadSubspace::query_read: return HeadMatrix::W_Q;
+    case HeadSubspace::key_read: return HeadMatrix::W_K;
+    case HeadSubspace::value_read: return HeadMatrix::W_V;
+    case HeadSubspace::output_write: break;
+  }
+  return HeadMatrix::W_O;  // [dh, d]: transposed below
+}
+
+// The analysis factor of each subspace kind as [d, dh] columns, in double
+// (head_matrix) for the single-pair angles and in float (head_matrix_f) for
+// the all-pairs redundancy, like the one pass's blocks.
 Result<MatrixRMd> subspace_factor(const Model& model, WeightVariant variant, int layer, int head,
                                   HeadSubspace kind) {
-  switch (kind) {
-    case HeadSubspace::query_read: return head_matrix(model, variant, layer, head, HeadMatrix::W_Q);
-    case HeadSubspace::key_read: return head_matrix(model, variant, layer, head, HeadMatrix::W_K);
-    case HeadSubspace::value_read: return head_matrix(model, variant, layer, head, HeadMatrix::W_V);
-    case HeadSubspace::output_write: {
-      auto O = head_matrix(model, variant, layer, head, HeadMatrix::W_O);
-      if (!O) return O.error();
-      return MatrixRMd(O->transpose());
-    }
-  }
-  return make_error("unknown subspace kind");
+  auto M = head_matrix(model, variant, layer, head, subspace_matrix(kind));
+  if (!M || kind != HeadSubspace::output_write) return M;
+  return MatrixRMd(M->transpose());
+}
+Result<MatrixRM> subspace_factor_f(const Model& model, WeightVariant variant, int layer, int head,
+                                   HeadSubspace kind) {
+  auto M = head_matrix_f(model, variant, layer, head, subspace_matrix(kind));
+  if (!M || kind != HeadSubspace::output_write) return M;
+  return MatrixRM(M->transpose());
 }
 
 Status check_heads(const Model& model) {
@@ -134,41 +181,45 @@ Status check_geometry(const Model& model, WeightVariant variant) {
 
 bool is_rotary(const ModelConfig& c) { return c.rotary_dim > 0; }
 
-// Per head: the four blocks and their Grams, double.
+// Per head: the four blocks, in float (head_matrix_f), and their Grams in
+// double. W_O is kept transposed, [d, dh] like the others: its row space is
+// the head's write subspace, and its Gram is W_O W_O^T.
 struct HeadBlocks {
-  MatrixRMd W_Q, W_K, W_V, W_O;      // [d, dh] x3, [dh, d]
-  MatrixRMd G_Q, G_K, G_V, G_O;      // dh x dh: W^T W for Q, K, V; W_O W_O^T
+  MatrixRM W_Q, W_K, W_V, W_Ot;  // [d, dh]
+  MatrixRMd G_Q, G_K, G_V, G_O;  // dh x dh: W^T W for Q, K, V; W_O W_O^T
 };
 
 Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l, int h) {
   HeadBlocks b;
-  auto q = head_matrix(model, variant, l, h, HeadMatrix::W_Q);
+  auto q = head_matrix_f(model, variant, l, h, HeadMatrix::W_Q);
   if (!q) return q.error();
-  auto k = head_matrix(model, variant, l, h, HeadMatrix::W_K);
+  auto k = head_matrix_f(model, variant, l, h, HeadMatrix::W_K);
   if (!k) return k.error();
-  auto v = head_matrix(model, variant, l, h, HeadMatrix::W_V);
+  auto v = head_matrix_f(model, variant, l, h, HeadMatrix::W_V);
   if (!v) return v.error();
-  auto o = head_matrix(model, variant, l, h, HeadMatrix::W_O);
+  auto o = head_matrix_f(model, variant, l, h, HeadMatrix::W_O);
   if (!o) return o.error();
   b.W_Q = std::move(*q);
   b.W_K = std::move(*k);
   b.W_V = std::move(*v);
-  b.W_O = std::move(*o);
+  b.W_Ot = o->transpose();
   b.G_Q = gram_cols(b.W_Q);
   b.G_K = gram_cols(b.W_K);
   b.G_V = gram_cols(b.W_V);
-  b.G_O = gram_rows(b.W_O);
+  b.G_O = gram_cols(b.W_Ot);
   return b;
 }
 
-// sigma(A B) from S with S S^T = A^T A and G_B = B B^T: sigma^2 = eig(B^T A^T
-// A B) = eig(S^T G_B S). The eigenvalues carry an absolute error ~ eps *
-// sigma_max^2, so sigma below ~sqrt(k eps) sigma_max is rounding noise: a
-// rank-deficient factor would otherwise show ~1e-8 "singular values" and a
-// slightly inflated effective rank. Those are zeroed, as an SVD of the
-// explicit product would show.
-Eigen::VectorXd singular_values_from_factor(const MatrixRMd& S, const MatrixRMd& gram_b) {
-  Eigen::VectorXd sigma = sqrt_eigenvalues_desc(S.transpose() * gram_b * S);
+// sigma(A B) from square-root factors of the two Grams, S_a S_a^T = A^T A and
+// S_b S_b^T = B B^T: A = Q_a S_a^T and B = S_b Q_b^T with orthonormal Q_a,
+// Q_b, so A B = Q_a (S_a^T S_b) Q_b^T and sigma^2 = eig(M^T M), M = S_a^T S_b.
+// The eigenvalues carry an absolute error ~ eps * sigma_max^2, so sigma below
+// ~sqrt(k eps) sigma_max is rounding noise: a rank-deficient factor would
+// otherwise show ~1e-8 "singular values" and a slightly inflated effective
+// rank. Those are zeroed, as an SVD of the explicit product would show.
+Eigen::VectorXd singular_values_from_factors(const MatrixRMd& S_a, const MatrixRMd& S_b) {
+  const MatrixRMd M = S_a.transpose() * S_b;
+  Eigen::VectorXd sigma = sqrt_eigenvalues_desc(gram_cols(M));
   if (sigma.size() > 0) {
     const double floor2 = 4.0 * sigma.size() * std::numeric_limits<double>::epsilon() * sigma[0] * sigma[0];
     for (Eigen::Index i = 0; i < sigma.size(); ++i) {
@@ -179,19 +230,21 @@ Eigen::VectorXd singular_values_from_factor(const MatrixRMd& S, const MatrixRMd&
 }
 
 // What the all-heads analyses share from one head: its blocks and Grams
-// (head_blocks) and the square-root factors of G_V and G_Q, which both the
+// (head_blocks) and the square-root factors of the four Grams, which the
 // spectra (OV, QK) and the composition factors use.
 struct HeadWork {
   HeadBlocks b;
-  MatrixRMd S_V, S_Q;  // S S^T = G_V, G_Q
+  MatrixRMd S_Q, S_K, S_V, S_O;  // S S^T = G_Q, G_K, G_V, G_O
 };
 
 Result<HeadWork> head_work(const Model& model, WeightVariant variant, int l, int h) {
   auto b = head_blocks(model, variant, l, h);
   if (!b) return b.error();
-  HeadWork w{std::move(*b), {}, {}};
-  w.S_V = psd_sqrt_factor(w.b.G_V);
+  HeadWork w{std::move(*b), {}, {}, {}, {}};
   w.S_Q = psd_sqrt_factor(w.b.G_Q);
+  w.S_K = psd_sqrt_factor(w.b.G_K);
+  w.S_V = psd_sqrt_factor(w.b.G_V);
+  w.S_O = psd_sqrt_factor(w.b.G_O);
   return w;
 }
 
@@ -225,8 +278,8 @@ void record_circuit(CircuitSpectra& s, int i, int dh, int top_k, const Eigen::Ve
 
 // Head i's OV (A = W_V, B = W_O) and QK (A = W_Q, B = W_K^T) spectra.
 void record_spectra(HeadSpectra& out, int i, const HeadWork& w) {
-  record_circuit(out.ov, i, out.d_head, out.top_k, singular_values_from_factor(w.S_V, w.b.G_O));
-  record_circuit(out.qk, i, out.d_head, out.top_k, singular_values_from_factor(w.S_Q, w.b.G_K));
+  record_circuit(out.ov, i, out.d_head, out.top_k, singular_values_from_factors(w.S_V, w.S_O));
+  record_circuit(out.qk, i, out.d_head, out.top_k, singular_values_from_factors(w.S_Q, w.S_K));
 }
 
 }  // namespace
@@ -270,7 +323,7 @@ Result<FactoredSvd> factored_svd(const Eigen::Ref<const MatrixRMd>& A, const Eig
 }
 
 Eigen::VectorXd factored_singular_values(const MatrixRMd& gram_a, const MatrixRMd& gram_b) {
-  return singular_values_from_factor(psd_sqrt_factor(gram_a), gram_b);
+  return singular_values_from_factors(psd_sqrt_factor(gram_a), psd_sqrt_factor(gram_b));
 }
 
 Result<HeadCircuitSvd> head_circuit_svd(const Model& model, WeightVariant variant, int layer, int head,
@@ -573,21 +626,21 @@ PairCost pair_cost(int n, int d, int k, PairSet set, int group, int n_y) {
   return c;
 }
 
-// A float buffer whose data starts on a 64-byte boundary (wasm's malloc
-// aligns to 8): the kernels' 16-byte loads then never straddle cache lines.
+// An uninitialized float buffer whose data starts on a 64-byte boundary
+// (wasm's malloc aligns to 8): the kernels' 16-byte loads then never straddle
+// cache lines. Uninitialized because the buffers are large (~100 MB of
+// factors) and written before they are read.
 class AlignedFloats {
  public:
-  explicit AlignedFloats(std::size_t n) : buffer_(n + 16, 0.0f) {
-    const auto address = reinterpret_cast<std::uintptr_t>(buffer_.data());
-    data_ = buffer_.data() + (64 - address % 64) % 64 / sizeof(float);
+  explicit AlignedFloats(std::size_t n) : buffer_(new float[n + 16]) {
+    const auto address = reinterpret_cast<std::uintptr_t>(buffer_.get());
+    data_ = buffer_.get() + (64 - address % 64) % 64 / sizeof(float);
   }
-  AlignedFloats(const AlignedFloats&) = delete;  // data_ points into buffer_
-  AlignedFloats& operator=(const AlignedFloats&) = delete;
   float* data() { return data_; }
   const float* data() const { return data_; }
 
  private:
-  std::vector<float> buffer_;
+  std::unique_ptr<float[]> buffer_;
   float* data_;
 };
 
@@ -598,12 +651,25 @@ constexpr int kBand = 48;
 // Heads' factors [d, k], one per slot, in groups of 4 slots: quad (g, r, t)
 // holds entry (r, t) of the factors of slots 4g .. 4g+3 (lane = slot % 4),
 // so that one vector product forms the same coordinate of 4 projectors. The
-// rows are d padded with zeros to a multiple of kBand.
+// rows are d padded with zeros to a multiple of kBand. `head` gives each
+// slot's head, -1 for padding: padding slots are zero, and every other slot
+// must be set() before use.
 struct FactorPanels {
   int rows = 0, k = 0;
   AlignedFloats data;
-  FactorPanels(int slots, int d, int k_)
-      : rows((d + kBand - 1) / kBand * kBand), k(k_), data(std::size_t(slots + 3) / 4 * 4 * rows * k) {}
+  FactorPanels(const std::vector<int>& head, int d, int k_)
+      : rows((d + kBand - 1) / kBand * kBand), k(k_), data((head.size() + 3) / 4 * 4 * rows * k) {
+    const int groups = static_cast<int>(head.size() + 3) / 4;
+    for (int g = 0; g < groups; ++g) {
+      std::fill(data.data() + (std::size_t(g) * rows + d) * k * 4, data.data() + std::size_t(g + 1) * rows * k * 4, 0.0f);
+      for (int lane = 0; lane < 4; ++lane) {
+        const std::size_t slot = std::size_t(g) * 4 + lane;
+        if (slot < head.size() && head[slot] >= 0) continue;
+        float* p = data.data() + std::size_t(g) * rows * k * 4 + lane;
+        for (int e = 0; e < d * k; ++e) p[std::size_t(e) * 4] = 0.0f;
+      }
+    }
+  }
   // Row r of group g: k quads.
   const float* row(int g, int r) const { return data.data() + (std::size_t(g) * rows + r) * k * 4; }
   // Slot `slot` := X's columns [col0, col0 + k).
@@ -861,7 +927,7 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
 
   // Projector kernel (projector_products): the blocks as panels, by slot.
   const PairLayout layout(n, group, set, n_y);
-  FactorPanels FX(layout.slots_x, d, k), FY(layout.slots_y, d, k);
+  FactorPanels FX(layout.head_x, d, k), FY(layout.head_y, d, k);
   for (int i = 0; i < n; ++i) {
     if (layout.x_slot[i] >= 0) FX.set(layout.x_slot[i], X, Eigen::Index(i) * k);
     for (int y = 0; y < n_y; ++y) {
@@ -907,7 +973,7 @@ class RedundancyBuilder {
     rcond_ = default_rank_rcond(c.d_model, c.d_head);
   }
   // Head i's subspace: the column space of A [d, dh], with G = A^T A.
-  void add(int i, const MatrixRMd& A, const MatrixRMd& G) {
+  void add(int i, const MatrixRM& A, const MatrixRMd& G) {
     const int dh = out_.d_head;
     out_.rank[i] = gram_basis_into(A, G, rcond_, X_.middleCols(static_cast<Eigen::Index>(i) * dh, dh));
   }
@@ -945,8 +1011,8 @@ class CompositionBuilder {
       : H_(model.config.n_head),
         N_(static_cast<int>(model.weights.layers.size()) * H_),
         layout_(N_, H_, detail::PairSet::later_layer, 3),
-        FX_(layout_.slots_x, model.config.d_model, model.config.d_head),
-        FY_(layout_.slots_y, model.config.d_model, model.config.d_head),
+        FX_(layout_.head_x, model.config.d_model, model.config.d_head),
+        FY_(layout_.head_y, model.config.d_model, model.config.d_head),
         f_(model.config.d_model, model.config.d_head) {
     out_.variant = variant;
     out_.n_layer = N_ / H_;
@@ -962,11 +1028,11 @@ class CompositionBuilder {
     // Each factor's squared norm, ||A S||^2 = tr(S^T A^T A S) = <A^T A, S S^T>,
     // is the circuit's ||OV||^2 = <G_V, G_O> or ||QK||^2 = <G_Q, G_K>.
     const double ov2 = b.G_V.cwiseProduct(b.G_O).sum(), qk2 = b.G_Q.cwiseProduct(b.G_K).sum();
-    if (layout_.x_slot[i] >= 0) factor(MatrixRM(b.W_O.transpose().cast<float>()), w.S_V, ov2, FX_, layout_.x_slot[i]);
+    if (layout_.x_slot[i] >= 0) factor(b.W_Ot, w.S_V, ov2, FX_, layout_.x_slot[i]);
     if (layout_.y_slot(i, 0) >= 0) {
-      factor(b.W_Q.cast<float>(), psd_sqrt_factor(b.G_K), qk2, FY_, layout_.y_slot(i, 0));
-      factor(b.W_K.cast<float>(), w.S_Q, qk2, FY_, layout_.y_slot(i, 1));
-      factor(b.W_V.cast<float>(), psd_sqrt_factor(b.G_O), ov2, FY_, layout_.y_slot(i, 2));
+      factor(b.W_Q, w.S_K, qk2, FY_, layout_.y_slot(i, 0));
+      factor(b.W_K, w.S_Q, qk2, FY_, layout_.y_slot(i, 1));
+      factor(b.W_V, w.S_O, ov2, FY_, layout_.y_slot(i, 2));
     }
   }
   Result<CompositionScores> finish(const GeometryProgress& progress, double p0, double p1) {
@@ -1012,7 +1078,7 @@ Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant v
   RedundancyBuilder builder(model, variant, kind);
   // Phase 1 (~15% of the work): an orthonormal basis per head.
   for (int i = 0; i < N; ++i) {
-    auto A = subspace_factor(model, variant, i / H, i % H, kind);
+    auto A = subspace_factor_f(model, variant, i / H, i % H, kind);
     if (!A) return A.error();
     builder.add(i, *A, gram_cols(*A));
     if (!keep_going(progress, 0.15 * (i + 1) / N)) return cancelled();
@@ -1050,7 +1116,7 @@ Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant
     auto w = head_work(model, variant, i / H, i % H);
     if (!w) return w.error();
     record_spectra(out.spectra, i, *w);
-    write.add(i, MatrixRMd(w->b.W_O.transpose()), w->b.G_O);
+    write.add(i, w->b.W_Ot, w->b.G_O);
     composition.add(i, *w);
     if (!keep_going(progress, heads_done * (i + 1) / N)) return cancelled();
   }

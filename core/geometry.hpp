@@ -55,7 +55,8 @@ struct FactoredSvd {
 Result<FactoredSvd> factored_svd(const Eigen::Ref<const MatrixRMd>& A, const Eigen::Ref<const MatrixRMd>& B);
 
 // Singular values only, from the Gram matrices G_A = A^T A and G_B = B B^T
-// (both m x m): the eigenvalues of R G_B R^T with G_A = R^T R. Cheap when the
+// (both m x m): sigma(M) for M = S_A^T S_B with S S^T = G (pivoted LDL^T
+// square roots), through the eigenvalues of M^T M. Cheap when the
 // Grams are already there; absolute error ~1e-16 * sigma_max^2 / sigma, so
 // values below sqrt(4 m eps) sigma_max (~1e-7 for m = 64) are returned as 0.
 Eigen::VectorXd factored_singular_values(const MatrixRMd& gram_a, const MatrixRMd& gram_b);

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #ifdef __wasm_simd128__
@@ -519,46 +520,69 @@ HS_QUAD_KERNEL void gram_tile_4x4(int rows, const double* A, int lda, int i0, in
 
 }  // namespace
 
+namespace {
+
 // G = A^T A through 4 x 4 tiles on and above the diagonal (those that reach
 // it also compute a few entries below: the same sums, in the same order, so
 // G comes out exactly symmetric); a scalar loop at the edges of k. The rows go
 // in chunks of ~24 KB, each chunk through every tile, so that they are read
 // from L1: a whole 768 x 64 factor (393 KB) read once per tile came from L2
-// every time.
-void gram_f64(int rows, int k, const double* A, int lda, double* G) {
-  constexpr int T = 4;
-  const int chunk = std::max(1, 24 * 1024 / std::max<int>(1, lda * static_cast<int>(sizeof(double))));
+// every time. Float rows are converted to double a chunk at a time (exact),
+// so that both overloads give the same G for the same values.
+template <class T>
+void gram_f64_rows(int rows, int k, const T* A, int lda, double* G) {
+  constexpr int TS = 4;
+  constexpr bool convert = !std::is_same<T, double>::value;
+  const int chunk = std::max(1, 24 * 1024 / std::max<int>(1, k * static_cast<int>(sizeof(double))));
   std::vector<double> sum(std::size_t(k) * k, 0.0);  // the upper tiles' sums
-  alignas(16) double t[T * T];
+  std::vector<double> rows_d(convert ? std::size_t(chunk) * k : 0);
+  alignas(16) double t[TS * TS];
   for (int r0 = 0; r0 < rows; r0 += chunk) {
     const int nr = std::min(chunk, rows - r0);
-    const double* Ar = A + std::ptrdiff_t(r0) * lda;
-    for (int i0 = 0; i0 < k; i0 += T) {
-      for (int j0 = i0 / T * T; j0 < k; j0 += T) {
-        const int ni = std::min(T, k - i0), nj = std::min(T, k - j0);
-        if (ni == T && nj == T) {
-          gram_tile_4x4(nr, Ar, lda, i0, j0, t);
+    const double* Ar;
+    int ld = lda;
+    if constexpr (convert) {
+      for (int r = 0; r < nr; ++r) {
+        const T* src = A + std::ptrdiff_t(r0 + r) * lda;
+        double* dst = rows_d.data() + std::size_t(r) * k;
+        for (int c = 0; c < k; ++c) dst[c] = src[c];
+      }
+      Ar = rows_d.data();
+      ld = k;
+    } else {
+      Ar = A + std::ptrdiff_t(r0) * lda;
+    }
+    for (int i0 = 0; i0 < k; i0 += TS) {
+      for (int j0 = i0 / TS * TS; j0 < k; j0 += TS) {
+        const int ni = std::min(TS, k - i0), nj = std::min(TS, k - j0);
+        if (ni == TS && nj == TS) {
+          gram_tile_4x4(nr, Ar, ld, i0, j0, t);
         } else {
           for (int a = 0; a < ni; ++a)
             for (int b = 0; b < nj; ++b) {
               double s = 0;
-              for (int r = 0; r < nr; ++r) s += Ar[std::ptrdiff_t(r) * lda + i0 + a] * Ar[std::ptrdiff_t(r) * lda + j0 + b];
-              t[a * T + b] = s;
+              for (int r = 0; r < nr; ++r) s += Ar[std::ptrdiff_t(r) * ld + i0 + a] * Ar[std::ptrdiff_t(r) * ld + j0 + b];
+              t[a * TS + b] = s;
             }
         }
         for (int a = 0; a < ni; ++a)
-          for (int b = 0; b < nj; ++b) sum[std::size_t(i0 + a) * k + j0 + b] += t[a * T + b];
+          for (int b = 0; b < nj; ++b) sum[std::size_t(i0 + a) * k + j0 + b] += t[a * TS + b];
       }
     }
   }
-  for (int i0 = 0; i0 < k; i0 += T) {
-    for (int j0 = i0 / T * T; j0 < k; j0 += T) {
-      for (int a = 0; a < std::min(T, k - i0); ++a)
-        for (int b = 0; b < std::min(T, k - j0); ++b)
+  for (int i0 = 0; i0 < k; i0 += TS) {
+    for (int j0 = i0 / TS * TS; j0 < k; j0 += TS) {
+      for (int a = 0; a < std::min(TS, k - i0); ++a)
+        for (int b = 0; b < std::min(TS, k - j0); ++b)
           G[std::ptrdiff_t(i0 + a) * k + j0 + b] = G[std::ptrdiff_t(j0 + b) * k + i0 + a] = sum[std::size_t(i0 + a) * k + j0 + b];
     }
   }
 }
+
+}  // namespace
+
+void gram_f64(int rows, int k, const double* A, int lda, double* G) { gram_f64_rows(rows, k, A, lda, G); }
+void gram_f64(int rows, int k, const float* A, int lda, double* G) { gram_f64_rows(rows, k, A, lda, G); }
 
 // ---- exp and GELU -------------------------------------------------------
 

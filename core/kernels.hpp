@@ -64,8 +64,10 @@ void quad_dot_2x4(int k, const float* p, const float* q, std::ptrdiff_t ld, floa
 
 // G [k, k] = A^T A for A [rows, k] (row stride lda), in double: the Grams
 // of the per-head factors behind the singular values. Row-major G, both
-// triangles written. (Eigen's double GEMM runs scalar in wasm.)
+// triangles written. (Eigen's double GEMM runs scalar in wasm.) Float A is
+// converted exactly: both give the same G for the same values.
 void gram_f64(int rows, int k, const double* A, int lda, double* G);
+void gram_f64(int rows, int k, const float* A, int lda, double* G);
 
 // C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
 void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);

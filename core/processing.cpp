@@ -175,7 +175,11 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options)
   return m;
 }
 
-Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
+namespace {
+
+// head_matrix's block as stored, in the scalar type of Mat (the raw variant).
+template <class Mat>
+Result<Mat> raw_head_matrix(const Model& model, int layer, int head, HeadMatrix which) {
   const ModelConfig& c = model.config;
   if (layer < 0 || layer >= static_cast<int>(model.weights.layers.size()) || head < 0 || head >= c.n_head) {
     return make_error("head L" + std::to_string(layer) + "H" + std::to_string(head) + " is out of range (" +
@@ -203,23 +207,36 @@ Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int lay
   // loop the compilers vectorize (a float sum would be one serial chain).
   const Eigen::Index rows = reads ? d : dh, cols = reads ? dh : d;
   const float* src = reads ? full.data() + Eigen::Index(block) * dh : full.data() + Eigen::Index(block) * dh * full.cols();
-  MatrixRMd M(rows, cols);
+  using T = typename Mat::Scalar;
+  Mat M(rows, cols);
   std::uint32_t nonfinite = 0;
   for (Eigen::Index r = 0; r < rows; ++r) {
     const float* s = src + r * full.cols();
-    double* m = M.data() + r * cols;
+    T* m = M.data() + r * cols;
     for (Eigen::Index q = 0; q < cols; ++q) {
       std::uint32_t bits;
       std::memcpy(&bits, s + q, sizeof bits);
       nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
-      m[q] = s[q];
+      m[q] = static_cast<T>(s[q]);
     }
   }
   if (nonfinite) {
     return make_error("L" + std::to_string(layer) + "H" + std::to_string(head) + " " + head_matrix_name(which) +
                       " contains NaN or Inf");
   }
-  if (variant == WeightVariant::raw) return M;
+  return M;
+}
+
+}  // namespace
+
+Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
+  auto block = raw_head_matrix<MatrixRMd>(model, layer, head, which);
+  if (!block || variant == WeightVariant::raw) return block;
+  MatrixRMd& M = *block;
+  const ModelConfig& c = model.config;
+  const LayerWeights& L = model.weights.layers[layer];
+  const int d = c.d_model;
+  const bool reads = which != HeadMatrix::W_O;
   HS_TRY(check_weight_processing(c));
   const bool layer_norm = c.norm == NormKind::layer_norm;
   if (reads) {
@@ -229,6 +246,13 @@ Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int lay
     center_rows(M);
   }
   return M;
+}
+
+Result<MatrixRM> head_matrix_f(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
+  if (variant == WeightVariant::raw) return raw_head_matrix<MatrixRM>(model, layer, head, which);
+  auto M = head_matrix(model, variant, layer, head, which);
+  if (!M) return M.error();
+  return MatrixRM(M->cast<float>());
 }
 
 Result<VocabView> VocabView::make(const Model& model, WeightVariant variant) {

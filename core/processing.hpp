@@ -55,6 +55,11 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options 
 enum class HeadMatrix { W_Q, W_K, W_V, W_O };
 const char* head_matrix_name(HeadMatrix which);  // "W_Q", ...
 Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which);
+// The same block in float: the raw variant as stored, the processed one
+// computed in double and rounded once. For the all-heads analyses, whose
+// Grams are exact double sums of the float products and whose batched
+// products run in float.
+Result<MatrixRM> head_matrix_f(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which);
 
 // Reads W_E and W_U of a variant block by block, without materialising a
 // processed copy (GPT-2's W_U alone is 154 MB). Keeps a pointer to `model`,

@@ -180,6 +180,25 @@ TEST_CASE("kernels: gram_f64 equals A^T A, both triangles, any k", "[kernels]") 
   }
 }
 
+TEST_CASE("kernels: gram_f64 of float rows equals that of the same values in double, exactly", "[kernels]") {
+  // 300 rows: several of the float path's converted chunks (48 rows at k 64).
+  for (int k : {1, 3, 4, 6, 64, 67}) {
+    const int rows = 300, lda = k + 2;
+    hs::MatrixRM A = hs::MatrixRM::Random(rows, lda);
+    const Eigen::Matrix<double, -1, -1, Eigen::RowMajor> Ad = A.cast<double>();
+    std::vector<double> Gf(static_cast<std::size_t>(k) * k, -1.0), Gd(Gf.size(), -2.0);
+    hs::gram_f64(rows, k, A.data(), lda, Gf.data());
+    hs::gram_f64(rows, k, Ad.data(), lda, Gd.data());
+    INFO("k " << k);
+    CHECK(Gf == Gd);
+    const Eigen::MatrixXd want = Ad.leftCols(k).transpose() * Ad.leftCols(k);
+    double worst = 0;
+    for (int i = 0; i < k; ++i)
+      for (int j = 0; j < k; ++j) worst = std::max(worst, std::fabs(Gf[static_cast<std::size_t>(i) * k + j] - want(i, j)));
+    CHECK(worst < 1e-11);
+  }
+}
+
 TEST_CASE("kernels: matmul resizes and adds the bias", "[kernels]") {
   hs::MatrixRM A = hs::MatrixRM::Random(17, 40), B = hs::MatrixRM::Random(40, 23);
   hs::RowVectorF bias = hs::RowVectorF::Random(23);

@@ -197,6 +197,26 @@ TEST_CASE("processing: the processed variant equals the geometry of the processe
   CHECK(diff > 1e-3);
 }
 
+TEST_CASE("processing: head_matrix_f is head_matrix rounded to float, raw and processed", "[processing]") {
+  hs_test::require_geometry_reference();
+  hs::Model model = hs_test::model_from_reference("synthetic_ln");
+  for (auto variant : {hs::WeightVariant::raw, hs::WeightVariant::processed}) {
+    for (auto which : {hs::HeadMatrix::W_Q, hs::HeadMatrix::W_K, hs::HeadMatrix::W_V, hs::HeadMatrix::W_O}) {
+      auto d = hs::head_matrix(model, variant, 1, 2, which);
+      auto f = hs::head_matrix_f(model, variant, 1, 2, which);
+      REQUIRE(d.ok());
+      REQUIRE(f.ok());
+      INFO(hs::weight_variant_name(variant) << " " << hs::head_matrix_name(which));
+      CHECK(*f == hs::MatrixRM(d->cast<float>()));
+      if (variant == hs::WeightVariant::raw) CHECK(f->cast<double>() == *d);  // the stored floats, exactly
+    }
+  }
+  model.weights.layers[1].W_V(5, hs::kv_head_of(model.config, 2) * model.config.d_head) = NAN;
+  auto bad = hs::head_matrix_f(model, hs::WeightVariant::raw, 1, 2, hs::HeadMatrix::W_V);
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(bad.error().message, Catch::Contains("NaN or Inf"));
+}
+
 TEST_CASE("processing: post-LN models are refused", "[processing]") {
   auto bert = hs::test::load_fixture_model("bert");
   INFO((bert ? "" : bert.error().message));
