@@ -645,8 +645,13 @@ class AlignedFloats {
 };
 
 // The projector products go over the upper triangle of the d x d
-// coordinates in bands of this many rows (see projector_products).
-constexpr int kBand = 48;
+// coordinates in bands of this many rows (see projector_products). Each
+// block of coordinates reads every slot's factor rows for its rows and
+// columns, from memory (the ~100 MB of factors do not stay in cache): wider
+// bands read them fewer times. In wasm, forming GPT-2-small's composition
+// projectors took ~12 % less time with 96 rows than with 48, and a little
+// less again with 128, which also divides the usual d (768, 1024, 2048...).
+constexpr int kBand = 128;
 
 // Heads' factors [d, k], one per slot, in groups of 4 slots: quad (g, r, t)
 // holds entry (r, t) of the factors of slots 4g .. 4g+3 (lane = slot % 4),
@@ -694,6 +699,29 @@ void form_projector_block(const FactorPanels& F, int g, int r0, int rows, int c0
       quad_dot_2x4(F.k, F.row(g, r), F.row(g, c), std::ptrdiff_t(F.k) * 4,
                    out + (std::size_t(r - r0) * cols + (c - c0)) * 4, std::ptrdiff_t(cols) * 4);
     }
+  }
+}
+
+// The diagonal square [r0, r0 + kBand)^2 of the projectors of group g's 4
+// slots, as its upper triangle only: row by row, coordinates (a, b) with
+// a <= b packed into `out` [kBand (kBand + 1) / 2] quads, those off the
+// diagonal scaled by sqrt(2) so that their products count twice, as the
+// band's coordinates right of the square do. (Formed whole, the square
+// would add 6 % to the coordinates for GPT-2's d 768.) `scratch` holds
+// kBand^2 quads; kernel tiles wholly below the diagonal are not formed.
+void form_projector_diagonal(const FactorPanels& F, int g, int r0, float* scratch, float* out) {
+  for (int c = 0; c < kBand; c += 4) {
+    for (int r = 0; r < kBand && r <= c + 3; r += 2) {
+      quad_dot_2x4(F.k, F.row(g, r0 + r), F.row(g, r0 + c), std::ptrdiff_t(F.k) * 4,
+                   scratch + (std::size_t(r) * kBand + c) * 4, std::ptrdiff_t(kBand) * 4);
+    }
+  }
+  const float root2 = std::sqrt(2.0f);
+  for (int a = 0; a < kBand; ++a) {
+    const float* row = scratch + std::size_t(a) * kBand * 4;
+    for (int lane = 0; lane < 4; ++lane) out[lane] = row[a * 4 + lane];
+    out += 4;
+    for (int q = (a + 1) * 4; q < kBand * 4; ++q) *out++ = root2 * row[q];
   }
 }
 
@@ -782,8 +810,9 @@ struct PairLayout {
 // per quad), PY the right sides, so that the pair products PX PY^T over the
 // coordinates run in a few large rectangles, one per layer block, serving
 // every kind at once; nothing is packed, both phases read the panels and the
-// quads as they are. The triangle goes in blocks (below), so that only about
-// 8 MB of formed coordinates exist at a time.
+// quads as they are. The triangle goes in blocks (below), so that only one
+// block of formed coordinates exists at a time: kBand^2 per slot at least
+// (35 MB for GPT-2-small's 528 composition slots), up to the budget.
 Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, const FactorPanels& FX,
                                                   const FactorPanels& FY, const GeometryProgress& progress, double p0,
                                                   double p1) {
@@ -805,19 +834,21 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
     }
   }
   // The triangle in bands of kBand rows [r0, r0 + kBand): first the square
-  // [r0, r0 + kBand)^2, both of its triangles, so that its coordinates carry
-  // their weight in <P_i, P_j> (off-diagonal entries twice, the diagonal
-  // once); then the rest of the band, strictly above the diagonal, in blocks
-  // of `width` columns (sized to the budget) whose sums count twice. Within a
+  // [r0, r0 + kBand)^2, its upper triangle packed with the weights of
+  // <P_i, P_j> folded in (form_projector_diagonal); then the rest of the
+  // band, strictly above the diagonal, in blocks of `width` columns (sized
+  // to the budget) whose sums count twice. Within a
   // block the products run KB coordinates at a time for every rectangle, so
   // that the formed quads are read from memory once and then from cache, and
   // each float sum has KB terms (accumulated in double).
   constexpr int KB = 512;
-  const double budget = 2.0e6;  // floats of formed coordinates per block (8 MB)
+  const double budget = 2.0e6;  // floats of formed coordinates per block (8 MB), when kBand^2 per slot is less
   const int width =
       std::max(kBand, static_cast<int>(budget / (double(slots_x + slots_y) * kBand)) / kBand * kBand);
   // Progress: the share of the coordinates done.
-  const double coords = 0.5 * double(rows_q) * (rows_q + kBand);
+  const double coords = 0.5 * double(rows_q) * (rows_q + 1);
+  const std::size_t K_diagonal = std::size_t(kBand) * (kBand + 1) / 2;
+  AlignedFloats scratch(std::size_t(kBand) * kBand * 4);
   double done = 0;
   AlignedFloats PX(std::size_t(slots_x) * kBand * width), PY(std::size_t(slots_y) * kBand * width);
   // Sums by slot, [slots_x, slots_right] in double: each kernel tile (float
@@ -827,11 +858,22 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
   alignas(16) float t[32];
   for (int r0 = 0; r0 < rows_q; r0 += kBand) {
     for (int c0 = r0; c0 < rows_q;) {
-      const int cols = c0 == r0 ? kBand : std::min(width, rows_q - c0);
-      const double weight = c0 == r0 ? 1.0 : 2.0;
-      const std::size_t K = std::size_t(kBand) * cols;
-      for (int g = 0; g < slots_x / 4; ++g) form_projector_block(FX, g, r0, kBand, c0, cols, PX.data() + g * K * 4);
-      for (int g = 0; g < slots_y / 4; ++g) form_projector_block(FY, g, r0, kBand, c0, cols, PY.data() + g * K * 4);
+      const bool diagonal = c0 == r0;
+      const int cols = diagonal ? kBand : std::min(width, rows_q - c0);
+      const double weight = diagonal ? 1.0 : 2.0;
+      const std::size_t K = diagonal ? K_diagonal : std::size_t(kBand) * cols;
+      for (int g = 0; g < slots_x / 4; ++g) {
+        if (diagonal)
+          form_projector_diagonal(FX, g, r0, scratch.data(), PX.data() + g * K * 4);
+        else
+          form_projector_block(FX, g, r0, kBand, c0, cols, PX.data() + g * K * 4);
+      }
+      for (int g = 0; g < slots_y / 4; ++g) {
+        if (diagonal)
+          form_projector_diagonal(FY, g, r0, scratch.data(), PY.data() + g * K * 4);
+        else
+          form_projector_block(FY, g, r0, kBand, c0, cols, PY.data() + g * K * 4);
+      }
       const float* right = sym ? PX.data() : PY.data();
       for (std::size_t kb = 0; kb < K; kb += KB) {
         const int kk = static_cast<int>(std::min<std::size_t>(KB, K - kb));
