@@ -706,9 +706,10 @@ void form_projector_block(const FactorPanels& F, int g, int r0, int rows, int c0
 // slots, as its upper triangle only: row by row, coordinates (a, b) with
 // a <= b packed into `out` [kBand (kBand + 1) / 2] quads, those off the
 // diagonal scaled by sqrt(2) so that their products count twice, as the
-// band's coordinates right of the square do. (Formed whole, the square
-// would add 6 % to the coordinates for GPT-2's d 768.) `scratch` holds
-// kBand^2 quads; kernel tiles wholly below the diagonal are not formed.
+// band's coordinates right of the square do. (Formed whole, the squares
+// would add kBand / d to the coordinates: 17 % for GPT-2's d 768.)
+// `scratch` holds kBand^2 quads; kernel tiles wholly below the diagonal are
+// not formed.
 void form_projector_diagonal(const FactorPanels& F, int g, int r0, float* scratch, float* out) {
   for (int c = 0; c < kBand; c += 4) {
     for (int r = 0; r < kBand && r <= c + 3; r += 2) {
