@@ -645,25 +645,34 @@ class AlignedFloats {
 };
 
 // The projector products go over the upper triangle of the d x d
-// coordinates in bands of this many rows (see projector_products). Each
-// block of coordinates reads every slot's factor rows for its rows and
-// columns, from memory (the ~100 MB of factors do not stay in cache): wider
-// bands read them fewer times. In wasm, forming GPT-2-small's composition
-// projectors took ~12 % less time with 96 rows than with 48, and a little
-// less again with 128, which also divides the usual d (768, 1024, 2048...).
-constexpr int kBand = 128;
+// coordinates in bands of `band` rows (see projector_products). Each block of
+// coordinates reads every slot's factor rows for its rows and columns, from
+// memory (the ~100 MB of factors do not stay in cache): wider bands read
+// them fewer times. In wasm, forming GPT-2-small's composition projectors
+// took ~12 % less time with 96 rows than with 48, and a little less again
+// with 128, which also divides the usual d (768, 1024, 2048...). A block
+// holds at least band^2 coordinates per slot, so the band halves for models
+// with many heads, to keep the block within kBlockBytes (GPT-2-small's 528
+// composition slots: 128 rows, 35 MB; GPT-2-medium's 1472: 64 rows, 24 MB).
+constexpr int kMaxBand = 128;
+constexpr double kBlockBytes = 48e6;
+int band_rows(int slots) {
+  int band = kMaxBand;
+  while (band > 16 && double(slots) * band * band * sizeof(float) > kBlockBytes) band /= 2;
+  return band;
+}
 
 // Heads' factors [d, k], one per slot, in groups of 4 slots: quad (g, r, t)
 // holds entry (r, t) of the factors of slots 4g .. 4g+3 (lane = slot % 4),
 // so that one vector product forms the same coordinate of 4 projectors. The
-// rows are d padded with zeros to a multiple of kBand. `head` gives each
+// rows are d padded with zeros to a multiple of the band. `head` gives each
 // slot's head, -1 for padding: padding slots are zero, and every other slot
 // must be set() before use.
 struct FactorPanels {
-  int rows = 0, k = 0;
+  int band = 0, rows = 0, k = 0;
   AlignedFloats data;
-  FactorPanels(const std::vector<int>& head, int d, int k_)
-      : rows((d + kBand - 1) / kBand * kBand), k(k_), data((head.size() + 3) / 4 * 4 * rows * k) {
+  FactorPanels(const std::vector<int>& head, int d, int k_, int band_)
+      : band(band_), rows((d + band - 1) / band * band), k(k_), data((head.size() + 3) / 4 * 4 * rows * k) {
     const int groups = static_cast<int>(head.size() + 3) / 4;
     for (int g = 0; g < groups; ++g) {
       std::fill(data.data() + (std::size_t(g) * rows + d) * k * 4, data.data() + std::size_t(g + 1) * rows * k * 4, 0.0f);
@@ -702,27 +711,28 @@ void form_projector_block(const FactorPanels& F, int g, int r0, int rows, int c0
   }
 }
 
-// The diagonal square [r0, r0 + kBand)^2 of the projectors of group g's 4
+// The diagonal square [r0, r0 + band)^2 of the projectors of group g's 4
 // slots, as its upper triangle only: row by row, coordinates (a, b) with
-// a <= b packed into `out` [kBand (kBand + 1) / 2] quads, those off the
+// a <= b packed into `out` [band (band + 1) / 2] quads, those off the
 // diagonal scaled by sqrt(2) so that their products count twice, as the
 // band's coordinates right of the square do. (Formed whole, the squares
-// would add kBand / d to the coordinates: 17 % for GPT-2's d 768.)
-// `scratch` holds kBand^2 quads; kernel tiles wholly below the diagonal are
+// would add band / d to the coordinates: 17 % for GPT-2's d 768.)
+// `scratch` holds band^2 quads; kernel tiles wholly below the diagonal are
 // not formed.
 void form_projector_diagonal(const FactorPanels& F, int g, int r0, float* scratch, float* out) {
-  for (int c = 0; c < kBand; c += 4) {
-    for (int r = 0; r < kBand && r <= c + 3; r += 2) {
+  const int band = F.band;
+  for (int c = 0; c < band; c += 4) {
+    for (int r = 0; r < band && r <= c + 3; r += 2) {
       quad_dot_2x4(F.k, F.row(g, r0 + r), F.row(g, r0 + c), std::ptrdiff_t(F.k) * 4,
-                   scratch + (std::size_t(r) * kBand + c) * 4, std::ptrdiff_t(kBand) * 4);
+                   scratch + (std::size_t(r) * band + c) * 4, std::ptrdiff_t(band) * 4);
     }
   }
   const float root2 = std::sqrt(2.0f);
-  for (int a = 0; a < kBand; ++a) {
-    const float* row = scratch + std::size_t(a) * kBand * 4;
+  for (int a = 0; a < band; ++a) {
+    const float* row = scratch + std::size_t(a) * band * 4;
     for (int lane = 0; lane < 4; ++lane) out[lane] = row[a * 4 + lane];
     out += 4;
-    for (int q = (a + 1) * 4; q < kBand * 4; ++q) *out++ = root2 * row[q];
+    for (int q = (a + 1) * 4; q < band * 4; ++q) *out++ = root2 * row[q];
   }
 }
 
@@ -812,14 +822,14 @@ struct PairLayout {
 // coordinates run in a few large rectangles, one per layer block, serving
 // every kind at once; nothing is packed, both phases read the panels and the
 // quads as they are. The triangle goes in blocks (below), so that only one
-// block of formed coordinates exists at a time: kBand^2 per slot at least
-// (35 MB for GPT-2-small's 528 composition slots), up to the budget.
+// block of formed coordinates exists at a time: band^2 per slot at least
+// (band_rows), up to the budget.
 Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, const FactorPanels& FX,
                                                   const FactorPanels& FY, const GeometryProgress& progress, double p0,
                                                   double p1) {
   const bool sym = layout.sym;
   const int L = layout.L, Hx = layout.Hx, Hy = layout.Hy, slots_x = layout.slots_x, slots_y = layout.slots_y;
-  const int rows_q = FX.rows;
+  const int rows_q = FX.rows, band = FX.band;
   const std::vector<int>&head_x = layout.head_x, &head_y = layout.head_y, &kind_y = layout.kind_y;
   std::vector<MatrixRMd> out(sym ? 1 : layout.n_y, MatrixRMd::Zero(layout.n, layout.n));
   if (slots_x == 0 || (!sym && slots_y == 0)) return out;  // no pairs (e.g. a single layer)
@@ -834,8 +844,8 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
       tiles.push_back({b.begin * Hx, (b.mid - b.begin) * Hx, (b.mid - 1) * Hy, (b.end - b.mid) * Hy});
     }
   }
-  // The triangle in bands of kBand rows [r0, r0 + kBand): first the square
-  // [r0, r0 + kBand)^2, its upper triangle packed with the weights of
+  // The triangle in bands of `band` rows [r0, r0 + band): first the square
+  // [r0, r0 + band)^2, its upper triangle packed with the weights of
   // <P_i, P_j> folded in (form_projector_diagonal); then the rest of the
   // band, strictly above the diagonal, in blocks of `width` columns (sized
   // to the budget) whose sums count twice. Within a
@@ -843,37 +853,37 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
   // that the formed quads are read from memory once and then from cache, and
   // each float sum has KB terms (accumulated in double).
   constexpr int KB = 512;
-  const double budget = 2.0e6;  // floats of formed coordinates per block (8 MB), when kBand^2 per slot is less
+  const double budget = 2.0e6;  // floats of formed coordinates per block (8 MB), when band^2 per slot is less
   const int width =
-      std::max(kBand, static_cast<int>(budget / (double(slots_x + slots_y) * kBand)) / kBand * kBand);
+      std::max(band, static_cast<int>(budget / (double(slots_x + slots_y) * band)) / band * band);
   // Progress: the share of the coordinates done.
   const double coords = 0.5 * double(rows_q) * (rows_q + 1);
-  const std::size_t K_diagonal = std::size_t(kBand) * (kBand + 1) / 2;
-  AlignedFloats scratch(std::size_t(kBand) * kBand * 4);
+  const std::size_t K_diagonal = std::size_t(band) * (band + 1) / 2;
+  AlignedFloats scratch(std::size_t(band) * band * 4);
   double done = 0;
-  AlignedFloats PX(std::size_t(slots_x) * kBand * width), PY(std::size_t(slots_y) * kBand * width);
+  AlignedFloats PX(std::size_t(slots_x) * band * width), PY(std::size_t(slots_y) * band * width);
   // Sums by slot, [slots_x, slots_right] in double: each kernel tile (float
   // sums over KB coordinates) is added to it, then copied out by head.
   const int slots_right = sym ? slots_x : slots_y;
   std::vector<double> acc(std::size_t(slots_x) * slots_right, 0.0);
   alignas(16) float t[32];
-  for (int r0 = 0; r0 < rows_q; r0 += kBand) {
+  for (int r0 = 0; r0 < rows_q; r0 += band) {
     for (int c0 = r0; c0 < rows_q;) {
       const bool diagonal = c0 == r0;
-      const int cols = diagonal ? kBand : std::min(width, rows_q - c0);
+      const int cols = diagonal ? band : std::min(width, rows_q - c0);
       const double weight = diagonal ? 1.0 : 2.0;
-      const std::size_t K = diagonal ? K_diagonal : std::size_t(kBand) * cols;
+      const std::size_t K = diagonal ? K_diagonal : std::size_t(band) * cols;
       for (int g = 0; g < slots_x / 4; ++g) {
         if (diagonal)
           form_projector_diagonal(FX, g, r0, scratch.data(), PX.data() + g * K * 4);
         else
-          form_projector_block(FX, g, r0, kBand, c0, cols, PX.data() + g * K * 4);
+          form_projector_block(FX, g, r0, band, c0, cols, PX.data() + g * K * 4);
       }
       for (int g = 0; g < slots_y / 4; ++g) {
         if (diagonal)
           form_projector_diagonal(FY, g, r0, scratch.data(), PY.data() + g * K * 4);
         else
-          form_projector_block(FY, g, r0, kBand, c0, cols, PY.data() + g * K * 4);
+          form_projector_block(FY, g, r0, band, c0, cols, PY.data() + g * K * 4);
       }
       const float* right = sym ? PX.data() : PY.data();
       for (std::size_t kb = 0; kb < K; kb += KB) {
@@ -924,7 +934,8 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
 // One X against several Ys (composition: Q, K and V share the left factor).
 Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X, const std::vector<const MatrixRM*>& Ys,
                                                               int k, PairSet set, int group, PairKernel kernel,
-                                                              const GeometryProgress& progress, double p0, double p1) {
+                                                              const GeometryProgress& progress, double p0, double p1,
+                                                              int band) {
   const int d = static_cast<int>(X.rows());
   if (k <= 0 || X.cols() % k != 0) return make_error("block_frobenius_products: X columns are not blocks of k");
   const int n = static_cast<int>(X.cols() / k);
@@ -970,7 +981,9 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
 
   // Projector kernel (projector_products): the blocks as panels, by slot.
   const PairLayout layout(n, group, set, n_y);
-  FactorPanels FX(layout.head_x, d, k), FY(layout.head_y, d, k);
+  if (band <= 0) band = band_rows(layout.slots_x + layout.slots_y);
+  if (band % 4 != 0) return make_error("block_frobenius_products: band must be a multiple of 4");
+  FactorPanels FX(layout.head_x, d, k, band), FY(layout.head_y, d, k, band);
   for (int i = 0; i < n; ++i) {
     if (layout.x_slot[i] >= 0) FX.set(layout.x_slot[i], X, Eigen::Index(i) * k);
     for (int y = 0; y < n_y; ++y) {
@@ -982,8 +995,8 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
 
 Result<MatrixRMd> block_frobenius_products(const MatrixRM& X, const MatrixRM& Y, int k, PairSet set, int group,
                                            PairKernel kernel, const GeometryProgress& progress, double progress_from,
-                                           double progress_to) {
-  auto r = block_frobenius_products_multi(X, {&Y}, k, set, group, kernel, progress, progress_from, progress_to);
+                                           double progress_to, int band) {
+  auto r = block_frobenius_products_multi(X, {&Y}, k, set, group, kernel, progress, progress_from, progress_to, band);
   if (!r) return r.error();
   return std::move(r->front());
 }
@@ -1054,8 +1067,9 @@ class CompositionBuilder {
       : H_(model.config.n_head),
         N_(static_cast<int>(model.weights.layers.size()) * H_),
         layout_(N_, H_, detail::PairSet::later_layer, 3),
-        FX_(layout_.head_x, model.config.d_model, model.config.d_head),
-        FY_(layout_.head_y, model.config.d_model, model.config.d_head),
+        FX_(layout_.head_x, model.config.d_model, model.config.d_head,
+            detail::band_rows(layout_.slots_x + layout_.slots_y)),
+        FY_(layout_.head_y, model.config.d_model, model.config.d_head, FX_.band),
         f_(model.config.d_model, model.config.d_head) {
     out_.variant = variant;
     out_.n_layer = N_ / H_;

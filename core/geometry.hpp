@@ -306,10 +306,12 @@ enum class PairSet {
 };
 
 // X, Y [d, n*k] (blocks side by side, zero columns allowed); result [n, n] in
-// double, entries outside the pair set 0. Y is ignored for symmetric.
+// double, entries outside the pair set 0. Y is ignored for symmetric. `band`:
+// the projector kernel's band of coordinate rows, a multiple of 4 (0: chosen
+// from the head count, as the analyses do; tests set it).
 Result<MatrixRMd> block_frobenius_products(const MatrixRM& X, const MatrixRM& Y, int k, PairSet set, int group,
                                            PairKernel kernel, const GeometryProgress& progress,
-                                           double progress_from = 0, double progress_to = 1);
+                                           double progress_from = 0, double progress_to = 1, int band = 0);
 
 }  // namespace detail
 

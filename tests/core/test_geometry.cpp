@@ -409,16 +409,19 @@ TEST_CASE("geometry: the projector kernel's blocking (many heads, split coordina
   // Enough heads and width that the packed coordinates are split into
   // several column blocks per band (d 520 > the block width for 176 heads),
   // the symmetric set recurses (> 16 heads) and the later-layer set runs
-  // its layer rectangles; a last band narrower than the others (520 = 21 * 24 + 16).
+  // its layer rectangles; d is no multiple of the band (zero rows pad it).
   const int d = 520, k = 3, n = 176, group = 16;
   hs::MatrixRM X = hs::MatrixRM::Random(d, n * k), Y = hs::MatrixRM::Random(d, n * k);
   X.middleCols(5 * k, k).setZero();
+  // Every band the head count can choose (0: the automatic one, 128 here),
+  // and one that does not divide d.
+  for (int band : {0, 64, 32, 16, 44})
   for (auto set : {hs::detail::PairSet::symmetric, hs::detail::PairSet::later_layer}) {
-    auto a = hs::detail::block_frobenius_products(X, Y, k, set, group, hs::detail::PairKernel::projector, {});
+    auto a = hs::detail::block_frobenius_products(X, Y, k, set, group, hs::detail::PairKernel::projector, {}, 0, 1, band);
     REQUIRE(a.ok());
     const hs::MatrixRM& Yr = set == hs::detail::PairSet::symmetric ? X : Y;
     const MatrixRMd Xd = X.cast<double>(), Yd = Yr.cast<double>();
-    Worst w(std::string("projector blocks vs double, ") +
+    Worst w(std::string("projector blocks vs double, band ") + std::to_string(band) + ", " +
                 (set == hs::detail::PairSet::symmetric ? "symmetric" : "later layer"),
             1e-6);
     for (int i = 0; i < n; ++i) {
