@@ -113,7 +113,9 @@ int pivoted_cholesky(const MatrixRMd& G, double tol, MatrixCd& L, std::vector<in
 }
 
 // Orthonormal basis via the Gram matrix G = A^T A (A [d, k]) and its pivoted
-// Cholesky (stopping at sigma_max * rcond, as an SVD's rank cut would):
+// Cholesky, stopping once the remaining diagonal falls to (largest column
+// norm * rcond)^2: close to an SVD's cut at sigma_max * rcond, since the
+// largest column norm is within sqrt(k) of sigma_max.
 // Q = A[:, p[:r]] L11^-T is orthonormal in exact arithmetic, to ~1e-16 *
 // cond(A)^2 in double (which the rank cut bounds): good enough for the
 // all-pairs overlaps (float products anyway), and several times cheaper than
