@@ -875,18 +875,17 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
       const int cols = diagonal ? band : std::min(width, rows_q - c0);
       const double weight = diagonal ? 1.0 : 2.0;
       const std::size_t K = diagonal ? K_diagonal : std::size_t(band) * cols;
-      for (int g = 0; g < slots_x / 4; ++g) {
-        if (diagonal)
-          form_projector_diagonal(FX, g, r0, scratch.data(), PX.data() + g * K * 4);
-        else
-          form_projector_block(FX, g, r0, band, c0, cols, PX.data() + g * K * 4);
-      }
-      for (int g = 0; g < slots_y / 4; ++g) {
-        if (diagonal)
-          form_projector_diagonal(FY, g, r0, scratch.data(), PY.data() + g * K * 4);
-        else
-          form_projector_block(FY, g, r0, band, c0, cols, PY.data() + g * K * 4);
-      }
+      // This block of every projector of F's `slots` slots, into P.
+      auto form = [&](const FactorPanels& F, int slots, float* P) {
+        for (int g = 0; g < slots / 4; ++g) {
+          if (diagonal)
+            form_projector_diagonal(F, g, r0, scratch.data(), P + g * K * 4);
+          else
+            form_projector_block(F, g, r0, band, c0, cols, P + g * K * 4);
+        }
+      };
+      form(FX, slots_x, PX.data());
+      form(FY, slots_y, PY.data());
       const float* right = sym ? PX.data() : PY.data();
       for (std::size_t kb = 0; kb < K; kb += KB) {
         const int kk = static_cast<int>(std::min<std::size_t>(KB, K - kb));
