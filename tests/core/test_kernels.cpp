@@ -61,7 +61,9 @@ double check_gemm(const GemmCase& g, bool blocked) {
 TEST_CASE("kernels: gemm matches a double reference on every blocking edge", "[kernels]") {
   const GemmCase cases[] = {{1, 1, 1, 0, false},   {3, 7, 5, 1, true},     {4, 8, 256, 0, false},
                             {5, 9, 257, 3, true},  {130, 33, 300, 0, true}, {128, 1030, 64, 2, false},
-                            {129, 1025, 513, 0, true}, {2, 2304, 768, 0, true}, {64, 64, 0, 0, true}};
+                            {129, 1025, 513, 0, true}, {2, 2304, 768, 0, true}, {64, 64, 0, 0, true},
+                            {6, 16, 4, 0, true},   {12, 32, 259, 1, false}, {140, 800, 515, 2, true},
+                            {264, 1536, 256, 0, false}};
   for (const auto& g : cases) {
     CHECK(check_gemm(g, true) < 1e-5);
     CHECK(check_gemm(g, false) < 1e-5);
