@@ -99,6 +99,23 @@ void pack_rows(int mc, int kc, const float* A, int lda, float* p) {
         p[k * R + i + 3] = s3[k];
       }
     }
+    for (; i + 2 <= m; i += 2) {  // a pair of rows (the AVX2 tile has 6)
+      const float* s0 = A + static_cast<std::ptrdiff_t>(i0 + i) * lda;
+      const float* s1 = s0 + lda;
+      float* dst = p + i;
+      for (int k = 0; k < k4; k += 4, dst += 4 * R) {
+        const __m128 r0 = _mm_loadu_ps(s0 + k), r1 = _mm_loadu_ps(s1 + k);
+        const __m128 lo = _mm_unpacklo_ps(r0, r1), hi = _mm_unpackhi_ps(r0, r1);  // a0 b0 a1 b1, a2 b2 a3 b3
+        _mm_storel_pi(reinterpret_cast<__m64*>(dst), lo);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(dst + R), lo);
+        _mm_storel_pi(reinterpret_cast<__m64*>(dst + 2 * R), hi);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(dst + 3 * R), hi);
+      }
+      for (int k = k4; k < kc; ++k) {
+        p[k * R + i] = s0[k];
+        p[k * R + i + 1] = s1[k];
+      }
+    }
 #endif
     for (; i < m; ++i) {
       const float* src = A + static_cast<std::ptrdiff_t>(i0 + i) * lda;
@@ -201,11 +218,13 @@ void micro_kernel_4x8(int kc, const float* a, const float* b, float* t) {
   ai = _mm256_broadcast_ss(a + i);                         \
   c##i##0 = _mm256_fmadd_ps(ai, b0, c##i##0);              \
   c##i##1 = _mm256_fmadd_ps(ai, b1, c##i##1);
-// The tile is added to C (accumulate) or stored into it, row stride ldc. The
+// The tile is stored into C (row stride ldc), plus bias [16] on every row when
+// not null, or added to C (accumulate; then the bias must be null). The
 // k loop is unrolled by 4: one step per iteration ran at ~77 GFLOP/s from L1,
 // four at ~95 (the loop's own instructions compete with the FMAs for issue).
 __attribute__((target("avx2,fma"), noinline)) void micro_kernel_6x16_avx2_c(int kc, const float* a, const float* b,
-                                                                            float* c, int ldc, bool accumulate) {
+                                                                            float* c, int ldc, bool accumulate,
+                                                                            const float* bias) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   int k = 0;
@@ -222,11 +241,15 @@ __attribute__((target("avx2,fma"), noinline)) void micro_kernel_6x16_avx2_c(int 
     __m256 ai;
     HS_FMA_ROW(0) HS_FMA_ROW(1) HS_FMA_ROW(2) HS_FMA_ROW(3) HS_FMA_ROW(4) HS_FMA_ROW(5)
   }
+  __m256 add0 = _mm256_setzero_ps(), add1 = add0;
+  if (bias) add0 = _mm256_loadu_ps(bias), add1 = _mm256_loadu_ps(bias + 8);
 #define HS_PUT_ROW(i)                                                     \
   if (accumulate) {                                                       \
-    c##i##0 = _mm256_add_ps(c##i##0, _mm256_loadu_ps(c + i * ldc));       \
-    c##i##1 = _mm256_add_ps(c##i##1, _mm256_loadu_ps(c + i * ldc + 8));   \
+    add0 = _mm256_loadu_ps(c + i * ldc);                                  \
+    add1 = _mm256_loadu_ps(c + i * ldc + 8);                              \
   }                                                                       \
+  c##i##0 = _mm256_add_ps(c##i##0, add0);                                 \
+  c##i##1 = _mm256_add_ps(c##i##1, add1);                                 \
   _mm256_storeu_ps(c + i * ldc, c##i##0);                                 \
   _mm256_storeu_ps(c + i * ldc + 8, c##i##1);
   HS_PUT_ROW(0) HS_PUT_ROW(1) HS_PUT_ROW(2) HS_PUT_ROW(3) HS_PUT_ROW(4) HS_PUT_ROW(5)
@@ -235,7 +258,7 @@ __attribute__((target("avx2,fma"), noinline)) void micro_kernel_6x16_avx2_c(int 
 
 // As a MicroKernel: the tile into t [6 * 16].
 void micro_kernel_6x16_avx2(int kc, const float* a, const float* b, float* t) {
-  micro_kernel_6x16_avx2_c(kc, a, b, t, 16, false);
+  micro_kernel_6x16_avx2_c(kc, a, b, t, 16, false, nullptr);
 }
 #undef HS_FMA_ROW
 
@@ -325,7 +348,6 @@ void gemm_packed(int M, int N, int K, const float* A, int lda, const float* B, i
   }
 }
 
-
 #ifdef HS_KERNELS_AVX2
 // The native AVX2 product, in OpenBLAS's order rather than the BLIS order of
 // gemm_packed: A's MC rows are packed for a KC slice (they stay in L2), then
@@ -334,9 +356,9 @@ void gemm_packed(int M, int N, int K, const float* A, int lda, const float* B, i
 // micro-panel. B (the weights, read once per product and usually from memory)
 // then streams in behind the arithmetic instead of in a separate pass: that
 // pass took ~20 % of a GPT-2-small product. Column blocks of NC_AVX2 keep the
-// C block being accumulated over the KC slices in L2. Full tiles go straight
-// into C; edge tiles through a scratch tile. GPT-2-small's four products with
-// 128 tokens: ~61 -> ~75 GFLOP/s on this machine (paired runs, best of 15).
+// C block being accumulated over the KC slices in L2. A is packed row by row
+// (pack_rows: reading it down its columns was ~7 % of a forward). Full tiles
+// go straight into C, with the bias; edge tiles through a scratch tile.
 constexpr int MC_AVX2 = 132, NC_AVX2 = 768;
 
 void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
@@ -363,7 +385,7 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
       const bool first = pc == 0;
       for (int ic = 0; ic < M; ic += MC_AVX2) {
         const int mc = std::min(MC_AVX2, M - ic), tiles = (mc + MR - 1) / MR;
-        pack_a<MR>(mc, kc, A + static_cast<std::ptrdiff_t>(ic) * lda + pc, lda, pa.data());
+        pack_rows<MR>(mc, kc, A + static_cast<std::ptrdiff_t>(ic) * lda + pc, lda, pa.data());
         for (int j0 = jc; j0 < jend; j0 += NR) {
           const int n = std::min(NR, jend - j0);
           pack_b<NR>(kc, n, b_at(pc, j0), ldb, pb.data());
@@ -384,11 +406,11 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
             const float* a = pa.data() + static_cast<std::ptrdiff_t>(tile) * MR * kc;
             float* c = C + static_cast<std::ptrdiff_t>(ic + i0) * ldc + j0;
             const int m = std::min(MR, mc - i0);
-            if (m == MR && n == NR && !(first && bias)) {
-              micro_kernel_6x16_avx2_c(kc, a, pb.data(), c, ldc, !first);
+            if (m == MR && n == NR) {
+              micro_kernel_6x16_avx2_c(kc, a, pb.data(), c, ldc, !first, first && bias ? bias + j0 : nullptr);
               continue;
             }
-            micro_kernel_6x16_avx2_c(kc, a, pb.data(), t, NR, false);
+            micro_kernel_6x16_avx2_c(kc, a, pb.data(), t, NR, false, nullptr);
             for (int i = 0; i < m; ++i, c += ldc) {
               const float* ti = t + i * NR;
               if (!first)
