@@ -11,6 +11,9 @@
 //   analyze {text?, ids?, prependBos, maxTokens, headGate?, baselineKey?}
 //   cacheInfo {} / clearCache {}
 //   warmup {first: {text, prependBos, maxTokens}}  (see `warm` below)
+// and, from web/boot.js to a worker started with ?wasm=page, before any
+// reply: {type: 'wasm-module', file, module} (module: the compiled core, or
+// null if the page could not compile it; the worker then compiles it itself).
 // Loading builds a new session and swaps it in only when it succeeded, so a
 // failed or cancelled load leaves the previous model usable.
 import createHeadscopeModule from './headscope_core.mjs';
@@ -24,9 +27,15 @@ import { allowedHubEndpoint, allowedModelUrl, isRepoIdText } from './state.js';
 
 // The worker fetches and compiles the wasm itself (streaming) as soon as it
 // starts (the relaxed-SIMD build where the browser runs it, wasm/features.mjs);
-// the Emscripten glue is bundled into this script (web/build.mjs).
+// the Emscripten glue is bundled into this script (web/build.mjs). Started
+// with ?wasm=page (web/boot.js), it waits for the module compiled by the page
+// instead: the page starts compiling before this worker has even started.
 const wasmFile = coreWasmFile();
-const wasmModule = compileWasm(new URL(`./${wasmFile}`, import.meta.url));
+const wasmUrl = new URL(`./${wasmFile}`, import.meta.url);
+let receiveModule = null;
+const wasmModule = new URL(self.location.href).searchParams.get('wasm') === 'page'
+  ? new Promise((resolve) => { receiveModule = resolve; }).then((module) => module ?? compileWasm(wasmUrl))
+  : compileWasm(wasmUrl);
 wasmModule.catch(() => {});  // reported through corePromise
 const corePromise = createHeadscope(createHeadscopeModule, { wasmModule, wasmFile });
 const pageOrigin = self.location.origin;
@@ -416,6 +425,12 @@ corePromise.then(
 
 self.onmessage = async (event) => {
   const { id, type, args } = event.data;
+  if (type === 'wasm-module') {
+    const { file, module } = event.data;
+    receiveModule?.(file === wasmFile && module instanceof WebAssembly.Module ? module : null);
+    receiveModule = null;
+    return;
+  }
   try {
     if (dead) throw new Error(`the wasm core stopped after an earlier abort (${deadReason})`);
     const core = await corePromise;
