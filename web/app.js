@@ -52,11 +52,9 @@ export class App {
   async recover(error) {
     this.client.terminate();
     this.restarts++;
-    // The new worker loads whatever the page shows: no prefetch of the
-    // built-in model; and it compiles its own core.
+    // The new worker loads whatever the page shows: no prefetch of the built-in model.
     const url = new URL(this.workerUrl);
     url.searchParams.delete('prefetch');
-    url.searchParams.delete('wasm');
     this.client = new HeadscopeClient(url);
     this.loadedKey = null;
     this.loadedState = null;

@@ -38,6 +38,7 @@ export class HeadscopeClient {
   }
 
   receive(message) {
+    if (message.type === 'started') return undefined;
     if (message.type === 'ready') return this.resolveReady();
     if (message.id === null && message.type === 'error') return this.rejectReady(new WorkerError(message.error));
     const entry = this.pending.get(message.id);

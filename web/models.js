@@ -48,14 +48,9 @@ export function modelLabel(model, rev) {
 }
 
 // The explorer's worker (web/worker.js, bundled beside `base`), told to
-// prefetch the built-in model when the page opens with it, and, with
-// moduleFromPage, to wait for the compiled core from the page (web/boot.js)
-// instead of compiling it.
-export function workerUrlFor(model, base, { moduleFromPage = false } = {}) {
-  const url = new URL('./worker.js', base);
-  if (model === 'builtin') url.searchParams.set('prefetch', 'builtin');
-  if (moduleFromPage) url.searchParams.set('wasm', 'page');
-  return url;
+// prefetch the built-in model when the page opens with it.
+export function workerUrlFor(model, base) {
+  return new URL(`./worker.js${model === 'builtin' ? '?prefetch=builtin' : ''}`, base);
 }
 
 // Texts are cut to this many tokens (or the model's context, if shorter).

@@ -2,8 +2,9 @@
 // it sends {id, type, args} and receives, for the same id, any number of
 // {type: 'progress', progress} messages and then exactly one
 // {type: 'result', result} or {type: 'error', error: {name, message}}.
-// The first message the worker sends is {type: 'ready'} or
-// {type: 'error', id: null} if the module failed to start.
+// The first message the worker sends is {type: 'started'}, as soon as its
+// script runs (web/boot.js waits for it, see there), then {type: 'ready'}
+// or {type: 'error', id: null} if the module failed to start.
 //
 // Requests:
 //   loadModel {spec, files?, endpoint?, attentionOnly?}  spec: {kind: 'builtin'|'hub'|'url'|'files', repo, revision, url}
@@ -11,9 +12,6 @@
 //   analyze {text?, ids?, prependBos, maxTokens, headGate?, baselineKey?}
 //   cacheInfo {} / clearCache {}
 //   warmup {first: {text, prependBos, maxTokens}}  (see `warm` below)
-// and, from web/boot.js to a worker started with ?wasm=page, before any
-// reply: {type: 'wasm-module', file, module} (module: the compiled core, or
-// null if the page could not compile it; the worker then compiles it itself).
 // Loading builds a new session and swaps it in only when it succeeded, so a
 // failed or cancelled load leaves the previous model usable.
 import createHeadscopeModule from './headscope_core.mjs';
@@ -27,15 +25,10 @@ import { allowedHubEndpoint, allowedModelUrl, isRepoIdText } from './state.js';
 
 // The worker fetches and compiles the wasm itself (streaming) as soon as it
 // starts (the relaxed-SIMD build where the browser runs it, wasm/features.mjs);
-// the Emscripten glue is bundled into this script (web/build.mjs). Started
-// with ?wasm=page (web/boot.js), it waits for the module compiled by the page
-// instead: the page starts compiling before this worker has even started.
+// the Emscripten glue is bundled into this script (web/build.mjs).
+self.postMessage({ type: 'started' });
 const wasmFile = coreWasmFile();
-const wasmUrl = new URL(`./${wasmFile}`, import.meta.url);
-let receiveModule = null;
-const wasmModule = new URL(self.location.href).searchParams.get('wasm') === 'page'
-  ? new Promise((resolve) => { receiveModule = resolve; }).then((module) => module ?? compileWasm(wasmUrl))
-  : compileWasm(wasmUrl);
+const wasmModule = compileWasm(new URL(`./${wasmFile}`, import.meta.url));
 wasmModule.catch(() => {});  // reported through corePromise
 const corePromise = createHeadscope(createHeadscopeModule, { wasmModule, wasmFile });
 const pageOrigin = self.location.origin;
@@ -425,12 +418,6 @@ corePromise.then(
 
 self.onmessage = async (event) => {
   const { id, type, args } = event.data;
-  if (type === 'wasm-module') {
-    const { file, module } = event.data;
-    receiveModule?.(file === wasmFile && module instanceof WebAssembly.Module ? module : null);
-    receiveModule = null;
-    return;
-  }
   try {
     if (dead) throw new Error(`the wasm core stopped after an earlier abort (${deadReason})`);
     const core = await corePromise;

@@ -46,28 +46,9 @@ test('the page opens with the built-in model and its default text, every head dr
   assert.ok(worst.maxError <= 1e-6, `first run vs CLI: ${JSON.stringify(worst)}`);
   await screenshot(page, 'builtin-default');
   assert.deepEqual(problems, []);
-  // The page compiled the core and handed it to the worker (web/boot.js):
-  // one request for the .wasm, not one from each.
+  // One request for the .wasm (the worker's).
   assert.deepEqual(server.requests.filter((r) => r.url.endsWith('.wasm')).map((r) => r.status), [200]);
   await page.close();
-});
-
-test('when the page cannot compile the core, the worker compiles it itself', async () => {
-  const seen = [];
-  const failFirst = (route) => {
-    seen.push(route.request().url());
-    return seen.length === 1 ? route.abort() : route.continue();
-  };
-  await browser.context.route('**/*.wasm', failFirst);
-  try {
-    const { page } = await openPage(browser.context, server.url);
-    await waitReady(page);
-    assert.equal(await page.$$eval('#overview-grid .head-cell', (c) => c.length), config.n_layer * config.n_head);
-    assert.equal(seen.length, 2, `the page's request (failed), then the worker's: ${JSON.stringify(seen)}`);
-    await page.close();
-  } finally {
-    await browser.context.unroute('**/*.wasm', failFirst);
-  }
 });
 
 test('page timings with the built-in model (printed)', async () => {
