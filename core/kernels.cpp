@@ -350,15 +350,16 @@ void gemm_packed(int M, int N, int K, const float* A, int lda, const float* B, i
 
 #ifdef HS_KERNELS_AVX2
 // The native AVX2 product, in OpenBLAS's order rather than the BLIS order of
-// gemm_packed: A's MC rows are packed for a KC slice (they stay in L2), then
-// each 16-column micro-panel of B is packed just before the tiles that use
-// it, into an L1-sized buffer, while the tiles prefetch the rows of the next
-// micro-panel. B (the weights, read once per product and usually from memory)
-// then streams in behind the arithmetic instead of in a separate pass: that
-// pass took ~20 % of a GPT-2-small product. Column blocks of NC_AVX2 keep the
-// C block being accumulated over the KC slices in L2. A is packed row by row
-// (pack_rows: reading it down its columns was ~7 % of a forward). Full tiles
-// go straight into C, with the bias; edge tiles through a scratch tile.
+// gemm_packed: a block of A's rows is packed once, whole (each KC slice of it
+// stays in L2 while it is used), then each 16-column micro-panel of B is
+// packed just before the tiles that use it, into an L1-sized buffer, while
+// the tiles prefetch the rows of the next micro-panel. B (the weights, read
+// once per product and usually from memory) then streams in behind the
+// arithmetic instead of in a separate pass: that pass took ~20 % of a
+// GPT-2-small product. Column blocks of NC_AVX2 keep the C block being
+// accumulated over the KC slices in L2. A is packed row by row (pack_rows:
+// reading it down its columns was ~7 % of a forward). Full tiles go straight
+// into C, with the bias; edge tiles through a scratch tile.
 constexpr int MC_AVX2 = 132, NC_AVX2 = 768;
 
 void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
@@ -371,31 +372,37 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
     return;
   }
   thread_local std::vector<float> pa, pb;
-  const int kc_max = std::min(K, KC);
-  const std::size_t na = static_cast<std::size_t>((std::min(M, MC_AVX2) + MR - 1) / MR * MR) * kc_max;
-  const std::size_t nb = static_cast<std::size_t>(NR) * kc_max;
+  // A's block of MC_AVX2 rows is packed whole (all K), once: its KC slices
+  // follow each other, slice pc at pc * (rows rounded up to MR).
+  const std::size_t na = static_cast<std::size_t>((std::min(M, MC_AVX2) + MR - 1) / MR * MR) * K;
+  const std::size_t nb = static_cast<std::size_t>(NR) * std::min(K, KC);
   if (pa.size() < na) pa.resize(na);
   if (pb.size() < nb) pb.resize(nb);
   alignas(32) float t[MR * NR];
   const auto b_at = [&](int k, int j) { return B + static_cast<std::ptrdiff_t>(k) * ldb + j; };
-  for (int jc = 0; jc < N; jc += NC_AVX2) {
-    const int jend = std::min(N, jc + NC_AVX2);
-    for (int pc = 0; pc < K; pc += KC) {
-      const int kc = std::min(KC, K - pc);
-      const bool first = pc == 0;
-      for (int ic = 0; ic < M; ic += MC_AVX2) {
-        const int mc = std::min(MC_AVX2, M - ic), tiles = (mc + MR - 1) / MR;
-        pack_rows<MR>(mc, kc, A + static_cast<std::ptrdiff_t>(ic) * lda + pc, lda, pa.data());
+  for (int ic = 0; ic < M; ic += MC_AVX2) {
+    const int mc = std::min(MC_AVX2, M - ic), tiles = (mc + MR - 1) / MR;
+    for (int pc = 0; pc < K; pc += KC)
+      pack_rows<MR>(mc, std::min(KC, K - pc), A + static_cast<std::ptrdiff_t>(ic) * lda + pc, lda,
+                    pa.data() + static_cast<std::ptrdiff_t>(pc) * tiles * MR);
+    for (int jc = 0; jc < N; jc += NC_AVX2) {
+      const int jend = std::min(N, jc + NC_AVX2);
+      for (int pc = 0; pc < K; pc += KC) {
+        const int kc = std::min(KC, K - pc);
+        const bool first = pc == 0;
+        const float* pa_slice = pa.data() + static_cast<std::ptrdiff_t>(pc) * tiles * MR;
         for (int j0 = jc; j0 < jend; j0 += NR) {
           const int n = std::min(NR, jend - j0);
           pack_b<NR>(kc, n, b_at(pc, j0), ldb, pb.data());
           // The micro-panel packed next: the next one in this slice, else the
-          // first of the next KC slice, else the first of the next column block.
+          // first of the next KC slice, else the first of the next column
+          // block, else the first of the product (for the next row block).
           const float* next = nullptr;
           int next_k = 0, next_n = 0;
           if (j0 + NR < jend) next = b_at(pc, j0 + NR), next_k = kc, next_n = std::min(NR, jend - j0 - NR);
           else if (pc + KC < K) next = b_at(pc + KC, jc), next_k = std::min(KC, K - pc - KC), next_n = std::min(NR, jend - jc);
           else if (jend < N) next = b_at(0, jend), next_k = std::min(KC, K), next_n = std::min(NR, N - jend);
+          else if (ic + MC_AVX2 < M) next = b_at(0, 0), next_k = std::min(KC, K), next_n = std::min(NR, N);
           for (int i0 = 0, tile = 0; i0 < mc; i0 += MR, ++tile) {
             // This tile's share of the next micro-panel's rows: its first and last column.
             for (int k = tile * next_k / tiles, k1 = (tile + 1) * next_k / tiles; k < k1; ++k) {
@@ -403,7 +410,7 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
               __builtin_prefetch(r, 0, 3);
               __builtin_prefetch(r + next_n - 1, 0, 3);
             }
-            const float* a = pa.data() + static_cast<std::ptrdiff_t>(tile) * MR * kc;
+            const float* a = pa_slice + static_cast<std::ptrdiff_t>(tile) * MR * kc;
             float* c = C + static_cast<std::ptrdiff_t>(ic + i0) * ldc + j0;
             const int m = std::min(MR, mc - i0);
             if (m == MR && n == NR) {
