@@ -306,6 +306,12 @@ void macro_kernel(int mc, int nc, int kc, const float* pa, const float* pb, floa
   }
 }
 
+// C [M, N] = the bias on every row (or 0): a product with K = 0.
+void fill_with_bias(int M, int N, float* C, int ldc, const float* bias) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) C[static_cast<std::ptrdiff_t>(i) * ldc + j] = bias ? bias[j] : 0.f;
+}
+
 // BT: B is given transposed, as B^T [N, K] row-major (ldb its row stride);
 // only the packing differs (NR rows of B^T per micro-panel, like A's, and
 // both operands packed row by row: gemm_nt's operands have long rows).
@@ -313,11 +319,7 @@ template <int MR, int NR, int MC, MicroKernel kernel, bool BT = false>
 void gemm_packed(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                  const float* bias) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    for (int i = 0; i < M; ++i)
-      for (int j = 0; j < N; ++j) C[static_cast<std::ptrdiff_t>(i) * ldc + j] = bias ? bias[j] : 0.f;
-    return;
-  }
+  if (K <= 0) return fill_with_bias(M, N, C, ldc, bias);
   // Scratch reused across calls (the forward calls this ~50 times per run).
   thread_local std::vector<float> pa, pb;
   const int kc_max = std::min(K, KC);
@@ -366,11 +368,7 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
                const float* bias) {
   constexpr int MR = 6, NR = 16;
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    for (int i = 0; i < M; ++i)
-      for (int j = 0; j < N; ++j) C[static_cast<std::ptrdiff_t>(i) * ldc + j] = bias ? bias[j] : 0.f;
-    return;
-  }
+  if (K <= 0) return fill_with_bias(M, N, C, ldc, bias);
   thread_local std::vector<float> pa, pb;
   // A's block of MC_AVX2 rows is packed whole (all K), once: its KC slices
   // follow each other, slice pc at pc * (rows rounded up to MR).
