@@ -99,10 +99,12 @@ export class App {
       return;
     }
     if (changed.has('edits') && state.modelStatus === 'ready') this.syncEdits();
-    // Typing: a model that answers within a frame runs on every keystroke,
+    // Typing: a model that answers within 100 ms runs on every keystroke,
     // sent before the views redraw the text (runs in flight coalesce, see
-    // analyze); slower ones wait for a pause.
-    if (changed.has('text')) this.scheduleAnalyze(this.lastRunMs < 30 ? null : 150);
+    // analyze: one more run at most follows the one in flight); slower ones
+    // wait for a 150 ms pause. (A 30 ms threshold sent the built-in model's
+    // keystrokes through the 150 ms wait whenever the machine was busy.)
+    if (changed.has('text')) this.scheduleAnalyze(this.lastRunMs < 100 ? null : 150);
     else if (['bos', 'ablate', 'mode', 'edits'].some((k) => changed.has(k))) this.scheduleAnalyze(changed.has('edits') ? 60 : 0);
     else if (changed.has('detect')) this.updateBehavior();
   }
