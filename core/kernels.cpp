@@ -128,7 +128,6 @@ void pack_rows(int mc, int kc, const float* A, int lda, float* p) {
 }
 
 // B [kc, nc] (row stride ldb) -> panels of NR columns: p[(j/NR) * NR*kc + k*NR + j%NR]; columns past nc are 0.
-// B [kc, nc] (row stride ldb) -> panels of NR columns: p[(j/NR) * NR*kc + k*NR + j%NR]; columns past nc are 0.
 template <int NR>
 void pack_b(int kc, int nc, const float* B, int ldb, float* p) {
   for (int j0 = 0; j0 < nc; j0 += NR) {
@@ -352,17 +351,18 @@ void gemm_packed(int M, int N, int K, const float* A, int lda, const float* B, i
 
 #ifdef HS_KERNELS_AVX2
 // The native AVX2 product, in OpenBLAS's order rather than the BLIS order of
-// gemm_packed: a block of A's rows is packed once, whole (each KC slice of it
-// stays in L2 while it is used), then each 16-column micro-panel of B is
-// packed just before the tiles that use it, into an L1-sized buffer, while
-// the tiles prefetch the rows of the next micro-panel. B (the weights, read
-// once per product and usually from memory) then streams in behind the
-// arithmetic instead of in a separate pass: that pass took ~20 % of a
-// GPT-2-small product. Column blocks of NC_AVX2 keep the C block being
-// accumulated over the KC slices in L2. A is packed row by row (pack_rows:
-// reading it down its columns was ~7 % of a forward). Full tiles go straight
-// into C, with the bias; edge tiles through a scratch tile.
-constexpr int MC_AVX2 = 132, NC_AVX2 = 768;
+// gemm_packed: a block of A's rows is packed once, whole (each KC slice of
+// it stays in L2 while it is used; rows longer than K_WHOLE_AVX2 are packed
+// slice by slice), then each 16-column micro-panel of B is packed just
+// before the tiles that use it, into an L1-sized buffer, while the tiles
+// prefetch the rows of the next micro-panel. B (the weights, read once per
+// product and usually from memory) then streams in behind the arithmetic
+// instead of in a separate pass: that pass took ~20 % of a GPT-2-small
+// product. Column blocks of NC_AVX2 keep the C block being accumulated over
+// the KC slices in L2. A is packed row by row (pack_rows: reading it down its
+// columns was ~7 % of a forward). Full tiles go straight into C, with the
+// bias; edge tiles through a scratch tile.
+constexpr int MC_AVX2 = 132, NC_AVX2 = 768, K_WHOLE_AVX2 = 4 * KC;
 
 void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                const float* bias) {
@@ -370,9 +370,12 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return fill_with_bias(M, N, C, ldc, bias);
   thread_local std::vector<float> pa, pb;
-  // A's block of MC_AVX2 rows is packed whole (all K), once: its KC slices
-  // follow each other, slice pc at pc * (rows rounded up to MR).
-  const std::size_t na = static_cast<std::size_t>((std::min(M, MC_AVX2) + MR - 1) / MR * MR) * K;
+  // Up to K_WHOLE_AVX2, a block of MC_AVX2 rows of A is packed whole, once:
+  // its KC slices follow each other, slice pc at pc * (rows rounded up to MR).
+  // Longer rows are packed a slice at a time, as each is used, so that the
+  // scratch stays small (the unembedding's gradient has K = the vocabulary).
+  const bool whole = K <= K_WHOLE_AVX2;
+  const std::size_t na = static_cast<std::size_t>((std::min(M, MC_AVX2) + MR - 1) / MR * MR) * (whole ? K : std::min(K, KC));
   const std::size_t nb = static_cast<std::size_t>(NR) * std::min(K, KC);
   if (pa.size() < na) pa.resize(na);
   if (pb.size() < nb) pb.resize(nb);
@@ -380,15 +383,18 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
   const auto b_at = [&](int k, int j) { return B + static_cast<std::ptrdiff_t>(k) * ldb + j; };
   for (int ic = 0; ic < M; ic += MC_AVX2) {
     const int mc = std::min(MC_AVX2, M - ic), tiles = (mc + MR - 1) / MR;
-    for (int pc = 0; pc < K; pc += KC)
-      pack_rows<MR>(mc, std::min(KC, K - pc), A + static_cast<std::ptrdiff_t>(ic) * lda + pc, lda,
-                    pa.data() + static_cast<std::ptrdiff_t>(pc) * tiles * MR);
+    const auto pack_slice = [&](int pc, float* into) {
+      pack_rows<MR>(mc, std::min(KC, K - pc), A + static_cast<std::ptrdiff_t>(ic) * lda + pc, lda, into);
+    };
+    if (whole)
+      for (int pc = 0; pc < K; pc += KC) pack_slice(pc, pa.data() + static_cast<std::ptrdiff_t>(pc) * tiles * MR);
     for (int jc = 0; jc < N; jc += NC_AVX2) {
       const int jend = std::min(N, jc + NC_AVX2);
       for (int pc = 0; pc < K; pc += KC) {
         const int kc = std::min(KC, K - pc);
         const bool first = pc == 0;
-        const float* pa_slice = pa.data() + static_cast<std::ptrdiff_t>(pc) * tiles * MR;
+        if (!whole) pack_slice(pc, pa.data());
+        const float* pa_slice = whole ? pa.data() + static_cast<std::ptrdiff_t>(pc) * tiles * MR : pa.data();
         for (int j0 = jc; j0 < jend; j0 += NR) {
           const int n = std::min(NR, jend - j0);
           pack_b<NR>(kc, n, b_at(pc, j0), ldb, pb.data());
@@ -438,6 +444,17 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
 void gemm_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                   const float* bias) {
   gemm_packed<4, 8, 128, micro_kernel_4x8>(M, N, K, A, lda, B, ldb, C, ldc, bias);
+}
+
+const char* gemm_kernel_name() {
+#ifdef __wasm_simd128__
+  return "wasm simd128 4x8";
+#else
+#ifdef HS_KERNELS_AVX2
+  if (cpu_has_avx2_fma()) return "avx2 6x16";
+#endif
+  return "eigen";
+#endif
 }
 
 void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,

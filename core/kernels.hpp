@@ -30,6 +30,10 @@ namespace hs {
 void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
           const float* bias = nullptr);
 
+// Which product gemm runs here: "wasm simd128 4x8", "avx2 6x16" or "eigen"
+// (natively without AVX2 + FMA). For test and benchmark logs.
+const char* gemm_kernel_name();
+
 // The packed (BLIS-style) path, whatever the platform: the wasm SIMD kernel
 // in wasm, a scalar micro-kernel natively (for tests of packing and edges).
 void gemm_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,

@@ -63,7 +63,11 @@ TEST_CASE("kernels: gemm matches a double reference on every blocking edge", "[k
                             {5, 9, 257, 3, true},  {130, 33, 300, 0, true}, {128, 1030, 64, 2, false},
                             {129, 1025, 513, 0, true}, {2, 2304, 768, 0, true}, {64, 64, 0, 0, true},
                             {6, 16, 4, 0, true},   {12, 32, 259, 1, false}, {140, 800, 515, 2, true},
-                            {264, 1536, 256, 0, false}};
+                            {264, 1536, 256, 0, false}, {2, 17, 3, 0, true},  {11, 40, 7, 1, false},
+                            {140, 40, 2000, 0, true}, {12, 32, 259, 1, true}};
+  // (The last repeats an earlier shape, with the bias, after larger ones: the
+  // products' scratch is reused from call to call.)
+  std::printf("gemm runs: %s\n", hs::gemm_kernel_name());
   for (const auto& g : cases) {
     CHECK(check_gemm(g, true) < 1e-5);
     CHECK(check_gemm(g, false) < 1e-5);
