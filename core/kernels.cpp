@@ -267,6 +267,17 @@ bool cpu_has_avx2_fma() {
 }
 #endif
 
+// Row ti [n] of a micro-tile into row c of C: stored, plus bias [n] when not
+// null, on the first KC slice (first); added to C on the later ones.
+inline void put_tile_row(float* c, const float* ti, int n, bool first, const float* bias) {
+  if (!first)
+    for (int j = 0; j < n; ++j) c[j] += ti[j];
+  else if (bias)
+    for (int j = 0; j < n; ++j) c[j] = ti[j] + bias[j];
+  else
+    for (int j = 0; j < n; ++j) c[j] = ti[j];
+}
+
 // C [mc, nc] (+)= packed A block x packed B block; first: write (and add the bias), else accumulate.
 template <int MR, int NR, MicroKernel kernel>
 void macro_kernel(int mc, int nc, int kc, const float* pa, const float* pb, float* C, int ldc, const float* bias,
@@ -292,14 +303,7 @@ void macro_kernel(int mc, int nc, int kc, const float* pa, const float* pb, floa
           continue;
         }
 #endif
-        if (first) {
-          if (bias)
-            for (int j = 0; j < n; ++j) c[j] = ti[j] + bias[j0 + j];
-          else
-            for (int j = 0; j < n; ++j) c[j] = ti[j];
-        } else {
-          for (int j = 0; j < n; ++j) c[j] += ti[j];
-        }
+        put_tile_row(c, ti, n, first, bias ? bias + j0 : nullptr);
       }
     }
   }
@@ -422,15 +426,7 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
               continue;
             }
             micro_kernel_6x16_avx2_c(kc, a, pb.data(), t, NR, false, nullptr);
-            for (int i = 0; i < m; ++i, c += ldc) {
-              const float* ti = t + i * NR;
-              if (!first)
-                for (int j = 0; j < n; ++j) c[j] += ti[j];
-              else if (bias)
-                for (int j = 0; j < n; ++j) c[j] = ti[j] + bias[j0 + j];
-              else
-                for (int j = 0; j < n; ++j) c[j] = ti[j];
-            }
+            for (int i = 0; i < m; ++i, c += ldc) put_tile_row(c, t + i * NR, n, first, first && bias ? bias + j0 : nullptr);
           }
         }
       }

@@ -2,8 +2,9 @@
 // it sends {id, type, args} and receives, for the same id, any number of
 // {type: 'progress', progress} messages and then exactly one
 // {type: 'result', result} or {type: 'error', error: {name, message}}.
-// The first message the worker sends is {type: 'started'}, as soon as its
-// script runs (web/boot.js waits for it, see there), then {type: 'ready'}
+// The first message the worker sends is {type: 'started'}, once its script
+// (with the bundled glue) is evaluated (web/boot.js waits for it, see there),
+// then {type: 'ready'}
 // or {type: 'error', id: null} if the module failed to start.
 //
 // Requests:
