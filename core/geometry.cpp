@@ -42,19 +42,46 @@ MatrixRMd gram_cols(const Mat& A) {
   return G;
 }
 
+// A float matrix read in place: entry (r, c) is data[r * row_stride + c * col_stride].
+struct BlockView {
+  const float* data = nullptr;
+  std::ptrdiff_t row_stride = 0, col_stride = 0;
+  int rows = 0, cols = 0;
+  BlockView transposed() const { return {data, col_stride, row_stride, cols, rows}; }
+};
+
+// G = A^T A for a float block read in place.
+MatrixRMd gram_cols(const BlockView& A) {
+  MatrixRMd G(A.cols, A.cols);
+  gram_f64(A.rows, A.cols, A.data, A.row_stride, A.col_stride, G.data());
+  return G;
+}
+
+BlockView view_of(const MatrixRM& M) {
+  return {M.data(), M.cols(), 1, static_cast<int>(M.rows()), static_cast<int>(M.cols())};
+}
+
 // G = B B^T for B [k, d].
 MatrixRMd gram_rows(const MatrixRMd& B) { return gram_cols(MatrixRMd(B.transpose())); }
 
 // S [k, k] with S S^T = G for symmetric positive semidefinite G, from a
 // pivoted LDL^T (G = P^T L D L^T P, so S = P^T L D^1/2). Works for
 // rank-deficient G; tiny negative pivots from rounding are clamped to 0.
-MatrixRMd psd_sqrt_factor(const MatrixRMd& G) {
+// S is a lower triangle with its rows permuted: row perm[j] of S is row j of
+// L D^1/2 (factor_into_lane multiplies by it at half a GEMM's cost).
+MatrixRMd psd_sqrt_factor(const MatrixRMd& G, std::vector<int>* perm = nullptr) {
   const Eigen::Index k = G.rows();
   if (k == 0) return MatrixRMd(0, 0);
   Eigen::LDLT<MatrixCd> ldlt{MatrixCd(G)};
   MatrixCd L = ldlt.matrixL();
   Eigen::VectorXd D = ldlt.vectorD().cwiseMax(0.0).cwiseSqrt();
   MatrixCd PL = ldlt.transpositionsP().transpose() * L;
+  if (perm) {
+    // v = P^T (0, 1, ..., k-1)^T: row i of PL is row v[i] of L.
+    const Eigen::VectorXd v = ldlt.transpositionsP().transpose() * Eigen::VectorXd::LinSpaced(k, 0, double(k - 1));
+    perm->assign(k, 0);
+    for (Eigen::Index i = 0; i < k; ++i) (*perm)[static_cast<std::size_t>(v[i])] = static_cast<int>(i);
+  }
   return MatrixRMd(PL * D.asDiagonal());
 }
 
@@ -119,21 +146,28 @@ int pivoted_cholesky(const MatrixRMd& G, double tol, MatrixCd& L, std::vector<in
 // Q = A[:, p[:r]] L11^-T is orthonormal in exact arithmetic, to ~1e-16 *
 // cond(A)^2 in double (which the rank cut bounds): good enough for the
 // all-pairs overlaps (float products anyway), and several times cheaper than
-// an eigensolver. Writes Q into `out` [d, k] (columns past r zero); returns r.
-int gram_basis_into(const MatrixRM& A, const MatrixRMd& G, double rcond, Eigen::Ref<MatrixRM> out) {
-  const int k = static_cast<int>(G.rows());
+// an eigensolver. Writes Q [d, k] (columns past r zero) into one lane of
+// quads (factor_into_lane; its columns in reverse order, which spans the
+// same subspace); returns r.
+int gram_basis_into_lane(const BlockView& A, const MatrixRMd& G, double rcond, float* out) {
+  const int k = static_cast<int>(G.rows()), d = A.rows;
   const double gmax = k > 0 ? G.diagonal().maxCoeff() : 0.0;
   MatrixCd L;
   std::vector<int> p;
   const int r = k > 0 && gmax > 0 ? pivoted_cholesky(G, gmax * rcond * rcond, L, p) : 0;
-  out.rightCols(k - r).setZero();
-  if (r == 0) return 0;
-  // W [k, r]: rows p[:r] are L11^-T, the others zero, so that Q = A W.
-  const MatrixCd T = L.topRows(r).transpose().triangularView<Eigen::Upper>().solve(MatrixCd::Identity(r, r));
-  MatrixRM W = MatrixRM::Zero(k, r);
-  for (int i = 0; i < r; ++i) W.row(p[i]) = T.row(i).cast<float>();
-  // [d, k] x [k, r] through the packed GEMM; float is plenty for overlaps.
-  gemm(static_cast<int>(A.rows()), r, k, A.data(), k, W.data(), r, out.data(), static_cast<int>(out.outerStride()));
+  // U = L11^-T is upper triangular: Q[:, c] = sum_{j <= c} A[:, p[j]] U[j][c].
+  // Reversed (j' = r-1-j, c' = r-1-c) that is factor_into_lane's lower triangle.
+  MatrixRM T(std::max(r, 1), std::max(r, 1));
+  std::vector<int> perm(std::max(r, 1), 0);
+  if (r > 0) {
+    const MatrixCd U = L.topRows(r).transpose().triangularView<Eigen::Upper>().solve(MatrixCd::Identity(r, r));
+    for (int j = 0; j < r; ++j) {
+      perm[j] = p[r - 1 - j];
+      for (int c = 0; c < r; ++c) T(j, c) = static_cast<float>(U(r - 1 - j, r - 1 - c));
+    }
+  }
+  // Float is plenty for overlaps (the pair products are float).
+  factor_into_lane(d, r, k, A.data, A.row_stride, A.col_stride, perm.data(), T.data(), out);
   return r;
 }
 
@@ -183,32 +217,33 @@ Status check_geometry(const Model& model, WeightVariant variant) {
 
 bool is_rotary(const ModelConfig& c) { return c.rotary_dim > 0; }
 
-// Per head: the four blocks, in float (head_matrix_f), and their Grams in
-// double. W_O is kept transposed, [d, dh] like the others: its row space is
-// the head's write subspace, and its Gram is W_O W_O^T.
+// Per head: the four blocks in float (head_matrix_f), and their Grams in
+// double. W_O is viewed transposed, [d, dh] like the others: its row space is
+// the head's write subspace, and its Gram is W_O W_O^T. (Reading the raw
+// blocks in place instead of copying them measured slower: the strided rows
+// of the layer's matrices are then read twice, by the Gram and the factors.)
 struct HeadBlocks {
-  MatrixRM W_Q, W_K, W_V, W_Ot;  // [d, dh]
+  MatrixRM Q, K, V, O;           // W_Q, W_K, W_V [d, dh]; W_O [dh, d]
   MatrixRMd G_Q, G_K, G_V, G_O;  // dh x dh: W^T W for Q, K, V; W_O W_O^T
+  BlockView W_Q() const { return view_of(Q); }
+  BlockView W_K() const { return view_of(K); }
+  BlockView W_V() const { return view_of(V); }
+  BlockView W_Ot() const { return view_of(O).transposed(); }  // [d, dh]
 };
 
 Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l, int h) {
   HeadBlocks b;
-  auto q = head_matrix_f(model, variant, l, h, HeadMatrix::W_Q);
-  if (!q) return q.error();
-  auto k = head_matrix_f(model, variant, l, h, HeadMatrix::W_K);
-  if (!k) return k.error();
-  auto v = head_matrix_f(model, variant, l, h, HeadMatrix::W_V);
-  if (!v) return v.error();
-  auto o = head_matrix_f(model, variant, l, h, HeadMatrix::W_O);
-  if (!o) return o.error();
-  b.W_Q = std::move(*q);
-  b.W_K = std::move(*k);
-  b.W_V = std::move(*v);
-  b.W_Ot = o->transpose();
-  b.G_Q = gram_cols(b.W_Q);
-  b.G_K = gram_cols(b.W_K);
-  b.G_V = gram_cols(b.W_V);
-  b.G_O = gram_cols(b.W_Ot);
+  MatrixRM* blocks[4] = {&b.Q, &b.K, &b.V, &b.O};
+  const HeadMatrix which[4] = {HeadMatrix::W_Q, HeadMatrix::W_K, HeadMatrix::W_V, HeadMatrix::W_O};
+  for (int m = 0; m < 4; ++m) {
+    auto M = head_matrix_f(model, variant, l, h, which[m]);
+    if (!M) return M.error();
+    *blocks[m] = std::move(*M);
+  }
+  b.G_Q = gram_cols(b.W_Q());
+  b.G_K = gram_cols(b.W_K());
+  b.G_V = gram_cols(b.W_V());
+  b.G_O = gram_cols(b.W_Ot());
   return b;
 }
 
@@ -237,16 +272,17 @@ Eigen::VectorXd singular_values_from_factors(const MatrixRMd& S_a, const MatrixR
 struct HeadWork {
   HeadBlocks b;
   MatrixRMd S_Q, S_K, S_V, S_O;  // S S^T = G_Q, G_K, G_V, G_O
+  std::vector<int> p_Q, p_K, p_V, p_O;  // their row permutations (psd_sqrt_factor)
 };
 
 Result<HeadWork> head_work(const Model& model, WeightVariant variant, int l, int h) {
   auto b = head_blocks(model, variant, l, h);
   if (!b) return b.error();
-  HeadWork w{std::move(*b), {}, {}, {}, {}};
-  w.S_Q = psd_sqrt_factor(w.b.G_Q);
-  w.S_K = psd_sqrt_factor(w.b.G_K);
-  w.S_V = psd_sqrt_factor(w.b.G_V);
-  w.S_O = psd_sqrt_factor(w.b.G_O);
+  HeadWork w{std::move(*b), {}, {}, {}, {}, {}, {}, {}, {}};
+  w.S_Q = psd_sqrt_factor(w.b.G_Q, &w.p_Q);
+  w.S_K = psd_sqrt_factor(w.b.G_K, &w.p_K);
+  w.S_V = psd_sqrt_factor(w.b.G_V, &w.p_V);
+  w.S_O = psd_sqrt_factor(w.b.G_O, &w.p_O);
   return w;
 }
 
@@ -688,6 +724,8 @@ struct FactorPanels {
   }
   // Row r of group g: k quads.
   const float* row(int g, int r) const { return data.data() + (std::size_t(g) * rows + r) * k * 4; }
+  // Slot `slot` as one lane of quads (factor_into_lane's output).
+  float* lane(int slot) { return data.data() + std::size_t(slot / 4) * rows * k * 4 + slot % 4; }
   // Slot `slot` := X's columns [col0, col0 + k).
   void set(int slot, const MatrixRM& X, Eigen::Index col0) {
     float* dst = data.data() + std::size_t(slot / 4) * rows * k * 4 + slot % 4;
@@ -1018,7 +1056,10 @@ GeometryProgress sub_progress(const GeometryProgress& progress, double a, double
 // then all pairs at once (finish).
 class RedundancyBuilder {
  public:
-  RedundancyBuilder(const Model& model, WeightVariant variant, HeadSubspace kind) {
+  RedundancyBuilder(const Model& model, WeightVariant variant, HeadSubspace kind)
+      : layout_(static_cast<int>(model.weights.layers.size()) * model.config.n_head, model.config.n_head,
+                detail::PairSet::symmetric, 0),
+        panels_(layout_.head_x, model.config.d_model, model.config.d_head, detail::band_rows(layout_.slots_x)) {
     const ModelConfig& c = model.config;
     out_.variant = variant;
     out_.kind = kind;
@@ -1026,29 +1067,28 @@ class RedundancyBuilder {
     out_.n_head = c.n_head;
     out_.d_head = c.d_head;
     out_.rank.assign(static_cast<std::size_t>(out_.n_layer) * c.n_head, 0);
-    X_.resize(c.d_model, static_cast<Eigen::Index>(out_.rank.size()) * c.d_head);
     rcond_ = default_rank_rcond(c.d_model, c.d_head);
   }
-  // Head i's subspace: the column space of A [d, dh], with G = A^T A.
-  void add(int i, const MatrixRM& A, const MatrixRMd& G) {
-    const int dh = out_.d_head;
-    out_.rank[i] = gram_basis_into(A, G, rcond_, X_.middleCols(static_cast<Eigen::Index>(i) * dh, dh));
+  // Head i's subspace: the column space of A [d, dh], with G = A^T A; its
+  // basis goes straight into the projector products' panels.
+  void add(int i, const BlockView& A, const MatrixRMd& G) {
+    out_.rank[i] = gram_basis_into_lane(A, G, rcond_, panels_.lane(layout_.x_slot[i]));
   }
   Result<RedundancyMatrix> finish(const GeometryProgress& progress, double p0, double p1) {
     const int N = static_cast<int>(out_.rank.size()), dh = out_.d_head;
-    auto sq = detail::block_frobenius_products(X_, X_, dh, detail::PairSet::symmetric, out_.n_head,
-                                               detail::PairKernel::automatic, progress, p0, p1);
+    auto sq = detail::projector_products(layout_, panels_, panels_, progress, p0, p1);
     if (!sq) return sq.error();
     out_.overlap.resize(static_cast<std::size_t>(N) * N);
     for (int i = 0; i < N; ++i) {
-      for (int j = 0; j < N; ++j) out_.overlap[static_cast<std::size_t>(i) * N + j] = (*sq)(i, j) / dh;
+      for (int j = 0; j < N; ++j) out_.overlap[static_cast<std::size_t>(i) * N + j] = (*sq)[0](i, j) / dh;
     }
     return std::move(out_);
   }
 
  private:
   RedundancyMatrix out_;
-  MatrixRM X_;  // [d, N dh]: the bases side by side
+  detail::PairLayout layout_;
+  detail::FactorPanels panels_;  // the bases, head i at slot i
   double rcond_ = 0;
 };
 
@@ -1071,7 +1111,7 @@ class CompositionBuilder {
         FX_(layout_.head_x, model.config.d_model, model.config.d_head,
             detail::band_rows(layout_.slots_x + layout_.slots_y)),
         FY_(layout_.head_y, model.config.d_model, model.config.d_head, FX_.band),
-        f_(model.config.d_model, model.config.d_head) {
+        t_(model.config.d_head, model.config.d_head) {
     out_.variant = variant;
     out_.n_layer = N_ / H_;
     out_.n_head = H_;
@@ -1086,11 +1126,11 @@ class CompositionBuilder {
     // Each factor's squared norm, ||A S||^2 = tr(S^T A^T A S) = <A^T A, S S^T>,
     // is the circuit's ||OV||^2 = <G_V, G_O> or ||QK||^2 = <G_Q, G_K>.
     const double ov2 = b.G_V.cwiseProduct(b.G_O).sum(), qk2 = b.G_Q.cwiseProduct(b.G_K).sum();
-    if (layout_.x_slot[i] >= 0) factor(b.W_Ot, w.S_V, ov2, FX_, layout_.x_slot[i]);
+    if (layout_.x_slot[i] >= 0) factor(b.W_Ot(), w.S_V, w.p_V, ov2, FX_.lane(layout_.x_slot[i]));
     if (layout_.y_slot(i, 0) >= 0) {
-      factor(b.W_Q, w.S_K, qk2, FY_, layout_.y_slot(i, 0));
-      factor(b.W_K, w.S_Q, qk2, FY_, layout_.y_slot(i, 1));
-      factor(b.W_V, w.S_O, ov2, FY_, layout_.y_slot(i, 2));
+      factor(b.W_Q(), w.S_K, w.p_K, qk2, FY_.lane(layout_.y_slot(i, 0)));
+      factor(b.W_K(), w.S_Q, w.p_Q, qk2, FY_.lane(layout_.y_slot(i, 1)));
+      factor(b.W_V(), w.S_O, w.p_O, ov2, FY_.lane(layout_.y_slot(i, 2)));
     }
   }
   Result<CompositionScores> finish(const GeometryProgress& progress, double p0, double p1) {
@@ -1109,21 +1149,22 @@ class CompositionBuilder {
   }
 
  private:
-  // A S / ||A S|| (A [d, dh] float, S [dh, dh], n2 = ||A S||^2) into slot
-  // `slot` of `panels`: S is scaled before the product. Float from here on: it
-  // feeds float products, and the scores come out within ~1e-7 of a double
-  // computation.
-  void factor(const MatrixRM& A, const MatrixRMd& S, double n2, detail::FactorPanels& panels, int slot) {
-    const MatrixRM Sf = (n2 > 0 ? MatrixRMd(S / std::sqrt(n2)) : S).cast<float>();
-    gemm(static_cast<int>(A.rows()), static_cast<int>(Sf.cols()), static_cast<int>(A.cols()), A.data(),
-         static_cast<int>(A.cols()), Sf.data(), static_cast<int>(Sf.cols()), f_.data(), static_cast<int>(f_.cols()));
-    panels.set(slot, f_, 0);
+  // A S / ||A S|| (A [d, dh] float, S [dh, dh] with row permutation perm,
+  // n2 = ||A S||^2) into one lane of a slot (`out`): S is scaled before the
+  // product. Float from here on: it feeds float products, and the scores
+  // come out within ~1e-7 of a double computation.
+  void factor(const BlockView& A, const MatrixRMd& S, const std::vector<int>& perm, double n2, float* out) {
+    const int k = static_cast<int>(S.rows());
+    const double scale = n2 > 0 ? 1.0 / std::sqrt(n2) : 1.0;
+    for (int j = 0; j < k; ++j)
+      for (int c = 0; c <= j; ++c) t_(j, c) = static_cast<float>(S(perm[j], c) * scale);
+    factor_into_lane(A.rows, k, k, A.data, A.row_stride, A.col_stride, perm.data(), t_.data(), out);
   }
 
   int H_, N_;
   detail::PairLayout layout_;
   detail::FactorPanels FX_, FY_;
-  MatrixRM f_;  // [d, dh] scratch
+  MatrixRM t_;  // [dh, dh]: the scaled triangle of a factor
   CompositionScores out_;
 };
 
@@ -1138,7 +1179,7 @@ Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant v
   for (int i = 0; i < N; ++i) {
     auto A = subspace_factor_f(model, variant, i / H, i % H, kind);
     if (!A) return A.error();
-    builder.add(i, *A, gram_cols(*A));
+    builder.add(i, view_of(*A), gram_cols(*A));
     if (!keep_going(progress, 0.15 * (i + 1) / N)) return cancelled();
   }
   return builder.finish(progress, 0.15, 1.0);  // phase 2: all pairs at once
@@ -1174,7 +1215,7 @@ Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant
     auto w = head_work(model, variant, i / H, i % H);
     if (!w) return w.error();
     record_spectra(out.spectra, i, *w);
-    write.add(i, w->b.W_Ot, w->b.G_O);
+    write.add(i, w->b.W_Ot(), w->b.G_O);
     composition.add(i, *w);
     if (!keep_going(progress, heads_done * (i + 1) / N)) return cancelled();
   }

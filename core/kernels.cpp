@@ -531,32 +531,47 @@ inline f32x4 splat4(float x) { return f32x4{x, x, x, x}; }
 
 }  // namespace
 
-HS_QUAD_KERNEL void quad_outer_4x8(int kc, const float* a, const float* b0, const float* b1, float* t) {
-  f32x4 c00 = splat4(0.f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-  for (int c = 0; c < kc; ++c, a += 4, b0 += 4, b1 += 4) {
-    const f32x4 x = load4(b0), y = load4(b1);
-    f32x4 ai = splat4(a[0]);
-    c00 = HS_MADD4(ai, x, c00);
-    c01 = HS_MADD4(ai, y, c01);
-    ai = splat4(a[1]);
-    c10 = HS_MADD4(ai, x, c10);
-    c11 = HS_MADD4(ai, y, c11);
-    ai = splat4(a[2]);
-    c20 = HS_MADD4(ai, x, c20);
-    c21 = HS_MADD4(ai, y, c21);
-    ai = splat4(a[3]);
-    c30 = HS_MADD4(ai, x, c30);
-    c31 = HS_MADD4(ai, y, c31);
-  }
-  store4(t + 0, c00);
-  store4(t + 4, c01);
-  store4(t + 8, c10);
-  store4(t + 12, c11);
-  store4(t + 16, c20);
-  store4(t + 20, c21);
-  store4(t + 24, c30);
+// t[i * 8 + j] += a[c][i] * b[c][j] over c < kc, with b[c][0..3] at b0 and
+// b[c][4..7] at b1, both advancing STEP floats per c.
+#define HS_QUAD_OUTER_4X8(STEP)                                                                            \
+  f32x4 c00 = splat4(0.f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;  \
+  for (int c = 0; c < kc; ++c, a += 4, b0 += (STEP), b1 += (STEP)) {                                     \
+    const f32x4 x = load4(b0), y = load4(b1);                                                            \
+    f32x4 ai = splat4(a[0]);                                                                             \
+    c00 = HS_MADD4(ai, x, c00);                                                                          \
+    c01 = HS_MADD4(ai, y, c01);                                                                          \
+    ai = splat4(a[1]);                                                                                   \
+    c10 = HS_MADD4(ai, x, c10);                                                                          \
+    c11 = HS_MADD4(ai, y, c11);                                                                          \
+    ai = splat4(a[2]);                                                                                   \
+    c20 = HS_MADD4(ai, x, c20);                                                                          \
+    c21 = HS_MADD4(ai, y, c21);                                                                          \
+    ai = splat4(a[3]);                                                                                   \
+    c30 = HS_MADD4(ai, x, c30);                                                                          \
+    c31 = HS_MADD4(ai, y, c31);                                                                          \
+  }                                                                                                      \
+  store4(t + 0, c00);                                                                                    \
+  store4(t + 4, c01);                                                                                    \
+  store4(t + 8, c10);                                                                                    \
+  store4(t + 12, c11);                                                                                   \
+  store4(t + 16, c20);                                                                                   \
+  store4(t + 20, c21);                                                                                   \
+  store4(t + 24, c30);                                                                                   \
   store4(t + 28, c31);
+
+HS_QUAD_KERNEL void quad_outer_4x8(int kc, const float* a, const float* b0, const float* b1, float* t) {
+  HS_QUAD_OUTER_4X8(4)
 }
+
+namespace {
+// factor_into_lane's 4 x 8 tiles: b[c] is the row c of a matrix [.., ld]
+// (its first 8 columns at b0).
+HS_QUAD_KERNEL void quad_outer_4x8_rows(int kc, const float* a, const float* b0, int ld, float* t) {
+  const float* b1 = b0 + 4;
+  HS_QUAD_OUTER_4X8(ld)
+}
+}  // namespace
+#undef HS_QUAD_OUTER_4X8
 
 // c_ab += p[a][t] * q[b][t] over t, for the quad rows p[a] = p + a * ld and
 // q[b] = q + b * ld (floats), a < 2, b < 4. (Measured in V8 on x86-64 with
@@ -623,6 +638,48 @@ HS_QUAD_KERNEL void quad_outer_4x4(int kc, const float* a, const float* b0, floa
   store4(t + 12, c3);
 }
 
+void factor_into_lane(int rows, int k, int k_out, const float* A, std::ptrdiff_t row_stride, std::ptrdiff_t col_stride,
+                      const int* perm, const float* T, float* out) {
+  // T padded to a multiple of 8 columns, zeros above the diagonal: the 8
+  // columns from c0 are nonzero from row c0 down only. (Rows of T measured
+  // twice as fast here as T repacked into quad_outer_4x8's two streams.)
+  const int tld = (k + 7) / 8 * 8;
+  std::vector<float> Tp(std::size_t(std::max(k, 1)) * tld + 8, 0.0f);
+  for (int j = 0; j < k; ++j)
+    for (int c = 0; c <= j; ++c) Tp[std::size_t(j) * tld + c] = T[std::size_t(j) * k + c];
+  // The rows' permuted entries as quads (entry j of rows r0..r0+3).
+  std::vector<float> a(std::size_t(std::max(k, 1)) * 4, 0.0f);
+  alignas(16) float t[32];
+  const std::ptrdiff_t out_row = std::ptrdiff_t(k_out) * 4;
+  for (int r0 = 0; r0 < rows; r0 += 4) {
+    const int nr = std::min(4, rows - r0);
+    for (int j = 0; j < k; ++j) {
+      const float* col = A + std::ptrdiff_t(perm[j]) * col_stride + std::ptrdiff_t(r0) * row_stride;
+      float* aj = a.data() + std::size_t(j) * 4;
+      for (int i = 0; i < nr; ++i) aj[i] = col[std::ptrdiff_t(i) * row_stride];
+      for (int i = nr; i < 4; ++i) aj[i] = 0.0f;
+    }
+    for (int c0 = 0; c0 < k; c0 += 8) {
+      quad_outer_4x8_rows(k - c0, a.data() + std::size_t(c0) * 4, Tp.data() + std::size_t(c0) * tld + c0, tld, t);
+      const int nc = std::min(8, k - c0);
+      for (int i = 0; i < nr; ++i) {
+        float* o = out + (r0 + i) * out_row + c0 * 4;
+        const float* ti = t + i * 8;
+        if (nc == 8) {
+          o[0] = ti[0], o[4] = ti[1], o[8] = ti[2], o[12] = ti[3];
+          o[16] = ti[4], o[20] = ti[5], o[24] = ti[6], o[28] = ti[7];
+        } else {
+          for (int c = 0; c < nc; ++c) o[c * 4] = ti[c];
+        }
+      }
+    }
+    for (int i = 0; i < nr; ++i) {
+      float* o = out + (r0 + i) * out_row;
+      for (int c = k; c < k_out; ++c) o[c * 4] = 0.0f;
+    }
+  }
+}
+
 namespace {
 
 typedef double f64x2 __attribute__((vector_size(16)));
@@ -667,7 +724,7 @@ namespace {
 // every time. Float rows are converted to double a chunk at a time (exact),
 // so that both overloads give the same G for the same values.
 template <class T>
-void gram_f64_rows(int rows, int k, const T* A, int lda, double* G) {
+void gram_f64_rows(int rows, int k, const T* A, std::ptrdiff_t lda, std::ptrdiff_t ldc, double* G) {
   constexpr int TS = 4;
   constexpr bool convert = !std::is_same<T, double>::value;
   const int chunk = std::max(1, 24 * 1024 / std::max<int>(1, k * static_cast<int>(sizeof(double))));
@@ -677,12 +734,19 @@ void gram_f64_rows(int rows, int k, const T* A, int lda, double* G) {
   for (int r0 = 0; r0 < rows; r0 += chunk) {
     const int nr = std::min(chunk, rows - r0);
     const double* Ar;
-    int ld = lda;
+    int ld = static_cast<int>(lda);
     if constexpr (convert) {
-      for (int r = 0; r < nr; ++r) {
-        const T* src = A + std::ptrdiff_t(r0 + r) * lda;
-        double* dst = rows_d.data() + std::size_t(r) * k;
-        for (int c = 0; c < k; ++c) dst[c] = src[c];
+      if (ldc == 1) {
+        for (int r = 0; r < nr; ++r) {
+          const T* src = A + std::ptrdiff_t(r0 + r) * lda;
+          double* dst = rows_d.data() + std::size_t(r) * k;
+          for (int c = 0; c < k; ++c) dst[c] = src[c];
+        }
+      } else {  // a transposed view: read down its columns
+        for (int c = 0; c < k; ++c) {
+          const T* src = A + std::ptrdiff_t(c) * ldc + std::ptrdiff_t(r0) * lda;
+          for (int r = 0; r < nr; ++r) rows_d[std::size_t(r) * k + c] = src[std::ptrdiff_t(r) * lda];
+        }
       }
       Ar = rows_d.data();
       ld = k;
@@ -718,8 +782,11 @@ void gram_f64_rows(int rows, int k, const T* A, int lda, double* G) {
 
 }  // namespace
 
-void gram_f64(int rows, int k, const double* A, int lda, double* G) { gram_f64_rows(rows, k, A, lda, G); }
-void gram_f64(int rows, int k, const float* A, int lda, double* G) { gram_f64_rows(rows, k, A, lda, G); }
+void gram_f64(int rows, int k, const double* A, int lda, double* G) { gram_f64_rows(rows, k, A, lda, 1, G); }
+void gram_f64(int rows, int k, const float* A, int lda, double* G) { gram_f64_rows(rows, k, A, lda, 1, G); }
+void gram_f64(int rows, int k, const float* A, std::ptrdiff_t row_stride, std::ptrdiff_t col_stride, double* G) {
+  gram_f64_rows(rows, k, A, row_stride, col_stride, G);
+}
 
 // ---- exp and GELU -------------------------------------------------------
 

@@ -66,12 +66,26 @@ void quad_outer_4x4(int kc, const float* a, const float* b0, float* t);
 // projectors F F^T, already in quads.
 void quad_dot_2x4(int k, const float* p, const float* q, std::ptrdiff_t ld, float* out, std::ptrdiff_t out_row);
 
+// One lane of quads (out points at lane l of quad 0; entry (r, c) is
+// out[4 (r k_out + c)]): the [rows, k_out] factor
+//   F[r][c] = sum_{j >= c} A(r, perm[j]) T[j][c]  for c < k, 0 for k <= c < k_out,
+// with A(r, i) = A[r row_stride + i col_stride] (a block read in place, or
+// transposed) and T [k, k] row-major lower triangular (entries above the
+// diagonal are not read). A square-root factor from a pivoted LDL^T or
+// Cholesky is a permuted triangle, so the product costs about half a GEMM's
+// multiply-adds, and it is written straight into the projector panels.
+void factor_into_lane(int rows, int k, int k_out, const float* A, std::ptrdiff_t row_stride, std::ptrdiff_t col_stride,
+                      const int* perm, const float* T, float* out);
+
 // G [k, k] = A^T A for A [rows, k] (row stride lda), in double: the Grams
 // of the per-head factors behind the singular values. Row-major G, both
 // triangles written. (Eigen's double GEMM runs scalar in wasm.) Float A is
 // converted exactly: both give the same G for the same values.
 void gram_f64(int rows, int k, const double* A, int lda, double* G);
 void gram_f64(int rows, int k, const float* A, int lda, double* G);
+// The same for A(r, c) = A[r * row_stride + c * col_stride]: a block read in
+// place, or transposed (row_stride 1).
+void gram_f64(int rows, int k, const float* A, std::ptrdiff_t row_stride, std::ptrdiff_t col_stride, double* G);
 
 // C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
 void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <random>
 #include <utility>
 #include <vector>
@@ -167,6 +168,48 @@ TEST_CASE("kernels: quad_dot_2x4 equals lane-wise inner products, any k and row 
     INFO("k " << k << ", ld " << ld << ": worst relative error " << worst);
     CHECK(worst < 1e-6);
     CHECK(out[16] == -7.f);  // between the output rows: untouched
+  }
+}
+
+TEST_CASE("kernels: factor_into_lane equals A[:, perm] T for a lower-triangular T, into one lane", "[kernels]") {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  // (rows, k, k_out, transposed): tiles of 8 columns with and without a
+  // remainder, row counts off the 4-row blocks, rank below the factor width.
+  struct Case { int rows, k, k_out; bool transposed; };
+  for (const Case& cs : {Case{768, 64, 64, false}, Case{37, 64, 64, true}, Case{10, 13, 16, false}, Case{5, 1, 3, true},
+                         Case{9, 61, 64, false}}) {
+    const int n = cs.k + 3;  // A has 3 more columns than the permutation uses
+    hs::MatrixRM store = hs::MatrixRM::Random(cs.transposed ? n : cs.rows, cs.transposed ? cs.rows : n);
+    const std::ptrdiff_t rs = cs.transposed ? 1 : n, cstride = cs.transposed ? cs.rows : 1;
+    std::vector<int> perm(n);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    std::vector<float> T(std::size_t(cs.k) * cs.k);
+    for (int j = 0; j < cs.k; ++j)
+      for (int c = 0; c < cs.k; ++c) T[std::size_t(j) * cs.k + c] = c <= j ? u(rng) : 1e30f;  // above: never read
+    const int lane = 2;
+    std::vector<float> quads(std::size_t(cs.rows) * cs.k_out * 4, -7.f);
+    hs::factor_into_lane(cs.rows, cs.k, cs.k_out, store.data(), rs, cstride, perm.data(), T.data(), quads.data() + lane);
+    double worst = 0;
+    bool others_untouched = true;
+    for (int r = 0; r < cs.rows; ++r) {
+      for (int c = 0; c < cs.k_out; ++c) {
+        double ref = 0, scale = 0;
+        for (int j = c; j < cs.k; ++j) {
+          const double x = double(store.data()[r * rs + perm[j] * cstride]) * T[std::size_t(j) * cs.k + c];
+          ref += x;
+          scale += std::fabs(x);
+        }
+        const float* q = quads.data() + (std::size_t(r) * cs.k_out + c) * 4;
+        worst = std::max(worst, std::fabs(q[lane] - ref) / std::max(scale, 1e-30));
+        if (c >= cs.k && q[lane] != 0.f) worst = 1;
+        for (int l = 0; l < 4; ++l) others_untouched = others_untouched && (l == lane || q[l] == -7.f);
+      }
+    }
+    INFO("rows " << cs.rows << ", k " << cs.k << ", k_out " << cs.k_out << ": worst relative error " << worst);
+    CHECK(worst < 1e-6);
+    CHECK(others_untouched);
   }
 }
 
