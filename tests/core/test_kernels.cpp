@@ -229,6 +229,22 @@ TEST_CASE("kernels: gram_f64 equals A^T A, both triangles, any k", "[kernels]") 
   }
 }
 
+TEST_CASE("kernels: gram_f64 of a strided view equals that of its copy, exactly", "[kernels]") {
+  // A [rows, k] read transposed out of a [k, ld] matrix (row stride 1,
+  // column stride ld), as the geometry reads W_O^T: 300 rows go through
+  // several converted chunks.
+  for (int k : {1, 3, 64, 67}) {
+    const int rows = 300, ld = rows + 5;
+    const hs::MatrixRM stored = hs::MatrixRM::Random(k, ld);
+    const hs::MatrixRM A = stored.leftCols(rows).transpose();
+    std::vector<double> Gv(static_cast<std::size_t>(k) * k, -1.0), Gc(Gv.size(), -2.0);
+    hs::gram_f64(rows, k, stored.data(), std::ptrdiff_t(1), std::ptrdiff_t(ld), Gv.data());
+    hs::gram_f64(rows, k, A.data(), k, Gc.data());
+    INFO("k " << k);
+    CHECK(Gv == Gc);
+  }
+}
+
 TEST_CASE("kernels: gram_f64 of float rows equals that of the same values in double, exactly", "[kernels]") {
   // 300 rows: several of the float path's converted chunks (48 rows at k 64).
   for (int k : {1, 3, 4, 6, 64, 67}) {
