@@ -686,6 +686,13 @@ typedef double f64x2 __attribute__((vector_size(16)));
 typedef double f64x2_u __attribute__((vector_size(16), aligned(8), may_alias));
 inline f64x2 load2(const double* p) { return *reinterpret_cast<const f64x2_u*>(p); }
 
+// acc + x * y in f64x2, as HS_MADD4 (fused with relaxed SIMD).
+#ifdef __wasm_relaxed_simd__
+#define HS_MADD2(x, y, acc) __builtin_wasm_fma_f64x2((x), (y), (acc))
+#else
+#define HS_MADD2(x, y, acc) ((acc) + (x) * (y))
+#endif
+
 // The 4 x 4 tile G[i0.., j0..] of A^T A: 8 f64x2 accumulators over the rows.
 HS_QUAD_KERNEL void gram_tile_4x4(int rows, const double* A, int lda, int i0, int j0, double* t) {
   f64x2 c00 = {0, 0}, c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
@@ -693,17 +700,17 @@ HS_QUAD_KERNEL void gram_tile_4x4(int rows, const double* A, int lda, int i0, in
     const f64x2 x0 = load2(A + j0), x1 = load2(A + j0 + 2);
     const double* a = A + i0;
     f64x2 s = {a[0], a[0]};
-    c00 += s * x0;
-    c01 += s * x1;
+    c00 = HS_MADD2(s, x0, c00);
+    c01 = HS_MADD2(s, x1, c01);
     s = f64x2{a[1], a[1]};
-    c10 += s * x0;
-    c11 += s * x1;
+    c10 = HS_MADD2(s, x0, c10);
+    c11 = HS_MADD2(s, x1, c11);
     s = f64x2{a[2], a[2]};
-    c20 += s * x0;
-    c21 += s * x1;
+    c20 = HS_MADD2(s, x0, c20);
+    c21 = HS_MADD2(s, x1, c21);
     s = f64x2{a[3], a[3]};
-    c30 += s * x0;
-    c31 += s * x1;
+    c30 = HS_MADD2(s, x0, c30);
+    c31 = HS_MADD2(s, x1, c31);
   }
   const f64x2 acc[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
   for (int q = 0; q < 8; ++q) {

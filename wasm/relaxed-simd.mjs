@@ -2,10 +2,11 @@
 // proposal's prototype numbering, which Emscripten 3.1.6 (clang 14) emits and
 // no engine accepts any more, to the standard one:
 //   f32x4.fma 0xfd 0xaf 0x01  ->  f32x4.relaxed_madd 0xfd 0x85 0x02
+//   f64x2.fma 0xfd 0xcf 0x01  ->  f64x2.relaxed_madd 0xfd 0x87 0x02
 // The two encodings have the same length, so the rewrite is in place. The
-// prototype instruction computed op1 + op2 * op3, the standard one computes
+// prototype instructions computed op1 + op2 * op3, the standard ones compute
 // op1 * op2 + op3: kernels.cpp writes its operands in the standard order and
-// relies on this rewrite (see its madd). Any other prototype relaxed opcode
+// relies on this rewrite (see HS_MADD4 and HS_MADD2). Any other prototype relaxed opcode
 // is refused, as is any instruction this decoder does not know: it walks every
 // function body instruction by instruction, so an immediate that happens to
 // contain the same bytes is never touched.
@@ -21,8 +22,10 @@ import { fileURLToPath } from 'node:url';
 
 import { relaxedSimdSupported } from './features.mjs';
 
-const PROTOTYPE_FMA = 0xaf;
-const RELAXED_MADD = 0x105;
+// Prototype opcode -> standard opcode: f32x4.fma -> f32x4.relaxed_madd,
+// f64x2.fma -> f64x2.relaxed_madd.
+const REWRITES = new Map([[0xaf, 0x105], [0xcf, 0x107]]);
+const REWRITTEN = new Set(REWRITES.values());
 // Slots the final SIMD opcode table leaves empty, where the prototype put
 // its relaxed instructions (0xaf among them).
 const PROTOTYPE_RELAXED = new Set([0xa2, 0xa5, 0xa6, 0xaf, 0xb0, 0xb2, 0xb3, 0xb4, 0xbb, 0xc2, 0xc5, 0xc6, 0xcf, 0xd0,
@@ -84,12 +87,12 @@ function simd(r, patches) {
     skipMemarg(r);
     return r.skip(1);
   }
-  if (op === PROTOTYPE_FMA) {
-    if (r.pos - at !== 2) throw new Error(`f32x4.fma at ${at}: unexpected opcode encoding`);
-    patches.push(at);
+  if (REWRITES.has(op)) {
+    if (r.pos - at !== 2) throw new Error(`fma at ${at}: unexpected opcode encoding`);
+    patches.push({ at, op: REWRITES.get(op) });
     return undefined;
   }
-  if (op === RELAXED_MADD) return undefined;  // already rewritten
+  if (REWRITTEN.has(op)) return undefined;  // already rewritten
   if (PROTOTYPE_RELAXED.has(op) || op > 0xff) {
     throw new Error(`SIMD opcode 0x${op.toString(16)} at ${at}: a relaxed-SIMD instruction this rewrite does not know`);
   }
@@ -140,7 +143,8 @@ function instruction(r, patches) {
   throw new Error(`opcode 0x${op.toString(16)} at ${at}: unknown instruction`);
 }
 
-// Positions of the prototype f32x4.fma opcodes (after the 0xfd prefix).
+// The prototype fma opcodes: {at: position after the 0xfd prefix, op: the
+// standard opcode that replaces it}.
 export function findPrototypeFma(bytes) {
   const r = new Reader(bytes);
   const magic = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
@@ -172,9 +176,9 @@ export function findPrototypeFma(bytes) {
 export function patchRelaxedSimd(bytes) {
   const out = Uint8Array.from(bytes);
   const patches = findPrototypeFma(out);
-  for (const at of patches) {
-    out[at] = 0x80 | (RELAXED_MADD & 0x7f);
-    out[at + 1] = RELAXED_MADD >> 7;
+  for (const { at, op } of patches) {
+    out[at] = 0x80 | (op & 0x7f);
+    out[at + 1] = op >> 7;
   }
   return { bytes: out, count: patches.length };
 }
@@ -192,7 +196,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   }
   const { bytes, count } = patchRelaxedSimd(fs.readFileSync(input));
   if (count === 0) {
-    console.error(`${input}: no f32x4.fma to rewrite (was it compiled with -mrelaxed-simd?)`);
+    console.error(`${input}: no f32x4.fma or f64x2.fma to rewrite (was it compiled with -mrelaxed-simd?)`);
     process.exit(1);
   }
   if (!relaxedSimdSupported()) {
@@ -208,5 +212,5 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.exit(1);
   }
   fs.writeFileSync(output, bytes);
-  console.log(`${path.basename(output)}: ${count} f32x4.relaxed_madd`);
+  console.log(`${path.basename(output)}: ${count} relaxed_madd (f32x4 and f64x2)`);
 }

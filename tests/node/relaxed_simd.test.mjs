@@ -30,7 +30,7 @@ test('the relaxed-SIMD build is the SIMD128 build with its products fused, nothi
   const dir = wasmBuildDir();
   const unpatched = fs.readFileSync(path.join(dir, 'headscope_core_fma_unpatched.wasm'));
   const { bytes, count } = patchRelaxedSimd(unpatched);
-  assert.ok(count >= 8, `only ${count} f32x4.fma in the kernels build`);
+  assert.ok(count >= 8, `only ${count} f32x4.fma and f64x2.fma in the kernels build`);
   assert.deepEqual(bytes, new Uint8Array(fs.readFileSync(path.join(dir, CORE_WASM_FMA))));
   let changed = 0;
   for (let i = 0; i < bytes.length; i++) changed += bytes[i] !== unpatched[i];
@@ -46,6 +46,13 @@ test('the rewrite turns f32x4.fma into relaxed_madd and leaves look-alike immedi
   assert.equal(count, 1);
   assert.deepEqual(Array.from(bytes.slice(-4, -1)), [0xfd, 0x85, 0x02]);
   assert.deepEqual(Array.from(bytes.slice(-27, -24)), [0xfd, 0xaf, 0x01]);  // inside the constant
+  if (relaxedSimdSupported()) assert.ok(WebAssembly.validate(bytes));
+});
+
+test('the rewrite turns f64x2.fma into f64x2.relaxed_madd', () => {
+  const { bytes, count } = patchRelaxedSimd(moduleWith([...args, 0xfd, 0xcf, 0x01]));
+  assert.equal(count, 1);
+  assert.deepEqual(Array.from(bytes.slice(-4, -1)), [0xfd, 0x87, 0x02]);
   if (relaxedSimdSupported()) assert.ok(WebAssembly.validate(bytes));
 });
 
