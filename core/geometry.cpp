@@ -705,7 +705,7 @@ int band_rows(int slots) {
 // so that one vector product forms the same coordinate of 4 projectors. The
 // rows are d padded with zeros to a multiple of the band. `head` gives each
 // slot's head, -1 for padding: padding slots are zero, and every other slot
-// must be set() before use.
+// must be written before use (set(), or factor_into_lane into its lane()).
 struct FactorPanels {
   int band = 0, rows = 0, k = 0;
   AlignedFloats data;
