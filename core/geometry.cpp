@@ -642,28 +642,6 @@ namespace detail {
 
 namespace {
 
-struct PairCost {
-  double projector = 0, direct = 0;
-};
-
-// Which pairs (i, j) the set needs, and the multiply-add counts of both kernels.
-PairCost pair_cost(int n, int d, int k, PairSet set, int group, int n_y) {
-  double pairs = 0;
-  double formed = 0;
-  if (set == PairSet::symmetric) {
-    pairs = 0.5 * n * (n + 1.0);
-    formed = n;
-  } else {
-    const int L = n / group;
-    for (int l2 = 1; l2 < L; ++l2) pairs += double(l2) * group * group;
-    formed = (L - 1.0) * group * (1 + n_y);
-  }
-  PairCost c;
-  c.projector = formed * 0.5 * d * d * k + pairs * 0.5 * d * d * std::max(1, n_y);
-  c.direct = pairs * double(k) * k * d * std::max(1, n_y);
-  return c;
-}
-
 // An uninitialized float buffer whose data starts on a 64-byte boundary
 // (wasm's malloc aligns to 8): the kernels' 16-byte loads then never straddle
 // cache lines. Uninitialized because the buffers are large (~100 MB of
@@ -989,11 +967,6 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
   std::vector<MatrixRMd> out(n_out, MatrixRMd::Zero(n, n));
   if (n == 0 || d == 0) return out;
   const int L = set == PairSet::symmetric ? 1 : n / group;
-  if (kernel == PairKernel::automatic) {
-    const PairCost c = pair_cost(n, d, k, set, group, n_y);
-    kernel = c.projector < c.direct ? PairKernel::projector : PairKernel::direct;
-  }
-
   if (kernel == PairKernel::direct) {
     if (set == PairSet::symmetric) {
       MatrixRM G = MatrixRM::Zero(n * k, n * k);

@@ -298,8 +298,9 @@ namespace detail {
 //              costs d^2 k / 2 per block, each pair d^2 / 2;
 //   direct:    the dh x dh blocks of X^T Y: k^2 d per pair.
 // For GPT-2-small shapes (d 768, k 64, 144 heads) the projector form is ~5x
-// cheaper; automatic picks the cheaper by that count.
-enum class PairKernel { automatic, projector, direct };
+// cheaper: the analyses run it (their builders fill its panels directly);
+// the direct form is the tests' second opinion.
+enum class PairKernel { projector, direct };
 enum class PairSet {
   symmetric,    // Y = X, all pairs (mirrored)
   later_layer,  // pairs with layer(i) < layer(j), layer = index / group

@@ -6,10 +6,10 @@
 // The two encodings have the same length, so the rewrite is in place. The
 // prototype instructions computed op1 + op2 * op3, the standard ones compute
 // op1 * op2 + op3: kernels.cpp writes its operands in the standard order and
-// relies on this rewrite (see HS_MADD4 and HS_MADD2). Any other prototype relaxed opcode
-// is refused, as is any instruction this decoder does not know: it walks every
-// function body instruction by instruction, so an immediate that happens to
-// contain the same bytes is never touched.
+// relies on this rewrite (see HS_MADD4 and HS_MADD2). Any other prototype
+// relaxed opcode is refused, as is any instruction this decoder does not know:
+// it walks every function body instruction by instruction, so an immediate
+// that happens to contain the same bytes is never touched.
 //
 // Usage: node [--experimental-wasm-relaxed-simd] wasm/relaxed-simd.mjs IN.wasm OUT.wasm
 //        [--same-glue A.mjs B.mjs]

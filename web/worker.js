@@ -4,8 +4,8 @@
 // {type: 'result', result} or {type: 'error', error: {name, message}}.
 // The first message the worker sends is {type: 'started'}, once its script
 // (with the bundled glue) is evaluated (web/boot.js waits for it, see there),
-// then {type: 'ready'}
-// or {type: 'error', id: null} if the module failed to start.
+// then {type: 'ready'} or {type: 'error', id: null} if the module failed to
+// start.
 //
 // Requests:
 //   loadModel {spec, files?, endpoint?, attentionOnly?}  spec: {kind: 'builtin'|'hub'|'url'|'files', repo, revision, url}
