@@ -55,6 +55,7 @@ emcmake cmake -S "$root" -B "$wasm_out" -G Ninja -DCMAKE_BUILD_TYPE=Release >/de
 cmake --build "$wasm_out" -j2 --target headscope_core headscope_kernels headscope_kernels_fma headscope_wasm_fma
 wasm_flags=(-std=c++17 -O3 -msimd128 -I"$root/core" -isystem /usr/include/eigen3 -isystem "$wasm_out/host-include"
   -DFE_INVALID=0x01 -DFE_DIVBYZERO=0x04 -DFE_OVERFLOW=0x08 -DFE_UNDERFLOW=0x10 -DFE_INEXACT=0x20
+  -sBINARYEN_EXTRA_PASSES=--one-caller-inline-max-function-size=0  # as the top CMakeLists.txt says
   -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB -sENVIRONMENT=node -sNODERAWFS=1 -sEXIT_RUNTIME=1
   --js-library "$root/tests/bench/node_cpu_clock.js")
 # Each benchmark twice, like the page's core (wasm/features.mjs): $b with the
@@ -66,7 +67,7 @@ for b in bench_perf bench_geometry; do
     [ $variant = simd128 ] && name=$b-simd128 && kernels=libheadscope_kernels.a
     if [ ! -f "$wasm_out/$name.js" ] || [ "$wasm_out/core/libheadscope_core.a" -nt "$wasm_out/$name.js" ] ||
        [ "$wasm_out/core/$kernels" -nt "$wasm_out/$name.js" ] || [ "$root/tests/bench/$b.cpp" -nt "$wasm_out/$name.js" ] ||
-       [ "$root/tests/bench/node_cpu_clock.js" -nt "$wasm_out/$name.js" ]; then
+       [ "$root/tests/bench/node_cpu_clock.js" -nt "$wasm_out/$name.js" ] || [ "$0" -nt "$wasm_out/$name.js" ]; then
       echo "em++ $name"
       em++ "${wasm_flags[@]}" "$root/tests/bench/$b.cpp" "$wasm_out/core/libheadscope_core.a" "$wasm_out/core/$kernels" \
         -o "$wasm_out/$name.js"
