@@ -722,10 +722,8 @@ struct FactorPanels {
 // multiples of 2 and 4.
 void form_projector_block(const FactorPanels& F, int g, int r0, int rows, int c0, int cols, float* out) {
   for (int c = c0; c < c0 + cols; c += 4) {  // 4 column rows stay in L1 while the rows go by
-    for (int r = r0; r < r0 + rows; r += 2) {
-      quad_dot_2x4(F.k, F.row(g, r), F.row(g, c), std::ptrdiff_t(F.k) * 4,
-                   out + (std::size_t(r - r0) * cols + (c - c0)) * 4, std::ptrdiff_t(cols) * 4);
-    }
+    quad_dot_2x4(F.k, rows / 2, F.row(g, r0), F.row(g, c), std::ptrdiff_t(F.k) * 4, out + std::size_t(c - c0) * 4,
+                 std::ptrdiff_t(cols) * 4);
   }
 }
 
@@ -739,11 +737,9 @@ void form_projector_block(const FactorPanels& F, int g, int r0, int rows, int c0
 // not formed.
 void form_projector_diagonal(const FactorPanels& F, int g, int r0, float* scratch, float* out) {
   const int band = F.band;
-  for (int c = 0; c < band; c += 4) {
-    for (int r = 0; r < band && r <= c + 3; r += 2) {
-      quad_dot_2x4(F.k, F.row(g, r0 + r), F.row(g, r0 + c), std::ptrdiff_t(F.k) * 4,
-                   scratch + (std::size_t(r) * band + c) * 4, std::ptrdiff_t(band) * 4);
-    }
+  for (int c = 0; c < band; c += 4) {  // rows r <= c + 3, in pairs
+    quad_dot_2x4(F.k, std::min(band, c + 4) / 2, F.row(g, r0), F.row(g, r0 + c), std::ptrdiff_t(F.k) * 4,
+                 scratch + std::size_t(c) * 4, std::ptrdiff_t(band) * 4);
   }
   const float root2 = std::sqrt(2.0f);
   for (int a = 0; a < band; ++a) {

@@ -61,10 +61,12 @@ void quad_outer_4x8(int kc, const float* a, const float* b0, const float* b1, fl
 void quad_outer_4x4(int kc, const float* a, const float* b0, float* t);
 
 // Lane-wise inner products of quad rows: out[a * out_row + 4 b + l] =
-// sum_t p[a * ld + 4 t + l] * q[b * ld + 4 t + l] for a < 2, b < 4, t < k.
-// With the lanes holding 4 heads' factors, a 2 x 4 tile of the 4 heads'
-// projectors F F^T, already in quads.
-void quad_dot_2x4(int k, const float* p, const float* q, std::ptrdiff_t ld, float* out, std::ptrdiff_t out_row);
+// sum_t p[a * ld + 4 t + l] * q[b * ld + 4 t + l] for a < 2 n, b < 4, t < k
+// (n tiles of 2 x 4 down the rows of p). With the lanes holding 4 heads'
+// factors, a column of 2 x 4 tiles of the 4 heads' projectors F F^T, already
+// in quads.
+void quad_dot_2x4(int k, int n, const float* p, const float* q, std::ptrdiff_t ld, float* out,
+                  std::ptrdiff_t out_row);
 
 // One lane of quads (out points at lane l of quad 0; entry (r, c) is
 // out[4 (r k_out + c)]): the [rows, k_out] factor

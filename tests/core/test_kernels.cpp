@@ -140,34 +140,36 @@ TEST_CASE("kernels: quad outer products and interleave match scalar loops", "[ke
   }
 }
 
-TEST_CASE("kernels: quad_dot_2x4 equals lane-wise inner products, any k and row stride", "[kernels]") {
+TEST_CASE("kernels: quad_dot_2x4 equals lane-wise inner products, any k, row stride and row count", "[kernels]") {
   std::mt19937 rng(6);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   // k 64 with rows 256 floats apart takes the constant-offset kernel.
   for (auto [k, ld] : {std::pair{64, 256}, std::pair{64, 260}, std::pair{1, 4}, std::pair{3, 16}, std::pair{65, 260}}) {
-    std::vector<float> p(std::size_t(ld) * 2), q(std::size_t(ld) * 4);
-    for (auto* v : {&p, &q})
-      for (auto& x : *v) x = u(rng);
-    const int out_row = 24;  // floats between the two output rows
-    std::vector<float> out(out_row + 16, -7.f);
-    hs::quad_dot_2x4(k, p.data(), q.data(), ld, out.data(), out_row);
-    double worst = 0;
-    for (int a = 0; a < 2; ++a) {
-      for (int b = 0; b < 4; ++b) {
-        for (int l = 0; l < 4; ++l) {
-          double ref = 0, scale = 0;
-          for (int t = 0; t < k; ++t) {
-            const double x = double(p[a * ld + 4 * t + l]) * q[b * ld + 4 * t + l];
-            ref += x;
-            scale += std::fabs(x);
+    for (int n : {1, 3}) {
+      std::vector<float> p(std::size_t(ld) * 2 * n), q(std::size_t(ld) * 4);
+      for (auto* v : {&p, &q})
+        for (auto& x : *v) x = u(rng);
+      const int out_row = 24;  // floats between output rows
+      std::vector<float> out(std::size_t(out_row) * 2 * n, -7.f);
+      hs::quad_dot_2x4(k, n, p.data(), q.data(), ld, out.data(), out_row);
+      double worst = 0;
+      for (int a = 0; a < 2 * n; ++a) {
+        for (int b = 0; b < 4; ++b) {
+          for (int l = 0; l < 4; ++l) {
+            double ref = 0, scale = 0;
+            for (int t = 0; t < k; ++t) {
+              const double x = double(p[a * ld + 4 * t + l]) * q[b * ld + 4 * t + l];
+              ref += x;
+              scale += std::fabs(x);
+            }
+            worst = std::max(worst, std::fabs(out[a * out_row + 4 * b + l] - ref) / scale);
           }
-          worst = std::max(worst, std::fabs(out[a * out_row + 4 * b + l] - ref) / scale);
         }
+        for (int e = 16; e < out_row; ++e) CHECK(out[a * out_row + e] == -7.f);  // between the tiles' rows: untouched
       }
+      INFO("k " << k << ", ld " << ld << ", n " << n << ": worst relative error " << worst);
+      CHECK(worst < 1e-6);
     }
-    INFO("k " << k << ", ld " << ld << ": worst relative error " << worst);
-    CHECK(worst < 1e-6);
-    CHECK(out[16] == -7.f);  // between the output rows: untouched
   }
 }
 
