@@ -691,6 +691,7 @@ namespace {
 typedef double f64x2 __attribute__((vector_size(16)));
 typedef double f64x2_u __attribute__((vector_size(16), aligned(8), may_alias));
 inline f64x2 load2(const double* p) { return *reinterpret_cast<const f64x2_u*>(p); }
+inline void store2(double* p, f64x2 v) { *reinterpret_cast<f64x2_u*>(p) = v; }
 
 // acc + x * y in f64x2, as HS_MADD4 (fused with relaxed SIMD).
 #ifdef __wasm_relaxed_simd__
@@ -699,9 +700,13 @@ inline f64x2 load2(const double* p) { return *reinterpret_cast<const f64x2_u*>(p
 #define HS_MADD2(x, y, acc) ((acc) + (x) * (y))
 #endif
 
-// The 4 x 4 tile G[i0.., j0..] of A^T A: 8 f64x2 accumulators over the rows.
+// t[a * 4 + b] += sum_r A[r][i0 + a] A[r][j0 + b] over the rows: the 4 x 4
+// tile G[i0.., j0..] of A^T A, in 8 f64x2 accumulators loaded from and stored
+// back to t (so that the rows can go in chunks without a pass of scalar
+// adds per tile and chunk: that had cost ~20 % of the Gram).
 HS_QUAD_KERNEL void gram_tile_4x4(int rows, const double* A, int lda, int i0, int j0, double* t) {
-  f64x2 c00 = {0, 0}, c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  f64x2 c00 = load2(t), c01 = load2(t + 2), c10 = load2(t + 4), c11 = load2(t + 6), c20 = load2(t + 8),
+        c21 = load2(t + 10), c30 = load2(t + 12), c31 = load2(t + 14);
   for (int r = 0; r < rows; ++r, A += lda) {
     const f64x2 x0 = load2(A + j0), x1 = load2(A + j0 + 2);
     const double* a = A + i0;
@@ -718,11 +723,14 @@ HS_QUAD_KERNEL void gram_tile_4x4(int rows, const double* A, int lda, int i0, in
     c30 = HS_MADD2(s, x0, c30);
     c31 = HS_MADD2(s, x1, c31);
   }
-  const f64x2 acc[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
-  for (int q = 0; q < 8; ++q) {
-    t[q * 2] = acc[q][0];
-    t[q * 2 + 1] = acc[q][1];
-  }
+  store2(t, c00);
+  store2(t + 2, c01);
+  store2(t + 4, c10);
+  store2(t + 6, c11);
+  store2(t + 8, c20);
+  store2(t + 10, c21);
+  store2(t + 12, c30);
+  store2(t + 14, c31);
 }
 
 }  // namespace
@@ -734,16 +742,19 @@ namespace {
 // G comes out exactly symmetric); a scalar loop at the edges of k. The rows go
 // in chunks of ~24 KB, each chunk through every tile, so that they are read
 // from L1: a whole 768 x 64 factor (393 KB) read once per tile came from L2
-// every time. Float rows are converted to double a chunk at a time (exact),
-// so that both overloads give the same G for the same values.
+// every time. Each tile's sum stays in the tile's own 16 doubles between
+// chunks. Float rows are converted to double a chunk at a time (exact), so
+// that both overloads give the same G for the same values.
 template <class T>
 void gram_f64_rows(int rows, int k, const T* A, std::ptrdiff_t lda, std::ptrdiff_t ldc, double* G) {
   constexpr int TS = 4;
   constexpr bool convert = !std::is_same<T, double>::value;
   const int chunk = std::max(1, 24 * 1024 / std::max<int>(1, k * static_cast<int>(sizeof(double))));
-  std::vector<double> sum(std::size_t(k) * k, 0.0);  // the upper tiles' sums
+  const int tiles = (k + TS - 1) / TS;
+  // The sums of the tiles on and above the diagonal, tile by tile
+  // (t[a * TS + b] for tile (ti, tj) at ((ti * tiles + tj) * TS * TS)).
+  std::vector<double> sum(std::size_t(tiles) * tiles * TS * TS, 0.0);
   std::vector<double> rows_d(convert ? std::size_t(chunk) * k : 0);
-  alignas(16) double t[TS * TS];
   for (int r0 = 0; r0 < rows; r0 += chunk) {
     const int nr = std::min(chunk, rows - r0);
     const double* Ar;
@@ -767,28 +778,28 @@ void gram_f64_rows(int rows, int k, const T* A, std::ptrdiff_t lda, std::ptrdiff
       Ar = A + std::ptrdiff_t(r0) * lda;
     }
     for (int i0 = 0; i0 < k; i0 += TS) {
-      for (int j0 = i0 / TS * TS; j0 < k; j0 += TS) {
+      for (int j0 = i0; j0 < k; j0 += TS) {
+        double* t = sum.data() + (std::size_t(i0 / TS) * tiles + j0 / TS) * TS * TS;
         const int ni = std::min(TS, k - i0), nj = std::min(TS, k - j0);
         if (ni == TS && nj == TS) {
           gram_tile_4x4(nr, Ar, ld, i0, j0, t);
         } else {
           for (int a = 0; a < ni; ++a)
             for (int b = 0; b < nj; ++b) {
-              double s = 0;
+              double s = t[a * TS + b];
               for (int r = 0; r < nr; ++r) s += Ar[std::ptrdiff_t(r) * ld + i0 + a] * Ar[std::ptrdiff_t(r) * ld + j0 + b];
               t[a * TS + b] = s;
             }
         }
-        for (int a = 0; a < ni; ++a)
-          for (int b = 0; b < nj; ++b) sum[std::size_t(i0 + a) * k + j0 + b] += t[a * TS + b];
       }
     }
   }
   for (int i0 = 0; i0 < k; i0 += TS) {
-    for (int j0 = i0 / TS * TS; j0 < k; j0 += TS) {
+    for (int j0 = i0; j0 < k; j0 += TS) {
+      const double* t = sum.data() + (std::size_t(i0 / TS) * tiles + j0 / TS) * TS * TS;
       for (int a = 0; a < std::min(TS, k - i0); ++a)
         for (int b = 0; b < std::min(TS, k - j0); ++b)
-          G[std::ptrdiff_t(i0 + a) * k + j0 + b] = G[std::ptrdiff_t(j0 + b) * k + i0 + a] = sum[std::size_t(i0 + a) * k + j0 + b];
+          G[std::ptrdiff_t(i0 + a) * k + j0 + b] = G[std::ptrdiff_t(j0 + b) * k + i0 + a] = t[a * TS + b];
     }
   }
 }
