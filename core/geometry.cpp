@@ -255,7 +255,9 @@ Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l,
 // otherwise show ~1e-8 "singular values" and a slightly inflated effective
 // rank. Those are zeroed, as an SVD of the explicit product would show.
 Eigen::VectorXd singular_values_from_factors(const MatrixRMd& S_a, const MatrixRMd& S_b) {
-  const MatrixRMd M = S_a.transpose() * S_b;
+  MatrixRMd M(S_a.cols(), S_b.cols());
+  cross_f64(static_cast<int>(S_a.rows()), static_cast<int>(S_a.cols()), static_cast<int>(S_b.cols()), S_a.data(),
+            static_cast<int>(S_a.cols()), S_b.data(), static_cast<int>(S_b.cols()), M.data());
   Eigen::VectorXd sigma = sqrt_eigenvalues_desc(gram_cols(M));
   if (sigma.size() > 0) {
     const double floor2 = 4.0 * sigma.size() * std::numeric_limits<double>::epsilon() * sigma[0] * sigma[0];

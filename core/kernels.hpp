@@ -89,6 +89,11 @@ void gram_f64(int rows, int k, const float* A, int lda, double* G);
 // place, or transposed (row_stride 1).
 void gram_f64(int rows, int k, const float* A, std::ptrdiff_t row_stride, std::ptrdiff_t col_stride, double* G);
 
+// M [ka, kb] = A^T B for A [rows, ka], B [rows, kb] (row strides lda, ldb),
+// in double, row-major M; the rows are read once per 4 x 4 tile of M (for
+// few rows: the square-root factors' products behind the singular values).
+void cross_f64(int rows, int ka, int kb, const double* A, int lda, const double* B, int ldb, double* M);
+
 // C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
 void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);
 

@@ -231,6 +231,22 @@ TEST_CASE("kernels: gram_f64 equals A^T A, both triangles, any k", "[kernels]") 
   }
 }
 
+TEST_CASE("kernels: cross_f64 equals A^T B, any widths and row strides", "[kernels]") {
+  for (auto [ka, kb] : {std::pair{1, 1}, std::pair{4, 4}, std::pair{3, 6}, std::pair{64, 64}, std::pair{67, 5}}) {
+    const int rows = 29, lda = ka + 3, ldb = kb + 1;
+    using RowMajor = Eigen::Matrix<double, -1, -1, Eigen::RowMajor>;
+    const RowMajor A = RowMajor::Random(rows, lda), B = RowMajor::Random(rows, ldb);  // columns past ka, kb: outside
+    std::vector<double> M(static_cast<std::size_t>(ka) * kb, -1.0);
+    hs::cross_f64(rows, ka, kb, A.data(), lda, B.data(), ldb, M.data());
+    const Eigen::MatrixXd want = A.leftCols(ka).transpose() * B.leftCols(kb);
+    double worst = 0;
+    for (int i = 0; i < ka; ++i)
+      for (int j = 0; j < kb; ++j) worst = std::max(worst, std::fabs(M[static_cast<std::size_t>(i) * kb + j] - want(i, j)));
+    INFO(ka << " x " << kb << ": worst |M - A^T B| " << worst);
+    CHECK(worst < 1e-12);
+  }
+}
+
 TEST_CASE("kernels: gram_f64 of a strided view equals that of its copy, exactly", "[kernels]") {
   // A [rows, k] read transposed out of a [k, ld] matrix (row stride 1,
   // column stride ld), as the geometry reads W_O^T: 300 rows go through
