@@ -64,27 +64,6 @@ BlockView view_of(const MatrixRM& M) {
 // G = B B^T for B [k, d].
 MatrixRMd gram_rows(const MatrixRMd& B) { return gram_cols(MatrixRMd(B.transpose())); }
 
-// S [k, k] with S S^T = G for symmetric positive semidefinite G, from a
-// pivoted LDL^T (G = P^T L D L^T P, so S = P^T L D^1/2). Works for
-// rank-deficient G; tiny negative pivots from rounding are clamped to 0.
-// S is a lower triangle with its rows permuted: row perm[j] of S is row j of
-// L D^1/2 (factor_into_lane multiplies by it at half a GEMM's cost).
-MatrixRMd psd_sqrt_factor(const MatrixRMd& G, std::vector<int>* perm = nullptr) {
-  const Eigen::Index k = G.rows();
-  if (k == 0) return MatrixRMd(0, 0);
-  Eigen::LDLT<MatrixCd> ldlt{MatrixCd(G)};
-  MatrixCd L = ldlt.matrixL();
-  Eigen::VectorXd D = ldlt.vectorD().cwiseMax(0.0).cwiseSqrt();
-  MatrixCd PL = ldlt.transpositionsP().transpose() * L;
-  if (perm) {
-    // v = P^T (0, 1, ..., k-1)^T: row i of PL is row v[i] of L.
-    const Eigen::VectorXd v = ldlt.transpositionsP().transpose() * Eigen::VectorXd::LinSpaced(k, 0, double(k - 1));
-    perm->assign(k, 0);
-    for (Eigen::Index i = 0; i < k; ++i) (*perm)[static_cast<std::size_t>(v[i])] = static_cast<int>(i);
-  }
-  return MatrixRMd(PL * D.asDiagonal());
-}
-
 // Singular values (descending) of a factor given its Gram-like core: the
 // square roots of the eigenvalues of the symmetric PSD matrix C.
 Eigen::VectorXd sqrt_eigenvalues_desc(const MatrixRMd& C) {
@@ -107,7 +86,9 @@ double clamp_unit(double x) { return std::min(1.0, std::max(-1.0, x)); }
 // G[p, p] ~= L L^T with L [k, r] lower trapezoidal, pivoting on the largest
 // diagonal of the remaining Schur complement and stopping once it is <= tol,
 // so that r is the numerical rank. (Eigen's LDLT pivots on the original
-// diagonal and does not reveal rank.) Returns r; L and p are outputs.
+// diagonal and does not reveal rank.) Returns r; L and p are outputs. The
+// column updates are plain loops over contiguous columns, which the
+// compilers vectorize (Eigen's matrix-vector product runs scalar in wasm).
 int pivoted_cholesky(const MatrixRMd& G, double tol, MatrixCd& L, std::vector<int>& p) {
   const int k = static_cast<int>(G.rows());
   MatrixCd a = G;  // lower columns [0, j) become L as they are computed
@@ -130,44 +111,76 @@ int pivoted_cholesky(const MatrixRMd& G, double tol, MatrixCd& L, std::vector<in
     a(j, j) = ljj;
     const int rest = k - j - 1;
     if (rest == 0) continue;
-    auto col = a.col(j).tail(rest);
-    if (j > 0) col.noalias() -= a.bottomLeftCorner(rest, j) * a.row(j).head(j).transpose();
-    col /= ljj;
-    diag.tail(rest) -= col.cwiseAbs2();
+    double* col = a.data() + std::ptrdiff_t(j) * k + j + 1;  // a(j+1.., j)
+    for (int c = 0; c < j; ++c) {
+      const double f = a(j, c);
+      const double* lc = a.data() + std::ptrdiff_t(c) * k + j + 1;
+      for (int i = 0; i < rest; ++i) col[i] -= f * lc[i];
+    }
+    const double inv = 1.0 / ljj;
+    for (int i = 0; i < rest; ++i) {
+      col[i] *= inv;
+      diag[j + 1 + i] -= col[i] * col[i];
+    }
   }
   L = a.leftCols(r).triangularView<Eigen::Lower>();
   return r;
 }
 
-// Orthonormal basis via the Gram matrix G = A^T A (A [d, k]) and its pivoted
-// Cholesky, stopping once the remaining diagonal falls to (largest column
-// norm * rcond)^2: close to an SVD's cut at sigma_max * rcond, since the
-// largest column norm is within sqrt(k) of sigma_max.
-// Q = A[:, p[:r]] L11^-T is orthonormal in exact arithmetic, to ~1e-16 *
-// cond(A)^2 in double (which the rank cut bounds): good enough for the
-// all-pairs overlaps (float products anyway), and several times cheaper than
-// an eigensolver. Writes Q [d, k] (columns past r zero) into one lane of
-// quads (factor_into_lane; its columns in reverse order, which spans the
-// same subspace); returns r.
-int gram_basis_into_lane(const BlockView& A, const MatrixRMd& G, double rcond, float* out) {
-  const int k = static_cast<int>(G.rows()), d = A.rows;
-  const double gmax = k > 0 ? G.diagonal().maxCoeff() : 0.0;
+// S [k, k] with S S^T = G for symmetric positive semidefinite G, from the
+// pivoted Cholesky (G[p, p] = L L^T, so S = P^T L, padded with zero columns
+// past the rank), stopping at LAPACK's default tolerance k eps max(diag G):
+// what remains is rounding noise. S is a lower triangle with its rows
+// permuted: row perm[j] of S is row j of L (factor_into_lane multiplies by
+// it at half a GEMM's cost), and its pivots S(perm[j], j)^2 decrease from
+// the largest diagonal of G (gram_basis_into_lane cuts the rank on them).
+MatrixRMd psd_sqrt_factor(const MatrixRMd& G, std::vector<int>* perm = nullptr) {
+  const Eigen::Index k = G.rows();
+  if (k == 0) return MatrixRMd(0, 0);
+  const double tol = double(k) * std::numeric_limits<double>::epsilon() * std::max(0.0, G.diagonal().maxCoeff());
   MatrixCd L;
   std::vector<int> p;
-  const int r = k > 0 && gmax > 0 ? pivoted_cholesky(G, gmax * rcond * rcond, L, p) : 0;
-  // U = L11^-T is upper triangular: Q[:, c] = sum_{j <= c} A[:, p[j]] U[j][c].
+  const int r = pivoted_cholesky(G, tol, L, p);
+  MatrixRMd S = MatrixRMd::Zero(k, k);
+  for (int j = 0; j < k; ++j)
+    for (int c = 0; c < r && c <= j; ++c) S(p[j], c) = L(j, c);
+  if (perm) *perm = std::move(p);
+  return S;
+}
+
+// Orthonormal basis of the column space of A [d, k] from the square-root
+// factor of its Gram G = A^T A (psd_sqrt_factor: S, perm), with the rank cut
+// where the pivots fall to (largest column norm * rcond)^2: close to an SVD's
+// cut at sigma_max * rcond, since the largest column norm is within sqrt(k)
+// of sigma_max. With L the pivoted Cholesky factor (row j of L is row
+// perm[j] of S), Q = A[:, perm[:r]] L11^-T is orthonormal in exact
+// arithmetic, to ~1e-16 * cond(A)^2 in double (which the rank cut bounds):
+// good enough for the all-pairs overlaps (float products anyway), and
+// several times cheaper than an eigensolver. Writes Q [d, k] (columns past r
+// zero) into one lane of quads (factor_into_lane; its columns in reverse
+// order, which spans the same subspace); returns r.
+int gram_basis_into_lane(const BlockView& A, const MatrixRMd& S, const std::vector<int>& perm, double rcond,
+                         float* out) {
+  const int k = static_cast<int>(S.rows()), d = A.rows;
+  const double gmax = k > 0 ? S(perm[0], 0) * S(perm[0], 0) : 0.0, tol = gmax * rcond * rcond;
+  int r = 0;
+  while (r < k && S(perm[r], r) * S(perm[r], r) > tol) ++r;
+  // U = L11^-T is upper triangular: Q[:, c] = sum_{j <= c} A[:, perm[j]] U[j][c].
   // Reversed (j' = r-1-j, c' = r-1-c) that is factor_into_lane's lower triangle.
   MatrixRM T(std::max(r, 1), std::max(r, 1));
-  std::vector<int> perm(std::max(r, 1), 0);
+  std::vector<int> rperm(std::max(r, 1), 0);
   if (r > 0) {
-    const MatrixCd U = L.topRows(r).transpose().triangularView<Eigen::Upper>().solve(MatrixCd::Identity(r, r));
+    MatrixCd L11(r, r);
+    for (int j = 0; j < r; ++j)
+      for (int c = 0; c < r; ++c) L11(j, c) = S(perm[j], c);
+    const MatrixCd U = L11.transpose().triangularView<Eigen::Upper>().solve(MatrixCd::Identity(r, r));
     for (int j = 0; j < r; ++j) {
-      perm[j] = p[r - 1 - j];
+      rperm[j] = perm[r - 1 - j];
       for (int c = 0; c < r; ++c) T(j, c) = static_cast<float>(U(r - 1 - j, r - 1 - c));
     }
   }
   // Float is plenty for overlaps (the pair products are float).
-  factor_into_lane(d, r, k, A.data, A.row_stride, A.col_stride, perm.data(), T.data(), out);
+  factor_into_lane(d, r, k, A.data, A.row_stride, A.col_stride, rperm.data(), T.data(), out);
   return r;
 }
 
@@ -1040,10 +1053,11 @@ class RedundancyBuilder {
     out_.rank.assign(static_cast<std::size_t>(out_.n_layer) * c.n_head, 0);
     rcond_ = default_rank_rcond(c.d_model, c.d_head);
   }
-  // Head i's subspace: the column space of A [d, dh], with G = A^T A; its
-  // basis goes straight into the projector products' panels.
-  void add(int i, const BlockView& A, const MatrixRMd& G) {
-    out_.rank[i] = gram_basis_into_lane(A, G, rcond_, panels_.lane(layout_.x_slot[i]));
+  // Head i's subspace: the column space of A [d, dh], with S, perm the
+  // square-root factor of A^T A (psd_sqrt_factor); its basis goes straight
+  // into the projector products' panels.
+  void add(int i, const BlockView& A, const MatrixRMd& S, const std::vector<int>& perm) {
+    out_.rank[i] = gram_basis_into_lane(A, S, perm, rcond_, panels_.lane(layout_.x_slot[i]));
   }
   Result<RedundancyMatrix> finish(const GeometryProgress& progress, double p0, double p1) {
     const int N = static_cast<int>(out_.rank.size()), dh = out_.d_head;
@@ -1150,7 +1164,9 @@ Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant v
   for (int i = 0; i < N; ++i) {
     auto A = subspace_factor_f(model, variant, i / H, i % H, kind);
     if (!A) return A.error();
-    builder.add(i, view_of(*A), gram_cols(*A));
+    std::vector<int> perm;
+    const MatrixRMd S = psd_sqrt_factor(gram_cols(*A), &perm);
+    builder.add(i, view_of(*A), S, perm);
     if (!keep_going(progress, 0.15 * (i + 1) / N)) return cancelled();
   }
   return builder.finish(progress, 0.15, 1.0);  // phase 2: all pairs at once
@@ -1186,7 +1202,7 @@ Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant
     auto w = head_work(model, variant, i / H, i % H);
     if (!w) return w.error();
     record_spectra(out.spectra, i, *w);
-    write.add(i, w->b.W_Ot(), w->b.G_O);
+    write.add(i, w->b.W_Ot(), w->S_O, w->p_O);
     composition.add(i, *w);
     if (!keep_going(progress, heads_done * (i + 1) / N)) return cancelled();
   }
