@@ -531,8 +531,9 @@ inline f32x4 splat4(float x) { return f32x4{x, x, x, x}; }
 
 }  // namespace
 
-// t[i * 8 + j] += a[c][i] * b[c][j] over c < kc, with b[c][0..3] at b0 and
-// b[c][4..7] at b1, both advancing STEP floats per c.
+// c_ij (i < 4, j < 2: row i, columns 4j..4j+3) = sum over c < kc of
+// a[c][i] * b[c][..], with b[c][0..3] at b0 and b[c][4..7] at b1, both
+// advancing STEP floats per c; the kernels store the 8 accumulators.
 #define HS_QUAD_OUTER_4X8(STEP)                                                                            \
   f32x4 c00 = splat4(0.f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;  \
   for (int c = 0; c < kc; ++c, a += 4, b0 += (STEP), b1 += (STEP)) {                                     \
@@ -549,26 +550,33 @@ inline f32x4 splat4(float x) { return f32x4{x, x, x, x}; }
     ai = splat4(a[3]);                                                                                   \
     c30 = HS_MADD4(ai, x, c30);                                                                          \
     c31 = HS_MADD4(ai, y, c31);                                                                          \
-  }                                                                                                      \
-  store4(t + 0, c00);                                                                                    \
-  store4(t + 4, c01);                                                                                    \
-  store4(t + 8, c10);                                                                                    \
-  store4(t + 12, c11);                                                                                   \
-  store4(t + 16, c20);                                                                                   \
-  store4(t + 20, c21);                                                                                   \
-  store4(t + 24, c30);                                                                                   \
-  store4(t + 28, c31);
+  }
 
 HS_QUAD_KERNEL void quad_outer_4x8(int kc, const float* a, const float* b0, const float* b1, float* t) {
   HS_QUAD_OUTER_4X8(4)
+  store4(t + 0, c00);
+  store4(t + 4, c01);
+  store4(t + 8, c10);
+  store4(t + 12, c11);
+  store4(t + 16, c20);
+  store4(t + 20, c21);
+  store4(t + 24, c30);
+  store4(t + 28, c31);
 }
 
 namespace {
 // factor_into_lane's 4 x 8 tiles: b[c] is the row c of a matrix [.., ld]
-// (its first 8 columns at b0).
-HS_QUAD_KERNEL void quad_outer_4x8_rows(int kc, const float* a, const float* b0, int ld, float* t) {
+// (its first 8 columns at b0); row i of the tile goes to lane entries
+// o[i * o_row + 4 c], as scalar stores straight from the accumulators.
+HS_QUAD_KERNEL void quad_outer_4x8_into_lanes(int kc, const float* a, const float* b0, int ld, float* o,
+                                              std::ptrdiff_t o_row) {
   const float* b1 = b0 + 4;
   HS_QUAD_OUTER_4X8(ld)
+  const f32x4 acc[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
+  for (int q = 0; q < 8; ++q) {
+    float* p = o + (q / 2) * o_row + (q % 2) * 16;
+    p[0] = acc[q][0], p[4] = acc[q][1], p[8] = acc[q][2], p[12] = acc[q][3];
+  }
 }
 }  // namespace
 #undef HS_QUAD_OUTER_4X8
@@ -653,35 +661,48 @@ void factor_into_lane(int rows, int k, int k_out, const float* A, std::ptrdiff_t
   std::vector<float> Tp(std::size_t(std::max(k, 1)) * tld + 8, 0.0f);
   for (int j = 0; j < k; ++j)
     for (int c = 0; c <= j; ++c) Tp[std::size_t(j) * tld + c] = T[std::size_t(j) * k + c];
-  // The rows' permuted entries as quads (entry j of rows r0..r0+3).
+  // The rows' permuted entries as quads (entry j of rows r0..r0+3), gathered
+  // from the offsets of the permuted columns; 4 rows of a transposed view
+  // (row stride 1) are one vector.
   std::vector<float> a(std::size_t(std::max(k, 1)) * 4, 0.0f);
-  alignas(16) float t[32];
+  std::vector<std::ptrdiff_t> offset(std::max(k, 1));
+  for (int j = 0; j < k; ++j) offset[j] = std::ptrdiff_t(perm[j]) * col_stride;
   const std::ptrdiff_t out_row = std::ptrdiff_t(k_out) * 4;
   for (int r0 = 0; r0 < rows; r0 += 4) {
     const int nr = std::min(4, rows - r0);
-    for (int j = 0; j < k; ++j) {
-      const float* col = A + std::ptrdiff_t(perm[j]) * col_stride + std::ptrdiff_t(r0) * row_stride;
-      float* aj = a.data() + std::size_t(j) * 4;
-      for (int i = 0; i < nr; ++i) aj[i] = col[std::ptrdiff_t(i) * row_stride];
-      for (int i = nr; i < 4; ++i) aj[i] = 0.0f;
+    const float* base = A + std::ptrdiff_t(r0) * row_stride;
+    if (nr == 4 && row_stride == 1) {
+      for (int j = 0; j < k; ++j) store4(a.data() + std::size_t(j) * 4, load4(base + offset[j]));
+    } else if (nr == 4) {
+      for (int j = 0; j < k; ++j) {
+        const float* col = base + offset[j];
+        float* aj = a.data() + std::size_t(j) * 4;
+        aj[0] = col[0], aj[1] = col[row_stride], aj[2] = col[2 * row_stride], aj[3] = col[3 * row_stride];
+      }
+    } else {
+      for (int j = 0; j < k; ++j) {
+        float* aj = a.data() + std::size_t(j) * 4;
+        for (int i = 0; i < 4; ++i) aj[i] = i < nr ? base[offset[j] + std::ptrdiff_t(i) * row_stride] : 0.0f;
+      }
     }
     for (int c0 = 0; c0 < k; c0 += 8) {
-      quad_outer_4x8_rows(k - c0, a.data() + std::size_t(c0) * 4, Tp.data() + std::size_t(c0) * tld + c0, tld, t);
-      const int nc = std::min(8, k - c0);
-      for (int i = 0; i < nr; ++i) {
-        float* o = out + (r0 + i) * out_row + c0 * 4;
-        const float* ti = t + i * 8;
-        if (nc == 8) {
-          o[0] = ti[0], o[4] = ti[1], o[8] = ti[2], o[12] = ti[3];
-          o[16] = ti[4], o[20] = ti[5], o[24] = ti[6], o[28] = ti[7];
-        } else {
-          for (int c = 0; c < nc; ++c) o[c * 4] = ti[c];
-        }
+      // Whole tiles straight into the lanes (columns k.. of a tile are
+      // zeros, which is what they should be); the edges through a tile.
+      float* o = out + r0 * out_row + c0 * 4;
+      const float* a_c0 = a.data() + std::size_t(c0) * 4;
+      const float* t_c0 = Tp.data() + std::size_t(c0) * tld + c0;
+      if (nr == 4 && c0 + 8 <= k_out) {
+        quad_outer_4x8_into_lanes(k - c0, a_c0, t_c0, tld, o, out_row);
+        continue;
       }
+      alignas(16) float t[4 * 32];  // laid out like lanes: row i at 32 i, column c at 4 c
+      quad_outer_4x8_into_lanes(k - c0, a_c0, t_c0, tld, t, 32);
+      for (int i = 0; i < nr; ++i)
+        for (int c = 0; c < std::min(8, k_out - c0); ++c) o[i * out_row + c * 4] = t[i * 32 + c * 4];
     }
     for (int i = 0; i < nr; ++i) {
       float* o = out + (r0 + i) * out_row;
-      for (int c = k; c < k_out; ++c) o[c * 4] = 0.0f;
+      for (int c = (k + 7) / 8 * 8; c < k_out; ++c) o[c * 4] = 0.0f;
     }
   }
 }

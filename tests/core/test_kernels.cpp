@@ -180,7 +180,7 @@ TEST_CASE("kernels: factor_into_lane equals A[:, perm] T for a lower-triangular 
   // remainder, row counts off the 4-row blocks, rank below the factor width.
   struct Case { int rows, k, k_out; bool transposed; };
   for (const Case& cs : {Case{768, 64, 64, false}, Case{37, 64, 64, true}, Case{10, 13, 16, false}, Case{5, 1, 3, true},
-                         Case{9, 61, 64, false}}) {
+                         Case{9, 61, 64, false}, Case{12, 6, 7, true}}) {
     const int n = cs.k + 3;  // A has 3 more columns than the permutation uses
     hs::MatrixRM store = hs::MatrixRM::Random(cs.transposed ? n : cs.rows, cs.transposed ? cs.rows : n);
     const std::ptrdiff_t rs = cs.transposed ? 1 : n, cstride = cs.transposed ? cs.rows : 1;
