@@ -66,10 +66,23 @@ MatrixRMd gram_rows(const MatrixRMd& B) { return gram_cols(MatrixRMd(B.transpose
 
 // Singular values (descending) of a factor given its Gram-like core: the
 // square roots of the eigenvalues of the symmetric PSD matrix C.
+// (Householder tridiagonalization, scaled to the largest entry like Eigen's
+// solver, then detail::tridiagonal_eigenvalues; Eigen's solver if that ever
+// fails to converge.)
 Eigen::VectorXd sqrt_eigenvalues_desc(const MatrixRMd& C) {
-  Eigen::SelfAdjointEigenSolver<MatrixCd> es(MatrixCd(C), Eigen::EigenvaluesOnly);
-  Eigen::VectorXd s = es.eigenvalues().cwiseMax(0.0).cwiseSqrt();  // ascending
-  return s.reverse();
+  const Eigen::Index k = C.rows();
+  const double scale = k > 0 ? C.cwiseAbs().maxCoeff() : 0.0;
+  if (!(scale > 0)) return Eigen::VectorXd::Zero(k);
+  const Eigen::Tridiagonalization<MatrixCd> tri(MatrixCd(C / scale));
+  const Eigen::VectorXd diag = tri.diagonal(), off = tri.subDiagonal();
+  std::vector<double> d(diag.data(), diag.data() + k), e(off.data(), off.data() + off.size());
+  Eigen::VectorXd s(k);
+  if (detail::tridiagonal_eigenvalues(d, e)) {
+    for (Eigen::Index i = 0; i < k; ++i) s[i] = d[static_cast<std::size_t>(i)];  // ascending
+  } else {
+    s = Eigen::SelfAdjointEigenSolver<MatrixCd>(MatrixCd(C / scale), Eigen::EigenvaluesOnly).eigenvalues();
+  }
+  return (s * scale).cwiseMax(0.0).cwiseSqrt().reverse();
 }
 
 // Thin Householder QR of A [l, m]: A = Q R, Q [l, min(l,m)], R [min(l,m), m].
@@ -958,6 +971,181 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
 }
 
 }  // namespace
+
+namespace {
+
+// Eigenvalues of [[a, b], [b, c]], rt1 the one of larger absolute value
+// (LAPACK's dlae2).
+void eig2(double a, double b, double c, double& rt1, double& rt2) {
+  const double sm = a + c, df = a - c, adf = std::fabs(df), tb = b + b, ab = std::fabs(tb);
+  const double acmx = std::fabs(a) > std::fabs(c) ? a : c, acmn = std::fabs(a) > std::fabs(c) ? c : a;
+  double rt;
+  if (adf > ab) rt = adf * std::sqrt(1.0 + (ab / adf) * (ab / adf));
+  else if (adf < ab) rt = ab * std::sqrt(1.0 + (adf / ab) * (adf / ab));
+  else rt = ab * std::sqrt(2.0);
+  if (sm < 0) {
+    rt1 = 0.5 * (sm - rt);
+    rt2 = (acmx / rt1) * acmn - (b / rt1) * b;
+  } else if (sm > 0) {
+    rt1 = 0.5 * (sm + rt);
+    rt2 = (acmx / rt1) * acmn - (b / rt1) * b;
+  } else {
+    rt1 = 0.5 * rt;
+    rt2 = -0.5 * rt;
+  }
+}
+
+}  // namespace
+
+bool tridiagonal_eigenvalues(std::vector<double>& dv, std::vector<double>& ev) {
+  const int n = static_cast<int>(dv.size());
+  if (n <= 1) return true;
+  // 1-based, as in LAPACK: d[1..n], e[1..n-1] (e[i] couples d[i], d[i+1]).
+  double* d = dv.data() - 1;
+  double* e = ev.data() - 1;
+  const double eps = std::numeric_limits<double>::epsilon() / 2, eps2 = eps * eps;
+  const double safmin = std::numeric_limits<double>::min(), safmax = 1.0 / safmin;
+  const double ssfmax = std::sqrt(safmax) / 3.0, ssfmin = std::sqrt(safmin) / eps2;
+  const int nmaxit = n * 30;
+  int jtot = 0;
+  int l1 = 1;
+  const int nm1 = n - 1;
+  while (l1 <= n) {
+    if (l1 > 1) e[l1 - 1] = 0.0;
+    int m = l1;
+    for (; m <= nm1; ++m) {
+      const double tst = std::fabs(e[m]);
+      if (tst == 0.0) break;
+      if (tst <= std::sqrt(std::fabs(d[m])) * std::sqrt(std::fabs(d[m + 1])) * eps) {
+        e[m] = 0.0;
+        break;
+      }
+    }
+    if (m > nm1) m = n;
+    int l = l1;
+    const int lsv = l;
+    int lend = m;
+    const int lendsv = lend;
+    l1 = m + 1;
+    if (lend == l) continue;
+    // Scale the block [l, lend] if its norm is near over- or underflow.
+    double anorm = 0;
+    for (int i = l; i <= lend; ++i) anorm = std::max(anorm, std::fabs(d[i]));
+    for (int i = l; i < lend; ++i) anorm = std::max(anorm, std::fabs(e[i]));
+    double scale = 1.0;
+    if (anorm > ssfmax) scale = ssfmax / anorm;
+    else if (anorm < ssfmin && anorm > 0) scale = ssfmin / anorm;
+    if (scale != 1.0) {
+      for (int i = l; i <= lend; ++i) d[i] *= scale;
+      for (int i = l; i < lend; ++i) e[i] *= scale;
+    }
+    for (int i = l; i < lend; ++i) e[i] *= e[i];
+    // QL or QR, whichever end of the block has the smaller diagonal.
+    if (std::fabs(d[lend]) < std::fabs(d[l])) {
+      lend = lsv;
+      l = lendsv;
+    }
+    if (lend >= l) {  // QL
+      while (true) {
+        int mm = l;
+        if (l != lend) {
+          for (mm = l; mm <= lend - 1; ++mm)
+            if (std::fabs(e[mm]) <= eps2 * std::fabs(d[mm] * d[mm + 1])) break;
+        }
+        if (l == lend || mm > lend - 1) mm = lend;
+        if (mm < lend) e[mm] = 0.0;
+        double p = d[l];
+        if (mm == l) {  // d[l] is an eigenvalue
+          if (++l <= lend) continue;
+          break;
+        }
+        if (mm == l + 1) {  // a 2 x 2 block
+          double rt1, rt2;
+          eig2(d[l], std::sqrt(e[l]), d[l + 1], rt1, rt2);
+          d[l] = rt1;
+          d[l + 1] = rt2;
+          e[l] = 0.0;
+          l += 2;
+          if (l <= lend) continue;
+          break;
+        }
+        if (jtot == nmaxit) break;
+        ++jtot;
+        const double rte = std::sqrt(e[l]);
+        double sigma = (d[l + 1] - p) / (rte * 2.0);
+        const double r0 = std::hypot(sigma, 1.0);
+        sigma = p - rte / (sigma + std::copysign(r0, sigma));
+        double c = 1.0, s = 0.0, gamma = d[mm] - sigma;
+        p = gamma * gamma;
+        for (int i = mm - 1; i >= l; --i) {
+          const double bb = e[i], r = p + bb;
+          if (i != mm - 1) e[i + 1] = s * r;
+          const double oldc = c;
+          c = p / r;
+          s = bb / r;
+          const double oldgam = gamma, alpha = d[i];
+          gamma = c * (alpha - sigma) - s * oldgam;
+          d[i + 1] = oldgam + (alpha - gamma);
+          p = c != 0.0 ? gamma * gamma / c : oldc * bb;
+        }
+        e[l] = s * p;
+        d[l] = sigma + gamma;
+      }
+    } else {  // QR
+      while (true) {
+        int mm = l;
+        if (l != lend) {
+          for (mm = l; mm >= lend + 1; --mm)
+            if (std::fabs(e[mm - 1]) <= eps2 * std::fabs(d[mm] * d[mm - 1])) break;
+        }
+        if (l == lend || mm < lend + 1) mm = lend;
+        if (mm > lend) e[mm - 1] = 0.0;
+        double p = d[l];
+        if (mm == l) {  // d[l] is an eigenvalue
+          if (--l >= lend) continue;
+          break;
+        }
+        if (mm == l - 1) {
+          double rt1, rt2;
+          eig2(d[l], std::sqrt(e[l - 1]), d[l - 1], rt1, rt2);
+          d[l] = rt1;
+          d[l - 1] = rt2;
+          e[l - 1] = 0.0;
+          l -= 2;
+          if (l >= lend) continue;
+          break;
+        }
+        if (jtot == nmaxit) break;
+        ++jtot;
+        const double rte = std::sqrt(e[l - 1]);
+        double sigma = (d[l - 1] - p) / (rte * 2.0);
+        const double r0 = std::hypot(sigma, 1.0);
+        sigma = p - rte / (sigma + std::copysign(r0, sigma));
+        double c = 1.0, s = 0.0, gamma = d[mm] - sigma;
+        p = gamma * gamma;
+        for (int i = mm; i <= l - 1; ++i) {
+          const double bb = e[i], r = p + bb;
+          if (i != mm) e[i - 1] = s * r;
+          const double oldc = c;
+          c = p / r;
+          s = bb / r;
+          const double oldgam = gamma, alpha = d[i + 1];
+          gamma = c * (alpha - sigma) - s * oldgam;
+          d[i] = oldgam + (alpha - gamma);
+          p = c != 0.0 ? gamma * gamma / c : oldc * bb;
+        }
+        e[l - 1] = s * p;
+        d[l] = sigma + gamma;
+      }
+    }
+    if (scale != 1.0)
+      for (int i = lsv; i <= lendsv; ++i) d[i] /= scale;
+    if (jtot == nmaxit) return false;
+  }
+  std::sort(dv.begin(), dv.end());
+  return true;
+}
+
 
 // One X against several Ys (composition: Q, K and V share the left factor).
 Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X, const std::vector<const MatrixRM*>& Ys,

@@ -314,6 +314,16 @@ Result<MatrixRMd> block_frobenius_products(const MatrixRM& X, const MatrixRM& Y,
                                            PairKernel kernel, const GeometryProgress& progress,
                                            double progress_from = 0, double progress_to = 1, int band = 0);
 
+// All eigenvalues of the symmetric tridiagonal matrix with diagonal d [n] and
+// off-diagonal e [n - 1], ascending, into d; e is overwritten. The
+// Pal-Walker-Kahan root-free QL/QR iteration of LAPACK's dsterf (each step
+// without square roots, QL or QR by which end of a block is smaller, blocks
+// near over- or underflow scaled): about twice as fast in wasm as Eigen's
+// Givens-based iteration, whose square roots and divisions make one
+// dependent chain. Returns false if some eigenvalue did not converge in
+// 30 n iterations (d is then unsorted).
+bool tridiagonal_eigenvalues(std::vector<double>& d, std::vector<double>& e);
+
 }  // namespace detail
 
 }  // namespace hs

@@ -9,7 +9,9 @@
 // orthonormal U and V, norm from S) and error handling.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <string>
 
 #include "../reference/geometry_reference.hpp"
@@ -94,6 +96,41 @@ TEST_CASE("geometry: spectral summaries follow Roy-Vetterli and sigma^2 shares",
   s << 3, 4, 0;  // sigma^2 shares: 16/25 for the top value
   CHECK(hs::top_k_energy_share(s, 1) == Approx(16.0 / 25.0));
   CHECK(hs::top_k_energy_share(s, 2) == Approx(1.0));
+}
+
+TEST_CASE("geometry: tridiagonal eigenvalues match Eigen's solver, split, repeated and extreme scales included",
+          "[geometry]") {
+  std::mt19937 rng(11);
+  std::normal_distribution<double> nd;
+  double worst = 0;
+  int cases = 0;
+  for (int n : {1, 2, 3, 5, 17, 64, 70}) {
+    for (int kind = 0; kind < 5; ++kind) {
+      std::vector<double> d(n), e(std::max(n - 1, 0));
+      for (auto& x : d) x = nd(rng);
+      for (auto& x : e) x = nd(rng);
+      if (kind == 1)  // split into blocks
+        for (std::size_t i = 0; i < e.size(); i += 3) e[i] = 0;
+      if (kind == 2) {  // repeated: a multiple of the identity
+        std::fill(d.begin(), d.end(), 2.5);
+        std::fill(e.begin(), e.end(), 0.0);
+      }
+      const double f = kind == 3 ? 1e-200 : kind == 4 ? 1e200 : 1.0;  // near under- and overflow
+      for (auto& x : d) x *= f;
+      for (auto& x : e) x *= f;
+      Eigen::MatrixXd T = Eigen::MatrixXd::Zero(n, n);
+      for (int i = 0; i < n; ++i) T(i, i) = d[i] / f;
+      for (int i = 0; i + 1 < n; ++i) T(i, i + 1) = T(i + 1, i) = e[i] / f;
+      const Eigen::VectorXd want = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(T, Eigen::EigenvaluesOnly).eigenvalues();
+      REQUIRE(hs::detail::tridiagonal_eigenvalues(d, e));
+      REQUIRE(std::is_sorted(d.begin(), d.end()));
+      const double scale = std::max(1e-300, want.cwiseAbs().maxCoeff());
+      for (int i = 0; i < n; ++i) worst = std::max(worst, std::fabs(d[i] / f - want[i]) / scale);
+      ++cases;
+    }
+  }
+  INFO(cases << " matrices: worst |lambda - Eigen's| / max |lambda| " << worst);
+  CHECK(worst < 1e-13);
 }
 
 TEST_CASE("geometry: principal angles match scipy subspace_angles, small angles included", "[geometry]") {
