@@ -66,16 +66,16 @@ MatrixRMd gram_rows(const MatrixRMd& B) { return gram_cols(MatrixRMd(B.transpose
 
 // Singular values (descending) of a factor given its Gram-like core: the
 // square roots of the eigenvalues of the symmetric PSD matrix C.
-// (Householder tridiagonalization, scaled to the largest entry like Eigen's
-// solver, then detail::tridiagonal_eigenvalues; Eigen's solver if that ever
-// fails to converge.)
+// (Householder tridiagonalization, tridiagonalize_f64, of C scaled to its
+// largest entry like Eigen's solver, then detail::tridiagonal_eigenvalues;
+// Eigen's solver if that ever fails to converge.)
 Eigen::VectorXd sqrt_eigenvalues_desc(const MatrixRMd& C) {
   const Eigen::Index k = C.rows();
   const double scale = k > 0 ? C.cwiseAbs().maxCoeff() : 0.0;
   if (!(scale > 0)) return Eigen::VectorXd::Zero(k);
-  const Eigen::Tridiagonalization<MatrixCd> tri(MatrixCd(C / scale));
-  const Eigen::VectorXd diag = tri.diagonal(), off = tri.subDiagonal();
-  std::vector<double> d(diag.data(), diag.data() + k), e(off.data(), off.data() + off.size());
+  MatrixRMd A = C / scale;
+  std::vector<double> d(k), e(std::max<Eigen::Index>(k - 1, 0));
+  tridiagonalize_f64(static_cast<int>(k), A.data(), d.data(), e.data());
   Eigen::VectorXd s(k);
   if (detail::tridiagonal_eigenvalues(d, e)) {
     for (Eigen::Index i = 0; i < k; ++i) s[i] = d[static_cast<std::size_t>(i)];  // ascending

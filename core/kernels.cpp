@@ -851,6 +851,70 @@ void cross_f64(int rows, int ka, int kb, const double* A, int lda, const double*
   }
 }
 
+void tridiagonalize_f64(int n, double* A, double* d, double* e) {
+  // LAPACK's dsytd2 (lower): Householder reflections H = I - tau v v^T,
+  // v[0] = 1, applied from both sides to the trailing block A22 through its
+  // lower triangle, row by row (rows are contiguous): p = tau A22 v (each
+  // row's part left of the diagonal gives a dot product for p[r] and an
+  // axpy into p[..r)), w = p - (tau / 2)(p.v) v, A22 -= v w^T + w v^T.
+  std::vector<double> v(std::max(n, 1)), p(std::max(n, 1)), w(std::max(n, 1));
+  auto row = [&](int r) { return A + std::ptrdiff_t(r) * n; };
+  for (int i = 0; i + 2 < n; ++i) {
+    const int m = n - i - 1, c0 = i + 1;  // the trailing block [c0, n)^2
+    const double alpha = row(c0)[i];
+    double xnorm2 = 0;
+    for (int r = c0 + 1; r < n; ++r) xnorm2 += row(r)[i] * row(r)[i];
+    d[i] = row(i)[i];
+    if (xnorm2 == 0) {  // already tridiagonal in this column
+      e[i] = alpha;
+      continue;
+    }
+    const double beta = -std::copysign(std::sqrt(alpha * alpha + xnorm2), alpha);
+    const double tau = (beta - alpha) / beta, scale = 1.0 / (alpha - beta);
+    e[i] = beta;
+    v[0] = 1.0;
+    for (int r = 1; r < m; ++r) v[r] = row(c0 + r)[i] * scale;
+    std::fill(p.begin(), p.begin() + m, 0.0);
+    for (int r = 0; r < m; ++r) {  // row r of A22 left of the diagonal: a[0..r)
+      const double* a = row(c0 + r) + c0;
+      const f64x2 vr = {v[r], v[r]};
+      f64x2 dot = {0, 0};
+      int t = 0;
+      for (; t + 2 <= r; t += 2) {
+        const f64x2 at = load2(a + t);
+        dot = HS_MADD2(at, load2(v.data() + t), dot);
+        store2(p.data() + t, HS_MADD2(vr, at, load2(p.data() + t)));
+      }
+      double sum = dot[0] + dot[1];
+      for (; t < r; ++t) {
+        sum += a[t] * v[t];
+        p[t] += v[r] * a[t];
+      }
+      p[r] += sum + a[r] * v[r];
+    }
+    double pv = 0;
+    for (int t = 0; t < m; ++t) {
+      p[t] *= tau;
+      pv += p[t] * v[t];
+    }
+    const double h = 0.5 * tau * pv;
+    for (int t = 0; t < m; ++t) w[t] = p[t] - h * v[t];
+    for (int r = 0; r < m; ++r) {  // A22[r, ..r] -= v[r] w + w[r] v
+      double* a = row(c0 + r) + c0;
+      const f64x2 fv = {-v[r], -v[r]}, fw = {-w[r], -w[r]};
+      int t = 0;
+      for (; t + 2 <= r + 1; t += 2)
+        store2(a + t, HS_MADD2(fw, load2(v.data() + t), HS_MADD2(fv, load2(w.data() + t), load2(a + t))));
+      for (; t <= r; ++t) a[t] -= v[r] * w[t] + w[r] * v[t];
+    }
+  }
+  if (n >= 2) {
+    d[n - 2] = row(n - 2)[n - 2];
+    e[n - 2] = row(n - 1)[n - 2];
+  }
+  if (n >= 1) d[n - 1] = row(n - 1)[n - 1];
+}
+
 void gram_f64(int rows, int k, const double* A, int lda, double* G) { gram_f64_rows(rows, k, A, lda, 1, G); }
 void gram_f64(int rows, int k, const float* A, int lda, double* G) { gram_f64_rows(rows, k, A, lda, 1, G); }
 void gram_f64(int rows, int k, const float* A, std::ptrdiff_t row_stride, std::ptrdiff_t col_stride, double* G) {

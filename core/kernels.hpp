@@ -94,6 +94,13 @@ void gram_f64(int rows, int k, const float* A, std::ptrdiff_t row_stride, std::p
 // few rows: the square-root factors' products behind the singular values).
 void cross_f64(int rows, int ka, int kb, const double* A, int lda, const double* B, int ldb, double* M);
 
+// Householder reduction of the symmetric A [n, n] (row-major; the lower
+// triangle is read, and destroyed) to tridiagonal form with the same
+// eigenvalues: diagonal d [n], off-diagonal e [n - 1]. The reflections are
+// not kept (for eigenvalues only); the trailing updates run in f64x2
+// (Eigen's run scalar in wasm).
+void tridiagonalize_f64(int n, double* A, double* d, double* e);
+
 // C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
 void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);
 

@@ -247,6 +247,31 @@ TEST_CASE("kernels: cross_f64 equals A^T B, any widths and row strides", "[kerne
   }
 }
 
+TEST_CASE("kernels: tridiagonalize_f64 keeps the eigenvalues, any size, from the lower triangle", "[kernels]") {
+  for (int n : {1, 2, 3, 5, 8, 64, 67}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      Eigen::MatrixXd X = Eigen::MatrixXd::Random(n, n);
+      Eigen::MatrixXd C = kind == 0 ? Eigen::MatrixXd(X.transpose() * X)                    // PSD, like the spectra's
+                          : kind == 1 ? Eigen::MatrixXd(X + X.transpose())                   // indefinite
+                                      : Eigen::MatrixXd(X.leftCols(1) * X.leftCols(1).transpose());  // rank 1
+      Eigen::Matrix<double, -1, -1, Eigen::RowMajor> A = C;
+      for (int r = 0; r < n; ++r)
+        for (int c = r + 1; c < n; ++c) A(r, c) = std::nan("");  // the upper triangle is not read
+      std::vector<double> d(n), e(std::max(n - 1, 0));
+      hs::tridiagonalize_f64(n, A.data(), d.data(), e.data());
+      Eigen::MatrixXd T = Eigen::MatrixXd::Zero(n, n);
+      for (int i = 0; i < n; ++i) T(i, i) = d[i];
+      for (int i = 0; i + 1 < n; ++i) T(i, i + 1) = T(i + 1, i) = e[i];
+      using Solver = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>;
+      const Eigen::VectorXd got = Solver(T, Eigen::EigenvaluesOnly).eigenvalues();
+      const Eigen::VectorXd want = Solver(C, Eigen::EigenvaluesOnly).eigenvalues();
+      const double worst = (got - want).cwiseAbs().maxCoeff() / want.cwiseAbs().maxCoeff();
+      INFO("n " << n << ", kind " << kind << ": worst eigenvalue difference / largest " << worst);
+      CHECK(worst < 1e-13);
+    }
+  }
+}
+
 TEST_CASE("kernels: gram_f64 of a strided view equals that of its copy, exactly", "[kernels]") {
   // A [rows, k] read transposed out of a [k, ld] matrix (row stride 1,
   // column stride ld), as the geometry reads W_O^T: 300 rows go through
