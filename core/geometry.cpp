@@ -245,26 +245,42 @@ bool is_rotary(const ModelConfig& c) { return c.rotary_dim > 0; }
 
 // Per head: the four blocks in float (head_matrix_f), and their Grams in
 // double. W_O is viewed transposed, [d, dh] like the others: its row space is
-// the head's write subspace, and its Gram is W_O W_O^T. (Reading the raw
-// blocks in place instead of copying them measured slower: the strided rows
-// of the layer's matrices are then read twice, by the Gram and the factors.)
+// the head's write subspace, and its Gram is W_O W_O^T. The raw variant's
+// W_O block is read where it is stored (raw_head_block: dh whole rows, the
+// same layout as a copy); W_Q, W_K and W_V are copied, their rows being
+// strided in the layer's matrices. (Reading those in place measured slower:
+// the strided rows are then read twice, by the Gram and the factors.)
 struct HeadBlocks {
-  MatrixRM Q, K, V, O;           // W_Q, W_K, W_V [d, dh]; W_O [dh, d]
+  MatrixRM Q, K, V, O;           // W_Q, W_K, W_V [d, dh]; W_O [dh, d] (processed variant)
+  BlockView o;                   // W_O [dh, d]: O, or the raw block in place
   MatrixRMd G_Q, G_K, G_V, G_O;  // dh x dh: W^T W for Q, K, V; W_O W_O^T
   BlockView W_Q() const { return view_of(Q); }
   BlockView W_K() const { return view_of(K); }
   BlockView W_V() const { return view_of(V); }
-  BlockView W_Ot() const { return view_of(O).transposed(); }  // [d, dh]
+  BlockView W_Ot() const { return o.transposed(); }  // [d, dh]
+  HeadBlocks() = default;
+  HeadBlocks(HeadBlocks&&) = default;  // (a move keeps O's buffer, which o may point into)
+  HeadBlocks(const HeadBlocks&) = delete;
 };
 
 Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l, int h) {
   HeadBlocks b;
-  MatrixRM* blocks[4] = {&b.Q, &b.K, &b.V, &b.O};
-  const HeadMatrix which[4] = {HeadMatrix::W_Q, HeadMatrix::W_K, HeadMatrix::W_V, HeadMatrix::W_O};
-  for (int m = 0; m < 4; ++m) {
+  MatrixRM* blocks[3] = {&b.Q, &b.K, &b.V};
+  const HeadMatrix which[3] = {HeadMatrix::W_Q, HeadMatrix::W_K, HeadMatrix::W_V};
+  for (int m = 0; m < 3; ++m) {
     auto M = head_matrix_f(model, variant, l, h, which[m]);
     if (!M) return M.error();
     *blocks[m] = std::move(*M);
+  }
+  if (variant == WeightVariant::raw) {
+    auto o = raw_head_block(model, l, h, HeadMatrix::W_O);
+    if (!o) return o.error();
+    b.o = {o->data, o->row_stride, 1, o->rows, o->cols};
+  } else {
+    auto O = head_matrix_f(model, variant, l, h, HeadMatrix::W_O);
+    if (!O) return O.error();
+    b.O = std::move(*O);
+    b.o = view_of(b.O);
   }
   b.G_Q = gram_cols(b.W_Q());
   b.G_K = gram_cols(b.W_K());

@@ -177,9 +177,8 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options)
 
 namespace {
 
-// head_matrix's block as stored, in the scalar type of Mat (the raw variant).
-template <class Mat>
-Result<Mat> raw_head_matrix(const Model& model, int layer, int head, HeadMatrix which) {
+// Where head_matrix's raw block is (its entries not checked yet).
+Result<RawHeadBlock> locate_head_block(const Model& model, int layer, int head, HeadMatrix which) {
   const ModelConfig& c = model.config;
   if (layer < 0 || layer >= static_cast<int>(model.weights.layers.size()) || head < 0 || head >= c.n_head) {
     return make_error("head L" + std::to_string(layer) + "H" + std::to_string(head) + " is out of range (" +
@@ -201,33 +200,63 @@ Result<Mat> raw_head_matrix(const Model& model, int layer, int head, HeadMatrix 
                       std::to_string(full.rows()) + ", " + std::to_string(full.cols()) +
                       "], too small for the model's head count");
   }
+  RawHeadBlock out;
+  out.data = reads ? full.data() + Eigen::Index(block) * dh : full.data() + Eigen::Index(block) * dh * full.cols();
+  out.row_stride = full.cols();
+  out.rows = reads ? d : dh;
+  out.cols = reads ? dh : d;
+  return out;
+}
+
+Error nonfinite_block(int layer, int head, HeadMatrix which) {
+  return make_error("L" + std::to_string(layer) + "H" + std::to_string(head) + " " + head_matrix_name(which) +
+                    " contains NaN or Inf");
+}
+
+// An entry is NaN or Inf exactly when its exponent bits are all set; OR-ing
+// that test over integers is a loop the compilers vectorize (a float sum
+// would be one serial chain).
+inline std::uint32_t nonfinite_bit(const float* x) {
+  std::uint32_t bits;
+  std::memcpy(&bits, x, sizeof bits);
+  return (bits & 0x7f800000u) == 0x7f800000u;
+}
+
+// head_matrix's block as stored, in the scalar type of Mat (the raw variant).
+template <class Mat>
+Result<Mat> raw_head_matrix(const Model& model, int layer, int head, HeadMatrix which) {
+  auto at = locate_head_block(model, layer, head, which);
+  if (!at) return at.error();
   // The block, converted row by row (plain loops: Eigen's strided cast and
-  // allFinite run scalar in wasm, 4x slower). An entry is NaN or Inf exactly
-  // when its exponent bits are all set; OR-ing that test over integers is a
-  // loop the compilers vectorize (a float sum would be one serial chain).
-  const Eigen::Index rows = reads ? d : dh, cols = reads ? dh : d;
-  const float* src = reads ? full.data() + Eigen::Index(block) * dh : full.data() + Eigen::Index(block) * dh * full.cols();
+  // allFinite run scalar in wasm, 4x slower), checked in the same pass.
   using T = typename Mat::Scalar;
-  Mat M(rows, cols);
+  Mat M(at->rows, at->cols);
   std::uint32_t nonfinite = 0;
-  for (Eigen::Index r = 0; r < rows; ++r) {
-    const float* s = src + r * full.cols();
-    T* m = M.data() + r * cols;
-    for (Eigen::Index q = 0; q < cols; ++q) {
-      std::uint32_t bits;
-      std::memcpy(&bits, s + q, sizeof bits);
-      nonfinite |= (bits & 0x7f800000u) == 0x7f800000u;
+  for (int r = 0; r < at->rows; ++r) {
+    const float* s = at->data + r * at->row_stride;
+    T* m = M.data() + std::ptrdiff_t(r) * at->cols;
+    for (int q = 0; q < at->cols; ++q) {
+      nonfinite |= nonfinite_bit(s + q);
       m[q] = static_cast<T>(s[q]);
     }
   }
-  if (nonfinite) {
-    return make_error("L" + std::to_string(layer) + "H" + std::to_string(head) + " " + head_matrix_name(which) +
-                      " contains NaN or Inf");
-  }
+  if (nonfinite) return nonfinite_block(layer, head, which);
   return M;
 }
 
 }  // namespace
+
+Result<RawHeadBlock> raw_head_block(const Model& model, int layer, int head, HeadMatrix which) {
+  auto at = locate_head_block(model, layer, head, which);
+  if (!at) return at.error();
+  std::uint32_t nonfinite = 0;
+  for (int r = 0; r < at->rows; ++r) {
+    const float* s = at->data + r * at->row_stride;
+    for (int q = 0; q < at->cols; ++q) nonfinite |= nonfinite_bit(s + q);
+  }
+  if (nonfinite) return nonfinite_block(layer, head, which);
+  return *at;
+}
 
 Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which) {
   auto block = raw_head_matrix<MatrixRMd>(model, layer, head, which);
