@@ -1016,9 +1016,9 @@ void eig2(double a, double b, double c, double& rt1, double& rt2) {
 bool tridiagonal_eigenvalues(std::vector<double>& dv, std::vector<double>& ev) {
   const int n = static_cast<int>(dv.size());
   if (n <= 1) return true;
-  // 1-based, as in LAPACK: d[1..n], e[1..n-1] (e[i] couples d[i], d[i+1]).
-  double* d = dv.data() - 1;
-  double* e = ev.data() - 1;
+  // 1-based, as in LAPACK: d(1..n), e(1..n-1) (e(i) couples d(i), d(i+1)).
+  auto d = [&dv](int i) -> double& { return dv[static_cast<std::size_t>(i - 1)]; };
+  auto e = [&ev](int i) -> double& { return ev[static_cast<std::size_t>(i - 1)]; };
   const double eps = std::numeric_limits<double>::epsilon() / 2, eps2 = eps * eps;
   const double safmin = std::numeric_limits<double>::min(), safmax = 1.0 / safmin;
   const double ssfmax = std::sqrt(safmax) / 3.0, ssfmin = std::sqrt(safmin) / eps2;
@@ -1027,13 +1027,13 @@ bool tridiagonal_eigenvalues(std::vector<double>& dv, std::vector<double>& ev) {
   int l1 = 1;
   const int nm1 = n - 1;
   while (l1 <= n) {
-    if (l1 > 1) e[l1 - 1] = 0.0;
+    if (l1 > 1) e(l1 - 1) = 0.0;
     int m = l1;
     for (; m <= nm1; ++m) {
-      const double tst = std::fabs(e[m]);
+      const double tst = std::fabs(e(m));
       if (tst == 0.0) break;
-      if (tst <= std::sqrt(std::fabs(d[m])) * std::sqrt(std::fabs(d[m + 1])) * eps) {
-        e[m] = 0.0;
+      if (tst <= std::sqrt(std::fabs(d(m))) * std::sqrt(std::fabs(d(m + 1))) * eps) {
+        e(m) = 0.0;
         break;
       }
     }
@@ -1046,18 +1046,18 @@ bool tridiagonal_eigenvalues(std::vector<double>& dv, std::vector<double>& ev) {
     if (lend == l) continue;
     // Scale the block [l, lend] if its norm is near over- or underflow.
     double anorm = 0;
-    for (int i = l; i <= lend; ++i) anorm = std::max(anorm, std::fabs(d[i]));
-    for (int i = l; i < lend; ++i) anorm = std::max(anorm, std::fabs(e[i]));
+    for (int i = l; i <= lend; ++i) anorm = std::max(anorm, std::fabs(d(i)));
+    for (int i = l; i < lend; ++i) anorm = std::max(anorm, std::fabs(e(i)));
     double scale = 1.0;
     if (anorm > ssfmax) scale = ssfmax / anorm;
     else if (anorm < ssfmin && anorm > 0) scale = ssfmin / anorm;
     if (scale != 1.0) {
-      for (int i = l; i <= lend; ++i) d[i] *= scale;
-      for (int i = l; i < lend; ++i) e[i] *= scale;
+      for (int i = l; i <= lend; ++i) d(i) *= scale;
+      for (int i = l; i < lend; ++i) e(i) *= scale;
     }
-    for (int i = l; i < lend; ++i) e[i] *= e[i];
+    for (int i = l; i < lend; ++i) e(i) *= e(i);
     // QL or QR, whichever end of the block has the smaller diagonal.
-    if (std::fabs(d[lend]) < std::fabs(d[l])) {
+    if (std::fabs(d(lend)) < std::fabs(d(l))) {
       lend = lsv;
       l = lendsv;
     }
@@ -1066,96 +1066,96 @@ bool tridiagonal_eigenvalues(std::vector<double>& dv, std::vector<double>& ev) {
         int mm = l;
         if (l != lend) {
           for (mm = l; mm <= lend - 1; ++mm)
-            if (std::fabs(e[mm]) <= eps2 * std::fabs(d[mm] * d[mm + 1])) break;
+            if (std::fabs(e(mm)) <= eps2 * std::fabs(d(mm) * d(mm + 1))) break;
         }
         if (l == lend || mm > lend - 1) mm = lend;
-        if (mm < lend) e[mm] = 0.0;
-        double p = d[l];
-        if (mm == l) {  // d[l] is an eigenvalue
+        if (mm < lend) e(mm) = 0.0;
+        double p = d(l);
+        if (mm == l) {  // d(l) is an eigenvalue
           if (++l <= lend) continue;
           break;
         }
         if (mm == l + 1) {  // a 2 x 2 block
           double rt1, rt2;
-          eig2(d[l], std::sqrt(e[l]), d[l + 1], rt1, rt2);
-          d[l] = rt1;
-          d[l + 1] = rt2;
-          e[l] = 0.0;
+          eig2(d(l), std::sqrt(e(l)), d(l + 1), rt1, rt2);
+          d(l) = rt1;
+          d(l + 1) = rt2;
+          e(l) = 0.0;
           l += 2;
           if (l <= lend) continue;
           break;
         }
         if (jtot == nmaxit) break;
         ++jtot;
-        const double rte = std::sqrt(e[l]);
-        double sigma = (d[l + 1] - p) / (rte * 2.0);
+        const double rte = std::sqrt(e(l));
+        double sigma = (d(l + 1) - p) / (rte * 2.0);
         const double r0 = std::hypot(sigma, 1.0);
         sigma = p - rte / (sigma + std::copysign(r0, sigma));
-        double c = 1.0, s = 0.0, gamma = d[mm] - sigma;
+        double c = 1.0, s = 0.0, gamma = d(mm) - sigma;
         p = gamma * gamma;
         for (int i = mm - 1; i >= l; --i) {
-          const double bb = e[i], r = p + bb;
-          if (i != mm - 1) e[i + 1] = s * r;
+          const double bb = e(i), r = p + bb;
+          if (i != mm - 1) e(i + 1) = s * r;
           const double oldc = c;
           c = p / r;
           s = bb / r;
-          const double oldgam = gamma, alpha = d[i];
+          const double oldgam = gamma, alpha = d(i);
           gamma = c * (alpha - sigma) - s * oldgam;
-          d[i + 1] = oldgam + (alpha - gamma);
+          d(i + 1) = oldgam + (alpha - gamma);
           p = c != 0.0 ? gamma * gamma / c : oldc * bb;
         }
-        e[l] = s * p;
-        d[l] = sigma + gamma;
+        e(l) = s * p;
+        d(l) = sigma + gamma;
       }
     } else {  // QR
       while (true) {
         int mm = l;
         if (l != lend) {
           for (mm = l; mm >= lend + 1; --mm)
-            if (std::fabs(e[mm - 1]) <= eps2 * std::fabs(d[mm] * d[mm - 1])) break;
+            if (std::fabs(e(mm - 1)) <= eps2 * std::fabs(d(mm) * d(mm - 1))) break;
         }
         if (l == lend || mm < lend + 1) mm = lend;
-        if (mm > lend) e[mm - 1] = 0.0;
-        double p = d[l];
-        if (mm == l) {  // d[l] is an eigenvalue
+        if (mm > lend) e(mm - 1) = 0.0;
+        double p = d(l);
+        if (mm == l) {  // d(l) is an eigenvalue
           if (--l >= lend) continue;
           break;
         }
         if (mm == l - 1) {
           double rt1, rt2;
-          eig2(d[l], std::sqrt(e[l - 1]), d[l - 1], rt1, rt2);
-          d[l] = rt1;
-          d[l - 1] = rt2;
-          e[l - 1] = 0.0;
+          eig2(d(l), std::sqrt(e(l - 1)), d(l - 1), rt1, rt2);
+          d(l) = rt1;
+          d(l - 1) = rt2;
+          e(l - 1) = 0.0;
           l -= 2;
           if (l >= lend) continue;
           break;
         }
         if (jtot == nmaxit) break;
         ++jtot;
-        const double rte = std::sqrt(e[l - 1]);
-        double sigma = (d[l - 1] - p) / (rte * 2.0);
+        const double rte = std::sqrt(e(l - 1));
+        double sigma = (d(l - 1) - p) / (rte * 2.0);
         const double r0 = std::hypot(sigma, 1.0);
         sigma = p - rte / (sigma + std::copysign(r0, sigma));
-        double c = 1.0, s = 0.0, gamma = d[mm] - sigma;
+        double c = 1.0, s = 0.0, gamma = d(mm) - sigma;
         p = gamma * gamma;
         for (int i = mm; i <= l - 1; ++i) {
-          const double bb = e[i], r = p + bb;
-          if (i != mm) e[i - 1] = s * r;
+          const double bb = e(i), r = p + bb;
+          if (i != mm) e(i - 1) = s * r;
           const double oldc = c;
           c = p / r;
           s = bb / r;
-          const double oldgam = gamma, alpha = d[i + 1];
+          const double oldgam = gamma, alpha = d(i + 1);
           gamma = c * (alpha - sigma) - s * oldgam;
-          d[i] = oldgam + (alpha - gamma);
+          d(i) = oldgam + (alpha - gamma);
           p = c != 0.0 ? gamma * gamma / c : oldc * bb;
         }
-        e[l - 1] = s * p;
-        d[l] = sigma + gamma;
+        e(l - 1) = s * p;
+        d(l) = sigma + gamma;
       }
     }
     if (scale != 1.0)
-      for (int i = lsv; i <= lendsv; ++i) d[i] /= scale;
+      for (int i = lsv; i <= lendsv; ++i) d(i) /= scale;
     if (jtot == nmaxit) return false;
   }
   std::sort(dv.begin(), dv.end());
