@@ -731,17 +731,16 @@ HS_QUAD_KERNEL void cross_tile_4x4(int rows, const double* A, int lda, const dou
         c21 = load2(t + 10), c30 = load2(t + 12), c31 = load2(t + 14);
   for (int r = 0; r < rows; ++r, A += lda, B += ldb) {
     const f64x2 x0 = load2(B), x1 = load2(B + 2);
-    const double* a = A;
-    f64x2 s = {a[0], a[0]};
+    f64x2 s = {A[0], A[0]};
     c00 = HS_MADD2(s, x0, c00);
     c01 = HS_MADD2(s, x1, c01);
-    s = f64x2{a[1], a[1]};
+    s = f64x2{A[1], A[1]};
     c10 = HS_MADD2(s, x0, c10);
     c11 = HS_MADD2(s, x1, c11);
-    s = f64x2{a[2], a[2]};
+    s = f64x2{A[2], A[2]};
     c20 = HS_MADD2(s, x0, c20);
     c21 = HS_MADD2(s, x1, c21);
-    s = f64x2{a[3], a[3]};
+    s = f64x2{A[3], A[3]};
     c30 = HS_MADD2(s, x0, c30);
     c31 = HS_MADD2(s, x1, c31);
   }
@@ -753,6 +752,21 @@ HS_QUAD_KERNEL void cross_tile_4x4(int rows, const double* A, int lda, const dou
   store2(t + 10, c21);
   store2(t + 12, c30);
   store2(t + 14, c31);
+}
+
+// The same for a tile of ni x nj (at most 4 x 4; at the edges of A^T B, by
+// a scalar loop).
+void cross_tile(int rows, const double* A, int lda, const double* B, int ldb, int ni, int nj, double* t) {
+  if (ni == 4 && nj == 4) {
+    cross_tile_4x4(rows, A, lda, B, ldb, t);
+    return;
+  }
+  for (int a = 0; a < ni; ++a)
+    for (int b = 0; b < nj; ++b) {
+      double s = t[a * 4 + b];
+      for (int r = 0; r < rows; ++r) s += A[std::ptrdiff_t(r) * lda + a] * B[std::ptrdiff_t(r) * ldb + b];
+      t[a * 4 + b] = s;
+    }
 }
 
 }  // namespace
@@ -802,17 +816,7 @@ void gram_f64_rows(int rows, int k, const T* A, std::ptrdiff_t lda, std::ptrdiff
     for (int i0 = 0; i0 < k; i0 += TS) {
       for (int j0 = i0; j0 < k; j0 += TS) {
         double* t = sum.data() + (std::size_t(i0 / TS) * tiles + j0 / TS) * TS * TS;
-        const int ni = std::min(TS, k - i0), nj = std::min(TS, k - j0);
-        if (ni == TS && nj == TS) {
-          cross_tile_4x4(nr, Ar + i0, ld, Ar + j0, ld, t);
-        } else {
-          for (int a = 0; a < ni; ++a)
-            for (int b = 0; b < nj; ++b) {
-              double s = t[a * TS + b];
-              for (int r = 0; r < nr; ++r) s += Ar[std::ptrdiff_t(r) * ld + i0 + a] * Ar[std::ptrdiff_t(r) * ld + j0 + b];
-              t[a * TS + b] = s;
-            }
-        }
+        cross_tile(nr, Ar + i0, ld, Ar + j0, ld, std::min(TS, k - i0), std::min(TS, k - j0), t);
       }
     }
   }
@@ -835,16 +839,7 @@ void cross_f64(int rows, int ka, int kb, const double* A, int lda, const double*
     for (int j0 = 0; j0 < kb; j0 += TS) {
       const int ni = std::min(TS, ka - i0), nj = std::min(TS, kb - j0);
       std::fill(t, t + TS * TS, 0.0);
-      if (ni == TS && nj == TS) {
-        cross_tile_4x4(rows, A + i0, lda, B + j0, ldb, t);
-      } else {
-        for (int a = 0; a < ni; ++a)
-          for (int b = 0; b < nj; ++b) {
-            double s = 0;
-            for (int r = 0; r < rows; ++r) s += A[std::ptrdiff_t(r) * lda + i0 + a] * B[std::ptrdiff_t(r) * ldb + j0 + b];
-            t[a * TS + b] = s;
-          }
-      }
+      cross_tile(rows, A + i0, lda, B + j0, ldb, ni, nj, t);
       for (int a = 0; a < ni; ++a)
         for (int b = 0; b < nj; ++b) M[std::ptrdiff_t(i0 + a) * kb + j0 + b] = t[a * TS + b];
     }
