@@ -42,14 +42,6 @@ MatrixRMd gram_cols(const Mat& A) {
   return G;
 }
 
-// A float matrix read in place: entry (r, c) is data[r * row_stride + c * col_stride].
-struct BlockView {
-  const float* data = nullptr;
-  std::ptrdiff_t row_stride = 0, col_stride = 0;
-  int rows = 0, cols = 0;
-  BlockView transposed() const { return {data, col_stride, row_stride, cols, rows}; }
-};
-
 // G = A^T A for a float block read in place.
 MatrixRMd gram_cols(const BlockView& A) {
   MatrixRMd G(A.cols, A.cols);
@@ -275,7 +267,7 @@ Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l,
   if (variant == WeightVariant::raw) {
     auto o = raw_head_block(model, l, h, HeadMatrix::W_O);
     if (!o) return o.error();
-    b.o = {o->data, o->row_stride, 1, o->rows, o->cols};
+    b.o = *o;
   } else {
     auto O = head_matrix_f(model, variant, l, h, HeadMatrix::W_O);
     if (!O) return O.error();
@@ -1161,7 +1153,6 @@ bool tridiagonal_eigenvalues(std::vector<double>& dv, std::vector<double>& ev) {
   std::sort(dv.begin(), dv.end());
   return true;
 }
-
 
 // One X against several Ys (composition: Q, K and V share the left factor).
 Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X, const std::vector<const MatrixRM*>& Ys,

@@ -178,7 +178,7 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options)
 namespace {
 
 // Where head_matrix's raw block is (its entries not checked yet).
-Result<RawHeadBlock> locate_head_block(const Model& model, int layer, int head, HeadMatrix which) {
+Result<BlockView> locate_head_block(const Model& model, int layer, int head, HeadMatrix which) {
   const ModelConfig& c = model.config;
   if (layer < 0 || layer >= static_cast<int>(model.weights.layers.size()) || head < 0 || head >= c.n_head) {
     return make_error("head L" + std::to_string(layer) + "H" + std::to_string(head) + " is out of range (" +
@@ -200,12 +200,8 @@ Result<RawHeadBlock> locate_head_block(const Model& model, int layer, int head, 
                       std::to_string(full.rows()) + ", " + std::to_string(full.cols()) +
                       "], too small for the model's head count");
   }
-  RawHeadBlock out;
-  out.data = reads ? full.data() + Eigen::Index(block) * dh : full.data() + Eigen::Index(block) * dh * full.cols();
-  out.row_stride = full.cols();
-  out.rows = reads ? d : dh;
-  out.cols = reads ? dh : d;
-  return out;
+  const float* data = reads ? full.data() + Eigen::Index(block) * dh : full.data() + Eigen::Index(block) * dh * full.cols();
+  return BlockView{data, full.cols(), 1, reads ? d : dh, reads ? dh : d};
 }
 
 Error nonfinite_block(int layer, int head, HeadMatrix which) {
@@ -246,7 +242,7 @@ Result<Mat> raw_head_matrix(const Model& model, int layer, int head, HeadMatrix 
 
 }  // namespace
 
-Result<RawHeadBlock> raw_head_block(const Model& model, int layer, int head, HeadMatrix which) {
+Result<BlockView> raw_head_block(const Model& model, int layer, int head, HeadMatrix which) {
   auto at = locate_head_block(model, layer, head, which);
   if (!at) return at.error();
   std::uint32_t nonfinite = 0;

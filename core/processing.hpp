@@ -60,15 +60,17 @@ Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int lay
 // Grams are exact double sums of the float products and whose batched
 // products run in float.
 Result<MatrixRM> head_matrix_f(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which);
+// A float matrix read in place: entry (r, c) is data[r * row_stride + c * col_stride].
+struct BlockView {
+  const float* data = nullptr;
+  std::ptrdiff_t row_stride = 0, col_stride = 0;
+  int rows = 0, cols = 0;
+  BlockView transposed() const { return {data, col_stride, row_stride, cols, rows}; }
+};
 // The raw block where it is stored, checked like head_matrix_f (shape, NaN
 // and Inf) but not copied: row r starts at data + r * row_stride (the layer
 // matrix's width). W_O's block is dh whole rows of W_O, contiguous.
-struct RawHeadBlock {
-  const float* data = nullptr;
-  std::ptrdiff_t row_stride = 0;
-  int rows = 0, cols = 0;
-};
-Result<RawHeadBlock> raw_head_block(const Model& model, int layer, int head, HeadMatrix which);
+Result<BlockView> raw_head_block(const Model& model, int layer, int head, HeadMatrix which);
 
 // Reads W_E and W_U of a variant block by block, without materialising a
 // processed copy (GPT-2's W_U alone is 154 MB). Keeps a pointer to `model`,
