@@ -916,7 +916,6 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
   // sums over KB coordinates) is added to it, then copied out by head.
   const int slots_right = sym ? slots_x : slots_y;
   std::vector<double> acc(std::size_t(slots_x) * slots_right, 0.0);
-  alignas(16) float t[32];
   for (int r0 = 0; r0 < rows_q; r0 += band) {
     for (int c0 = r0; c0 < rows_q;) {
       const bool diagonal = c0 == r0;
@@ -943,14 +942,11 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
             const float* b0 = right + ((j / 4) * K + kb) * 4;
             for (int i = tile.i0; i < tile.i0 + tile.ni; i += 4) {
               const float* a = PX.data() + ((i / 4) * K + kb) * 4;
+              double* sums = acc.data() + std::size_t(i) * slots_right + j;
               if (nb == 8)
-                quad_outer_4x8(kk, a, b0, b0 + K * 4, t);
+                quad_outer_4x8_add(kk, a, b0, b0 + K * 4, weight, sums, slots_right);
               else
-                quad_outer_4x4(kk, a, b0, t);
-              for (int a2 = 0; a2 < 4; ++a2) {
-                double* row = acc.data() + std::size_t(i + a2) * slots_right + j;
-                for (int b = 0; b < nb; ++b) row[b] += weight * t[a2 * nb + b];
-              }
+                quad_outer_4x4_add(kk, a, b0, weight, sums, slots_right);
             }
           }
         }

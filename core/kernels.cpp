@@ -510,6 +510,17 @@ typedef float f32x4_u __attribute__((vector_size(16), aligned(4), may_alias));
 inline f32x4 load4(const float* p) { return *reinterpret_cast<const f32x4_u*>(p); }
 inline void store4(float* p, f32x4 v) { *reinterpret_cast<f32x4_u*>(p) = v; }
 inline f32x4 splat4(float x) { return f32x4{x, x, x, x}; }
+typedef double f64x2 __attribute__((vector_size(16)));
+typedef double f64x2_u __attribute__((vector_size(16), aligned(8), may_alias));
+inline f64x2 load2(const double* p) { return *reinterpret_cast<const f64x2_u*>(p); }
+inline void store2(double* p, f64x2 v) { *reinterpret_cast<f64x2_u*>(p) = v; }
+// acc[0..3] += w * v, v widened to double.
+inline void add_scaled4(double* acc, f32x4 v, f64x2 w) {
+  const f64x2 lo = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), f64x2);
+  const f64x2 hi = __builtin_convertvector(__builtin_shufflevector(v, v, 2, 3), f64x2);
+  store2(acc, load2(acc) + w * lo);
+  store2(acc + 2, load2(acc + 2) + w * hi);
+}
 // acc + x * y: relaxed SIMD's relaxed_madd in the wasm build that has it (see
 // madd above); elsewhere mul + add, which the native FMA clones below
 // contract to FMA. (A macro: GCC may not inline a helper into a function
@@ -552,16 +563,12 @@ inline f32x4 splat4(float x) { return f32x4{x, x, x, x}; }
     c31 = HS_MADD4(ai, y, c31);                                                                          \
   }
 
-HS_QUAD_KERNEL void quad_outer_4x8(int kc, const float* a, const float* b0, const float* b1, float* t) {
+HS_QUAD_KERNEL void quad_outer_4x8_add(int kc, const float* a, const float* b0, const float* b1, double w,
+                                       double* acc, std::ptrdiff_t acc_row) {
   HS_QUAD_OUTER_4X8(4)
-  store4(t + 0, c00);
-  store4(t + 4, c01);
-  store4(t + 8, c10);
-  store4(t + 12, c11);
-  store4(t + 16, c20);
-  store4(t + 20, c21);
-  store4(t + 24, c30);
-  store4(t + 28, c31);
+  const f64x2 w2 = {w, w};
+  const f32x4 tile[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
+  for (int q = 0; q < 8; ++q) add_scaled4(acc + (q / 2) * acc_row + (q % 2) * 4, tile[q], w2);
 }
 
 namespace {
@@ -637,7 +644,8 @@ void quad_dot_2x4(int k, int n, const float* p, const float* q, std::ptrdiff_t l
     quad_dot_2x4_any(k, n, p, q, ld, out, out_row);
 }
 
-HS_QUAD_KERNEL void quad_outer_4x4(int kc, const float* a, const float* b0, float* t) {
+HS_QUAD_KERNEL void quad_outer_4x4_add(int kc, const float* a, const float* b0, double w, double* acc,
+                                       std::ptrdiff_t acc_row) {
   f32x4 c0 = splat4(0.f), c1 = c0, c2 = c0, c3 = c0;
   for (int c = 0; c < kc; ++c, a += 4, b0 += 4) {
     const f32x4 x = load4(b0);
@@ -646,10 +654,11 @@ HS_QUAD_KERNEL void quad_outer_4x4(int kc, const float* a, const float* b0, floa
     c2 = HS_MADD4(splat4(a[2]), x, c2);
     c3 = HS_MADD4(splat4(a[3]), x, c3);
   }
-  store4(t + 0, c0);
-  store4(t + 4, c1);
-  store4(t + 8, c2);
-  store4(t + 12, c3);
+  const f64x2 w2 = {w, w};
+  add_scaled4(acc, c0, w2);
+  add_scaled4(acc + acc_row, c1, w2);
+  add_scaled4(acc + 2 * acc_row, c2, w2);
+  add_scaled4(acc + 3 * acc_row, c3, w2);
 }
 
 void factor_into_lane(int rows, int k, int k_out, const float* A, std::ptrdiff_t row_stride, std::ptrdiff_t col_stride,
@@ -708,11 +717,6 @@ void factor_into_lane(int rows, int k, int k_out, const float* A, std::ptrdiff_t
 }
 
 namespace {
-
-typedef double f64x2 __attribute__((vector_size(16)));
-typedef double f64x2_u __attribute__((vector_size(16), aligned(8), may_alias));
-inline f64x2 load2(const double* p) { return *reinterpret_cast<const f64x2_u*>(p); }
-inline void store2(double* p, f64x2 v) { *reinterpret_cast<f64x2_u*>(p) = v; }
 
 // acc + x * y in f64x2, as HS_MADD4 (fused with relaxed SIMD).
 #ifdef __wasm_relaxed_simd__

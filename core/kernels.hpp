@@ -53,12 +53,15 @@ void gemm_nt_blocked(int M, int N, int K, const float* A, int lda, const float* 
 // need no packing; the kernels are plain f32x4 arithmetic (vector extensions:
 // wasm SIMD128 under Emscripten, SSE natively).
 //
-// Outer-product tile over quad streams: t[i * 8 + j] = sum_c a[c][i] * b[c][j]
-// for i in 0..3, j in 0..7, with b[c][0..3] = b0[c] and b[c][4..7] = b1[c];
-// quad_outer_4x4 is the same with j in 0..3 (t[i * 4 + j]).
-// (The pair products: 4 left slots against 8 right slots.)
-void quad_outer_4x8(int kc, const float* a, const float* b0, const float* b1, float* t);
-void quad_outer_4x4(int kc, const float* a, const float* b0, float* t);
+// Outer-product tile over quad streams, added to double sums:
+//   acc[i * acc_row + j] += w * sum_c a[c][i] * b[c][j]
+// for i in 0..3, j in 0..7, with b[c][0..3] = b0[c] and b[c][4..7] = b1[c]
+// (the sum over c in float); quad_outer_4x4_add is the same with j in 0..3.
+// (The pair products: 4 left slots against 8 right slots, kc coordinates at
+// a time, into the pairs' double sums.)
+void quad_outer_4x8_add(int kc, const float* a, const float* b0, const float* b1, double w, double* acc,
+                        std::ptrdiff_t acc_row);
+void quad_outer_4x4_add(int kc, const float* a, const float* b0, double w, double* acc, std::ptrdiff_t acc_row);
 
 // Lane-wise inner products of quad rows: out[a * out_row + 4 b + l] =
 // sum_t p[a * ld + 4 t + l] * q[b * ld + 4 t + l] for a < 2 n, b < 4, t < k

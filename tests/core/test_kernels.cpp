@@ -113,30 +113,39 @@ TEST_CASE("kernels: gemm_nt (B given transposed) matches a double reference on e
   }
 }
 
-TEST_CASE("kernels: quad outer products and interleave match scalar loops", "[kernels]") {
+TEST_CASE("kernels: quad outer products add their scaled tiles to double sums", "[kernels]") {
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const std::ptrdiff_t acc_row = 11;  // wider than the tile: the sums are a window of a larger matrix
+  const double w = 2.0, before = 0.25;
   for (int kc : {1, 3, 64, 257}) {
-    std::vector<float> a(4 * kc), b0(4 * kc), b1(4 * kc), t8(32), t4(16);
+    std::vector<float> a(4 * kc), b0(4 * kc), b1(4 * kc);
     for (auto* v : {&a, &b0, &b1})
       for (auto& x : *v) x = u(rng);
-    hs::quad_outer_4x8(kc, a.data(), b0.data(), b1.data(), t8.data());
-    hs::quad_outer_4x4(kc, a.data(), b0.data(), t4.data());
+    std::vector<double> acc8(4 * acc_row, before), acc4(4 * acc_row, before);
+    hs::quad_outer_4x8_add(kc, a.data(), b0.data(), b1.data(), w, acc8.data(), acc_row);
+    hs::quad_outer_4x4_add(kc, a.data(), b0.data(), w, acc4.data(), acc_row);
     double worst = 0;
+    bool untouched = true;
     for (int i = 0; i < 4; ++i) {
-      for (int j = 0; j < 8; ++j) {
+      for (int j = 0; j < acc_row; ++j) {
+        const std::size_t at = std::size_t(i) * acc_row + j;
+        if (j >= 8) untouched = untouched && acc8[at] == before;
+        if (j >= 4) untouched = untouched && acc4[at] == before;
+        if (j >= 8) continue;
         double ref = 0, scale = 0;
         for (int c = 0; c < kc; ++c) {
           const double p = double(a[c * 4 + i]) * (j < 4 ? b0[c * 4 + j] : b1[c * 4 + j - 4]);
           ref += p;
           scale += std::fabs(p);
         }
-        worst = std::max(worst, std::fabs(t8[i * 8 + j] - ref) / scale);
-        if (j < 4) worst = std::max(worst, std::fabs(t4[i * 4 + j] - ref) / scale);
+        worst = std::max(worst, std::fabs(acc8[at] - before - w * ref) / (w * scale));
+        if (j < 4) worst = std::max(worst, std::fabs(acc4[at] - before - w * ref) / (w * scale));
       }
     }
     INFO("kc " << kc << ": worst relative error " << worst);
     CHECK(worst < 1e-6);
+    CHECK(untouched);
   }
 }
 
