@@ -172,17 +172,25 @@ int gram_basis_into_lane(const BlockView& A, const MatrixRMd& S, const std::vect
   while (r < k && S(perm[r], r) * S(perm[r], r) > tol) ++r;
   // U = L11^-T is upper triangular: Q[:, c] = sum_{j <= c} A[:, perm[j]] U[j][c].
   // Reversed (j' = r-1-j, c' = r-1-c) that is factor_into_lane's lower triangle.
+  // X = L11^-1, lower triangular, row by row: X[i][:i] = -(L[i][:i] X[:i][:i]) / L[i][i],
+  // as row updates that vectorize (Eigen's triangular solve runs scalar in wasm).
+  MatrixRMd X = MatrixRMd::Zero(std::max(r, 1), std::max(r, 1));
+  for (int i = 0; i < r; ++i) {
+    const double* Li = &S(perm[i], 0);  // row i of L11 is row perm[i] of S
+    double* Xi = &X(i, 0);
+    for (int j = 0; j < i; ++j) {
+      const double* Xj = &X(j, 0);
+      for (int c = 0; c <= j; ++c) Xi[c] -= Li[j] * Xj[c];
+    }
+    Xi[i] = 1.0;
+    for (int c = 0; c <= i; ++c) Xi[c] /= Li[i];
+  }
+  // T(j, c) = U(r-1-j, r-1-c) = X(r-1-c, r-1-j).
   MatrixRM T(std::max(r, 1), std::max(r, 1));
   std::vector<int> rperm(std::max(r, 1), 0);
-  if (r > 0) {
-    MatrixCd L11(r, r);
-    for (int j = 0; j < r; ++j)
-      for (int c = 0; c < r; ++c) L11(j, c) = S(perm[j], c);
-    const MatrixCd U = L11.transpose().triangularView<Eigen::Upper>().solve(MatrixCd::Identity(r, r));
-    for (int j = 0; j < r; ++j) {
-      rperm[j] = perm[r - 1 - j];
-      for (int c = 0; c < r; ++c) T(j, c) = static_cast<float>(U(r - 1 - j, r - 1 - c));
-    }
+  for (int j = 0; j < r; ++j) {
+    rperm[j] = perm[r - 1 - j];
+    for (int c = 0; c < r; ++c) T(j, c) = static_cast<float>(X(r - 1 - c, r - 1 - j));
   }
   // Float is plenty for overlaps (the pair products are float).
   factor_into_lane(d, r, k, A.data, A.row_stride, A.col_stride, rperm.data(), T.data(), out);
