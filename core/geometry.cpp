@@ -243,49 +243,75 @@ Status check_geometry(const Model& model, WeightVariant variant) {
 
 bool is_rotary(const ModelConfig& c) { return c.rotary_dim > 0; }
 
-// Per head: the four blocks in float (head_matrix_f), and their Grams in
-// double. W_O is viewed transposed, [d, dh] like the others: its row space is
-// the head's write subspace, and its Gram is W_O W_O^T. The raw variant's
-// W_O block is read where it is stored (raw_head_block: dh whole rows, the
-// same layout as a copy); W_Q, W_K and W_V are copied, their rows being
-// strided in the layer's matrices. (Reading those in place measured slower:
-// the strided rows are then read twice, by the Gram and the factors.)
+// Per head: the four blocks in float, and their Grams in double. W_O is
+// viewed transposed, [d, dh] like the others: its row space is the head's
+// write subspace, and its Gram is W_O W_O^T. In the raw variant W_O's block
+// is read where it is stored (raw_head_block: dh whole rows), and W_Q, W_K,
+// W_V are read from copies of the whole layer's blocks (LayerBlocks: their
+// rows are strided in the layer's matrices; reading them in place measured
+// slower, the strided rows then being read twice, by the Gram and the
+// factors). The processed variant's blocks are computed (head_matrix_f).
 struct HeadBlocks {
-  MatrixRM Q, K, V, O;           // W_Q, W_K, W_V [d, dh]; W_O [dh, d] (processed variant)
-  BlockView o;                   // W_O [dh, d]: O, or the raw block in place
+  MatrixRM Q, K, V, O;           // the blocks computed for this head (processed variant)
+  BlockView q, k, v, o;          // W_Q, W_K, W_V [d, dh]; W_O [dh, d]: those, or read in place or in copies
   MatrixRMd G_Q, G_K, G_V, G_O;  // dh x dh: W^T W for Q, K, V; W_O W_O^T
-  BlockView W_Q() const { return view_of(Q); }
-  BlockView W_K() const { return view_of(K); }
-  BlockView W_V() const { return view_of(V); }
+  BlockView W_Q() const { return q; }
+  BlockView W_K() const { return k; }
+  BlockView W_V() const { return v; }
   BlockView W_Ot() const { return o.transposed(); }  // [d, dh]
   HeadBlocks() = default;
-  HeadBlocks(HeadBlocks&&) = default;  // (a move keeps O's buffer, which o may point into)
+  HeadBlocks(HeadBlocks&&) = default;  // (a move keeps the matrices' buffers, which the views may point into)
   HeadBlocks(const HeadBlocks&) = delete;
 };
 
-Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l, int h) {
-  HeadBlocks b;
-  MatrixRM* blocks[3] = {&b.Q, &b.K, &b.V};
-  const HeadMatrix which[3] = {HeadMatrix::W_Q, HeadMatrix::W_K, HeadMatrix::W_V};
-  for (int m = 0; m < 3; ++m) {
-    auto M = head_matrix_f(model, variant, l, h, which[m]);
-    if (!M) return M.error();
-    *blocks[m] = std::move(*M);
+// The raw variant's W_Q, W_K, W_V blocks of one layer's heads, copied a
+// layer at a time (raw_layer_blocks).
+struct LayerBlocks {
+  int layer = -1;
+  std::vector<MatrixRM> q, k, v;  // by block: head, or KV head
+  Status read(const Model& model, int l) {
+    layer = -1;
+    HS_TRY(raw_layer_blocks(model, l, HeadMatrix::W_Q, q));
+    HS_TRY(raw_layer_blocks(model, l, HeadMatrix::W_K, k));
+    HS_TRY(raw_layer_blocks(model, l, HeadMatrix::W_V, v));
+    layer = l;
+    return Ok{};
   }
-  if (variant == WeightVariant::raw) {
-    auto o = raw_head_block(model, l, h, HeadMatrix::W_O);
-    if (!o) return o.error();
-    b.o = *o;
-  } else {
-    auto O = head_matrix_f(model, variant, l, h, HeadMatrix::W_O);
-    if (!O) return O.error();
-    b.O = std::move(*O);
-    b.o = view_of(b.O);
-  }
+};
+
+void set_grams(HeadBlocks& b) {
   b.G_Q = gram_cols(b.W_Q());
   b.G_K = gram_cols(b.W_K());
   b.G_V = gram_cols(b.W_V());
   b.G_O = gram_cols(b.W_Ot());
+}
+
+// Head (l, h)'s blocks; in the raw variant from `layer`, which must hold
+// layer l.
+Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l, int h, const LayerBlocks& layer) {
+  HeadBlocks b;
+  if (variant == WeightVariant::raw) {
+    const int kv = kv_head_of(model.config, h);
+    b.q = view_of(layer.q[h]);
+    b.k = view_of(layer.k[kv]);
+    b.v = view_of(layer.v[kv]);
+    auto o = raw_head_block(model, l, h, HeadMatrix::W_O);
+    if (!o) return o.error();
+    b.o = *o;
+  } else {
+    MatrixRM* blocks[4] = {&b.Q, &b.K, &b.V, &b.O};
+    const HeadMatrix which[4] = {HeadMatrix::W_Q, HeadMatrix::W_K, HeadMatrix::W_V, HeadMatrix::W_O};
+    for (int m = 0; m < 4; ++m) {
+      auto M = head_matrix_f(model, variant, l, h, which[m]);
+      if (!M) return M.error();
+      *blocks[m] = std::move(*M);
+    }
+    b.q = view_of(b.Q);
+    b.k = view_of(b.K);
+    b.v = view_of(b.V);
+    b.o = view_of(b.O);
+  }
+  set_grams(b);
   return b;
 }
 
@@ -319,8 +345,22 @@ struct HeadWork {
   std::vector<int> p_Q, p_K, p_V, p_O;  // their row permutations (psd_sqrt_factor)
 };
 
-Result<HeadWork> head_work(const Model& model, WeightVariant variant, int l, int h) {
-  auto b = head_blocks(model, variant, l, h);
+// The heads' HeadWork, head after head (the all-heads passes), reading each
+// layer's raw blocks once.
+class HeadReader {
+ public:
+  HeadReader(const Model& model, WeightVariant variant) : model_(model), variant_(variant) {}
+  Result<HeadWork> work(int l, int h);
+
+ private:
+  const Model& model_;
+  WeightVariant variant_;
+  LayerBlocks layer_;
+};
+
+Result<HeadWork> HeadReader::work(int l, int h) {
+  if (variant_ == WeightVariant::raw && layer_.layer != l) HS_TRY(layer_.read(model_, l));
+  auto b = head_blocks(model_, variant_, l, h, layer_);
   if (!b) return b.error();
   HeadWork w{std::move(*b), {}, {}, {}, {}, {}, {}, {}, {}};
   w.S_Q = psd_sqrt_factor(w.b.G_Q, &w.p_Q);
@@ -456,8 +496,9 @@ Result<HeadSpectra> head_spectra(const Model& model, WeightVariant variant, int 
   if (top_k < 1) return make_error("head_spectra: top_k must be >= 1, got " + std::to_string(top_k));
   HeadSpectra out = empty_spectra(model, variant, top_k);
   const int N = out.n_layer * out.n_head;
+  HeadReader heads(model, variant);
   for (int i = 0; i < N; ++i) {
-    auto w = head_work(model, variant, i / out.n_head, i % out.n_head);
+    auto w = heads.work(i / out.n_head, i % out.n_head);
     if (!w) return w.error();
     record_spectra(out, i, *w);
     if (!keep_going(progress, double(i + 1) / N)) return cancelled();
@@ -1418,8 +1459,9 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
   HS_TRY(check_geometry(model, variant));
   const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
   CompositionBuilder builder(model, variant);
+  HeadReader heads(model, variant);
   for (int i = 0; i < N && N > H; ++i) {  // a single layer composes with nothing
-    auto w = head_work(model, variant, i / H, i % H);
+    auto w = heads.work(i / H, i % H);
     if (!w) return w.error();
     builder.add(i, *w);
     if (!keep_going(progress, 0.1 * (i + 1) / N)) return cancelled();
@@ -1439,8 +1481,9 @@ Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant
   // Shares of the work (GPT-2-small in wasm): per head ~25%, redundancy's
   // pairs ~20%, composition's ~55%.
   constexpr double heads_done = 0.25, write_done = 0.45;
+  HeadReader heads(model, variant);
   for (int i = 0; i < N; ++i) {
-    auto w = head_work(model, variant, i / H, i % H);
+    auto w = heads.work(i / H, i % H);
     if (!w) return w.error();
     record_spectra(out.spectra, i, *w);
     write.add(i, w->b.W_Ot(), w->S_O, w->p_O);

@@ -242,6 +242,41 @@ Result<Mat> raw_head_matrix(const Model& model, int layer, int head, HeadMatrix 
 
 }  // namespace
 
+Status raw_layer_blocks(const Model& model, int layer, HeadMatrix which, std::vector<MatrixRM>& out) {
+  const ModelConfig& c = model.config;
+  if (which == HeadMatrix::W_O) return make_error("raw_layer_blocks: W_O's blocks are whole rows, read in place");
+  const int blocks = which == HeadMatrix::W_Q ? c.n_head : c.n_kv_head;
+  std::vector<BlockView> at(blocks);
+  std::vector<int> first_head(blocks, -1);
+  for (int h = 0; h < c.n_head; ++h) {
+    const int b = which == HeadMatrix::W_Q ? h : kv_head_of(c, h);
+    if (first_head[b] >= 0) continue;
+    auto view = locate_head_block(model, layer, h, which);
+    if (!view) return view.error();
+    at[b] = *view;
+    first_head[b] = h;
+  }
+  out.resize(blocks);
+  for (int b = 0; b < blocks; ++b) out[b].resize(at[b].rows, at[b].cols);
+  std::vector<std::uint32_t> nonfinite(blocks, 0);
+  for (int r = 0; r < c.d_model; ++r) {
+    for (int b = 0; b < blocks; ++b) {  // the blocks side by side: row r of the layer's matrix
+      const float* s = at[b].data + r * at[b].row_stride;
+      float* m = out[b].data() + std::ptrdiff_t(r) * at[b].cols;
+      std::uint32_t bad = 0;
+      for (int q = 0; q < at[b].cols; ++q) {
+        bad |= nonfinite_bit(s + q);
+        m[q] = s[q];
+      }
+      nonfinite[b] |= bad;
+    }
+  }
+  for (int b = 0; b < blocks; ++b) {
+    if (nonfinite[b]) return nonfinite_block(layer, first_head[b], which);
+  }
+  return Ok{};
+}
+
 Result<BlockView> raw_head_block(const Model& model, int layer, int head, HeadMatrix which) {
   auto at = locate_head_block(model, layer, head, which);
   if (!at) return at.error();

@@ -217,6 +217,36 @@ TEST_CASE("processing: head_matrix_f is head_matrix rounded to float, raw and pr
   CHECK_THAT(bad.error().message, Catch::Contains("NaN or Inf"));
 }
 
+TEST_CASE("processing: raw_layer_blocks copies every head's block of a layer, checked", "[processing]") {
+  hs_test::require_geometry_reference();
+  hs::Model model = hs_test::model_from_reference("synthetic_gqa_rms");
+  const hs::ModelConfig& c = model.config;
+  REQUIRE(c.n_kv_head < c.n_head);  // K and V blocks shared by several heads
+  std::vector<hs::MatrixRM> blocks{hs::MatrixRM(3, 3)};  // resized, whatever it held
+  for (auto which : {hs::HeadMatrix::W_Q, hs::HeadMatrix::W_K, hs::HeadMatrix::W_V}) {
+    INFO(hs::head_matrix_name(which));
+    REQUIRE(hs::raw_layer_blocks(model, 1, which, blocks).ok());
+    REQUIRE(blocks.size() == std::size_t(which == hs::HeadMatrix::W_Q ? c.n_head : c.n_kv_head));
+    for (int h = 0; h < c.n_head; ++h) {
+      auto f = hs::head_matrix_f(model, hs::WeightVariant::raw, 1, h, which);
+      REQUIRE(f.ok());
+      CHECK(blocks[which == hs::HeadMatrix::W_Q ? h : hs::kv_head_of(c, h)] == *f);
+    }
+  }
+  CHECK_FALSE(hs::raw_layer_blocks(model, 1, hs::HeadMatrix::W_O, blocks).ok());
+  CHECK_FALSE(hs::raw_layer_blocks(model, 99, hs::HeadMatrix::W_Q, blocks).ok());
+  // NaN in KV head 1's W_K block: named by the first head that reads it.
+  const int first = c.n_head / c.n_kv_head;
+  REQUIRE(hs::kv_head_of(c, first) == 1);
+  model.weights.layers[1].W_K(7, 1 * c.d_head + 2) = NAN;
+  auto bad = hs::raw_layer_blocks(model, 1, hs::HeadMatrix::W_K, blocks);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message == "L1H" + std::to_string(first) + " W_K contains NaN or Inf");
+  auto geometry = hs::weight_geometry(model, hs::WeightVariant::raw, 4);
+  REQUIRE_FALSE(geometry.ok());
+  CHECK(geometry.error().message == bad.error().message);
+}
+
 TEST_CASE("processing: post-LN models are refused", "[processing]") {
   auto bert = hs::test::load_fixture_model("bert");
   INFO((bert ? "" : bert.error().message));
