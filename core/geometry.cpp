@@ -886,21 +886,6 @@ struct Tile {
   int i0, ni, j0, nj;
 };
 
-// The symmetric pair set over groups of heads [begin, end) as rectangles: the
-// off-diagonal block [begin, mid) x [mid, end) (mirrored when used), then
-// each half; diagonal blocks of up to `leaf` groups are computed whole (both
-// halves) rather than split into products too narrow to run well.
-void symmetric_tiles(int begin, int end, int leaf, std::vector<Tile>& out) {
-  if (end - begin <= leaf) {
-    if (end > begin) out.push_back({begin, end - begin, begin, end - begin});
-    return;
-  }
-  const int mid = (begin + end) / 2;
-  out.push_back({begin, mid - begin, mid, end - mid});
-  symmetric_tiles(begin, mid, leaf, out);
-  symmetric_tiles(mid, end, leaf, out);
-}
-
 // Where each head's factor goes in the projector products: "slots", 4 per
 // quad. The symmetric set puts head i at slot i. later_layer puts layer l's
 // left heads (l < L - 1: the last layer never composes forward) at
@@ -963,10 +948,11 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
   const std::vector<int>&head_x = layout.head_x, &head_y = layout.head_y, &kind_y = layout.kind_y;
   std::vector<MatrixRMd> out(sym ? 1 : layout.n_y, MatrixRMd::Zero(layout.n, layout.n));
   if (slots_x == 0 || (!sym && slots_y == 0)) return out;  // no pairs (e.g. a single layer)
-  std::vector<Tile> tiles;  // in slots
+  // In slots. The symmetric set is one square, its kernel tiles on and above
+  // the diagonal only (below).
+  std::vector<Tile> tiles;
   if (sym) {
-    symmetric_tiles(0, slots_x / 4, 4, tiles);
-    for (Tile& t : tiles) t = {t.i0 * 4, t.ni * 4, t.j0 * 4, t.nj * 4};
+    tiles.push_back({0, slots_x, 0, slots_x});
   } else {
     std::vector<LayerBlock> blocks;
     later_layer_blocks(0, L, blocks);
@@ -1031,7 +1017,10 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
           for (int j = tile.j0; j < tile.j0 + tile.nj; j += 8) {
             const int nb = std::min(8, tile.j0 + tile.nj - j);
             const float* b0 = right + ((j / 4) * K + kb) * 4;
-            for (int i = tile.i0; i < tile.i0 + tile.ni; i += 4) {
+            // (The symmetric square's kernel tiles wholly below its diagonal
+            // are pairs i > j, which the mirror below does not read.)
+            const int i_end = sym ? std::min(tile.i0 + tile.ni, j + nb) : tile.i0 + tile.ni;
+            for (int i = tile.i0; i < i_end; i += 4) {
               const float* a = PX.data() + ((i / 4) * K + kb) * 4;
               double* sums = acc.data() + std::size_t(i) * slots_right + j;
               if (nb == 8)
@@ -1047,8 +1036,8 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
       if (!keep_going(progress, p0 + (p1 - p0) * done / coords)) return cancelled();
     }
   }
-  // By head. The symmetric set's rectangles cover every pair of groups
-  // gi <= gj once (leaves also compute gi > gj, unused): mirror those.
+  // By head. The symmetric square holds every pair of groups gi <= gj
+  // (and a few gi > gj, in the diagonal's kernel tiles, unused): mirror those.
   for (int i = 0; i < slots_x; ++i) {
     const int hi = head_x[i];
     if (hi < 0) continue;
