@@ -279,13 +279,6 @@ struct LayerBlocks {
   }
 };
 
-void set_grams(HeadBlocks& b) {
-  b.G_Q = gram_cols(b.W_Q());
-  b.G_K = gram_cols(b.W_K());
-  b.G_V = gram_cols(b.W_V());
-  b.G_O = gram_cols(b.W_Ot());
-}
-
 // Head (l, h)'s blocks; in the raw variant from `layer`, which must hold
 // layer l.
 Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l, int h, const LayerBlocks& layer) {
@@ -311,7 +304,10 @@ Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l,
     b.v = view_of(b.V);
     b.o = view_of(b.O);
   }
-  set_grams(b);
+  b.G_Q = gram_cols(b.W_Q());
+  b.G_K = gram_cols(b.W_K());
+  b.G_V = gram_cols(b.W_V());
+  b.G_O = gram_cols(b.W_Ot());
   return b;
 }
 
@@ -992,17 +988,17 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
       // into PX and PY, each group prefetching the next one's factor rows.
       const int groups_x = slots_x / 4, groups = groups_x + slots_y / 4;
       auto panel = [&](int q) -> const FactorPanels& { return q < groups_x ? FX : FY; };
+      auto group = [&](int q) { return q < groups_x ? q : q - groups_x; };  // within its panel
       float touched = 0.0f;
       for (int q = 0; q < groups; ++q) {
-        const int g = q < groups_x ? q : q - groups_x;
+        const int g = group(q);
         float* P = (q < groups_x ? PX.data() : PY.data()) + g * K * 4;
         Prefetch next_rows, next_cols;
         if (q + 1 < groups) {
           const FactorPanels& F = panel(q + 1);
-          const int gn = q + 1 < groups_x ? q + 1 : q + 1 - groups_x;
           const std::size_t row_floats = std::size_t(F.k) * 4;
-          next_rows = {F.row(gn, r0), band * row_floats, (diagonal ? band : cols) / 4};
-          if (!diagonal) next_cols = {F.row(gn, c0), cols * row_floats, cols / 4};
+          next_rows = {F.row(group(q + 1), r0), band * row_floats, (diagonal ? band : cols) / 4};
+          if (!diagonal) next_cols = {F.row(group(q + 1), c0), cols * row_floats, cols / 4};
         }
         if (diagonal)
           touched += form_projector_diagonal(panel(q), g, r0, next_rows, scratch.data(), P);

@@ -218,6 +218,18 @@ inline std::uint32_t nonfinite_bit(const float* x) {
   return (bits & 0x7f800000u) == 0x7f800000u;
 }
 
+// Copies n floats from s to m (converted to T) and returns nonzero if any
+// of them is NaN or Inf.
+template <class T>
+std::uint32_t copy_checked(const float* s, T* m, int n) {
+  std::uint32_t nonfinite = 0;
+  for (int q = 0; q < n; ++q) {
+    nonfinite |= nonfinite_bit(s + q);
+    m[q] = static_cast<T>(s[q]);
+  }
+  return nonfinite;
+}
+
 // head_matrix's block as stored, in the scalar type of Mat (the raw variant).
 template <class Mat>
 Result<Mat> raw_head_matrix(const Model& model, int layer, int head, HeadMatrix which) {
@@ -225,16 +237,10 @@ Result<Mat> raw_head_matrix(const Model& model, int layer, int head, HeadMatrix 
   if (!at) return at.error();
   // The block, converted row by row (plain loops: Eigen's strided cast and
   // allFinite run scalar in wasm, 4x slower), checked in the same pass.
-  using T = typename Mat::Scalar;
   Mat M(at->rows, at->cols);
   std::uint32_t nonfinite = 0;
   for (int r = 0; r < at->rows; ++r) {
-    const float* s = at->data + r * at->row_stride;
-    T* m = M.data() + std::ptrdiff_t(r) * at->cols;
-    for (int q = 0; q < at->cols; ++q) {
-      nonfinite |= nonfinite_bit(s + q);
-      m[q] = static_cast<T>(s[q]);
-    }
+    nonfinite |= copy_checked(at->data + r * at->row_stride, M.data() + std::ptrdiff_t(r) * at->cols, at->cols);
   }
   if (nonfinite) return nonfinite_block(layer, head, which);
   return M;
@@ -261,14 +267,8 @@ Status raw_layer_blocks(const Model& model, int layer, HeadMatrix which, std::ve
   std::vector<std::uint32_t> nonfinite(blocks, 0);
   for (int r = 0; r < c.d_model; ++r) {
     for (int b = 0; b < blocks; ++b) {  // the blocks side by side: row r of the layer's matrix
-      const float* s = at[b].data + r * at[b].row_stride;
-      float* m = out[b].data() + std::ptrdiff_t(r) * at[b].cols;
-      std::uint32_t bad = 0;
-      for (int q = 0; q < at[b].cols; ++q) {
-        bad |= nonfinite_bit(s + q);
-        m[q] = s[q];
-      }
-      nonfinite[b] |= bad;
+      nonfinite[b] |=
+          copy_checked(at[b].data + r * at[b].row_stride, out[b].data() + std::ptrdiff_t(r) * at[b].cols, at[b].cols);
     }
   }
   for (int b = 0; b < blocks; ++b) {
