@@ -142,9 +142,12 @@ TEST_CASE("geometry: principal angles match scipy subspace_angles, small angles 
   // algorithm with each angle's arcsin/arccos choice made by its own cosine
   // (geometry_reference.py knyazev_argentati). scipy indexes that choice in
   // reverse, so where small and large angles mix it takes arccos of some
-  // cosines ~1 and quantises those angles to multiples of sqrt(eps) ~ 1.5e-8.
+  // cosines ~1 and quantises those angles to multiples of sqrt(eps) ~ 1.5e-8,
+  // by an amount that depends on the BLAS's rounding. So scipy is held to what
+  // its method can deliver, angle by angle, derived from the inputs'
+  // conditioning (scipy_angle_bounds); the tight check is the 1e-11 one.
   Worst theta("principal angles vs Knyazev-Argentati in numpy (absolute, radians)", 1e-11);
-  Worst theta_scipy("principal angles vs scipy subspace_angles (absolute, radians)", 3e-8);
+  Worst theta_scipy("principal angles vs scipy subspace_angles (in units of scipy's own error bound)", 1.0);
   Worst parallel("nearly parallel (1e-6 rad) angles (relative)", 1e-5);
   Worst cos2("sum cos^2", 1e-12);
   for (int i = 0; i < n; ++i) {
@@ -152,6 +155,7 @@ TEST_CASE("geometry: principal angles match scipy subspace_angles, small angles 
     const MatrixRMd A = hs_test::load_matrix(ref_path(d + "A.npy")), B = hs_test::load_matrix(ref_path(d + "B.npy"));
     const auto t_ref = hs_test::load_npy(ref_path(d + "theta.npy"));
     const auto t_scipy = hs_test::load_npy(ref_path(d + "theta_scipy.npy"));
+    const auto t_scipy_bound = hs_test::load_npy(ref_path(d + "theta_scipy_bound.npy"));
     const auto ranks = hs_test::load_npy(ref_path(d + "ranks.npy")).as_int64();
     auto r = hs::principal_angles(A, B);
     REQUIRE(r.ok());
@@ -161,7 +165,7 @@ TEST_CASE("geometry: principal angles match scipy subspace_angles, small angles 
     REQUIRE(static_cast<std::int64_t>(r->theta.size()) == t_ref.size());
     for (std::size_t j = 0; j < r->theta.size(); ++j) {
       theta.add(r->theta[j], t_ref.data[j], names[i] + " angle " + std::to_string(j));
-      theta_scipy.add(r->theta[j], t_scipy.data[j], names[i] + " angle " + std::to_string(j));
+      theta_scipy.add(r->theta[j], t_scipy.data[j], names[i] + " angle " + std::to_string(j), t_scipy_bound.data[j]);
       if (names[i] == "parallel_1e-6") {
         parallel.add(r->theta[j], t_ref.data[j], names[i] + " angle " + std::to_string(j), t_ref.data[j]);
       }

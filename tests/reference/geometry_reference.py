@@ -15,6 +15,7 @@ computed in float64 from those rounded values.
 Layout (all under OUT):
   factored/<i>/{A,B,S,metrics}.npy            factored SVD cases
   angles/<i>/{A,B,theta,ranks,sum_cos2}.npy   principal angle cases (theta ascending)
+  angles/<i>/theta_scipy{,_bound}.npy         scipy's angles and what scipy can deliver (scipy_angle_bounds)
   composition/<i>/{A1,B1,A2,B2,score}.npy     single composition scores
   baseline/{shape,scores}.npy                 random-baseline Monte Carlo (numpy RNG)
   models/<name>/config.npy                    [L, d, H, G, dh, V, d_mlp, rms, n_pos, rotary_dim, gated, parallel]
@@ -123,6 +124,45 @@ def knyazev_argentati(A, B):
     return np.sort(np.where(cos ** 2 >= 0.5, np.arcsin(np.clip(sin, -1, 1)), np.arccos(np.clip(cos, -1, 1))))
 
 
+def scipy_angle_bounds(A, B):
+    """What scipy.linalg.subspace_angles can deliver, angle by angle: a bound
+    on |theta_scipy - theta| from the inputs' conditioning, in the order
+    subspace_angles returns (descending).
+
+    scipy takes each angle from arcsin of a sine or arccos of a cosine (its
+    mask, step 5), both singular values of products of orthonormal bases. Let
+    delta bound their absolute error. The bases come from orth (an SVD): the
+    computed range of A is within p eps kappa(A) of the true one (Wedin, with
+    the SVD's backward error p eps ||A|| and kappa = sigma_1 / sigma_rank), and
+    the products and singular values add p eps more, so
+        delta = p eps (kappa(A) + kappa(B) + 2),  p = number of rows
+    (LAPACK's "modestly growing function" of the size, taken as its largest
+    dimension). An argument x in error by delta moves arcsin/arccos by at most
+    delta / sqrt(1 - x^2), and never by more than arccos(1 - delta) <=
+    1.01 sqrt(2 delta) (delta < 0.1): where scipy takes arccos of a cosine
+    near 1 (a small angle), that square root is what it can deliver, whatever
+    the BLAS (~1.5e-8 per ulp of the cosine)."""
+    eps = np.finfo(np.float64).eps
+
+    def kappa(M):
+        s = scipy.linalg.svdvals(M)
+        kept = s[s > s[0] * eps * max(M.shape)]  # orth's default rcond
+        return kept[0] / kept[-1]
+
+    QA, QB = scipy.linalg.orth(A), scipy.linalg.orth(B)
+    C = QA.T @ QB
+    cos = scipy.linalg.svdvals(C)
+    Bp = QB - QA @ C if QA.shape[1] >= QB.shape[1] else QA - QB @ C.T
+    sin = scipy.linalg.svdvals(Bp)
+    mask = cos ** 2 >= 0.5
+    x = np.clip(np.where(mask, sin, cos[::-1]), -1.0, 1.0)  # the argument of each angle's arcsin / arccos
+    delta = A.shape[0] * eps * (kappa(A) + kappa(B) + 2)
+    slope = np.sqrt(np.maximum(1.0 - x * x, 0.0))
+    with np.errstate(divide="ignore"):
+        local = np.where(slope > 0, delta / slope, np.inf)
+    return np.minimum(local, 1.01 * np.sqrt(2.0 * delta))
+
+
 def angle_cases(out, rng):
     cases = []
     d = 96
@@ -166,7 +206,14 @@ def angle_cases(out, rng):
         for M, r in ((A, rank_a), (B, rank_b)):
             rc = np.finfo(np.float32).eps * max(M.shape)
             assert scipy.linalg.orth(M, rcond=rc).shape[1] == r, name
-        theta_scipy = np.sort(scipy.linalg.subspace_angles(A, B))
+        theta_scipy_desc = scipy.linalg.subspace_angles(A, B)
+        order = np.argsort(theta_scipy_desc, kind="stable")
+        theta_scipy = theta_scipy_desc[order]
+        bound = scipy_angle_bounds(A, B)[order]
+        # Sorting may pair an angle with a neighbour's: within 2 max(bound)
+        # of each other, an angle takes the largest bound of its neighbours.
+        near = np.abs(theta_scipy[:, None] - theta_scipy[None, :]) <= 2 * bound.max()
+        theta_scipy_bound = np.where(near, bound[None, :], 0.0).max(axis=1)
         theta = knyazev_argentati(A, B)
         QA, QB = scipy.linalg.orth(A), scipy.linalg.orth(B)
         p = os.path.join(out, "angles", str(i))
@@ -174,6 +221,7 @@ def angle_cases(out, rng):
         save(p, "B", f32(B))
         save(p, "theta", theta)
         save(p, "theta_scipy", theta_scipy)
+        save(p, "theta_scipy_bound", theta_scipy_bound)
         save(p, "ranks", np.array([rank_a, rank_b]))
         save(p, "sum_cos2", np.array([np.linalg.norm(QA.T @ QB) ** 2]))
         names.append(name)
