@@ -109,7 +109,7 @@ void check_max(const char* what, const std::vector<float>& got, const std::vecto
   INFO(what << " (tolerance " << tol << "): " << m.describe());
   CHECK(m.same_size);
   CHECK(m.max_abs <= tol);
-  if (std::getenv("HEADSCOPE_REPORT")) WARN(what << ": max |diff| = " << m.max_abs);
+  if (std::getenv("HEADSCOPE_REPORT")) WARN(what << ": max |diff| = " << m.max_abs << " (tolerance " << tol << ")");
 }
 
 std::string strip(const std::string& name, const std::string& prefix) {

@@ -31,7 +31,7 @@ void check_close(const char* what, const std::string& fixture, const std::vector
   CHECK(m.same_size);
   CHECK(m.max_abs <= tol);
   // The measured numbers, for the record (HEADSCOPE_REPORT=1 to print them).
-  if (std::getenv("HEADSCOPE_REPORT")) WARN(fixture << " " << what << ": max |diff| = " << m.max_abs);
+  if (std::getenv("HEADSCOPE_REPORT")) WARN(fixture << " " << what << ": max |diff| = " << m.max_abs << " (tolerance " << tol << ")");
 }
 
 void check_fixture(const std::string& name) {
