@@ -224,7 +224,9 @@ test('a prefetch follows the asker\'s abort: a stalled download is cancelled, he
     await assert.rejects(async () => {
       for (;;) if ((await reader.read()).done) break;
     });
-    assert.ok(performance.now() - started < 2000, 'the abort ended the body read at once');
+    // Without the abort the read takes 200 s; a bound far from both ends
+    // holds on a loaded machine.
+    assert.ok(performance.now() - started < 20000, 'the abort ended the body read');
     // Aborted before the headers: the promise rejects too.
     const second = prefetchingFetch([url]);
     const early = new AbortController();
