@@ -22,6 +22,10 @@ prints `RESULT torch.<key> <value>` lines:
                   l1 < l2, batched over the 12 x 12 heads of each layer pair
                   (TL broadcasts all 144 x 144 at once: 4 GB per factor
                   tensor, too much for this machine)
+  geo_batched_*_s the same three as a careful PyTorch user batches them
+                  (geometry_batched): QR of all factors at once, one Gram GEMM
+                  and batched eigvalsh for the angles, one GEMM per layer and
+                  batched 64 x 64 products for the composition
 
 Single thread (torch.set_num_threads(1)); CPU-time medians (time.process_time:
 the machine is shared, wall time measures the neighbours). Prints which BLAS
@@ -164,7 +168,73 @@ def geometry(w, n_layer, n_head, repeats):
     res["geo_spectra_s"] = median_s(repeats, spectra)
     res["geo_redundancy_s"] = median_s(max(1, repeats // 2), redundancy)
     res["geo_composition_s"] = median_s(max(1, repeats // 2), composition)
-    return res
+    return res, {"redundancy": redundancy(), "composition": composition()}
+
+
+def geometry_batched(w, n_layer, n_head, repeats):
+    """The same three analyses as a careful PyTorch user batches them: QR of
+    every factor at once, the OV/QK spectra from the small R factors, the
+    principal angles from one Gram GEMM of all write bases and batched
+    eigvalsh, the composition scores from one GEMM per layer of B1 against the
+    later layers' A2 and batched 64 x 64 products."""
+    d = w["wte.weight"].shape[1]
+    dh = d // n_head
+    N = n_layer * n_head
+    W_Q = torch.stack([w[f"h.{l}.attn.c_attn.weight"][:, :d].reshape(d, n_head, dh).permute(1, 0, 2) for l in range(n_layer)])
+    W_K = torch.stack([w[f"h.{l}.attn.c_attn.weight"][:, d:2 * d].reshape(d, n_head, dh).permute(1, 0, 2) for l in range(n_layer)])
+    W_V = torch.stack([w[f"h.{l}.attn.c_attn.weight"][:, 2 * d:].reshape(d, n_head, dh).permute(1, 0, 2) for l in range(n_layer)])
+    W_O = torch.stack([w[f"h.{l}.attn.c_proj.weight"].reshape(n_head, dh, d) for l in range(n_layer)])
+    W_Q, W_K, W_V = (t.reshape(N, d, dh).contiguous() for t in (W_Q, W_K, W_V))
+    W_O = W_O.reshape(N, dh, d).contiguous()
+    res = {}
+
+    def r_factors():
+        # A = Q R for every [d, dh] factor: ||A B||_F and the spectrum of A B^T
+        # are those of R_A R_B^T (dh x dh).
+        return {name: torch.linalg.qr(M, mode="reduced")[1] for name, M in
+                (("Q", W_Q), ("K", W_K), ("V", W_V), ("O", W_O.transpose(1, 2)))}
+
+    def spectra():
+        R = r_factors()
+        return torch.linalg.svdvals(R["V"] @ R["O"].transpose(1, 2)), torch.linalg.svdvals(R["Q"] @ R["K"].transpose(1, 2))
+
+    def redundancy():
+        Q = torch.linalg.qr(W_O.transpose(1, 2), mode="reduced")[0]        # [N, d, dh]
+        flat = Q.permute(1, 0, 2).reshape(d, N * dh)                      # [d, N dh]
+        G = (flat.T @ flat).reshape(N, dh, N, dh).permute(0, 2, 1, 3)    # [N, N, dh, dh] = Q_i^T Q_j
+        iu = torch.triu_indices(N, N)
+        C = G[iu[0], iu[1]]                                               # [pairs, dh, dh]
+        cos2 = torch.linalg.eigvalsh(C @ C.transpose(1, 2)).clamp(0, 1)   # squared cosines of the angles
+        overlap = torch.zeros(N, N)
+        overlap[iu[0], iu[1]] = cos2.sum(-1) / dh
+        overlap[iu[1], iu[0]] = overlap[iu[0], iu[1]]
+        return overlap
+
+    def composition():
+        R = r_factors()
+        norm = lambda Ra, Rb: torch.linalg.matrix_norm(Ra @ Rb.transpose(-2, -1))
+        ov_norm, qk_norm = norm(R["V"], R["O"]), norm(R["Q"], R["K"])
+        scores = {m: torch.zeros(n_layer, n_head, n_layer, n_head) for m in "QKV"}
+        # ||A1 B1 A2 B2||_F = ||R_A1 (B1 A2) R_B2^T||_F with B1 = W_O (the
+        # left head's write), A2 / B2^T the right head's read / second factor.
+        rights = {"Q": (W_Q, R["K"], qk_norm), "K": (W_K, R["Q"], qk_norm), "V": (W_V, R["O"], ov_norm)}
+        for l1 in range(n_layer - 1):
+            left = slice(l1 * n_head, (l1 + 1) * n_head)
+            later = slice((l1 + 1) * n_head, N)
+            n2 = N - (l1 + 1) * n_head
+            B1 = W_O[left].reshape(n_head * dh, d)                          # [H dh, d]
+            for m, (A2, Rb2, r_norm) in rights.items():
+                A2f = A2[later].permute(1, 0, 2).reshape(d, n2 * dh)        # [d, n2 dh]
+                mid = (B1 @ A2f).reshape(n_head, dh, n2, dh).permute(0, 2, 1, 3)  # [H, n2, dh, dh]
+                prod = R["V"][left][:, None] @ mid @ Rb2[later][None].transpose(-2, -1)
+                comp = torch.linalg.matrix_norm(prod) / ov_norm[left][:, None] / r_norm[later][None, :]
+                scores[m][l1, :, l1 + 1:, :] = comp.reshape(n_head, n_layer - l1 - 1, n_head)
+        return scores
+
+    res["geo_batched_spectra_s"] = median_s(repeats, spectra)
+    res["geo_batched_redundancy_s"] = median_s(repeats, redundancy)
+    res["geo_batched_composition_s"] = median_s(repeats, composition)
+    return res, {"redundancy": redundancy(), "composition": composition()}
 
 
 def main():
@@ -173,6 +243,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--geometry", action="store_true")
+    ap.add_argument("--batched-geometry", action="store_true", help="only the batched geometry (not TL's algorithm)")
     ap.add_argument("--geometry-repeats", type=int, default=1)
     args = ap.parse_args()
 
@@ -213,10 +284,20 @@ def main():
     print(f"RESULT torch.forward_head_s {t_head:.4f}")
     print(f"RESULT torch.loss {loss:.6f}")
     if args.geometry:
-        g = geometry(w, 12, 12, args.geometry_repeats)
+        g, tl = geometry(w, 12, 12, args.geometry_repeats)
         for k, v in g.items():
             print(f"RESULT torch.{k} {v:.4f}")
         print(f"RESULT torch.geo_total_s {sum(g.values()):.4f}")
+    if args.geometry or args.batched_geometry:
+        b, batched = geometry_batched(w, 12, 12, args.geometry_repeats)
+        for k, v in b.items():
+            print(f"RESULT torch.{k} {v:.4f}")
+        print(f"RESULT torch.geo_batched_total_s {sum(b.values()):.4f}")
+        if args.geometry:  # both ways compute the same numbers
+            worst = max((batched["redundancy"] - tl["redundancy"]).abs().max().item(),
+                        *((batched["composition"][m] - tl["composition"][m]).abs().max().item() for m in "QKV"))
+            print(f"batched vs TransformerLens-style geometry: max |difference| {worst:.2e}")
+            assert worst < 1e-4, worst
 
 
 if __name__ == "__main__":
