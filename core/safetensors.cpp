@@ -1,11 +1,12 @@
 // safetensors reader and writer (SPEC §1). The reader mirrors the reference
 // implementation's rules (huggingface/safetensors, tensor.rs `read_metadata`
-// and `Metadata::validate`) and adds one of its own: duplicate JSON keys are
-// rejected, at every level, instead of silently keeping the last value. The
-// header is parsed twice: a SAX pass that only checks (duplicates, depth, and
-// gives a byte offset for syntax errors) and then an ordered DOM pass that
-// keeps the header's tensor order. Headers are small, so the cost is nothing
-// next to the data.
+// and `Metadata::validate`) and adds two of its own: duplicate JSON keys are
+// rejected, at every level, instead of silently keeping the last value, and a
+// header may list at most kMaxTensors tensors. The header is parsed twice: a
+// SAX pass that only checks (duplicates, depth, the tensor count, and gives a
+// byte offset for syntax errors) and records the top-level keys in order,
+// then a DOM pass. Both are O(n log n) in the number of tensors: a header of
+// the 100 MB the format allows parses in seconds, never minutes.
 #include "safetensors.hpp"
 
 #include <algorithm>
@@ -134,14 +135,17 @@ std::size_t utf8_invalid_at(const std::uint8_t* s, std::size_t size) {
   return size;
 }
 
-using OrderedJson = nlohmann::ordered_json;
+using Json = nlohmann::json;
 
 // First pass over the header: syntax errors with their byte offset, duplicate
-// keys in any object, and a nesting limit. Builds nothing.
-class HeaderChecker : public nlohmann::json_sax<OrderedJson> {
+// keys in any object, a nesting limit and a limit on the top-level keys.
+// Records the top-level keys in their order (the DOM's objects are sorted).
+class HeaderChecker : public nlohmann::json_sax<Json> {
  public:
-  explicit HeaderChecker(std::size_t base) : base_(base) {}
+  HeaderChecker(std::size_t base, std::size_t max_top_keys, std::string too_many)
+      : base_(base), max_top_keys_(max_top_keys), too_many_(std::move(too_many)) {}
   std::string error;
+  std::vector<std::string> top_keys;
 
   bool null() override { return true; }
   bool boolean(bool) override { return true; }
@@ -159,6 +163,13 @@ class HeaderChecker : public nlohmann::json_sax<OrderedJson> {
       error =
           "duplicate key " + quote_name(k) + (keys_.size() == 1 ? " in the header" : " in a nested object");
       return false;
+    }
+    if (keys_.size() == 1) {
+      if (top_keys.size() == max_top_keys_) {
+        error = too_many_;
+        return false;
+      }
+      top_keys.push_back(k);
     }
     return true;
   }
@@ -194,13 +205,24 @@ class HeaderChecker : public nlohmann::json_sax<OrderedJson> {
     return true;
   }
   std::size_t base_;  // offset of the text in its file, for messages
+  std::size_t max_top_keys_;
+  std::string too_many_;  // the error when there are more top-level keys
   std::vector<std::set<std::string>> keys_;
+};
+
+// A JSON document and its top-level keys in the order of the text.
+struct StrictJson {
+  Json doc;
+  std::vector<std::string> top_keys;
 };
 
 // Runs the checking pass then the DOM pass; `what` prefixes errors and
 // `base` is the offset of `begin` in its file (8 for a safetensors header).
-Result<OrderedJson> parse_json_strict(const char* begin, const char* end, const std::string& what,
-                                      std::size_t base) {
+// More than `max_top_keys` top-level keys is the error `too_many`.
+Result<StrictJson> parse_json_strict(const char* begin, const char* end, const std::string& what,
+                                     std::size_t base,
+                                     std::size_t max_top_keys = std::numeric_limits<std::size_t>::max(),
+                                     std::string too_many = {}) {
   // nlohmann's lexer takes a NUL byte for the end of input, so "{}\0junk"
   // would parse. A raw NUL is never valid JSON (not even inside a string).
   if (const void* nul = std::memchr(begin, 0, static_cast<std::size_t>(end - begin)))
@@ -211,18 +233,18 @@ Result<OrderedJson> parse_json_strict(const char* begin, const char* end, const 
   // json) reject it.
   if (end - begin >= 3 && std::memcmp(begin, "\xEF\xBB\xBF", 3) == 0)
     return make_error(what + "invalid JSON at byte " + std::to_string(base) + ": UTF-8 byte order mark");
-  HeaderChecker checker(base);
-  bool ok = OrderedJson::sax_parse(begin, end, &checker);
+  HeaderChecker checker(base, max_top_keys, std::move(too_many));
+  bool ok = Json::sax_parse(begin, end, &checker);
   if (!ok) {
     if (checker.error.empty()) checker.error = "invalid JSON";
     return make_error(what + checker.error);
   }
-  OrderedJson doc = OrderedJson::parse(begin, end, nullptr, /*allow_exceptions=*/false);
+  Json doc = Json::parse(begin, end, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return make_error(what + "invalid JSON");
-  return doc;
+  return StrictJson{std::move(doc), std::move(checker.top_keys)};
 }
 
-const char* json_type(const OrderedJson& v) {
+const char* json_type(const Json& v) {
   if (v.is_number_float()) return "a non-integer number";
   // nlohmann stores every non-negative integer as unsigned: a signed one was
   // written with a '-', "-0" included.
@@ -233,7 +255,7 @@ const char* json_type(const OrderedJson& v) {
 // A non-negative JSON integer as uint64 (usize in the reference reader).
 // Floats, negatives and integers past 2^64 (which nlohmann stores as floats)
 // are all rejected.
-bool json_u64(const OrderedJson& v, std::uint64_t& out) {
+bool json_u64(const Json& v, std::uint64_t& out) {
   if (v.is_number_unsigned()) {
     out = v.get<std::uint64_t>();
     return true;
@@ -243,7 +265,7 @@ bool json_u64(const OrderedJson& v, std::uint64_t& out) {
   return false;
 }
 
-Result<TensorInfo> parse_tensor_entry(const std::string& name, const OrderedJson& entry,
+Result<TensorInfo> parse_tensor_entry(const std::string& name, const Json& entry,
                                       const std::string& prefix) {
   std::string where = prefix + "tensor " + quote_name(name) + ": ";
   if (!entry.is_object()) return make_error(where + "entry is " + json_type(entry) + ", expected an object");
@@ -379,18 +401,24 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
     return make_error(prefix + "header is not valid UTF-8 at byte " + std::to_string(8 + bad) +
                       " (InvalidHeader)");
 
-  auto doc = parse_json_strict(reinterpret_cast<const char*>(header),
-                               reinterpret_cast<const char*>(header + n), prefix + "header: ", 8);
-  if (!doc) return doc.error();
-  if (!doc->is_object())
-    return make_error(prefix + "header is " + json_type(*doc) + ", expected a JSON object");
+  // The SAX pass stops early, at one more top-level key than the limit
+  // allows tensors ("__metadata__" is one); the exact count is checked below.
+  const std::string too_many = "more than " + std::to_string(safetensors_max_tensors) +
+                               " tensors, headscope's limit (a checkpoint file holds at most a few thousand)";
+  auto parsed = parse_json_strict(reinterpret_cast<const char*>(header), reinterpret_cast<const char*>(header + n),
+                                  prefix + "header: ", 8, static_cast<std::size_t>(safetensors_max_tensors) + 1,
+                                  too_many);
+  if (!parsed) return parsed.error();
+  const Json& doc = parsed->doc;
+  if (!doc.is_object())
+    return make_error(prefix + "header is " + json_type(doc) + ", expected a JSON object");
 
   SafetensorsFile file;
   file.source = source;
   file.header_size = n;
-  for (const auto& item : doc->items()) {
-    const std::string& key = item.key();
-    const auto& value = item.value();
+  file.tensors.reserve(parsed->top_keys.size());
+  for (const std::string& key : parsed->top_keys) {
+    const auto& value = doc.find(key).value();
     if (key == "__metadata__") {
       if (value.is_null()) continue;  // Option<HashMap> in the reference
       if (!value.is_object())
@@ -408,6 +436,9 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
     if (!t) return t.error();
     file.tensors.push_back(std::move(*t));
   }
+
+  if (file.tensors.size() > static_cast<std::size_t>(safetensors_max_tensors))
+    return make_error(prefix + "header: " + too_many);
 
   // Offsets: sorted by (begin, end), the first begins at 0 and each begins
   // where the previous one ends, so the data buffer is covered exactly once.
@@ -630,10 +661,10 @@ Result<std::map<std::string, std::string>> safetensors_parse_index(const std::st
   const std::string prefix = source + ": ";
   auto doc = parse_json_strict(json_text.data(), json_text.data() + json_text.size(), prefix, 0);
   if (!doc) return doc.error();
-  if (!doc->is_object())
-    return make_error(prefix + "top level is " + json_type(*doc) + ", expected an object");
-  auto it = doc->find("weight_map");
-  if (it == doc->end()) return make_error(prefix + "missing field \"weight_map\"");
+  if (!doc->doc.is_object())
+    return make_error(prefix + "top level is " + json_type(doc->doc) + ", expected an object");
+  auto it = doc->doc.find("weight_map");
+  if (it == doc->doc.end()) return make_error(prefix + "missing field \"weight_map\"");
   if (!it->is_object())
     return make_error(prefix + "\"weight_map\" is " + json_type(*it) + ", expected an object");
   std::map<std::string, std::string> out;

@@ -71,6 +71,11 @@ struct SafetensorsFile {
   const TensorInfo* find(const std::string& name) const;
 };
 
+// The most tensors one file's header may list. The format itself has no such
+// limit (only the header's 100 MB); checkpoint files hold hundreds to a few
+// thousand, and the limit keeps a hostile header's parse short.
+inline constexpr std::int64_t safetensors_max_tensors = 100000;
+
 // Parses only the first 8 + N bytes: what a Range request returns. `file_size`
 // is the total size of the file, needed for the no-trailing-bytes rule.
 Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std::size_t size,

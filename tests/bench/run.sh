@@ -49,7 +49,7 @@ fi
 
 # 2. Builds.
 cmake -S "$root" -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$out" -j2 --target bench_perf bench_geometry
+cmake --build "$out" -j2 --target bench_perf bench_geometry bench_safetensors
 wasm_out=$root/build/bench-wasm
 emcmake cmake -S "$root" -B "$wasm_out" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$wasm_out" -j2 --target headscope_core headscope_kernels headscope_kernels_fma headscope_wasm_fma
@@ -90,6 +90,7 @@ node_run=(node --no-experimental-fetch --experimental-wasm-relaxed-simd)
 : > "$log"
 ckpt=$out/gpt2-random
 "$out/tests/bench/bench_perf" "$ckpt" --tokens "$tokens" --repeats "$repeats" | tee -a "$log"
+"$out/tests/bench/bench_safetensors" | tee -a "$log"
 "${node_run[@]}" "$wasm_out/bench_perf.cjs" "$ckpt" --tokens "$tokens" --repeats "$repeats" | tee -a "$log"
 "${node_run[@]}" "$wasm_out/bench_perf-simd128.cjs" "$ckpt" --tokens "$tokens" --repeats "$repeats" --label wasm128 |
   tee -a "$log"

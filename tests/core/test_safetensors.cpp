@@ -309,6 +309,33 @@ TEST_CASE("A header length over 100,000,000 bytes is rejected as HeaderTooLarge"
   CHECK_CONTAINS(m2, "HeaderTooLarge");
 }
 
+// A header of `count` zero-size tensors (the cheapest tensors a header can
+// list), with or without metadata.
+std::string zero_size_header(std::int64_t count, bool metadata) {
+  std::string header = metadata ? "{\"__metadata__\":{\"format\":\"pt\"}" : "{";
+  for (std::int64_t i = 0; i < count; ++i) {
+    if (i || metadata) header += ',';
+    header += "\"t" + std::to_string(i) + "\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}";
+  }
+  return header + "}";
+}
+
+TEST_CASE("A header may list at most safetensors_max_tensors tensors, metadata aside", "[safetensors][corrupt]") {
+  const std::int64_t limit = hs::safetensors_max_tensors;
+  REQUIRE(limit == 100000);
+  for (bool metadata : {false, true}) {
+    INFO("with metadata: " << metadata);
+    const auto at_limit = raw_file(zero_size_header(limit, metadata), {});
+    auto f = parse(at_limit);
+    INFO((f.ok() ? "" : f.error().message));
+    REQUIRE(f.ok());
+    CHECK(static_cast<std::int64_t>(f->tensors.size()) == limit);
+    CHECK(f->tensors.back().name == "t" + std::to_string(limit - 1));  // header order kept
+    const auto m = parse_error(raw_file(zero_size_header(limit + 1, metadata), {}));
+    CHECK_CONTAINS(m, "more than 100000 tensors");
+  }
+}
+
 TEST_CASE("A header that is not valid UTF-8 is rejected with the offset of the bad byte",
           "[safetensors][corrupt]") {
   // 0xff inside a string: byte 8 (length) + 7 ("{\"name\x") .
