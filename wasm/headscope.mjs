@@ -21,6 +21,21 @@ function unwrap(result) {
   return result;
 }
 
+// Integers in [0, limit) as an Int32Array: the one conversion of ids and
+// head indices for the core. Embind would wrap 2^32 + 5 to 5; here anything
+// outside the range is an error naming the value and its position.
+function checkedIndices(values, limit, what, range) {
+  const list = Array.from(values ?? []);
+  const out = new Int32Array(list.length);
+  for (const [i, v] of list.entries()) {
+    if (!Number.isSafeInteger(v) || v < 0 || v >= limit) {
+      throw new HeadscopeError(`${what} ${String(v).slice(0, 40)} at position ${i} is out of range: ${range}`);
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
 function parseJson(text, name) {
   try {
     return JSON.parse(text);
@@ -195,6 +210,21 @@ export class ModelSession {
     return this.info;
   }
 
+  // Token ids for the core: integers below d_vocab, else a HeadscopeError.
+  // (Before a load, the core reports that no model is loaded.)
+  ids(values) {
+    if (!this.info) return checkedIndices(values, 2 ** 31, 'token id', 'ids are below 2^31');
+    const vocab = this.info.d_vocab;
+    return checkedIndices(values, vocab, 'token id', `this model's ids are 0 to ${vocab - 1}`);
+  }
+
+  // Flat head indices l*H + h for the core: integers below n_layer * n_head.
+  heads(values) {
+    if (!this.info) return checkedIndices(values, 2 ** 31, 'head index', 'indices are below 2^31');
+    const n = this.info.n_layer * this.info.n_head;
+    return checkedIndices(values, n, 'head index', `this model's heads are 0 to ${n - 1} (layer * n_head + head)`);
+  }
+
   // Text to token ids. prependBos: put the model's BOS token first, as
   // TransformerLens does by default (ignored when the tokenizer's own
   // template already starts with it).
@@ -214,7 +244,7 @@ export class ModelSession {
   run(ids, { headGate, wantHidden = false, wantLogits = false } = {}) {
     const options = { want_hidden: wantHidden, want_logits: wantLogits };
     if (headGate) options.head_gate = Array.from(headGate);
-    const r = unwrap(this.raw.run(Array.from(ids), options));
+    const r = unwrap(this.raw.run(this.ids(ids), options));
     return {
       nLayer: r.n_layer, nHead: r.n_head, nTokens: r.n_tokens,
       patterns: r.patterns, tokenLoss: r.token_loss, loss: r.loss, hidden: r.hidden, logits: r.logits,
@@ -296,7 +326,7 @@ export class ModelSession {
   behavior(ids, { measure = 'mul', excludeBos = false, excludeCurrentToken = false, threshold = 0.4, probeInduction } = {}) {
     const options = { measure, exclude_bos: excludeBos, exclude_current_token: excludeCurrentToken, threshold };
     if (probeInduction) options.probe_induction = Array.from(probeInduction);
-    return JSON.parse(unwrap(this.raw.behavior(Array.from(ids), options)).json);
+    return JSON.parse(unwrap(this.raw.behavior(this.ids(ids), options)).json);
   }
 
   // The standard induction test: [BOS] + R + R, R random ids (SPEC §5.6):
@@ -307,17 +337,17 @@ export class ModelSession {
 
   // Ablates the heads (flat indices l*H + h) with mode 'zero' or 'mean'.
   ablate(ids, heads, { mode = 'zero' } = {}) {
-    return unwrap(this.raw.ablate(Array.from(ids), Array.from(heads), mode));
+    return unwrap(this.raw.ablate(this.ids(ids), this.heads(heads), mode));
   }
 
   // Michel et al. gradient importance |dL/dxi_h| and leave-one-out loss change.
   importance(ids, { mode = 'zero', onProgress } = {}) {
-    return unwrap(this.raw.importance(Array.from(ids), mode, onProgress));
+    return unwrap(this.raw.importance(this.ids(ids), mode, onProgress));
   }
 
   // Loss as heads are removed in importance order, next to random orders.
   pruningCurve(ids, { order = 'gradient', mode = 'zero', step = 1, nRandom = 3, seed = 0, onProgress } = {}) {
-    return JSON.parse(unwrap(this.raw.pruning(Array.from(ids), { order, mode, step, n_random: nRandom, seed }, onProgress)).json);
+    return JSON.parse(unwrap(this.raw.pruning(this.ids(ids), { order, mode, step, n_random: nRandom, seed }, onProgress)).json);
   }
 
   // OV edits, in TransformerLens's row-vector convention (x W_OV: U is the
@@ -346,7 +376,7 @@ export class ModelSession {
 
   // Loss after merging two heads, next to pruning either or both.
   evaluateMerge(ids, { layer, headA, headB, onProgress }) {
-    return JSON.parse(unwrap(this.raw.evaluate_merge(Array.from(ids), layer, headA, headB, onProgress)).json);
+    return JSON.parse(unwrap(this.raw.evaluate_merge(this.ids(ids), layer, headA, headB, onProgress)).json);
   }
 
   dispose() {

@@ -123,6 +123,38 @@ test('more tokens than the context and out-of-range ids are refused with a clear
   session.dispose();
 });
 
+test('ids and head indices past 2^32 are errors, not wrapped to small ones', async () => {
+  const session = core.createSession();
+  const info = await session.load(directorySource(oracleDir('gpt2')));
+  // 2^32 + 5 would reach the core as 5.
+  for (const bad of [2 ** 32 + 5, 2 ** 31, 2 ** 53 + 2, -1, 1.5, NaN, Infinity, '7']) {
+    const shown = String(bad).slice(0, 12);
+    assert.throws(() => session.run([1, bad]), (e) => e instanceof HeadscopeError && e.message.includes(shown) && /out of range/.test(e.message), shown);
+    assert.throws(() => session.behavior([1, bad, 2]), HeadscopeError);
+    assert.throws(() => session.ablate([1, 2], [bad]), (e) => e instanceof HeadscopeError && /head index/.test(e.message));
+  }
+  assert.throws(() => session.ablate([1, 2], [info.n_layer * info.n_head]), /head index.*out of range/);
+  assert.doesNotThrow(() => session.ablate([1, 2, 3], [0]));
+  session.dispose();
+});
+
+test('a tokenizer whose added token has an id past 2^32 cannot run it as another id', async () => {
+  const session = core.createSession();
+  const dir = copyModel('gpt2', (d) => {
+    const vocab = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`t${i}`, i]));
+    fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({
+      version: '1.0', normalizer: null, pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
+      added_tokens: [{ id: 2 ** 32 + 23, content: '<huge>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+      model: { type: 'WordLevel', vocab, unk_token: 't0' },
+    }));
+  });
+  await session.load(directorySource(dir));
+  const { ids } = session.tokenize('t1 <huge> t2');
+  assert.ok(ids.includes(2 ** 32 + 23), JSON.stringify(ids));
+  assert.throws(() => session.run(ids), /4294967319.*out of range/);
+  session.dispose();
+});
+
 test('a tokenizer larger than the embedding is reported as a warning', async () => {
   const session = core.createSession();
   const dir = copyModel('gpt2', (d) => {

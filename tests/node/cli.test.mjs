@@ -54,6 +54,8 @@ test('bad arguments and bad models fail with a message, not a stack trace', () =
     [['attn', oracleDir('gpt2')], /exactly one of --text or --ids/],
     [['attn', oracleDir('gpt2'), '--ids', '1,x'], /--ids must be/],
     [['attn', oracleDir('gpt2'), '--ids', '1,999'], /999.*range/],
+    [['attn', oracleDir('gpt2'), '--ids', '1,4294967301'], /4294967301.*out of range/],
+    [['ablate', oracleDir('gpt2'), '--ids', '1,2', '--heads', 'L0H4294967297'], /head|range/],
     [['attn', oracleDir('gpt2'), '--text', 'hello'], /no tokenizer/],
     [['frobnicate', oracleDir('gpt2')], /unknown command/],
     [['info', '/nonexistent/folder/x'], /neither a local folder nor a Hugging Face repo id/],
