@@ -25,11 +25,11 @@ for (const file of ['headscope_core.mjs', 'headscope_core.wasm', 'headscope_core
 
 await esbuild.build({
   entryPoints: {
-    boot: path.join(root, 'web', 'boot.js'),
-    main: path.join(root, 'web', 'main.js'),
-    worker: path.join(root, 'web', 'worker.js'),
-    embed: path.join(root, 'web', 'embed.js'),
-    element: path.join(root, 'web', 'element.js'),
+    boot: path.join(root, 'web', 'boot', 'boot.js'),
+    main: path.join(root, 'web', 'boot', 'main.js'),
+    worker: path.join(root, 'web', 'worker', 'worker.js'),
+    embed: path.join(root, 'web', 'boot', 'embed.js'),
+    element: path.join(root, 'web', 'boot', 'element.js'),
   },
   outdir: dist,
   bundle: true,

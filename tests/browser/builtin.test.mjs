@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 
 import { launchBrowser, openPage, publicDir, startServer } from './harness.mjs';
 import { cliAttention, exportFile, screenshot, waitReady, waitRun, runCount, worstMismatch } from './fixtures.mjs';
-import { EXAMPLES } from '../../web/models.js';
+import { EXAMPLES } from '../../web/state/models.js';
 
 const card = JSON.parse(fs.readFileSync(path.join(publicDir, 'models', 'headscope-tiny', 'training.json'), 'utf8'));
 const config = JSON.parse(fs.readFileSync(path.join(publicDir, 'models', 'headscope-tiny', 'config.json'), 'utf8'));
@@ -35,7 +35,7 @@ test('the page opens with the built-in model and its default text, every head dr
   assert.match(await page.textContent('#model-info'), /built-in/);
   assert.equal(await page.$$eval('#overview-grid .head-cell', (c) => c.length), config.n_layer * config.n_head);
   // The first run (which the worker starts before the page asks, see
-  // web/boot.js) is the default text's, with BOS, and its patterns are the
+  // web/boot/boot.js) is the default text's, with BOS, and its patterns are the
   // CLI's on the same files.
   assert.equal(await page.inputValue('#text-input'), EXAMPLES[0].text);
   const grid = JSON.parse((await exportFile(page, '#overview-grid', 'json')).bytes);

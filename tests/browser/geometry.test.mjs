@@ -110,7 +110,7 @@ test('model view: redundancy and composition matrices, the graph and merge candi
     const canvas = page.locator(`${figure} canvas.matrix`);
     const box = await canvas.boundingBox();
     const cell = await page.$eval(`${figure} canvas.matrix`, (c) => c.getBoundingClientRect().width);
-    // Layout as in matrixview.js: left 44, top 28, cells of equal size.
+    // Layout as in web/figures/matrix.js: left 44, top 28, cells of equal size.
     const size = Math.floor(Math.min(28, Math.max(2, (cell - 44 - 8) / N)));
     await page.mouse.move(box.x + 44 + (j + 0.5) * size, box.y + 28 + (i + 0.5) * size);
     await page.waitForFunction(([f, ii, jj]) => {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
-import { BUILTIN, EXAMPLES } from '../../web/models.js';
+import { BUILTIN, EXAMPLES } from '../../web/state/models.js';
 import { repoRoot } from './support.mjs';
 
 const dir = path.join(repoRoot, 'public', BUILTIN.path);

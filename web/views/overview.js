@@ -4,12 +4,12 @@
 // rendering. Keyboard: arrows move, Home/End jump within a layer,
 // PageUp/PageDown across layers, Enter opens the head view, A toggles the
 // head's ablation.
-import { SCALES, cssAt, legend, textOn } from './colormap.js';
+import { SCALES, cssAt, legend, textOn } from '../figures/colormap.js';
 import { el, headPattern } from './dom.js';
-import { METRICS, ROLE_LABELS } from './metrics.js';
-import { exportBar, fileName, svgToPng } from './export.js';
-import { gridSvg, paintPattern } from './figures.js';
-import { headKey, selectedHead } from './state.js';
+import { METRICS, ROLE_LABELS } from '../control/metrics.js';
+import { exportBar, fileName, svgToPng } from '../export/export.js';
+import { gridSvg, paintPattern } from '../figures/patterns.js';
+import { headKey, selectedHead } from '../state/store.js';
 
 export function moveHead(state, key) {
   const info = state.modelInfo;

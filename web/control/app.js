@@ -6,9 +6,9 @@
 // applied only if no newer request was made meanwhile (stale results are
 // dropped), and at most one run is in the worker at a time, so typing never
 // queues work.
-import { HeadscopeClient } from './client.js';
-import { parseHeadKey } from './state.js';
-import { EXAMPLES, MAX_TOKENS } from './models.js';
+import { HeadscopeClient } from '../worker/client.js';
+import { parseHeadKey } from '../state/store.js';
+import { EXAMPLES, MAX_TOKENS } from '../state/models.js';
 
 export function modelSpecOf(state) {
   if (state.model === 'builtin') return { kind: 'builtin' };

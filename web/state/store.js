@@ -18,7 +18,7 @@ export const ABLATION_MODES = ['zero', 'mean'];
 export const MAX_TEXT_LENGTH = 4000;
 export const DETECT_FLAGS = ['abs', 'nobos', 'nocur', 'probe'];
 
-import { isEdit } from './edits.js';
+import { isEdit } from '../shared/edits.js';
 
 // Order here is the order in the URL.
 const URL_DEFAULTS = {
@@ -34,7 +34,7 @@ const URL_DEFAULTS = {
   sort: false,          // overview sorted by the metric
   ablate: [],           // sorted head keys 'L1H3'
   mode: 'zero',         // ablation mode
-  edits: [],            // weight edits, see edits.js
+  edits: [],            // weight edits, see shared/edits.js
   detect: [],           // detector options: 'abs' (measure), 'nobos', 'nocur' (exclusions), 'probe' (induction role from the probe)
   hub: null,            // hub endpoint override (loopback or same origin only)
 };
@@ -51,7 +51,7 @@ export function parseHeadKey(text) {
   return m ? { layer: Number(m[1]), head: Number(m[2]) } : null;
 }
 
-export { isEdit } from './edits.js';
+export { isEdit } from '../shared/edits.js';
 
 // Only the loopback interface or the page's own origin may stand in for the
 // hub: anything else would let a link send the page's requests to a
@@ -210,7 +210,7 @@ const RUNTIME_DEFAULTS = {
   notice: null,         // one-line message for the status area
   focusToken: null,     // a query position picked from the token chips, or null
   geometryProgress: null, // {what, fraction} while a geometry computation runs
-  metrics: null,        // per-head metrics for the overview, see metrics.js
+  metrics: null,        // per-head metrics for the overview, see control/metrics.js
   behavior: null,       // role detectors on the current text (core head_behavior), or {error}
   editState: null,      // {applied, errors, edits}: the edits the core has in force
 };

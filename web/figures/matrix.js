@@ -4,9 +4,9 @@
 // Used for the redundancy matrices (symmetric) and the composition scores
 // (rows: the earlier head writing, columns: the later head reading).
 import { SCALES, hexAt, legend, rgbAt } from './colormap.js';
-import { el, sizeCanvas, xmlEscape } from './dom.js';
-import { canvasToBlob, exportBar, fileName } from './export.js';
-import { headKey } from './state.js';
+import { el, sizeCanvas, xmlEscape } from '../views/dom.js';
+import { canvasToBlob, exportBar, fileName } from '../export/export.js';
+import { headKey } from '../state/store.js';
 
 export function headLabels(nLayer, nHead) {
   const labels = [];

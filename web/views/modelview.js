@@ -4,12 +4,12 @@
 // as a matrix and as a layered graph with the random baseline marked, and
 // the merge candidates. Computed when the view is on screen. Importance and
 // the pruning curve get their panel when the core exposes them.
-import { COMPOSITION_COLOURS, compositionGraph, lineChart, serializeSvg } from './charts.js';
-import { SCALES } from './colormap.js';
+import { COMPOSITION_COLOURS, compositionGraph, lineChart, serializeSvg } from '../figures/charts.js';
+import { SCALES } from '../figures/colormap.js';
 import { el, formatNumber } from './dom.js';
-import { exportBar, fileName, svgToPng } from './export.js';
-import { HeadValuesFigure, MatrixFigure } from './matrixview.js';
-import { headKey } from './state.js';
+import { exportBar, fileName, svgToPng } from '../export/export.js';
+import { HeadValuesFigure, MatrixFigure } from '../figures/matrix.js';
+import { headKey } from '../state/store.js';
 import { variantSwitch } from './weightsview.js';
 
 const SUBSPACES = { O: 'write (O)', V: 'value read (V)', Q: 'query read (Q)', K: 'key read (K)' };

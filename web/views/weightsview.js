@@ -4,10 +4,10 @@
 // copying score, the vocabulary read-out of the top OV directions, the most
 // redundant heads and the strongest composition partners. Computed when the
 // head view is on screen, once per model and variant.
-import { COMPOSITION_COLOURS, serializeSvg, spectrumChart } from './charts.js';
+import { COMPOSITION_COLOURS, serializeSvg, spectrumChart } from '../figures/charts.js';
 import { displayToken, el, formatNumber } from './dom.js';
-import { exportBar, fileName, svgToPng } from './export.js';
-import { headKey, selectedHead } from './state.js';
+import { exportBar, fileName, svgToPng } from '../export/export.js';
+import { headKey, selectedHead } from '../state/store.js';
 
 export function variantSwitch(store, name) {
   const inputs = {};

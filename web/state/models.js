@@ -47,7 +47,7 @@ export function modelLabel(model, rev) {
   return rev && rev !== 'main' ? `${model} @ ${rev}` : model;
 }
 
-// The explorer's worker (web/worker.js, bundled beside `base`), told to
+// The explorer's worker (web/worker/worker.js, bundled beside `base`), told to
 // prefetch the built-in model when the page opens with it.
 export function workerUrlFor(model, base) {
   return new URL(`./worker.js${model === 'builtin' ? '?prefetch=builtin' : ''}`, base);

@@ -3,7 +3,7 @@
 // {type: 'progress', progress} messages and then exactly one
 // {type: 'result', result} or {type: 'error', error: {name, message}}.
 // The first message the worker sends is {type: 'started'}, once its script
-// (with the bundled glue) is evaluated (web/boot.js waits for it, see there),
+// (with the bundled glue) is evaluated (web/boot/boot.js waits for it, see there),
 // then {type: 'ready'} or {type: 'error', id: null} if the module failed to
 // start.
 //
@@ -16,13 +16,13 @@
 // Loading builds a new session and swaps it in only when it succeeded, so a
 // failed or cancelled load leaves the previous model usable.
 import createHeadscopeModule from './headscope_core.mjs';
-import { coreWasmFile } from '../wasm/features.mjs';
-import { compileWasm, createHeadscope, HeadscopeError } from '../wasm/headscope.mjs';
-import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } from '../wasm/sources.mjs';
+import { coreWasmFile } from '../../wasm/features.mjs';
+import { compileWasm, createHeadscope, HeadscopeError } from '../../wasm/headscope.mjs';
+import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } from '../../wasm/sources.mjs';
 import { cacheSummary, cachingFetch, clearCache, dropOldCaches, forgetPrefix } from './cache.js';
-import { parseEdit } from './edits.js';
-import { BUILTIN, MAX_TOKENS } from './models.js';
-import { allowedHubEndpoint, allowedModelUrl, isRepoIdText } from './state.js';
+import { parseEdit } from '../shared/edits.js';
+import { BUILTIN, MAX_TOKENS } from '../state/models.js';
+import { allowedHubEndpoint, allowedModelUrl, isRepoIdText } from '../state/store.js';
 
 // The worker fetches and compiles the wasm itself (streaming) as soon as it
 // starts (the relaxed-SIMD build where the browser runs it, wasm/features.mjs);
@@ -42,7 +42,7 @@ const builtinFetch = new URL(self.location.href).searchParams.get('prefetch') ==
   : globalThis.fetch;
 
 let session = null;      // the loaded ModelSession
-let currentEdits = [];   // descriptors (edits.js) of the edits in the session, in order
+let currentEdits = [];   // descriptors (shared/edits.js) of the edits in the session, in order
 let loadController = null;
 let modelGeneration = 0; // bumps on every successful load
 let weightGeometry = null; // {generation, variant, result}: the last one-pass geometry (see geometry below)
@@ -187,7 +187,7 @@ function runText({ text, ids: givenIds, prependBos = true, maxTokens = MAX_TOKEN
   return result;
 }
 
-// The page's first two requests, answered before they are asked. web/boot.js
+// The page's first two requests, answered before they are asked. web/boot/boot.js
 // sends `warmup` when the link opens the built-in model as it is (no edits,
 // no ablations), with the first text: the worker loads the built-in model
 // and runs that text while the page is still being built; the page's
@@ -293,7 +293,7 @@ const handlers = {
     return runText(args);
   },
 
-  // Puts the core's edit list in step with the page's descriptors (edits.js):
+  // Puts the core's edit list in step with the page's descriptors (shared/edits.js):
   // every edit is re-made from its descriptor, in order. Descriptors that do
   // not fit the model are skipped and reported.
   setEdits(core, { edits = [] }) {

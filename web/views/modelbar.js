@@ -4,8 +4,8 @@
 // page) — with the download progress, a cancel button, and the loaded
 // model's description, warnings and errors.
 import { el } from './dom.js';
-import { BUILTIN, CURATED, formatBytes, formatDuration, modelLabel } from './models.js';
-import { allowedModelUrl, isRepoIdText } from './state.js';
+import { BUILTIN, CURATED, formatBytes, formatDuration, modelLabel } from '../state/models.js';
+import { allowedModelUrl, isRepoIdText } from '../state/store.js';
 
 const OTHER = '__other__';
 

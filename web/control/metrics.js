@@ -3,7 +3,7 @@
 // the state's weight variant) and how to read them. The controller keeps
 // state.metrics = {id, label, values [L*H], min, max, variant, scale, format}
 // (or {id, error}) in step with state.metric, state.weights and the model.
-import { SCALES } from './colormap.js';
+import { SCALES } from '../figures/colormap.js';
 
 const fixed = (digits) => (v) => (Number.isFinite(v) ? v.toFixed(digits) : '–');
 

@@ -2,12 +2,12 @@
 // value under the pointer, optional numbers in the cells, a table of all
 // values for screen readers and copying) and the token-to-token line view
 // as BertViz's head view, each with PNG/SVG/JSON/CSV export.
-import { SCALES, legend } from './colormap.js';
+import { SCALES, legend } from '../figures/colormap.js';
 import { displayToken, el, sizeCanvas, svgEl } from './dom.js';
-import { canvasToBlob, exportBar, fileName, svgToPng } from './export.js';
-import { LINE_COLOUR, drawHeatmap, heatmapCellAt, heatmapLayout, heatmapSvg, isMasked, lineList, linesLayout, linesSvg, paintPattern } from './figures.js';
+import { canvasToBlob, exportBar, fileName, svgToPng } from '../export/export.js';
+import { LINE_COLOUR, drawHeatmap, heatmapCellAt, heatmapLayout, heatmapSvg, isMasked, lineList, linesLayout, linesSvg, paintPattern } from '../figures/patterns.js';
 import { displayPattern, moveHead, rows, toggleAblation } from './overview.js';
-import { headKey, selectedHead } from './state.js';
+import { headKey, selectedHead } from '../state/store.js';
 import { HeadBehavior } from './behaviorview.js';
 import { HeadWeights } from './weightsview.js';
 
