@@ -134,7 +134,7 @@ export const HUB_REPOS = {
 
 export async function startSite({ builtin = true, extra = {} } = {}) {
   const { publicDir, startServer } = await import('./harness.mjs');
-  const { BUILTIN } = await import('../../web/state/models.js');
+  const { BUILTIN } = await import('../../web/shared/sources.js');
   const hub = makeHub(HUB_REPOS);
   const models = tempDir('headscope-models-');
   if (builtin) writeModel(path.join(models, path.basename(BUILTIN.path)), 'gpt2');

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
-import { BUILTIN, EXAMPLES } from '../../web/state/models.js';
+import { BUILTIN } from '../../web/shared/sources.js';
+import { EXAMPLES } from '../../web/state/models.js';
 import { lcg, repoRoot } from './support.mjs';
 
 const dir = path.join(repoRoot, 'public', BUILTIN.path);

@@ -11,7 +11,8 @@ import { MatrixFigure } from '../figures/matrix.js';
 import { modelLabel } from '../state/models.js';
 import { HeadGrid } from '../views/overview.js';
 import { explorerUrl } from '../export/share.js';
-import { Store, parseHash, selectedHead } from '../state/store.js';
+import { parseHash } from '../state/hash.js';
+import { Store, selectedHead } from '../state/store.js';
 
 const { state: initial } = parseHash(location.hash, location.origin);
 const store = new Store(initial);

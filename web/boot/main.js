@@ -5,13 +5,15 @@ import { el } from '../views/dom.js';
 import { HeadView } from '../views/headview.js';
 import { InterventionsPanel } from '../views/interventions.js';
 import { ModelBar } from '../views/modelbar.js';
-import { modelLabel, workerUrlFor } from '../state/models.js';
+import { modelLabel } from '../state/models.js';
 import { MetricsController } from '../control/metrics.js';
 import { ModelView } from '../views/modelview.js';
 import { HeadGrid, moveHead, toggleAblation } from '../views/overview.js';
 import { SharePanel } from '../export/share.js';
-import { Store, URL_KEYS, VIEWS, parseHash, selectedHead, serializeHash } from '../state/store.js';
+import { URL_KEYS, VIEWS, parseHash, serializeHash } from '../state/hash.js';
+import { Store, selectedHead } from '../state/store.js';
 import { TextPanel } from '../views/textpanel.js';
+import { workerUrlFor } from '../worker/protocol.js';
 
 // The worker boot.js started gets the main thread to itself until it runs
 // (at most 150 ms): paired loads, first patterns drawn ~20 ms sooner.

@@ -2,7 +2,7 @@
 // <iframe> code for embed.html with the same state, and the one-script-tag
 // custom element).
 import { el } from '../views/dom.js';
-import { serializeHash } from '../state/store.js';
+import { serializeHash } from '../state/hash.js';
 
 export function explorerUrl(state, base = location.href) {
   const url = new URL('index.html', base);

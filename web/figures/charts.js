@@ -2,7 +2,7 @@
 // exported by serialising that DOM: a singular-value spectrum with its
 // effective rank marked, and the layered graph of head composition.
 import { svgEl, xmlEscape } from '../views/dom.js';
-import { headKey } from '../state/store.js';
+import { headKey } from '../../wasm/ids.mjs';
 
 // Okabe-Ito, distinguishable with every common colour-vision deficiency.
 export const COMPOSITION_COLOURS = { q: '#0072B2', k: '#E69F00', v: '#009E73' };

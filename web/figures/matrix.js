@@ -6,7 +6,7 @@
 import { SCALES, hexAt, legend, rgbAt } from './colormap.js';
 import { el, sizeCanvas, xmlEscape } from '../views/dom.js';
 import { canvasToBlob, exportBar, fileName } from '../export/export.js';
-import { headKey } from '../state/store.js';
+import { headKey } from '../../wasm/ids.mjs';
 
 export function headLabels(nLayer, nHead) {
   const labels = [];

@@ -7,7 +7,8 @@ import { serializeSvg } from '../figures/charts.js';
 import { el, formatNumber, svgEl } from './dom.js';
 import { exportBar, fileName, svgToPng } from '../export/export.js';
 import { ROLE_LABELS } from '../control/metrics.js';
-import { headKey, selectedHead } from '../state/store.js';
+import { selectedHead } from '../state/store.js';
+import { headKey } from '../../wasm/ids.mjs';
 
 const ROLE_ORDER = ['induction', 'duplicate_token', 'previous_token', 'positional', 'current_token', 'first_token'];
 

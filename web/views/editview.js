@@ -7,7 +7,8 @@
 import { debounce, el, formatNumber } from './dom.js';
 import { describeEdit, formatEdit, parseEdit } from '../shared/edits.js';
 import { exportBar, fileName } from '../export/export.js';
-import { headKey, selectedHead } from '../state/store.js';
+import { selectedHead } from '../state/store.js';
+import { headKey } from '../../wasm/ids.mjs';
 
 export class EditsPanel {
   constructor(root, { store, app, modelName, onError }) {

@@ -6,7 +6,7 @@ import { SCALES, cssAt } from '../figures/colormap.js';
 import { displayToken, el, formatNumber, svgEl } from './dom.js';
 import { exportBar, fileName } from '../export/export.js';
 import { EditsPanel } from './editview.js';
-import { parseHeadKey } from '../state/store.js';
+import { parseHeadKey } from '../../wasm/ids.mjs';
 
 export class InterventionsPanel {
   constructor(root, { store, app, modelName, onError }) {

@@ -1,5 +1,5 @@
-// The page's promise-based client of the worker (see worker.js for the
-// protocol). `call(type, args, {onProgress})` resolves with the result or
+// The page's promise-based client of the worker (protocol.js defines the
+// messages). `call(type, args, {onProgress})` resolves with the result or
 // rejects with a WorkerError carrying the core's message.
 
 export class WorkerError extends Error {
