@@ -66,24 +66,19 @@ export class App {
     this.inFlight = false;
     const message = `the engine stopped (${error.message}); it was restarted${/memory/i.test(error.message) ? ' — this model or text may need more memory than this browser allows' : ''}`;
     this.store.set({ modelStatus: 'idle', modelInfo: null, run: null, runStatus: 'idle', modelError: message });
-    try {
-      await this.client.ready;
-    } catch (startError) {
-      this.store.set({ modelStatus: 'error', modelError: `the wasm core could not start: ${startError.message}` });
-      return;
-    }
-    this.loadFromState();
-    this.store.set({ modelError: message });
+    if (await this.start()) this.store.set({ modelError: message });
   }
 
+  // Loads the state's model once the core has started; false if it could not start.
   async start() {
     try {
       await this.client.ready;
     } catch (error) {
       this.store.set({ modelStatus: 'error', modelError: `the wasm core could not start: ${error.message}` });
-      return;
+      return false;
     }
     this.loadFromState();
+    return true;
   }
 
   onChange(state, changed) {

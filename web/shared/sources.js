@@ -14,16 +14,20 @@ export const BUILTIN = {
   title: 'built-in (headscope-tiny)',
 };
 
+function urlOf(text, base) {
+  try {
+    return new URL(text, base);
+  } catch {
+    return null;
+  }
+}
+
 // Only the loopback interface or the page's own origin may stand in for the
 // hub: anything else would let a link send the page's requests to a
 // stranger's server.
 export function allowedHubEndpoint(text, pageOrigin) {
-  let url;
-  try {
-    url = new URL(text, pageOrigin);
-  } catch {
-    return null;
-  }
+  const url = urlOf(text, pageOrigin);
+  if (!url) return null;
   if (url.origin === pageOrigin) return url.href.replace(/\/$/, '');
   if (url.protocol === 'http:' || url.protocol === 'https:') {
     if (['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) return url.href.replace(/\/$/, '');
@@ -34,12 +38,8 @@ export function allowedHubEndpoint(text, pageOrigin) {
 // A model given as a URL must be https: or on the page's own origin; the
 // folder's URL (ending in '/'), or null.
 export function allowedModelUrl(text, pageOrigin) {
-  let url;
-  try {
-    url = new URL(text, pageOrigin);
-  } catch {
-    return null;
-  }
+  const url = urlOf(text, pageOrigin);
+  if (!url) return null;
   if (url.username || url.password) return null;
   if (url.protocol === 'https:' || url.origin === pageOrigin) return url.href.endsWith('/') ? url.href : `${url.href}/`;
   return null;

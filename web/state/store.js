@@ -32,10 +32,6 @@ export class Store {
     this.listeners = new Set();
   }
 
-  get(key) {
-    return this.state[key];
-  }
-
   urlState() {
     return Object.fromEntries(URL_KEYS.map((key) => [key, this.state[key]]));
   }
