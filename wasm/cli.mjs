@@ -18,7 +18,8 @@ import { parseArgs } from 'node:util';
 
 import { encodeNpy } from './npy.mjs';
 import { directorySource, loadHeadscope } from './node.mjs';
-import { hubSource, isRepoId } from './sources.mjs';
+import { headKey, isRepoId, parseHeadKey, parseTokenIds } from './ids.mjs';
+import { hubSource } from './sources.mjs';
 
 const usage = `usage:
   headscope info MODEL
@@ -45,8 +46,8 @@ function modelSource(spec, endpoint) {
 }
 
 function parseIds(text) {
-  const ids = text.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
-  if (!ids.length || ids.some((id) => !Number.isInteger(id) || id < 0)) fail(`--ids must be comma-separated non-negative integers, got "${text}"`);
+  const { ids } = parseTokenIds(text);
+  if (!ids?.length) fail(`--ids must be comma-separated non-negative integers, got "${text}"`);
   return ids;
 }
 
@@ -114,9 +115,9 @@ async function main() {
 // Parses "L0H1,L1H3" into flat head indices l * H + h.
 function parseHeads(text, info) {
   return text.split(',').map((name) => {
-    const match = /^L(\d+)H(\d+)$/.exec(name.trim());
-    if (!match) fail(`--heads takes names like L0H1,L1H3; got "${name}"`);
-    const [l, h] = [Number(match[1]), Number(match[2])];
+    const head = parseHeadKey(name.trim());
+    if (!head) fail(`--heads takes names like L0H1,L1H3; got "${name}"`);
+    const { layer: l, head: h } = head;
     if (l >= info.n_layer || h >= info.n_head) fail(`${name} is not a head of this model (${info.n_layer} layers x ${info.n_head} heads)`);
     return l * info.n_head + h;
   });
@@ -125,7 +126,7 @@ function parseHeads(text, info) {
 // detect, ablate and importance: JSON on stdout or in --out FILE.json.
 function behaviour(command, session, info, ids, tokens, options) {
   if (!['zero', 'mean'].includes(options.mode)) fail(`--mode must be zero or mean, got "${options.mode}"`);
-  const names = Array.from({ length: info.n_layer * info.n_head }, (_, i) => `L${Math.floor(i / info.n_head)}H${i % info.n_head}`);
+  const names = Array.from({ length: info.n_layer * info.n_head }, (_, i) => headKey(Math.floor(i / info.n_head), i % info.n_head));
   let result;
   if (command === 'detect') {
     if (!['mul', 'abs'].includes(options.measure)) fail(`--measure must be mul or abs, got "${options.measure}"`);
@@ -166,7 +167,7 @@ function metrics(session, info, options) {
         frobenius: spectra[c].frobenius[i], effective_rank: spectra[c].effective_rank[i],
         top1_share: spectra[c].top1_share[i], [`top${spectra.top_k}_share`]: spectra[c].topk_share[i],
       });
-      heads.push({ head: `L${l}H${h}`, layer: l, index: h, ov: circuit('ov'), qk: circuit('qk'),
+      heads.push({ head: headKey(l, h), layer: l, index: h, ov: circuit('ov'), qk: circuit('qk'),
         ov_copying_score: copying ? copying.copying_score[i] : null, ov_positive_fraction: copying ? copying.positive_fraction[i] : null });
     }
   }

@@ -8,6 +8,7 @@
 //   urlSource(base)            any static server (files at base + name)
 //   hubSource(repo, revision)  https://huggingface.co/{repo}/resolve/{revision}/{name}
 //   fileListSource(files)      File objects dropped on the page or picked
+import { isRepoId } from './ids.mjs';
 
 export class SourceError extends Error {
   constructor(message) {
@@ -17,13 +18,6 @@ export class SourceError extends Error {
 }
 
 export const HUB_ENDPOINT = 'https://huggingface.co';
-
-// A repo id is "name" or "owner/name" of letters, digits, '-', '_', '.'.
-const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)?$/;
-
-export function isRepoId(text) {
-  return REPO_ID.test(text) && !text.includes('..');
-}
 
 async function readBody(response, name, sink, onProgress, signal) {
   const length = Number(response.headers.get('Content-Length'));
@@ -150,7 +144,7 @@ export function prefetchingFetch(urls, fetchImpl = globalThis.fetch) {
 }
 
 export function hubSource(repo, revision = 'main', { endpoint = HUB_ENDPOINT, token, fetchImpl } = {}) {
-  if (!isRepoId(repo)) throw new SourceError(`"${repo}" is not a Hugging Face repository id (expected owner/name)`);
+  if (!isRepoId(repo)) throw new SourceError(`"${String(repo).slice(0, 80)}" is not a Hugging Face repository id (expected owner/name)`);
   const base = `${endpoint.replace(/\/$/, '')}/${repo}/resolve/${encodeURIComponent(revision)}/`;
   const headers = token ? { Authorization: `Bearer ${token}` } : {};
   return urlSource(base, { fetchImpl, label: `${repo}@${revision}`, headers });

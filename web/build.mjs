@@ -23,13 +23,13 @@ for (const file of ['headscope_core.mjs', 'headscope_core.wasm', 'headscope_core
   fs.copyFileSync(from, path.join(dist, file));
 }
 
-await esbuild.build({
+const result = await esbuild.build({
   entryPoints: {
-    boot: path.join(root, 'web', 'boot.js'),
-    main: path.join(root, 'web', 'main.js'),
-    worker: path.join(root, 'web', 'worker.js'),
-    embed: path.join(root, 'web', 'embed.js'),
-    element: path.join(root, 'web', 'element.js'),
+    boot: path.join(root, 'web', 'boot', 'boot.js'),
+    main: path.join(root, 'web', 'boot', 'main.js'),
+    worker: path.join(root, 'web', 'worker', 'worker.js'),
+    embed: path.join(root, 'web', 'boot', 'embed.js'),
+    element: path.join(root, 'web', 'boot', 'element.js'),
   },
   outdir: dist,
   bundle: true,
@@ -38,6 +38,7 @@ await esbuild.build({
   sourcemap: true,
   minify: true,
   logLevel: 'warning',
+  metafile: true,
   // The Emscripten module (headscope_core.mjs, imported by the worker) is
   // bundled from the copy beside the bundles: one download fewer before the
   // worker can start the core. (The .wasm is fetched and compiled by the
@@ -49,4 +50,15 @@ await esbuild.build({
     },
   }],
 });
+// The worker shares policy with the page only through web/shared/ and its
+// protocol: a page module in its bundle is an error.
+const workerInputs = Object.keys(result.metafile.outputs[path.relative(process.cwd(), path.join(dist, 'worker.js'))]?.inputs || {});
+const pageModules = workerInputs.filter((input) => {
+  const file = path.relative(root, path.resolve(process.cwd(), input));
+  return file.startsWith(`web${path.sep}`) && !/^web[\\/](worker|shared)[\\/]/.test(file);
+});
+if (!workerInputs.length || pageModules.length) {
+  console.error(`web/build.mjs: the worker imports page modules: ${pageModules.join(', ') || '(no metafile entry for worker.js)'}`);
+  process.exit(1);
+}
 console.log(`bundled web/ into ${path.relative(root, dist)}/`);

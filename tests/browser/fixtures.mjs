@@ -134,7 +134,7 @@ export const HUB_REPOS = {
 
 export async function startSite({ builtin = true, extra = {} } = {}) {
   const { publicDir, startServer } = await import('./harness.mjs');
-  const { BUILTIN } = await import('../../web/models.js');
+  const { BUILTIN } = await import('../../web/shared/sources.js');
   const hub = makeHub(HUB_REPOS);
   const models = tempDir('headscope-models-');
   if (builtin) writeModel(path.join(models, path.basename(BUILTIN.path)), 'gpt2');
@@ -154,7 +154,7 @@ export async function waitReady(page, timeout = 30000) {
   await page.waitForFunction(() => document.body.dataset.status === 'ready', null, { timeout });
 }
 
-// Waits for the run counter to pass `after` (see main.js).
+// Waits for the run counter to pass `after` (see web/boot/main.js).
 export async function waitRun(page, after, timeout = 30000) {
   await page.waitForFunction((n) => Number(document.body.dataset.runs || 0) > n && document.body.dataset.status === 'ready', after, { timeout });
 }

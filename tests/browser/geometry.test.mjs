@@ -94,6 +94,20 @@ test('head view: spectra, redundant heads and composition partners equal the CLI
   });
   const chips = await page.$$eval('#head-readout .direction:first-child > .rw:nth-child(2) .token', (t) => t.map((x) => x.textContent));
   assert.deepEqual(chips, expected.directions[0].readTop.map((t) => t.text));
+
+  // Back to raw weights: the page has every figure's numbers already and asks the worker for nothing.
+  await page.evaluate(() => {
+    const client = window.headscope.app.client;
+    const call = client.call.bind(client);
+    window.geometryAsked = [];
+    client.call = (type, args, options) => {
+      if (type === 'geometry') window.geometryAsked.push(args.what);
+      return call(type, args, options);
+    };
+  });
+  await page.check('#head-weights input[value=raw]');
+  await waitWeights(page, 'L1H1', 'raw');
+  assert.deepEqual(await page.evaluate(() => window.geometryAsked), []);
   assert.deepEqual(problems, []);
   await page.close();
 });
@@ -110,7 +124,7 @@ test('model view: redundancy and composition matrices, the graph and merge candi
     const canvas = page.locator(`${figure} canvas.matrix`);
     const box = await canvas.boundingBox();
     const cell = await page.$eval(`${figure} canvas.matrix`, (c) => c.getBoundingClientRect().width);
-    // Layout as in matrixview.js: left 44, top 28, cells of equal size.
+    // Layout as in web/figures/matrix.js: left 44, top 28, cells of equal size.
     const size = Math.floor(Math.min(28, Math.max(2, (cell - 44 - 8) / N)));
     await page.mouse.move(box.x + 44 + (j + 0.5) * size, box.y + 28 + (i + 0.5) * size);
     await page.waitForFunction(([f, ii, jj]) => {

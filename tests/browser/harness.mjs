@@ -107,14 +107,17 @@ export async function startServer(root = publicDir, options = {}) {
   return { url: `http://127.0.0.1:${port}/`, requests, close: () => new Promise((resolve) => server.close(resolve)) };
 }
 
+const chromiumOptions = () => ({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+
+// One browser profile (a persistent context) that the tests' pages share.
 export async function launchBrowser() {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'headscope-chromium-'));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  const context = await chromium.launchPersistentContext(userDataDir, chromiumOptions());
   return {
     context,
     close: async () => {
@@ -122,6 +125,13 @@ export async function launchBrowser() {
       fs.rmSync(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+// A browser without a profile, for pages that must arrive as a first visit
+// does: each browser.newContext() starts empty (no HTTP cache, Cache API or
+// compiled code) and gets its own renderer process.
+export async function launchEmptyBrowser() {
+  return chromium.launch(chromiumOptions());
 }
 
 // Opens a page and collects everything that went wrong in it.

@@ -9,8 +9,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
-import { BUILTIN, EXAMPLES } from '../../web/models.js';
-import { repoRoot } from './support.mjs';
+import { BUILTIN } from '../../web/shared/sources.js';
+import { EXAMPLES } from '../../web/state/models.js';
+import { lcg, repoRoot } from './support.mjs';
 
 const dir = path.join(repoRoot, 'public', BUILTIN.path);
 const card = JSON.parse(fs.readFileSync(path.join(dir, 'training.json'), 'utf8'));
@@ -59,9 +60,8 @@ test('the heads the card names do their job: an induction head matters more than
   // zero-ablated at a time: the strongest induction head costs clearly more than any head outside
   // the induction circuit (the circuit: the induction heads and the previous-token head they read
   // through K-composition, which costs the most of all: without it no induction head works).
-  let state = 12345;
-  const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) % (s.info.d_vocab - 1);
-  const r = Array.from({ length: 40 }, next);
+  const next = lcg(12345);
+  const r = Array.from({ length: 40 }, () => next() % (s.info.d_vocab - 1));
   const ids = [s.info.bos_token_id, ...r, ...r];
   const repeatLoss = (result) => {
     const v = result.token_loss.slice(40, 80);  // predictions of the second copy's tokens

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
-import { f32SafetensorsHead, gpt2TensorShapes, tempDir, worstMismatch } from './support.mjs';
+import { f32SafetensorsHead, gpt2TensorShapes, lcg, tempDir, worstMismatch } from './support.mjs';
 
 const L = 6, d = 384, H = 6, V = 10000, P = 256;
 
@@ -20,7 +20,7 @@ const L = 6, d = 384, H = 6, V = 10000, P = 256;
 function writeCheckpoint(dir, { lmHead = false } = {}) {
   const shapes = gpt2TensorShapes({ nLayer: L, d, vocab: V, positions: P, lmHead });
   const values = new Map();
-  let seed = 7;
+  const next = lcg(7);
   for (const [name, shape] of shapes) {
     const n = shape.reduce((a, b) => a * b, 1);
     if (name === 'lm_head.weight') {
@@ -30,8 +30,8 @@ function writeCheckpoint(dir, { lmHead = false } = {}) {
     const v = new Float32Array(n);
     const norm = /ln_.\.weight|ln_f\.weight/.test(name);
     for (let i = 0; i < n; i++) {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-      v[i] = norm ? 1 + ((seed / 4294967296) - 0.5) * 0.2 : ((seed / 4294967296) - 0.5) * 0.2;
+      const u = next() / 4294967296 - 0.5;
+      v[i] = norm ? 1 + u * 0.2 : u * 0.2;
     }
     values.set(name, v);
   }

@@ -1,5 +1,6 @@
-// Helpers shared by the node tests: fixture paths, .npy reading, and a
-// comparison that reports the worst mismatch with its index.
+// Helpers shared by the node tests: fixture paths, .npy reading, a
+// comparison that reports the worst mismatch with its index, and the tests'
+// one pseudo-random generator.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -80,4 +81,11 @@ export function f32SafetensorsHead(shapes, metadata) {
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(text.length));
   return { head: Buffer.concat([prefix, Buffer.from(text)]), dataBytes: offset };
+}
+
+// A deterministic stream of 32-bit integers (the ANSI C linear congruential
+// generator): the same numbers on every machine and node version.
+export function lcg(seed) {
+  let state = seed >>> 0;
+  return () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0);
 }

@@ -1,12 +1,12 @@
 // The text panel: an editable input with example texts, the BOS switch, the
 // tokens as chips (coloured by the change in their loss when heads are
 // ablated) and a one-line summary (tokens, loss). Typing updates the store;
-// the controller debounces the run.
-import { SCALES, cssAt, textOn } from './colormap.js';
+// the controller schedules the run (control/app.js).
+import { SCALES, cssAt, textOn } from '../figures/colormap.js';
 import { displayToken, el, formatNumber } from './dom.js';
-import { EXAMPLES } from './models.js';
-import { MAX_TEXT_LENGTH } from './state.js';
-import { textOf } from './app.js';
+import { EXAMPLES } from '../state/models.js';
+import { MAX_TEXT_LENGTH } from '../state/hash.js';
+import { textOf } from '../control/app.js';
 
 export class TextPanel {
   constructor(root, { store }) {

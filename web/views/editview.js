@@ -2,12 +2,13 @@
 // along a singular direction, or removal of a singular component) with a
 // slider for α, list the edits in force with their own sliders and undo,
 // evaluate merging two heads of a layer (loss next to pruning either or
-// both) and apply it. The edits live in state.edits (edits.js strings), so
+// both) and apply it. The edits live in state.edits (shared/edits.js strings), so
 // they are in the link; the controller re-creates them in the core.
 import { debounce, el, formatNumber } from './dom.js';
-import { describeEdit, formatEdit, parseEdit } from './edits.js';
-import { exportBar, fileName } from './export.js';
-import { headKey, selectedHead } from './state.js';
+import { describeEdit, formatEdit, parseEdit } from '../shared/edits.js';
+import { exportBar, fileName } from '../export/export.js';
+import { selectedHead } from '../state/store.js';
+import { headKey } from '../../wasm/ids.mjs';
 
 export class EditsPanel {
   constructor(root, { store, app, modelName, onError }) {

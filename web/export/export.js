@@ -1,7 +1,7 @@
 // Exports: every figure as PNG and SVG, its numbers as JSON and CSV. A figure
 // hands an exporter {name, svg(), png() -> Promise<Blob>, json(), csv()};
 // exportBar() renders the four buttons.
-import { el } from './dom.js';
+import { el } from '../views/dom.js';
 
 export function download(blob, filename) {
   const url = URL.createObjectURL(blob);

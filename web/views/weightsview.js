@@ -4,10 +4,11 @@
 // copying score, the vocabulary read-out of the top OV directions, the most
 // redundant heads and the strongest composition partners. Computed when the
 // head view is on screen, once per model and variant.
-import { COMPOSITION_COLOURS, serializeSvg, spectrumChart } from './charts.js';
+import { COMPOSITION_COLOURS, serializeSvg, spectrumChart } from '../figures/charts.js';
 import { displayToken, el, formatNumber } from './dom.js';
-import { exportBar, fileName, svgToPng } from './export.js';
-import { headKey, selectedHead } from './state.js';
+import { exportBar, fileName, svgToPng } from '../export/export.js';
+import { selectedHead } from '../state/store.js';
+import { headKey } from '../../wasm/ids.mjs';
 
 export function variantSwitch(store, name) {
   const inputs = {};
@@ -56,8 +57,8 @@ export class HeadWeights {
     );
     store.subscribe((state, changed) => {
       if (['view', 'head', 'weights', 'modelInfo'].some((k) => changed.has(k))) this.update(state);
-      if (changed.has('geometryProgress') && state.view === 'head' && state.geometryProgress) {
-        this.status.textContent = `computing ${state.geometryProgress.what}… ${Math.round(state.geometryProgress.fraction * 100)}%`;
+      if (changed.has('computeProgress') && state.view === 'head' && state.computeProgress) {
+        this.status.textContent = `computing ${state.computeProgress.what}… ${Math.round(state.computeProgress.fraction * 100)}%`;
       }
     });
     this.update(store.state);

@@ -1,17 +1,19 @@
 // headscope explorer entry: builds the page from its views, keeps the store
 // and the location hash in step, and routes the keyboard.
-import { App } from './app.js';
-import { el } from './dom.js';
-import { HeadView } from './headview.js';
-import { InterventionsPanel } from './interventions.js';
-import { ModelBar } from './modelbar.js';
-import { modelLabel, workerUrlFor } from './models.js';
-import { MetricsController } from './metrics.js';
-import { ModelView } from './modelview.js';
-import { HeadGrid, moveHead, toggleAblation } from './overview.js';
-import { SharePanel } from './share.js';
-import { Store, URL_KEYS, VIEWS, parseHash, selectedHead, serializeHash } from './state.js';
-import { TextPanel } from './textpanel.js';
+import { App } from '../control/app.js';
+import { el } from '../views/dom.js';
+import { HeadView } from '../views/headview.js';
+import { InterventionsPanel } from '../views/interventions.js';
+import { ModelBar } from '../views/modelbar.js';
+import { modelLabel } from '../state/models.js';
+import { MetricsController } from '../control/metrics.js';
+import { ModelView } from '../views/modelview.js';
+import { HeadGrid, moveHead, toggleAblation } from '../views/overview.js';
+import { SharePanel } from '../export/share.js';
+import { URL_KEYS, VIEWS, parseHash, serializeHash } from '../state/hash.js';
+import { Store, selectedHead } from '../state/store.js';
+import { TextPanel } from '../views/textpanel.js';
+import { workerUrlFor } from '../worker/protocol.js';
 
 // The worker boot.js started gets the main thread to itself until it runs
 // (at most 150 ms): paired loads, first patterns drawn ~20 ms sooner.
@@ -19,7 +21,7 @@ await Promise.race([globalThis.headscopeEarlyWorker?.started, new Promise((resol
 const { state: initial, problems } = parseHash(location.hash, location.origin);
 const store = new Store(initial);
 // Opening the built-in model, the worker fetches it while its core compiles.
-// web/boot.js has usually started this worker already (same URL): adopted.
+// boot.js has usually started this worker already (same URL): adopted.
 // (Its URL is boot's, even if the hash changed while this bundle loaded.)
 const workerUrl = globalThis.headscopeEarlyWorker
   ? new URL(globalThis.headscopeEarlyWorker.url)

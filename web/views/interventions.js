@@ -2,11 +2,11 @@
 // core), the loss before and after, per-token loss changes, and undo; then
 // the weight edits and merges (editview.js). Every change is in the URL, so
 // an intervention can be shared, and undone.
-import { SCALES, cssAt } from './colormap.js';
+import { SCALES, cssAt } from '../figures/colormap.js';
 import { displayToken, el, formatNumber, svgEl } from './dom.js';
-import { exportBar, fileName } from './export.js';
+import { exportBar, fileName } from '../export/export.js';
 import { EditsPanel } from './editview.js';
-import { parseHeadKey } from './state.js';
+import { parseHeadKey } from '../../wasm/ids.mjs';
 
 export class InterventionsPanel {
   constructor(root, { store, app, modelName, onError }) {
@@ -141,7 +141,7 @@ export class InterventionsPanel {
     return {
       name: fileName('headscope', model, 'ablation', state.ablate.join('-')),
       svg,
-      png: async () => (await import('./export.js')).svgToPng(svg(), 2),
+      png: async () => (await import('../export/export.js')).svgToPng(svg(), 2),
       json: () => ({ model, ablated: state.ablate, baseline_loss: run.baseline.loss, loss: run.loss, tokens: rowsOut }),
       csv: () => [['position', 'token', 'next_token', 'baseline_loss', 'ablated_loss', 'delta'], ...rowsOut.map((r) => [r.position, r.token, r.next, r.baseline, r.ablated, r.delta])],
     };

@@ -4,14 +4,19 @@
 // Used for the redundancy matrices (symmetric) and the composition scores
 // (rows: the earlier head writing, columns: the later head reading).
 import { SCALES, hexAt, legend, rgbAt } from './colormap.js';
-import { el, sizeCanvas, xmlEscape } from './dom.js';
-import { canvasToBlob, exportBar, fileName } from './export.js';
-import { headKey } from './state.js';
+import { el, sizeCanvas, xmlEscape } from '../views/dom.js';
+import { canvasToBlob, exportBar, fileName } from '../export/export.js';
+import { headKey } from '../../wasm/ids.mjs';
 
 export function headLabels(nLayer, nHead) {
   const labels = [];
   for (let l = 0; l < nLayer; l++) for (let h = 0; h < nHead; h++) labels.push(headKey(l, h));
   return labels;
+}
+
+// A standalone SVG document: white ground, the title top left, then `parts`.
+function svgDocument(width, height, title, parts) {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif"><rect width="100%" height="100%" fill="#fff"/><text x="8" y="16" font-size="13" font-weight="600">${xmlEscape(title || '')}</text>\n${parts.join('\n')}</svg>\n`;
 }
 
 // Geometry for N cells within maxWidth; labels every layer.
@@ -179,7 +184,7 @@ export class MatrixFigure {
       }
       const w = left + n * cell + 10;
       const h = top + n * cell + 10;
-      return `<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" font-family="system-ui, sans-serif"><rect width="100%" height="100%" fill="#fff"/><text x="8" y="16" font-size="13" font-weight="600">${xmlEscape(o.title || '')}</text>\n${parts.join('\n')}</svg>\n`;
+      return svgDocument(w, h, o.title, parts);
     };
     return {
       name: fileName('headscope', o.name || 'matrix'),
@@ -300,7 +305,7 @@ export class HeadValuesFigure {
       for (let h = 0; h < this.nHead; h++) parts.push(`<text x="${left + (h + 0.5) * cell}" y="${top - 6}" text-anchor="middle" font-size="10">H${h}</text>`);
       const w = left + cell * this.nHead + 10;
       const hh = top + cell * this.nLayer + 10;
-      return `<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="${Math.max(w, 320)}" height="${hh}" viewBox="0 0 ${Math.max(w, 320)} ${hh}" font-family="system-ui, sans-serif"><rect width="100%" height="100%" fill="#fff"/><text x="8" y="16" font-size="13" font-weight="600">${xmlEscape(o.title || '')}</text>\n${parts.join('\n')}</svg>\n`;
+      return svgDocument(Math.max(w, 320), hh, o.title, parts);
     };
     return {
       name: fileName('headscope', o.name || 'heads'),

@@ -3,11 +3,12 @@
 // Kovaleva classes, role labels): its role with confidence, every role score,
 // the detector definitions and options, the pattern statistics and the
 // positional profile (attention mass by relative offset).
-import { serializeSvg } from './charts.js';
+import { serializeSvg } from '../figures/charts.js';
 import { el, formatNumber, svgEl } from './dom.js';
-import { exportBar, fileName, svgToPng } from './export.js';
-import { ROLE_LABELS } from './metrics.js';
-import { headKey, selectedHead } from './state.js';
+import { exportBar, fileName, svgToPng } from '../export/export.js';
+import { ROLE_LABELS } from '../control/metrics.js';
+import { selectedHead } from '../state/store.js';
+import { headKey } from '../../wasm/ids.mjs';
 
 const ROLE_ORDER = ['induction', 'duplicate_token', 'previous_token', 'positional', 'current_token', 'first_token'];
 

@@ -4,7 +4,7 @@
 // SVG. Functions here take plain data (tokens, a [T, T] pattern) and know
 // nothing of the store.
 import { MASKED_RGB, SCALES, hexAt, lutOffset, rgbAt, textOn } from './colormap.js';
-import { displayToken, xmlEscape } from './dom.js';
+import { displayToken, xmlEscape } from '../views/dom.js';
 
 const FONT = '12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 const FONT_FAMILY = 'system-ui, -apple-system, Segoe UI, Roboto, sans-serif';

@@ -1,8 +1,8 @@
 // Small SVG charts built with DOM calls (text only ever in text nodes) and
 // exported by serialising that DOM: a singular-value spectrum with its
 // effective rank marked, and the layered graph of head composition.
-import { svgEl, xmlEscape } from './dom.js';
-import { headKey } from './state.js';
+import { svgEl, xmlEscape } from '../views/dom.js';
+import { headKey } from '../../wasm/ids.mjs';
 
 // Okabe-Ito, distinguishable with every common colour-vision deficiency.
 export const COMPOSITION_COLOURS = { q: '#0072B2', k: '#E69F00', v: '#009E73' };

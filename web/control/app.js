@@ -1,14 +1,15 @@
 // The controller shared by the explorer (main.js) and embed.html: it turns
 // the store's URL fields into worker requests and the answers into runtime
-// fields. Loading: a change of model/rev/hub starts a load; a failed or
+// fields. Loading: a change of model/rev/hub/parts starts a load; a failed or
 // cancelled load puts model/rev back to the model that is still loaded.
 // Analysis: text, BOS, ablation and edit changes schedule a run; a run's result is
 // applied only if no newer request was made meanwhile (stale results are
 // dropped), and at most one run is in the worker at a time, so typing never
 // queues work.
-import { HeadscopeClient } from './client.js';
-import { parseHeadKey } from './state.js';
-import { EXAMPLES, MAX_TOKENS } from './models.js';
+import { HeadscopeClient } from '../worker/client.js';
+import { EXAMPLES } from '../state/models.js';
+import { MAX_TOKENS } from '../worker/protocol.js';
+import { parseHeadKey } from '../../wasm/ids.mjs';
 
 export function modelSpecOf(state) {
   if (state.model === 'builtin') return { kind: 'builtin' };
@@ -44,6 +45,7 @@ export class App {
     this.localFiles = null;
     this.editsKey = '';
     this.behaviorSeq = 0;
+    this.answers = null;      // {generation, entries}: see request()
     store.subscribe((state, changed) => this.onChange(state, changed));
   }
 
@@ -59,30 +61,24 @@ export class App {
     this.loadedKey = null;
     this.loadedState = null;
     this.loadingKey = null;
-    this.geometryCache = null;
-    this.computeCache = null;
+    this.answers = null;
     this.baseline = null;
     this.inFlight = false;
     const message = `the engine stopped (${error.message}); it was restarted${/memory/i.test(error.message) ? ' — this model or text may need more memory than this browser allows' : ''}`;
     this.store.set({ modelStatus: 'idle', modelInfo: null, run: null, runStatus: 'idle', modelError: message });
-    try {
-      await this.client.ready;
-    } catch (startError) {
-      this.store.set({ modelStatus: 'error', modelError: `the wasm core could not start: ${startError.message}` });
-      return;
-    }
-    this.loadFromState();
-    this.store.set({ modelError: message });
+    if (await this.start()) this.store.set({ modelError: message });
   }
 
+  // Loads the state's model once the core has started; false if it could not start.
   async start() {
     try {
       await this.client.ready;
     } catch (error) {
       this.store.set({ modelStatus: 'error', modelError: `the wasm core could not start: ${error.message}` });
-      return;
+      return false;
     }
     this.loadFromState();
+    return true;
   }
 
   onChange(state, changed) {
@@ -102,8 +98,8 @@ export class App {
     // Typing: a model that answers within 100 ms runs on every keystroke,
     // sent before the views redraw the text (runs in flight coalesce, see
     // analyze: one more run at most follows the one in flight); slower ones
-    // wait for a 150 ms pause. (A 30 ms threshold sent the built-in model's
-    // keystrokes through the 150 ms wait whenever the machine was busy.)
+    // wait for a 150 ms pause. (100 ms, not less: on a busy machine the
+    // built-in model's round trip passes 30 ms.)
     if (changed.has('text')) this.scheduleAnalyze(this.lastRunMs < 100 ? null : 150);
     else if (['bos', 'ablate', 'mode', 'edits'].some((k) => changed.has(k))) this.scheduleAnalyze(changed.has('edits') ? 60 : 0);
     else if (changed.has('detect')) this.updateBehavior();
@@ -114,7 +110,6 @@ export class App {
   syncEdits() {
     const edits = this.store.state.edits;
     this.editsKey = edits.join(';');
-    this.behaviorCache = null;
     this.client.call('setEdits', { edits }).then(
       (r) => this.store.set({ editState: { applied: r.applied, errors: r.errors, edits: r.edits } }),
       (error) => this.store.set({ editState: { applied: [], errors: [error.message], edits: [] } }),
@@ -185,31 +180,20 @@ export class App {
       this.baseline = null;
       const patch = { modelStatus: 'ready', modelInfo: info, progress: null, run: null, behavior: null, editState: null };
       if (cache?.files?.length) patch.notice = 'loaded from the browser cache';
-      this.behaviorCache = null;
-      this.store.set(patch);  // onChange sends the edits and the first run
+        this.store.set(patch);  // onChange sends the edits and the first run
     }
   }
 
-  // Weight geometry, computed once per model, variant and question, kept
-  // until the next model. Resolves with the core's result; rejects with its
-  // message (e.g. processed weights of a post-LN model). Progress goes to
-  // the store's geometryProgress.
+  // Weight geometry, computed once per model, variant and question (the one
+  // cache of it: switching the variant back answers at once). The spectra,
+  // the write (O) redundancy and the composition come from one request, the
+  // core's one pass over the heads. Resolves with the core's result; rejects
+  // with its message (e.g. processed weights of a post-LN model).
   geometry(what, args = {}) {
-    const info = this.store.state.modelInfo;
-    if (!info) return Promise.reject(new Error('no model is loaded'));
-    const key = JSON.stringify([info.generation, what, args]);
-    if (this.geometryCache?.generation !== info.generation) this.geometryCache = { generation: info.generation, entries: new Map() };
-    const entries = this.geometryCache.entries;
-    if (!entries.has(key)) {
-      const promise = this.client.call('geometry', { what, ...args }, {
-        onProgress: (p) => this.store.set({ geometryProgress: p.fraction < 1 ? p : null }),
-      }).catch((error) => {
-        if (error.fatal) this.recover(error);
-        throw error;
-      }).finally(() => this.store.set({ geometryProgress: null }));
-      entries.set(key, promise);
+    if (what === 'spectra' || what === 'composition' || (what === 'redundancy' && (args.kind ?? 'O') === 'O')) {
+      return this.geometry('weights', { variant: args.variant }).then((all) => all[what]);
     }
-    return entries.get(key);
+    return this.request('geometry', { what, ...args });
   }
 
   cancelLoad() {
@@ -229,22 +213,29 @@ export class App {
   }
 
   // Behaviour computations on the current run's ids (importance, pruning,
-  // the induction probe, merge reports): cached per model, edits and
-  // arguments. Progress goes to geometryProgress like the geometry's.
+  // the induction probe, merge reports): kept per model, edits and
+  // arguments.
   compute(type, args = {}) {
+    return this.request(type, args, this.editsKey || '');
+  }
+
+  // The worker's answers for the loaded model (its generation), kept by
+  // request, arguments and `edits` (the edits they were computed with);
+  // failures are not kept. Progress goes to the store's computeProgress.
+  request(type, args, edits = '') {
     const info = this.store.state.modelInfo;
     if (!info) return Promise.reject(new Error('no model is loaded'));
-    const key = JSON.stringify([info.generation, this.editsKey || '', type, args]);
-    if (this.computeCache?.generation !== info.generation) this.computeCache = { generation: info.generation, entries: new Map() };
-    const entries = this.computeCache.entries;
+    if (this.answers?.generation !== info.generation) this.answers = { generation: info.generation, entries: new Map() };
+    const entries = this.answers.entries;
+    const key = JSON.stringify([type, edits, args]);
     if (!entries.has(key)) {
       const promise = this.client.call(type, args, {
-        onProgress: (p) => this.store.set({ geometryProgress: p.fraction < 1 ? p : null }),
+        onProgress: (p) => this.store.set({ computeProgress: p.fraction < 1 ? p : null }),
       }).catch((error) => {
         entries.delete(key);
         if (error.fatal) this.recover(error);
         throw error;
-      }).finally(() => this.store.set({ geometryProgress: null }));
+      }).finally(() => this.store.set({ computeProgress: null }));
       entries.set(key, promise);
     }
     return entries.get(key);

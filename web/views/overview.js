@@ -4,12 +4,13 @@
 // rendering. Keyboard: arrows move, Home/End jump within a layer,
 // PageUp/PageDown across layers, Enter opens the head view, A toggles the
 // head's ablation.
-import { SCALES, cssAt, legend, textOn } from './colormap.js';
+import { SCALES, cssAt, legend, textOn } from '../figures/colormap.js';
 import { el, headPattern } from './dom.js';
-import { METRICS, ROLE_LABELS } from './metrics.js';
-import { exportBar, fileName, svgToPng } from './export.js';
-import { gridSvg, paintPattern } from './figures.js';
-import { headKey, selectedHead } from './state.js';
+import { METRICS, ROLE_LABELS } from '../control/metrics.js';
+import { exportBar, fileName, svgToPng } from '../export/export.js';
+import { gridSvg, paintPattern } from '../figures/patterns.js';
+import { selectedHead } from '../state/store.js';
+import { headKey, sortHeadKeys } from '../../wasm/ids.mjs';
 
 export function moveHead(state, key) {
   const info = state.modelInfo;
@@ -32,11 +33,7 @@ export function moveHead(state, key) {
 export function toggleAblation(store, layer, head) {
   const key = headKey(layer, head);
   const ablate = store.state.ablate.includes(key) ? store.state.ablate.filter((k) => k !== key) : [...store.state.ablate, key];
-  store.set({ ablate: sortKeys(ablate) });
-}
-
-function sortKeys(keys) {
-  return keys.map((k) => [k, /^L(\d+)H(\d+)$/.exec(k)]).sort((a, b) => a[1][1] - b[1][1] || a[1][2] - b[1][2]).map(([k]) => k);
+  store.set({ ablate: sortHeadKeys(ablate) });
 }
 
 // The pattern to show for a head: an ablated head's own output is zeroed,
@@ -232,8 +229,8 @@ export class HeadGrid {
     if (changed.has('run') || changed.has('modelInfo')) this.paint(state);
     if (changed.has('head') || changed.has('modelInfo') || changed.has('ablate') || changed.has('run')) this.mark(state);
     if (['metrics', 'metric', 'sort', 'modelInfo', 'behavior'].some((k) => changed.has(k))) this.renderMetric(state);
-    if (changed.has('geometryProgress') && this.metricNote && state.metric !== 'none' && !state.metrics) {
-      const p = state.geometryProgress;
+    if (changed.has('computeProgress') && this.metricNote && state.metric !== 'none' && !state.metrics) {
+      const p = state.computeProgress;
       this.metricNote.textContent = p ? `computing ${p.what}… ${Math.round(p.fraction * 100)}%` : 'computing…';
     }
   }

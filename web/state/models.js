@@ -1,16 +1,10 @@
-// The models the page offers: the built-in model served beside the page, and
-// a curated list of small Hugging Face models headscope supports. Sizes are
-// the approximate download of the safetensors weights (what the progress bar
-// will count), as published on the hub; they are labelled approximate
-// because repositories change.
-
-// The built-in model lives in public/models/<name>/ (config.json,
-// model.safetensors, tokenizer.json, README.md), next to index.html.
-export const BUILTIN = {
-  name: 'headscope-tiny',
-  path: 'models/headscope-tiny/',
-  title: 'built-in (headscope-tiny)',
-};
+// The models the page offers besides the built-in one (shared/sources.js):
+// a curated list of small Hugging Face models headscope supports, with sizes
+// (the approximate download of the safetensors weights, what the progress
+// bar will count, as published on the hub; labelled approximate because
+// repositories change), the example texts, and how models and sizes are
+// named for people.
+import { BUILTIN } from '../shared/sources.js';
 
 export const CURATED = [
   { repo: 'gpt2', bytes: 548e6, note: 'GPT-2 small, 12 × 12 heads, F32' },
@@ -46,15 +40,6 @@ export function modelLabel(model, rev) {
   if (/^[a-z]+:/i.test(model)) return model;
   return rev && rev !== 'main' ? `${model} @ ${rev}` : model;
 }
-
-// The explorer's worker (web/worker.js, bundled beside `base`), told to
-// prefetch the built-in model when the page opens with it.
-export function workerUrlFor(model, base) {
-  return new URL(`./worker.js${model === 'builtin' ? '?prefetch=builtin' : ''}`, base);
-}
-
-// Texts are cut to this many tokens (or the model's context, if shorter).
-export const MAX_TOKENS = 256;
 
 // The example texts of the text panel. The first is the default.
 export const EXAMPLES = [

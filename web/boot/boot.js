@@ -11,8 +11,9 @@
 // When the link opens the built-in model as it is, the worker is also asked
 // to load it and run the link's text (`warmup`), which the page's first two
 // requests then find done.
-import { EXAMPLES, MAX_TOKENS, workerUrlFor } from './models.js';
-import { parseHash } from './state.js';
+import { parseHash } from '../state/hash.js';
+import { EXAMPLES } from '../state/models.js';
+import { MAX_TOKENS, workerUrlFor } from '../worker/protocol.js';
 
 const { state } = parseHash(location.hash, location.origin);
 export const workerUrl = workerUrlFor(state.model, import.meta.url);

@@ -1,8 +1,8 @@
 // Sharing: "copy link" (the URL holds the whole state) and "embed" (the
 // <iframe> code for embed.html with the same state, and the one-script-tag
 // custom element).
-import { el } from './dom.js';
-import { serializeHash } from './state.js';
+import { el } from '../views/dom.js';
+import { serializeHash } from '../state/hash.js';
 
 export function explorerUrl(state, base = location.href) {
   const url = new URL('index.html', base);

@@ -3,15 +3,16 @@
 // only the figure and a link back to the full explorer. The page reports its
 // height to the parent (message {type: 'headscope:size', height}) so a host
 // such as <headscope-view> can size the frame to its content.
-import { App, textOf } from './app.js';
-import { el } from './dom.js';
-import { compositionGraph } from './charts.js';
-import { Heatmap, LineView } from './headview.js';
-import { MatrixFigure } from './matrixview.js';
-import { modelLabel } from './models.js';
-import { HeadGrid } from './overview.js';
-import { explorerUrl } from './share.js';
-import { Store, parseHash, selectedHead } from './state.js';
+import { App, textOf } from '../control/app.js';
+import { el } from '../views/dom.js';
+import { compositionGraph } from '../figures/charts.js';
+import { Heatmap, LineView } from '../views/headview.js';
+import { MatrixFigure } from '../figures/matrix.js';
+import { modelLabel } from '../state/models.js';
+import { HeadGrid } from '../views/overview.js';
+import { explorerUrl } from '../export/share.js';
+import { parseHash } from '../state/hash.js';
+import { Store, selectedHead } from '../state/store.js';
 
 const { state: initial } = parseHash(location.hash, location.origin);
 const store = new Store(initial);

@@ -1,28 +1,17 @@
-// The Web Worker that owns the wasm core. The page never touches the module:
-// it sends {id, type, args} and receives, for the same id, any number of
-// {type: 'progress', progress} messages and then exactly one
-// {type: 'result', result} or {type: 'error', error: {name, message}}.
-// The first message the worker sends is {type: 'started'}, once its script
-// (with the bundled glue) is evaluated (web/boot.js waits for it, see there),
-// then {type: 'ready'} or {type: 'error', id: null} if the module failed to
-// start.
-//
-// Requests:
-//   loadModel {spec, files?, endpoint?, attentionOnly?}  spec: {kind: 'builtin'|'hub'|'url'|'files', repo, revision, url}
-//   cancelLoad {}                         aborts the load in progress (it fails with 'download cancelled')
-//   analyze {text?, ids?, prependBos, maxTokens, headGate?, baselineKey?}
-//   cacheInfo {} / clearCache {}
-//   warmup {first: {text, prependBos, maxTokens}}  (see `warm` below)
-// Loading builds a new session and swaps it in only when it succeeded, so a
-// failed or cancelled load leaves the previous model usable.
+// The Web Worker that owns the wasm core: it answers the requests of
+// protocol.js (the page never touches the module). Loading builds a new
+// session and swaps it in only when it succeeded, so a failed or cancelled
+// load leaves the previous model usable. It imports the protocol, the policy
+// it shares with the page (../shared/) and the wasm API, nothing of the page.
 import createHeadscopeModule from './headscope_core.mjs';
-import { coreWasmFile } from '../wasm/features.mjs';
-import { compileWasm, createHeadscope, HeadscopeError } from '../wasm/headscope.mjs';
-import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } from '../wasm/sources.mjs';
 import { cacheSummary, cachingFetch, clearCache, dropOldCaches, forgetPrefix } from './cache.js';
-import { parseEdit } from './edits.js';
-import { BUILTIN, MAX_TOKENS } from './models.js';
-import { allowedHubEndpoint, allowedModelUrl, isRepoIdText } from './state.js';
+import { MAX_TOKENS } from './protocol.js';
+import { parseEdit } from '../shared/edits.js';
+import { BUILTIN, allowedHubEndpoint, allowedModelUrl } from '../shared/sources.js';
+import { coreWasmFile } from '../../wasm/features.mjs';
+import { compileWasm, createHeadscope, HeadscopeError } from '../../wasm/headscope.mjs';
+import { parseTokenIds } from '../../wasm/ids.mjs';
+import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } from '../../wasm/sources.mjs';
 
 // The worker fetches and compiles the wasm itself (streaming) as soon as it
 // starts (the relaxed-SIMD build where the browser runs it, wasm/features.mjs);
@@ -42,20 +31,34 @@ const builtinFetch = new URL(self.location.href).searchParams.get('prefetch') ==
   : globalThis.fetch;
 
 let session = null;      // the loaded ModelSession
-let currentEdits = [];   // descriptors (edits.js) of the edits in the session, in order
+let currentEdits = [];   // descriptors (shared/edits.js) of the edits in the session, in order
 let loadController = null;
 let modelGeneration = 0; // bumps on every successful load
-let weightGeometry = null; // {generation, variant, result}: the last one-pass geometry (see geometry below)
 
-// Progress at most every 100 ms (and always the last one of a file).
-function throttled(progress) {
-  let last = 0;
-  return (p) => {
+// The loaded session, for the requests that need one.
+function needSession() {
+  if (!session) throw new HeadscopeError('no model is loaded');
+  return session;
+}
+
+// A request's progress in the protocol's one shape, {what, fraction, ...}:
+// at most every 100 ms, and always the end of a step (fraction 1, or a
+// file's last bytes). Returns the core's callback, onProgress(fraction).
+function reporter(send, what) {
+  let last = -Infinity;
+  return (fraction, detail = {}) => {
     const now = performance.now();
-    if (now - last < 100 && p.loaded !== p.total) return;
+    if (now - last < 100 && fraction < 1 && detail.loaded !== detail.total) return;
     last = now;
-    progress(p);
+    send({ what, fraction, ...detail });
   };
+}
+
+// A load's progress: the wasm API's {file, loaded, total, filesDone,
+// filesTotal}, with the fraction of the files done.
+function downloadReporter(send) {
+  const report = reporter(send, 'download');
+  return (p) => report(((p.filesDone || 0) + (p.total ? p.loaded / p.total : 0)) / (p.filesTotal || 1), p);
 }
 
 function makeSource(spec, files, endpoint, onCacheEvent) {
@@ -64,7 +67,6 @@ function makeSource(spec, files, endpoint, onCacheEvent) {
       // Small and on this server: whole files, no Range requests.
       return urlSource(builtinBase, { label: BUILTIN.title, fetchImpl: builtinFetch, ranges: false });
     case 'hub': {
-      if (!isRepoIdText(String(spec.repo))) throw new HeadscopeError(`"${String(spec.repo).slice(0, 80)}" is not a Hugging Face repository id (expected owner/name)`);
       let hubEndpoint;
       if (endpoint) {
         hubEndpoint = allowedHubEndpoint(endpoint, pageOrigin);
@@ -88,16 +90,6 @@ function makeSource(spec, files, endpoint, onCacheEvent) {
     default:
       throw new HeadscopeError('unknown kind of model source');
   }
-}
-
-function fractionProgress(what, progress) {
-  let last = -1;
-  return (fraction) => {
-    if (fraction - last >= 0.02 || fraction >= 1) {
-      last = fraction;
-      progress({ what, fraction });
-    }
-  };
 }
 
 // Re-makes the session's edits from descriptors; returns the problems.
@@ -131,21 +123,16 @@ function withoutEdits(fn) {
 }
 
 function parseIds(text, vocab) {
-  const parts = String(text).split(/[\s,]+/).filter(Boolean);
-  if (!parts.length) throw new HeadscopeError('this model has no tokenizer: type token ids separated by spaces, e.g. 5 17 42');
-  const ids = parts.map(Number);
-  const bad = parts.findIndex((p, i) => !/^\d+$/.test(p) || ids[i] >= vocab);
-  if (bad >= 0) {
-    throw new HeadscopeError(`this model has no tokenizer, so the text is read as token ids; "${parts[bad].slice(0, 20)}" is not an id between 0 and ${vocab - 1}`);
-  }
+  const { ids, bad } = parseTokenIds(text, vocab);
+  if (ids?.length === 0) throw new HeadscopeError('this model has no tokenizer: type token ids separated by spaces, e.g. 5 17 42');
+  if (!ids) throw new HeadscopeError(`this model has no tokenizer, so the text is read as token ids; "${bad.slice(0, 20)}" is not an id between 0 and ${vocab - 1}`);
   return ids;
 }
 
 // Tokenizes (or parses ids) and runs the model with the edits in force (see
 // the analyze request).
 function runText({ text, ids: givenIds, prependBos = true, maxTokens = MAX_TOKENS, ablate = [], mode = 'zero', baselineKey }) {
-  if (!session) throw new HeadscopeError('no model is loaded');
-  const info = session.info;
+  const info = needSession().info;
   let ids;
   let tokens;
   if (givenIds) {
@@ -187,7 +174,7 @@ function runText({ text, ids: givenIds, prependBos = true, maxTokens = MAX_TOKEN
   return result;
 }
 
-// The page's first two requests, answered before they are asked. web/boot.js
+// The page's first two requests, answered before they are asked. web/boot/boot.js
 // sends `warmup` when the link opens the built-in model as it is (no edits,
 // no ablations), with the first text: the worker loads the built-in model
 // and runs that text while the page is still being built; the page's
@@ -244,13 +231,12 @@ const handlers = {
     const source = makeSource(spec, files, endpoint, onCacheEvent);
     const next = core.createSession();
     try {
-      const info = await next.load(source, { signal: controller.signal, onProgress: throttled(progress), attentionOnly: Boolean(attentionOnly) });
+      const info = await next.load(source, { signal: controller.signal, onProgress: downloadReporter(progress), attentionOnly: Boolean(attentionOnly) });
       if (controller.signal.aborted) throw new HeadscopeError('download cancelled');
       session?.dispose();
       session = next;
       currentEdits = [];
       modelGeneration++;
-      weightGeometry = null;
       return {
         info: { ...info, label: source.label, hasTokenizer: Boolean(next.tokenizer), generation: modelGeneration },
         cache: { files: [...cacheEvents.files] },
@@ -293,70 +279,52 @@ const handlers = {
     return runText(args);
   },
 
-  // Puts the core's edit list in step with the page's descriptors (edits.js):
+  // Puts the core's edit list in step with the page's descriptors (shared/edits.js):
   // every edit is re-made from its descriptor, in order. Descriptors that do
   // not fit the model are skipped and reported.
   setEdits(core, { edits = [] }) {
-    if (!session) throw new HeadscopeError('no model is loaded');
+    needSession();
     const errors = applyEdits(edits);
     return { applied: currentEdits, errors, edits: session.edits() };
   },
 
   // Role detectors and pattern statistics for the ids (edits in force).
   behavior(core, { ids, measure = 'mul', excludeBos = false, excludeCurrentToken = false, probeInduction }) {
-    if (!session) throw new HeadscopeError('no model is loaded');
-    return { ...session.behavior(ids, { measure, excludeBos, excludeCurrentToken, probeInduction }), generation: modelGeneration, editsKey: currentEdits.join(';') };
+    return { ...needSession().behavior(ids, { measure, excludeBos, excludeCurrentToken, probeInduction }), generation: modelGeneration, editsKey: currentEdits.join(';') };
   },
 
   inductionTest(core, { seqLen = 50, batch = 10, seed = 0 }, progress) {
-    if (!session) throw new HeadscopeError('no model is loaded');
-    return { ...session.inductionTest({ seqLen, batch, seed, onProgress: fractionProgress('induction test', progress) }), generation: modelGeneration };
+    return { ...needSession().inductionTest({ seqLen, batch, seed, onProgress: reporter(progress, 'induction test') }), generation: modelGeneration };
   },
 
   importance(core, { ids, mode = 'zero' }, progress) {
-    if (!session) throw new HeadscopeError('no model is loaded');
-    return { ...session.importance(ids, { mode, onProgress: fractionProgress('importance', progress) }), generation: modelGeneration };
+    return { ...needSession().importance(ids, { mode, onProgress: reporter(progress, 'importance') }), generation: modelGeneration };
   },
 
   pruning(core, { ids, order = 'gradient', mode = 'zero', step = 1, nRandom = 3, seed = 0 }, progress) {
-    if (!session) throw new HeadscopeError('no model is loaded');
-    return { ...session.pruningCurve(ids, { order, mode, step, nRandom, seed, onProgress: fractionProgress('pruning curve', progress) }), generation: modelGeneration };
+    return { ...needSession().pruningCurve(ids, { order, mode, step, nRandom, seed, onProgress: reporter(progress, 'pruning curve') }), generation: modelGeneration };
   },
 
   evaluateMerge(core, { ids, layer, headA, headB }, progress) {
-    if (!session) throw new HeadscopeError('no model is loaded');
-    return { ...session.evaluateMerge(ids, { layer, headA, headB, onProgress: fractionProgress('merge', progress) }), generation: modelGeneration };
+    return { ...needSession().evaluateMerge(ids, { layer, headA, headB, onProgress: reporter(progress, 'merge') }), generation: modelGeneration };
   },
 
-  // Weight geometry of the loaded model (wasm/headscope.mjs): what is one of
-  // spectra | copying | redundancy | composition | merges | readout | pair.
-  // Every call names its weight variant. Progress: {fraction}.
+  // Weight geometry of the loaded model (wasm/headscope.mjs), in the weight
+  // variant the request names. Nothing is kept here: the page keeps each
+  // answer for the model's generation (control/app.js), and asks for the
+  // spectra, the write redundancy and the composition together ('weights':
+  // the core's one pass over the heads).
   geometry(core, { what, variant = 'raw', kind = 'O', layer = 0, head = 0, a, b, topN = 10, directions = 3 }, progress) {
-    if (!session) throw new HeadscopeError('no model is loaded');
-    let last = -1;
-    const onProgress = (fraction) => {
-      if (fraction - last >= 0.02 || fraction >= 1) {
-        last = fraction;
-        progress({ what, fraction });
-      }
-    };
-    // The spectra, the write redundancy and the composition scores come from
-    // one pass over the heads (weightGeometry), kept for the next of them.
-    const together = () => {
-      if (weightGeometry?.generation !== modelGeneration || weightGeometry.variant !== variant) {
-        weightGeometry = { generation: modelGeneration, variant, result: session.weightGeometry({ variant, topK: 4, onProgress }) };
-      }
-      return weightGeometry.result;
-    };
+    const s = needSession();
+    const onProgress = reporter(progress, what === 'weights' ? 'weight geometry' : what);
     let result;
     switch (what) {
-      case 'spectra': result = together().spectra; break;
-      case 'copying': result = session.copying({ variant, onProgress }); break;
-      case 'redundancy': result = kind === 'O' ? together().redundancy : session.redundancy({ variant, kind, onProgress }); break;
-      case 'composition': result = together().composition; break;
-      case 'merges': result = session.mergeCandidates({ variant, topN, onProgress }); break;
-      case 'readout': result = session.ovReadout(layer, head, { variant, directions, topN }); break;
-      case 'pair': result = session.pairGeometry(a, b, { variant }); break;
+      case 'weights': result = s.weightGeometry({ variant, topK: 4, onProgress }); break;
+      case 'copying': result = s.copying({ variant, onProgress }); break;
+      case 'redundancy': result = s.redundancy({ variant, kind, onProgress }); break;
+      case 'merges': result = s.mergeCandidates({ variant, topN, onProgress }); break;
+      case 'readout': result = s.ovReadout(layer, head, { variant, directions, topN }); break;
+      case 'pair': result = s.pairGeometry(a, b, { variant }); break;
       default: throw new HeadscopeError(`unknown geometry request ${JSON.stringify(String(what)).slice(0, 40)}`);
     }
     return { ...result, generation: modelGeneration };

@@ -1,9 +1,11 @@
 // Per-head metrics for the overview's colour, sorting and filtering. Each
-// metric names where its numbers come from (a geometry call of the core, in
-// the state's weight variant) and how to read them. The controller keeps
-// state.metrics = {id, label, values [L*H], min, max, variant, scale, format}
-// (or {id, error}) in step with state.metric, state.weights and the model.
-import { SCALES } from './colormap.js';
+// metric names where its numbers come from (the core's weight geometry in
+// the state's weight variant, its detectors on the text, the induction probe
+// or the importance) and how to read them. The controller keeps
+// state.metrics = {id, label, help, values [L*H], min, max, scale, format,
+// variant, basis} (or {id, label, error, variant}) in step with
+// state.metric, state.weights, the model and the run.
+import { SCALES } from '../figures/colormap.js';
 
 const fixed = (digits) => (v) => (Number.isFinite(v) ? v.toFixed(digits) : '–');
 

@@ -2,14 +2,16 @@
 // variant (switchable here): the redundancy matrix of every pair of heads
 // (read subspaces Q, K, V or write subspace O), the Q/K/V-composition scores
 // as a matrix and as a layered graph with the random baseline marked, and
-// the merge candidates. Computed when the view is on screen. Importance and
-// the pruning curve get their panel when the core exposes them.
-import { COMPOSITION_COLOURS, compositionGraph, lineChart, serializeSvg } from './charts.js';
-import { SCALES } from './colormap.js';
+// the merge candidates, all computed when the view is on screen; then the
+// behaviour of the whole model: importance of every head on the text
+// (gradient and leave-one-out), the pruning curve and the standard
+// induction test.
+import { COMPOSITION_COLOURS, compositionGraph, lineChart, serializeSvg } from '../figures/charts.js';
+import { SCALES } from '../figures/colormap.js';
 import { el, formatNumber } from './dom.js';
-import { exportBar, fileName, svgToPng } from './export.js';
-import { HeadValuesFigure, MatrixFigure } from './matrixview.js';
-import { headKey } from './state.js';
+import { exportBar, fileName, svgToPng } from '../export/export.js';
+import { HeadValuesFigure, MatrixFigure } from '../figures/matrix.js';
+import { headKey } from '../../wasm/ids.mjs';
 import { variantSwitch } from './weightsview.js';
 
 const SUBSPACES = { O: 'write (O)', V: 'value read (V)', Q: 'query read (Q)', K: 'key read (K)' };
@@ -66,7 +68,7 @@ export class ModelView {
       ]),
       el('section', { class: 'weights-card', id: 'merge-card' }, [
         el('h3', { text: 'Merge candidates: the most redundant pairs' }),
-        el('p', { class: 'muted small', text: 'Ranked by the mean of their write (O) and value-read (V) overlap. Merging itself arrives with the interventions of the core.' }),
+        el('p', { class: 'muted small', text: 'Ranked by the mean of their write (O) and value-read (V) overlap. The Interventions tab evaluates a merge (its loss next to pruning either head) and applies it.' }),
         this.merges,
         exportBar(() => this.mergeFigure(), { onError, label: 'Merges', kinds: ['json', 'csv'] }),
       ]),
@@ -77,8 +79,8 @@ export class ModelView {
       if (['view', 'weights', 'modelInfo'].some((k) => changed.has(k))) this.update(state);
       if (changed.has('head') && state.view === 'model') this.renderGraph();
       if ((changed.has('run') || changed.has('mode') || changed.has('editState')) && state.view === 'model' && this.small()) this.runImportance();
-      if (changed.has('geometryProgress') && state.view === 'model' && state.geometryProgress) {
-        this.status.textContent = `computing ${state.geometryProgress.what}… ${Math.round(state.geometryProgress.fraction * 100)}%`;
+      if (changed.has('computeProgress') && state.view === 'model' && state.computeProgress) {
+        this.status.textContent = `computing ${state.computeProgress.what}… ${Math.round(state.computeProgress.fraction * 100)}%`;
       }
     });
     this.update(store.state);

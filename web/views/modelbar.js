@@ -4,8 +4,9 @@
 // page) — with the download progress, a cancel button, and the loaded
 // model's description, warnings and errors.
 import { el } from './dom.js';
-import { BUILTIN, CURATED, formatBytes, formatDuration, modelLabel } from './models.js';
-import { allowedModelUrl, isRepoIdText } from './state.js';
+import { CURATED, formatBytes, formatDuration, modelLabel } from '../state/models.js';
+import { BUILTIN, modelFromText } from '../shared/sources.js';
+import { isRepoId } from '../../wasm/ids.mjs';
 
 const OTHER = '__other__';
 
@@ -72,10 +73,10 @@ export class ModelBar {
   submit() {
     const text = this.input.value.trim();
     const rev = this.rev.value.trim() || 'main';
-    if (isRepoIdText(text)) {
-      this.store.set({ model: text, rev });
-    } else if (/^[a-z]+:/i.test(text) && allowedModelUrl(text, location.origin)) {
-      this.store.set({ model: allowedModelUrl(text, location.origin), rev: 'main' });
+    const model = modelFromText(text, location.origin);
+    if (model) {
+      // A revision is a hub repository's; a URL's folder has none.
+      this.store.set({ model, rev: isRepoId(model) ? rev : 'main' });
     } else {
       this.store.set({ modelError: text ? `"${text.slice(0, 100)}" is neither a Hugging Face repo id (owner/name) nor an https: URL of a model folder` : 'type a repo id such as EleutherAI/pythia-70m, or a model folder URL' });
     }

@@ -2,12 +2,13 @@
 // value under the pointer, optional numbers in the cells, a table of all
 // values for screen readers and copying) and the token-to-token line view
 // as BertViz's head view, each with PNG/SVG/JSON/CSV export.
-import { SCALES, legend } from './colormap.js';
+import { SCALES, legend } from '../figures/colormap.js';
 import { displayToken, el, sizeCanvas, svgEl } from './dom.js';
-import { canvasToBlob, exportBar, fileName, svgToPng } from './export.js';
-import { LINE_COLOUR, drawHeatmap, heatmapCellAt, heatmapLayout, heatmapSvg, isMasked, lineList, linesLayout, linesSvg, paintPattern } from './figures.js';
+import { canvasToBlob, exportBar, fileName, svgToPng } from '../export/export.js';
+import { LINE_COLOUR, drawHeatmap, heatmapCellAt, heatmapLayout, heatmapSvg, isMasked, lineList, linesLayout, linesSvg, paintPattern } from '../figures/patterns.js';
 import { displayPattern, moveHead, rows, toggleAblation } from './overview.js';
-import { headKey, selectedHead } from './state.js';
+import { selectedHead } from '../state/store.js';
+import { headKey } from '../../wasm/ids.mjs';
 import { HeadBehavior } from './behaviorview.js';
 import { HeadWeights } from './weightsview.js';
 
@@ -290,8 +291,8 @@ function heatmapWidth(available) {
 }
 
 // The head view: a header with the head's name, navigation and ablation
-// toggle, then the heatmap and the line view side by side, then slots for
-// the geometry and behaviour panels as their APIs land.
+// toggle, then the heatmap and the line view side by side, then the weight
+// and behaviour panels (weightsview.js, behaviorview.js).
 export class HeadView {
   constructor(root, { store, app, modelName, onError }) {
     this.store = store;

@@ -1,5 +1,5 @@
-// The page's promise-based client of the worker (see web/worker.js for the
-// protocol). `call(type, args, {onProgress})` resolves with the result or
+// The page's promise-based client of the worker (protocol.js defines the
+// messages). `call(type, args, {onProgress})` resolves with the result or
 // rejects with a WorkerError carrying the core's message.
 
 export class WorkerError extends Error {
@@ -11,7 +11,7 @@ export class WorkerError extends Error {
 }
 
 export class HeadscopeClient {
-  // A worker that web/boot.js started early for the same URL is adopted
+  // A worker that web/boot/boot.js started early for the same URL is adopted
   // (once), with the messages it has sent so far.
   constructor(workerUrl) {
     const early = globalThis.headscopeEarlyWorker;

@@ -1,0 +1,54 @@
+// Which models may be opened: the rule the page applies when it reads a link
+// or the model bar, and the worker again when it is asked to load (a request
+// is input too). The built-in model beside the page; a model folder by URL,
+// https: or on the page's own origin; a hub endpoint other than the hub's,
+// only on the page's origin or the loopback interface. Repo ids follow
+// wasm/ids.mjs.
+import { isRepoId } from '../../wasm/ids.mjs';
+
+// The built-in model lives in public/models/<name>/ (config.json,
+// model.safetensors, tokenizer.json, README.md), next to index.html.
+export const BUILTIN = {
+  name: 'headscope-tiny',
+  path: 'models/headscope-tiny/',
+  title: 'built-in (headscope-tiny)',
+};
+
+function urlOf(text, base) {
+  try {
+    return new URL(text, base);
+  } catch {
+    return null;
+  }
+}
+
+// Only the loopback interface or the page's own origin may stand in for the
+// hub: anything else would let a link send the page's requests to a
+// stranger's server.
+export function allowedHubEndpoint(text, pageOrigin) {
+  const url = urlOf(text, pageOrigin);
+  if (!url) return null;
+  if (url.origin === pageOrigin) return url.href.replace(/\/$/, '');
+  if (url.protocol === 'http:' || url.protocol === 'https:') {
+    if (['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) return url.href.replace(/\/$/, '');
+  }
+  return null;
+}
+
+// A model given as a URL must be https: or on the page's own origin; the
+// folder's URL (ending in '/'), or null.
+export function allowedModelUrl(text, pageOrigin) {
+  const url = urlOf(text, pageOrigin);
+  if (!url) return null;
+  if (url.username || url.password) return null;
+  if (url.protocol === 'https:' || url.origin === pageOrigin) return url.href.endsWith('/') ? url.href : `${url.href}/`;
+  return null;
+}
+
+// A model as typed in the model bar or found in a link: a repo id as it is,
+// a URL as its folder's URL (allowedModelUrl); null when it is neither.
+export function modelFromText(text, pageOrigin) {
+  if (isRepoId(text)) return text;
+  if (/^[a-z]+:/i.test(text)) return allowedModelUrl(text, pageOrigin);
+  return null;
+}

@@ -1,0 +1,138 @@
+// The URL fields of the state: what a link must reproduce (model, revision,
+// text, selected head, view, weight variant, ablations, edits, ...), their
+// defaults, and their round trip through the location hash. Parsing is
+// strict: a value that does not validate is dropped (and reported), never
+// passed on, because the hash is untrusted input.
+import { isEdit } from '../shared/edits.js';
+import { allowedHubEndpoint, modelFromText } from '../shared/sources.js';
+import { headKey, parseHeadKey, sortHeadKeys } from '../../wasm/ids.mjs';
+
+export const VIEWS = ['overview', 'head', 'model', 'interventions'];
+export const WEIGHT_VARIANTS = ['processed', 'raw'];
+export const ABLATION_MODES = ['zero', 'mean'];
+export const MAX_TEXT_LENGTH = 4000;
+export const DETECT_FLAGS = ['abs', 'nobos', 'nocur', 'probe'];
+
+// Order here is the order in the URL.
+export const URL_DEFAULTS = {
+  model: 'builtin',     // 'builtin' | hub repo id | https:// or same-origin URL | 'local'
+  rev: 'main',          // hub revision (branch, tag, commit, refs/pr/N)
+  parts: 'all',         // 'all' | 'attention': load the attention weights only (weight geometry, no text)
+  text: null,           // null = the default example text
+  bos: true,            // prepend the BOS token
+  view: 'overview',
+  head: null,           // {layer, head} | null (= L0H0)
+  weights: 'processed', // weight variant for geometry
+  metric: 'none',       // overview colour metric
+  sort: false,          // overview sorted by the metric
+  ablate: [],           // sorted head keys 'L1H3'
+  mode: 'zero',         // ablation mode
+  edits: [],            // weight edits, see shared/edits.js
+  detect: [],           // detector options: 'abs' (measure), 'nobos', 'nocur' (exclusions), 'probe' (induction role from the probe)
+  hub: null,            // hub endpoint override (loopback or same origin only)
+};
+
+export const URL_KEYS = Object.keys(URL_DEFAULTS);
+
+const REVISION = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,99}$/;
+
+// Parses a location hash ('#a=1&b=2' or 'a=1&b=2') into URL fields.
+// Returns {state, problems}: problems name the parameters that were dropped.
+export function parseHash(hash, pageOrigin) {
+  const params = new URLSearchParams(String(hash || '').replace(/^#/, ''));
+  const state = structuredClone(URL_DEFAULTS);
+  const problems = [];
+  const bad = (key) => problems.push(`ignored ${key}=${JSON.stringify(String(params.get(key)).slice(0, 60))}`);
+  for (const key of params.keys()) if (!URL_KEYS.includes(key)) problems.push(`ignored unknown parameter ${JSON.stringify(key.slice(0, 40))}`);
+
+  if (params.has('model')) {
+    const model = params.get('model');
+    const known = model === 'builtin' || model === 'local' ? model : modelFromText(model, pageOrigin);
+    if (known) state.model = known;
+    else bad('model');
+  }
+  if (params.has('rev')) {
+    const rev = params.get('rev');
+    if (REVISION.test(rev) && !rev.includes('..')) state.rev = rev;
+    else bad('rev');
+  }
+  if (params.has('parts')) {
+    if (['all', 'attention'].includes(params.get('parts'))) state.parts = params.get('parts');
+    else bad('parts');
+  }
+  if (params.has('text')) state.text = params.get('text').slice(0, MAX_TEXT_LENGTH);
+  if (params.has('bos')) {
+    const v = params.get('bos');
+    if (v === '0' || v === '1') state.bos = v === '1';
+    else bad('bos');
+  }
+  if (params.has('view')) {
+    if (VIEWS.includes(params.get('view'))) state.view = params.get('view');
+    else bad('view');
+  }
+  if (params.has('head')) {
+    const head = parseHeadKey(params.get('head'));
+    if (head) state.head = head;
+    else bad('head');
+  }
+  if (params.has('weights')) {
+    if (WEIGHT_VARIANTS.includes(params.get('weights'))) state.weights = params.get('weights');
+    else bad('weights');
+  }
+  if (params.has('metric')) {
+    if (/^[a-z][a-z0-9_]{0,40}$/.test(params.get('metric'))) state.metric = params.get('metric');
+    else bad('metric');
+  }
+  if (params.has('sort')) {
+    const v = params.get('sort');
+    if (v === '0' || v === '1') state.sort = v === '1';
+    else bad('sort');
+  }
+  if (params.has('ablate')) {
+    const keys = params.get('ablate').split(',').filter(Boolean);
+    if (keys.every((k) => parseHeadKey(k))) state.ablate = sortHeadKeys(keys);
+    else bad('ablate');
+  }
+  if (params.has('mode')) {
+    if (ABLATION_MODES.includes(params.get('mode'))) state.mode = params.get('mode');
+    else bad('mode');
+  }
+  if (params.has('edits')) {
+    const edits = params.get('edits').split(';').filter(Boolean);
+    if (edits.length <= 64 && edits.every(isEdit)) state.edits = edits;
+    else bad('edits');
+  }
+  if (params.has('detect')) {
+    const flags = params.get('detect').split(',').filter(Boolean);
+    if (flags.every((f) => DETECT_FLAGS.includes(f))) state.detect = [...new Set(flags)].sort();
+    else bad('detect');
+  }
+  if (params.has('hub')) {
+    const hub = allowedHubEndpoint(params.get('hub'), pageOrigin);
+    if (hub) state.hub = hub;
+    else bad('hub');
+  }
+  return { state, problems };
+}
+
+// URL fields compare by content (they are small values).
+export function sameValue(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+// URL fields -> hash string (without '#'); fields at their default are left out.
+export function serializeHash(state) {
+  const params = new URLSearchParams();
+  for (const key of URL_KEYS) {
+    const value = state[key];
+    if (sameValue(value, URL_DEFAULTS[key])) continue;
+    if (key === 'rev' && state.model === 'builtin') continue;
+    if (key === 'head') params.set(key, headKey(value.layer, value.head));
+    else if (key === 'bos' || key === 'sort') params.set(key, value ? '1' : '0');
+    else if (key === 'ablate') params.set(key, value.join(','));
+    else if (key === 'edits') params.set(key, value.join(';'));
+    else if (key === 'detect') params.set(key, value.join(','));
+    else if (value !== null) params.set(key, String(value));
+  }
+  return params.toString();
+}
