@@ -226,21 +226,24 @@ Result<StrictJson> parse_json_strict(const char* begin, const char* end, const s
   // nlohmann's lexer takes a NUL byte for the end of input, so "{}\0junk"
   // would parse. A raw NUL is never valid JSON (not even inside a string).
   if (const void* nul = std::memchr(begin, 0, static_cast<std::size_t>(end - begin)))
-    return make_error(what + "invalid JSON at byte " +
-                      std::to_string(base + static_cast<std::size_t>(static_cast<const char*>(nul) - begin)) +
-                      ": NUL byte");
+    return make_error(
+        ErrorCode::bad_file,
+        what + "invalid JSON at byte " +
+            std::to_string(base + static_cast<std::size_t>(static_cast<const char*>(nul) - begin)) +
+            ": NUL byte");
   // nlohmann skips a leading UTF-8 byte order mark; serde_json (and Python's
   // json) reject it.
   if (end - begin >= 3 && std::memcmp(begin, "\xEF\xBB\xBF", 3) == 0)
-    return make_error(what + "invalid JSON at byte " + std::to_string(base) + ": UTF-8 byte order mark");
+    return make_error(ErrorCode::bad_file,
+                      what + "invalid JSON at byte " + std::to_string(base) + ": UTF-8 byte order mark");
   HeaderChecker checker(base, max_top_keys, std::move(too_many));
   bool ok = Json::sax_parse(begin, end, &checker);
   if (!ok) {
     if (checker.error.empty()) checker.error = "invalid JSON";
-    return make_error(what + checker.error);
+    return make_error(ErrorCode::bad_file, what + checker.error);
   }
   Json doc = Json::parse(begin, end, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return make_error(what + "invalid JSON");
+  if (doc.is_discarded()) return make_error(ErrorCode::bad_file, what + "invalid JSON");
   return StrictJson{std::move(doc), std::move(checker.top_keys)};
 }
 
@@ -268,44 +271,48 @@ bool json_u64(const Json& v, std::uint64_t& out) {
 Result<TensorInfo> parse_tensor_entry(const std::string& name, const Json& entry,
                                       const std::string& prefix) {
   std::string where = prefix + "tensor " + quote_name(name) + ": ";
-  if (!entry.is_object()) return make_error(where + "entry is " + json_type(entry) + ", expected an object");
+  if (!entry.is_object())
+    return make_error(ErrorCode::bad_file, where + "entry is " + json_type(entry) + ", expected an object");
   TensorInfo t;
   t.name = name;
 
   auto it = entry.find("dtype");
-  if (it == entry.end()) return make_error(where + "missing field \"dtype\"");
-  if (!it->is_string()) return make_error(where + "\"dtype\" is " + json_type(*it) + ", expected a string");
+  if (it == entry.end()) return make_error(ErrorCode::bad_file, where + "missing field \"dtype\"");
+  if (!it->is_string())
+    return make_error(ErrorCode::bad_file, where + "\"dtype\" is " + json_type(*it) + ", expected a string");
   auto dtype = dtype_from_name(it->get<std::string>());
-  if (!dtype) return make_error(where + dtype.error().message);
+  if (!dtype) return make_error(ErrorCode::bad_file, where + dtype.error().message);
   t.dtype = *dtype;
 
   it = entry.find("shape");
-  if (it == entry.end()) return make_error(where + "missing field \"shape\"");
-  if (!it->is_array()) return make_error(where + "\"shape\" is " + json_type(*it) + ", expected an array");
+  if (it == entry.end()) return make_error(ErrorCode::bad_file, where + "missing field \"shape\"");
+  if (!it->is_array())
+    return make_error(ErrorCode::bad_file, where + "\"shape\" is " + json_type(*it) + ", expected an array");
   for (std::size_t i = 0; i < it->size(); ++i) {
     const auto& d = (*it)[i];
     std::uint64_t dim = 0;
     if (!json_u64(d, dim))
-      return make_error(where + "shape[" + std::to_string(i) + "] is " + json_type(d) +
-                        ", expected a non-negative integer");
+      return make_error(ErrorCode::bad_file, where + "shape[" + std::to_string(i) + "] is " + json_type(d) +
+                                                 ", expected a non-negative integer");
     if (dim > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-      return make_error(where + "shape[" + std::to_string(i) + "] = " + std::to_string(dim) +
-                        " overflows int64 (ValidationOverflow)");
+      return make_error(ErrorCode::bad_file, where + "shape[" + std::to_string(i) +
+                                                 "] = " + std::to_string(dim) +
+                                                 " overflows int64 (ValidationOverflow)");
     t.shape.push_back(static_cast<std::int64_t>(dim));
   }
 
   it = entry.find("data_offsets");
-  if (it == entry.end()) return make_error(where + "missing field \"data_offsets\"");
+  if (it == entry.end()) return make_error(ErrorCode::bad_file, where + "missing field \"data_offsets\"");
   if (!it->is_array() || it->size() != 2)
-    return make_error(
-        where + "\"data_offsets\" must be an array of 2 integers, found " +
-        (it->is_array() ? "an array of " + std::to_string(it->size()) : std::string(json_type(*it))));
+    return make_error(ErrorCode::bad_file, where + "\"data_offsets\" must be an array of 2 integers, found " +
+                                               (it->is_array() ? "an array of " + std::to_string(it->size())
+                                                               : std::string(json_type(*it))));
   for (int k = 0; k < 2; ++k) {
     const auto& v = (*it)[k];
     std::uint64_t off = 0;
     if (!json_u64(v, off))
-      return make_error(where + "data_offsets[" + std::to_string(k) + "] is " + json_type(v) +
-                        ", expected a non-negative integer");
+      return make_error(ErrorCode::bad_file, where + "data_offsets[" + std::to_string(k) + "] is " +
+                                                 json_type(v) + ", expected a non-negative integer");
     (k == 0 ? t.begin : t.end) = off;
   }
   return t;
@@ -318,18 +325,21 @@ Result<std::uint64_t> tensor_nbytes(const TensorInfo& t, const std::string& wher
   for (auto d : t.shape) {
     std::uint64_t ud = static_cast<std::uint64_t>(d);
     if (ud != 0 && n > std::numeric_limits<std::uint64_t>::max() / ud)
-      return make_error(where + "shape " + shape_string(t.shape) +
-                        " has more elements than fit in 64 bits (ValidationOverflow)");
+      return make_error(ErrorCode::bad_file,
+                        where + "shape " + shape_string(t.shape) +
+                            " has more elements than fit in 64 bits (ValidationOverflow)");
     n *= ud;
   }
   std::uint64_t bits = static_cast<std::uint64_t>(dtype_bits(t.dtype));
   if (n > std::numeric_limits<std::uint64_t>::max() / bits)
-    return make_error(where + "shape " + shape_string(t.shape) + " x " + dtype_name(t.dtype) +
-                      " overflows 64 bits (ValidationOverflow)");
+    return make_error(ErrorCode::bad_file, where + "shape " + shape_string(t.shape) + " x " +
+                                               dtype_name(t.dtype) +
+                                               " overflows 64 bits (ValidationOverflow)");
   std::uint64_t nbits = n * bits;
   if (nbits % 8 != 0)
-    return make_error(where + "shape " + shape_string(t.shape) + " x " + dtype_name(t.dtype) + " is " +
-                      std::to_string(nbits) + " bits, not a whole number of bytes (MisalignedSlice)");
+    return make_error(ErrorCode::bad_file, where + "shape " + shape_string(t.shape) + " x " +
+                                               dtype_name(t.dtype) + " is " + std::to_string(nbits) +
+                                               " bits, not a whole number of bytes (MisalignedSlice)");
   return nbits / 8;
 }
 
@@ -365,41 +375,45 @@ int dtype_bits(Dtype dtype) {
 Result<Dtype> dtype_from_name(const std::string& name) {
   for (const auto& e : kDtypes)
     if (name == e.name) return e.dtype;
-  return make_error("unknown dtype " + quote_name(name));
+  return make_error(ErrorCode::bad_file, "unknown dtype " + quote_name(name));
 }
 
 Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std::size_t size,
                                                  std::uint64_t file_size, const std::string& source) {
   const std::string prefix = source + ": ";
-  if (bytes == nullptr && size != 0) return make_error(prefix + "no bytes given");
+  if (bytes == nullptr && size != 0) return make_error(ErrorCode::bad_file, prefix + "no bytes given");
   if (size > file_size)
-    return make_error(prefix + std::to_string(size) + " bytes given but the file size is said to be " +
-                      std::to_string(file_size));
+    return make_error(ErrorCode::bad_file, prefix + std::to_string(size) +
+                                               " bytes given but the file size is said to be " +
+                                               std::to_string(file_size));
   if (file_size < 8)
-    return make_error(prefix + "file is " + std::to_string(file_size) +
-                      " bytes, fewer than the 8-byte header length (HeaderTooSmall)");
+    return make_error(ErrorCode::bad_file,
+                      prefix + "file is " + std::to_string(file_size) +
+                          " bytes, fewer than the 8-byte header length (HeaderTooSmall)");
   if (size < 8)
-    return make_error(prefix + "only " + std::to_string(size) +
-                      " bytes given, fewer than the 8-byte header length");
+    return make_error(ErrorCode::bad_file, prefix + "only " + std::to_string(size) +
+                                               " bytes given, fewer than the 8-byte header length");
 
   const std::uint64_t n = read_le64(bytes);
   if (n > kMaxHeaderSize)
-    return make_error(prefix + "header length " + std::to_string(n) + " at byte 0 exceeds the limit of " +
-                      std::to_string(kMaxHeaderSize) + " bytes (HeaderTooLarge)");
+    return make_error(ErrorCode::bad_file, prefix + "header length " + std::to_string(n) +
+                                               " at byte 0 exceeds the limit of " +
+                                               std::to_string(kMaxHeaderSize) + " bytes (HeaderTooLarge)");
   if (8 + n > file_size)  // n <= 1e8, no overflow
-    return make_error(prefix + "header length " + std::to_string(n) +
-                      " at byte 0 runs past the end of the file: 8 + " + std::to_string(n) + " = " +
-                      std::to_string(8 + n) + " > file size " + std::to_string(file_size) +
-                      " (InvalidHeaderLength)");
+    return make_error(ErrorCode::bad_file, prefix + "header length " + std::to_string(n) +
+                                               " at byte 0 runs past the end of the file: 8 + " +
+                                               std::to_string(n) + " = " + std::to_string(8 + n) +
+                                               " > file size " + std::to_string(file_size) +
+                                               " (InvalidHeaderLength)");
   if (8 + n > size)
-    return make_error(prefix + "header needs bytes [0, " + std::to_string(8 + n) + ") but only " +
-                      std::to_string(size) + " were given");
+    return make_error(ErrorCode::bad_file, prefix + "header needs bytes [0, " + std::to_string(8 + n) +
+                                               ") but only " + std::to_string(size) + " were given");
 
   const std::uint8_t* header = bytes + 8;
   std::size_t bad = utf8_invalid_at(header, static_cast<std::size_t>(n));
   if (bad != n)
-    return make_error(prefix + "header is not valid UTF-8 at byte " + std::to_string(8 + bad) +
-                      " (InvalidHeader)");
+    return make_error(ErrorCode::bad_file, prefix + "header is not valid UTF-8 at byte " +
+                                               std::to_string(8 + bad) + " (InvalidHeader)");
 
   // The SAX pass stops early, at one more top-level key than the limit
   // allows tensors ("__metadata__" is one); the exact count is checked below.
@@ -411,7 +425,8 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
   if (!parsed) return parsed.error();
   const Json& doc = parsed->doc;
   if (!doc.is_object())
-    return make_error(prefix + "header is " + json_type(doc) + ", expected a JSON object");
+    return make_error(ErrorCode::bad_file,
+                      prefix + "header is " + json_type(doc) + ", expected a JSON object");
 
   SafetensorsFile file;
   file.source = source;
@@ -422,12 +437,13 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
     if (key == "__metadata__") {
       if (value.is_null()) continue;  // Option<HashMap> in the reference
       if (!value.is_object())
-        return make_error(prefix + "\"__metadata__\" is " + json_type(value) +
-                          ", expected an object of strings");
+        return make_error(ErrorCode::bad_file, prefix + "\"__metadata__\" is " + json_type(value) +
+                                                   ", expected an object of strings");
       for (const auto& m : value.items()) {
         if (!m.value().is_string())
-          return make_error(prefix + "\"__metadata__\" value for key " + quote_name(m.key()) + " is " +
-                            json_type(m.value()) + ", expected a string");
+          return make_error(ErrorCode::bad_file, prefix + "\"__metadata__\" value for key " +
+                                                     quote_name(m.key()) + " is " + json_type(m.value()) +
+                                                     ", expected a string");
         file.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
@@ -438,7 +454,7 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
   }
 
   if (file.tensors.size() > static_cast<std::size_t>(safetensors_max_tensors))
-    return make_error(prefix + "header: " + too_many);
+    return make_error(ErrorCode::bad_file, prefix + "header: " + too_many);
 
   // Offsets: sorted by (begin, end), the first begins at 0 and each begins
   // where the previous one ends, so the data buffer is covered exactly once.
@@ -455,44 +471,49 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
     const TensorInfo& t = file.tensors[idx];
     std::string where = prefix + "tensor " + quote_name(t.name) + ": ";
     if (t.end < t.begin)
-      return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) +
-                        " end before they begin (InvalidOffset)");
+      return make_error(ErrorCode::bad_file, where + "data_offsets " + offsets_string(t.begin, t.end) +
+                                                 " end before they begin (InvalidOffset)");
     if (t.begin != start) {
       if (!previous)
-        return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) +
-                          " leave a hole: the first tensor must begin at 0 (InvalidOffset)");
+        return make_error(ErrorCode::bad_file,
+                          where + "data_offsets " + offsets_string(t.begin, t.end) +
+                              " leave a hole: the first tensor must begin at 0 (InvalidOffset)");
       std::string rel =
           t.begin > start ? "leave a hole of " + std::to_string(t.begin - start) + " bytes after" : "overlap";
-      return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) + " " + rel + " tensor " +
-                        quote_name(previous->name) + " at " + offsets_string(previous->begin, previous->end) +
-                        " (InvalidOffset)");
+      return make_error(ErrorCode::bad_file, where + "data_offsets " + offsets_string(t.begin, t.end) + " " +
+                                                 rel + " tensor " + quote_name(previous->name) + " at " +
+                                                 offsets_string(previous->begin, previous->end) +
+                                                 " (InvalidOffset)");
     }
     start = t.end;
     previous = &t;
     auto nbytes = tensor_nbytes(t, where);
     if (!nbytes) return nbytes.error();
     if (t.end - t.begin != *nbytes)
-      return make_error(where + "data_offsets " + offsets_string(t.begin, t.end) + " hold " +
-                        std::to_string(t.end - t.begin) + " bytes but shape " + shape_string(t.shape) +
-                        " x " + dtype_name(t.dtype) + " needs " + std::to_string(*nbytes) +
-                        " (TensorInvalidInfo)");
+      return make_error(ErrorCode::bad_file, where + "data_offsets " + offsets_string(t.begin, t.end) +
+                                                 " hold " + std::to_string(t.end - t.begin) +
+                                                 " bytes but shape " + shape_string(t.shape) + " x " +
+                                                 dtype_name(t.dtype) + " needs " + std::to_string(*nbytes) +
+                                                 " (TensorInvalidInfo)");
   }
 
   const std::uint64_t data_size = file_size - 8 - n;
   if (start != data_size) {
     std::string last = previous ? " (tensor " + quote_name(previous->name) + ")" : "";
     if (start < data_size)
-      return make_error(prefix + "tensors end at data byte " + std::to_string(start) + last +
-                        " but the file has " + std::to_string(data_size - start) +
-                        " trailing bytes after it: file size " + std::to_string(file_size) +
-                        ", expected 8 + " + std::to_string(n) + " + " + std::to_string(start) + " = " +
-                        std::to_string(8 + n + start) + " (MetadataIncompleteBuffer)");
+      return make_error(ErrorCode::bad_file,
+                        prefix + "tensors end at data byte " + std::to_string(start) + last +
+                            " but the file has " + std::to_string(data_size - start) +
+                            " trailing bytes after it: file size " + std::to_string(file_size) +
+                            ", expected 8 + " + std::to_string(n) + " + " + std::to_string(start) + " = " +
+                            std::to_string(8 + n + start) + " (MetadataIncompleteBuffer)");
     return make_error(
+        ErrorCode::bad_file,
         prefix + "file is truncated: tensors end at data byte " + std::to_string(start) + last +
-        ", i.e. file byte " +
-        (start > std::numeric_limits<std::uint64_t>::max() - 8 - n ? std::string("past 2^64")
-                                                                   : std::to_string(8 + n + start)) +
-        ", but the file has " + std::to_string(file_size) + " bytes (MetadataIncompleteBuffer)");
+            ", i.e. file byte " +
+            (start > std::numeric_limits<std::uint64_t>::max() - 8 - n ? std::string("past 2^64")
+                                                                       : std::to_string(8 + n + start)) +
+            ", but the file has " + std::to_string(file_size) + " bytes (MetadataIncompleteBuffer)");
   }
 
   file.data_size = data_size;
@@ -565,10 +586,11 @@ Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, cons
                                                   std::size_t size, const std::string& source) {
   std::string where = source + ": tensor " + quote_name(tensor.name) + ": ";
   if (tensor.end < tensor.begin || tensor.end - tensor.begin != size)
-    return make_error(where + std::to_string(size) + " bytes given but data_offsets " +
-                      offsets_string(tensor.begin, tensor.end) + " span " +
-                      (tensor.end < tensor.begin ? std::string("a negative range")
-                                                 : std::to_string(tensor.end - tensor.begin)));
+    return make_error(ErrorCode::bad_file,
+                      where + std::to_string(size) + " bytes given but data_offsets " +
+                          offsets_string(tensor.begin, tensor.end) + " span " +
+                          (tensor.end < tensor.begin ? std::string("a negative range")
+                                                     : std::to_string(tensor.end - tensor.begin)));
   int bytes_per = 0;
   switch (tensor.dtype) {
     case Dtype::F32:
@@ -582,18 +604,20 @@ Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, cons
       bytes_per = 8;
       break;
     default:
-      return make_error(where + "dtype " + dtype_name(tensor.dtype) +
-                        " cannot be decoded to float32 (supported: F32, F16, BF16, F64)");
+      return make_error(ErrorCode::unsupported,
+                        where + "dtype " + dtype_name(tensor.dtype) +
+                            " cannot be decoded to float32 (supported: F32, F16, BF16, F64)");
   }
   if (size % bytes_per != 0)
-    return make_error(where + std::to_string(size) + " bytes is not a whole number of " +
-                      dtype_name(tensor.dtype) + " values");
+    return make_error(ErrorCode::bad_file, where + std::to_string(size) + " bytes is not a whole number of " +
+                                               dtype_name(tensor.dtype) + " values");
   const std::size_t count = size / bytes_per;
   std::int64_t numel = tensor.numel();
   if (numel < 0 || static_cast<std::uint64_t>(numel) != count)
-    return make_error(where + std::to_string(size) + " bytes hold " + std::to_string(count) +
-                      " values but shape " + shape_string(tensor.shape) + " has " +
-                      (numel < 0 ? std::string("too many") : std::to_string(numel)));
+    return make_error(ErrorCode::bad_file, where + std::to_string(size) + " bytes hold " +
+                                               std::to_string(count) + " values but shape " +
+                                               shape_string(tensor.shape) + " has " +
+                                               (numel < 0 ? std::string("too many") : std::to_string(numel)));
 
   std::vector<float> out(count);
   decode_values(tensor.dtype, bytes, count, out.data());
@@ -604,16 +628,20 @@ Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, con
   std::string where = file.source + ": tensor " + quote_name(tensor.name) + ": ";
   if (file.data == nullptr && file.reader) {
     const std::int64_t n = tensor.numel();
-    if (n < 0) return make_error(where + "shape " + shape_string(tensor.shape) + " has too many values");
+    if (n < 0)
+      return make_error(ErrorCode::bad_file,
+                        where + "shape " + shape_string(tensor.shape) + " has too many values");
     std::vector<float> out(static_cast<std::size_t>(n));
     HS_TRY(safetensors_read_f32_into(file, tensor, 0, n, out.data()));
     return out;
   }
   if (file.data == nullptr)
-    return make_error(where + "the data buffer is not loaded (the file was parsed from its header only)");
+    return make_error(ErrorCode::invalid_argument,
+                      where + "the data buffer is not loaded (the file was parsed from its header only)");
   if (tensor.end < tensor.begin || tensor.end > file.data_size)
-    return make_error(where + "data_offsets " + offsets_string(tensor.begin, tensor.end) +
-                      " fall outside the data buffer of " + std::to_string(file.data_size) + " bytes");
+    return make_error(ErrorCode::bad_file,
+                      where + "data_offsets " + offsets_string(tensor.begin, tensor.end) +
+                          " fall outside the data buffer of " + std::to_string(file.data_size) + " bytes");
   return safetensors_decode_f32(tensor, file.data + tensor.begin,
                                 static_cast<std::size_t>(tensor.end - tensor.begin), file.source);
 }
@@ -623,18 +651,23 @@ Status safetensors_read_f32_into(const SafetensorsFile& file, const TensorInfo& 
   std::string where = file.source + ": tensor " + quote_name(tensor.name) + ": ";
   const int per = decoded_bytes_per(tensor.dtype);
   if (per == 0)
-    return make_error(where + "dtype " + dtype_name(tensor.dtype) +
-                      " cannot be decoded to float32 (supported: F32, F16, BF16, F64)");
+    return make_error(ErrorCode::unsupported,
+                      where + "dtype " + dtype_name(tensor.dtype) +
+                          " cannot be decoded to float32 (supported: F32, F16, BF16, F64)");
   if (tensor.end < tensor.begin || tensor.end > file.data_size)
-    return make_error(where + "data_offsets " + offsets_string(tensor.begin, tensor.end) +
-                      " fall outside the data buffer of " + std::to_string(file.data_size) + " bytes");
+    return make_error(ErrorCode::bad_file,
+                      where + "data_offsets " + offsets_string(tensor.begin, tensor.end) +
+                          " fall outside the data buffer of " + std::to_string(file.data_size) + " bytes");
   const std::int64_t numel = tensor.numel();
   if (numel < 0 || static_cast<std::uint64_t>(numel) * per != tensor.end - tensor.begin)
-    return make_error(where + "data_offsets " + offsets_string(tensor.begin, tensor.end) + " do not hold shape " +
-                      shape_string(tensor.shape) + " x " + dtype_name(tensor.dtype));
+    return make_error(ErrorCode::bad_file, where + "data_offsets " +
+                                               offsets_string(tensor.begin, tensor.end) +
+                                               " do not hold shape " + shape_string(tensor.shape) + " x " +
+                                               dtype_name(tensor.dtype));
   if (first < 0 || count < 0 || first > numel || count > numel - first)
-    return make_error(where + "values [" + std::to_string(first) + ", " + std::to_string(first + count) +
-                      ") are outside the tensor's " + std::to_string(numel));
+    return make_error(ErrorCode::invalid_argument, where + "values [" + std::to_string(first) + ", " +
+                                                       std::to_string(first + count) +
+                                                       ") are outside the tensor's " + std::to_string(numel));
   if (count == 0) return Ok{};
   const std::uint64_t offset = tensor.begin + static_cast<std::uint64_t>(first) * per;
   if (file.data) {
@@ -642,7 +675,8 @@ Status safetensors_read_f32_into(const SafetensorsFile& file, const TensorInfo& 
     return Ok{};
   }
   if (!file.reader)
-    return make_error(where + "the data buffer is not loaded (the file was parsed from its header only)");
+    return make_error(ErrorCode::invalid_argument,
+                      where + "the data buffer is not loaded (the file was parsed from its header only)");
   if (tensor.dtype == Dtype::F32)
     return file.reader(offset, static_cast<std::size_t>(count) * 4, reinterpret_cast<std::uint8_t*>(out));
   // Narrower or wider dtypes go through a buffer of at most 256 KiB.
@@ -662,17 +696,20 @@ Result<std::map<std::string, std::string>> safetensors_parse_index(const std::st
   auto doc = parse_json_strict(json_text.data(), json_text.data() + json_text.size(), prefix, 0);
   if (!doc) return doc.error();
   if (!doc->doc.is_object())
-    return make_error(prefix + "top level is " + json_type(doc->doc) + ", expected an object");
+    return make_error(ErrorCode::bad_file,
+                      prefix + "top level is " + json_type(doc->doc) + ", expected an object");
   auto it = doc->doc.find("weight_map");
-  if (it == doc->doc.end()) return make_error(prefix + "missing field \"weight_map\"");
+  if (it == doc->doc.end()) return make_error(ErrorCode::bad_file, prefix + "missing field \"weight_map\"");
   if (!it->is_object())
-    return make_error(prefix + "\"weight_map\" is " + json_type(*it) + ", expected an object");
+    return make_error(ErrorCode::bad_file,
+                      prefix + "\"weight_map\" is " + json_type(*it) + ", expected an object");
   std::map<std::string, std::string> out;
   for (const auto& item : it->items()) {
     const auto& v = item.value();
     if (!v.is_string())
-      return make_error(prefix + "\"weight_map\" entry for tensor " + quote_name(item.key()) + " is " +
-                        json_type(v) + ", expected a shard file name");
+      return make_error(ErrorCode::bad_file, prefix + "\"weight_map\" entry for tensor " +
+                                                 quote_name(item.key()) + " is " + json_type(v) +
+                                                 ", expected a shard file name");
     std::string shard = v.get<std::string>();
     // Shard names are resolved next to the index: refuse anything that could
     // point elsewhere.
@@ -680,9 +717,10 @@ Result<std::map<std::string, std::string>> safetensors_parse_index(const std::st
                    shard == ".." || shard.rfind("../", 0) == 0 || shard.find("/../") != std::string::npos ||
                    (shard.size() >= 3 && shard.compare(shard.size() - 3, 3, "/..") == 0);
     if (escapes)
-      return make_error(prefix + "\"weight_map\" entry for tensor " + quote_name(item.key()) +
-                        " names shard " + quote_name(shard) +
-                        ", which is not a relative path inside the model folder");
+      return make_error(ErrorCode::bad_file, prefix + "\"weight_map\" entry for tensor " +
+                                                 quote_name(item.key()) + " names shard " +
+                                                 quote_name(shard) +
+                                                 ", which is not a relative path inside the model folder");
     out[item.key()] = std::move(shard);
   }
   return out;
@@ -828,9 +866,9 @@ SafetensorsTensorIn safetensors_tensor_f16(std::string name, std::vector<std::in
 
 Result<std::vector<std::uint8_t>> safetensors_read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(path + ": cannot open file");
+  if (!in) return make_error(ErrorCode::bad_file, path + ": cannot open file");
   std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return make_error(path + ": read error");
+  if (in.bad()) return make_error(ErrorCode::bad_file, path + ": read error");
   return bytes;
 }
 

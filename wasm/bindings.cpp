@@ -21,11 +21,11 @@ namespace {
 
 // Singular values of a rows x cols row-major matrix (the worker pipe's check).
 val singular_values(val matrix, int rows, int cols) {
-  if (rows <= 0 || cols <= 0) return error_value("singular_values: rows and cols must be positive");
+  if (rows <= 0 || cols <= 0) return error_value(hs::make_error("singular_values: rows and cols must be positive"));
   const auto data = emscripten::convertJSArrayToNumberVector<float>(matrix);
   if (data.size() != static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols))
-    return error_value("singular_values: expected " + std::to_string(rows * cols) + " numbers, got " +
-                       std::to_string(data.size()));
+    return error_value(hs::make_error("singular_values: expected " + std::to_string(rows * cols) + " numbers, got " +
+                       std::to_string(data.size())));
   hs::ConstMapRM m(data.data(), rows, cols);
   Eigen::JacobiSVD<hs::MatrixRM> svd(m);
   const Eigen::VectorXf s = svd.singularValues();
@@ -40,7 +40,7 @@ val singular_values(val matrix, int rows, int cols) {
 val parse_safetensors_header(val bytes_js, double file_size, const std::string& name) {
   const auto bytes = emscripten::convertJSArrayToNumberVector<std::uint8_t>(bytes_js);
   auto file = hs::safetensors_parse_header(bytes.data(), bytes.size(), static_cast<std::uint64_t>(file_size), name);
-  if (!file) return error_value(file.error().message);
+  if (!file) return error_value(file.error());
   nlohmann::json tensors = nlohmann::json::array();
   for (const hs::TensorInfo& t : file->tensors)
     tensors.push_back({{"name", t.name}, {"dtype", hs::dtype_name(t.dtype)}, {"shape", t.shape},
@@ -57,9 +57,9 @@ val parse_safetensors_header(val bytes_js, double file_size, const std::string& 
 // array, so that JS downloads no other bytes.
 val attention_tensors(const std::string& config_json, const std::string& names_json) {
   auto config = hs::config_from_json(config_json);
-  if (!config) return error_value("config.json: " + config.error().message);
+  if (!config) return error_value(hs::with_prefix("config.json: ", config.error()));
   const nlohmann::json names = nlohmann::json::parse(names_json, nullptr, false);
-  if (!names.is_array()) return error_value("attention_tensors: names must be a JSON array");
+  if (!names.is_array()) return error_value(hs::make_error("attention_tensors: names must be a JSON array"));
   nlohmann::json kept = nlohmann::json::array();
   for (const auto& name : names)
     if (name.is_string() && hs::attention_tensor(*config, name.get<std::string>())) kept.push_back(name);
@@ -93,11 +93,11 @@ hs::GeometryProgress progress_of(val callback) {
 
 #define HS_WASM_MODEL(session)                                    \
   const hs::Model* model = (session).model();                     \
-  if (!model) return error_value("no model is loaded");
+  if (!model) return error_value(hs::make_error(hs::ErrorCode::no_model, "no model is loaded"));
 
 #define HS_WASM_UNWRAP(var, expr)                     \
   auto var = (expr);                                  \
-  if (!var) return error_value(var.error().message);
+  if (!var) return error_value(var.error());
 
 val circuit_spectra_value(const hs::CircuitSpectra& c) {
   val out = val::object();
@@ -414,9 +414,9 @@ val add_ov_edit(Session& session, const std::string& kind_name, int layer, int h
   hs::OvEditKind kind;
   if (kind_name == "rank_one") kind = hs::OvEditKind::rank_one;
   else if (kind_name == "remove_component") kind = hs::OvEditKind::remove_component;
-  else return error_value("OV edit kind must be \"rank_one\" or \"remove_component\", not \"" + kind_name + "\"");
+  else return error_value(hs::make_error("OV edit kind must be \"rank_one\" or \"remove_component\", not \"" + kind_name + "\""));
   if (side_name != "read" && side_name != "write")
-    return error_value("OV edit side must be \"read\" or \"write\", not \"" + side_name + "\"");
+    return error_value(hs::make_error("OV edit side must be \"read\" or \"write\", not \"" + side_name + "\""));
   const hs::OvSide side = side_name == "read" ? hs::OvSide::read : hs::OvSide::write;
   HS_WASM_UNWRAP(edit, hs::make_ov_edit(*model, kind, layer, head, component, static_cast<float>(alpha), side));
   const int id = hs::add_edit(session.edits, std::move(edit.value()));
@@ -437,7 +437,7 @@ val add_merge(Session& session, int layer, int head_a, int head_b, int pattern_h
 }
 
 val undo_edit(Session& session, int id) {
-  if (!hs::undo_edit(session.edits, id)) return error_value("no edit with id " + std::to_string(id));
+  if (!hs::undo_edit(session.edits, id)) return error_value(hs::make_error("no edit with id " + std::to_string(id)));
   val out = ok_value();
   out.set("edits", edits_json(session.edits).dump());
   return out;

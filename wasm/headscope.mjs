@@ -4,18 +4,15 @@
 // of where the module comes from: the worker (browser) and wasm/node.mjs
 // (node: CLI and tests) hand it the Emscripten factory and the wasm bytes or
 // URL.
+import { HeadscopeError } from './errors.mjs';
 import { TextTokenizer, gpt2TokenizerJson } from './tokenizer.mjs';
 
-export class HeadscopeError extends Error {
-  constructor(message) {
-    super(message);
-    this.name = 'HeadscopeError';
-  }
-}
+export { HeadscopeError };
 
 function unwrap(result) {
   if (!result || result.ok !== true) {
-    throw new HeadscopeError(result && typeof result.error === 'string' ? result.error : 'unknown error in the core');
+    if (result && typeof result.error === 'string') throw new HeadscopeError(result.error, result.code);
+    throw new HeadscopeError('unknown error in the core', 'engine_stopped');
   }
   delete result.ok;
   return result;
@@ -36,11 +33,16 @@ function checkedIndices(values, limit, what, range) {
   return out;
 }
 
+// Sources check the signal as they read; between reads, so does the load.
+function throwIfCancelled(signal) {
+  if (signal?.aborted) throw new HeadscopeError('load cancelled', 'cancelled');
+}
+
 function parseJson(text, name) {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new HeadscopeError(`${name}: not valid JSON (${error.message})`);
+    throw new HeadscopeError(`${name}: not valid JSON (${error.message})`, 'bad_file');
   }
 }
 
@@ -51,12 +53,12 @@ async function weightFileNames(source, signal) {
   if (indexText === null) return ['model.safetensors'];
   const index = parseJson(indexText, 'model.safetensors.index.json');
   if (!index || typeof index.weight_map !== 'object' || index.weight_map === null) {
-    throw new HeadscopeError('model.safetensors.index.json: no weight_map object');
+    throw new HeadscopeError('model.safetensors.index.json: no weight_map object', 'bad_file');
   }
   const names = [...new Set(Object.values(index.weight_map))];
   for (const name of names) {
     if (typeof name !== 'string' || !/^[\w.-]+\.safetensors$/.test(name)) {
-      throw new HeadscopeError(`model.safetensors.index.json: ${JSON.stringify(name)} is not a shard file name`);
+      throw new HeadscopeError(`model.safetensors.index.json: ${JSON.stringify(name)} is not a shard file name`, 'bad_file');
     }
   }
   return names.sort();
@@ -73,7 +75,7 @@ async function loadTokenizer(source, signal) {
     if (vocab !== null && merges !== null) return new TextTokenizer(gpt2TokenizerJson(parseJson(vocab, 'vocab.json'), merges), config);
   } catch (error) {
     if (error instanceof HeadscopeError) throw error;
-    throw new HeadscopeError(`tokenizer.json: cannot be read (${error.message})`);
+    throw new HeadscopeError(`tokenizer.json: cannot be read (${error.message})`, 'bad_file');
   }
   return null;
 }
@@ -93,7 +95,7 @@ async function loadRanged(module, source, name, { signal, onProgress, keep }) {
   if (fileSize === null) return null;
   const headerSize = Number(new DataView(prefix.buffer).getBigUint64(0, true));
   if (!Number.isFinite(fileSize) || headerSize > 100_000_000 || 8 + headerSize > fileSize) {
-    throw new HeadscopeError(`${name}: header length ${headerSize} does not fit in a file of ${fileSize} bytes`);
+    throw new HeadscopeError(`${name}: header length ${headerSize} does not fit in a file of ${fileSize} bytes`, 'bad_file');
   }
   const head = new Uint8Array(8 + headerSize);
   head.set(prefix);
@@ -166,10 +168,11 @@ export class ModelSession {
   // geometry without running text; ranged downloads fetch nothing else).
   async load(source, { onProgress, signal, attentionOnly = false } = {}) {
     this.info = null;
+    throwIfCancelled(signal);
     // The small files are requested together; their problems are reported
     // in this order (a missing config.json first).
     const settled = await Promise.allSettled([source.text('config.json', { signal }), loadTokenizer(source, signal), weightFileNames(source, signal)]);
-    if (settled[0].status === 'fulfilled' && settled[0].value === null) throw new HeadscopeError(`${source.label}: config.json is missing`);
+    if (settled[0].status === 'fulfilled' && settled[0].value === null) throw new HeadscopeError(`${source.label}: config.json is missing`, 'missing_file');
     const [configText, tokenizer, names] = settled.map((s) => {
       if (s.status === 'rejected') throw s.reason;
       return s.value;
@@ -181,15 +184,17 @@ export class ModelSession {
     const files = new Map();
     try {
       for (const [i, name] of names.entries()) {
+        throwIfCancelled(signal);
         const progress = (p) => onProgress?.({ ...p, filesDone: i, filesTotal: names.length });
         let bytes = source.range ? await loadRanged(this.module, source, name, { signal, onProgress: progress, keep }) : null;
         if (bytes === null) bytes = await source.bytes(name, (size) => new Uint8Array(size), { signal, onProgress: progress });
         if (bytes === null) {
-          throw new HeadscopeError(`${source.label}: ${name} is missing (headscope reads .safetensors weights, not pytorch_model.bin)`);
+          throw new HeadscopeError(`${source.label}: ${name} is missing (headscope reads .safetensors weights, not pytorch_model.bin)`, 'missing_weights');
         }
         files.set(name, bytes);
         unwrap(this.raw.add_file(name, headerOf(bytes), bytes.length));
       }
+      throwIfCancelled(signal);
     } catch (error) {
       this.raw.clear_files();
       throw error;
@@ -229,7 +234,7 @@ export class ModelSession {
   // TransformerLens does by default (ignored when the tokenizer's own
   // template already starts with it).
   tokenize(text, { prependBos = false, addSpecialTokens = true } = {}) {
-    if (!this.tokenizer) throw new HeadscopeError('this model has no tokenizer.json (or vocab.json + merges.txt): pass token ids');
+    if (!this.tokenizer) throw new HeadscopeError('this model has no tokenizer.json (or vocab.json + merges.txt): pass token ids', 'no_tokenizer');
     const { ids, tokens } = this.tokenizer.encode(text, { addSpecialTokens });
     const bos = this.info?.bos_token_id ?? -1;
     if (prependBos && bos >= 0 && ids[0] !== bos) {
@@ -419,7 +424,7 @@ export async function createHeadscope(factory, options = {}) {
     moduleOptions.instantiateWasm = (imports, receiveInstance) => {
       Promise.resolve(options.wasmModule)
         .then(async (compiled) => receiveInstance(await WebAssembly.instantiate(compiled, imports), compiled))
-        .catch((error) => failed(new HeadscopeError(`the wasm core could not start (${error.message})`)));
+        .catch((error) => failed(new HeadscopeError(`the wasm core could not start (${error.message})`, 'engine_stopped')));
       return {};
     };
   }
@@ -432,7 +437,7 @@ export async function createHeadscope(factory, options = {}) {
 // overlaps the two downloads.
 export async function compileWasm(url, fetchImpl = globalThis.fetch) {
   const response = await fetchImpl(url);
-  if (!response.ok) throw new HeadscopeError(`${url}: HTTP ${response.status}`);
+  if (!response.ok) throw new HeadscopeError(`${url}: HTTP ${response.status}`, 'engine_stopped');
   if (WebAssembly.compileStreaming && /^application\/wasm\b/.test(response.headers.get('Content-Type') || '')) {
     return WebAssembly.compileStreaming(response);
   }

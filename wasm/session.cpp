@@ -24,7 +24,7 @@ nlohmann::json model_info(const hs::Model& model) {
 
 val Session::add_file(const std::string& name, val header, double size) {
   if (!(size >= 0) || size > 9007199254740991.0)
-    return error_value(name + ": file size " + std::to_string(size) + " is not possible");
+    return error_value(hs::make_error(name + ": file size " + std::to_string(size) + " is not possible"));
   FileHeader& file = files_[name];
   file.header = emscripten::convertJSArrayToNumberVector<std::uint8_t>(header);
   file.size = static_cast<std::uint64_t>(size);
@@ -38,12 +38,12 @@ val Session::load(const std::string& config_json, val read, val options) {
   std::map<std::string, FileHeader> files;
   files.swap(files_);
   auto config = hs::config_from_json(config_json);
-  if (!config) return error_value("config.json: " + config.error().message);
+  if (!config) return error_value(hs::with_prefix("config.json: ", config.error()));
 
   std::vector<hs::SafetensorsFile> shards;
   for (const auto& [name, file] : files) {
     auto parsed = hs::safetensors_parse_header(file.header.data(), file.header.size(), file.size, name);
-    if (!parsed) return error_value(parsed.error().message);
+    if (!parsed) return error_value(parsed.error());
     hs::SafetensorsFile shard = std::move(parsed.value());
     shard.data = nullptr;  // only the header is here (even for a file with no tensor data)
     const std::uint64_t start = 8 + shard.header_size;
@@ -56,14 +56,14 @@ val Session::load(const std::string& config_json, val read, val options) {
     };
     shards.push_back(std::move(shard));
   }
-  if (shards.empty()) return error_value("no .safetensors file was given");
+  if (shards.empty()) return error_value(hs::make_error("no .safetensors file was given"));
   files.clear();
   std::vector<const hs::SafetensorsFile*> pointers;
   for (const auto& shard : shards) pointers.push_back(&shard);
   hs::CheckpointOptions checkpoint_options;
   checkpoint_options.attention_only = !options.isUndefined() && !options.isNull() && options["attention_only"].isTrue();
   auto model = hs::model_from_checkpoint(config.value(), pointers, checkpoint_options);
-  if (!model) return error_value(model.error().message);
+  if (!model) return error_value(model.error());
   model_ = std::make_unique<hs::Model>(std::move(model.value()));
 
   val out = ok_value();
@@ -72,14 +72,14 @@ val Session::load(const std::string& config_json, val read, val options) {
 }
 
 val Session::info() const {
-  if (!model_) return error_value("no model is loaded");
+  if (!model_) return error_value(hs::make_error(hs::ErrorCode::no_model, "no model is loaded"));
   val out = ok_value();
   out.set("info", model_info(*model_).dump());
   return out;
 }
 
 val Session::run(val ids_js, val options) {
-  if (!model_) return error_value("no model is loaded");
+  if (!model_) return error_value(hs::make_error(hs::ErrorCode::no_model, "no model is loaded"));
   const auto ids = emscripten::convertJSArrayToNumberVector<int>(ids_js);
   hs::RunOptions run_options;
   run_options.want_hidden = false;
@@ -92,7 +92,7 @@ val Session::run(val ids_js, val options) {
     if (options["want_logits"].isTrue()) run_options.want_logits = true;
   }
   auto result = hs::run_edited(*model_, ids, edits, run_options);
-  if (!result) return error_value(result.error().message);
+  if (!result) return error_value(result.error());
   const hs::RunResult& r = result.value();
   val out = ok_value();
   out.set("n_layer", r.n_layer);

@@ -1,7 +1,7 @@
 // What the wasm module keeps for JS: one loaded model per Session, and the
 // conversions between core results and JS values. Results cross the boundary
-// as plain objects {ok, error, ...}; wasm/headscope.mjs turns them into a
-// thrown HeadscopeError. Arrays cross as JS-owned typed-array copies, so no
+// as plain objects {ok, error, code, ...}; wasm/headscope.mjs turns them into
+// a thrown HeadscopeError. Arrays cross as JS-owned typed-array copies, so no
 // view of wasm memory outlives a call that may grow (and so detach) it —
 // except the views load() hands its reader, which JS fills at once.
 #pragma once
@@ -25,10 +25,13 @@ namespace hs_wasm {
 
 using emscripten::val;
 
-inline val error_value(const std::string& message) {
+// {ok: false, error: message, code: "bad_file" | ...}: the core's Error, which
+// wasm/headscope.mjs throws as a HeadscopeError with that code.
+inline val error_value(const hs::Error& error) {
   val out = val::object();
   out.set("ok", false);
-  out.set("error", message);
+  out.set("error", error.message);
+  out.set("code", std::string(hs::error_code_name(error.code)));
   return out;
 }
 

@@ -1,21 +1,15 @@
 // Where a model's files come from. A source answers `text(name)` and
 // `bytes(name, sink)` for file names such as "config.json" or
 // "model-00001-of-00002.safetensors", returning null when the file does not
-// exist (so optional files can be probed), and throwing a SourceError naming
-// the file otherwise. `bytes` streams into `sink(size)`, which returns the
+// exist (so optional files can be probed), and throwing a HeadscopeError
+// naming the file otherwise (code 'network', or 'cancelled'). `bytes` streams into `sink(size)`, which returns the
 // Uint8Array to fill (a JS buffer: the core copies tensors out of it at load).
 //
 //   urlSource(base)            any static server (files at base + name)
 //   hubSource(repo, revision)  https://huggingface.co/{repo}/resolve/{revision}/{name}
 //   fileListSource(files)      File objects dropped on the page or picked
+import { HeadscopeError } from './errors.mjs';
 import { isRepoId } from './ids.mjs';
-
-export class SourceError extends Error {
-  constructor(message) {
-    super(message);
-    this.name = 'SourceError';
-  }
-}
 
 export const HUB_ENDPOINT = 'https://huggingface.co';
 
@@ -34,16 +28,16 @@ async function readBody(response, name, sink, onProgress, signal) {
   for (;;) {
     if (signal?.aborted) {
       await reader.cancel();
-      throw new SourceError('download cancelled');
+      throw new HeadscopeError('download cancelled', 'cancelled');
     }
     const { done, value } = await reader.read();
     if (done) break;
-    if (loaded + value.length > length) throw new SourceError(`${name}: server sent more bytes than its Content-Length (${length})`);
+    if (loaded + value.length > length) throw new HeadscopeError(`${name}: server sent more bytes than its Content-Length (${length})`, 'network');
     target.set(value, loaded);
     loaded += value.length;
     onProgress?.({ file: name, loaded, total: length });
   }
-  if (loaded !== length) throw new SourceError(`${name}: download ended after ${loaded} of ${length} bytes`);
+  if (loaded !== length) throw new HeadscopeError(`${name}: download ended after ${loaded} of ${length} bytes`, 'network');
   return target;
 }
 
@@ -64,11 +58,11 @@ export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, he
     try {
       response = await fetchImpl(url(name), { signal, headers });
     } catch (error) {
-      if (signal?.aborted) throw new SourceError('download cancelled');
-      throw new SourceError(`${name}: network error fetching ${url(name)} (${error.message})`);
+      if (signal?.aborted) throw new HeadscopeError('download cancelled', 'cancelled');
+      throw new HeadscopeError(`${name}: network error fetching ${url(name)} (${error.message})`, 'network');
     }
     if (response.status === 404) return null;
-    if (!response.ok) throw new SourceError(describeStatus(name, response));
+    if (!response.ok) throw new HeadscopeError(describeStatus(name, response), 'network');
     return response;
   }
   const source = {
@@ -86,26 +80,26 @@ export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, he
       try {
         response = await fetchImpl(url(name), { signal, headers: { ...headers, Range: `bytes=${start}-${start + into.length - 1}` } });
       } catch (error) {
-        if (signal?.aborted) throw new SourceError('download cancelled');
-        throw new SourceError(`${name}: network error fetching ${url(name)} (${error.message})`);
+        if (signal?.aborted) throw new HeadscopeError('download cancelled', 'cancelled');
+        throw new HeadscopeError(`${name}: network error fetching ${url(name)} (${error.message})`, 'network');
       }
       if (response.status === 200 || response.status === 404) {
         await response.body?.cancel();
         return null;
       }
-      if (response.status !== 206) throw new SourceError(describeStatus(name, response));
+      if (response.status !== 206) throw new HeadscopeError(describeStatus(name, response), 'network');
       const total = Number(/\/(\d+)$/.exec(response.headers.get('Content-Range') || '')?.[1]);
       const reader = response.body.getReader();
       let loaded = 0;
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        if (loaded + value.length > into.length) throw new SourceError(`${name}: server sent more than the ${into.length} bytes asked for at ${start}`);
+        if (loaded + value.length > into.length) throw new HeadscopeError(`${name}: server sent more than the ${into.length} bytes asked for at ${start}`, 'network');
         into.set(value, loaded);
         loaded += value.length;
         onChunk?.(value.length);
       }
-      if (loaded !== into.length) throw new SourceError(`${name}: asked for ${into.length} bytes at ${start}, got ${loaded}`);
+      if (loaded !== into.length) throw new HeadscopeError(`${name}: asked for ${into.length} bytes at ${start}, got ${loaded}`, 'network');
       return total;
     },
     async bytes(name, sink, { onProgress, signal } = {}) {
@@ -144,7 +138,7 @@ export function prefetchingFetch(urls, fetchImpl = globalThis.fetch) {
 }
 
 export function hubSource(repo, revision = 'main', { endpoint = HUB_ENDPOINT, token, fetchImpl } = {}) {
-  if (!isRepoId(repo)) throw new SourceError(`"${String(repo).slice(0, 80)}" is not a Hugging Face repository id (expected owner/name)`);
+  if (!isRepoId(repo)) throw new HeadscopeError(`"${String(repo).slice(0, 80)}" is not a Hugging Face repository id (expected owner/name)`, 'invalid_argument');
   const base = `${endpoint.replace(/\/$/, '')}/${repo}/resolve/${encodeURIComponent(revision)}/`;
   const headers = token ? { Authorization: `Bearer ${token}` } : {};
   return urlSource(base, { fetchImpl, label: `${repo}@${revision}`, headers });

@@ -75,13 +75,17 @@ const cases = [
   ['a tensor shaped unlike the config', (dir) => editConfig(dir, (c) => { c.n_embd = 32; c.n_head = 2; }), /expected|shape/i],
 ];
 
-for (const [what, corrupt, message] of cases) {
+// The file's own faults carry code 'bad_file' (the first seven cases).
+const fileCases = 7;
+
+for (const [index, [what, corrupt, message]] of cases.entries()) {
   test(`${what} is rejected with a clear message, and a good model loads afterwards`, async () => {
     const session = core.createSession();
     const dir = copyModel('gpt2', corrupt);
     await assert.rejects(session.load(directorySource(dir)), (error) => {
       assert.ok(error instanceof HeadscopeError, `${error.name}: ${error.message}`);
       assert.match(error.message, message);
+      if (index < fileCases) assert.equal(error.code, 'bad_file', error.message);
       return true;
     });
     await session.load(directorySource(oracleDir('gpt2')));
@@ -110,6 +114,19 @@ test('NaN weights load with a warning naming the tensor', async () => {
   });
   const info = await session.load(directorySource(dir));
   assert.ok(info.warnings.some((w) => /ln_f\.weight/.test(w) && /NaN|finite/i.test(w)), JSON.stringify(info.warnings));
+  session.dispose();
+});
+
+test('a missing config.json or weights file, and a cancelled load, carry their codes', async () => {
+  const session = core.createSession();
+  const noConfig = copyModel('gpt2', (d) => fs.rmSync(path.join(d, 'config.json')));
+  await assert.rejects(session.load(directorySource(noConfig)), (e) => e.code === 'missing_file' && /config\.json/.test(e.message));
+  const noWeights = copyModel('gpt2', (d) => fs.rmSync(path.join(d, 'model.safetensors')));
+  await assert.rejects(session.load(directorySource(noWeights)), (e) => e.code === 'missing_weights');
+  const controller = new AbortController();
+  controller.abort();
+  await assert.rejects(session.load(directorySource(oracleDir('gpt2')), { signal: controller.signal }), (e) => e.code === 'cancelled');
+  assert.throws(() => core.createSession().run([1, 2]), (e) => e.code === 'no_model');
   session.dispose();
 });
 

@@ -64,7 +64,7 @@ export class App {
     this.answers = null;
     this.baseline = null;
     this.inFlight = false;
-    const message = `the engine stopped (${error.message}); it was restarted${/memory/i.test(error.message) ? ' — this model or text may need more memory than this browser allows' : ''}`;
+    const message = `the engine stopped (${error.message}); it was restarted${error.code === 'out_of_memory' ? ' — this model or text may need more memory than this browser allows' : ''}`;
     this.store.set({ modelStatus: 'idle', modelInfo: null, run: null, runStatus: 'idle', modelError: message });
     if (await this.start()) this.store.set({ modelError: message });
   }
@@ -141,7 +141,7 @@ export class App {
     this.loadingKey = key;
     const started = performance.now();
     const meter = { doneBytes: 0, files: new Map(), samples: [] };
-    this.store.set({ modelStatus: 'loading', modelError: null, progress: { file: null, loaded: 0, total: 0 }, notice: null });
+    this.store.set({ modelStatus: 'loading', modelError: null, modelFailure: null, progress: { file: null, loaded: 0, total: 0 }, notice: null });
     let loaded;
     try {
       loaded = await this.client.call('loadModel', args, {
@@ -158,8 +158,11 @@ export class App {
         return;
       }
       const message = error.message || String(error);
-      const unavailable = /built-in model not yet available/.test(message);
-      const patch = { modelStatus: this.loadedKey ? 'ready' : unavailable ? 'unavailable' : 'error', modelError: message, progress: null };
+      const unavailable = args.spec.kind === 'builtin' && error.code === 'missing_file';
+      const patch = {
+        modelStatus: this.loadedKey ? 'ready' : unavailable ? 'unavailable' : 'error', modelError: message, progress: null,
+        modelFailure: { code: error.code, model: target.model, rev: target.rev },
+      };
       // The URL must describe the model on screen: go back to it.
       if (this.loadedState) Object.assign(patch, this.loadedState);
       this.store.set(patch);

@@ -14,6 +14,7 @@ const RUNTIME_DEFAULTS = {
   modelStatus: 'idle',  // 'idle' | 'loading' | 'ready' | 'error' | 'unavailable'
   modelInfo: null,      // the core's info + {label, hasTokenizer}
   modelError: null,     // message of the last failed load
+  modelFailure: null,   // that load's {code (wasm/errors.mjs), model, rev}
   progress: null,       // a load's progress (worker/protocol.js) with speed and eta, see control/app.js
   run: null,            // the latest analysis: {ids, tokens, nLayer, nHead, nTokens, patterns, tokenLoss, loss, baseline}
   runStatus: 'idle',    // 'idle' | 'running' | 'ready' | 'error'

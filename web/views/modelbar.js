@@ -157,8 +157,9 @@ export class ModelBar {
       this.error.hidden = !state.modelError;
       this.error.textContent = state.modelError || '';
       this.error.classList.toggle('notice', state.modelStatus === 'unavailable');
-      const repo = /^(\S+)@main: model\.safetensors is missing/.exec(state.modelError || '');
-      this.failedRepo = repo ? repo[1] : null;
+      // A hub model without safetensors on main may have them in its first pull request.
+      const failure = state.modelError ? state.modelFailure : null;
+      this.failedRepo = failure?.code === 'missing_weights' && failure.rev === 'main' && isRepoId(failure.model) ? failure.model : null;
       this.prButton.hidden = !this.failedRepo;
     }
     if (changed.has('modelStatus') && state.modelStatus !== 'loading') this.refreshCache();

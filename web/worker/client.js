@@ -3,10 +3,11 @@
 // rejects with a WorkerError carrying the core's message.
 
 export class WorkerError extends Error {
-  constructor({ name, message, fatal = false }) {
+  constructor({ name, message, code = 'engine_stopped', fatal = false }) {
     super(message);
     this.name = name === 'HeadscopeError' ? 'HeadscopeError' : 'WorkerError';
-    this.fatal = Boolean(fatal); // the worker can no longer be used
+    this.code = code;             // as HeadscopeError's (wasm/errors.mjs)
+    this.fatal = Boolean(fatal);  // the worker can no longer be used
   }
 }
 

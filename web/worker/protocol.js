@@ -12,7 +12,7 @@
 //                 File objects (kind 'files'); endpoint: the hub's address (kind 'hub'); a load
 //                 replaces the model only if it succeeds
 //                 -> {info (the core's, with label, hasTokenizer, generation), cache: {files}}
-//   cancelLoad    {} -> {cancelled}: the load in progress fails with 'download cancelled'
+//   cancelLoad    {} -> {cancelled}: the load in progress fails with code 'cancelled'
 //   analyze       {text? | ids?, prependBos, maxTokens, ablate?, mode?, baselineKey?}: tokenize (or
 //                 read ids) and run with the edits in force; ablate: flat head indices, mode
 //                 'zero' | 'mean'; baselineKey: the ids|edits whose unablated patterns the page has
@@ -42,8 +42,9 @@
 //                                         {what, fraction, file?, loaded?, total?, filesDone?, filesTotal?}
 //                                         (a download adds its file and bytes)
 //   {id, type: 'result', result}          exactly one of these two per request; typed arrays in
-//   {id, type: 'error', error}            results are transferred; error {name, message, fatal}:
-//                                         fatal = the module aborted, the worker is of no more use
+//   {id, type: 'error', error}            results are transferred; error {name, message, code, fatal}:
+//                                         code as HeadscopeError's (wasm/errors.mjs); fatal = the
+//                                         module aborted, the worker is of no more use
 //
 // Requests are handled in the order they arrive (so setEdits applies to the
 // analyze sent after it); a load waits for the network, and what arrives

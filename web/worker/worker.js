@@ -37,7 +37,7 @@ let modelGeneration = 0; // bumps on every successful load
 
 // The loaded session, for the requests that need one.
 function needSession() {
-  if (!session) throw new HeadscopeError('no model is loaded');
+  if (!session) throw new HeadscopeError('no model is loaded', 'no_model');
   return session;
 }
 
@@ -70,7 +70,7 @@ function makeSource(spec, files, endpoint, onCacheEvent) {
       let hubEndpoint;
       if (endpoint) {
         hubEndpoint = allowedHubEndpoint(endpoint, pageOrigin);
-        if (!hubEndpoint) throw new HeadscopeError('the hub endpoint must be this page\'s origin or the loopback interface');
+        if (!hubEndpoint) throw new HeadscopeError('the hub endpoint must be this page\'s origin or the loopback interface', 'not_allowed');
       }
       const fetchImpl = cachingFetch({ onEvent: onCacheEvent });
       const source = hubSource(spec.repo, spec.revision || 'main', { endpoint: hubEndpoint, fetchImpl });
@@ -81,7 +81,7 @@ function makeSource(spec, files, endpoint, onCacheEvent) {
     }
     case 'url': {
       const base = allowedModelUrl(String(spec.url), pageOrigin);
-      if (!base) throw new HeadscopeError('model URLs must use https: (or be on this page\'s own server)');
+      if (!base) throw new HeadscopeError('model URLs must use https: (or be on this page\'s own server)', 'not_allowed');
       return urlSource(base, { label: base });
     }
     case 'files':
@@ -124,7 +124,7 @@ function withoutEdits(fn) {
 
 function parseIds(text, vocab) {
   const { ids, bad } = parseTokenIds(text, vocab);
-  if (ids?.length === 0) throw new HeadscopeError('this model has no tokenizer: type token ids separated by spaces, e.g. 5 17 42');
+  if (ids?.length === 0) throw new HeadscopeError('this model has no tokenizer: type token ids separated by spaces, e.g. 5 17 42', 'no_tokenizer');
   if (!ids) throw new HeadscopeError(`this model has no tokenizer, so the text is read as token ids; "${bad.slice(0, 20)}" is not an id between 0 and ${vocab - 1}`);
   return ids;
 }
@@ -211,7 +211,7 @@ const handlers = {
       // The warm-up's load is this one: wait for it rather than start again.
       const pending = warm;
       const done = await pending.catch(() => null);
-      if (ticket !== loadTicket) throw new HeadscopeError('download cancelled');  // a newer load or a cancel came meanwhile
+      if (ticket !== loadTicket) throw new HeadscopeError('download cancelled', 'cancelled');  // a newer load or a cancel came meanwhile
       if (done?.loaded && warm === pending && done.generation === modelGeneration && !loadController) {
         const { loaded } = done;
         done.loaded = null;  // adopted once
@@ -232,7 +232,7 @@ const handlers = {
     const next = core.createSession();
     try {
       const info = await next.load(source, { signal: controller.signal, onProgress: downloadReporter(progress), attentionOnly: Boolean(attentionOnly) });
-      if (controller.signal.aborted) throw new HeadscopeError('download cancelled');
+      if (controller.signal.aborted) throw new HeadscopeError('download cancelled', 'cancelled');
       session?.dispose();
       session = next;
       currentEdits = [];
@@ -247,9 +247,9 @@ const handlers = {
         await source.cacheSettled?.();
         await forgetPrefix(source.base);
       }
-      if (controller.signal.aborted) throw new HeadscopeError('download cancelled');
-      if (spec?.kind === 'builtin' && /config\.json is missing/.test(error.message)) {
-        throw new HeadscopeError('built-in model not yet available: this copy of headscope has no model in models/; load one from the list, a repo id, a URL or your own files');
+      if (controller.signal.aborted) throw new HeadscopeError('download cancelled', 'cancelled');
+      if (spec?.kind === 'builtin' && error.code === 'missing_file') {
+        throw new HeadscopeError('built-in model not yet available: this copy of headscope has no model in models/; load one from the list, a repo id, a URL or your own files', 'missing_file');
       }
       throw error;
     } finally {
@@ -349,6 +349,7 @@ const handlers = {
 // such errors are marked fatal and the page starts a new worker.
 let dead = false;
 let deadReason = '';
+// The engine's own words are read here, once, into a code.
 function errorPayload(error) {
   const message = String(error && error.message ? error.message : error);
   const fatal = dead || error instanceof WebAssembly.RuntimeError || /^Aborted\(|out of memory|Cannot enlarge memory/i.test(message);
@@ -356,7 +357,9 @@ function errorPayload(error) {
     dead = true;
     deadReason = message;
   }
-  return { name: error && error.name ? error.name : 'Error', message, fatal };
+  let code = typeof error?.code === 'string' ? error.code : 'engine_stopped';
+  if (fatal) code = /memory/i.test(message) ? 'out_of_memory' : 'engine_stopped';
+  return { name: error && error.name ? error.name : 'Error', message, code, fatal };
 }
 
 // Typed arrays in a result (up to three levels deep) are transferred, not
