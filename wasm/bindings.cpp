@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint.hpp"
+#include "config.hpp"
 #include "detectors.hpp"
 #include "geometry.hpp"
 #include "interventions.hpp"

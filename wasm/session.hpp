@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint.hpp"
 #include "forward.hpp"
 #include "geometry.hpp"
 #include "interventions.hpp"

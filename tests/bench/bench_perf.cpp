@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint.hpp"
+#include "config.hpp"
 #include "forward.hpp"
 #include "kernels.hpp"
 #include "model.hpp"

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint.hpp"
+#include "config.hpp"
 #include "model.hpp"
 #include "npy.hpp"
 #include "safetensors.hpp"

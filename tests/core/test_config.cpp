@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config.hpp"
 #include "fixture_model.hpp"
 
 using namespace hs;

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint.hpp"
+#include "config.hpp"
 #include "forward.hpp"
 #include "model.hpp"
 #include "safetensors.hpp"

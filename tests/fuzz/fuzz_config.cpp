@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "model.hpp"
+#include "config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   auto config = hs::config_from_json(std::string(reinterpret_cast<const char*>(data), size));

@@ -12,6 +12,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint.hpp"
 #include "fixture_model.hpp"
 #include "forward.hpp"
 

@@ -1,0 +1,535 @@
+// Checkpoint tensors -> the canonical ModelWeights; see checkpoint.hpp.
+#include "checkpoint.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <regex>
+#include <string>
+
+namespace hs {
+
+namespace {
+
+#define HS_CAT_(a, b) a##b
+#define HS_CAT(a, b) HS_CAT_(a, b)
+// `HS_LET(x, expr)`: declares x = the value of a Result expression, or
+// returns its error from the enclosing function.
+#define HS_LET(var, expr)                                    \
+  auto HS_CAT(hs_let_, __LINE__) = (expr);                   \
+  if (!HS_CAT(hs_let_, __LINE__).ok()) return HS_CAT(hs_let_, __LINE__).error(); \
+  auto var = std::move(HS_CAT(hs_let_, __LINE__)).value()
+
+std::string shape_str(const std::vector<std::int64_t>& s) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// Known checkpoint prefixes per family, longest first. Names are looked up by
+// their canonical form: prefix stripped, LayerNorm gamma/beta renamed.
+std::vector<std::string> prefixes_of(Family f) {
+  switch (f) {
+    case Family::gpt2:
+    case Family::gpt_neo: return {"transformer."};
+    case Family::gpt_neox: return {"gpt_neox."};
+    case Family::llama: return {"model."};
+    case Family::opt: return {"model.decoder.", "decoder.", "model."};
+    case Family::bert: return {"bert."};
+  }
+  return {};
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string canonical_name(const std::string& name, const std::vector<std::string>& prefixes) {
+  std::string n = name;
+  for (const std::string& p : prefixes)
+    if (n.compare(0, p.size(), p) == 0) {
+      n = n.substr(p.size());
+      break;
+    }
+  // Old (TF-converted) BERT files: LayerNorm.gamma / LayerNorm.beta.
+  if (ends_with(n, ".gamma")) n = n.substr(0, n.size() - 6) + ".weight";
+  else if (ends_with(n, ".beta")) n = n.substr(0, n.size() - 5) + ".bias";
+  return n;
+}
+
+struct TensorRef {
+  const SafetensorsFile* file = nullptr;
+  const TensorInfo* info = nullptr;
+};
+
+// Reads tensors by canonical name from any shard, checking shapes and
+// flagging non-finite values.
+class TensorSource {
+ public:
+  TensorSource(const ModelConfig& c, std::vector<std::string>& warnings) : prefixes_(prefixes_of(c.family)), warnings_(warnings) {}
+
+  Status index(const std::vector<const SafetensorsFile*>& shards) {
+    for (const SafetensorsFile* file : shards) {
+      if (!file) return make_error("model_from_checkpoint: a shard is null");
+      for (const TensorInfo& t : file->tensors) {
+        const std::string canon = canonical_name(t.name, prefixes_);
+        auto it = by_name_.find(canon);
+        if (it != by_name_.end())
+          return make_error("checkpoint: tensors '" + it->second.info->name + "' (" + it->second.file->source + ") and '" +
+                            t.name + "' (" + file->source + ") both resolve to '" + canon + "'");
+        by_name_[canon] = TensorRef{file, &t};
+      }
+    }
+    return Ok{};
+  }
+
+  bool has(const std::string& canon) const { return by_name_.count(canon) != 0; }
+
+  // Tensor `canon`, which must have shape `shape`.
+  Result<TensorRef> find(const std::string& canon, const std::vector<std::int64_t>& shape) const {
+    auto it = by_name_.find(canon);
+    if (it == by_name_.end()) {
+      std::string msg = "checkpoint: missing tensor '" + canon + "'";
+      if (!prefixes_.empty()) msg += " (also looked for '" + prefixes_[0] + canon + "')";
+      msg += ", expected shape " + shape_str(shape);
+      return make_error(msg);
+    }
+    const TensorRef& ref = it->second;
+    if (ref.info->shape != shape)
+      return make_error("checkpoint: tensor '" + ref.info->name + "': expected " + shape_str(shape) + ", found " +
+                        shape_str(ref.info->shape));
+    return ref;
+  }
+
+  // Decodes all of tensor `canon` (shape `shape`) into out[0, numel).
+  Status read_into(const std::string& canon, const std::vector<std::int64_t>& shape, float* out) {
+    HS_LET(ref, find(canon, shape));
+    const std::int64_t n = ref.info->numel();
+    HS_TRY(safetensors_read_f32_into(*ref.file, *ref.info, 0, n, out));
+    Finite finite;
+    finite.add(out, n, 0);
+    finite.report(*ref.info, warnings_);
+    return Ok{};
+  }
+
+  // Calls fn(r0, n, rows) for consecutive blocks of rows of the 2-D tensor
+  // `canon` [R, C]: rows [r0, r0 + n) decoded into a scratch of
+  // checkpoint_scratch_values (at least one row), reused for every block and
+  // tensor.
+  template <class Fn>
+  Status rows(const std::string& canon, std::int64_t R, std::int64_t C, Fn&& fn) {
+    HS_LET(ref, find(canon, {R, C}));
+    const std::int64_t per =
+        std::max<std::int64_t>(1, std::min<std::int64_t>(R, checkpoint_scratch_values / std::max<std::int64_t>(C, 1)));
+    if (static_cast<std::int64_t>(scratch_.size()) < per * C) scratch_.resize(static_cast<std::size_t>(per * C));
+    Finite finite;
+    for (std::int64_t r0 = 0; r0 < R; r0 += per) {
+      const std::int64_t n = std::min(per, R - r0);
+      HS_TRY(safetensors_read_f32_into(*ref.file, *ref.info, r0 * C, n * C, scratch_.data()));
+      finite.add(scratch_.data(), n * C, r0 * C);
+      fn(r0, n, ConstMapRM(scratch_.data(), n, C));
+    }
+    finite.report(*ref.info, warnings_);
+    return Ok{};
+  }
+
+  // A matrix stored as is: [rows, cols], decoded in place.
+  Result<MatrixRM> matrix(const std::string& canon, std::int64_t rows, std::int64_t cols) {
+    MatrixRM m(rows, cols);
+    HS_TRY(read_into(canon, {rows, cols}, m.data()));
+    return m;
+  }
+  // An nn.Linear weight [out, in], returned as W [in, out] so that y = x W.
+  Result<MatrixRM> linear(const std::string& canon, std::int64_t in, std::int64_t out) {
+    MatrixRM W(in, out);
+    HS_TRY(rows(canon, out, in, [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
+      W.middleCols(r0, n) = block.transpose();
+    }));
+    return W;
+  }
+  Result<RowVectorF> vec(const std::string& canon, std::int64_t n) {
+    RowVectorF v(n);
+    HS_TRY(read_into(canon, {n}, v.data()));
+    return v;
+  }
+  // An optional vector: read when `present`, else filled with `fill`.
+  Result<RowVectorF> vec_or(const std::string& canon, std::int64_t n, bool present, float fill) {
+    if (!present) return RowVectorF(RowVectorF::Constant(n, fill));
+    return vec(canon, n);
+  }
+
+ private:
+  // Counts non-finite values, remembering the first flat index.
+  struct Finite {
+    std::size_t bad = 0;
+    std::int64_t first = 0;
+    void add(const float* v, std::int64_t n, std::int64_t offset) {
+      for (std::int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(v[i]) && bad++ == 0) first = offset + i;
+    }
+    void report(const TensorInfo& info, std::vector<std::string>& warnings) const {
+      if (bad)
+        warnings.push_back("tensor '" + info.name + "' has " + std::to_string(bad) +
+                           " NaN/Inf value(s), the first at flat index " + std::to_string(first));
+    }
+  };
+
+  std::vector<std::string> prefixes_;
+  std::map<std::string, TensorRef> by_name_;
+  std::vector<std::string>& warnings_;
+  std::vector<float> scratch_;
+};
+
+std::string layer_name(const char* stem, int l, const char* rest) { return std::string(stem) + std::to_string(l) + rest; }
+
+// LayerNorm (weight, bias) or RMSNorm weight.
+Status read_norm(TensorSource& src, const ModelConfig& c, const std::string& stem, RowVectorF& w, RowVectorF& b) {
+  const int d = c.d_model;
+  {
+    HS_LET(v, src.vec_or(stem + ".weight", d, c.norm_affine, 1.f));
+    w = std::move(v);
+  }
+  if (c.norm == NormKind::layer_norm) {
+    HS_LET(v, src.vec_or(stem + ".bias", d, c.norm_affine && c.norm_bias, 0.f));
+    b = std::move(v);
+  } else {
+    b.resize(0);
+  }
+  return Ok{};
+}
+
+// Separate q/k/v/o nn.Linear projections (LLaMA, GPT-Neo, BERT, OPT).
+Status read_split_attention(TensorSource& src, const ModelConfig& c, const std::string& p, const char* q, const char* k,
+                            const char* v, const char* o, LayerWeights& L) {
+  const int d = c.d_model, hq = c.n_head * c.d_head, hkv = c.n_kv_head * c.d_head;
+  const std::string s = p;
+  {
+    HS_LET(m, src.linear(s + q + ".weight", d, hq));
+    L.W_Q = std::move(m);
+  }
+  {
+    HS_LET(m, src.linear(s + k + ".weight", d, hkv));
+    L.W_K = std::move(m);
+  }
+  {
+    HS_LET(m, src.linear(s + v + ".weight", d, hkv));
+    L.W_V = std::move(m);
+  }
+  {
+    HS_LET(m, src.linear(s + o + ".weight", hq, d));
+    L.W_O = std::move(m);
+  }
+  {
+    HS_LET(b, src.vec_or(s + q + ".bias", hq, c.qkv_bias, 0.f));
+    L.b_Q = std::move(b);
+  }
+  {
+    HS_LET(b, src.vec_or(s + k + ".bias", hkv, c.qkv_bias, 0.f));
+    L.b_K = std::move(b);
+  }
+  {
+    HS_LET(b, src.vec_or(s + v + ".bias", hkv, c.qkv_bias, 0.f));
+    L.b_V = std::move(b);
+  }
+  {
+    HS_LET(b, src.vec_or(s + o + ".bias", d, c.out_bias, 0.f));
+    L.b_O = std::move(b);
+  }
+  return Ok{};
+}
+
+// An nn.Linear MLP (up/down names given).
+Status read_linear_mlp(TensorSource& src, const ModelConfig& c, const std::string& up, const std::string& down,
+                       LayerWeights& L) {
+  const int d = c.d_model, m = c.d_mlp;
+  {
+    HS_LET(w, src.linear(up + ".weight", d, m));
+    L.W_in = std::move(w);
+  }
+  {
+    HS_LET(b, src.vec_or(up + ".bias", m, c.mlp_bias, 0.f));
+    L.b_in = std::move(b);
+  }
+  {
+    HS_LET(w, src.linear(down + ".weight", m, d));
+    L.W_out = std::move(w);
+  }
+  {
+    HS_LET(b, src.vec_or(down + ".bias", d, c.mlp_bias, 0.f));
+    L.b_out = std::move(b);
+  }
+  return Ok{};
+}
+
+Status read_gpt2_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const int d = c.d_model;
+  const std::string p = layer_name("h.", l, ".");
+  HS_TRY(read_norm(src, c, p + "ln_1", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "ln_2", L.ln2_w, L.ln2_b));
+  // Conv1D c_attn [d, 3d]: column blocks [Q | K | V], each (head, dh).
+  L.W_Q.resize(d, d);
+  L.W_K.resize(d, d);
+  L.W_V.resize(d, d);
+  HS_TRY(src.rows(p + "attn.c_attn.weight", d, 3 * d, [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
+    L.W_Q.middleRows(r0, n) = block.middleCols(0, d);
+    L.W_K.middleRows(r0, n) = block.middleCols(d, d);
+    L.W_V.middleRows(r0, n) = block.middleCols(2 * d, d);
+  }));
+  HS_LET(qkv_b, src.vec(p + "attn.c_attn.bias", 3 * d));
+  L.b_Q = qkv_b.segment(0, d);
+  L.b_K = qkv_b.segment(d, d);
+  L.b_V = qkv_b.segment(2 * d, d);
+  {
+    HS_LET(m, src.matrix(p + "attn.c_proj.weight", d, d));  // rows (head, dh)
+    L.W_O = std::move(m);
+  }
+  {
+    HS_LET(b, src.vec(p + "attn.c_proj.bias", d));
+    L.b_O = std::move(b);
+  }
+  if (c.attention_only) return Ok{};
+  {
+    HS_LET(m, src.matrix(p + "mlp.c_fc.weight", d, c.d_mlp));
+    L.W_in = std::move(m);
+  }
+  {
+    HS_LET(b, src.vec(p + "mlp.c_fc.bias", c.d_mlp));
+    L.b_in = std::move(b);
+  }
+  {
+    HS_LET(m, src.matrix(p + "mlp.c_proj.weight", c.d_mlp, d));
+    L.W_out = std::move(m);
+  }
+  {
+    HS_LET(b, src.vec(p + "mlp.c_proj.bias", d));
+    L.b_out = std::move(b);
+  }
+  return Ok{};
+}
+
+Status read_neox_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const int d = c.d_model, H = c.n_head, dh = c.d_head;
+  const std::string p = layer_name("layers.", l, ".");
+  HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
+  // nn.Linear [3d, d] with rows interleaved per head: row h*3dh + s*dh + c.
+  MatrixRM* W[3] = {&L.W_Q, &L.W_K, &L.W_V};
+  RowVectorF* B[3] = {&L.b_Q, &L.b_K, &L.b_V};
+  for (MatrixRM* m : W) m->resize(d, H * dh);
+  HS_TRY(src.rows(p + "attention.query_key_value.weight", 3 * d, d,
+                  [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
+                    for (std::int64_t i = 0; i < n; ++i) {
+                      const std::int64_t row = r0 + i, h = row / (3 * dh), s = row % (3 * dh) / dh, k = row % dh;
+                      W[s]->col(h * dh + k) = block.row(i).transpose();
+                    }
+                  }));
+  RowVectorF qkv_b = RowVectorF::Zero(3 * d);
+  if (c.qkv_bias) {
+    HS_LET(b, src.vec(p + "attention.query_key_value.bias", 3 * d));
+    qkv_b = std::move(b);
+  }
+  for (int s = 0; s < 3; ++s) {
+    B[s]->resize(H * dh);
+    for (int h = 0; h < H; ++h) B[s]->segment(h * dh, dh) = qkv_b.segment(h * 3 * dh + s * dh, dh);
+  }
+  {
+    HS_LET(m, src.linear(p + "attention.dense.weight", H * dh, d));
+    L.W_O = std::move(m);
+  }
+  {
+    HS_LET(b, src.vec_or(p + "attention.dense.bias", d, c.out_bias, 0.f));
+    L.b_O = std::move(b);
+  }
+  if (c.attention_only) return Ok{};
+  return read_linear_mlp(src, c, p + "mlp.dense_h_to_4h", p + "mlp.dense_4h_to_h", L);
+}
+
+Status read_llama_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const int d = c.d_model, m = c.d_mlp;
+  const std::string p = layer_name("layers.", l, ".");
+  HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
+  HS_TRY(read_split_attention(src, c, p + "self_attn.", "q_proj", "k_proj", "v_proj", "o_proj", L));
+  if (c.attention_only) return Ok{};
+  HS_TRY(read_linear_mlp(src, c, p + "mlp.up_proj", p + "mlp.down_proj", L));
+  {
+    HS_LET(w, src.linear(p + "mlp.gate_proj.weight", d, m));
+    L.W_gate = std::move(w);
+  }
+  {
+    HS_LET(b, src.vec_or(p + "mlp.gate_proj.bias", m, c.mlp_bias, 0.f));
+    L.b_gate = std::move(b);
+  }
+  return Ok{};
+}
+
+Status read_neo_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const std::string p = layer_name("h.", l, ".");
+  HS_TRY(read_norm(src, c, p + "ln_1", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "ln_2", L.ln2_w, L.ln2_b));
+  HS_TRY(read_split_attention(src, c, p + "attn.attention.", "q_proj", "k_proj", "v_proj", "out_proj", L));
+  if (c.attention_only) return Ok{};
+  return read_linear_mlp(src, c, p + "mlp.c_fc", p + "mlp.c_proj", L);  // nn.Linear here, unlike GPT-2
+}
+
+Status read_bert_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const std::string p = layer_name("encoder.layer.", l, ".");
+  // Post-LN: ln1 follows attention, ln2 follows the MLP.
+  HS_TRY(read_norm(src, c, p + "attention.output.LayerNorm", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "output.LayerNorm", L.ln2_w, L.ln2_b));
+  HS_TRY(read_split_attention(src, c, p + "attention.", "self.query", "self.key", "self.value", "output.dense", L));
+  if (c.attention_only) return Ok{};
+  return read_linear_mlp(src, c, p + "intermediate.dense", p + "output.dense", L);
+}
+
+Status read_opt_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  const std::string p = layer_name("layers.", l, ".");
+  HS_TRY(read_norm(src, c, p + "self_attn_layer_norm", L.ln1_w, L.ln1_b));
+  HS_TRY(read_norm(src, c, p + "final_layer_norm", L.ln2_w, L.ln2_b));
+  HS_TRY(read_split_attention(src, c, p + "self_attn.", "q_proj", "k_proj", "v_proj", "out_proj", L));
+  if (c.attention_only) return Ok{};
+  return read_linear_mlp(src, c, p + "fc1", p + "fc2", L);
+}
+
+Status read_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
+  switch (c.family) {
+    case Family::gpt2: return read_gpt2_layer(src, c, l, L);
+    case Family::gpt_neox: return read_neox_layer(src, c, l, L);
+    case Family::llama: return read_llama_layer(src, c, l, L);
+    case Family::gpt_neo: return read_neo_layer(src, c, l, L);
+    case Family::bert: return read_bert_layer(src, c, l, L);
+    case Family::opt: return read_opt_layer(src, c, l, L);
+  }
+  return make_error("model_from_checkpoint: unknown model family");
+}
+
+}  // namespace
+
+std::int64_t checkpoint_scratch_values = std::int64_t{1} << 16;
+
+bool attention_tensor(const ModelConfig& config, const std::string& name) {
+  // Canonical names (prefix stripped) of each family's block norms and
+  // attention projections.
+  static const std::regex gpt2(R"(h\.\d+\.(ln_1|ln_2|attn\.c_attn|attn\.c_proj)\.(weight|bias))");
+  static const std::regex neox(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|attention\.query_key_value|attention\.dense)\.(weight|bias))");
+  static const std::regex llama(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|self_attn\.[qkvo]_proj)\.(weight|bias))");
+  static const std::regex neo(R"(h\.\d+\.(ln_1|ln_2|attn\.attention\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");
+  static const std::regex bert(R"(encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.(dense|LayerNorm)|output\.LayerNorm)\.(weight|bias))");
+  static const std::regex opt(R"(layers\.\d+\.(self_attn_layer_norm|final_layer_norm|self_attn\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");
+  const std::string canon = canonical_name(name, prefixes_of(config.family));
+  switch (config.family) {
+    case Family::gpt2: return std::regex_match(canon, gpt2);
+    case Family::gpt_neox: return std::regex_match(canon, neox);
+    case Family::llama: return std::regex_match(canon, llama);
+    case Family::gpt_neo: return std::regex_match(canon, neo);
+    case Family::bert: return std::regex_match(canon, bert);
+    case Family::opt: return std::regex_match(canon, opt);
+  }
+  return false;
+}
+
+Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,
+                                    const CheckpointOptions& options) {
+  Model model;
+  model.config = config;
+  ModelConfig& c = model.config;
+  c.attention_only = options.attention_only;
+  ModelWeights& w = model.weights;
+  const int d = c.d_model, V = c.d_vocab;
+  if (c.n_layer <= 0 || d <= 0 || c.n_head <= 0 || c.n_kv_head <= 0 || c.d_head <= 0 || V <= 0 || c.n_ctx <= 0)
+    return make_error("model_from_checkpoint: the config has non-positive sizes (was it made by config_from_json?)");
+  if (static_cast<int>(c.window.size()) != c.n_layer) c.window.assign(c.n_layer, 0);
+
+  TensorSource src(c, model.warnings);
+  HS_TRY(src.index(shards));
+
+  if (c.attention_only) {
+    c.has_lm_head = false;
+    w.layers.resize(c.n_layer);
+    for (int l = 0; l < c.n_layer; ++l) HS_TRY(read_layer(src, c, l, w.layers[l]));
+    return model;
+  }
+
+  // Embeddings.
+  const char* embed = nullptr;
+  switch (c.family) {
+    case Family::gpt2:
+    case Family::gpt_neo: embed = "wte.weight"; break;
+    case Family::gpt_neox: embed = "embed_in.weight"; break;
+    case Family::llama:
+    case Family::opt: embed = "embed_tokens.weight"; break;
+    case Family::bert: embed = "embeddings.word_embeddings.weight"; break;
+  }
+  {
+    HS_LET(m, src.matrix(embed, V, d));
+    w.W_E = std::move(m);
+  }
+  if (c.learned_positions) {
+    const char* pos = c.family == Family::opt    ? "embed_positions.weight"
+                      : c.family == Family::bert ? "embeddings.position_embeddings.weight"
+                                                 : "wpe.weight";
+    HS_LET(m, src.matrix(pos, c.n_ctx + c.position_offset, d));
+    w.W_pos = std::move(m);
+  }
+  if (c.family == Family::bert) {
+    {
+      HS_LET(m, src.matrix("embeddings.token_type_embeddings.weight", c.type_vocab_size, d));
+      w.W_type = std::move(m);
+    }
+    HS_TRY(read_norm(src, c, "embeddings.LayerNorm", w.ln_embed_w, w.ln_embed_b));
+  }
+
+  // Blocks.
+  w.layers.resize(c.n_layer);
+  for (int l = 0; l < c.n_layer; ++l) HS_TRY(read_layer(src, c, l, w.layers[l]));
+
+  // Final norm.
+  if (c.final_norm) {
+    const char* fin = c.family == Family::gpt_neox ? "final_layer_norm"
+                      : c.family == Family::llama  ? "norm"
+                      : c.family == Family::opt    ? "final_layer_norm"
+                                                   : "ln_f";
+    HS_TRY(read_norm(src, c, fin, w.ln_final_w, w.ln_final_b));
+  }
+
+  // Unembedding. BERT's is the MLM head, when the checkpoint has one.
+  const char* head = c.family == Family::gpt_neox ? "embed_out.weight"
+                     : c.family == Family::bert   ? "cls.predictions.decoder.weight"
+                                                  : "lm_head.weight";
+  if (c.family == Family::bert) {
+    c.has_lm_head = src.has("cls.predictions.transform.dense.weight");
+    if (c.has_lm_head) {
+      {
+        HS_LET(m, src.linear("cls.predictions.transform.dense.weight", d, d));
+        w.mlm_dense_W = std::move(m);
+      }
+      {
+        HS_LET(b, src.vec("cls.predictions.transform.dense.bias", d));
+        w.mlm_dense_b = std::move(b);
+      }
+      HS_TRY(read_norm(src, c, "cls.predictions.transform.LayerNorm", w.mlm_ln_w, w.mlm_ln_b));
+      const char* bias = src.has("cls.predictions.bias") ? "cls.predictions.bias" : "cls.predictions.decoder.bias";
+      if (src.has(bias)) {
+        HS_LET(b, src.vec(bias, V));
+        w.b_U = std::move(b);
+      }
+    }
+  } else {
+    c.has_lm_head = true;
+  }
+  if (c.has_lm_head) {
+    if (!c.tied_embeddings && src.has(head)) {
+      HS_LET(m, src.linear(head, d, V));
+      w.W_U = std::move(m);
+    } else {
+      if (!c.tied_embeddings)
+        model.warnings.push_back(std::string("checkpoint has no '") + head +
+                                 "' although tie_word_embeddings is false: using the input embedding as the unembedding");
+      w.W_U.resize(0, 0);  // tied: the unembedding is W_E^T, read in place (unembed_tied)
+    }
+    if (w.b_U.size() == 0) w.b_U = RowVectorF::Zero(V);
+  }
+  return model;
+}
+
+}  // namespace hs

@@ -1,0 +1,43 @@
+// Checkpoint tensors -> the canonical model (model.hpp): tensor names are
+// resolved (any known prefix, gamma/beta, shards, ignored buffers), every
+// shape is checked against the config, and each family's layout (Conv1D vs
+// nn.Linear, fused [Q|K|V] blocks, NeoX's per-head interleaving) is moved
+// into per-head blocks side by side.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "model.hpp"
+#include "result.hpp"
+#include "safetensors.hpp"
+
+namespace hs {
+
+// Builds the canonical model from a config and the checkpoint's tensors
+// (any known prefix, gamma/beta, tied embeddings, buffers ignored). Tensors
+// are decoded straight into the weights (through a scratch of at most a few
+// hundred KB for transposes and splits), so the peak is the weights plus
+// whatever holds the files; with files parsed from their headers and a
+// reader (SafetensorsFile::reader) that is the weights alone. Tied
+// embeddings leave W_U empty (unembed_tied).
+// attention_only: read only the attention projections, their biases and the
+// blocks' norms (attention_tensor): enough for every per-head weight metric,
+// a fraction of the download and of the memory. The config says so
+// (ModelConfig::attention_only).
+struct CheckpointOptions {
+  bool attention_only = false;
+};
+Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,
+                                    const CheckpointOptions& options = {});
+// Whether the checkpoint tensor `name` (as stored, any known prefix) is one
+// an attention-only load reads: the attention projections (weights and
+// biases) and the norms of the blocks.
+bool attention_tensor(const ModelConfig& config, const std::string& name);
+// The scratch's size in float values (default 65536: 256 KB; at least one row
+// is read at a time). Tests shrink it so that the row-block paths run.
+extern std::int64_t checkpoint_scratch_values;
+
+}  // namespace hs
