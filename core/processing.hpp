@@ -18,9 +18,10 @@
 // Defined for pre-LN models only: post-LN models (BERT, OPT-350m) give an
 // Error, as TL does not process them either.
 //
-// The geometry analyses (geometry.hpp) do not copy a whole processed model:
-// head_matrix and VocabView apply the same steps to one head's block or one
-// block of tokens at a time, so the page can keep only the raw model.
+// The weight geometry (head_circuits.hpp, full_ov_circuit.hpp) does not copy
+// a whole processed model: head_matrix and VocabView apply the same steps to
+// one head's block or one block of tokens at a time, so the page can keep
+// only the raw model.
 #pragma once
 
 #include "linalg.hpp"
@@ -60,15 +61,8 @@ Result<MatrixRMd> head_matrix(const Model& model, WeightVariant variant, int lay
 // Grams are exact double sums of the float products and whose batched
 // products run in float.
 Result<MatrixRM> head_matrix_f(const Model& model, WeightVariant variant, int layer, int head, HeadMatrix which);
-// A float matrix read in place: entry (r, c) is data[r * row_stride + c * col_stride].
-struct BlockView {
-  const float* data = nullptr;
-  std::ptrdiff_t row_stride = 0, col_stride = 0;
-  int rows = 0, cols = 0;
-  BlockView transposed() const { return {data, col_stride, row_stride, cols, rows}; }
-};
-// The raw block where it is stored, checked like head_matrix_f (shape, NaN
-// and Inf) but not copied: row r starts at data + r * row_stride (the layer
+// The raw block where it is stored (a BlockView, linalg.hpp), checked like
+// head_matrix_f (shape, NaN and Inf) but not copied: row r starts at data + r * row_stride (the layer
 // matrix's width). W_O's block is dh whole rows of W_O, contiguous.
 Result<BlockView> raw_head_block(const Model& model, int layer, int head, HeadMatrix which);
 // The raw W_Q, W_K or W_V blocks of all heads of a layer (block b: head b's,

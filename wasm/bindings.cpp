@@ -11,6 +11,7 @@
 #include "checkpoint.hpp"
 #include "config.hpp"
 #include "detectors.hpp"
+#include "full_ov_circuit.hpp"
 #include "geometry.hpp"
 #include "interventions.hpp"
 #include "linalg.hpp"
@@ -71,7 +72,7 @@ val attention_tensors(const std::string& config_json, const std::string& names_j
 }
 
 // ---------------------------------------------------------------------------
-// Weight geometry (core/geometry.hpp)
+// Weight geometry (core/geometry.hpp, core/full_ov_circuit.hpp)
 
 hs::Result<hs::WeightVariant> variant_of(const std::string& name) {
   if (name == "raw") return hs::WeightVariant::raw;

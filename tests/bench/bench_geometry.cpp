@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "full_ov_circuit.hpp"
 #include "geometry.hpp"
 #include "processing.hpp"
 

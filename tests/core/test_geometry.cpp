@@ -1,89 +1,27 @@
-// Weight geometry (core/geometry.*) against numpy/scipy: every quantity is
-// compared with what tests/reference/geometry_reference.py computes the
-// explicit way (d x d products, numpy.linalg.svd/eigvals, scipy
-// subspace_angles pair by pair), on random factors of several shapes
-// (rank-deficient and nearly parallel ones included), on random models
-// (LayerNorm, GQA + RMSNorm, degenerate heads) and on the hf-oracle fixture
-// weights, in both weight variants. Each comparison prints its worst
-// mismatch. Plus the FactoredMatrix invariants TL tests (reconstruction,
-// orthonormal U and V, norm from S) and error handling.
+// Weight geometry analyses (core/geometry.*, full_ov_circuit.*) against
+// numpy/scipy: every quantity is compared with what
+// tests/reference/geometry_reference.py computes the explicit way (d x d
+// products, numpy.linalg.svd/eigvals, scipy subspace_angles pair by pair), on
+// random models (LayerNorm, GQA + RMSNorm, degenerate heads) and on the
+// hf-oracle fixture weights, in both weight variants, and on random factors
+// for the composition score. Each comparison prints its worst mismatch. Plus
+// progress, cancellation and error handling.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <string>
 
 #include "../reference/geometry_reference.hpp"
+#include "full_ov_circuit.hpp"
 #include "geometry.hpp"
 #include "processing.hpp"
 
 using hs::MatrixRMd;
+using hs_test::at;
+using hs_test::count_of;
+using hs_test::ref_path;
 using hs_test::Worst;
-
-namespace {
-
-std::string ref_path(const std::string& rel) { return hs_test::geometry_ref_dir() + "/" + rel; }
-
-int count_of(const std::string& dir) { return static_cast<int>(hs_test::load_npy(ref_path(dir + "/count.npy")).data[0]); }
-
-std::string at(int a, int b) { return "[" + std::to_string(a) + "," + std::to_string(b) + "]"; }
-
-}  // namespace
-
-TEST_CASE("geometry: factored SVD matches numpy's SVD of the explicit product", "[geometry]") {
-  hs_test::require_geometry_reference();
-  const int n = count_of("factored");
-  Worst s_qr("factored_svd S (relative to sigma_max)", 1e-12);
-  Worst s_gram("factored_singular_values S from Grams (relative to sigma_max)", 1e-7);
-  Worst metrics("frobenius/erank/top1/top4 shares", 1e-9);
-  Worst recon("reconstruction ||U S V^T - AB|| / ||AB||", 1e-12);
-  Worst ortho("orthonormality ||U^T U - I||, ||V^T V - I||", 1e-12);
-  Worst norm("sqrt(sum S^2) vs ||AB||_F (relative)", 1e-12);
-  for (int i = 0; i < n; ++i) {
-    const std::string d = "factored/" + std::to_string(i) + "/";
-    const MatrixRMd A = hs_test::load_matrix(ref_path(d + "A.npy")), B = hs_test::load_matrix(ref_path(d + "B.npy"));
-    const auto S_ref = hs_test::load_npy(ref_path(d + "S.npy"));
-    const auto m_ref = hs_test::load_npy(ref_path(d + "metrics.npy"));
-    auto f = hs::factored_svd(A, B);
-    REQUIRE(f.ok());
-    REQUIRE(f->S.size() == S_ref.size());
-    REQUIRE(f->U.rows() == A.rows());
-    REQUIRE(f->V.rows() == B.cols());
-    const double smax = S_ref.data[0];
-    MatrixRMd GA = A.transpose() * A, GB = B * B.transpose();
-    const Eigen::VectorXd S_gram = hs::factored_singular_values(GA, GB);
-    for (int j = 0; j < f->S.size(); ++j) {
-      s_qr.add(f->S[j], S_ref.data[j], "case " + std::to_string(i) + " sigma " + std::to_string(j), smax);
-      s_gram.add(S_gram[j], S_ref.data[j], "case " + std::to_string(i) + " sigma " + std::to_string(j), smax);
-    }
-    const double got_m[4] = {f->S.norm(), hs::effective_rank(f->S), hs::top_k_energy_share(f->S, 1),
-                             hs::top_k_energy_share(f->S, 4)};
-    for (int j = 0; j < 4; ++j) metrics.add(got_m[j], m_ref.data[j], "case " + std::to_string(i) + " metric " + std::to_string(j));
-    // TL FactoredMatrix invariants.
-    const MatrixRMd M = A * B;
-    const MatrixRMd R = f->U * f->S.asDiagonal() * f->V.transpose();
-    recon.add((R - M).norm() / M.norm(), 0, "case " + std::to_string(i));
-    const Eigen::Index k = f->S.size();
-    ortho.add((f->U.transpose() * f->U - MatrixRMd::Identity(k, k)).norm(), 0, "U case " + std::to_string(i));
-    ortho.add((f->V.transpose() * f->V - MatrixRMd::Identity(k, k)).norm(), 0, "V case " + std::to_string(i));
-    norm.add(f->S.norm(), M.norm(), "case " + std::to_string(i), M.norm());
-    for (int j = 1; j < k; ++j) CHECK(f->S[j] <= f->S[j - 1]);
-  }
-  for (auto* w : {&s_qr, &s_gram, &metrics, &recon, &ortho, &norm}) w->check();
-}
-
-TEST_CASE("geometry: factored SVD rejects mismatched and non-finite factors", "[geometry]") {
-  MatrixRMd A = MatrixRMd::Random(10, 3), B = MatrixRMd::Random(4, 8);
-  auto r = hs::factored_svd(A, B);
-  REQUIRE_FALSE(r.ok());
-  CHECK_THAT(r.error().message, Catch::Contains("[10, 3]"));
-  MatrixRMd B2 = MatrixRMd::Random(3, 8);
-  B2(1, 1) = NAN;
-  auto r2 = hs::factored_svd(A, B2);
-  REQUIRE_FALSE(r2.ok());
-  CHECK_THAT(r2.error().message, Catch::Contains("NaN"));
-}
 
 TEST_CASE("geometry: spectral summaries follow Roy-Vetterli and sigma^2 shares", "[geometry]") {
   Eigen::VectorXd flat = Eigen::VectorXd::Constant(8, 3.0);
@@ -96,86 +34,6 @@ TEST_CASE("geometry: spectral summaries follow Roy-Vetterli and sigma^2 shares",
   s << 3, 4, 0;  // sigma^2 shares: 16/25 for the top value
   CHECK(hs::top_k_energy_share(s, 1) == Approx(16.0 / 25.0));
   CHECK(hs::top_k_energy_share(s, 2) == Approx(1.0));
-}
-
-TEST_CASE("geometry: tridiagonal eigenvalues match Eigen's solver, split, repeated and extreme scales included",
-          "[geometry]") {
-  std::mt19937 rng(11);
-  std::normal_distribution<double> nd;
-  double worst = 0;
-  int cases = 0;
-  for (int n : {1, 2, 3, 5, 17, 64, 70}) {
-    for (int kind = 0; kind < 5; ++kind) {
-      std::vector<double> d(n), e(std::max(n - 1, 0));
-      for (auto& x : d) x = nd(rng);
-      for (auto& x : e) x = nd(rng);
-      if (kind == 1)  // split into blocks
-        for (std::size_t i = 0; i < e.size(); i += 3) e[i] = 0;
-      if (kind == 2) {  // repeated: a multiple of the identity
-        std::fill(d.begin(), d.end(), 2.5);
-        std::fill(e.begin(), e.end(), 0.0);
-      }
-      const double f = kind == 3 ? 1e-200 : kind == 4 ? 1e200 : 1.0;  // near under- and overflow
-      for (auto& x : d) x *= f;
-      for (auto& x : e) x *= f;
-      Eigen::MatrixXd T = Eigen::MatrixXd::Zero(n, n);
-      for (int i = 0; i < n; ++i) T(i, i) = d[i] / f;
-      for (int i = 0; i + 1 < n; ++i) T(i, i + 1) = T(i + 1, i) = e[i] / f;
-      const Eigen::VectorXd want = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(T, Eigen::EigenvaluesOnly).eigenvalues();
-      REQUIRE(hs::detail::tridiagonal_eigenvalues(d, e));
-      REQUIRE(std::is_sorted(d.begin(), d.end()));
-      const double scale = std::max(1e-300, want.cwiseAbs().maxCoeff());
-      for (int i = 0; i < n; ++i) worst = std::max(worst, std::fabs(d[i] / f - want[i]) / scale);
-      ++cases;
-    }
-  }
-  INFO(cases << " matrices: worst |lambda - Eigen's| / max |lambda| " << worst);
-  CHECK(worst < 1e-13);
-}
-
-TEST_CASE("geometry: principal angles match scipy subspace_angles, small angles included", "[geometry]") {
-  hs_test::require_geometry_reference();
-  const int n = count_of("angles");
-  const auto names = hs_test::read_lines(ref_path("angles/names.txt"));
-  REQUIRE(static_cast<int>(names.size()) == n);
-  // Two references: scipy.linalg.subspace_angles itself, and the same
-  // algorithm with each angle's arcsin/arccos choice made by its own cosine
-  // (geometry_reference.py knyazev_argentati). scipy indexes that choice in
-  // reverse, so where small and large angles mix it takes arccos of some
-  // cosines ~1 and quantises those angles to multiples of sqrt(eps) ~ 1.5e-8,
-  // by an amount that depends on the BLAS's rounding. So scipy is held to what
-  // its method can deliver, angle by angle, derived from the inputs'
-  // conditioning (scipy_angle_bounds); the tight check is the 1e-11 one.
-  Worst theta("principal angles vs Knyazev-Argentati in numpy (absolute, radians)", 1e-11);
-  Worst theta_scipy("principal angles vs scipy subspace_angles (in units of scipy's own error bound)", 1.0);
-  Worst parallel("nearly parallel (1e-6 rad) angles (relative)", 1e-5);
-  Worst cos2("sum cos^2", 1e-12);
-  for (int i = 0; i < n; ++i) {
-    const std::string d = "angles/" + std::to_string(i) + "/";
-    const MatrixRMd A = hs_test::load_matrix(ref_path(d + "A.npy")), B = hs_test::load_matrix(ref_path(d + "B.npy"));
-    const auto t_ref = hs_test::load_npy(ref_path(d + "theta.npy"));
-    const auto t_scipy = hs_test::load_npy(ref_path(d + "theta_scipy.npy"));
-    const auto t_scipy_bound = hs_test::load_npy(ref_path(d + "theta_scipy_bound.npy"));
-    const auto ranks = hs_test::load_npy(ref_path(d + "ranks.npy")).as_int64();
-    auto r = hs::principal_angles(A, B);
-    REQUIRE(r.ok());
-    INFO(names[i]);
-    CHECK(r->rank_a == ranks[0]);
-    CHECK(r->rank_b == ranks[1]);
-    REQUIRE(static_cast<std::int64_t>(r->theta.size()) == t_ref.size());
-    for (std::size_t j = 0; j < r->theta.size(); ++j) {
-      theta.add(r->theta[j], t_ref.data[j], names[i] + " angle " + std::to_string(j));
-      theta_scipy.add(r->theta[j], t_scipy.data[j], names[i] + " angle " + std::to_string(j), t_scipy_bound.data[j]);
-      if (names[i] == "parallel_1e-6") {
-        parallel.add(r->theta[j], t_ref.data[j], names[i] + " angle " + std::to_string(j), t_ref.data[j]);
-      }
-    }
-    cos2.add(r->sum_cos2, hs_test::load_npy(ref_path(d + "sum_cos2.npy")).data[0], names[i]);
-  }
-  theta.check();
-  theta_scipy.check();
-  parallel.check();
-  cos2.check();
 }
 
 TEST_CASE("geometry: composition score identity matches the explicit formula", "[geometry]") {
@@ -411,72 +269,7 @@ TEST_CASE("geometry: hf-oracle fixture weights match numpy in both variants", "[
   CHECK(seen == 3);  // gpt2, llama (GQA, RMS), gpt_neox (rotary, parallel)
 }
 
-TEST_CASE("geometry: both pair kernels give the same all-pairs products", "[geometry]") {
-  // X, Y [d, n*k]: projector and direct kernels must agree for both pair sets;
-  // d not a multiple of 8 (the panels' zero rows), layers of 1 to 3 heads (padded slots), and a single layer.
-  struct Shape {
-    int d, k, n, group;
-  };
-  for (const Shape shape : {Shape{40, 6, 9, 3}, Shape{37, 5, 6, 1}, Shape{37, 4, 8, 2}, Shape{21, 3, 3, 3}}) {
-    const int d = shape.d, k = shape.k, n = shape.n, group = shape.group;
-    hs::MatrixRM X = hs::MatrixRM::Random(d, n * k), Y = hs::MatrixRM::Random(d, n * k);
-    X.middleCols(2 * k, k).setZero();  // an all-zero block
-    for (auto set : {hs::detail::PairSet::symmetric, hs::detail::PairSet::later_layer}) {
-      auto a = hs::detail::block_frobenius_products(X, Y, k, set, group, hs::detail::PairKernel::projector, {});
-      auto b = hs::detail::block_frobenius_products(X, Y, k, set, group, hs::detail::PairKernel::direct, {});
-      REQUIRE(a.ok());
-      REQUIRE(b.ok());
-      Worst w(std::string("projector vs direct kernel, ") +
-                  (set == hs::detail::PairSet::symmetric ? "symmetric" : "later layer"),
-              1e-5);
-      for (int i = 0; i < n; ++i) {
-        for (int j = 0; j < n; ++j) {
-          // And both against a plain per-pair product in double.
-          const hs::MatrixRM& Yr = set == hs::detail::PairSet::symmetric ? X : Y;
-          const bool needed = set == hs::detail::PairSet::symmetric || i / group < j / group;
-          const double want = needed ? (X.middleCols(i * k, k).cast<double>().transpose() *
-                                        Yr.middleCols(j * k, k).cast<double>()).squaredNorm()
-                                     : 0.0;
-          w.add((*a)(i, j), want, "projector " + at(i, j), std::max(1.0, want));
-          w.add((*b)(i, j), want, "direct " + at(i, j), std::max(1.0, want));
-        }
-      }
-      w.check();
-    }
-  }
-}
 
-TEST_CASE("geometry: the projector kernel's blocking (many heads, split coordinate blocks) is exact", "[geometry]") {
-  // Enough heads and width that the packed coordinates are split into
-  // several column blocks per band (d 520 > the block width for 176 heads),
-  // the symmetric set recurses (> 16 heads) and the later-layer set runs
-  // its layer rectangles; d is no multiple of the band (zero rows pad it).
-  const int d = 520, k = 3, n = 176, group = 16;
-  hs::MatrixRM X = hs::MatrixRM::Random(d, n * k), Y = hs::MatrixRM::Random(d, n * k);
-  X.middleCols(5 * k, k).setZero();
-  // Every band the head count can choose (0: the automatic one, 128 here),
-  // and one that does not divide d.
-  for (int band : {0, 64, 32, 16, 44})
-  for (auto set : {hs::detail::PairSet::symmetric, hs::detail::PairSet::later_layer}) {
-    auto a = hs::detail::block_frobenius_products(X, Y, k, set, group, hs::detail::PairKernel::projector, {}, 0, 1, band);
-    REQUIRE(a.ok());
-    const hs::MatrixRM& Yr = set == hs::detail::PairSet::symmetric ? X : Y;
-    const MatrixRMd Xd = X.cast<double>(), Yd = Yr.cast<double>();
-    Worst w(std::string("projector blocks vs double, band ") + std::to_string(band) + ", " +
-                (set == hs::detail::PairSet::symmetric ? "symmetric" : "later layer"),
-            1e-6);
-    for (int i = 0; i < n; ++i) {
-      for (int j = 0; j < n; ++j) {
-        const bool needed = set == hs::detail::PairSet::symmetric || i / group < j / group;
-        const double want = needed ? (Xd.middleCols(i * k, k).transpose() * Yd.middleCols(j * k, k)).squaredNorm() : 0.0;
-        // Relative to the pair's scale ||X_i||^2 ||Y_j||^2 (the sum's magnitude).
-        const double scale = Xd.middleCols(i * k, k).squaredNorm() * Yd.middleCols(j * k, k).squaredNorm();
-        w.add((*a)(i, j), want, at(i, j), std::max(1.0, scale));
-      }
-    }
-    w.check();
-  }
-}
 
 TEST_CASE("geometry: long computations report progress and can be cancelled", "[geometry]") {
   hs_test::require_geometry_reference();

@@ -1,5 +1,6 @@
 // Helpers shared by the weight-geometry tests (tests/core/test_geometry.cpp,
-// tests/core/test_processing.cpp): where the numpy reference values are, how
+// test_decompositions.cpp, test_factored_matrix.cpp, test_pair_products.cpp,
+// test_processing.cpp): where the numpy reference values are, how
 // to read them, how to rebuild a Model from the canonical-layout .npy weights
 // the reference script writes, and a worst-mismatch tracker so that every
 // comparison reports its largest error and where it happened.
@@ -35,6 +36,9 @@ inline void require_geometry_reference() {
   REQUIRE(done.good());
 }
 
+// A file of the reference data, by its path inside the reference folder.
+inline std::string ref_path(const std::string& rel) { return geometry_ref_dir() + "/" + rel; }
+
 inline hs::NpyArray load_npy(const std::string& path) {
   auto a = hs::npy_load(path);
   INFO(path << ": " << (a ? "" : a.error().message));
@@ -50,6 +54,12 @@ inline hs::MatrixRMd npy_matrix(const hs::NpyArray& a) {
 }
 
 inline hs::MatrixRMd load_matrix(const std::string& path) { return npy_matrix(load_npy(path)); }
+
+// The number of cases in a folder of the reference data (its count.npy).
+inline int count_of(const std::string& dir) { return static_cast<int>(load_npy(ref_path(dir + "/count.npy")).data[0]); }
+
+// "[a,b]": where a mismatch of a pair (or matrix entry) is.
+inline std::string at(int a, int b) { return "[" + std::to_string(a) + "," + std::to_string(b) + "]"; }
 
 inline std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream f(path);
