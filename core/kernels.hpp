@@ -1,5 +1,13 @@
-// The hot kernels of the forward pass and the geometry: the big matrix
-// products and the transcendental functions applied element-wise to them.
+// The hot kernels: the loops whose speed depends on SIMD, in one library of
+// their own so that the wasm build can link it in two variants (SIMD128, and
+// relaxed SIMD's fused multiply-add; core/CMakeLists.txt). By file:
+//   kernels.cpp       the forward pass's: the matrix products (GEMM) and the
+//                     transcendental functions applied element-wise to them;
+//   kernels_quad.cpp  the all-pairs product engine's (pair_products.hpp):
+//                     products of "quads", 4 heads' entries in one vector;
+//   kernels_f64.cpp   the dense linear algebra's (decompositions.hpp): Grams,
+//                     cross products and the Householder tridiagonalization,
+//                     in double.
 //
 // Eigen has no WebAssembly SIMD backend (it only autovectorizes there, at
 // about 13 GFLOP/s on GPT-2 shapes), so in wasm the products run a BLIS-style
@@ -25,6 +33,9 @@
 
 namespace hs {
 
+// ---------------------------------------------------------------------------
+// Matrix products (kernels.cpp)
+
 // C [M, N] = A [M, K] B [K, N] (+ bias [N] on every row, when not null).
 // Row-major with leading dimensions lda, ldb, ldc; C must not alias A or B.
 void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
@@ -46,6 +57,12 @@ void gemm_blocked(int M, int N, int K, const float* A, int lda, const float* B, 
 void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc);
 // Its packed path whatever the platform (tests).
 void gemm_nt_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc);
+
+// C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
+void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);
+
+// ---------------------------------------------------------------------------
+// Quads: the all-pairs product engine (kernels_quad.cpp)
 
 // "Quads": float data [n][4] whose 4 lanes belong to 4 different matrices
 // (or rows), so that one SIMD vector holds the same entry of all four. The
@@ -76,11 +93,14 @@ void quad_dot_2x4(int k, int n, const float* p, const float* q, std::ptrdiff_t l
 //   F[r][c] = sum_{j >= c} A(r, perm[j]) T[j][c]  for c < k, 0 for k <= c < k_out,
 // with A(r, i) = A[r row_stride + i col_stride] (a block read in place, or
 // transposed) and T [k, k] row-major lower triangular (entries above the
-// diagonal are not read). A square-root factor from a pivoted LDL^T or
-// Cholesky is a permuted triangle, so the product costs about half a GEMM's
-// multiply-adds, and it is written straight into the projector panels.
+// diagonal are not read). A square-root factor from a pivoted Cholesky
+// (psd_sqrt_factor) is a permuted triangle, so the product costs about half a
+// GEMM's multiply-adds, and it is written straight into the projector panels.
 void factor_into_lane(int rows, int k, int k_out, const float* A, std::ptrdiff_t row_stride, std::ptrdiff_t col_stride,
                       const int* perm, const float* T, float* out);
+
+// ---------------------------------------------------------------------------
+// Doubles: the dense linear algebra (kernels_f64.cpp)
 
 // G [k, k] = A^T A for A [rows, k] (row stride lda), in double: the Grams
 // of the per-head factors behind the singular values. Row-major G, both
@@ -104,8 +124,8 @@ void cross_f64(int rows, int ka, int kb, const double* A, int lda, const double*
 // (Eigen's run scalar in wasm).
 void tridiagonalize_f64(int n, double* A, double* d, double* e);
 
-// C [M, N] = A [M, K] B [K, N] (+ bias [N]); C is resized.
-void matmul(MatrixRM& C, const MatrixRM& A, const MatrixRM& B, const RowVectorF* bias = nullptr);
+// ---------------------------------------------------------------------------
+// exp and GELU (kernels.cpp)
 
 // e^x for float x, relative error < 3e-7 (tested) for x in [-87, 88]; x is
 // clamped to that range first, so e^-inf is 1.6e-38 (not 0) and there is no
