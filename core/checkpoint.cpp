@@ -70,13 +70,15 @@ class TensorSource {
 
   Status index(const std::vector<const SafetensorsFile*>& shards) {
     for (const SafetensorsFile* file : shards) {
-      if (!file) return make_error("model_from_checkpoint: a shard is null");
+      if (!file) return make_error(ErrorCode::bad_checkpoint, "model_from_checkpoint: a shard is null");
       for (const TensorInfo& t : file->tensors) {
         const std::string canon = canonical_name(t.name, prefixes_);
         auto it = by_name_.find(canon);
         if (it != by_name_.end())
-          return make_error("checkpoint: tensors '" + it->second.info->name + "' (" + it->second.file->source + ") and '" +
-                            t.name + "' (" + file->source + ") both resolve to '" + canon + "'");
+          return make_error(ErrorCode::bad_checkpoint, "checkpoint: tensors '" + it->second.info->name +
+                                                           "' (" + it->second.file->source + ") and '" +
+                                                           t.name + "' (" + file->source +
+                                                           ") both resolve to '" + canon + "'");
         by_name_[canon] = TensorRef{file, &t};
       }
     }
@@ -92,12 +94,13 @@ class TensorSource {
       std::string msg = "checkpoint: missing tensor '" + canon + "'";
       if (!prefixes_.empty()) msg += " (also looked for '" + prefixes_[0] + canon + "')";
       msg += ", expected shape " + shape_str(shape);
-      return make_error(msg);
+      return make_error(ErrorCode::bad_checkpoint, msg);
     }
     const TensorRef& ref = it->second;
     if (ref.info->shape != shape)
-      return make_error("checkpoint: tensor '" + ref.info->name + "': expected " + shape_str(shape) + ", found " +
-                        shape_str(ref.info->shape));
+      return make_error(ErrorCode::bad_checkpoint, "checkpoint: tensor '" + ref.info->name + "': expected " +
+                                                       shape_str(shape) + ", found " +
+                                                       shape_str(ref.info->shape));
     return ref;
   }
 
@@ -400,7 +403,7 @@ Status read_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& 
     case Family::bert: return read_bert_layer(src, c, l, L);
     case Family::opt: return read_opt_layer(src, c, l, L);
   }
-  return make_error("model_from_checkpoint: unknown model family");
+  return make_error(ErrorCode::bad_checkpoint, "model_from_checkpoint: unknown model family");
 }
 
 }  // namespace
@@ -437,7 +440,9 @@ Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector
   ModelWeights& w = model.weights;
   const int d = c.d_model, V = c.d_vocab;
   if (c.n_layer <= 0 || d <= 0 || c.n_head <= 0 || c.n_kv_head <= 0 || c.d_head <= 0 || V <= 0 || c.n_ctx <= 0)
-    return make_error("model_from_checkpoint: the config has non-positive sizes (was it made by config_from_json?)");
+    return make_error(
+        ErrorCode::bad_checkpoint,
+        "model_from_checkpoint: the config has non-positive sizes (was it made by config_from_json?)");
   if (static_cast<int>(c.window.size()) != c.n_layer) c.window.assign(c.n_layer, 0);
 
   TensorSource src(c, model.warnings);

@@ -126,8 +126,10 @@ Status parse_activation(const std::string& key, const std::string& name, Activat
   else if (name == "silu" || name == "swish") act = Activation::silu;
   else if (name == "relu") act = Activation::relu;
   else
-    return make_error("config.json: field '" + key + "' names an unknown activation \"" + name +
-                      "\" (supported: gelu_new, gelu_pytorch_tanh, gelu, gelu_python, gelu_fast, silu, swish, relu)");
+    return make_error(
+        ErrorCode::unsupported,
+        "config.json: field '" + key + "' names an unknown activation \"" + name +
+            "\" (supported: gelu_new, gelu_pytorch_tanh, gelu, gelu_python, gelu_fast, silu, swish, relu)");
   return Ok{};
 }
 
@@ -142,15 +144,17 @@ Status finish_heads(ModelConfig& c, const char* d_key, const char* h_key, const 
                     const char* dh_key) {
   if (!head_dim_given) {
     if (c.d_model % c.n_head != 0)
-      return make_error("config.json: " + std::string(d_key) + " (" + std::to_string(c.d_model) +
-                        ") is not divisible by " + h_key + " (" + std::to_string(c.n_head) + ")" +
-                        (dh_key ? std::string(" and no '") + dh_key + "' is given" : std::string()));
+      return make_error(ErrorCode::bad_config,
+                        "config.json: " + std::string(d_key) + " (" + std::to_string(c.d_model) +
+                            ") is not divisible by " + h_key + " (" + std::to_string(c.n_head) + ")" +
+                            (dh_key ? std::string(" and no '") + dh_key + "' is given" : std::string()));
     c.d_head = c.d_model / c.n_head;
   }
   if (c.n_head % c.n_kv_head != 0)
-    return make_error("config.json: " + std::string(h_key) + " (" + std::to_string(c.n_head) +
-                      ") is not a multiple of " + g_key + " (" + std::to_string(c.n_kv_head) +
-                      "): the grouped-query ratio must be an integer");
+    return make_error(ErrorCode::bad_config, "config.json: " + std::string(h_key) + " (" +
+                                                 std::to_string(c.n_head) + ") is not a multiple of " +
+                                                 g_key + " (" + std::to_string(c.n_kv_head) +
+                                                 "): the grouped-query ratio must be an integer");
   return Ok{};
 }
 
@@ -171,7 +175,7 @@ Status read_gpt2(Fields& f, ModelConfig& c) {
   c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 50256));
   const bool has_inner = f.has("n_inner");
   const int inner = f.positive("n_inner", 1);
-  if (!f.error.empty()) return make_error(f.error);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   c.d_mlp = has_inner ? inner : 4 * c.d_model;
   HS_TRY(parse_activation("activation_function", act, c.act));
   HS_TRY(finish_heads(c, "n_embd", "n_head", "n_head", false, nullptr));
@@ -195,7 +199,7 @@ Status read_gpt_neo(Fields& f, ModelConfig& c) {
   c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 50256));
   const bool has_inner = f.has("intermediate_size");
   const int inner = f.positive("intermediate_size", 1);
-  if (!f.error.empty()) return make_error(f.error);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   c.d_mlp = has_inner ? inner : 4 * c.d_model;
   HS_TRY(parse_activation("activation_function", act, c.act));
   HS_TRY(finish_heads(c, "hidden_size", "num_heads", "num_heads", false, nullptr));
@@ -206,22 +210,36 @@ Status read_gpt_neo(Fields& f, ModelConfig& c) {
   const json* types = f.find("attention_types");
   const json* layers = f.find("attention_layers");
   if (types && !types->is_null()) {
-    if (!types->is_array()) return make_error("config.json: field 'attention_types' must be an array, found " + json_kind(*types));
+    if (!types->is_array())
+      return make_error(ErrorCode::bad_config,
+                        "config.json: field 'attention_types' must be an array, found " + json_kind(*types));
     for (const json& item : *types) {
       if (!item.is_array() || item.size() != 2 || !item[0].is_array() || !item[1].is_number_integer())
-        return make_error("config.json: field 'attention_types' must hold [[kinds...], repeat] pairs, found " + item.dump());
+        return make_error(
+            ErrorCode::bad_config,
+            "config.json: field 'attention_types' must hold [[kinds...], repeat] pairs, found " +
+                item.dump());
       const long long n = item[1].get<long long>();
-      if (n < 0 || n > 100000) return make_error("config.json: field 'attention_types' has a bad repeat count " + item[1].dump());
+      if (n < 0 || n > 100000)
+        return make_error(ErrorCode::bad_config,
+                          "config.json: field 'attention_types' has a bad repeat count " + item[1].dump());
       for (long long r = 0; r < n; ++r)
         for (const json& k : item[0]) {
-          if (!k.is_string()) return make_error("config.json: field 'attention_types' has a non-string kind " + k.dump());
+          if (!k.is_string())
+            return make_error(ErrorCode::bad_config,
+                              "config.json: field 'attention_types' has a non-string kind " + k.dump());
           kinds.push_back(k.get<std::string>());
         }
     }
   } else if (layers && !layers->is_null()) {
-    if (!layers->is_array()) return make_error("config.json: field 'attention_layers' must be an array, found " + json_kind(*layers));
+    if (!layers->is_array())
+      return make_error(
+          ErrorCode::bad_config,
+          "config.json: field 'attention_layers' must be an array, found " + json_kind(*layers));
     for (const json& k : *layers) {
-      if (!k.is_string()) return make_error("config.json: field 'attention_layers' has a non-string entry " + k.dump());
+      if (!k.is_string())
+        return make_error(ErrorCode::bad_config,
+                          "config.json: field 'attention_layers' has a non-string entry " + k.dump());
       kinds.push_back(k.get<std::string>());
     }
   } else {
@@ -233,14 +251,16 @@ Status read_gpt_neo(Fields& f, ModelConfig& c) {
   }
   const char* kinds_key = types && !types->is_null() ? "attention_types" : "attention_layers";
   if (static_cast<int>(kinds.size()) != c.n_layer)
-    return make_error("config.json: field '" + std::string(kinds_key) + "' describes " + std::to_string(kinds.size()) +
-                      " layers but num_layers is " + std::to_string(c.n_layer));
+    return make_error(ErrorCode::bad_config, "config.json: field '" + std::string(kinds_key) +
+                                                 "' describes " + std::to_string(kinds.size()) +
+                                                 " layers but num_layers is " + std::to_string(c.n_layer));
   c.window.assign(c.n_layer, 0);
   for (int l = 0; l < c.n_layer; ++l) {
     if (kinds[l] == "local") c.window[l] = window;
     else if (kinds[l] != "global")
-      return make_error("config.json: field '" + std::string(kinds_key) + "' has an unknown attention kind \"" + kinds[l] +
-                        "\" (expected \"global\" or \"local\")");
+      return make_error(ErrorCode::bad_config, "config.json: field '" + std::string(kinds_key) +
+                                                   "' has an unknown attention kind \"" + kinds[l] +
+                                                   "\" (expected \"global\" or \"local\")");
   }
   c.attn_scale = 1.f;  // GPT-Neo does not scale q.k (SPEC §2.3)
   c.learned_positions = true;
@@ -254,11 +274,11 @@ Status read_rope(Fields& f, ModelConfig& c, const char* theta_key_v4, double the
                  double pct_def) {
   const json* params = f.object("rope_parameters");
   const json* scaling = f.object("rope_scaling");
-  if (!f.error.empty()) return make_error(f.error);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   double theta = f.number(theta_key_v4, theta_def);
   if (std::string(theta_key_v4) != "rope_theta" && !f.has(theta_key_v4)) theta = f.number("rope_theta", theta_def);
   double pct = f.number(pct_key_v4 && f.has(pct_key_v4) ? pct_key_v4 : "partial_rotary_factor", pct_def);
-  if (!f.error.empty()) return make_error(f.error);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
 
   // v5 rope_parameters wins over the top-level fields; it also carries the
   // scaling type that v4 keeps in rope_scaling.
@@ -266,19 +286,26 @@ Status read_rope(Fields& f, ModelConfig& c, const char* theta_key_v4, double the
     Fields p{*params, {}};
     theta = p.number("rope_theta", theta);
     pct = p.number("partial_rotary_factor", pct);
-    if (!p.error.empty()) return make_error("config.json: rope_parameters: " + p.error.substr(13));
+    if (!p.error.empty())
+      return make_error(ErrorCode::bad_config, "config.json: rope_parameters: " + p.error.substr(13));
     scaling = params;
   }
   if (!(theta > 0) || !std::isfinite(theta))
-    return make_error("config.json: field 'rope_theta' must be a positive number, found " + std::to_string(theta));
+    return make_error(
+        ErrorCode::bad_config,
+        "config.json: field 'rope_theta' must be a positive number, found " + std::to_string(theta));
   if (!(pct > 0) || pct > 1)
-    return make_error("config.json: field '" + std::string(pct_key_v4 ? pct_key_v4 : "partial_rotary_factor") +
-                      "' must be in (0, 1], found " + std::to_string(pct));
+    return make_error(ErrorCode::bad_config,
+                      "config.json: field '" +
+                          std::string(pct_key_v4 ? pct_key_v4 : "partial_rotary_factor") +
+                          "' must be in (0, 1], found " + std::to_string(pct));
   c.rope_theta = static_cast<float>(theta);
   c.rotary_dim = static_cast<int>(c.d_head * pct);
   if (c.rotary_dim < 2 || c.rotary_dim % 2 != 0)
-    return make_error("config.json: the rotary dimension head_dim x " + std::string(pct_key_v4 ? pct_key_v4 : "partial_rotary_factor") +
-                      " = " + std::to_string(c.rotary_dim) + " must be even and at least 2");
+    return make_error(ErrorCode::bad_config,
+                      "config.json: the rotary dimension head_dim x " +
+                          std::string(pct_key_v4 ? pct_key_v4 : "partial_rotary_factor") + " = " +
+                          std::to_string(c.rotary_dim) + " must be even and at least 2");
 
   if (scaling) {
     const char* where = params ? "rope_parameters" : "rope_scaling";
@@ -289,7 +316,9 @@ Status read_rope(Fields& f, ModelConfig& c, const char* theta_key_v4, double the
     const double low = s.number("low_freq_factor", 1.0);
     const double high = s.number("high_freq_factor", 4.0);
     const long long orig = std::min<long long>(s.integer("original_max_position_embeddings", 8192), 1ll << 30);
-    if (!s.error.empty()) return make_error("config.json: " + std::string(where) + ": " + s.error.substr(13));
+    if (!s.error.empty())
+      return make_error(ErrorCode::bad_config,
+                        "config.json: " + std::string(where) + ": " + s.error.substr(13));
     if (type == "default") {
       c.rope_scaling = RopeScaling::none;
     } else if (type == "dynamic") {
@@ -297,18 +326,22 @@ Status read_rope(Fields& f, ModelConfig& c, const char* theta_key_v4, double the
       // which run_model never reaches (it rejects longer texts).
       c.rope_scaling = RopeScaling::none;
     } else if (type == "linear" || type == "llama3") {
-      if (!(factor > 0)) return make_error("config.json: field '" + std::string(where) + ".factor' must be positive");
+      if (!(factor > 0))
+        return make_error(ErrorCode::bad_config,
+                          "config.json: field '" + std::string(where) + ".factor' must be positive");
       c.rope_scaling = type == "linear" ? RopeScaling::linear : RopeScaling::llama3;
       c.rope_factor = static_cast<float>(factor);
       c.rope_low_freq_factor = static_cast<float>(low);
       c.rope_high_freq_factor = static_cast<float>(high);
       c.rope_original_ctx = static_cast<int>(orig);
       if (type == "llama3" && (!(high > low) || orig <= 0))
-        return make_error("config.json: field '" + std::string(where) +
-                          "' (llama3) needs high_freq_factor > low_freq_factor and original_max_position_embeddings > 0");
+        return make_error(ErrorCode::bad_config, "config.json: field '" + std::string(where) +
+                                                     "' (llama3) needs high_freq_factor > low_freq_factor "
+                                                     "and original_max_position_embeddings > 0");
     } else {
-      return make_error("config.json: field '" + std::string(where) + "' has an unsupported rope type \"" + type +
-                        "\" (supported: default, linear, dynamic, llama3)");
+      return make_error(ErrorCode::unsupported, "config.json: field '" + std::string(where) +
+                                                    "' has an unsupported rope type \"" + type +
+                                                    "\" (supported: default, linear, dynamic, llama3)");
     }
   }
   return Ok{};
@@ -329,7 +362,7 @@ Status read_gpt_neox(Fields& f, ModelConfig& c) {
   const bool bias = f.boolean("attention_bias", true);
   c.tied_embeddings = f.boolean("tie_word_embeddings", false);
   c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 0));
-  if (!f.error.empty()) return make_error(f.error);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   HS_TRY(parse_activation("hidden_act", act, c.act));
   HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_attention_heads", false, nullptr));
   HS_TRY(read_rope(f, c, "rotary_emb_base", 10000.0, "rotary_pct", 0.25));
@@ -357,7 +390,7 @@ Status read_llama(Fields& f, ModelConfig& c) {
   c.bos_token_id = static_cast<int>(f.integer("bos_token_id", qwen2 ? -1 : 1));
   const bool attention_bias = f.boolean("attention_bias", false);
   c.mlp_bias = f.boolean("mlp_bias", false);
-  if (!f.error.empty()) return make_error(f.error);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   HS_TRY(parse_activation("hidden_act", act, c.act));
   HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_key_value_heads", head_dim_given, "head_dim"));
   HS_TRY(read_rope(f, c, "rope_theta", 10000.0, nullptr, 1.0));
@@ -377,21 +410,26 @@ Status read_llama(Fields& f, ModelConfig& c) {
   int window = 0;
   if (mistral || qwen2) {
     window = f.has("sliding_window") ? f.positive("sliding_window", 1) : (f.find("sliding_window") ? 0 : 4096);
-    if (!f.error.empty()) return make_error(f.error);
+    if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   }
   const json* types = f.find("layer_types");
   if (types && !types->is_null()) {
     if (!types->is_array() || static_cast<int>(types->size()) != c.n_layer)
-      return make_error("config.json: field 'layer_types' must be an array of " + std::to_string(c.n_layer) +
-                        " strings, found " + types->dump());
+      return make_error(ErrorCode::bad_config, "config.json: field 'layer_types' must be an array of " +
+                                                   std::to_string(c.n_layer) + " strings, found " +
+                                                   types->dump());
     for (int l = 0; l < c.n_layer; ++l) {
       const json& k = (*types)[l];
       if (k == "sliding_attention") {
-        if (window <= 0) return make_error("config.json: field 'layer_types' asks for sliding_attention but 'sliding_window' is not set");
+        if (window <= 0)
+          return make_error(
+              ErrorCode::bad_config,
+              "config.json: field 'layer_types' asks for sliding_attention but 'sliding_window' is not set");
         c.window[l] = window;
       } else if (k != "full_attention") {
-        return make_error("config.json: field 'layer_types' has an unknown kind " + k.dump() +
-                          " (expected \"full_attention\" or \"sliding_attention\")");
+        return make_error(ErrorCode::bad_config,
+                          "config.json: field 'layer_types' has an unknown kind " + k.dump() +
+                              " (expected \"full_attention\" or \"sliding_attention\")");
       }
     }
   } else if (mistral) {
@@ -399,9 +437,11 @@ Status read_llama(Fields& f, ModelConfig& c) {
   } else if (qwen2) {
     const bool use = f.boolean("use_sliding_window", false);
     const long long from = f.integer("max_window_layers", 28);
-    if (!f.error.empty()) return make_error(f.error);
+    if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
     if (use) {
-      if (window <= 0) return make_error("config.json: field 'use_sliding_window' is true but 'sliding_window' is null");
+      if (window <= 0)
+        return make_error(ErrorCode::bad_config,
+                          "config.json: field 'use_sliding_window' is true but 'sliding_window' is null");
       for (int l = 0; l < c.n_layer; ++l)
         if (l >= from) c.window[l] = window;
     }
@@ -424,12 +464,16 @@ Status read_bert(Fields& f, ModelConfig& c) {
   const std::string pos = f.string("position_embedding_type", "absolute");
   const bool decoder = f.boolean("is_decoder", false);
   c.tied_embeddings = f.boolean("tie_word_embeddings", true);
-  if (!f.error.empty()) return make_error(f.error);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   HS_TRY(parse_activation("hidden_act", act, c.act));
   HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_attention_heads", false, nullptr));
   if (pos != "absolute")
-    return make_error("config.json: field 'position_embedding_type' is \"" + pos + "\"; only \"absolute\" is supported");
-  if (decoder) return make_error("config.json: field 'is_decoder' is true; only bidirectional BERT encoders are supported");
+    return make_error(ErrorCode::unsupported, "config.json: field 'position_embedding_type' is \"" + pos +
+                                                  "\"; only \"absolute\" is supported");
+  if (decoder)
+    return make_error(
+        ErrorCode::unsupported,
+        "config.json: field 'is_decoder' is true; only bidirectional BERT encoders are supported");
   c.causal = false;
   c.post_ln = true;
   c.final_norm = false;
@@ -456,14 +500,18 @@ Status read_opt(Fields& f, ModelConfig& c) {
   c.norm_affine = f.boolean("layer_norm_elementwise_affine", true);
   c.tied_embeddings = f.boolean("tie_word_embeddings", true);
   c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 2));
-  if (!f.error.empty()) return make_error(f.error);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   HS_TRY(parse_activation("activation_function", act, c.act));
   HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_attention_heads", false, nullptr));
   if (!pre_ln)
-    return make_error("config.json: field 'do_layer_norm_before' is false: post-LN OPT (opt-350m) is not supported");
+    return make_error(
+        ErrorCode::unsupported,
+        "config.json: field 'do_layer_norm_before' is false: post-LN OPT (opt-350m) is not supported");
   if (proj != c.d_model)
-    return make_error("config.json: field 'word_embed_proj_dim' (" + std::to_string(proj) + ") differs from hidden_size (" +
-                      std::to_string(c.d_model) + "): OPT project_in/project_out (opt-350m) is not supported");
+    return make_error(ErrorCode::unsupported,
+                      "config.json: field 'word_embed_proj_dim' (" + std::to_string(proj) +
+                          ") differs from hidden_size (" + std::to_string(c.d_model) +
+                          "): OPT project_in/project_out (opt-350m) is not supported");
   c.norm_eps = 1e-5f;  // nn.LayerNorm's default; OPT has no config field for it
   c.final_norm = !remove_final;
   c.qkv_bias = c.out_bias = c.mlp_bias = bias;
@@ -478,14 +526,18 @@ Status read_opt(Fields& f, ModelConfig& c) {
 
 Result<ModelConfig> config_from_json(const std::string& json_text) {
   const json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return make_error("config.json: not valid JSON");
-  if (!j.is_object()) return make_error("config.json: the top level must be an object, found " + json_kind(j));
+  if (j.is_discarded()) return make_error(ErrorCode::bad_config, "config.json: not valid JSON");
+  if (!j.is_object())
+    return make_error(ErrorCode::bad_config,
+                      "config.json: the top level must be an object, found " + json_kind(j));
   Fields f{j, {}};
   const std::string supported = join(supported_model_types(), ", ");
-  if (!f.has("model_type")) return make_error("config.json: field 'model_type' is missing (supported: " + supported + ")");
+  if (!f.has("model_type"))
+    return make_error(ErrorCode::bad_config,
+                      "config.json: field 'model_type' is missing (supported: " + supported + ")");
   ModelConfig c;
   c.model_type = f.string("model_type", "");
-  if (!f.error.empty()) return make_error(f.error);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
 
   const std::string& t = c.model_type;
   if (t == "gpt2") HS_TRY(read_gpt2(f, c));
@@ -495,14 +547,18 @@ Result<ModelConfig> config_from_json(const std::string& json_text) {
   else if (t == "bert") HS_TRY(read_bert(f, c));
   else if (t == "opt") HS_TRY(read_opt(f, c));
   else
-    return make_error("config.json: field 'model_type' is \"" + t + "\", which is not supported (supported: " + supported + ")");
+    return make_error(ErrorCode::unsupported, "config.json: field 'model_type' is \"" + t +
+                                                  "\", which is not supported (supported: " + supported +
+                                                  ")");
 
   if (c.window.empty()) c.window.assign(c.n_layer, 0);
   if (static_cast<long long>(c.n_head) * c.d_head > (1ll << 26))
-    return make_error("config.json: num_attention_heads x head_dim is too large (" + std::to_string(c.n_head) + " x " +
-                      std::to_string(c.d_head) + ")");
+    return make_error(ErrorCode::bad_config, "config.json: num_attention_heads x head_dim is too large (" +
+                                                 std::to_string(c.n_head) + " x " + std::to_string(c.d_head) +
+                                                 ")");
   if (c.bos_token_id >= c.d_vocab) c.bos_token_id = -1;
-  if (!(c.norm_eps > 0)) return make_error("config.json: the norm epsilon must be positive");
+  if (!(c.norm_eps > 0))
+    return make_error(ErrorCode::bad_config, "config.json: the norm epsilon must be positive");
   return c;
 }
 

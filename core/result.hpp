@@ -85,11 +85,6 @@ inline Error make_error(ErrorCode code, std::string message) { return Error{code
 inline Error make_error(std::string message) {
   return Error{ErrorCode::invalid_argument, std::move(message)};
 }
-// The same error with `prefix` before its message (e.g. the file it came from).
-inline Error with_prefix(const std::string& prefix, Error error) {
-  error.message = prefix + error.message;
-  return error;
-}
 
 }  // namespace hs
 

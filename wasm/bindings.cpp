@@ -60,7 +60,7 @@ val parse_safetensors_header(val bytes_js, double file_size, const std::string& 
 // array, so that JS downloads no other bytes.
 val attention_tensors(const std::string& config_json, const std::string& names_json) {
   auto config = hs::config_from_json(config_json);
-  if (!config) return error_value(hs::with_prefix("config.json: ", config.error()));
+  if (!config) return error_value(config.error());
   const nlohmann::json names = nlohmann::json::parse(names_json, nullptr, false);
   if (!names.is_array()) return error_value(hs::make_error("attention_tensors: names must be a JSON array"));
   nlohmann::json kept = nlohmann::json::array();

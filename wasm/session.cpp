@@ -38,7 +38,7 @@ val Session::load(const std::string& config_json, val read, val options) {
   std::map<std::string, FileHeader> files;
   files.swap(files_);
   auto config = hs::config_from_json(config_json);
-  if (!config) return error_value(hs::with_prefix("config.json: ", config.error()));
+  if (!config) return error_value(config.error());
 
   std::vector<hs::SafetensorsFile> shards;
   for (const auto& [name, file] : files) {

@@ -75,8 +75,10 @@ const cases = [
   ['a tensor shaped unlike the config', (dir) => editConfig(dir, (c) => { c.n_embd = 32; c.n_head = 2; }), /expected|shape/i],
 ];
 
-// The file's own faults carry code 'bad_file' (the first seven cases).
-const fileCases = 7;
+// Each case's code: the file's own faults are bad_file, the config's
+// bad_config or unsupported, the tensors' misfit with the config bad_checkpoint.
+const codes = ['bad_file', 'bad_file', 'bad_file', 'bad_file', 'bad_file', 'bad_file', 'bad_file', 'bad_file',
+  'bad_checkpoint', 'unsupported', 'bad_config', 'bad_checkpoint'];
 
 for (const [index, [what, corrupt, message]] of cases.entries()) {
   test(`${what} is rejected with a clear message, and a good model loads afterwards`, async () => {
@@ -85,7 +87,8 @@ for (const [index, [what, corrupt, message]] of cases.entries()) {
     await assert.rejects(session.load(directorySource(dir)), (error) => {
       assert.ok(error instanceof HeadscopeError, `${error.name}: ${error.message}`);
       assert.match(error.message, message);
-      if (index < fileCases) assert.equal(error.code, 'bad_file', error.message);
+      assert.equal(error.code, codes[index], error.message);
+      assert.doesNotMatch(error.message, /config\.json: config\.json/, 'the file is named once');
       return true;
     });
     await session.load(directorySource(oracleDir('gpt2')));
