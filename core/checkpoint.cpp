@@ -431,6 +431,39 @@ bool attention_tensor(const ModelConfig& config, const std::string& name) {
   return false;
 }
 
+bool checkpoint_reads_tensor(const ModelConfig& config, const std::string& name, const CheckpointOptions& options) {
+  static const std::regex buffer(
+      R"((^|.*\.)(attn\.bias|attn\.masked_bias|attention\.bias|attention\.masked_bias|rotary_emb\.inv_freq|position_ids))");
+  if (std::regex_match(name, buffer)) return false;
+  return !options.attention_only || attention_tensor(config, name);
+}
+
+std::vector<std::vector<ByteRange>> checkpoint_read_plan(const ModelConfig& config,
+                                                         const std::vector<const SafetensorsFile*>& shards,
+                                                         const CheckpointOptions& options) {
+  std::vector<std::vector<ByteRange>> plan;
+  for (const SafetensorsFile* file : shards) {
+    std::vector<ByteRange> ranges;
+    if (file) {
+      const std::uint64_t start = 8 + file->header_size;
+      for (const TensorInfo& t : file->tensors)
+        if (t.end > t.begin && checkpoint_reads_tensor(config, t.name, options))
+          ranges.push_back({start + t.begin, start + t.end});
+      std::sort(ranges.begin(), ranges.end(), [](const ByteRange& a, const ByteRange& b) { return a.begin < b.begin; });
+      std::size_t kept = 0;
+      for (const ByteRange& r : ranges) {
+        if (kept && ranges[kept - 1].end == r.begin)
+          ranges[kept - 1].end = r.end;
+        else
+          ranges[kept++] = r;
+      }
+      ranges.resize(kept);
+    }
+    plan.push_back(std::move(ranges));
+  }
+  return plan;
+}
+
 Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,
                                     const CheckpointOptions& options) {
   Model model;

@@ -36,6 +36,24 @@ Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector
 // an attention-only load reads: the attention projections (weights and
 // biases) and the norms of the blocks.
 bool attention_tensor(const ModelConfig& config, const std::string& name);
+// Whether a load with `options` reads the checkpoint tensor `name` (as
+// stored): every tensor but the registered buffers (causal masks, rotary
+// caches, BERT's position_ids: SPEC §2.0), and with attention_only only the
+// attention tensors.
+bool checkpoint_reads_tensor(const ModelConfig& config, const std::string& name, const CheckpointOptions& options);
+
+// The bytes of each shard that a load with `options` reads: [begin, end)
+// offsets in the file (8 + N + the tensors' data offsets), adjacent tensors
+// merged, in file order; one list per shard, in the order given. A reader
+// that serves these ranges alone loads the model: what a download by Range
+// requests fetches.
+struct ByteRange {
+  std::uint64_t begin = 0, end = 0;
+};
+std::vector<std::vector<ByteRange>> checkpoint_read_plan(const ModelConfig& config,
+                                                         const std::vector<const SafetensorsFile*>& shards,
+                                                         const CheckpointOptions& options = {});
+
 // The scratch's size in float values (default 65536: 256 KB; at least one row
 // is read at a time). Tests shrink it so that the row-block paths run.
 extern std::int64_t checkpoint_scratch_values;

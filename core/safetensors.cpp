@@ -378,8 +378,8 @@ Result<Dtype> dtype_from_name(const std::string& name) {
   return make_error(ErrorCode::bad_file, "unknown dtype " + quote_name(name));
 }
 
-Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std::size_t size,
-                                                 std::uint64_t file_size, const std::string& source) {
+Result<std::uint64_t> safetensors_header_length(const std::uint8_t* bytes, std::size_t size,
+                                                std::uint64_t file_size, const std::string& source) {
   const std::string prefix = source + ": ";
   if (bytes == nullptr && size != 0) return make_error(ErrorCode::bad_file, prefix + "no bytes given");
   if (size > file_size)
@@ -405,6 +405,15 @@ Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std:
                                                std::to_string(n) + " = " + std::to_string(8 + n) +
                                                " > file size " + std::to_string(file_size) +
                                                " (InvalidHeaderLength)");
+  return n;
+}
+
+Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std::size_t size,
+                                                 std::uint64_t file_size, const std::string& source) {
+  const std::string prefix = source + ": ";
+  auto length = safetensors_header_length(bytes, size, file_size, source);
+  if (!length) return length.error();
+  const std::uint64_t n = *length;
   if (8 + n > size)
     return make_error(ErrorCode::bad_file, prefix + "header needs bytes [0, " + std::to_string(8 + n) +
                                                ") but only " + std::to_string(size) + " were given");
@@ -721,6 +730,11 @@ Result<std::map<std::string, std::string>> safetensors_parse_index(const std::st
                                                  quote_name(item.key()) + " names shard " +
                                                  quote_name(shard) +
                                                  ", which is not a relative path inside the model folder");
+    const std::string suffix = ".safetensors";
+    if (shard.size() <= suffix.size() || shard.compare(shard.size() - suffix.size(), suffix.size(), suffix) != 0)
+      return make_error(ErrorCode::bad_file, prefix + "\"weight_map\" entry for tensor " + quote_name(item.key()) +
+                                                 " names shard " + quote_name(shard) +
+                                                 ", which is not a .safetensors file");
     out[item.key()] = std::move(shard);
   }
   return out;

@@ -76,6 +76,13 @@ struct SafetensorsFile {
 // thousand, and the limit keeps a hostile header's parse short.
 inline constexpr std::int64_t safetensors_max_tensors = 100000;
 
+// N, the header's length, from the first 8 bytes of a file of `file_size`
+// bytes (`size` of them given), checked as the reference does: the file holds
+// the 8 bytes, N is at most 100,000,000 and 8 + N fits in the file. What a
+// reader that fetches the header by Range requests asks first.
+Result<std::uint64_t> safetensors_header_length(const std::uint8_t* bytes, std::size_t size,
+                                                std::uint64_t file_size, const std::string& source);
+
 // Parses only the first 8 + N bytes: what a Range request returns. `file_size`
 // is the total size of the file, needed for the no-trailing-bytes rule.
 Result<SafetensorsFile> safetensors_parse_header(const std::uint8_t* bytes, std::size_t size,
@@ -109,7 +116,8 @@ int dtype_bits(Dtype dtype);
 Result<Dtype> dtype_from_name(const std::string& name);
 
 // model.safetensors.index.json: tensor name -> shard file name. Unknown
-// fields are ignored; `source` names the file in error messages.
+// fields are ignored; `source` names the file in error messages. A shard name
+// must be a relative path inside the model folder ending in ".safetensors".
 Result<std::map<std::string, std::string>> safetensors_parse_index(
     const std::string& json_text, const std::string& source = "model.safetensors.index.json");
 

@@ -5,6 +5,7 @@
 #include <emscripten/val.h>
 
 #include <Eigen/SVD>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,37 +38,29 @@ val singular_values(val matrix, int rows, int cols) {
   return out;
 }
 
-// Validates the first 8 + N bytes of a safetensors file of `file_size` bytes
-// (what two Range requests return) and lists its tensors, so that JS can
-// fetch only the tensors a model reads.
-val parse_safetensors_header(val bytes_js, double file_size, const std::string& name) {
+// N, the header's length, from the first bytes of a safetensors file of
+// `file_size` bytes, checked (hs::safetensors_header_length): {ok, length}.
+// What a download by Range requests asks before it fetches the header.
+val safetensors_header_length(val bytes_js, double file_size, const std::string& name) {
   const auto bytes = emscripten::convertJSArrayToNumberVector<std::uint8_t>(bytes_js);
-  auto file = hs::safetensors_parse_header(bytes.data(), bytes.size(), static_cast<std::uint64_t>(file_size), name);
-  if (!file) return error_value(file.error());
-  nlohmann::json tensors = nlohmann::json::array();
-  for (const hs::TensorInfo& t : file->tensors)
-    tensors.push_back({{"name", t.name}, {"dtype", hs::dtype_name(t.dtype)}, {"shape", t.shape},
-                       {"begin", t.begin}, {"end", t.end}});
+  auto n = hs::safetensors_header_length(bytes.data(), bytes.size(), static_cast<std::uint64_t>(file_size), name);
+  if (!n) return error_value(n.error());
   val out = ok_value();
-  out.set("header_size", static_cast<double>(file->header_size));
-  out.set("tensors", tensors.dump());
-  out.set("metadata", nlohmann::json(file->metadata).dump());
+  out.set("length", static_cast<double>(*n));
   return out;
 }
 
-// Which of the checkpoint tensors `names` (a JSON array of names as stored) a
-// load with attention weights only reads (hs::attention_tensor), as a JSON
-// array, so that JS downloads no other bytes.
-val attention_tensors(const std::string& config_json, const std::string& names_json) {
-  auto config = hs::config_from_json(config_json);
-  if (!config) return error_value(config.error());
-  const nlohmann::json names = nlohmann::json::parse(names_json, nullptr, false);
-  if (!names.is_array()) return error_value(hs::make_error("attention_tensors: names must be a JSON array"));
-  nlohmann::json kept = nlohmann::json::array();
-  for (const auto& name : names)
-    if (name.is_string() && hs::attention_tensor(*config, name.get<std::string>())) kept.push_back(name);
+// The shard files that model.safetensors.index.json names (checked by
+// hs::safetensors_parse_index), each once, sorted: {ok, shards: [name, ...]}.
+val safetensors_index_shards(const std::string& json_text) {
+  auto index = hs::safetensors_parse_index(json_text);
+  if (!index) return error_value(index.error());
+  std::set<std::string> names;
+  for (const auto& entry : *index) names.insert(entry.second);
+  val shards = val::array();
+  for (const std::string& name : names) shards.call<void>("push", name);
   val out = ok_value();
-  out.set("names", kept.dump());
+  out.set("shards", shards);
   return out;
 }
 
@@ -474,11 +467,12 @@ val evaluate_merge(Session& session, val ids_js, int layer, int head_a, int head
 EMSCRIPTEN_BINDINGS(headscope) {
   using namespace hs_wasm;
   emscripten::function("singular_values", &singular_values);
-  emscripten::function("parse_safetensors_header", &parse_safetensors_header);
-  emscripten::function("attention_tensors", &attention_tensors);
+  emscripten::function("safetensors_header_length", &safetensors_header_length);
+  emscripten::function("safetensors_index_shards", &safetensors_index_shards);
   emscripten::class_<Session>("Session")
       .constructor<>()
       .function("add_file", &Session::add_file)
+      .function("read_plan", &Session::read_plan)
       .function("load", &Session::load)
       .function("info", &Session::info)
       .function("run", &Session::run)

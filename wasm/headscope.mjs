@@ -46,22 +46,13 @@ function parseJson(text, name) {
   }
 }
 
-// Names of the weight files of a checkpoint: the shards listed by
-// model.safetensors.index.json, or model.safetensors.
-async function weightFileNames(source, signal) {
+// Names of the weight files of a checkpoint: the shards that
+// model.safetensors.index.json lists (checked by the core), or
+// model.safetensors.
+async function weightFileNames(module, source, signal) {
   const indexText = await source.text('model.safetensors.index.json', { signal });
   if (indexText === null) return ['model.safetensors'];
-  const index = parseJson(indexText, 'model.safetensors.index.json');
-  if (!index || typeof index.weight_map !== 'object' || index.weight_map === null) {
-    throw new HeadscopeError('model.safetensors.index.json: no weight_map object', 'bad_file');
-  }
-  const names = [...new Set(Object.values(index.weight_map))];
-  for (const name of names) {
-    if (typeof name !== 'string' || !/^[\w.-]+\.safetensors$/.test(name)) {
-      throw new HeadscopeError(`model.safetensors.index.json: ${JSON.stringify(name)} is not a shard file name`, 'bad_file');
-    }
-  }
-  return names.sort();
+  return unwrap(module.safetensors_index_shards(indexText)).shards;
 }
 
 async function loadTokenizer(source, signal) {
@@ -80,77 +71,57 @@ async function loadTokenizer(source, signal) {
   return null;
 }
 
-// Checkpoint entries that are registered buffers, not weights (SPEC §2.0):
-// causal masks and rotary caches. A ranged download skips them.
-const BUFFER_TENSOR = /(^|\.)(attn\.bias|attn\.masked_bias|attention\.bias|attention\.masked_bias|rotary_emb\.inv_freq)$/;
-
-// Downloads a .safetensors file with Range requests: its header, then only
-// the weight tensors (adjacent ones in one request), assembled into a valid
-// safetensors file in a JS buffer. Returns null when the source cannot do
-// ranges, so the caller falls back to a whole download.
-// keep(names) -> the subset to download (all weights when absent).
-async function loadRanged(module, source, name, { signal, onProgress, keep }) {
+// A weight file's first 8 + N bytes read by Range requests, and the file's
+// size; null when the source cannot serve ranges (then the file is read
+// whole). The core checks N before anything is allocated for it.
+async function rangedHeader(module, source, name, signal) {
+  if (!source.range) return null;
   const prefix = new Uint8Array(8);
-  const fileSize = await source.range(name, 0, prefix, { signal });
-  if (fileSize === null) return null;
-  const headerSize = Number(new DataView(prefix.buffer).getBigUint64(0, true));
-  if (!Number.isFinite(fileSize) || headerSize > 100_000_000 || 8 + headerSize > fileSize) {
-    throw new HeadscopeError(`${name}: header length ${headerSize} does not fit in a file of ${fileSize} bytes`, 'bad_file');
-  }
-  const head = new Uint8Array(8 + headerSize);
-  head.set(prefix);
-  await source.range(name, 8, head.subarray(8), { signal });
-  const parsed = unwrap(module.parse_safetensors_header(head, fileSize, name));
-  let wanted = JSON.parse(parsed.tensors).filter((t) => !BUFFER_TENSOR.test(t.name)).sort((a, b) => a.begin - b.begin);
-  if (keep) {
-    const kept = new Set(keep(wanted.map((t) => t.name)));
-    wanted = wanted.filter((t) => kept.has(t.name));
-  }
-
-  // The new header lists the wanted tensors back to back, in file order.
-  const header = {};
-  const metadata = JSON.parse(parsed.metadata);
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
-  let offset = 0;
-  for (const t of wanted) {
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.end - t.begin] };
-    offset += t.end - t.begin;
-  }
-  let headerText = JSON.stringify(header);
-  headerText += ' '.repeat((8 - (new TextEncoder().encode(headerText).length % 8)) % 8);
-  const headerBytes = new TextEncoder().encode(headerText);
-  const total = 8 + headerBytes.length + offset;
-
-  const view = new Uint8Array(total);
-  new DataView(view.buffer, view.byteOffset).setBigUint64(0, BigInt(headerBytes.length), true);
-  view.set(headerBytes, 8);
-  const dataStart = 8 + headerBytes.length;
-  const fileDataStart = 8 + headerSize;
-  let loaded = 0;
-  for (let i = 0; i < wanted.length;) {
-    let j = i + 1;
-    while (j < wanted.length && wanted[j].begin === wanted[j - 1].end) j++;  // coalesce adjacent tensors
-    const begin = wanted[i].begin;
-    const length = wanted[j - 1].end - begin;
-    const into = view.subarray(dataStart + Number(header[wanted[i].name].data_offsets[0]), dataStart + Number(header[wanted[i].name].data_offsets[0]) + length);
-    await source.range(name, fileDataStart + begin, into, {
-      signal,
-      onChunk: (n) => {
-        loaded += n;
-        onProgress?.({ file: name, loaded, total: offset });
-      },
-    });
-    i = j;
-  }
-  return view;
+  const size = await source.range(name, 0, prefix, { signal });
+  if (size === null) return null;
+  const n = unwrap(module.safetensors_header_length(prefix, size, name)).length;
+  const header = new Uint8Array(8 + n);
+  header.set(prefix);
+  await source.range(name, 8, header.subarray(8), { signal });
+  return { header, size };
 }
 
-// The first 8 + N bytes of a safetensors file (fewer when the file is that
-// short or its N is nonsense: the core's parser reports either).
-function headerOf(bytes) {
-  if (bytes.length < 8) return bytes;
-  const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  return bytes.subarray(0, n < BigInt(bytes.length - 8) ? 8 + Number(n) : bytes.length);
+// Byte ranges of the files kept in JS for the core's reader: name ->
+// [{begin, bytes}] sorted by begin (a file read whole is one chunk at 0).
+class FileChunks {
+  constructor() {
+    this.byName = new Map();
+  }
+
+  has(name) {
+    return this.byName.has(name);
+  }
+
+  add(name, begin, bytes) {
+    const list = this.byName.get(name) ?? [];
+    list.push({ begin, bytes });
+    list.sort((a, b) => a.begin - b.begin);
+    this.byName.set(name, list);
+  }
+
+  // Copies bytes [offset, offset + view.length) of `name` into view; a
+  // message when they were not fetched.
+  read(name, offset, view) {
+    const list = this.byName.get(name) ?? [];
+    let lo = 0;
+    let hi = list.length - 1;
+    while (lo < hi) {  // the last chunk that begins at or before offset
+      const mid = (lo + hi + 1) >> 1;
+      if (list[mid].begin <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    const chunk = list[lo];
+    if (!chunk || chunk.begin > offset || offset + view.length > chunk.begin + chunk.bytes.length) {
+      return `bytes [${offset}, ${offset + view.length}) were not fetched`;
+    }
+    view.set(chunk.bytes.subarray(offset - chunk.begin, offset - chunk.begin + view.length));
+    return undefined;
+  }
 }
 
 // One loaded model: its description, its tokenizer (when the checkpoint has
@@ -171,42 +142,61 @@ export class ModelSession {
     throwIfCancelled(signal);
     // The small files are requested together; their problems are reported
     // in this order (a missing config.json first).
-    const settled = await Promise.allSettled([source.text('config.json', { signal }), loadTokenizer(source, signal), weightFileNames(source, signal)]);
+    const settled = await Promise.allSettled([source.text('config.json', { signal }), loadTokenizer(source, signal), weightFileNames(this.module, source, signal)]);
     if (settled[0].status === 'fulfilled' && settled[0].value === null) throw new HeadscopeError(`${source.label}: config.json is missing`, 'missing_file');
     const [configText, tokenizer, names] = settled.map((s) => {
       if (s.status === 'rejected') throw s.reason;
       return s.value;
     });
-    const keep = attentionOnly ? (tensorNames) => JSON.parse(unwrap(this.module.attention_tensors(configText, JSON.stringify(tensorNames))).names) : null;
-    // Each file's bytes stay in a JS buffer (outside wasm memory, which never
-    // shrinks); the core gets the headers, then copies each tensor from here
-    // straight into the model's weights, and the buffers are dropped after.
-    const files = new Map();
+    // 1. Every file's header, parsed by the core (once). A source without
+    // Range requests gives the whole file here.
+    const chunks = new FileChunks();
     try {
       for (const [i, name] of names.entries()) {
         throwIfCancelled(signal);
         const progress = (p) => onProgress?.({ ...p, filesDone: i, filesTotal: names.length });
-        let bytes = source.range ? await loadRanged(this.module, source, name, { signal, onProgress: progress, keep }) : null;
-        if (bytes === null) bytes = await source.bytes(name, (size) => new Uint8Array(size), { signal, onProgress: progress });
-        if (bytes === null) {
-          throw new HeadscopeError(`${source.label}: ${name} is missing (headscope reads .safetensors weights, not pytorch_model.bin)`, 'missing_weights');
+        let head = await rangedHeader(this.module, source, name, signal);
+        if (head === null) {
+          const bytes = source.bytes ? await source.bytes(name, (size) => new Uint8Array(size), { signal, onProgress: progress }) : null;
+          if (bytes === null) {
+            throw new HeadscopeError(`${source.label}: ${name} is missing (headscope reads .safetensors weights, not pytorch_model.bin)`, 'missing_weights');
+          }
+          const n = unwrap(this.module.safetensors_header_length(bytes.subarray(0, 8), bytes.length, name)).length;
+          head = { header: bytes.subarray(0, 8 + n), size: bytes.length };
+          chunks.add(name, 0, bytes);
         }
-        files.set(name, bytes);
-        unwrap(this.raw.add_file(name, headerOf(bytes), bytes.length));
+        unwrap(this.raw.add_file(name, head.header, head.size));
+      }
+      // 2. The bytes the load will read (the core's plan: no registered
+      // buffers; with attentionOnly, the attention tensors alone), adjacent
+      // tensors in one request. Each range stays in a JS buffer (outside wasm
+      // memory, which never shrinks) until the core has copied it.
+      const plan = unwrap(this.raw.read_plan(configText, { attention_only: attentionOnly })).files;
+      for (const [i, { name, ranges }] of plan.entries()) {
+        if (chunks.has(name)) continue;
+        let total = 0;
+        for (let k = 0; k < ranges.length; k += 2) total += ranges[k + 1] - ranges[k];
+        let loaded = 0;
+        for (let k = 0; k < ranges.length; k += 2) {
+          throwIfCancelled(signal);
+          const bytes = new Uint8Array(ranges[k + 1] - ranges[k]);
+          await source.range(name, ranges[k], bytes, {
+            signal,
+            onChunk: (n) => {
+              loaded += n;
+              onProgress?.({ file: name, loaded, total, filesDone: i, filesTotal: plan.length });
+            },
+          });
+          chunks.add(name, ranges[k], bytes);
+        }
       }
       throwIfCancelled(signal);
     } catch (error) {
       this.raw.clear_files();
       throw error;
     }
-    const read = (name, offset, view) => {
-      const bytes = files.get(name);
-      if (!bytes || offset + view.length > bytes.length) return `bytes [${offset}, ${offset + view.length}) are not in the file`;
-      view.set(bytes.subarray(offset, offset + view.length));
-      return undefined;
-    };
-    const result = this.raw.load(configText, read, { attention_only: attentionOnly });
-    files.clear();
+    // 3. The core reads the tensors from the chunks.
+    const result = this.raw.load(configText, (name, offset, view) => chunks.read(name, offset, view), { attention_only: attentionOnly });
     this.info = JSON.parse(unwrap(result).info);
     this.tokenizer = tokenizer;
     if (tokenizer?.vocabSize && tokenizer.vocabSize > this.info.d_vocab) {

@@ -25,44 +25,73 @@ nlohmann::json model_info(const hs::Model& model) {
 val Session::add_file(const std::string& name, val header, double size) {
   if (!(size >= 0) || size > 9007199254740991.0)
     return error_value(hs::make_error(name + ": file size " + std::to_string(size) + " is not possible"));
-  FileHeader& file = files_[name];
-  file.header = emscripten::convertJSArrayToNumberVector<std::uint8_t>(header);
-  file.size = static_cast<std::uint64_t>(size);
+  const auto bytes = emscripten::convertJSArrayToNumberVector<std::uint8_t>(header);
+  auto parsed = hs::safetensors_parse_header(bytes.data(), bytes.size(), static_cast<std::uint64_t>(size), name);
+  if (!parsed) return error_value(parsed.error());
+  hs::SafetensorsFile file = std::move(parsed.value());
+  file.data = nullptr;  // only the header is here (even for a file with no tensor data)
+  files_.insert_or_assign(name, std::move(file));
   return ok_value();
+}
+
+namespace {
+
+hs::CheckpointOptions checkpoint_options_of(val options) {
+  hs::CheckpointOptions out;
+  out.attention_only = !options.isUndefined() && !options.isNull() && options["attention_only"].isTrue();
+  return out;
+}
+
+}  // namespace
+
+val Session::read_plan(const std::string& config_json, val options) {
+  auto config = hs::config_from_json(config_json);
+  if (!config) return error_value(config.error());
+  std::vector<const hs::SafetensorsFile*> shards;
+  for (const auto& entry : files_) shards.push_back(&entry.second);
+  const auto plan = hs::checkpoint_read_plan(config.value(), shards, checkpoint_options_of(options));
+  val files = val::array();
+  std::size_t i = 0;
+  for (const auto& entry : files_) {
+    std::vector<double> ranges;
+    for (const hs::ByteRange& r : plan[i++]) {
+      ranges.push_back(static_cast<double>(r.begin));
+      ranges.push_back(static_cast<double>(r.end));
+    }
+    val file = val::object();
+    file.set("name", entry.first);
+    file.set("ranges", float64_copy(ranges));
+    files.call<void>("push", file);
+  }
+  val out = ok_value();
+  out.set("files", files);
+  return out;
 }
 
 val Session::load(const std::string& config_json, val read, val options) {
   model_.reset();
   unembed_embed.clear();
   edits = {};
-  std::map<std::string, FileHeader> files;
+  std::map<std::string, hs::SafetensorsFile> files;
   files.swap(files_);
   auto config = hs::config_from_json(config_json);
   if (!config) return error_value(config.error());
+  if (files.empty()) return error_value(hs::make_error("no .safetensors file was given"));
 
-  std::vector<hs::SafetensorsFile> shards;
-  for (const auto& [name, file] : files) {
-    auto parsed = hs::safetensors_parse_header(file.header.data(), file.header.size(), file.size, name);
-    if (!parsed) return error_value(parsed.error());
-    hs::SafetensorsFile shard = std::move(parsed.value());
-    shard.data = nullptr;  // only the header is here (even for a file with no tensor data)
+  std::vector<const hs::SafetensorsFile*> shards;
+  for (auto& [name, shard] : files) {
     const std::uint64_t start = 8 + shard.header_size;
     const std::string file_name = name;
     shard.reader = [read, file_name, start](std::uint64_t offset, std::size_t n, std::uint8_t* out) -> hs::Status {
       // The view is made just before the call: nothing can grow memory until JS returns.
       val problem = read(file_name, static_cast<double>(start + offset), val(emscripten::typed_memory_view(n, out)));
       if (problem.isUndefined() || problem.isNull()) return hs::Ok{};
-      return hs::make_error(file_name + ": " + (problem.isString() ? problem.as<std::string>() : std::string("cannot be read")));
+      return hs::make_error(hs::ErrorCode::bad_file,
+                            file_name + ": " + (problem.isString() ? problem.as<std::string>() : std::string("cannot be read")));
     };
-    shards.push_back(std::move(shard));
+    shards.push_back(&shard);
   }
-  if (shards.empty()) return error_value(hs::make_error("no .safetensors file was given"));
-  files.clear();
-  std::vector<const hs::SafetensorsFile*> pointers;
-  for (const auto& shard : shards) pointers.push_back(&shard);
-  hs::CheckpointOptions checkpoint_options;
-  checkpoint_options.attention_only = !options.isUndefined() && !options.isNull() && options["attention_only"].isTrue();
-  auto model = hs::model_from_checkpoint(config.value(), pointers, checkpoint_options);
+  auto model = hs::model_from_checkpoint(config.value(), shards, checkpoint_options_of(options));
   if (!model) return error_value(model.error());
   model_ = std::make_unique<hs::Model>(std::move(model.value()));
 

@@ -54,17 +54,23 @@ inline val int32_copy(const std::vector<int>& v) { return typed_copy("Int32Array
 nlohmann::json model_info(const hs::Model& model);
 
 // One loaded model and the files it came from. The files' bytes stay in JS,
-// outside wasm memory (which never shrinks): JS hands over each file's
-// header, then load() decodes every tensor straight into the model's weights
-// through a JS callback that copies a byte range into wasm memory. The peak
-// is the weights plus a scratch of a few hundred KB.
+// outside wasm memory (which never shrinks). The core owns the format: JS
+// hands over each file's header (add_file parses it, once), asks which byte
+// ranges the load will read (read_plan), fetches them, and load() decodes
+// every tensor straight into the model's weights through a JS callback that
+// copies a byte range into wasm memory. The peak is the weights plus a
+// scratch of a few hundred KB.
 class Session {
  public:
-  // Registers weight file `name` of `size` bytes by its first 8 + N bytes
-  // (`header`: a Uint8Array; parsed, against `size`, by load).
+  // Parses the first 8 + N bytes (`header`, a Uint8Array) of weight file
+  // `name` of `size` bytes, and keeps the tensor table for load().
   val add_file(const std::string& name, val header, double size);
-  // Builds the model from config.json text and every registered .safetensors
-  // file (a single file or all shards): {ok, info (JSON text)}. `read(name,
+  // The byte ranges of every added file that load() with the same config and
+  // options will read: {ok, files: [{name, ranges: Float64Array [begin, end,
+  // begin, end, ...]}]} (file offsets, adjacent tensors merged).
+  val read_plan(const std::string& config_json, val options);
+  // Builds the model from config.json text and every added .safetensors file
+  // (a single file or all shards): {ok, info (JSON text)}. `read(name,
   // offset, view)` fills the Uint8Array `view` (in wasm memory) with bytes
   // [offset, offset + view.length) of file `name` and returns undefined, or
   // an error message. It runs synchronously and must not call the module.
@@ -86,11 +92,7 @@ class Session {
   std::map<hs::WeightVariant, hs::MatrixRM> unembed_embed;
 
  private:
-  struct FileHeader {
-    std::vector<std::uint8_t> header;  // the first 8 + N bytes
-    std::uint64_t size = 0;            // the whole file's
-  };
-  std::map<std::string, FileHeader> files_;
+  std::map<std::string, hs::SafetensorsFile> files_;  // parsed headers, by file name
   std::unique_ptr<hs::Model> model_;
 };
 

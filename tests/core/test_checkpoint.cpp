@@ -259,6 +259,63 @@ TEST_CASE("files read through a reader load the same weights as files in memory"
   }
 }
 
+TEST_CASE("a reader that serves only the read plan loads every fixture, whole and attention-only", "[checkpoint]") {
+  for (const char* fixture : {"gpt2", "gpt_neox", "llama", "bert", "gpt_neo", "opt"}) {
+    for (bool attention_only : {false, true}) {
+      INFO(fixture << (attention_only ? ", attention only" : ""));
+      auto config = load_fixture_config(fixture);
+      REQUIRE(config.ok());
+      auto bytes = safetensors_read_bytes(fixture_dir(fixture) + "/model.safetensors");
+      REQUIRE(bytes.ok());
+      auto file = safetensors_parse(bytes->data(), bytes->size(), "model.safetensors");
+      REQUIRE(file.ok());
+      const CheckpointOptions options{attention_only};
+      const auto plan = checkpoint_read_plan(*config, {&*file}, options);
+      REQUIRE(plan.size() == 1);
+      // The plan: sorted, disjoint, not adjacent (merged), inside the data.
+      std::uint64_t planned = 0;
+      for (std::size_t i = 0; i < plan[0].size(); ++i) {
+        const ByteRange& r = plan[0][i];
+        CHECK(r.begin < r.end);
+        CHECK(r.begin >= 8 + file->header_size);
+        CHECK(r.end <= bytes->size());
+        if (i) CHECK(plan[0][i - 1].end < r.begin);
+        planned += r.end - r.begin;
+      }
+      // Buffers are left out; attention-only leaves out more.
+      std::uint64_t buffers = 0;
+      for (const TensorInfo& t : file->tensors)
+        if (!checkpoint_reads_tensor(*config, t.name, {})) buffers += t.end - t.begin;
+      if (!attention_only) CHECK(planned == file->data_size - buffers);
+      else CHECK(planned < file->data_size - buffers);
+      // Reads outside the plan fail.
+      SafetensorsFile header = *file;
+      header.data = nullptr;
+      const std::uint64_t start = 8 + file->header_size;
+      header.reader = [&](std::uint64_t offset, std::size_t n, std::uint8_t* out) -> Status {
+        const std::uint64_t begin = start + offset, end = begin + n;
+        for (const ByteRange& r : plan[0])
+          if (r.begin <= begin && end <= r.end) {
+            std::memcpy(out, bytes->data() + begin, n);
+            return Ok{};
+          }
+        return make_error("bytes [" + std::to_string(begin) + ", " + std::to_string(end) + ") are not in the plan");
+      };
+      auto planned_model = model_from_checkpoint(*config, {&header}, options);
+      INFO((planned_model.ok() ? "" : planned_model.error().message));
+      REQUIRE(planned_model.ok());
+      auto whole = model_from_checkpoint(*config, {&*file}, options);
+      REQUIRE(whole.ok());
+      const ModelWeights &x = planned_model->weights, &y = whole->weights;
+      CHECK(x.W_E == y.W_E);
+      for (std::size_t l = 0; l < x.layers.size(); ++l) {
+        CHECK((x.layers[l].W_Q == y.layers[l].W_Q && x.layers[l].W_O == y.layers[l].W_O));
+        CHECK(x.layers[l].ln1_w == y.layers[l].ln1_w);
+      }
+    }
+  }
+}
+
 TEST_CASE("transposes and splits read row by row give the weights of whole-tensor reads", "[checkpoint]") {
   for (const char* fixture : {"gpt2", "gpt_neox", "llama", "bert", "gpt_neo", "opt"}) {
     INFO(fixture);

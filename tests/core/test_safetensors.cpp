@@ -836,6 +836,8 @@ TEST_CASE("A malformed index file is rejected naming the problem", "[safetensors
   CHECK_CONTAINS(err(R"({"weight_map":{"a":"../x.safetensors"}})"), "not a relative path");
   CHECK_CONTAINS(err(R"({"weight_map":{"a":"/etc/x"}})"), "not a relative path");
   CHECK_CONTAINS(err(R"({"weight_map":{"a":""}})"), "not a relative path");
+  CHECK_CONTAINS(err(R"({"weight_map":{"a":"pytorch_model-00001-of-00002.bin"}})"), "not a .safetensors file");
+  CHECK_CONTAINS(err(R"({"weight_map":{"a":".safetensors"}})"), "not a .safetensors file");
 }
 
 // ----------------------------------------------------------------- fixtures
