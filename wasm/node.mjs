@@ -6,7 +6,8 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { CORE_WASM, coreWasmFile } from './features.mjs';
-import { createHeadscope } from './headscope.mjs';
+import { createHeadscope, HeadscopeError } from './headscope.mjs';
+import { readSlices } from './sources.mjs';
 
 export { Headscope, HeadscopeError } from './headscope.mjs';
 
@@ -29,7 +30,8 @@ export async function loadHeadscope(dir = wasmBuildDir()) {
   return createHeadscope(factory, { wasmBinary: fs.readFileSync(binary), wasmFile: path.basename(binary) });
 }
 
-// A model folder on disk as a source (see wasm/sources.mjs).
+// A model folder on disk as a source (see wasm/sources.mjs): ranges only,
+// so only the bytes a load reads are read.
 export function directorySource(dir) {
   const file = (name) => path.join(dir, name);
   return {
@@ -37,18 +39,21 @@ export function directorySource(dir) {
     async text(name) {
       return fs.existsSync(file(name)) ? fs.readFileSync(file(name), 'utf8') : null;
     },
-    async bytes(name, sink, { onProgress } = {}) {
+    async range(name, start, into, options = {}) {
       if (!fs.existsSync(file(name))) return null;
-      const size = fs.statSync(file(name)).size;
-      const target = sink(size);
-      const fd = fs.openSync(file(name), 'r');
+      const handle = await fs.promises.open(file(name), 'r');
       try {
-        for (let done = 0; done < size;) done += fs.readSync(fd, target, done, Math.min(1 << 24, size - done), done);
+        const { size } = await handle.stat();
+        return await readSlices(name, size, start, into, async (offset, n, view) => {
+          for (let done = 0; done < n;) {
+            const { bytesRead } = await handle.read(view, done, n - done, offset + done);
+            if (bytesRead === 0) throw new HeadscopeError(`${name}: the file ended while it was read`, 'bad_file');
+            done += bytesRead;
+          }
+        }, options);
       } finally {
-        fs.closeSync(fd);
+        await handle.close();
       }
-      onProgress?.({ file: name, loaded: size, total: size });
-      return target;
     },
   };
 }

@@ -1,9 +1,16 @@
-// Where a model's files come from. A source answers `text(name)` and
-// `bytes(name, sink)` for file names such as "config.json" or
-// "model-00001-of-00002.safetensors", returning null when the file does not
-// exist (so optional files can be probed), and throwing a HeadscopeError
-// naming the file otherwise (code 'network', or 'cancelled'). `bytes` streams into `sink(size)`, which returns the
-// Uint8Array to fill (a JS buffer: the core copies tensors out of it at load).
+// Where a model's files come from. A source answers, for file names such as
+// "config.json" or "model-00001-of-00002.safetensors":
+//   text(name)                     the file's text
+//   range(name, start, into)       bytes [start, start + into.length) into the
+//                                  Uint8Array `into`; returns the file's size
+//   bytes(name, sink)              the whole file, streamed into sink(size),
+//                                  which returns the Uint8Array to fill (for
+//                                  servers that refuse Range requests)
+// Each returns null when the file does not exist (so optional files can be
+// probed) — range also when the server answers without a range — and throws
+// a HeadscopeError naming the file otherwise (code 'network', 'bad_file' or
+// 'cancelled'). The bytes land in JS buffers; the core copies the tensors
+// out of them when it loads.
 //
 //   urlSource(base)            any static server (files at base + name)
 //   hubSource(repo, revision)  https://huggingface.co/{repo}/resolve/{revision}/{name}
@@ -13,33 +20,9 @@ import { isRepoId } from './ids.mjs';
 
 export const HUB_ENDPOINT = 'https://huggingface.co';
 
-async function readBody(response, name, sink, onProgress, signal) {
-  const length = Number(response.headers.get('Content-Length'));
-  if (!response.body || !Number.isFinite(length) || length <= 0 || response.headers.get('Content-Encoding')) {
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    const target = sink(bytes.length);
-    target.set(bytes);
-    onProgress?.({ file: name, loaded: bytes.length, total: bytes.length });
-    return target;
-  }
-  const target = sink(length);
-  const reader = response.body.getReader();
-  let loaded = 0;
-  for (;;) {
-    if (signal?.aborted) {
-      await reader.cancel();
-      throw new HeadscopeError('download cancelled', 'cancelled');
-    }
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (loaded + value.length > length) throw new HeadscopeError(`${name}: server sent more bytes than its Content-Length (${length})`, 'network');
-    target.set(value, loaded);
-    loaded += value.length;
-    onProgress?.({ file: name, loaded, total: length });
-  }
-  if (loaded !== length) throw new HeadscopeError(`${name}: download ended after ${loaded} of ${length} bytes`, 'network');
-  return target;
-}
+// A request that receives nothing (headers or body bytes) for this long
+// fails with code 'network' instead of waiting forever.
+export const STALL_MS = 60_000;
 
 function describeStatus(name, response) {
   const code = response.headers.get('X-Error-Code');
@@ -49,62 +32,139 @@ function describeStatus(name, response) {
   return `${name}: HTTP ${response.status} ${response.statusText}`.trim();
 }
 
+// One request of file `name`: the response (null for a 404) and `read()`,
+// which streams its body into `into` (or, when into is a function, into the
+// Uint8Array into(size) returns) and returns the bytes read. The caller's
+// signal cancels it; STALL_MS without data fails it; a body that ends early
+// or runs long is an error naming both sizes.
+async function request(fetchImpl, href, name, { signal, headers, stallMs }) {
+  if (typeof fetchImpl !== 'function') {
+    throw new HeadscopeError(`${name}: this JavaScript runtime has no fetch (node 18 or later, without --no-experimental-fetch)`, 'network');
+  }
+  const controller = new AbortController();
+  const cancel = () => controller.abort();
+  if (signal?.aborted) controller.abort();
+  signal?.addEventListener('abort', cancel, { once: true });
+  let timer = null;
+  let stalled = false;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      stalled = true;
+      controller.abort();
+    }, stallMs);
+    timer.unref?.();  // node: a pending timer does not keep the process alive
+  };
+  const settle = () => {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', cancel);
+  };
+  const failure = (error, what) => {
+    settle();
+    if (signal?.aborted) return new HeadscopeError('download cancelled', 'cancelled');
+    if (stalled) return new HeadscopeError(`${name}: no data from ${new URL(href).host} for ${Math.round(stallMs / 1000)} s`, 'network');
+    return new HeadscopeError(`${name}: ${what} (${error.message})`, 'network');
+  };
+  arm();
+  let response;
+  try {
+    response = await fetchImpl(href, { signal: controller.signal, headers });
+  } catch (error) {
+    throw failure(error, `network error fetching ${href}`);
+  }
+  clearTimeout(timer);  // read() arms it again for the body
+  if (!response.ok) {
+    settle();
+    await response.body?.cancel().catch(() => {});
+    if (response.status === 404) return { response: null };
+    return { response };
+  }
+  const read = async (into, onChunk) => {
+    const declared = Number(response.headers.get('Content-Length'));
+    const known = Number.isFinite(declared) && declared >= 0 && !response.headers.get('Content-Encoding') && response.headers.has('Content-Length');
+    if (typeof into === 'function') {
+      if (!known || !response.body) {
+        let bytes;
+        arm();
+        try {
+          bytes = new Uint8Array(await response.arrayBuffer());
+        } catch (error) {
+          throw failure(error, 'the download broke off');
+        }
+        settle();
+        const target = into(bytes.length);
+        target.set(bytes);
+        onChunk?.(bytes.length, bytes.length);
+        return target;
+      }
+      into = into(declared);
+    }
+    const reader = response.body.getReader();
+    let loaded = 0;
+    for (;;) {
+      let chunk;
+      arm();
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        throw failure(error, `the download broke off after ${loaded} of ${into.length} bytes`);
+      }
+      if (chunk.done) break;
+      if (loaded + chunk.value.length > into.length) {
+        settle();
+        await reader.cancel().catch(() => {});
+        throw new HeadscopeError(`${name}: the server sent more than the ${into.length} bytes it announced`, 'network');
+      }
+      into.set(chunk.value, loaded);
+      loaded += chunk.value.length;
+      onChunk?.(chunk.value.length, into.length);
+    }
+    settle();
+    if (loaded !== into.length) throw new HeadscopeError(`${name}: the download ended after ${loaded} of ${into.length} bytes`, 'network');
+    return into;
+  };
+  return { response, read };
+}
+
 // options.ranges = false: never use Range requests (whole files only).
-export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, headers = {}, ranges = true } = {}) {
+// stallMs: see STALL_MS.
+export function urlSource(base, { fetchImpl = globalThis.fetch, label = base, headers = {}, ranges = true, stallMs = STALL_MS } = {}) {
   const root = String(base).endsWith('/') ? String(base) : `${base}/`;
   const url = (name) => new URL(name, root).href;
-  async function get(name, signal) {
-    let response;
-    try {
-      response = await fetchImpl(url(name), { signal, headers });
-    } catch (error) {
-      if (signal?.aborted) throw new HeadscopeError('download cancelled', 'cancelled');
-      throw new HeadscopeError(`${name}: network error fetching ${url(name)} (${error.message})`, 'network');
-    }
-    if (response.status === 404) return null;
-    if (!response.ok) throw new HeadscopeError(describeStatus(name, response), 'network');
-    return response;
-  }
   const source = {
     label,
     async text(name, { signal } = {}) {
-      const response = await get(name, signal);
-      return response ? response.text() : null;
+      const { response, read } = await request(fetchImpl, url(name), name, { signal, headers, stallMs });
+      if (!response) return null;
+      if (!response.ok) throw new HeadscopeError(describeStatus(name, response), 'network');
+      return new TextDecoder().decode(await read((size) => new Uint8Array(size)));
     },
-    // Reads bytes [start, start + into.length) of a file into `into`.
-    // Returns the file's total size, or null when the server does not honour
-    // Range requests (it answered 200 with the whole file) or has no such
-    // file: the caller then falls back to bytes().
+    // Null when the server does not honour Range requests (it answered 200
+    // with the whole file) or has no such file: the caller then falls back
+    // to bytes().
     async range(name, start, into, { signal, onChunk } = {}) {
-      let response;
-      try {
-        response = await fetchImpl(url(name), { signal, headers: { ...headers, Range: `bytes=${start}-${start + into.length - 1}` } });
-      } catch (error) {
-        if (signal?.aborted) throw new HeadscopeError('download cancelled', 'cancelled');
-        throw new HeadscopeError(`${name}: network error fetching ${url(name)} (${error.message})`, 'network');
-      }
-      if (response.status === 200 || response.status === 404) {
-        await response.body?.cancel();
+      const { response, read } = await request(fetchImpl, url(name), name, {
+        signal, stallMs, headers: { ...headers, Range: `bytes=${start}-${start + into.length - 1}` },
+      });
+      if (!response) return null;
+      if (response.status === 200) {
+        await response.body?.cancel().catch(() => {});
         return null;
       }
       if (response.status !== 206) throw new HeadscopeError(describeStatus(name, response), 'network');
       const total = Number(/\/(\d+)$/.exec(response.headers.get('Content-Range') || '')?.[1]);
-      const reader = response.body.getReader();
-      let loaded = 0;
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        if (loaded + value.length > into.length) throw new HeadscopeError(`${name}: server sent more than the ${into.length} bytes asked for at ${start}`, 'network');
-        into.set(value, loaded);
-        loaded += value.length;
-        onChunk?.(value.length);
-      }
-      if (loaded !== into.length) throw new HeadscopeError(`${name}: asked for ${into.length} bytes at ${start}, got ${loaded}`, 'network');
+      await read(into, (n) => onChunk?.(n));
       return total;
     },
     async bytes(name, sink, { onProgress, signal } = {}) {
-      const response = await get(name, signal);
-      return response ? readBody(response, name, sink, onProgress, signal) : null;
+      const { response, read } = await request(fetchImpl, url(name), name, { signal, headers, stallMs });
+      if (!response) return null;
+      if (!response.ok) throw new HeadscopeError(describeStatus(name, response), 'network');
+      let loaded = 0;
+      return read(sink, (n, total) => {
+        loaded += n;
+        onProgress?.({ file: name, loaded, total });
+      });
     },
   };
   if (!ranges) delete source.range;
@@ -144,7 +204,26 @@ export function hubSource(repo, revision = 'main', { endpoint = HUB_ENDPOINT, to
   return urlSource(base, { fetchImpl, label: `${repo}@${revision}`, headers });
 }
 
-// files: File/Blob objects with .name (a folder drop gives paths; the base name is used).
+// Reads bytes [start, start + into.length) of a local file of `size` bytes
+// in 16 MB slices, `slice(offset, n, view)` reading each; the signal is
+// checked between slices, so a cancel stops a large read at once.
+export async function readSlices(name, size, start, into, slice, { signal, onChunk } = {}) {
+  if (start + into.length > size) {
+    throw new HeadscopeError(`${name}: the file ends at byte ${size}, before byte ${start + into.length}`, 'bad_file');
+  }
+  const step = 1 << 24;
+  for (let done = 0; done < into.length;) {
+    if (signal?.aborted) throw new HeadscopeError('load cancelled', 'cancelled');
+    const n = Math.min(step, into.length - done);
+    await slice(start + done, n, into.subarray(done, done + n));
+    done += n;
+    onChunk?.(n);
+  }
+  return size;
+}
+
+// files: File/Blob objects with .name (a folder drop gives paths; the base
+// name is used). Local files answer ranges: only what the load reads is read.
 export function fileListSource(files) {
   const byName = new Map();
   for (const file of files) byName.set(String(file.name).split('/').pop(), file);
@@ -155,19 +234,12 @@ export function fileListSource(files) {
       const file = byName.get(name);
       return file ? file.text() : null;
     },
-    async bytes(name, sink, { onProgress } = {}) {
+    async range(name, start, into, options = {}) {
       const file = byName.get(name);
       if (!file) return null;
-      const target = sink(file.size);
-      // In 16 MB slices: a whole-file arrayBuffer() would hold the file twice.
-      const step = 1 << 24;
-      for (let offset = 0; offset < file.size; offset += step) {
-        const end = Math.min(file.size, offset + step);
-        target.set(new Uint8Array(await file.slice(offset, end).arrayBuffer()), offset);
-        onProgress?.({ file: name, loaded: end, total: file.size });
-      }
-      if (file.size === 0) onProgress?.({ file: name, loaded: 0, total: 0 });
-      return target;
+      return readSlices(name, file.size, start, into, async (offset, n, view) => {
+        view.set(new Uint8Array(await file.slice(offset, offset + n).arrayBuffer()));
+      }, options);
     },
   };
 }

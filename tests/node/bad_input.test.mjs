@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { directorySource, HeadscopeError, loadHeadscope } from '../../wasm/node.mjs';
-import { copyModel, oracleDir, oracleIds } from './support.mjs';
+import { copyModel, oracleDir, oracleIds, tempDir } from './support.mjs';
 
 const core = await loadHeadscope();
 
@@ -131,6 +131,49 @@ test('a missing config.json or weights file, and a cancelled load, carry their c
   await assert.rejects(session.load(directorySource(oracleDir('gpt2')), { signal: controller.signal }), (e) => e.code === 'cancelled');
   assert.throws(() => core.createSession().run([1, 2]), (e) => e.code === 'no_model');
   session.dispose();
+});
+
+// directorySource with a count of the bytes it reads.
+function countingSource(dir) {
+  const source = directorySource(dir);
+  const counted = { ...source, read: 0 };
+  counted.range = async (name, start, into, options) => {
+    const size = await source.range(name, start, into, options);
+    if (size !== null) counted.read += into.length;
+    return size;
+  };
+  return counted;
+}
+
+test('a local model is read by ranges: its headers and the tensors the load needs, nothing else', async () => {
+  for (const family of ['gpt2', 'llama']) {
+    const file = path.join(oracleDir(family), 'model.safetensors');
+    const size = fs.statSync(file).size;
+    const whole = countingSource(oracleDir(family));
+    const session = core.createSession();
+    await session.load(whole);
+    assert.ok(whole.read <= size, `${family}: ${whole.read} bytes read of ${size}`);
+    const light = countingSource(oracleDir(family));
+    await session.load(light, { attentionOnly: true });
+    assert.ok(light.read < 0.8 * whole.read, `${family}: attention only read ${light.read} bytes, the whole load ${whole.read}`);
+    session.dispose();
+  }
+});
+
+test('a cancel stops a large local read between its 16 MB slices', async () => {
+  const dir = tempDir('headscope-sparse-');
+  const file = path.join(dir, 'big.bin');
+  fs.writeFileSync(file, Buffer.alloc(0));
+  fs.truncateSync(file, 2 ** 30);  // 1 GB, sparse
+  const source = directorySource(dir);
+  const controller = new AbortController();
+  let slices = 0;
+  await assert.rejects(source.range('big.bin', 0, new Uint8Array(2 ** 28), {
+    signal: controller.signal,
+    onChunk: () => { if (++slices === 2) controller.abort(); },
+  }), (e) => e.code === 'cancelled');
+  assert.equal(slices, 2, 'the read stopped at the slice after the cancel');
+  await assert.rejects(source.range('big.bin', 2 ** 30 - 4, new Uint8Array(8)), (e) => e.code === 'bad_file' && /ends at byte/.test(e.message));
 });
 
 test('more tokens than the context and out-of-range ids are refused with a clear notice', async () => {

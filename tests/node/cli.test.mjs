@@ -67,6 +67,13 @@ test('bad arguments and bad models fail with a message, not a stack trace', () =
   }
 });
 
+test('the CLI under node --no-experimental-fetch says that it cannot reach a hub', () => {
+  const out = spawnSync(process.execPath, [...wasmFlags, '--no-experimental-fetch', cli, 'info', 'owner/model', '--endpoint', 'http://127.0.0.1:9'], { encoding: 'utf8' });
+  assert.notEqual(out.status, 0);
+  assert.match(out.stderr, /no fetch/);
+  assert.doesNotMatch(out.stderr, /is not a function|\n\s+at /);
+});
+
 test('metrics --out DIR writes per-head metrics as JSON and the pairwise matrices as .npy, equal to the API', async () => {
   const dir = tempDir();
   const out = headscope('metrics', oracleDir('llama'), '--processed', '--out', dir);

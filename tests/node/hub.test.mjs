@@ -4,6 +4,7 @@
 // sharded checkpoints through model.safetensors.index.json; clear errors.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
@@ -235,4 +236,45 @@ test('a prefetch follows the asker\'s abort: a stalled download is cancelled, he
   } finally {
     await slow.close();
   }
+});
+
+// A server whose every answer is decided by `handle(req, res)`.
+async function rawServer(handle) {
+  const srv = http.createServer(handle);
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${srv.address().port}/`, close: () => { srv.closeAllConnections(); srv.close(); } };
+}
+
+test('a server that stalls, or lies about Content-Length, fails with code network and says how', async () => {
+  // Headers that never come, then a body that stops.
+  const silent = await rawServer(() => {});
+  const stalling = await rawServer((req, res) => {
+    res.writeHead(200, { 'Content-Length': 1000 });
+    res.write(Buffer.alloc(10));
+  });
+  const short = await rawServer((req, res) => {
+    res.writeHead(200, { 'Content-Length': 1000 });
+    res.end(Buffer.alloc(10));
+  });
+  try {
+    await assert.rejects(urlSource(silent.url, { stallMs: 300 }).text('config.json'),
+      (e) => e.code === 'network' && /no data from 127\.0\.0\.1:\d+ for 0 s/.test(e.message));
+    await assert.rejects(urlSource(stalling.url, { stallMs: 300 }).bytes('model.safetensors', (n) => new Uint8Array(n)),
+      (e) => e.code === 'network' && /no data/.test(e.message));
+    await assert.rejects(urlSource(short.url).bytes('model.safetensors', (n) => new Uint8Array(n)),
+      (e) => e.code === 'network' && /10 of 1000|broke off/.test(e.message));
+    // A cancel still wins over the stall timeout.
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 50);
+    await assert.rejects(urlSource(silent.url).text('config.json', { signal: controller.signal }), (e) => e.code === 'cancelled');
+  } finally {
+    silent.close();
+    stalling.close();
+    short.close();
+  }
+});
+
+test('a runtime without fetch gets a message saying so', async () => {
+  await assert.rejects(urlSource('http://127.0.0.1:9/', { fetchImpl: null }).text('config.json'),
+    (e) => e.code === 'network' && /no fetch/.test(e.message));
 });
