@@ -9,12 +9,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <numeric>
 #include <string>
 
 #include "geometry.hpp"
 #include "kernels.hpp"
+#include "rng.hpp"
 
 namespace hs {
 
@@ -43,29 +43,7 @@ const char* prune_order_name(PruneOrder order) {
   return order == PruneOrder::gradient ? "gradient" : "leave_one_out";
 }
 
-std::uint64_t ProbeRng::next_u64() {
-  std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-int ProbeRng::below(int n) {
-  if (n <= 1) return 0;
-  // Reject the top partial block of 2^64 so every residue is equally likely.
-  const std::uint64_t un = static_cast<std::uint64_t>(n);
-  const std::uint64_t limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % un;
-  std::uint64_t r;
-  do r = next_u64();
-  while (r >= limit);
-  return static_cast<int>(r % un);
-}
-
 namespace {
-
-Error cancelled() { return make_error("cancelled"); }
-
-bool report(const ProgressFn& progress, double fraction) { return !progress || progress(fraction); }
 
 Status check_head(const ModelConfig& c, int layer, int head, const char* what) {
   if (layer < 0 || layer >= c.n_layer || head < 0 || head >= c.n_head)
@@ -532,7 +510,7 @@ Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& id
   r.mode = mode;
   r.loss_base = base_value->mean;
   for (int i = 0; i < N; ++i) {
-    if (!report(progress, double(i) / N)) return cancelled();
+    if (!report_progress(progress, double(i) / N)) return cancelled_error();
     auto run = run_plan(model, ids, edits, by, ablation_plan(c, {i}, mode, base->means), opt);
     if (!run.ok()) return run.error();
     auto v = objective_value(model, ids, *run, objective);
@@ -540,7 +518,7 @@ Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& id
     r.loss.push_back(v->mean);
     r.delta.push_back(v->mean - r.loss_base);
   }
-  report(progress, 1.0);
+  report_progress(progress, 1.0);
   return r;
 }
 
@@ -896,7 +874,7 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
   } else {
     const double n_runs = N + 1;
     auto loo = leave_one_out(model, ids, options.mode, objective, edits, [&](double f) {
-      return report(progress, (runs_done + f * n_runs) / total_runs);
+      return report_progress(progress, (runs_done + f * n_runs) / total_runs);
     });
     if (!loo.ok()) return loo.error();
     r.importance = loo->delta;
@@ -914,7 +892,7 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
 
   auto curve = [&](const std::vector<int>& order, std::vector<double>& out) -> Status {
     for (int p = 0; p < P; ++p) {
-      if (!report(progress, runs_done / total_runs)) return cancelled();
+      if (!report_progress(progress, runs_done / total_runs)) return cancelled_error();
       const std::vector<int> removed(order.begin(), order.begin() + r.n_removed[p]);
       auto run = run_plan(model, ids, edits, by, ablation_plan(c, removed, options.mode, base->means), opt);
       if (!run.ok()) return run.error();
@@ -926,7 +904,7 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
     return Ok{};
   };
   HS_TRY(curve(r.order, r.loss));
-  ProbeRng rng(options.seed);
+  Rng rng(options.seed);
   r.random_loss_mean.assign(P, 0.0);
   for (int k = 0; k < options.n_random; ++k) {
     std::vector<int> order(N);
@@ -938,7 +916,7 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
     for (int p = 0; p < P; ++p) r.random_loss_mean[p] += losses[p] / options.n_random;
     r.random_loss.insert(r.random_loss.end(), losses.begin(), losses.end());
   }
-  report(progress, 1.0);
+  report_progress(progress, 1.0);
   return r;
 }
 
@@ -966,7 +944,7 @@ Result<MergeReport> evaluate_head_merge(const Model& model, const std::vector<in
   const int n_runs = 6;
   int done = 0;
   auto loss_with = [&](const ModelEdits& e, const std::vector<int>& ablated) -> Result<double> {
-    if (!report(progress, double(done++) / n_runs)) return cancelled();
+    if (!report_progress(progress, double(done++) / n_runs)) return cancelled_error();
     const auto by_e = edits_by_layer(c, e);
     auto run = run_plan(model, ids, e, by_e, ablation_plan(c, ablated, AblationMode::zero, no_means), opt);
     if (!run.ok()) return run.error();
@@ -1004,7 +982,7 @@ Result<MergeReport> evaluate_head_merge(const Model& model, const std::vector<in
   r.loss_merged_pattern_b = *mb;
   r.best_pattern_head = r.loss_merged_pattern_b < r.loss_merged_pattern_a ? head_b : head_a;
   r.loss_merged = std::min(r.loss_merged_pattern_a, r.loss_merged_pattern_b);
-  report(progress, 1.0);
+  report_progress(progress, 1.0);
   return r;
 }
 

@@ -9,45 +9,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
 
 #include <nlohmann/json.hpp>
 
+#include "rng.hpp"
+
 namespace hs {
-
-// ---------------------------------------------------------------------------
-// Random numbers.
-
-double TrainRng::uniform() { return static_cast<double>(engine_() >> 11) * (1.0 / 9007199254740992.0); }
-
-int TrainRng::below(int n) {
-  if (n <= 1) return 0;
-  const std::uint64_t range = static_cast<std::uint64_t>(n);
-  // Reject the top partial bucket so that every value is equally likely.
-  const std::uint64_t limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % range;
-  std::uint64_t x;
-  do {
-    x = engine_();
-  } while (x >= limit);
-  return static_cast<int>(x % range);
-}
-
-double TrainRng::normal() {
-  if (has_spare_) {
-    has_spare_ = false;
-    return spare_;
-  }
-  double u1;
-  do {
-    u1 = uniform();
-  } while (u1 <= 0.0);
-  const double u2 = uniform();
-  const double r = std::sqrt(-2.0 * std::log(u1));
-  const double a = 6.283185307179586 * u2;
-  spare_ = r * std::sin(a);
-  has_spare_ = true;
-  return r * std::cos(a);
-}
 
 // ---------------------------------------------------------------------------
 // Configuration, initialisation, parameters.
@@ -100,7 +67,7 @@ float attn_scale_of(const ModelConfig& c) {
   return c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.d_head));
 }
 
-void fill_normal(TrainRng& rng, float* data, std::size_t n, double std_dev) {
+void fill_normal(Rng& rng, float* data, std::size_t n, double std_dev) {
   for (std::size_t i = 0; i < n; ++i) data[i] = static_cast<float>(rng.normal() * std_dev);
 }
 
@@ -139,7 +106,7 @@ Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed, const Ini
   w.ln_final_w = RowVectorF::Ones(d);
   w.ln_final_b = zeros(d);
 
-  TrainRng rng(seed);
+  Rng rng(seed);
   const double std_dev = options.std;
   const double std_proj = options.std / std::sqrt(2.0 * config.n_layer);
   fill_normal(rng, w.W_E.data(), static_cast<std::size_t>(w.W_E.size()), std_dev);

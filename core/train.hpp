@@ -10,9 +10,8 @@
 // causal attention scaled by 1/sqrt(dh), no GQA, embeddings tied to the
 // unembedding, no lm_head bias). check_trainable says what else is refused.
 //
-// Determinism: everything runs on one thread, in a fixed order, with our own
-// random distributions over std::mt19937_64 (whose output sequence the C++
-// standard fixes); the same build given the same seed gives the same bits.
+// Determinism: everything runs on one thread, in a fixed order, with the
+// core's Rng (rng.hpp); the same build given the same seed gives the same bits.
 //
 // Shape legend: B = sequences in the batch, T = tokens per sequence,
 // N = B*T rows, d = d_model, H = heads, dh = d_head, V = vocabulary,
@@ -20,7 +19,6 @@
 #pragma once
 
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -29,22 +27,6 @@
 #include "result.hpp"
 
 namespace hs {
-
-// Random numbers whose values do not depend on the standard library's
-// distribution implementations (those differ between libstdc++ and libc++).
-class TrainRng {
- public:
-  explicit TrainRng(std::uint64_t seed) : engine_(seed) {}
-  std::uint64_t next_u64() { return engine_(); }
-  double uniform();       // [0, 1), 53 random bits
-  int below(int n);       // uniform integer in [0, n), by rejection (no modulo bias)
-  double normal();        // standard normal, Box-Muller
-
- private:
-  std::mt19937_64 engine_;
-  bool has_spare_ = false;
-  double spare_ = 0;
-};
 
 // A gpt2-family configuration as GPT2Config would describe it (gelu_new,
 // LayerNorm eps 1e-5, d_head = d_model / n_head, tied embeddings).
@@ -70,7 +52,7 @@ struct InitOptions {
 
 // GPT-2 initialisation (transformers GPT2PreTrainedModel._init_weights):
 // weights N(0, std), residual output projections N(0, std/sqrt(2*n_layer)),
-// biases 0, LayerNorm weights 1. W_U is set to W_E^T.
+// biases 0, LayerNorm weights 1, drawn from Rng(seed). W_U is set to W_E^T.
 Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed, const InitOptions& options = {});
 
 // A ModelWeights of zeros with the same shapes (for gradients and moments).

@@ -12,6 +12,7 @@
 
 #include "forward.hpp"
 #include "model.hpp"
+#include "rng.hpp"
 #include "safetensors.hpp"
 #include "train.hpp"
 
@@ -25,7 +26,7 @@ Model tiny_model(std::uint64_t seed, int d_vocab = 23, int n_ctx = 12) {
   Result<Model> m = gpt2_init(gpt2_config(2, 16, 4, 32, d_vocab, n_ctx), seed);
   REQUIRE(m.ok());
   Model model = std::move(m).value();
-  TrainRng rng(seed + 100);
+  Rng rng(seed + 100);
   for (ParamRef& p : trainable_params(model.weights))
     for (std::size_t i = 0; i < p.size; ++i) p.data[i] += static_cast<float>(0.3 * rng.normal());
   tie_unembedding(model);
@@ -37,7 +38,7 @@ struct Batch {
 };
 
 Batch random_batch(std::uint64_t seed, int n_seq, int n_tok, int d_vocab) {
-  TrainRng rng(seed);
+  Rng rng(seed);
   Batch b;
   for (int i = 0; i < n_seq * n_tok; ++i) {
     b.tokens.push_back(rng.below(d_vocab));
@@ -157,7 +158,7 @@ TEST_CASE("a short training run lowers the loss and is reproducible bit for bit"
     AdamWState state = adamw_init(model);
     ModelWeights grads = zeros_like(model.weights);
     TrainCache cache;
-    TrainRng data(seed + 1);
+    Rng data(seed + 1);
     const int B = 8, T = 32;
     for (int step = 0; step < 40; ++step) {
       std::vector<int> tok(B * T), tgt(B * T);

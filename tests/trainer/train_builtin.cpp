@@ -35,6 +35,7 @@
 #include "forward.hpp"
 #include "interventions.hpp"
 #include "model.hpp"
+#include "rng.hpp"
 #include "safetensors.hpp"
 #include "train.hpp"
 
@@ -43,7 +44,7 @@ namespace {
 using hs::Error;
 using hs::Model;
 using hs::Result;
-using hs::TrainRng;
+using hs::Rng;
 using json = nlohmann::json;
 
 // ---------------------------------------------------------------------------
@@ -237,7 +238,7 @@ void text_sequence(const std::vector<int>& stream, std::size_t start, int T, int
   }
 }
 
-int random_token(TrainRng& rng, int vocab, int eot) {
+int random_token(Rng& rng, int vocab, int eot) {
   for (;;) {
     const int t = rng.below(vocab);
     if (t != eot) return t;
@@ -246,7 +247,7 @@ int random_token(TrainRng& rng, int vocab, int eot) {
 
 // [eot] + R + R + R ... with R a span of uniform random tokens. Only the
 // repeats are trained on: the first copy of R is unpredictable.
-void repeat_sequence(TrainRng& rng, int T, int min_len, int max_len, int vocab, int eot, int* tok, int* tgt) {
+void repeat_sequence(Rng& rng, int T, int min_len, int max_len, int vocab, int eot, int* tok, int* tgt) {
   // At least two copies fit: the span is at most half of the sequence after BOS.
   max_len = std::max(min_len, std::min(max_len, (T - 1) / 2));
   const int len = min_len + rng.below(max_len - min_len + 1);
@@ -842,7 +843,7 @@ int main(int argc, char** argv) {
   hs::AdamWState state = hs::adamw_init(model);
   hs::ModelWeights grads = hs::zeros_like(model.weights);
   hs::TrainCache cache;
-  TrainRng rng(o.seed * 0x9E3779B97F4A7C15ull + 17);
+  Rng rng(o.seed * 0x9E3779B97F4A7C15ull + 17);
   Result<hs::InductionTest> probe = hs::induction_test(model);
   if (!probe) {
     std::fprintf(stderr, "train_builtin: induction_test: %s\n", probe.error().message.c_str());
