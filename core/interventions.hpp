@@ -202,8 +202,8 @@ Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& id
 
 // Michel et al. (SPEC §5.9) on one sequence: the gradient of the objective
 // with respect to the head gates xi (head_mask) at `gate` (empty = all 1),
-// by one reverse pass through the forward (edits included). gradient[h] =
-// sum_ij A_h[i,j] dL/dA^gated_h[i,j]; at xi = 1 it equals
+// by one reverse pass through the forward (blocks_backward, edits included).
+// gradient[h] = sum_ij A_h[i,j] dL/dA^gated_h[i,j]; at xi = 1 it equals
 // sum z_h . dL/dz_h plus the head's edit paths.
 struct GradientImportance {
   int n_layer = 0, n_head = 0;

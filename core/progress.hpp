@@ -16,7 +16,9 @@ using ProgressFn = std::function<bool(double fraction)>;
 
 // Reports `fraction` (when there is a callback); false: the caller stops and
 // returns cancelled_error().
-inline bool report_progress(const ProgressFn& progress, double fraction) { return !progress || progress(fraction); }
+inline bool report_progress(const ProgressFn& progress, double fraction) {
+  return !progress || progress(fraction);
+}
 
 inline Error cancelled_error() { return make_error("cancelled"); }
 

@@ -36,7 +36,8 @@ class Rng {
   int below(int n) {
     if (n <= 1) return 0;
     const std::uint64_t un = static_cast<std::uint64_t>(n);
-    const std::uint64_t limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % un;
+    const std::uint64_t limit =
+        std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % un;
     std::uint64_t r;
     do r = next_u64();
     while (r >= limit);

@@ -12,7 +12,8 @@
 //   OUT/curve.svg                             the curve as a picture
 //   OUT/README.md                             the model card
 //
-// One thread, fixed seeds: the same build reproduces the same bits.
+// One thread, fixed seeds: the same build reproduces the same bits on CPUs that
+// take the same GEMM kernel (hs::gemm_kernel_name(), recorded in training.json).
 // Usage: train_builtin --data CORPUS_DIR --out MODEL_DIR [--steps N] [--seed S] ...
 // (tests/trainer/train_builtin.sh runs the whole pipeline.)
 
@@ -34,6 +35,7 @@
 #include "detectors.hpp"
 #include "forward.hpp"
 #include "interventions.hpp"
+#include "kernels.hpp"
 #include "model.hpp"
 #include "rng.hpp"
 #include "safetensors.hpp"
@@ -628,8 +630,8 @@ std::string model_card(const Options& o, const Corpus& corpus, const Analysis& a
     << ") trained by headscope's own C++ trainer (`core/train.cpp`) on a corpus that code in this repository generates. "
        "It is stored in the Hugging Face GPT-2 format (`config.json`, `model.safetensors`, `tokenizer.json`) and loads "
        "through the same code as hub checkpoints.\n\n";
-  m << "Everything below was written by the training command; rerunning it reproduces these numbers (same build: "
-       "one thread, fixed seeds).\n\n";
+  m << "Everything below was written by the training command; rerunning it reproduces these numbers (same build and "
+       "GEMM kernel, here `" << hs::gemm_kernel_name() << "`: one thread, fixed seeds).\n\n";
 
   // Roles summary.
   const HeadReport* best_ind = nullptr;
@@ -734,8 +736,9 @@ std::string model_card(const Options& o, const Corpus& corpus, const Analysis& a
   m << "## How it was trained\n\n";
   m << "Command, from the repository root (needs node with `npm install` done, cmake, ninja, a C++17 compiler, Eigen, "
        "nlohmann-json, xtl):\n\n```sh\ntests/trainer/train_builtin.sh\n```\n\n";
-  m << "It builds `train_builtin` (plain `-O2`, no `-march`), generates the corpus with `node tests/trainer/build_corpus.mjs`, "
-       "trains, measures, and writes this folder.\n\n";
+  m << "It builds `train_builtin` (plain `-O2`, no `-march`: the core's kernels choose AVX2 + FMA at run time when the "
+       "CPU has them), generates the corpus with `node tests/trainer/build_corpus.mjs`, trains, measures, and writes this "
+       "folder.\n\n";
   m << "- **Corpus** (`tests/trainer/build_corpus.mjs`, seed fixed): " << corpus.train_docs.size() << " training documents ("
     << corpus.train.size() << " tokens) and " << corpus.heldout_docs.size() << " held-out documents (" << corpus.heldout.size()
     << " tokens) of a procedural English-like grammar: short stories about a cast of common and invented names, objects "
@@ -959,7 +962,8 @@ int main(int argc, char** argv) {
         {"seq_switch", o.seq_switch}, {"head_lasso", o.head_lasso}, {"head_lasso_start", o.head_lasso_start}}},
       {"corpus", {{"train_tokens", corpus.train.size()}, {"train_documents", corpus.train_docs.size()},
                   {"heldout_tokens", corpus.heldout.size()}, {"vocab", corpus.vocab}, {"eot", corpus.eot}}},
-      {"training", {{"tokens", trained_tokens(o)}, {"wall_seconds", train_seconds}, {"cpu_seconds", train_cpu}}},
+      {"training", {{"tokens", trained_tokens(o)}, {"wall_seconds", train_seconds}, {"cpu_seconds", train_cpu},
+                    {"gemm_kernel", hs::gemm_kernel_name()}}},
       {"final",
        {{"text_loss", an.text_loss}, {"induction_test_first_half_loss", an.first_loss},
         {"induction_test_second_half_loss", an.rep_loss}, {"max_logit_diff_run_model_vs_train_forward", an.max_logit_diff}}},
