@@ -75,16 +75,28 @@ void embedding_backward(MatrixRM* dW_E, MatrixRM* dW_pos, const MatrixRM& dx, co
 // ---------------------------------------------------------------------------
 // Norms
 
+namespace {
+
+// Row t's mean and biased variance, in double.
+void row_mean_var(const MatrixRM& x, Eigen::Index t, double& mean, double& var) {
+  const Eigen::Index d = x.cols();
+  mean = 0;
+  var = 0;
+  for (Eigen::Index m = 0; m < d; ++m) mean += x(t, m);
+  mean /= d;
+  for (Eigen::Index m = 0; m < d; ++m) var += (x(t, m) - mean) * (x(t, m) - mean);
+  var /= d;
+}
+
+}  // namespace
+
 void layer_norm_forward(MatrixRM& out, const MatrixRM& x, const RowVectorF& w, const RowVectorF& b,
                         float eps) {
   const Eigen::Index N = x.rows(), d = x.cols();
   out.resize(N, d);
   for (Eigen::Index t = 0; t < N; ++t) {
-    double mean = 0, var = 0;
-    for (Eigen::Index m = 0; m < d; ++m) mean += x(t, m);
-    mean /= d;
-    for (Eigen::Index m = 0; m < d; ++m) var += (x(t, m) - mean) * (x(t, m) - mean);
-    var /= d;
+    double mean, var;
+    row_mean_var(x, t, mean, var);
     const float mu = static_cast<float>(mean);
     const float rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
     for (Eigen::Index m = 0; m < d; ++m) out(t, m) = (x(t, m) - mu) * rstd * w[m] + (b.size() ? b[m] : 0.f);
@@ -96,11 +108,8 @@ void layer_norm_backward(MatrixRM& dx, RowVectorF* dw, RowVectorF* db, const Mat
   const Eigen::Index N = x.rows(), d = x.cols();
   std::vector<double> dw_sum(dw ? d : 0, 0.0), db_sum(db ? d : 0, 0.0);
   for (Eigen::Index t = 0; t < N; ++t) {
-    double mean = 0, var = 0;
-    for (Eigen::Index m = 0; m < d; ++m) mean += x(t, m);
-    mean /= d;
-    for (Eigen::Index m = 0; m < d; ++m) var += (x(t, m) - mean) * (x(t, m) - mean);
-    var /= d;
+    double mean, var;
+    row_mean_var(x, t, mean, var);
     const double rstd = 1.0 / std::sqrt(var + eps);
     double g_mean = 0, gx_mean = 0;
     for (Eigen::Index m = 0; m < d; ++m) {
@@ -344,7 +353,11 @@ Rope rope_tables(const ModelConfig& c, int T) {
   return r;
 }
 
-void rope_forward(MatrixRM& x, int n_heads, int dh, const Rope& r) {
+namespace {
+
+// Rotates each head's pairs (c, c + R/2) of x [N, n_heads*dh] in place by
+// sign * angle: +1 is RoPE, -1 its transpose.
+void rope_rotate(MatrixRM& x, int n_heads, int dh, const Rope& r, float sign) {
   const int half = r.R / 2;
   if (half == 0) return;
   const Eigen::Index T = r.cos.rows();
@@ -353,7 +366,7 @@ void rope_forward(MatrixRM& x, int n_heads, int dh, const Rope& r) {
     for (int h = 0; h < n_heads; ++h) {
       float* v = &x(t, h * dh);
       for (int j = 0; j < half; ++j) {
-        const float x1 = v[j], x2 = v[j + half], cs = r.cos(p, j), sn = r.sin(p, j);
+        const float x1 = v[j], x2 = v[j + half], cs = r.cos(p, j), sn = sign * r.sin(p, j);
         v[j] = x1 * cs - x2 * sn;
         v[j + half] = x2 * cs + x1 * sn;
       }
@@ -361,21 +374,12 @@ void rope_forward(MatrixRM& x, int n_heads, int dh, const Rope& r) {
   }
 }
 
+}  // namespace
+
+void rope_forward(MatrixRM& x, int n_heads, int dh, const Rope& r) { rope_rotate(x, n_heads, dh, r, 1.f); }
+
 void rope_backward(MatrixRM& dx, int n_heads, int dh, const Rope& r) {
-  const int half = r.R / 2;
-  if (half == 0) return;
-  const Eigen::Index T = r.cos.rows();
-  for (Eigen::Index t = 0; t < dx.rows(); ++t) {
-    const Eigen::Index p = t % T;
-    for (int h = 0; h < n_heads; ++h) {
-      float* v = &dx(t, h * dh);
-      for (int j = 0; j < half; ++j) {
-        const float y1 = v[j], y2 = v[j + half], cs = r.cos(p, j), sn = r.sin(p, j);
-        v[j] = y1 * cs + y2 * sn;
-        v[j + half] = y2 * cs - y1 * sn;
-      }
-    }
-  }
+  rope_rotate(dx, n_heads, dh, r, -1.f);
 }
 
 // ---------------------------------------------------------------------------
