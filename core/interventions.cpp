@@ -691,9 +691,8 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
     runs_done += 1;
   } else {
     const double n_runs = N + 1;
-    auto loo = leave_one_out(model, ids, options.mode, objective, edits, [&](double f) {
-      return report_progress(progress, (runs_done + f * n_runs) / total_runs);
-    });
+    auto loo = leave_one_out(model, ids, options.mode, objective, edits,
+                             progress_range(progress, runs_done / total_runs, (runs_done + n_runs) / total_runs));
     if (!loo.ok()) return loo.error();
     r.importance = loo->delta;
     runs_done += n_runs;
