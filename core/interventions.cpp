@@ -62,15 +62,6 @@ Status check_head_list(const ModelConfig& c, const std::vector<int>& heads) {
   return Ok{};
 }
 
-// Mean log-sum-exp cross-entropy of one logit row against `target`, in double
-// as run_model computes it.
-double cross_entropy(const float* row, int V, int target) {
-  const float mx = *std::max_element(row, row + V);
-  double sum = 0;
-  for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j]) - mx);
-  return mx + std::log(sum) - row[target];
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -133,11 +124,11 @@ Result<ObjectiveValue> objective_value(const Model& model, const std::vector<int
     case Objective::same_token: {
       if (run.logits.size() != static_cast<std::size_t>(T) * V)
         return make_error("objective_value: same_token needs the run's logits (want_logits)");
+      // The cross-entropy run_model's next-token loss uses, at the same position.
+      out.per_token.resize(static_cast<std::size_t>(T));
+      cross_entropy_forward(out.per_token.data(), nullptr, ConstMapRM(run.logits.data(), T, V), ids.data());
       double total = 0;
-      for (int t = 0; t < T; ++t) {
-        out.per_token.push_back(cross_entropy(&run.logits[static_cast<std::size_t>(t) * V], V, ids[t]));
-        total += out.per_token.back();
-      }
+      for (double v : out.per_token) total += v;
       out.mean = total / T;
       return out;
     }
