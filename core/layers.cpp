@@ -15,24 +15,31 @@ namespace hs {
 
 namespace {
 
-// C [M, N] = A [M, K] B^T for B [N, K] as stored (a weight read backwards),
-// through the packed kernel as C^T = B A^T: only the activations, A and C,
-// are transposed, never the weight.
+// C [M, N] = A [M, K] B^T for B [N, K] as stored (a weight read backwards):
+// the packed kernel packs B from its rows, so nothing is transposed.
 MatrixRM matmul_bt(const MatrixRM& A, const MatrixRM& B) {
   const int M = static_cast<int>(A.rows()), N = static_cast<int>(B.rows()), K = static_cast<int>(A.cols());
-  const MatrixRM At = A.transpose();  // [K, M]
-  MatrixRM Ct(N, M);
-  gemm(N, M, K, B.data(), K, At.data(), M, Ct.data(), M);
-  return Ct.transpose();
+  MatrixRM C(M, N);
+  gemm_nt(M, N, K, A.data(), K, B.data(), K, C.data(), N);
+  return C;
 }
 
-// C [k, n] += A^T B for A [N, k], B [N, n]: a weight's gradient.
+// C [k, n] += A^T B for A [N, k], B [N, n]: a weight's gradient. The
+// smaller of A and B is transposed for the packed kernel (as C^T = B^T A
+// when that is B).
 void add_matmul_at(MatrixRM& C, const MatrixRM& A, const MatrixRM& B) {
   const int N = static_cast<int>(A.rows()), k = static_cast<int>(A.cols()), n = static_cast<int>(B.cols());
-  const MatrixRM At = A.transpose();  // [k, N]
-  MatrixRM t(k, n);
-  gemm(k, n, N, At.data(), N, B.data(), n, t.data(), n);
-  C += t;
+  if (A.size() <= B.size()) {
+    const MatrixRM At = A.transpose();  // [k, N]
+    MatrixRM t(k, n);
+    gemm(k, n, N, At.data(), N, B.data(), n, t.data(), n);
+    C += t;
+  } else {
+    const MatrixRM Bt = B.transpose();  // [n, N]
+    MatrixRM t(n, k);
+    gemm(n, k, N, Bt.data(), N, A.data(), k, t.data(), k);
+    C += t.transpose();
+  }
 }
 
 }  // namespace
