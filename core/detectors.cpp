@@ -10,6 +10,8 @@
 #include <limits>
 #include <string>
 
+#include "rng.hpp"
+
 namespace hs {
 
 const char* detection_pattern_name(DetectionPattern kind) {
@@ -161,7 +163,7 @@ Result<InductionTest> induction_test(const Model& model, const InductionTestOpti
   r.batch = B;
   r.bos_token = bos;
   r.seed = options.seed;
-  ProbeRng rng(options.seed);
+  Rng rng(options.seed);
   r.tokens.resize(static_cast<std::size_t>(B) * T);
   for (int b = 0; b < B; ++b) {
     int* seq = &r.tokens[static_cast<std::size_t>(b) * T];
@@ -177,7 +179,7 @@ Result<InductionTest> induction_test(const Model& model, const InductionTestOpti
   opt.want_hidden = opt.want_logits = false;
   const std::size_t TT = static_cast<std::size_t>(T) * T;
   for (int b = 0; b < B; ++b) {
-    if (progress && !progress(double(b) / B)) return make_error("cancelled");
+    if (!report_progress(progress, double(b) / B)) return cancelled_error();
     const std::vector<int> ids(r.tokens.begin() + static_cast<std::ptrdiff_t>(b) * T,
                                r.tokens.begin() + static_cast<std::ptrdiff_t>(b + 1) * T);
     auto run = run_edited(model, ids, edits, opt);
@@ -205,7 +207,7 @@ Result<InductionTest> induction_test(const Model& model, const InductionTestOpti
     r.loss_first_half = first / S;
     r.loss_second_half = second / S;
   }
-  if (progress) progress(1.0);
+  report_progress(progress, 1.0);
   return r;
 }
 

@@ -21,6 +21,7 @@
 
 #include "interventions.hpp"
 #include "model.hpp"
+#include "progress.hpp"
 #include "result.hpp"
 
 namespace hs {
@@ -79,7 +80,7 @@ struct InductionTestOptions {
 };
 
 // Sequence b is [BOS] + R_b + R_b, R_b seq_len ids uniform on [0, d_vocab)
-// drawn in order from one ProbeRng(seed) (batch 0 first). T = 2 seq_len + 1.
+// drawn in order from one Rng(seed) (rng.hpp; batch 0 first). T = 2 seq_len + 1.
 struct InductionTest {
   int n_layer = 0, n_head = 0, seq_len = 0, batch = 0, bos_token = 0;
   std::uint64_t seed = 0;

@@ -1,276 +1,240 @@
-// The forward pass, llm.c style: one free function per layer kind, each with
-// its shapes, and run_model reading top to bottom. Shape legend:
-//   T = tokens, d = d_model, H = query heads, G = key/value heads,
-//   dh = head dim, R = rotary dims, M = d_mlp, V = vocabulary.
-// Every product is a GEMM over all tokens at once ([T, d] x [d, H*dh], and
+// The forward pass and its reverse, llm.c style: run_model reads top to
+// bottom (embeddings, blocks, final norm, unembedding, loss), the blocks are
+// wired from layers.hpp's layers, and blocks_backward walks them back in the
+// same order. Shape legend:
+//   N = rows (T tokens, or n_seq sequences of T), d = d_model, H = query
+//   heads, G = key/value heads, dh = head dim, M = d_mlp, V = vocabulary.
+// Every product is a GEMM over all rows at once ([N, d] x [d, H*dh], and
 // per head [T, dh] x [dh, T]); there are no per-token matrix loops.
 #include "forward.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <limits>
 #include <string>
 
-#include "kernels.hpp"
-
 namespace hs {
-
-float activation_apply(Activation act, float x) {
-  switch (act) {
-    case Activation::gelu_new: {
-      const float k = 0.7978845608028654f;  // sqrt(2/pi)
-      return 0.5f * x * (1.f + std::tanh(k * (x + 0.044715f * x * x * x)));
-    }
-    case Activation::gelu: return 0.5f * x * (1.f + std::erf(x * 0.7071067811865476f));
-    case Activation::gelu_fast: return 0.5f * x * (1.f + std::tanh(x * 0.7978845608f * (1.f + 0.044715f * x * x)));
-    case Activation::silu: return x / (1.f + std::exp(-x));
-    case Activation::relu: return x > 0.f ? x : 0.f;
-  }
-  return x;
-}
-
-// x [T, d] -> out [T, d]: (x - mean) / sqrt(var + eps) * w + b, biased variance.
-void layer_norm_forward(MatrixRM& out, const MatrixRM& x, const RowVectorF& w, const RowVectorF& b, float eps) {
-  const Eigen::Index T = x.rows(), d = x.cols();
-  out.resize(T, d);
-  for (Eigen::Index t = 0; t < T; ++t) {
-    double mean = 0, var = 0;
-    for (Eigen::Index m = 0; m < d; ++m) mean += x(t, m);
-    mean /= d;
-    for (Eigen::Index m = 0; m < d; ++m) var += (x(t, m) - mean) * (x(t, m) - mean);
-    var /= d;
-    const float mu = static_cast<float>(mean);
-    const float rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
-    for (Eigen::Index m = 0; m < d; ++m) out(t, m) = (x(t, m) - mu) * rstd * w[m] + (b.size() ? b[m] : 0.f);
-  }
-}
 
 namespace {
 
-// x [T, d] -> out [T, d]: x / sqrt(mean(x^2) + eps) * w (LlamaRMSNorm, fp32).
-void rms_norm_forward(MatrixRM& out, const MatrixRM& x, const RowVectorF& w, float eps) {
-  const Eigen::Index T = x.rows(), d = x.cols();
-  out.resize(T, d);
-  for (Eigen::Index t = 0; t < T; ++t) {
-    double ms = 0;
-    for (Eigen::Index m = 0; m < d; ++m) ms += double(x(t, m)) * x(t, m);
-    const float rstd = static_cast<float>(1.0 / std::sqrt(ms / d + eps));
-    for (Eigen::Index m = 0; m < d; ++m) out(t, m) = w[m] * (x(t, m) * rstd);
-  }
+void copy_rows(std::vector<float>& dst, std::size_t slot, const MatrixRM& x) {
+  std::copy(x.data(), x.data() + x.size(), dst.begin() + slot * x.size());
 }
 
-void norm_forward(const ModelConfig& c, MatrixRM& out, const MatrixRM& x, const RowVectorF& w, const RowVectorF& b) {
-  if (c.norm == NormKind::rms_norm) rms_norm_forward(out, x, w, c.norm_eps);
-  else layer_norm_forward(out, x, w, b, c.norm_eps);
-}
-
-void activation_forward(MatrixRM& x, Activation act) {
-  float* p = x.data();
-  const Eigen::Index n = x.size();
-  // gelu_new and gelu_fast are the same function; libm's tanhf costs ~150 ms
-  // per GPT-2-small forward in wasm, the SIMD form (kernels.hpp) a few ms.
-  if (act == Activation::gelu_new || act == Activation::gelu_fast) return gelu_tanh_inplace(p, static_cast<std::size_t>(n));
-  for (Eigen::Index i = 0; i < n; ++i) p[i] = activation_apply(act, p[i]);
-}
-
-// RoPE tables for positions 0..T-1: cos, sin [T, R/2] (rotate_half convention).
-struct Rope {
-  int R = 0;
-  MatrixRM cos, sin;
-};
-
-Rope rope_tables(const ModelConfig& c, int T) {
-  Rope r;
-  r.R = c.rotary_dim;
-  if (r.R == 0) return r;
-  const int half = r.R / 2;
-  std::vector<float> inv_freq(half);
-  for (int j = 0; j < half; ++j)
-    inv_freq[j] = 1.f / std::pow(c.rope_theta, static_cast<float>(2 * j) / static_cast<float>(r.R));
-  if (c.rope_scaling == RopeScaling::linear) {
-    for (float& f : inv_freq) f /= c.rope_factor;
-  } else if (c.rope_scaling == RopeScaling::llama3) {
-    // transformers _compute_llama3_parameters: divide low frequencies by
-    // factor, keep high ones, interpolate in between.
-    const double pi = 3.14159265358979323846;
-    const double low_wavelen = c.rope_original_ctx / c.rope_low_freq_factor;
-    const double high_wavelen = c.rope_original_ctx / c.rope_high_freq_factor;
-    for (float& f : inv_freq) {
-      const double wavelen = 2 * pi / f;
-      double out = wavelen > low_wavelen ? f / c.rope_factor : f;
-      if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
-        const double smooth = (c.rope_original_ctx / wavelen - c.rope_low_freq_factor) /
-                              (c.rope_high_freq_factor - c.rope_low_freq_factor);
-        out = (1 - smooth) * out / c.rope_factor + smooth * out;
-      }
-      f = static_cast<float>(out);
-    }
-  }
-  r.cos.resize(T, half);
-  r.sin.resize(T, half);
-  for (int t = 0; t < T; ++t)
-    for (int j = 0; j < half; ++j) {
-      const float angle = static_cast<float>(t) * inv_freq[j];
-      r.cos(t, j) = std::cos(angle);
-      r.sin(t, j) = std::sin(angle);
-    }
-  return r;
-}
-
-// x [T, n_heads*dh], in place: the first R dims of each head rotate, dim c
-// paired with c + R/2; the remaining dh - R pass through (NeoX partial rotary).
-void rope_forward(MatrixRM& x, int n_heads, int dh, const Rope& r) {
-  const int half = r.R / 2;
-  for (Eigen::Index t = 0; t < x.rows(); ++t)
-    for (int h = 0; h < n_heads; ++h) {
-      float* v = &x(t, h * dh);
-      for (int j = 0; j < half; ++j) {
-        const float x1 = v[j], x2 = v[j + half], cs = r.cos(t, j), sn = r.sin(t, j);
-        v[j] = x1 * cs - x2 * sn;
-        v[j + half] = x2 * cs + x1 * sn;
-      }
-    }
-}
-
-// Self-attention of one layer.
-//   xn [T, d] the (normed) input; out [T, d]; gate [H] or null;
-//   pattern [H, T, T] or null: written with the post-softmax (gated) pattern;
-//   tape or null: keeps q, k, v and the pre-gate probabilities.
-void attention_forward(const ModelConfig& c, const LayerWeights& L, int layer, const MatrixRM& xn, const Rope& rope,
-                       const float* gate, float* pattern, const RunOptions& opt, LayerTape* tape, MatrixRM& out) {
-  const int T = static_cast<int>(xn.rows()), H = c.n_head, G = c.n_kv_head, dh = c.d_head;
-  const int group = H / G;
+// The attention sublayer of one layer: layers.hpp's pattern and value mixing
+// between the projections, with the hooks.
+//   xn [N, d] the (normed) input; out [N, d]; gate [H] or null;
+//   pattern [n_seq, H, T, T] or null: written with the post-softmax (gated) pattern;
+//   tape or null: keeps the input, q, k, v, the pre-gate probabilities and z.
+void attention_block_forward(const ModelConfig& c, const LayerWeights& L, int layer, const MatrixRM& xn, int n_seq,
+                             const Rope& rope, const float* gate, float* pattern, const RunOptions& opt,
+                             LayerTape* tape, MatrixRM& out) {
+  const int T = static_cast<int>(xn.rows()) / n_seq, H = c.n_head, G = c.n_kv_head, dh = c.d_head;
   // on_attn_view reads the patterns even when the caller does not keep them.
   std::vector<float> local_pattern;
   if (!pattern && opt.on_attn_view) {
-    local_pattern.resize(static_cast<std::size_t>(H) * T * T);
+    local_pattern.resize(static_cast<std::size_t>(n_seq) * H * T * T);
     pattern = local_pattern.data();
-  }
-  if (tape) {
-    tape->attn_in = xn;
-    tape->probs.assign(static_cast<std::size_t>(H) * T * T, 0.f);
   }
 
   // pass 1: projections, biases included (before RoPE, as NeoX and Qwen2 do)
   MatrixRM q, k, v;
-  matmul(q, xn, L.W_Q, &L.b_Q);  // [T, H*dh]
-  matmul(k, xn, L.W_K, &L.b_K);  // [T, G*dh]
-  matmul(v, xn, L.W_V, &L.b_V);  // [T, G*dh]
+  linear_forward(q, xn, L.W_Q, &L.b_Q);  // [N, H*dh]
+  linear_forward(k, xn, L.W_K, &L.b_K);  // [N, G*dh]
+  linear_forward(v, xn, L.W_V, &L.b_V);  // [N, G*dh]
 
   // pass 2: rotary positions on q and k
   if (rope.R > 0) {
     rope_forward(q, H, dh, rope);
     rope_forward(k, G, dh, rope);
   }
+
+  // pass 3: per head, scores -> mask -> softmax -> gate -> z_h = P v_g
+  MatrixRM z;  // [N, H*dh]
+  float* probs = nullptr;
   if (tape) {
+    tape->attn_in = xn;
     tape->q = q;
     tape->k = k;
     tape->v = v;
+    tape->probs.resize(static_cast<std::size_t>(n_seq) * H * T * T);
+    probs = tape->probs.data();
   }
+  attention_forward(z, probs, pattern, q, k, v, n_seq, attention_spec(c, layer), gate);
 
-  // pass 3: per head, scores -> mask -> softmax -> gate; pass 4: z_h = P v_g
-  const float scale = c.scale_by_inverse_layer ? c.attn_scale / static_cast<float>(layer + 1) : c.attn_scale;
-  const int window = c.window.empty() ? 0 : c.window[layer];
-  MatrixRM z(T, H * dh);  // [T, H*dh]
-  MatrixRM P(T, T);       // [T, T] scores, then probabilities
-  const MatrixRM kT = k.transpose();  // [G*dh, T]: head g's keys are rows [g*dh, (g+1)*dh)
-  for (int h = 0; h < H; ++h) {
-    const int g = h / group;
-    gemm(T, T, dh, q.data() + h * dh, H * dh, kT.data() + static_cast<std::ptrdiff_t>(g) * dh * T, T, P.data(), T);
-    const float gh = gate ? gate[h] : 1.f;
-    for (int i = 0; i < T; ++i) {
-      // Allowed keys: [lo, hi]. Causal: j <= i; window w: i - w < j.
-      const int hi = c.causal ? i : T - 1;
-      const int lo = (c.causal && window > 0) ? std::max(0, i - window + 1) : 0;
-      float* row = &P(i, 0);
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int j = lo; j <= hi; ++j) {
-        row[j] *= scale;
-        mx = std::max(mx, row[j]);
-      }
-      for (int j = lo; j <= hi; ++j) row[j] -= mx;
-      exp_inplace(row + lo, static_cast<std::size_t>(hi - lo + 1));
-      float sum = 0;
-      for (int j = lo; j <= hi; ++j) sum += row[j];
-      const float inv = 1.f / sum;
-      for (int j = 0; j < lo; ++j) row[j] = 0.f;
-      if (tape) {
-        float* kept = tape->probs.data() + (static_cast<std::size_t>(h) * T + i) * T;
-        for (int j = lo; j <= hi; ++j) kept[j] = row[j] * inv;
-      }
-      for (int j = lo; j <= hi; ++j) row[j] = row[j] * inv * gh;
-      for (int j = hi + 1; j < T; ++j) row[j] = 0.f;
-    }
-    gemm(T, dh, T, P.data(), T, v.data() + g * dh, G * dh, z.data() + h * dh, H * dh);  // z_h = P v_g
-    if (pattern) std::copy(P.data(), P.data() + static_cast<std::size_t>(T) * T, pattern + static_cast<std::size_t>(h) * T * T);
-  }
-
-  // pass 5: hooks around the output projection
+  // pass 4: hooks around the output projection
   if (opt.on_z) opt.on_z(layer, z);
-  matmul(out, z, L.W_O, &L.b_O);  // [T, d]
+  if (tape) tape->z = z;
+  linear_forward(out, z, L.W_O, &L.b_O);  // [N, d]
   if (opt.on_attn_out) opt.on_attn_out(layer, z, out);
   if (opt.on_attn_view) opt.on_attn_view(layer, AttentionView{xn, pattern, z}, out);
 }
 
-// xn [T, d] -> out [T, d]: W_out act(xn W_in + b_in) + b_out, or the gated
-// form W_out (act(xn W_gate + b_gate) * (xn W_in + b_in)) + b_out.
-void mlp_forward(const ModelConfig& c, const LayerWeights& L, const MatrixRM& xn, LayerTape* tape, MatrixRM& out) {
-  MatrixRM hid;
-  matmul(hid, xn, L.W_in, &L.b_in);  // [T, M]
-  if (tape) {
-    tape->mlp_in = xn;
-    tape->mlp_pre = hid;
+// Its reverse: dout [N, d] = dL/d out -> dx [N, d] += dL/d xn (when
+// need_input), and the gate and weight gradients the options want.
+void attention_block_backward(MatrixRM& dx, const ModelConfig& c, const LayerWeights& L, int layer,
+                              const ForwardTape& tape, const MatrixRM& dout, bool need_input,
+                              const BackwardOptions& opt) {
+  const LayerTape& tp = tape.layers[layer];
+  const int N = static_cast<int>(dout.rows()), H = c.n_head, G = c.n_kv_head, dh = c.d_head;
+  const float* gate = tape.head_gate.empty() ? nullptr : tape.head_gate.data() + static_cast<std::size_t>(layer) * H;
+  double* dgate = opt.dgate ? opt.dgate + static_cast<std::size_t>(layer) * H : nullptr;
+  LayerWeights* lg = opt.grads ? &opt.grads->layers[layer] : nullptr;
+
+  // pass 4: out = z W_O + b_O
+  MatrixRM dz = MatrixRM::Zero(N, H * dh);
+  linear_backward(&dz, lg ? &lg->W_O : nullptr, lg ? &lg->b_O : nullptr, dout, tp.z, L.W_O);
+  if (opt.on_dz) opt.on_dz(layer, dz);
+
+  // pass 3: the heads
+  const bool want_qkv = need_input || lg;
+  MatrixRM dq, dk, dv;
+  if (want_qkv) {
+    dq.setZero(N, H * dh);
+    dk.setZero(N, G * dh);
+    dv.setZero(N, G * dh);
   }
-  if (c.gated_mlp) {
-    MatrixRM gate;
-    matmul(gate, xn, L.W_gate, L.b_gate.size() ? &L.b_gate : nullptr);  // [T, M]
-    if (tape) tape->mlp_gate_pre = gate;
-    activation_forward(gate, c.act);
-    hid.array() *= gate.array();
-  } else {
-    activation_forward(hid, c.act);
-  }
-  matmul(out, hid, L.W_out, &L.b_out);  // [T, d]
+  PatternGradFn extra;
+  if (opt.on_attn_view)
+    extra = [&](int, int h, const MatrixRM& Pg, MatrixRM& dPg) {
+      opt.on_attn_view(layer, h, AttentionViewGrad{tp.attn_in, dout, Pg, dPg, need_input ? &dx : nullptr});
+    };
+  attention_backward(want_qkv ? &dq : nullptr, want_qkv ? &dk : nullptr, want_qkv ? &dv : nullptr, dgate, dz, tp.q,
+                     tp.k, tp.v, tp.probs.data(), tape.n_seq, attention_spec(c, layer), gate, extra);
+  if (!want_qkv) return;
+
+  // pass 2: RoPE; pass 1: the projections
+  rope_backward(dq, H, dh, tape.rope);
+  rope_backward(dk, G, dh, tape.rope);
+  MatrixRM* dxn = need_input ? &dx : nullptr;
+  linear_backward(dxn, lg ? &lg->W_Q : nullptr, lg ? &lg->b_Q : nullptr, dq, tp.attn_in, L.W_Q);
+  linear_backward(dxn, lg ? &lg->W_K : nullptr, lg ? &lg->b_K : nullptr, dk, tp.attn_in, L.W_K);
+  linear_backward(dxn, lg ? &lg->W_V : nullptr, lg ? &lg->b_V : nullptr, dv, tp.attn_in, L.W_V);
 }
 
-void copy_rows(std::vector<float>& dst, std::size_t slot, const MatrixRM& x) {
-  std::copy(x.data(), x.data() + x.size(), dst.begin() + slot * x.size());
-}
+// A norm's bias gradient when the norm has a bias (LayerNorm with beta).
+RowVectorF* bias_grad(RowVectorF& db) { return db.size() ? &db : nullptr; }
 
 }  // namespace
 
-void unembed_logits(MatrixRM& logits, const MatrixRM& x, const ModelWeights& w) {
-  if (!unembed_tied(w)) {
-    matmul(logits, x, w.W_U, &w.b_U);
-    return;
+void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions& opt, RunResult* out) {
+  const ModelConfig& c = model.config;
+  const ModelWeights& w = model.weights;
+  const int T = static_cast<int>(x.rows()) / n_seq, L = c.n_layer, H = c.n_head;
+  assert(T * n_seq == x.rows() && "blocks_forward: rows are not n_seq sequences of equal length");
+  assert((n_seq == 1 || !(opt.on_z || opt.on_attn_out || opt.on_attn_view)) && "blocks_forward: hooks need n_seq = 1");
+  const bool want_patterns = out && opt.want_patterns, want_hidden = out && opt.want_hidden;
+  const Rope rope = rope_tables(c, T);
+  ForwardTape* tape = opt.tape;
+  if (tape) {
+    tape->n_seq = n_seq;
+    tape->head_gate = opt.head_gate;
+    tape->layers.assign(L, LayerTape{});
+    tape->rope = rope;
   }
-  // x W_E^T as (W_E x^T)^T: W_E [V, d] is the packed GEMM's A as stored.
-  // Blocks of 4096 tokens keep the transposed product's buffer small.
-  const int T = static_cast<int>(x.rows()), V = static_cast<int>(w.W_E.rows()), d = static_cast<int>(x.cols());
-  const MatrixRM xt = x.transpose();  // [d, T]
-  logits.resize(T, V);
-  const int block = 4096;
-  MatrixRM lt(std::min(block, V), T);
-  for (int v0 = 0; v0 < V; v0 += block) {
-    const int n = std::min(block, V - v0);
-    gemm(n, T, d, w.W_E.data() + static_cast<std::size_t>(v0) * d, d, xt.data(), T, lt.data(), T);
-    logits.middleCols(v0, n) = lt.topRows(n).transpose();
+
+  // 2. Blocks.
+  MatrixRM xn, a, m;  // [N, d] scratch: normed input, attention out, MLP out
+  for (int l = 0; l < L; ++l) {
+    const LayerWeights& lw = w.layers[l];
+    const float* gate = opt.head_gate.empty() ? nullptr : opt.head_gate.data() + static_cast<std::size_t>(l) * H;
+    float* pattern = want_patterns ? out->patterns.data() + static_cast<std::size_t>(l) * H * T * T : nullptr;
+    LayerTape* lt = tape ? &tape->layers[l] : nullptr;
+    MlpTape* mt = lt ? &lt->mlp : nullptr;
+    if (c.post_ln) {
+      // BERT: x = LN1(x + attn(x)); x = LN2(x + mlp(x)).
+      attention_block_forward(c, lw, l, x, n_seq, rope, gate, pattern, opt, lt, a);
+      a += x;
+      if (lt) lt->ln1_in = a;
+      layer_norm_forward(x, a, lw.ln1_w, lw.ln1_b, c.norm_eps);
+      mlp_forward(m, x, lw, c.act, c.gated_mlp, mt);
+      m += x;
+      if (lt) lt->ln2_in = m;
+      layer_norm_forward(x, m, lw.ln2_w, lw.ln2_b, c.norm_eps);
+    } else if (c.parallel_residual) {
+      // NeoX: x = x + attn(LN1 x) + mlp(LN2 x).
+      if (lt) lt->ln1_in = lt->ln2_in = x;
+      norm_forward(c.norm, c.norm_eps, xn, x, lw.ln1_w, lw.ln1_b);
+      attention_block_forward(c, lw, l, xn, n_seq, rope, gate, pattern, opt, lt, a);
+      norm_forward(c.norm, c.norm_eps, xn, x, lw.ln2_w, lw.ln2_b);
+      mlp_forward(m, xn, lw, c.act, c.gated_mlp, mt);
+      x += m + a;
+    } else {
+      if (lt) lt->ln1_in = x;
+      norm_forward(c.norm, c.norm_eps, xn, x, lw.ln1_w, lw.ln1_b);
+      attention_block_forward(c, lw, l, xn, n_seq, rope, gate, pattern, opt, lt, a);
+      x += a;
+      if (lt) lt->ln2_in = x;
+      norm_forward(c.norm, c.norm_eps, xn, x, lw.ln2_w, lw.ln2_b);
+      mlp_forward(m, xn, lw, c.act, c.gated_mlp, mt);
+      x += m;
+    }
+    if (want_hidden) copy_rows(out->hidden, l + 1, x);
   }
-  if (w.b_U.size() == V) logits.rowwise() += w.b_U;
+
+  // 3. Final norm: HF reports it as the last hidden state.
+  if (c.final_norm) {
+    if (tape) tape->final_norm_in = x;
+    norm_forward(c.norm, c.norm_eps, xn, x, w.ln_final_w, w.ln_final_b);
+    x.swap(xn);
+    if (want_hidden) copy_rows(out->hidden, L, x);
+  }
+  if (tape) tape->head_in = x;
 }
 
-MatrixRM unembed_backward(const MatrixRM& dlogits, const ModelWeights& w) {
-  if (unembed_tied(w)) {
-    MatrixRM dx;
-    matmul(dx, dlogits, w.W_E);  // dlogits (W_E^T)^T
-    return dx;
+MatrixRM blocks_backward(const Model& model, const ForwardTape& tape, MatrixRM dx, const BackwardOptions& opt) {
+  const ModelConfig& c = model.config;
+  const ModelWeights& w = model.weights;
+  ModelWeights* g = opt.grads;
+  const Eigen::Index N = dx.rows(), d = dx.cols();
+
+  // 3. Final norm.
+  if (c.final_norm) {
+    MatrixRM dn = MatrixRM::Zero(N, d);
+    norm_backward(c.norm, c.norm_eps, dn, g ? &g->ln_final_w : nullptr, g ? bias_grad(g->ln_final_b) : nullptr, dx,
+                  tape.final_norm_in, w.ln_final_w);
+    dx.swap(dn);
   }
-  // dlogits W_U^T as (W_U dlogits^T)^T: W_U [d, V] is A as stored.
-  const int T = static_cast<int>(dlogits.rows()), V = static_cast<int>(w.W_U.cols()), d = static_cast<int>(w.W_U.rows());
-  const MatrixRM gt = dlogits.transpose();  // [V, T]
-  MatrixRM dxt(d, T);
-  gemm(d, T, V, w.W_U.data(), V, gt.data(), T, dxt.data(), T);
-  return dxt.transpose();
+
+  // 2. Blocks, last first.
+  for (int l = c.n_layer - 1; l >= 0; --l) {
+    const LayerWeights& lw = w.layers[l];
+    const LayerTape& tp = tape.layers[l];
+    LayerWeights* lg = g ? &g->layers[l] : nullptr;
+    RowVectorF* dln1_w = lg ? &lg->ln1_w : nullptr;
+    RowVectorF* dln1_b = lg ? bias_grad(lg->ln1_b) : nullptr;
+    RowVectorF* dln2_w = lg ? &lg->ln2_w : nullptr;
+    RowVectorF* dln2_b = lg ? bias_grad(lg->ln2_b) : nullptr;
+    const bool need_input = l > 0 || opt.want_input;  // dL/d(this block's input) is read
+    MatrixRM da = MatrixRM::Zero(N, d), dm = MatrixRM::Zero(N, d);  // dL/d(attention input), dL/d(MLP input)
+    if (c.post_ln) {
+      // x' = LN1(x + attn(x)); out = LN2(x' + mlp(x'))
+      MatrixRM dw = MatrixRM::Zero(N, d);
+      layer_norm_backward(dw, dln2_w, dln2_b, dx, tp.ln2_in, lw.ln2_w, c.norm_eps);
+      MatrixRM dxp = dw;
+      mlp_backward(dxp, lg, dw, lw, c.act, c.gated_mlp, tp.mlp);
+      MatrixRM du = MatrixRM::Zero(N, d);
+      layer_norm_backward(du, dln1_w, dln1_b, dxp, tp.ln1_in, lw.ln1_w, c.norm_eps);
+      attention_block_backward(da, c, lw, l, tape, du, need_input, opt);
+      dx = du + da;
+    } else if (c.parallel_residual) {
+      // out = x + attn(LN1 x) + mlp(LN2 x)
+      mlp_backward(dm, lg, dx, lw, c.act, c.gated_mlp, tp.mlp);
+      attention_block_backward(da, c, lw, l, tape, dx, need_input, opt);
+      if (need_input || lg) {
+        norm_backward(c.norm, c.norm_eps, dx, dln1_w, dln1_b, da, tp.ln1_in, lw.ln1_w);
+        norm_backward(c.norm, c.norm_eps, dx, dln2_w, dln2_b, dm, tp.ln2_in, lw.ln2_w);
+      }
+    } else {
+      // x' = x + attn(LN1 x); out = x' + mlp(LN2 x')
+      mlp_backward(dm, lg, dx, lw, c.act, c.gated_mlp, tp.mlp);
+      norm_backward(c.norm, c.norm_eps, dx, dln2_w, dln2_b, dm, tp.ln2_in, lw.ln2_w);
+      attention_block_backward(da, c, lw, l, tape, dx, need_input, opt);
+      if (need_input || lg) norm_backward(c.norm, c.norm_eps, dx, dln1_w, dln1_b, da, tp.ln1_in, lw.ln1_w);
+    }
+  }
+  return dx;
 }
 
 Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, const RunOptions& opt) {
@@ -312,12 +276,10 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
   if (opt.want_hidden) res.hidden.assign(static_cast<std::size_t>(L + 1) * T * d, 0.f);
 
   // 1. Embeddings: x [T, d].
-  MatrixRM x(T, d);
-  for (int t = 0; t < T; ++t) {
-    x.row(t) = w.W_E.row(ids[t]);
-    if (c.learned_positions) x.row(t) += w.W_pos.row(t + c.position_offset);
-    if (c.type_vocab_size > 0) x.row(t) += w.W_type.row(opt.token_type_ids.empty() ? 0 : opt.token_type_ids[t]);
-  }
+  MatrixRM x;
+  embedding_forward(x, ids, T, w.W_E, c.learned_positions ? &w.W_pos : nullptr, c.position_offset);
+  if (c.type_vocab_size > 0)
+    for (int t = 0; t < T; ++t) x.row(t) += w.W_type.row(opt.token_type_ids.empty() ? 0 : opt.token_type_ids[t]);
   if (c.family == Family::bert) {
     MatrixRM e;
     layer_norm_forward(e, x, w.ln_embed_w, w.ln_embed_b, c.norm_eps);
@@ -325,88 +287,33 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
   }
   if (opt.want_hidden) copy_rows(res.hidden, 0, x);
 
-  // 2. Blocks.
-  const Rope rope = rope_tables(c, T);
-  ForwardTape* tape = opt.tape;
-  if (tape) {
-    tape->layers.assign(L, LayerTape{});
-    tape->rope_cos = rope.cos;
-    tape->rope_sin = rope.sin;
-  }
-  MatrixRM xn, a, m;  // [T, d] scratch: normed input, attention out, MLP out
-  for (int l = 0; l < L; ++l) {
-    const LayerWeights& lw = w.layers[l];
-    const float* gate = opt.head_gate.empty() ? nullptr : opt.head_gate.data() + static_cast<std::size_t>(l) * H;
-    float* pattern = opt.want_patterns ? res.patterns.data() + static_cast<std::size_t>(l) * H * T * T : nullptr;
-    LayerTape* lt = tape ? &tape->layers[l] : nullptr;
-    if (c.post_ln) {
-      // BERT: x = LN1(x + attn(x)); x = LN2(x + mlp(x)).
-      attention_forward(c, lw, l, x, rope, gate, pattern, opt, lt, a);
-      a += x;
-      if (lt) lt->ln1_in = a;
-      layer_norm_forward(x, a, lw.ln1_w, lw.ln1_b, c.norm_eps);
-      mlp_forward(c, lw, x, lt, m);
-      m += x;
-      if (lt) lt->ln2_in = m;
-      layer_norm_forward(x, m, lw.ln2_w, lw.ln2_b, c.norm_eps);
-    } else if (c.parallel_residual) {
-      // NeoX: x = x + attn(LN1 x) + mlp(LN2 x).
-      if (lt) lt->ln1_in = lt->ln2_in = x;
-      norm_forward(c, xn, x, lw.ln1_w, lw.ln1_b);
-      attention_forward(c, lw, l, xn, rope, gate, pattern, opt, lt, a);
-      norm_forward(c, xn, x, lw.ln2_w, lw.ln2_b);
-      mlp_forward(c, lw, xn, lt, m);
-      x += m + a;
-    } else {
-      if (lt) lt->ln1_in = x;
-      norm_forward(c, xn, x, lw.ln1_w, lw.ln1_b);
-      attention_forward(c, lw, l, xn, rope, gate, pattern, opt, lt, a);
-      x += a;
-      if (lt) lt->ln2_in = x;
-      norm_forward(c, xn, x, lw.ln2_w, lw.ln2_b);
-      mlp_forward(c, lw, xn, lt, m);
-      x += m;
-    }
-    if (opt.want_hidden) copy_rows(res.hidden, l + 1, x);
-  }
-
-  // 3. Final norm: HF reports it as the last hidden state.
-  if (c.final_norm) {
-    if (tape) tape->final_norm_in = x;
-    norm_forward(c, xn, x, w.ln_final_w, w.ln_final_b);
-    x.swap(xn);
-    if (opt.want_hidden) copy_rows(res.hidden, L, x);
-  }
+  // 2. Blocks and 3. the final norm.
+  blocks_forward(model, x, 1, opt, &res);
 
   // 4. Unembedding: logits [T, V]; BERT's MLM head transforms first.
-  if (tape) tape->head_in = x;
   res.loss = std::numeric_limits<float>::quiet_NaN();
   if (!has_unembedding(model) || (!opt.want_logits && !opt.want_loss)) return res;
   if (c.family == Family::bert) {
     MatrixRM tr = x * w.mlm_dense_W;
     tr.rowwise() += w.mlm_dense_b;
-    if (tape) tape->mlm_pre = tr;
+    if (opt.tape) opt.tape->mlm_pre = tr;
     activation_forward(tr, c.act);
     layer_norm_forward(x, tr, w.mlm_ln_w, w.mlm_ln_b, c.norm_eps);
   }
   MatrixRM logits;
-  unembed_logits(logits, x, w);  // [T, V]
+  unembed_forward(logits, x, w);  // [T, V]
 
   // 5. Next-token loss (causal LMs): cross-entropy of token t+1 at position t.
   if (opt.want_loss && c.causal && T >= 2) {
+    std::vector<int> next(ids.begin() + 1, ids.end());
+    next.push_back(-1);  // the last position predicts nothing
+    std::vector<double> nll(static_cast<std::size_t>(T));
+    cross_entropy_forward(nll.data(), nullptr, logits, next.data());
     res.token_loss.resize(T - 1);
     double total = 0;
-    std::vector<float> e(static_cast<std::size_t>(V));  // row - max, then its exp (float exp: 1e-7 relative per term)
     for (int t = 0; t + 1 < T; ++t) {
-      const float* row = &logits(t, 0);
-      const float mx = *std::max_element(row, row + V);
-      for (int j = 0; j < V; ++j) e[j] = row[j] - mx;
-      exp_inplace(e.data(), e.size());
-      double sum = 0;
-      for (int j = 0; j < V; ++j) sum += e[j];
-      const double nll = mx + std::log(sum) - row[ids[t + 1]];
-      res.token_loss[t] = static_cast<float>(nll);
-      total += nll;
+      res.token_loss[t] = static_cast<float>(nll[t]);
+      total += nll[t];
     }
     res.loss = static_cast<float>(total / (T - 1));
   }

@@ -2,7 +2,13 @@
 // family, batch size 1: token ids in; attention patterns, hidden states,
 // logits and the next-token loss out, each laid out as Hugging Face returns
 // them (output_attentions / output_hidden_states), so the oracle fixtures
-// compare element for element.
+// compare element for element. And its reverse pass.
+//
+// The layers (norms, MLP, RoPE, attention, unembedding, loss) are the
+// forward/backward pairs of layers.hpp; this file wires them into blocks:
+//   pre-LN     x = x + attn(LN1 x); x = x + mlp(LN2 x)          (GPT-2, LLaMA, ...)
+//   parallel   x = x + attn(LN1 x) + mlp(LN2 x)                 (NeoX)
+//   post-LN    x = LN1(x + attn(x)); x = LN2(x + mlp(x))        (BERT)
 //
 // Interventions. `head_gate` multiplies each head's post-softmax pattern, as
 // transformers' head_mask does (0 = zero-ablation; the gradient with respect
@@ -19,13 +25,21 @@
 //               W_OV += c a b^T of head h adds c (A_h (x a)) b^T, which z
 //               cannot express (z_h = A_h (x W_V + b_V) has lost x).
 //
-// Gradients. With `tape` set, the run also keeps what a reverse pass needs
-// (ForwardTape); the pass itself lives with its user (interventions.cpp).
+// Gradients. With `tape` set, the run also keeps what the reverse pass needs
+// (ForwardTape). blocks_backward walks the blocks backwards from dL/d(the LM
+// head's input) and gives activation gradients, head-gate gradients (the
+// importance of interventions.hpp) and weight gradients (the trainer,
+// train.hpp); its hooks mirror on_z and on_attn_view. Both passes also take a
+// batch of sequences of one length (the trainer's).
+//
+// Shape legend: N = rows (T tokens, or n_seq sequences of T), d = d_model,
+// H = query heads, G = key/value heads, dh = head dim, M = d_mlp, V = vocabulary.
 #pragma once
 
 #include <functional>
 #include <vector>
 
+#include "layers.hpp"
 #include "linalg.hpp"
 #include "model.hpp"
 #include "result.hpp"
@@ -39,25 +53,36 @@ struct AttentionView {
   const MatrixRM& z;      // [T, H*dh] after on_z
 };
 
-// The intermediate values of one block that a reverse pass reads.
+// One head's other paths in the reverse pass (batch 1), as
+// BackwardOptions::on_attn_view sees them: the mirror of AttentionView.
+struct AttentionViewGrad {
+  const MatrixRM& input;  // [T, d] what the attention read
+  const MatrixRM& dout;   // [T, d] dL/d(the attention's output)
+  const MatrixRM& pattern;  // [T, T] the head's gated pattern
+  MatrixRM& dpattern;       // [T, T] dL/d pattern: add the paths' share
+  MatrixRM* dinput;         // [T, d] dL/d input: add the paths' share (null: not wanted)
+};
+
+// The intermediate values of one block that the reverse pass reads.
 struct LayerTape {
-  MatrixRM ln1_in;            // [T, d] input of the attention-side norm (pre-LN: the block input; post-LN: x + attn)
-  MatrixRM attn_in;           // [T, d] attention input
-  MatrixRM q, k, v;           // [T, H*dh], [T, G*dh], [T, G*dh]: biases and RoPE applied
-  std::vector<float> probs;   // [H, T, T] post-softmax, before the gate
-  MatrixRM ln2_in;            // [T, d] input of the MLP-side norm (sequential: x + attn; parallel: the block
+  MatrixRM ln1_in;            // [N, d] input of the attention-side norm (pre-LN: the block input; post-LN: x + attn)
+  MatrixRM attn_in;           // [N, d] attention input
+  MatrixRM q, k, v;           // [N, H*dh], [N, G*dh], [N, G*dh]: biases and RoPE applied
+  std::vector<float> probs;   // [n_seq, H, T, T] post-softmax, before the gate
+  MatrixRM z;                 // [N, H*dh] what W_O read (after on_z)
+  MatrixRM ln2_in;            // [N, d] input of the MLP-side norm (sequential: x + attn; parallel: the block
                               // input; post-LN: mlp + LN1 out)
-  MatrixRM mlp_in;            // [T, d] MLP input
-  MatrixRM mlp_pre;           // [T, M] mlp_in W_in + b_in, before the activation
-  MatrixRM mlp_gate_pre;      // [T, M] mlp_in W_gate + b_gate (gated MLPs)
+  MlpTape mlp;                // the MLP's input and pre-activations
 };
 
 struct ForwardTape {
+  int n_seq = 1;
+  std::vector<float> head_gate;  // [L*H] the run's gate (empty: all 1)
   std::vector<LayerTape> layers;
-  MatrixRM rope_cos, rope_sin;  // [T, R/2] (R = 0: empty)
-  MatrixRM final_norm_in;       // [T, d] input of the final norm (pre-LN decoders)
-  MatrixRM head_in;             // [T, d] input of the LM head (after the final norm)
-  MatrixRM mlm_pre;             // [T, d] BERT MLM head: head_in W + b, before the activation
+  Rope rope;                     // the tables for T positions (R = 0: none)
+  MatrixRM final_norm_in;        // [N, d] input of the final norm (pre-LN decoders)
+  MatrixRM head_in;              // [N, d] input of the LM head (after the final norm)
+  MatrixRM mlm_pre;              // [T, d] BERT MLM head: head_in W + b, before the activation
 };
 
 struct RunOptions {
@@ -87,21 +112,31 @@ struct RunResult {
   }
 };
 
-// logits [T, V] = x [T, d] W_U + b_U (b_U when it has V entries), with W_U =
-// W_E^T read in place when tied (unembed_tied); the packed GEMM either way.
-void unembed_logits(MatrixRM& logits, const MatrixRM& x, const ModelWeights& w);
-// dx [T, d] = dlogits [T, V] W_U^T: the unembedding read backwards.
-MatrixRM unembed_backward(const MatrixRM& dlogits, const ModelWeights& w);
-
 // Runs the model on one sequence. Errors: no tokens, more tokens than the
 // context, a token (type) id out of range, a head_gate of the wrong size.
 Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, const RunOptions& options = {});
 
-// The activations by name, for callers that edit hidden units.
-float activation_apply(Activation act, float x);
+// run_model's steps 2 and 3, the blocks and the final norm, over n_seq
+// sequences of T = x.rows() / n_seq tokens: x [N, d] holds the embeddings on
+// entry and the LM head's input on return. The options' gate, hooks and tape
+// apply (hooks need n_seq = 1); `out` (or null) receives the patterns and
+// hidden states the options want (n_seq = 1; hidden[0] is the caller's).
+void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions& options, RunResult* out = nullptr);
 
-// x [T, d] -> out [T, d]: LayerNorm, (x - mean) / sqrt(var + eps) * w + b
-// (b may be empty), biased variance, statistics in double.
-void layer_norm_forward(MatrixRM& out, const MatrixRM& x, const RowVectorF& w, const RowVectorF& b, float eps);
+struct BackwardOptions {
+  double* dgate = nullptr;        // [L*H] dL/d head_gate is added (null: not wanted)
+  ModelWeights* grads = nullptr;  // weight gradients are added, shapes as the weights (null: not wanted)
+  bool want_input = false;        // return dL/d(block 0's input); else the pass stops where nothing else needs it
+  // Mirrors of the forward's hooks (batch 1): on_dz gets dL/dz [T, H*dh] before
+  // it reaches the heads (the transpose of on_z's edit: e.g. zero the columns
+  // of heads whose z was zeroed); on_attn_view adds one head's other paths.
+  std::function<void(int layer, MatrixRM& dz)> on_dz;
+  std::function<void(int layer, int head, const AttentionViewGrad& grad)> on_attn_view;
+};
+
+// The reverse of blocks_forward, from its tape: dx [N, d] = dL/d(the LM
+// head's input) in; dL/d(block 0's input) out (when want_input; else what is
+// left of dx). Gate and weight gradients go where the options say.
+MatrixRM blocks_backward(const Model& model, const ForwardTape& tape, MatrixRM dx, const BackwardOptions& options = {});
 
 }  // namespace hs

@@ -10,7 +10,7 @@
 
 namespace hs {
 
-Result<MatrixRM> unembed_embed_product(const Model& model, WeightVariant variant, const GeometryProgress& progress) {
+Result<MatrixRM> unembed_embed_product(const Model& model, WeightVariant variant, const ProgressFn& progress) {
   auto view = VocabView::make(model, variant);
   if (!view) return view.error();
   const int V = view->d_vocab(), d = view->d_model();
@@ -23,13 +23,13 @@ Result<MatrixRM> unembed_embed_product(const Model& model, WeightVariant variant
     const MatrixRM E = view->embedding_rows(t0, n);    // [n, d]
     part.noalias() = U * E;
     acc += part.cast<double>();  // float within a block, double across blocks
-    if (!keep_going(progress, double(t0 + n) / V)) return cancelled_error();
+    if (!report_progress(progress, double(t0 + n) / V)) return cancelled_error();
   }
   return MatrixRM(acc.cast<float>());
 }
 
 Result<OvCopying> ov_copying_scores(const Model& model, WeightVariant variant, const MatrixRM& unembed_embed,
-                                    const GeometryProgress& progress) {
+                                    const ProgressFn& progress) {
   HS_TRY(check_heads(model));
   const ModelConfig& c = model.config;
   const int L = static_cast<int>(model.weights.layers.size()), H = c.n_head, dh = c.d_head, d = c.d_model;
@@ -73,7 +73,7 @@ Result<OvCopying> ov_copying_scores(const Model& model, WeightVariant variant, c
       out.copying_score[i] = sum_abs > 0 ? sum_re / sum_abs : 0;
       out.positive_fraction[i] = sum_abs > 0 ? sum_pos / sum_abs : 0;
     }
-    if (!keep_going(progress, double(l + 1) / L)) return cancelled_error();
+    if (!report_progress(progress, double(l + 1) / L)) return cancelled_error();
   }
   return out;
 }

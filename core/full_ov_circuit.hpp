@@ -21,7 +21,7 @@ namespace hs {
 // circuit's eigenvalues need (V x d x d multiply-adds: 30 G for GPT-2, so it
 // is its own, cancellable step; keep the result for the copying scores).
 Result<MatrixRM> unembed_embed_product(const Model& model, WeightVariant variant,
-                                       const GeometryProgress& progress = {});
+                                       const ProgressFn& progress = {});
 
 // Eigenvalues of the full OV circuit W_E W_V W_O W_U of each head, computed in
 // the small space as eig(W_O (W_U W_E) W_V) [dh x dh] (the nonzero
@@ -41,7 +41,7 @@ struct OvCopying {
 };
 // unembed_embed: the output of unembed_embed_product for the same variant.
 Result<OvCopying> ov_copying_scores(const Model& model, WeightVariant variant, const MatrixRM& unembed_embed,
-                                    const GeometryProgress& progress = {});
+                                    const ProgressFn& progress = {});
 
 // Tokens read and written by the top singular directions of a head's OV
 // circuit, OV = U diag(S) V^T: input x contributes (x . U_k) S_k V_k. A token t

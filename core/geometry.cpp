@@ -10,6 +10,7 @@
 #include "factored_matrix.hpp"
 #include "kernels.hpp"
 #include "pair_products.hpp"
+#include "rng.hpp"
 
 // GCC 12 reports -Wmaybe-uninitialized inside Eigen 3.4's triangular and
 // selfadjoint matrix-vector kernels (a known false positive); keep the
@@ -87,7 +88,7 @@ double top_k_energy_share(const Eigen::VectorXd& sigma, int k) {
 }
 
 Result<HeadSpectra> head_spectra(const Model& model, WeightVariant variant, int top_k,
-                                 const GeometryProgress& progress) {
+                                 const ProgressFn& progress) {
   HS_TRY(check_geometry(model, variant));
   if (top_k < 1) return make_error("head_spectra: top_k must be >= 1, got " + std::to_string(top_k));
   HeadSpectra out = empty_spectra(model, variant, top_k);
@@ -97,7 +98,7 @@ Result<HeadSpectra> head_spectra(const Model& model, WeightVariant variant, int 
     auto w = heads.work(i / out.n_head, i % out.n_head);
     if (!w) return w.error();
     record_spectra(out, i, *w);
-    if (!keep_going(progress, double(i + 1) / N)) return cancelled_error();
+    if (!report_progress(progress, double(i + 1) / N)) return cancelled_error();
   }
   return out;
 }
@@ -199,7 +200,7 @@ class RedundancyBuilder {
   void add(int i, const BlockView& A, const MatrixRMd& S, const std::vector<int>& perm) {
     out_.rank[i] = gram_basis_into_lane(A, S, perm, rcond_, panels_.lane(layout_.x_slot[i]));
   }
-  Result<RedundancyMatrix> finish(const GeometryProgress& progress, double p0, double p1) {
+  Result<RedundancyMatrix> finish(const ProgressFn& progress, double p0, double p1) {
     const int N = static_cast<int>(out_.rank.size()), dh = out_.d_head;
     auto sq = projector_products(layout_, panels_, panels_, progress, p0, p1);
     if (!sq) return sq.error();
@@ -258,7 +259,7 @@ class CompositionBuilder {
       factor(b.W_V(), w.S_O, w.p_O, ov2, FY_.lane(layout_.y_slot(i, 2)));
     }
   }
-  Result<CompositionScores> finish(const GeometryProgress& progress, double p0, double p1) {
+  Result<CompositionScores> finish(const ProgressFn& progress, double p0, double p1) {
     auto sq = projector_products(layout_, FX_, FY_, progress, p0, p1);
     if (!sq) return sq.error();
     std::vector<double>* dst[3] = {&out_.q, &out_.k, &out_.v};
@@ -299,7 +300,7 @@ class CompositionBuilder {
 // All pairs of heads: the analyses
 
 Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant variant, HeadSubspace kind,
-                                             const GeometryProgress& progress) {
+                                             const ProgressFn& progress) {
   HS_TRY(check_geometry(model, variant));
   const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
   RedundancyBuilder builder(model, variant, kind);
@@ -310,13 +311,13 @@ Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant v
     std::vector<int> perm;
     const MatrixRMd S = psd_sqrt_factor(gram_cols(*A), &perm);
     builder.add(i, view_of(*A), S, perm);
-    if (!keep_going(progress, 0.15 * (i + 1) / N)) return cancelled_error();
+    if (!report_progress(progress, 0.15 * (i + 1) / N)) return cancelled_error();
   }
   return builder.finish(progress, 0.15, 1.0);  // phase 2: all pairs at once
 }
 
 Result<CompositionScores> composition_scores(const Model& model, WeightVariant variant,
-                                             const GeometryProgress& progress) {
+                                             const ProgressFn& progress) {
   HS_TRY(check_geometry(model, variant));
   const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
   CompositionBuilder builder(model, variant);
@@ -325,13 +326,13 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
     auto w = heads.work(i / H, i % H);
     if (!w) return w.error();
     builder.add(i, *w);
-    if (!keep_going(progress, 0.1 * (i + 1) / N)) return cancelled_error();
+    if (!report_progress(progress, 0.1 * (i + 1) / N)) return cancelled_error();
   }
   return builder.finish(progress, 0.1, 1.0);
 }
 
 Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant, int top_k,
-                                       const GeometryProgress& progress) {
+                                       const ProgressFn& progress) {
   HS_TRY(check_geometry(model, variant));
   if (top_k < 1) return make_error("weight_geometry: top_k must be >= 1, got " + std::to_string(top_k));
   const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
@@ -349,7 +350,7 @@ Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant
     record_spectra(out.spectra, i, *w);
     write.add(i, w->b.W_Ot(), w->S_O, w->p_O);
     composition.add(i, *w);
-    if (!keep_going(progress, heads_done * (i + 1) / N)) return cancelled_error();
+    if (!report_progress(progress, heads_done * (i + 1) / N)) return cancelled_error();
   }
   auto red = write.finish(progress, heads_done, write_done);
   if (!red) return red.error();
@@ -375,49 +376,19 @@ double composition_score(const Eigen::Ref<const MatrixRMd>& A1, const Eigen::Ref
   return std::sqrt(std::max(0.0, num) / (left * right));
 }
 
-namespace {
-
-// xoshiro256** (Blackman & Vigna), seeded through splitmix64.
-struct Xoshiro256 {
-  std::uint64_t s[4];
-  explicit Xoshiro256(std::uint64_t seed) {
-    for (auto& x : s) {
-      seed += 0x9e3779b97f4a7c15ULL;
-      std::uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-      x = z ^ (z >> 31);
-    }
-  }
-  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  std::uint64_t next() {
-    const std::uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-  }
-  float uniform_pm1() { return static_cast<float>((next() >> 40) * (1.0 / 16777216.0) * 2.0 - 1.0); }  // [-1, 1)
-};
-
-}  // namespace
-
 Result<CompositionBaseline> composition_baseline(int d_model, int d_head, int n_samples, std::uint64_t seed,
-                                                 const GeometryProgress& progress) {
+                                                 const ProgressFn& progress) {
   if (d_model < 1 || d_head < 1 || n_samples < 2) {
     return make_error("composition_baseline: need d_model, d_head >= 1 and n_samples >= 2");
   }
-  Xoshiro256 rng(seed);
+  Rng rng(seed);
   const float bound = 1.0f / std::sqrt(static_cast<float>(d_head));
   MatrixRM X[4];
   std::vector<double> scores(n_samples);
   for (int s = 0; s < n_samples; ++s) {
     for (auto& x : X) {
       x.resize(d_model, d_head);
-      for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = bound * rng.uniform_pm1();
+      for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = bound * static_cast<float>(rng.uniform() * 2.0 - 1.0);  // [-1, 1)
     }
     // W_A = X1 X2^T, W_B = X3 X4^T; the trace identity with float Grams.
     const MatrixRMd G1 = (X[0].transpose() * X[0]).cast<double>();
@@ -428,7 +399,7 @@ Result<CompositionBaseline> composition_baseline(int d_model, int d_head, int n_
     const double num = (G1 * M * G4).cwiseProduct(M).sum();
     const double den = G1.cwiseProduct(G2t).sum() * G3.cwiseProduct(G4).sum();
     scores[s] = den > 0 ? std::sqrt(std::max(0.0, num) / den) : 0;
-    if (!keep_going(progress, double(s + 1) / n_samples)) return cancelled_error();
+    if (!report_progress(progress, double(s + 1) / n_samples)) return cancelled_error();
   }
   CompositionBaseline out;
   out.d_model = d_model;
@@ -484,10 +455,10 @@ Result<MergeCandidates> merge_candidates(const RedundancyMatrix& write, const Re
 }
 
 Result<MergeCandidates> merge_candidates(const Model& model, WeightVariant variant, int top_n,
-                                         const GeometryProgress& progress) {
-  auto write = subspace_redundancy(model, variant, HeadSubspace::output_write, sub_progress(progress, 0, 0.5));
+                                         const ProgressFn& progress) {
+  auto write = subspace_redundancy(model, variant, HeadSubspace::output_write, progress_range(progress, 0, 0.5));
   if (!write) return write.error();
-  auto read = subspace_redundancy(model, variant, HeadSubspace::value_read, sub_progress(progress, 0.5, 1));
+  auto read = subspace_redundancy(model, variant, HeadSubspace::value_read, progress_range(progress, 0.5, 1));
   if (!read) return read.error();
   return merge_candidates(*write, *read, top_n);
 }

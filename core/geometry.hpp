@@ -18,9 +18,9 @@
 // fly. For rotary models QK ignores the rotation (the form at relative offset
 // 0) and results say so.
 //
-// Long computations take a GeometryProgress callback (progress.hpp), called
+// Long computations take a ProgressFn callback (progress.hpp), called
 // with the fraction done; returning false cancels and the function returns
-// Error{"cancelled"}.
+// an error of code cancelled.
 #pragma once
 
 #include <cstdint>
@@ -63,7 +63,7 @@ struct HeadSpectra {
 
 // All heads' OV and QK spectra. Error: top_k < 1, bad weights, cancelled.
 Result<HeadSpectra> head_spectra(const Model& model, WeightVariant variant, int top_k = 4,
-                                 const GeometryProgress& progress = {});
+                                 const ProgressFn& progress = {});
 
 // ---------------------------------------------------------------------------
 // Pairs of heads
@@ -96,7 +96,7 @@ struct RedundancyMatrix {
   std::vector<int> rank;        // [N]
 };
 Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant variant, HeadSubspace kind,
-                                             const GeometryProgress& progress = {});
+                                             const ProgressFn& progress = {});
 
 // Composition scores (SPEC §5.4, TL all_composition_scores) for every pair of
 // heads with l1 < l2, as [L, H, L, H] (index ((l1*H + h1)*L + l2)*H + h2);
@@ -114,7 +114,7 @@ struct CompositionScores {
   std::vector<double> q, k, v;  // [L, H, L, H]
 };
 Result<CompositionScores> composition_scores(const Model& model, WeightVariant variant,
-                                             const GeometryProgress& progress = {});
+                                             const ProgressFn& progress = {});
 
 // The three all-heads analyses a first look at a model's weights needs, in
 // one pass: head_spectra, subspace_redundancy(output_write) and
@@ -128,7 +128,7 @@ struct WeightGeometry {
   CompositionScores composition;
 };
 Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant, int top_k = 4,
-                                       const GeometryProgress& progress = {});
+                                       const ProgressFn& progress = {});
 
 // One composition score of factored matrices L = A1 B1 and R = A2 B2 (A [d, m],
 // B [m, d]) by the exact trace identity of SPEC §5.4 (all m x m):
@@ -146,7 +146,7 @@ struct CompositionBaseline {
   double mean = 0, std = 0;  // std: sample standard deviation (ddof 1)
 };
 Result<CompositionBaseline> composition_baseline(int d_model, int d_head, int n_samples = 300,
-                                                 std::uint64_t seed = 0, const GeometryProgress& progress = {});
+                                                 std::uint64_t seed = 0, const ProgressFn& progress = {});
 
 // The most redundant pairs of heads: ranked by the mean of their write (O)
 // overlap and their OV read (V) overlap; top_n pairs, i < j, any layers.
@@ -161,6 +161,6 @@ struct MergeCandidates {
 // From matrices already computed (kinds output_write and value_read, same variant).
 Result<MergeCandidates> merge_candidates(const RedundancyMatrix& write, const RedundancyMatrix& read, int top_n);
 Result<MergeCandidates> merge_candidates(const Model& model, WeightVariant variant, int top_n,
-                                         const GeometryProgress& progress = {});
+                                         const ProgressFn& progress = {});
 
 }  // namespace hs

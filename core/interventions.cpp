@@ -1,20 +1,20 @@
 // Ablation, importance, pruning, OV edits and merges (interventions.hpp).
-// The reverse pass (gate_gradient) reads the ForwardTape of one run and walks
-// the blocks backwards, llm.c style, with the forward's shape legend:
-//   T = tokens, d = d_model, H = query heads, G = key/value heads,
-//   dh = head dim, R = rotary dims, M = d_mlp, V = vocabulary.
-// It computes gradients with respect to activations only (never weights) and
-// accumulates dL/dxi per head where the gate multiplies the pattern.
+// The gradient importance runs the forward with a tape, the objective's
+// reverse (objective_backward: the LM head and the loss, from layers.hpp),
+// then forward.hpp's blocks_backward with the edits' reverse paths as its
+// hooks: gradients with respect to activations and head gates, never weights.
+// Shape legend: T = tokens, d = d_model, H = query heads, dh = head dim,
+// V = vocabulary.
 #include "interventions.hpp"
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <numeric>
 #include <string>
 
 #include "geometry.hpp"
-#include "kernels.hpp"
+#include "layers.hpp"
+#include "rng.hpp"
 
 namespace hs {
 
@@ -43,29 +43,7 @@ const char* prune_order_name(PruneOrder order) {
   return order == PruneOrder::gradient ? "gradient" : "leave_one_out";
 }
 
-std::uint64_t ProbeRng::next_u64() {
-  std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-int ProbeRng::below(int n) {
-  if (n <= 1) return 0;
-  // Reject the top partial block of 2^64 so every residue is equally likely.
-  const std::uint64_t un = static_cast<std::uint64_t>(n);
-  const std::uint64_t limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % un;
-  std::uint64_t r;
-  do r = next_u64();
-  while (r >= limit);
-  return static_cast<int>(r % un);
-}
-
 namespace {
-
-Error cancelled() { return make_error("cancelled"); }
-
-bool report(const ProgressFn& progress, double fraction) { return !progress || progress(fraction); }
 
 Status check_head(const ModelConfig& c, int layer, int head, const char* what) {
   if (layer < 0 || layer >= c.n_layer || head < 0 || head >= c.n_head)
@@ -82,15 +60,6 @@ Status check_head_list(const ModelConfig& c, const std::vector<int>& heads) {
       return make_error("head index " + std::to_string(heads[i]) + " (entry " + std::to_string(i) +
                         ") is out of range: heads are layer * n_head + head < " + std::to_string(n));
   return Ok{};
-}
-
-// Mean log-sum-exp cross-entropy of one logit row against `target`, in double
-// as run_model computes it.
-double cross_entropy(const float* row, int V, int target) {
-  const float mx = *std::max_element(row, row + V);
-  double sum = 0;
-  for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j]) - mx);
-  return mx + std::log(sum) - row[target];
 }
 
 }  // namespace
@@ -155,11 +124,11 @@ Result<ObjectiveValue> objective_value(const Model& model, const std::vector<int
     case Objective::same_token: {
       if (run.logits.size() != static_cast<std::size_t>(T) * V)
         return make_error("objective_value: same_token needs the run's logits (want_logits)");
+      // The cross-entropy run_model's next-token loss uses, at the same position.
+      out.per_token.resize(static_cast<std::size_t>(T));
+      cross_entropy_forward(out.per_token.data(), nullptr, ConstMapRM(run.logits.data(), T, V), ids.data());
       double total = 0;
-      for (int t = 0; t < T; ++t) {
-        out.per_token.push_back(cross_entropy(&run.logits[static_cast<std::size_t>(t) * V], V, ids[t]));
-        total += out.per_token.back();
-      }
+      for (double v : out.per_token) total += v;
       out.mean = total / T;
       return out;
     }
@@ -532,7 +501,7 @@ Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& id
   r.mode = mode;
   r.loss_base = base_value->mean;
   for (int i = 0; i < N; ++i) {
-    if (!report(progress, double(i) / N)) return cancelled();
+    if (!report_progress(progress, double(i) / N)) return cancelled_error();
     auto run = run_plan(model, ids, edits, by, ablation_plan(c, {i}, mode, base->means), opt);
     if (!run.ok()) return run.error();
     auto v = objective_value(model, ids, *run, objective);
@@ -540,7 +509,7 @@ Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& id
     r.loss.push_back(v->mean);
     r.delta.push_back(v->mean - r.loss_base);
   }
-  report(progress, 1.0);
+  report_progress(progress, 1.0);
   return r;
 }
 
@@ -549,198 +518,13 @@ Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& id
 
 namespace {
 
-// C [M, N] = A [M, K] B^T for B [N, K] as stored (a weight read backwards),
-// through the packed kernel as C^T = B A^T: only the activations, A and C,
-// are transposed, never the weight.
-MatrixRM matmul_bt(const MatrixRM& A, const MatrixRM& B) {
-  const int M = static_cast<int>(A.rows()), N = static_cast<int>(B.rows()), K = static_cast<int>(A.cols());
-  const MatrixRM At = A.transpose();  // [K, M]
-  MatrixRM Ct(N, M);
-  gemm(N, M, K, B.data(), K, At.data(), M, Ct.data(), M);
-  return Ct.transpose();
-}
-
-// d/dx of activation_apply.
-float activation_grad(Activation act, float x) {
-  switch (act) {
-    case Activation::gelu_new:
-    case Activation::gelu_fast: {
-      const float k = 0.7978845608028654f;
-      const float u = k * (x + 0.044715f * x * x * x);
-      const float t = std::tanh(u);
-      return 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * k * (1.f + 3.f * 0.044715f * x * x);
-    }
-    case Activation::gelu: {
-      const float pdf = 0.3989422804014327f * std::exp(-0.5f * x * x);
-      return 0.5f * (1.f + std::erf(x * 0.7071067811865476f)) + x * pdf;
-    }
-    case Activation::silu: {
-      const float s = 1.f / (1.f + std::exp(-x));
-      return s * (1.f + x * (1.f - s));
-    }
-    case Activation::relu: return x > 0.f ? 1.f : 0.f;
-  }
-  return 1.f;
-}
-
-// y = norm(x) row by row (LayerNorm with weight w, or RMSNorm): dy -> dx, all [T, d].
-MatrixRM norm_backward(NormKind kind, float eps, const MatrixRM& x, const RowVectorF& w, const MatrixRM& dy) {
-  const Eigen::Index T = x.rows(), d = x.cols();
-  MatrixRM dx(T, d);
-  for (Eigen::Index t = 0; t < T; ++t) {
-    if (kind == NormKind::rms_norm) {
-      double ms = 0, gx = 0;
-      for (Eigen::Index m = 0; m < d; ++m) ms += double(x(t, m)) * x(t, m);
-      const double r = 1.0 / std::sqrt(ms / d + eps);
-      for (Eigen::Index m = 0; m < d; ++m) gx += double(dy(t, m)) * w[m] * x(t, m);
-      const double c = r * r * r * gx / d;
-      for (Eigen::Index m = 0; m < d; ++m) dx(t, m) = static_cast<float>(r * dy(t, m) * w[m] - c * x(t, m));
-    } else {
-      double mean = 0, var = 0;
-      for (Eigen::Index m = 0; m < d; ++m) mean += x(t, m);
-      mean /= d;
-      for (Eigen::Index m = 0; m < d; ++m) var += (x(t, m) - mean) * (x(t, m) - mean);
-      var /= d;
-      const double rstd = 1.0 / std::sqrt(var + eps);
-      double g_mean = 0, gx_mean = 0;
-      for (Eigen::Index m = 0; m < d; ++m) {
-        const double g = double(dy(t, m)) * w[m];
-        g_mean += g;
-        gx_mean += g * (x(t, m) - mean) * rstd;
-      }
-      g_mean /= d;
-      gx_mean /= d;
-      for (Eigen::Index m = 0; m < d; ++m) {
-        const double g = double(dy(t, m)) * w[m];
-        dx(t, m) = static_cast<float>(rstd * (g - g_mean - (x(t, m) - mean) * rstd * gx_mean));
-      }
-    }
-  }
-  return dx;
-}
-
-// The MLP of one layer: dout [T, d] -> d mlp_in [T, d].
-MatrixRM mlp_backward(const ModelConfig& c, const LayerWeights& lw, const LayerTape& tp, const MatrixRM& dout) {
-  MatrixRM dhid = matmul_bt(dout, lw.W_out);  // [T, M]
-  const Eigen::Index n = dhid.size();
-  if (c.gated_mlp) {
-    // hid = act(gate_pre) * pre
-    MatrixRM dgate(dhid.rows(), dhid.cols());
-    const float* pre = tp.mlp_pre.data();
-    const float* gp = tp.mlp_gate_pre.data();
-    float* dh = dhid.data();
-    float* dg = dgate.data();
-    for (Eigen::Index i = 0; i < n; ++i) {
-      dg[i] = dh[i] * pre[i] * activation_grad(c.act, gp[i]);
-      dh[i] = dh[i] * activation_apply(c.act, gp[i]);
-    }
-    MatrixRM dx = matmul_bt(dhid, lw.W_in);
-    dx += matmul_bt(dgate, lw.W_gate);
-    return dx;
-  }
-  const float* pre = tp.mlp_pre.data();
-  float* dh = dhid.data();
-  for (Eigen::Index i = 0; i < n; ++i) dh[i] *= activation_grad(c.act, pre[i]);
-  return matmul_bt(dhid, lw.W_in);
-}
-
-// RoPE's transpose, in place on dx [T, n_heads*dh] (rotation by -theta).
-void rope_backward(MatrixRM& dx, int n_heads, int dh, const MatrixRM& cos, const MatrixRM& sin) {
-  const int half = static_cast<int>(cos.cols());
-  if (half == 0) return;
-  for (Eigen::Index t = 0; t < dx.rows(); ++t)
-    for (int h = 0; h < n_heads; ++h) {
-      float* v = &dx(t, h * dh);
-      for (int j = 0; j < half; ++j) {
-        const float y1 = v[j], y2 = v[j + half], cs = cos(t, j), sn = sin(t, j);
-        v[j] = y1 * cs + y2 * sn;
-        v[j + half] = y2 * cs - y1 * sn;
-      }
-    }
-}
-
-// The attention of one layer: dout [T, d] (gradient of attn_out) -> d attn_in
-// [T, d] (unless !want_input); adds dL/dxi_h to dgate[h].
-MatrixRM attention_backward(const ModelConfig& c, const LayerWeights& lw, const LayerTape& tp, const ForwardTape& tape,
-                            const LayerEdits& le, int layer, const float* gate, const MatrixRM& dout,
-                            bool want_input, double* dgate) {
-  const int T = static_cast<int>(dout.rows()), H = c.n_head, G = c.n_kv_head, dh = c.d_head, d = c.d_model;
-  const int group = H / G;
-  const float scale = c.scale_by_inverse_layer ? c.attn_scale / static_cast<float>(layer + 1) : c.attn_scale;
-  const MatrixRM dz = matmul_bt(dout, lw.W_O);  // [T, H*dh]
-  const MatrixRM& x = tp.attn_in;
-  MatrixRM dx = MatrixRM::Zero(T, d);
-  MatrixRM dq, dk, dv;
-  if (want_input) {
-    dq.setZero(T, H * dh);
-    dk.setZero(T, G * dh);
-    dv.setZero(T, G * dh);
-  }
-  std::vector<char> dropped(H, 0);  // merged heads lose their own z
-  for (const HeadMerge* m : le.merges) dropped[m->head_a] = dropped[m->head_b] = 1;
-
-  MatrixRM dPg(T, T), dS(T, T), Pg(T, T);
-  for (int h = 0; h < H; ++h) {
-    const int g = h / group;
-    const ConstMapRM P(tp.probs.data() + static_cast<std::size_t>(h) * T * T, T, T);
-    const float xi = gate ? gate[h] : 1.f;
-    Pg = xi * P;
-    dPg.setZero();
-    // z_h = Pg v_g
-    if (!dropped[h]) {
-      dPg.noalias() += dz.middleCols(h * dh, dh) * tp.v.middleCols(g * dh, dh).transpose();
-      if (want_input) dv.middleCols(g * dh, dh).noalias() += Pg.transpose() * dz.middleCols(h * dh, dh);
-    }
-    // Edit paths read through Pg: out += coeff (Pg (x a)) b^T, or
-    // (Pg (x R)) W^T + rowsum(Pg) beta for a merge.
-    for (const OvEdit* e : le.ov) {
-      if (e->head != h) continue;
-      const Eigen::Map<const VectorF> a(e->read.data(), d);
-      const Eigen::Map<const VectorF> b(e->write.data(), d);
-      const VectorF s = e->coeff * (dout * b);  // [T]
-      const VectorF y = x * a;                  // [T]
-      dPg.noalias() += s * y.transpose();
-      if (want_input) dx.noalias() += (Pg.transpose() * s) * a.transpose();
-    }
-    for (const HeadMerge* m : le.merges) {
-      if (m->pattern_head != h) continue;
-      const MatrixRM s = dout * m->write;  // [T, r]
-      const MatrixRM y = x * m->read;      // [T, r]
-      dPg.noalias() += s * y.transpose();
-      const VectorF sb = dout * m->bias.transpose();  // [T]
-      dPg.colwise() += sb;
-      if (want_input) dx.noalias() += (Pg.transpose() * s) * m->read.transpose();
-    }
-    // Gate: Pg = xi P.
-    double gsum = 0;
-    for (int i = 0; i < T; ++i)
-      for (int j = 0; j < T; ++j) gsum += double(P(i, j)) * dPg(i, j);
-    dgate[h] += gsum;
-    if (!want_input || xi == 0.f) continue;
-    // Softmax: dS = P o (dP - rowsum(P o dP)), dP = xi dPg; masked P are 0.
-    for (int i = 0; i < T; ++i) {
-      double dot = 0;
-      for (int j = 0; j < T; ++j) dot += double(P(i, j)) * dPg(i, j);
-      for (int j = 0; j < T; ++j) dS(i, j) = static_cast<float>(xi * P(i, j) * (dPg(i, j) - dot) * scale);
-    }
-    dq.middleCols(h * dh, dh).noalias() += dS * tp.k.middleCols(g * dh, dh);
-    dk.middleCols(g * dh, dh).noalias() += dS.transpose() * tp.q.middleCols(h * dh, dh);
-  }
-  if (!want_input) return dx;
-  rope_backward(dq, H, dh, tape.rope_cos, tape.rope_sin);
-  rope_backward(dk, G, dh, tape.rope_cos, tape.rope_sin);
-  dx += matmul_bt(dq, lw.W_Q);
-  dx += matmul_bt(dk, lw.W_K);
-  dx += matmul_bt(dv, lw.W_V);
-  return dx;
-}
-
-// dL/d head_in [T, d] for the objective, from the tape.
+// dL/d head_in [T, d] for the objective, from the tape: the reverse of
+// run_model's steps 4 and 5 (BERT's MLM transform, the unembedding, the loss).
 MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, const ForwardTape& tape,
                             Objective objective) {
   const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
-  const int T = static_cast<int>(ids.size()), V = c.d_vocab;
+  const int T = static_cast<int>(ids.size());
   if (objective == Objective::hidden_energy) return tape.head_in / static_cast<float>(T);
 
   // Logits = x2 W_U + b_U with x2 the LM head's input (BERT: after the MLM transform).
@@ -748,38 +532,69 @@ MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, con
   MatrixRM x2;
   if (c.family == Family::bert) {
     act = tape.mlm_pre;
-    for (Eigen::Index i = 0; i < act.size(); ++i) act.data()[i] = activation_apply(c.act, act.data()[i]);
+    activation_forward(act, c.act);
     layer_norm_forward(x2, act, w.mlm_ln_w, w.mlm_ln_b, c.norm_eps);
   } else {
     x2 = tape.head_in;
   }
   const bool next = objective == Objective::next_token;
   const int n = next ? T - 1 : T;
+  const std::vector<int> targets(ids.begin() + (next ? 1 : 0), ids.end());  // [n]
   MatrixRM dx2 = MatrixRM::Zero(T, c.d_model);
   const int chunk = 64;  // rows of logits at a time: [chunk, V]
   for (int t0 = 0; t0 < n; t0 += chunk) {
     const int rows = std::min(chunk, n - t0);
+    const MatrixRM xr = x2.middleRows(t0, rows);
     MatrixRM lg;
-    unembed_logits(lg, x2.middleRows(t0, rows), w);  // [rows, V]
-    for (int r = 0; r < rows; ++r) {
-      // softmax / n, as the forward's loss computes it (exp_fast: 3e-7 relative)
-      float* row = &lg(r, 0);
-      const float mx = *std::max_element(row, row + V);
-      for (int j = 0; j < V; ++j) row[j] -= mx;
-      exp_inplace(row, static_cast<std::size_t>(V));
-      double sum = 0;
-      for (int j = 0; j < V; ++j) sum += row[j];
-      const float scale = static_cast<float>(1.0 / (sum * n));
-      for (int j = 0; j < V; ++j) row[j] *= scale;
-      const int target = ids[t0 + r + (next ? 1 : 0)];
-      row[target] -= 1.f / n;
-    }
-    dx2.middleRows(t0, rows) = unembed_backward(lg, w);
+    unembed_forward(lg, xr, w);                                    // [rows, V]
+    cross_entropy_forward(nullptr, &lg, lg, targets.data() + t0);  // softmax, as the forward's loss computes it
+    cross_entropy_backward(lg, targets.data() + t0, 1.f / static_cast<float>(n));
+    MatrixRM dxr = MatrixRM::Zero(rows, c.d_model);
+    unembed_backward(dxr, nullptr, lg, xr, w);
+    dx2.middleRows(t0, rows) = dxr;
   }
   if (c.family != Family::bert) return dx2;
-  MatrixRM da = norm_backward(NormKind::layer_norm, c.norm_eps, act, w.mlm_ln_w, dx2);
-  for (Eigen::Index i = 0; i < da.size(); ++i) da.data()[i] *= activation_grad(c.act, tape.mlm_pre.data()[i]);
-  return matmul_bt(da, w.mlm_dense_W);
+  MatrixRM da = MatrixRM::Zero(T, c.d_model);
+  layer_norm_backward(da, nullptr, nullptr, dx2, act, w.mlm_ln_w, c.norm_eps);
+  activation_backward(da, tape.mlm_pre, c.act);
+  MatrixRM dx = MatrixRM::Zero(T, c.d_model);
+  linear_backward(&dx, nullptr, nullptr, da, tape.head_in, w.mlm_dense_W);
+  return dx;
+}
+
+// The reverse of the edits' forward hooks (install_edits): merged heads lose
+// their own z (on_dz zeroes their columns of dL/dz), and each edit path
+// out += coeff (Pg (x a)) b^T, or a merge's (Pg (x R)) W^T + rowsum(Pg) beta,
+// adds to dL/dPg and to dL/dx (on_attn_view).
+void install_edit_gradients(const Model& model, const std::vector<LayerEdits>& by, BackwardOptions& opt) {
+  const int dh = model.config.d_head, d = model.config.d_model;
+  opt.on_dz = [&by, dh](int layer, MatrixRM& dz) {
+    for (const HeadMerge* m : by[layer].merges) {
+      dz.middleCols(m->head_a * dh, dh).setZero();
+      dz.middleCols(m->head_b * dh, dh).setZero();
+    }
+  };
+  opt.on_attn_view = [&by, d](int layer, int h, const AttentionViewGrad& g) {
+    const MatrixRM& x = g.input;
+    for (const OvEdit* e : by[layer].ov) {
+      if (e->head != h) continue;
+      const Eigen::Map<const VectorF> a(e->read.data(), d);
+      const Eigen::Map<const VectorF> b(e->write.data(), d);
+      const VectorF s = e->coeff * (g.dout * b);  // [T]
+      const VectorF y = x * a;                    // [T]
+      g.dpattern.noalias() += s * y.transpose();
+      if (g.dinput) g.dinput->noalias() += (g.pattern.transpose() * s) * a.transpose();
+    }
+    for (const HeadMerge* m : by[layer].merges) {
+      if (m->pattern_head != h) continue;
+      const MatrixRM s = g.dout * m->write;  // [T, r]
+      const MatrixRM y = x * m->read;        // [T, r]
+      g.dpattern.noalias() += s * y.transpose();
+      const VectorF sb = g.dout * m->bias.transpose();  // [T]
+      g.dpattern.colwise() += sb;
+      if (g.dinput) g.dinput->noalias() += (g.pattern.transpose() * s) * m->read.transpose();
+    }
+  };
 }
 
 }  // namespace
@@ -787,7 +602,6 @@ MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, con
 Result<GradientImportance> gradient_importance(const Model& model, const std::vector<int>& ids, Objective objective,
                                                const std::vector<float>& gate, const ModelEdits& edits) {
   const ModelConfig& c = model.config;
-  const ModelWeights& w = model.weights;
   objective = resolve_objective(c, objective);
   HS_TRY(check_objective(model, ids, objective));
   HS_TRY(check_edits(model, edits));
@@ -809,37 +623,10 @@ Result<GradientImportance> gradient_importance(const Model& model, const std::ve
 
   // Backward.
   std::vector<double> dgate(static_cast<std::size_t>(L) * H, 0.0);
-  MatrixRM dx = objective_backward(model, ids, tape, objective);
-  if (c.final_norm) dx = norm_backward(c.norm, c.norm_eps, tape.final_norm_in, w.ln_final_w, dx);
-  for (int l = L - 1; l >= 0; --l) {
-    const LayerWeights& lw = w.layers[l];
-    const LayerTape& tp = tape.layers[l];
-    const float* g = gate.empty() ? nullptr : gate.data() + static_cast<std::size_t>(l) * H;
-    double* dg = dgate.data() + static_cast<std::size_t>(l) * H;
-    const bool want_input = l > 0;  // the embeddings need no gradient
-    if (c.post_ln) {
-      // x' = LN1(x + attn(x)); out = LN2(x' + mlp(x'))
-      const MatrixRM dw = norm_backward(NormKind::layer_norm, c.norm_eps, tp.ln2_in, lw.ln2_w, dx);
-      const MatrixRM dxp = dw + mlp_backward(c, lw, tp, dw);
-      const MatrixRM du = norm_backward(NormKind::layer_norm, c.norm_eps, tp.ln1_in, lw.ln1_w, dxp);
-      MatrixRM da = attention_backward(c, lw, tp, tape, by[l], l, g, du, want_input, dg);
-      dx = du + da;
-    } else if (c.parallel_residual) {
-      // out = x + attn(LN1 x) + mlp(LN2 x)
-      const MatrixRM dm = mlp_backward(c, lw, tp, dx);
-      const MatrixRM da = attention_backward(c, lw, tp, tape, by[l], l, g, dx, want_input, dg);
-      if (want_input) {
-        dx += norm_backward(c.norm, c.norm_eps, tp.ln1_in, lw.ln1_w, da);
-        dx += norm_backward(c.norm, c.norm_eps, tp.ln2_in, lw.ln2_w, dm);
-      }
-    } else {
-      // x' = x + attn(LN1 x); out = x' + mlp(LN2 x')
-      const MatrixRM dm = mlp_backward(c, lw, tp, dx);
-      dx += norm_backward(c.norm, c.norm_eps, tp.ln2_in, lw.ln2_w, dm);
-      const MatrixRM da = attention_backward(c, lw, tp, tape, by[l], l, g, dx, want_input, dg);
-      if (want_input) dx += norm_backward(c.norm, c.norm_eps, tp.ln1_in, lw.ln1_w, da);
-    }
-  }
+  BackwardOptions back;
+  back.dgate = dgate.data();
+  if (!edits.empty()) install_edit_gradients(model, by, back);
+  blocks_backward(model, tape, objective_backward(model, ids, tape, objective), back);
 
   GradientImportance r;
   r.n_layer = L;
@@ -895,9 +682,8 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
     runs_done += 1;
   } else {
     const double n_runs = N + 1;
-    auto loo = leave_one_out(model, ids, options.mode, objective, edits, [&](double f) {
-      return report(progress, (runs_done + f * n_runs) / total_runs);
-    });
+    auto loo = leave_one_out(model, ids, options.mode, objective, edits,
+                             progress_range(progress, runs_done / total_runs, (runs_done + n_runs) / total_runs));
     if (!loo.ok()) return loo.error();
     r.importance = loo->delta;
     runs_done += n_runs;
@@ -914,7 +700,7 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
 
   auto curve = [&](const std::vector<int>& order, std::vector<double>& out) -> Status {
     for (int p = 0; p < P; ++p) {
-      if (!report(progress, runs_done / total_runs)) return cancelled();
+      if (!report_progress(progress, runs_done / total_runs)) return cancelled_error();
       const std::vector<int> removed(order.begin(), order.begin() + r.n_removed[p]);
       auto run = run_plan(model, ids, edits, by, ablation_plan(c, removed, options.mode, base->means), opt);
       if (!run.ok()) return run.error();
@@ -926,7 +712,7 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
     return Ok{};
   };
   HS_TRY(curve(r.order, r.loss));
-  ProbeRng rng(options.seed);
+  Rng rng(options.seed);
   r.random_loss_mean.assign(P, 0.0);
   for (int k = 0; k < options.n_random; ++k) {
     std::vector<int> order(N);
@@ -938,7 +724,7 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
     for (int p = 0; p < P; ++p) r.random_loss_mean[p] += losses[p] / options.n_random;
     r.random_loss.insert(r.random_loss.end(), losses.begin(), losses.end());
   }
-  report(progress, 1.0);
+  report_progress(progress, 1.0);
   return r;
 }
 
@@ -966,7 +752,7 @@ Result<MergeReport> evaluate_head_merge(const Model& model, const std::vector<in
   const int n_runs = 6;
   int done = 0;
   auto loss_with = [&](const ModelEdits& e, const std::vector<int>& ablated) -> Result<double> {
-    if (!report(progress, double(done++) / n_runs)) return cancelled();
+    if (!report_progress(progress, double(done++) / n_runs)) return cancelled_error();
     const auto by_e = edits_by_layer(c, e);
     auto run = run_plan(model, ids, e, by_e, ablation_plan(c, ablated, AblationMode::zero, no_means), opt);
     if (!run.ok()) return run.error();
@@ -1004,7 +790,7 @@ Result<MergeReport> evaluate_head_merge(const Model& model, const std::vector<in
   r.loss_merged_pattern_b = *mb;
   r.best_pattern_head = r.loss_merged_pattern_b < r.loss_merged_pattern_a ? head_b : head_a;
   r.loss_merged = std::min(r.loss_merged_pattern_a, r.loss_merged_pattern_b);
-  report(progress, 1.0);
+  report_progress(progress, 1.0);
   return r;
 }
 

@@ -47,19 +47,16 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "forward.hpp"
 #include "linalg.hpp"
 #include "model.hpp"
+#include "progress.hpp"
 #include "result.hpp"
 
 namespace hs {
-
-// Called with the fraction done; returning false cancels (Error "cancelled").
-using ProgressFn = std::function<bool(double fraction)>;
 
 // ---------------------------------------------------------------------------
 // The loss
@@ -205,8 +202,8 @@ Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& id
 
 // Michel et al. (SPEC §5.9) on one sequence: the gradient of the objective
 // with respect to the head gates xi (head_mask) at `gate` (empty = all 1),
-// by one reverse pass through the forward (edits included). gradient[h] =
-// sum_ij A_h[i,j] dL/dA^gated_h[i,j]; at xi = 1 it equals
+// by one reverse pass through the forward (blocks_backward, edits included).
+// gradient[h] = sum_ij A_h[i,j] dL/dA^gated_h[i,j]; at xi = 1 it equals
 // sum z_h . dL/dz_h plus the head's edit paths.
 struct GradientImportance {
   int n_layer = 0, n_head = 0;
@@ -234,11 +231,11 @@ struct PruningOptions {
   Objective objective = Objective::automatic;
   int step = 1;           // heads removed between two points of the curve
   int n_random = 1;       // random orders
-  std::uint64_t seed = 0;  // of the random orders (ProbeRng)
+  std::uint64_t seed = 0;  // of the random orders (Rng)
 };
 // Heads are removed cumulatively in increasing order of importance (the
 // importance computed once, on the intact model; ties by index), and in
-// n_random uniformly random orders (Fisher-Yates over ProbeRng(seed)).
+// n_random uniformly random orders (Fisher-Yates over Rng(seed), rng.hpp).
 struct PruningCurve {
   int n_layer = 0, n_head = 0;
   PruningOptions options;
@@ -273,20 +270,5 @@ struct MergeReport {
 Result<MergeReport> evaluate_head_merge(const Model& model, const std::vector<int>& ids, int layer, int head_a,
                                         int head_b, Objective objective = Objective::automatic,
                                         const ModelEdits& edits = {}, const ProgressFn& progress = {});
-
-// ---------------------------------------------------------------------------
-
-// The deterministic random numbers of the probes and random orders:
-// SplitMix64 (Steele, Lea & Flood 2014), the same sequence on every platform
-// and in wasm; bounded integers by rejection (no modulo bias).
-class ProbeRng {
- public:
-  explicit ProbeRng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next_u64();
-  int below(int n);  // uniform in [0, n), n >= 1
-
- private:
-  std::uint64_t state_;
-};
 
 }  // namespace hs

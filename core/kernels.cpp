@@ -519,7 +519,7 @@ constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;  // ln2 = hi + 
 // Cephes expf: e^r = 1 + r + r^2 P(r) on |r| <= ln2/2.
 constexpr float p0 = 1.9875691500e-4f, p1 = 1.3981999507e-3f, p2 = 8.3334519073e-3f, p3 = 4.1665795894e-2f,
                 p4 = 1.6666665459e-1f, p5 = 5.0000001201e-1f;
-constexpr float gelu_k2 = -2.f * 0.7978845608028654f;  // -2 sqrt(2/pi)
+constexpr float gelu_k2 = -2.f * kGeluTanhScale;
 
 }  // namespace
 
@@ -543,7 +543,7 @@ float exp_fast(float x) {
   return e * scale;
 }
 
-float gelu_tanh(float x) { return x / (1.f + exp_fast(gelu_k2 * (x + 0.044715f * x * x * x))); }
+float gelu_tanh(float x) { return x / (1.f + exp_fast(gelu_k2 * (x + kGeluTanhCubic * x * x * x))); }
 
 #ifdef __wasm_simd128__
 namespace {
@@ -596,7 +596,7 @@ __attribute__((target("avx2,fma"))) std::size_t exp_inplace_avx2(float* x, std::
 }
 
 __attribute__((target("avx2,fma"))) std::size_t gelu_tanh_inplace_avx2(float* x, std::size_t n) {
-  const __m256 k2 = _mm256_set1_ps(gelu_k2), c = _mm256_set1_ps(0.044715f), one = _mm256_set1_ps(1.f);
+  const __m256 k2 = _mm256_set1_ps(gelu_k2), c = _mm256_set1_ps(kGeluTanhCubic), one = _mm256_set1_ps(1.f);
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(x + i);
@@ -625,7 +625,7 @@ void gelu_tanh_inplace(float* x, std::size_t n) {
   if (cpu_has_avx2_fma()) i = gelu_tanh_inplace_avx2(x, n);
 #endif
 #ifdef __wasm_simd128__
-  const v128_t k2 = wasm_f32x4_splat(gelu_k2), c = wasm_f32x4_splat(0.044715f), one = wasm_f32x4_splat(1.f);
+  const v128_t k2 = wasm_f32x4_splat(gelu_k2), c = wasm_f32x4_splat(kGeluTanhCubic), one = wasm_f32x4_splat(1.f);
   for (; i + 4 <= n; i += 4) {
     const v128_t v = wasm_v128_load(x + i);
     const v128_t y = wasm_f32x4_mul(k2, wasm_f32x4_add(v, wasm_f32x4_mul(c, wasm_f32x4_mul(v, wasm_f32x4_mul(v, v)))));

@@ -135,8 +135,11 @@ float exp_fast(float x);
 // x[i] = e^{x[i]} in place.
 void exp_inplace(float* x, std::size_t n);
 
-// GELU, tanh approximation (GPT-2's gelu_new):
-//   0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) = x / (1 + e^{-2 sqrt(2/pi) (x + 0.044715 x^3)}).
+// GELU, tanh approximation (GPT-2's gelu_new), with u = kGeluTanhScale (x + kGeluTanhCubic x^3):
+//   0.5 x (1 + tanh(u)) = x / (1 + e^{-2u}).
+// Its constants, for the derivative (layers.cpp) as well:
+inline constexpr float kGeluTanhScale = 0.7978845608028654f;  // sqrt(2/pi)
+inline constexpr float kGeluTanhCubic = 0.044715f;
 float gelu_tanh(float x);
 
 // x[i] = gelu_tanh(x[i]) in place.

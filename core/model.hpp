@@ -74,7 +74,7 @@ inline auto head_W_V(const LayerWeights& l, const ModelConfig& c, int h) {
 // embeddings: GPT-2 and most small models) the loader leaves W_U empty instead
 // of holding W_E twice (154 MB for GPT-2 small), so code that reads the
 // unembedding goes through these rather than W_U. An explicit W_U (untied
-// checkpoints, training's tie_unembedding) is used as is.
+// checkpoints) is used as is.
 inline bool unembed_tied(const ModelWeights& w) { return w.W_U.size() == 0 && w.W_E.size() > 0; }
 // The model has an LM head whose unembedding is there (tied or not).
 inline bool has_unembedding(const Model& m) {

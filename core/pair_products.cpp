@@ -193,7 +193,7 @@ struct Tile {
 // block of formed coordinates exists at a time: band^2 per slot at least
 // (band_rows), up to the budget.
 Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, const FactorPanels& FX,
-                                                  const FactorPanels& FY, const GeometryProgress& progress, double p0,
+                                                  const FactorPanels& FY, const ProgressFn& progress, double p0,
                                                   double p1) {
   const bool sym = layout.sym;
   const int L = layout.L, Hx = layout.Hx, Hy = layout.Hy, slots_x = layout.slots_x, slots_y = layout.slots_y;
@@ -286,7 +286,7 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
       }
       done += double(K);
       c0 += cols;
-      if (!keep_going(progress, p0 + (p1 - p0) * done / coords)) return cancelled_error();
+      if (!report_progress(progress, p0 + (p1 - p0) * done / coords)) return cancelled_error();
     }
   }
   // By head. The symmetric square holds every pair of groups gi <= gj
@@ -312,7 +312,7 @@ namespace {
 // One X against several Ys (composition: Q, K and V share the left factor).
 Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X, const std::vector<const MatrixRM*>& Ys,
                                                               int k, PairSet set, int group, PairKernel kernel,
-                                                              const GeometryProgress& progress, double p0, double p1,
+                                                              const ProgressFn& progress, double p0, double p1,
                                                               int band) {
   const int d = static_cast<int>(X.rows());
   if (k <= 0 || X.cols() % k != 0) return make_error("block_frobenius_products: X columns are not blocks of k");
@@ -336,7 +336,7 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
       for (int i = 0; i < n; ++i) {
         for (int j = 0; j <= i; ++j) out[0](i, j) = out[0](j, i) = G.block(i * k, j * k, k, k).cast<double>().squaredNorm();
       }
-      if (!keep_going(progress, p1)) return cancelled_error();
+      if (!report_progress(progress, p1)) return cancelled_error();
       return out;
     }
     for (int y = 0; y < n_y; ++y) {
@@ -346,7 +346,7 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
         for (int i = 0; i < left; ++i) {
           for (int j = 0; j < group; ++j) out[y](i, left + j) = G.block(i * k, j * k, k, k).cast<double>().squaredNorm();
         }
-        if (!keep_going(progress, p0 + (p1 - p0) * (y * (L - 1) + l2) / double(n_y * (L - 1)))) return cancelled_error();
+        if (!report_progress(progress, p0 + (p1 - p0) * (y * (L - 1) + l2) / double(n_y * (L - 1)))) return cancelled_error();
       }
     }
     return out;
@@ -369,7 +369,7 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
 }  // namespace
 
 Result<MatrixRMd> block_frobenius_products(const MatrixRM& X, const MatrixRM& Y, int k, PairSet set, int group,
-                                           PairKernel kernel, const GeometryProgress& progress, double progress_from,
+                                           PairKernel kernel, const ProgressFn& progress, double progress_from,
                                            double progress_to, int band) {
   auto r = block_frobenius_products_multi(X, {&Y}, k, set, group, kernel, progress, progress_from, progress_to, band);
   if (!r) return r.error();

@@ -41,7 +41,7 @@ enum class PairSet {
 // the projector kernel's band of coordinate rows, a multiple of 4 (0: chosen
 // from the head count, as the analyses do; tests set it).
 Result<MatrixRMd> block_frobenius_products(const MatrixRM& X, const MatrixRM& Y, int k, PairSet set, int group,
-                                           PairKernel kernel, const GeometryProgress& progress,
+                                           PairKernel kernel, const ProgressFn& progress,
                                            double progress_from = 0, double progress_to = 1, int band = 0);
 
 // ---------------------------------------------------------------------------
@@ -110,7 +110,7 @@ struct PairLayout {
 // right-hand kind (one for the symmetric set), entries outside the pair set
 // 0. Progress runs from p0 to p1.
 Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, const FactorPanels& FX,
-                                                  const FactorPanels& FY, const GeometryProgress& progress, double p0,
+                                                  const FactorPanels& FY, const ProgressFn& progress, double p0,
                                                   double p1);
 
 }  // namespace hs

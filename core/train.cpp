@@ -1,7 +1,7 @@
-// Training passes for gpt2-family models: see train.hpp. The forward pass here
-// mirrors the core's inference forward (run_model) but keeps its activations;
-// tests/core/test_train.cpp checks that both give the same logits and that the
-// backward pass agrees with finite differences.
+// Training passes for gpt2-family models: see train.hpp. train_forward and
+// train_backward run the inference forward's layers over a batch (forward.hpp,
+// layers.hpp); tests/core/test_train.cpp checks that the training forward gives
+// run_model's logits and that the backward pass agrees with finite differences.
 
 #include "train.hpp"
 
@@ -9,45 +9,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
 
 #include <nlohmann/json.hpp>
 
+#include "layers.hpp"
+#include "rng.hpp"
+
 namespace hs {
-
-// ---------------------------------------------------------------------------
-// Random numbers.
-
-double TrainRng::uniform() { return static_cast<double>(engine_() >> 11) * (1.0 / 9007199254740992.0); }
-
-int TrainRng::below(int n) {
-  if (n <= 1) return 0;
-  const std::uint64_t range = static_cast<std::uint64_t>(n);
-  // Reject the top partial bucket so that every value is equally likely.
-  const std::uint64_t limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % range;
-  std::uint64_t x;
-  do {
-    x = engine_();
-  } while (x >= limit);
-  return static_cast<int>(x % range);
-}
-
-double TrainRng::normal() {
-  if (has_spare_) {
-    has_spare_ = false;
-    return spare_;
-  }
-  double u1;
-  do {
-    u1 = uniform();
-  } while (u1 <= 0.0);
-  const double u2 = uniform();
-  const double r = std::sqrt(-2.0 * std::log(u1));
-  const double a = 6.283185307179586 * u2;
-  spare_ = r * std::sin(a);
-  has_spare_ = true;
-  return r * std::cos(a);
-}
 
 // ---------------------------------------------------------------------------
 // Configuration, initialisation, parameters.
@@ -89,6 +57,7 @@ Status check_trainable(const ModelConfig& c) {
   if (!c.learned_positions || c.rotary_dim != 0 || c.position_offset != 0) return refuse("positions must be learned, offset 0");
   if (!c.tied_embeddings) return refuse("embeddings must be tied to the unembedding");
   if (c.scale_by_inverse_layer) return refuse("scale_attn_by_inverse_layer_idx");
+  if (!(c.attn_scale > 0)) return refuse("attn_scale must be positive");
   for (int w : c.window)
     if (w != 0) return refuse("local attention windows");
   return Ok{};
@@ -96,11 +65,7 @@ Status check_trainable(const ModelConfig& c) {
 
 namespace {
 
-float attn_scale_of(const ModelConfig& c) {
-  return c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.d_head));
-}
-
-void fill_normal(TrainRng& rng, float* data, std::size_t n, double std_dev) {
+void fill_normal(Rng& rng, float* data, std::size_t n, double std_dev) {
   for (std::size_t i = 0; i < n; ++i) data[i] = static_cast<float>(rng.normal() * std_dev);
 }
 
@@ -139,7 +104,7 @@ Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed, const Ini
   w.ln_final_w = RowVectorF::Ones(d);
   w.ln_final_b = zeros(d);
 
-  TrainRng rng(seed);
+  Rng rng(seed);
   const double std_dev = options.std;
   const double std_proj = options.std / std::sqrt(2.0 * config.n_layer);
   fill_normal(rng, w.W_E.data(), static_cast<std::size_t>(w.W_E.size()), std_dev);
@@ -164,13 +129,7 @@ Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed, const Ini
     fill_normal(rng, l.W_in.data(), static_cast<std::size_t>(l.W_in.size()), std_dev);
     fill_normal(rng, l.W_out.data(), static_cast<std::size_t>(l.W_out.size()), std_proj);
   }
-  tie_unembedding(model);
   return model;
-}
-
-void tie_unembedding(Model& model) {
-  model.weights.W_U = model.weights.W_E.transpose();
-  model.weights.b_U = RowVectorF::Zero(model.weights.W_E.rows());
 }
 
 ModelWeights zeros_like(const ModelWeights& w) {
@@ -241,67 +200,6 @@ std::vector<ParamRef> trainable_params(ModelWeights& w) {
 }
 
 // ---------------------------------------------------------------------------
-// Layer pieces. Each works on all N rows at once.
-
-namespace {
-
-// y = (x - mean) / sqrt(var + eps) * w + b, row by row; keeps xhat and 1/std.
-void layer_norm_forward(const MatrixRM& x, const RowVectorF& w, const RowVectorF& b, float eps, MatrixRM& xhat,
-                        VectorF& rstd, MatrixRM& out) {
-  const Eigen::Index n = x.rows(), d = x.cols();
-  xhat.resize(n, d);
-  out.resize(n, d);
-  rstd.resize(n);
-  for (Eigen::Index i = 0; i < n; ++i) {
-    const float mean = x.row(i).mean();
-    xhat.row(i) = x.row(i).array() - mean;
-    const float var = xhat.row(i).squaredNorm() / static_cast<float>(d);
-    const float r = 1.0f / std::sqrt(var + eps);
-    rstd(i) = r;
-    xhat.row(i) *= r;
-    out.row(i) = xhat.row(i).cwiseProduct(w) + b;
-  }
-}
-
-// dx = rstd * (g - mean(g) - xhat * mean(g . xhat)), with g = dy . w.
-// Adds into dx; writes dw and db.
-void layer_norm_backward(const MatrixRM& dy, const MatrixRM& xhat, const VectorF& rstd, const RowVectorF& w,
-                         MatrixRM& dx, RowVectorF& dw, RowVectorF& db) {
-  const Eigen::Index n = dy.rows(), d = dy.cols();
-  dw = dy.cwiseProduct(xhat).colwise().sum();
-  db = dy.colwise().sum();
-  RowVectorF g(d);
-  for (Eigen::Index i = 0; i < n; ++i) {
-    g = dy.row(i).cwiseProduct(w);
-    const float mean_g = g.mean();
-    const float mean_gx = g.dot(xhat.row(i)) / static_cast<float>(d);
-    dx.row(i) += rstd(i) * (g.array() - mean_g - xhat.row(i).array() * mean_gx).matrix();
-  }
-}
-
-// Rows of queries per attention block (see train_forward).
-constexpr int kAttnBlock = 64;
-
-constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
-constexpr float kGeluA = 0.044715f;
-
-// gelu_new(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). Eigen's
-// vectorised tanh: libm's tanhf alone took 13% of a training step.
-void gelu_forward(const MatrixRM& x, MatrixRM& y) {
-  const auto v = x.array();
-  y = (0.5f * v * (1.0f + (kGeluC * (v + kGeluA * v.cube())).tanh())).matrix();
-}
-
-// dx = dy * gelu_new'(x), in place in dy.
-void gelu_backward(const MatrixRM& x, MatrixRM& dy) {
-  const auto v = x.array();
-  const Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> t = (kGeluC * (v + kGeluA * v.cube())).tanh();
-  dy.array() *= 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t.square()) * kGeluC * (1.0f + 3.0f * kGeluA * v.square());
-}
-
-}  // namespace
-
-// ---------------------------------------------------------------------------
 // Forward.
 
 Result<double> train_forward(const Model& model, const std::vector<int>& tokens, const std::vector<int>& targets,
@@ -309,7 +207,7 @@ Result<double> train_forward(const Model& model, const std::vector<int>& tokens,
   const ModelConfig& c = model.config;
   HS_TRY(check_trainable(c));
   const ModelWeights& w = model.weights;
-  const int B = n_seq, T = n_tok, d = c.d_model, H = c.n_head, dh = c.d_head, V = c.d_vocab;
+  const int B = n_seq, T = n_tok, d = c.d_model, H = c.n_head, V = c.d_vocab;
   const Eigen::Index N = static_cast<Eigen::Index>(B) * T;
   if (B < 1 || T < 1) return make_error("train_forward: empty batch");
   if (T > c.n_ctx) return make_error("train_forward: " + std::to_string(T) + " tokens > n_ctx " + std::to_string(c.n_ctx));
@@ -330,91 +228,30 @@ Result<double> train_forward(const Model& model, const std::vector<int>& tokens,
   cache.n_tok = T;
   cache.tokens = tokens;
   cache.targets = targets;
-  cache.head_gate = head_gate;
-  cache.layers.resize(static_cast<std::size_t>(c.n_layer));
-  const float scale = attn_scale_of(c);
 
-  // Embeddings: h0 = W_E[token] + W_pos[position].
-  MatrixRM x(N, d);
-  for (Eigen::Index i = 0; i < N; ++i) x.row(i) = w.W_E.row(tokens[i]) + w.W_pos.row(i % T);
+  // Embeddings: row i = W_E[token] + W_pos[i mod T].
+  MatrixRM x;  // [N, d]
+  embedding_forward(x, tokens, T, w.W_E, &w.W_pos);
 
-  for (int l = 0; l < c.n_layer; ++l) {
-    const LayerWeights& lw = w.layers[l];
-    LayerCache& L = cache.layers[l];
-    L.resid_pre = std::move(x);
-    layer_norm_forward(L.resid_pre, lw.ln1_w, lw.ln1_b, c.norm_eps, L.ln1_xhat, L.ln1_rstd, L.ln1_out);
+  // Blocks and final norm, keeping the tape.
+  RunOptions opt;
+  opt.head_gate = head_gate;
+  opt.want_patterns = opt.want_hidden = false;
+  opt.tape = &cache.tape;
+  blocks_forward(model, x, B, opt);
 
-    // Projections: qkv = [ln1 W_Q + b_Q | ln1 W_K + b_K | ln1 W_V + b_V].
-    L.qkv.resize(N, 3 * d);
-    L.qkv.leftCols(d).noalias() = L.ln1_out * lw.W_Q;
-    L.qkv.middleCols(d, d).noalias() = L.ln1_out * lw.W_K;
-    L.qkv.rightCols(d).noalias() = L.ln1_out * lw.W_V;
-    L.qkv.leftCols(d).rowwise() += lw.b_Q;
-    L.qkv.middleCols(d, d).rowwise() += lw.b_K;
-    L.qkv.rightCols(d).rowwise() += lw.b_V;
-
-    // Per sequence and head: pass 1 scores, pass 2 causal softmax, pass 3 mix values.
-    L.pattern.resize(static_cast<Eigen::Index>(B) * H * T, T);
-    L.z.resize(N, d);
-    for (int b = 0; b < B; ++b) {
-      for (int h = 0; h < H; ++h) {
-        const auto Q = L.qkv.block(static_cast<Eigen::Index>(b) * T, h * dh, T, dh);
-        const auto K = L.qkv.block(static_cast<Eigen::Index>(b) * T, d + h * dh, T, dh);
-        const auto Vv = L.qkv.block(static_cast<Eigen::Index>(b) * T, 2 * d + h * dh, T, dh);
-        auto P = L.pattern.middleRows((static_cast<Eigen::Index>(b) * H + h) * T, T);
-        auto Z = L.z.block(static_cast<Eigen::Index>(b) * T, h * dh, T, dh);
-        // Causal: a block of query rows [r0, r0 + rb) sees keys [0, r0 + rb) only,
-        // so the products skip most of the masked upper triangle.
-        for (int r0 = 0; r0 < T; r0 += kAttnBlock) {
-          const int rb = std::min(kAttnBlock, T - r0), nk = r0 + rb;
-          P.block(r0, 0, rb, nk).noalias() = Q.middleRows(r0, rb) * K.topRows(nk).transpose();
-          for (int i = r0; i < nk; ++i) {
-            auto row = P.row(i);
-            const float mx = row.head(i + 1).maxCoeff() * scale;
-            row.head(i + 1) = (row.head(i + 1).array() * scale - mx).exp().matrix();
-            row.head(i + 1) /= row.head(i + 1).sum();
-            row.tail(T - i - 1).setZero();
-          }
-          Z.middleRows(r0, rb).noalias() = P.block(r0, 0, rb, nk) * Vv.topRows(nk);
-        }
-        if (!head_gate.empty()) Z *= head_gate[static_cast<std::size_t>(l) * H + h];
-      }
-    }
-
-    L.resid_mid = L.resid_pre;
-    L.resid_mid.noalias() += L.z * lw.W_O;
-    L.resid_mid.rowwise() += lw.b_O;
-
-    layer_norm_forward(L.resid_mid, lw.ln2_w, lw.ln2_b, c.norm_eps, L.ln2_xhat, L.ln2_rstd, L.ln2_out);
-    L.mlp_pre.noalias() = L.ln2_out * lw.W_in;
-    L.mlp_pre.rowwise() += lw.b_in;
-    gelu_forward(L.mlp_pre, L.mlp_act);
-    x = L.resid_mid;
-    x.noalias() += L.mlp_act * lw.W_out;
-    x.rowwise() += lw.b_out;
-  }
-
-  cache.resid_final = std::move(x);
-  layer_norm_forward(cache.resid_final, w.ln_final_w, w.ln_final_b, c.norm_eps, cache.lnf_xhat, cache.lnf_rstd,
-                     cache.lnf_out);
-  cache.logits.noalias() = cache.lnf_out * w.W_E.transpose();
-
-  // Softmax cross-entropy.
-  cache.probs.resize(N, V);
+  // Unembedding (W_E^T) and cross-entropy.
+  unembed_forward(cache.logits, x, w);  // [N, V]
+  std::vector<double> loss(static_cast<std::size_t>(N));
+  cross_entropy_forward(loss.data(), &cache.probs, cache.logits, targets.data());
   cache.row_loss.assign(static_cast<std::size_t>(N), 0.f);
   cache.n_targets = 0;
   double total = 0;
   for (Eigen::Index i = 0; i < N; ++i) {
-    const float mx = cache.logits.row(i).maxCoeff();
-    cache.probs.row(i) = (cache.logits.row(i).array() - mx).exp();
-    const float sum = cache.probs.row(i).sum();
-    cache.probs.row(i) /= sum;
-    if (targets[i] >= 0) {
-      const float loss = std::log(sum) + mx - cache.logits(i, targets[i]);
-      cache.row_loss[i] = loss;
-      total += loss;
-      ++cache.n_targets;
-    }
+    if (targets[i] < 0) continue;
+    cache.row_loss[i] = static_cast<float>(loss[i]);
+    total += loss[i];
+    ++cache.n_targets;
   }
   cache.loss = cache.n_targets > 0 ? total / cache.n_targets : 0.0;
   return cache.loss;
@@ -424,104 +261,23 @@ Result<double> train_forward(const Model& model, const std::vector<int>& tokens,
 // Backward.
 
 void train_backward(const Model& model, TrainCache& cache, ModelWeights& g) {
-  const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
-  const int B = cache.n_seq, T = cache.n_tok, d = c.d_model, H = c.n_head, dh = c.d_head;
-  const Eigen::Index N = static_cast<Eigen::Index>(B) * T;
-  const float scale = attn_scale_of(c);
+  for (ParamRef& p : trainable_params(g)) std::fill(p.data, p.data + p.size, 0.f);
 
-  // d loss / d logits = (p - onehot(target)) / n_targets, in place in probs.
-  MatrixRM& dlogits = cache.probs;
-  const float inv_n = cache.n_targets > 0 ? 1.0f / static_cast<float>(cache.n_targets) : 0.f;
-  for (Eigen::Index i = 0; i < N; ++i) {
-    if (cache.targets[i] < 0) {
-      dlogits.row(i).setZero();
-    } else {
-      dlogits(i, cache.targets[i]) -= 1.0f;
-      dlogits.row(i) *= inv_n;
-    }
-  }
-  g.W_E.noalias() = dlogits.transpose() * cache.lnf_out;
-  MatrixRM d_lnf = dlogits * w.W_E;  // [N, d]
+  // Cross-entropy, mean over the rows with a target: dlogits in place in probs.
+  const float scale = cache.n_targets > 0 ? 1.0f / static_cast<float>(cache.n_targets) : 0.f;
+  cross_entropy_backward(cache.probs, cache.targets.data(), scale);
 
-  MatrixRM dx = MatrixRM::Zero(N, d);  // gradient of the residual stream
-  layer_norm_backward(d_lnf, cache.lnf_xhat, cache.lnf_rstd, w.ln_final_w, dx, g.ln_final_w, g.ln_final_b);
-
-  MatrixRM d_act, d_ln, dz, dqkv(N, 3 * d), dP(T, T);
-  for (int l = c.n_layer - 1; l >= 0; --l) {
-    const LayerWeights& lw = w.layers[l];
-    LayerWeights& lg = g.layers[l];
-    const LayerCache& L = cache.layers[l];
-
-    // MLP: x_out = x_mid + gelu(ln2(x_mid) W_in + b_in) W_out + b_out.
-    lg.b_out = dx.colwise().sum();
-    lg.W_out.noalias() = L.mlp_act.transpose() * dx;
-    d_act.noalias() = dx * lw.W_out.transpose();
-    gelu_backward(L.mlp_pre, d_act);
-    lg.b_in = d_act.colwise().sum();
-    lg.W_in.noalias() = L.ln2_out.transpose() * d_act;
-    d_ln.noalias() = d_act * lw.W_in.transpose();
-    layer_norm_backward(d_ln, L.ln2_xhat, L.ln2_rstd, lw.ln2_w, dx, lg.ln2_w, lg.ln2_b);  // dx is now d x_mid
-
-    // Attention output: x_mid = x_pre + z W_O + b_O.
-    lg.b_O = dx.colwise().sum();
-    lg.W_O.noalias() = L.z.transpose() * dx;
-    dz.noalias() = dx * lw.W_O.transpose();
-
-    for (int b = 0; b < B; ++b) {
-      for (int h = 0; h < H; ++h) {
-        const Eigen::Index r0 = static_cast<Eigen::Index>(b) * T;
-        const auto Q = L.qkv.block(r0, h * dh, T, dh);
-        const auto K = L.qkv.block(r0, d + h * dh, T, dh);
-        const auto Vv = L.qkv.block(r0, 2 * d + h * dh, T, dh);
-        const auto P = L.pattern.middleRows((static_cast<Eigen::Index>(b) * H + h) * T, T);
-        const float gate = cache.head_gate.empty() ? 1.0f : cache.head_gate[static_cast<std::size_t>(l) * H + h];
-        const auto dZ = dz.block(r0, h * dh, T, dh);
-        auto dQ = dqkv.block(r0, h * dh, T, dh);
-        auto dK = dqkv.block(r0, d + h * dh, T, dh);
-        auto dV = dqkv.block(r0, 2 * d + h * dh, T, dh);
-        // Z = gate P V: dV = gate P^T dZ, dP = gate dZ V^T; then the softmax,
-        // dS = P . (dP - rowsum(P . dP)), and S = scale Q K^T. Blocks of query
-        // rows as in the forward pass.
-        dV.setZero();
-        dK.setZero();
-        for (int r0 = 0; r0 < T; r0 += kAttnBlock) {
-          const int rb = std::min(kAttnBlock, T - r0), nk = r0 + rb;
-          const auto Pb = P.block(r0, 0, rb, nk);
-          auto dS = dP.block(0, 0, rb, nk);
-          dS.noalias() = gate * (dZ.middleRows(r0, rb) * Vv.topRows(nk).transpose());
-          dV.topRows(nk).noalias() += gate * (Pb.transpose() * dZ.middleRows(r0, rb));
-          for (int ii = 0; ii < rb; ++ii) {
-            const int i = r0 + ii;
-            auto p_row = Pb.row(ii).head(i + 1);
-            auto ds_row = dS.row(ii);
-            const float sum = p_row.dot(ds_row.head(i + 1));
-            ds_row.head(i + 1) = (p_row.array() * (ds_row.head(i + 1).array() - sum) * scale).matrix();
-            ds_row.tail(nk - i - 1).setZero();
-          }
-          dQ.middleRows(r0, rb).noalias() = dS * K.topRows(nk);
-          dK.topRows(nk).noalias() += dS.transpose() * Q.middleRows(r0, rb);
-        }
-      }
-    }
-    lg.b_Q = dqkv.leftCols(d).colwise().sum();
-    lg.b_K = dqkv.middleCols(d, d).colwise().sum();
-    lg.b_V = dqkv.rightCols(d).colwise().sum();
-    lg.W_Q.noalias() = L.ln1_out.transpose() * dqkv.leftCols(d);
-    lg.W_K.noalias() = L.ln1_out.transpose() * dqkv.middleCols(d, d);
-    lg.W_V.noalias() = L.ln1_out.transpose() * dqkv.rightCols(d);
-    d_ln.noalias() = dqkv.leftCols(d) * lw.W_Q.transpose();
-    d_ln.noalias() += dqkv.middleCols(d, d) * lw.W_K.transpose();
-    d_ln.noalias() += dqkv.rightCols(d) * lw.W_V.transpose();
-    layer_norm_backward(d_ln, L.ln1_xhat, L.ln1_rstd, lw.ln1_w, dx, lg.ln1_w, lg.ln1_b);  // dx is now d x_pre
-  }
+  // Unembedding (tied: gives dW_E), then the final norm and the blocks.
+  MatrixRM dx = MatrixRM::Zero(cache.probs.rows(), model.config.d_model);  // [N, d]
+  unembed_backward(dx, &g, cache.probs, cache.tape.head_in, w);
+  BackwardOptions opt;
+  opt.grads = &g;
+  opt.want_input = true;
+  dx = blocks_backward(model, cache.tape, std::move(dx), opt);
 
   // Embeddings.
-  g.W_pos.setZero();
-  for (Eigen::Index i = 0; i < N; ++i) {
-    g.W_E.row(cache.tokens[i]) += dx.row(i);
-    g.W_pos.row(i % T) += dx.row(i);
-  }
+  embedding_backward(&g.W_E, &g.W_pos, dx, cache.tokens, cache.n_tok);
 }
 
 // ---------------------------------------------------------------------------
@@ -564,7 +320,6 @@ double adamw_step(Model& model, const ModelWeights& grads, AdamWState& state, co
       pw[i] -= lr * (mhat / (std::sqrt(vhat) + config.eps) + wd * pw[i]);
     }
   }
-  tie_unembedding(model);
   return norm;
 }
 

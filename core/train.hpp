@@ -4,15 +4,18 @@
 // weights as a Hugging Face GPT-2 state dict. It exists to train the built-in
 // model that ships with the page (tests/trainer/train_builtin.cpp), so that the
 // weights the page opens with go through exactly the loader that hub
-// checkpoints use.
+// checkpoints use. The passes are the inference forward's own: embeddings,
+// blocks_forward / blocks_backward (forward.hpp) and the unembedding and
+// cross-entropy (layers.hpp), over a batch of sequences.
 //
 // Scope: pre-LN GPT-2 blocks (LayerNorm, gelu_new MLP, learned positions,
 // causal attention scaled by 1/sqrt(dh), no GQA, embeddings tied to the
 // unembedding, no lm_head bias). check_trainable says what else is refused.
 //
-// Determinism: everything runs on one thread, in a fixed order, with our own
-// random distributions over std::mt19937_64 (whose output sequence the C++
-// standard fixes); the same build given the same seed gives the same bits.
+// Determinism: everything runs on one thread, in a fixed order, with the
+// core's Rng (rng.hpp); the same build given the same seed gives the same
+// bits on CPUs that take the same kernel path (gemm_kernel_name(): the
+// native kernels choose AVX2 + FMA at run time when the CPU has them).
 //
 // Shape legend: B = sequences in the batch, T = tokens per sequence,
 // N = B*T rows, d = d_model, H = heads, dh = d_head, V = vocabulary,
@@ -20,31 +23,15 @@
 #pragma once
 
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "forward.hpp"
 #include "linalg.hpp"
 #include "model.hpp"
 #include "result.hpp"
 
 namespace hs {
-
-// Random numbers whose values do not depend on the standard library's
-// distribution implementations (those differ between libstdc++ and libc++).
-class TrainRng {
- public:
-  explicit TrainRng(std::uint64_t seed) : engine_(seed) {}
-  std::uint64_t next_u64() { return engine_(); }
-  double uniform();       // [0, 1), 53 random bits
-  int below(int n);       // uniform integer in [0, n), by rejection (no modulo bias)
-  double normal();        // standard normal, Box-Muller
-
- private:
-  std::mt19937_64 engine_;
-  bool has_spare_ = false;
-  double spare_ = 0;
-};
 
 // A gpt2-family configuration as GPT2Config would describe it (gelu_new,
 // LayerNorm eps 1e-5, d_head = d_model / n_head, tied embeddings).
@@ -70,7 +57,8 @@ struct InitOptions {
 
 // GPT-2 initialisation (transformers GPT2PreTrainedModel._init_weights):
 // weights N(0, std), residual output projections N(0, std/sqrt(2*n_layer)),
-// biases 0, LayerNorm weights 1. W_U is set to W_E^T.
+// biases 0, LayerNorm weights 1, drawn from Rng(seed). W_U and b_U stay empty:
+// the unembedding is W_E^T, as for a tied checkpoint (unembed_tied).
 Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed, const InitOptions& options = {});
 
 // A ModelWeights of zeros with the same shapes (for gradients and moments).
@@ -87,37 +75,21 @@ struct ParamRef {
 std::vector<ParamRef> trainable_params(ModelWeights& w);
 
 // Activations of one forward pass, kept for the backward pass.
-struct LayerCache {
-  MatrixRM resid_pre;          // [N, d] input of the block
-  MatrixRM ln1_xhat, ln1_out;  // [N, d]
-  VectorF ln1_rstd;            // [N]
-  MatrixRM qkv;                // [N, 3d]: columns [q | k | v], each (head, dh)
-  MatrixRM pattern;            // [B*H*T, T]: row (b*H + h)*T + i is A[i, :] of head h, sequence b
-                               // (before the head gate; run_model reports it gated)
-  MatrixRM z;                  // [N, d]: per-head mixed values, (head, dh)
-  MatrixRM resid_mid;          // [N, d]
-  MatrixRM ln2_xhat, ln2_out;  // [N, d]
-  VectorF ln2_rstd;            // [N]
-  MatrixRM mlp_pre, mlp_act;   // [N, M]
-};
-
 struct TrainCache {
   int n_seq = 0, n_tok = 0;
   std::vector<int> tokens, targets;  // [N]; target < 0: no loss at this row
-  std::vector<float> head_gate;      // [n_layer * H] or empty (all ones)
-  std::vector<LayerCache> layers;
-  MatrixRM resid_final;            // [N, d]
-  MatrixRM lnf_xhat, lnf_out;      // [N, d]
-  VectorF lnf_rstd;                // [N]
+  ForwardTape tape;                // the blocks' activations over all N rows, the head gate included
   MatrixRM logits;                 // [N, V]
   MatrixRM probs;                  // [N, V] softmax of logits (the backward pass overwrites it)
   std::vector<float> row_loss;     // [N]: -log p(target), 0 where target < 0
   int n_targets = 0;
   double loss = 0;                 // mean of row_loss over rows with a target
 
-  // Head h of layer l, sequence b: the [T, T] attention pattern.
-  auto head_pattern(int l, int b, int h, int n_head) const {
-    return layers[l].pattern.middleRows((static_cast<Eigen::Index>(b) * n_head + h) * n_tok, n_tok);
+  // Head h of layer l, sequence b: the [T, T] attention pattern (before the
+  // head gate; run_model reports it gated).
+  ConstMapRM head_pattern(int l, int b, int h, int n_head) const {
+    const std::size_t TT = static_cast<std::size_t>(n_tok) * n_tok;
+    return ConstMapRM(tape.layers[l].probs.data() + (static_cast<std::size_t>(b) * n_head + h) * TT, n_tok, n_tok);
   }
 };
 
@@ -148,11 +120,8 @@ struct AdamWState {
 
 AdamWState adamw_init(const Model& model);
 // One AdamW update with learning rate `lr`. Returns the gradient's global L2
-// norm before clipping. Keeps W_U = W_E^T.
+// norm before clipping.
 double adamw_step(Model& model, const ModelWeights& grads, AdamWState& state, const AdamWConfig& config, float lr);
-
-// W_U = W_E^T, b_U = 0 (the tied unembedding of GPT-2).
-void tie_unembedding(Model& model);
 
 // The Hugging Face GPT2LMHeadModel state dict (names with the `transformer.`
 // prefix that save_pretrained writes, Conv1D [in, out] orientation, fused

@@ -17,6 +17,7 @@
 #include "interventions.hpp"
 #include "linalg.hpp"
 #include "processing.hpp"
+#include "progress.hpp"
 #include "safetensors.hpp"
 #include "session.hpp"
 
@@ -82,7 +83,7 @@ hs::Result<hs::HeadSubspace> subspace_of(const std::string& name) {
 }
 
 // A JS progress callback (fraction) -> boolean|undefined; false cancels.
-hs::GeometryProgress progress_of(val callback) {
+hs::ProgressFn progress_of(val callback) {
   if (callback.isUndefined() || callback.isNull()) return {};
   return [callback](double fraction) { return !callback(fraction).isFalse(); };
 }

@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
   // Where the time goes: the phases of a call, split where its progress
   // passes each boundary (the per-head factors, then the batched pairs).
   auto phases = [&](const char* title, const std::vector<double>& boundaries, const std::vector<const char*>& names,
-                    const std::function<bool(const hs::GeometryProgress&)>& f) {
+                    const std::function<bool(const hs::ProgressFn&)>& f) {
     std::vector<double> t(1, now_ms());
     const bool ok = f([&](double x) {
       while (t.size() <= boundaries.size() && x >= boundaries[t.size() - 1] - 1e-12) t.push_back(now_ms());
@@ -156,14 +156,14 @@ int main(int argc, char** argv) {
     for (std::size_t p = 0; p + 1 < t.size(); ++p) std::printf("%s %s %.1f ms", p ? "," : "", names[p], t[p + 1] - t[p]);
     std::printf("\n");
   };
-  phases("redundancy O", {0.15}, {"per-head factors", "batched pairs"}, [&](const hs::GeometryProgress& p) {
+  phases("redundancy O", {0.15}, {"per-head factors", "batched pairs"}, [&](const hs::ProgressFn& p) {
     return hs::subspace_redundancy(model, raw, hs::HeadSubspace::output_write, p).ok();
   });
   phases("composition", {0.1}, {"per-head factors", "batched pairs"},
-         [&](const hs::GeometryProgress& p) { return hs::composition_scores(model, raw, p).ok(); });
+         [&](const hs::ProgressFn& p) { return hs::composition_scores(model, raw, p).ok(); });
   // weight_geometry's progress: per head to 0.25, redundancy's pairs to 0.45, then composition's.
   phases("one pass", {0.25, 0.45}, {"per head", "redundancy pairs", "composition pairs"},
-         [&](const hs::GeometryProgress& p) { return hs::weight_geometry(model, raw, 4, p).ok(); });
+         [&](const hs::ProgressFn& p) { return hs::weight_geometry(model, raw, 4, p).ok(); });
   if (!all) return 0;
 
   const auto proc = hs::WeightVariant::processed;

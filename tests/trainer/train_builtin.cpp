@@ -12,7 +12,8 @@
 //   OUT/curve.svg                             the curve as a picture
 //   OUT/README.md                             the model card
 //
-// One thread, fixed seeds: the same build reproduces the same bits.
+// One thread, fixed seeds: the same build reproduces the same bits on CPUs that
+// take the same GEMM kernel (hs::gemm_kernel_name(), recorded in training.json).
 // Usage: train_builtin --data CORPUS_DIR --out MODEL_DIR [--steps N] [--seed S] ...
 // (tests/trainer/train_builtin.sh runs the whole pipeline.)
 
@@ -34,7 +35,9 @@
 #include "detectors.hpp"
 #include "forward.hpp"
 #include "interventions.hpp"
+#include "kernels.hpp"
 #include "model.hpp"
+#include "rng.hpp"
 #include "safetensors.hpp"
 #include "train.hpp"
 
@@ -43,7 +46,7 @@ namespace {
 using hs::Error;
 using hs::Model;
 using hs::Result;
-using hs::TrainRng;
+using hs::Rng;
 using json = nlohmann::json;
 
 // ---------------------------------------------------------------------------
@@ -237,7 +240,7 @@ void text_sequence(const std::vector<int>& stream, std::size_t start, int T, int
   }
 }
 
-int random_token(TrainRng& rng, int vocab, int eot) {
+int random_token(Rng& rng, int vocab, int eot) {
   for (;;) {
     const int t = rng.below(vocab);
     if (t != eot) return t;
@@ -246,7 +249,7 @@ int random_token(TrainRng& rng, int vocab, int eot) {
 
 // [eot] + R + R + R ... with R a span of uniform random tokens. Only the
 // repeats are trained on: the first copy of R is unpredictable.
-void repeat_sequence(TrainRng& rng, int T, int min_len, int max_len, int vocab, int eot, int* tok, int* tgt) {
+void repeat_sequence(Rng& rng, int T, int min_len, int max_len, int vocab, int eot, int* tok, int* tgt) {
   // At least two copies fit: the span is at most half of the sequence after BOS.
   max_len = std::max(min_len, std::min(max_len, (T - 1) / 2));
   const int len = min_len + rng.below(max_len - min_len + 1);
@@ -627,8 +630,8 @@ std::string model_card(const Options& o, const Corpus& corpus, const Analysis& a
     << ") trained by headscope's own C++ trainer (`core/train.cpp`) on a corpus that code in this repository generates. "
        "It is stored in the Hugging Face GPT-2 format (`config.json`, `model.safetensors`, `tokenizer.json`) and loads "
        "through the same code as hub checkpoints.\n\n";
-  m << "Everything below was written by the training command; rerunning it reproduces these numbers (same build: "
-       "one thread, fixed seeds).\n\n";
+  m << "Everything below was written by the training command; rerunning it reproduces these numbers (same build and "
+       "GEMM kernel, here `" << hs::gemm_kernel_name() << "`: one thread, fixed seeds).\n\n";
 
   // Roles summary.
   const HeadReport* best_ind = nullptr;
@@ -733,8 +736,9 @@ std::string model_card(const Options& o, const Corpus& corpus, const Analysis& a
   m << "## How it was trained\n\n";
   m << "Command, from the repository root (needs node with `npm install` done, cmake, ninja, a C++17 compiler, Eigen, "
        "nlohmann-json, xtl):\n\n```sh\ntests/trainer/train_builtin.sh\n```\n\n";
-  m << "It builds `train_builtin` (plain `-O2`, no `-march`), generates the corpus with `node tests/trainer/build_corpus.mjs`, "
-       "trains, measures, and writes this folder.\n\n";
+  m << "It builds `train_builtin` (plain `-O2`, no `-march`: the core's kernels choose AVX2 + FMA at run time when the "
+       "CPU has them), generates the corpus with `node tests/trainer/build_corpus.mjs`, trains, measures, and writes this "
+       "folder.\n\n";
   m << "- **Corpus** (`tests/trainer/build_corpus.mjs`, seed fixed): " << corpus.train_docs.size() << " training documents ("
     << corpus.train.size() << " tokens) and " << corpus.heldout_docs.size() << " held-out documents (" << corpus.heldout.size()
     << " tokens) of a procedural English-like grammar: short stories about a cast of common and invented names, objects "
@@ -842,7 +846,7 @@ int main(int argc, char** argv) {
   hs::AdamWState state = hs::adamw_init(model);
   hs::ModelWeights grads = hs::zeros_like(model.weights);
   hs::TrainCache cache;
-  TrainRng rng(o.seed * 0x9E3779B97F4A7C15ull + 17);
+  Rng rng(o.seed * 0x9E3779B97F4A7C15ull + 17);
   Result<hs::InductionTest> probe = hs::induction_test(model);
   if (!probe) {
     std::fprintf(stderr, "train_builtin: induction_test: %s\n", probe.error().message.c_str());
@@ -958,7 +962,8 @@ int main(int argc, char** argv) {
         {"seq_switch", o.seq_switch}, {"head_lasso", o.head_lasso}, {"head_lasso_start", o.head_lasso_start}}},
       {"corpus", {{"train_tokens", corpus.train.size()}, {"train_documents", corpus.train_docs.size()},
                   {"heldout_tokens", corpus.heldout.size()}, {"vocab", corpus.vocab}, {"eot", corpus.eot}}},
-      {"training", {{"tokens", trained_tokens(o)}, {"wall_seconds", train_seconds}, {"cpu_seconds", train_cpu}}},
+      {"training", {{"tokens", trained_tokens(o)}, {"wall_seconds", train_seconds}, {"cpu_seconds", train_cpu},
+                    {"gemm_kernel", hs::gemm_kernel_name()}}},
       {"final",
        {{"text_loss", an.text_loss}, {"induction_test_first_half_loss", an.first_loss},
         {"induction_test_second_half_loss", an.rep_loss}, {"max_logit_diff_run_model_vs_train_forward", an.max_logit_diff}}},

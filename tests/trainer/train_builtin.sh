@@ -5,8 +5,9 @@
 #
 #   tests/trainer/train_builtin.sh
 #
-# Steps: build train_builtin (Release, plain -O2: no -march, so the same
-# compiler gives the same bits on any x86-64), generate the corpus and the
+# Steps: build train_builtin (Release, plain -O2: no -march; the core's
+# kernels choose AVX2 + FMA at run time, so the same compiler gives the same
+# bits on every x86-64 that takes the same kernel), generate the corpus and the
 # tokenizer (node tests/trainer/build_corpus.mjs), train on one thread,
 # measure every head with the core's forward pass and detectors, write the
 # files. Extra arguments go to train_builtin (e.g. --steps 200 for a quick
