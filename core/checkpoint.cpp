@@ -464,6 +464,16 @@ std::vector<std::vector<ByteRange>> checkpoint_read_plan(const ModelConfig& conf
   return plan;
 }
 
+std::uint64_t checkpoint_weight_bytes(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,
+                                      const CheckpointOptions& options) {
+  std::uint64_t bytes = 0;
+  for (const SafetensorsFile* file : shards)
+    if (file)
+      for (const TensorInfo& t : file->tensors)
+        if (checkpoint_reads_tensor(config, t.name, options)) bytes += 4 * static_cast<std::uint64_t>(t.numel());
+  return bytes;
+}
+
 Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,
                                     const CheckpointOptions& options) {
   Model model;

@@ -54,6 +54,11 @@ std::vector<std::vector<ByteRange>> checkpoint_read_plan(const ModelConfig& conf
                                                          const std::vector<const SafetensorsFile*>& shards,
                                                          const CheckpointOptions& options = {});
 
+// The bytes the canonical weights of such a load take: the tensors it reads,
+// as float32. Known from the headers alone, before any data is fetched.
+std::uint64_t checkpoint_weight_bytes(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,
+                                      const CheckpointOptions& options = {});
+
 // The scratch's size in float values (default 65536: 256 KB; at least one row
 // is read at a time). Tests shrink it so that the row-block paths run.
 extern std::int64_t checkpoint_scratch_values;

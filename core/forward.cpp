@@ -246,7 +246,8 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
   if (c.attention_only) return make_error(kAttentionOnlyMessage);
   if (T == 0) return make_error("run_model: no tokens to run");
   if (T > c.n_ctx)
-    return make_error("text is " + std::to_string(T) + " tokens; this model's context is " + std::to_string(c.n_ctx));
+    return make_error(ErrorCode::too_large,
+                      "text is " + std::to_string(T) + " tokens; this model's context is " + std::to_string(c.n_ctx));
   for (int t = 0; t < T; ++t)
     if (ids[t] < 0 || ids[t] >= V)
       return make_error("token id " + std::to_string(ids[t]) + " at position " + std::to_string(t) +
@@ -265,6 +266,14 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
                           " is out of range (the model has " + std::to_string(n_types) + " token types)");
   }
   if (static_cast<int>(w.layers.size()) != L) return make_error("run_model: the model has no weights loaded");
+  // The outputs asked for, refused before they are allocated when too large.
+  const double output_bytes = 4.0 * T * ((opt.want_patterns ? static_cast<double>(L) * H * T : 0.0) +
+                                         (opt.want_hidden ? (L + 1.0) * d : 0.0) + (opt.want_logits ? V : 0.0));
+  if (output_bytes > static_cast<double>(run_output_limit))
+    return make_error(ErrorCode::too_large,
+                      "the outputs of " + std::to_string(L * H) + " heads over " + std::to_string(T) + " tokens take " +
+                          std::to_string(static_cast<long long>(output_bytes / 1e6)) + " MB, over the limit of " +
+                          std::to_string(run_output_limit / 1000000) + " MB: run fewer tokens");
 
   RunResult res;
   res.n_layer = L;

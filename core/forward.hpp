@@ -36,6 +36,7 @@
 // H = query heads, G = key/value heads, dh = head dim, M = d_mlp, V = vocabulary.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -113,8 +114,13 @@ struct RunResult {
 };
 
 // Runs the model on one sequence. Errors: no tokens, more tokens than the
-// context, a token (type) id out of range, a head_gate of the wrong size.
+// context, a token (type) id out of range, a head_gate of the wrong size,
+// outputs (patterns, hidden states, logits as asked) over run_output_limit.
 Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, const RunOptions& options = {});
+
+// The most bytes a run's outputs may take (1 GB): past it a run is refused
+// before anything is allocated, with the sizes in the message.
+inline constexpr std::uint64_t run_output_limit = 1000000000;
 
 // run_model's steps 2 and 3, the blocks and the final norm, over n_seq
 // sequences of T = x.rows() / n_seq tokens: x [N, d] holds the embeddings on

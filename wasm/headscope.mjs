@@ -33,6 +33,29 @@ function checkedIndices(values, limit, what, range) {
   return out;
 }
 
+// The raw binding's calls, with a C++ exception that escapes the core (it
+// only throws on a failed allocation: the module is built without exception
+// catching, so JS receives the exception's address, a number) turned into
+// words. The module is of no more use after it (code out_of_memory).
+function guarded(raw) {
+  return new Proxy(raw, {
+    get(target, key) {
+      const value = target[key];
+      if (typeof value !== 'function') return value;
+      return (...args) => {
+        try {
+          return value.apply(target, args);
+        } catch (error) {
+          if (typeof error === 'number' || (error instanceof WebAssembly.RuntimeError && /memory/i.test(error.message))) {
+            throw new HeadscopeError(`the core ran out of memory in ${String(key)}: this model or text needs more than the browser's wasm memory (4 GB)`, 'out_of_memory');
+          }
+          throw error;
+        }
+      };
+    },
+  });
+}
+
 // Sources check the signal as they read; between reads, so does the load.
 function throwIfCancelled(signal) {
   if (signal?.aborted) throw new HeadscopeError('load cancelled', 'cancelled');
@@ -128,8 +151,8 @@ class FileChunks {
 // one) and the forward pass.
 export class ModelSession {
   constructor(module) {
-    this.module = module;
-    this.raw = new module.Session();
+    this.module = guarded(module);
+    this.raw = guarded(new module.Session());
     this.info = null;
     this.tokenizer = null;
   }

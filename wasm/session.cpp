@@ -1,5 +1,7 @@
 #include "session.hpp"
 
+#include <cstdio>
+
 namespace hs_wasm {
 
 nlohmann::json model_info(const hs::Model& model) {
@@ -42,6 +44,30 @@ hs::CheckpointOptions checkpoint_options_of(val options) {
   return out;
 }
 
+// wasm32 memory ends at 4 GiB; the weights may take 3 of them, the rest is
+// for the runs and analyses.
+constexpr std::uint64_t kWeightBudget = std::uint64_t{3} << 30;
+
+std::string gigabytes(std::uint64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f GB", static_cast<double>(bytes) / 1e9);
+  return text;
+}
+
+// Whether the weights fit in kWeightBudget: a too_large error naming their
+// size when not.
+hs::Status fits_in_memory(const hs::ModelConfig& config, const std::vector<const hs::SafetensorsFile*>& shards,
+                          const hs::CheckpointOptions& options) {
+  const std::uint64_t weights = hs::checkpoint_weight_bytes(config, shards, options);
+  if (weights <= kWeightBudget) return hs::Ok{};
+  return hs::make_error(hs::ErrorCode::too_large,
+                        "this model's weights take " + gigabytes(weights) + " as float32 (" +
+                            std::to_string(weights / 4 / 1000000) +
+                            " million values); the browser's wasm memory (4 GB) leaves room for " +
+                            gigabytes(kWeightBudget) +
+                            (options.attention_only ? "" : ": try \"attention weights only\""));
+}
+
 }  // namespace
 
 val Session::read_plan(const std::string& config_json, val options) {
@@ -49,7 +75,10 @@ val Session::read_plan(const std::string& config_json, val options) {
   if (!config) return error_value(config.error());
   std::vector<const hs::SafetensorsFile*> shards;
   for (const auto& entry : files_) shards.push_back(&entry.second);
-  const auto plan = hs::checkpoint_read_plan(config.value(), shards, checkpoint_options_of(options));
+  const hs::CheckpointOptions checkpoint_options = checkpoint_options_of(options);
+  // Refused from the headers, before any weight is fetched.
+  if (auto fits = fits_in_memory(config.value(), shards, checkpoint_options); !fits) return error_value(fits.error());
+  const auto plan = hs::checkpoint_read_plan(config.value(), shards, checkpoint_options);
   val files = val::array();
   std::size_t i = 0;
   for (const auto& entry : files_) {
@@ -91,6 +120,8 @@ val Session::load(const std::string& config_json, val read, val options) {
     };
     shards.push_back(&shard);
   }
+  if (auto fits = fits_in_memory(config.value(), shards, checkpoint_options_of(options)); !fits)
+    return error_value(fits.error());
   auto model = hs::model_from_checkpoint(config.value(), shards, checkpoint_options_of(options));
   if (!model) return error_value(model.error());
   model_ = std::make_unique<hs::Model>(std::move(model.value()));

@@ -8,6 +8,7 @@
 
 #include "fixture_model.hpp"
 #include "forward.hpp"
+#include "train.hpp"
 
 using namespace hs;
 using namespace hs::test;
@@ -226,4 +227,24 @@ TEST_CASE("bert token types change the output", "[forward]") {
   REQUIRE(b.ok());
   // Position 0 has the same type in both runs, but attention is bidirectional.
   CHECK(compare_arrays(a->hidden, b->hidden, 0).max_abs > 1e-3);
+}
+
+TEST_CASE("a run whose outputs would pass run_output_limit is refused before allocating them", "[forward]") {
+  // One layer, one head, a context of 20,000: the patterns alone would take 1.6 GB
+  // (with the hidden states and logits, 4 x 20000 x (20000 + 2 x 8 + 16) bytes).
+  auto model = hs::gpt2_init(hs::gpt2_config(1, 8, 1, 8, 16, 20000), 1);
+  REQUIRE(model.ok());
+  const std::vector<int> ids(20000, 3);
+  auto r = hs::run_model(*model, ids);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == hs::ErrorCode::too_large);
+  INFO(r.error().message);
+  CHECK(r.error().message.find("take 1602 MB, over the limit of 1000 MB") != std::string::npos);
+  // Without the patterns, the same run is small.
+  hs::RunOptions small;
+  small.want_patterns = false;
+  small.want_hidden = false;
+  small.want_logits = false;
+  small.want_loss = false;
+  CHECK(hs::run_model(*model, std::vector<int>(200, 3), small).ok());
 }

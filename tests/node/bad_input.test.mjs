@@ -176,6 +176,45 @@ test('a cancel stops a large local read between its 16 MB slices', async () => {
   await assert.rejects(source.range('big.bin', 2 ** 30 - 4, new Uint8Array(8)), (e) => e.code === 'bad_file' && /ends at byte/.test(e.message));
 });
 
+// A model folder whose model.safetensors declares `tensors` ({name: [dtype,
+// shape]}) over a sparse file of the right size: nothing but the header is
+// written to disk.
+function sparseModel(config, tensors) {
+  const dir = tempDir('headscope-huge-');
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+  const header = {};
+  let offset = 0;
+  for (const [name, [dtype, shape]] of Object.entries(tensors)) {
+    const bytes = shape.reduce((a, b) => a * b, 1) * { F32: 4, BF16: 2 }[dtype];
+    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  const text = Buffer.from(JSON.stringify(header));
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(text.length));
+  const file = path.join(dir, 'model.safetensors');
+  fs.writeFileSync(file, Buffer.concat([prefix, text]));
+  fs.truncateSync(file, 8 + text.length + offset);
+  return dir;
+}
+
+test('a model too big for wasm memory is refused from its header, naming its size, before any weight is read', async () => {
+  const gpt2 = JSON.parse(fs.readFileSync(path.join(oracleDir('gpt2'), 'config.json'), 'utf8'));
+  for (const [what, tensors, size] of [
+    ['5 GB of F32', { 'wte.weight': ['F32', [1250000, 1000]] }, /5\.0 GB/],
+    ['2.5 GB of BF16, 5 GB as float32', { 'wte.weight': ['BF16', [1250000, 1000]] }, /5\.0 GB/],
+    ['50 GB', { 'wte.weight': ['F32', [12500000, 1000]] }, /50\.0 GB/],
+  ]) {
+    const source = countingSource(sparseModel(gpt2, tensors));
+    const session = core.createSession();
+    await assert.rejects(session.load(source), (e) => e.code === 'too_large' && size.test(e.message) && /3\.2 GB/.test(e.message), what);
+    assert.ok(source.read < 1000, `${what}: ${source.read} bytes read`);
+    // The session loads a model afterwards.
+    await session.load(directorySource(oracleDir('gpt2')));
+    session.dispose();
+  }
+});
+
 test('more tokens than the context and out-of-range ids are refused with a clear notice', async () => {
   const session = core.createSession();
   await session.load(directorySource(oracleDir('gpt2')));
