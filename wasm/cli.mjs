@@ -17,6 +17,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
 import { encodeNpy } from './npy.mjs';
+import { nonFiniteWarning } from './headscope.mjs';
 import { directorySource, loadHeadscope } from './node.mjs';
 import { headKey, isRepoId, parseHeadKey, parseTokenIds } from './ids.mjs';
 import { hubSource } from './sources.mjs';
@@ -87,9 +88,11 @@ async function main() {
   if ((options.text === undefined) === (options.ids === undefined)) fail(`${command} needs exactly one of --text or --ids`);
   const { ids, tokens } = options.ids !== undefined
     ? { ids: parseIds(options.ids), tokens: null }
-    : session.tokenize(options.text, { prependBos: options['prepend-bos'] });
+    : await session.tokenize(options.text, { prependBos: options['prepend-bos'] });
   if (command !== 'attn') return behaviour(command, session, info, ids, tokens, options);
   const run = session.run(ids);
+  const warning = nonFiniteWarning(run);
+  if (warning) console.error(`headscope: warning: ${warning}`);
   const shape = [run.nLayer, run.nHead, run.nTokens, run.nTokens];
   if (!options.out) {
     console.log(JSON.stringify({ ids, tokens, shape, loss: run.loss }));

@@ -5,7 +5,7 @@
 // (node: CLI and tests) hand it the Emscripten factory and the wasm bytes or
 // URL.
 import { HeadscopeError } from './errors.mjs';
-import { TextTokenizer, gpt2TokenizerJson } from './tokenizer.mjs';
+import { ThreadTokenizer, gpt2TokenizerJson } from './tokenizer.mjs';
 
 export { HeadscopeError };
 
@@ -78,20 +78,29 @@ async function weightFileNames(module, source, signal) {
   return unwrap(module.safetensors_index_shards(indexText)).shards;
 }
 
-async function loadTokenizer(source, signal) {
+// The model's tokenizer in a thread of its own (spawnTokenizer, see
+// wasm/tokenizer.mjs), or null when the folder has none.
+async function loadTokenizer(source, signal, spawnTokenizer) {
   const json = await source.text('tokenizer.json', { signal });
   const configText = await source.text('tokenizer_config.json', { signal }).catch(() => null);
   const config = configText ? parseJson(configText, 'tokenizer_config.json') : {};
-  try {
-    if (json !== null) return new TextTokenizer(parseJson(json, 'tokenizer.json'), config);
+  let tokenizerJson = null;
+  if (json !== null) {
+    tokenizerJson = parseJson(json, 'tokenizer.json');
+  } else {
     const vocab = await source.text('vocab.json', { signal });
     const merges = vocab === null ? null : await source.text('merges.txt', { signal });
-    if (vocab !== null && merges !== null) return new TextTokenizer(gpt2TokenizerJson(parseJson(vocab, 'vocab.json'), merges), config);
+    if (vocab !== null && merges !== null) tokenizerJson = gpt2TokenizerJson(parseJson(vocab, 'vocab.json'), merges);
+  }
+  if (tokenizerJson === null) return null;
+  const tokenizer = new ThreadTokenizer(spawnTokenizer, tokenizerJson, config);
+  try {
+    return await tokenizer.start();
   } catch (error) {
+    tokenizer.dispose();
     if (error instanceof HeadscopeError) throw error;
     throw new HeadscopeError(`tokenizer.json: cannot be read (${error.message})`, 'bad_file');
   }
-  return null;
 }
 
 // A weight file's first 8 + N bytes read by Range requests, and the file's
@@ -150,7 +159,9 @@ class FileChunks {
 // One loaded model: its description, its tokenizer (when the checkpoint has
 // one) and the forward pass.
 export class ModelSession {
-  constructor(module) {
+  // spawnTokenizer: starts a tokenizer thread (wasm/tokenizer.mjs ThreadTokenizer).
+  constructor(module, spawnTokenizer) {
+    this.spawnTokenizer = spawnTokenizer;
     this.module = guarded(module);
     this.raw = guarded(new module.Session());
     this.info = null;
@@ -165,7 +176,7 @@ export class ModelSession {
     throwIfCancelled(signal);
     // The small files are requested together; their problems are reported
     // in this order (a missing config.json first).
-    const settled = await Promise.allSettled([source.text('config.json', { signal }), loadTokenizer(source, signal), weightFileNames(this.module, source, signal)]);
+    const settled = await Promise.allSettled([source.text('config.json', { signal }), loadTokenizer(source, signal, this.spawnTokenizer), weightFileNames(this.module, source, signal)]);
     if (settled[0].status === 'fulfilled' && settled[0].value === null) throw new HeadscopeError(`${source.label}: config.json is missing`, 'missing_file');
     const [configText, tokenizer, names] = settled.map((s) => {
       if (s.status === 'rejected') throw s.reason;
@@ -221,6 +232,7 @@ export class ModelSession {
     // 3. The core reads the tensors from the chunks.
     const result = this.raw.load(configText, (name, offset, view) => chunks.read(name, offset, view), { attention_only: attentionOnly });
     this.info = JSON.parse(unwrap(result).info);
+    this.tokenizer?.dispose();
     this.tokenizer = tokenizer;
     if (tokenizer?.vocabSize && tokenizer.vocabSize > this.info.d_vocab) {
       this.info.warnings.push(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's embedding has ${this.info.d_vocab} rows: ids past ${this.info.d_vocab - 1} cannot be run`);
@@ -246,15 +258,22 @@ export class ModelSession {
   // Text to token ids. prependBos: put the model's BOS token first, as
   // TransformerLens does by default (ignored when the tokenizer's own
   // template already starts with it).
-  tokenize(text, { prependBos = false, addSpecialTokens = true } = {}) {
+  // Async: the tokenizer runs in its own thread, with a time budget.
+  async tokenize(text, { prependBos = false, addSpecialTokens = true } = {}) {
     if (!this.tokenizer) throw new HeadscopeError('this model has no tokenizer.json (or vocab.json + merges.txt): pass token ids', 'no_tokenizer');
-    const { ids, tokens } = this.tokenizer.encode(text, { addSpecialTokens });
+    const { ids, tokens } = await this.tokenizer.encode(text, { addSpecialTokens });
     const bos = this.info?.bos_token_id ?? -1;
     if (prependBos && bos >= 0 && ids[0] !== bos) {
       ids.unshift(bos);
-      tokens.unshift(this.tokenizer.tokenText(bos));
+      tokens.unshift(...(await this.tokenizer.tokenTexts([bos])));
     }
     return { ids, tokens };
+  }
+
+  // Each id's display text ('#id' without a tokenizer).
+  async tokenTexts(ids) {
+    if (!this.tokenizer) return Array.from(ids, (id) => `#${id}`);
+    return this.tokenizer.tokenTexts(ids);
   }
 
   // ids: token ids. Returns {nLayer, nHead, nTokens, patterns: Float32Array
@@ -310,12 +329,17 @@ export class ModelSession {
   // Tokens read (embedding rows aligned with U_k) and written (unembedding
   // columns aligned with V_k) by the head's top OV singular directions; each
   // token score carries its text when the model has a tokenizer.
-  ovReadout(layer, head, { variant = 'raw', directions = 3, topN = 8 } = {}) {
+  async ovReadout(layer, head, { variant = 'raw', directions = 3, topN = 8 } = {}) {
     const r = unwrap(this.raw.geometry_readout(variant, layer, head, directions, topN));
-    const named = (list) => list.map((t) => ({ ...t, text: this.tokenizer ? this.tokenizer.tokenText(t.token) : null }));
+    const parsed = JSON.parse(r.directions);
+    const lists = parsed.flatMap((d) => [d.read_top, d.read_bottom, d.write_top, d.write_bottom]);
+    const ids = lists.flatMap((list) => list.map((t) => t.token));
+    const texts = this.tokenizer ? await this.tokenizer.tokenTexts(ids) : null;
+    let next = 0;
+    const named = (list) => list.map((t) => ({ ...t, text: texts ? texts[next++] : null }));
     return {
       variant: r.variant,
-      directions: JSON.parse(r.directions).map((d) => ({
+      directions: parsed.map((d) => ({
         sigma: d.sigma, readTop: named(d.read_top), readBottom: named(d.read_bottom),
         writeTop: named(d.write_top), writeBottom: named(d.write_bottom),
       })),
@@ -398,19 +422,37 @@ export class ModelSession {
   }
 
   dispose() {
+    this.tokenizer?.dispose();
     this.raw.delete();
   }
 }
 
+// What to say when a forward pass overflowed float32 (weights near 3e38, or
+// activations that grow past it): how many attention weights are NaN or
+// infinite, and whether the loss is (a run of one token has no loss). null
+// when everything is finite. run: {patterns, tokenLoss, loss}.
+export function nonFiniteWarning({ patterns, tokenLoss, loss }) {
+  let bad = 0;
+  for (let i = 0; i < patterns.length; i++) if (!Number.isFinite(patterns[i])) bad++;
+  const lossBad = tokenLoss?.length > 0 && !Number.isFinite(loss);
+  if (!bad && !lossBad) return null;
+  const parts = [];
+  if (bad) parts.push(`${bad} of ${patterns.length} attention weights`);
+  if (lossBad) parts.push('the loss');
+  const plural = bad > 1 || parts.length > 1;
+  return `the forward pass overflowed: ${parts.join(' and ')} ${plural ? 'are' : 'is'} NaN or infinite (the weights or activations exceed float32's range)`;
+}
+
 export class Headscope {
   // wasmFile: which build of the core runs (wasm/features.mjs), when known.
-  constructor(module, wasmFile = null) {
+  constructor(module, wasmFile = null, spawnTokenizer = null) {
     this.module = module;
     this.wasmFile = wasmFile;
+    this.spawnTokenizer = spawnTokenizer;
   }
 
   createSession() {
-    return new ModelSession(this.module);
+    return new ModelSession(this.module, this.spawnTokenizer);
   }
 
   // Singular values (descending) of a rows x cols row-major matrix.
@@ -423,7 +465,9 @@ export class Headscope {
 // options: {wasmBinary} (bytes), {wasmUrl} (where headscope_core.wasm is
 // served) or {wasmModule} (a WebAssembly.Module, or a promise of one, e.g.
 // compiled while the factory's script was still loading); {wasmFile}: the
-// build's file name, reported as headscope.wasmFile.
+// build's file name, reported as headscope.wasmFile; {spawnTokenizer}: starts
+// a tokenizer thread, {postMessage, onMessage, terminate} (wasm/node.mjs and
+// web/worker/worker.js give one; see wasm/tokenizer.mjs).
 export async function createHeadscope(factory, options = {}) {
   const moduleOptions = {};
   if (options.wasmBinary) moduleOptions.wasmBinary = options.wasmBinary;
@@ -442,7 +486,7 @@ export async function createHeadscope(factory, options = {}) {
     };
   }
   const module = await Promise.race([factory(moduleOptions), failure]);
-  return new Headscope(module, options.wasmFile ?? null);
+  return new Headscope(module, options.wasmFile ?? null, options.spawnTokenizer ?? null);
 }
 
 // Fetches and compiles the wasm core from `url` (streaming where the server

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 
 import { CORE_WASM, coreWasmFile } from './features.mjs';
 import { createHeadscope, HeadscopeError } from './headscope.mjs';
@@ -27,7 +28,22 @@ export async function loadHeadscope(dir = wasmBuildDir()) {
     throw new Error(`headscope: no wasm build in ${dir}; build it first (see README)`);
   }
   const { default: factory } = await import(pathToFileURL(script).href);
-  return createHeadscope(factory, { wasmBinary: fs.readFileSync(binary), wasmFile: path.basename(binary) });
+  return createHeadscope(factory, { wasmBinary: fs.readFileSync(binary), wasmFile: path.basename(binary), spawnTokenizer: spawnTokenizerThread });
+}
+
+// A tokenizer thread (wasm/tokenizer_thread.mjs) that does not keep the
+// process alive.
+export function spawnTokenizerThread() {
+  const worker = new Worker(new URL('./tokenizer_thread.mjs', import.meta.url));
+  return {
+    postMessage: (message) => worker.postMessage(message),
+    onMessage: (handler) => {
+      worker.on('message', handler);
+      worker.on('error', (error) => handler({ fatal: String(error?.message ?? error) }));
+      worker.unref();  // after the listeners: attaching one refs the worker's port again
+    },
+    terminate: () => worker.terminate(),
+  };
 }
 
 // A model folder on disk as a source (see wasm/sources.mjs): ranges only,

@@ -62,13 +62,15 @@ async function request(fetchImpl, href, name, { signal, headers, stallMs }) {
   const failure = (error, what) => {
     settle();
     if (signal?.aborted) return new HeadscopeError('download cancelled', 'cancelled');
+    if (error instanceof HeadscopeError) return error;  // e.g. a host the fetch may not reach
     if (stalled) return new HeadscopeError(`${name}: no data from ${new URL(href).host} for ${Math.round(stallMs / 1000)} s`, 'network');
     return new HeadscopeError(`${name}: ${what} (${error.message})`, 'network');
   };
   arm();
   let response;
   try {
-    response = await fetchImpl(href, { signal: controller.signal, headers });
+    // No Referer: the page's address is none of the model host's business.
+    response = await fetchImpl(href, { signal: controller.signal, headers, referrerPolicy: 'no-referrer' });
   } catch (error) {
     throw failure(error, `network error fetching ${href}`);
   }
@@ -180,7 +182,7 @@ export function prefetchingFetch(urls, fetchImpl = globalThis.fetch) {
   const pending = new Map();
   for (const url of urls) {
     const controller = new AbortController();
-    const response = fetchImpl(url, { signal: controller.signal });
+    const response = fetchImpl(url, { signal: controller.signal, referrerPolicy: 'no-referrer' });
     response.catch(() => {});  // reported (or retried) when it is asked for
     pending.set(String(url), { response, controller });
   }

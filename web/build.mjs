@@ -28,6 +28,7 @@ const result = await esbuild.build({
     boot: path.join(root, 'web', 'boot', 'boot.js'),
     main: path.join(root, 'web', 'boot', 'main.js'),
     worker: path.join(root, 'web', 'worker', 'worker.js'),
+    tokenizer_worker: path.join(root, 'web', 'worker', 'tokenizer_worker.js'),
     embed: path.join(root, 'web', 'boot', 'embed.js'),
     element: path.join(root, 'web', 'boot', 'element.js'),
   },

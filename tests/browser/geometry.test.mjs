@@ -83,7 +83,7 @@ test('head view: spectra, redundant heads and composition partners equal the CLI
   const core = await loadHeadscope();
   const session = core.createSession();
   await session.load(directorySource(site.repoDir('test/tiny-gpt2')));
-  const expected = session.ovReadout(1, 1, { variant: 'processed', directions: 3, topN: 8 });
+  const expected = await session.ovReadout(1, 1, { variant: 'processed', directions: 3, topN: 8 });
   session.dispose();
   const readout = JSON.parse((await exportFile(page, '#head-weights .weights-card:nth-child(2)', 'json')).bytes);
   assert.equal(readout.directions.length, 3);

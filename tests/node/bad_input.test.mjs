@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { directorySource, HeadscopeError, loadHeadscope } from '../../wasm/node.mjs';
-import { copyModel, oracleDir, oracleIds, tempDir } from './support.mjs';
+import { CATASTROPHIC, SENTENCE, copyModel, hostileTokenizerModel, oracleDir, oracleIds, tempDir } from './support.mjs';
 
 const core = await loadHeadscope();
 
@@ -251,9 +251,21 @@ test('a tokenizer whose added token has an id past 2^32 cannot run it as another
     }));
   });
   await session.load(directorySource(dir));
-  const { ids } = session.tokenize('t1 <huge> t2');
+  const { ids } = await session.tokenize('t1 <huge> t2');
   assert.ok(ids.includes(2 ** 32 + 23), JSON.stringify(ids));
   assert.throws(() => session.run(ids), /4294967319.*out of range/);
+  session.dispose();
+});
+
+test('a tokenizer pattern that backtracks without end is stopped, named, and the session goes on', async () => {
+  const session = core.createSession();
+  await session.load(directorySource(hostileTokenizerModel()));
+  await assert.rejects(session.tokenize(SENTENCE), (e) => e.code === 'bad_file' && e.message.includes(JSON.stringify(CATASTROPHIC)) && /took more than/.test(e.message));
+  // The model's thread was never blocked: runs go on, and the tokenizer
+  // restarts for texts it can handle.
+  assert.equal(session.run([1, 2, 3]).nTokens, 3);
+  const { ids } = await session.tokenize('hello there');
+  assert.ok(ids.length > 0);
   session.dispose();
 });
 

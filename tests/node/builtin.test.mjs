@@ -84,7 +84,7 @@ test('the heads the card names do their job: an induction head matters more than
 test('the tokenizer reads the page\'s example texts into ids the model knows', async () => {
   const s = await session();
   for (const example of EXAMPLES) {
-    const { ids } = s.tokenize(example.text, { prependBos: true });
+    const { ids } = await s.tokenize(example.text, { prependBos: true });
     assert.ok(ids.length > 10 && ids.every((id) => id >= 0 && id < s.info.d_vocab), example.id);
     const run = s.run(ids);
     assert.ok(Number.isFinite(run.loss), example.id);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { parseNpy } from '../../wasm/npy.mjs';
-import { oracleDir, oracleIds, readNpy, repoRoot, tempDir, worstMismatch } from './support.mjs';
+import { CATASTROPHIC, SENTENCE, hostileTokenizerModel, oracleDir, overflowingModel, oracleIds, readNpy, repoRoot, tempDir, worstMismatch } from './support.mjs';
 
 const cli = path.join(repoRoot, 'wasm', 'cli.mjs');
 // The CLI under this node's wasm flags: the same build of the core as the API here.
@@ -65,6 +65,30 @@ test('bad arguments and bad models fail with a message, not a stack trace', () =
     assert.match(out.stderr, message);
     assert.doesNotMatch(out.stderr, /\n\s+at /, 'no stack trace');
   }
+});
+
+test('a tokenizer pattern that backtracks without end stops the CLI with a message naming it', () => {
+  const out = spawnSync(process.execPath, [...wasmFlags, cli, 'attn', hostileTokenizerModel(), '--text', SENTENCE], { encoding: 'utf8', timeout: 120000 });
+  assert.equal(out.signal, null, 'the CLI ended by itself');
+  assert.notEqual(out.status, 0);
+  assert.ok(out.stderr.includes(JSON.stringify(CATASTROPHIC)), out.stderr);
+});
+
+test('the CLI ends by itself when the model has a tokenizer (its thread does not hold the process)', () => {
+  const builtin = path.join(repoRoot, 'public', 'models', 'headscope-tiny');
+  for (const args of [['--ids', '1,2,3'], ['--text', 'the cat sat']]) {
+    const out = spawnSync(process.execPath, [...wasmFlags, cli, 'attn', builtin, ...args, '--out', path.join(tempDir(), 'a.json')], { encoding: 'utf8', timeout: 60000 });
+    assert.equal(out.signal, null, `${args.join(' ')}: still running after 60 s`);
+    assert.equal(out.status, 0, out.stderr);
+  }
+});
+
+test('attn on weights that overflow float32 warns, naming what is NaN', () => {
+  const out = headscope('attn', overflowingModel(), '--ids', '1,2,3,4');
+  assert.equal(out.status, 0, out.stderr);
+  assert.match(out.stderr, /warning: the forward pass overflowed: \d+ of 128 attention weights and the loss are NaN or infinite/);
+  const plain = headscope('attn', oracleDir('gpt2'), '--ids', '1,2,3,4');
+  assert.doesNotMatch(plain.stderr, /overflowed/);
 });
 
 test('the CLI under node --no-experimental-fetch says that it cannot reach a hub', () => {

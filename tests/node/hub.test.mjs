@@ -278,3 +278,19 @@ test('a runtime without fetch gets a message saying so', async () => {
   await assert.rejects(urlSource('http://127.0.0.1:9/', { fetchImpl: null }).text('config.json'),
     (e) => e.code === 'network' && /no fetch/.test(e.message));
 });
+
+test('no request of a source sends a Referer', async () => {
+  const base = new URL('test/gpt2-hub/resolve/main/', server.url).href;
+  const policies = [];
+  const fetchImpl = (url, init = {}) => {
+    policies.push(init.referrerPolicy);
+    return fetch(url, init);
+  };
+  const session = core.createSession();
+  await session.load(urlSource(base, { fetchImpl }));
+  const prefetched = prefetchingFetch([new URL('config.json', base).href], fetchImpl);
+  await (await prefetched(new URL('config.json', base).href)).text();
+  assert.ok(policies.length >= 3);
+  assert.deepEqual([...new Set(policies)], ['no-referrer']);
+  session.dispose();
+});

@@ -89,3 +89,36 @@ export function lcg(seed) {
   let state = seed >>> 0;
   return () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0);
 }
+
+// The built-in model with its pre-tokenizer behind a Split on a pattern that
+// backtracks without end on a sentence that ends in a full stop.
+export const CATASTROPHIC = '^(\\w+\\s?)+$';
+export const SENTENCE = 'The quick brown fox jumps over the lazy dog near the old mill.';
+export function hostileTokenizerModel() {
+  const builtin = path.join(repoRoot, 'public', 'models', 'headscope-tiny');
+  const dir = tempDir('headscope-regex-');
+  for (const file of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(builtin, file), path.join(dir, file));
+  const json = JSON.parse(fs.readFileSync(path.join(builtin, 'tokenizer.json'), 'utf8'));
+  json.pre_tokenizer = { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: CATASTROPHIC }, behavior: 'Isolated', invert: false }, json.pre_tokenizer] };
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+  return dir;
+}
+
+// The gpt2 fixture with every weight pushed to ±3e38 (signs kept): finite
+// weights whose forward pass overflows float32.
+export function overflowingModel() {
+  return copyModel('gpt2', (dir) => {
+    const file = path.join(dir, 'model.safetensors');
+    const bytes = fs.readFileSync(file);
+    const n = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
+    for (const [name, tensor] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      if (tensor.dtype !== 'F32') throw new Error(`overflowingModel: ${name} is ${tensor.dtype}`);
+      for (let at = 8 + n + tensor.data_offsets[0]; at < 8 + n + tensor.data_offsets[1]; at += 4) {
+        bytes.writeFloatLE(bytes.readFloatLE(at) < 0 ? -3e38 : 3e38, at);
+      }
+    }
+    fs.writeFileSync(file, bytes);
+  });
+}

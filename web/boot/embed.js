@@ -12,7 +12,7 @@ import { modelLabel } from '../state/models.js';
 import { HeadGrid } from '../views/overview.js';
 import { explorerUrl } from '../export/share.js';
 import { parseHash } from '../state/hash.js';
-import { Store, selectedHead } from '../state/store.js';
+import { Store, ablatedHeads, selectedHead } from '../state/store.js';
 
 const { state: initial } = parseHash(location.hash, location.origin);
 const store = new Store(initial);
@@ -24,7 +24,10 @@ const status = el('span', { id: 'status', class: 'muted' });
 const back = el('a', { class: 'back', target: '_blank', rel: 'noopener', text: 'open in headscope ↗' });
 const message = el('div', { id: 'embed-error', class: 'message error', role: 'alert', hidden: true });
 const figures = el('div', { class: 'embed-figures' });
-root.append(el('div', { class: 'embed-head' }, [el('span', { class: 'brand-name', text: 'headscope' }), title, status, back]), message, figures);
+// A model on a host other than this page's or the hub's loads only when the
+// reader asks for it (control/app.js confirmHost).
+const confirm = el('button', { type: 'button', id: 'host-confirm', hidden: true, on: { click: () => app.confirmHost(true) } });
+root.append(el('div', { class: 'embed-head' }, [el('span', { class: 'brand-name', text: 'headscope' }), title, status, back]), confirm, message, figures);
 
 const onError = () => {};
 // The model view embeds the write-redundancy matrix and the composition
@@ -70,7 +73,8 @@ function render(state) {
   const text = textOf(state);
   const parts = [modelName()];
   if (state.view !== 'overview' && state.view !== 'model') parts.push(`L${layer}H${head}`);
-  if (state.ablate.length) parts.push(`ablated ${state.ablate.join(', ')}`);
+  const { inside } = ablatedHeads(state);
+  if (inside.length) parts.push(`ablated ${inside.join(', ')}`);
   if (state.edits.length) parts.push(`${state.edits.length} edit${state.edits.length > 1 ? 's' : ''}`);
   const run = state.run;
   if (run && !run.empty && state.modelInfo?.has_lm_head && Number.isFinite(run.loss)) {
@@ -83,6 +87,8 @@ function render(state) {
   const error = state.modelError || (state.runStatus === 'error' ? state.runError : null);
   message.hidden = !error;
   message.textContent = error || '';
+  confirm.hidden = !state.pendingHost;
+  if (state.pendingHost) confirm.textContent = `Load the model from ${state.pendingHost.host}`;
   status.textContent = state.modelStatus === 'loading' ? 'loading the model…' : state.runStatus === 'running' ? 'running…' : '';
   const ready = state.modelStatus === 'ready' && state.runStatus === 'ready' && state.run && !state.run.empty;
   let bodyStatus = state.modelStatus;

@@ -11,7 +11,7 @@ import { ModelView } from '../views/modelview.js';
 import { HeadGrid, moveHead, toggleAblation } from '../views/overview.js';
 import { SharePanel } from '../export/share.js';
 import { URL_KEYS, VIEWS, parseHash, serializeHash } from '../state/hash.js';
-import { Store, selectedHead } from '../state/store.js';
+import { Store, ablatedHeads, selectedHead } from '../state/store.js';
 import { TextPanel } from '../views/textpanel.js';
 import { workerUrlFor } from '../worker/protocol.js';
 
@@ -52,6 +52,7 @@ function renderStatus(state) {
   if (state.modelStatus === 'loading') text = `loading ${modelLabel(state.model, state.rev)}…`;
   else if (state.modelStatus === 'unavailable') text = 'built-in model not yet available';
   else if (state.modelStatus === 'error' && !state.modelInfo) text = 'no model loaded';
+  else if (state.pendingHost) text = `waiting for your answer: load a model from ${state.pendingHost.host}?`;
   else if (state.modelStatus === 'idle') text = 'starting…';
   else if (state.modelInfo?.attention_only) text = `attention weights only: weight geometry in the Model view and each head's view; load all weights to run text${state.notice ? ` · ${state.notice}` : ''}`;
   else if (state.runStatus === 'running') text = 'running…';
@@ -115,7 +116,7 @@ function renderTabs(state) {
   }
   const { layer, head } = selectedHead(state);
   tabButtons.head.textContent = state.modelInfo ? `Head L${layer}H${head}` : 'Head';
-  const n = state.ablate.length;
+  const n = ablatedHeads(state).inside.length;
   tabButtons.interventions.textContent = n ? `Interventions (${n})` : 'Interventions';
 }
 
@@ -143,14 +144,28 @@ window.addEventListener('keydown', (event) => {
 });
 
 // --- URL <-> store ------------------------------------------------------------
-let writing = false;
+// The store writes the hash with replaceState (no hashchange); a navigation
+// (a link, the back button, a script setting location.hash) changes it and
+// fires hashchange a moment later. A store write in that moment must not
+// overwrite the navigation: `written` is the hash the page last wrote or
+// read, and a location hash that differs from it is a navigation, read
+// before anything is written.
+let written = location.hash.replace(/^#/, '');
+function readNavigation() {
+  const hash = location.hash.replace(/^#/, '');
+  if (hash === written) return false;
+  written = hash;
+  const { state: next, problems: more } = parseHash(hash, location.origin);
+  store.set(next);
+  if (more.length) notify(more.join('; '));
+  return true;
+}
 store.subscribe((state, changed) => {
-  if ([...changed].some((k) => URL_KEYS.includes(k))) {
+  if ([...changed].some((k) => URL_KEYS.includes(k)) && !readNavigation()) {
     const hash = serializeHash(state);
-    if (hash !== location.hash.replace(/^#/, '')) {
-      writing = true;
+    if (hash !== written) {
+      written = hash;
       history.replaceState(null, '', hash ? `#${hash}` : location.pathname + location.search);
-      writing = false;
     }
   }
   if (['view', 'modelInfo', 'head', 'ablate'].some((k) => changed.has(k))) renderTabs(state);
@@ -159,12 +174,7 @@ store.subscribe((state, changed) => {
   if (changed.has('run') && state.run) document.body.dataset.runs = String(Number(document.body.dataset.runs || 0) + 1);
   renderStatus(state);
 });
-window.addEventListener('hashchange', () => {
-  if (writing) return;
-  const { state: next, problems: more } = parseHash(location.hash, location.origin);
-  store.set(next);
-  if (more.length) notify(more.join('; '));
-});
+window.addEventListener('hashchange', readNavigation);
 
 renderTabs(store.state);
 renderStatus(store.state);

@@ -8,6 +8,8 @@
 // queues work.
 import { HeadscopeClient } from '../worker/client.js';
 import { EXAMPLES } from '../state/models.js';
+import { ablatedHeads } from '../state/store.js';
+import { trustedOrigin } from '../shared/sources.js';
 import { MAX_TOKENS } from '../worker/protocol.js';
 import { parseHeadKey } from '../../wasm/ids.mjs';
 
@@ -43,6 +45,7 @@ export class App {
     this.timer = null;
     this.baseline = null;     // {key, generation, patterns} of the last unablated run
     this.localFiles = null;
+    this.confirmedOrigins = new Set();  // hosts the viewer agreed to load from (shared/sources.js)
     this.editsKey = '';
     this.behaviorSeq = 0;
     this.answers = null;      // {generation, entries}: see request()
@@ -84,7 +87,10 @@ export class App {
   onChange(state, changed) {
     if (changed.has('model') || changed.has('rev') || changed.has('hub') || changed.has('parts')) {
       const key = specKey(state);
-      if (key !== this.loadedKey && key !== this.loadingKey) this.loadFromState();
+      // Every selection replaces the load in progress: back to the model
+      // that is loaded, that load is cancelled.
+      if (key === this.loadedKey && this.loadingKey !== null) this.abandonLoad();
+      else if (key !== this.loadedKey && key !== this.loadingKey) this.loadFromState();
     }
     // A model just loaded: its edits, then its first run, go to the worker
     // now, while the views (which subscribed after the app) draw the model.
@@ -119,14 +125,43 @@ export class App {
   loadFromState() {
     const state = this.store.state;
     if (state.model === 'local' && !this.localFiles) {
-      this.store.set({ modelStatus: this.loadedKey ? 'ready' : 'idle', modelError: 'this link refers to local files, which a link cannot carry: drop the model files on the page or pick them again' });
+      this.store.set({ modelStatus: this.loadedKey ? 'ready' : 'error', modelError: 'this link refers to local files, which a link cannot carry: drop the model files on the page or pick them again' });
       return;
     }
     const spec = modelSpecOf(state);
-    const args = { spec, attentionOnly: state.parts === 'attention' };
+    if (spec.kind === 'url') {
+      // A host other than the page's or the hub's: nothing is requested from
+      // it until the viewer confirms (confirmHost).
+      const { origin, host } = new URL(spec.url);
+      if (!trustedOrigin(origin, location.origin) && !this.confirmedOrigins.has(origin)) {
+        this.store.set({ pendingHost: { origin, host, model: state.model }, modelStatus: this.loadedKey ? 'ready' : 'confirm', modelError: null });
+        return;
+      }
+    }
+    const args = { spec, attentionOnly: state.parts === 'attention', confirmedOrigins: [...this.confirmedOrigins] };
     if (spec.kind === 'files') args.files = this.localFiles;
     if (spec.kind === 'hub' && state.hub) args.endpoint = state.hub;
     this.load(args, specKey(state), { model: state.model, rev: state.rev, hub: state.hub, parts: state.parts });
+  }
+
+  // The viewer's answer about the host a link wants to load from: yes loads
+  // the model; no goes back to the model on screen (the built-in one when
+  // there is none).
+  confirmHost(yes) {
+    const pending = this.store.state.pendingHost;
+    if (!pending) return;
+    if (yes) {
+      this.confirmedOrigins.add(pending.origin);
+      this.store.set({ pendingHost: null });
+      this.loadFromState();
+    } else {
+      this.store.set({ pendingHost: null, ...(this.loadedState ?? { model: 'builtin', rev: 'main' }), modelStatus: this.loadedKey ? 'ready' : 'idle' });
+    }
+  }
+
+  // A host the viewer typed themselves needs no second question.
+  trustTypedUrl(model) {
+    if (/^[a-z]+:/i.test(model)) this.confirmedOrigins.add(new URL(model).origin);
   }
 
   loadFiles(files) {
@@ -141,7 +176,7 @@ export class App {
     this.loadingKey = key;
     const started = performance.now();
     const meter = { doneBytes: 0, files: new Map(), samples: [] };
-    this.store.set({ modelStatus: 'loading', modelError: null, modelFailure: null, progress: { file: null, loaded: 0, total: 0 }, notice: null });
+    this.store.set({ modelStatus: 'loading', modelError: null, modelFailure: null, pendingHost: null, progress: { file: null, loaded: 0, total: 0 }, notice: null });
     let loaded;
     try {
       loaded = await this.client.call('loadModel', args, {
@@ -176,14 +211,22 @@ export class App {
     }
     {
       const { info, cache } = loaded;
-      if (seq !== this.loadSeq) return;
+      if (seq !== this.loadSeq) {
+        // A load the page gave up finished in the worker anyway: the worker
+        // now holds that model. Unless a newer load is on its way, load the
+        // chosen one again.
+        this.loadedKey = key;
+        this.loadedState = target;
+        if (this.loadingKey === null && specKey(this.store.state) !== key) this.loadFromState();
+        return;
+      }
       this.loadedKey = key;
       this.loadedState = target;
       this.loadingKey = null;
       this.baseline = null;
       const patch = { modelStatus: 'ready', modelInfo: info, progress: null, run: null, behavior: null, editState: null };
       if (cache?.files?.length) patch.notice = 'loaded from the browser cache';
-        this.store.set(patch);  // onChange sends the edits and the first run
+      this.store.set(patch);  // onChange sends the edits and the first run
     }
   }
 
@@ -203,16 +246,26 @@ export class App {
     this.client.call('cancelLoad').catch(() => {});
   }
 
+  // The load in progress is no longer wanted (the loaded model was chosen
+  // again): cancel it and show the loaded model as ready. Should the worker
+  // finish that load anyway, load() puts the chosen model back.
+  abandonLoad() {
+    this.loadSeq++;
+    this.loadingKey = null;
+    this.cancelLoad();
+    this.store.set({ modelStatus: 'ready', modelError: null, modelFailure: null, progress: null });
+    if (this.store.state.edits.join(';') !== this.editsKey) this.syncEdits();
+    this.scheduleAnalyze(0);
+  }
+
   // The ablated heads as flat indices l*H + h (those the model has).
   ablatedHeads() {
-    const { ablate, modelInfo } = this.store.state;
-    if (!ablate.length || !modelInfo) return [];
-    const heads = [];
-    for (const key of ablate) {
+    const { modelInfo } = this.store.state;
+    if (!modelInfo) return [];
+    return ablatedHeads(this.store.state).inside.map((key) => {
       const h = parseHeadKey(key);
-      if (h && h.layer < modelInfo.n_layer && h.head < modelInfo.n_head) heads.push(h.layer * modelInfo.n_head + h.head);
-    }
-    return heads;
+      return h.layer * modelInfo.n_head + h.head;
+    });
   }
 
   // Behaviour computations on the current run's ids (importance, pruning,

@@ -1,9 +1,10 @@
-// Which models may be opened: the rule the page applies when it reads a link
-// or the model bar, and the worker again when it is asked to load (a request
-// is input too). The built-in model beside the page; a model folder by URL,
-// https: or on the page's own origin; a hub endpoint other than the hub's,
-// only on the page's origin or the loopback interface. Repo ids follow
-// wasm/ids.mjs.
+// Which models may be opened, and which hosts may be asked for them: the
+// rules the page applies when it reads a link or the model bar, and the
+// worker again on every request (a request is input too). The built-in model
+// beside the page; a model folder by URL, https: or on the page's own origin,
+// from a host other than the page's or the hub's only once the viewer
+// confirmed it; a hub endpoint other than the hub's, only on the page's
+// origin or the loopback interface. Repo ids follow wasm/ids.mjs.
 import { isRepoId } from '../../wasm/ids.mjs';
 
 // The built-in model lives in public/models/<name>/ (config.json,
@@ -33,6 +34,21 @@ export function allowedHubEndpoint(text, pageOrigin) {
     if (['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) return url.href.replace(/\/$/, '');
   }
   return null;
+}
+
+// The hub and the hosts it sends large files and dataset queries to
+// (cdn-lfs*.huggingface.co, cas-bridge.xethub.hf.co,
+// datasets-server.huggingface.co, ...).
+const HUB_HOST = /^(?:[a-z0-9-]+\.)*(?:huggingface\.co|hf\.co)$/;
+
+// Origins a link may make the viewer's browser fetch from without asking:
+// the page's own and the hub's. Any other host is shown to the viewer and
+// loads only once they confirm it (control/app.js); the worker checks every
+// request against the same rule plus the origins confirmed.
+export function trustedOrigin(origin, pageOrigin) {
+  if (origin === pageOrigin) return true;
+  const url = urlOf(origin);
+  return url !== null && url.protocol === 'https:' && !url.port && HUB_HOST.test(url.hostname);
 }
 
 // A model given as a URL must be https: or on the page's own origin; the

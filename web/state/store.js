@@ -9,9 +9,11 @@
 // Views subscribe and receive the set of changed keys; they never keep their
 // own copy of anything in here.
 import { URL_DEFAULTS, URL_KEYS, sameValue } from './hash.js';
+import { parseHeadKey } from '../../wasm/ids.mjs';
 
 const RUNTIME_DEFAULTS = {
-  modelStatus: 'idle',  // 'idle' | 'loading' | 'ready' | 'error' | 'unavailable'
+  modelStatus: 'idle',  // 'idle' | 'loading' | 'ready' | 'error' | 'unavailable' | 'confirm' (waiting for pendingHost's answer, no model loaded)
+  pendingHost: null,    // {origin, host, model}: a link's model host the viewer must confirm first (control/app.js)
   modelInfo: null,      // the core's info + {label, hasTokenizer}
   modelError: null,     // message of the last failed load
   modelFailure: null,   // that load's {code (wasm/errors.mjs), model, rev}
@@ -65,4 +67,18 @@ export function selectedHead(state) {
   const head = state.head || { layer: 0, head: 0 };
   if (!info) return head;
   return { layer: Math.min(head.layer, info.n_layer - 1), head: Math.min(head.head, info.n_head - 1) };
+}
+
+// The link's ablated heads split by the loaded model's shape: {inside: head
+// keys of heads it has, outside: keys it does not have (never ablated)}.
+export function ablatedHeads(state) {
+  const info = state.modelInfo;
+  const inside = [];
+  const outside = [];
+  for (const key of state.ablate) {
+    const h = parseHeadKey(key);
+    if (!info || (h && h.layer < info.n_layer && h.head < info.n_head)) inside.push(key);
+    else outside.push(key);
+  }
+  return { inside, outside };
 }

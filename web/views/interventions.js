@@ -6,6 +6,7 @@ import { SCALES, cssAt } from '../figures/colormap.js';
 import { displayToken, el, formatNumber, svgEl } from './dom.js';
 import { exportBar, fileName } from '../export/export.js';
 import { EditsPanel } from './editview.js';
+import { ablatedHeads } from '../state/store.js';
 import { parseHeadKey } from '../../wasm/ids.mjs';
 
 export class InterventionsPanel {
@@ -70,6 +71,10 @@ export class InterventionsPanel {
       ]));
     }
     if (!state.ablate.length) this.list.append(el('span', { class: 'muted', text: 'none' }));
+    const { outside } = ablatedHeads(state);
+    if (outside.length) {
+      this.list.append(el('span', { id: 'ablated-outside', class: 'warn', text: `not ablated: ${outside.join(', ')} ${outside.length === 1 ? 'is not a head' : 'are not heads'} of this model` }));
+    }
     this.clearButton.disabled = !state.ablate.length;
     this.undoButton.disabled = !this.history.length;
     const run = state.run;
@@ -77,7 +82,7 @@ export class InterventionsPanel {
     this.chart.replaceChildren();
     this.loss.replaceChildren();
     if (!run || run.empty) return;
-    if (!state.modelInfo?.has_lm_head || !run.tokenLoss?.length || !Number.isFinite(run.loss)) {
+    if (!state.modelInfo?.has_lm_head || !run.tokenLoss?.length) {
       this.loss.textContent = 'This model has no language-model head: there is no loss to compare; the patterns of later heads still change.';
       return;
     }

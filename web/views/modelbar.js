@@ -31,8 +31,8 @@ export class ModelBar {
     this.partsBox = el('input', { type: 'checkbox', id: 'model-attention-only', on: { change: () => this.store.set({ parts: this.partsBox.checked ? 'attention' : 'all' }) } });
     const partsLabel = el('label', { class: 'toggle', title: 'download and load only the attention weights and norms: every head\'s weight geometry for a fraction of the download; text cannot be run' }, [this.partsBox, ' attention weights only']);
 
-    this.filePicker = el('input', { type: 'file', id: 'model-files', multiple: true, hidden: true, on: { change: () => this.onFiles(this.filePicker.files) } });
-    this.folderPicker = el('input', { type: 'file', id: 'model-folder', webkitdirectory: true, hidden: true, on: { change: () => this.onFiles(this.folderPicker.files) } });
+    this.filePicker = el('input', { type: 'file', id: 'model-files', multiple: true, hidden: true, on: { change: () => this.onFiles(pickedFiles(this.filePicker.files)) } });
+    this.folderPicker = el('input', { type: 'file', id: 'model-folder', webkitdirectory: true, hidden: true, on: { change: () => this.onFiles(pickedFiles(this.folderPicker.files)) } });
     const filesButton = el('button', { type: 'button', class: 'secondary', text: 'Open files…', title: 'config.json, model.safetensors (or shards + index), tokenizer.json', on: { click: () => this.filePicker.click() } });
     const folderButton = el('button', { type: 'button', class: 'secondary', text: 'Folder…', title: 'a folder holding config.json, model.safetensors and tokenizer.json', on: { click: () => this.folderPicker.click() } });
 
@@ -41,6 +41,14 @@ export class ModelBar {
     this.cancelButton = el('button', { type: 'button', id: 'load-cancel', class: 'secondary', text: 'Cancel', on: { click: () => this.app.cancelLoad() } });
     this.progressRow = el('div', { class: 'progress-row', id: 'load-progress-row', hidden: true, role: 'status', 'aria-live': 'polite' }, [this.progressBar, this.progressText, this.cancelButton]);
 
+    // A link's model on a host other than this page's or the hub's: shown,
+    // and nothing is fetched from it until the viewer says yes.
+    this.confirmText = el('span');
+    this.confirmYes = el('button', { type: 'button', id: 'host-confirm', on: { click: () => this.app.confirmHost(true) } });
+    this.confirmRow = el('div', { id: 'host-question', class: 'message notice', role: 'alert', hidden: true }, [
+      this.confirmText, this.confirmYes,
+      el('button', { type: 'button', id: 'host-refuse', class: 'secondary', text: 'Cancel', on: { click: () => this.app.confirmHost(false) } }),
+    ]);
     this.info = el('div', { id: 'model-info', class: 'model-info' });
     this.error = el('div', { id: 'model-error', class: 'message error', role: 'alert', hidden: true });
     // A hub repository without safetensors on main often has them on the
@@ -58,7 +66,7 @@ export class ModelBar {
         el('span', { class: 'files' }, [el('span', { class: 'muted', text: 'or your own files:' }), filesButton, folderButton, this.filePicker, this.folderPicker]),
         partsLabel,
       ]),
-      this.progressRow, this.error, this.prButton, this.info, this.cacheRow,
+      this.progressRow, this.confirmRow, this.error, this.prButton, this.info, this.cacheRow,
     );
     this.installDrop();
     store.subscribe((state, changed) => this.render(state, changed));
@@ -75,6 +83,7 @@ export class ModelBar {
     const rev = this.rev.value.trim() || 'main';
     const model = modelFromText(text, location.origin);
     if (model) {
+      this.app.trustTypedUrl(model);
       // A revision is a hub repository's; a URL's folder has none.
       this.store.set({ model, rev: isRepoId(model) ? rev : 'main' });
     } else {
@@ -82,9 +91,17 @@ export class ModelBar {
     }
   }
 
-  onFiles(fileList) {
-    const files = [...fileList];
-    if (files.length) this.app.loadFiles(files);
+  // entries: [{path, file}] (the path within a picked or dropped folder).
+  onFiles(entries) {
+    if (!entries.length) return;
+    let files;
+    try {
+      files = oneModelsFiles(entries);
+    } catch (error) {
+      this.store.set({ modelError: error.message });
+      return;
+    }
+    this.app.loadFiles(files);
   }
 
   installDrop() {
@@ -133,6 +150,14 @@ export class ModelBar {
       }
     }
     if (changed.has('parts')) this.partsBox.checked = state.parts === 'attention';
+    if (changed.has('pendingHost')) {
+      const pending = state.pendingHost;
+      this.confirmRow.hidden = !pending;
+      if (pending) {
+        this.confirmText.textContent = `This link loads a model from ${pending.host}, which is neither this page's server nor the Hugging Face hub. Your browser will request files from it (and it will see your IP address). `;
+        this.confirmYes.textContent = `Load from ${pending.host}`;
+      }
+    }
     if (changed.has('progress') || changed.has('modelStatus')) {
       const p = state.progress;
       const loading = state.modelStatus === 'loading';
@@ -220,12 +245,31 @@ export class ModelBar {
 }
 
 // Files of a drop, descending into folders (webkitGetAsEntry).
+// Picked files as [{path, file}]: a folder picker gives each file's path in it.
+function pickedFiles(fileList) {
+  return [...fileList].map((file) => ({ path: file.webkitRelativePath || file.name, file }));
+}
+
+// The files of one model: those beside its config.json. A folder that holds
+// several models (config.json in more than one folder) is refused, naming
+// them, rather than mixing their files.
+export function oneModelsFiles(entries) {
+  const folder = (path) => path.slice(0, path.lastIndexOf('/') + 1);
+  const configs = [...new Set(entries.filter((e) => e.path.split('/').pop() === 'config.json').map((e) => folder(e.path)))];
+  if (configs.length > 1) {
+    const names = configs.slice(0, 4).map((f) => f.replace(/^\//, '') || './').join(', ');
+    throw new Error(`these files hold ${configs.length} models (config.json in ${names}${configs.length > 4 ? ', …' : ''}): open one model's folder`);
+  }
+  const chosen = configs.length ? entries.filter((e) => folder(e.path) === configs[0]) : entries;
+  return chosen.map((e) => e.file);
+}
+
 async function droppedFiles(dataTransfer) {
   const entries = [...dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
-  if (!entries.length) return [...dataTransfer.files];
+  if (!entries.length) return pickedFiles(dataTransfer.files);
   const files = [];
   const walk = async (entry, depth) => {
-    if (entry.isFile) files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+    if (entry.isFile) files.push({ path: entry.fullPath, file: await new Promise((resolve, reject) => entry.file(resolve, reject)) });
     else if (entry.isDirectory && depth < 3) {
       const reader = entry.createReader();
       for (;;) {

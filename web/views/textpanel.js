@@ -109,14 +109,19 @@ export class TextPanel {
       const sign = (d) => `${d >= 0 ? '+' : ''}${formatNumber(d)}`;
       const edited = run.gated && run.baseline ? run.baseline.loss : run.loss;
       let text = `loss ${formatNumber(run.unedited ? run.unedited.loss : edited)}`;
-      if (run.unedited) text += ` → ${formatNumber(edited)} (${sign(edited - run.unedited.loss)}) with ${state.edits.length} edit${state.edits.length === 1 ? '' : 's'}`;
-      if (run.gated && run.baseline) text += ` → ${formatNumber(run.loss)} (${sign(run.loss - run.baseline.loss)}) with ${state.ablate.length} head${state.ablate.length === 1 ? '' : 's'} ${run.mode === 'mean' ? 'mean-' : ''}ablated`;
+      // Counted from the run: the edits and heads in force when it ran.
+      const edits = run.editsKey ? run.editsKey.split(';').length : 0;
+      const heads = run.ablated?.length ?? 0;
+      if (run.unedited) text += ` → ${formatNumber(edited)} (${sign(edited - run.unedited.loss)}) with ${edits} edit${edits === 1 ? '' : 's'}`;
+      if (run.gated && run.baseline) text += ` → ${formatNumber(run.loss)} (${sign(run.loss - run.baseline.loss)}) with ${heads} head${heads === 1 ? '' : 's'} ${run.mode === 'mean' ? 'mean-' : ''}ablated`;
       if (!run.unedited && !run.gated) text += ' nats/token';
       parts.push(text);
     } else if (state.modelInfo && !state.modelInfo.has_lm_head) {
       parts.push('no language-model head: no loss');
     }
+    if (run.warning) parts.push(`⚠ ${run.warning}`);
     this.summary.textContent = parts.join(' · ');
+    this.summary.classList.toggle('warn', Boolean(run.warning));
     this.summary.dataset.loss = hasLoss ? String(run.loss) : '';
     this.summary.dataset.baselineLoss = hasLoss && run.baseline ? String(run.baseline.loss) : '';
     this.summary.dataset.uneditedLoss = hasLoss && run.unedited ? String(run.unedited.loss) : '';

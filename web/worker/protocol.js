@@ -7,17 +7,20 @@
 //   warmup        {first: {text, prependBos, maxTokens}}: load the built-in model and run `first`
 //                 now; the page's first loadModel (built-in) and analyze (same text) take the results
 //                 -> {}
-//   loadModel     {spec, files?, endpoint?, attentionOnly?}; spec {kind: 'builtin' | 'hub' | 'url' |
-//                 'files', repo?, revision?, url?} (shared/sources.js says which are allowed); files:
-//                 File objects (kind 'files'); endpoint: the hub's address (kind 'hub'); a load
-//                 replaces the model only if it succeeds
+//   loadModel     {spec, files?, endpoint?, attentionOnly?, confirmedOrigins?}; spec {kind: 'builtin'
+//                 | 'hub' | 'url' | 'files', repo?, revision?, url?} (shared/sources.js says which are
+//                 allowed); files: File objects (kind 'files'); endpoint: the hub's address (kind
+//                 'hub'); confirmedOrigins: hosts the viewer agreed to load from (the worker fetches
+//                 from no other host but the page's and the hub's); a load replaces the model only
+//                 if it succeeds
 //                 -> {info (the core's, with label, hasTokenizer, generation), cache: {files}}
 //   cancelLoad    {} -> {cancelled}: the load in progress fails with code 'cancelled'
 //   analyze       {text? | ids?, prependBos, maxTokens, ablate?, mode?, baselineKey?}: tokenize (or
 //                 read ids) and run with the edits in force; ablate: flat head indices, mode
 //                 'zero' | 'mean'; baselineKey: the ids|edits whose unablated patterns the page has
 //                 -> {ids, tokens, truncated, nLayer, nHead, nTokens, patterns [L,H,T,T], tokenLoss,
-//                     loss, gated, baseline, mode?, objective?, patternChange?, unedited?, empty?,
+//                     loss, gated, baseline, ablated? (the flat heads ablated), mode?, objective?,
+//                     patternChange?, unedited?, empty?, warning (NaN/Inf in the run, or null),
 //                     generation, editsKey}
 //   setEdits      {edits: descriptors (shared/edits.js)} -> {applied, errors, edits}
 //   behavior      {ids, measure, excludeBos, excludeCurrentToken, probeInduction?}

@@ -7,9 +7,9 @@ import createHeadscopeModule from './headscope_core.mjs';
 import { cacheSummary, cachingFetch, clearCache, dropOldCaches, forgetPrefix } from './cache.js';
 import { MAX_TOKENS } from './protocol.js';
 import { parseEdit } from '../shared/edits.js';
-import { BUILTIN, allowedHubEndpoint, allowedModelUrl } from '../shared/sources.js';
+import { BUILTIN, allowedHubEndpoint, allowedModelUrl, trustedOrigin } from '../shared/sources.js';
 import { coreWasmFile } from '../../wasm/features.mjs';
-import { compileWasm, createHeadscope, HeadscopeError } from '../../wasm/headscope.mjs';
+import { compileWasm, createHeadscope, HeadscopeError, nonFiniteWarning } from '../../wasm/headscope.mjs';
 import { parseTokenIds } from '../../wasm/ids.mjs';
 import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } from '../../wasm/sources.mjs';
 
@@ -20,7 +20,20 @@ self.postMessage({ type: 'started' });
 const wasmFile = coreWasmFile();
 const wasmModule = compileWasm(new URL(`./${wasmFile}`, import.meta.url));
 wasmModule.catch(() => {});  // reported through corePromise
-const corePromise = createHeadscope(createHeadscopeModule, { wasmModule, wasmFile });
+// The tokenizer runs in a worker of its own (wasm/tokenizer.mjs): a pattern
+// in a user's tokenizer.json that never ends cannot stop this one.
+function spawnTokenizerWorker() {
+  const worker = new Worker(new URL('./tokenizer_worker.js', import.meta.url), { type: 'module' });
+  return {
+    postMessage: (message) => worker.postMessage(message),
+    onMessage: (handler) => {
+      worker.onmessage = (event) => handler(event.data);
+      worker.onerror = (event) => handler({ fatal: event.message || 'could not start' });
+    },
+    terminate: () => worker.terminate(),
+  };
+}
+const corePromise = createHeadscope(createHeadscopeModule, { wasmModule, wasmFile, spawnTokenizer: spawnTokenizerWorker });
 const pageOrigin = self.location.origin;
 
 // The page starts the worker with ?prefetch=builtin when it will open the
@@ -61,7 +74,27 @@ function downloadReporter(send) {
   return (p) => report(((p.filesDone || 0) + (p.total ? p.loaded / p.total : 0)) / (p.filesTotal || 1), p);
 }
 
-function makeSource(spec, files, endpoint, onCacheEvent) {
+// fetch limited to the origins this load may reach: shared/sources.js
+// trustedOrigin, the hub endpoint in use and the origins the viewer
+// confirmed. A request elsewhere, or a redirect that ends elsewhere, fails
+// with code not_allowed (the page applies the same rule before it asks; this
+// is the check a static host cannot make with headers).
+function guardedFetch(fetchImpl, allowed) {
+  const check = (href) => {
+    const url = new URL(href);
+    if (!allowed(url.origin)) throw new HeadscopeError(`${url.host} is not a host this page may fetch from (the viewer did not confirm it)`, 'not_allowed');
+  };
+  return async (input, init) => {
+    check(typeof input === 'string' || input instanceof URL ? String(input) : input.url);
+    const response = await fetchImpl(input, init);
+    if (response.url) check(response.url);
+    return response;
+  };
+}
+
+// confirmed: origins the viewer confirmed for this load (control/app.js).
+function makeSource(spec, files, endpoint, onCacheEvent, confirmed = []) {
+  const allowedOrigins = (extra) => (origin) => trustedOrigin(origin, pageOrigin) || origin === extra || confirmed.includes(origin);
   switch (spec?.kind) {
     case 'builtin':
       // Small and on this server: whole files, no Range requests.
@@ -72,7 +105,7 @@ function makeSource(spec, files, endpoint, onCacheEvent) {
         hubEndpoint = allowedHubEndpoint(endpoint, pageOrigin);
         if (!hubEndpoint) throw new HeadscopeError('the hub endpoint must be this page\'s origin or the loopback interface', 'not_allowed');
       }
-      const fetchImpl = cachingFetch({ onEvent: onCacheEvent });
+      const fetchImpl = guardedFetch(cachingFetch({ onEvent: onCacheEvent }), allowedOrigins(hubEndpoint && new URL(hubEndpoint).origin));
       const source = hubSource(spec.repo, spec.revision || 'main', { endpoint: hubEndpoint, fetchImpl });
       // The folder's URL, to forget its cached files if the load fails.
       source.base = `${(hubEndpoint || HUB_ENDPOINT).replace(/\/$/, '')}/${spec.repo}/resolve/${encodeURIComponent(spec.revision || 'main')}/`;
@@ -82,7 +115,9 @@ function makeSource(spec, files, endpoint, onCacheEvent) {
     case 'url': {
       const base = allowedModelUrl(String(spec.url), pageOrigin);
       if (!base) throw new HeadscopeError('model URLs must use https: (or be on this page\'s own server)', 'not_allowed');
-      return urlSource(base, { label: base });
+      const allowed = allowedOrigins(null);
+      if (!allowed(new URL(base).origin)) throw new HeadscopeError(`${new URL(base).host}: loading from this host needs the viewer's confirmation`, 'not_allowed');
+      return urlSource(base, { label: base, fetchImpl: guardedFetch(globalThis.fetch.bind(globalThis), allowed) });
     }
     case 'files':
       if (!files?.length) throw new HeadscopeError('no files were given');
@@ -131,15 +166,15 @@ function parseIds(text, vocab) {
 
 // Tokenizes (or parses ids) and runs the model with the edits in force (see
 // the analyze request).
-function runText({ text, ids: givenIds, prependBos = true, maxTokens = MAX_TOKENS, ablate = [], mode = 'zero', baselineKey }) {
+async function runText({ text, ids: givenIds, prependBos = true, maxTokens = MAX_TOKENS, ablate = [], mode = 'zero', baselineKey }) {
   const info = needSession().info;
   let ids;
   let tokens;
   if (givenIds) {
     ids = Array.from(givenIds);
-    tokens = ids.map((id) => (session.tokenizer ? session.tokenizer.tokenText(id) : `#${id}`));
+    tokens = await session.tokenTexts(ids);
   } else if (session.tokenizer) {
-    ({ ids, tokens } = session.tokenize(String(text ?? ''), { prependBos }));
+    ({ ids, tokens } = await session.tokenize(String(text ?? ''), { prependBos }));
   } else {
     ids = parseIds(text, info.d_vocab);
     tokens = ids.map((id) => `#${id}`);
@@ -161,7 +196,7 @@ function runText({ text, ids: givenIds, prependBos = true, maxTokens = MAX_TOKEN
     result = {
       ...base, nLayer: info.n_layer, nHead: info.n_head, nTokens: ids.length,
       patterns: a.patterns, tokenLoss: a.token_loss, loss: a.loss, objective: a.objective,
-      gated: true, mode, patternChange: a.pattern_change, baseline,
+      gated: true, ablated: heads, mode, patternChange: a.pattern_change, baseline,
     };
   } else {
     const run = session.run(ids);
@@ -171,6 +206,7 @@ function runText({ text, ids: givenIds, prependBos = true, maxTokens = MAX_TOKEN
     const plain = withoutEdits(() => session.run(ids));
     result.unedited = { loss: plain.loss, tokenLoss: plain.tokenLoss };
   }
+  result.warning = nonFiniteWarning(result);
   return result;
 }
 
@@ -190,10 +226,10 @@ function firstRunKey({ text, prependBos, maxTokens, ids, ablate }) {
 
 const handlers = {
   warmup(core, { first = {} }) {
-    warm = handlers.loadModel(core, { spec: { kind: 'builtin' } }, () => {}).then((loaded) => {
+    warm = handlers.loadModel(core, { spec: { kind: 'builtin' } }, () => {}).then(async (loaded) => {
       let result = null;
       try {
-        result = runText(first);
+        result = await runText(first);
       } catch (error) {
         errorPayload(error);  // an abort of the module must still be noticed; the page's analyze reports the rest
       }
@@ -205,7 +241,7 @@ const handlers = {
     return {};
   },
 
-  async loadModel(core, { spec, files, endpoint, attentionOnly = false }, progress) {
+  async loadModel(core, { spec, files, endpoint, attentionOnly = false, confirmedOrigins = [] }, progress) {
     const ticket = ++loadTicket;
     if (warm && spec?.kind === 'builtin' && !attentionOnly) {
       // The warm-up's load is this one: wait for it rather than start again.
@@ -228,7 +264,7 @@ const handlers = {
       if (e.type === 'hit') cacheEvents.files.add(new URL(e.url).pathname.split('/').pop());
       if (e.type === 'store-failed') cacheEvents.failures.push(e.message);
     };
-    const source = makeSource(spec, files, endpoint, onCacheEvent);
+    const source = makeSource(spec, files, endpoint, onCacheEvent, Array.isArray(confirmedOrigins) ? confirmedOrigins.map(String) : []);
     const next = core.createSession();
     try {
       const info = await next.load(source, { signal: controller.signal, onProgress: downloadReporter(progress), attentionOnly: Boolean(attentionOnly) });
@@ -314,7 +350,7 @@ const handlers = {
   // answer for the model's generation (control/app.js), and asks for the
   // spectra, the write redundancy and the composition together ('weights':
   // the core's one pass over the heads).
-  geometry(core, { what, variant = 'raw', kind = 'O', layer = 0, head = 0, a, b, topN = 10, directions = 3 }, progress) {
+  async geometry(core, { what, variant = 'raw', kind = 'O', layer = 0, head = 0, a, b, topN = 10, directions = 3 }, progress) {
     const s = needSession();
     const onProgress = reporter(progress, what === 'weights' ? 'weight geometry' : what);
     let result;
@@ -323,7 +359,7 @@ const handlers = {
       case 'copying': result = s.copying({ variant, onProgress }); break;
       case 'redundancy': result = s.redundancy({ variant, kind, onProgress }); break;
       case 'merges': result = s.mergeCandidates({ variant, topN, onProgress }); break;
-      case 'readout': result = s.ovReadout(layer, head, { variant, directions, topN }); break;
+      case 'readout': result = await s.ovReadout(layer, head, { variant, directions, topN }); break;
       case 'pair': result = s.pairGeometry(a, b, { variant }); break;
       default: throw new HeadscopeError(`unknown geometry request ${JSON.stringify(String(what)).slice(0, 40)}`);
     }
