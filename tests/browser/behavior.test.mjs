@@ -5,25 +5,15 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { launchBrowser, openPage } from './harness.mjs';
-import { exportFile, oracleDir, runCount, screenshot, startSite, waitReady, waitRun, worstMismatch } from './fixtures.mjs';
+import { openPage } from './harness.mjs';
+import { exportFile, openSite, oracleDir, runCount, screenshot, waitReady, waitRun, worstMismatch } from './fixtures.mjs';
 import { parseNpy } from '../../wasm/npy.mjs';
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
 
-let site;
-let browser;
-let core;
-before(async () => {
-  site = await startSite();
-  browser = await launchBrowser();
-  core = await loadHeadscope();
-});
-after(async () => {
-  await browser?.close();
-  await site?.server.close();
-});
+const { site, browser } = await openSite();
+const core = await loadHeadscope();
 
 const ORACLE_IDS = [5, 17, 42, 7, 99, 3, 64, 23, 11, 88, 120, 31];
 const TEXT = 'the cat sat on the mat and the cat sat on the mat';

@@ -5,22 +5,13 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { launchBrowser, openPage } from './harness.mjs';
-import { cliAttention, exportFile, oracleDir, runCount, screenshot, startSite, waitReady, waitRun, worstMismatch } from './fixtures.mjs';
+import { openPage } from './harness.mjs';
+import { cliAttention, exportFile, openSite, oracleDir, runCount, screenshot, waitReady, waitRun, worstMismatch } from './fixtures.mjs';
 import { parseNpy } from '../../wasm/npy.mjs';
 
-let site;
-let browser;
-before(async () => {
-  site = await startSite();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await site?.server.close();
-});
+const { site, browser } = await openSite();
 
 const TEXT = 'The quick brown fox jumps over the lazy dog . The quick brown fox jumps over the lazy dog .';
 const ORACLE_IDS = '5 17 42 7 99 3 64 23 11 88 120 31';

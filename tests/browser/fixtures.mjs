@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after } from 'node:test';
 
 import { repoRoot } from './harness.mjs';
 
@@ -102,20 +103,7 @@ export function cliMetrics(modelDir, variant) {
   return metricsCache.get(key);
 }
 
-// Worst |a - b| over two equal-length arrays, with its index.
-export function worstMismatch(actual, expected) {
-  if (actual.length !== expected.length) throw new Error(`length ${actual.length} != expected ${expected.length}`);
-  let maxError = 0;
-  let index = -1;
-  for (let i = 0; i < actual.length; i++) {
-    const error = Math.abs(actual[i] - expected[i]);
-    if (!(error <= maxError)) {
-      maxError = error;
-      index = i;
-    }
-  }
-  return { maxError, index, actual: actual[index], expected: expected[index] };
-}
+export { worstMismatch } from '../node/support.mjs';
 
 // The page and everything it reads, on one origin: public/ at '/', a hub
 // layout at '/hub/' (repos below), the built-in model folder at '/models/'
@@ -147,6 +135,19 @@ export async function startSite({ builtin = true, extra = {} } = {}) {
     repoDir: (repo) => path.join(hub, repo, 'resolve', 'main'),
     builtinDir: path.join(models, path.basename(BUILTIN.path)),
   };
+}
+
+// The site and the browser a test file shares, started when the file loads
+// and closed after its last test.
+export async function openSite(options) {
+  const { launchBrowser } = await import('./harness.mjs');
+  const site = await startSite(options);
+  const browser = await launchBrowser();
+  after(async () => {
+    await browser.close();
+    await site.server.close();
+  });
+  return { site, browser };
 }
 
 // Waits until the page has a model and a finished run (body[data-status=ready]).

@@ -3,22 +3,13 @@
 // `headscope metrics` writes for the same model and weight variant, and the
 // vocabulary read-out with the node API of the same core.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { launchBrowser, openPage } from './harness.mjs';
-import { cliMetrics, exportFile, screenshot, startSite, waitReady } from './fixtures.mjs';
+import { openPage } from './harness.mjs';
+import { cliMetrics, exportFile, openSite, screenshot, waitReady } from './fixtures.mjs';
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
 
-let site;
-let browser;
-before(async () => {
-  site = await startSite();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await site?.server.close();
-});
+const { site, browser } = await openSite();
 
 const close = (actual, expected, tolerance, what) => assert.ok(Math.abs(actual - expected) <= tolerance, `${what}: page ${actual}, CLI ${expected}`);
 const link = (params) => `${site.server.url}#${new URLSearchParams({ hub: '/hub', model: 'test/tiny-gpt2', ...params })}`;

@@ -6,22 +6,13 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { launchBrowser, openPage } from './harness.mjs';
+import { openPage } from './harness.mjs';
 import { CATASTROPHIC, SENTENCE, hostileTokenizerModel, overflowingModel } from '../node/support.mjs';
-import { runCount, startSite, tempDir, tinyTokenizer, waitReady, waitRun, writeModel } from './fixtures.mjs';
+import { openSite, runCount, tempDir, tinyTokenizer, waitReady, waitRun, writeModel } from './fixtures.mjs';
 
-let site;
-let browser;
-before(async () => {
-  site = await startSite();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await site?.server.close();
-});
+const { site, browser } = await openSite();
 
 const hashParams = (page) => new URLSearchParams(new URL(page.url()).hash.slice(1));
 
@@ -193,6 +184,25 @@ test('a folder holding two models is refused, naming both, not mixed', async () 
   await page.setInputFiles('#model-folder', path.join(root, 'second'));
   await page.waitForFunction(() => document.getElementById('model-info').textContent.includes('gpt_neox'));
   await waitRun(page, n);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('Cancel stops a long computation: the worker is replaced, the model loaded again, and the page goes on', async () => {
+  const { page, problems } = await openPage(browser.context, site.server.url);
+  await waitReady(page);
+  // Pruning curves over 100 000 random orders: far longer than the test waits.
+  const outcome = page.evaluate(() => window.headscope.app.compute('pruning', { ids: window.headscope.store.state.run.ids, nRandom: 100000 })
+    .then(() => 'finished', (e) => e.code));
+  await page.waitForSelector('#load-progress-row:not([hidden])');
+  assert.match(await page.textContent('#load-progress-text'), /^computing pruning curve… \d+%$/);
+  await page.click('#load-cancel');
+  assert.equal(await outcome, 'cancelled');
+  await waitReady(page);
+  assert.equal(await page.isVisible('#load-progress-row'), false);
+  assert.ok(await workerAgrees(page));
+  const curve = await page.evaluate(() => window.headscope.app.compute('pruning', { ids: window.headscope.store.state.run.ids, nRandom: 2 }));
+  assert.equal(curve.random_loss.length, 2 * curve.n_removed.length);
   assert.deepEqual(problems, []);
   await page.close();
 });

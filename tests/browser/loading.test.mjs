@@ -6,24 +6,14 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 
-import { launchBrowser, openPage } from './harness.mjs';
-import { cliAttention, cliMetrics, exportFile, runCount, screenshot, startSite, waitReady, waitRun, worstMismatch } from './fixtures.mjs';
+import { openPage } from './harness.mjs';
+import { cliAttention, cliMetrics, exportFile, openSite, runCount, screenshot, startSite, waitReady, waitRun, worstMismatch } from './fixtures.mjs';
 
-let site;
-let bare; // a site without the built-in model
-let browser;
-before(async () => {
-  site = await startSite();
-  bare = await startSite({ builtin: false });
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await site?.server.close();
-  await bare?.server.close();
-});
+const { site, browser } = await openSite();
+const bare = await startSite({ builtin: false });  // a site without the built-in model
+after(() => bare.server.close());
 
 const hashParams = (page) => new URLSearchParams(new URL(page.url()).hash.slice(1));
 

@@ -2,21 +2,12 @@
 // that is markup, and the exports of both. If any of it ran, window.__pwned
 // would be set; if any of it became an element, the counts below change.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { launchBrowser, openPage } from './harness.mjs';
-import { HOSTILE_TOKENS, exportFile, screenshot, startSite, waitReady } from './fixtures.mjs';
+import { openPage } from './harness.mjs';
+import { exportFile, HOSTILE_TOKENS, openSite, screenshot, waitReady } from './fixtures.mjs';
 
-let site;
-let browser;
-before(async () => {
-  site = await startSite();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await site?.server.close();
-});
+const { site, browser } = await openSite();
 
 // Elements that markup in a token would create.
 const foreignElements = (page) => page.evaluate(() => ({

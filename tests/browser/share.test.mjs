@@ -5,24 +5,14 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { launchBrowser, openPage } from './harness.mjs';
-import { cliAttention, screenshot, startSite, tempDir, waitReady, worstMismatch } from './fixtures.mjs';
+import { openPage } from './harness.mjs';
+import { cliAttention, openSite, screenshot, tempDir, waitReady, worstMismatch } from './fixtures.mjs';
 
-let site;
-let browser;
-let pages; // host pages for the embeds, served at /test/
-before(async () => {
-  pages = tempDir('headscope-host-');
-  site = await startSite({ extra: { '/test/': pages } });
-  browser = await launchBrowser();
-  await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: site.server.url.replace(/\/$/, '') });
-});
-after(async () => {
-  await browser?.close();
-  await site?.server.close();
-});
+const pages = tempDir('headscope-host-');  // host pages for the embeds, served at /test/
+const { site, browser } = await openSite({ extra: { '/test/': pages } });
+await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: site.server.url.replace(/\/$/, '') });
 
 const TEXT = 'When Mary and John went to the store , John gave a drink to Mary .';
 

@@ -269,6 +269,28 @@ test('a tokenizer pattern that backtracks without end is stopped, named, and the
   session.dispose();
 });
 
+test('other runaway patterns (a normalizer\'s Replace, a pre-tokenizer\'s Split) are stopped alike', async () => {
+  const variants = [
+    ['normalizer', { type: 'Replace', pattern: { Regex: '(a|aa)+$' }, content: '' }],
+    ['pre_tokenizer', { type: 'Split', pattern: { Regex: '(x+x+)+y' }, behavior: 'Isolated', invert: false }],
+  ];
+  for (const [where, step] of variants) {
+    const dir = copyModel('gpt2', (d) => {
+      const vocab = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`t${i}`, i]));
+      fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({
+        version: '1.0', added_tokens: [], normalizer: null, pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
+        model: { type: 'WordLevel', vocab, unk_token: 't0' }, [where]: step,
+      }));
+    });
+    const session = core.createSession();
+    await session.load(directorySource(dir));
+    const text = `${'a'.repeat(64)}${'x'.repeat(64)}!`;
+    await assert.rejects(session.tokenize(text), (e) => e.code === 'bad_file' && e.message.includes(JSON.stringify(step.pattern.Regex)), where);
+    assert.equal(session.run([1, 2]).nTokens, 2);
+    session.dispose();
+  }
+});
+
 test('a tokenizer larger than the embedding is reported as a warning', async () => {
   const session = core.createSession();
   const dir = copyModel('gpt2', (d) => {

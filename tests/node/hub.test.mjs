@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { startServer } from '../browser/harness.mjs';
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
 import { hubSource, prefetchingFetch, urlSource } from '../../wasm/sources.mjs';
+import { trustedOrigin } from '../../web/shared/sources.js';
 import { ORACLE_MODELS, oracleDir, oracleIds, readNpy, tempDir, worstMismatch } from './support.mjs';
 
 const core = await loadHeadscope();
@@ -293,4 +294,14 @@ test('no request of a source sends a Referer', async () => {
   assert.ok(policies.length >= 3);
   assert.deepEqual([...new Set(policies)], ['no-referrer']);
   session.dispose();
+});
+
+test('which hosts a link may reach unasked: the page\'s origin and the hub\'s, nothing that only looks like them', () => {
+  const page = 'https://headscope.example';
+  const trusted = [page, 'https://huggingface.co', 'https://cdn-lfs.huggingface.co', 'https://cdn-lfs-us-1.huggingface.co',
+    'https://cas-bridge.xethub.hf.co', 'https://datasets-server.huggingface.co'];
+  const refused = ['https://evil.example', 'https://huggingface.co.evil.example', 'https://evilhuggingface.co', 'http://huggingface.co',
+    'https://huggingface.co:8443', 'https://hf.co.evil.example', 'http://headscope.example', 'https://headscope.example:444', 'null', 'data:,x'];
+  for (const origin of trusted) assert.ok(trustedOrigin(origin, page), origin);
+  for (const origin of refused) assert.ok(!trustedOrigin(origin, page), origin);
 });

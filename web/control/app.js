@@ -6,7 +6,7 @@
 // applied only if no newer request was made meanwhile (stale results are
 // dropped), and at most one run is in the worker at a time, so typing never
 // queues work.
-import { HeadscopeClient } from '../worker/client.js';
+import { HeadscopeClient, WorkerError } from '../worker/client.js';
 import { EXAMPLES } from '../state/models.js';
 import { ablatedHeads } from '../state/store.js';
 import { trustedOrigin } from '../shared/sources.js';
@@ -55,8 +55,33 @@ export class App {
   // The wasm module aborted (out of memory, a trap): start a new worker and
   // load the model again, telling the user why.
   async recover(error) {
-    this.client.terminate();
     this.restarts++;
+    const message = `the engine stopped (${error.message}); it was restarted${error.code === 'out_of_memory' ? ' — this model or text may need more memory than this browser allows' : ''}`;
+    this.replaceWorker();
+    this.store.set({ modelStatus: 'idle', modelInfo: null, run: null, runStatus: 'idle', modelError: message });
+    if (await this.start()) this.store.set({ modelError: message });
+  }
+
+  // Cancel: the one way to stop long work. A load waits on the network or
+  // the disk, so the worker reads the cancel message and aborts it, keeping
+  // the model it had. A computation runs in the worker without yielding (the
+  // core's loops), so the worker is replaced by a new one that loads the
+  // model on screen again; the computation's callers get code 'cancelled'.
+  async cancel() {
+    if (this.loadingKey !== null) {
+      this.cancelLoad();
+      return;
+    }
+    if (!this.store.state.computeProgress && this.store.state.runStatus !== 'running') return;
+    this.replaceWorker(new WorkerError({ name: 'HeadscopeError', message: 'cancelled', code: 'cancelled' }));
+    this.store.set({ modelStatus: 'idle', computeProgress: null, notice: 'cancelled: the model is loaded again' });
+    await this.start();
+  }
+
+  // A new worker in place of the current one (whose calls fail with
+  // `error`); the model is loaded again by start().
+  replaceWorker(error) {
+    this.client.terminate(error);
     // The new worker loads whatever the page shows: no prefetch of the built-in model.
     const url = new URL(this.workerUrl);
     url.searchParams.delete('prefetch');
@@ -67,9 +92,6 @@ export class App {
     this.answers = null;
     this.baseline = null;
     this.inFlight = false;
-    const message = `the engine stopped (${error.message}); it was restarted${error.code === 'out_of_memory' ? ' — this model or text may need more memory than this browser allows' : ''}`;
-    this.store.set({ modelStatus: 'idle', modelInfo: null, run: null, runStatus: 'idle', modelError: message });
-    if (await this.start()) this.store.set({ modelError: message });
   }
 
   // Loads the state's model once the core has started; false if it could not start.

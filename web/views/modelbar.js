@@ -1,8 +1,8 @@
 // The model bar: which model is loaded and how to load another — the
 // built-in model, the curated hub list with download sizes, any repo id or
 // URL, local files (picker, folder picker, or drag-and-drop anywhere on the
-// page) — with the download progress, a cancel button, and the loaded
-// model's description, warnings and errors.
+// page) — with the progress of downloads and computations, the one Cancel
+// button, and the loaded model's description, warnings and errors.
 import { el } from './dom.js';
 import { CURATED, formatBytes, formatDuration, modelLabel } from '../state/models.js';
 import { BUILTIN, modelFromText } from '../shared/sources.js';
@@ -38,7 +38,7 @@ export class ModelBar {
 
     this.progressBar = el('progress', { id: 'load-progress', max: 1, value: 0 });
     this.progressText = el('span', { id: 'load-progress-text', class: 'progress-text' });
-    this.cancelButton = el('button', { type: 'button', id: 'load-cancel', class: 'secondary', text: 'Cancel', on: { click: () => this.app.cancelLoad() } });
+    this.cancelButton = el('button', { type: 'button', id: 'load-cancel', class: 'secondary', text: 'Cancel', on: { click: () => this.app.cancel() } });
     this.progressRow = el('div', { class: 'progress-row', id: 'load-progress-row', hidden: true, role: 'status', 'aria-live': 'polite' }, [this.progressBar, this.progressText, this.cancelButton]);
 
     // A link's model on a host other than this page's or the hub's: shown,
@@ -158,11 +158,21 @@ export class ModelBar {
         this.confirmYes.textContent = `Load from ${pending.host}`;
       }
     }
-    if (changed.has('progress') || changed.has('modelStatus')) {
+    if (changed.has('progress') || changed.has('modelStatus') || changed.has('computeProgress') || changed.has('runStatus')) {
       const p = state.progress;
       const loading = state.modelStatus === 'loading';
-      this.progressRow.hidden = !loading;
+      const computing = !loading && (state.computeProgress || state.runStatus === 'running');
+      // One row for all long work, with the one Cancel (control/app.js cancel).
+      this.progressRow.hidden = !loading && !computing;
       document.body.dataset.model = state.modelStatus;
+      if (computing && state.computeProgress) {
+        this.progressBar.max = 1;
+        this.progressBar.value = state.computeProgress.fraction;
+        this.progressText.textContent = `computing ${state.computeProgress.what}… ${Math.round(state.computeProgress.fraction * 100)}%`;
+      } else if (computing) {
+        this.progressBar.removeAttribute('value');
+        this.progressText.textContent = 'running the model on the text…';
+      }
       if (loading && p) {
         if (p.total) {
           this.progressBar.max = p.total;

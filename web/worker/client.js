@@ -53,9 +53,10 @@ export class HeadscopeClient {
     else entry.reject(new WorkerError(message.error));
   }
 
-  terminate() {
+  // Stops the worker; the calls waiting on it fail with `error` (by default
+  // a fatal one).
+  terminate(error = new WorkerError({ name: 'WorkerError', message: 'the worker was stopped', fatal: true })) {
     this.worker.terminate();
-    const error = new WorkerError({ name: 'WorkerError', message: 'the worker was stopped', fatal: true });
     for (const { reject } of this.pending.values()) reject(error);
     this.pending.clear();
   }
