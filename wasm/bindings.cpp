@@ -193,19 +193,33 @@ val geometry_merge_candidates(Session& session, const std::string& variant_name,
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(variant, variant_of(variant_name));
   HS_WASM_UNWRAP(merges, hs::merge_candidates(*model, variant.value(), top_n, progress_of(progress)));
-  nlohmann::json pairs = nlohmann::json::array();
-  for (const auto& p : merges->pairs)
-    pairs.push_back({{"layer_a", p.layer_a}, {"head_a", p.head_a}, {"layer_b", p.layer_b}, {"head_b", p.head_b},
-                     {"write_overlap", p.write_overlap}, {"read_overlap", p.read_overlap}, {"combined", p.combined}});
+  val pairs = val::array();
+  for (const auto& p : merges->pairs) {
+    val pair = val::object();
+    pair.set("layer_a", p.layer_a);
+    pair.set("head_a", p.head_a);
+    pair.set("layer_b", p.layer_b);
+    pair.set("head_b", p.head_b);
+    pair.set("write_overlap", p.write_overlap);
+    pair.set("read_overlap", p.read_overlap);
+    pair.set("combined", p.combined);
+    pairs.call<void>("push", pair);
+  }
   val out = ok_value();
   out.set("variant", variant_name);
-  out.set("pairs", pairs.dump());
+  out.set("pairs", pairs);
   return out;
 }
 
-nlohmann::json token_scores_json(const std::vector<hs::TokenScore>& scores) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& s : scores) out.push_back({{"token", s.token}, {"cosine", s.cosine}, {"dot", s.dot}});
+val token_scores_value(const std::vector<hs::TokenScore>& scores) {
+  val out = val::array();
+  for (const auto& s : scores) {
+    val score = val::object();
+    score.set("token", s.token);
+    score.set("cosine", s.cosine);
+    score.set("dot", s.dot);
+    out.call<void>("push", score);
+  }
   return out;
 }
 
@@ -214,16 +228,19 @@ val geometry_readout(Session& session, const std::string& variant_name, int laye
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(variant, variant_of(variant_name));
   HS_WASM_UNWRAP(readout, hs::ov_token_readout(*model, variant.value(), layer, head, n_directions, top_n));
-  nlohmann::json directions = nlohmann::json::array();
-  for (const auto& d : readout->directions)
-    directions.push_back({{"sigma", d.sigma},
-                          {"read_top", token_scores_json(d.read_top)},
-                          {"read_bottom", token_scores_json(d.read_bottom)},
-                          {"write_top", token_scores_json(d.write_top)},
-                          {"write_bottom", token_scores_json(d.write_bottom)}});
+  val directions = val::array();
+  for (const auto& d : readout->directions) {
+    val direction = val::object();
+    direction.set("sigma", d.sigma);
+    direction.set("read_top", token_scores_value(d.read_top));
+    direction.set("read_bottom", token_scores_value(d.read_bottom));
+    direction.set("write_top", token_scores_value(d.write_top));
+    direction.set("write_bottom", token_scores_value(d.write_bottom));
+    directions.call<void>("push", direction);
+  }
   val out = ok_value();
   out.set("variant", variant_name);
-  out.set("directions", directions.dump());
+  out.set("directions", directions);
   return out;
 }
 
@@ -247,12 +264,9 @@ val geometry_pair(Session& session, const std::string& variant_name, int layer_a
 val geometry_copying(Session& session, const std::string& variant_name, val progress) {
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(variant, variant_of(variant_name));
-  auto cached = session.unembed_embed.find(variant.value());
-  if (cached == session.unembed_embed.end()) {
-    HS_WASM_UNWRAP(product, hs::unembed_embed_product(*model, variant.value(), progress_of(progress)));
-    cached = session.unembed_embed.emplace(variant.value(), std::move(product.value())).first;
-  }
-  HS_WASM_UNWRAP(copying, hs::ov_copying_scores(*model, variant.value(), cached->second));
+  // Not kept: the page keeps each answer (web/control/app.js).
+  HS_WASM_UNWRAP(product, hs::unembed_embed_product(*model, variant.value(), progress_of(progress)));
+  HS_WASM_UNWRAP(copying, hs::ov_copying_scores(*model, variant.value(), *product));
   val out = ok_value();
   out.set("variant", variant_name);
   out.set("copying_score", float64_copy(copying->copying_score));
@@ -272,8 +286,6 @@ hs::Result<hs::AblationMode> ablation_mode_of(const std::string& name) {
   return hs::make_error("ablation mode must be \"zero\" or \"mean\", not \"" + name + "\"");
 }
 
-nlohmann::json doubles(const std::vector<double>& v) { return nlohmann::json(v); }
-
 val behavior(Session& session, val ids_js, val options) {
   HS_WASM_MODEL(session);
   hs::BehaviorOptions o;
@@ -287,31 +299,37 @@ val behavior(Session& session, val ids_js, val options) {
       o.probe_induction = emscripten::convertJSArrayToNumberVector<double>(options["probe_induction"]);
   }
   HS_WASM_UNWRAP(b, hs::head_behavior(*model, ints_of(ids_js), o, session.edits));
-  nlohmann::json roles = nlohmann::json::array(), classes = nlohmann::json::array();
-  for (auto r : b->role) roles.push_back(hs::head_role_name(r));
-  for (auto c : b->stats.pattern_class) classes.push_back(hs::pattern_class_name(c));
-  nlohmann::json out = {
-      {"n_layer", b->n_layer}, {"n_head", b->n_head}, {"n_tokens", b->n_tokens},
-      {"measure", hs::error_measure_name(o.detect.error_measure)},
-      {"exclude_bos", o.detect.exclude_bos}, {"exclude_current_token", o.detect.exclude_current_token},
-      {"previous_token_score", doubles(b->previous_token_score)},
-      {"duplicate_token_score", doubles(b->duplicate_token_score)},
-      {"induction_score", doubles(b->induction_score)},
-      {"first_token_mass", doubles(b->stats.first_token_mass)},
-      {"current_token_mass", doubles(b->stats.current_token_mass)},
-      {"previous_token_mass", doubles(b->stats.previous_token_mass)},
-      {"entropy", doubles(b->stats.entropy)},
-      {"dominant_offset", b->stats.dominant_offset},
-      {"dominant_offset_share", doubles(b->stats.dominant_offset_share)},
-      {"offset_mass", doubles(b->stats.offset_mass)},
-      {"vertical", doubles(b->stats.vertical)}, {"diagonal", doubles(b->stats.diagonal)},
-      {"block", doubles(b->stats.block)}, {"pattern_class", classes},
-      {"role", roles}, {"role_scores", doubles(b->role_scores)},
-      {"role_confidence", doubles(b->role_confidence)}, {"role_margin", doubles(b->role_margin)},
-      {"role_threshold", b->role_threshold}, {"roles_use_probe", b->roles_use_probe}};
-  val result = ok_value();
-  result.set("json", out.dump());
-  return result;
+  std::vector<std::string> roles, classes;
+  for (auto r : b->role) roles.emplace_back(hs::head_role_name(r));
+  for (auto c : b->stats.pattern_class) classes.emplace_back(hs::pattern_class_name(c));
+  val out = ok_value();
+  out.set("n_layer", b->n_layer);
+  out.set("n_head", b->n_head);
+  out.set("n_tokens", b->n_tokens);
+  out.set("measure", std::string(hs::error_measure_name(o.detect.error_measure)));
+  out.set("exclude_bos", o.detect.exclude_bos);
+  out.set("exclude_current_token", o.detect.exclude_current_token);
+  out.set("previous_token_score", float64_copy(b->previous_token_score));
+  out.set("duplicate_token_score", float64_copy(b->duplicate_token_score));
+  out.set("induction_score", float64_copy(b->induction_score));
+  out.set("first_token_mass", float64_copy(b->stats.first_token_mass));
+  out.set("current_token_mass", float64_copy(b->stats.current_token_mass));
+  out.set("previous_token_mass", float64_copy(b->stats.previous_token_mass));
+  out.set("entropy", float64_copy(b->stats.entropy));
+  out.set("dominant_offset", int32_copy(b->stats.dominant_offset));
+  out.set("dominant_offset_share", float64_copy(b->stats.dominant_offset_share));
+  out.set("offset_mass", float64_copy(b->stats.offset_mass));
+  out.set("vertical", float64_copy(b->stats.vertical));
+  out.set("diagonal", float64_copy(b->stats.diagonal));
+  out.set("block", float64_copy(b->stats.block));
+  out.set("pattern_class", string_list(classes));
+  out.set("role", string_list(roles));
+  out.set("role_scores", float64_copy(b->role_scores));
+  out.set("role_confidence", float64_copy(b->role_confidence));
+  out.set("role_margin", float64_copy(b->role_margin));
+  out.set("role_threshold", b->role_threshold);
+  out.set("roles_use_probe", b->roles_use_probe);
+  return out;
 }
 
 val induction_probe(Session& session, int seq_len, int batch, double seed, val progress) {
@@ -321,14 +339,19 @@ val induction_probe(Session& session, int seq_len, int batch, double seed, val p
   o.batch = batch;
   o.seed = static_cast<std::uint64_t>(seed);
   HS_WASM_UNWRAP(t, hs::induction_test(*model, o, session.edits, progress_of(progress)));
-  nlohmann::json out = {{"n_layer", t->n_layer}, {"n_head", t->n_head}, {"seq_len", t->seq_len},
-                        {"batch", t->batch}, {"bos_token", t->bos_token}, {"seed", t->seed},
-                        {"score", doubles(t->score)}, {"score_strict", doubles(t->score_strict)},
-                        {"token_loss", doubles(t->token_loss)}, {"loss_first_half", t->loss_first_half},
-                        {"loss_second_half", t->loss_second_half}};
-  val result = ok_value();
-  result.set("json", out.dump());
-  return result;
+  val out = ok_value();
+  out.set("n_layer", t->n_layer);
+  out.set("n_head", t->n_head);
+  out.set("seq_len", t->seq_len);
+  out.set("batch", t->batch);
+  out.set("bos_token", t->bos_token);
+  out.set("seed", static_cast<double>(t->seed));
+  out.set("score", float64_copy(t->score));
+  out.set("score_strict", float64_copy(t->score_strict));
+  out.set("token_loss", float64_copy(t->token_loss));
+  out.set("loss_first_half", t->loss_first_half);
+  out.set("loss_second_half", t->loss_second_half);
+  return out;
 }
 
 val ablate(Session& session, val ids_js, val heads_js, const std::string& mode_name) {
@@ -382,26 +405,46 @@ val pruning(Session& session, val ids_js, val options, val progress) {
     if (options["seed"].isNumber()) o.seed = static_cast<std::uint64_t>(options["seed"].as<double>());
   }
   HS_WASM_UNWRAP(c, hs::pruning_curve(*model, ints_of(ids_js), o, session.edits, progress_of(progress)));
-  nlohmann::json out = {{"order_by", hs::prune_order_name(c->options.order)},
-                        {"mode", hs::ablation_mode_name(c->options.mode)},
-                        {"importance", doubles(c->importance)}, {"order", c->order},
-                        {"n_removed", c->n_removed}, {"loss", doubles(c->loss)},
-                        {"random_loss", doubles(c->random_loss)}, {"random_loss_mean", doubles(c->random_loss_mean)},
-                        {"seed", c->options.seed}};
-  val result = ok_value();
-  result.set("json", out.dump());
-  return result;
+  val out = ok_value();
+  out.set("order_by", std::string(hs::prune_order_name(c->options.order)));
+  out.set("mode", std::string(hs::ablation_mode_name(c->options.mode)));
+  out.set("importance", float64_copy(c->importance));
+  out.set("order", int32_copy(c->order));
+  out.set("n_removed", int32_copy(c->n_removed));
+  out.set("loss", float64_copy(c->loss));
+  out.set("random_loss", float64_copy(c->random_loss));
+  out.set("random_loss_mean", float64_copy(c->random_loss_mean));
+  out.set("seed", static_cast<double>(c->options.seed));
+  return out;
 }
 
-nlohmann::json edits_json(const hs::ModelEdits& edits) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& e : edits.ov)
-    out.push_back({{"id", e.id}, {"type", "ov"}, {"kind", hs::ov_edit_kind_name(e.kind)}, {"layer", e.layer},
-                   {"head", e.head}, {"component", e.component}, {"alpha", e.alpha},
-                   {"side", hs::ov_side_name(e.side)}, {"sigma", e.sigma}});
-  for (const auto& m : edits.merges)
-    out.push_back({{"id", m.id}, {"type", "merge"}, {"layer", m.layer}, {"head_a", m.head_a}, {"head_b", m.head_b},
-                   {"pattern_head", m.pattern_head}, {"truncation_error", m.truncation_error}});
+// The edits in force, OV edits first, then merges: [{id, type, ...}].
+val edits_value(const hs::ModelEdits& edits) {
+  val out = val::array();
+  for (const auto& e : edits.ov) {
+    val edit = val::object();
+    edit.set("id", e.id);
+    edit.set("type", std::string("ov"));
+    edit.set("kind", std::string(hs::ov_edit_kind_name(e.kind)));
+    edit.set("layer", e.layer);
+    edit.set("head", e.head);
+    edit.set("component", e.component);
+    edit.set("alpha", e.alpha);
+    edit.set("side", std::string(hs::ov_side_name(e.side)));
+    edit.set("sigma", e.sigma);
+    out.call<void>("push", edit);
+  }
+  for (const auto& m : edits.merges) {
+    val edit = val::object();
+    edit.set("id", m.id);
+    edit.set("type", std::string("merge"));
+    edit.set("layer", m.layer);
+    edit.set("head_a", m.head_a);
+    edit.set("head_b", m.head_b);
+    edit.set("pattern_head", m.pattern_head);
+    edit.set("truncation_error", m.truncation_error);
+    out.call<void>("push", edit);
+  }
   return out;
 }
 
@@ -419,7 +462,7 @@ val add_ov_edit(Session& session, const std::string& kind_name, int layer, int h
   const int id = hs::add_edit(session.edits, std::move(edit.value()));
   val out = ok_value();
   out.set("id", id);
-  out.set("edits", edits_json(session.edits).dump());
+  out.set("edits", edits_value(session.edits));
   return out;
 }
 
@@ -429,20 +472,20 @@ val add_merge(Session& session, int layer, int head_a, int head_b, int pattern_h
   const int id = hs::add_merge(session.edits, std::move(merge.value()));
   val out = ok_value();
   out.set("id", id);
-  out.set("edits", edits_json(session.edits).dump());
+  out.set("edits", edits_value(session.edits));
   return out;
 }
 
 val undo_edit(Session& session, int id) {
   if (!hs::undo_edit(session.edits, id)) return error_value(hs::make_error("no edit with id " + std::to_string(id)));
   val out = ok_value();
-  out.set("edits", edits_json(session.edits).dump());
+  out.set("edits", edits_value(session.edits));
   return out;
 }
 
 val list_edits(Session& session) {
   val out = ok_value();
-  out.set("edits", edits_json(session.edits).dump());
+  out.set("edits", edits_value(session.edits));
   return out;
 }
 
@@ -450,16 +493,22 @@ val evaluate_merge(Session& session, val ids_js, int layer, int head_a, int head
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(r, hs::evaluate_head_merge(*model, ints_of(ids_js), layer, head_a, head_b, hs::Objective::automatic,
                                             session.edits, progress_of(progress)));
-  nlohmann::json out = {{"layer", r->layer}, {"head_a", r->head_a}, {"head_b", r->head_b},
-                        {"objective", hs::objective_name(r->objective)}, {"loss_base", r->loss_base},
-                        {"loss_prune_a", r->loss_prune_a}, {"loss_prune_b", r->loss_prune_b},
-                        {"loss_prune_both", r->loss_prune_both}, {"loss_merged_pattern_a", r->loss_merged_pattern_a},
-                        {"loss_merged_pattern_b", r->loss_merged_pattern_b},
-                        {"best_pattern_head", r->best_pattern_head}, {"loss_merged", r->loss_merged},
-                        {"sigma", doubles(r->sigma)}, {"truncation_error", r->truncation_error}};
-  val result = ok_value();
-  result.set("json", out.dump());
-  return result;
+  val out = ok_value();
+  out.set("layer", r->layer);
+  out.set("head_a", r->head_a);
+  out.set("head_b", r->head_b);
+  out.set("objective", std::string(hs::objective_name(r->objective)));
+  out.set("loss_base", r->loss_base);
+  out.set("loss_prune_a", r->loss_prune_a);
+  out.set("loss_prune_b", r->loss_prune_b);
+  out.set("loss_prune_both", r->loss_prune_both);
+  out.set("loss_merged_pattern_a", r->loss_merged_pattern_a);
+  out.set("loss_merged_pattern_b", r->loss_merged_pattern_b);
+  out.set("best_pattern_head", r->best_pattern_head);
+  out.set("loss_merged", r->loss_merged);
+  out.set("sigma", float64_copy(r->sigma));
+  out.set("truncation_error", r->truncation_error);
+  return out;
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 
 import { encodeNpy } from './npy.mjs';
 import { nonFiniteWarning } from './headscope.mjs';
+import { toJson } from './names.mjs';
 import { directorySource, loadHeadscope } from './node.mjs';
 import { headKey, isRepoId, parseHeadKey, parseTokenIds } from './ids.mjs';
 import { hubSource } from './sources.mjs';
@@ -82,7 +83,7 @@ async function main() {
   if (options['attention-only'] && !['info', 'metrics'].includes(command)) fail(`--attention-only loads no embeddings or MLPs: ${command} needs the whole model`);
   const info = await session.load(modelSource(modelSpec, options.endpoint), { attentionOnly: options['attention-only'] });
   for (const warning of info.warnings) console.error(`headscope: warning: ${warning}`);
-  if (command === 'info') return console.log(JSON.stringify(info, null, 2));
+  if (command === 'info') return console.log(toJson(info, 2));
   if (command === 'metrics') return metrics(session, info, options);
 
   if ((options.text === undefined) === (options.ids === undefined)) fail(`${command} needs exactly one of --text or --ids`);
@@ -121,15 +122,15 @@ function parseHeads(text, info) {
     const head = parseHeadKey(name.trim());
     if (!head) fail(`--heads takes names like L0H1,L1H3; got "${name}"`);
     const { layer: l, head: h } = head;
-    if (l >= info.n_layer || h >= info.n_head) fail(`${name} is not a head of this model (${info.n_layer} layers x ${info.n_head} heads)`);
-    return l * info.n_head + h;
+    if (l >= info.nLayer || h >= info.nHead) fail(`${name} is not a head of this model (${info.nLayer} layers x ${info.nHead} heads)`);
+    return l * info.nHead + h;
   });
 }
 
 // detect, ablate and importance: JSON on stdout or in --out FILE.json.
 function behaviour(command, session, info, ids, tokens, options) {
   if (!['zero', 'mean'].includes(options.mode)) fail(`--mode must be zero or mean, got "${options.mode}"`);
-  const names = Array.from({ length: info.n_layer * info.n_head }, (_, i) => headKey(Math.floor(i / info.n_head), i % info.n_head));
+  const names = Array.from({ length: info.nLayer * info.nHead }, (_, i) => headKey(Math.floor(i / info.nHead), i % info.nHead));
   let result;
   if (command === 'detect') {
     if (!['mul', 'abs'].includes(options.measure)) fail(`--measure must be mul or abs, got "${options.measure}"`);
@@ -138,14 +139,14 @@ function behaviour(command, session, info, ids, tokens, options) {
     if (!options.heads) fail('ablate needs --heads, e.g. --heads L0H1,L1H3');
     const heads = parseHeads(options.heads, info);
     const r = session.ablate(ids, heads, { mode: options.mode });
-    result = { mode: r.mode, objective: r.objective, heads: heads.map((i) => names[i]), loss_base: r.loss_base, loss: r.loss,
-      token_loss_base: Array.from(r.token_loss_base), token_loss: Array.from(r.token_loss), pattern_change: Array.from(r.pattern_change) };
+    result = { mode: r.mode, objective: r.objective, heads: heads.map((i) => names[i]), loss_base: r.lossBase, loss: r.loss,
+      token_loss_base: Array.from(r.tokenLossBase), token_loss: Array.from(r.tokenLoss), pattern_change: Array.from(r.patternChange) };
   } else {
     const r = session.importance(ids, { mode: options.mode });
-    result = { objective: r.objective, mode: options.mode, loss: r.loss, gradient_importance: Array.from(r.gradient_importance),
-      gradient: Array.from(r.gradient), leave_one_out_loss: Array.from(r.leave_one_out_loss), leave_one_out_delta: Array.from(r.leave_one_out_delta) };
+    result = { objective: r.objective, mode: options.mode, loss: r.loss, gradient_importance: Array.from(r.gradientImportance),
+      gradient: Array.from(r.gradient), leave_one_out_loss: Array.from(r.leaveOneOutLoss), leave_one_out_delta: Array.from(r.leaveOneOutDelta) };
   }
-  const text = JSON.stringify({ ids, tokens, heads: names, ...result });
+  const text = toJson({ ids, tokens, heads: names, ...result });
   if (options.out) fs.writeFileSync(options.out, text);
   else console.log(text);
 }
@@ -156,10 +157,10 @@ function behaviour(command, session, info, ids, tokens, options) {
 function metrics(session, info, options) {
   if (options.raw && options.processed) fail('give at most one of --raw and --processed');
   const variant = options.processed ? 'processed' : 'raw';
-  const [L, H, dh] = [info.n_layer, info.n_head, info.d_head];
+  const [L, H, dh] = [info.nLayer, info.nHead, info.dHead];
   const { spectra, redundancy: write, composition } = session.weightGeometry({ variant });
   const redundancy = Object.fromEntries(['Q', 'K', 'V', 'O'].map((kind) => [kind, kind === 'O' ? write : session.redundancy({ variant, kind })]));
-  const copying = info.has_lm_head ? session.copying({ variant }) : null;
+  const copying = info.hasLmHead ? session.copying({ variant }) : null;
   const merges = session.mergeCandidates({ variant, topN: 20 });
   const heads = [];
   for (let l = 0; l < L; l++) {
@@ -167,15 +168,15 @@ function metrics(session, info, options) {
       const i = l * H + h;
       const circuit = (c) => ({
         sigma: Array.from(spectra[c].sigma.subarray(i * dh, (i + 1) * dh)),
-        frobenius: spectra[c].frobenius[i], effective_rank: spectra[c].effective_rank[i],
-        top1_share: spectra[c].top1_share[i], [`top${spectra.top_k}_share`]: spectra[c].topk_share[i],
+        frobenius: spectra[c].frobenius[i], effective_rank: spectra[c].effectiveRank[i],
+        top1_share: spectra[c].top1Share[i], [`top${spectra.topK}_share`]: spectra[c].topkShare[i],
       });
       heads.push({ head: headKey(l, h), layer: l, index: h, ov: circuit('ov'), qk: circuit('qk'),
-        ov_copying_score: copying ? copying.copying_score[i] : null, ov_positive_fraction: copying ? copying.positive_fraction[i] : null });
+        ov_copying_score: copying ? copying.copyingScore[i] : null, ov_positive_fraction: copying ? copying.positiveFraction[i] : null });
     }
   }
   const summary = {
-    model: info, variant, qk_ignores_rotary: spectra.qk_ignores_rotary, heads,
+    model: info, variant, qk_ignores_rotary: spectra.qkIgnoresRotary, heads,
     composition_baseline: composition.baseline, merge_candidates: merges.pairs,
     conventions: 'TransformerLens: OV = W_V W_O, QK = W_Q W_K^T, row vectors; redundancy = ||Q_i^T Q_j||_F^2 / d_head; composition [L,H,L,H] for l1 < l2',
   };
@@ -185,13 +186,13 @@ function metrics(session, info, options) {
   };
   if (!options.out || options.out.endsWith('.json')) {
     const all = { ...summary, ...Object.fromEntries(Object.entries(large).map(([name, [values]]) => [name, Array.from(values)])) };
-    const text = JSON.stringify(all);
+    const text = toJson(all);
     if (options.out) fs.writeFileSync(options.out, text);
     else console.log(text);
     return;
   }
   fs.mkdirSync(options.out, { recursive: true });
-  fs.writeFileSync(`${options.out}/metrics.json`, JSON.stringify(summary, null, 1));
+  fs.writeFileSync(`${options.out}/metrics.json`, toJson(summary, 1));
   for (const [name, [values, shape]] of Object.entries(large)) fs.writeFileSync(`${options.out}/${name}.npy`, encodeNpy(values, shape));
 }
 

@@ -3,8 +3,11 @@
 // HeadscopeError and hides the module's memory management. It knows nothing
 // of where the module comes from: the worker (browser) and wasm/node.mjs
 // (node: CLI and tests) hand it the Emscripten factory and the wasm bytes or
-// URL.
+// URL. Every result of the core passes through unwrap(): errors become a
+// HeadscopeError, field names become camelCase (wasm/names.mjs); lists of
+// numbers are typed arrays, as the core hands them over (wasm/session.hpp).
 import { HeadscopeError } from './errors.mjs';
+import { camelKeys } from './names.mjs';
 import { ThreadTokenizer, gpt2TokenizerJson } from './tokenizer.mjs';
 
 export { HeadscopeError };
@@ -15,7 +18,7 @@ function unwrap(result) {
     throw new HeadscopeError('unknown error in the core', 'engine_stopped');
   }
   delete result.ok;
-  return result;
+  return camelKeys(result);
 }
 
 // Integers in [0, limit) as an Int32Array: the one conversion of ids and
@@ -168,7 +171,8 @@ export class ModelSession {
     this.tokenizer = null;
   }
 
-  // source: see wasm/sources.mjs. onProgress({file, loaded, total, filesDone, filesTotal}).
+  // source: see wasm/sources.mjs. onProgress(fraction, {file, loaded, total,
+  // filesDone, filesTotal}), the one shape of every progress report here.
   // attentionOnly: only the attention weights and the blocks' norms (weight
   // geometry without running text; ranged downloads fetch nothing else).
   async load(source, { onProgress, signal, attentionOnly = false } = {}) {
@@ -185,10 +189,11 @@ export class ModelSession {
     // 1. Every file's header, parsed by the core (once). A source without
     // Range requests gives the whole file here.
     const chunks = new FileChunks();
+    const report = (detail) => onProgress?.((detail.filesDone + (detail.total ? detail.loaded / detail.total : 0)) / (detail.filesTotal || 1), detail);
     try {
       for (const [i, name] of names.entries()) {
         throwIfCancelled(signal);
-        const progress = (p) => onProgress?.({ ...p, filesDone: i, filesTotal: names.length });
+        const progress = (p) => report({ ...p, filesDone: i, filesTotal: names.length });
         let head = await rangedHeader(this.module, source, name, signal);
         if (head === null) {
           const bytes = source.bytes ? await source.bytes(name, (size) => new Uint8Array(size), { signal, onProgress: progress }) : null;
@@ -218,7 +223,7 @@ export class ModelSession {
             signal,
             onChunk: (n) => {
               loaded += n;
-              onProgress?.({ file: name, loaded, total, filesDone: i, filesTotal: plan.length });
+              report({ file: name, loaded, total, filesDone: i, filesTotal: plan.length });
             },
           });
           chunks.add(name, ranges[k], bytes);
@@ -231,28 +236,28 @@ export class ModelSession {
     }
     // 3. The core reads the tensors from the chunks.
     const result = this.raw.load(configText, (name, offset, view) => chunks.read(name, offset, view), { attention_only: attentionOnly });
-    this.info = JSON.parse(unwrap(result).info);
+    this.info = unwrap(result).info;
     this.tokenizer?.dispose();
     this.tokenizer = tokenizer;
-    if (tokenizer?.vocabSize && tokenizer.vocabSize > this.info.d_vocab) {
-      this.info.warnings.push(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's embedding has ${this.info.d_vocab} rows: ids past ${this.info.d_vocab - 1} cannot be run`);
+    if (tokenizer?.vocabSize && tokenizer.vocabSize > this.info.dVocab) {
+      this.info.warnings.push(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's embedding has ${this.info.dVocab} rows: ids past ${this.info.dVocab - 1} cannot be run`);
     }
     return this.info;
   }
 
-  // Token ids for the core: integers below d_vocab, else a HeadscopeError.
+  // Token ids for the core: integers below dVocab, else a HeadscopeError.
   // (Before a load, the core reports that no model is loaded.)
   ids(values) {
     if (!this.info) return checkedIndices(values, 2 ** 31, 'token id', 'ids are below 2^31');
-    const vocab = this.info.d_vocab;
+    const vocab = this.info.dVocab;
     return checkedIndices(values, vocab, 'token id', `this model's ids are 0 to ${vocab - 1}`);
   }
 
-  // Flat head indices l*H + h for the core: integers below n_layer * n_head.
+  // Flat head indices l*H + h for the core: integers below nLayer * nHead.
   heads(values) {
     if (!this.info) return checkedIndices(values, 2 ** 31, 'head index', 'indices are below 2^31');
-    const n = this.info.n_layer * this.info.n_head;
-    return checkedIndices(values, n, 'head index', `this model's heads are 0 to ${n - 1} (layer * n_head + head)`);
+    const n = this.info.nLayer * this.info.nHead;
+    return checkedIndices(values, n, 'head index', `this model's heads are 0 to ${n - 1} (layer * nHead + head)`);
   }
 
   // Text to token ids. prependBos: put the model's BOS token first, as
@@ -262,7 +267,7 @@ export class ModelSession {
   async tokenize(text, { prependBos = false, addSpecialTokens = true } = {}) {
     if (!this.tokenizer) throw new HeadscopeError('this model has no tokenizer.json (or vocab.json + merges.txt): pass token ids', 'no_tokenizer');
     const { ids, tokens } = await this.tokenizer.encode(text, { addSpecialTokens });
-    const bos = this.info?.bos_token_id ?? -1;
+    const bos = this.info?.bosTokenId ?? -1;
     if (prependBos && bos >= 0 && ids[0] !== bos) {
       ids.unshift(bos);
       tokens.unshift(...(await this.tokenizer.tokenTexts([bos])));
@@ -281,11 +286,7 @@ export class ModelSession {
   run(ids, { headGate, wantHidden = false, wantLogits = false } = {}) {
     const options = { want_hidden: wantHidden, want_logits: wantLogits };
     if (headGate) options.head_gate = Array.from(headGate);
-    const r = unwrap(this.raw.run(this.ids(ids), options));
-    return {
-      nLayer: r.n_layer, nHead: r.n_head, nTokens: r.n_tokens,
-      patterns: r.patterns, tokenLoss: r.token_loss, loss: r.loss, hidden: r.hidden, logits: r.logits,
-    };
+    return unwrap(this.raw.run(this.ids(ids), options));
   }
 
   // ---- Weight geometry. Every call names its weight variant: 'raw' (as
@@ -293,9 +294,9 @@ export class ModelSession {
   // folding; pre-LN models only). onProgress(fraction) reports progress of
   // the all-pairs computations.
 
-  // OV and QK spectra of every head: {variant, n_layer, n_head, d_head,
-  // top_k, qk_ignores_rotary, ov: {sigma [L,H,dh], frobenius [L,H],
-  // effective_rank, top1_share, topk_share}, qk: {...}}.
+  // OV and QK spectra of every head: {variant, nLayer, nHead, dHead, topK,
+  // qkIgnoresRotary, ov: {sigma [L,H,dh], frobenius [L,H], effectiveRank,
+  // top1Share, topkShare}, qk: {...}}.
   spectra({ variant = 'raw', topK = 4, onProgress } = {}) {
     return unwrap(this.raw.geometry_spectra(variant, topK, onProgress));
   }
@@ -322,8 +323,7 @@ export class ModelSession {
 
   // The most redundant head pairs by write (O) and OV read (V) overlap.
   mergeCandidates({ variant = 'raw', topN = 10, onProgress } = {}) {
-    const r = unwrap(this.raw.geometry_merge_candidates(variant, topN, onProgress));
-    return { variant: r.variant, pairs: JSON.parse(r.pairs) };
+    return unwrap(this.raw.geometry_merge_candidates(variant, topN, onProgress));
   }
 
   // Tokens read (embedding rows aligned with U_k) and written (unembedding
@@ -331,17 +331,16 @@ export class ModelSession {
   // token score carries its text when the model has a tokenizer.
   async ovReadout(layer, head, { variant = 'raw', directions = 3, topN = 8 } = {}) {
     const r = unwrap(this.raw.geometry_readout(variant, layer, head, directions, topN));
-    const parsed = JSON.parse(r.directions);
-    const lists = parsed.flatMap((d) => [d.read_top, d.read_bottom, d.write_top, d.write_bottom]);
+    const lists = r.directions.flatMap((d) => [d.readTop, d.readBottom, d.writeTop, d.writeBottom]);
     const ids = lists.flatMap((list) => list.map((t) => t.token));
     const texts = this.tokenizer ? await this.tokenizer.tokenTexts(ids) : null;
     let next = 0;
     const named = (list) => list.map((t) => ({ ...t, text: texts ? texts[next++] : null }));
     return {
       variant: r.variant,
-      directions: parsed.map((d) => ({
-        sigma: d.sigma, readTop: named(d.read_top), readBottom: named(d.read_bottom),
-        writeTop: named(d.write_top), writeBottom: named(d.write_bottom),
+      directions: r.directions.map((d) => ({
+        sigma: d.sigma, readTop: named(d.readTop), readBottom: named(d.readBottom),
+        writeTop: named(d.writeTop), writeBottom: named(d.writeBottom),
       })),
     };
   }
@@ -353,7 +352,7 @@ export class ModelSession {
   }
 
   // OV copying scores from the eigenvalues of W_E W_OV W_U (computed in the
-  // small space): {copying_score [L,H], positive_fraction [L,H]}.
+  // small space): {copyingScore [L,H], positiveFraction [L,H]}.
   copying({ variant = 'raw', onProgress } = {}) {
     return unwrap(this.raw.geometry_copying(variant, onProgress));
   }
@@ -368,13 +367,13 @@ export class ModelSession {
   behavior(ids, { measure = 'mul', excludeBos = false, excludeCurrentToken = false, threshold = 0.4, probeInduction } = {}) {
     const options = { measure, exclude_bos: excludeBos, exclude_current_token: excludeCurrentToken, threshold };
     if (probeInduction) options.probe_induction = Array.from(probeInduction);
-    return JSON.parse(unwrap(this.raw.behavior(this.ids(ids), options)).json);
+    return unwrap(this.raw.behavior(this.ids(ids), options));
   }
 
   // The standard induction test: [BOS] + R + R, R random ids (SPEC §5.6):
   // per-head induction score and the loss on each half.
   inductionTest({ seqLen = 50, batch = 10, seed = 0, onProgress } = {}) {
-    return JSON.parse(unwrap(this.raw.induction_probe(seqLen, batch, seed, onProgress)).json);
+    return unwrap(this.raw.induction_probe(seqLen, batch, seed, onProgress));
   }
 
   // Ablates the heads (flat indices l*H + h) with mode 'zero' or 'mean'.
@@ -389,7 +388,7 @@ export class ModelSession {
 
   // Loss as heads are removed in importance order, next to random orders.
   pruningCurve(ids, { order = 'gradient', mode = 'zero', step = 1, nRandom = 3, seed = 0, onProgress } = {}) {
-    return JSON.parse(unwrap(this.raw.pruning(this.ids(ids), { order, mode, step, n_random: nRandom, seed }, onProgress)).json);
+    return unwrap(this.raw.pruning(this.ids(ids), { order, mode, step, n_random: nRandom, seed }, onProgress));
   }
 
   // OV edits, in TransformerLens's row-vector convention (x W_OV: U is the
@@ -397,28 +396,26 @@ export class ModelSession {
   // with u_k the singular vector on `side`; 'remove_component':
   // W_OV -= alpha sigma_k u_k v_k^T. Returns {id, edits}.
   addOvEdit({ kind = 'rank_one', layer, head, component = 0, alpha = 1, side = 'write' }) {
-    const r = unwrap(this.raw.add_ov_edit(kind, layer, head, component, alpha, side));
-    return { id: r.id, edits: JSON.parse(r.edits) };
+    return unwrap(this.raw.add_ov_edit(kind, layer, head, component, alpha, side));
   }
 
   // Replaces heads a and b of a layer by one head (their summed OV at its best
   // rank-d_head approximation, with the pattern of patternHead).
   addMerge({ layer, headA, headB, patternHead = headA }) {
-    const r = unwrap(this.raw.add_merge(layer, headA, headB, patternHead));
-    return { id: r.id, edits: JSON.parse(r.edits) };
+    return unwrap(this.raw.add_merge(layer, headA, headB, patternHead));
   }
 
   undoEdit(id) {
-    return JSON.parse(unwrap(this.raw.undo_edit(id)).edits);
+    return unwrap(this.raw.undo_edit(id)).edits;
   }
 
   edits() {
-    return JSON.parse(unwrap(this.raw.list_edits()).edits);
+    return unwrap(this.raw.list_edits()).edits;
   }
 
   // Loss after merging two heads, next to pruning either or both.
   evaluateMerge(ids, { layer, headA, headB, onProgress }) {
-    return JSON.parse(unwrap(this.raw.evaluate_merge(this.ids(ids), layer, headA, headB, onProgress)).json);
+    return unwrap(this.raw.evaluate_merge(this.ids(ids), layer, headA, headB, onProgress));
   }
 
   dispose() {

@@ -4,24 +4,26 @@
 
 namespace hs_wasm {
 
-nlohmann::json model_info(const hs::Model& model) {
+val model_info(const hs::Model& model) {
   const hs::ModelConfig& c = model.config;
-  return {{"model_type", c.model_type},
-          {"family", hs::family_name(c.family)},
-          {"n_layer", c.n_layer},
-          {"n_head", c.n_head},
-          {"n_kv_head", c.n_kv_head},
-          {"d_model", c.d_model},
-          {"d_head", c.d_head},
-          {"d_mlp", c.d_mlp},
-          {"d_vocab", c.d_vocab},
-          {"n_ctx", c.n_ctx},
-          {"causal", c.causal},
-          {"has_lm_head", c.has_lm_head},
-          {"rotary_dim", c.rotary_dim},
-          {"bos_token_id", c.bos_token_id},
-          {"attention_only", c.attention_only},
-          {"warnings", model.warnings}};
+  val out = val::object();
+  out.set("model_type", c.model_type);
+  out.set("family", std::string(hs::family_name(c.family)));
+  out.set("n_layer", c.n_layer);
+  out.set("n_head", c.n_head);
+  out.set("n_kv_head", c.n_kv_head);
+  out.set("d_model", c.d_model);
+  out.set("d_head", c.d_head);
+  out.set("d_mlp", c.d_mlp);
+  out.set("d_vocab", c.d_vocab);
+  out.set("n_ctx", c.n_ctx);
+  out.set("causal", c.causal);
+  out.set("has_lm_head", c.has_lm_head);
+  out.set("rotary_dim", c.rotary_dim);
+  out.set("bos_token_id", c.bos_token_id);
+  out.set("attention_only", c.attention_only);
+  out.set("warnings", string_list(model.warnings));
+  return out;
 }
 
 val Session::add_file(const std::string& name, val header, double size) {
@@ -99,7 +101,6 @@ val Session::read_plan(const std::string& config_json, val options) {
 
 val Session::load(const std::string& config_json, val read, val options) {
   model_.reset();
-  unembed_embed.clear();
   edits = {};
   std::map<std::string, hs::SafetensorsFile> files;
   files.swap(files_);
@@ -127,14 +128,14 @@ val Session::load(const std::string& config_json, val read, val options) {
   model_ = std::make_unique<hs::Model>(std::move(model.value()));
 
   val out = ok_value();
-  out.set("info", model_info(*model_).dump());
+  out.set("info", model_info(*model_));
   return out;
 }
 
 val Session::info() const {
   if (!model_) return error_value(hs::make_error(hs::ErrorCode::no_model, "no model is loaded"));
   val out = ok_value();
-  out.set("info", model_info(*model_).dump());
+  out.set("info", model_info(*model_));
   return out;
 }
 

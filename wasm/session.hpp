@@ -1,9 +1,13 @@
 // What the wasm module keeps for JS: one loaded model per Session, and the
-// conversions between core results and JS values. Results cross the boundary
-// as plain objects {ok, error, code, ...}; wasm/headscope.mjs turns them into
-// a thrown HeadscopeError. Arrays cross as JS-owned typed-array copies, so no
-// view of wasm memory outlives a call that may grow (and so detach) it —
-// except the views load() hands its reader, which JS fills at once.
+// conversions between core results and JS values. Every result crosses the
+// boundary one way: a plain object {ok, error, code, ...} with the core's
+// snake_case field names, whose numbers are numbers, whose lists of numbers
+// are JS-owned typed-array copies (Float64Array for double, Int32Array for
+// int, Float32Array for float; no view of wasm memory outlives a call that
+// may grow, and so detach, it — except the views load() hands its reader,
+// which JS fills at once), whose lists of names are arrays of strings and
+// whose records are objects. No JSON text. wasm/headscope.mjs throws the
+// errors as HeadscopeError and renames the fields to camelCase, once.
 #pragma once
 
 #include <emscripten/bind.h>
@@ -11,7 +15,6 @@
 
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -50,8 +53,16 @@ inline val float32_copy(const std::vector<float>& v) { return typed_copy("Float3
 inline val float64_copy(const std::vector<double>& v) { return typed_copy("Float64Array", v.data(), v.size()); }
 inline val int32_copy(const std::vector<int>& v) { return typed_copy("Int32Array", v.data(), v.size()); }
 
+// Names (roles, classes, warnings) as an array of strings.
+template <class Names>
+val string_list(const Names& names) {
+  val out = val::array();
+  for (const auto& name : names) out.call<void>("push", std::string(name));
+  return out;
+}
+
 // The model description the page and the CLI show.
-nlohmann::json model_info(const hs::Model& model);
+val model_info(const hs::Model& model);
 
 // One loaded model and the files it came from. The files' bytes stay in JS,
 // outside wasm memory (which never shrinks). The core owns the format: JS
@@ -70,7 +81,7 @@ class Session {
   // begin, end, ...]}]} (file offsets, adjacent tensors merged).
   val read_plan(const std::string& config_json, val options);
   // Builds the model from config.json text and every added .safetensors file
-  // (a single file or all shards): {ok, info (JSON text)}. `read(name,
+  // (a single file or all shards): {ok, info (model_info)}. `read(name,
   // offset, view)` fills the Uint8Array `view` (in wasm memory) with bytes
   // [offset, offset + view.length) of file `name` and returns undefined, or
   // an error message. It runs synchronously and must not call the module.
@@ -86,10 +97,6 @@ class Session {
 
   // Weight edits (OV edits, merges) in force for every later run, until undone.
   hs::ModelEdits edits;
-
-  // W_U W_E per weight variant, kept for the OV copying scores (it costs
-  // V d^2 multiply-adds); cleared with every load.
-  std::map<hs::WeightVariant, hs::MatrixRM> unembed_embed;
 
  private:
   std::map<std::string, hs::SafetensorsFile> files_;  // parsed headers, by file name

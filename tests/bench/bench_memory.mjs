@@ -95,10 +95,10 @@ const after = memory();
 const needed = tensorBytes(dir);
 const MB = (x) => (x / 1e6).toFixed(1);
 // A forward pass checks that the model works (and shows what a run adds).
-const ids = Array.from({ length: 128 }, (_, i) => (i * 7919) % info.d_vocab);
+const ids = Array.from({ length: 128 }, (_, i) => (i * 7919) % info.dVocab);
 const run = session.run(ids, { wantLogits: true });
 const afterRun = memory();
-console.log(`checkpoint ${dir}: ${info.model_type}, ${info.n_layer} layers, d ${info.d_model}, vocab ${info.d_vocab}`);
+console.log(`checkpoint ${dir}: ${info.modelType}, ${info.nLayer} layers, d ${info.dModel}, vocab ${info.dVocab}`);
 console.log(`tensor bytes needed          ${MB(needed)} MB`);
 console.log(`wasm memory before load      ${MB(before)} MB`);
 console.log(`wasm memory after load (peak) ${MB(after)} MB = ${(after / needed).toFixed(3)} x tensor bytes`);

@@ -80,8 +80,8 @@ test('head view: spectra, redundant heads and composition partners equal the CLI
   assert.equal(readout.directions.length, 3);
   readout.directions.forEach((d, k) => {
     close(d.sigma, expected.directions[k].sigma, 1e-9, `direction ${k} sigma`);
-    assert.deepEqual(d.readTop.map((t) => t.text), expected.directions[k].readTop.map((t) => t.text));
-    assert.deepEqual(d.writeTop.map((t) => t.token), expected.directions[k].writeTop.map((t) => t.token));
+    assert.deepEqual(d.read_top.map((t) => t.text), expected.directions[k].readTop.map((t) => t.text));
+    assert.deepEqual(d.write_top.map((t) => t.token), expected.directions[k].writeTop.map((t) => t.token));
   });
   const chips = await page.$$eval('#head-readout .direction:first-child > .rw:nth-child(2) .token', (t) => t.map((x) => x.textContent));
   assert.deepEqual(chips, expected.directions[0].readTop.map((t) => t.text));

@@ -48,7 +48,7 @@ test('choosing the loaded model during another load cancels that load, whenever 
   const payload = ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => ({ name: f, data: fs.readFileSync(path.join(dir, f)).toString('base64') }));
   const { page, problems } = await openPage(browser.context, site.server.url);
   await waitReady(page);
-  const builtin = await page.evaluate(() => window.headscope.store.state.modelInfo.model_type);
+  const builtin = await page.evaluate(() => window.headscope.store.state.modelInfo.modelType);
   for (const delay of [0, 2, 10, 50, 200]) {
     await page.evaluate(async ({ items, wait }) => {
       const files = items.map(({ name, data }) => new File([Uint8Array.from(atob(data), (c) => c.charCodeAt(0))], name));
@@ -59,7 +59,7 @@ test('choosing the loaded model during another load cancels that load, whenever 
     // Whichever way the race went, the built-in model is the one loaded.
     await page.waitForTimeout(300);
     await waitReady(page);
-    assert.equal(await page.evaluate(() => window.headscope.store.state.modelInfo.model_type), builtin, `delay ${delay} ms`);
+    assert.equal(await page.evaluate(() => window.headscope.store.state.modelInfo.modelType), builtin, `delay ${delay} ms`);
     assert.ok(await workerAgrees(page), `delay ${delay} ms: the worker holds another model`);
     assert.equal(hashParams(page).get('model'), null);
     assert.equal(await page.isVisible('#model-error'), false, await page.textContent('#model-error'));
@@ -202,7 +202,7 @@ test('Cancel stops a long computation: the worker is replaced, the model loaded 
   assert.equal(await page.isVisible('#load-progress-row'), false);
   assert.ok(await workerAgrees(page));
   const curve = await page.evaluate(() => window.headscope.app.compute('pruning', { ids: window.headscope.store.state.run.ids, nRandom: 2 }));
-  assert.equal(curve.random_loss.length, 2 * curve.n_removed.length);
+  assert.equal(curve.randomLoss.length, 2 * curve.nRemoved.length);
   assert.deepEqual(problems, []);
   await page.close();
 });

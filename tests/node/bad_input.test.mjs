@@ -235,7 +235,7 @@ test('ids and head indices past 2^32 are errors, not wrapped to small ones', asy
     assert.throws(() => session.behavior([1, bad, 2]), HeadscopeError);
     assert.throws(() => session.ablate([1, 2], [bad]), (e) => e instanceof HeadscopeError && /head index/.test(e.message));
   }
-  assert.throws(() => session.ablate([1, 2], [info.n_layer * info.n_head]), /head index.*out of range/);
+  assert.throws(() => session.ablate([1, 2], [info.nLayer * info.nHead]), /head index.*out of range/);
   assert.doesNotThrow(() => session.ablate([1, 2, 3], [0]));
   session.dispose();
 });

@@ -25,14 +25,14 @@ for (const name of ['gpt2', 'gpt_neox']) {
     const imp = s.importance(ids);
     const loo = readNpy(path.join(oracleDir(name), 'loss_zero_ablate_each_head.npy')).data;
     const grad = readNpy(path.join(oracleDir(name), 'head_importance_abs_grad.npy')).data;
-    let worst = worstMismatch(imp.leave_one_out_loss, loo);
+    let worst = worstMismatch(imp.leaveOneOutLoss, loo);
     assert.ok(worst.maxError < 1e-4, `leave-one-out off by ${worst.maxError} at ${worst.index}`);
-    worst = worstMismatch(imp.gradient_importance, grad);
+    worst = worstMismatch(imp.gradientImportance, grad);
     assert.ok(worst.maxError < 1e-4, `gradient importance off by ${worst.maxError} at ${worst.index}`);
     const ablated = s.ablate(ids, [1, 4 + 3]);
     const { loss_ablate_L0H1_L1H3: expected } = JSON.parse(fs.readFileSync(path.join(oracleDir(name), 'ablation.json'), 'utf8'));
     assert.ok(Math.abs(ablated.loss - expected) < 1e-4, `${ablated.loss} vs ${expected}`);
-    assert.equal(ablated.pattern_change[1], 1);  // L0H1's own pattern went to 0 from rows summing to 1
+    assert.equal(ablated.patternChange[1], 1);  // L0H1's own pattern went to 0 from rows summing to 1
     s.dispose();
   });
 }
@@ -41,17 +41,17 @@ test('detectors score a repeated sequence: induction heads on the second half, a
   const s = await session('gpt2');
   const ids = [127, 5, 17, 42, 7, 99, 3, 5, 17, 42, 7, 99, 3];
   const b = s.behavior(ids);
-  for (const key of ['previous_token_score', 'duplicate_token_score', 'induction_score', 'entropy']) {
+  for (const key of ['previousTokenScore', 'duplicateTokenScore', 'inductionScore', 'entropy']) {
     assert.equal(b[key].length, 8, key);
   }
-  assert.ok(b.induction_score.every((x) => x >= 0 && x <= 1));
+  assert.ok(b.inductionScore.every((x) => x >= 0 && x <= 1));
   assert.equal(b.role.length, 8);
   // mul mode without exclusions: score = sum(A o D) / T; recompute one head from the patterns.
   const run = s.run(ids);
   const T = ids.length;
   let expected = 0;
   for (let i = 1; i < T; i++) expected += run.patterns[(0 * T + i) * T + i - 1];  // L0H0, previous token
-  assert.ok(Math.abs(b.previous_token_score[0] - expected / T) < 1e-6, `${b.previous_token_score[0]} vs ${expected / T}`);
+  assert.ok(Math.abs(b.previousTokenScore[0] - expected / T) < 1e-6, `${b.previousTokenScore[0]} vs ${expected / T}`);
   const abs = s.behavior(ids, { measure: 'abs', excludeBos: true });
   assert.equal(abs.measure, 'abs');
   s.dispose();
@@ -61,7 +61,7 @@ test('the induction test reports per-head scores and the loss on both halves', a
   const s = await session('gpt2');
   const t = s.inductionTest({ seqLen: 10, batch: 2, seed: 1 });
   assert.equal(t.score.length, 8);
-  assert.ok(Number.isFinite(t.loss_first_half) && Number.isFinite(t.loss_second_half));
+  assert.ok(Number.isFinite(t.lossFirstHalf) && Number.isFinite(t.lossSecondHalf));
   assert.deepEqual(s.inductionTest({ seqLen: 10, batch: 2, seed: 1 }).score, t.score);
   s.dispose();
 });
@@ -87,11 +87,11 @@ test('merging two heads reports the loss next to pruning either, and the merge i
   const s = await session('gpt2');
   const ids = oracleIds('gpt2');
   const report = s.evaluateMerge(ids, { layer: 0, headA: 0, headB: 1 });
-  for (const key of ['loss_base', 'loss_prune_a', 'loss_prune_b', 'loss_merged']) assert.ok(Number.isFinite(report[key]), key);
-  assert.ok(report.truncation_error >= 0 && report.truncation_error < 1);
+  for (const key of ['lossBase', 'lossPruneA', 'lossPruneB', 'lossMerged']) assert.ok(Number.isFinite(report[key]), key);
+  assert.ok(report.truncationError >= 0 && report.truncationError < 1);
   const base = s.run(ids).loss;
-  const { id } = s.addMerge({ layer: 0, headA: 0, headB: 1, patternHead: report.best_pattern_head });
-  assert.ok(Math.abs(s.run(ids).loss - report.loss_merged) < 1e-5);
+  const { id } = s.addMerge({ layer: 0, headA: 0, headB: 1, patternHead: report.bestPatternHead });
+  assert.ok(Math.abs(s.run(ids).loss - report.lossMerged) < 1e-5);
   s.undoEdit(id);
   assert.equal(s.run(ids).loss, base);
   s.dispose();
@@ -101,9 +101,9 @@ test('a pruning curve starts at the base loss and removes every head', async () 
   const s = await session('gpt_neox');
   const ids = oracleIds('gpt_neox');
   const curve = s.pruningCurve(ids, { nRandom: 2, seed: 3 });
-  assert.equal(curve.n_removed[0], 0);
-  assert.equal(curve.n_removed.at(-1), 8);
+  assert.equal(curve.nRemoved[0], 0);
+  assert.equal(curve.nRemoved.at(-1), 8);
   assert.ok(Math.abs(curve.loss[0] - s.run(ids).loss) < 1e-5);
-  assert.equal(curve.random_loss_mean.length, curve.loss.length);
+  assert.equal(curve.randomLossMean.length, curve.loss.length);
   s.dispose();
 });

@@ -40,19 +40,19 @@ test('the card\'s induction scores and losses are what the wasm core measures on
   const s = await session();
   const t = s.inductionTest();  // the standard test: |R| = 50, 10 sequences, seed 0
   let worst = 0;
-  for (const h of card.heads) worst = Math.max(worst, Math.abs(t.score[h.layer * s.info.n_head + h.index] - h.induction));
+  for (const h of card.heads) worst = Math.max(worst, Math.abs(t.score[h.layer * s.info.nHead + h.index] - h.induction));
   assert.ok(worst < 1e-4, `induction scores differ from the card by up to ${worst}`);
-  assert.ok(Math.abs(t.loss_second_half - card.final.induction_test_second_half_loss) < 1e-3,
-    `repeat loss ${t.loss_second_half} vs card ${card.final.induction_test_second_half_loss}`);
+  assert.ok(Math.abs(t.lossSecondHalf - card.final.induction_test_second_half_loss) < 1e-3,
+    `repeat loss ${t.lossSecondHalf} vs card ${card.final.induction_test_second_half_loss}`);
   s.dispose();
 });
 
 test('the heads the card names do their job: an induction head matters more than any head outside the induction circuit', async () => {
   const s = await session();
-  const H = s.info.n_head;
+  const H = s.info.nHead;
   const t = s.inductionTest();
   // In-context learning: the repeat is far easier than the first copy.
-  assert.ok(t.loss_second_half < t.loss_first_half - 1, `repeat ${t.loss_second_half} vs first ${t.loss_first_half}`);
+  assert.ok(t.lossSecondHalf < t.lossFirstHalf - 1, `repeat ${t.lossSecondHalf} vs first ${t.lossFirstHalf}`);
   const induction = card.heads.filter((h) => h.role === 'induction');
   assert.ok(induction.length > 0, 'the card names induction heads');
   for (const h of induction) assert.ok(h.induction >= 0.6, `${h.head}: induction score ${h.induction}`);
@@ -61,10 +61,10 @@ test('the heads the card names do their job: an induction head matters more than
   // the induction circuit (the circuit: the induction heads and the previous-token head they read
   // through K-composition, which costs the most of all: without it no induction head works).
   const next = lcg(12345);
-  const r = Array.from({ length: 40 }, () => next() % (s.info.d_vocab - 1));
-  const ids = [s.info.bos_token_id, ...r, ...r];
+  const r = Array.from({ length: 40 }, () => next() % (s.info.dVocab - 1));
+  const ids = [s.info.bosTokenId, ...r, ...r];
   const repeatLoss = (result) => {
-    const v = result.token_loss.slice(40, 80);  // predictions of the second copy's tokens
+    const v = result.tokenLoss.slice(40, 80);  // predictions of the second copy's tokens
     return v.reduce((a, b) => a + b, 0) / v.length;
   };
   const base = repeatLoss(s.ablate(ids, []));
@@ -85,7 +85,7 @@ test('the tokenizer reads the page\'s example texts into ids the model knows', a
   const s = await session();
   for (const example of EXAMPLES) {
     const { ids } = await s.tokenize(example.text, { prependBos: true });
-    assert.ok(ids.length > 10 && ids.every((id) => id >= 0 && id < s.info.d_vocab), example.id);
+    assert.ok(ids.length > 10 && ids.every((id) => id >= 0 && id < s.info.dVocab), example.id);
     const run = s.run(ids);
     assert.ok(Number.isFinite(run.loss), example.id);
   }

@@ -116,7 +116,7 @@ test('metrics --out DIR writes per-head metrics as JSON and the pairwise matrice
   const session = (await loadHeadscope()).createSession();
   await session.load(directorySource(oracleDir('llama')));
   const spectra = session.spectra({ variant: 'processed' });
-  assert.ok(Math.abs(summary.heads[5].ov.effective_rank - spectra.ov.effective_rank[5]) < 1e-12);
+  assert.ok(Math.abs(summary.heads[5].ov.effective_rank - spectra.ov.effectiveRank[5]) < 1e-12);
   const worst = worstMismatch(redundancy.data, session.redundancy({ variant: 'processed', kind: 'O' }).overlap);
   assert.ok(worst.maxError < 1e-6, `redundancy off by ${worst.maxError}`);
 });

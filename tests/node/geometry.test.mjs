@@ -35,8 +35,8 @@ for (const name of ['gpt2', 'gpt_neox', 'llama']) {
       for (const circuit of ['ov', 'qk']) {
         expectClose(spectra[circuit].sigma, path.join(ref, `${circuit}_sigma.npy`), 1e-5, `${circuit} singular values`);
         expectClose(spectra[circuit].frobenius, path.join(ref, `${circuit}_metrics.npy`), 1e-5, `${circuit} norms`, column(0));
-        expectClose(spectra[circuit].effective_rank, path.join(ref, `${circuit}_metrics.npy`), 1e-5, `${circuit} effective rank`, column(1));
-        expectClose(spectra[circuit].top1_share, path.join(ref, `${circuit}_metrics.npy`), 1e-5, `${circuit} top-1 share`, column(2));
+        expectClose(spectra[circuit].effectiveRank, path.join(ref, `${circuit}_metrics.npy`), 1e-5, `${circuit} effective rank`, column(1));
+        expectClose(spectra[circuit].top1Share, path.join(ref, `${circuit}_metrics.npy`), 1e-5, `${circuit} top-1 share`, column(2));
       }
       for (const kind of ['Q', 'K', 'V', 'O']) {
         expectClose(session.redundancy({ variant, kind }).overlap, path.join(ref, `red_${kind}.npy`), 1e-5, `${kind} redundancy`);
@@ -44,7 +44,7 @@ for (const name of ['gpt2', 'gpt_neox', 'llama']) {
       const comp = session.composition({ variant, baselineSamples: 50 });
       for (const k of ['q', 'k', 'v']) expectClose(comp[k], path.join(ref, `comp_${k}.npy`), 1e-5, `${k}-composition`);
       assert.ok(comp.baseline.mean > 0 && comp.baseline.mean < 1 && comp.baseline.std > 0);
-      expectClose(session.copying({ variant }).copying_score, path.join(ref, 'copy_score.npy'), 1e-5, 'OV copying score');
+      expectClose(session.copying({ variant }).copyingScore, path.join(ref, 'copy_score.npy'), 1e-5, 'OV copying score');
       // The one-pass call: the same numbers as the three calls, exactly.
       const all = session.weightGeometry({ variant, topK: 4, baselineSamples: 50 });
       assert.deepEqual(all.spectra, spectra);

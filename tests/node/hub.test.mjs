@@ -97,7 +97,7 @@ test('a hub-style gpt2 loads with Range requests, skipping the mask buffers, and
   const session = core.createSession();
   server.requests.length = 0;
   const progress = [];
-  await session.load(hubSource('test/gpt2-hub', 'main', { endpoint: server.url }), { onProgress: (p) => progress.push(p) });
+  await session.load(hubSource('test/gpt2-hub', 'main', { endpoint: server.url }), { onProgress: (fraction, p) => progress.push({ fraction, ...p }) });
   const run = session.run(oracleIds('gpt2'));
   const worst = worstMismatch(run.patterns, readNpy(path.join(oracleDir('gpt2'), 'attentions.npy')).data);
   assert.ok(worst.maxError < 1e-5, `attentions off by ${worst.maxError}`);
@@ -108,7 +108,8 @@ test('a hub-style gpt2 loads with Range requests, skipping the mask buffers, and
   const transferred = weights.reduce((sum, r) => sum + r.bytes, 0);
   const masks = 2 * 64 * 64 * 4;
   assert.ok(transferred <= fileSize - masks, `transferred ${transferred} of ${fileSize} bytes: the masks (${masks}) were fetched`);
-  assert.ok(progress.length > 0 && progress.at(-1).loaded === progress.at(-1).total);
+  assert.ok(progress.length > 0 && progress.at(-1).loaded === progress.at(-1).total && progress.at(-1).fraction === 1);
+  assert.ok(progress.every((p, i) => p.fraction >= 0 && p.fraction <= 1 && (i === 0 || p.fraction >= progress[i - 1].fraction)));
   session.dispose();
 });
 
@@ -163,7 +164,7 @@ test('a missing repository or file is an error naming the file, and the session 
   await assert.rejects(session.load(hubSource('test/nothing-here', 'main', { endpoint: server.url })), /config\.json is missing/);
   await assert.rejects(() => Promise.resolve().then(() => hubSource('not a repo id!')), /not a Hugging Face repository id/);
   await session.load(hubSource('test/gpt2-hub', 'main', { endpoint: server.url }));
-  assert.equal(session.info.n_layer, 2);
+  assert.equal(session.info.nLayer, 2);
   session.dispose();
 });
 
@@ -185,7 +186,7 @@ test('attention weights only: every family downloads just its attention tensors,
     server.requests.length = 0;
     const light = core.createSession();
     const info = await light.load(urlSource(serverFor(family)), { attentionOnly: true });
-    assert.equal(info.attention_only, true, family);
+    assert.equal(info.attentionOnly, true, family);
     const weights = server.requests.filter((r) => r.url.endsWith('model.safetensors'));
     const headerBytes = weights.slice(0, 2).reduce((sum, r) => sum + r.bytes, 0);  // the 8-byte prefix and the header
     const dataBytes = weights.slice(2).reduce((sum, r) => sum + r.bytes, 0);

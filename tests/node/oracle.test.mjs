@@ -23,7 +23,7 @@ for (const name of ORACLE_MODELS) {
     const session = core.createSession();
     const info = await session.load(directorySource(oracleDir(name)));
     const run = session.run(oracleIds(name), { wantHidden: true, wantLogits: true });
-    assert.deepEqual([run.nLayer, run.nHead, run.nTokens], [info.n_layer, info.n_head, 12]);
+    assert.deepEqual([run.nLayer, run.nHead, run.nTokens], [info.nLayer, info.nHead, 12]);
     expectClose(run.patterns, readNpy(path.join(oracleDir(name), 'attentions.npy')).data, 1e-5, 'attentions');
     expectClose(run.hidden, readNpy(path.join(oracleDir(name), 'hidden_states.npy')).data, 1e-4, 'hidden states');
     const logitsFile = path.join(oracleDir(name), 'logits.npy');
@@ -40,8 +40,8 @@ for (const name of ['gpt2', 'gpt_neox']) {
     const { loss, loss_ablate_L0H1_L1H3: lossAblated } = JSON.parse(fs.readFileSync(path.join(oracleDir(name), 'ablation.json'), 'utf8'));
     assert.ok(Math.abs(session.run(ids).loss - loss) < 1e-4);
     const perHead = readNpy(path.join(oracleDir(name), 'loss_zero_ablate_each_head.npy')).data;
-    const H = info.n_head;
-    const gate = new Array(info.n_layer * H).fill(1);
+    const H = info.nHead;
+    const gate = new Array(info.nLayer * H).fill(1);
     for (let i = 0; i < gate.length; i++) {
       gate[i] = 0;
       const got = session.run(ids, { headGate: gate }).loss;

@@ -46,9 +46,9 @@ function embedModelView() {
     const variant = state.weights;
     try {
       const r = await app.geometry('redundancy', { variant, kind: 'O' });
-      matrix.show(r.overlap, r.n_layer, r.n_head, { title: `write-subspace overlap (${variant} weights)`, valueLabel: `write (O) overlap, ${variant} weights`, min: 0, max: 1 });
+      matrix.show(r.overlap, r.nLayer, r.nHead, { title: `write-subspace overlap (${variant} weights)`, valueLabel: `write (O) overlap, ${variant} weights`, min: 0, max: 1 });
       const c = await app.geometry('composition', { variant });
-      const { svg } = compositionGraph({ nLayer: c.n_layer, nHead: c.n_head, scores: c, threshold: c.baseline.mean + 2 * c.baseline.std });
+      const { svg } = compositionGraph({ nLayer: c.nLayer, nHead: c.nHead, scores: c, threshold: c.baseline.mean + 2 * c.baseline.std });
       graphBox.replaceChildren(el('p', { class: 'muted small', text: `composition above the random baseline + 2 sd (${variant} weights): Q blue, K orange, V green` }), svg);
     } catch (error) {
       graphBox.replaceChildren(el('p', { class: 'message error', text: error.message }));
@@ -77,7 +77,7 @@ function render(state) {
   if (inside.length) parts.push(`ablated ${inside.join(', ')}`);
   if (state.edits.length) parts.push(`${state.edits.length} edit${state.edits.length > 1 ? 's' : ''}`);
   const run = state.run;
-  if (run && !run.empty && state.modelInfo?.has_lm_head && Number.isFinite(run.loss)) {
+  if (run && !run.empty && state.modelInfo?.hasLmHead && Number.isFinite(run.loss)) {
     const before = run.unedited ? run.unedited.loss : run.gated && run.baseline ? run.baseline.loss : null;
     parts.push(before !== null ? `loss ${before.toFixed(3)} → ${run.loss.toFixed(3)}` : `loss ${run.loss.toFixed(3)}`);
   }

@@ -54,12 +54,12 @@ function renderStatus(state) {
   else if (state.modelStatus === 'error' && !state.modelInfo) text = 'no model loaded';
   else if (state.pendingHost) text = `waiting for your answer: load a model from ${state.pendingHost.host}?`;
   else if (state.modelStatus === 'idle') text = 'starting…';
-  else if (state.modelInfo?.attention_only) text = `attention weights only: weight geometry in the Model view and each head's view; load all weights to run text${state.notice ? ` · ${state.notice}` : ''}`;
+  else if (state.modelInfo?.attentionOnly) text = `attention weights only: weight geometry in the Model view and each head's view; load all weights to run text${state.notice ? ` · ${state.notice}` : ''}`;
   else if (state.runStatus === 'running') text = 'running…';
   else if (state.runStatus === 'error') text = 'could not run this text';
   else text = state.notice || 'ready';
   status.textContent = text;
-  const ready = state.modelStatus === 'ready' && (state.modelInfo?.attention_only || (state.runStatus === 'ready' && state.run && !state.run.empty));
+  const ready = state.modelStatus === 'ready' && (state.modelInfo?.attentionOnly || (state.runStatus === 'ready' && state.run && !state.run.empty));
   let bodyStatus = state.modelStatus;
   if (ready) bodyStatus = 'ready';
   else if (state.modelStatus === 'ready') bodyStatus = state.runStatus === 'error' ? 'run-error' : 'running';

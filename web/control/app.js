@@ -286,7 +286,7 @@ export class App {
     if (!modelInfo) return [];
     return ablatedHeads(this.store.state).inside.map((key) => {
       const h = parseHeadKey(key);
-      return h.layer * modelInfo.n_head + h.head;
+      return h.layer * modelInfo.nHead + h.head;
     });
   }
 
@@ -322,7 +322,7 @@ export class App {
   // The standard induction test's arguments: ARENA's 50 random tokens
   // twice, shortened to fit the model's context.
   inductionArgs() {
-    const ctx = this.store.state.modelInfo?.n_ctx || 101;
+    const ctx = this.store.state.modelInfo?.nCtx || 101;
     return { seqLen: Math.max(2, Math.min(50, Math.floor((ctx - 1) / 2))), batch: 10, seed: 0 };
   }
 
@@ -357,7 +357,7 @@ export class App {
   async analyze() {
     const state = this.store.state;
     if (state.modelStatus !== 'ready' || !state.modelInfo) return;
-    if (state.modelInfo.attention_only) return;  // no embeddings: nothing to run (the status line says so)
+    if (state.modelInfo.attentionOnly) return;  // no embeddings: nothing to run (the status line says so)
     if (this.inFlight) {
       this.again = true;
       return;

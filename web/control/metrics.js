@@ -12,22 +12,22 @@ const fixed = (digits) => (v) => (Number.isFinite(v) ? v.toFixed(digits) : '–'
 export const METRICS = [
   { id: 'none', label: 'none' },
   {
-    id: 'ov_erank', label: 'OV effective rank', source: 'spectra', get: (g) => g.ov.effective_rank,
-    range: (g) => [1, g.d_head], format: fixed(2),
+    id: 'ov_erank', label: 'OV effective rank', source: 'spectra', get: (g) => g.ov.effectiveRank,
+    range: (g) => [1, g.dHead], format: fixed(2),
     help: 'Roy & Vetterli effective rank of W_V W_O: how many directions the head writes (1 … d_head).',
   },
   {
-    id: 'qk_erank', label: 'QK effective rank', source: 'spectra', get: (g) => g.qk.effective_rank,
-    range: (g) => [1, g.d_head], format: fixed(2),
+    id: 'qk_erank', label: 'QK effective rank', source: 'spectra', get: (g) => g.qk.effectiveRank,
+    range: (g) => [1, g.dHead], format: fixed(2),
     help: 'Effective rank of W_Q W_Kᵀ: how many directions the head matches queries and keys on.',
   },
   {
-    id: 'ov_top1', label: 'OV top-1 share', source: 'spectra', get: (g) => g.ov.top1_share,
+    id: 'ov_top1', label: 'OV top-1 share', source: 'spectra', get: (g) => g.ov.top1Share,
     range: () => [0, 1], format: fixed(3),
     help: 'σ₁² / Σσ²: the share of the OV circuit in its strongest direction.',
   },
   {
-    id: 'qk_top1', label: 'QK top-1 share', source: 'spectra', get: (g) => g.qk.top1_share,
+    id: 'qk_top1', label: 'QK top-1 share', source: 'spectra', get: (g) => g.qk.top1Share,
     range: () => [0, 1], format: fixed(3),
     help: 'σ₁² / Σσ² of the QK circuit.',
   },
@@ -37,20 +37,20 @@ export const METRICS = [
     help: 'Frobenius norm of W_V W_O: how much the head can write.',
   },
   {
-    id: 'copying', label: 'OV copying score', source: 'copying', get: (g) => g.copying_score,
+    id: 'copying', label: 'OV copying score', source: 'copying', get: (g) => g.copyingScore,
     range: () => [-1, 1], format: fixed(3), scale: SCALES.diverging,
     help: 'Re Σλ / Σ|λ| over the eigenvalues of W_E W_OV W_U: near 1 for a head that copies the token it attends to (Elhage et al. 2021).',
   },
   // On the text (the detectors of the core, TransformerLens's detect_head).
-  { id: 'previous_token', label: 'previous-token score', source: 'behavior', get: (b) => b.previous_token_score, range: () => [0, 1], format: fixed(3), help: 'TransformerLens detect_head "previous_token_head" on this text.' },
-  { id: 'duplicate_token', label: 'duplicate-token score', source: 'behavior', get: (b) => b.duplicate_token_score, range: () => [0, 1], format: fixed(3), help: 'TransformerLens detect_head "duplicate_token_head": attention to earlier copies of the current token.' },
-  { id: 'induction', label: 'induction score', source: 'behavior', get: (b) => b.induction_score, range: () => [0, 1], format: fixed(3), help: 'TransformerLens detect_head "induction_head": attention to the token after an earlier copy of the current token.' },
-  { id: 'first_token', label: 'BOS sink mass', source: 'behavior', get: (b) => b.first_token_mass, range: () => [0, 1], format: fixed(3), help: 'Mean attention to the first token.' },
+  { id: 'previous_token', label: 'previous-token score', source: 'behavior', get: (b) => b.previousTokenScore, range: () => [0, 1], format: fixed(3), help: 'TransformerLens detect_head "previous_token_head" on this text.' },
+  { id: 'duplicate_token', label: 'duplicate-token score', source: 'behavior', get: (b) => b.duplicateTokenScore, range: () => [0, 1], format: fixed(3), help: 'TransformerLens detect_head "duplicate_token_head": attention to earlier copies of the current token.' },
+  { id: 'induction', label: 'induction score', source: 'behavior', get: (b) => b.inductionScore, range: () => [0, 1], format: fixed(3), help: 'TransformerLens detect_head "induction_head": attention to the token after an earlier copy of the current token.' },
+  { id: 'first_token', label: 'BOS sink mass', source: 'behavior', get: (b) => b.firstTokenMass, range: () => [0, 1], format: fixed(3), help: 'Mean attention to the first token.' },
   { id: 'entropy', label: 'attention entropy', source: 'behavior', get: (b) => b.entropy, range: (b, values) => [0, Math.max(1e-9, ...values)], format: fixed(3), help: 'Mean entropy of the attention rows, in nats: low = focused, high = spread.' },
   // Interventions.
   { id: 'induction_test', label: 'induction score, probe', source: 'inductionTest', get: (t) => t.score, range: () => [0, 1], format: fixed(3), help: 'The standard test: [BOS] + R + R with R random tokens; mean attention from the second copy to the token after the first.' },
-  { id: 'importance', label: 'importance |∂L/∂ξ|', source: 'importance', get: (r) => r.gradient_importance, range: (r, values) => [0, Math.max(1e-12, ...values)], format: fixed(4), help: 'Michel et al. (2019): |∂ loss / ∂ head gate| on this text.' },
-  { id: 'loo', label: 'loss change without the head', source: 'importance', get: (r) => r.leave_one_out_delta, range: (r, values) => { const m = Math.max(1e-9, ...values.map(Math.abs)); return [-m, m]; }, format: (v) => `${v >= 0 ? '+' : ''}${v.toFixed(4)}`, scale: SCALES.diverging, help: 'Leave-one-out: the loss with only this head ablated, minus the loss of the intact model.' },
+  { id: 'importance', label: 'importance |∂L/∂ξ|', source: 'importance', get: (r) => r.gradientImportance, range: (r, values) => [0, Math.max(1e-12, ...values)], format: fixed(4), help: 'Michel et al. (2019): |∂ loss / ∂ head gate| on this text.' },
+  { id: 'loo', label: 'loss change without the head', source: 'importance', get: (r) => r.leaveOneOutDelta, range: (r, values) => { const m = Math.max(1e-9, ...values.map(Math.abs)); return [-m, m]; }, format: (v) => `${v >= 0 ? '+' : ''}${v.toFixed(4)}`, scale: SCALES.diverging, help: 'Leave-one-out: the loss with only this head ablated, minus the loss of the intact model.' },
 ];
 
 // Short role names for badges; the core's names are the keys.

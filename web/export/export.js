@@ -1,7 +1,9 @@
-// Exports: every figure as PNG and SVG, its numbers as JSON and CSV. A figure
-// hands an exporter {name, svg(), png() -> Promise<Blob>, json(), csv()};
-// exportBar() renders the four buttons.
+// Exports: every figure as PNG and SVG, its numbers as JSON (with the CLI's
+// snake_case names, wasm/names.mjs toJson) and CSV. A figure hands an
+// exporter {name, svg(), png() -> Promise<Blob>, json(), csv()}; exportBar()
+// renders the four buttons.
 import { el } from '../views/dom.js';
+import { toJson } from '../../wasm/names.mjs';
 
 export function download(blob, filename) {
   const url = URL.createObjectURL(blob);
@@ -69,7 +71,7 @@ export function exportBar(getFigure, { onError = () => {}, label = 'Export', kin
     try {
       if (kind === 'png') download(await figure.png(), `${figure.name}.png`);
       if (kind === 'svg') download(new Blob([figure.svg()], { type: 'image/svg+xml' }), `${figure.name}.svg`);
-      if (kind === 'json') download(new Blob([JSON.stringify(figure.json(), null, 1)], { type: 'application/json' }), `${figure.name}.json`);
+      if (kind === 'json') download(new Blob([toJson(figure.json(), 1)], { type: 'application/json' }), `${figure.name}.json`);
       if (kind === 'csv') download(new Blob([toCsv(figure.csv())], { type: 'text/csv' }), `${figure.name}.csv`);
     } catch (error) {
       onError(`export failed: ${error.message}`);

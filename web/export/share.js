@@ -27,8 +27,8 @@ export function embedHeight(state) {
   const info = state.modelInfo;
   const T = state.run?.nTokens || 24;
   // As HeadGrid sizes thumbnails for a ~900 px wide frame.
-  const thumb = Math.max(28, Math.min(96, Math.floor(860 / (info?.n_head || 12)) - 6));
-  const h = state.view === 'overview' ? 100 + (info?.n_layer || 6) * (thumb + 6) : 200 + Math.min(T, 64) * 20;
+  const thumb = Math.max(28, Math.min(96, Math.floor(860 / (info?.nHead || 12)) - 6));
+  const h = state.view === 'overview' ? 100 + (info?.nLayer || 6) * (thumb + 6) : 200 + Math.min(T, 64) * 20;
   return Math.max(240, Math.min(900, Math.round(h)));
 }
 

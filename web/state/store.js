@@ -66,7 +66,7 @@ export function selectedHead(state) {
   const info = state.modelInfo;
   const head = state.head || { layer: 0, head: 0 };
   if (!info) return head;
-  return { layer: Math.min(head.layer, info.n_layer - 1), head: Math.min(head.head, info.n_head - 1) };
+  return { layer: Math.min(head.layer, info.nLayer - 1), head: Math.min(head.head, info.nHead - 1) };
 }
 
 // The link's ablated heads split by the loaded model's shape: {inside: head
@@ -77,7 +77,7 @@ export function ablatedHeads(state) {
   const outside = [];
   for (const key of state.ablate) {
     const h = parseHeadKey(key);
-    if (!info || (h && h.layer < info.n_layer && h.head < info.n_head)) inside.push(key);
+    if (!info || (h && h.layer < info.nLayer && h.head < info.nHead)) inside.push(key);
     else outside.push(key);
   }
   return { inside, outside };

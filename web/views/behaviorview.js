@@ -116,17 +116,17 @@ export class HeadBehavior {
       return;
     }
     const { layer, head } = selectedHead(state);
-    const H = b.n_head;
+    const H = b.nHead;
     const i = layer * H + head;
     if (i >= b.role.length) return;
-    const T = b.n_tokens;
+    const T = b.nTokens;
     const role = b.role[i];
     const [, long] = ROLE_LABELS[role] || ['', role];
-    const scores = b.role_scores.slice(i * ROLE_ORDER.length, (i + 1) * ROLE_ORDER.length);
+    const scores = b.roleScores.slice(i * ROLE_ORDER.length, (i + 1) * ROLE_ORDER.length);
     this.data = { layer, head, i, b, scores, T };
     this.role.replaceChildren(
       el('span', { class: 'role-badge inline', dataset: { role }, text: long }),
-      el('span', { class: 'muted', text: ` confidence ${formatNumber(b.role_confidence[i], 3)} · margin ${formatNumber(b.role_margin[i], 3)} · threshold ${b.role_threshold}${b.roles_use_probe ? ' · induction from the probe' : ''}` }),
+      el('span', { class: 'muted', text: ` confidence ${formatNumber(b.roleConfidence[i], 3)} · margin ${formatNumber(b.roleMargin[i], 3)} · threshold ${b.roleThreshold}${b.rolesUseProbe ? ' · induction from the probe' : ''}` }),
     );
     this.role.dataset.role = role;
     this.scores.replaceChildren(...ROLE_ORDER.map((r, k) => el('div', { class: 'partner', dataset: { role: r, value: scores[k] } }, [
@@ -135,17 +135,17 @@ export class HeadBehavior {
       el('span', { class: 'num', text: formatNumber(scores[k], 3) }),
     ])));
     const rows = [
-      ['previous-token score', b.previous_token_score[i]], ['duplicate-token score', b.duplicate_token_score[i]], ['induction score', b.induction_score[i]],
-      ['BOS sink mass', b.first_token_mass[i]], ['current-token mass', b.current_token_mass[i]], ['previous-token mass', b.previous_token_mass[i]],
-      ['entropy (nats)', b.entropy[i]], ['dominant offset Δ', b.dominant_offset[i]], ['its share', b.dominant_offset_share[i]],
-      ['Kovaleva class', b.pattern_class[i]], ['vertical', b.vertical[i]], ['diagonal', b.diagonal[i]], ['block', b.block[i]],
+      ['previous-token score', b.previousTokenScore[i]], ['duplicate-token score', b.duplicateTokenScore[i]], ['induction score', b.inductionScore[i]],
+      ['BOS sink mass', b.firstTokenMass[i]], ['current-token mass', b.currentTokenMass[i]], ['previous-token mass', b.previousTokenMass[i]],
+      ['entropy (nats)', b.entropy[i]], ['dominant offset Δ', b.dominantOffset[i]], ['its share', b.dominantOffsetShare[i]],
+      ['Kovaleva class', b.patternClass[i]], ['vertical', b.vertical[i]], ['diagonal', b.diagonal[i]], ['block', b.block[i]],
     ];
     this.stats.replaceChildren(...rows.flatMap(([name, value]) => [
       el('dt', { text: name }),
       el('dd', { text: typeof value === 'number' ? (Number.isInteger(value) && name.includes('Δ') ? String(value) : formatNumber(value, 4)) : String(value), dataset: { value: String(value) } }),
     ]));
     this.stats.dataset.measure = b.measure;
-    this.offsetMass = b.offset_mass.slice(i * (2 * T - 1), (i + 1) * (2 * T - 1));
+    this.offsetMass = b.offsetMass.slice(i * (2 * T - 1), (i + 1) * (2 * T - 1));
     this.offsets.replaceChildren(offsetChart(this.offsetMass, T));
   }
 
@@ -154,12 +154,12 @@ export class HeadBehavior {
     if (!d) return null;
     const { b, i } = d;
     const row = {
-      head: headKey(d.layer, d.head), role: b.role[i], role_confidence: b.role_confidence[i], role_margin: b.role_margin[i],
-      measure: b.measure, exclude_bos: b.exclude_bos, exclude_current_token: b.exclude_current_token,
-      previous_token_score: b.previous_token_score[i], duplicate_token_score: b.duplicate_token_score[i], induction_score: b.induction_score[i],
-      first_token_mass: b.first_token_mass[i], current_token_mass: b.current_token_mass[i], previous_token_mass: b.previous_token_mass[i],
-      entropy: b.entropy[i], dominant_offset: b.dominant_offset[i], dominant_offset_share: b.dominant_offset_share[i],
-      pattern_class: b.pattern_class[i], vertical: b.vertical[i], diagonal: b.diagonal[i], block: b.block[i],
+      head: headKey(d.layer, d.head), role: b.role[i], role_confidence: b.roleConfidence[i], role_margin: b.roleMargin[i],
+      measure: b.measure, exclude_bos: b.excludeBos, exclude_current_token: b.excludeCurrentToken,
+      previous_token_score: b.previousTokenScore[i], duplicate_token_score: b.duplicateTokenScore[i], induction_score: b.inductionScore[i],
+      first_token_mass: b.firstTokenMass[i], current_token_mass: b.currentTokenMass[i], previous_token_mass: b.previousTokenMass[i],
+      entropy: b.entropy[i], dominant_offset: b.dominantOffset[i], dominant_offset_share: b.dominantOffsetShare[i],
+      pattern_class: b.patternClass[i], vertical: b.vertical[i], diagonal: b.diagonal[i], block: b.block[i],
       ...Object.fromEntries(ROLE_ORDER.map((r, k) => [`role_score_${r}`, d.scores[k]])),
     };
     return {

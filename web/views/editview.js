@@ -70,18 +70,18 @@ export class EditsPanel {
     this.target.textContent = info ? headKey(layer, head) : '–';
     const removing = this.kind.value === 'remove_component';
     this.sideRow.hidden = removing;
-    if (info) this.component.max = info.d_head;
+    if (info) this.component.max = info.dHead;
     this.addButton.disabled = !info;
     this.mergeLayer.textContent = info ? `L${layer}` : '–';
-    if (info && (this.mergeA.options.length !== info.n_head || this.mergeLayerShown !== layer)) {
+    if (info && (this.mergeA.options.length !== info.nHead || this.mergeLayerShown !== layer)) {
       this.mergeLayerShown = layer;
-      for (const select of [this.mergeA, this.mergeB]) select.replaceChildren(...Array.from({ length: info.n_head }, (_, h) => el('option', { value: h, text: `H${h}` })));
+      for (const select of [this.mergeA, this.mergeB]) select.replaceChildren(...Array.from({ length: info.nHead }, (_, h) => el('option', { value: h, text: `H${h}` })));
     }
     if (info) {
       this.mergeA.value = String(head);
-      this.mergeB.value = String((head + 1) % info.n_head);
+      this.mergeB.value = String((head + 1) % info.nHead);
     }
-    this.mergeButton.disabled = !info || info.n_head < 2;
+    this.mergeButton.disabled = !info || info.nHead < 2;
   }
 
   add() {
@@ -89,7 +89,7 @@ export class EditsPanel {
     const info = state.modelInfo;
     if (!info) return;
     const { layer, head } = selectedHead(state);
-    const k = Math.max(1, Math.min(info.d_head, Math.round(Number(this.component.value) || 1)));
+    const k = Math.max(1, Math.min(info.dHead, Math.round(Number(this.component.value) || 1)));
     const alpha = Number(this.alphaNumber.value);
     if (!Number.isFinite(alpha)) return;
     const edit = { type: 'ov', kind: this.kind.value, layer, head, component: k - 1, alpha, side: this.sideRead.checked ? 'read' : 'write' };
@@ -141,17 +141,17 @@ export class EditsPanel {
     const e = parseEdit(text);
     row.dataset.edit = text;
     row.querySelector('.edit-text').textContent = e ? describeEdit(e) : text;
-    const match = applied.find((a) => e && (e.type === 'merge' ? a.type === 'merge' && a.layer === e.layer && a.head_a === e.headA && a.head_b === e.headB : a.type === 'ov' && a.layer === e.layer && a.head === e.head && a.component === e.component && a.kind === e.kind));
+    const match = applied.find((a) => e && (e.type === 'merge' ? a.type === 'merge' && a.layer === e.layer && a.headA === e.headA && a.headB === e.headB : a.type === 'ov' && a.layer === e.layer && a.head === e.head && a.component === e.component && a.kind === e.kind));
     const info = row.querySelector('.edit-info');
     if (match?.type === 'ov') info.textContent = `σ${match.component + 1} = ${formatNumber(match.sigma, 4)}`;
-    else if (match?.type === 'merge') info.textContent = `truncation error ${formatNumber(match.truncation_error, 4)}`;
+    else if (match?.type === 'merge') info.textContent = `truncation error ${formatNumber(match.truncationError, 4)}`;
     else info.textContent = '';
   }
 
   renderLoss(state) {
     const run = state.run;
     this.loss.replaceChildren();
-    if (!run || run.empty || !state.edits.length || !state.modelInfo?.has_lm_head) return;
+    if (!run || run.empty || !state.edits.length || !state.modelInfo?.hasLmHead) return;
     const edited = run.gated && run.baseline ? run.baseline.loss : run.loss;
     if (!run.unedited) return;
     const d = edited - run.unedited.loss;
@@ -179,20 +179,20 @@ export class EditsPanel {
       const r = await this.app.compute('evaluateMerge', { ids: run.ids, layer, headA, headB });
       this.report = { ...r, layer, headA, headB };
       const rows = [
-        ['intact model', r.loss_base], [`prune H${headA}`, r.loss_prune_a], [`prune H${headB}`, r.loss_prune_b], ['prune both', r.loss_prune_both],
-        [`merged, pattern of H${headA}`, r.loss_merged_pattern_a], [`merged, pattern of H${headB}`, r.loss_merged_pattern_b],
+        ['intact model', r.lossBase], [`prune H${headA}`, r.lossPruneA], [`prune H${headB}`, r.lossPruneB], ['prune both', r.lossPruneBoth],
+        [`merged, pattern of H${headA}`, r.lossMergedPatternA], [`merged, pattern of H${headB}`, r.lossMergedPatternB],
       ];
       const table = el('table', { class: 'data-table', id: 'merge-report-table' }, [
         el('thead', {}, [el('tr', {}, [el('th', { text: `L${layer}: H${headA} + H${headB}` }), el('th', { text: 'loss' }), el('th', { text: 'change' })])]),
-        el('tbody', {}, rows.map(([name, loss]) => el('tr', { dataset: { value: String(loss) } }, [el('td', { text: name }), el('td', { text: formatNumber(loss) }), el('td', { text: `${loss - r.loss_base >= 0 ? '+' : ''}${formatNumber(loss - r.loss_base)}` })]))),
+        el('tbody', {}, rows.map(([name, loss]) => el('tr', { dataset: { value: String(loss) } }, [el('td', { text: name }), el('td', { text: formatNumber(loss) }), el('td', { text: `${loss - r.lossBase >= 0 ? '+' : ''}${formatNumber(loss - r.lossBase)}` })]))),
       ]);
       const apply = el('button', {
-        type: 'button', id: 'merge-apply', text: `Apply the merge (pattern of H${r.best_pattern_head})`,
-        on: { click: () => this.store.set({ edits: [...this.store.state.edits, formatEdit({ type: 'merge', layer, headA, headB, patternHead: r.best_pattern_head })] }) },
+        type: 'button', id: 'merge-apply', text: `Apply the merge (pattern of H${r.bestPatternHead})`,
+        on: { click: () => this.store.set({ edits: [...this.store.state.edits, formatEdit({ type: 'merge', layer, headA, headB, patternHead: r.bestPatternHead })] }) },
       });
       this.mergeReport.replaceChildren(
         table,
-        el('p', { class: 'muted small', text: `relative error of the rank-${state.modelInfo.d_head} approximation of the summed OV: ${formatNumber(r.truncation_error, 4)}` }),
+        el('p', { class: 'muted small', text: `relative error of the rank-${state.modelInfo.dHead} approximation of the summed OV: ${formatNumber(r.truncationError, 4)}` }),
         el('div', { class: 'figure-head' }, [apply, exportBar(() => this.mergeFigure(), { onError: () => {}, label: 'Report', kinds: ['json', 'csv'] })]),
       );
     } catch (error) {

@@ -347,7 +347,7 @@ export class HeadView {
     this.ablateButton.setAttribute('aria-pressed', String(ablated));
     this.ablateButton.disabled = !state.modelInfo;
     // Loaded with attention weights only: no patterns or behaviour, the weight geometry alone.
-    const weightsOnly = Boolean(state.modelInfo?.attention_only);
+    const weightsOnly = Boolean(state.modelInfo?.attentionOnly);
     this.figures.hidden = weightsOnly;
     this.behaviorBox.hidden = weightsOnly;
     this.ablateButton.hidden = weightsOnly;

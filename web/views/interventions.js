@@ -64,7 +64,7 @@ export class InterventionsPanel {
     this.list.replaceChildren();
     for (const key of state.ablate) {
       const h = parseHeadKey(key);
-      const outside = state.modelInfo && (h.layer >= state.modelInfo.n_layer || h.head >= state.modelInfo.n_head);
+      const outside = state.modelInfo && (h.layer >= state.modelInfo.nLayer || h.head >= state.modelInfo.nHead);
       this.list.append(el('span', { class: `head-chip${outside ? ' warn' : ''}`, title: outside ? 'this head does not exist in the loaded model' : '' }, [
         el('button', { type: 'button', class: 'link', text: key, on: { click: () => this.store.set({ head: h, view: 'head' }) } }),
         el('button', { type: 'button', class: 'remove', text: '×', 'aria-label': `restore ${key}`, on: { click: () => this.store.set({ ablate: state.ablate.filter((k) => k !== key) }) } }),
@@ -78,11 +78,11 @@ export class InterventionsPanel {
     this.clearButton.disabled = !state.ablate.length;
     this.undoButton.disabled = !this.history.length;
     const run = state.run;
-    this.chartHead.hidden = !(run?.gated && run.baseline && state.modelInfo?.has_lm_head);
+    this.chartHead.hidden = !(run?.gated && run.baseline && state.modelInfo?.hasLmHead);
     this.chart.replaceChildren();
     this.loss.replaceChildren();
     if (!run || run.empty) return;
-    if (!state.modelInfo?.has_lm_head || !run.tokenLoss?.length) {
+    if (!state.modelInfo?.hasLmHead || !run.tokenLoss?.length) {
       this.loss.textContent = 'This model has no language-model head: there is no loss to compare; the patterns of later heads still change.';
       return;
     }

@@ -231,12 +231,12 @@ export class ModelBar {
     const facts = [
       ['model', info.label],
       ['family', info.family],
-      ['layers', info.n_layer],
-      ['heads', info.n_kv_head !== info.n_head ? `${info.n_head} (${info.n_kv_head} KV)` : info.n_head],
-      ['d_model', info.d_model],
-      ['d_head', info.d_head],
-      ['vocab', info.d_vocab],
-      ['context', info.n_ctx],
+      ['layers', info.nLayer],
+      ['heads', info.nKvHead !== info.nHead ? `${info.nHead} (${info.nKvHead} KV)` : info.nHead],
+      ['d_model', info.dModel],
+      ['d_head', info.dHead],
+      ['vocab', info.dVocab],
+      ['context', info.nCtx],
     ];
     for (const [name, value] of facts) {
       this.info.append(el('span', { class: 'fact' }, [el('span', { class: 'fact-name', text: name }), el('span', { class: 'fact-value', text: value })]));
@@ -246,9 +246,9 @@ export class ModelBar {
       this.info.append(el('a', { id: 'builtin-card', href: `${BUILTIN.path}README.md`, target: '_blank', rel: 'noopener', text: 'model card' }));
       this.info.append(el('a', { href: `${BUILTIN.path}curve.svg`, target: '_blank', rel: 'noopener', text: 'training curve' }));
     }
-    if (info.attention_only) this.info.append(el('span', { class: 'badge', id: 'attention-only-badge', text: 'attention weights only: geometry, no text' }));
+    if (info.attentionOnly) this.info.append(el('span', { class: 'badge', id: 'attention-only-badge', text: 'attention weights only: geometry, no text' }));
     if (!info.causal) this.info.append(el('span', { class: 'badge', text: 'bidirectional' }));
-    if (!info.has_lm_head && !info.attention_only) this.info.append(el('span', { class: 'badge', text: 'no LM head: no loss' }));
+    if (!info.hasLmHead && !info.attentionOnly) this.info.append(el('span', { class: 'badge', text: 'no LM head: no loss' }));
     if (!info.hasTokenizer) this.info.append(el('span', { class: 'badge warn', text: 'no tokenizer: type token ids' }));
     for (const warning of info.warnings || []) this.info.append(el('span', { class: 'badge warn', text: warning }));
   }

@@ -141,13 +141,13 @@ export class ModelView {
     try {
       const r = await this.app.compute('importance', { ids, mode });
       if (this.ids() !== ids) return;
-      const L = info.n_layer;
-      const H = info.n_head;
-      const grad = Array.from(r.gradient_importance);
-      const loo = Array.from(r.leave_one_out_delta);
+      const L = info.nLayer;
+      const H = info.nHead;
+      const grad = Array.from(r.gradientImportance);
+      const loo = Array.from(r.leaveOneOutDelta);
       const m = Math.max(1e-9, ...loo.map(Math.abs));
       this.gradFigure.show(grad, L, H, { title: `${this.modelName()} · gradient importance`, name: `${this.modelName()}_importance_gradient`, label: '|∂L/∂ξ|', min: 0, max: Math.max(1e-12, ...grad), caption: `loss ${formatNumber(r.loss, 4)} (${r.objective})`, extra: { objective: r.objective, loss: r.loss, gradient: Array.from(r.gradient), ids } });
-      this.looFigure.show(loo, L, H, { title: `${this.modelName()} · loss change without each head (${mode} ablation)`, name: `${this.modelName()}_importance_loo_${mode}`, label: `Δ loss, ${mode} ablation`, min: -m, max: m, scale: SCALES.diverging, format: (v) => `${v >= 0 ? '+' : ''}${v.toFixed(4)}`, extra: { mode, loss: Array.from(r.leave_one_out_loss), ids } });
+      this.looFigure.show(loo, L, H, { title: `${this.modelName()} · loss change without each head (${mode} ablation)`, name: `${this.modelName()}_importance_loo_${mode}`, label: `Δ loss, ${mode} ablation`, min: -m, max: m, scale: SCALES.diverging, format: (v) => `${v >= 0 ? '+' : ''}${v.toFixed(4)}`, extra: { mode, loss: Array.from(r.leaveOneOutLoss), ids } });
       this.importanceNote.textContent = `${mode} ablation · ${ids.length} tokens`;
       this.importanceNote.dataset.ready = mode;
     } catch (error) {
@@ -164,12 +164,12 @@ export class ModelView {
     try {
       const c = await this.app.compute('pruning', { ids, order, mode, step: 1, nRandom: 3, seed: 0 });
       if (this.ids() !== ids) return;
-      const P = c.n_removed.length;
-      const series = [{ name: `${order === 'gradient' ? 'gradient' : 'leave-one-out'} order`, points: c.n_removed.map((n, k) => [n, c.loss[k]]), colour: '#2c6fbb', width: 2.5 }];
-      for (let r = 0; r < c.random_loss.length / P; r++) {
-        series.push({ name: `random ${r + 1}`, points: c.n_removed.map((n, k) => [n, c.random_loss[r * P + k]]), colour: '#999', width: 1, opacity: 0.45, legend: false });
+      const P = c.nRemoved.length;
+      const series = [{ name: `${order === 'gradient' ? 'gradient' : 'leave-one-out'} order`, points: Array.from(c.nRemoved, (n, k) => [n, c.loss[k]]), colour: '#2c6fbb', width: 2.5 }];
+      for (let r = 0; r < c.randomLoss.length / P; r++) {
+        series.push({ name: `random ${r + 1}`, points: Array.from(c.nRemoved, (n, k) => [n, c.randomLoss[r * P + k]]), colour: '#999', width: 1, opacity: 0.45, legend: false });
       }
-      series.push({ name: 'random, mean', points: c.n_removed.map((n, k) => [n, c.random_loss_mean[k]]), colour: '#666', dash: '5 3', width: 2 });
+      series.push({ name: 'random, mean', points: Array.from(c.nRemoved, (n, k) => [n, c.randomLossMean[k]]), colour: '#666', dash: '5 3', width: 2 });
       this.pruneData = { c, order, mode };
       this.pruneSvg = lineChart(series, { title: `${this.modelName()} · loss as heads are removed (${mode} ablation)`, xLabel: 'heads removed', yLabel: 'loss', width: 620, height: 260 });
       this.pruneBox.replaceChildren(this.pruneSvg);
@@ -185,14 +185,14 @@ export class ModelView {
     this.probeNote.textContent = 'computing…';
     try {
       const t = await this.app.compute('inductionTest', this.app.inductionArgs());
-      const L = info.n_layer;
-      const H = info.n_head;
-      this.probeFigure.show(t.score, L, H, { title: `${this.modelName()} · induction score on [BOS] + R + R`, name: `${this.modelName()}_induction_test`, label: 'induction score', min: 0, max: 1, extra: { seq_len: t.seq_len, batch: t.batch, seed: t.seed, score_strict: t.score_strict } });
-      const half = t.token_loss.length / 2;
+      const L = info.nLayer;
+      const H = info.nHead;
+      this.probeFigure.show(t.score, L, H, { title: `${this.modelName()} · induction score on [BOS] + R + R`, name: `${this.modelName()}_induction_test`, label: 'induction score', min: 0, max: 1, extra: { seq_len: t.seqLen, batch: t.batch, seed: t.seed, score_strict: t.scoreStrict } });
+      const half = t.tokenLoss.length / 2;
       this.probeData = t;
-      this.probeSvg = lineChart([{ name: 'loss per position', points: t.token_loss.map((v, k) => [k, v]), colour: '#2c6fbb' }], { title: 'loss by position (first copy, then the repeat)', xLabel: `position (the repeat starts at ${half})`, yLabel: 'loss', width: 420, height: 220 });
+      this.probeSvg = lineChart([{ name: 'loss per position', points: Array.from(t.tokenLoss, (v, k) => [k, v]), colour: '#2c6fbb' }], { title: 'loss by position (first copy, then the repeat)', xLabel: `position (the repeat starts at ${half})`, yLabel: 'loss', width: 420, height: 220 });
       this.probeLoss.replaceChildren(this.probeSvg);
-      this.probeNote.textContent = `seq_len ${t.seq_len} × ${t.batch} · loss ${formatNumber(t.loss_first_half, 3)} on the first copy → ${formatNumber(t.loss_second_half, 3)} on the repeat`;
+      this.probeNote.textContent = `seq_len ${t.seqLen} × ${t.batch} · loss ${formatNumber(t.lossFirstHalf, 3)} on the first copy → ${formatNumber(t.lossSecondHalf, 3)} on the repeat`;
       this.probeNote.dataset.ready = '1';
     } catch (error) {
       this.probeNote.textContent = error.message;
@@ -208,7 +208,7 @@ export class ModelView {
       svg,
       png: () => svgToPng(svg(), 2),
       json: () => c,
-      csv: () => [['heads_removed', 'loss', 'random_mean'], ...c.n_removed.map((n, k) => [n, c.loss[k], c.random_loss_mean[k]])],
+      csv: () => [['heads_removed', 'loss', 'random_mean'], ...Array.from(c.nRemoved, (n, k) => [n, c.loss[k], c.randomLossMean[k]])],
     };
   }
 
@@ -220,8 +220,8 @@ export class ModelView {
       name: fileName('headscope', this.modelName(), 'induction-test-loss'),
       svg,
       png: () => svgToPng(svg(), 2),
-      json: () => ({ seq_len: t.seq_len, batch: t.batch, seed: t.seed, token_loss: t.token_loss, loss_first_half: t.loss_first_half, loss_second_half: t.loss_second_half }),
-      csv: () => [['position', 'loss'], ...t.token_loss.map((v, k) => [k, v])],
+      json: () => ({ seq_len: t.seqLen, batch: t.batch, seed: t.seed, token_loss: t.tokenLoss, loss_first_half: t.lossFirstHalf, loss_second_half: t.lossSecondHalf }),
+      csv: () => [['position', 'loss'], ...Array.from(t.tokenLoss, (v, k) => [k, v])],
     };
   }
 
@@ -236,7 +236,7 @@ export class ModelView {
     const current = () => seq === this.seq;
     this.status.textContent = 'computing…';
     const openPair = (i, j) => {
-      const H = state.modelInfo.n_head;
+      const H = state.modelInfo.nHead;
       this.store.set({ head: { layer: Math.floor(i / H), head: i % H }, view: 'head' });
     };
     const tasks = [
@@ -244,15 +244,15 @@ export class ModelView {
         if (!current()) return;
         // The diagonal (a head with itself) is 1 (its rank / d_head): scale
         // the colours to the largest overlap between different heads.
-        const n = r.n_layer * r.n_head;
+        const n = r.nLayer * r.nHead;
         let offMax = 0;
         for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (i !== j) offMax = Math.max(offMax, r.overlap[i * n + j]);
         const max = Math.min(1, Math.max(0.05, offMax));
-        this.redundancy.show(r.overlap, r.n_layer, r.n_head, {
+        this.redundancy.show(r.overlap, r.nLayer, r.nHead, {
           title: `${this.modelName()} · ${SUBSPACES[this.subspace]} overlap (${variant} weights)`, name: `${this.modelName()}_redundancy_${this.subspace}_${variant}`,
           valueLabel: `overlap, ${SUBSPACES[this.subspace]}`, min: 0, max,
           caption: `Σcos²θ / d_head of the principal angles between the two heads' subspaces; 1 = the same subspace. Colours run to the largest overlap of two different heads (${formatNumber(offMax, 3)}); the diagonal is clipped. Click a cell to open the row's head.`,
-          describe: (i, j, v) => `${headKey(Math.floor(i / r.n_head), i % r.n_head)} · ${headKey(Math.floor(j / r.n_head), j % r.n_head)}: overlap ${formatNumber(v, 4)}`,
+          describe: (i, j, v) => `${headKey(Math.floor(i / r.nHead), i % r.nHead)} · ${headKey(Math.floor(j / r.nHead), j % r.nHead)}: overlap ${formatNumber(v, 4)}`,
           onPick: openPair, extra: { variant, subspace: this.subspace, rank: Array.from(r.rank) },
         });
       }, (e) => current() && this.redundancy.clear(e.message)),
@@ -284,21 +284,21 @@ export class ModelView {
 
   small() {
     const info = this.store.state.modelInfo;
-    return Boolean(info) && info.n_layer * info.n_head <= 64;
+    return Boolean(info) && info.nLayer * info.nHead <= 64;
   }
 
   renderComposition() {
     const c = this.comp;
     if (!c) return;
-    const L = c.n_layer;
-    const H = c.n_head;
+    const L = c.nLayer;
+    const H = c.nHead;
     const values = c[this.compKind];
     const max = Math.max(c.baseline.mean * 2, ...values);
     this.compositionMatrix.show(values, L, H, {
       title: `${this.modelName()} · ${this.compKind.toUpperCase()}-composition (${c.variant} weights)`, name: `${this.modelName()}_composition_${this.compKind}_${c.variant}`,
       valueLabel: `${this.compKind.toUpperCase()}-composition`, min: 0, max,
       valid: (i, j) => Math.floor(i / H) < Math.floor(j / H),
-      caption: `‖W_OV(1) W(2)‖ / (‖W_OV(1)‖ ‖W(2)‖); random matrices of these shapes score ${formatNumber(c.baseline.mean, 4)} ± ${formatNumber(c.baseline.std, 4)}.${c.qk_ignores_rotary ? ' Rotary model: QK ignores the rotation.' : ''}`,
+      caption: `‖W_OV(1) W(2)‖ / (‖W_OV(1)‖ ‖W(2)‖); random matrices of these shapes score ${formatNumber(c.baseline.mean, 4)} ± ${formatNumber(c.baseline.std, 4)}.${c.qkIgnoresRotary ? ' Rotary model: QK ignores the rotation.' : ''}`,
       describe: (i, j, v) => `${headKey(Math.floor(i / H), i % H)} → ${headKey(Math.floor(j / H), j % H)}: ${formatNumber(v, 4)} (z ${((v - c.baseline.mean) / (c.baseline.std || 1)).toFixed(1)})`,
       onPick: (i, j) => this.store.set({ head: { layer: Math.floor(j / H), head: j % H }, view: 'head' }),
       extra: { variant: c.variant, kind: this.compKind, baseline: c.baseline },
@@ -310,9 +310,9 @@ export class ModelView {
     if (!c) return;
     const state = this.store.state;
     const threshold = c.baseline.mean + 2 * c.baseline.std;
-    const selected = state.head ? state.head.layer * c.n_head + state.head.head : null;
+    const selected = state.head ? state.head.layer * c.nHead + state.head.head : null;
     const { svg, edges, total } = compositionGraph({
-      nLayer: c.n_layer, nHead: c.n_head, scores: c, threshold, kinds: [...this.graphKinds], selected,
+      nLayer: c.nLayer, nHead: c.nHead, scores: c, threshold, kinds: [...this.graphKinds], selected,
       onPick: (layer, head) => this.store.set({ head: { layer, head } }),
     });
     this.graphData = { edges, threshold, variant: c.variant, baseline: c.baseline };
@@ -327,11 +327,11 @@ export class ModelView {
     const rows = m.pairs.map((p, i) => el('tr', {}, [
       el('td', { text: i + 1 }),
       el('td', {}, [
-        el('button', { type: 'button', class: 'link', text: headKey(p.layer_a, p.head_a), on: { click: () => this.store.set({ head: { layer: p.layer_a, head: p.head_a }, view: 'head' }) } }),
+        el('button', { type: 'button', class: 'link', text: headKey(p.layerA, p.headA), on: { click: () => this.store.set({ head: { layer: p.layerA, head: p.headA }, view: 'head' }) } }),
         ' + ',
-        el('button', { type: 'button', class: 'link', text: headKey(p.layer_b, p.head_b), on: { click: () => this.store.set({ head: { layer: p.layer_b, head: p.head_b }, view: 'head' }) } }),
+        el('button', { type: 'button', class: 'link', text: headKey(p.layerB, p.headB), on: { click: () => this.store.set({ head: { layer: p.layerB, head: p.headB }, view: 'head' }) } }),
       ]),
-      el('td', { text: formatNumber(p.write_overlap, 4) }), el('td', { text: formatNumber(p.read_overlap, 4) }), el('td', { text: formatNumber(p.combined, 4) }),
+      el('td', { text: formatNumber(p.writeOverlap, 4) }), el('td', { text: formatNumber(p.readOverlap, 4) }), el('td', { text: formatNumber(p.combined, 4) }),
     ]));
     this.merges.replaceChildren(el('thead', {}, [head]), el('tbody', {}, rows));
   }
@@ -344,8 +344,8 @@ export class ModelView {
       name: fileName('headscope', this.modelName(), 'composition-graph', d.variant),
       svg,
       png: () => svgToPng(svg(), 2),
-      json: () => ({ variant: d.variant, threshold: d.threshold, baseline: d.baseline, edges: d.edges.map((e) => ({ kind: e.kind, from: headKey(Math.floor(e.a / this.comp.n_head), e.a % this.comp.n_head), to: headKey(Math.floor(e.b / this.comp.n_head), e.b % this.comp.n_head), score: e.v })) }),
-      csv: () => [['kind', 'from', 'to', 'score'], ...d.edges.map((e) => [e.kind, headKey(Math.floor(e.a / this.comp.n_head), e.a % this.comp.n_head), headKey(Math.floor(e.b / this.comp.n_head), e.b % this.comp.n_head), e.v])],
+      json: () => ({ variant: d.variant, threshold: d.threshold, baseline: d.baseline, edges: d.edges.map((e) => ({ kind: e.kind, from: headKey(Math.floor(e.a / this.comp.nHead), e.a % this.comp.nHead), to: headKey(Math.floor(e.b / this.comp.nHead), e.b % this.comp.nHead), score: e.v })) }),
+      csv: () => [['kind', 'from', 'to', 'score'], ...d.edges.map((e) => [e.kind, headKey(Math.floor(e.a / this.comp.nHead), e.a % this.comp.nHead), headKey(Math.floor(e.b / this.comp.nHead), e.b % this.comp.nHead), e.v])],
     };
   }
 
@@ -355,7 +355,7 @@ export class ModelView {
     return {
       name: fileName('headscope', this.modelName(), 'merge-candidates', m.variant),
       json: () => m,
-      csv: () => [['head_a', 'head_b', 'write_overlap', 'read_overlap', 'combined'], ...m.pairs.map((p) => [headKey(p.layer_a, p.head_a), headKey(p.layer_b, p.head_b), p.write_overlap, p.read_overlap, p.combined])],
+      csv: () => [['head_a', 'head_b', 'write_overlap', 'read_overlap', 'combined'], ...m.pairs.map((p) => [headKey(p.layerA, p.headA), headKey(p.layerB, p.headB), p.writeOverlap, p.readOverlap, p.combined])],
     };
   }
 }

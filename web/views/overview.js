@@ -16,8 +16,8 @@ export function moveHead(state, key) {
   const info = state.modelInfo;
   if (!info) return null;
   const { layer, head } = selectedHead(state);
-  const L = info.n_layer;
-  const H = info.n_head;
+  const L = info.nLayer;
+  const H = info.nHead;
   const moves = {
     ArrowLeft: [layer, head - 1], ArrowRight: [layer, head + 1], ArrowUp: [layer - 1, head], ArrowDown: [layer + 1, head],
     Home: [layer, 0], End: [layer, H - 1], PageUp: [0, head], PageDown: [L - 1, head],
@@ -168,9 +168,9 @@ export class HeadGrid {
     }
     const cut = this.filter ? Number(this.filter.value) / 100 : 0;
     // Attention weights only: no patterns to draw, so the metric fills the cell, value inside.
-    const fill = ok && Boolean(state.modelInfo?.attention_only);
+    const fill = ok && Boolean(state.modelInfo?.attentionOnly);
     this.grid.classList.toggle('metric-fill', fill);
-    if (state.modelInfo?.attention_only) this.empty.hidden = fill;
+    if (state.modelInfo?.attentionOnly) this.empty.hidden = fill;
     const b = state.behavior && !state.behavior.error && state.behavior.role?.length === this.shape.nLayer * this.shape.nHead ? state.behavior : null;
     const wantRole = this.roleFilter?.value || '';
     const flat = this.cells.flat();
@@ -189,7 +189,7 @@ export class HeadGrid {
       c.badge.dataset.role = role || '';
       c.cell.dataset.role = role || '';
       const lines = [headKey(c.layer, c.head)];
-      if (role) lines.push(`role on this text: ${long} (confidence ${b.role_confidence[i].toFixed(2)})`);
+      if (role) lines.push(`role on this text: ${long} (confidence ${b.roleConfidence[i].toFixed(2)})`);
       if (ok) lines.push(`${m.label}: ${m.format(m.values[i])}`);
       c.cell.title = lines.join('\n');
       c.cell.dataset.metric = ok ? String(m.values[i]) : '';
@@ -215,14 +215,14 @@ export class HeadGrid {
   render(state, changed) {
     const info = state.modelInfo;
     if (changed.has('modelInfo')) {
-      if (info) this.build(info.n_layer, info.n_head);
+      if (info) this.build(info.nLayer, info.nHead);
       else {
         this.shape = null;
         this.grid.replaceChildren();
       }
     }
     this.empty.hidden = Boolean(info && state.run && !state.run.empty);
-    if (!info?.attention_only) this.empty.textContent = 'Load a model to see its heads.';
+    if (!info?.attentionOnly) this.empty.textContent = 'Load a model to see its heads.';
     else if (this.compact) this.empty.textContent = 'Attention weights only: no patterns.';
     else this.empty.textContent = 'Attention weights only: no attention patterns (they need the whole model). Colour the heads by a weight metric, or open one for its weight geometry.';
     if (!this.shape) return;

@@ -60,7 +60,7 @@ export class TextPanel {
   renderTokens(state) {
     const run = state.run;
     this.chips.classList.toggle('stale', state.runStatus === 'running');
-    if (!run && state.modelInfo?.attention_only) {
+    if (!run && state.modelInfo?.attentionOnly) {
       this.chips.replaceChildren();
       this.summary.textContent = 'not run: the model has its attention weights only (untick "attention weights only" to load it whole)';
       return;
@@ -73,7 +73,7 @@ export class TextPanel {
     }
     // Per-token change against the run without the ablation, or without the edits.
     const reference = run.gated && run.baseline ? run.baseline.tokenLoss : run.unedited?.tokenLoss;
-    const hasLoss = Boolean(state.modelInfo?.has_lm_head) && run.tokenLoss?.length > 0 && Number.isFinite(run.loss);
+    const hasLoss = Boolean(state.modelInfo?.hasLmHead) && run.tokenLoss?.length > 0 && Number.isFinite(run.loss);
     const delta = hasLoss && reference ? Array.from(run.tokenLoss, (v, i) => v - reference[i]) : null;
     const maxDelta = delta ? Math.max(1e-6, ...Array.from(delta, Math.abs)) : 1;
     run.tokens.forEach((token, i) => {
@@ -116,7 +116,7 @@ export class TextPanel {
       if (run.gated && run.baseline) text += ` → ${formatNumber(run.loss)} (${sign(run.loss - run.baseline.loss)}) with ${heads} head${heads === 1 ? '' : 's'} ${run.mode === 'mean' ? 'mean-' : ''}ablated`;
       if (!run.unedited && !run.gated) text += ' nats/token';
       parts.push(text);
-    } else if (state.modelInfo && !state.modelInfo.has_lm_head) {
+    } else if (state.modelInfo && !state.modelInfo.hasLmHead) {
       parts.push('no language-model head: no loss');
     }
     if (run.warning) parts.push(`⚠ ${run.warning}`);

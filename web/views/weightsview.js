@@ -92,20 +92,20 @@ export class HeadWeights {
   }
 
   renderSpectra(s, copying, layer, head) {
-    const H = s.n_head;
-    const dh = s.d_head;
+    const H = s.nHead;
+    const dh = s.dHead;
     const i = layer * H + head;
     const pick = (circuit) => Array.from(s[circuit].sigma.subarray(i * dh, (i + 1) * dh));
-    this.spectraData = { variant: s.variant, layer, head, ov: pick('ov'), qk: pick('qk'), s, i, copying: copying ? copying.copying_score[i] : null };
+    this.spectraData = { variant: s.variant, layer, head, ov: pick('ov'), qk: pick('qk'), s, i, copying: copying ? copying.copyingScore[i] : null };
     this.spectra.replaceChildren(
-      spectrumChart(this.spectraData.ov, { title: `OV = W_V W_O (${s.variant})`, erank: s.ov.effective_rank[i], colour: '#2c6fbb' }),
-      spectrumChart(this.spectraData.qk, { title: `QK = W_Q W_Kᵀ (${s.variant})${s.qk_ignores_rotary ? ' · rotary ignored' : ''}`, erank: s.qk.effective_rank[i], colour: '#7b3294' }),
+      spectrumChart(this.spectraData.ov, { title: `OV = W_V W_O (${s.variant})`, erank: s.ov.effectiveRank[i], colour: '#2c6fbb' }),
+      spectrumChart(this.spectraData.qk, { title: `QK = W_Q W_Kᵀ (${s.variant})${s.qkIgnoresRotary ? ' · rotary ignored' : ''}`, erank: s.qk.effectiveRank[i], colour: '#7b3294' }),
     );
     const rows = [
-      ['‖OV‖_F', s.ov.frobenius[i]], ['OV effective rank', s.ov.effective_rank[i]], ['OV top-1 share', s.ov.top1_share[i]], [`OV top-${s.top_k} share`, s.ov.topk_share[i]],
-      ['‖QK‖_F', s.qk.frobenius[i]], ['QK effective rank', s.qk.effective_rank[i]], ['QK top-1 share', s.qk.top1_share[i]],
+      ['‖OV‖_F', s.ov.frobenius[i]], ['OV effective rank', s.ov.effectiveRank[i]], ['OV top-1 share', s.ov.top1Share[i]], [`OV top-${s.topK} share`, s.ov.topkShare[i]],
+      ['‖QK‖_F', s.qk.frobenius[i]], ['QK effective rank', s.qk.effectiveRank[i]], ['QK top-1 share', s.qk.top1Share[i]],
     ];
-    if (copying) rows.push(['OV copying score', copying.copying_score[i]]);
+    if (copying) rows.push(['OV copying score', copying.copyingScore[i]]);
     this.spectraNumbers.replaceChildren(...rows.flatMap(([name, value]) => [el('dt', { text: name }), el('dd', { text: formatNumber(value, 4), dataset: { value } })]));
   }
 
@@ -126,8 +126,8 @@ export class HeadWeights {
   }
 
   renderRedundant(o, v, layer, head) {
-    const N = o.n_layer * o.n_head;
-    const H = o.n_head;
+    const N = o.nLayer * o.nHead;
+    const H = o.nHead;
     const i = layer * H + head;
     const top = (m) => Array.from({ length: N }, (_, j) => [j, m.overlap[i * N + j]]).filter(([j]) => j !== i).sort((a, b) => b[1] - a[1]).slice(0, 5);
     const variant = o.variant;
@@ -143,7 +143,7 @@ export class HeadWeights {
             try {
               const pair = await this.app.geometry('pair', { variant, a: { layer, head, kind }, b: other });
               const degrees = Array.from(pair.theta, (t) => (t * 180) / Math.PI);
-              angles.append(el('span', { text: `${kind} subspaces (ranks ${pair.rank_a}, ${pair.rank_b}): ${degrees.map((d) => `${d.toFixed(1)}°`).join(' ')}` }));
+              angles.append(el('span', { text: `${kind} subspaces (ranks ${pair.rankA}, ${pair.rankB}): ${degrees.map((d) => `${d.toFixed(1)}°`).join(' ')}` }));
               angles.dataset.theta = JSON.stringify(Array.from(pair.theta));
             } catch (error) {
               angles.append(el('span', { text: error.message }));
@@ -165,8 +165,8 @@ export class HeadWeights {
   }
 
   renderComposition(c, layer, head) {
-    const L = c.n_layer;
-    const H = c.n_head;
+    const L = c.nLayer;
+    const H = c.nHead;
     const N = L * H;
     const i = layer * H + head;
     const { mean, std } = c.baseline;
@@ -187,7 +187,7 @@ export class HeadWeights {
       el('span', { class: 'num', text: `${formatNumber(e.value, 3)} · z ${e.z >= 0 ? '+' : ''}${e.z.toFixed(1)}` }),
     ])) : [el('p', { class: 'muted small', text: dir === 'in' ? 'none: the first layer reads only the embeddings' : 'none: no later layer' })])]);
     this.composition.replaceChildren(
-      el('p', { class: 'muted small', text: `random baseline ${formatNumber(mean, 4)} ± ${formatNumber(std, 4)}${c.qk_ignores_rotary ? ' · QK ignores the rotation (rotary model)' : ''}` }),
+      el('p', { class: 'muted small', text: `random baseline ${formatNumber(mean, 4)} ± ${formatNumber(std, 4)}${c.qkIgnoresRotary ? ' · QK ignores the rotation (rotary model)' : ''}` }),
       el('div', { class: 'partner-columns' }, [list('in: earlier heads feeding this one', entries('in'), 'in'), list('out: later heads it feeds', entries('out'), 'out')]),
     );
   }
@@ -197,8 +197,8 @@ export class HeadWeights {
     if (!d) return null;
     const key = headKey(d.layer, d.head);
     const svg = () => {
-      const ov = spectrumChart(d.ov, { title: `${this.modelName()} ${key} OV (${d.variant})`, erank: d.s.ov.effective_rank[d.i] });
-      const qk = spectrumChart(d.qk, { title: `${key} QK (${d.variant})`, erank: d.s.qk.effective_rank[d.i], colour: '#7b3294' });
+      const ov = spectrumChart(d.ov, { title: `${this.modelName()} ${key} OV (${d.variant})`, erank: d.s.ov.effectiveRank[d.i] });
+      const qk = spectrumChart(d.qk, { title: `${key} QK (${d.variant})`, erank: d.s.qk.effectiveRank[d.i], colour: '#7b3294' });
       qk.setAttribute('x', 310);
       const both = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
       both.setAttribute('width', 620);
@@ -213,7 +213,7 @@ export class HeadWeights {
       png: () => svgToPng(svg(), 2),
       json: () => ({
         model: this.modelName(), layer: d.layer, head: d.head, variant: d.variant, ov_sigma: d.ov, qk_sigma: d.qk,
-        ov_effective_rank: d.s.ov.effective_rank[d.i], qk_effective_rank: d.s.qk.effective_rank[d.i],
+        ov_effective_rank: d.s.ov.effectiveRank[d.i], qk_effective_rank: d.s.qk.effectiveRank[d.i],
         ov_frobenius: d.s.ov.frobenius[d.i], qk_frobenius: d.s.qk.frobenius[d.i], copying_score: d.copying,
       }),
       csv: () => [['k', 'ov_sigma', 'qk_sigma'], ...d.ov.map((v, k) => [k + 1, v, d.qk[k]])],

@@ -67,13 +67,6 @@ function reporter(send, what) {
   };
 }
 
-// A load's progress: the wasm API's {file, loaded, total, filesDone,
-// filesTotal}, with the fraction of the files done.
-function downloadReporter(send) {
-  const report = reporter(send, 'download');
-  return (p) => report(((p.filesDone || 0) + (p.total ? p.loaded / p.total : 0)) / (p.filesTotal || 1), p);
-}
-
 // fetch limited to the origins this load may reach: shared/sources.js
 // trustedOrigin, the hub endpoint in use and the origins the viewer
 // confirmed. A request elsewhere, or a redirect that ends elsewhere, fails
@@ -176,27 +169,27 @@ async function runText({ text, ids: givenIds, prependBos = true, maxTokens = MAX
   } else if (session.tokenizer) {
     ({ ids, tokens } = await session.tokenize(String(text ?? ''), { prependBos }));
   } else {
-    ids = parseIds(text, info.d_vocab);
+    ids = parseIds(text, info.dVocab);
     tokens = ids.map((id) => `#${id}`);
   }
-  const limit = Math.min(maxTokens, info.n_ctx || maxTokens);
+  const limit = Math.min(maxTokens, info.nCtx || maxTokens);
   const truncated = ids.length > limit ? ids.length : 0;
   if (truncated) {
     ids = ids.slice(0, limit);
     tokens = tokens.slice(0, limit);
   }
   const base = { ids, tokens, truncated, generation: modelGeneration, editsKey: currentEdits.join(';') };
-  if (!ids.length) return { ...base, nTokens: 0, nLayer: info.n_layer, nHead: info.n_head, empty: true };
-  const heads = Array.from(ablate).filter((i) => Number.isInteger(i) && i >= 0 && i < info.n_layer * info.n_head);
+  if (!ids.length) return { ...base, nTokens: 0, nLayer: info.nLayer, nHead: info.nHead, empty: true };
+  const heads = Array.from(ablate).filter((i) => Number.isInteger(i) && i >= 0 && i < info.nLayer * info.nHead);
   let result;
   if (heads.length) {
     const a = session.ablate(ids, heads, { mode });
-    let baseline = { tokenLoss: a.token_loss_base, loss: a.loss_base };
+    let baseline = { tokenLoss: a.tokenLossBase, loss: a.lossBase };
     if (baselineKey !== `${ids.join(',')}|${currentEdits.join(';')}`) baseline = { ...baseline, patterns: session.run(ids).patterns };
     result = {
-      ...base, nLayer: info.n_layer, nHead: info.n_head, nTokens: ids.length,
-      patterns: a.patterns, tokenLoss: a.token_loss, loss: a.loss, objective: a.objective,
-      gated: true, ablated: heads, mode, patternChange: a.pattern_change, baseline,
+      ...base, nLayer: info.nLayer, nHead: info.nHead, nTokens: ids.length,
+      patterns: a.patterns, tokenLoss: a.tokenLoss, loss: a.loss, objective: a.objective,
+      gated: true, ablated: heads, mode, patternChange: a.patternChange, baseline,
     };
   } else {
     const run = session.run(ids);
@@ -267,7 +260,7 @@ const handlers = {
     const source = makeSource(spec, files, endpoint, onCacheEvent, Array.isArray(confirmedOrigins) ? confirmedOrigins.map(String) : []);
     const next = core.createSession();
     try {
-      const info = await next.load(source, { signal: controller.signal, onProgress: downloadReporter(progress), attentionOnly: Boolean(attentionOnly) });
+      const info = await next.load(source, { signal: controller.signal, onProgress: reporter(progress, 'download'), attentionOnly: Boolean(attentionOnly) });
       if (controller.signal.aborted) throw new HeadscopeError('download cancelled', 'cancelled');
       session?.dispose();
       session = next;
