@@ -21,9 +21,13 @@ const wasmFile = coreWasmFile();
 const wasmModule = compileWasm(new URL(`./${wasmFile}`, import.meta.url));
 wasmModule.catch(() => {});  // reported through corePromise
 // The tokenizer runs in a worker of its own (wasm/tokenizer.mjs): a pattern
-// in a user's tokenizer.json that never ends cannot stop this one.
+// in a user's tokenizer.json that never ends cannot stop this one. The first
+// is started now, so that its script loads while the core compiles.
+const newTokenizerWorker = () => new Worker(new URL('./tokenizer_worker.js', import.meta.url), { type: 'module' });
+let spareTokenizerWorker = newTokenizerWorker();
 function spawnTokenizerWorker() {
-  const worker = new Worker(new URL('./tokenizer_worker.js', import.meta.url), { type: 'module' });
+  const worker = spareTokenizerWorker ?? newTokenizerWorker();
+  spareTokenizerWorker = null;
   return {
     postMessage: (message) => worker.postMessage(message),
     onMessage: (handler) => {
