@@ -177,6 +177,8 @@ function metrics(session, info, options) {
   }
   const summary = {
     model: info, variant, qk_ignores_rotary: spectra.qkIgnoresRotary, heads,
+    // Each redundancy's chance level and this model's own spread (the matrices are in redundancy_*).
+    redundancy_levels: Object.fromEntries(Object.entries(redundancy).map(([kind, r]) => [kind, { chanceFullRank: r.levels.chanceFullRank, pairs: r.levels.pairs }])),
     composition_baseline: composition.baseline, merge_candidates: merges.pairs,
     conventions: 'TransformerLens: OV = W_V W_O, QK = W_Q W_K^T, row vectors; redundancy = ||Q_i^T Q_j||_F^2 / d_head; composition [L,H,L,H] for l1 < l2',
   };

@@ -302,9 +302,19 @@ export class ModelSession {
   }
 
   // Subspace overlap ||Q_i^T Q_j||_F^2 / d_head for every pair of heads,
-  // kind 'Q' | 'K' | 'V' (read) or 'O' (write): {overlap [N,N], rank [N]}.
+  // kind 'Q' | 'K' | 'V' (read) or 'O' (write): {overlap [N,N], rank [N],
+  // levels (redundancyLevels: its chance level and the model's own spread)}.
   redundancy({ variant = 'raw', kind = 'O', onProgress } = {}) {
-    return unwrap(this.raw.geometry_redundancy(variant, kind, onProgress));
+    return this.withLevels(unwrap(this.raw.geometry_redundancy(variant, kind, onProgress)), kind);
+  }
+
+  withLevels(r, kind) {
+    const { nHead, nKvHead, dModel, dHead } = this.info;
+    const group = nHead / Math.max(1, nKvHead || nHead);  // query heads per K/V head
+    const shared = (kind === 'K' || kind === 'V') && group > 1
+      ? (i, j) => Math.floor(i / nHead) === Math.floor(j / nHead) && Math.floor((i % nHead) / group) === Math.floor((j % nHead) / group)
+      : undefined;
+    return { ...r, levels: redundancyLevels(r, dModel, dHead, shared) };
   }
 
   // Q-, K-, V-composition scores [L,H,L,H] (l1 < l2, others 0) and the
@@ -318,7 +328,7 @@ export class ModelSession {
   // redundancy() and composition(), about 10% faster than the three calls.
   weightGeometry({ variant = 'raw', topK = 4, baselineSamples = 300, onProgress } = {}) {
     const r = unwrap(this.raw.geometry_weights(variant, topK, baselineSamples, onProgress));
-    return { spectra: unwrap(r.spectra), redundancy: unwrap(r.redundancy), composition: unwrap(r.composition) };
+    return { spectra: unwrap(r.spectra), redundancy: this.withLevels(unwrap(r.redundancy), 'O'), composition: unwrap(r.composition) };
   }
 
   // The most redundant head pairs by write (O) and OV read (V) overlap.
@@ -422,6 +432,40 @@ export class ModelSession {
     this.tokenizer?.dispose();
     this.raw.delete();
   }
+}
+
+// What a redundancy overlap is worth, beside the matrix r ({overlap [N,N],
+// rank [N]}) of a model with residual width dModel and head width dHead:
+//   chance           [N,N] the isotropic level, the mean overlap of two
+//                    uniformly random subspaces of the heads' ranks in the
+//                    residual stream: r_i r_j / (dModel dHead)
+//   chanceFullRank   the same for two full-rank heads: dHead / dModel
+//   pairs            this model's own overlaps over its pairs of different
+//                    heads (i < j) that do not share their weights
+//                    (shared(i, j): the K or V heads of one GQA group are
+//                    the same subspace): {n, median, p90, p95, p99}. Real
+//                    heads share the residual stream's anisotropy and overlap
+//                    more than random subspaces; a pair stands out when it
+//                    stands out from these.
+export function redundancyLevels({ overlap, rank }, dModel, dHead, shared = () => false) {
+  const n = rank.length;
+  const chance = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) chance[i * n + j] = (rank[i] * rank[j]) / (dModel * dHead);
+  const kept = [];
+  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) if (!shared(i, j)) kept.push(overlap[i * n + j]);
+  const values = Float64Array.from(kept).sort();
+  // Linear interpolation between order statistics (numpy's default).
+  const quantile = (q) => {
+    if (!values.length) return NaN;
+    const at = q * (values.length - 1);
+    const lo = Math.floor(at);
+    const hi = Math.min(lo + 1, values.length - 1);
+    return values[lo] + (at - lo) * (values[hi] - values[lo]);
+  };
+  return {
+    chance, chanceFullRank: dHead / dModel,
+    pairs: { n: values.length, median: quantile(0.5), p90: quantile(0.9), p95: quantile(0.95), p99: quantile(0.99) },
+  };
 }
 
 // What to say when a forward pass overflowed float32 (weights near 3e38, or

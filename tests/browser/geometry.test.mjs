@@ -48,6 +48,7 @@ test('head view: spectra, redundant heads and composition partners equal the CLI
     const N = 8;
     const row = cli.redundancy_O.slice(5 * N, 6 * N).map((v, j) => [j, v]).filter(([j]) => j !== 5).sort((a, b) => b[1] - a[1]);
     const partners = await page.$$eval('#head-redundant .partner-list:first-child .partner', (p) => p.map((x) => [x.dataset.head, Number(x.dataset.value)]));
+    assert.match(await page.textContent('#head-redundant .partner-list:first-child .levels'), /^chance \(random subspaces\) 0\.250 · this model's pairs: median 0\.\d{3}, 95th percentile 0\.\d{3}$/);
     assert.equal(partners.length, 5);
     partners.forEach(([key, value], r) => {
       assert.equal(key, `L${Math.floor(row[r][0] / 4)}H${row[r][0] % 4}`, `${variant} redundancy rank ${r}`);
@@ -137,6 +138,14 @@ test('model view: redundancy and composition matrices, the graph and merge candi
   await page.waitForFunction(() => /value read/.test(document.querySelector('#redundancy-figure .legend-title').textContent));
   const redV = JSON.parse((await exportFile(page, '#redundancy-figure', 'json')).bytes);
   redV.values.flat().forEach((x, k) => close(x, cli.redundancy_V[k], 1e-9, `V overlap ${k}`));
+  // Beside its chance level and the model's own spread, as the CLI reports them.
+  const levels = cli.redundancy_levels.V;
+  close(redV.chance_full_rank, 16 / 64, 1e-15, 'isotropic chance d_head / d_model');
+  redV.chance.flat().forEach((x) => close(x, 16 / 64, 1e-15, 'chance for full-rank heads'));
+  for (const key of ['median', 'p95', 'p99']) close(redV.model_pairs[key], levels.pairs[key], 1e-12, `model's ${key}`);
+  const caption = await page.textContent('#redundancy-figure');
+  assert.match(caption, /Chance \(isotropic\): two random subspaces of full rank overlap 0\.250/);
+  assert.match(caption, new RegExp(`This model's 28 pairs of different heads: median ${levels.pairs.median.toFixed(3)}, 95th percentile ${levels.pairs.p95.toFixed(3)}`));
 
   // Composition: K scores, an earlier-to-later cell and an undefined one.
   await page.check('input[name=composition][value=k]');

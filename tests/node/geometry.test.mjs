@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { directorySource, HeadscopeError, loadHeadscope } from '../../wasm/node.mjs';
-import { oracleDir, readNpy, repoRoot, worstMismatch } from './support.mjs';
+import { fixturesDir, oracleDir, readNpy, repoRoot, worstMismatch } from './support.mjs';
 
 const referenceDir = process.env.HEADSCOPE_GEOMETRY_REF || path.join(repoRoot, 'build', 'native', 'tests', 'reference', 'geometry');
 const core = await loadHeadscope();
@@ -78,5 +78,53 @@ test('BERT (post-LN) refuses the processed variant but analyses raw weights', as
   await session.load(directorySource(oracleDir('bert')));
   assert.throws(() => session.spectra({ variant: 'processed' }), /pre-LN/);
   assert.equal(session.spectra({ variant: 'raw' }).ov.sigma.length, 2 * 4 * 16);
+  session.dispose();
+});
+
+test('redundancy stands beside its chance level: random heads sit at it, a trained model\'s heads above it', async () => {
+  // Untrained fixtures (Gaussian weights: uniformly random subspaces): the
+  // mean overlap of their pairs is the isotropic level r_i r_j / (d_model d_head).
+  for (const name of ['gpt2', 'gpt_neox', 'opt', 'gpt_neo', 'bert']) {
+    const session = core.createSession();
+    const info = await session.load(directorySource(oracleDir(name)));
+    for (const kind of ['Q', 'K', 'V', 'O']) {
+      const r = session.redundancy({ kind });
+      const { chance, chanceFullRank, pairs } = r.levels;
+      const N = r.rank.length;
+      assert.equal(chanceFullRank, info.dHead / info.dModel);
+      const values = [];
+      let mean = 0;
+      let level = 0;
+      for (let i = 0; i < N; i++) {
+        for (let j = 0; j < N; j++) assert.equal(chance[i * N + j], (r.rank[i] * r.rank[j]) / (info.dModel * info.dHead));
+        for (let j = i + 1; j < N; j++) {
+          values.push(r.overlap[i * N + j]);
+          mean += r.overlap[i * N + j] / (N * (N - 1) / 2);
+          level += chance[i * N + j] / (N * (N - 1) / 2);
+        }
+      }
+      assert.ok(Math.abs(mean - level) < 0.02, `${name} ${kind}: mean overlap ${mean} vs chance ${level}`);
+      // The model's own spread, as numpy.quantile gives it (linear interpolation).
+      values.sort((a, b) => a - b);
+      const q = (p) => values[Math.floor(p * (values.length - 1))] + (p * (values.length - 1) % 1) * (values[Math.ceil(p * (values.length - 1))] - values[Math.floor(p * (values.length - 1))]);
+      assert.equal(pairs.n, values.length);
+      for (const [key, p] of [['median', 0.5], ['p90', 0.9], ['p95', 0.95], ['p99', 0.99]]) assert.ok(Math.abs(pairs[key] - q(p)) < 1e-12, `${name} ${kind} ${key}`);
+    }
+    session.dispose();
+  }
+  // A trained model (stories260K, Llama, GQA 8 query heads over 4 K/V heads):
+  // its heads share the residual stream's anisotropy, so the median pair
+  // overlaps more than random subspaces would; pairs that share a K/V head
+  // (the same subspace) are not counted in its spread.
+  const session = core.createSession();
+  const info = await session.load(directorySource(path.join(fixturesDir, 'real', 'stories260K')));
+  for (const kind of ['Q', 'K', 'V', 'O']) {
+    const { levels } = session.redundancy({ kind });
+    const N = info.nLayer * info.nHead;
+    const shared = kind === 'K' || kind === 'V' ? info.nLayer * info.nKvHead * ((info.nHead / info.nKvHead) * (info.nHead / info.nKvHead - 1) / 2) : 0;
+    assert.equal(levels.pairs.n, N * (N - 1) / 2 - shared, kind);
+    assert.ok(levels.pairs.median > 1.1 * levels.chanceFullRank, `${kind}: median ${levels.pairs.median} vs chance ${levels.chanceFullRank}`);
+    assert.ok(levels.pairs.p99 < 0.5, `${kind}: p99 ${levels.pairs.p99}: shared K/V pairs left out`);
+  }
   session.dispose();
 });

@@ -46,7 +46,10 @@ function embedModelView() {
     const variant = state.weights;
     try {
       const r = await app.geometry('redundancy', { variant, kind: 'O' });
-      matrix.show(r.overlap, r.nLayer, r.nHead, { title: `write-subspace overlap (${variant} weights)`, valueLabel: `write (O) overlap, ${variant} weights`, min: 0, max: 1 });
+      matrix.show(r.overlap, r.nLayer, r.nHead, {
+        title: `write-subspace overlap (${variant} weights)`, valueLabel: `write (O) overlap, ${variant} weights`, min: 0, max: 1,
+        caption: `chance (random subspaces) ${r.levels.chanceFullRank.toFixed(3)}; this model's pairs: median ${r.levels.pairs.median.toFixed(3)}, 95th percentile ${r.levels.pairs.p95.toFixed(3)}`,
+      });
       const c = await app.geometry('composition', { variant });
       const { svg } = compositionGraph({ nLayer: c.nLayer, nHead: c.nHead, scores: c, threshold: c.baseline.mean + 2 * c.baseline.std });
       graphBox.replaceChildren(el('p', { class: 'muted small', text: `composition above the random baseline + 2 sd (${variant} weights): Q blue, K orange, V green` }), svg);

@@ -68,7 +68,7 @@ export class ModelView {
       ]),
       el('section', { class: 'weights-card', id: 'merge-card' }, [
         el('h3', { text: 'Merge candidates: the most redundant pairs' }),
-        el('p', { class: 'muted small', text: 'Ranked by the mean of their write (O) and value-read (V) overlap. The Interventions tab evaluates a merge (its loss next to pruning either head) and applies it.' }),
+        el('p', { class: 'muted small', text: 'Ranked by the mean of their write (O) and value-read (V) overlap. Chance (two random full-rank subspaces) is d_head / d_model for both; the redundancy matrix above gives this model\'s own spread. The Interventions tab evaluates a merge (its loss next to pruning either head) and applies it.' }),
         this.merges,
         exportBar(() => this.mergeFigure(), { onError, label: 'Merges', kinds: ['json', 'csv'] }),
       ]),
@@ -248,12 +248,17 @@ export class ModelView {
         let offMax = 0;
         for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (i !== j) offMax = Math.max(offMax, r.overlap[i * n + j]);
         const max = Math.min(1, Math.max(0.05, offMax));
+        const { chance, chanceFullRank, pairs } = r.levels;
         this.redundancy.show(r.overlap, r.nLayer, r.nHead, {
           title: `${this.modelName()} · ${SUBSPACES[this.subspace]} overlap (${variant} weights)`, name: `${this.modelName()}_redundancy_${this.subspace}_${variant}`,
           valueLabel: `overlap, ${SUBSPACES[this.subspace]}`, min: 0, max,
-          caption: `Σcos²θ / d_head of the principal angles between the two heads' subspaces; 1 = the same subspace. Colours run to the largest overlap of two different heads (${formatNumber(offMax, 3)}); the diagonal is clipped. Click a cell to open the row's head.`,
-          describe: (i, j, v) => `${headKey(Math.floor(i / r.nHead), i % r.nHead)} · ${headKey(Math.floor(j / r.nHead), j % r.nHead)}: overlap ${formatNumber(v, 4)}`,
-          onPick: openPair, extra: { variant, subspace: this.subspace, rank: Array.from(r.rank) },
+          caption: `Σcos²θ / d_head of the principal angles between the two heads' subspaces; 1 = the same subspace. `
+            + `Chance (isotropic): two random subspaces of full rank overlap ${formatNumber(chanceFullRank, 3)} on average (d_head / d_model; r_i·r_j / (d_model·d_head) for lower ranks). `
+            + `This model's ${pairs.n} pairs of different heads: median ${formatNumber(pairs.median, 3)}, 95th percentile ${formatNumber(pairs.p95, 3)}, 99th ${formatNumber(pairs.p99, 3)}: the residual stream is not isotropic, so compare a pair with these too. `
+            + `Colours run to the largest overlap of two different heads (${formatNumber(offMax, 3)}); the diagonal is clipped. Click a cell to open the row's head.`,
+          describe: (i, j, v) => `${headKey(Math.floor(i / r.nHead), i % r.nHead)} · ${headKey(Math.floor(j / r.nHead), j % r.nHead)}: overlap ${formatNumber(v, 4)} (chance ${formatNumber(chance[i * r.nLayer * r.nHead + j], 3)}; ${v > pairs.p95 ? 'above' : 'not above'} this model's 95th percentile)`,
+          onPick: openPair,
+          extra: { variant, subspace: this.subspace, rank: Array.from(r.rank), chanceFullRank, chance: levelsRows(chance, n), modelPairs: pairs },
         });
       }, (e) => current() && this.redundancy.clear(e.message)),
       this.app.geometry('composition', { variant }).then((c) => {
@@ -358,4 +363,9 @@ export class ModelView {
       csv: () => [['head_a', 'head_b', 'write_overlap', 'read_overlap', 'combined'], ...m.pairs.map((p) => [headKey(p.layerA, p.headA), headKey(p.layerB, p.headB), p.writeOverlap, p.readOverlap, p.combined])],
     };
   }
+}
+
+// A flat [n, n] matrix as n rows (for the exports).
+function levelsRows(values, n) {
+  return Array.from({ length: n }, (_, i) => Array.from(values.subarray(i * n, (i + 1) * n)));
 }

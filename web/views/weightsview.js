@@ -131,7 +131,12 @@ export class HeadWeights {
     const i = layer * H + head;
     const top = (m) => Array.from({ length: N }, (_, j) => [j, m.overlap[i * N + j]]).filter(([j]) => j !== i).sort((a, b) => b[1] - a[1]).slice(0, 5);
     const variant = o.variant;
-    const list = (title, m, kind) => el('div', { class: 'partner-list' }, [el('h4', { text: title }), ...top(m).map(([j, value]) => {
+    // Each list beside its chance level and the model's own spread (wasm/headscope.mjs redundancyLevels).
+    const levels = (m) => el('p', {
+      class: 'muted small levels',
+      text: `chance (random subspaces) ${formatNumber(m.levels.chanceFullRank, 3)} · this model's pairs: median ${formatNumber(m.levels.pairs.median, 3)}, 95th percentile ${formatNumber(m.levels.pairs.p95, 3)}`,
+    });
+    const list = (title, m, kind) => el('div', { class: 'partner-list' }, [el('h4', { text: title }), levels(m), ...top(m).map(([j, value]) => {
       const angles = el('div', { class: 'angles muted small', hidden: true });
       const other = { layer: Math.floor(j / H), head: j % H, kind };
       const toggle = el('button', {
@@ -152,10 +157,11 @@ export class HeadWeights {
         },
       });
       return el('div', { class: 'partner-wrap' }, [
-        el('div', { class: 'partner', dataset: { head: headKey(other.layer, other.head), value } }, [
+        el('div', { class: 'partner', dataset: { head: headKey(other.layer, other.head), value, chance: m.levels.chance[i * N + j] } }, [
           headButton(this.store, other.layer, other.head),
           el('span', { class: 'meter' }, [meterBar(value, 1)]),
-          el('span', { class: 'num', text: formatNumber(value, 3) }),
+          el('span', { class: 'num', text: formatNumber(value, 3), title: `chance for these ranks ${formatNumber(m.levels.chance[i * N + j], 3)}` }),
+          el('span', { class: 'muted small', text: value > m.levels.pairs.p95 ? 'top 5 %' : '' }),
           toggle,
         ]),
         angles,
