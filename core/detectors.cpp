@@ -215,7 +215,8 @@ Result<InductionTest> induction_test(const Model& model, const InductionTestOpti
 // Pattern statistics
 
 Result<PatternStats> pattern_stats(const std::vector<float>& patterns, int n_layer, int n_head, int n_tokens,
-                                   const std::vector<int>& segments, const PatternClassRule& rule) {
+                                   const std::vector<int>& segments, const PatternClassRule& rule,
+                                   const std::vector<int>& windows) {
   const int T = n_tokens;
   if (T < 1 || n_layer < 1 || n_head < 1) return make_error("pattern_stats: empty pattern");
   const std::size_t TT = static_cast<std::size_t>(T) * T, N = static_cast<std::size_t>(n_layer) * n_head;
@@ -225,6 +226,9 @@ Result<PatternStats> pattern_stats(const std::vector<float>& patterns, int n_lay
   if (!segments.empty() && static_cast<int>(segments.size()) != T)
     return make_error("pattern_stats: " + std::to_string(segments.size()) + " segment ids for " + std::to_string(T) +
                       " tokens");
+  if (!windows.empty() && static_cast<int>(windows.size()) != n_layer)
+    return make_error("pattern_stats: " + std::to_string(windows.size()) + " layer windows for " +
+                      std::to_string(n_layer) + " layers");
   if (rule.vertical_columns < 1 || rule.diagonal_band < 0)
     return make_error("pattern_stats: vertical_columns must be >= 1 and diagonal_band >= 0");
 
@@ -238,6 +242,8 @@ Result<PatternStats> pattern_stats(const std::vector<float>& patterns, int n_lay
   s.current_token_mass.assign(N, 0);
   s.previous_token_mass.assign(N, 0);
   s.entropy.assign(N, 0);
+  s.entropy_normalized.assign(N, 0);
+  std::vector<double> row_entropy(T);
   s.offset_mass.assign(N * n_off, 0);
   s.dominant_offset.assign(N, 0);
   s.dominant_offset_share.assign(N, 0);
@@ -294,11 +300,22 @@ Result<PatternStats> pattern_stats(const std::vector<float>& patterns, int n_lay
         if (a > 0) h -= a * std::log(a);
       }
       entropy += h;
+      row_entropy[i] = h;
       s.first_token_mass[hd] += A[static_cast<std::size_t>(i) * T] / T;
       s.current_token_mass[hd] += A[static_cast<std::size_t>(i) * T + i] / T;
       if (i >= 1) s.previous_token_mass[hd] += A[static_cast<std::size_t>(i) * T + i - 1] / (T - 1);
     }
     s.entropy[hd] = entropy / T;
+    const int window = windows.empty() ? 0 : windows[hd / n_head];
+    double normalized = 0;
+    int rows = 0;
+    for (int i = 0; i < T; ++i) {
+      const int keys = !causal ? T : window > 0 ? std::min(i + 1, window) : i + 1;
+      if (keys < 2) continue;
+      normalized += row_entropy[i] / std::log(static_cast<double>(keys));
+      ++rows;
+    }
+    s.entropy_normalized[hd] = rows ? normalized / rows : 0;
     if (!(total > 0)) {
       std::fill(off, off + n_off, 0.0);
       continue;
@@ -349,7 +366,7 @@ Result<HeadBehavior> head_behavior(const std::vector<float>& patterns, int n_lay
   r.previous_token_score = std::move(prev).value();
   r.duplicate_token_score = std::move(dup).value();
   r.induction_score = std::move(ind).value();
-  auto stats = pattern_stats(patterns, n_layer, n_head, T, options.segments, options.pattern_rule);
+  auto stats = pattern_stats(patterns, n_layer, n_head, T, options.segments, options.pattern_rule, options.windows);
   if (!stats.ok()) return stats.error();
   r.stats = std::move(stats).value();
   if (!options.probe_induction.empty() && options.probe_induction.size() != N)
@@ -398,7 +415,9 @@ Result<HeadBehavior> head_behavior(const Model& model, const std::vector<int>& i
   opt.want_hidden = opt.want_logits = false;
   auto run = run_edited(model, ids, edits, opt);
   if (!run.ok()) return run.error();
-  return head_behavior(run->patterns, run->n_layer, run->n_head, ids, options);
+  BehaviorOptions o = options;
+  if (o.windows.empty()) o.windows = model.config.window;
+  return head_behavior(run->patterns, run->n_layer, run->n_head, ids, o);
 }
 
 }  // namespace hs

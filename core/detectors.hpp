@@ -143,6 +143,11 @@ struct PatternStats {
   std::vector<double> current_token_mass;   // [L, H] mean_i A[i, i]
   std::vector<double> previous_token_mass;  // [L, H] mean_{i >= 1} A[i, i-1]
   std::vector<double> entropy;              // [L, H] mean_i of -sum_j A[i,j] ln A[i,j], nats
+  // [L, H] the same row entropies divided by ln n_i, n_i the keys row i may
+  // attend (i + 1 causal, T bidirectional, min(i + 1, w) in a layer with a
+  // local window w), averaged over the rows with n_i > 1: 1 = uniform over
+  // what the row can see, whatever the length; 0 = one key.
+  std::vector<double> entropy_normalized;
   // Attention mass by relative offset delta = i - j (delta > 0: earlier keys),
   // as a fraction of S: offset_mass[(l*H + h)*(2T-1) + delta + T - 1].
   std::vector<double> offset_mass;            // [L, H, 2T-1]
@@ -152,10 +157,14 @@ struct PatternStats {
   std::vector<PatternClass> pattern_class;        // [L, H]
   PatternClassRule rule;
 };
-// segments: [T] segment id per token, or empty. A head with no mass (gated
-// to 0) gets zeros, entropy 0 and class heterogeneous.
+// segments: [T] segment id per token, or empty. windows: per layer, 0 =
+// global, w > 0 = a causal local window of w keys (ModelConfig::window), or
+// empty (all global). A head is causal when it puts no mass above the
+// diagonal. A head with no mass (gated to 0) gets zeros, entropy 0 and class
+// heterogeneous.
 Result<PatternStats> pattern_stats(const std::vector<float>& patterns, int n_layer, int n_head, int n_tokens,
-                                   const std::vector<int>& segments = {}, const PatternClassRule& rule = {});
+                                   const std::vector<int>& segments = {}, const PatternClassRule& rule = {},
+                                   const std::vector<int>& windows = {});
 
 // ---------------------------------------------------------------------------
 // One text, everything, and a role per head
@@ -182,6 +191,7 @@ struct BehaviorOptions {
   DetectOptions detect;          // for the three TL scores
   std::vector<int> segments;     // for the block class, [T] or empty
   PatternClassRule pattern_rule;
+  std::vector<int> windows;      // per layer (pattern_stats); the model's overload uses its config's
   double role_threshold = 0.4;
   // [L, H] induction scores from induction_test (its `score`) to label
   // induction heads with; empty = the text's own induction score.

@@ -316,6 +316,7 @@ val behavior(Session& session, val ids_js, val options) {
   out.set("current_token_mass", float64_copy(b->stats.current_token_mass));
   out.set("previous_token_mass", float64_copy(b->stats.previous_token_mass));
   out.set("entropy", float64_copy(b->stats.entropy));
+  out.set("entropy_normalized", float64_copy(b->stats.entropy_normalized));
   out.set("dominant_offset", int32_copy(b->stats.dominant_offset));
   out.set("dominant_offset_share", float64_copy(b->stats.dominant_offset_share));
   out.set("offset_mass", float64_copy(b->stats.offset_mass));

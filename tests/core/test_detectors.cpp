@@ -320,6 +320,33 @@ TEST_CASE("detectors: detect_head matches TransformerLens's scoring code (python
 // ---------------------------------------------------------------------------
 // Pattern statistics, classes, roles
 
+TEST_CASE("detectors: entropy normalised by ln of the keys each row may attend", "[detectors][stats]") {
+  const int T = 12;
+  // Uniform over what a row can see: 1 whatever the length, where the raw
+  // entropy grows with it (mean ln(i + 1)).
+  const PatternStats causal = must(pattern_stats(flat(uniform_causal(T)), 1, 1, T));
+  CHECK(causal.entropy_normalized[0] == Approx(1.0).epsilon(1e-6));
+  const PatternStats longer = must(pattern_stats(flat(uniform_causal(2 * T)), 1, 1, 2 * T));
+  CHECK(longer.entropy_normalized[0] == Approx(1.0).epsilon(1e-6));
+  CHECK(longer.entropy[0] > causal.entropy[0] + 0.5);
+  // All on one key: 0 (row 0, with one key, is left out).
+  CHECK(must(pattern_stats(flat(previous_token_head(T)), 1, 1, T)).entropy_normalized[0] == Approx(0.0).margin(1e-12));
+  // Bidirectional (mass above the diagonal): every row sees T keys.
+  const Mat all = Mat::Constant(T, T, 1.0 / T);
+  CHECK(must(pattern_stats(flat(all), 1, 1, T)).entropy_normalized[0] == Approx(1.0).epsilon(1e-6));
+  // A local window of w keys: uniform over the window is 1 once the layer's
+  // window is known; read as global, the same head looks focused.
+  const int w = 3;
+  Mat local = Mat::Zero(T, T);
+  for (int i = 0; i < T; ++i) {
+    const int n = std::min(i + 1, w);
+    for (int j = i - n + 1; j <= i; ++j) local(i, j) = 1.0 / n;
+  }
+  CHECK(must(pattern_stats(flat(local), 1, 1, T, {}, {}, {w})).entropy_normalized[0] == Approx(1.0).epsilon(1e-6));
+  CHECK(must(pattern_stats(flat(local), 1, 1, T)).entropy_normalized[0] < 0.7);
+  CHECK_FALSE(pattern_stats(flat(local), 1, 1, T, {}, {}, {w, w}).ok());
+}
+
 TEST_CASE("detectors: pattern statistics of a uniform causal head in closed form", "[detectors][stats]") {
   const int T = 9;
   const Mat A = uniform_causal(T);

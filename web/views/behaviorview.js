@@ -137,7 +137,7 @@ export class HeadBehavior {
     const rows = [
       ['previous-token score', b.previousTokenScore[i]], ['duplicate-token score', b.duplicateTokenScore[i]], ['induction score', b.inductionScore[i]],
       ['BOS sink mass', b.firstTokenMass[i]], ['current-token mass', b.currentTokenMass[i]], ['previous-token mass', b.previousTokenMass[i]],
-      ['entropy (nats)', b.entropy[i]], ['dominant offset Δ', b.dominantOffset[i]], ['its share', b.dominantOffsetShare[i]],
+      ['entropy (nats)', b.entropy[i]], ['entropy / ln(keys seen)', b.entropyNormalized[i]], ['dominant offset Δ', b.dominantOffset[i]], ['its share', b.dominantOffsetShare[i]],
       ['Kovaleva class', b.patternClass[i]], ['vertical', b.vertical[i]], ['diagonal', b.diagonal[i]], ['block', b.block[i]],
     ];
     this.stats.replaceChildren(...rows.flatMap(([name, value]) => [
@@ -158,7 +158,7 @@ export class HeadBehavior {
       measure: b.measure, exclude_bos: b.excludeBos, exclude_current_token: b.excludeCurrentToken,
       previous_token_score: b.previousTokenScore[i], duplicate_token_score: b.duplicateTokenScore[i], induction_score: b.inductionScore[i],
       first_token_mass: b.firstTokenMass[i], current_token_mass: b.currentTokenMass[i], previous_token_mass: b.previousTokenMass[i],
-      entropy: b.entropy[i], dominant_offset: b.dominantOffset[i], dominant_offset_share: b.dominantOffsetShare[i],
+      entropy: b.entropy[i], entropy_normalized: b.entropyNormalized[i], dominant_offset: b.dominantOffset[i], dominant_offset_share: b.dominantOffsetShare[i],
       pattern_class: b.patternClass[i], vertical: b.vertical[i], diagonal: b.diagonal[i], block: b.block[i],
       ...Object.fromEntries(ROLE_ORDER.map((r, k) => [`role_score_${r}`, d.scores[k]])),
     };
