@@ -658,9 +658,10 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
   const Objective objective = resolve_objective(c, options.objective);
   HS_TRY(check_objective(model, ids, objective));
   HS_TRY(check_edits(model, edits));
-  if (options.step < 1) return make_error("pruning_curve: step must be at least 1");
+  if (options.step < 0) return make_error("pruning_curve: step must not be negative (0: 10 % of the heads)");
   if (options.n_random < 0) return make_error("pruning_curve: n_random must not be negative");
   const int N = c.n_layer * c.n_head;
+  const int H = c.n_head;
   const auto by = edits_by_layer(c, edits);
 
   PruningCurve r;
@@ -668,29 +669,74 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
   r.n_head = c.n_head;
   r.options = options;
   r.options.objective = objective;
-  for (int k = 0; k < N; k += options.step) r.n_removed.push_back(k);
+  r.step = options.step > 0 ? options.step : std::max(1, (N + 9) / 10);
+  for (int k = 0; k < N; k += r.step) r.n_removed.push_back(k);
   r.n_removed.push_back(N);
   const int P = static_cast<int>(r.n_removed.size());
-  const double total_runs = 1.0 + (options.order == PruneOrder::leave_one_out ? N : 0) + double(P) * (1 + options.n_random);
+  const bool gradient = options.order == PruneOrder::gradient;
+  const double estimates = gradient ? (options.reestimate ? P - 1 : 1) : N + 1;
+  const double total_runs = estimates + double(P) * (1 + options.n_random);
   double runs_done = 0;
 
-  // The importance that sets the order.
-  if (options.order == PruneOrder::gradient) {
-    auto gi = gradient_importance(model, ids, objective, {}, edits);
+  // Gradient importance with `gate` in force, per layer L2-normalised when asked.
+  auto gradient_scores = [&](const std::vector<float>& gate) -> Result<std::vector<double>> {
+    auto gi = gradient_importance(model, ids, objective, gate, edits);
     if (!gi.ok()) return gi.error();
-    r.importance = gi->importance;
+    std::vector<double> v = gi->importance;
+    if (options.normalize) {
+      for (int l = 0; l < c.n_layer; ++l) {
+        double s = 0;
+        for (int h = 0; h < H; ++h) s += v[l * H + h] * v[l * H + h];
+        const double norm = std::sqrt(s) + 1e-20;
+        for (int h = 0; h < H; ++h) v[l * H + h] /= norm;
+      }
+    }
     runs_done += 1;
+    return v;
+  };
+  // The order: the least important first, ties by index.
+  auto least_first = [](const std::vector<double>& scores, std::vector<int> heads) {
+    std::stable_sort(heads.begin(), heads.end(), [&](int a, int b) { return scores[a] < scores[b]; });
+    return heads;
+  };
+  std::vector<int> all(N);
+  std::iota(all.begin(), all.end(), 0);
+  if (gradient) {
+    auto first = gradient_scores({});
+    if (!first.ok()) return first.error();
+    r.importance = *first;
+    r.order = least_first(r.importance, all);
+    if (options.reestimate) {
+      // Each step: gate off what is removed, estimate again, remove the least
+      // important `step` of the rest.
+      std::vector<int> removed;
+      std::vector<double> scores = r.importance;
+      for (int p = 1; p < P; ++p) {
+        if (!report_progress(progress, runs_done / total_runs)) return cancelled_error();
+        std::vector<int> rest;
+        for (int h : all)
+          if (std::find(removed.begin(), removed.end(), h) == removed.end()) rest.push_back(h);
+        const std::vector<int> next = least_first(scores, rest);
+        removed.insert(removed.end(), next.begin(), next.begin() + (r.n_removed[p] - r.n_removed[p - 1]));
+        if (p + 1 < P) {
+          std::vector<float> gate(N, 1.0f);
+          for (int h : removed) gate[h] = 0.0f;
+          auto again = gradient_scores(gate);
+          if (!again.ok()) return again.error();
+          scores = *again;
+        }
+      }
+      r.order = removed;
+    }
   } else {
     const double n_runs = N + 1;
     auto loo = leave_one_out(model, ids, options.mode, objective, edits,
                              progress_range(progress, runs_done / total_runs, (runs_done + n_runs) / total_runs));
     if (!loo.ok()) return loo.error();
     r.importance = loo->delta;
+    r.order = least_first(r.importance, all);
     runs_done += n_runs;
   }
-  r.order.resize(N);
-  std::iota(r.order.begin(), r.order.end(), 0);
-  std::stable_sort(r.order.begin(), r.order.end(), [&](int a, int b) { return r.importance[a] < r.importance[b]; });
 
   RunOptions opt;
   opt.want_hidden = opt.want_logits = opt.want_patterns = false;

@@ -229,17 +229,25 @@ struct PruningOptions {
   PruneOrder order = PruneOrder::gradient;
   AblationMode mode = AblationMode::zero;
   Objective objective = Objective::automatic;
-  int step = 1;           // heads removed between two points of the curve
+  int step = 0;           // heads removed between two points of the curve; 0: 10 % of the heads (at least 1)
   int n_random = 1;       // random orders
   std::uint64_t seed = 0;  // of the random orders (Rng)
+  // Gradient order only. normalize: |dL/dxi_h| divided by the L2 norm of its
+  // layer's (Michel et al. 2019). reestimate: after each step the importance
+  // is estimated again with the heads removed so far gated off, and the next
+  // step removes the least important of the rest (run_bertology.py
+  // mask_heads). Both off: the raw importance, once, on the intact model.
+  bool normalize = true;
+  bool reestimate = true;
 };
-// Heads are removed cumulatively in increasing order of importance (the
-// importance computed once, on the intact model; ties by index), and in
-// n_random uniformly random orders (Fisher-Yates over Rng(seed), rng.hpp).
+// Heads are removed cumulatively in increasing order of importance (ties by
+// index), and in n_random uniformly random orders (Fisher-Yates over
+// Rng(seed), rng.hpp). Leave-one-out importance is measured once.
 struct PruningCurve {
   int n_layer = 0, n_head = 0;
   PruningOptions options;
-  std::vector<double> importance;       // [L, H] the scores that set the order
+  int step = 0;                         // the step used (options.step resolved)
+  std::vector<double> importance;       // [L, H] the scores that set the first step's order (normalised if so)
   std::vector<int> order;               // [N] flat head indices, first removed first
   std::vector<int> n_removed;           // [P] 0, step, 2 step, ..., N
   std::vector<double> loss;             // [P] importance order

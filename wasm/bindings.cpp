@@ -404,11 +404,16 @@ val pruning(Session& session, val ids_js, val options, val progress) {
     if (options["step"].isNumber()) o.step = options["step"].as<int>();
     if (options["n_random"].isNumber()) o.n_random = options["n_random"].as<int>();
     if (options["seed"].isNumber()) o.seed = static_cast<std::uint64_t>(options["seed"].as<double>());
+    if (!options["normalize"].isUndefined()) o.normalize = options["normalize"].isTrue();
+    if (!options["reestimate"].isUndefined()) o.reestimate = options["reestimate"].isTrue();
   }
   HS_WASM_UNWRAP(c, hs::pruning_curve(*model, ints_of(ids_js), o, session.edits, progress_of(progress)));
   val out = ok_value();
   out.set("order_by", std::string(hs::prune_order_name(c->options.order)));
   out.set("mode", std::string(hs::ablation_mode_name(c->options.mode)));
+  out.set("step", c->step);
+  out.set("normalize", c->options.normalize);
+  out.set("reestimate", c->options.reestimate);
   out.set("importance", float64_copy(c->importance));
   out.set("order", int32_copy(c->order));
   out.set("n_removed", int32_copy(c->n_removed));

@@ -397,8 +397,11 @@ export class ModelSession {
   }
 
   // Loss as heads are removed in importance order, next to random orders.
-  pruningCurve(ids, { order = 'gradient', mode = 'zero', step = 1, nRandom = 3, seed = 0, onProgress } = {}) {
-    return unwrap(this.raw.pruning(this.ids(ids), { order, mode, step, n_random: nRandom, seed }, onProgress));
+  // step 0: 10 % of the heads at a time; normalize, reestimate (gradient
+  // order): Michel's per-layer normalisation and run_bertology's
+  // re-estimation after each step (core/interventions.hpp PruningOptions).
+  pruningCurve(ids, { order = 'gradient', mode = 'zero', step = 0, nRandom = 3, seed = 0, normalize = true, reestimate = true, onProgress } = {}) {
+    return unwrap(this.raw.pruning(this.ids(ids), { order, mode, step, n_random: nRandom, seed, normalize, reestimate }, onProgress));
   }
 
   // OV edits, in TransformerLens's row-vector convention (x W_OV: U is the

@@ -93,8 +93,9 @@ test('importance and leave-one-out on screen match the oracle; pruning and the i
   await page.click('#pruning-run');
   await page.waitForSelector('#pruning-curve[data-ready]');
   const curve = JSON.parse((await exportFile(page, '#pruning-card', 'json')).bytes);
-  const expected = s.pruningCurve(ORACLE_IDS, { order: 'gradient', mode: 'zero', step: 1, nRandom: 3, seed: 0 });
+  const expected = s.pruningCurve(ORACLE_IDS, { order: 'gradient', mode: 'zero', nRandom: 3, seed: 0 });  // the page's default: Michel's order
   assert.deepEqual(curve.order, Array.from(expected.order));
+  assert.match(await page.textContent('#pruning-note'), /^order: gradient importance, per-layer normalised, re-estimated every 10 % \(Michel et al\.\); 1 head a step; zero ablation/);
   assert.ok(worstMismatch(curve.loss, expected.loss).maxError < 1e-9);
   assert.equal(await page.$$eval('#pruning-curve path[data-series]', (p) => p.length), 5, 'importance order, three random orders, their mean');
 

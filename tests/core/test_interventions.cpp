@@ -461,6 +461,8 @@ TEST_CASE("interventions: pruning curves start at the base loss, end with every 
   PruningOptions po;
   po.n_random = 2;
   po.seed = 7;
+  po.step = 1;
+  po.normalize = po.reestimate = false;  // the raw importance, once
   const PruningCurve a = must(pruning_curve(model, ids, po));
   const PruningCurve b = must(pruning_curve(model, ids, po));
   CHECK(a.random_orders == b.random_orders);
@@ -494,4 +496,51 @@ TEST_CASE("interventions: pruning curves start at the base loss, end with every 
   CHECK(c.n_removed == std::vector<int>{0, 3, 6, 8});
   CHECK(c.loss.size() == 4);
   CHECK(c.random_loss.empty());
+}
+
+TEST_CASE("interventions: Michel's pruning order normalises per layer and re-estimates after each step",
+          "[interventions][pruning]") {
+  const Model model = must_model("gpt2");
+  const std::vector<int> ids = must_ids("gpt2");
+  const int L = model.config.n_layer, H = model.config.n_head, N = L * H;
+  // |dL/dxi| with `gate`, divided by its layer's L2 norm (run_bertology.py).
+  auto normalized = [&](const std::vector<float>& gate) {
+    std::vector<double> v = must(gradient_importance(model, ids, Objective::automatic, gate)).importance;
+    for (int l = 0; l < L; ++l) {
+      double s = 0;
+      for (int h = 0; h < H; ++h) s += v[l * H + h] * v[l * H + h];
+      for (int h = 0; h < H; ++h) v[l * H + h] /= std::sqrt(s) + 1e-20;
+    }
+    return v;
+  };
+  auto least = [&](const std::vector<double>& v, const std::vector<int>& removed) {
+    int best = -1;
+    for (int h = 0; h < N; ++h)
+      if (std::find(removed.begin(), removed.end(), h) == removed.end() && (best < 0 || v[h] < v[best])) best = h;
+    return best;
+  };
+  PruningOptions po;  // the defaults: Michel's order, 10 % of the heads a step
+  po.n_random = 0;
+  const PruningCurve m = must(pruning_curve(model, ids, po));
+  CHECK(m.step == std::max(1, (N + 9) / 10));
+  REQUIRE(m.step == 1);  // 8 heads: one at a time, re-estimated after each
+  const std::vector<double> first = normalized({});
+  for (int h = 0; h < N; ++h) CHECK(m.importance[h] == Approx(first[h]).epsilon(1e-12));
+  // Each next head is the least important of the rest with the removed ones gated off.
+  std::vector<int> removed;
+  std::vector<float> gate(N, 1.0f);
+  for (int k = 0; k < N; ++k) {
+    const int want = least(k == 0 ? first : normalized(gate), removed);
+    CHECK(m.order[k] == want);
+    removed.push_back(m.order[k]);
+    gate[m.order[k]] = 0.0f;
+  }
+  // Re-estimating changes the order on this model (else the option would be idle here).
+  po.reestimate = false;
+  po.step = 1;
+  const PruningCurve once = must(pruning_curve(model, ids, po));
+  CHECK(once.order != m.order);
+  CHECK(m.step > 0);
+  po.step = -1;
+  CHECK_FALSE(pruning_curve(model, ids, po).ok());
 }

@@ -98,8 +98,8 @@ export class ModelView {
     this.probeFigure = new HeadValuesFigure(probeBox, { onError, onPick: pick });
     this.importanceNote = el('p', { class: 'muted small', id: 'importance-note' });
     this.importanceButton = el('button', { type: 'button', id: 'importance-run', class: 'secondary', text: 'Compute importance', on: { click: () => this.runImportance() } });
-    this.pruneOrder = el('select', { id: 'prune-order', 'aria-label': 'pruning order' }, [
-      el('option', { value: 'gradient', text: 'gradient importance' }), el('option', { value: 'leave_one_out', text: 'leave-one-out' })]);
+    this.pruneOrder = el('select', { id: 'prune-order', 'aria-label': 'pruning order' }, Object.entries(PRUNE_ORDERS).map(([value, o]) => el('option', { value, text: o.label })));
+    this.pruneNote = el('p', { class: 'muted small', id: 'pruning-note' });
     this.pruneButton = el('button', { type: 'button', id: 'pruning-run', class: 'secondary', text: 'Compute the pruning curve', on: { click: () => this.runPruning() } });
     this.pruneBox = el('div', { id: 'pruning-curve', class: 'graph-wrap' });
     this.probeButton = el('button', { type: 'button', id: 'probe-run', class: 'secondary', text: 'Run the induction test', on: { click: () => this.runProbe() } });
@@ -114,9 +114,9 @@ export class ModelView {
       ]),
       el('section', { class: 'weights-card', id: 'pruning-card' }, [
         el('h3', { text: 'Pruning curve' }),
-        el('p', { class: 'muted small', text: 'The loss as heads are removed cumulatively, least important first (importance measured once on the intact model), next to three random orders.' }),
+        el('p', { class: 'muted small', text: 'The loss as heads are removed cumulatively, least important first, next to three random orders. Michel et al.\'s order (the default, as run_bertology.py prunes) normalises each layer\'s gradient importance and estimates it again after each step of 10 % of the heads; the others measure once, on the intact model, and remove one head at a time.' }),
         el('div', { class: 'figure-head' }, [el('label', { text: 'order by ' }), this.pruneOrder, this.pruneButton, exportBar(() => this.pruneFigure(), { onError, label: 'Curve' })]),
-        this.pruneBox,
+        this.pruneNote, this.pruneBox,
       ]),
       el('section', { class: 'weights-card', id: 'probe-card' }, [
         el('h3', { text: 'The standard induction test' }),
@@ -159,13 +159,16 @@ export class ModelView {
     const ids = this.ids();
     if (!ids) return;
     const order = this.pruneOrder.value;
+    const how = PRUNE_ORDERS[order];
     const mode = this.store.state.mode;
     this.pruneBox.replaceChildren(el('p', { class: 'muted', text: 'computing…' }));
+    this.pruneNote.textContent = '';
     try {
-      const c = await this.app.compute('pruning', { ids, order, mode, step: 1, nRandom: 3, seed: 0 });
+      const c = await this.app.compute('pruning', { ids, ...how.args, mode, nRandom: 3, seed: 0 });
       if (this.ids() !== ids) return;
       const P = c.nRemoved.length;
-      const series = [{ name: `${order === 'gradient' ? 'gradient' : 'leave-one-out'} order`, points: Array.from(c.nRemoved, (n, k) => [n, c.loss[k]]), colour: '#2c6fbb', width: 2.5 }];
+      this.pruneNote.textContent = `order: ${how.label}; ${c.step} head${c.step === 1 ? '' : 's'} a step; ${mode} ablation; on this text (${ids.length} tokens).`;
+      const series = [{ name: `${how.short} order`, points: Array.from(c.nRemoved, (n, k) => [n, c.loss[k]]), colour: '#2c6fbb', width: 2.5 }];
       for (let r = 0; r < c.randomLoss.length / P; r++) {
         series.push({ name: `random ${r + 1}`, points: Array.from(c.nRemoved, (n, k) => [n, c.randomLoss[r * P + k]]), colour: '#999', width: 1, opacity: 0.45, legend: false });
       }
@@ -369,3 +372,11 @@ export class ModelView {
 function levelsRows(values, n) {
   return Array.from({ length: n }, (_, i) => Array.from(values.subarray(i * n, (i + 1) * n)));
 }
+
+// The pruning orders offered: Michel et al.'s as run_bertology.py prunes
+// (the default), and the two importances measured once.
+const PRUNE_ORDERS = {
+  michel: { label: 'gradient importance, per-layer normalised, re-estimated every 10 % (Michel et al.)', short: 'Michel', args: { order: 'gradient', normalize: true, reestimate: true, step: 0 } },
+  gradient: { label: 'raw gradient importance, once', short: 'gradient', args: { order: 'gradient', normalize: false, reestimate: false, step: 1 } },
+  leave_one_out: { label: 'leave-one-out loss change, once', short: 'leave-one-out', args: { order: 'leave_one_out', step: 1 } },
+};

@@ -27,7 +27,7 @@
 //                 -> the core's head behaviour, generation, editsKey
 //   inductionTest {seqLen, batch, seed} -> the probe's scores and losses, generation
 //   importance    {ids, mode} -> gradient and leave-one-out importance, generation
-//   pruning       {ids, order, mode, step, nRandom, seed} -> the pruning curve, generation
+//   pruning       {ids, order, mode, step, nRandom, seed, normalize, reestimate} -> the pruning curve, generation
 //   evaluateMerge {ids, layer, headA, headB} -> the merge report, generation
 //   geometry      {what, variant, ...}; what: 'weights' (the one pass: {spectra, redundancy (O),
 //                 composition}) | 'copying' | 'redundancy' {kind} | 'merges' {topN} |

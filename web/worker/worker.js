@@ -334,8 +334,8 @@ const handlers = {
     return { ...needSession().importance(ids, { mode, onProgress: reporter(progress, 'importance') }), generation: modelGeneration };
   },
 
-  pruning(core, { ids, order = 'gradient', mode = 'zero', step = 1, nRandom = 3, seed = 0 }, progress) {
-    return { ...needSession().pruningCurve(ids, { order, mode, step, nRandom, seed, onProgress: reporter(progress, 'pruning curve') }), generation: modelGeneration };
+  pruning(core, { ids, order = 'gradient', mode = 'zero', step = 0, nRandom = 3, seed = 0, normalize = true, reestimate = true }, progress) {
+    return { ...needSession().pruningCurve(ids, { order, mode, step, nRandom, seed, normalize, reestimate, onProgress: reporter(progress, 'pruning curve') }), generation: modelGeneration };
   },
 
   evaluateMerge(core, { ids, layer, headA, headB }, progress) {
