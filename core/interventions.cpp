@@ -705,28 +705,29 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
     auto first = gradient_scores({});
     if (!first.ok()) return first.error();
     r.importance = *first;
-    r.order = least_first(r.importance, all);
-    if (options.reestimate) {
+    if (!options.reestimate) {
+      r.order = least_first(r.importance, all);
+    } else {
       // Each step: gate off what is removed, estimate again, remove the least
       // important `step` of the rest.
-      std::vector<int> removed;
+      std::vector<float> gate(N, 1.0f);  // 0 for the heads removed so far
       std::vector<double> scores = r.importance;
       for (int p = 1; p < P; ++p) {
         if (!report_progress(progress, runs_done / total_runs)) return cancelled_error();
         std::vector<int> rest;
         for (int h : all)
-          if (std::find(removed.begin(), removed.end(), h) == removed.end()) rest.push_back(h);
+          if (gate[h] != 0.0f) rest.push_back(h);
         const std::vector<int> next = least_first(scores, rest);
-        removed.insert(removed.end(), next.begin(), next.begin() + (r.n_removed[p] - r.n_removed[p - 1]));
+        for (int k = 0; k < r.n_removed[p] - r.n_removed[p - 1]; ++k) {
+          r.order.push_back(next[k]);
+          gate[next[k]] = 0.0f;
+        }
         if (p + 1 < P) {
-          std::vector<float> gate(N, 1.0f);
-          for (int h : removed) gate[h] = 0.0f;
           auto again = gradient_scores(gate);
           if (!again.ok()) return again.error();
           scores = *again;
         }
       }
-      r.order = removed;
     }
   } else {
     const double n_runs = N + 1;

@@ -69,9 +69,13 @@ export class ThreadTokenizer {
 
   // Starts the thread and builds the tokenizer there; resolves to this.
   async start() {
-    const { vocabSize } = await this.call('init', { json: this.json, config: this.config }, 30000, 'reading tokenizer.json');
-    this.vocabSize = vocabSize;
+    ({ vocabSize: this.vocabSize } = await this.init());
     return this;
+  }
+
+  // Builds the tokenizer in the current thread.
+  init() {
+    return this.call('init', { json: this.json, config: this.config }, 30000, 'reading tokenizer.json');
   }
 
   async encode(text, { addSpecialTokens = true } = {}) {
@@ -114,7 +118,7 @@ export class ThreadTokenizer {
         if (error !== undefined) entry.reject(new HeadscopeError(`tokenizer.json: ${error}`, 'bad_file'));
         else entry.resolve(result);
       });
-      if (type !== 'init') await this.call('init', { json: this.json, config: this.config }, 30000, 'reading tokenizer.json');
+      if (type !== 'init') await this.init();
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {

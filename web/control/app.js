@@ -183,7 +183,8 @@ export class App {
 
   // A host the viewer typed themselves needs no second question.
   trustTypedUrl(model) {
-    if (/^[a-z]+:/i.test(model)) this.confirmedOrigins.add(new URL(model).origin);
+    const spec = modelSpecOf({ model });
+    if (spec.kind === 'url') this.confirmedOrigins.add(new URL(spec.url).origin);
   }
 
   loadFiles(files) {
@@ -223,12 +224,7 @@ export class App {
       // The URL must describe the model on screen: go back to it.
       if (this.loadedState) Object.assign(patch, this.loadedState);
       this.store.set(patch);
-      // The model on screen is usable again: edits and text changed during
-      // the failed load were not sent (nothing runs while loading).
-      if (this.loadedKey) {
-        if (this.store.state.edits.join(';') !== this.editsKey) this.syncEdits();
-        this.scheduleAnalyze(0);
-      }
+      if (this.loadedKey) this.resumeLoaded();
       return;
     }
     {
@@ -276,6 +272,13 @@ export class App {
     this.loadingKey = null;
     this.cancelLoad();
     this.store.set({ modelStatus: 'ready', modelError: null, modelFailure: null, progress: null });
+    this.resumeLoaded();
+  }
+
+  // The loaded model is usable again after a load that did not replace it:
+  // edits and text changed meanwhile were not sent (nothing runs while
+  // loading).
+  resumeLoaded() {
     if (this.store.state.edits.join(';') !== this.editsKey) this.syncEdits();
     this.scheduleAnalyze(0);
   }

@@ -259,7 +259,7 @@ export class ModelView {
             + `Chance (isotropic): two random subspaces of full rank overlap ${formatNumber(chanceFullRank, 3)} on average (d_head / d_model; r_i·r_j / (d_model·d_head) for lower ranks). `
             + `This model's ${pairs.n} pairs of different heads: median ${formatNumber(pairs.median, 3)}, 95th percentile ${formatNumber(pairs.p95, 3)}, 99th ${formatNumber(pairs.p99, 3)}: the residual stream is not isotropic, so compare a pair with these too. `
             + `Colours run to the largest overlap of two different heads (${formatNumber(offMax, 3)}); the diagonal is clipped. Click a cell to open the row's head.`,
-          describe: (i, j, v) => `${headKey(Math.floor(i / r.nHead), i % r.nHead)} · ${headKey(Math.floor(j / r.nHead), j % r.nHead)}: overlap ${formatNumber(v, 4)} (chance ${formatNumber(chance[i * r.nLayer * r.nHead + j], 3)}; ${v > pairs.p95 ? 'above' : 'not above'} this model's 95th percentile)`,
+          describe: (i, j, v) => `${headKey(Math.floor(i / r.nHead), i % r.nHead)} · ${headKey(Math.floor(j / r.nHead), j % r.nHead)}: overlap ${formatNumber(v, 4)} (chance ${formatNumber(chance[i * n + j], 3)}; ${v > pairs.p95 ? 'above' : 'not above'} this model's 95th percentile)`,
           onPick: openPair,
           extra: { variant, subspace: this.subspace, rank: Array.from(r.rank), chanceFullRank, chance: levelsRows(chance, n), modelPairs: pairs },
         });

@@ -102,11 +102,13 @@ function makeSource(spec, files, endpoint, onCacheEvent, confirmed = []) {
         hubEndpoint = allowedHubEndpoint(endpoint, pageOrigin);
         if (!hubEndpoint) throw new HeadscopeError('the hub endpoint must be this page\'s origin or the loopback interface', 'not_allowed');
       }
-      const fetchImpl = guardedFetch(cachingFetch({ onEvent: onCacheEvent }), allowedOrigins(hubEndpoint && new URL(hubEndpoint).origin));
+      const caching = cachingFetch({ onEvent: onCacheEvent });
+      const fetchImpl = guardedFetch(caching, allowedOrigins(hubEndpoint && new URL(hubEndpoint).origin));
       const source = hubSource(spec.repo, spec.revision || 'main', { endpoint: hubEndpoint, fetchImpl });
-      // The folder's URL, to forget its cached files if the load fails.
+      // The folder's URL, to forget its cached files if the load fails
+      // once the cache's writes have settled.
       source.base = `${(hubEndpoint || HUB_ENDPOINT).replace(/\/$/, '')}/${spec.repo}/resolve/${encodeURIComponent(spec.revision || 'main')}/`;
-      source.cacheSettled = fetchImpl.settled;
+      source.cacheSettled = caching.settled;
       return source;
     }
     case 'url': {
