@@ -225,15 +225,15 @@ class RedundancyBuilder {
 //   QK QK^T   = W_Q G_K W_Q^T   -> G_q = W_Q S(G_K)
 //   QK^T QK   = W_K G_Q W_K^T   -> G_k = W_K S(G_Q)
 //   OV OV^T   = W_V G_O W_V^T   -> G_v = W_V S(G_O)
-// straight into the projector products' panels: F for every layer but the
-// last, the G for every layer but the first. Then ||F_i^T G_j||^2 for all
-// l1 < l2, the three kinds in one product (finish).
+// straight into the projector products' panels, every head on both sides.
+// Then ||F_i^T G_j||^2 for every ordered pair, the three kinds in one
+// product (finish): l1 < l2 are the scores, the rest their null.
 class CompositionBuilder {
  public:
   CompositionBuilder(const Model& model, WeightVariant variant)
       : H_(model.config.n_head),
         N_(static_cast<int>(model.weights.layers.size()) * H_),
-        layout_(N_, H_, PairSet::later_layer, 3),
+        layout_(N_, H_, PairSet::ordered, 3),
         FX_(layout_.head_x, model.config.d_model, model.config.d_head,
             band_rows(layout_.slots_x + layout_.slots_y)),
         FY_(layout_.head_y, model.config.d_model, model.config.d_head, FX_.band),
@@ -243,31 +243,30 @@ class CompositionBuilder {
     out_.n_head = H_;
     out_.qk_ignores_rotary = is_rotary(model.config);
     const std::size_t total = static_cast<std::size_t>(N_) * N_;
-    out_.q.assign(total, 0.0);
-    out_.k.assign(total, 0.0);
-    out_.v.assign(total, 0.0);
+    for (auto* a : {&out_.q, &out_.k, &out_.v, &out_.null_q, &out_.null_k, &out_.null_v}) a->assign(total, 0.0);
   }
   void add(int i, const HeadWork& w) {
     const HeadBlocks& b = w.b;
     // Each factor's squared norm, ||A S||^2 = tr(S^T A^T A S) = <A^T A, S S^T>,
     // is the circuit's ||OV||^2 = <G_V, G_O> or ||QK||^2 = <G_Q, G_K>.
     const double ov2 = b.G_V.cwiseProduct(b.G_O).sum(), qk2 = b.G_Q.cwiseProduct(b.G_K).sum();
-    if (layout_.x_slot[i] >= 0) factor(b.W_Ot(), w.S_V, w.p_V, ov2, FX_.lane(layout_.x_slot[i]));
-    if (layout_.y_slot(i, 0) >= 0) {
-      factor(b.W_Q(), w.S_K, w.p_K, qk2, FY_.lane(layout_.y_slot(i, 0)));
-      factor(b.W_K(), w.S_Q, w.p_Q, qk2, FY_.lane(layout_.y_slot(i, 1)));
-      factor(b.W_V(), w.S_O, w.p_O, ov2, FY_.lane(layout_.y_slot(i, 2)));
-    }
+    factor(b.W_Ot(), w.S_V, w.p_V, ov2, FX_.lane(layout_.x_slot[i]));
+    factor(b.W_Q(), w.S_K, w.p_K, qk2, FY_.lane(layout_.y_slot(i, 0)));
+    factor(b.W_K(), w.S_Q, w.p_Q, qk2, FY_.lane(layout_.y_slot(i, 1)));
+    factor(b.W_V(), w.S_O, w.p_O, ov2, FY_.lane(layout_.y_slot(i, 2)));
   }
   Result<CompositionScores> finish(const ProgressFn& progress, double p0, double p1) {
     auto sq = projector_products(layout_, FX_, FY_, progress, p0, p1);
     if (!sq) return sq.error();
-    std::vector<double>* dst[3] = {&out_.q, &out_.k, &out_.v};
+    std::vector<double>* scores[3] = {&out_.q, &out_.k, &out_.v};
+    std::vector<double>* null[3] = {&out_.null_q, &out_.null_k, &out_.null_v};
     for (int y = 0; y < 3; ++y) {
       const MatrixRMd& s = (*sq)[y];
       for (int i = 0; i < N_; ++i) {
         for (int j = 0; j < N_; ++j) {
-          if (i / H_ < j / H_) (*dst[y])[static_cast<std::size_t>(i) * N_ + j] = std::sqrt(std::max(0.0, s(i, j)));
+          if (i == j) continue;
+          std::vector<double>& dst = i / H_ < j / H_ ? *scores[y] : *null[y];
+          dst[static_cast<std::size_t>(i) * N_ + j] = std::sqrt(std::max(0.0, s(i, j)));
         }
       }
     }
@@ -322,7 +321,7 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
   const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
   CompositionBuilder builder(model, variant);
   HeadReader heads(model, variant);
-  for (int i = 0; i < N && N > H; ++i) {  // a single layer composes with nothing
+  for (int i = 0; i < N; ++i) {
     auto w = heads.work(i / H, i % H);
     if (!w) return w.error();
     builder.add(i, *w);

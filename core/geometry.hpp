@@ -107,11 +107,17 @@ Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant v
 // all Frobenius norms, each score in [0, 1]; a zero circuit scores 0.
 // ||L R||^2 = tr(L^T L R R^T) is computed from dh-column factors
 // (L^T L = F F^T, R R^T = G G^T) as ||F^T G||_F^2, batched.
+// null_q, null_k, null_v: the same scores of the pairs that cannot compose,
+// l1 > l2 (reversed) and l1 == l2 (same layer), self-pairs excluded (0), the
+// l1 < l2 entries 0: the empirical null of composition_null.hpp. They keep
+// every head's spectrum and the residual stream's shared anisotropy, which a
+// null of random matrices does not.
 struct CompositionScores {
   WeightVariant variant = WeightVariant::raw;
   int n_layer = 0, n_head = 0;
   bool qk_ignores_rotary = false;
-  std::vector<double> q, k, v;  // [L, H, L, H]
+  std::vector<double> q, k, v;                 // [L, H, L, H], l1 < l2
+  std::vector<double> null_q, null_k, null_v;  // [L, H, L, H], l1 >= l2, self 0
 };
 Result<CompositionScores> composition_scores(const Model& model, WeightVariant variant,
                                              const ProgressFn& progress = {});
@@ -139,7 +145,9 @@ double composition_score(const Eigen::Ref<const MatrixRMd>& A1, const Eigen::Ref
 // The score of random factored matrices of the same shapes (ARENA): X1..X4
 // [d, dh] uniform on +-1/sqrt(dh) (kaiming_uniform a=sqrt(5)), score
 // comp(X1 X2^T, X3 X4^T). Deterministic for a seed (xoshiro256**). Roughly
-// 1/sqrt(d): the colour midpoint for composition plots.
+// 1/sqrt(d): the colour midpoint for composition plots. Not a null for
+// significance: real heads share the residual stream's anisotropy, so most
+// real pairs beat it (composition_null.hpp has the null that holds).
 struct CompositionBaseline {
   int d_model = 0, d_head = 0, n_samples = 0;
   std::uint64_t seed = 0;

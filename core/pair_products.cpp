@@ -62,7 +62,8 @@ void FactorPanels::set(int slot, const MatrixRM& X, Eigen::Index col0) {
   }
 }
 
-PairLayout::PairLayout(int n_heads, int group, PairSet set, int kinds) : sym(set == PairSet::symmetric), n(n_heads) {
+PairLayout::PairLayout(int n_heads, int group, PairSet set, int kinds)
+    : sym(set == PairSet::symmetric), ordered(set == PairSet::ordered), n(n_heads) {
   auto round4 = [](int x) { return (x + 3) / 4 * 4; };
   if (!sym) {
     L = n / group;
@@ -70,8 +71,11 @@ PairLayout::PairLayout(int n_heads, int group, PairSet set, int kinds) : sym(set
     Hx = round4(group);
     Hy = round4(group * n_y);
   }
-  slots_x = sym ? round4(n) : (L - 1) * Hx;
-  slots_y = sym ? 0 : (L - 1) * Hy;
+  // Layers on each side: later_layer leaves the last out on the left and
+  // the first on the right (shift 1).
+  const int layers = ordered ? L : L - 1, shift = ordered ? 0 : 1;
+  slots_x = sym ? round4(n) : layers * Hx;
+  slots_y = sym ? 0 : layers * Hy;
   head_x.assign(slots_x, -1);
   head_y.assign(slots_y, -1);
   kind_y.assign(slots_y, -1);
@@ -79,12 +83,12 @@ PairLayout::PairLayout(int n_heads, int group, PairSet set, int kinds) : sym(set
   y_base.assign(n, -1);
   for (int i = 0; i < n; ++i) {
     const int l = sym ? 0 : i / group, h = sym ? i : i % group;
-    if (sym || l < L - 1) {
+    if (sym || l < layers) {
       x_slot[i] = sym ? i : l * Hx + h;
       head_x[x_slot[i]] = i;
     }
-    if (!sym && l >= 1) {
-      y_base[i] = (l - 1) * Hy + h * n_y;
+    if (!sym && l >= shift) {
+      y_base[i] = (l - shift) * Hy + h * n_y;
       for (int y = 0; y < n_y; ++y) {
         head_y[y_base[i] + y] = i;
         kind_y[y_base[i] + y] = y;
@@ -204,8 +208,8 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
   // In slots. The symmetric set is one square, its kernel tiles on and above
   // the diagonal only (below).
   std::vector<Tile> tiles;
-  if (sym) {
-    tiles.push_back({0, slots_x, 0, slots_x});
+  if (sym || layout.ordered) {
+    tiles.push_back({0, slots_x, 0, sym ? slots_x : slots_y});
   } else {
     std::vector<LayerBlock> blocks;
     later_layer_blocks(0, L, blocks);
@@ -321,7 +325,7 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
   for (int y = 0; y < n_y; ++y) {
     if (Ys[y]->rows() != d || Ys[y]->cols() != X.cols()) return make_error("block_frobenius_products: Y shape differs from X");
   }
-  if (set == PairSet::later_layer && (group <= 0 || n % group != 0)) {
+  if (set != PairSet::symmetric && (group <= 0 || n % group != 0)) {
     return make_error("block_frobenius_products: heads are not whole layers");
   }
   const int n_out = set == PairSet::symmetric ? 1 : n_y;
@@ -337,6 +341,16 @@ Result<std::vector<MatrixRMd>> block_frobenius_products_multi(const MatrixRM& X,
         for (int j = 0; j <= i; ++j) out[0](i, j) = out[0](j, i) = G.block(i * k, j * k, k, k).cast<double>().squaredNorm();
       }
       if (!report_progress(progress, p1)) return cancelled_error();
+      return out;
+    }
+    if (set == PairSet::ordered) {
+      for (int y = 0; y < n_y; ++y) {
+        const MatrixRM G = X.transpose() * *Ys[y];
+        for (int i = 0; i < n; ++i) {
+          for (int j = 0; j < n; ++j) out[y](i, j) = G.block(i * k, j * k, k, k).cast<double>().squaredNorm();
+        }
+        if (!report_progress(progress, p0 + (p1 - p0) * (y + 1) / n_y)) return cancelled_error();
+      }
       return out;
     }
     for (int y = 0; y < n_y; ++y) {

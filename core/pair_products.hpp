@@ -3,7 +3,8 @@
 // [d, k] (k = dh columns each), as float products summed in double. The
 // analyses (geometry.hpp) reduce both of their all-pairs quantities to it:
 // subspace redundancy (Y = X, orthonormal bases: all pairs) and composition
-// scores (the pairs with layer(i) < layer(j), three right-hand kinds at once).
+// scores (every ordered pair i != j, three right-hand kinds at once: the
+// pairs with layer(i) < layer(j) are the scores, the others their null).
 //
 // How it is evaluated (PairKernel):
 //   projector: <X_i X_i^T, Y_j Y_j^T> over the packed upper triangle of the
@@ -34,6 +35,7 @@ enum class PairKernel { projector, direct };
 enum class PairSet {
   symmetric,    // Y = X, all pairs (mirrored)
   later_layer,  // pairs with layer(i) < layer(j), layer = index / group
+  ordered,      // every ordered pair (i, j), the diagonal included
 };
 
 // X, Y [d, n*k] (blocks side by side, zero columns allowed); result [n, n] in
@@ -93,14 +95,16 @@ struct FactorPanels {
 // left heads (l < L - 1: the last layer never composes forward) at
 // l * Hx + h and its right (head, kind) rows (l >= 1) at
 // (l - 1) * Hy + h * n_y + y, with Hx, Hy the layer's counts rounded up to
-// 4 so that every layer rectangle starts on a quad. Padding slots stay zero.
+// 4 so that every layer rectangle starts on a quad. ordered puts every
+// layer on both sides: left l * Hx + h, right l * Hy + h * n_y + y.
+// Padding slots stay zero.
 struct PairLayout {
-  bool sym = false;
+  bool sym = false, ordered = false;
   int n = 0, L = 1, n_y = 0, Hx = 0, Hy = 0, slots_x = 0, slots_y = 0;
   std::vector<int> head_x, head_y, kind_y;  // by slot, -1 for padding
   std::vector<int> x_slot, y_base;          // by head, -1 for none
-  // n_heads heads in layers of `group` (later_layer), `kinds` right-hand
-  // factors per head (later_layer; the symmetric set has one side).
+  // n_heads heads in layers of `group` (later_layer, ordered), `kinds`
+  // right-hand factors per head (the symmetric set has one side).
   PairLayout(int n_heads, int group, PairSet set, int kinds);
   int y_slot(int i, int y) const { return y_base[i] < 0 ? -1 : y_base[i] + y; }
 };

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "checkpoint.hpp"
+#include "composition_null.hpp"
 #include "config.hpp"
 #include "detectors.hpp"
 #include "full_ov_circuit.hpp"
@@ -130,10 +131,41 @@ val redundancy_value(const hs::RedundancyMatrix& matrix, const std::string& vari
   return out;
 }
 
-// Composition scores with the random baseline of their shapes.
+val composition_test_value(const hs::CompositionTest& t) {
+  val out = val::object();
+  val null = val::object();
+  null.set("n", t.null.n);
+  null.set("mean", t.null.mean);
+  null.set("q95", t.null.q95);
+  null.set("q99", t.null.q99);
+  null.set("q999", t.null.q999);
+  out.set("null", null);
+  val gaps = val::array();
+  for (const hs::NullGap& g : t.gaps) {
+    val gap = val::object();
+    gap.set("gap", g.gap);
+    gap.set("n", g.n);
+    gap.set("mean", g.mean);
+    gap.set("q95", g.q95);
+    gap.set("above_q95", g.above_q95);
+    gaps.call<void>("push", gap);
+  }
+  out.set("gaps", gaps);
+  out.set("n_tests", t.n_tests);
+  out.set("p", float64_copy(t.p));
+  out.set("resolvable", t.resolvable);
+  out.set("n_flagged", t.n_flagged);
+  out.set("threshold", t.threshold);
+  return out;
+}
+
+// Composition scores with their empirical null and significance
+// (composition_null.hpp) and the random baseline of their shapes (the
+// colour midpoint).
 val composition_value(const hs::Model& model, const hs::CompositionScores& scores, const std::string& variant_name,
-                      int baseline_samples) {
+                      int baseline_samples, double fdr) {
   HS_WASM_UNWRAP(baseline, hs::composition_baseline(model.config.d_model, model.config.d_head, baseline_samples));
+  HS_WASM_UNWRAP(significance, hs::composition_significance(scores, fdr));
   val out = ok_value();
   out.set("variant", variant_name);
   out.set("n_layer", scores.n_layer);
@@ -142,6 +174,15 @@ val composition_value(const hs::Model& model, const hs::CompositionScores& score
   out.set("q", float64_copy(scores.q));
   out.set("k", float64_copy(scores.k));
   out.set("v", float64_copy(scores.v));
+  out.set("null_q", float64_copy(scores.null_q));
+  out.set("null_k", float64_copy(scores.null_k));
+  out.set("null_v", float64_copy(scores.null_v));
+  val sig = val::object();
+  sig.set("fdr", significance->fdr);
+  sig.set("q", composition_test_value(significance->q));
+  sig.set("k", composition_test_value(significance->k));
+  sig.set("v", composition_test_value(significance->v));
+  out.set("significance", sig);
   val base = val::object();
   base.set("mean", baseline->mean);
   base.set("std", baseline->std);
@@ -167,20 +208,21 @@ val geometry_redundancy(Session& session, const std::string& variant_name, const
   return redundancy_value(*matrix, variant_name);
 }
 
-val geometry_composition(Session& session, const std::string& variant_name, int baseline_samples, val progress) {
+val geometry_composition(Session& session, const std::string& variant_name, int baseline_samples, double fdr,
+                         val progress) {
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(variant, variant_of(variant_name));
   HS_WASM_UNWRAP(scores, hs::composition_scores(*model, variant.value(), progress_of(progress)));
-  return composition_value(*model, *scores, variant_name, baseline_samples);
+  return composition_value(*model, *scores, variant_name, baseline_samples, fdr);
 }
 
 // The three in one pass (hs::weight_geometry): {spectra, redundancy (O), composition}.
-val geometry_weights(Session& session, const std::string& variant_name, int top_k, int baseline_samples,
+val geometry_weights(Session& session, const std::string& variant_name, int top_k, int baseline_samples, double fdr,
                      val progress) {
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(variant, variant_of(variant_name));
   HS_WASM_UNWRAP(all, hs::weight_geometry(*model, variant.value(), top_k, progress_of(progress)));
-  val composition = composition_value(*model, all->composition, variant_name, baseline_samples);
+  val composition = composition_value(*model, all->composition, variant_name, baseline_samples, fdr);
   if (!composition["ok"].as<bool>()) return composition;
   val out = ok_value();
   out.set("spectra", spectra_value(all->spectra, variant_name));

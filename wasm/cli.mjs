@@ -179,12 +179,24 @@ function metrics(session, info, options) {
     model: info, variant, qk_ignores_rotary: spectra.qkIgnoresRotary, heads,
     // Each redundancy's chance level and this model's own spread (the matrices are in redundancy_*).
     redundancy_levels: Object.fromEntries(Object.entries(redundancy).map(([kind, r]) => [kind, { chanceFullRank: r.levels.chanceFullRank, pairs: r.levels.pairs }])),
-    composition_baseline: composition.baseline, merge_candidates: merges.pairs,
-    conventions: 'TransformerLens: OV = W_V W_O, QK = W_Q W_K^T, row vectors; redundancy = ||Q_i^T Q_j||_F^2 / d_head; composition [L,H,L,H] for l1 < l2',
+    // Each kind's empirical null (pairs l1 >= l2), Benjamini-Hochberg flags
+    // and per-gap check; the p-values are in composition_p_*.
+    composition_significance: {
+      fdr: composition.significance.fdr,
+      null: 'the same score over pairs that cannot compose: l1 > l2 and l1 == l2, self-pairs excluded; p = (1 + #{null >= s}) / (N + 1)',
+      ...Object.fromEntries(['q', 'k', 'v'].map((k) => { const { p, ...rest } = composition.significance[k]; return [k, rest]; })),
+    },
+    composition_baseline: { ...composition.baseline, use: 'colour midpoint only: real heads beat this i.i.d. null' },
+    merge_candidates: merges.pairs,
+    conventions: 'TransformerLens: OV = W_V W_O, QK = W_Q W_K^T, row vectors; redundancy = ||Q_i^T Q_j||_F^2 / d_head; composition [L,H,L,H] for l1 < l2, composition_null [L,H,L,H] for l1 >= l2',
   };
   const large = {
     ...Object.fromEntries(Object.entries(redundancy).map(([kind, r]) => [`redundancy_${kind}`, [r.overlap, [L * H, L * H]]])),
-    ...Object.fromEntries(['q', 'k', 'v'].map((k) => [`composition_${k}`, [composition[k], [L, H, L, H]]])),
+    ...Object.fromEntries(['q', 'k', 'v'].flatMap((k) => [
+      [`composition_${k}`, [composition[k], [L, H, L, H]]],
+      [`composition_null_${k}`, [composition[`null${k.toUpperCase()}`], [L, H, L, H]]],
+      [`composition_p_${k}`, [composition.significance[k].p, [L, H, L, H]]],
+    ])),
   };
   if (!options.out || options.out.endsWith('.json')) {
     const all = { ...summary, ...Object.fromEntries(Object.entries(large).map(([name, [values]]) => [name, Array.from(values)])) };

@@ -317,17 +317,22 @@ export class ModelSession {
     return { ...r, levels: redundancyLevels(r, dModel, dHead, shared) };
   }
 
-  // Q-, K-, V-composition scores [L,H,L,H] (l1 < l2, others 0) and the
-  // random-matrix baseline {mean, std} for the same shapes.
-  composition({ variant = 'raw', baselineSamples = 300, onProgress } = {}) {
-    return unwrap(this.raw.geometry_composition(variant, baselineSamples, onProgress));
+  // Q-, K-, V-composition scores [L,H,L,H] (l1 < l2, others 0); their
+  // empirical null nullQ/K/V (the same scores of pairs l1 >= l2, self 0);
+  // significance {fdr, q, k, v: {null: {n, mean, q95, q99, q999}, gaps,
+  // nTests, p [L,H,L,H], resolvable, nFlagged, threshold}} (each pair's
+  // empirical p-value, Benjamini-Hochberg at level fdr: core
+  // composition_null.hpp); and the random-matrix baseline {mean, std} of the
+  // same shapes, a colour midpoint only.
+  composition({ variant = 'raw', baselineSamples = 300, fdr = 0.05, onProgress } = {}) {
+    return unwrap(this.raw.geometry_composition(variant, baselineSamples, fdr, onProgress));
   }
 
   // The three above in one pass (the core's weight_geometry): {spectra,
   // redundancy (kind 'O'), composition}, the same numbers as spectra(),
   // redundancy() and composition(), about 10% faster than the three calls.
-  weightGeometry({ variant = 'raw', topK = 4, baselineSamples = 300, onProgress } = {}) {
-    const r = unwrap(this.raw.geometry_weights(variant, topK, baselineSamples, onProgress));
+  weightGeometry({ variant = 'raw', topK = 4, baselineSamples = 300, fdr = 0.05, onProgress } = {}) {
+    const r = unwrap(this.raw.geometry_weights(variant, topK, baselineSamples, fdr, onProgress));
     return { spectra: unwrap(r.spectra), redundancy: this.withLevels(unwrap(r.redundancy), 'O'), composition: unwrap(r.composition) };
   }
 

@@ -152,17 +152,33 @@ test('model view: redundancy and composition matrices, the graph and merge candi
   await page.waitForFunction(() => /K-composition/.test(document.querySelector('#composition-figure .legend-title').textContent));
   const tip = await hover('#composition-figure', 1, 6);
   close(Number(tip.value), cli.composition_k[1 * N + 6], 1e-9, 'K-composition L0H1 -> L1H2');
-  assert.match(tip.text, /L0H1 → L1H2: 0\.\d{4} \(z -?\d+\.\d\)/);
+  const p = cli.composition_p_k[1 * N + 6];
+  assert.ok(p > 0 && p <= 1, `p ${p}`);
+  assert.match(tip.text, new RegExp(`L0H1 → L1H2: 0\\.\\d{4} \\(p ${p.toFixed(3)}\\)`));
   assert.equal((await hover('#composition-figure', 6, 1)).value, '', 'later -> earlier is not defined');
-  assert.match(await page.textContent('#composition-figure .axis-note'), new RegExp(`score ${cli.composition_baseline.mean.toFixed(4)} ± ${cli.composition_baseline.std.toFixed(4)}`));
+  // The null: 2 layers of 4 heads have 16 reversed and 24 same-layer pairs,
+  // too few to flag at FDR 5 % (399 needed): the page says so and ranks.
+  const sig = cli.composition_significance;
+  assert.equal(sig.k.null.n, 40);
+  assert.equal(sig.k.resolvable, false);
+  const note = await page.textContent('#composition-figure .axis-note');
+  assert.match(note, new RegExp(`Null: the same score over the 40 pairs that cannot compose .*mean ${sig.k.null.mean.toFixed(4)}, 95th percentile ${sig.k.null.q95.toFixed(4)}`));
+  assert.match(note, /Too few null pairs to flag at a 5 % false-discovery rate: rank, do not test/);
+  assert.match(note, new RegExp(`Colour midpoint: random i.i.d. matrices of these shapes \\(${cli.composition_baseline.mean.toFixed(4)}\\)`));
 
-  // The graph draws every pair above baseline + 2 sd (all three kinds here).
-  const threshold = cli.composition_baseline.mean + 2 * cli.composition_baseline.std;
-  const above = ['q', 'k', 'v'].reduce((n, k) => n + cli[`composition_${k}`].filter((x) => x > threshold).length, 0);
-  assert.equal(await page.$$eval('#composition-graph path', (p) => p.length), Math.min(400, above));
+  // The graph: not a test here, the 8 highest-scoring pairs of each kind.
+  const top = (k) => cli[`composition_${k}`].map((x, at) => [x, at]).filter(([, at]) => Math.floor(Math.floor(at / N) / 4) < Math.floor((at % N) / 4)).sort((a, b) => b[0] - a[0]).slice(0, 8);
+  assert.equal(await page.$$eval('#composition-graph path', (e) => e.length), 24);
+  assert.match(await page.textContent('#graph-card'), /Not tested: the null, the same score over the 40 pairs .* at least 399 null pairs are needed\. Shown instead: the 24 highest-scoring pairs, ranked/);
   const graph = JSON.parse((await exportFile(page, '#graph-card', 'json')).bytes);
-  assert.equal(graph.edges.length, Math.min(400, above));
-  assert.ok(graph.edges.every((e) => e.score > threshold));
+  assert.match(graph.edges_are, /ranked: the null is too small to test/);
+  assert.equal(graph.edges.length, 24);
+  for (const k of ['q', 'k', 'v']) {
+    const want = new Map(top(k).map(([x, at]) => [`L${Math.floor(Math.floor(at / N) / 4)}H${Math.floor(at / N) % 4}→L${Math.floor((at % N) / 4)}H${at % N % 4}`, x]));
+    const got = graph.edges.filter((e) => e.kind === k);
+    assert.deepEqual(got.map((e) => `${e.from}→${e.to}`).sort(), [...want.keys()].sort(), `${k}: the top 8 pairs`);
+    for (const e of got) close(e.score, want.get(`${e.from}→${e.to}`), 1e-9, `${k} ${e.from}→${e.to}`);
+  }
 
   // Merge candidates.
   const rows = await page.$$eval('#merge-table tbody tr', (tr) => tr.map((r) => [...r.children].map((c) => c.textContent)));

@@ -137,6 +137,12 @@ void check_model(const std::string& name, hs::WeightVariant variant) {
     Worst w(tag + "composition " + k, 2e-6);
     for (int i = 0; i < N * N; ++i) w.add(got[i], want.data[i], "pair " + at(i / N, i % N));
     w.check();
+    // Its null: the pairs l1 >= l2, self-pairs 0.
+    const auto want_null = R(std::string("compnull_") + k);
+    const std::vector<double>& got_null = *k == 'q' ? comp->null_q : *k == 'k' ? comp->null_k : comp->null_v;
+    Worst wn(tag + "composition null " + k, 2e-6);
+    for (int i = 0; i < N * N; ++i) wn.add(got_null[i], want_null.data[i], "pair " + at(i / N, i % N));
+    wn.check();
   }
 
   // The one-pass call computes the same numbers as the three calls, exactly.
@@ -156,6 +162,7 @@ void check_model(const std::string& name, hs::WeightVariant variant) {
   CHECK(all->composition.q == comp->q);
   CHECK(all->composition.k == comp->k);
   CHECK(all->composition.v == comp->v);
+  CHECK(all->composition.null_k == comp->null_k);
 
   // Full OV circuit eigenvalues.
   auto ue = hs::unembed_embed_product(model, variant);

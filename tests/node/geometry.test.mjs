@@ -42,7 +42,14 @@ for (const name of ['gpt2', 'gpt_neox', 'llama']) {
         expectClose(session.redundancy({ variant, kind }).overlap, path.join(ref, `red_${kind}.npy`), 1e-5, `${kind} redundancy`);
       }
       const comp = session.composition({ variant, baselineSamples: 50 });
-      for (const k of ['q', 'k', 'v']) expectClose(comp[k], path.join(ref, `comp_${k}.npy`), 1e-5, `${k}-composition`);
+      for (const k of ['q', 'k', 'v']) {
+        expectClose(comp[k], path.join(ref, `comp_${k}.npy`), 1e-5, `${k}-composition`);
+        expectClose(comp[`null${k.toUpperCase()}`], path.join(ref, `compnull_${k}.npy`), 1e-5, `${k}-composition null`);
+        const t = comp.significance[k];
+        assert.equal(t.nTests + t.null.n + comp.nLayer * comp.nHead, (comp.nLayer * comp.nHead) ** 2, 'every ordered pair: a test, a null pair or a self-pair');
+        assert.ok(Array.from(t.p).every((p, at) => (Math.floor(Math.floor(at / (comp.nLayer * comp.nHead)) / comp.nHead) < Math.floor((at % (comp.nLayer * comp.nHead)) / comp.nHead) ? p > 0 && p <= 1 : Number.isNaN(p))));
+      }
+      assert.equal(comp.significance.fdr, 0.05);
       assert.ok(comp.baseline.mean > 0 && comp.baseline.mean < 1 && comp.baseline.std > 0);
       expectClose(session.copying({ variant }).copyingScore, path.join(ref, 'copy_score.npy'), 1e-5, 'OV copying score');
       // The one-pass call: the same numbers as the three calls, exactly.

@@ -18,6 +18,7 @@ Layout (all under OUT):
   angles/<i>/theta_scipy{,_bound}.npy         scipy's angles and what scipy can deliver (scipy_angle_bounds)
   composition/<i>/{A1,B1,A2,B2,score}.npy     single composition scores
   baseline/{shape,scores}.npy                 random-baseline Monte Carlo (numpy RNG)
+  bh/<i>/{p,q,flags}.npy                      Benjamini-Hochberg by adjusted p-values
   models/<name>/config.npy                    [L, d, H, G, dh, V, d_mlp, rms, n_pos, rotary_dim, gated, parallel]
   models/<name>/raw/*.npy                     weights in the canonical (core/model.hpp) layout
   models/<name>/processed/*.npy               the same after TL processing (numpy)
@@ -231,8 +232,9 @@ def angle_cases(out, rng):
 
 
 def comp_score_full(L, R):
-    """TL composition score with explicit matrices."""
-    return np.linalg.norm(L @ R) / (np.linalg.norm(L) * np.linalg.norm(R))
+    """TL composition score with explicit matrices; a zero circuit scores 0."""
+    norms = np.linalg.norm(L) * np.linalg.norm(R)
+    return np.linalg.norm(L @ R) / norms if norms > 0 else 0.0
 
 
 def composition_cases(out, rng):
@@ -511,20 +513,26 @@ def model_metrics(cfg, w):
                 th = scipy.linalg.subspace_angles(flat[i], flat[j])
                 R[i, j] = R[j, i] = (np.cos(th) ** 2).sum() / dh
         r["red_" + kind] = R
-    # Composition scores with full matrices, TL's l1 < l2 mask.
+    # Composition scores with full matrices for every ordered pair: l1 < l2
+    # (TL's mask) are the scores, l1 >= l2 (self excluded) their null.
     comp = {k: np.zeros((L, H, L, H)) for k in "qkv"}
+    null = {k: np.zeros((L, H, L, H)) for k in "qkv"}
     for l1 in range(L):
         for h1 in range(H):
-            for l2 in range(l1 + 1, L):
+            Lm = ov[l1][h1]
+            if not Lm.any():
+                continue
+            for l2 in range(L):
                 for h2 in range(H):
-                    Lm = ov[l1][h1]
-                    if not Lm.any():
+                    if (l1, h1) == (l2, h2):
                         continue
-                    comp["q"][l1, h1, l2, h2] = comp_score_full(Lm, qk[l2][h2])
-                    comp["k"][l1, h1, l2, h2] = comp_score_full(Lm, qk[l2][h2].T)
-                    comp["v"][l1, h1, l2, h2] = comp_score_full(Lm, ov[l2][h2])
+                    dst = comp if l1 < l2 else null
+                    dst["q"][l1, h1, l2, h2] = comp_score_full(Lm, qk[l2][h2])
+                    dst["k"][l1, h1, l2, h2] = comp_score_full(Lm, qk[l2][h2].T)
+                    dst["v"][l1, h1, l2, h2] = comp_score_full(Lm, ov[l2][h2])
     for k in "qkv":
         r["comp_" + k] = comp[k]
+        r["compnull_" + k] = null[k]
     # Full OV circuit W_E OV W_U [V, V], eigenvalues explicitly.
     WE, WU = w["W_E"], w["W_U"]
     cs = np.zeros((L, H))
@@ -566,19 +574,54 @@ def model_metrics(cfg, w):
     return r
 
 
-def write_model(out, name, cfg, w):
+def bh_cases(out, rng):
+    """Benjamini-Hochberg discoveries by the step-up adjusted p-values
+    (min over j >= k of p_(j) m / j, <= q), a different route from the
+    C++'s largest-k search. p-values with ties, as empirical ones have."""
+    i = 0
+    for m in (1, 7, 200, 1000):
+        for q in (0.05, 0.2):
+            strong = rng.integers(0, 40, size=m) / 10001.0 + 1 / 10001.0
+            p = np.where(rng.random(m) < 0.15, strong, rng.integers(1, 10001, size=m) / 10001.0)
+            order = np.argsort(p, kind="stable")
+            adjusted = p[order] * m / np.arange(1, m + 1)
+            adjusted = np.minimum.accumulate(adjusted[::-1])[::-1]
+            flags = np.zeros(m, dtype=np.int64)
+            flags[order] = adjusted <= q
+            d = os.path.join(out, "bh", str(i))
+            save(d, "p", p)
+            save(d, "q", np.array([q]))
+            save(d, "flags", flags)
+            i += 1
+    save(os.path.join(out, "bh"), "count", np.array([i]))
+
+
+def write_raw_model(out, name, cfg, w):
+    """A model's config and raw weights only (no metrics), for tests that
+    compute on it themselves."""
     base = os.path.join(out, "models", name)
     save(base, "config", np.array([cfg["L"], cfg["d"], cfg["H"], cfg["G"], cfg["dh"], cfg["V"], cfg["d_mlp"],
                                    int(cfg["rms"]), cfg["n_pos"], cfg["rotary_dim"], int(cfg["gated"]),
                                    int(cfg["parallel"])]))
+    p = os.path.join(base, "raw")
+    for k in GLOBAL_KEYS:
+        save(p, k, f32(w[k]))
+    for l, lw in enumerate(w["layers"]):
+        for k in LAYER_KEYS:
+            save(p, f"{k}.{l}", f32(lw[k]))
+
+
+def write_model(out, name, cfg, w):
+    write_raw_model(out, name, cfg, w)
+    base = os.path.join(out, "models", name)
     pw = process_tl(cfg, w)
+    p = os.path.join(base, "processed")
+    for k in GLOBAL_KEYS:
+        save(p, k, pw[k])
+    for l, lw in enumerate(pw["layers"]):
+        for k in LAYER_KEYS:
+            save(p, f"{k}.{l}", lw[k])
     for variant, weights in (("raw", w), ("processed", pw)):
-        p = os.path.join(base, variant)
-        for k in GLOBAL_KEYS:
-            save(p, k, f32(weights[k]) if variant == "raw" else weights[k])
-        for l, lw in enumerate(weights["layers"]):
-            for k in LAYER_KEYS:
-                save(p, f"{k}.{l}", f32(lw[k]) if variant == "raw" else lw[k])
         for k, v in model_metrics(cfg, weights).items():
             save(os.path.join(base, "ref_" + variant), k, v)
 
@@ -593,6 +636,11 @@ def main():
     angle_cases(out, rng)
     composition_cases(out, rng)
     baseline_reference(out, rng)
+    bh_cases(out, rng)
+    # Independent random heads (every pair exchangeable): the composition
+    # null's calibration. Not in names.txt: it has no metrics.
+    cfg, w = random_model(rng, L=6, d=64, H=12, G=12, dh=8, V=16, d_mlp=8, rms=False, gated=False)
+    write_raw_model(out, "independent_heads", cfg, w)
     models = []
     cfg, w = random_model(rng, L=3, d=48, H=4, G=4, dh=12, V=40, d_mlp=64, rms=False, gated=False)
     write_model(out, "synthetic_ln", cfg, w); models.append("synthetic_ln")

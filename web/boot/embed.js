@@ -5,7 +5,7 @@
 // such as <headscope-view> can size the frame to its content.
 import { App, textOf } from '../control/app.js';
 import { el } from '../views/dom.js';
-import { compositionGraph } from '../figures/charts.js';
+import { compositionEdges, compositionGraph, compositionGraphNote } from '../figures/charts.js';
 import { Heatmap, LineView } from '../views/headview.js';
 import { MatrixFigure } from '../figures/matrix.js';
 import { modelLabel } from '../state/models.js';
@@ -51,8 +51,10 @@ function embedModelView() {
         caption: `chance (random subspaces) ${r.levels.chanceFullRank.toFixed(3)}; this model's pairs: median ${r.levels.pairs.median.toFixed(3)}, 95th percentile ${r.levels.pairs.p95.toFixed(3)}`,
       });
       const c = await app.geometry('composition', { variant });
-      const { svg } = compositionGraph({ nLayer: c.nLayer, nHead: c.nHead, scores: c, threshold: c.baseline.mean + 2 * c.baseline.std });
-      graphBox.replaceChildren(el('p', { class: 'muted small', text: `composition above the random baseline + 2 sd (${variant} weights): Q blue, K orange, V green` }), svg);
+      const kinds = ['q', 'k', 'v'];
+      const pairs = compositionEdges(c, kinds);
+      const { svg, edges } = compositionGraph({ nLayer: c.nLayer, nHead: c.nHead, edges: pairs.edges });
+      graphBox.replaceChildren(el('p', { class: 'muted small', text: `Composition (${variant} weights; Q blue, K orange, V green). ${compositionGraphNote(c, kinds, pairs, edges.length)}` }), svg);
     } catch (error) {
       graphBox.replaceChildren(el('p', { class: 'message error', text: error.message }));
     }

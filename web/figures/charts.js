@@ -48,10 +48,58 @@ export function spectrumChart(sigma, { title = '', erank = null, colour = '#2c6f
   return svg;
 }
 
-// The composition graph: layers left to right, heads top to bottom; an edge
-// for every pair whose score is above threshold (e.g. baseline mean + 2 sd),
-// width growing with the excess. scores: {q, k, v} each [L, H, L, H] flat.
-export function compositionGraph({ nLayer, nHead, scores, threshold, kinds = ['q', 'k', 'v'], selected = null, maxEdges = 400, onPick = null }) {
+// The pairs the composition graph draws, from a composition result with
+// its significance (core composition_null.hpp): for each kind, the pairs
+// Benjamini-Hochberg flags at the result's false-discovery level, where the
+// empirical null has enough pairs to reach that level; otherwise nothing is
+// flagged and the `rankTop` highest-scoring pairs are drawn as a ranking.
+// {edges: [{kind, a, b, v, p}] strongest first, ranked: bool}.
+export function compositionEdges(c, kinds = ['q', 'k', 'v'], { rankTop = 8 } = {}) {
+  const N = c.nLayer * c.nHead;
+  const edges = [];
+  let ranked = false;
+  for (const kind of kinds) {
+    const s = c[kind];
+    const t = c.significance[kind];
+    const pairs = [];
+    for (let a = 0; a < N; a++) {
+      for (let b = 0; b < N; b++) {
+        if (Math.floor(a / c.nHead) < Math.floor(b / c.nHead)) pairs.push({ kind, a, b, v: s[a * N + b], p: t.p[a * N + b] });
+      }
+    }
+    if (t.resolvable) {
+      edges.push(...pairs.filter((e) => t.nFlagged > 0 && e.v >= t.threshold));
+    } else {
+      ranked = true;
+      edges.push(...pairs.sort((x, y) => y.v - x.v).slice(0, rankTop));
+    }
+  }
+  return { edges: edges.sort((x, y) => y.v - x.v), ranked };
+}
+
+// An empirical p-value with its few significant digits.
+export const formatP = (p) => (Number.isFinite(p) ? (p < 0.001 ? p.toExponential(1) : p.toFixed(3)) : '–');
+export const formatPercent = (x) => `${+(100 * x).toFixed(2)} %`;
+
+// What the graph shows, in words: the null, the level, and how many pairs.
+export function compositionGraphNote(c, kinds, { edges, ranked }, shown) {
+  const sig = c.significance;
+  const n = sig[kinds[0] ?? 'k'].null.n;
+  const level = `${formatPercent(sig.fdr)} false-discovery rate (Benjamini–Hochberg)`;
+  const nullWords = `the same score over the ${n} pairs of this model's heads that cannot compose (a later head into an earlier one, or two heads of one layer)`;
+  if (ranked) {
+    return `Not tested: the null, ${nullWords}, is too small to reach a ${level}: its p-values go down only to 1/${n + 1}, and at least ${Math.ceil(1 / sig.fdr ** 2) - 1} null pairs are needed. `
+      + `Shown instead: the ${shown} highest-scoring pairs, ranked, each one's empirical p-value in its tooltip.`;
+  }
+  const counts = kinds.map((k) => `${k.toUpperCase()} ${sig[k].nFlagged} of ${sig[k].nTests}`).join(', ');
+  return `Pairs flagged at a ${level} against an empirical null: ${nullWords}. Flagged: ${counts}${edges.length > shown ? `; the strongest ${shown} drawn` : ''}. `
+    + 'Width and opacity grow with the score.';
+}
+
+// The composition graph: layers left to right, heads top to bottom; one
+// edge per pair in `edges` (compositionEdges), width growing with the score
+// from the weakest drawn to the strongest.
+export function compositionGraph({ nLayer, nHead, edges, selected = null, maxEdges = 400, onPick = null }) {
   const colGap = Math.max(90, Math.min(160, 900 / Math.max(1, nLayer)));
   const rowGap = Math.max(14, Math.min(34, 520 / Math.max(1, nHead)));
   const left = 40;
@@ -59,21 +107,9 @@ export function compositionGraph({ nLayer, nHead, scores, threshold, kinds = ['q
   const width = left + (nLayer - 1) * colGap + 60;
   const height = top + (nHead - 1) * rowGap + 40;
   const pos = (l, h) => [left + l * colGap, top + h * rowGap];
-  const edges = [];
-  const N = nLayer * nHead;
-  for (const kind of kinds) {
-    const s = scores[kind];
-    if (!s) continue;
-    for (let a = 0; a < N; a++) {
-      for (let b = 0; b < N; b++) {
-        const v = s[a * N + b];
-        if (v > threshold) edges.push({ kind, a, b, v });
-      }
-    }
-  }
-  edges.sort((x, y) => y.v - x.v);
   const shown = edges.slice(0, maxEdges);
   const vmax = shown.length ? shown[0].v : 1;
+  const vmin = shown.length ? shown[shown.length - 1].v : 0;
   const svg = svgEl('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'chart graph', 'font-family': 'system-ui, sans-serif', 'font-size': 10, role: 'img', 'aria-label': 'composition graph' });
   for (let l = 0; l < nLayer; l++) svg.append(svgEl('text', { x: pos(l, 0)[0], y: 12, 'text-anchor': 'middle', fill: '#555', text: `L${l}` }));
   const edgeGroup = svgEl('g', { class: 'edges' });
@@ -81,14 +117,14 @@ export function compositionGraph({ nLayer, nHead, scores, threshold, kinds = ['q
     const [x1, y1] = pos(Math.floor(e.a / nHead), e.a % nHead);
     const [x2, y2] = pos(Math.floor(e.b / nHead), e.b % nHead);
     const involved = selected !== null && (e.a === selected || e.b === selected);
-    const t = (e.v - threshold) / Math.max(1e-9, vmax - threshold);
+    const t = (e.v - vmin) / Math.max(1e-9, vmax - vmin);
     const path = svgEl('path', {
       d: `M${x1},${y1} C${x1 + colGap / 2},${y1} ${x2 - colGap / 2},${y2} ${x2},${y2}`, fill: 'none',
       stroke: COMPOSITION_COLOURS[e.kind], 'stroke-width': (0.8 + 3.5 * t).toFixed(2),
       'stroke-opacity': selected === null ? (0.35 + 0.55 * t).toFixed(2) : involved ? 0.95 : 0.08,
       'data-kind': e.kind,
     });
-    path.append(svgEl('title', { text: `${e.kind.toUpperCase()}-composition ${headKey(Math.floor(e.a / nHead), e.a % nHead)} → ${headKey(Math.floor(e.b / nHead), e.b % nHead)}: ${e.v.toFixed(4)}` }));
+    path.append(svgEl('title', { text: `${e.kind.toUpperCase()}-composition ${headKey(Math.floor(e.a / nHead), e.a % nHead)} → ${headKey(Math.floor(e.b / nHead), e.b % nHead)}: ${e.v.toFixed(4)}, p ${formatP(e.p)}` }));
     edgeGroup.append(path);
   }
   svg.append(edgeGroup);
@@ -103,7 +139,7 @@ export function compositionGraph({ nLayer, nHead, scores, threshold, kinds = ['q
       if (l === 0) svg.append(svgEl('text', { x: x - 9, y: y + 3, 'text-anchor': 'end', fill: '#555', text: `H${h}` }));
     }
   }
-  return { svg, edges: shown, total: edges.length };
+  return { svg, edges: shown };
 }
 
 export function svgText(text) {

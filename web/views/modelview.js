@@ -1,12 +1,13 @@
 // Model-wide views from the core's weight geometry, in the state's weight
 // variant (switchable here): the redundancy matrix of every pair of heads
 // (read subspaces Q, K, V or write subspace O), the Q/K/V-composition scores
-// as a matrix and as a layered graph with the random baseline marked, and
+// as a matrix and as a layered graph of the pairs that stand out from the
+// empirical null (pairs that cannot compose), and
 // the merge candidates, all computed when the view is on screen; then the
 // behaviour of the whole model: importance of every head on the text
 // (gradient and leave-one-out), the pruning curve and the standard
 // induction test.
-import { COMPOSITION_COLOURS, compositionGraph, lineChart, serializeSvg } from '../figures/charts.js';
+import { COMPOSITION_COLOURS, compositionEdges, compositionGraph, compositionGraphNote, formatP, formatPercent, lineChart, serializeSvg } from '../figures/charts.js';
 import { SCALES } from '../figures/colormap.js';
 import { el, formatNumber } from './dom.js';
 import { exportBar, fileName, svgToPng } from '../export/export.js';
@@ -62,7 +63,7 @@ export class ModelView {
         ]),
       ]),
       el('section', { class: 'weights-card', id: 'graph-card' }, [
-        el('h3', { text: 'Composition graph: pairs above the random baseline' }),
+        el('h3', { text: 'Composition graph: pairs that stand out from pairs that cannot compose' }),
         el('div', { class: 'figure-head' }, [graphKinds, exportBar(() => this.graphFigure(), { onError, label: 'Graph' })]),
         this.graphNote, this.graphBox,
       ]),
@@ -301,15 +302,21 @@ export class ModelView {
     const L = c.nLayer;
     const H = c.nHead;
     const values = c[this.compKind];
+    const t = c.significance[this.compKind];
+    const N = L * H;
+    const flagged = (v) => t.resolvable && t.nFlagged > 0 && v >= t.threshold;
     const max = Math.max(c.baseline.mean * 2, ...values);
     this.compositionMatrix.show(values, L, H, {
       title: `${this.modelName()} · ${this.compKind.toUpperCase()}-composition (${c.variant} weights)`, name: `${this.modelName()}_composition_${this.compKind}_${c.variant}`,
       valueLabel: `${this.compKind.toUpperCase()}-composition`, min: 0, max,
       valid: (i, j) => Math.floor(i / H) < Math.floor(j / H),
-      caption: `‖W_OV(1) W(2)‖ / (‖W_OV(1)‖ ‖W(2)‖); random matrices of these shapes score ${formatNumber(c.baseline.mean, 4)} ± ${formatNumber(c.baseline.std, 4)}.${c.qkIgnoresRotary ? ' Rotary model: QK ignores the rotation.' : ''}`,
-      describe: (i, j, v) => `${headKey(Math.floor(i / H), i % H)} → ${headKey(Math.floor(j / H), j % H)}: ${formatNumber(v, 4)} (z ${((v - c.baseline.mean) / (c.baseline.std || 1)).toFixed(1)})`,
+      caption: `‖W_OV(1) W(2)‖ / (‖W_OV(1)‖ ‖W(2)‖). Null: the same score over the ${t.null.n} pairs that cannot compose (later → earlier, same layer): `
+        + `mean ${formatNumber(t.null.mean, 4)}, 95th percentile ${formatNumber(t.null.q95, 4)}, 99th ${formatNumber(t.null.q99, 4)}; each cell's p-value is against it. `
+        + (t.resolvable ? `${t.nFlagged} of ${t.nTests} pairs flagged at a ${formatPercent(c.significance.fdr)} false-discovery rate (Benjamini–Hochberg). ` : `Too few null pairs to flag at a ${formatPercent(c.significance.fdr)} false-discovery rate: rank, do not test. `)
+        + `Colour midpoint: random i.i.d. matrices of these shapes (${formatNumber(c.baseline.mean, 4)}), which real heads beat for their shared anisotropy, not as a null.${c.qkIgnoresRotary ? ' Rotary model: QK ignores the rotation.' : ''}`,
+      describe: (i, j, v) => `${headKey(Math.floor(i / H), i % H)} → ${headKey(Math.floor(j / H), j % H)}: ${formatNumber(v, 4)} (p ${formatP(t.p[i * N + j])}${flagged(v) ? ', flagged' : ''})`,
       onPick: (i, j) => this.store.set({ head: { layer: Math.floor(j / H), head: j % H }, view: 'head' }),
-      extra: { variant: c.variant, kind: this.compKind, baseline: c.baseline },
+      extra: { variant: c.variant, kind: this.compKind, baseline: c.baseline, fdr: c.significance.fdr, null: t.null, nullByGap: t.gaps, resolvable: t.resolvable, nFlagged: t.nFlagged, threshold: t.threshold, p: levelsRows(t.p, N) },
     });
   }
 
@@ -317,15 +324,16 @@ export class ModelView {
     const c = this.comp;
     if (!c) return;
     const state = this.store.state;
-    const threshold = c.baseline.mean + 2 * c.baseline.std;
     const selected = state.head ? state.head.layer * c.nHead + state.head.head : null;
-    const { svg, edges, total } = compositionGraph({
-      nLayer: c.nLayer, nHead: c.nHead, scores: c, threshold, kinds: [...this.graphKinds], selected,
+    const kinds = [...this.graphKinds];
+    const pairs = compositionEdges(c, kinds);
+    const { svg, edges } = compositionGraph({
+      nLayer: c.nLayer, nHead: c.nHead, edges: pairs.edges, selected,
       onPick: (layer, head) => this.store.set({ head: { layer, head } }),
     });
-    this.graphData = { edges, threshold, variant: c.variant, baseline: c.baseline };
+    this.graphData = { edges, ranked: pairs.ranked, variant: c.variant, baseline: c.baseline, fdr: c.significance.fdr, null: Object.fromEntries(kinds.map((k) => [k, c.significance[k].null])) };
     this.graphSvg = svg;
-    this.graphNote.textContent = `${edges.length} of ${total} pairs above the baseline + 2 sd (${formatNumber(threshold, 4)}), strongest first; width and opacity grow with the score. Click a head to highlight its edges.`;
+    this.graphNote.textContent = `${compositionGraphNote(c, kinds, pairs, edges.length)} Click a head to highlight its edges.`;
     this.graphBox.replaceChildren(svg);
   }
 
@@ -352,8 +360,8 @@ export class ModelView {
       name: fileName('headscope', this.modelName(), 'composition-graph', d.variant),
       svg,
       png: () => svgToPng(svg(), 2),
-      json: () => ({ variant: d.variant, threshold: d.threshold, baseline: d.baseline, edges: d.edges.map((e) => ({ kind: e.kind, from: headKey(Math.floor(e.a / this.comp.nHead), e.a % this.comp.nHead), to: headKey(Math.floor(e.b / this.comp.nHead), e.b % this.comp.nHead), score: e.v })) }),
-      csv: () => [['kind', 'from', 'to', 'score'], ...d.edges.map((e) => [e.kind, headKey(Math.floor(e.a / this.comp.nHead), e.a % this.comp.nHead), headKey(Math.floor(e.b / this.comp.nHead), e.b % this.comp.nHead), e.v])],
+      json: () => ({ variant: d.variant, edges_are: d.ranked ? 'the highest-scoring pairs, ranked: the null is too small to test' : 'pairs flagged by Benjamini-Hochberg at the fdr against the empirical null', fdr: d.fdr, null: d.null, baseline: d.baseline, edges: d.edges.map((e) => ({ kind: e.kind, from: headKey(Math.floor(e.a / this.comp.nHead), e.a % this.comp.nHead), to: headKey(Math.floor(e.b / this.comp.nHead), e.b % this.comp.nHead), score: e.v, p: e.p })) }),
+      csv: () => [['kind', 'from', 'to', 'score', 'p'], ...d.edges.map((e) => [e.kind, headKey(Math.floor(e.a / this.comp.nHead), e.a % this.comp.nHead), headKey(Math.floor(e.b / this.comp.nHead), e.b % this.comp.nHead), e.v, e.p])],
     };
   }
 
