@@ -56,14 +56,25 @@ test('the page opens with the built-in model and its default text, every head dr
 
 // Navigation -> the first run drawn, in ms: the page's own mark
 // (performance.now() and marks count from the navigation's start).
+// Also the steps on the way, from the worker's marks (web/worker/worker.js)
+// in the page's time: {drawn, steps: {name: ms}}.
 async function firstDrawn(context) {
   const { page, problems } = await openPage(context, server.url);
   await waitReady(page);
-  const drawn = await page.evaluate(() => performance.getEntriesByName('headscope:patterns-drawn')[0]?.startTime);
+  const { drawn, origin, dcl } = await page.evaluate(() => ({
+    drawn: performance.getEntriesByName('headscope:patterns-drawn')[0]?.startTime,
+    origin: performance.timeOrigin,
+    dcl: performance.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd,
+  }));
   assert.ok(Number.isFinite(drawn), 'the page marks the first drawn run');
+  const steps = { 'page parsed (DOMContentLoaded)': dcl };
+  for (const worker of page.workers()) {
+    const marks = await worker.evaluate(() => ({ origin: performance.timeOrigin, marks: performance.getEntriesByType('mark').map((m) => [m.name, m.startTime]) })).catch(() => null);
+    for (const [name, t] of marks?.marks || []) steps[name.replace('headscope:worker-', 'worker: ')] = t + marks.origin - origin;
+  }
   assert.deepEqual(problems, []);
   await page.close();
-  return drawn;
+  return { drawn, steps };
 }
 
 test('page timings with the built-in model (printed)', async () => {
@@ -71,10 +82,13 @@ test('page timings with the built-in model (printed)', async () => {
   const loads = [];
   const cold = [];
   const empty = await launchEmptyBrowser();
+  const coldSteps = [];
   for (let i = 0; i < 7; i++) {
-    loads.push(await firstDrawn(browser.context));
+    loads.push((await firstDrawn(browser.context)).drawn);
     const context = await empty.newContext();
-    cold.push(await firstDrawn(context));
+    const { drawn, steps } = await firstDrawn(context);
+    cold.push(drawn);
+    coldSteps.push(steps);
     await context.close();
   }
   await empty.close();
@@ -101,5 +115,7 @@ test('page timings with the built-in model (printed)', async () => {
   console.log(`# page timings (built-in ${config.n_layer}x${config.n_head} model, headless Chromium): ` +
     `navigation -> every pattern drawn: warm ${spread(loads)}, cold (a new browser context a load) ${spread(cold)}; ` +
     `keystroke -> patterns redrawn: median ${median(keys).toFixed(1)} ms (${keys.map((x) => x.toFixed(1)).join(', ')})`);
+  const names = Object.keys(coldSteps[0]);
+  console.log(`# cold visit, median time from navigation of each step: ${names.map((n) => `${n} ${median(coldSteps.map((s) => s[n])).toFixed(0)} ms`).join(', ')}, patterns drawn ${median(cold).toFixed(0)} ms`);
   assert.ok(card.heads.length > 0);
 });

@@ -16,10 +16,13 @@ import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } 
 // The worker fetches and compiles the wasm itself (streaming) as soon as it
 // starts (the relaxed-SIMD build where the browser runs it, wasm/features.mjs);
 // the Emscripten glue is bundled into this script (web/build.mjs).
+// The marks (headscope:worker-*) time a first visit's steps: the page
+// timings test prints them (tests/browser/builtin.test.mjs).
+performance.mark('headscope:worker-started');
 self.postMessage({ type: 'started' });
 const wasmFile = coreWasmFile();
 const wasmModule = compileWasm(new URL(`./${wasmFile}`, import.meta.url));
-wasmModule.catch(() => {});  // reported through corePromise
+wasmModule.then(() => performance.mark('headscope:worker-compiled'), () => {});  // errors: reported through corePromise
 // The tokenizer runs in a worker of its own (wasm/tokenizer.mjs): a pattern
 // in a user's tokenizer.json that never ends cannot stop this one. The first
 // is started now, so that its script loads while the core compiles.
@@ -227,8 +230,10 @@ const handlers = {
   warmup(core, { first = {} }) {
     warm = handlers.loadModel(core, { spec: { kind: 'builtin' } }, () => {}).then(async (loaded) => {
       let result = null;
+      performance.mark('headscope:worker-model-loaded');
       try {
         result = await runText(first);
+        performance.mark('headscope:worker-first-run');
       } catch (error) {
         errorPayload(error);  // an abort of the module must still be noticed; the page's analyze reports the rest
       }
@@ -417,6 +422,7 @@ function transferables(result) {
 
 corePromise.then(
   () => {
+    performance.mark('headscope:worker-core-ready');
     self.postMessage({ type: 'ready' });
     dropOldCaches();
   },
