@@ -26,6 +26,7 @@ const char* objective_name(Objective objective) {
     case Objective::automatic: return "automatic";
     case Objective::next_token: return "next_token";
     case Objective::same_token: return "same_token";
+    case Objective::masked_token: return "masked_token";
     case Objective::hidden_energy: return "hidden_energy";
   }
   return "?";
@@ -75,10 +76,13 @@ Objective resolve_objective(const ModelConfig& c, Objective objective) {
 
 namespace {
 
-Status check_objective(const Model& model, const std::vector<int>& ids, Objective objective) {
+// A Loss with its objective resolved for the model.
+Loss resolved(const ModelConfig& c, const Loss& loss) { return Loss(resolve_objective(c, loss.objective), loss.labels); }
+
+Status check_objective(const Model& model, const std::vector<int>& ids, const Loss& loss) {
   const ModelConfig& c = model.config;
   const bool head = has_unembedding(model);
-  switch (objective) {
+  switch (loss.objective) {
     case Objective::automatic: return Ok{};
     case Objective::next_token:
       if (!c.causal || !head)
@@ -90,15 +94,50 @@ Status check_objective(const Model& model, const std::vector<int>& ids, Objectiv
     case Objective::same_token:
       if (!head) return make_error("objective same_token needs an LM head; this model has none");
       return Ok{};
+    case Objective::masked_token: {
+      if (!head) return make_error("objective masked_token needs an LM head; this model has none");
+      if (loss.labels.size() != ids.size())
+        return make_error("objective masked_token needs one label per token: " + std::to_string(loss.labels.size()) +
+                          " labels for " + std::to_string(ids.size()) + " tokens");
+      int masked = 0;
+      for (int label : loss.labels) {
+        if (label == -100) continue;
+        if (label < 0 || label >= c.d_vocab)
+          return make_error("objective masked_token: label " + std::to_string(label) + " is not -100 or an id below " +
+                            std::to_string(c.d_vocab));
+        ++masked;
+      }
+      if (masked == 0) return make_error("objective masked_token needs at least one masked position (a label other than -100)");
+      return Ok{};
+    }
     case Objective::hidden_energy: return Ok{};
   }
   return Ok{};
 }
 
+// The positions a cross-entropy objective scores, and their targets.
+struct Targets {
+  std::vector<int> rows, ids;
+};
+Targets targets_of(const std::vector<int>& ids, const Loss& loss) {
+  Targets t;
+  const int T = static_cast<int>(ids.size());
+  for (int r = 0; r < T; ++r) {
+    if (loss.objective == Objective::next_token) {
+      if (r + 1 < T) t.rows.push_back(r), t.ids.push_back(ids[r + 1]);
+    } else if (loss.objective == Objective::same_token) {
+      t.rows.push_back(r), t.ids.push_back(ids[r]);
+    } else if (loss.objective == Objective::masked_token && loss.labels[r] != -100) {
+      t.rows.push_back(r), t.ids.push_back(loss.labels[r]);
+    }
+  }
+  return t;
+}
+
 // What a run must keep for objective_value.
-void want_for(Objective objective, RunOptions& opt) {
-  if (objective == Objective::same_token) opt.want_logits = true;
-  if (objective == Objective::hidden_energy) {
+void want_for(const Loss& loss, RunOptions& opt) {
+  if (loss.objective == Objective::same_token || loss.objective == Objective::masked_token) opt.want_logits = true;
+  if (loss.objective == Objective::hidden_energy) {
     opt.want_hidden = true;
     opt.want_loss = false;  // with want_logits false: no LM head at all
   }
@@ -106,10 +145,34 @@ void want_for(Objective objective, RunOptions& opt) {
 
 }  // namespace
 
+Result<MaskedTokens> mask_tokens(const std::vector<int>& ids, int mask_id, const std::vector<int>& keep,
+                                 std::uint64_t seed, double rate) {
+  if (!(rate > 0 && rate <= 1)) return make_error("mask_tokens: rate must be in (0, 1], got " + std::to_string(rate));
+  std::vector<int> candidates;
+  for (int t = 0; t < static_cast<int>(ids.size()); ++t) {
+    if (std::find(keep.begin(), keep.end(), ids[t]) == keep.end()) candidates.push_back(t);
+  }
+  if (candidates.empty()) return make_error("mask_tokens: no token to mask (every one is a special token)");
+  const int n = std::max(1, static_cast<int>(std::lround(rate * candidates.size())));
+  Rng rng(seed);
+  for (int i = 0; i < n; ++i) std::swap(candidates[i], candidates[i + rng.below(candidates.size() - i)]);
+  MaskedTokens out;
+  out.positions.assign(candidates.begin(), candidates.begin() + n);
+  std::sort(out.positions.begin(), out.positions.end());
+  out.ids = ids;
+  out.labels.assign(ids.size(), -100);
+  for (int t : out.positions) {
+    out.labels[t] = ids[t];
+    out.ids[t] = mask_id;
+  }
+  return out;
+}
+
 Result<ObjectiveValue> objective_value(const Model& model, const std::vector<int>& ids, const RunResult& run,
-                                       Objective objective) {
-  objective = resolve_objective(model.config, objective);
-  HS_TRY(check_objective(model, ids, objective));
+                                       const Loss& given) {
+  const Loss loss = resolved(model.config, given);
+  const Objective objective = loss.objective;
+  HS_TRY(check_objective(model, ids, loss));
   const int T = run.n_tokens, V = run.d_vocab, d = run.d_model;
   if (T != static_cast<int>(ids.size())) return make_error("objective_value: the run is not of these ids");
   ObjectiveValue out;
@@ -121,15 +184,23 @@ Result<ObjectiveValue> objective_value(const Model& model, const std::vector<int
       out.per_token.assign(run.token_loss.begin(), run.token_loss.end());
       out.mean = run.loss;  // exactly the float run_model reports
       return out;
-    case Objective::same_token: {
+    case Objective::same_token:
+    case Objective::masked_token: {
       if (run.logits.size() != static_cast<std::size_t>(T) * V)
-        return make_error("objective_value: same_token needs the run's logits (want_logits)");
-      // The cross-entropy run_model's next-token loss uses, at the same position.
-      out.per_token.resize(static_cast<std::size_t>(T));
-      cross_entropy_forward(out.per_token.data(), nullptr, ConstMapRM(run.logits.data(), T, V), ids.data());
+        return make_error(std::string("objective_value: ") + objective_name(objective) + " needs the run's logits (want_logits)");
+      // The cross-entropy run_model's next-token loss uses, at the scored positions.
+      const Targets t = targets_of(ids, loss);
+      const int n = static_cast<int>(t.rows.size());
+      MatrixRM rows(n, V);
+      for (int r = 0; r < n; ++r) rows.row(r) = ConstMapRM(run.logits.data(), T, V).row(t.rows[r]);
+      std::vector<double> per(static_cast<std::size_t>(n));
+      cross_entropy_forward(per.data(), nullptr, rows, t.ids.data());
       double total = 0;
-      for (double v : out.per_token) total += v;
-      out.mean = total / T;
+      for (double v : per) {
+        out.per_token.push_back(v);
+        total += v;
+      }
+      out.mean = total / n;
       return out;
     }
     case Objective::hidden_energy: {
@@ -431,7 +502,7 @@ Result<RunResult> run_edited(const Model& model, const std::vector<int>& ids, co
 Result<AblationResult> ablate_heads(const Model& model, const std::vector<int>& ids, const std::vector<int>& heads,
                                     const AblationOptions& options, const ModelEdits& edits) {
   const ModelConfig& c = model.config;
-  const Objective objective = resolve_objective(c, options.objective);
+  const Loss objective = resolved(c, options.objective);
   HS_TRY(check_objective(model, ids, objective));
   HS_TRY(check_head_list(c, heads));
   HS_TRY(check_edits(model, edits));
@@ -457,7 +528,7 @@ Result<AblationResult> ablate_heads(const Model& model, const std::vector<int>& 
   r.n_layer = c.n_layer;
   r.n_head = c.n_head;
   r.n_tokens = static_cast<int>(ids.size());
-  r.objective = objective;
+  r.objective = objective.objective;
   r.mode = options.mode;
   r.heads = heads;
   r.loss_base = base_value->mean;
@@ -478,9 +549,9 @@ Result<AblationResult> ablate_heads(const Model& model, const std::vector<int>& 
 }
 
 Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& ids, AblationMode mode,
-                                  Objective objective, const ModelEdits& edits, const ProgressFn& progress) {
+                                  const Loss& given, const ModelEdits& edits, const ProgressFn& progress) {
   const ModelConfig& c = model.config;
-  objective = resolve_objective(c, objective);
+  const Loss objective = resolved(c, given);
   HS_TRY(check_objective(model, ids, objective));
   HS_TRY(check_edits(model, edits));
   const auto by = edits_by_layer(c, edits);
@@ -497,7 +568,7 @@ Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& id
   LeaveOneOut r;
   r.n_layer = c.n_layer;
   r.n_head = c.n_head;
-  r.objective = objective;
+  r.objective = objective.objective;
   r.mode = mode;
   r.loss_base = base_value->mean;
   for (int i = 0; i < N; ++i) {
@@ -521,7 +592,8 @@ namespace {
 // dL/d head_in [T, d] for the objective, from the tape: the reverse of
 // run_model's steps 4 and 5 (BERT's MLM transform, the unembedding, the loss).
 MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, const ForwardTape& tape,
-                            Objective objective) {
+                            const Loss& loss) {
+  const Objective objective = loss.objective;
   const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
   const int T = static_cast<int>(ids.size());
@@ -537,21 +609,21 @@ MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, con
   } else {
     x2 = tape.head_in;
   }
-  const bool next = objective == Objective::next_token;
-  const int n = next ? T - 1 : T;
-  const std::vector<int> targets(ids.begin() + (next ? 1 : 0), ids.end());  // [n]
+  const Targets targets = targets_of(ids, loss);
+  const int n = static_cast<int>(targets.rows.size());
   MatrixRM dx2 = MatrixRM::Zero(T, c.d_model);
   const int chunk = 64;  // rows of logits at a time: [chunk, V]
   for (int t0 = 0; t0 < n; t0 += chunk) {
     const int rows = std::min(chunk, n - t0);
-    const MatrixRM xr = x2.middleRows(t0, rows);
+    MatrixRM xr(rows, c.d_model);
+    for (int r = 0; r < rows; ++r) xr.row(r) = x2.row(targets.rows[t0 + r]);
     MatrixRM lg;
-    unembed_forward(lg, xr, w);                                    // [rows, V]
-    cross_entropy_forward(nullptr, &lg, lg, targets.data() + t0);  // softmax, as the forward's loss computes it
-    cross_entropy_backward(lg, targets.data() + t0, 1.f / static_cast<float>(n));
+    unembed_forward(lg, xr, w);                                        // [rows, V]
+    cross_entropy_forward(nullptr, &lg, lg, targets.ids.data() + t0);  // softmax, as the forward's loss computes it
+    cross_entropy_backward(lg, targets.ids.data() + t0, 1.f / static_cast<float>(n));
     MatrixRM dxr = MatrixRM::Zero(rows, c.d_model);
     unembed_backward(dxr, nullptr, lg, xr, w);
-    dx2.middleRows(t0, rows) = dxr;
+    for (int r = 0; r < rows; ++r) dx2.row(targets.rows[t0 + r]) = dxr.row(r);
   }
   if (c.family != Family::bert) return dx2;
   MatrixRM da = MatrixRM::Zero(T, c.d_model);
@@ -599,10 +671,10 @@ void install_edit_gradients(const Model& model, const std::vector<LayerEdits>& b
 
 }  // namespace
 
-Result<GradientImportance> gradient_importance(const Model& model, const std::vector<int>& ids, Objective objective,
+Result<GradientImportance> gradient_importance(const Model& model, const std::vector<int>& ids, const Loss& given,
                                                const std::vector<float>& gate, const ModelEdits& edits) {
   const ModelConfig& c = model.config;
-  objective = resolve_objective(c, objective);
+  const Loss objective = resolved(c, given);
   HS_TRY(check_objective(model, ids, objective));
   HS_TRY(check_edits(model, edits));
   const int L = c.n_layer, H = c.n_head;
@@ -631,7 +703,7 @@ Result<GradientImportance> gradient_importance(const Model& model, const std::ve
   GradientImportance r;
   r.n_layer = L;
   r.n_head = H;
-  r.objective = objective;
+  r.objective = objective.objective;
   r.loss = value->mean;
   r.gradient = dgate;
   for (double v : dgate) r.importance.push_back(std::fabs(v));
@@ -655,7 +727,7 @@ Result<GradientImportance> gradient_importance(const Model& model, const std::ve
 Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& ids, const PruningOptions& options,
                                    const ModelEdits& edits, const ProgressFn& progress) {
   const ModelConfig& c = model.config;
-  const Objective objective = resolve_objective(c, options.objective);
+  const Loss objective = resolved(c, options.objective);
   HS_TRY(check_objective(model, ids, objective));
   HS_TRY(check_edits(model, edits));
   if (options.step < 0) return make_error("pruning_curve: step must not be negative (0: 10 % of the heads)");
@@ -779,10 +851,10 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
 // Merging, evaluated
 
 Result<MergeReport> evaluate_head_merge(const Model& model, const std::vector<int>& ids, int layer, int head_a,
-                                        int head_b, Objective objective, const ModelEdits& edits,
+                                        int head_b, const Loss& given, const ModelEdits& edits,
                                         const ProgressFn& progress) {
   const ModelConfig& c = model.config;
-  objective = resolve_objective(c, objective);
+  const Loss objective = resolved(c, given);
   HS_TRY(check_objective(model, ids, objective));
   HS_TRY(check_edits(model, edits));
   auto merge_a = make_head_merge(model, layer, head_a, head_b, head_a);
@@ -811,7 +883,7 @@ Result<MergeReport> evaluate_head_merge(const Model& model, const std::vector<in
   r.layer = layer;
   r.head_a = head_a;
   r.head_b = head_b;
-  r.objective = objective;
+  r.objective = objective.objective;
   r.sigma = merge_a->sigma;
   r.truncation_error = merge_a->truncation_error;
   auto base = loss_with(edits, {});

@@ -14,13 +14,19 @@
 // Heads are named by flat index `layer * n_head + head` (the layout of
 // RunOptions::head_gate), and every [L, H] result uses that layout.
 //
-// The loss. Every function takes an Objective: the mean next-token
-// cross-entropy of a causal LM (RunResult::loss; Hugging Face's labels =
-// input_ids), the same-position cross-entropy of a bidirectional model with
-// an MLM head (BERT without masking), or, for a model with no LM head, the
-// test functional 0.5 * mean_t |h_t|^2 of the final hidden states (it has no
-// meaning as a task loss; it lets the gradient machinery be checked on every
-// family). `automatic` picks the first that applies.
+// The loss. Every function takes a Loss: an objective, and for the masked
+// one its labels. Objectives: the mean next-token cross-entropy of a causal
+// LM (RunResult::loss; Hugging Face's labels = input_ids); the masked-LM
+// cross-entropy of a bidirectional model with an MLM head (BERT's training
+// objective: the input has [MASK] at some positions, mask_tokens, and the
+// loss is taken there only, against the labels); the same-position
+// cross-entropy on unmasked input (a reconstruction score, not BERT's
+// objective); or, for a model with no LM head, the test functional
+// 0.5 * mean_t |h_t|^2 of the final hidden states (it has no meaning as a
+// task loss; it lets the gradient machinery be checked on every family).
+// `automatic` picks next_token for a causal LM, same_token for a
+// bidirectional one (masked_token needs labels: the caller masks), and
+// hidden_energy without an LM head.
 //
 // Ablation semantics. Zero-ablation sets the head's gate to 0 (transformers'
 // head_mask: the head's whole output, value bias and any edit path included,
@@ -61,24 +67,51 @@ namespace hs {
 // ---------------------------------------------------------------------------
 // The loss
 
-enum class Objective { automatic, next_token, same_token, hidden_energy };
+enum class Objective { automatic, next_token, same_token, masked_token, hidden_energy };
 const char* objective_name(Objective objective);  // "next_token", ...
 
 // `automatic` resolved for a model: next_token (causal with an LM head),
 // same_token (bidirectional with an LM head), hidden_energy (no LM head).
 Objective resolve_objective(const ModelConfig& config, Objective objective);
 
+// What a function measures. An Objective converts to a Loss, so every
+// `Objective::...` is one. masked_token needs `labels`, one per input
+// position: the true id where the input holds [MASK], -100 elsewhere
+// (Hugging Face's convention; mask_tokens makes both).
+struct Loss {
+  Objective objective = Objective::automatic;
+  std::vector<int> labels;
+  Loss(Objective o = Objective::automatic) : objective(o) {}  // NOLINT: implicit on purpose
+  Loss(Objective o, std::vector<int> l) : objective(o), labels(std::move(l)) {}
+};
+
+// BERT's masked input: round(rate * n) of the n positions whose id is not
+// in `keep` (at least one; [CLS], [SEP] and padding go in keep), chosen
+// uniformly by a Fisher-Yates draw over Rng(seed) (rng.hpp), hold mask_id;
+// labels hold the original id there and -100 elsewhere. Hugging Face's
+// collator draws each position with probability 0.15 and replaces 80 % of
+// the drawn with [MASK]; here the count is fixed and every drawn position is
+// [MASK], so that a loss is comparable between texts and runs. Error: no
+// position to mask, rate outside (0, 1].
+struct MaskedTokens {
+  std::vector<int> ids, labels;
+  std::vector<int> positions;  // the masked positions, ascending
+};
+Result<MaskedTokens> mask_tokens(const std::vector<int>& ids, int mask_id, const std::vector<int>& keep,
+                                 std::uint64_t seed = 0, double rate = 0.15);
+
 // The objective per position of a finished run (next_token: [T-1] from
-// RunResult::token_loss; same_token: [T] from its logits; hidden_energy: [T]
-// from the last hidden state), and its mean. Error when the run lacks what
-// the objective needs or the model cannot have it.
+// RunResult::token_loss; same_token: [T] from its logits; masked_token: one
+// per masked position, in order; hidden_energy: [T] from the last hidden
+// state), and its mean. Error when the run lacks what the objective needs or
+// the model cannot have it.
 struct ObjectiveValue {
   Objective objective = Objective::next_token;
   std::vector<double> per_token;
   double mean = 0;
 };
 Result<ObjectiveValue> objective_value(const Model& model, const std::vector<int>& ids, const RunResult& run,
-                                       Objective objective);
+                                       const Loss& loss);
 
 // ---------------------------------------------------------------------------
 // Weight edits
@@ -177,7 +210,7 @@ struct AblationResult {
 };
 struct AblationOptions {
   AblationMode mode = AblationMode::zero;
-  Objective objective = Objective::automatic;
+  Loss objective;
   bool want_patterns = true;
   bool want_logits = false;
 };
@@ -197,7 +230,7 @@ struct LeaveOneOut {
   std::vector<double> delta;  // [L, H] loss - loss_base
 };
 Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& ids, AblationMode mode = AblationMode::zero,
-                                  Objective objective = Objective::automatic, const ModelEdits& edits = {},
+                                  const Loss& objective = {}, const ModelEdits& edits = {},
                                   const ProgressFn& progress = {});
 
 // Michel et al. (SPEC §5.9) on one sequence: the gradient of the objective
@@ -216,7 +249,7 @@ struct GradientImportance {
   std::vector<double> importance_normalized;  // [L, H]
 };
 Result<GradientImportance> gradient_importance(const Model& model, const std::vector<int>& ids,
-                                               Objective objective = Objective::automatic,
+                                               const Loss& objective = {},
                                                const std::vector<float>& gate = {}, const ModelEdits& edits = {});
 
 // ---------------------------------------------------------------------------
@@ -228,7 +261,7 @@ const char* prune_order_name(PruneOrder order);  // "gradient", "leave_one_out"
 struct PruningOptions {
   PruneOrder order = PruneOrder::gradient;
   AblationMode mode = AblationMode::zero;
-  Objective objective = Objective::automatic;
+  Loss objective;
   int step = 0;           // heads removed between two points of the curve; 0: 10 % of the heads (at least 1)
   int n_random = 1;       // random orders
   std::uint64_t seed = 0;  // of the random orders (Rng)
@@ -276,7 +309,7 @@ struct MergeReport {
   double truncation_error = 0;  // relative Frobenius error of the rank-d_head approximation
 };
 Result<MergeReport> evaluate_head_merge(const Model& model, const std::vector<int>& ids, int layer, int head_a,
-                                        int head_b, Objective objective = Objective::automatic,
+                                        int head_b, const Loss& objective = {},
                                         const ModelEdits& edits = {}, const ProgressFn& progress = {});
 
 }  // namespace hs

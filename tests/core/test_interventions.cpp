@@ -544,3 +544,104 @@ TEST_CASE("interventions: Michel's pruning order normalises per layer and re-est
   po.step = -1;
   CHECK_FALSE(pruning_curve(model, ids, po).ok());
 }
+
+// ---------------------------------------------------------------------------
+// BERT's masked-LM objective
+
+#ifdef HEADSCOPE_MLM_REF
+TEST_CASE("interventions: BERT's masked-LM loss and its gradient match a numpy forward and finite differences",
+          "[interventions][mlm]") {
+  // tests/reference/mlm_reference.py: a BertForMaskedLM made from the BERT
+  // fixture, its input masked at 3 positions, the loss there in float64.
+  const std::string dir = HEADSCOPE_MLM_REF;
+  const ModelConfig config = must(config_from_json(must(read_text_file(dir + "/model/config.json"))));
+  auto bytes = must(safetensors_read_bytes(dir + "/model/model.safetensors"));
+  auto file = must(safetensors_parse(bytes.data(), bytes.size(), "model.safetensors"));
+  const Model model = must(model_from_checkpoint(config, {&file}));
+  REQUIRE(model.config.has_lm_head);
+  std::vector<int> ids, labels;
+  for (double v : must_load(dir + "/ids.npy").data) ids.push_back(static_cast<int>(v));
+  for (double v : must_load(dir + "/labels.npy").data) labels.push_back(static_cast<int>(v));
+  const Loss mlm(Objective::masked_token, labels);
+
+  AblationOptions ao;
+  ao.objective = mlm;
+  const AblationResult none = must(ablate_heads(model, ids, {}, ao));
+  CHECK(none.objective == Objective::masked_token);
+  check_close("masked-LM loss per masked position", none.token_loss_base, must_load(dir + "/token_loss.npy").data, 1e-5);
+  CHECK(std::fabs(none.loss_base - must_load(dir + "/loss.npy").data[0]) <= 1e-5);
+
+  // The gradient of the masked loss in every head's gate, against central
+  // differences of the same loss computed from run_model's logits.
+  const GradientImportance gi = must(gradient_importance(model, ids, mlm));
+  CHECK(gi.objective == Objective::masked_token);
+  CHECK(std::fabs(gi.loss - none.loss_base) <= 1e-6);
+  auto masked_loss = [&](const std::vector<float>& gate) {
+    RunOptions opt;
+    opt.head_gate = gate;
+    opt.want_logits = true;
+    opt.want_patterns = false;
+    const RunResult run = must(run_model(model, ids, opt));
+    const int V = run.d_vocab;
+    double total = 0;
+    int n = 0;
+    for (int t = 0; t < run.n_tokens; ++t) {
+      if (labels[t] == -100) continue;
+      const float* row = run.logits.data() + static_cast<std::size_t>(t) * V;
+      double mx = row[0], sum = 0;
+      for (int k = 0; k < V; ++k) mx = std::max(mx, double(row[k]));
+      for (int k = 0; k < V; ++k) sum += std::exp(row[k] - mx);
+      total += std::log(sum) + mx - row[labels[t]];
+      ++n;
+    }
+    return total / n;
+  };
+  const int N = model.config.n_layer * model.config.n_head;
+  double worst = 0;
+  for (int i = 0; i < N; ++i) {
+    auto D = [&](float e) {
+      std::vector<float> gp(N, 1.f), gm(N, 1.f);
+      gp[i] += e;
+      gm[i] -= e;
+      return (masked_loss(gp) - masked_loss(gm)) / (double(gp[i]) - double(gm[i]));
+    };
+    const double fd = (4 * D(0.05f) - D(0.1f)) / 3;
+    INFO("head " << i << ": gradient " << gi.gradient[i] << ", differences " << fd);
+    CHECK(std::fabs(gi.gradient[i] - fd) <= 2e-4 + 1e-3 * std::fabs(fd));
+    worst = std::max(worst, std::fabs(gi.gradient[i] - fd));
+  }
+  if (reporting()) WARN("bert masked-LM gradient vs finite differences: max |diff| = " << worst);
+
+  // Labels that do not fit are refused with a message.
+  CHECK_FALSE(gradient_importance(model, ids, Loss(Objective::masked_token, {})).ok());
+  CHECK_FALSE(gradient_importance(model, ids, Loss(Objective::masked_token, std::vector<int>(ids.size(), -100))).ok());
+  std::vector<int> bad = labels;
+  bad[0] = model.config.d_vocab;
+  CHECK_FALSE(gradient_importance(model, ids, Loss(Objective::masked_token, bad)).ok());
+}
+#endif
+
+TEST_CASE("interventions: mask_tokens masks a seeded 15 % of the ordinary tokens", "[interventions][mlm]") {
+  std::vector<int> ids;
+  for (int t = 0; t < 40; ++t) ids.push_back(t % 2 ? 7 : 10 + t);
+  ids.front() = 101;  // [CLS]
+  ids.back() = 102;   // [SEP]
+  const MaskedTokens m = must(mask_tokens(ids, 103, {101, 102}, 5));
+  REQUIRE(m.positions.size() == 6);  // round(0.15 * 38)
+  REQUIRE(m.ids.size() == ids.size());
+  for (int t = 0; t < 40; ++t) {
+    const bool masked = std::find(m.positions.begin(), m.positions.end(), t) != m.positions.end();
+    CHECK(m.ids[t] == (masked ? 103 : ids[t]));
+    CHECK(m.labels[t] == (masked ? ids[t] : -100));
+  }
+  CHECK(std::find(m.positions.begin(), m.positions.end(), 0) == m.positions.end());
+  CHECK(std::find(m.positions.begin(), m.positions.end(), 39) == m.positions.end());
+  CHECK(std::is_sorted(m.positions.begin(), m.positions.end()));
+  CHECK(must(mask_tokens(ids, 103, {101, 102}, 5)).positions == m.positions);  // deterministic per seed
+  CHECK(must(mask_tokens(ids, 103, {101, 102}, 6)).positions != m.positions);
+  // A short text still masks one token; nothing to mask, or a bad rate, is an error.
+  CHECK(must(mask_tokens({101, 9, 102}, 103, {101, 102}, 0)).positions == std::vector<int>{1});
+  CHECK_FALSE(mask_tokens({101, 102}, 103, {101, 102}, 0).ok());
+  CHECK_FALSE(mask_tokens(ids, 103, {}, 0, 0.0).ok());
+  CHECK_FALSE(mask_tokens(ids, 103, {}, 0, 1.5).ok());
+}
