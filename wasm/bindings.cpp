@@ -322,6 +322,23 @@ val geometry_copying(Session& session, const std::string& variant_name, val prog
 
 std::vector<int> ints_of(val array) { return emscripten::convertJSArrayToNumberVector<int>(array); }
 
+// The loss of a behaviour call: labels (one per token, -100 where not
+// masked) ask for the masked-LM objective; undefined or null: automatic.
+hs::Loss loss_of(val labels) {
+  if (labels.isUndefined() || labels.isNull()) return {};
+  return hs::Loss(hs::Objective::masked_token, ints_of(labels));
+}
+
+// BERT's masked input (hs::mask_tokens): {ids, labels, positions}.
+val mask_tokens(val ids_js, int mask_id, val keep_js, double seed) {
+  HS_WASM_UNWRAP(m, hs::mask_tokens(ints_of(ids_js), mask_id, ints_of(keep_js), static_cast<std::uint64_t>(seed)));
+  val out = ok_value();
+  out.set("ids", int32_copy(m->ids));
+  out.set("labels", int32_copy(m->labels));
+  out.set("positions", int32_copy(m->positions));
+  return out;
+}
+
 hs::Result<hs::AblationMode> ablation_mode_of(const std::string& name) {
   if (name == "zero") return hs::AblationMode::zero;
   if (name == "mean") return hs::AblationMode::mean;
@@ -397,11 +414,12 @@ val induction_probe(Session& session, int seq_len, int batch, double seed, val p
   return out;
 }
 
-val ablate(Session& session, val ids_js, val heads_js, const std::string& mode_name) {
+val ablate(Session& session, val ids_js, val heads_js, const std::string& mode_name, val labels) {
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(mode, ablation_mode_of(mode_name));
   hs::AblationOptions o;
   o.mode = mode.value();
+  o.objective = loss_of(labels);
   HS_WASM_UNWRAP(a, hs::ablate_heads(*model, ints_of(ids_js), ints_of(heads_js), o, session.edits));
   val out = ok_value();
   out.set("objective", std::string(hs::objective_name(a->objective)));
@@ -415,12 +433,13 @@ val ablate(Session& session, val ids_js, val heads_js, const std::string& mode_n
   return out;
 }
 
-val importance(Session& session, val ids_js, const std::string& mode_name, val progress) {
+val importance(Session& session, val ids_js, const std::string& mode_name, val labels, val progress) {
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(mode, ablation_mode_of(mode_name));
   const auto ids = ints_of(ids_js);
-  HS_WASM_UNWRAP(grad, hs::gradient_importance(*model, ids, hs::Objective::automatic, {}, session.edits));
-  HS_WASM_UNWRAP(loo, hs::leave_one_out(*model, ids, mode.value(), hs::Objective::automatic, session.edits,
+  const hs::Loss loss = loss_of(labels);
+  HS_WASM_UNWRAP(grad, hs::gradient_importance(*model, ids, loss, {}, session.edits));
+  HS_WASM_UNWRAP(loo, hs::leave_one_out(*model, ids, mode.value(), loss, session.edits,
                                         progress_of(progress)));
   val out = ok_value();
   out.set("objective", std::string(hs::objective_name(grad->objective)));
@@ -433,9 +452,10 @@ val importance(Session& session, val ids_js, const std::string& mode_name, val p
   return out;
 }
 
-val pruning(Session& session, val ids_js, val options, val progress) {
+val pruning(Session& session, val ids_js, val options, val labels, val progress) {
   HS_WASM_MODEL(session);
   hs::PruningOptions o;
+  o.objective = loss_of(labels);
   if (!options.isUndefined() && !options.isNull()) {
     if (options["order"].isString() && options["order"].as<std::string>() == "leave_one_out")
       o.order = hs::PruneOrder::leave_one_out;
@@ -537,9 +557,9 @@ val list_edits(Session& session) {
   return out;
 }
 
-val evaluate_merge(Session& session, val ids_js, int layer, int head_a, int head_b, val progress) {
+val evaluate_merge(Session& session, val ids_js, int layer, int head_a, int head_b, val labels, val progress) {
   HS_WASM_MODEL(session);
-  HS_WASM_UNWRAP(r, hs::evaluate_head_merge(*model, ints_of(ids_js), layer, head_a, head_b, hs::Objective::automatic,
+  HS_WASM_UNWRAP(r, hs::evaluate_head_merge(*model, ints_of(ids_js), layer, head_a, head_b, loss_of(labels),
                                             session.edits, progress_of(progress)));
   val out = ok_value();
   out.set("layer", r->layer);
@@ -565,6 +585,7 @@ val evaluate_merge(Session& session, val ids_js, int layer, int head_a, int head
 EMSCRIPTEN_BINDINGS(headscope) {
   using namespace hs_wasm;
   emscripten::function("singular_values", &singular_values);
+  emscripten::function("mask_tokens", &mask_tokens);
   emscripten::function("safetensors_header_length", &safetensors_header_length);
   emscripten::function("safetensors_index_shards", &safetensors_index_shards);
   emscripten::class_<Session>("Session")

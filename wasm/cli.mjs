@@ -139,11 +139,11 @@ function behaviour(command, session, info, ids, tokens, options) {
     if (!options.heads) fail('ablate needs --heads, e.g. --heads L0H1,L1H3');
     const heads = parseHeads(options.heads, info);
     const r = session.ablate(ids, heads, { mode: options.mode });
-    result = { mode: r.mode, objective: r.objective, heads: heads.map((i) => names[i]), loss_base: r.lossBase, loss: r.loss,
+    result = { mode: r.mode, objective: r.objective, masked_positions: r.maskedPositions ?? null, heads: heads.map((i) => names[i]), loss_base: r.lossBase, loss: r.loss,
       token_loss_base: Array.from(r.tokenLossBase), token_loss: Array.from(r.tokenLoss), pattern_change: Array.from(r.patternChange) };
   } else {
     const r = session.importance(ids, { mode: options.mode });
-    result = { objective: r.objective, mode: options.mode, loss: r.loss, gradient_importance: Array.from(r.gradientImportance),
+    result = { objective: r.objective, masked_positions: r.maskedPositions ?? null, mode: options.mode, loss: r.loss, gradient_importance: Array.from(r.gradientImportance),
       gradient: Array.from(r.gradient), leave_one_out_loss: Array.from(r.leaveOneOutLoss), leave_one_out_delta: Array.from(r.leaveOneOutDelta) };
   }
   const text = toJson({ ids, tokens, heads: names, ...result });

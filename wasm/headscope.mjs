@@ -97,6 +97,12 @@ async function loadTokenizer(source, signal, spawnTokenizer) {
   }
   if (tokenizerJson === null) return null;
   const tokenizer = new ThreadTokenizer(spawnTokenizer, tokenizerJson, config);
+  // For the masked-LM objective: the mask token's id and the special tokens
+  // that are never masked.
+  const added = Array.isArray(tokenizerJson.added_tokens) ? tokenizerJson.added_tokens : [];
+  const maskName = typeof config.mask_token === 'string' ? config.mask_token : config.mask_token?.content ?? '[MASK]';
+  tokenizer.maskId = added.find((t) => t.content === maskName)?.id ?? null;
+  tokenizer.specialIds = added.filter((t) => t.special).map((t) => t.id);
   try {
     return await tokenizer.start();
   } catch (error) {
@@ -391,22 +397,43 @@ export class ModelSession {
     return unwrap(this.raw.induction_probe(seqLen, batch, seed, onProgress));
   }
 
+  // The loss the behaviour calls measure on `ids`. BERT-like models
+  // (bidirectional, with an MLM head, a tokenizer with a mask token): the
+  // masked-LM objective, on the ids with a seeded 15 % of the ordinary
+  // tokens replaced by the mask (the core's mask_tokens: never a special
+  // token, at least one); `labels` given: those (Hugging Face's convention,
+  // -100 where not masked, the ids already masked by the caller). Otherwise
+  // the core's automatic objective. {ids, labels, masked}: the input to run,
+  // the labels or null, the masked positions or null.
+  lossInput(ids, { labels = null, maskSeed = 0 } = {}) {
+    ids = this.ids(ids);
+    if (labels) return { ids, labels: Int32Array.from(labels), masked: null };
+    const t = this.tokenizer;
+    if (this.info?.causal || !this.info?.hasLmHead || t?.maskId == null) return { ids, labels: null, masked: null };
+    const m = unwrap(this.module.mask_tokens(ids, t.maskId, t.specialIds, maskSeed));
+    return { ids: m.ids, labels: m.labels, masked: m.positions };
+  }
+
   // Ablates the heads (flat indices l*H + h) with mode 'zero' or 'mean'.
-  ablate(ids, heads, { mode = 'zero' } = {}) {
-    return unwrap(this.raw.ablate(this.ids(ids), this.heads(heads), mode));
+  // The objective: lossInput's (maskedPositions in the result when masked).
+  ablate(ids, heads, { mode = 'zero', labels = null, maskSeed = 0 } = {}) {
+    const input = this.lossInput(ids, { labels, maskSeed });
+    return withMasked(unwrap(this.raw.ablate(input.ids, this.heads(heads), mode, input.labels)), input);
   }
 
   // Michel et al. gradient importance |dL/dxi_h| and leave-one-out loss change.
-  importance(ids, { mode = 'zero', onProgress } = {}) {
-    return unwrap(this.raw.importance(this.ids(ids), mode, onProgress));
+  importance(ids, { mode = 'zero', labels = null, maskSeed = 0, onProgress } = {}) {
+    const input = this.lossInput(ids, { labels, maskSeed });
+    return withMasked(unwrap(this.raw.importance(input.ids, mode, input.labels, onProgress)), input);
   }
 
   // Loss as heads are removed in importance order, next to random orders.
   // step 0: 10 % of the heads at a time; normalize, reestimate (gradient
   // order): Michel's per-layer normalisation and run_bertology's
   // re-estimation after each step (core/interventions.hpp PruningOptions).
-  pruningCurve(ids, { order = 'gradient', mode = 'zero', step = 0, nRandom = 3, seed = 0, normalize = true, reestimate = true, onProgress } = {}) {
-    return unwrap(this.raw.pruning(this.ids(ids), { order, mode, step, n_random: nRandom, seed, normalize, reestimate }, onProgress));
+  pruningCurve(ids, { order = 'gradient', mode = 'zero', step = 0, nRandom = 3, seed = 0, normalize = true, reestimate = true, labels = null, maskSeed = 0, onProgress } = {}) {
+    const input = this.lossInput(ids, { labels, maskSeed });
+    return withMasked(unwrap(this.raw.pruning(input.ids, { order, mode, step, n_random: nRandom, seed, normalize, reestimate }, input.labels, onProgress)), input);
   }
 
   // OV edits, in TransformerLens's row-vector convention (x W_OV: U is the
@@ -432,14 +459,20 @@ export class ModelSession {
   }
 
   // Loss after merging two heads, next to pruning either or both.
-  evaluateMerge(ids, { layer, headA, headB, onProgress }) {
-    return unwrap(this.raw.evaluate_merge(this.ids(ids), layer, headA, headB, onProgress));
+  evaluateMerge(ids, { layer, headA, headB, labels = null, maskSeed = 0, onProgress }) {
+    const input = this.lossInput(ids, { labels, maskSeed });
+    return withMasked(unwrap(this.raw.evaluate_merge(input.ids, layer, headA, headB, input.labels, onProgress)), input);
   }
 
   dispose() {
     this.tokenizer?.dispose();
     this.raw.delete();
   }
+}
+
+// A behaviour result with the positions its masked-LM objective masked.
+function withMasked(result, input) {
+  return input.masked ? { ...result, maskedPositions: Array.from(input.masked) } : result;
 }
 
 // What a redundancy overlap is worth, beside the matrix r ({overlap [N,N],

@@ -107,3 +107,31 @@ test('a pruning curve starts at the base loss and removes every head', async () 
   assert.equal(curve.randomLossMean.length, curve.loss.length);
   s.dispose();
 });
+
+test('BERT: the masked-LM loss in wasm matches numpy, and BERT-like models are masked by default', async (t) => {
+  const ref = process.env.HEADSCOPE_MLM_REF;
+  if (!ref) return t.skip('HEADSCOPE_MLM_REF is not set (ctest sets it: reference.mlm)');
+  const s = core.createSession();
+  await s.load(directorySource(path.join(ref, 'model')));
+  const ids = Array.from(readNpy(path.join(ref, 'ids.npy')).data, Number);
+  const labels = Array.from(readNpy(path.join(ref, 'labels.npy')).data, Number);
+  const want = readNpy(path.join(ref, 'token_loss.npy')).data;
+  const a = s.ablate(ids, [], { labels });
+  assert.equal(a.objective, 'masked_token');
+  assert.ok(worstMismatch(a.tokenLossBase, want).maxError <= 1e-5, JSON.stringify(worstMismatch(a.tokenLossBase, want)));
+  const imp = s.importance(ids, { labels });
+  assert.ok(Math.abs(imp.loss - readNpy(path.join(ref, 'loss.npy')).data[0]) <= 1e-5);
+  // This checkpoint has no tokenizer: without labels the objective is the
+  // same-position one, and says so.
+  assert.equal(s.ablate(ids, []).objective, 'same_token');
+  // With a tokenizer that has a mask token, the session masks 15 % of the
+  // ordinary tokens itself (seeded), never a special one.
+  s.tokenizer = { maskId: 127, specialIds: [ids[0], ids[ids.length - 1]], dispose() {} };
+  const masked = s.importance(ids, { maskSeed: 3 });
+  assert.equal(masked.objective, 'masked_token');
+  const ordinary = ids.filter((id) => id !== ids[0] && id !== ids[ids.length - 1]).length;
+  assert.equal(masked.maskedPositions.length, Math.max(1, Math.round(0.15 * ordinary)));
+  assert.ok(masked.maskedPositions.every((p) => ids[p] !== ids[0] && ids[p] !== ids[ids.length - 1]));
+  assert.deepEqual(s.importance(ids, { maskSeed: 3 }).maskedPositions, masked.maskedPositions);
+  s.dispose();
+});
