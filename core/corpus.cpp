@@ -1,0 +1,158 @@
+#include "corpus.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <string>
+
+#include "composition_null.hpp"
+#include "forward.hpp"
+#include "rng.hpp"
+
+namespace hs {
+
+BootstrapInterval bootstrap_mean(const std::vector<double>& values, int n, int m, int resamples, double level,
+                                 std::uint64_t seed) {
+  BootstrapInterval out;
+  out.mean.assign(m, 0.0);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < m; ++j) out.mean[j] += values[static_cast<std::size_t>(i) * m + j] / n;
+  // B x m resampled means, the B rows of draws shared by every column.
+  std::vector<double> means(static_cast<std::size_t>(resamples) * m, 0.0);
+  Rng rng(seed);
+  for (int b = 0; b < resamples; ++b) {
+    double* row = means.data() + static_cast<std::size_t>(b) * m;
+    for (int k = 0; k < n; ++k) {
+      const double* v = values.data() + static_cast<std::size_t>(rng.below(n)) * m;
+      for (int j = 0; j < m; ++j) row[j] += v[j];
+    }
+    for (int j = 0; j < m; ++j) row[j] /= n;
+  }
+  out.lo.assign(m, 0.0);
+  out.hi.assign(m, 0.0);
+  std::vector<double> column(resamples);
+  for (int j = 0; j < m; ++j) {
+    bool nan = std::isnan(out.mean[j]);
+    for (int b = 0; b < resamples; ++b) column[b] = means[static_cast<std::size_t>(b) * m + j];
+    if (nan || resamples == 0) {
+      out.lo[j] = out.hi[j] = std::nan("");
+      continue;
+    }
+    std::sort(column.begin(), column.end());
+    out.lo[j] = quantile_sorted(column, (1 - level) / 2);
+    out.hi[j] = quantile_sorted(column, (1 + level) / 2);
+  }
+  return out;
+}
+
+namespace {
+
+// Attention spread evenly over the keys each row may see, for every head
+// [L, H, T, T]: the chance level's pattern.
+std::vector<float> uniform_patterns(const ModelConfig& c, int T) {
+  const int L = c.n_layer, H = c.n_head;
+  std::vector<float> out(static_cast<std::size_t>(L) * H * T * T, 0.f);
+  for (int l = 0; l < L; ++l) {
+    const int w = l < static_cast<int>(c.window.size()) ? c.window[l] : 0;
+    std::vector<float> one(static_cast<std::size_t>(T) * T, 0.f);
+    for (int i = 0; i < T; ++i) {
+      const int from = c.causal ? (w > 0 ? std::max(0, i - w + 1) : 0) : 0;
+      const int to = c.causal ? i : T - 1;
+      for (int j = from; j <= to; ++j) one[static_cast<std::size_t>(i) * T + j] = 1.f / static_cast<float>(to - from + 1);
+    }
+    for (int h = 0; h < H; ++h) std::copy(one.begin(), one.end(), out.begin() + (static_cast<std::size_t>(l) * H + h) * T * T);
+  }
+  return out;
+}
+
+// The statistics summarised, by name, from one text's behaviour.
+const char* const kMetricNames[] = {"previous_token_score", "duplicate_token_score", "induction_score",
+                                    "first_token_mass",     "current_token_mass",    "previous_token_mass",
+                                    "entropy_normalized",   "dominant_offset_share"};
+constexpr int kMetrics = sizeof(kMetricNames) / sizeof(kMetricNames[0]);
+
+const std::vector<double>& metric_of(const HeadBehavior& b, int k) {
+  switch (k) {
+    case 0: return b.previous_token_score;
+    case 1: return b.duplicate_token_score;
+    case 2: return b.induction_score;
+    case 3: return b.stats.first_token_mass;
+    case 4: return b.stats.current_token_mass;
+    case 5: return b.stats.previous_token_mass;
+    case 6: return b.stats.entropy_normalized;
+    default: return b.stats.dominant_offset_share;
+  }
+}
+
+}  // namespace
+
+Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vector<int>>& texts,
+                                 const CorpusOptions& options, const ModelEdits& edits, const ProgressFn& progress) {
+  const ModelConfig& c = model.config;
+  if (texts.empty()) return make_error("corpus_stats: the corpus has no texts");
+  if (options.max_tokens < 2) return make_error("corpus_stats: max_tokens must be at least 2");
+  if (options.resamples < 1) return make_error("corpus_stats: resamples must be at least 1");
+  if (!(options.level > 0 && options.level < 1)) return make_error("corpus_stats: level must be in (0, 1)");
+  for (std::size_t t = 0; t < texts.size(); ++t) {
+    if (texts[t].size() < 2)
+      return make_error("corpus_stats: text " + std::to_string(t) + " has " + std::to_string(texts[t].size()) +
+                        " token(s); the detectors need at least 2");
+  }
+  const int L = c.n_layer, H = c.n_head, N = L * H, n = static_cast<int>(texts.size());
+  CorpusStats out;
+  out.n_layer = L;
+  out.n_head = H;
+  out.n_texts = n;
+  out.options = options;
+  std::vector<std::vector<double>> per_text(kMetrics, std::vector<double>(static_cast<std::size_t>(n) * N));
+  std::vector<std::vector<double>> chance(kMetrics, std::vector<double>(N, 0.0));
+  out.role_share.assign(static_cast<std::size_t>(N) * (kRoleCount + 1), 0.0);
+  std::vector<std::map<int, int>> offsets(N);
+  BehaviorOptions behavior = options.behavior;
+  behavior.windows = c.window;
+  for (int t = 0; t < n; ++t) {
+    if (!report_progress(progress, double(t) / n)) return cancelled_error();
+    const int T = std::min(static_cast<int>(texts[t].size()), options.max_tokens);
+    if (T < static_cast<int>(texts[t].size())) ++out.n_truncated;
+    out.n_tokens.push_back(T);
+    const std::vector<int> ids(texts[t].begin(), texts[t].begin() + T);
+    auto b = head_behavior(model, ids, behavior, edits);
+    if (!b.ok()) return Error{b.error().code, "text " + std::to_string(t) + ": " + b.error().message};
+    auto u = head_behavior(uniform_patterns(c, T), L, H, ids, behavior);
+    if (!u.ok()) return u.error();
+    for (int k = 0; k < kMetrics; ++k) {
+      const std::vector<double>& v = metric_of(*b, k);
+      std::copy(v.begin(), v.end(), per_text[k].begin() + static_cast<std::size_t>(t) * N);
+      const std::vector<double>& cu = metric_of(*u, k);
+      for (int i = 0; i < N; ++i) chance[k][i] += cu[i] / n;
+    }
+    for (int i = 0; i < N; ++i) {
+      out.role_share[static_cast<std::size_t>(i) * (kRoleCount + 1) + static_cast<int>(b->role[i])] += 1.0 / n;
+      ++offsets[i][b->stats.dominant_offset[i]];
+    }
+  }
+  for (int k = 0; k < kMetrics; ++k) {
+    MetricSummary s;
+    s.name = kMetricNames[k];
+    // One seed per statistic, so that adding a statistic leaves the others' intervals as they were.
+    BootstrapInterval ci = bootstrap_mean(per_text[k], n, N, options.resamples, options.level, options.seed + k);
+    s.mean = std::move(ci.mean);
+    s.lo = std::move(ci.lo);
+    s.hi = std::move(ci.hi);
+    s.per_text = std::move(per_text[k]);
+    s.chance = std::move(chance[k]);
+    out.metrics.push_back(std::move(s));
+  }
+  for (int i = 0; i < N; ++i) {
+    int best = 0, count = -1;
+    for (const auto& [offset, k] : offsets[i]) {
+      if (k > count || (k == count && std::abs(offset) < std::abs(best))) best = offset, count = k;
+    }
+    out.dominant_offset.push_back(best);
+    out.dominant_offset_agreement.push_back(double(count) / n);
+  }
+  report_progress(progress, 1.0);
+  return out;
+}
+
+}  // namespace hs

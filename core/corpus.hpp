@@ -1,0 +1,78 @@
+// Head behaviour over a corpus: head_behavior (detectors.hpp) on every text,
+// each per-head statistic summarised over the texts by its mean and a
+// percentile-bootstrap interval, next to its chance level: the same
+// statistic of attention spread uniformly over the keys each row may see
+// (i + 1 causal, T bidirectional, the window in local layers), on the same
+// texts. A head's claim ("a previous-token head") then rests on many texts,
+// with its uncertainty, and against what no head at all would score.
+//
+// Texts are token ids; each is cut to its first max_tokens (the result
+// counts how many were cut). Every array is per head [L, H] (flat
+// l * n_head + h) unless it says otherwise.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "detectors.hpp"
+#include "interventions.hpp"
+#include "model.hpp"
+#include "progress.hpp"
+#include "result.hpp"
+
+namespace hs {
+
+// The percentile bootstrap of a mean: values [n, m] (n samples, the texts,
+// of m quantities, the heads); B resamples of n rows drawn with replacement
+// by Rng(seed) (rng.hpp); lo and hi are the (1 - level) / 2 and
+// (1 + level) / 2 quantiles of the B resampled means, linear interpolation
+// between order statistics as numpy's default. A NaN value makes its
+// column's mean and interval NaN.
+struct BootstrapInterval {
+  std::vector<double> mean, lo, hi;  // [m]
+};
+BootstrapInterval bootstrap_mean(const std::vector<double>& values, int n, int m, int resamples, double level,
+                                 std::uint64_t seed);
+
+// One statistic over the corpus.
+struct MetricSummary {
+  std::string name;                  // as in HeadBehavior: "previous_token_score", ...
+  std::vector<double> per_text;      // [n_texts, L, H]
+  std::vector<double> mean, lo, hi;  // [L, H] the bootstrap interval of the mean over texts
+  std::vector<double> chance;        // [L, H] the uniform pattern's mean over the same texts
+};
+
+struct CorpusOptions {
+  int max_tokens = 128;  // each text cut to this many ids
+  int resamples = 1000;  // bootstrap resamples
+  double level = 0.95;   // the intervals' coverage
+  std::uint64_t seed = 0;
+  BehaviorOptions behavior;  // detector options and the role threshold (windows: the model's)
+};
+
+struct CorpusStats {
+  int n_layer = 0, n_head = 0, n_texts = 0;
+  CorpusOptions options;
+  std::vector<int> n_tokens;  // [n_texts] after the cut
+  int n_truncated = 0;        // texts longer than max_tokens
+  // previous_token_score, duplicate_token_score, induction_score (TL's
+  // detect_head), first_token_mass (the BOS sink), current_token_mass,
+  // previous_token_mass, entropy_normalized, dominant_offset_share.
+  std::vector<MetricSummary> metrics;
+  // [L, H, kRoleCount + 1]: the share of texts on which each role (HeadRole
+  // order, `other` last) is the head's label.
+  std::vector<double> role_share;
+  // [L, H] the dominant offset seen on most texts (smallest |offset| on
+  // ties) and the share of texts on which it is the dominant one.
+  std::vector<int> dominant_offset;
+  std::vector<double> dominant_offset_agreement;
+};
+
+// Error: no texts, a text with fewer than 2 ids (the detectors need 2; its
+// index is named), ids out of range, bad options, cancelled.
+Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vector<int>>& texts,
+                                 const CorpusOptions& options = {}, const ModelEdits& edits = {},
+                                 const ProgressFn& progress = {});
+
+}  // namespace hs
