@@ -11,6 +11,7 @@
 
 #include "checkpoint.hpp"
 #include "composition_null.hpp"
+#include "corpus.hpp"
 #include "config.hpp"
 #include "detectors.hpp"
 #include "full_ov_circuit.hpp"
@@ -345,18 +346,23 @@ hs::Result<hs::AblationMode> ablation_mode_of(const std::string& name) {
   return hs::make_error("ablation mode must be \"zero\" or \"mean\", not \"" + name + "\"");
 }
 
+// {exclude_bos, exclude_current_token, measure, threshold, probe_induction}.
+hs::BehaviorOptions behavior_options_of(val options) {
+  hs::BehaviorOptions o;
+  if (options.isUndefined() || options.isNull()) return o;
+  o.detect.exclude_bos = options["exclude_bos"].isTrue();
+  o.detect.exclude_current_token = options["exclude_current_token"].isTrue();
+  if (options["measure"].isString() && options["measure"].as<std::string>() == "abs")
+    o.detect.error_measure = hs::ErrorMeasure::abs;
+  if (options["threshold"].isNumber()) o.role_threshold = options["threshold"].as<double>();
+  if (!options["probe_induction"].isUndefined() && !options["probe_induction"].isNull())
+    o.probe_induction = emscripten::convertJSArrayToNumberVector<double>(options["probe_induction"]);
+  return o;
+}
+
 val behavior(Session& session, val ids_js, val options) {
   HS_WASM_MODEL(session);
-  hs::BehaviorOptions o;
-  if (!options.isUndefined() && !options.isNull()) {
-    o.detect.exclude_bos = options["exclude_bos"].isTrue();
-    o.detect.exclude_current_token = options["exclude_current_token"].isTrue();
-    if (options["measure"].isString() && options["measure"].as<std::string>() == "abs")
-      o.detect.error_measure = hs::ErrorMeasure::abs;
-    if (options["threshold"].isNumber()) o.role_threshold = options["threshold"].as<double>();
-    if (!options["probe_induction"].isUndefined() && !options["probe_induction"].isNull())
-      o.probe_induction = emscripten::convertJSArrayToNumberVector<double>(options["probe_induction"]);
-  }
+  const hs::BehaviorOptions o = behavior_options_of(options);
   HS_WASM_UNWRAP(b, hs::head_behavior(*model, ints_of(ids_js), o, session.edits));
   std::vector<std::string> roles, classes;
   for (auto r : b->role) roles.emplace_back(hs::head_role_name(r));
@@ -411,6 +417,53 @@ val induction_probe(Session& session, int seq_len, int batch, double seed, val p
   out.set("token_loss", float64_copy(t->token_loss));
   out.set("loss_first_half", t->loss_first_half);
   out.set("loss_second_half", t->loss_second_half);
+  return out;
+}
+
+// Head statistics over texts (hs::corpus_stats). texts: an array of id
+// arrays; options {max_tokens, resamples, level, seed} plus behaviour's.
+val corpus(Session& session, val texts_js, val options, val progress) {
+  HS_WASM_MODEL(session);
+  std::vector<std::vector<int>> texts;
+  const int n = texts_js["length"].as<int>();
+  for (int i = 0; i < n; ++i) texts.push_back(ints_of(texts_js[i]));
+  hs::CorpusOptions o;
+  o.behavior = behavior_options_of(options);
+  if (!options.isUndefined() && !options.isNull()) {
+    if (options["max_tokens"].isNumber()) o.max_tokens = options["max_tokens"].as<int>();
+    if (options["resamples"].isNumber()) o.resamples = options["resamples"].as<int>();
+    if (options["level"].isNumber()) o.level = options["level"].as<double>();
+    if (options["seed"].isNumber()) o.seed = static_cast<std::uint64_t>(options["seed"].as<double>());
+  }
+  HS_WASM_UNWRAP(c, hs::corpus_stats(*model, texts, o, session.edits, progress_of(progress)));
+  val out = ok_value();
+  out.set("n_layer", c->n_layer);
+  out.set("n_head", c->n_head);
+  out.set("n_texts", c->n_texts);
+  out.set("max_tokens", c->options.max_tokens);
+  out.set("resamples", c->options.resamples);
+  out.set("level", c->options.level);
+  out.set("seed", static_cast<double>(c->options.seed));
+  out.set("measure", std::string(hs::error_measure_name(o.behavior.detect.error_measure)));
+  out.set("n_tokens", int32_copy(c->n_tokens));
+  out.set("n_truncated", c->n_truncated);
+  val metrics = val::object();
+  for (const hs::MetricSummary& m : c->metrics) {
+    val one = val::object();
+    one.set("mean", float64_copy(m.mean));
+    one.set("lo", float64_copy(m.lo));
+    one.set("hi", float64_copy(m.hi));
+    one.set("chance", float64_copy(m.chance));
+    one.set("per_text", float64_copy(m.per_text));
+    metrics.set(m.name, one);
+  }
+  out.set("metrics", metrics);
+  val roles = val::array();
+  for (int r = 0; r <= hs::kRoleCount; ++r) roles.call<void>("push", std::string(hs::head_role_name(static_cast<hs::HeadRole>(r))));
+  out.set("roles", roles);
+  out.set("role_share", float64_copy(c->role_share));
+  out.set("dominant_offset", int32_copy(c->dominant_offset));
+  out.set("dominant_offset_agreement", float64_copy(c->dominant_offset_agreement));
   return out;
 }
 
@@ -591,6 +644,7 @@ EMSCRIPTEN_BINDINGS(headscope) {
   emscripten::class_<Session>("Session")
       .constructor<>()
       .function("add_file", &Session::add_file)
+      .function("corpus", &corpus)
       .function("read_plan", &Session::read_plan)
       .function("load", &Session::load)
       .function("info", &Session::info)

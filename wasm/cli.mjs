@@ -7,6 +7,13 @@
 //   headscope detect MODEL (--text TEXT | --ids ...) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
 //   headscope ablate MODEL (--text TEXT | --ids ...) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
 //   headscope importance MODEL (--text TEXT | --ids ...) [--mode zero|mean] [--out FILE.json]
+//   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--texts N] [--tokens T] [--seed S] [--resamples B] [--out DIR]
+//
+// corpus: per-head statistics over texts (ModelSession.corpus), each with its
+// mean, 95 % bootstrap interval and chance level; without --corpus, the
+// built-in corpus (public/corpora/stories.txt). --out DIR: DIR/corpus.json
+// plus each statistic's per-text values as DIR/<statistic>_per_text.npy
+// [texts, L, H]; no --out: the JSON on stdout.
 //
 // MODEL is a local folder (config.json, model.safetensors or shards,
 // tokenizer.json) or a Hugging Face repo id (owner/name[@revision]); the hub
@@ -16,9 +23,10 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
+import { parseCorpus } from './corpus_files.mjs';
 import { encodeNpy } from './npy.mjs';
 import { nonFiniteWarning } from './headscope.mjs';
-import { toJson } from './names.mjs';
+import { snakeName, toJson } from './names.mjs';
 import { directorySource, loadHeadscope } from './node.mjs';
 import { headKey, isRepoId, parseHeadKey, parseTokenIds } from './ids.mjs';
 import { hubSource } from './sources.mjs';
@@ -30,6 +38,7 @@ const usage = `usage:
   headscope detect MODEL (--text TEXT | --ids 1,2,3) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
   headscope ablate MODEL (--text TEXT | --ids 1,2,3) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
   headscope importance MODEL (--text TEXT | --ids 1,2,3) [--mode zero|mean] [--out FILE.json]
+  headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--out DIR]
 MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision])`;
 
 function fail(message) {
@@ -69,13 +78,19 @@ async function main() {
       mode: { type: 'string', default: 'zero' },
       processed: { type: 'boolean', default: false },
       'attention-only': { type: 'boolean', default: false },
+      corpus: { type: 'string' },
+      field: { type: 'string', default: 'text' },
+      texts: { type: 'string', default: '64' },
+      tokens: { type: 'string', default: '128' },
+      seed: { type: 'string', default: '0' },
+      resamples: { type: 'string', default: '1000' },
       endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || 'https://huggingface.co' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   const [command, modelSpec] = positionals;
   if (options.help || !command) return console.log(usage);
-  if (!['info', 'attn', 'metrics', 'detect', 'ablate', 'importance'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
+  if (!['info', 'attn', 'metrics', 'detect', 'ablate', 'importance', 'corpus'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
   if (!modelSpec) fail(`${command} needs a MODEL\n${usage}`);
 
   const core = await loadHeadscope();
@@ -85,6 +100,7 @@ async function main() {
   for (const warning of info.warnings) console.error(`headscope: warning: ${warning}`);
   if (command === 'info') return console.log(toJson(info, 2));
   if (command === 'metrics') return metrics(session, info, options);
+  if (command === 'corpus') return corpus(session, info, options);
 
   if ((options.text === undefined) === (options.ids === undefined)) fail(`${command} needs exactly one of --text or --ids`);
   const { ids, tokens } = options.ids !== undefined
@@ -149,6 +165,52 @@ function behaviour(command, session, info, ids, tokens, options) {
   const text = toJson({ ids, tokens, heads: names, ...result });
   if (options.out) fs.writeFileSync(options.out, text);
   else console.log(text);
+}
+
+const BUILTIN_CORPUS = new URL('../public/corpora/stories.txt', import.meta.url);
+
+function positiveInt(options, name) {
+  const value = Number(options[name]);
+  if (!Number.isInteger(value) || value < 0 || (name !== 'seed' && value < 1)) fail(`--${name} must be a ${name === 'seed' ? 'non-negative' : 'positive'} integer, got "${options[name]}"`);
+  return value;
+}
+
+// Per-head statistics over a corpus, with intervals and chance levels.
+async function corpus(session, info, options) {
+  const file = options.corpus ?? BUILTIN_CORPUS.pathname;
+  if (!fs.existsSync(file)) fail(`${file}: no such corpus file`);
+  let parsed;
+  try {
+    parsed = parseCorpus(file, fs.readFileSync(file, 'utf8'), { field: options.field, limit: positiveInt(options, 'texts') });
+  } catch (error) {
+    fail(error.message);
+  }
+  const maxTokens = positiveInt(options, 'tokens');
+  const r = await session.corpus(parsed.texts, { maxTokens, seed: positiveInt(options, 'seed'), resamples: positiveInt(options, 'resamples') });
+  const [L, H] = [info.nLayer, info.nHead];
+  const heads = [];
+  for (let l = 0; l < L; l++) {
+    for (let h = 0; h < H; h++) {
+      const i = l * H + h;
+      const statistics = Object.fromEntries(Object.entries(r.metrics).map(([name, m]) => [name, { mean: m.mean[i], lo: m.lo[i], hi: m.hi[i], chance: m.chance[i] }]));
+      const roles = Object.fromEntries(r.roles.map((role, k) => [role, r.roleShare[i * r.roles.length + k]]));
+      heads.push({ head: headKey(l, h), statistics, role_share: roles, dominant_offset: r.dominantOffset[i], dominant_offset_agreement: r.dominantOffsetAgreement[i] });
+    }
+  }
+  const summary = {
+    model: info.label ?? undefined,
+    corpus: { file: options.corpus ?? 'built-in (public/corpora/stories.txt)', format: parsed.format, texts: r.nTexts, tokens_per_text: Array.from(r.nTokens),
+      max_tokens: r.maxTokens, truncated: r.nTruncated, note: `each text cut to its first ${r.maxTokens} tokens (BOS included); ${r.nTruncated} of ${r.nTexts} were longer` },
+    interval: { level: r.level, method: 'percentile bootstrap of the mean over texts', resamples: r.resamples, seed: r.seed },
+    chance: 'each statistic for attention spread uniformly over the keys each row may see, on the same texts',
+    measure: r.measure, heads,
+  };
+  if (!options.out) return console.log(toJson(summary, 1));
+  fs.mkdirSync(options.out, { recursive: true });
+  fs.writeFileSync(`${options.out}/corpus.json`, toJson(summary, 1));
+  for (const [name, m] of Object.entries(r.metrics)) {
+    fs.writeFileSync(`${options.out}/${snakeName(name)}_per_text.npy`, encodeNpy(m.perText, [r.nTexts, L, H]));
+  }
 }
 
 // Every per-head weight metric and the pairwise matrices of one weight

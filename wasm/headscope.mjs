@@ -391,6 +391,31 @@ export class ModelSession {
     return unwrap(this.raw.behavior(this.ids(ids), options));
   }
 
+  // Head statistics over a corpus (the core's corpus_stats): every
+  // detector score and pattern statistic per text, summarised per head by
+  // its mean over texts, a percentile-bootstrap interval at `level` and its
+  // chance level (uniform attention on the same texts); how often each role
+  // labels the head; the dominant offset most texts agree on. texts:
+  // strings (tokenized here, BOS first when prependBos; a string is cut to
+  // 64 characters per token first, so one huge line cannot stall the
+  // tokenizer) or id arrays; each is cut to maxTokens ids. Progress: the
+  // tokenizing is the first tenth.
+  async corpus(texts, { maxTokens = 128, resamples = 1000, level = 0.95, seed = 0, prependBos = true, measure = 'mul', excludeBos = false, excludeCurrentToken = false, threshold = 0.4, onProgress } = {}) {
+    const ids = [];
+    for (const [i, text] of texts.entries()) {
+      if (typeof text === 'string') {
+        const tokens = (await this.tokenize(text.slice(0, maxTokens * 64), { prependBos })).ids;
+        ids.push(this.ids(tokens.slice(0, maxTokens)));
+      } else {
+        ids.push(this.ids(Array.from(text).slice(0, maxTokens)));
+      }
+      onProgress?.((0.1 * (i + 1)) / texts.length, { what: 'tokenizing', done: i + 1, total: texts.length });
+    }
+    const options = { max_tokens: maxTokens, resamples, level, seed, measure, exclude_bos: excludeBos, exclude_current_token: excludeCurrentToken, threshold };
+    const progress = onProgress ? (f) => onProgress(0.1 + 0.9 * f, { what: 'corpus' }) : undefined;
+    return unwrap(this.raw.corpus(ids, options, progress));
+  }
+
   // The standard induction test: [BOS] + R + R, R random ids (SPEC §5.6):
   // per-head induction score and the loss on each half.
   inductionTest({ seqLen = 50, batch = 10, seed = 0, onProgress } = {}) {

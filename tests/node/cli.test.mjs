@@ -155,3 +155,74 @@ test('importance, ablate and detect write JSON matching the oracle and the API',
   assert.notEqual(out.status, 0);
   assert.match(out.stderr, /L5H1 is not a head of this model/);
 });
+
+test('corpus: per-head statistics over the built-in corpus are the per-text detectors\' means, with intervals and chance', async () => {
+  const builtin = path.join(repoRoot, 'public', 'models', 'headscope-tiny');
+  const dir = tempDir();
+  const out = headscope('corpus', builtin, '--texts', '12', '--tokens', '64', '--resamples', '300', '--out', dir);
+  assert.equal(out.status, 0, out.stderr);
+  const summary = JSON.parse(fs.readFileSync(path.join(dir, 'corpus.json'), 'utf8'));
+  assert.equal(summary.corpus.texts, 12);
+  assert.match(summary.corpus.note, /each text cut to its first 64 tokens \(BOS included\); \d+ of 12 were longer/);
+  assert.equal(summary.interval.resamples, 300);
+  const perText = parseNpy(fs.readFileSync(path.join(dir, 'previous_token_score_per_text.npy')));
+  assert.deepEqual(perText.shape, [12, 2, 4]);
+  // The same numbers, text by text, from the detectors of `detect` (the
+  // first 12 lines of the built-in corpus, BOS first, 64 tokens).
+  const lines = fs.readFileSync(path.join(repoRoot, 'public', 'corpora', 'stories.txt'), 'utf8').split('\n').filter((l) => l.trim()).slice(0, 12);
+  const { loadHeadscope, directorySource } = await import('../../wasm/node.mjs');
+  const core = await loadHeadscope();
+  const s = core.createSession();
+  await s.load(directorySource(builtin));
+  for (const [t, line] of lines.entries()) {
+    const ids = (await s.tokenize(line.slice(0, 64 * 64), { prependBos: true })).ids.slice(0, 64);
+    const b = s.behavior(ids);
+    // (The CLI and this process may run different builds, FMA or not: ~1e-8.)
+    for (let i = 0; i < 8; i++) assert.ok(Math.abs(perText.data[t * 8 + i] - b.previousTokenScore[i]) <= 1e-6, `text ${t} head ${i}`);
+  }
+  s.dispose();
+  for (const head of summary.heads) {
+    const p = head.statistics.previous_token_score;
+    assert.ok(p.lo <= p.mean && p.mean <= p.hi, `${head.head}: ${JSON.stringify(p)}`);
+    assert.ok(Math.abs(p.chance - summary.heads[0].statistics.previous_token_score.chance) < 1e-12, 'chance: the same uniform pattern for every head');
+    assert.ok(Math.abs(Object.values(head.role_share).reduce((a, b) => a + b, 0) - 1) < 1e-9);
+  }
+  // The built-in model's previous-token head holds its role on every text, far above chance.
+  const l0h0 = summary.heads[0];
+  assert.equal(l0h0.role_share.previous_token, 1);
+  assert.ok(l0h0.statistics.previous_token_score.lo > 10 * l0h0.statistics.previous_token_score.chance);
+});
+
+test('corpus: bad corpora are named, with what is wrong', () => {
+  const builtin = path.join(repoRoot, 'public', 'models', 'headscope-tiny');
+  const dir = tempDir();
+  const file = (name, content) => {
+    fs.writeFileSync(path.join(dir, name), content);
+    return path.join(dir, name);
+  };
+  for (const [corpus, message] of [
+    [file('binary.txt', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 13, 0x49, 0x48])), /binary.txt: looks binary/],
+    [file('empty.txt', '\n\n  \n'), /empty.txt: has no texts/],
+    [file('fields.jsonl', '{"body": "a text"}\n'), /fields.jsonl: line 1 has no text field "text" \(its fields: body\)/],
+    [file('broken.jsonl', '{"text": "ok"}\n{"text": \n'), /broken.jsonl: line 2 is not JSON/],
+    [file('table.parquet', 'PAR1'), /table.parquet: not a corpus file/],
+    [path.join(dir, 'missing.txt'), /missing.txt: no such corpus file/],
+  ]) {
+    const out = headscope('corpus', builtin, '--corpus', corpus);
+    assert.notEqual(out.status, 0, corpus);
+    assert.match(out.stderr, message);
+    assert.doesNotMatch(out.stderr, /\n\s+at /, 'no stack trace');
+  }
+  // One huge line is cut, not a stall: the tokenizer sees 64 characters per token.
+  const huge = file('huge.txt', `${'the cat sat on the mat. '.repeat(200000)}\nA short second text.\n`);
+  const out = headscope('corpus', builtin, '--corpus', huge, '--tokens', '32', '--resamples', '50');
+  assert.equal(out.status, 0, out.stderr);
+  const summary = JSON.parse(out.stdout);
+  assert.equal(summary.corpus.texts, 2);
+  assert.equal(summary.corpus.tokens_per_text[0], 32);
+  // A .jsonl with its text field.
+  const jsonl = file('ok.jsonl', '{"text": "Mary and John went to the store."}\n{"text": "Then Mary gave a book to John."}\n');
+  const ok = headscope('corpus', builtin, '--corpus', jsonl, '--resamples', '50');
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(JSON.parse(ok.stdout).corpus.format, 'jsonl');
+});

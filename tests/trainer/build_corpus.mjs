@@ -12,6 +12,9 @@
 //   train.u16, heldout.u16                  token ids, uint16 little-endian,
 //                                           documents separated by <|endoftext|>
 //   sample.txt                              the first documents, for reading
+//   corpus.txt                              the first --texts held-out documents, one
+//                                           per line: the page's built-in corpus
+//                                           (public/corpora/stories.txt)
 //
 // The encoder here is our own (GPT-2 regex + merge ranks); --verify N checks
 // it against @huggingface/tokenizers on the first N documents, which is the
@@ -25,7 +28,7 @@ import path from "node:path";
 // ---------------------------------------------------------------------------
 // Arguments.
 
-const args = { out: null, docs: 24000, heldout: 600, merges: 767, seed: 20240607, verify: 300 };
+const args = { out: null, docs: 24000, heldout: 600, merges: 767, seed: 20240607, verify: 300, texts: 64 };
 for (let i = 2; i < process.argv.length; i += 2) {
   const key = process.argv[i].replace(/^--/, "");
   if (!(key in args)) {
@@ -455,6 +458,7 @@ function write_tokens(file, first, last) {
 const n_train = write_tokens("train.u16", 0, args.docs);
 const n_heldout = write_tokens("heldout.u16", args.docs, n_total);
 fs.writeFileSync(path.join(args.out, "sample.txt"), docs.slice(0, 20).join("\n\n<|endoftext|>\n\n") + "\n");
+fs.writeFileSync(path.join(args.out, "corpus.txt"), docs.slice(args.docs, args.docs + args.texts).map((d) => d.replace(/\s+/g, " ").trim()).join("\n") + "\n");
 
 // Cross-check our encoder against the tokenizer the page uses.
 let verified = 0;
