@@ -3,11 +3,13 @@
 // the same model files (detectors, mean ablation, edits, merges, pruning, the
 // induction probe).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { openPage } from './harness.mjs';
+import { openPage, repoRoot } from './harness.mjs';
 import { exportFile, openSite, oracleDir, runCount, screenshot, waitReady, waitRun, worstMismatch } from './fixtures.mjs';
 import { parseNpy } from '../../wasm/npy.mjs';
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
@@ -194,6 +196,54 @@ test('merging two heads: the report, then the merged model\'s loss equals the re
   await waitRun(page, n);
   assert.equal(await page.getAttribute('#run-summary', 'data-loss'), clean);
   s.dispose();
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('a permalink to a corpus view runs it and shows the CLI\'s numbers, intervals and chance levels', async () => {
+  const { page, problems } = await openPage(browser.context, link({ model: 'test/tiny-gpt2', view: 'model', corpus: 'stories:12:48' }));
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await waitReady(page);
+  await page.waitForSelector('#corpus-note[data-ready="12"]', { timeout: 60000 });
+  assert.match(await page.textContent('#corpus-note'), /built-in stories \(corpora\/stories\.txt\): 12 texts, each cut to its first 48 tokens \(BOS included; \d+ were longer\); intervals: percentile bootstrap of the mean over texts, 1000 resamples, seed 0/);
+  const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'headscope-corpus-')));
+  execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', path.join(repoRoot, 'wasm', 'cli.mjs'), 'corpus', site.repoDir('test/tiny-gpt2'), '--texts', '12', '--tokens', '48', '--out', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const cli = JSON.parse(fs.readFileSync(path.join(dir, 'corpus.json'), 'utf8'));
+  for (const [value, statistic] of [['previousTokenScore', 'previous_token_score'], ['inductionScore', 'induction_score'], ['firstTokenMass', 'first_token_mass']]) {
+    await page.selectOption('#corpus-statistic', value);
+    const shown = JSON.parse((await exportFile(page, '#corpus-figure', 'json')).bytes);
+    assert.equal(shown.texts, 12);
+    assert.equal(shown.max_tokens, 48);
+    cli.heads.forEach((h, i) => {
+      const want = h.statistics[statistic];
+      close(shown.values[i], want.mean, 1e-6, `${statistic} ${h.head} mean`);
+      close(shown.lo[i], want.lo, 1e-6, `${statistic} ${h.head} lo`);
+      close(shown.hi[i], want.hi, 1e-6, `${statistic} ${h.head} hi`);
+      close(shown.chance[i], want.chance, 1e-9, `${statistic} ${h.head} chance`);
+    });
+  }
+  // The roles table: the role most texts give each head, as the CLI counts it.
+  const rows = await page.$$eval('#corpus-roles tbody tr', (tr) => tr.map((r) => [r.dataset.head, r.dataset.role, Number(r.dataset.share)]));
+  rows.forEach(([head, role, share], i) => {
+    assert.equal(head, cli.heads[i].head);
+    close(share, cli.heads[i].role_share[role], 1e-12, `${head} ${role}`);
+    assert.ok(Object.values(cli.heads[i].role_share).every((s) => s <= share + 1e-12), `${head}: ${role} is the most frequent role`);
+  });
+  // A file of the viewer's runs too, and the link no longer names a corpus.
+  const file = path.join(dir, 'mine.jsonl');
+  fs.writeFileSync(file, '{"text": "the cat sat on the mat"}\n{"text": "the dog sat on the log"}\n');
+  await page.setInputFiles('#corpus-file', file);
+  await page.waitForFunction(() => /mine\.jsonl: 2 texts/.test(document.getElementById('corpus-note').textContent));
+  await page.click('#corpus-run');
+  await page.waitForSelector('#corpus-note[data-ready="2"]');
+  assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get('corpus'), null);
+  // A bad file is named, and the page stays usable.
+  const bad = path.join(dir, 'bad.jsonl');
+  fs.writeFileSync(bad, '{"body": "no text here"}\n');
+  await page.setInputFiles('#corpus-file', bad);
+  await page.waitForFunction(() => /bad\.jsonl: line 1 has no text field "text"/.test(document.getElementById('corpus-note').textContent));
+  assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
+  await screenshot(page, 'corpus-view', { fullPage: true });
   assert.deepEqual(problems, []);
   await page.close();
 });

@@ -224,7 +224,9 @@ export class HeadValuesFigure {
       el('div', { class: 'figure-foot' }, [exportBar(() => this.figure(), { onError, label: 'Figure' })]));
   }
 
-  // values [L*H]; options {title, name, label, min, max, scale, format, caption}
+  // values [L*H]; options {title, name, label, min, max, scale, format,
+  // caption, describe(i, v) (the tooltip's text), columns ({name: [L*H]}:
+  // more CSV columns), extra (more JSON fields)}
   show(values, nLayer, nHead, options) {
     this.values = Array.from(values);
     this.nLayer = nLayer;
@@ -285,7 +287,8 @@ export class HeadValuesFigure {
     this.tooltip.hidden = !c;
     if (!c) return;
     const v = this.values[c.layer * this.nHead + c.head];
-    this.tooltip.textContent = `${headKey(c.layer, c.head)}: ${this.options.format(v)}`;
+    const i = c.layer * this.nHead + c.head;
+    this.tooltip.textContent = this.options.describe ? this.options.describe(i, v) : `${headKey(c.layer, c.head)}: ${this.options.format(v)}`;
     this.tooltip.dataset.value = String(v);
     this.tooltip.dataset.head = headKey(c.layer, c.head);
     this.tooltip.style.left = `${this.layout.left + (c.head + 1) * this.layout.cell + 6}px`;
@@ -317,7 +320,11 @@ export class HeadValuesFigure {
         return canvasToBlob(canvas);
       },
       json: () => ({ title: o.title, value: o.label, heads: labels, values: this.values, ...(o.extra || {}) }),
-      csv: () => [['head', 'layer', 'index', o.label || 'value'], ...this.values.map((v, i) => [labels[i], Math.floor(i / this.nHead), i % this.nHead, v])],
+      csv: () => {
+        const more = Object.entries(o.columns || {});
+        return [['head', 'layer', 'index', o.label || 'value', ...more.map(([name]) => name)],
+          ...this.values.map((v, i) => [labels[i], Math.floor(i / this.nHead), i % this.nHead, v, ...more.map(([, column]) => column[i])])];
+      },
     };
   }
 }

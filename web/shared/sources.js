@@ -15,6 +15,12 @@ export const BUILTIN = {
   title: 'built-in (headscope-tiny)',
 };
 
+// The built-in corpora, in public/corpora/ (one text per line), by the name
+// a link gives them (the hash's corpus field).
+export const CORPORA = {
+  stories: { path: 'corpora/stories.txt', label: 'built-in stories', texts: 64 },
+};
+
 function urlOf(text, base) {
   try {
     return new URL(text, base);

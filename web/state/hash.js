@@ -4,7 +4,7 @@
 // strict: a value that does not validate is dropped (and reported), never
 // passed on, because the hash is untrusted input.
 import { isEdit } from '../shared/edits.js';
-import { allowedHubEndpoint, modelFromText } from '../shared/sources.js';
+import { CORPORA, allowedHubEndpoint, modelFromText } from '../shared/sources.js';
 import { headKey, parseHeadKey, sortHeadKeys } from '../../wasm/ids.mjs';
 
 export const VIEWS = ['overview', 'head', 'model', 'interventions'];
@@ -30,7 +30,19 @@ export const URL_DEFAULTS = {
   edits: [],            // weight edits, see shared/edits.js
   detect: [],           // detector options: 'abs' (measure), 'nobos', 'nocur' (exclusions), 'probe' (induction role from the probe)
   hub: null,            // hub endpoint override (loopback or same origin only)
+  corpus: null,         // {name, texts, tokens}: statistics over a built-in corpus (views/corpusview.js)
 };
+
+// corpus=stories:64:128 (name, texts, tokens per text).
+export const CORPUS_LIMITS = { texts: [1, 1000], tokens: [2, 1024] };
+export function parseCorpusField(text) {
+  const m = /^([a-z]{1,20}):(\d{1,4}):(\d{1,4})$/.exec(String(text));
+  if (!m || !Object.hasOwn(CORPORA, m[1])) return null;
+  const texts = Number(m[2]);
+  const tokens = Number(m[3]);
+  const within = (v, [lo, hi]) => v >= lo && v <= hi;
+  return within(texts, CORPUS_LIMITS.texts) && within(tokens, CORPUS_LIMITS.tokens) ? { name: m[1], texts, tokens } : null;
+}
 
 export const URL_KEYS = Object.keys(URL_DEFAULTS);
 
@@ -107,6 +119,11 @@ export function parseHash(hash, pageOrigin) {
     if (flags.every((f) => DETECT_FLAGS.includes(f))) state.detect = [...new Set(flags)].sort();
     else bad('detect');
   }
+  if (params.has('corpus')) {
+    const corpus = parseCorpusField(params.get('corpus'));
+    if (corpus) state.corpus = corpus;
+    else bad('corpus');
+  }
   if (params.has('hub')) {
     const hub = allowedHubEndpoint(params.get('hub'), pageOrigin);
     if (hub) state.hub = hub;
@@ -132,6 +149,7 @@ export function serializeHash(state) {
     else if (key === 'ablate') params.set(key, value.join(','));
     else if (key === 'edits') params.set(key, value.join(';'));
     else if (key === 'detect') params.set(key, value.join(','));
+    else if (key === 'corpus') params.set(key, `${value.name}:${value.texts}:${value.tokens}`);
     else if (value !== null) params.set(key, String(value));
   }
   return params.toString();

@@ -14,6 +14,7 @@ import { exportBar, fileName, svgToPng } from '../export/export.js';
 import { HeadValuesFigure, MatrixFigure } from '../figures/matrix.js';
 import { headKey } from '../../wasm/ids.mjs';
 import { variantSwitch } from './weightsview.js';
+import { CorpusPanel } from './corpusview.js';
 
 const SUBSPACES = { O: 'write (O)', V: 'value read (V)', Q: 'query read (Q)', K: 'key read (K)' };
 
@@ -75,6 +76,9 @@ export class ModelView {
       ]),
       this.behaviourPanels(onError),
     );
+    const corpusCard = el('section', { class: 'weights-card', id: 'corpus-card' });
+    root.append(corpusCard);
+    this.corpus = new CorpusPanel(corpusCard, { store, app, modelName, onError });
     this.root = root;
     store.subscribe((state, changed) => {
       if (['view', 'weights', 'modelInfo'].some((k) => changed.has(k))) this.update(state);

@@ -29,6 +29,9 @@
 //   importance    {ids, mode} -> gradient and leave-one-out importance, generation
 //   pruning       {ids, order, mode, step, nRandom, seed, normalize, reestimate} -> the pruning curve, generation
 //   evaluateMerge {ids, layer, headA, headB} -> the merge report, generation
+//   corpus        {name (a built-in corpus, shared/sources.js CORPORA) | texts, maxTexts, maxTokens,
+//                 resamples, seed} -> per-head statistics over the texts with bootstrap intervals and
+//                 chance levels (ModelSession.corpus), generation
 //   geometry      {what, variant, ...}; what: 'weights' (the one pass: {spectra, redundancy (O),
 //                 composition}) | 'copying' | 'redundancy' {kind} | 'merges' {topN} |
 //                 'readout' {layer, head, directions, topN} | 'pair' {a, b}

@@ -7,7 +7,8 @@ import createHeadscopeModule from './headscope_core.mjs';
 import { cacheSummary, cachingFetch, clearCache, dropOldCaches, forgetPrefix } from './cache.js';
 import { MAX_TOKENS } from './protocol.js';
 import { parseEdit } from '../shared/edits.js';
-import { BUILTIN, allowedHubEndpoint, allowedModelUrl, trustedOrigin } from '../shared/sources.js';
+import { BUILTIN, CORPORA, allowedHubEndpoint, allowedModelUrl, trustedOrigin } from '../shared/sources.js';
+import { parseCorpus } from '../../wasm/corpus_files.mjs';
 import { coreWasmFile } from '../../wasm/features.mjs';
 import { compileWasm, createHeadscope, HeadscopeError, nonFiniteWarning } from '../../wasm/headscope.mjs';
 import { parseTokenIds } from '../../wasm/ids.mjs';
@@ -343,6 +344,23 @@ const handlers = {
 
   pruning(core, { ids, order = 'gradient', mode = 'zero', step = 0, nRandom = 3, seed = 0, normalize = true, reestimate = true }, progress) {
     return { ...needSession().pruningCurve(ids, { order, mode, step, nRandom, seed, normalize, reestimate, onProgress: reporter(progress, 'pruning curve') }), generation: modelGeneration };
+  },
+
+  // Head statistics over a corpus: a built-in one by name (fetched from this
+  // server) or the texts the page read from the viewer's file.
+  async corpus(core, { name = null, texts = null, maxTexts = 64, maxTokens = 128, resamples = 1000, seed = 0 }, progress) {
+    const s = needSession();
+    let list = texts;
+    if (name !== null) {
+      if (!Object.hasOwn(CORPORA, name)) throw new HeadscopeError(`no built-in corpus named ${JSON.stringify(String(name)).slice(0, 40)}`, 'invalid_argument');
+      const url = new URL(`../${CORPORA[name].path}`, import.meta.url);
+      const response = await fetch(url);
+      if (!response.ok) throw new HeadscopeError(`the built-in corpus ${name} is not on this server (HTTP ${response.status})`, 'missing_file');
+      list = parseCorpus(CORPORA[name].path, await response.text()).texts;
+    }
+    if (!Array.isArray(list) || !list.length || !list.every((t) => typeof t === 'string')) throw new HeadscopeError('a corpus is a list of texts', 'invalid_argument');
+    const result = await s.corpus(list.slice(0, maxTexts), { maxTokens, resamples, seed, onProgress: reporter(progress, 'corpus') });
+    return { ...result, generation: modelGeneration };
   },
 
   evaluateMerge(core, { ids, layer, headA, headB }, progress) {

@@ -1,0 +1,22 @@
+// The page's URL fields (web/state/hash.js): the corpus field's strict
+// parsing and its round trip.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { parseHash, serializeHash } from '../../web/state/hash.js';
+
+const ORIGIN = 'https://example.org';
+
+test('corpus=NAME:TEXTS:TOKENS names a built-in corpus, its size and token window, and round-trips', () => {
+  const { state, problems } = parseHash('#view=model&corpus=stories:12:48', ORIGIN);
+  assert.deepEqual(problems, []);
+  assert.deepEqual(state.corpus, { name: 'stories', texts: 12, tokens: 48 });
+  assert.equal(serializeHash(state), 'view=model&corpus=stories%3A12%3A48');
+  assert.deepEqual(parseHash(`#${serializeHash(state)}`, ORIGIN).state.corpus, state.corpus);
+  assert.equal(parseHash('#', ORIGIN).state.corpus, null);
+  for (const bad of ['nosuch:12:48', 'stories:0:48', 'stories:12:1', 'stories:1001:48', 'stories:12:2000', 'stories:12', 'stories:1e2:48', '../x:1:2']) {
+    const parsed = parseHash(`#corpus=${encodeURIComponent(bad)}`, ORIGIN);
+    assert.equal(parsed.state.corpus, null, bad);
+    assert.match(parsed.problems.join(' '), /ignored corpus=/, bad);
+  }
+});

@@ -1,0 +1,179 @@
+// Heads over a corpus (in the Model view): every head's detector scores and
+// pattern statistics over many texts, each as its mean with a 95 %
+// bootstrap interval and beside its chance level (uniform attention on the
+// same texts), and how often each role labels the head
+// (ModelSession.corpus, the core's corpus_stats). The corpus is a built-in
+// one (its name, size and token window go in the link: the hash's `corpus`
+// field) or the viewer's .txt / .jsonl file, which a link cannot carry.
+import { HeadValuesFigure } from '../figures/matrix.js';
+import { el, formatNumber } from './dom.js';
+import { CORPUS_LIMITS } from '../state/hash.js';
+import { CORPORA } from '../shared/sources.js';
+import { corpusFormat, parseCorpus } from '../../wasm/corpus_files.mjs';
+import { headKey } from '../../wasm/ids.mjs';
+
+// The statistics offered, by the API's names.
+const STATISTICS = {
+  previousTokenScore: 'previous-token score (TL detect_head)',
+  inductionScore: 'induction score (TL detect_head)',
+  duplicateTokenScore: 'duplicate-token score (TL detect_head)',
+  firstTokenMass: 'BOS sink: mean attention to the first token',
+  currentTokenMass: 'mean attention to the current token',
+  previousTokenMass: 'mean attention to the previous token',
+  entropyNormalized: 'entropy / ln(keys each row may see)',
+  dominantOffsetShare: 'share of attention at the dominant offset',
+};
+
+export class CorpusPanel {
+  constructor(root, { store, app, modelName, onError }) {
+    this.store = store;
+    this.app = app;
+    this.modelName = modelName;
+    this.result = null;
+    this.file = null;  // {name, texts} read from the viewer's file
+    this.source = el('select', { id: 'corpus-source', 'aria-label': 'corpus' }, [
+      ...Object.entries(CORPORA).map(([name, c]) => el('option', { value: name, text: `${c.label} (${c.texts} texts)` })),
+      el('option', { value: 'file', text: 'your file (.txt, .jsonl)…' }),
+    ]);
+    this.fileInput = el('input', { type: 'file', id: 'corpus-file', accept: '.txt,.jsonl', hidden: true, on: { change: () => this.readFile() } });
+    this.source.addEventListener('change', () => {
+      if (this.source.value === 'file') this.fileInput.click();
+    });
+    this.texts = el('input', { type: 'number', id: 'corpus-texts', min: CORPUS_LIMITS.texts[0], max: CORPUS_LIMITS.texts[1], value: 64, 'aria-label': 'texts' });
+    this.tokens = el('input', { type: 'number', id: 'corpus-tokens', min: CORPUS_LIMITS.tokens[0], max: CORPUS_LIMITS.tokens[1], value: 128, 'aria-label': 'tokens per text' });
+    this.statistic = el('select', { id: 'corpus-statistic', 'aria-label': 'statistic' }, Object.entries(STATISTICS).map(([value, text]) => el('option', { value, text })));
+    this.statistic.addEventListener('change', () => this.render());
+    this.note = el('p', { class: 'muted small', id: 'corpus-note' });
+    this.roles = el('table', { id: 'corpus-roles', class: 'data-table' });
+    const box = el('div', { id: 'corpus-figure', class: 'figure' });
+    this.figure = new HeadValuesFigure(box, { onError, onPick: (layer, head) => store.set({ head: { layer, head }, view: 'head' }) });
+    root.append(
+      el('h3', { text: 'Heads over a corpus' }),
+      el('p', { class: 'muted small', text: 'Each head\'s detector scores and pattern statistics on every text of a corpus: the mean over texts with a 95 % bootstrap interval, next to the chance level (the same statistic for attention spread evenly over the keys each row may see, on the same texts), and how often each role labels the head. Each text is cut to its first tokens (BOS first).' }),
+      el('div', { class: 'figure-head' }, [
+        el('label', { text: 'corpus ' }), this.source, this.fileInput,
+        el('label', { text: ' texts ' }), this.texts, el('label', { text: ' tokens each ' }), this.tokens,
+        el('button', { type: 'button', id: 'corpus-run', class: 'secondary', text: 'Run over the corpus', on: { click: () => this.run() } }),
+      ]),
+      this.note,
+      el('div', { class: 'figure-head' }, [el('label', { text: 'show ' }), this.statistic]),
+      el('div', { class: 'model-grid' }, [box, this.roles]),
+    );
+    store.subscribe((state, changed) => {
+      if (changed.has('modelInfo')) this.clear();
+      if ((changed.has('corpus') || changed.has('modelInfo') || changed.has('view')) && state.view === 'model') this.fromLink(state);
+    });
+  }
+
+  clear() {
+    this.result = null;
+    this.figure.clear('');
+    this.roles.replaceChildren();
+    this.note.textContent = '';
+  }
+
+  // A link with a corpus runs it when the Model view is on screen.
+  fromLink(state) {
+    const c = state.corpus;
+    if (!c || !state.modelInfo || state.modelStatus !== 'ready') return;
+    this.source.value = c.name;
+    this.texts.value = c.texts;
+    this.tokens.value = c.tokens;
+    const key = JSON.stringify([c, state.modelInfo.generation]);
+    if (this.linkKey === key) return;
+    this.linkKey = key;
+    this.run();
+  }
+
+  async readFile() {
+    const file = this.fileInput.files?.[0];
+    this.fileInput.value = '';
+    if (!file) return;
+    try {
+      if (!corpusFormat(file.name)) throw new Error(`${file.name}: not a corpus file: give .txt (one text per line) or .jsonl (a "text" field per line)`);
+      const { texts } = parseCorpus(file.name, await file.text(), { limit: CORPUS_LIMITS.texts[1] });
+      this.file = { name: file.name, texts };
+      this.source.append(el('option', { value: `file:${file.name}`, text: `${file.name} (${texts.length} texts)` }));
+      this.source.value = `file:${file.name}`;
+      this.note.textContent = `${file.name}: ${texts.length} texts. A file on your disk cannot be put in a link: a link to this view will not carry it.`;
+    } catch (error) {
+      this.source.value = Object.keys(CORPORA)[0];
+      this.note.textContent = error.message;
+      this.note.classList.add('error');
+    }
+  }
+
+  async run() {
+    const info = this.store.state.modelInfo;
+    if (!info) return;
+    this.note.classList.remove('error');
+    const clamp = (input, [lo, hi]) => Math.max(lo, Math.min(hi, Math.round(Number(input.value) || lo)));
+    const texts = clamp(this.texts, CORPUS_LIMITS.texts);
+    const tokens = Math.min(clamp(this.tokens, CORPUS_LIMITS.tokens), info.nCtx || CORPUS_LIMITS.tokens[1]);
+    const fromFile = this.source.value.startsWith('file:') && this.file;
+    const name = fromFile ? null : this.source.value;
+    // The link names a built-in corpus; a file leaves it out.
+    this.store.set({ corpus: name ? { name, texts, tokens } : null });
+    if (name) this.linkKey = JSON.stringify([{ name, texts, tokens }, info.generation]);
+    const args = name ? { name, maxTexts: texts, maxTokens: tokens } : { texts: this.file.texts, maxTexts: texts, maxTokens: tokens };
+    this.note.textContent = 'computing…';
+    try {
+      const r = await this.app.compute('corpus', args);
+      if (this.store.state.modelInfo !== info) return;
+      this.result = { ...r, source: name ? `${CORPORA[name].label} (${CORPORA[name].path})` : `${this.file.name} (your file)` };
+      this.note.textContent = `${this.result.source}: ${r.nTexts} texts, each cut to its first ${r.maxTokens} tokens (BOS included; ${r.nTruncated} were longer); intervals: percentile bootstrap of the mean over texts, ${r.resamples} resamples, seed ${r.seed}.`;
+      this.note.dataset.ready = String(r.nTexts);
+      this.render();
+    } catch (error) {
+      this.note.textContent = error.message;
+      this.note.classList.add('error');
+    }
+  }
+
+  render() {
+    const r = this.result;
+    if (!r) return;
+    const key = this.statistic.value;
+    const m = r.metrics[key];
+    const L = r.nLayer;
+    const H = r.nHead;
+    const chance = Array.from(m.chance);
+    const same = chance.every((c) => Math.abs(c - chance[0]) < 1e-12);
+    const chanceText = same ? formatNumber(chance[0], 3) : `${formatNumber(Math.min(...chance), 3)}–${formatNumber(Math.max(...chance), 3)} (by layer)`;
+    const max = Math.max(1e-9, ...Array.from(m.hi).filter(Number.isFinite));
+    this.figure.show(m.mean, L, H, {
+      title: `${this.modelName()} · ${STATISTICS[key]} over ${r.nTexts} texts`,
+      name: `${this.modelName()}_corpus_${key}`,
+      label: STATISTICS[key], min: 0, max: Math.max(max, 1e-9),
+      caption: `Mean over ${r.nTexts} texts; the tooltip gives the ${Math.round(r.level * 100)} % interval. Chance level (uniform attention on the same texts): ${chanceText}.`,
+      describe: (i, v) => `${headKey(Math.floor(i / H), i % H)}: ${formatNumber(v, 3)} [${formatNumber(m.lo[i], 3)}, ${formatNumber(m.hi[i], 3)}], chance ${formatNumber(m.chance[i], 3)}`,
+      columns: { lo: Array.from(m.lo), hi: Array.from(m.hi), chance },
+      extra: {
+        corpus: r.source, texts: r.nTexts, max_tokens: r.maxTokens, truncated: r.nTruncated, level: r.level, resamples: r.resamples, seed: r.seed,
+        statistic: key, lo: Array.from(m.lo), hi: Array.from(m.hi), chance,
+        per_text: Array.from({ length: r.nTexts }, (_, t) => Array.from(m.perText.subarray(t * L * H, (t + 1) * L * H))),
+      },
+    });
+    this.renderRoles();
+  }
+
+  // Per head: the role most texts give it, and on how many.
+  renderRoles() {
+    const r = this.result;
+    const R = r.roles.length;
+    const rows = [];
+    for (let i = 0; i < r.nLayer * r.nHead; i++) {
+      let best = 0;
+      for (let k = 1; k < R; k++) if (r.roleShare[i * R + k] > r.roleShare[i * R + best]) best = k;
+      const share = r.roleShare[i * R + best];
+      rows.push(el('tr', { dataset: { head: headKey(Math.floor(i / r.nHead), i % r.nHead), role: r.roles[best], share: String(share) } }, [
+        el('td', { text: headKey(Math.floor(i / r.nHead), i % r.nHead) }),
+        el('td', { text: r.roles[best] }),
+        el('td', { text: `${Math.round(share * r.nTexts)} of ${r.nTexts} texts` }),
+        el('td', { text: `${r.dominantOffset[i]} (${Math.round(r.dominantOffsetAgreement[i] * r.nTexts)} of ${r.nTexts})` }),
+      ]));
+    }
+    const head = el('tr', {}, ['head', 'role on most texts', 'on', 'dominant offset (texts agreeing)'].map((t) => el('th', { scope: 'col', text: t })));
+    this.roles.replaceChildren(el('thead', {}, [head]), el('tbody', {}, rows));
+  }
+}
