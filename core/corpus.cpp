@@ -47,10 +47,11 @@ BootstrapInterval bootstrap_mean(const std::vector<double>& values, int n, int m
 
 namespace {
 
-// Attention spread evenly over the keys each row may see, for every head
-// [L, H, T, T]: the chance level's pattern.
+// Attention spread evenly over the keys each row may see, one head per
+// layer [L, 1, T, T] (every head of a layer has the same): the chance
+// level's pattern.
 std::vector<float> uniform_patterns(const ModelConfig& c, int T) {
-  const int L = c.n_layer, H = c.n_head;
+  const int L = c.n_layer, H = 1;
   std::vector<float> out(static_cast<std::size_t>(L) * H * T * T, 0.f);
   for (int l = 0; l < L; ++l) {
     const int w = l < static_cast<int>(c.window.size()) ? c.window[l] : 0;
@@ -118,13 +119,13 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
     const std::vector<int> ids(texts[t].begin(), texts[t].begin() + T);
     auto b = head_behavior(model, ids, behavior, edits);
     if (!b.ok()) return Error{b.error().code, "text " + std::to_string(t) + ": " + b.error().message};
-    auto u = head_behavior(uniform_patterns(c, T), L, H, ids, behavior);
+    auto u = head_behavior(uniform_patterns(c, T), L, 1, ids, behavior);
     if (!u.ok()) return u.error();
     for (int k = 0; k < kMetrics; ++k) {
       const std::vector<double>& v = metric_of(*b, k);
       std::copy(v.begin(), v.end(), per_text[k].begin() + static_cast<std::size_t>(t) * N);
-      const std::vector<double>& cu = metric_of(*u, k);
-      for (int i = 0; i < N; ++i) chance[k][i] += cu[i] / n;
+      const std::vector<double>& cu = metric_of(*u, k);  // [L]
+      for (int i = 0; i < N; ++i) chance[k][i] += cu[i / H] / n;
     }
     for (int i = 0; i < N; ++i) {
       out.role_share[static_cast<std::size_t>(i) * (kRoleCount + 1) + static_cast<int>(b->role[i])] += 1.0 / n;

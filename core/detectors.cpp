@@ -412,7 +412,7 @@ Result<HeadBehavior> head_behavior(const std::vector<float>& patterns, int n_lay
 Result<HeadBehavior> head_behavior(const Model& model, const std::vector<int>& ids, const BehaviorOptions& options,
                                    const ModelEdits& edits) {
   RunOptions opt;
-  opt.want_hidden = opt.want_logits = false;
+  opt.want_hidden = opt.want_logits = opt.want_loss = false;  // the patterns only: no LM head
   auto run = run_edited(model, ids, edits, opt);
   if (!run.ok()) return run.error();
   BehaviorOptions o = options;
