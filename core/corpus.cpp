@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <string>
 
 #include "composition_null.hpp"
@@ -151,6 +152,115 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
     }
     out.dominant_offset.push_back(best);
     out.dominant_offset_agreement.push_back(double(count) / n);
+  }
+  report_progress(progress, 1.0);
+  return out;
+}
+
+Result<CorpusImportance> corpus_importance(const Model& model, const std::vector<std::vector<int>>& given,
+                                           const CorpusImportanceOptions& options, const ModelEdits& edits,
+                                           const ProgressFn& progress) {
+  const ModelConfig& c = model.config;
+  if (given.size() < 2) return make_error("corpus_importance: the held-out pruning needs at least 2 texts");
+  if (options.max_tokens < 2) return make_error("corpus_importance: max_tokens must be at least 2");
+  if (options.n_random < 0) return make_error("corpus_importance: n_random must not be negative");
+  const int L = c.n_layer, H = c.n_head, N = L * H, n = static_cast<int>(given.size());
+  std::vector<std::vector<int>> texts;
+  for (std::size_t t = 0; t < given.size(); ++t) {
+    if (given[t].size() < 2) return make_error("corpus_importance: text " + std::to_string(t) + " has fewer than 2 tokens");
+    texts.emplace_back(given[t].begin(), given[t].begin() + std::min<std::size_t>(given[t].size(), options.max_tokens));
+  }
+  CorpusImportance out;
+  out.n_layer = L;
+  out.n_head = H;
+  out.n_texts = n;
+  out.options = options;
+  out.gradient.assign(N, 0.0);
+  std::vector<double> half_gradient(N, 0.0);
+  std::vector<double> loo(options.leave_one_out ? static_cast<std::size_t>(n) * N : 0);
+  for (int t = 0; t < n; ++t) (t % 2 ? out.evaluate_texts : out.choose_texts).push_back(t);
+  const int step = std::max(1, (N + 9) / 10);
+  for (int k = 0; k < N; k += step) out.n_removed.push_back(k);
+  out.n_removed.push_back(N);
+  const int P = static_cast<int>(out.n_removed.size());
+  // Progress in forwards: gradient ~3 each, leave-one-out N + 1, pruning P per order per evaluated text.
+  const double total = n * (3.0 + (options.leave_one_out ? N + 1 : 0)) +
+                       double(P) * out.evaluate_texts.size() * (1 + options.n_random);
+  double done = 0;
+  auto step_progress = [&](double forwards) { return report_progress(progress, (done += forwards) / total); };
+
+  for (int t = 0; t < n; ++t) {
+    auto g = gradient_importance(model, texts[t], {}, {}, edits);
+    if (!g.ok()) return Error{g.error().code, "text " + std::to_string(t) + ": " + g.error().message};
+    out.objective = g->objective;
+    out.loss += g->loss / n;
+    for (int i = 0; i < N; ++i) {
+      out.gradient[i] += g->importance[i] / n;
+      if (t % 2 == 0) half_gradient[i] += g->importance[i];
+    }
+    if (!step_progress(3)) return cancelled_error();
+    if (options.leave_one_out) {
+      auto l = leave_one_out(model, texts[t], options.mode, {}, edits);
+      if (!l.ok()) return l.error();
+      std::copy(l->delta.begin(), l->delta.end(), loo.begin() + static_cast<std::size_t>(t) * N);
+      if (!step_progress(N + 1)) return cancelled_error();
+    }
+  }
+  auto normalized = [&](std::vector<double> v) {
+    for (int l = 0; l < L; ++l) {
+      double s = 0;
+      for (int h = 0; h < H; ++h) s += v[l * H + h] * v[l * H + h];
+      const double norm = std::sqrt(s) + 1e-20;
+      for (int h = 0; h < H; ++h) v[l * H + h] /= norm;
+    }
+    return v;
+  };
+  out.gradient_normalized = normalized(out.gradient);
+  if (options.leave_one_out) {
+    BootstrapInterval ci = bootstrap_mean(loo, n, N, options.resamples, options.level, options.seed);
+    out.loo_mean = std::move(ci.mean);
+    out.loo_lo = std::move(ci.lo);
+    out.loo_hi = std::move(ci.hi);
+  }
+
+  // Held-out pruning: order from the choosing half, loss on the other.
+  const std::vector<double> score = normalized(half_gradient);
+  out.order.resize(N);
+  std::iota(out.order.begin(), out.order.end(), 0);
+  std::stable_sort(out.order.begin(), out.order.end(), [&](int a, int b) { return score[a] < score[b]; });
+  AblationOptions ao;
+  ao.mode = options.mode;
+  ao.want_patterns = false;
+  auto curve = [&](const std::vector<int>& order, std::vector<double>& losses) -> Status {
+    losses.assign(P, 0.0);
+    for (int p = 0; p < P; ++p) {
+      const std::vector<int> removed(order.begin(), order.begin() + out.n_removed[p]);
+      for (int t : out.evaluate_texts) {
+        auto a = ablate_heads(model, texts[t], removed, ao, edits);
+        if (!a.ok()) return a.error();
+        losses[p] += a->loss / out.evaluate_texts.size();
+        if (!step_progress(1)) return cancelled_error();
+      }
+    }
+    return Ok{};
+  };
+  HS_TRY(curve(out.order, out.pruning_loss));
+  Rng rng(options.seed);
+  for (int r = 0; r < options.n_random; ++r) {
+    std::vector<int> order(N);
+    std::iota(order.begin(), order.end(), 0);
+    for (int i = N - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+    std::vector<double> losses;
+    HS_TRY(curve(order, losses));
+    if (r == 0) {
+      out.random_min = out.random_max = losses;
+      out.random_mean.assign(P, 0.0);
+    }
+    for (int p = 0; p < P; ++p) {
+      out.random_min[p] = std::min(out.random_min[p], losses[p]);
+      out.random_max[p] = std::max(out.random_max[p], losses[p]);
+      out.random_mean[p] += losses[p] / options.n_random;
+    }
   }
   report_progress(progress, 1.0);
   return out;

@@ -75,4 +75,46 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
                                  const CorpusOptions& options = {}, const ModelEdits& edits = {},
                                  const ProgressFn& progress = {});
 
+// Head importance over a corpus, with the model's automatic objective
+// (interventions.hpp; each text cut to max_tokens):
+//   gradient   Michel et al.'s E_x |dL/dxi_h| (the mean over texts of each
+//              text's |gradient|), and that expectation divided by its
+//              layer's L2 norm (their per-layer normalisation);
+//   loo        each head's leave-one-out loss change, mean over texts with a
+//              bootstrap interval (L * H forwards per text: optional);
+//   pruning    held out: the texts split by parity, the order chosen on the
+//              even-indexed half (its normalised gradient importance, least
+//              important first, measured once) and the loss measured on the
+//              odd-indexed half (mean over its texts) as heads are removed in
+//              steps of 10 %, next to n_random uniformly random orders (Rng(seed)),
+//              whose per-step minimum and maximum make the band.
+struct CorpusImportanceOptions {
+  int max_tokens = 128;
+  int resamples = 1000;
+  double level = 0.95;
+  std::uint64_t seed = 0;
+  bool leave_one_out = true;
+  AblationMode mode = AblationMode::zero;  // leave-one-out and pruning
+  int n_random = 5;                        // random pruning orders (0: none)
+};
+struct CorpusImportance {
+  int n_layer = 0, n_head = 0, n_texts = 0;
+  CorpusImportanceOptions options;
+  Objective objective = Objective::next_token;
+  double loss = 0;                              // mean over texts, nothing removed
+  std::vector<double> gradient;                 // [L, H] E_x |dL/dxi_h|
+  std::vector<double> gradient_normalized;      // [L, H] divided by its layer's L2 norm
+  std::vector<double> loo_mean, loo_lo, loo_hi;  // [L, H] (empty without leave_one_out)
+  std::vector<int> choose_texts, evaluate_texts;  // the halves, text indices
+  std::vector<int> order;                        // [N] from the choosing half
+  std::vector<int> n_removed;                    // [P] 0, step, 2 step, ..., N
+  std::vector<double> pruning_loss;              // [P] on the evaluating half
+  std::vector<double> random_min, random_max, random_mean;  // [P] over the random orders
+};
+// Error: fewer than 2 texts (the pruning needs both halves), a text with
+// fewer than 2 ids, a model without an objective, cancelled.
+Result<CorpusImportance> corpus_importance(const Model& model, const std::vector<std::vector<int>>& texts,
+                                           const CorpusImportanceOptions& options = {}, const ModelEdits& edits = {},
+                                           const ProgressFn& progress = {});
+
 }  // namespace hs

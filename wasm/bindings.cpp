@@ -467,6 +467,55 @@ val corpus(Session& session, val texts_js, val options, val progress) {
   return out;
 }
 
+// Head importance over texts (hs::corpus_importance): options {max_tokens,
+// resamples, level, seed, leave_one_out, mode, n_random}.
+val corpus_importance(Session& session, val texts_js, val options, val progress) {
+  HS_WASM_MODEL(session);
+  std::vector<std::vector<int>> texts;
+  const int n = texts_js["length"].as<int>();
+  for (int i = 0; i < n; ++i) texts.push_back(ints_of(texts_js[i]));
+  hs::CorpusImportanceOptions o;
+  if (!options.isUndefined() && !options.isNull()) {
+    if (options["max_tokens"].isNumber()) o.max_tokens = options["max_tokens"].as<int>();
+    if (options["resamples"].isNumber()) o.resamples = options["resamples"].as<int>();
+    if (options["level"].isNumber()) o.level = options["level"].as<double>();
+    if (options["seed"].isNumber()) o.seed = static_cast<std::uint64_t>(options["seed"].as<double>());
+    if (!options["leave_one_out"].isUndefined()) o.leave_one_out = options["leave_one_out"].isTrue();
+    if (options["n_random"].isNumber()) o.n_random = options["n_random"].as<int>();
+    if (options["mode"].isString()) {
+      HS_WASM_UNWRAP(mode, ablation_mode_of(options["mode"].as<std::string>()));
+      o.mode = mode.value();
+    }
+  }
+  HS_WASM_UNWRAP(r, hs::corpus_importance(*model, texts, o, session.edits, progress_of(progress)));
+  val out = ok_value();
+  out.set("n_layer", r->n_layer);
+  out.set("n_head", r->n_head);
+  out.set("n_texts", r->n_texts);
+  out.set("objective", std::string(hs::objective_name(r->objective)));
+  out.set("mode", std::string(hs::ablation_mode_name(r->options.mode)));
+  out.set("max_tokens", r->options.max_tokens);
+  out.set("level", r->options.level);
+  out.set("resamples", r->options.resamples);
+  out.set("seed", static_cast<double>(r->options.seed));
+  out.set("loss", r->loss);
+  out.set("gradient", float64_copy(r->gradient));
+  out.set("gradient_normalized", float64_copy(r->gradient_normalized));
+  out.set("loo_mean", float64_copy(r->loo_mean));
+  out.set("loo_lo", float64_copy(r->loo_lo));
+  out.set("loo_hi", float64_copy(r->loo_hi));
+  out.set("choose_texts", int32_copy(r->choose_texts));
+  out.set("evaluate_texts", int32_copy(r->evaluate_texts));
+  out.set("order", int32_copy(r->order));
+  out.set("n_removed", int32_copy(r->n_removed));
+  out.set("pruning_loss", float64_copy(r->pruning_loss));
+  out.set("random_min", float64_copy(r->random_min));
+  out.set("random_max", float64_copy(r->random_max));
+  out.set("random_mean", float64_copy(r->random_mean));
+  out.set("n_random", r->options.n_random);
+  return out;
+}
+
 val ablate(Session& session, val ids_js, val heads_js, const std::string& mode_name, val labels) {
   HS_WASM_MODEL(session);
   HS_WASM_UNWRAP(mode, ablation_mode_of(mode_name));
@@ -645,6 +694,7 @@ EMSCRIPTEN_BINDINGS(headscope) {
       .constructor<>()
       .function("add_file", &Session::add_file)
       .function("corpus", &corpus)
+      .function("corpus_importance", &corpus_importance)
       .function("read_plan", &Session::read_plan)
       .function("load", &Session::load)
       .function("info", &Session::info)

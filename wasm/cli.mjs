@@ -7,13 +7,15 @@
 //   headscope detect MODEL (--text TEXT | --ids ...) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
 //   headscope ablate MODEL (--text TEXT | --ids ...) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
 //   headscope importance MODEL (--text TEXT | --ids ...) [--mode zero|mean] [--out FILE.json]
-//   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--texts N] [--tokens T] [--seed S] [--resamples B] [--out DIR]
+//   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance] [--out DIR]
 //
 // corpus: per-head statistics over texts (ModelSession.corpus), each with its
 // mean, 95 % bootstrap interval and chance level; without --corpus, the
 // built-in corpus (public/corpora/stories.txt). --out DIR: DIR/corpus.json
 // plus each statistic's per-text values as DIR/<statistic>_per_text.npy
-// [texts, L, H]; no --out: the JSON on stdout.
+// [texts, L, H]; no --out: the JSON on stdout. --importance adds
+// `importance` (ModelSession.corpusImportance: E_x |dL/dxi|, leave-one-out
+// with intervals, the held-out pruning curve; L * H forwards per text).
 //
 // MODEL is a local folder (config.json, model.safetensors or shards,
 // tokenizer.json) or a Hugging Face repo id (owner/name[@revision]); the hub
@@ -38,7 +40,7 @@ const usage = `usage:
   headscope detect MODEL (--text TEXT | --ids 1,2,3) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
   headscope ablate MODEL (--text TEXT | --ids 1,2,3) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
   headscope importance MODEL (--text TEXT | --ids 1,2,3) [--mode zero|mean] [--out FILE.json]
-  headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--out DIR]
+  headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance] [--out DIR]
 MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision])`;
 
 function fail(message) {
@@ -84,6 +86,7 @@ async function main() {
       tokens: { type: 'string', default: '128' },
       seed: { type: 'string', default: '0' },
       resamples: { type: 'string', default: '1000' },
+      importance: { type: 'boolean', default: false },
       endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || 'https://huggingface.co' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -186,7 +189,8 @@ async function corpus(session, info, options) {
     fail(error.message);
   }
   const maxTokens = positiveInt(options, 'tokens');
-  const r = await session.corpus(parsed.texts, { maxTokens, seed: positiveInt(options, 'seed'), resamples: positiveInt(options, 'resamples') });
+  const common = { maxTokens, seed: positiveInt(options, 'seed'), resamples: positiveInt(options, 'resamples') };
+  const r = await session.corpus(parsed.texts, common);
   const [L, H] = [info.nLayer, info.nHead];
   const heads = [];
   for (let l = 0; l < L; l++) {
@@ -205,6 +209,16 @@ async function corpus(session, info, options) {
     chance: 'each statistic for attention spread uniformly over the keys each row may see, on the same texts',
     measure: r.measure, heads,
   };
+  if (options.importance) {
+    const m = await session.corpusImportance(parsed.texts, { ...common, mode: options.mode });
+    summary.importance = {
+      objective: m.objective, mode: m.mode, loss: m.loss,
+      method: 'gradient: E_x |dL/dxi_h| (Michel et al.), normalized: divided by its layer\'s L2 norm; leave_one_out: mean loss change over texts with a percentile-bootstrap interval; pruning: order by the normalized gradient importance of the even-indexed texts, loss on the odd-indexed texts, next to random orders (min-max band)',
+      heads: heads.map(({ head }, i) => ({ head, gradient: m.gradient[i], gradient_normalized: m.gradientNormalized[i], leave_one_out: { mean: m.looMean[i], lo: m.looLo[i], hi: m.looHi[i] } })),
+      pruning: { choose_texts: Array.from(m.chooseTexts), evaluate_texts: Array.from(m.evaluateTexts), order: Array.from(m.order, (i) => headKey(Math.floor(i / H), i % H)),
+        n_removed: Array.from(m.nRemoved), loss: Array.from(m.pruningLoss), random_orders: m.nRandom, random_min: Array.from(m.randomMin), random_max: Array.from(m.randomMax), random_mean: Array.from(m.randomMean) },
+    };
+  }
   if (!options.out) return console.log(toJson(summary, 1));
   fs.mkdirSync(options.out, { recursive: true });
   fs.writeFileSync(`${options.out}/corpus.json`, toJson(summary, 1));

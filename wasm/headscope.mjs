@@ -401,6 +401,26 @@ export class ModelSession {
   // tokenizer) or id arrays; each is cut to maxTokens ids. Progress: the
   // tokenizing is the first tenth.
   async corpus(texts, { maxTokens = 128, resamples = 1000, level = 0.95, seed = 0, prependBos = true, measure = 'mul', excludeBos = false, excludeCurrentToken = false, threshold = 0.4, onProgress } = {}) {
+    const options = { max_tokens: maxTokens, resamples, level, seed, measure, exclude_bos: excludeBos, exclude_current_token: excludeCurrentToken, threshold };
+    const progress = onProgress ? (f) => onProgress(0.1 + 0.9 * f, { what: 'corpus' }) : undefined;
+    return unwrap(this.raw.corpus(await this.corpusIds(texts, { maxTokens, prependBos, onProgress }), options, progress));
+  }
+
+  // Head importance over a corpus (the core's corpus_importance): Michel et
+  // al.'s E_x |dL/dxi_h| and its per-layer normalisation, the mean
+  // leave-one-out loss change with its interval (leaveOneOut: L * H
+  // forwards per text), and a pruning curve whose order is chosen on the
+  // even-indexed texts and measured on the odd-indexed ones, next to
+  // nRandom random orders (their min-max band). Texts as in corpus().
+  async corpusImportance(texts, { maxTokens = 128, resamples = 1000, level = 0.95, seed = 0, prependBos = true, leaveOneOut = true, mode = 'zero', nRandom = 5, onProgress } = {}) {
+    const ids = await this.corpusIds(texts, { maxTokens, prependBos, onProgress });
+    const options = { max_tokens: maxTokens, resamples, level, seed, leave_one_out: leaveOneOut, mode, n_random: nRandom };
+    const progress = onProgress ? (f) => onProgress(0.1 + 0.9 * f, { what: 'corpus importance' }) : undefined;
+    return unwrap(this.raw.corpus_importance(ids, options, progress));
+  }
+
+  // The corpus calls' texts as id arrays (the first tenth of their progress).
+  async corpusIds(texts, { maxTokens, prependBos, onProgress }) {
     const ids = [];
     for (const [i, text] of texts.entries()) {
       if (typeof text === 'string') {
@@ -411,9 +431,7 @@ export class ModelSession {
       }
       onProgress?.((0.1 * (i + 1)) / texts.length, { what: 'tokenizing', done: i + 1, total: texts.length });
     }
-    const options = { max_tokens: maxTokens, resamples, level, seed, measure, exclude_bos: excludeBos, exclude_current_token: excludeCurrentToken, threshold };
-    const progress = onProgress ? (f) => onProgress(0.1 + 0.9 * f, { what: 'corpus' }) : undefined;
-    return unwrap(this.raw.corpus(ids, options, progress));
+    return ids;
   }
 
   // The standard induction test: [BOS] + R + R, R random ids (SPEC §5.6):

@@ -101,3 +101,67 @@ TEST_CASE("corpus: statistics over texts are head_behavior's, text by text, besi
   CHECK_THAT(corpus_stats(model, {{1, 2, 3}, {4}}).error().message, Catch::Contains("text 1 has 1 token"));
   CHECK_THAT(corpus_stats(model, {{1, 2, 100000}}).error().message, Catch::Contains("text 0"));
 }
+
+TEST_CASE("corpus: importance over texts, and a pruning curve chosen on one half and measured on the other", "[corpus]") {
+  const Model model = test::load_fixture_model("gpt2").value();
+  const int N = model.config.n_layer * model.config.n_head;
+  const std::vector<std::vector<int>> texts = {{5, 6, 7, 5, 6, 7, 8, 9}, {1, 2, 3, 4, 5, 6, 7}, {3, 3, 4, 4, 9, 9}, {10, 20, 30, 10, 20, 30}};
+  CorpusImportanceOptions o;
+  o.resamples = 200;
+  o.n_random = 3;
+  const CorpusImportance r = corpus_importance(model, texts, o).value();
+  CHECK(r.objective == Objective::next_token);
+  std::vector<double> gradient(N, 0.0), half(N, 0.0), loo(N, 0.0);
+  double loss = 0;
+  for (int t = 0; t < 4; ++t) {
+    const GradientImportance g = gradient_importance(model, texts[t]).value();
+    const LeaveOneOut l = leave_one_out(model, texts[t]).value();
+    loss += g.loss / 4;
+    for (int i = 0; i < N; ++i) {
+      gradient[i] += g.importance[i] / 4;
+      if (t % 2 == 0) half[i] += g.importance[i];
+      loo[i] += l.delta[i] / 4;
+    }
+  }
+  CHECK(r.loss == Approx(loss).epsilon(1e-12));
+  for (int i = 0; i < N; ++i) {
+    CHECK(r.gradient[i] == Approx(gradient[i]).epsilon(1e-12));
+    CHECK(r.loo_mean[i] == Approx(loo[i]).margin(1e-12));
+    CHECK(r.loo_lo[i] <= r.loo_mean[i] + 1e-12);
+    CHECK(r.loo_hi[i] >= r.loo_mean[i] - 1e-12);
+  }
+  // Michel's per-layer normalisation: each layer's vector has unit L2 norm.
+  for (int l = 0; l < model.config.n_layer; ++l) {
+    double s = 0;
+    for (int h = 0; h < model.config.n_head; ++h) s += r.gradient_normalized[l * model.config.n_head + h] * r.gradient_normalized[l * model.config.n_head + h];
+    CHECK(s == Approx(1.0));
+  }
+  CHECK(r.choose_texts == std::vector<int>{0, 2});
+  CHECK(r.evaluate_texts == std::vector<int>{1, 3});
+  // The order: least important first by the choosing half's normalised importance.
+  for (int l = 0; l < model.config.n_layer; ++l) {
+    double s = 0;
+    for (int h = 0; h < model.config.n_head; ++h) s += half[l * model.config.n_head + h] * half[l * model.config.n_head + h];
+    for (int h = 0; h < model.config.n_head; ++h) half[l * model.config.n_head + h] /= std::sqrt(s) + 1e-20;
+  }
+  for (int k = 1; k < N; ++k) CHECK(half[r.order[k - 1]] <= half[r.order[k]]);
+  // The curve on the evaluating half: the intact loss first, every head removed last.
+  const int P = static_cast<int>(r.n_removed.size());
+  REQUIRE(P >= 2);
+  std::vector<int> all(N);
+  std::iota(all.begin(), all.end(), 0);
+  double intact = 0, none = 0;
+  for (int t : {1, 3}) {
+    intact += gradient_importance(model, texts[t]).value().loss / 2;
+    none += ablate_heads(model, texts[t], all).value().loss / 2;
+  }
+  CHECK(r.pruning_loss[0] == Approx(intact).epsilon(1e-6));
+  CHECK(r.pruning_loss[P - 1] == Approx(none).epsilon(1e-6));
+  for (int p = 0; p < P; ++p) {
+    CHECK(r.random_min[p] <= r.random_mean[p] + 1e-12);
+    CHECK(r.random_mean[p] <= r.random_max[p] + 1e-12);
+  }
+  CHECK(r.random_min[0] == Approx(r.pruning_loss[0]));
+  CHECK(r.random_max[P - 1] == Approx(r.pruning_loss[P - 1]));
+  CHECK_THAT(corpus_importance(model, {{1, 2, 3}}).error().message, Catch::Contains("at least 2 texts"));
+}

@@ -226,3 +226,25 @@ test('corpus: bad corpora are named, with what is wrong', () => {
   assert.equal(ok.status, 0, ok.stderr);
   assert.equal(JSON.parse(ok.stdout).corpus.format, 'jsonl');
 });
+
+test('corpus --importance: Michel importance over texts, leave-one-out intervals and a held-out pruning curve', () => {
+  const builtin = path.join(repoRoot, 'public', 'models', 'headscope-tiny');
+  const out = headscope('corpus', builtin, '--texts', '8', '--tokens', '48', '--resamples', '200', '--importance');
+  assert.equal(out.status, 0, out.stderr);
+  const m = JSON.parse(out.stdout).importance;
+  assert.equal(m.objective, 'next_token');
+  assert.equal(m.heads.length, 8);
+  for (const h of m.heads) assert.ok(h.leave_one_out.lo <= h.leave_one_out.mean && h.leave_one_out.mean <= h.leave_one_out.hi, h.head);
+  const p = m.pruning;
+  assert.deepEqual(p.choose_texts, [0, 2, 4, 6]);
+  assert.deepEqual(p.evaluate_texts, [1, 3, 5, 7]);
+  assert.equal(new Set(p.order).size, 8);
+  assert.deepEqual(p.n_removed, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  // Nothing removed and everything removed: every order gives the same loss.
+  for (const k of [0, 8]) {
+    assert.ok(Math.abs(p.random_min[k] - p.loss[k]) < 1e-9 && Math.abs(p.random_max[k] - p.loss[k]) < 1e-9, `step ${k}`);
+  }
+  // The importance order, chosen on other texts, keeps the loss at or below the random band's middle on the way.
+  const area = (v) => v.reduce((a, b) => a + b, 0);
+  assert.ok(area(p.loss) <= area(p.random_mean), `${p.loss} vs ${p.random_mean}`);
+});
