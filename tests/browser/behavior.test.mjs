@@ -207,7 +207,7 @@ test('a permalink to a corpus view runs it and shows the CLI\'s numbers, interva
   await page.waitForSelector('#corpus-note[data-ready="12"]', { timeout: 60000 });
   assert.match(await page.textContent('#corpus-note'), /built-in stories \(corpora\/stories\.txt\): 12 texts, each cut to its first 48 tokens \(BOS included; \d+ were longer\); intervals: percentile bootstrap of the mean over texts, 1000 resamples, seed 0/);
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'headscope-corpus-')));
-  execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', path.join(repoRoot, 'wasm', 'cli.mjs'), 'corpus', site.repoDir('test/tiny-gpt2'), '--texts', '12', '--tokens', '48', '--out', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', path.join(repoRoot, 'wasm', 'cli.mjs'), 'corpus', site.repoDir('test/tiny-gpt2'), '--texts', '12', '--tokens', '48', '--importance', '--out', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
   const cli = JSON.parse(fs.readFileSync(path.join(dir, 'corpus.json'), 'utf8'));
   for (const [value, statistic] of [['previousTokenScore', 'previous_token_score'], ['inductionScore', 'induction_score'], ['firstTokenMass', 'first_token_mass']]) {
     await page.selectOption('#corpus-statistic', value);
@@ -229,6 +229,18 @@ test('a permalink to a corpus view runs it and shows the CLI\'s numbers, interva
     close(share, cli.heads[i].role_share[role], 1e-12, `${head} ${role}`);
     assert.ok(Object.values(cli.heads[i].role_share).every((s) => s <= share + 1e-12), `${head}: ${role} is the most frequent role`);
   });
+  // Importance over the same texts: Michel's expectation, leave-one-out, the held-out curve.
+  await page.click('#corpus-importance-run');
+  await page.waitForSelector('#corpus-importance-note[data-ready="12"]', { timeout: 120000 });
+  const grad = JSON.parse((await exportFile(page, '#corpus-gradient', 'json')).bytes);
+  const looShown = JSON.parse((await exportFile(page, '#corpus-loo', 'json')).bytes);
+  cli.importance.heads.forEach((h, i) => {
+    close(grad.values[i], h.gradient_normalized, 1e-5, `${h.head} normalised importance`);
+    close(looShown.values[i], h.leave_one_out.mean, 1e-5, `${h.head} leave-one-out`);
+    close(looShown.lo[i], h.leave_one_out.lo, 1e-5, `${h.head} leave-one-out lo`);
+  });
+  const curve = JSON.parse((await exportFile(page, '#corpus-card .figure-head:has(#corpus-importance-run)', 'json')).bytes);
+  curve.pruning_loss.forEach((v, k) => close(v, cli.importance.pruning.loss[k], 1e-5, `held-out pruning step ${k}`));
   // A file of the viewer's runs too, and the link no longer names a corpus.
   const file = path.join(dir, 'mine.jsonl');
   fs.writeFileSync(file, '{"text": "the cat sat on the mat"}\n{"text": "the dog sat on the log"}\n');

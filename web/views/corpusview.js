@@ -5,7 +5,10 @@
 // (ModelSession.corpus, the core's corpus_stats). The corpus is a built-in
 // one (its name, size and token window go in the link: the hash's `corpus`
 // field) or the viewer's .txt / .jsonl file, which a link cannot carry.
+import { lineChart, serializeSvg } from '../figures/charts.js';
+import { SCALES } from '../figures/colormap.js';
 import { HeadValuesFigure } from '../figures/matrix.js';
+import { exportBar, fileName, svgToPng } from '../export/export.js';
 import { el, formatNumber } from './dom.js';
 import { CORPUS_LIMITS } from '../state/hash.js';
 import { CORPORA } from '../shared/sources.js';
@@ -46,7 +49,14 @@ export class CorpusPanel {
     this.note = el('p', { class: 'muted small', id: 'corpus-note' });
     this.roles = el('table', { id: 'corpus-roles', class: 'data-table' });
     const box = el('div', { id: 'corpus-figure', class: 'figure' });
-    this.figure = new HeadValuesFigure(box, { onError, onPick: (layer, head) => store.set({ head: { layer, head }, view: 'head' }) });
+    const pick = (layer, head) => store.set({ head: { layer, head }, view: 'head' });
+    this.figure = new HeadValuesFigure(box, { onError, onPick: pick });
+    const gradBox = el('div', { id: 'corpus-gradient', class: 'figure' });
+    const looBox = el('div', { id: 'corpus-loo', class: 'figure' });
+    this.gradFigure = new HeadValuesFigure(gradBox, { onError, onPick: pick });
+    this.looFigure = new HeadValuesFigure(looBox, { onError, onPick: pick });
+    this.importanceNote = el('p', { class: 'muted small', id: 'corpus-importance-note' });
+    this.pruneBox = el('div', { id: 'corpus-pruning', class: 'graph-wrap' });
     root.append(
       el('h3', { text: 'Heads over a corpus' }),
       el('p', { class: 'muted small', text: 'Each head\'s detector scores and pattern statistics on every text of a corpus: the mean over texts with a 95 % bootstrap interval, next to the chance level (the same statistic for attention spread evenly over the keys each row may see, on the same texts), and how often each role labels the head. Each text is cut to its first tokens (BOS first).' }),
@@ -58,6 +68,14 @@ export class CorpusPanel {
       this.note,
       el('div', { class: 'figure-head' }, [el('label', { text: 'show ' }), this.statistic]),
       el('div', { class: 'model-grid' }, [box, this.roles]),
+      el('h4', { text: 'Importance over the corpus' }),
+      el('p', { class: 'muted small', text: 'Michel et al.\'s importance as they define it, the expectation over texts of |∂L/∂ξ_h|, divided by its layer\'s L2 norm; the loss change when the head alone is ablated, mean over texts with its 95 % interval (one run per head and text); and a pruning curve whose order is chosen on half of the texts (even-indexed) and measured on the other half, next to random orders (their range).' }),
+      el('div', { class: 'figure-head' }, [
+        el('button', { type: 'button', id: 'corpus-importance-run', class: 'secondary', text: 'Importance over the corpus', on: { click: () => this.runImportance() } }),
+        this.importanceNote, exportBar(() => this.pruneFigure(), { onError, label: 'Curve' }),
+      ]),
+      el('div', { class: 'model-grid' }, [gradBox, looBox]),
+      this.pruneBox,
     );
     store.subscribe((state, changed) => {
       if (changed.has('modelInfo')) this.clear();
@@ -103,19 +121,26 @@ export class CorpusPanel {
     }
   }
 
-  async run() {
+  // The request's corpus arguments from the controls: {name, texts, tokens, args}.
+  choice() {
     const info = this.store.state.modelInfo;
-    if (!info) return;
-    this.note.classList.remove('error');
     const clamp = (input, [lo, hi]) => Math.max(lo, Math.min(hi, Math.round(Number(input.value) || lo)));
     const texts = clamp(this.texts, CORPUS_LIMITS.texts);
     const tokens = Math.min(clamp(this.tokens, CORPUS_LIMITS.tokens), info.nCtx || CORPUS_LIMITS.tokens[1]);
     const fromFile = this.source.value.startsWith('file:') && this.file;
     const name = fromFile ? null : this.source.value;
+    const args = name ? { name, maxTexts: texts, maxTokens: tokens } : { texts: this.file.texts, maxTexts: texts, maxTokens: tokens };
+    return { name, texts, tokens, args };
+  }
+
+  async run() {
+    const info = this.store.state.modelInfo;
+    if (!info) return;
+    this.note.classList.remove('error');
+    const { name, texts, tokens, args } = this.choice();
     // The link names a built-in corpus; a file leaves it out.
     this.store.set({ corpus: name ? { name, texts, tokens } : null });
     if (name) this.linkKey = JSON.stringify([{ name, texts, tokens }, info.generation]);
-    const args = name ? { name, maxTexts: texts, maxTokens: tokens } : { texts: this.file.texts, maxTexts: texts, maxTokens: tokens };
     this.note.textContent = 'computing…';
     try {
       const r = await this.app.compute('corpus', args);
@@ -155,6 +180,62 @@ export class CorpusPanel {
       },
     });
     this.renderRoles();
+  }
+
+  async runImportance() {
+    const info = this.store.state.modelInfo;
+    if (!info) return;
+    const { name, args } = this.choice();
+    const mode = this.store.state.mode;
+    this.importanceNote.textContent = 'computing…';
+    try {
+      const m = await this.app.compute('corpusImportance', { ...args, mode, nRandom: 5 });
+      if (this.store.state.modelInfo !== info) return;
+      const L = m.nLayer;
+      const H = m.nHead;
+      const source = name ? CORPORA[name].label : this.file.name;
+      this.importanceNote.textContent = `${source}: ${m.nTexts} texts of at most ${m.maxTokens} tokens; objective ${m.objective}, ${m.mode} ablation; mean loss ${formatNumber(m.loss, 4)}.`;
+      this.importanceNote.dataset.ready = String(m.nTexts);
+      this.gradFigure.show(m.gradientNormalized, L, H, {
+        title: `${this.modelName()} · E|∂L/∂ξ| over ${m.nTexts} texts, per layer normalised`, name: `${this.modelName()}_corpus_importance`,
+        label: 'E|∂L/∂ξ| / layer norm', min: 0, max: Math.max(1e-12, ...m.gradientNormalized),
+        caption: 'Michel et al.: the mean over texts of each head\'s |∂L/∂ξ|, divided by the L2 norm of its layer\'s values.',
+        columns: { expectation: Array.from(m.gradient) }, extra: { texts: m.nTexts, objective: m.objective, expectation: Array.from(m.gradient) },
+      });
+      const span = Math.max(1e-9, ...Array.from(m.looHi, Math.abs), ...Array.from(m.looLo, Math.abs));
+      this.looFigure.show(m.looMean, L, H, {
+        title: `${this.modelName()} · loss change without each head, mean over ${m.nTexts} texts (${m.mode} ablation)`, name: `${this.modelName()}_corpus_loo_${m.mode}`,
+        label: `Δ loss, ${m.mode} ablation`, min: -span, max: span, scale: SCALES.diverging,
+        caption: `Mean over texts; the tooltip gives the ${Math.round(m.level * 100)} % interval (bootstrap over texts).`,
+        describe: (i, v) => `${headKey(Math.floor(i / H), i % H)}: ${v >= 0 ? '+' : ''}${formatNumber(v, 4)} [${formatNumber(m.looLo[i], 4)}, ${formatNumber(m.looHi[i], 4)}]`,
+        columns: { lo: Array.from(m.looLo), hi: Array.from(m.looHi) }, extra: { texts: m.nTexts, mode: m.mode, lo: Array.from(m.looLo), hi: Array.from(m.looHi) },
+      });
+      const x = Array.from(m.nRemoved);
+      const series = [
+        { name: 'importance order', points: x.map((n, k) => [n, m.pruningLoss[k]]), colour: '#2c6fbb', width: 2.5 },
+        { name: `random (${m.nRandom}): range`, points: x.map((n, k) => [n, m.randomMax[k]]), colour: '#999', width: 1 },
+        { name: 'random, lowest', points: x.map((n, k) => [n, m.randomMin[k]]), colour: '#999', width: 1, legend: false },
+        { name: 'random, mean', points: x.map((n, k) => [n, m.randomMean[k]]), colour: '#666', dash: '5 3', width: 2 },
+      ];
+      this.pruneData = m;
+      this.pruneSvg = lineChart(series, { title: `${this.modelName()} · held-out pruning: loss on ${m.evaluateTexts.length} texts the order never saw`, xLabel: 'heads removed', yLabel: 'loss', width: 620, height: 260 });
+      this.pruneBox.replaceChildren(this.pruneSvg);
+    } catch (error) {
+      this.importanceNote.textContent = error.message;
+    }
+  }
+
+  pruneFigure() {
+    if (!this.pruneSvg) return null;
+    const m = this.pruneData;
+    const svg = () => serializeSvg(this.pruneSvg);
+    return {
+      name: fileName('headscope', this.modelName(), 'corpus-pruning', m.mode),
+      svg,
+      png: () => svgToPng(svg(), 2),
+      json: () => m,
+      csv: () => [['heads_removed', 'loss_held_out', 'random_min', 'random_mean', 'random_max'], ...Array.from(m.nRemoved, (n, k) => [n, m.pruningLoss[k], m.randomMin[k], m.randomMean[k], m.randomMax[k]])],
+    };
   }
 
   // Per head: the role most texts give it, and on how many.

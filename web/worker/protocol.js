@@ -32,6 +32,8 @@
 //   corpus        {name (a built-in corpus, shared/sources.js CORPORA) | texts, maxTexts, maxTokens,
 //                 resamples, seed} -> per-head statistics over the texts with bootstrap intervals and
 //                 chance levels (ModelSession.corpus), generation
+//   corpusImportance  the same texts, mode, nRandom -> Michel importance over the texts, leave-one-out
+//                 with intervals, the held-out pruning curve (ModelSession.corpusImportance), generation
 //   geometry      {what, variant, ...}; what: 'weights' (the one pass: {spectra, redundancy (O),
 //                 composition}) | 'copying' | 'redundancy' {kind} | 'merges' {topN} |
 //                 'readout' {layer, head, directions, topN} | 'pair' {a, b}

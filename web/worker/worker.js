@@ -227,6 +227,20 @@ function firstRunKey({ text, prependBos, maxTokens, ids, ablate }) {
   return JSON.stringify([String(text ?? ''), Boolean(prependBos ?? true), Number(maxTokens ?? MAX_TOKENS)]);
 }
 
+// A corpus request's texts: a built-in corpus by name (fetched from this
+// server) or the texts the page read from the viewer's file.
+async function corpusTexts(name, texts, maxTexts) {
+  let list = texts;
+  if (name !== null) {
+    if (!Object.hasOwn(CORPORA, name)) throw new HeadscopeError(`no built-in corpus named ${JSON.stringify(String(name)).slice(0, 40)}`, 'invalid_argument');
+    const response = await fetch(new URL(`../${CORPORA[name].path}`, import.meta.url));
+    if (!response.ok) throw new HeadscopeError(`the built-in corpus ${name} is not on this server (HTTP ${response.status})`, 'missing_file');
+    list = parseCorpus(CORPORA[name].path, await response.text()).texts;
+  }
+  if (!Array.isArray(list) || !list.length || !list.every((t) => typeof t === 'string')) throw new HeadscopeError('a corpus is a list of texts', 'invalid_argument');
+  return list.slice(0, maxTexts);
+}
+
 const handlers = {
   warmup(core, { first = {} }) {
     warm = handlers.loadModel(core, { spec: { kind: 'builtin' } }, () => {}).then(async (loaded) => {
@@ -349,17 +363,15 @@ const handlers = {
   // Head statistics over a corpus: a built-in one by name (fetched from this
   // server) or the texts the page read from the viewer's file.
   async corpus(core, { name = null, texts = null, maxTexts = 64, maxTokens = 128, resamples = 1000, seed = 0 }, progress) {
-    const s = needSession();
-    let list = texts;
-    if (name !== null) {
-      if (!Object.hasOwn(CORPORA, name)) throw new HeadscopeError(`no built-in corpus named ${JSON.stringify(String(name)).slice(0, 40)}`, 'invalid_argument');
-      const url = new URL(`../${CORPORA[name].path}`, import.meta.url);
-      const response = await fetch(url);
-      if (!response.ok) throw new HeadscopeError(`the built-in corpus ${name} is not on this server (HTTP ${response.status})`, 'missing_file');
-      list = parseCorpus(CORPORA[name].path, await response.text()).texts;
-    }
-    if (!Array.isArray(list) || !list.length || !list.every((t) => typeof t === 'string')) throw new HeadscopeError('a corpus is a list of texts', 'invalid_argument');
-    const result = await s.corpus(list.slice(0, maxTexts), { maxTokens, resamples, seed, onProgress: reporter(progress, 'corpus') });
+    const list = await corpusTexts(name, texts, maxTexts);
+    const result = await needSession().corpus(list, { maxTokens, resamples, seed, onProgress: reporter(progress, 'corpus') });
+    return { ...result, generation: modelGeneration };
+  },
+
+  // Head importance over a corpus (the same texts as `corpus`).
+  async corpusImportance(core, { name = null, texts = null, maxTexts = 64, maxTokens = 128, resamples = 1000, seed = 0, mode = 'zero', nRandom = 5 }, progress) {
+    const list = await corpusTexts(name, texts, maxTexts);
+    const result = await needSession().corpusImportance(list, { maxTokens, resamples, seed, mode, nRandom, onProgress: reporter(progress, 'corpus importance') });
     return { ...result, generation: modelGeneration };
   },
 
