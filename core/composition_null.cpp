@@ -119,7 +119,6 @@ Result<CompositionSignificance> composition_significance(const CompositionScores
   for (const auto* a : {&scores.q, &scores.k, &scores.v, &scores.null_q, &scores.null_k, &scores.null_v}) {
     if (a->size() != total) return make_error("composition_significance: scores are not [L, H, L, H] with their null");
   }
-  if (L * H < 2) return make_error("composition_significance: a single head has no null pairs");
   CompositionSignificance out;
   out.fdr = fdr;
   out.q = test_kind(scores.q, scores.null_q, L, H, fdr);

@@ -10,7 +10,7 @@
 // later one writes) and l1 == l2 (heads of one layer read the stream side
 // by side), self-pairs excluded (CompositionScores::null_*). They keep every
 // head's spectrum and the shared anisotropy. The i.i.d. baseline
-// (composition_baseline) stays only as a colour midpoint.
+// (composition_baseline) stays only as a reference level, not a test.
 //
 // For each kind (Q, K, V) on its own, over the m pairs l1 < l2:
 //   p(s) = (1 + #{null >= s}) / (N + 1)            N = the null's pairs
@@ -74,7 +74,9 @@ struct CompositionSignificance {
   CompositionTest q, k, v;
 };
 
-// Error: fdr outside (0, 1), scores without their null (an empty model).
+// A model of one layer has no pairs to test (n_tests 0, not resolvable);
+// one head has no null either. Error: fdr outside (0, 1), arrays that are
+// not [L, H, L, H].
 Result<CompositionSignificance> composition_significance(const CompositionScores& scores, double fdr = 0.05);
 
 }  // namespace hs

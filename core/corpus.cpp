@@ -12,8 +12,21 @@
 
 namespace hs {
 
-BootstrapInterval bootstrap_mean(const std::vector<double>& values, int n, int m, int resamples, double level,
-                                 std::uint64_t seed) {
+namespace {
+
+Status check_interval(int resamples, double level) {
+  if (resamples < 1) return make_error("resamples must be at least 1, got " + std::to_string(resamples));
+  if (!(level > 0 && level < 1)) return make_error("the interval's level must be in (0, 1), got " + std::to_string(level));
+  return Ok{};
+}
+
+}  // namespace
+
+Result<BootstrapInterval> bootstrap_mean(const std::vector<double>& values, int n, int m, int resamples,
+                                         double level, std::uint64_t seed) {
+  if (n < 2) return make_error("an interval needs at least 2 texts, got " + std::to_string(n));
+  HS_TRY(check_interval(resamples, level));
+  if (m < 0 || values.size() != static_cast<std::size_t>(n) * m) return make_error("bootstrap_mean: values are not [n, m]");
   BootstrapInterval out;
   out.mean.assign(m, 0.0);
   for (int i = 0; i < n; ++i)
@@ -33,9 +46,8 @@ BootstrapInterval bootstrap_mean(const std::vector<double>& values, int n, int m
   out.hi.assign(m, 0.0);
   std::vector<double> column(resamples);
   for (int j = 0; j < m; ++j) {
-    bool nan = std::isnan(out.mean[j]);
     for (int b = 0; b < resamples; ++b) column[b] = means[static_cast<std::size_t>(b) * m + j];
-    if (nan || resamples == 0) {
+    if (std::isnan(out.mean[j])) {
       out.lo[j] = out.hi[j] = std::nan("");
       continue;
     }
@@ -92,9 +104,9 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
                                  const CorpusOptions& options, const ModelEdits& edits, const ProgressFn& progress) {
   const ModelConfig& c = model.config;
   if (texts.empty()) return make_error("corpus_stats: the corpus has no texts");
+  if (texts.size() < 2) return make_error("corpus_stats: an interval needs at least 2 texts; the corpus has 1");
   if (options.max_tokens < 2) return make_error("corpus_stats: max_tokens must be at least 2");
-  if (options.resamples < 1) return make_error("corpus_stats: resamples must be at least 1");
-  if (!(options.level > 0 && options.level < 1)) return make_error("corpus_stats: level must be in (0, 1)");
+  HS_TRY(check_interval(options.resamples, options.level));
   for (std::size_t t = 0; t < texts.size(); ++t) {
     if (texts[t].size() < 2)
       return make_error("corpus_stats: text " + std::to_string(t) + " has " + std::to_string(texts[t].size()) +
@@ -137,10 +149,11 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
     MetricSummary s;
     s.name = kMetricNames[k];
     // One seed per statistic, so that adding a statistic leaves the others' intervals as they were.
-    BootstrapInterval ci = bootstrap_mean(per_text[k], n, N, options.resamples, options.level, options.seed + k);
-    s.mean = std::move(ci.mean);
-    s.lo = std::move(ci.lo);
-    s.hi = std::move(ci.hi);
+    auto ci = bootstrap_mean(per_text[k], n, N, options.resamples, options.level, options.seed + k);
+    if (!ci) return ci.error();
+    s.mean = std::move(ci->mean);
+    s.lo = std::move(ci->lo);
+    s.hi = std::move(ci->hi);
     s.per_text = std::move(per_text[k]);
     s.chance = std::move(chance[k]);
     out.metrics.push_back(std::move(s));
@@ -164,12 +177,24 @@ Result<CorpusImportance> corpus_importance(const Model& model, const std::vector
   if (given.size() < 2) return make_error("corpus_importance: the held-out pruning needs at least 2 texts");
   if (options.max_tokens < 2) return make_error("corpus_importance: max_tokens must be at least 2");
   if (options.n_random < 0) return make_error("corpus_importance: n_random must not be negative");
+  HS_TRY(check_interval(options.resamples, options.level));
+  if (!has_unembedding(model))
+    return make_error("corpus_importance needs a model with an LM head: its loss is what importance measures");
+  if (!options.labels.empty() && options.labels.size() != given.size())
+    return make_error("corpus_importance: " + std::to_string(options.labels.size()) + " label lists for " +
+                      std::to_string(given.size()) + " texts");
   const int L = c.n_layer, H = c.n_head, N = L * H, n = static_cast<int>(given.size());
   std::vector<std::vector<int>> texts;
   for (std::size_t t = 0; t < given.size(); ++t) {
     if (given[t].size() < 2) return make_error("corpus_importance: text " + std::to_string(t) + " has fewer than 2 tokens");
     texts.emplace_back(given[t].begin(), given[t].begin() + std::min<std::size_t>(given[t].size(), options.max_tokens));
   }
+  // Each text's loss: the masked-LM one with its labels (cut like the text), else automatic.
+  auto loss_of = [&](int t) {
+    if (options.labels.empty()) return Loss{};
+    const std::vector<int>& l = options.labels[t];
+    return Loss(Objective::masked_token, std::vector<int>(l.begin(), l.begin() + std::min(l.size(), texts[t].size())));
+  };
   CorpusImportance out;
   out.n_layer = L;
   out.n_head = H;
@@ -179,9 +204,7 @@ Result<CorpusImportance> corpus_importance(const Model& model, const std::vector
   std::vector<double> half_gradient(N, 0.0);
   std::vector<double> loo(options.leave_one_out ? static_cast<std::size_t>(n) * N : 0);
   for (int t = 0; t < n; ++t) (t % 2 ? out.evaluate_texts : out.choose_texts).push_back(t);
-  const int step = std::max(1, (N + 9) / 10);
-  for (int k = 0; k < N; k += step) out.n_removed.push_back(k);
-  out.n_removed.push_back(N);
+  out.n_removed = pruning_points(N);
   const int P = static_cast<int>(out.n_removed.size());
   // Progress in forwards: gradient ~3 each, leave-one-out N + 1, pruning P per order per evaluated text.
   const double total = n * (3.0 + (options.leave_one_out ? N + 1 : 0)) +
@@ -190,7 +213,7 @@ Result<CorpusImportance> corpus_importance(const Model& model, const std::vector
   auto step_progress = [&](double forwards) { return report_progress(progress, (done += forwards) / total); };
 
   for (int t = 0; t < n; ++t) {
-    auto g = gradient_importance(model, texts[t], {}, {}, edits);
+    auto g = gradient_importance(model, texts[t], loss_of(t), {}, edits);
     if (!g.ok()) return Error{g.error().code, "text " + std::to_string(t) + ": " + g.error().message};
     out.objective = g->objective;
     out.loss += g->loss / n;
@@ -200,42 +223,35 @@ Result<CorpusImportance> corpus_importance(const Model& model, const std::vector
     }
     if (!step_progress(3)) return cancelled_error();
     if (options.leave_one_out) {
-      auto l = leave_one_out(model, texts[t], options.mode, {}, edits);
+      auto l = leave_one_out(model, texts[t], options.mode, loss_of(t), edits);
       if (!l.ok()) return l.error();
       std::copy(l->delta.begin(), l->delta.end(), loo.begin() + static_cast<std::size_t>(t) * N);
       if (!step_progress(N + 1)) return cancelled_error();
     }
   }
-  auto normalized = [&](std::vector<double> v) {
-    for (int l = 0; l < L; ++l) {
-      double s = 0;
-      for (int h = 0; h < H; ++h) s += v[l * H + h] * v[l * H + h];
-      const double norm = std::sqrt(s) + 1e-20;
-      for (int h = 0; h < H; ++h) v[l * H + h] /= norm;
-    }
-    return v;
-  };
-  out.gradient_normalized = normalized(out.gradient);
+  out.gradient_normalized = layer_normalized(out.gradient, L, H);
   if (options.leave_one_out) {
-    BootstrapInterval ci = bootstrap_mean(loo, n, N, options.resamples, options.level, options.seed);
-    out.loo_mean = std::move(ci.mean);
-    out.loo_lo = std::move(ci.lo);
-    out.loo_hi = std::move(ci.hi);
+    auto ci = bootstrap_mean(loo, n, N, options.resamples, options.level, options.seed);
+    if (!ci) return ci.error();
+    out.loo_mean = std::move(ci->mean);
+    out.loo_lo = std::move(ci->lo);
+    out.loo_hi = std::move(ci->hi);
   }
 
   // Held-out pruning: order from the choosing half, loss on the other.
-  const std::vector<double> score = normalized(half_gradient);
+  const std::vector<double> score = layer_normalized(half_gradient, L, H);
   out.order.resize(N);
   std::iota(out.order.begin(), out.order.end(), 0);
   std::stable_sort(out.order.begin(), out.order.end(), [&](int a, int b) { return score[a] < score[b]; });
-  AblationOptions ao;
-  ao.mode = options.mode;
-  ao.want_patterns = false;
   auto curve = [&](const std::vector<int>& order, std::vector<double>& losses) -> Status {
     losses.assign(P, 0.0);
     for (int p = 0; p < P; ++p) {
       const std::vector<int> removed(order.begin(), order.begin() + out.n_removed[p]);
       for (int t : out.evaluate_texts) {
+        AblationOptions ao;
+        ao.mode = options.mode;
+        ao.want_patterns = false;
+        ao.objective = loss_of(t);
         auto a = ablate_heads(model, texts[t], removed, ao, edits);
         if (!a.ok()) return a.error();
         losses[p] += a->loss / out.evaluate_texts.size();
@@ -247,9 +263,7 @@ Result<CorpusImportance> corpus_importance(const Model& model, const std::vector
   HS_TRY(curve(out.order, out.pruning_loss));
   Rng rng(options.seed);
   for (int r = 0; r < options.n_random; ++r) {
-    std::vector<int> order(N);
-    std::iota(order.begin(), order.end(), 0);
-    for (int i = N - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+    const std::vector<int> order = random_order(N, rng);
     std::vector<double> losses;
     HS_TRY(curve(order, losses));
     if (r == 0) {

@@ -28,12 +28,13 @@ namespace hs {
 // by Rng(seed) (rng.hpp); lo and hi are the (1 - level) / 2 and
 // (1 + level) / 2 quantiles of the B resampled means, linear interpolation
 // between order statistics as numpy's default. A NaN value makes its
-// column's mean and interval NaN.
+// column's mean and interval NaN. Error: n < 2 (one sample has no spread
+// to resample), resamples < 1, level outside (0, 1), values not [n, m].
 struct BootstrapInterval {
   std::vector<double> mean, lo, hi;  // [m]
 };
-BootstrapInterval bootstrap_mean(const std::vector<double>& values, int n, int m, int resamples, double level,
-                                 std::uint64_t seed);
+Result<BootstrapInterval> bootstrap_mean(const std::vector<double>& values, int n, int m, int resamples,
+                                         double level, std::uint64_t seed);
 
 // One statistic over the corpus.
 struct MetricSummary {
@@ -69,14 +70,17 @@ struct CorpusStats {
   std::vector<double> dominant_offset_agreement;
 };
 
-// Error: no texts, a text with fewer than 2 ids (the detectors need 2; its
-// index is named), ids out of range, bad options, cancelled.
+// Error: fewer than 2 texts (an interval needs 2), a text with fewer than 2
+// ids (the detectors need 2; its index is named), ids out of range, bad
+// options, cancelled.
 Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vector<int>>& texts,
                                  const CorpusOptions& options = {}, const ModelEdits& edits = {},
                                  const ProgressFn& progress = {});
 
-// Head importance over a corpus, with the model's automatic objective
-// (interventions.hpp; each text cut to max_tokens):
+// Head importance over a corpus (each text cut to max_tokens), with the
+// causal LM loss, or the masked-LM loss where labels are given
+// (interventions.hpp); a bidirectional model without labels is measured by
+// the same-position loss, and the result's objective says so:
 //   gradient   Michel et al.'s E_x |dL/dxi_h| (the mean over texts of each
 //              text's |gradient|), and that expectation divided by its
 //              layer's L2 norm (their per-layer normalisation);
@@ -89,6 +93,9 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
 //              steps of 10 %, next to n_random uniformly random orders (Rng(seed)),
 //              whose per-step minimum and maximum make the band.
 struct CorpusImportanceOptions {
+  // Per text, Loss labels for the masked-LM objective (the texts then hold
+  // the masked input: mask_tokens), or empty: the model's causal LM loss.
+  std::vector<std::vector<int>> labels;
   int max_tokens = 128;
   int resamples = 1000;
   double level = 0.95;
@@ -112,7 +119,8 @@ struct CorpusImportance {
   std::vector<double> random_min, random_max, random_mean;  // [P] over the random orders
 };
 // Error: fewer than 2 texts (the pruning needs both halves), a text with
-// fewer than 2 ids, a model without an objective, cancelled.
+// fewer than 2 ids, a model with no LM head, labels that do not fit, bad
+// options, cancelled.
 Result<CorpusImportance> corpus_importance(const Model& model, const std::vector<std::vector<int>>& texts,
                                            const CorpusImportanceOptions& options = {}, const ModelEdits& edits = {},
                                            const ProgressFn& progress = {});

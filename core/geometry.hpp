@@ -145,7 +145,7 @@ double composition_score(const Eigen::Ref<const MatrixRMd>& A1, const Eigen::Ref
 // The score of random factored matrices of the same shapes (ARENA): X1..X4
 // [d, dh] uniform on +-1/sqrt(dh) (kaiming_uniform a=sqrt(5)), score
 // comp(X1 X2^T, X3 X4^T). Deterministic for a seed (xoshiro256**). Roughly
-// 1/sqrt(d): the colour midpoint for composition plots. Not a null for
+// 1/sqrt(d): a reference level for composition plots. Not a null for
 // significance: real heads share the residual stream's anisotropy, so most
 // real pairs beat it (composition_null.hpp has the null that holds).
 struct CompositionBaseline {

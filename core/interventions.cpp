@@ -671,6 +671,31 @@ void install_edit_gradients(const Model& model, const std::vector<LayerEdits>& b
 
 }  // namespace
 
+std::vector<int> pruning_points(int n_heads, int step) {
+  if (step <= 0) step = std::max(1, (n_heads + 9) / 10);
+  std::vector<int> out;
+  for (int k = 0; k < n_heads; k += step) out.push_back(k);
+  out.push_back(n_heads);
+  return out;
+}
+
+std::vector<int> random_order(int n, Rng& rng) {
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+  return order;
+}
+
+std::vector<double> layer_normalized(std::vector<double> v, int n_layer, int n_head) {
+  for (int l = 0; l < n_layer; ++l) {
+    double s = 0;
+    for (int h = 0; h < n_head; ++h) s += v[l * n_head + h] * v[l * n_head + h];
+    const double norm = std::sqrt(s) + 1e-20;
+    for (int h = 0; h < n_head; ++h) v[l * n_head + h] /= norm;
+  }
+  return v;
+}
+
 Result<GradientImportance> gradient_importance(const Model& model, const std::vector<int>& ids, const Loss& given,
                                                const std::vector<float>& gate, const ModelEdits& edits) {
   const ModelConfig& c = model.config;
@@ -708,13 +733,7 @@ Result<GradientImportance> gradient_importance(const Model& model, const std::ve
   r.gradient = dgate;
   for (double v : dgate) r.importance.push_back(std::fabs(v));
   // run_bertology normalisation: per layer by the L2 norm, then global min-max.
-  r.importance_normalized = r.importance;
-  for (int l = 0; l < L; ++l) {
-    double s = 0;
-    for (int h = 0; h < H; ++h) s += r.importance[l * H + h] * r.importance[l * H + h];
-    const double norm = std::sqrt(s) + 1e-20;
-    for (int h = 0; h < H; ++h) r.importance_normalized[l * H + h] /= norm;
-  }
+  r.importance_normalized = layer_normalized(r.importance, L, H);
   const auto [lo, hi] = std::minmax_element(r.importance_normalized.begin(), r.importance_normalized.end());
   const double mn = *lo, range = *hi - *lo;
   for (double& v : r.importance_normalized) v = range > 0 ? (v - mn) / range : 0.0;
@@ -741,9 +760,8 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
   r.n_head = c.n_head;
   r.options = options;
   r.options.objective = objective;
-  r.step = options.step > 0 ? options.step : std::max(1, (N + 9) / 10);
-  for (int k = 0; k < N; k += r.step) r.n_removed.push_back(k);
-  r.n_removed.push_back(N);
+  r.n_removed = pruning_points(N, options.step);
+  r.step = options.step > 0 ? options.step : r.n_removed[1];
   const int P = static_cast<int>(r.n_removed.size());
   const bool gradient = options.order == PruneOrder::gradient;
   const double estimates = gradient ? (options.reestimate ? P - 1 : 1) : N + 1;
@@ -754,15 +772,7 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
   auto gradient_scores = [&](const std::vector<float>& gate) -> Result<std::vector<double>> {
     auto gi = gradient_importance(model, ids, objective, gate, edits);
     if (!gi.ok()) return gi.error();
-    std::vector<double> v = gi->importance;
-    if (options.normalize) {
-      for (int l = 0; l < c.n_layer; ++l) {
-        double s = 0;
-        for (int h = 0; h < H; ++h) s += v[l * H + h] * v[l * H + h];
-        const double norm = std::sqrt(s) + 1e-20;
-        for (int h = 0; h < H; ++h) v[l * H + h] /= norm;
-      }
-    }
+    std::vector<double> v = options.normalize ? layer_normalized(gi->importance, c.n_layer, H) : gi->importance;
     runs_done += 1;
     return v;
   };
@@ -834,9 +844,7 @@ Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& i
   Rng rng(options.seed);
   r.random_loss_mean.assign(P, 0.0);
   for (int k = 0; k < options.n_random; ++k) {
-    std::vector<int> order(N);
-    std::iota(order.begin(), order.end(), 0);
-    for (int i = N - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+    const std::vector<int> order = random_order(N, rng);
     std::vector<double> losses;
     HS_TRY(curve(order, losses));
     r.random_orders.insert(r.random_orders.end(), order.begin(), order.end());

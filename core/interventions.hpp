@@ -61,6 +61,7 @@
 #include "model.hpp"
 #include "progress.hpp"
 #include "result.hpp"
+#include "rng.hpp"
 
 namespace hs {
 
@@ -248,6 +249,10 @@ struct GradientImportance {
   // then min-max scaled to [0, 1] over all heads.
   std::vector<double> importance_normalized;  // [L, H]
 };
+// Michel et al.'s per-layer normalisation of [L, H] importances: each
+// layer's values divided by their L2 norm (+1e-20, as run_bertology.py).
+std::vector<double> layer_normalized(std::vector<double> values, int n_layer, int n_head);
+
 Result<GradientImportance> gradient_importance(const Model& model, const std::vector<int>& ids,
                                                const Loss& objective = {},
                                                const std::vector<float>& gate = {}, const ModelEdits& edits = {});
@@ -288,6 +293,13 @@ struct PruningCurve {
   std::vector<double> random_loss;      // [n_random, P]
   std::vector<double> random_loss_mean;  // [P]
 };
+// The points of a pruning curve over n heads: 0, step, 2 step, ..., n
+// (step 0: 10 % of the heads, at least 1).
+std::vector<int> pruning_points(int n_heads, int step = 0);
+// A uniformly random order of 0 .. n-1: Fisher-Yates over Rng(seed)'s next
+// draws (`rng` advances; rng.hpp).
+std::vector<int> random_order(int n, Rng& rng);
+
 Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& ids, const PruningOptions& options = {},
                                    const ModelEdits& edits = {}, const ProgressFn& progress = {});
 

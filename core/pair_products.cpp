@@ -26,8 +26,8 @@ namespace {
 // took ~12 % less time with 96 rows than with 48, and a little less again
 // with 128, which also divides the usual d (768, 1024, 2048...). A block
 // holds at least band^2 coordinates per slot, so the band halves for models
-// with many heads, to keep the block within kBlockBytes (GPT-2-small's 528
-// composition slots: 128 rows, 35 MB; GPT-2-medium's 1472: 64 rows, 24 MB).
+// with many heads, to keep the block within kBlockBytes (GPT-2-small's 576
+// composition slots: 128 rows, 38 MB; GPT-2-medium's 1536: 64 rows, 25 MB).
 constexpr int kMaxBand = 128;
 constexpr double kBlockBytes = 48e6;
 

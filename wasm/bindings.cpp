@@ -162,7 +162,7 @@ val composition_test_value(const hs::CompositionTest& t) {
 
 // Composition scores with their empirical null and significance
 // (composition_null.hpp) and the random baseline of their shapes (the
-// colour midpoint).
+// reference level).
 val composition_value(const hs::Model& model, const hs::CompositionScores& scores, const std::string& variant_name,
                       int baseline_samples, double fdr) {
   HS_WASM_UNWRAP(baseline, hs::composition_baseline(model.config.d_model, model.config.d_head, baseline_samples));
@@ -323,6 +323,14 @@ val geometry_copying(Session& session, const std::string& variant_name, val prog
 
 std::vector<int> ints_of(val array) { return emscripten::convertJSArrayToNumberVector<int>(array); }
 
+// An array of id arrays (a corpus' texts, or their labels).
+std::vector<std::vector<int>> id_lists_of(val lists) {
+  std::vector<std::vector<int>> out;
+  const int n = lists["length"].as<int>();
+  for (int i = 0; i < n; ++i) out.push_back(ints_of(lists[i]));
+  return out;
+}
+
 // The loss of a behaviour call: labels (one per token, -100 where not
 // masked) ask for the masked-LM objective; undefined or null: automatic.
 hs::Loss loss_of(val labels) {
@@ -424,9 +432,7 @@ val induction_probe(Session& session, int seq_len, int batch, double seed, val p
 // arrays; options {max_tokens, resamples, level, seed} plus behaviour's.
 val corpus(Session& session, val texts_js, val options, val progress) {
   HS_WASM_MODEL(session);
-  std::vector<std::vector<int>> texts;
-  const int n = texts_js["length"].as<int>();
-  for (int i = 0; i < n; ++i) texts.push_back(ints_of(texts_js[i]));
+  const auto texts = id_lists_of(texts_js);
   hs::CorpusOptions o;
   o.behavior = behavior_options_of(options);
   if (!options.isUndefined() && !options.isNull()) {
@@ -471,9 +477,7 @@ val corpus(Session& session, val texts_js, val options, val progress) {
 // resamples, level, seed, leave_one_out, mode, n_random}.
 val corpus_importance(Session& session, val texts_js, val options, val progress) {
   HS_WASM_MODEL(session);
-  std::vector<std::vector<int>> texts;
-  const int n = texts_js["length"].as<int>();
-  for (int i = 0; i < n; ++i) texts.push_back(ints_of(texts_js[i]));
+  const auto texts = id_lists_of(texts_js);
   hs::CorpusImportanceOptions o;
   if (!options.isUndefined() && !options.isNull()) {
     if (options["max_tokens"].isNumber()) o.max_tokens = options["max_tokens"].as<int>();
@@ -486,6 +490,7 @@ val corpus_importance(Session& session, val texts_js, val options, val progress)
       HS_WASM_UNWRAP(mode, ablation_mode_of(options["mode"].as<std::string>()));
       o.mode = mode.value();
     }
+    if (!options["labels"].isUndefined() && !options["labels"].isNull()) o.labels = id_lists_of(options["labels"]);
   }
   HS_WASM_UNWRAP(r, hs::corpus_importance(*model, texts, o, session.edits, progress_of(progress)));
   val out = ok_value();

@@ -7,7 +7,7 @@
 //   headscope detect MODEL (--text TEXT | --ids ...) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
 //   headscope ablate MODEL (--text TEXT | --ids ...) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
 //   headscope importance MODEL (--text TEXT | --ids ...) [--mode zero|mean] [--out FILE.json]
-//   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance] [--out DIR]
+//   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance [--mode zero|mean]] [--out DIR]
 //
 // corpus: per-head statistics over texts (ModelSession.corpus), each with its
 // mean, 95 % bootstrap interval and chance level; without --corpus, the
@@ -23,6 +23,7 @@
 // --attention-only (info, metrics) reads only the attention weights and the
 // blocks' norms: from the hub, only those bytes are downloaded.
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { parseCorpus } from './corpus_files.mjs';
@@ -40,7 +41,7 @@ const usage = `usage:
   headscope detect MODEL (--text TEXT | --ids 1,2,3) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
   headscope ablate MODEL (--text TEXT | --ids 1,2,3) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
   headscope importance MODEL (--text TEXT | --ids 1,2,3) [--mode zero|mean] [--out FILE.json]
-  headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance] [--out DIR]
+  headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance [--mode zero|mean]] [--out DIR]
 MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision])`;
 
 function fail(message) {
@@ -170,7 +171,7 @@ function behaviour(command, session, info, ids, tokens, options) {
   else console.log(text);
 }
 
-const BUILTIN_CORPUS = new URL('../public/corpora/stories.txt', import.meta.url);
+const BUILTIN_CORPUS = fileURLToPath(new URL('../public/corpora/stories.txt', import.meta.url));
 
 function positiveInt(options, name) {
   const value = Number(options[name]);
@@ -180,7 +181,7 @@ function positiveInt(options, name) {
 
 // Per-head statistics over a corpus, with intervals and chance levels.
 async function corpus(session, info, options) {
-  const file = options.corpus ?? BUILTIN_CORPUS.pathname;
+  const file = options.corpus ?? BUILTIN_CORPUS;
   if (!fs.existsSync(file)) fail(`${file}: no such corpus file`);
   let parsed;
   try {
@@ -262,7 +263,7 @@ function metrics(session, info, options) {
       null: 'the same score over pairs that cannot compose: l1 > l2 and l1 == l2, self-pairs excluded; p = (1 + #{null >= s}) / (N + 1)',
       ...Object.fromEntries(['q', 'k', 'v'].map((k) => { const { p, ...rest } = composition.significance[k]; return [k, rest]; })),
     },
-    composition_baseline: { ...composition.baseline, use: 'colour midpoint only: real heads beat this i.i.d. null' },
+    composition_baseline: { ...composition.baseline, use: 'a reference level only, not a null: real heads beat i.i.d. random matrices for their shared anisotropy' },
     merge_candidates: merges.pairs,
     conventions: 'TransformerLens: OV = W_V W_O, QK = W_Q W_K^T, row vectors; redundancy = ||Q_i^T Q_j||_F^2 / d_head; composition [L,H,L,H] for l1 < l2, composition_null [L,H,L,H] for l1 >= l2',
   };

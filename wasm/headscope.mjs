@@ -329,7 +329,7 @@ export class ModelSession {
   // nTests, p [L,H,L,H], resolvable, nFlagged, threshold}} (each pair's
   // empirical p-value, Benjamini-Hochberg at level fdr: core
   // composition_null.hpp); and the random-matrix baseline {mean, std} of the
-  // same shapes, a colour midpoint only.
+  // same shapes, a reference level only.
   composition({ variant = 'raw', baselineSamples = 300, fdr = 0.05, onProgress } = {}) {
     return unwrap(this.raw.geometry_composition(variant, baselineSamples, fdr, onProgress));
   }
@@ -403,7 +403,9 @@ export class ModelSession {
   async corpus(texts, { maxTokens = 128, resamples = 1000, level = 0.95, seed = 0, prependBos = true, measure = 'mul', excludeBos = false, excludeCurrentToken = false, threshold = 0.4, onProgress } = {}) {
     const options = { max_tokens: maxTokens, resamples, level, seed, measure, exclude_bos: excludeBos, exclude_current_token: excludeCurrentToken, threshold };
     const progress = onProgress ? (f) => onProgress(0.1 + 0.9 * f, { what: 'corpus' }) : undefined;
-    return unwrap(this.raw.corpus(await this.corpusIds(texts, { maxTokens, prependBos, onProgress }), options, progress));
+    // One id more than the window, so that the core counts the texts it cuts.
+    const ids = await this.corpusIds(texts, { limit: maxTokens + 1, prependBos, onProgress });
+    return unwrap(this.raw.corpus(ids, options, progress));
   }
 
   // Head importance over a corpus (the core's corpus_importance): Michel et
@@ -411,23 +413,28 @@ export class ModelSession {
   // leave-one-out loss change with its interval (leaveOneOut: L * H
   // forwards per text), and a pruning curve whose order is chosen on the
   // even-indexed texts and measured on the odd-indexed ones, next to
-  // nRandom random orders (their min-max band). Texts as in corpus().
+  // nRandom random orders (their min-max band). Texts as in corpus(). The
+  // loss: lossInput's, text by text (BERT-like models: the masked-LM loss,
+  // text t masked with seed + t).
   async corpusImportance(texts, { maxTokens = 128, resamples = 1000, level = 0.95, seed = 0, prependBos = true, leaveOneOut = true, mode = 'zero', nRandom = 5, onProgress } = {}) {
-    const ids = await this.corpusIds(texts, { maxTokens, prependBos, onProgress });
+    const inputs = (await this.corpusIds(texts, { limit: maxTokens, prependBos, onProgress })).map((ids, t) => this.lossInput(ids, { maskSeed: seed + t }));
+    const ids = inputs.map((input) => input.ids);
     const options = { max_tokens: maxTokens, resamples, level, seed, leave_one_out: leaveOneOut, mode, n_random: nRandom };
+    if (inputs.some((input) => input.labels)) options.labels = inputs.map((input) => input.labels);
     const progress = onProgress ? (f) => onProgress(0.1 + 0.9 * f, { what: 'corpus importance' }) : undefined;
     return unwrap(this.raw.corpus_importance(ids, options, progress));
   }
 
-  // The corpus calls' texts as id arrays (the first tenth of their progress).
-  async corpusIds(texts, { maxTokens, prependBos, onProgress }) {
+  // The corpus calls' texts as id arrays of at most `limit` ids (the first
+  // tenth of their progress).
+  async corpusIds(texts, { limit, prependBos, onProgress }) {
     const ids = [];
     for (const [i, text] of texts.entries()) {
       if (typeof text === 'string') {
-        const tokens = (await this.tokenize(text.slice(0, maxTokens * 64), { prependBos })).ids;
-        ids.push(this.ids(tokens.slice(0, maxTokens)));
+        const tokens = (await this.tokenize(text.slice(0, limit * 64), { prependBos })).ids;
+        ids.push(this.ids(tokens.slice(0, limit)));
       } else {
-        ids.push(this.ids(Array.from(text).slice(0, maxTokens)));
+        ids.push(this.ids(Array.from(text).slice(0, limit)));
       }
       onProgress?.((0.1 * (i + 1)) / texts.length, { what: 'tokenizing', done: i + 1, total: texts.length });
     }
@@ -445,22 +452,24 @@ export class ModelSession {
   // masked-LM objective, on the ids with a seeded 15 % of the ordinary
   // tokens replaced by the mask (the core's mask_tokens: never a special
   // token, at least one); `labels` given: those (Hugging Face's convention,
-  // -100 where not masked, the ids already masked by the caller). Otherwise
-  // the core's automatic objective. {ids, labels, masked}: the input to run,
-  // the labels or null, the masked positions or null.
-  lossInput(ids, { labels = null, maskSeed = 0 } = {}) {
+  // -100 where not masked, the ids already masked by the caller); mask
+  // false: never masked (a per-token view of the text as typed, whose loss
+  // is then the same-position one). Otherwise the core's automatic
+  // objective. {ids, labels, masked}: the input to run, the labels or null,
+  // the masked positions or null.
+  lossInput(ids, { labels = null, maskSeed = 0, mask = true } = {}) {
     ids = this.ids(ids);
     if (labels) return { ids, labels: Int32Array.from(labels), masked: null };
     const t = this.tokenizer;
-    if (this.info?.causal || !this.info?.hasLmHead || t?.maskId == null) return { ids, labels: null, masked: null };
+    if (!mask || this.info?.causal || !this.info?.hasLmHead || t?.maskId == null) return { ids, labels: null, masked: null };
     const m = unwrap(this.module.mask_tokens(ids, t.maskId, t.specialIds, maskSeed));
     return { ids: m.ids, labels: m.labels, masked: m.positions };
   }
 
   // Ablates the heads (flat indices l*H + h) with mode 'zero' or 'mean'.
   // The objective: lossInput's (maskedPositions in the result when masked).
-  ablate(ids, heads, { mode = 'zero', labels = null, maskSeed = 0 } = {}) {
-    const input = this.lossInput(ids, { labels, maskSeed });
+  ablate(ids, heads, { mode = 'zero', labels = null, maskSeed = 0, mask = true } = {}) {
+    const input = this.lossInput(ids, { labels, maskSeed, mask });
     return withMasked(unwrap(this.raw.ablate(input.ids, this.heads(heads), mode, input.labels)), input);
   }
 

@@ -111,6 +111,14 @@ TEST_CASE("composition null: p-values, null summaries and flags on the numpy ref
       // threshold is the smallest flagged score.
       const std::vector<bool> flags = hs::benjamini_hochberg(forward_p, 0.2);
       CHECK(t20.n_flagged == std::count(flags.begin(), flags.end(), true));
+      double smallest = 2;
+      for (int i = 0, t = 0; i < N; ++i) {
+        for (int j = 0; j < N; ++j) {
+          if (i / H >= j / H) continue;
+          if (flags[t++]) smallest = std::min(smallest, (kind == 'q' ? comp->q : kind == 'k' ? comp->k : comp->v)[i * N + j]);
+        }
+      }
+      if (t20.n_flagged > 0) CHECK(t20.threshold == smallest);
       // The pooled null's quantiles, numpy's linear interpolation.
       std::vector<double> sorted = want.null;
       std::sort(sorted.begin(), sorted.end());
@@ -136,6 +144,17 @@ TEST_CASE("composition null: p-values, null summaries and flags on the numpy ref
   CHECK(s->k.p[1] == Approx(0.5));  // (1 + 0) / (1 + 1)
   CHECK_FALSE(s->k.resolvable);
   CHECK_FALSE(hs::composition_significance(tiny, 0).ok());
+  // One layer: nothing to test, and no error (the geometry pass goes on).
+  hs::CompositionScores one;
+  one.n_layer = 1;
+  one.n_head = 2;
+  one.q = one.k = one.v = {0, 0, 0, 0};
+  one.null_q = one.null_k = one.null_v = {0, 0.2, 0.3, 0};
+  auto none = hs::composition_significance(one, 0.05);
+  REQUIRE(none.ok());
+  CHECK(none->k.n_tests == 0);
+  CHECK(none->k.null.n == 2);
+  CHECK_FALSE(none->k.resolvable);
   CHECK_FALSE(hs::composition_significance(tiny, 1).ok());
 }
 

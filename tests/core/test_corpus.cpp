@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "corpus.hpp"
@@ -27,7 +28,7 @@ TEST_CASE("corpus: the bootstrap interval covers a known mean at its stated rate
       values[i * m] = 0.3 + data.normal();
       values[i * m + 1] = 2.0;
     }
-    const BootstrapInterval ci = bootstrap_mean(values, n, m, 1000, 0.95, r);
+    const BootstrapInterval ci = bootstrap_mean(values, n, m, 1000, 0.95, r).value();
     covered += ci.lo[0] <= 0.3 && 0.3 <= ci.hi[0];
     width += (ci.hi[0] - ci.lo[0]) / reps;
     REQUIRE(ci.lo[0] <= ci.mean[0]);
@@ -43,8 +44,8 @@ TEST_CASE("corpus: the bootstrap interval covers a known mean at its stated rate
   // The same seed gives the same interval; another seed, another one.
   std::vector<double> v(n);
   for (double& x : v) x = data.normal();
-  CHECK(bootstrap_mean(v, n, 1, 500, 0.9, 4).lo == bootstrap_mean(v, n, 1, 500, 0.9, 4).lo);
-  CHECK(bootstrap_mean(v, n, 1, 500, 0.9, 4).lo != bootstrap_mean(v, n, 1, 500, 0.9, 5).lo);
+  CHECK(bootstrap_mean(v, n, 1, 500, 0.9, 4)->lo == bootstrap_mean(v, n, 1, 500, 0.9, 4)->lo);
+  CHECK(bootstrap_mean(v, n, 1, 500, 0.9, 4)->lo != bootstrap_mean(v, n, 1, 500, 0.9, 5)->lo);
 }
 
 TEST_CASE("corpus: statistics over texts are head_behavior's, text by text, beside their chance level", "[corpus]") {
@@ -94,12 +95,31 @@ TEST_CASE("corpus: statistics over texts are head_behavior's, text by text, besi
     double shares = 0;
     for (int r = 0; r <= kRoleCount; ++r) shares += s.role_share[i * (kRoleCount + 1) + r];
     CHECK(shares == Approx(1.0));
-    CHECK(s.dominant_offset_agreement[i] > 0);
+  }
+  // The dominant offset most texts agree on, from head_behavior text by text.
+  for (int i = 0; i < N; ++i) {
+    std::map<int, int> seen;
+    for (int t = 0; t < 3; ++t) {
+      const std::vector<int> ids(texts[t].begin(), texts[t].begin() + s.n_tokens[t]);
+      ++seen[head_behavior(model, ids, bo).value().stats.dominant_offset[i]];
+    }
+    CHECK(seen[s.dominant_offset[i]] == Approx(s.dominant_offset_agreement[i] * 3));
+    for (const auto& [offset, count] : seen) CHECK(count <= seen[s.dominant_offset[i]]);
   }
   // Errors name the problem.
   CHECK_THAT(corpus_stats(model, {}).error().message, Catch::Contains("no texts"));
   CHECK_THAT(corpus_stats(model, {{1, 2, 3}, {4}}).error().message, Catch::Contains("text 1 has 1 token"));
-  CHECK_THAT(corpus_stats(model, {{1, 2, 100000}}).error().message, Catch::Contains("text 0"));
+  CHECK_THAT(corpus_stats(model, {{1, 2, 3}}).error().message, Catch::Contains("at least 2 texts"));
+  CHECK_THAT(corpus_stats(model, {{1, 2, 3}, {1, 2, 100000}}).error().message, Catch::Contains("text 1"));
+  CorpusOptions bad;
+  bad.level = 1.5;
+  CHECK_THAT(corpus_stats(model, texts, bad).error().message, Catch::Contains("level"));
+  bad.level = 0.95;
+  bad.resamples = -3;
+  CHECK_THAT(corpus_stats(model, texts, bad).error().message, Catch::Contains("resamples"));
+  CorpusImportanceOptions ibad;
+  ibad.level = 1.5;
+  CHECK_THAT(corpus_importance(model, texts, ibad).error().message, Catch::Contains("level"));
 }
 
 TEST_CASE("corpus: importance over texts, and a pruning curve chosen on one half and measured on the other", "[corpus]") {

@@ -162,7 +162,9 @@ void check_model(const std::string& name, hs::WeightVariant variant) {
   CHECK(all->composition.q == comp->q);
   CHECK(all->composition.k == comp->k);
   CHECK(all->composition.v == comp->v);
+  CHECK(all->composition.null_q == comp->null_q);
   CHECK(all->composition.null_k == comp->null_k);
+  CHECK(all->composition.null_v == comp->null_v);
 
   // Full OV circuit eigenvalues.
   auto ue = hs::unembed_embed_product(model, variant);

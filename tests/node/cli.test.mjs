@@ -174,13 +174,19 @@ test('corpus: per-head statistics over the built-in corpus are the per-text dete
   const core = await loadHeadscope();
   const s = core.createSession();
   await s.load(directorySource(builtin));
+  let longer = 0;
   for (const [t, line] of lines.entries()) {
-    const ids = (await s.tokenize(line.slice(0, 64 * 64), { prependBos: true })).ids.slice(0, 64);
+    const all = (await s.tokenize(line.slice(0, 64 * 64), { prependBos: true })).ids;
+    longer += all.length > 64;
+    const ids = all.slice(0, 64);
     const b = s.behavior(ids);
     // (The CLI and this process may run different builds, FMA or not: ~1e-8.)
     for (let i = 0; i < 8; i++) assert.ok(Math.abs(perText.data[t * 8 + i] - b.previousTokenScore[i]) <= 1e-6, `text ${t} head ${i}`);
   }
   s.dispose();
+  assert.ok(longer > 0, 'some stories are longer than 64 tokens');
+  assert.equal(summary.corpus.truncated, longer);
+  assert.deepEqual(summary.corpus.tokens_per_text.filter((n) => n === 64).length >= longer, true);
   for (const head of summary.heads) {
     const p = head.statistics.previous_token_score;
     assert.ok(p.lo <= p.mean && p.mean <= p.hi, `${head.head}: ${JSON.stringify(p)}`);
@@ -220,6 +226,7 @@ test('corpus: bad corpora are named, with what is wrong', () => {
   const summary = JSON.parse(out.stdout);
   assert.equal(summary.corpus.texts, 2);
   assert.equal(summary.corpus.tokens_per_text[0], 32);
+  assert.equal(summary.corpus.truncated, 1, 'the huge line was cut, the short one was not');
   // A .jsonl with its text field.
   const jsonl = file('ok.jsonl', '{"text": "Mary and John went to the store."}\n{"text": "Then Mary gave a book to John."}\n');
   const ok = headscope('corpus', builtin, '--corpus', jsonl, '--resamples', '50');

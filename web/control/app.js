@@ -331,13 +331,20 @@ export class App {
 
   // Role detectors on the current run's text (edits in force), with the
   // state's detector options; the induction role from the probe when asked.
+  // The state's detector options as the worker's behaviour and corpus
+  // requests take them.
+  detectOptions() {
+    const flags = new Set(this.store.state.detect);
+    return { measure: flags.has('abs') ? 'abs' : 'mul', excludeBos: flags.has('nobos'), excludeCurrentToken: flags.has('nocur') };
+  }
+
   async updateBehavior() {
     const state = this.store.state;
     const run = state.run;
     if (!run || run.empty || !state.modelInfo) return;
     const seq = ++this.behaviorSeq;
     const flags = new Set(state.detect);
-    const args = { ids: run.ids, measure: flags.has('abs') ? 'abs' : 'mul', excludeBos: flags.has('nobos'), excludeCurrentToken: flags.has('nocur') };
+    const args = { ids: run.ids, ...this.detectOptions() };
     try {
       if (flags.has('probe')) args.probeInduction = (await this.compute('inductionTest', this.inductionArgs())).score;
       if (run.ids.length < 2) throw new Error('the detectors need at least two tokens');

@@ -54,6 +54,9 @@ export function spectrumChart(sigma, { title = '', erank = null, colour = '#2c6f
 // empirical null has enough pairs to reach that level; otherwise nothing is
 // flagged and the `rankTop` highest-scoring pairs are drawn as a ranking.
 // {edges: [{kind, a, b, v, p}] strongest first, ranked: bool}.
+// Whether a score is flagged by its kind's test (significance[kind]).
+export const isFlagged = (test, score) => test.resolvable && test.nFlagged > 0 && score >= test.threshold;
+
 export function compositionEdges(c, kinds = ['q', 'k', 'v'], { rankTop = 8 } = {}) {
   const N = c.nLayer * c.nHead;
   const edges = [];
@@ -68,7 +71,7 @@ export function compositionEdges(c, kinds = ['q', 'k', 'v'], { rankTop = 8 } = {
       }
     }
     if (t.resolvable) {
-      edges.push(...pairs.filter((e) => t.nFlagged > 0 && e.v >= t.threshold));
+      edges.push(...pairs.filter((e) => isFlagged(t, e.v)));
     } else {
       ranked = true;
       edges.push(...pairs.sort((x, y) => y.v - x.v).slice(0, rankTop));
@@ -86,6 +89,7 @@ export function compositionGraphNote(c, kinds, { edges, ranked }, shown) {
   const sig = c.significance;
   const n = sig[kinds[0] ?? 'k'].null.n;
   const level = `${formatPercent(sig.fdr)} false-discovery rate (Benjamini–Hochberg)`;
+  if (kinds.every((k) => sig[k].nTests === 0)) return 'One layer: no pair of heads can compose (composition needs an earlier and a later layer).';
   const nullWords = `the same score over the ${n} pairs of this model's heads that cannot compose (a later head into an earlier one, or two heads of one layer)`;
   if (ranked) {
     return `Not tested: the null, ${nullWords}, is too small to reach a ${level}: its p-values go down only to 1/${n + 1}, and at least ${Math.ceil(1 / sig.fdr ** 2) - 1} null pairs are needed. `

@@ -34,7 +34,7 @@ export const URL_DEFAULTS = {
 };
 
 // corpus=stories:64:128 (name, texts, tokens per text).
-export const CORPUS_LIMITS = { texts: [1, 1000], tokens: [2, 1024] };
+export const CORPUS_LIMITS = { texts: [2, 1000], tokens: [2, 1024] };  // an interval needs 2 texts
 export function parseCorpusField(text) {
   const m = /^([a-z]{1,20}):(\d{1,4}):(\d{1,4})$/.exec(String(text));
   if (!m || !Object.hasOwn(CORPORA, m[1])) return null;

@@ -40,7 +40,10 @@ export class CorpusPanel {
     ]);
     this.fileInput = el('input', { type: 'file', id: 'corpus-file', accept: '.txt,.jsonl', hidden: true, on: { change: () => this.readFile() } });
     this.source.addEventListener('change', () => {
-      if (this.source.value === 'file') this.fileInput.click();
+      if (this.source.value !== 'file') return;
+      // Back to the last real choice until a file is read (the dialog may be cancelled).
+      this.source.value = this.file ? `file:${this.file.name}` : Object.keys(CORPORA)[0];
+      this.fileInput.click();
     });
     this.texts = el('input', { type: 'number', id: 'corpus-texts', min: CORPUS_LIMITS.texts[0], max: CORPUS_LIMITS.texts[1], value: 64, 'aria-label': 'texts' });
     this.tokens = el('input', { type: 'number', id: 'corpus-tokens', min: CORPUS_LIMITS.tokens[0], max: CORPUS_LIMITS.tokens[1], value: 128, 'aria-label': 'tokens per text' });
@@ -83,11 +86,18 @@ export class CorpusPanel {
     });
   }
 
+  // A new model: nothing of the last one's stays on screen or in the exports.
   clear() {
     this.result = null;
+    this.pruneData = null;
+    this.pruneSvg = null;
     this.figure.clear('');
+    this.gradFigure.clear('');
+    this.looFigure.clear('');
+    this.pruneBox.replaceChildren();
     this.roles.replaceChildren();
     this.note.textContent = '';
+    this.importanceNote.textContent = '';
   }
 
   // A link with a corpus runs it when the Model view is on screen.
@@ -130,7 +140,7 @@ export class CorpusPanel {
     const fromFile = this.source.value.startsWith('file:') && this.file;
     const name = fromFile ? null : this.source.value;
     const args = name ? { name, maxTexts: texts, maxTokens: tokens } : { texts: this.file.texts, maxTexts: texts, maxTokens: tokens };
-    return { name, texts, tokens, args };
+    return { name, texts, tokens, args: { ...args, ...this.app.detectOptions() } };
   }
 
   async run() {
@@ -146,7 +156,7 @@ export class CorpusPanel {
       const r = await this.app.compute('corpus', args);
       if (this.store.state.modelInfo !== info) return;
       this.result = { ...r, source: name ? `${CORPORA[name].label} (${CORPORA[name].path})` : `${this.file.name} (your file)` };
-      this.note.textContent = `${this.result.source}: ${r.nTexts} texts, each cut to its first ${r.maxTokens} tokens (BOS included; ${r.nTruncated} were longer); intervals: percentile bootstrap of the mean over texts, ${r.resamples} resamples, seed ${r.seed}.`;
+      this.note.textContent = `${this.result.source}: ${r.nTexts} texts, each cut to its first ${r.maxTokens} tokens (BOS included; ${r.nTruncated} were longer); intervals: percentile bootstrap of the mean over texts, ${r.resamples} resamples, seed ${r.seed}; detectors: ${r.measure} measure (the head view's options); roles use each text's own induction score.`;
       this.note.dataset.ready = String(r.nTexts);
       this.render();
     } catch (error) {

@@ -7,7 +7,7 @@
 // behaviour of the whole model: importance of every head on the text
 // (gradient and leave-one-out), the pruning curve and the standard
 // induction test.
-import { COMPOSITION_COLOURS, compositionEdges, compositionGraph, compositionGraphNote, formatP, formatPercent, lineChart, serializeSvg } from '../figures/charts.js';
+import { COMPOSITION_COLOURS, compositionEdges, compositionGraph, compositionGraphNote, formatP, formatPercent, isFlagged, lineChart, serializeSvg } from '../figures/charts.js';
 import { SCALES } from '../figures/colormap.js';
 import { el, formatNumber } from './dom.js';
 import { exportBar, fileName, svgToPng } from '../export/export.js';
@@ -151,7 +151,7 @@ export class ModelView {
       const grad = Array.from(r.gradientImportance);
       const loo = Array.from(r.leaveOneOutDelta);
       const m = Math.max(1e-9, ...loo.map(Math.abs));
-      this.gradFigure.show(grad, L, H, { title: `${this.modelName()} · gradient importance`, name: `${this.modelName()}_importance_gradient`, label: '|∂L/∂ξ|', min: 0, max: Math.max(1e-12, ...grad), caption: `loss ${formatNumber(r.loss, 4)} (${r.objective})`, extra: { objective: r.objective, loss: r.loss, gradient: Array.from(r.gradient), ids } });
+      this.gradFigure.show(grad, L, H, { title: `${this.modelName()} · gradient importance`, name: `${this.modelName()}_importance_gradient`, label: '|∂L/∂ξ|', min: 0, max: Math.max(1e-12, ...grad), caption: `loss ${formatNumber(r.loss, 4)} (${r.objective}${r.maskedPositions ? `, at the ${r.maskedPositions.length} masked positions ${r.maskedPositions.join(', ')}` : ''})`, extra: { objective: r.objective, loss: r.loss, gradient: Array.from(r.gradient), ids } });
       this.looFigure.show(loo, L, H, { title: `${this.modelName()} · loss change without each head (${mode} ablation)`, name: `${this.modelName()}_importance_loo_${mode}`, label: `Δ loss, ${mode} ablation`, min: -m, max: m, scale: SCALES.diverging, format: (v) => `${v >= 0 ? '+' : ''}${v.toFixed(4)}`, extra: { mode, loss: Array.from(r.leaveOneOutLoss), ids } });
       this.importanceNote.textContent = `${mode} ablation · ${ids.length} tokens`;
       this.importanceNote.dataset.ready = mode;
@@ -308,7 +308,6 @@ export class ModelView {
     const values = c[this.compKind];
     const t = c.significance[this.compKind];
     const N = L * H;
-    const flagged = (v) => t.resolvable && t.nFlagged > 0 && v >= t.threshold;
     const max = Math.max(c.baseline.mean * 2, ...values);
     this.compositionMatrix.show(values, L, H, {
       title: `${this.modelName()} · ${this.compKind.toUpperCase()}-composition (${c.variant} weights)`, name: `${this.modelName()}_composition_${this.compKind}_${c.variant}`,
@@ -317,8 +316,8 @@ export class ModelView {
       caption: `‖W_OV(1) W(2)‖ / (‖W_OV(1)‖ ‖W(2)‖). Null: the same score over the ${t.null.n} pairs that cannot compose (later → earlier, same layer): `
         + `mean ${formatNumber(t.null.mean, 4)}, 95th percentile ${formatNumber(t.null.q95, 4)}, 99th ${formatNumber(t.null.q99, 4)}; each cell's p-value is against it. `
         + (t.resolvable ? `${t.nFlagged} of ${t.nTests} pairs flagged at a ${formatPercent(c.significance.fdr)} false-discovery rate (Benjamini–Hochberg). ` : `Too few null pairs to flag at a ${formatPercent(c.significance.fdr)} false-discovery rate: rank, do not test. `)
-        + `Colour midpoint: random i.i.d. matrices of these shapes (${formatNumber(c.baseline.mean, 4)}), which real heads beat for their shared anisotropy, not as a null.${c.qkIgnoresRotary ? ' Rotary model: QK ignores the rotation.' : ''}`,
-      describe: (i, j, v) => `${headKey(Math.floor(i / H), i % H)} → ${headKey(Math.floor(j / H), j % H)}: ${formatNumber(v, 4)} (p ${formatP(t.p[i * N + j])}${flagged(v) ? ', flagged' : ''})`,
+        + `For reference, not as a null: random i.i.d. matrices of these shapes score ${formatNumber(c.baseline.mean, 4)}, which real heads beat for their shared anisotropy.${c.qkIgnoresRotary ? ' Rotary model: QK ignores the rotation.' : ''}`,
+      describe: (i, j, v) => `${headKey(Math.floor(i / H), i % H)} → ${headKey(Math.floor(j / H), j % H)}: ${formatNumber(v, 4)} (p ${formatP(t.p[i * N + j])}${isFlagged(t, v) ? ', flagged' : ''})`,
       onPick: (i, j) => this.store.set({ head: { layer: Math.floor(j / H), head: j % H }, view: 'head' }),
       extra: { variant: c.variant, kind: this.compKind, baseline: c.baseline, fdr: c.significance.fdr, null: t.null, nullByGap: t.gaps, resolvable: t.resolvable, nFlagged: t.nFlagged, threshold: t.threshold, p: levelsRows(t.p, N) },
     });

@@ -4,7 +4,7 @@
 // copying score, the vocabulary read-out of the top OV directions, the most
 // redundant heads and the strongest composition partners. Computed when the
 // head view is on screen, once per model and variant.
-import { COMPOSITION_COLOURS, formatP, formatPercent, serializeSvg, spectrumChart } from '../figures/charts.js';
+import { COMPOSITION_COLOURS, formatP, formatPercent, isFlagged, serializeSvg, spectrumChart } from '../figures/charts.js';
 import { displayToken, el, formatNumber } from './dom.js';
 import { exportBar, fileName, svgToPng } from '../export/export.js';
 import { selectedHead } from '../state/store.js';
@@ -52,7 +52,7 @@ export class HeadWeights {
         section('Spectra', this.spectra, this.spectraNumbers, exportBar(() => this.spectraFigure(), { onError, label: 'Spectra' })),
         section('Vocabulary read-out of the top OV directions', el('p', { class: 'muted small', text: 'Row-vector convention (TransformerLens): the head maps x to x·W_OV = Σ (x·u_k) σ_k v_kᵀ. "Reads" lists tokens whose embedding aligns with u_k (input side), "writes" tokens whose unembedding aligns with v_k (output side).' }), this.readout, exportBar(() => this.readoutFigure(), { onError, label: 'Read-out', kinds: ['json', 'csv'] })),
         section('Most redundant heads', el('p', { class: 'muted small', text: 'Subspace overlap Σcos²θ / d_head with every other head: O = what they write, V = what their values read.' }), this.redundant),
-        section('Strongest composition partners', el('p', { class: 'muted small', text: 'Q-, K-, V-composition scores with earlier heads (in) and later heads (out); p = the share of pairs that cannot compose (later → earlier, same layer) scoring at least as high.' }), this.composition),
+        section('Strongest composition partners', el('p', { class: 'muted small', text: 'Q-, K-, V-composition scores with earlier heads (in) and later heads (out); p = (1 + the number of pairs that cannot compose, later → earlier or in one layer, scoring at least as high) / (1 + their number): the empirical p-value.' }), this.composition),
       ]),
     );
     store.subscribe((state, changed) => {
@@ -176,7 +176,6 @@ export class HeadWeights {
     const N = L * H;
     const i = layer * H + head;
     const sig = c.significance;
-    const flagged = (e) => sig[e.kind].resolvable && sig[e.kind].nFlagged > 0 && e.value >= sig[e.kind].threshold;
     const n = sig.k.null.n;
     const nullNote = sig.k.resolvable
       ? `null: ${n} pairs that cannot compose; ✱ flagged at a ${formatPercent(sig.fdr)} false-discovery rate (Benjamini–Hochberg)`
@@ -195,7 +194,7 @@ export class HeadWeights {
       el('span', { class: 'kind', text: e.kind.toUpperCase() }),
       headButton(this.store, Math.floor(e.j / H), e.j % H, dir === 'in' ? `${headKey(Math.floor(e.j / H), e.j % H)} →` : `→ ${headKey(Math.floor(e.j / H), e.j % H)}`),
       el('span', { class: 'meter' }, [meterBar(e.value, Math.max(...items.map((x) => x.value)), COMPOSITION_COLOURS[e.kind])]),
-      el('span', { class: 'num', text: `${formatNumber(e.value, 3)} · p ${formatP(e.p)}${flagged(e) ? ' ✱' : ''}` }),
+      el('span', { class: 'num', text: `${formatNumber(e.value, 3)} · p ${formatP(e.p)}${isFlagged(sig[e.kind], e.value) ? ' ✱' : ''}` }),
     ])) : [el('p', { class: 'muted small', text: dir === 'in' ? 'none: the first layer reads only the embeddings' : 'none: no later layer' })])]);
     this.composition.replaceChildren(
       el('p', { class: 'muted small', text: `${nullNote}${c.qkIgnoresRotary ? ' · QK ignores the rotation (rotary model)' : ''}` }),

@@ -30,7 +30,7 @@
 //   pruning       {ids, order, mode, step, nRandom, seed, normalize, reestimate} -> the pruning curve, generation
 //   evaluateMerge {ids, layer, headA, headB} -> the merge report, generation
 //   corpus        {name (a built-in corpus, shared/sources.js CORPORA) | texts, maxTexts, maxTokens,
-//                 resamples, seed} -> per-head statistics over the texts with bootstrap intervals and
+//                 resamples, seed, measure, excludeBos, excludeCurrentToken} -> per-head statistics over the texts with bootstrap intervals and
 //                 chance levels (ModelSession.corpus), generation
 //   corpusImportance  the same texts, mode, nRandom -> Michel importance over the texts, leave-one-out
 //                 with intervals, the held-out pruning curve (ModelSession.corpusImportance), generation

@@ -193,7 +193,9 @@ async function runText({ text, ids: givenIds, prependBos = true, maxTokens = MAX
   const heads = Array.from(ablate).filter((i) => Number.isInteger(i) && i >= 0 && i < info.nLayer * info.nHead);
   let result;
   if (heads.length) {
-    const a = session.ablate(ids, heads, { mode });
+    // The text as typed, never masked: its patterns and per-token losses
+    // line up with its tokens (BERT: the same-position loss, and it says so).
+    const a = session.ablate(ids, heads, { mode, mask: false });
     let baseline = { tokenLoss: a.tokenLossBase, loss: a.lossBase };
     if (baselineKey !== `${ids.join(',')}|${currentEdits.join(';')}`) baseline = { ...baseline, patterns: session.run(ids).patterns };
     result = {
@@ -362,9 +364,9 @@ const handlers = {
 
   // Head statistics over a corpus: a built-in one by name (fetched from this
   // server) or the texts the page read from the viewer's file.
-  async corpus(core, { name = null, texts = null, maxTexts = 64, maxTokens = 128, resamples = 1000, seed = 0 }, progress) {
+  async corpus(core, { name = null, texts = null, maxTexts = 64, maxTokens = 128, resamples = 1000, seed = 0, measure = 'mul', excludeBos = false, excludeCurrentToken = false }, progress) {
     const list = await corpusTexts(name, texts, maxTexts);
-    const result = await needSession().corpus(list, { maxTokens, resamples, seed, onProgress: reporter(progress, 'corpus') });
+    const result = await needSession().corpus(list, { maxTokens, resamples, seed, measure, excludeBos, excludeCurrentToken, onProgress: reporter(progress, 'corpus') });
     return { ...result, generation: modelGeneration };
   },
 
