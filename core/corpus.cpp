@@ -1,6 +1,7 @@
 #include "corpus.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <numeric>
@@ -98,6 +99,34 @@ const std::vector<double>& metric_of(const HeadBehavior& b, int k) {
   }
 }
 
+// Each role's strongest (query, key, weight) of one head's pattern A [T, T]
+// on one text (RoleExample's definitions), by HeadRole index; `other` last.
+// dominant: the head's dominant offset on this text.
+std::array<RoleExample, kRoleCount + 1> role_examples(const float* A, const std::vector<int>& ids, int dominant,
+                                                      bool causal, int text) {
+  const int T = static_cast<int>(ids.size());
+  std::array<RoleExample, kRoleCount + 1> best{};
+  auto offer = [&](HeadRole role, int i, int j) {
+    RoleExample& e = best[static_cast<int>(role)];
+    const double w = A[static_cast<std::size_t>(i) * T + j];
+    if (e.text < 0 || w > e.weight) e = {text, i, j, w};
+  };
+  for (int i = 0; i < T; ++i) {
+    if (i >= 1) offer(HeadRole::previous_token, i, i - 1);
+    offer(HeadRole::current_token, i, i);
+    if (i >= 1) offer(HeadRole::first_token, i, 0);
+    const int target = i - dominant;
+    if (dominant != 0 && dominant != 1 && target >= 0 && target < T) offer(HeadRole::positional, i, target);
+    for (int j = 0; j < (causal ? i : T); ++j) {
+      if (j != i && ids[j] == ids[i]) offer(HeadRole::duplicate_token, i, j);
+      if (j >= 1 && j - 1 != i && ids[j - 1] == ids[i] && (!causal || j <= i)) offer(HeadRole::induction, i, j);
+      if (j != 0 && j != i) offer(HeadRole::other, i, j);
+    }
+    if (causal && i >= 1 && ids[i - 1] == ids[i]) offer(HeadRole::induction, i, i);  // j = i: the previous token repeats this one
+  }
+  return best;
+}
+
 }  // namespace
 
 Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vector<int>>& texts,
@@ -122,6 +151,9 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
   std::vector<std::vector<double>> chance(kMetrics, std::vector<double>(N, 0.0));
   out.role_share.assign(static_cast<std::size_t>(N) * (kRoleCount + 1), 0.0);
   std::vector<std::map<int, int>> offsets(N);
+  // Per head and role, each text's strongest example (ranked at the end).
+  std::vector<std::vector<RoleExample>> candidates(static_cast<std::size_t>(N) * (kRoleCount + 1));
+  if (options.examples < 0) return make_error("corpus_stats: examples must not be negative");
   BehaviorOptions behavior = options.behavior;
   behavior.windows = c.window;
   for (int t = 0; t < n; ++t) {
@@ -130,7 +162,11 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
     if (T < static_cast<int>(texts[t].size())) ++out.n_truncated;
     out.n_tokens.push_back(T);
     const std::vector<int> ids(texts[t].begin(), texts[t].begin() + T);
-    auto b = head_behavior(model, ids, behavior, edits);
+    RunOptions run_options;
+    run_options.want_hidden = run_options.want_logits = run_options.want_loss = false;  // patterns only
+    auto run = run_edited(model, ids, edits, run_options);
+    if (!run.ok()) return Error{run.error().code, "text " + std::to_string(t) + ": " + run.error().message};
+    auto b = head_behavior(run->patterns, L, H, ids, behavior);
     if (!b.ok()) return Error{b.error().code, "text " + std::to_string(t) + ": " + b.error().message};
     auto u = head_behavior(uniform_patterns(c, T), L, 1, ids, behavior);
     if (!u.ok()) return u.error();
@@ -143,6 +179,12 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
     for (int i = 0; i < N; ++i) {
       out.role_share[static_cast<std::size_t>(i) * (kRoleCount + 1) + static_cast<int>(b->role[i])] += 1.0 / n;
       ++offsets[i][b->stats.dominant_offset[i]];
+      if (options.examples == 0) continue;
+      const auto best = role_examples(run->patterns.data() + static_cast<std::size_t>(i) * T * T, ids,
+                                      b->stats.dominant_offset[i], c.causal, t);
+      for (int r = 0; r <= kRoleCount; ++r) {
+        if (best[r].text >= 0) candidates[static_cast<std::size_t>(i) * (kRoleCount + 1) + r].push_back(best[r]);
+      }
     }
   }
   for (int k = 0; k < kMetrics; ++k) {
@@ -165,6 +207,15 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
     }
     out.dominant_offset.push_back(best);
     out.dominant_offset_agreement.push_back(double(count) / n);
+  }
+  // Examples of each head's most frequent role (ties: HeadRole order).
+  out.examples.assign(static_cast<std::size_t>(N) * options.examples, RoleExample{});
+  for (int i = 0; i < N; ++i) {
+    const double* shares = out.role_share.data() + static_cast<std::size_t>(i) * (kRoleCount + 1);
+    const int role = static_cast<int>(std::max_element(shares, shares + kRoleCount + 1) - shares);
+    std::vector<RoleExample>& list = candidates[static_cast<std::size_t>(i) * (kRoleCount + 1) + role];
+    std::stable_sort(list.begin(), list.end(), [](const RoleExample& a, const RoleExample& b) { return a.weight > b.weight; });
+    for (int k = 0; k < std::min<int>(options.examples, list.size()); ++k) out.examples[static_cast<std::size_t>(i) * options.examples + k] = list[k];
   }
   report_progress(progress, 1.0);
   return out;

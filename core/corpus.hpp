@@ -36,6 +36,13 @@ struct BootstrapInterval {
 Result<BootstrapInterval> bootstrap_mean(const std::vector<double>& values, int n, int m, int resamples,
                                          double level, std::uint64_t seed);
 
+// Where a head does its role: in text `text`, query position `query` puts
+// `weight` of its attention on key position `key`.
+struct RoleExample {
+  int text = -1, query = 0, key = 0;  // text -1: no example
+  double weight = 0;
+};
+
 // One statistic over the corpus.
 struct MetricSummary {
   std::string name;                  // as in HeadBehavior: "previous_token_score", ...
@@ -46,6 +53,7 @@ struct MetricSummary {
 
 struct CorpusOptions {
   int max_tokens = 128;  // each text cut to this many ids
+  int examples = 5;      // top examples kept per head
   int resamples = 1000;  // bootstrap resamples
   double level = 0.95;   // the intervals' coverage
   std::uint64_t seed = 0;
@@ -68,6 +76,15 @@ struct CorpusStats {
   // ties) and the share of texts on which it is the dominant one.
   std::vector<int> dominant_offset;
   std::vector<double> dominant_offset_agreement;
+  // [L, H, examples], strongest first: the texts and positions where the
+  // head does the role most texts give it most strongly, one per text at
+  // most, its weight on the role's target key: previous_token A[i, i-1];
+  // induction A[i, j] with ids[j-1] == ids[i] (the token after an earlier
+  // copy); duplicate_token A[i, j], j < i, ids[j] == ids[i]; positional
+  // A[i, i - d] with d the head's dominant offset on that text;
+  // current_token A[i, i]; first_token A[i, 0] (i >= 1); other: the largest
+  // A[i, j] off the first key and the diagonal. Missing ones: text -1.
+  std::vector<RoleExample> examples;
 };
 
 // Error: fewer than 2 texts (an interval needs 2), a text with fewer than 2

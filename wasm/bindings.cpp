@@ -440,6 +440,7 @@ val corpus(Session& session, val texts_js, val options, val progress) {
     if (options["resamples"].isNumber()) o.resamples = options["resamples"].as<int>();
     if (options["level"].isNumber()) o.level = options["level"].as<double>();
     if (options["seed"].isNumber()) o.seed = static_cast<std::uint64_t>(options["seed"].as<double>());
+    if (options["examples"].isNumber()) o.examples = options["examples"].as<int>();
   }
   HS_WASM_UNWRAP(c, hs::corpus_stats(*model, texts, o, session.edits, progress_of(progress)));
   val out = ok_value();
@@ -470,6 +471,16 @@ val corpus(Session& session, val texts_js, val options, val progress) {
   out.set("role_share", float64_copy(c->role_share));
   out.set("dominant_offset", int32_copy(c->dominant_offset));
   out.set("dominant_offset_agreement", float64_copy(c->dominant_offset_agreement));
+  // Top examples [L, H, k]: (text, query, key) triples and their weights.
+  std::vector<int> where;
+  std::vector<double> weights;
+  for (const hs::RoleExample& e : c->examples) {
+    where.insert(where.end(), {e.text, e.query, e.key});
+    weights.push_back(e.weight);
+  }
+  out.set("examples_per_head", c->options.examples);
+  out.set("example_positions", int32_copy(where));
+  out.set("example_weights", float64_copy(weights));
   return out;
 }
 

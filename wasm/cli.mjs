@@ -199,7 +199,9 @@ async function corpus(session, info, options) {
       const i = l * H + h;
       const statistics = Object.fromEntries(Object.entries(r.metrics).map(([name, m]) => [name, { mean: m.mean[i], lo: m.lo[i], hi: m.hi[i], chance: m.chance[i] }]));
       const roles = Object.fromEntries(r.roles.map((role, k) => [role, r.roleShare[i * r.roles.length + k]]));
-      heads.push({ head: headKey(l, h), statistics, role_share: roles, dominant_offset: r.dominantOffset[i], dominant_offset_agreement: r.dominantOffsetAgreement[i] });
+      // Where the head does its most frequent role most strongly: text index, query -> key, weight, the tokens around.
+      const examples = r.topExamples[i].map((e) => ({ text: e.text, query: e.query, key: e.key, weight: e.weight, tokens_from: e.start, tokens: e.tokens }));
+      heads.push({ head: headKey(l, h), statistics, role_share: roles, dominant_offset: r.dominantOffset[i], dominant_offset_agreement: r.dominantOffsetAgreement[i], top_examples: examples });
     }
   }
   const summary = {

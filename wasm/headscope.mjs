@@ -399,13 +399,34 @@ export class ModelSession {
   // strings (tokenized here, BOS first when prependBos; a string is cut to
   // 64 characters per token first, so one huge line cannot stall the
   // tokenizer) or id arrays; each is cut to maxTokens ids. Progress: the
-  // tokenizing is the first tenth.
-  async corpus(texts, { maxTokens = 128, resamples = 1000, level = 0.95, seed = 0, prependBos = true, measure = 'mul', excludeBos = false, excludeCurrentToken = false, threshold = 0.4, onProgress } = {}) {
-    const options = { max_tokens: maxTokens, resamples, level, seed, measure, exclude_bos: excludeBos, exclude_current_token: excludeCurrentToken, threshold };
+  // tokenizing is the first tenth. Also each head's top `examples` (the core's
+  // RoleExample: where it does the role most texts give it most strongly) as
+  // topExamples [L*H] lists of {text, query, key, weight, start, tokens}:
+  // the tokens of positions start .. query + 2 (display texts), the key
+  // among them.
+  async corpus(texts, { maxTokens = 128, resamples = 1000, level = 0.95, seed = 0, prependBos = true, measure = 'mul', excludeBos = false, excludeCurrentToken = false, threshold = 0.4, examples = 5, onProgress } = {}) {
+    const options = { max_tokens: maxTokens, resamples, level, seed, measure, exclude_bos: excludeBos, exclude_current_token: excludeCurrentToken, threshold, examples };
     const progress = onProgress ? (f) => onProgress(0.1 + 0.9 * f, { what: 'corpus' }) : undefined;
     // One id more than the window, so that the core counts the texts it cuts.
     const ids = await this.corpusIds(texts, { limit: maxTokens + 1, prependBos, onProgress });
-    return unwrap(this.raw.corpus(ids, options, progress));
+    const r = unwrap(this.raw.corpus(ids, options, progress));
+    const { examplePositions: where, exampleWeights: weights, examplesPerHead: k } = r;
+    delete r.examplePositions;
+    delete r.exampleWeights;
+    const windows = [];
+    for (let e = 0; e < weights.length; e++) {
+      const [text, query, key] = where.subarray(3 * e, 3 * e + 3);
+      if (text < 0) continue;
+      const start = Math.max(0, Math.min(key, query) - 3);
+      windows.push({ e, text, query, key, start, ids: ids[text].slice(start, Math.min(r.nTokens[text], Math.max(key, query) + 3)) });
+    }
+    const unique = [...new Set(windows.flatMap((w) => Array.from(w.ids)))];
+    const names = new Map((await this.tokenTexts(unique)).map((name, i) => [unique[i], name]));
+    r.topExamples = Array.from({ length: r.nLayer * r.nHead }, () => []);
+    for (const w of windows) {
+      r.topExamples[Math.floor(w.e / k)].push({ text: w.text, query: w.query, key: w.key, weight: weights[w.e], start: w.start, tokens: Array.from(w.ids, (id) => names.get(id)) });
+    }
+    return r;
   }
 
   // Head importance over a corpus (the core's corpus_importance): Michel et

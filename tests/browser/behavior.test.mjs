@@ -232,6 +232,10 @@ test('a permalink to a corpus view runs it and shows the CLI\'s numbers, interva
     close(share, cli.heads[i].role_share[role], 1e-12, `${head} ${role}`);
     assert.ok(Object.values(cli.heads[i].role_share).every((s) => s <= share + 1e-12), `${head}: ${role} is the most frequent role`);
   });
+  // The selected head's top examples are the CLI's.
+  const shownExamples = await page.$$eval('#corpus-examples li', (li) => li.map((x) => [Number(x.dataset.text), Number(x.dataset.query), Number(x.dataset.key)]));
+  assert.deepEqual(shownExamples, cli.heads[0].top_examples.map((e) => [e.text, e.query, e.key]));
+  assert.ok(shownExamples.length > 0);
   // Importance over the same texts: Michel's expectation, leave-one-out, the held-out curve.
   await page.click('#corpus-importance-run');
   await page.waitForSelector('#corpus-importance-note[data-ready="12"]', { timeout: 120000 });
@@ -259,6 +263,11 @@ test('a permalink to a corpus view runs it and shows the CLI\'s numbers, interva
   await page.waitForFunction(() => /bad\.jsonl: line 1 has no text field "text"/.test(document.getElementById('corpus-note').textContent));
   assert.equal(await page.evaluate(() => document.body.dataset.status), 'ready');
   await screenshot(page, 'corpus-view', { fullPage: true });
+  // An example is a click away from the head view on its text.
+  const example = await page.$eval('#corpus-examples li', (li) => Number(li.dataset.text));
+  await page.click('#corpus-examples li button');
+  await page.waitForFunction(() => window.headscope.store.state.view === 'head');
+  assert.equal(await page.evaluate(() => window.headscope.store.state.text), ['the cat sat on the mat', 'the dog sat on the log'][example]);
   assert.deepEqual(problems, []);
   await page.close();
 });

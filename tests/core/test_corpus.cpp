@@ -5,9 +5,11 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 #include <numeric>
 
 #include "corpus.hpp"
+#include "forward.hpp"
 #include "fixture_model.hpp"
 #include "rng.hpp"
 
@@ -105,6 +107,36 @@ TEST_CASE("corpus: statistics over texts are head_behavior's, text by text, besi
     }
     CHECK(seen[s.dominant_offset[i]] == Approx(s.dominant_offset_agreement[i] * 3));
     for (const auto& [offset, count] : seen) CHECK(count <= seen[s.dominant_offset[i]]);
+  }
+  // Top examples: for the role most texts give each head, the strongest
+  // (text, query, key) on that role's target, one per text, strongest first,
+  // their weights the patterns' own.
+  REQUIRE(s.examples.size() == static_cast<std::size_t>(N) * o.examples);
+  for (int i = 0; i < N; ++i) {
+    const double* shares = s.role_share.data() + i * (kRoleCount + 1);
+    const auto role = static_cast<HeadRole>(std::max_element(shares, shares + kRoleCount + 1) - shares);
+    std::set<int> seen;
+    double last = 2;
+    for (int k = 0; k < o.examples; ++k) {
+      const RoleExample& e = s.examples[i * o.examples + k];
+      if (e.text < 0) continue;
+      INFO("head " << i << " role " << head_role_name(role) << " example " << k << ": text " << e.text << " " << e.query << " -> " << e.key);
+      CHECK(seen.insert(e.text).second);
+      CHECK(e.weight <= last);
+      last = e.weight;
+      const std::vector<int> ids(texts[e.text].begin(), texts[e.text].begin() + s.n_tokens[e.text]);
+      RunOptions ro;
+      const RunResult run = run_model(model, ids, ro).value();
+      const int T = run.n_tokens;
+      CHECK(e.weight == Approx(run.patterns[static_cast<std::size_t>(i) * T * T + e.query * T + e.key]).margin(1e-6));
+      if (role == HeadRole::previous_token) CHECK(e.key == e.query - 1);
+      if (role == HeadRole::current_token) CHECK(e.key == e.query);
+      if (role == HeadRole::first_token) CHECK(e.key == 0);
+      if (role == HeadRole::induction) CHECK(ids[e.key - 1] == ids[e.query]);
+      if (role == HeadRole::duplicate_token) CHECK(ids[e.key] == ids[e.query]);
+      if (role == HeadRole::other) CHECK((e.key != 0 && e.key != e.query));
+    }
+    CHECK(!seen.empty());
   }
   // Errors name the problem.
   CHECK_THAT(corpus_stats(model, {}).error().message, Catch::Contains("no texts"));

@@ -51,6 +51,7 @@ export class CorpusPanel {
     this.statistic.addEventListener('change', () => this.render());
     this.note = el('p', { class: 'muted small', id: 'corpus-note' });
     this.roles = el('table', { id: 'corpus-roles', class: 'data-table' });
+    this.examples = el('div', { id: 'corpus-examples', class: 'corpus-examples' });
     const box = el('div', { id: 'corpus-figure', class: 'figure' });
     const pick = (layer, head) => store.set({ head: { layer, head }, view: 'head' });
     this.figure = new HeadValuesFigure(box, { onError, onPick: pick });
@@ -71,6 +72,7 @@ export class CorpusPanel {
       this.note,
       el('div', { class: 'figure-head' }, [el('label', { text: 'show ' }), this.statistic]),
       el('div', { class: 'model-grid' }, [box, this.roles]),
+      this.examples,
       el('h4', { text: 'Importance over the corpus' }),
       el('p', { class: 'muted small', text: 'Michel et al.\'s importance as they define it, the expectation over texts of |∂L/∂ξ_h|, divided by its layer\'s L2 norm; the loss change when the head alone is ablated, mean over texts with its 95 % interval (one run per head and text); and a pruning curve whose order is chosen on half of the texts (even-indexed) and measured on the other half, next to random orders (their range).' }),
       el('div', { class: 'figure-head' }, [
@@ -82,6 +84,7 @@ export class CorpusPanel {
     );
     store.subscribe((state, changed) => {
       if (changed.has('modelInfo')) this.clear();
+      if (changed.has('head') && this.result) this.renderExamples();
       if ((changed.has('corpus') || changed.has('modelInfo') || changed.has('view')) && state.view === 'model') this.fromLink(state);
     });
   }
@@ -96,6 +99,7 @@ export class CorpusPanel {
     this.looFigure.clear('');
     this.pruneBox.replaceChildren();
     this.roles.replaceChildren();
+    this.examples.replaceChildren();
     this.note.textContent = '';
     this.importanceNote.textContent = '';
   }
@@ -190,6 +194,36 @@ export class CorpusPanel {
       },
     });
     this.renderRoles();
+    this.renderExamples();
+  }
+
+  // The selected head's top examples: token snippets with the query and the
+  // key it attends marked; a click opens the head view on that text.
+  renderExamples() {
+    const r = this.result;
+    const { layer, head } = this.store.state.head ?? { layer: 0, head: 0 };
+    const i = layer * r.nHead + head;
+    const list = r.topExamples?.[i] ?? [];
+    const R = r.roles.length;
+    let best = 0;
+    for (let k = 1; k < R; k++) if (r.roleShare[i * R + k] > r.roleShare[i * R + best]) best = k;
+    const items = list.map((e) => el('li', { dataset: { text: String(e.text), query: String(e.query), key: String(e.key) } }, [
+      el('button', {
+        type: 'button', class: 'link', text: `text ${e.text + 1}`,
+        title: 'open this text in the head view',
+        on: { click: () => this.store.set({ text: r.texts?.[e.text] ?? this.store.state.text, head: { layer, head }, view: 'head' }) },
+      }),
+      ` · ${formatNumber(e.weight, 3)} · `,
+      ...e.tokens.map((t, k) => {
+        const at = e.start + k;
+        return el('span', { class: `token${at === e.key ? ' attended' : ''}${at === e.query ? ' query' : ''}`, text: t });
+      }),
+    ]));
+    this.examples.replaceChildren(
+      el('h4', { text: `Where ${headKey(layer, head)} does its role (${r.roles[best]}, on most texts) most strongly` }),
+      el('p', { class: 'muted small', text: 'One example per text, strongest first: the query token (outlined) puts the given weight of its attention on the marked key token, the role\'s target. Click a text to open the head view on it.' }),
+      items.length ? el('ol', {}, items) : el('p', { class: 'muted small', text: 'no example: this role has no target in these texts' }),
+    );
   }
 
   async runImportance() {

@@ -367,7 +367,7 @@ const handlers = {
   async corpus(core, { name = null, texts = null, maxTexts = 64, maxTokens = 128, resamples = 1000, seed = 0, measure = 'mul', excludeBos = false, excludeCurrentToken = false }, progress) {
     const list = await corpusTexts(name, texts, maxTexts);
     const result = await needSession().corpus(list, { maxTokens, resamples, seed, measure, excludeBos, excludeCurrentToken, onProgress: reporter(progress, 'corpus') });
-    return { ...result, generation: modelGeneration };
+    return { ...result, texts: list, generation: modelGeneration };  // texts: for the examples' links
   },
 
   // Head importance over a corpus (the same texts as `corpus`).
