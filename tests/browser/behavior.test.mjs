@@ -268,6 +268,11 @@ test('a permalink to a corpus view runs it and shows the CLI\'s numbers, interva
   await page.click('#corpus-examples li button');
   await page.waitForFunction(() => window.headscope.store.state.view === 'head');
   assert.equal(await page.evaluate(() => window.headscope.store.state.text), ['the cat sat on the mat', 'the dog sat on the log'][example]);
+  // The head view puts the corpus' statistics beside the text's.
+  await page.waitForSelector('#head-corpus-stats h4');
+  assert.match(await page.textContent('#head-corpus-stats h4'), /Over the corpus: mine\.jsonl \(your file\), 2 texts of at most 48 tokens/);
+  const corpusPrev = await page.$eval('#head-corpus-stats dd', (dd) => ({ mean: Number(dd.dataset.value), lo: Number(dd.dataset.lo), hi: Number(dd.dataset.hi) }));
+  assert.ok(corpusPrev.lo <= corpusPrev.mean && corpusPrev.mean <= corpusPrev.hi, JSON.stringify(corpusPrev));
   assert.deepEqual(problems, []);
   await page.close();
 });

@@ -310,8 +310,9 @@ export class App {
     const entries = this.answers.entries;
     const key = JSON.stringify([type, edits, args]);
     if (!entries.has(key)) {
+      const started = performance.now();
       const promise = this.client.call(type, args, {
-        onProgress: (p) => this.store.set({ computeProgress: p.fraction < 1 ? p : null }),
+        onProgress: (p) => this.store.set({ computeProgress: p.fraction < 1 ? { ...p, eta: timeLeft(p.fraction, started) } : null }),
       }).catch((error) => {
         entries.delete(key);
         if (error.fatal) this.recover(error);
@@ -425,6 +426,13 @@ export class App {
       }
     }
   }
+}
+
+// Seconds a computation still needs at its pace so far, once it has run a
+// second and done 5 % (NaN before).
+function timeLeft(fraction, started) {
+  const elapsed = (performance.now() - started) / 1000;
+  return elapsed >= 1 && fraction >= 0.05 ? (elapsed * (1 - fraction)) / fraction : NaN;
 }
 
 // Progress with speed (bytes/s over the last ~3 s) and time left for the

@@ -23,9 +23,10 @@ const RUNTIME_DEFAULTS = {
   runError: null,
   notice: null,         // one-line message for the status area
   focusToken: null,     // a query position picked from the token chips, or null
-  computeProgress: null, // {what, fraction} while a geometry or behaviour computation runs (worker/protocol.js)
+  computeProgress: null, // {what, fraction, eta (seconds left, NaN until known)} while a geometry or behaviour computation runs
   metrics: null,        // per-head metrics for the overview, see control/metrics.js
   behavior: null,       // role detectors on the current text (core head_behavior), or {error}
+  corpusStats: null,    // the last corpus run's statistics {source, nTexts, level, metrics, generation} (views/corpusview.js)
   editState: null,      // {applied, errors, edits}: the edits the core has in force
 };
 

@@ -58,6 +58,7 @@ export class HeadBehavior {
     this.scores = el('div', { class: 'role-scores', id: 'head-role-scores' });
     this.stats = el('dl', { class: 'numbers', id: 'head-pattern-stats' });
     this.offsets = el('div', { class: 'offsets', id: 'head-offsets' });
+    this.corpus = el('div', { id: 'head-corpus-stats' });
     const flag = (id, text, title) => {
       const input = el('input', { type: 'checkbox', 'data-flag': id, on: { change: () => this.setFlag(id, input.checked) } });
       this.flags[id] = input;
@@ -80,7 +81,7 @@ export class HeadBehavior {
           exportBar(() => this.figure(), { onError, label: 'Scores', kinds: ['json', 'csv'] }),
         ]),
         el('section', { class: 'weights-card' }, [
-          el('h3', { text: 'Pattern statistics' }), this.stats,
+          el('h3', { text: 'Pattern statistics' }), this.stats, this.corpus,
           el('h4', { text: 'Attention by relative offset Δ = query − key' }), this.offsets,
           exportBar(() => this.offsetFigure(), { onError, label: 'Offsets' }),
         ]),
@@ -88,6 +89,7 @@ export class HeadBehavior {
     );
     store.subscribe((state, changed) => {
       if (['behavior', 'head', 'modelInfo', 'detect'].some((k) => changed.has(k))) this.render(state);
+      if (['corpusStats', 'head', 'modelInfo'].some((k) => changed.has(k))) this.renderCorpus(state);
     });
     this.render(store.state);
   }
@@ -147,6 +149,30 @@ export class HeadBehavior {
     this.stats.dataset.measure = b.measure;
     this.offsetMass = b.offsetMass.slice(i * (2 * T - 1), (i + 1) * (2 * T - 1));
     this.offsets.replaceChildren(offsetChart(this.offsetMass, T));
+  }
+
+  // The same statistics over the last corpus run (Model view), beside this
+  // text's: mean over texts, its interval, and the chance level.
+  renderCorpus(state) {
+    const c = state.corpusStats;
+    if (!c || !state.modelInfo || c.generation !== state.modelInfo.generation) {
+      this.corpus.replaceChildren();
+      return;
+    }
+    const { layer, head } = selectedHead(state);
+    const i = layer * state.modelInfo.nHead + head;
+    const names = [['previous-token score', 'previousTokenScore'], ['duplicate-token score', 'duplicateTokenScore'], ['induction score', 'inductionScore'],
+      ['BOS sink mass', 'firstTokenMass'], ['current-token mass', 'currentTokenMass'], ['previous-token mass', 'previousTokenMass'],
+      ['entropy / ln(keys seen)', 'entropyNormalized'], ['dominant offset\'s share', 'dominantOffsetShare']];
+    this.corpus.replaceChildren(
+      el('h4', { text: `Over the corpus: ${c.source}, ${c.nTexts} texts of at most ${c.maxTokens} tokens` }),
+      el('p', { class: 'muted small', text: `mean over texts [${Math.round(c.level * 100)} % interval] · chance level (uniform attention on the same texts)` }),
+      el('dl', { class: 'numbers' }, names.flatMap(([label, key]) => {
+        const m = c.metrics[key];
+        return [el('dt', { text: label }), el('dd', { dataset: { value: String(m.mean[i]), lo: String(m.lo[i]), hi: String(m.hi[i]), chance: String(m.chance[i]) },
+          text: `${formatNumber(m.mean[i], 3)} [${formatNumber(m.lo[i], 3)}, ${formatNumber(m.hi[i], 3)}] · chance ${formatNumber(m.chance[i], 3)}` })];
+      })),
+    );
   }
 
   figure() {

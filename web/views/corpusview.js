@@ -92,6 +92,7 @@ export class CorpusPanel {
   // A new model: nothing of the last one's stays on screen or in the exports.
   clear() {
     this.result = null;
+    this.store.set({ corpusStats: null });
     this.pruneData = null;
     this.pruneSvg = null;
     this.figure.clear('');
@@ -162,6 +163,7 @@ export class CorpusPanel {
       this.result = { ...r, source: name ? `${CORPORA[name].label} (${CORPORA[name].path})` : `${this.file.name} (your file)` };
       this.note.textContent = `${this.result.source}: ${r.nTexts} texts, each cut to its first ${r.maxTokens} tokens (BOS included; ${r.nTruncated} were longer); intervals: percentile bootstrap of the mean over texts, ${r.resamples} resamples, seed ${r.seed}; detectors: ${r.measure} measure (the head view's options); roles use each text's own induction score.`;
       this.note.dataset.ready = String(r.nTexts);
+      this.store.set({ corpusStats: { source: this.result.source, nTexts: r.nTexts, maxTokens: r.maxTokens, level: r.level, metrics: r.metrics, generation: info.generation } });
       this.render();
     } catch (error) {
       this.note.textContent = error.message;

@@ -166,10 +166,10 @@ export class ModelBar {
       this.progressRow.hidden = !loading && !computing;
       document.body.dataset.model = state.modelStatus;
       if (computing && state.computeProgress) {
-        const { what, fraction } = state.computeProgress;
+        const { what, fraction, eta } = state.computeProgress;
         this.progressBar.max = 1;
         this.progressBar.value = fraction;
-        this.progressText.textContent = `computing ${what}… ${Math.round(fraction * 100)}%${this.eta(what, fraction)}`;
+        this.progressText.textContent = `computing ${what}… ${Math.round(fraction * 100)}%${Number.isFinite(eta) ? `, ${formatDuration(eta)} left` : ''}`;
       } else if (computing) {
         this.progressBar.removeAttribute('value');
         this.progressText.textContent = 'running the model on the text…';
@@ -220,21 +220,6 @@ export class ModelBar {
       this.store.set({ notice: `could not clear the cache: ${error.message}` });
     }
     this.refreshCache();
-  }
-
-  // ', about N s left' once a computation has run a second and done 5 %,
-  // from its pace so far (the same `what` counts as one computation).
-  eta(what, fraction) {
-    const now = performance.now();
-    if (this.etaWhat !== what || fraction < (this.etaFraction ?? 0)) {
-      this.etaWhat = what;
-      this.etaStart = now;
-    }
-    this.etaFraction = fraction;
-    const elapsed = (now - this.etaStart) / 1000;
-    if (elapsed < 1 || fraction < 0.05 || fraction >= 1) return '';
-    const left = (elapsed * (1 - fraction)) / fraction;
-    return left < 60 ? `, about ${Math.max(1, Math.round(left))} s left` : `, about ${Math.round(left / 60)} min left`;
   }
 
   renderInfo(state) {
