@@ -7,7 +7,7 @@
 //   headscope detect MODEL (--text TEXT | --ids ...) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
 //   headscope ablate MODEL (--text TEXT | --ids ...) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
 //   headscope importance MODEL (--text TEXT | --ids ...) [--mode zero|mean] [--out FILE.json]
-//   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance [--mode zero|mean]] [--out DIR]
+//   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl|FILE.parquet | --dataset OWNER/NAME [--config C] [--split S] [--revision R] [--dataset-file PATH]] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance [--mode zero|mean]] [--out DIR]
 //
 // corpus: per-head statistics over texts (ModelSession.corpus), each with its
 // mean, 95 % bootstrap interval and chance level; without --corpus, the
@@ -26,7 +26,10 @@ import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { parseCorpus } from './corpus_files.mjs';
+import { asyncBufferFromFile } from 'hyparquet';
+
+import { corpusFormat, datasetParquetUrl, parseCorpus } from './corpus_files.mjs';
+import { parquetOverHttp, parquetTexts } from './corpus_parquet.mjs';
 import { encodeNpy } from './npy.mjs';
 import { nonFiniteWarning } from './headscope.mjs';
 import { snakeName, toJson } from './names.mjs';
@@ -41,7 +44,7 @@ const usage = `usage:
   headscope detect MODEL (--text TEXT | --ids 1,2,3) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
   headscope ablate MODEL (--text TEXT | --ids 1,2,3) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
   headscope importance MODEL (--text TEXT | --ids 1,2,3) [--mode zero|mean] [--out FILE.json]
-  headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance [--mode zero|mean]] [--out DIR]
+  headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl|FILE.parquet | --dataset OWNER/NAME [--config C] [--split S] [--revision R] [--dataset-file PATH]] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance [--mode zero|mean]] [--out DIR]
 MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision])`;
 
 function fail(message) {
@@ -82,6 +85,11 @@ async function main() {
       processed: { type: 'boolean', default: false },
       'attention-only': { type: 'boolean', default: false },
       corpus: { type: 'string' },
+      dataset: { type: 'string' },
+      config: { type: 'string', default: 'default' },
+      split: { type: 'string', default: 'train' },
+      revision: { type: 'string', default: 'refs/convert/parquet' },
+      'dataset-file': { type: 'string' },
       field: { type: 'string', default: 'text' },
       texts: { type: 'string', default: '64' },
       tokens: { type: 'string', default: '128' },
@@ -181,11 +189,20 @@ function positiveInt(options, name) {
 
 // Per-head statistics over a corpus, with intervals and chance levels.
 async function corpus(session, info, options) {
+  if (options.corpus && options.dataset) fail('give at most one of --corpus and --dataset');
   const file = options.corpus ?? BUILTIN_CORPUS;
-  if (!fs.existsSync(file)) fail(`${file}: no such corpus file`);
+  const read = { field: options.field, limit: positiveInt(options, 'texts') };
   let parsed;
   try {
-    parsed = parseCorpus(file, fs.readFileSync(file, 'utf8'), { field: options.field, limit: positiveInt(options, 'texts') });
+    if (options.dataset) {
+      const url = datasetParquetUrl(options.dataset, { config: options.config, split: options.split, revision: options.revision, path: options['dataset-file'] ?? null, endpoint: options.endpoint });
+      parsed = { ...(await parquetTexts(url, await parquetOverHttp(url), read)), source: `dataset ${options.dataset} (${url})` };
+    } else {
+      if (!fs.existsSync(file)) fail(`${file}: no such corpus file`);
+      parsed = corpusFormat(file) === 'parquet'
+        ? await parquetTexts(file, await asyncBufferFromFile(file), read)
+        : parseCorpus(file, fs.readFileSync(file, 'utf8'), read);
+    }
   } catch (error) {
     fail(error.message);
   }
@@ -206,7 +223,7 @@ async function corpus(session, info, options) {
   }
   const summary = {
     model: info.label ?? undefined,
-    corpus: { file: options.corpus ?? 'built-in (public/corpora/stories.txt)', format: parsed.format, texts: r.nTexts, tokens_per_text: Array.from(r.nTokens),
+    corpus: { file: parsed.source ?? options.corpus ?? 'built-in (public/corpora/stories.txt)', format: parsed.format, texts: r.nTexts, tokens_per_text: Array.from(r.nTokens),
       max_tokens: r.maxTokens, truncated: r.nTruncated, note: `each text cut to its first ${r.maxTokens} tokens (BOS included); ${r.nTruncated} of ${r.nTexts} were longer` },
     interval: { level: r.level, method: 'percentile bootstrap of the mean over texts', resamples: r.resamples, seed: r.seed },
     chance: 'each statistic for attention spread uniformly over the keys each row may see, on the same texts',

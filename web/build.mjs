@@ -31,6 +31,8 @@ const result = await esbuild.build({
     tokenizer_worker: path.join(root, 'web', 'worker', 'tokenizer_worker.js'),
     embed: path.join(root, 'web', 'boot', 'embed.js'),
     element: path.join(root, 'web', 'boot', 'element.js'),
+    // Loaded by the page and the worker only when they read a parquet corpus.
+    parquet: path.join(root, 'wasm', 'corpus_parquet.mjs'),
   },
   outdir: dist,
   bundle: true,

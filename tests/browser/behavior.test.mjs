@@ -276,3 +276,45 @@ test('a permalink to a corpus view runs it and shows the CLI\'s numbers, interva
   assert.deepEqual(problems, []);
   await page.close();
 });
+
+test('a corpus from a Hugging Face dataset (permalink) and from a local parquet file, as the CLI reads them', async () => {
+  const { parquetWriteBuffer } = await import('hyparquet-writer');
+  const stories = fs.readFileSync(path.join(repoRoot, 'public', 'corpora', 'stories.txt'), 'utf8').split('\n').filter((l) => l.trim());
+  const rows = Array.from({ length: 4000 }, (_, i) => (i < 8 ? stories[i] : `${stories[i % stories.length]} (${i})`));
+  const table = Buffer.from(parquetWriteBuffer({ columnData: [{ name: 'text', data: rows, type: 'STRING' }], rowGroupSize: 50 }));
+  const split = path.join(site.hub, 'datasets', 'test', 'stories', 'resolve', 'refs', 'convert', 'parquet', 'default', 'train');
+  fs.mkdirSync(split, { recursive: true });
+  fs.writeFileSync(path.join(split, '0000.parquet'), table);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'headscope-parquet-'));
+  fs.writeFileSync(path.join(dir, 'stories.parquet'), table);
+  execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', path.join(repoRoot, 'wasm', 'cli.mjs'), 'corpus', site.repoDir('test/tiny-gpt2'), '--corpus', path.join(dir, 'stories.parquet'), '--texts', '8', '--tokens', '40', '--out', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const cli = JSON.parse(fs.readFileSync(path.join(dir, 'corpus.json'), 'utf8'));
+  const { page, problems } = await openPage(browser.context, link({ model: 'test/tiny-gpt2', view: 'model', corpus: 'hf:test/stories:default:train:8:40' }));
+  await waitReady(page);
+  await page.waitForSelector('#corpus-note[data-ready="8"]', { timeout: 60000 });
+  assert.match(await page.textContent('#corpus-note'), /^dataset test\/stories \(default\/train\): 8 texts/);
+  const check = async (what) => {
+    const shown = JSON.parse((await exportFile(page, '#corpus-figure', 'json')).bytes);
+    cli.heads.forEach((h, i) => close(shown.values[i], h.statistics.previous_token_score.mean, 1e-6, `${what} ${h.head}`));
+  };
+  await check('dataset');
+  // Only ranges of the dataset's file travelled, far less than the file.
+  const requests = site.server.requests.filter((r) => r.url.includes('0000.parquet'));
+  assert.ok(requests.length > 0 && requests.every((r) => r.status === 206));
+  assert.ok(requests.reduce((a, r) => a + r.bytes, 0) < table.length / 2);
+  assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get('corpus'), 'hf:test/stories:default:train:8:40');
+  // The same texts from a parquet file of the viewer's.
+  await page.setInputFiles('#corpus-file', path.join(dir, 'stories.parquet'));
+  await page.waitForFunction(() => /stories\.parquet: 1000 texts/.test(document.getElementById('corpus-note').textContent));
+  await page.fill('#corpus-texts', '8');
+  await page.click('#corpus-run');
+  await page.waitForFunction(() => /stories\.parquet \(your file\): 8 texts/.test(document.getElementById('corpus-note').textContent));
+  await check('local parquet');
+  // A split that is not there is named.
+  await page.selectOption('#corpus-source', 'hf');
+  await page.fill('#corpus-split', 'validation');
+  await page.click('#corpus-run');
+  await page.waitForFunction(() => /no such dataset file \(HTTP 404/.test(document.getElementById('corpus-note').textContent));
+  assert.deepEqual(problems.filter((p) => !/404/.test(p)), []);
+  await page.close();
+});

@@ -211,7 +211,8 @@ test('corpus: bad corpora are named, with what is wrong', () => {
     [file('empty.txt', '\n\n  \n'), /empty.txt: has no texts/],
     [file('fields.jsonl', '{"body": "a text"}\n'), /fields.jsonl: line 1 has no text field "text" \(its fields: body\)/],
     [file('broken.jsonl', '{"text": "ok"}\n{"text": \n'), /broken.jsonl: line 2 is not JSON/],
-    [file('table.parquet', 'PAR1'), /table.parquet: not a corpus file/],
+    [file('table.parquet', 'PAR1'), /table.parquet: is not a parquet file/],
+    [file('table.csv', 'a,b\n'), /table.csv: not a text corpus file/],
     [path.join(dir, 'missing.txt'), /missing.txt: no such corpus file/],
   ]) {
     const out = headscope('corpus', builtin, '--corpus', corpus);
@@ -254,4 +255,62 @@ test('corpus --importance: Michel importance over texts, leave-one-out intervals
   // The importance order, chosen on other texts, keeps the loss at or below the random band's middle on the way.
   const area = (v) => v.reduce((a, b) => a + b, 0);
   assert.ok(area(p.loss) <= area(p.random_mean), `${p.loss} vs ${p.random_mean}`);
+});
+
+test('corpus from parquet: a local file, and a Hugging Face dataset read by ranges, only the row groups needed', async () => {
+  const { parquetWriteBuffer } = await import('hyparquet-writer');
+  const { startServer } = await import('../browser/harness.mjs');
+  const { execFile } = await import('node:child_process');
+  const run = (...args) => new Promise((resolve) => {
+    execFile(process.execPath, [...wasmFlags, cli, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 }, (error, stdout, stderr) => resolve({ status: error ? error.code ?? 1 : 0, stdout, stderr }));
+  });
+  const builtin = path.join(repoRoot, 'public', 'models', 'headscope-tiny');
+  const dir = tempDir();
+  const stories = fs.readFileSync(path.join(repoRoot, 'public', 'corpora', 'stories.txt'), 'utf8').split('\n').filter((l) => l.trim());
+  // 8000 distinct rows in row groups of 100: the first 6 texts live in the first group.
+  const rows = Array.from({ length: 8000 }, (_, i) => (i < 6 ? stories[i] : `${stories[i % stories.length]} (${i})`));
+  const table = parquetWriteBuffer({ columnData: [{ name: 'id', data: rows.map((_, i) => i), type: 'INT32' }, { name: 'text', data: rows, type: 'STRING' }], rowGroupSize: 100 });
+  fs.writeFileSync(path.join(dir, 'stories.parquet'), Buffer.from(table));
+  fs.writeFileSync(path.join(dir, 'stories6.txt'), `${stories.slice(0, 6).join('\n')}\n`);
+  const args = ['--texts', '6', '--tokens', '48', '--resamples', '100'];
+  const fromParquet = await run('corpus', builtin, '--corpus', path.join(dir, 'stories.parquet'), ...args);
+  assert.equal(fromParquet.status, 0, fromParquet.stderr);
+  const fromText = await run('corpus', builtin, '--corpus', path.join(dir, 'stories6.txt'), ...args);
+  const [p, t] = [JSON.parse(fromParquet.stdout), JSON.parse(fromText.stdout)];
+  assert.equal(p.corpus.format, 'parquet');
+  assert.deepEqual(p.heads, t.heads, 'the same six texts, the same statistics');
+
+  // The same file as a dataset's converted split on a hub-shaped server.
+  const hub = tempDir();
+  const split = path.join(hub, 'datasets', 'test', 'stories', 'resolve', 'refs', 'convert', 'parquet', 'default', 'train');
+  fs.mkdirSync(split, { recursive: true });
+  fs.copyFileSync(path.join(dir, 'stories.parquet'), path.join(split, '0000.parquet'));
+  fs.writeFileSync(path.join(hub, 'datasets', 'test', 'stories', 'resolve', 'refs', 'convert', 'parquet', 'default', 'train', 'broken.parquet'), 'not parquet at all');
+  const server = await startServer(hub);
+  try {
+    const endpoint = server.url.replace(/\/$/, '');
+    const fromHub = await run('corpus', builtin, '--dataset', 'test/stories', '--endpoint', endpoint, ...args);
+    assert.equal(fromHub.status, 0, fromHub.stderr);
+    const h = JSON.parse(fromHub.stdout);
+    assert.deepEqual(h.heads, t.heads);
+    assert.match(h.corpus.file, /dataset test\/stories \(.*\/datasets\/test\/stories\/resolve\/refs%2Fconvert%2Fparquet\/default\/train\/0000\.parquet\)/);
+    const fetched = server.requests.filter((r) => r.url.includes('0000.parquet'));
+    assert.ok(fetched.every((r) => r.status === 206), 'ranges only');
+    const bytes = fetched.reduce((a, r) => a + r.bytes, 0);
+    assert.ok(bytes < table.byteLength / 4, `read ${bytes} of ${table.byteLength} bytes`);
+    // What is wrong is named: a missing split, a file that is not parquet, a column that is not there.
+    for (const [extra, message] of [
+      [['--split', 'validation'], /no such dataset file \(HTTP 404/],
+      [['--dataset-file', 'default/train/broken.parquet'], /broken\.parquet: is not a parquet file/],
+      [['--field', 'body'], /has no column "body" \(its columns: id, text\)/],
+      [['--split', '../x'], /config and split are names/],
+    ]) {
+      const out = await run('corpus', builtin, '--dataset', 'test/stories', '--endpoint', endpoint, ...extra);
+      assert.notEqual(out.status, 0, extra.join(' '));
+      assert.match(out.stderr, message);
+      assert.doesNotMatch(out.stderr, /\n\s+at /);
+    }
+  } finally {
+    await server.close();
+  }
 });

@@ -14,7 +14,10 @@ test('corpus=NAME:TEXTS:TOKENS names a built-in corpus, its size and token windo
   assert.equal(serializeHash(state), 'view=model&corpus=stories%3A12%3A48');
   assert.deepEqual(parseHash(`#${serializeHash(state)}`, ORIGIN).state.corpus, state.corpus);
   assert.equal(parseHash('#', ORIGIN).state.corpus, null);
-  for (const bad of ['nosuch:12:48', 'stories:0:48', 'stories:1:48', 'stories:12:1', 'stories:1001:48', 'stories:12:2000', 'stories:12', 'stories:1e2:48', '../x:1:2']) {
+  const hub = parseHash('#corpus=hf:owner/my-data:wikitext-2-raw-v1:test:32:64', ORIGIN).state.corpus;
+  assert.deepEqual(hub, { dataset: 'owner/my-data', config: 'wikitext-2-raw-v1', split: 'test', texts: 32, tokens: 64 });
+  assert.deepEqual(parseHash(`#${serializeHash({ ...parseHash('#', ORIGIN).state, corpus: hub })}`, ORIGIN).state.corpus, hub);
+  for (const bad of ['nosuch:12:48', 'stories:0:48', 'stories:1:48', 'stories:12:1', 'stories:1001:48', 'stories:12:2000', 'stories:12', 'stories:1e2:48', '../x:1:2', 'hf:owner/x:default:../y:4:8', 'hf:nobody:default:train:4:8', 'hf:a/b:c:d:1:8']) {
     const parsed = parseHash(`#corpus=${encodeURIComponent(bad)}`, ORIGIN);
     assert.equal(parsed.state.corpus, null, bad);
     assert.match(parsed.problems.join(' '), /ignored corpus=/, bad);

@@ -5,7 +5,7 @@
 // passed on, because the hash is untrusted input.
 import { isEdit } from '../shared/edits.js';
 import { CORPORA, allowedHubEndpoint, modelFromText } from '../shared/sources.js';
-import { headKey, parseHeadKey, sortHeadKeys } from '../../wasm/ids.mjs';
+import { headKey, isRepoId, parseHeadKey, sortHeadKeys } from '../../wasm/ids.mjs';
 
 export const VIEWS = ['overview', 'head', 'model', 'interventions'];
 export const WEIGHT_VARIANTS = ['processed', 'raw'];
@@ -30,18 +30,28 @@ export const URL_DEFAULTS = {
   edits: [],            // weight edits, see shared/edits.js
   detect: [],           // detector options: 'abs' (measure), 'nobos', 'nocur' (exclusions), 'probe' (induction role from the probe)
   hub: null,            // hub endpoint override (loopback or same origin only)
-  corpus: null,         // {name, texts, tokens}: statistics over a built-in corpus (views/corpusview.js)
+  corpus: null,         // {name, texts, tokens} (a built-in corpus) or {dataset, config, split, texts, tokens} (a hub dataset): views/corpusview.js
 };
 
-// corpus=stories:64:128 (name, texts, tokens per text).
+// corpus=stories:64:128 (a built-in corpus, texts, tokens per text) or
+// corpus=hf:OWNER/NAME:CONFIG:SPLIT:64:128 (a Hugging Face dataset's split).
 export const CORPUS_LIMITS = { texts: [2, 1000], tokens: [2, 1024] };  // an interval needs 2 texts
+const SEGMENT = '[A-Za-z0-9][A-Za-z0-9._-]{0,99}';
 export function parseCorpusField(text) {
-  const m = /^([a-z]{1,20}):(\d{1,4}):(\d{1,4})$/.exec(String(text));
-  if (!m || !Object.hasOwn(CORPORA, m[1])) return null;
-  const texts = Number(m[2]);
-  const tokens = Number(m[3]);
   const within = (v, [lo, hi]) => v >= lo && v <= hi;
-  return within(texts, CORPUS_LIMITS.texts) && within(tokens, CORPUS_LIMITS.tokens) ? { name: m[1], texts, tokens } : null;
+  const sizes = (texts, tokens) => (within(Number(texts), CORPUS_LIMITS.texts) && within(Number(tokens), CORPUS_LIMITS.tokens) ? { texts: Number(texts), tokens: Number(tokens) } : null);
+  const builtin = /^([a-z]{1,20}):(\d{1,4}):(\d{1,4})$/.exec(String(text));
+  if (builtin) {
+    const size = sizes(builtin[2], builtin[3]);
+    return size && Object.hasOwn(CORPORA, builtin[1]) ? { name: builtin[1], ...size } : null;
+  }
+  const hub = new RegExp(`^hf:(${SEGMENT}/${SEGMENT}):(${SEGMENT}):(${SEGMENT}):(\\d{1,4}):(\\d{1,4})$`).exec(String(text));
+  const size = hub && sizes(hub[4], hub[5]);
+  return size && isRepoId(hub[1]) ? { dataset: hub[1], config: hub[2], split: hub[3], ...size } : null;
+}
+
+export function serializeCorpusField(c) {
+  return c.dataset ? `hf:${c.dataset}:${c.config}:${c.split}:${c.texts}:${c.tokens}` : `${c.name}:${c.texts}:${c.tokens}`;
 }
 
 export const URL_KEYS = Object.keys(URL_DEFAULTS);
@@ -149,7 +159,7 @@ export function serializeHash(state) {
     else if (key === 'ablate') params.set(key, value.join(','));
     else if (key === 'edits') params.set(key, value.join(';'));
     else if (key === 'detect') params.set(key, value.join(','));
-    else if (key === 'corpus') params.set(key, `${value.name}:${value.texts}:${value.tokens}`);
+    else if (key === 'corpus') params.set(key, serializeCorpusField(value));
     else if (value !== null) params.set(key, String(value));
   }
   return params.toString();

@@ -3,8 +3,9 @@
 // bootstrap interval and beside its chance level (uniform attention on the
 // same texts), and how often each role labels the head
 // (ModelSession.corpus, the core's corpus_stats). The corpus is a built-in
-// one (its name, size and token window go in the link: the hash's `corpus`
-// field) or the viewer's .txt / .jsonl file, which a link cannot carry.
+// one or a Hugging Face dataset's split (either, with the size and token
+// window, goes in the link: the hash's `corpus` field), or the viewer's
+// .txt / .jsonl / .parquet file, which a link cannot carry.
 import { lineChart, serializeSvg } from '../figures/charts.js';
 import { SCALES } from '../figures/colormap.js';
 import { HeadValuesFigure } from '../figures/matrix.js';
@@ -13,6 +14,10 @@ import { el, formatNumber } from './dom.js';
 import { CORPUS_LIMITS } from '../state/hash.js';
 import { CORPORA } from '../shared/sources.js';
 import { corpusFormat, parseCorpus } from '../../wasm/corpus_files.mjs';
+
+// The parquet reader (wasm/corpus_parquet.mjs), bundled on its own
+// (web/build.mjs) and loaded the first time a parquet file is read.
+const PARQUET_BUNDLE = new URL('./parquet.js', import.meta.url).href;
 import { headKey } from '../../wasm/ids.mjs';
 
 // The statistics offered, by the API's names.
@@ -36,10 +41,19 @@ export class CorpusPanel {
     this.file = null;  // {name, texts} read from the viewer's file
     this.source = el('select', { id: 'corpus-source', 'aria-label': 'corpus' }, [
       ...Object.entries(CORPORA).map(([name, c]) => el('option', { value: name, text: `${c.label} (${c.texts} texts)` })),
-      el('option', { value: 'file', text: 'your file (.txt, .jsonl)…' }),
+      el('option', { value: 'hf', text: 'a Hugging Face dataset…' }),
+      el('option', { value: 'file', text: 'your file (.txt, .jsonl, .parquet)…' }),
     ]);
-    this.fileInput = el('input', { type: 'file', id: 'corpus-file', accept: '.txt,.jsonl', hidden: true, on: { change: () => this.readFile() } });
+    this.fileInput = el('input', { type: 'file', id: 'corpus-file', accept: '.txt,.jsonl,.parquet', hidden: true, on: { change: () => this.readFile() } });
+    this.datasetRepo = el('input', { type: 'text', id: 'corpus-dataset', placeholder: 'owner/name', 'aria-label': 'dataset id', size: 24 });
+    this.datasetConfig = el('input', { type: 'text', id: 'corpus-config', value: 'default', 'aria-label': 'dataset config', size: 12 });
+    this.datasetSplit = el('input', { type: 'text', id: 'corpus-split', value: 'train', 'aria-label': 'dataset split', size: 8 });
+    this.datasetRow = el('div', { class: 'figure-head', hidden: true }, [
+      el('label', { text: 'dataset ' }), this.datasetRepo, el('label', { text: ' config ' }), this.datasetConfig, el('label', { text: ' split ' }), this.datasetSplit,
+      el('span', { class: 'muted small', text: ' its text column "text", from the hub\'s parquet conversion; only the rows needed are downloaded' }),
+    ]);
     this.source.addEventListener('change', () => {
+      this.datasetRow.hidden = this.source.value !== 'hf';
       if (this.source.value !== 'file') return;
       // Back to the last real choice until a file is read (the dialog may be cancelled).
       this.source.value = this.file ? `file:${this.file.name}` : Object.keys(CORPORA)[0];
@@ -69,6 +83,7 @@ export class CorpusPanel {
         el('label', { text: ' texts ' }), this.texts, el('label', { text: ' tokens each ' }), this.tokens,
         el('button', { type: 'button', id: 'corpus-run', class: 'secondary', text: 'Run over the corpus', on: { click: () => this.run() } }),
       ]),
+      this.datasetRow,
       this.note,
       el('div', { class: 'figure-head' }, [el('label', { text: 'show ' }), this.statistic]),
       el('div', { class: 'model-grid' }, [box, this.roles]),
@@ -109,7 +124,13 @@ export class CorpusPanel {
   fromLink(state) {
     const c = state.corpus;
     if (!c || !state.modelInfo || state.modelStatus !== 'ready') return;
-    this.source.value = c.name;
+    this.source.value = c.dataset ? 'hf' : c.name;
+    this.datasetRow.hidden = !c.dataset;
+    if (c.dataset) {
+      this.datasetRepo.value = c.dataset;
+      this.datasetConfig.value = c.config;
+      this.datasetSplit.value = c.split;
+    }
     this.texts.value = c.texts;
     this.tokens.value = c.tokens;
     const key = JSON.stringify([c, state.modelInfo.generation]);
@@ -123,8 +144,13 @@ export class CorpusPanel {
     this.fileInput.value = '';
     if (!file) return;
     try {
-      if (!corpusFormat(file.name)) throw new Error(`${file.name}: not a corpus file: give .txt (one text per line) or .jsonl (a "text" field per line)`);
-      const { texts } = parseCorpus(file.name, await file.text(), { limit: CORPUS_LIMITS.texts[1] });
+      const format = corpusFormat(file.name);
+      if (!format) throw new Error(`${file.name}: not a corpus file: give .txt (one text per line), .jsonl (a "text" field per line) or .parquet (a "text" column)`);
+      const read = { limit: CORPUS_LIMITS.texts[1] };
+      // A parquet file is read in slices: only the row groups needed.
+      const { texts } = format === 'parquet'
+        ? await (await import(PARQUET_BUNDLE)).parquetTexts(file.name, { byteLength: file.size, slice: (start, end) => file.slice(start, end).arrayBuffer() }, read)
+        : parseCorpus(file.name, await file.text(), read);
       this.file = { name: file.name, texts };
       this.source.append(el('option', { value: `file:${file.name}`, text: `${file.name} (${texts.length} texts)` }));
       this.source.value = `file:${file.name}`;
@@ -143,24 +169,36 @@ export class CorpusPanel {
     const texts = clamp(this.texts, CORPUS_LIMITS.texts);
     const tokens = Math.min(clamp(this.tokens, CORPUS_LIMITS.tokens), info.nCtx || CORPUS_LIMITS.tokens[1]);
     const fromFile = this.source.value.startsWith('file:') && this.file;
-    const name = fromFile ? null : this.source.value;
-    const args = name ? { name, maxTexts: texts, maxTokens: tokens } : { texts: this.file.texts, maxTexts: texts, maxTokens: tokens };
-    return { name, texts, tokens, args: { ...args, ...this.app.detectOptions() } };
+    const hub = this.source.value === 'hf';
+    const name = fromFile || hub ? null : this.source.value;
+    const dataset = hub ? { repo: this.datasetRepo.value.trim(), config: this.datasetConfig.value.trim() || 'default', split: this.datasetSplit.value.trim() || 'train' } : null;
+    if (dataset && this.store.state.hub) dataset.endpoint = this.store.state.hub;
+    const sizes = { maxTexts: texts, maxTokens: tokens };
+    const args = name ? { name, ...sizes } : dataset ? { dataset, ...sizes } : { texts: this.file.texts, ...sizes };
+    // What a link may carry: a built-in corpus or a hub dataset, never a file.
+    const link = name ? { name, texts, tokens } : dataset ? { dataset: dataset.repo, config: dataset.config, split: dataset.split, texts, tokens } : null;
+    const label = name ? `${CORPORA[name].label} (${CORPORA[name].path})` : dataset ? `dataset ${dataset.repo} (${dataset.config}/${dataset.split})` : `${this.file.name} (your file)`;
+    return { name, texts, tokens, link, label, args: { ...args, ...this.app.detectOptions() } };
   }
 
   async run() {
     const info = this.store.state.modelInfo;
     if (!info) return;
     this.note.classList.remove('error');
-    const { name, texts, tokens, args } = this.choice();
-    // The link names a built-in corpus; a file leaves it out.
-    this.store.set({ corpus: name ? { name, texts, tokens } : null });
-    if (name) this.linkKey = JSON.stringify([{ name, texts, tokens }, info.generation]);
+    if (this.source.value === 'hf' && !/^[^/\s]+\/[^/\s]+$/.test(this.datasetRepo.value.trim())) {
+      this.note.textContent = 'give a dataset id (owner/name)';
+      this.note.classList.add('error');
+      return;
+    }
+    const { link, label, args } = this.choice();
+    // The link names a built-in corpus or a hub dataset; a file leaves it out.
+    this.store.set({ corpus: link });
+    if (link) this.linkKey = JSON.stringify([link, info.generation]);
     this.note.textContent = 'computing…';
     try {
       const r = await this.app.compute('corpus', args);
       if (this.store.state.modelInfo !== info) return;
-      this.result = { ...r, source: name ? `${CORPORA[name].label} (${CORPORA[name].path})` : `${this.file.name} (your file)` };
+      this.result = { ...r, source: label };
       this.note.textContent = `${this.result.source}: ${r.nTexts} texts, each cut to its first ${r.maxTokens} tokens (BOS included; ${r.nTruncated} were longer); intervals: percentile bootstrap of the mean over texts, ${r.resamples} resamples, seed ${r.seed}; detectors: ${r.measure} measure (the head view's options); roles use each text's own induction score.`;
       this.note.dataset.ready = String(r.nTexts);
       this.store.set({ corpusStats: { source: this.result.source, nTexts: r.nTexts, maxTokens: r.maxTokens, level: r.level, metrics: r.metrics, generation: info.generation } });
@@ -231,7 +269,7 @@ export class CorpusPanel {
   async runImportance() {
     const info = this.store.state.modelInfo;
     if (!info) return;
-    const { name, args } = this.choice();
+    const { label, args } = this.choice();
     const mode = this.store.state.mode;
     this.importanceNote.textContent = 'computing…';
     try {
@@ -239,8 +277,7 @@ export class CorpusPanel {
       if (this.store.state.modelInfo !== info) return;
       const L = m.nLayer;
       const H = m.nHead;
-      const source = name ? CORPORA[name].label : this.file.name;
-      this.importanceNote.textContent = `${source}: ${m.nTexts} texts of at most ${m.maxTokens} tokens; objective ${m.objective}, ${m.mode} ablation; mean loss ${formatNumber(m.loss, 4)}.`;
+      this.importanceNote.textContent = `${label}: ${m.nTexts} texts of at most ${m.maxTokens} tokens; objective ${m.objective}, ${m.mode} ablation; mean loss ${formatNumber(m.loss, 4)}.`;
       this.importanceNote.dataset.ready = String(m.nTexts);
       this.gradFigure.show(m.gradientNormalized, L, H, {
         title: `${this.modelName()} · E|∂L/∂ξ| over ${m.nTexts} texts, per layer normalised`, name: `${this.modelName()}_corpus_importance`,

@@ -29,7 +29,8 @@
 //   importance    {ids, mode} -> gradient and leave-one-out importance, generation
 //   pruning       {ids, order, mode, step, nRandom, seed, normalize, reestimate} -> the pruning curve, generation
 //   evaluateMerge {ids, layer, headA, headB} -> the merge report, generation
-//   corpus        {name (a built-in corpus, shared/sources.js CORPORA) | texts, maxTexts, maxTokens,
+//   corpus        {name (a built-in corpus, shared/sources.js CORPORA) | dataset {repo, config, split,
+//                 endpoint?} (a hub dataset's converted parquet) | texts, maxTexts, maxTokens,
 //                 resamples, seed, measure, excludeBos, excludeCurrentToken} -> per-head statistics over the texts with bootstrap intervals and
 //                 chance levels (ModelSession.corpus), generation
 //   corpusImportance  the same texts, mode, nRandom -> Michel importance over the texts, leave-one-out

@@ -8,7 +8,7 @@ import { cacheSummary, cachingFetch, clearCache, dropOldCaches, forgetPrefix } f
 import { MAX_TOKENS } from './protocol.js';
 import { parseEdit } from '../shared/edits.js';
 import { BUILTIN, CORPORA, allowedHubEndpoint, allowedModelUrl, trustedOrigin } from '../shared/sources.js';
-import { parseCorpus } from '../../wasm/corpus_files.mjs';
+import { datasetParquetUrl, parseCorpus } from '../../wasm/corpus_files.mjs';
 import { coreWasmFile } from '../../wasm/features.mjs';
 import { compileWasm, createHeadscope, HeadscopeError, nonFiniteWarning } from '../../wasm/headscope.mjs';
 import { parseTokenIds } from '../../wasm/ids.mjs';
@@ -229,11 +229,27 @@ function firstRunKey({ text, prependBos, maxTokens, ids, ablate }) {
   return JSON.stringify([String(text ?? ''), Boolean(prependBos ?? true), Number(maxTokens ?? MAX_TOKENS)]);
 }
 
+// The parquet reader (wasm/corpus_parquet.mjs), bundled on its own beside
+// this script and loaded the first time a dataset is read.
+const PARQUET_BUNDLE = new URL('./parquet.js', import.meta.url).href;
+
 // A corpus request's texts: a built-in corpus by name (fetched from this
-// server) or the texts the page read from the viewer's file.
-async function corpusTexts(name, texts, maxTexts) {
+// server), a hub dataset's split {dataset, config, split, endpoint?} (its
+// parquet read by ranges, from the hub or a test endpoint only), or the
+// texts the page read from the viewer's file.
+async function corpusTexts(name, texts, maxTexts, dataset = null) {
   let list = texts;
-  if (name !== null) {
+  if (dataset) {
+    let endpoint = HUB_ENDPOINT;
+    if (dataset.endpoint) {
+      endpoint = allowedHubEndpoint(dataset.endpoint, pageOrigin);
+      if (!endpoint) throw new HeadscopeError('the hub endpoint must be this page\'s origin or the loopback interface', 'not_allowed');
+    }
+    const url = datasetParquetUrl(dataset.repo, { config: dataset.config, split: dataset.split, endpoint });
+    const fetchImpl = guardedFetch(globalThis.fetch, (origin) => trustedOrigin(origin, pageOrigin) || origin === new URL(endpoint).origin);
+    const { parquetOverHttp, parquetTexts } = await import(PARQUET_BUNDLE);
+    list = (await parquetTexts(`${dataset.repo} (${dataset.config}/${dataset.split})`, await parquetOverHttp(url, fetchImpl), { limit: maxTexts })).texts;
+  } else if (name !== null) {
     if (!Object.hasOwn(CORPORA, name)) throw new HeadscopeError(`no built-in corpus named ${JSON.stringify(String(name)).slice(0, 40)}`, 'invalid_argument');
     const response = await fetch(new URL(`../${CORPORA[name].path}`, import.meta.url));
     if (!response.ok) throw new HeadscopeError(`the built-in corpus ${name} is not on this server (HTTP ${response.status})`, 'missing_file');
@@ -364,15 +380,15 @@ const handlers = {
 
   // Head statistics over a corpus: a built-in one by name (fetched from this
   // server) or the texts the page read from the viewer's file.
-  async corpus(core, { name = null, texts = null, maxTexts = 64, maxTokens = 128, resamples = 1000, seed = 0, measure = 'mul', excludeBos = false, excludeCurrentToken = false }, progress) {
-    const list = await corpusTexts(name, texts, maxTexts);
+  async corpus(core, { name = null, texts = null, dataset = null, maxTexts = 64, maxTokens = 128, resamples = 1000, seed = 0, measure = 'mul', excludeBos = false, excludeCurrentToken = false }, progress) {
+    const list = await corpusTexts(name, texts, maxTexts, dataset);
     const result = await needSession().corpus(list, { maxTokens, resamples, seed, measure, excludeBos, excludeCurrentToken, onProgress: reporter(progress, 'corpus') });
     return { ...result, texts: list, generation: modelGeneration };  // texts: for the examples' links
   },
 
   // Head importance over a corpus (the same texts as `corpus`).
-  async corpusImportance(core, { name = null, texts = null, maxTexts = 64, maxTokens = 128, resamples = 1000, seed = 0, mode = 'zero', nRandom = 5 }, progress) {
-    const list = await corpusTexts(name, texts, maxTexts);
+  async corpusImportance(core, { name = null, texts = null, dataset = null, maxTexts = 64, maxTokens = 128, resamples = 1000, seed = 0, mode = 'zero', nRandom = 5 }, progress) {
+    const list = await corpusTexts(name, texts, maxTexts, dataset);
     const result = await needSession().corpusImportance(list, { maxTokens, resamples, seed, mode, nRandom, onProgress: reporter(progress, 'corpus importance') });
     return { ...result, generation: modelGeneration };
   },
