@@ -65,17 +65,15 @@ namespace {
 // layer [L, 1, T, T] (every head of a layer has the same): the chance
 // level's pattern.
 std::vector<float> uniform_patterns(const ModelConfig& c, int T) {
-  const int L = c.n_layer, H = 1;
-  std::vector<float> out(static_cast<std::size_t>(L) * H * T * T, 0.f);
-  for (int l = 0; l < L; ++l) {
+  std::vector<float> out(static_cast<std::size_t>(c.n_layer) * T * T, 0.f);
+  for (int l = 0; l < c.n_layer; ++l) {
     const int w = l < static_cast<int>(c.window.size()) ? c.window[l] : 0;
-    std::vector<float> one(static_cast<std::size_t>(T) * T, 0.f);
+    float* A = out.data() + static_cast<std::size_t>(l) * T * T;
     for (int i = 0; i < T; ++i) {
-      const int from = c.causal ? (w > 0 ? std::max(0, i - w + 1) : 0) : 0;
+      const int from = c.causal && w > 0 ? std::max(0, i - w + 1) : 0;
       const int to = c.causal ? i : T - 1;
-      for (int j = from; j <= to; ++j) one[static_cast<std::size_t>(i) * T + j] = 1.f / static_cast<float>(to - from + 1);
+      for (int j = from; j <= to; ++j) A[static_cast<std::size_t>(i) * T + j] = 1.f / static_cast<float>(to - from + 1);
     }
-    for (int h = 0; h < H; ++h) std::copy(one.begin(), one.end(), out.begin() + (static_cast<std::size_t>(l) * H + h) * T * T);
   }
   return out;
 }
@@ -257,9 +255,10 @@ Result<CorpusImportance> corpus_importance(const Model& model, const std::vector
   for (int t = 0; t < n; ++t) (t % 2 ? out.evaluate_texts : out.choose_texts).push_back(t);
   out.n_removed = pruning_points(N);
   const int P = static_cast<int>(out.n_removed.size());
-  // Progress in forwards: gradient ~3 each, leave-one-out N + 1, pruning P per order per evaluated text.
+  // Progress in forwards: gradient ~3 each, leave-one-out N + 1, pruning one
+  // unablated run and P per order per evaluated text.
   const double total = n * (3.0 + (options.leave_one_out ? N + 1 : 0)) +
-                       double(P) * out.evaluate_texts.size() * (1 + options.n_random);
+                       (1.0 + double(P) * (1 + options.n_random)) * out.evaluate_texts.size();
   double done = 0;
   auto step_progress = [&](double forwards) { return report_progress(progress, (done += forwards) / total); };
 
@@ -294,37 +293,34 @@ Result<CorpusImportance> corpus_importance(const Model& model, const std::vector
   out.order.resize(N);
   std::iota(out.order.begin(), out.order.end(), 0);
   std::stable_sort(out.order.begin(), out.order.end(), [&](int a, int b) { return score[a] < score[b]; });
-  auto curve = [&](const std::vector<int>& order, std::vector<double>& losses) -> Status {
-    losses.assign(P, 0.0);
-    for (int p = 0; p < P; ++p) {
-      const std::vector<int> removed(order.begin(), order.begin() + out.n_removed[p]);
-      for (int t : out.evaluate_texts) {
-        AblationOptions ao;
-        ao.mode = options.mode;
-        ao.want_patterns = false;
-        ao.objective = loss_of(t);
-        auto a = ablate_heads(model, texts[t], removed, ao, edits);
-        if (!a.ok()) return a.error();
-        losses[p] += a->loss / out.evaluate_texts.size();
-        if (!step_progress(1)) return cancelled_error();
-      }
-    }
-    return Ok{};
-  };
-  HS_TRY(curve(out.order, out.pruning_loss));
+  // Every order's heads removed at every point, as head sets: the main order
+  // first, then the random ones (Rng(seed)); one unablated run per text.
+  std::vector<std::vector<int>> orders = {out.order};
   Rng rng(options.seed);
-  for (int r = 0; r < options.n_random; ++r) {
-    const std::vector<int> order = random_order(N, rng);
-    std::vector<double> losses;
-    HS_TRY(curve(order, losses));
-    if (r == 0) {
-      out.random_min = out.random_max = losses;
-      out.random_mean.assign(P, 0.0);
-    }
+  for (int r = 0; r < options.n_random; ++r) orders.push_back(random_order(N, rng));
+  std::vector<std::vector<int>> sets;
+  for (const std::vector<int>& order : orders) {
+    for (int p = 0; p < P; ++p) sets.emplace_back(order.begin(), order.begin() + out.n_removed[p]);
+  }
+  std::vector<double> losses(sets.size(), 0.0);  // [order, point], mean over the evaluating texts
+  for (int t : out.evaluate_texts) {
+    auto a = ablated_losses(model, texts[t], sets, options.mode, loss_of(t), edits);
+    if (!a.ok()) return a.error();
+    for (std::size_t k = 0; k < sets.size(); ++k) losses[k] += a->loss[k] / out.evaluate_texts.size();
+    if (!step_progress(1.0 + sets.size())) return cancelled_error();
+  }
+  out.pruning_loss.assign(losses.begin(), losses.begin() + P);
+  if (options.n_random > 0) {
+    out.random_min.assign(P, INFINITY);
+    out.random_max.assign(P, -INFINITY);
+    out.random_mean.assign(P, 0.0);
+  }
+  for (int r = 1; r <= options.n_random; ++r) {
     for (int p = 0; p < P; ++p) {
-      out.random_min[p] = std::min(out.random_min[p], losses[p]);
-      out.random_max[p] = std::max(out.random_max[p], losses[p]);
-      out.random_mean[p] += losses[p] / options.n_random;
+      const double v = losses[static_cast<std::size_t>(r) * P + p];
+      out.random_min[p] = std::min(out.random_min[p], v);
+      out.random_max[p] = std::max(out.random_max[p], v);
+      out.random_mean[p] += v / options.n_random;
     }
   }
   report_progress(progress, 1.0);

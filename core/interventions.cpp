@@ -548,14 +548,15 @@ Result<AblationResult> ablate_heads(const Model& model, const std::vector<int>& 
   return r;
 }
 
-Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& ids, AblationMode mode,
-                                  const Loss& given, const ModelEdits& edits, const ProgressFn& progress) {
+Result<AblatedLosses> ablated_losses(const Model& model, const std::vector<int>& ids,
+                                     const std::vector<std::vector<int>>& head_sets, AblationMode mode,
+                                     const Loss& given, const ModelEdits& edits, const ProgressFn& progress) {
   const ModelConfig& c = model.config;
   const Loss objective = resolved(c, given);
   HS_TRY(check_objective(model, ids, objective));
   HS_TRY(check_edits(model, edits));
+  for (const std::vector<int>& heads : head_sets) HS_TRY(check_head_list(c, heads));
   const auto by = edits_by_layer(c, edits);
-  const int N = c.n_layer * c.n_head;
 
   RunOptions opt;
   opt.want_hidden = opt.want_logits = opt.want_patterns = false;
@@ -565,22 +566,37 @@ Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& id
   auto base_value = objective_value(model, ids, base->run, objective);
   if (!base_value.ok()) return base_value.error();
 
-  LeaveOneOut r;
-  r.n_layer = c.n_layer;
-  r.n_head = c.n_head;
+  AblatedLosses r;
   r.objective = objective.objective;
-  r.mode = mode;
-  r.loss_base = base_value->mean;
-  for (int i = 0; i < N; ++i) {
-    if (!report_progress(progress, double(i) / N)) return cancelled_error();
-    auto run = run_plan(model, ids, edits, by, ablation_plan(c, {i}, mode, base->means), opt);
+  r.base = base_value->mean;
+  const int n = static_cast<int>(head_sets.size());
+  for (int k = 0; k < n; ++k) {
+    if (!report_progress(progress, double(k) / n)) return cancelled_error();
+    auto run = run_plan(model, ids, edits, by, ablation_plan(c, head_sets[k], mode, base->means), opt);
     if (!run.ok()) return run.error();
     auto v = objective_value(model, ids, *run, objective);
     if (!v.ok()) return v.error();
     r.loss.push_back(v->mean);
-    r.delta.push_back(v->mean - r.loss_base);
   }
   report_progress(progress, 1.0);
+  return r;
+}
+
+Result<LeaveOneOut> leave_one_out(const Model& model, const std::vector<int>& ids, AblationMode mode,
+                                  const Loss& objective, const ModelEdits& edits, const ProgressFn& progress) {
+  const int N = model.config.n_layer * model.config.n_head;
+  std::vector<std::vector<int>> each(N);
+  for (int i = 0; i < N; ++i) each[i] = {i};
+  auto a = ablated_losses(model, ids, each, mode, objective, edits, progress);
+  if (!a.ok()) return a.error();
+  LeaveOneOut r;
+  r.n_layer = model.config.n_layer;
+  r.n_head = model.config.n_head;
+  r.objective = a->objective;
+  r.mode = mode;
+  r.loss_base = a->base;
+  r.loss = std::move(a->loss);
+  for (double v : r.loss) r.delta.push_back(v - r.loss_base);
   return r;
 }
 

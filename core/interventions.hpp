@@ -221,6 +221,19 @@ Result<AblationResult> ablate_heads(const Model& model, const std::vector<int>& 
 // ---------------------------------------------------------------------------
 // Importance
 
+// The objective with each set of heads ablated (one run per set), and its
+// value with none: one unablated run serves every set (it gives
+// mean-ablation its means). Error: as ablate_heads, cancelled.
+struct AblatedLosses {
+  Objective objective = Objective::next_token;
+  double base = 0;
+  std::vector<double> loss;  // one per set
+};
+Result<AblatedLosses> ablated_losses(const Model& model, const std::vector<int>& ids,
+                                     const std::vector<std::vector<int>>& head_sets,
+                                     AblationMode mode = AblationMode::zero, const Loss& objective = {},
+                                     const ModelEdits& edits = {}, const ProgressFn& progress = {});
+
 // Leave-one-out: the objective with each head ablated alone.
 struct LeaveOneOut {
   int n_layer = 0, n_head = 0;
