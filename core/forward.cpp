@@ -49,6 +49,7 @@ void attention_block_forward(const ModelConfig& c, const LayerWeights& L, int la
     rope_forward(q, H, dh, rope);
     rope_forward(k, G, dh, rope);
   }
+  if (opt.on_qkv) opt.on_qkv(layer, q, k, v);
 
   // pass 3: per head, scores -> mask -> softmax -> gate -> z_h = P v_g
   MatrixRM z;  // [N, H*dh]
@@ -123,7 +124,8 @@ void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions
   const ModelWeights& w = model.weights;
   const int T = static_cast<int>(x.rows()) / n_seq, L = c.n_layer, H = c.n_head;
   assert(T * n_seq == x.rows() && "blocks_forward: rows are not n_seq sequences of equal length");
-  assert((n_seq == 1 || !(opt.on_z || opt.on_attn_out || opt.on_attn_view)) && "blocks_forward: hooks need n_seq = 1");
+  assert((n_seq == 1 || !(opt.on_z || opt.on_attn_out || opt.on_attn_view || opt.on_qkv || opt.on_mlp_out)) &&
+         "blocks_forward: hooks need n_seq = 1");
   const bool want_patterns = out && opt.want_patterns, want_hidden = out && opt.want_hidden;
   const Rope rope = rope_tables(c, T);
   ForwardTape* tape = opt.tape;
@@ -136,7 +138,7 @@ void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions
 
   // 2. Blocks.
   MatrixRM xn, a, m;  // [N, d] scratch: normed input, attention out, MLP out
-  for (int l = 0; l < L; ++l) {
+  for (int l = opt.first_layer; l < L; ++l) {
     const LayerWeights& lw = w.layers[l];
     const float* gate = opt.head_gate.empty() ? nullptr : opt.head_gate.data() + static_cast<std::size_t>(l) * H;
     float* pattern = want_patterns ? out->patterns.data() + static_cast<std::size_t>(l) * H * T * T : nullptr;
@@ -149,6 +151,7 @@ void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions
       if (lt) lt->ln1_in = a;
       layer_norm_forward(x, a, lw.ln1_w, lw.ln1_b, c.norm_eps);
       mlp_forward(m, x, lw, c.act, c.gated_mlp, mt);
+      if (opt.on_mlp_out) opt.on_mlp_out(l, m);
       m += x;
       if (lt) lt->ln2_in = m;
       layer_norm_forward(x, m, lw.ln2_w, lw.ln2_b, c.norm_eps);
@@ -159,6 +162,7 @@ void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions
       attention_block_forward(c, lw, l, xn, n_seq, rope, gate, pattern, opt, lt, a);
       norm_forward(c.norm, c.norm_eps, xn, x, lw.ln2_w, lw.ln2_b);
       mlp_forward(m, xn, lw, c.act, c.gated_mlp, mt);
+      if (opt.on_mlp_out) opt.on_mlp_out(l, m);
       x += m + a;
     } else {
       if (lt) lt->ln1_in = x;
@@ -168,6 +172,7 @@ void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions
       if (lt) lt->ln2_in = x;
       norm_forward(c.norm, c.norm_eps, xn, x, lw.ln2_w, lw.ln2_b);
       mlp_forward(m, xn, lw, c.act, c.gated_mlp, mt);
+      if (opt.on_mlp_out) opt.on_mlp_out(l, m);
       x += m;
     }
     if (want_hidden) copy_rows(out->hidden, l + 1, x);
@@ -266,6 +271,12 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
                           " is out of range (the model has " + std::to_string(n_types) + " token types)");
   }
   if (static_cast<int>(w.layers.size()) != L) return make_error("run_model: the model has no weights loaded");
+  if (opt.first_layer < 0 || opt.first_layer >= L || (opt.first_layer > 0 && !opt.resid_in))
+    return make_error("run_model: first_layer " + std::to_string(opt.first_layer) + " needs a resid_in and must be in [0, " +
+                      std::to_string(L) + ")");
+  if (opt.resid_in && (opt.resid_in->rows() != T || opt.resid_in->cols() != d))
+    return make_error("run_model: resid_in is " + std::to_string(opt.resid_in->rows()) + " x " +
+                      std::to_string(opt.resid_in->cols()) + ", expected " + std::to_string(T) + " x " + std::to_string(d));
   // The outputs asked for, refused before they are allocated when too large.
   const double output_bytes = 4.0 * T * ((opt.want_patterns ? static_cast<double>(L) * H * T : 0.0) +
                                          (opt.want_hidden ? (L + 1.0) * d : 0.0) + (opt.want_logits ? V : 0.0));
@@ -284,17 +295,21 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
   if (opt.want_patterns) res.patterns.assign(static_cast<std::size_t>(L) * H * T * T, 0.f);
   if (opt.want_hidden) res.hidden.assign(static_cast<std::size_t>(L + 1) * T * d, 0.f);
 
-  // 1. Embeddings: x [T, d].
+  // 1. Embeddings: x [T, d] (or the residual a resumed run starts from).
   MatrixRM x;
-  embedding_forward(x, ids, T, w.W_E, c.learned_positions ? &w.W_pos : nullptr, c.position_offset);
-  if (c.type_vocab_size > 0)
-    for (int t = 0; t < T; ++t) x.row(t) += w.W_type.row(opt.token_type_ids.empty() ? 0 : opt.token_type_ids[t]);
-  if (c.family == Family::bert) {
-    MatrixRM e;
-    layer_norm_forward(e, x, w.ln_embed_w, w.ln_embed_b, c.norm_eps);
-    x.swap(e);
+  if (opt.resid_in) {
+    x = *opt.resid_in;
+  } else {
+    embedding_forward(x, ids, T, w.W_E, c.learned_positions ? &w.W_pos : nullptr, c.position_offset);
+    if (c.type_vocab_size > 0)
+      for (int t = 0; t < T; ++t) x.row(t) += w.W_type.row(opt.token_type_ids.empty() ? 0 : opt.token_type_ids[t]);
+    if (c.family == Family::bert) {
+      MatrixRM e;
+      layer_norm_forward(e, x, w.ln_embed_w, w.ln_embed_b, c.norm_eps);
+      x.swap(e);
+    }
   }
-  if (opt.want_hidden) copy_rows(res.hidden, 0, x);
+  if (opt.want_hidden) copy_rows(res.hidden, opt.first_layer, x);
 
   // 2. Blocks and 3. the final norm.
   blocks_forward(model, x, 1, opt, &res);

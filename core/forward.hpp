@@ -19,11 +19,20 @@
 //               mean over positions; patching copies in another run's block.
 //   on_attn_out attn_out [T, d] = z W_O + b_O, after W_O, with z read-only:
 //               e.g. an extra rank-1 path for head h adds (z_h u) v^T.
+//   on_qkv      q [T, H*dh], k and v [T, G*dh] after their biases and RoPE,
+//               before the scores: patching a head's query, key or value.
+//   on_mlp_out  the MLP's output [T, d] (read-only), before it joins the
+//               residual: direct logit attribution's MLP terms.
 //   on_attn_view  after on_attn_out, with the layer's attention input x [T, d]
 //               and its gated patterns A [H, T, T] as well: for paths that
 //               read the residual through a head's pattern. An OV weight edit
 //               W_OV += c a b^T of head h adds c (A_h (x a)) b^T, which z
 //               cannot express (z_h = A_h (x W_V + b_V) has lost x).
+//
+// Resuming. A run can start at block `first_layer` from a residual stream
+// the caller gives (another run's hidden[first_layer], changed or not): the
+// layers before it are skipped. Activation patching re-runs only what a
+// patch changes this way.
 //
 // Gradients. With `tape` set, the run also keeps what the reverse pass needs
 // (ForwardTape). blocks_backward walks the blocks backwards from dL/d(the LM
@@ -95,8 +104,16 @@ struct RunOptions {
   bool want_loss = true;            // fill RunResult::token_loss/loss; with neither, the LM head is skipped
   std::function<void(int layer, MatrixRM& z)> on_z;                                  // z [T, H*dh]
   std::function<void(int layer, const MatrixRM& z, MatrixRM& attn_out)> on_attn_out;  // attn_out [T, d]
+  std::function<void(int layer, MatrixRM& q, MatrixRM& k, MatrixRM& v)> on_qkv;      // [T, H*dh], [T, G*dh] x 2
+  std::function<void(int layer, const MatrixRM& mlp_out)> on_mlp_out;                 // [T, d]
   std::function<void(int layer, const AttentionView& view, MatrixRM& attn_out)> on_attn_view;  // attn_out [T, d]
   ForwardTape* tape = nullptr;  // when set, filled for a reverse pass
+  // Resuming: with resid_in set, the run skips the embeddings and blocks
+  // 0 .. first_layer - 1 and starts block first_layer from *resid_in [T, d]
+  // (the residual at its input, as RunResult::hidden[first_layer] holds it).
+  // Patterns and hidden states of the skipped layers read 0 (hidden[first_layer] is resid_in).
+  int first_layer = 0;
+  const MatrixRM* resid_in = nullptr;
 };
 
 struct RunResult {
@@ -114,7 +131,8 @@ struct RunResult {
 };
 
 // Runs the model on one sequence. Errors: no tokens, more tokens than the
-// context, a token (type) id out of range, a head_gate of the wrong size,
+// context, a token (type) id out of range, a head_gate of the wrong size, a
+// resid_in of the wrong shape or a first_layer out of [0, n_layer),
 // outputs (patterns, hidden states, logits as asked) over run_output_limit.
 Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, const RunOptions& options = {});
 
@@ -125,7 +143,7 @@ inline constexpr std::uint64_t run_output_limit = 1000000000;
 // run_model's steps 2 and 3, the blocks and the final norm, over n_seq
 // sequences of T = x.rows() / n_seq tokens: x [N, d] holds the embeddings on
 // entry and the LM head's input on return. The options' gate, hooks and tape
-// apply (hooks need n_seq = 1); `out` (or null) receives the patterns and
+// apply (hooks need n_seq = 1), first_layer included; `out` (or null) receives the patterns and
 // hidden states the options want (n_seq = 1; hidden[0] is the caller's).
 void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions& options, RunResult* out = nullptr);
 

@@ -1,8 +1,11 @@
 // Test helpers for the Hugging Face oracle fixtures (../shared/fixtures/hf-oracle):
 // load a fixture folder's model, read its .npy outputs, and compare arrays
 // with a tolerance while reporting the worst mismatch and its index.
-// Header-only so that any test file can include it.
+// Header-only so that any test file can include it (Catch2 tests only: the
+// must* helpers REQUIRE success).
 #pragma once
+
+#include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -109,5 +112,16 @@ Mismatch compare_arrays(const A& got, const B& expected, double tol) {
   }
   return m;
 }
+
+// The value of a Result, or the test stops with its message.
+template <class T>
+T must(Result<T> r) {
+  INFO((r.ok() ? "" : r.error().message));
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
+inline Model must_model(const std::string& name) { return must(load_fixture_model(name)); }
+inline std::vector<int> must_ids(const std::string& name) { return must(load_fixture_ids(name)); }
 
 }  // namespace hs::test

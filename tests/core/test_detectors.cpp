@@ -19,13 +19,6 @@ using namespace hs::test;
 
 namespace {
 
-template <class T>
-T must(Result<T> r) {
-  INFO((r.ok() ? "" : r.error().message));
-  REQUIRE(r.ok());
-  return std::move(r).value();
-}
-
 using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 double harmonic(int n) {

@@ -31,26 +31,6 @@ NpyArray must_load(const std::string& path) {
   return std::move(a).value();
 }
 
-Model must_model(const std::string& name) {
-  auto m = load_fixture_model(name);
-  INFO(name << ": " << (m.ok() ? "" : m.error().message));
-  REQUIRE(m.ok());
-  return std::move(m).value();
-}
-
-std::vector<int> must_ids(const std::string& name) {
-  auto ids = load_fixture_ids(name);
-  REQUIRE(ids.ok());
-  return std::move(ids).value();
-}
-
-template <class T>
-T must(Result<T> r) {
-  INFO((r.ok() ? "" : r.error().message));
-  REQUIRE(r.ok());
-  return std::move(r).value();
-}
-
 void check_close(const std::string& what, const std::vector<double>& got, const std::vector<double>& want, double tol,
                  const std::vector<std::int64_t>& shape = {}) {
   const Mismatch m = compare_arrays(got, want, tol);

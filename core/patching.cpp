@@ -1,0 +1,415 @@
+#include "patching.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+namespace hs {
+
+const char* metric_kind_name(MetricKind kind) { return kind == MetricKind::loss ? "loss" : "logit_diff"; }
+
+const char* patch_target_name(PatchTarget target) {
+  switch (target) {
+    case PatchTarget::heads: return "heads";
+    case PatchTarget::heads_by_position: return "heads_by_position";
+    case PatchTarget::resid: return "resid";
+    case PatchTarget::q: return "q";
+    case PatchTarget::k: return "k";
+    case PatchTarget::v: return "v";
+  }
+  return "?";
+}
+
+const char* patch_direction_name(PatchDirection direction) {
+  return direction == PatchDirection::noise ? "noise" : "denoise";
+}
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// The metric's checks, and its position resolved for T tokens.
+Result<PatchMetric> resolved_metric(const Model& model, PatchMetric m, int T) {
+  const int V = model.config.d_vocab;
+  if (!has_unembedding(model))
+    return make_error("this model has no LM head: patching and logit attribution read the logits");
+  if (m.answer < 0 || m.answer >= V)
+    return make_error("the answer token id " + std::to_string(m.answer) + " is out of range (the vocabulary has " +
+                      std::to_string(V) + " tokens)");
+  if (m.wrong >= V)
+    return make_error("the wrong-answer token id " + std::to_string(m.wrong) + " is out of range (the vocabulary has " +
+                      std::to_string(V) + " tokens)");
+  if (m.position < 0) m.position = T - 1;
+  if (m.position >= T)
+    return make_error("position " + std::to_string(m.position) + " is past the text's " + std::to_string(T) + " tokens");
+  return m;
+}
+
+double metric_of(const PatchMetric& m, const RunResult& run) {
+  const float* row = run.logits.data() + static_cast<std::size_t>(m.position) * run.d_vocab;
+  if (m.kind == MetricKind::loss) {
+    double top = row[0];
+    for (int i = 1; i < run.d_vocab; ++i) top = std::max(top, static_cast<double>(row[i]));
+    double sum = 0;
+    for (int i = 0; i < run.d_vocab; ++i) sum += std::exp(row[i] - top);
+    return top + std::log(sum) - row[m.answer];
+  }
+  return row[m.answer] - (m.wrong >= 0 ? row[m.wrong] : 0.0);
+}
+
+Status check_pair(const std::vector<int>& clean, const std::vector<int>& corrupt) {
+  if (clean.empty() || corrupt.empty()) return make_error("patching needs two texts, and one is empty");
+  if (clean.size() != corrupt.size())
+    return make_error("the clean text is " + std::to_string(clean.size()) + " tokens and the corrupted one " +
+                      std::to_string(corrupt.size()) +
+                      ": patching needs texts of the same token length (change a word for one of as many tokens)");
+  return Ok{};
+}
+
+// One run of the (edited) model, cached for patching: the residual at every
+// block's input, every head's z, and q, k, v.
+struct CachedRun {
+  RunResult run;  // hidden [L+1, T, d], logits
+  std::vector<MatrixRM> z, q, k, v;  // per layer
+  double metric = 0;
+};
+
+Result<CachedRun> cached_run(const Model& model, const std::vector<int>& ids, const PatchMetric& metric,
+                             const ModelEdits& edits) {
+  const int L = model.config.n_layer;
+  CachedRun c;
+  c.z.resize(L);
+  c.q.resize(L);
+  c.k.resize(L);
+  c.v.resize(L);
+  RunOptions opt;
+  opt.want_patterns = false;
+  opt.want_loss = false;
+  opt.on_z = [&](int l, MatrixRM& z) { c.z[l] = z; };
+  opt.on_qkv = [&](int l, MatrixRM& q, MatrixRM& k, MatrixRM& v) {
+    c.q[l] = q;
+    c.k[l] = k;
+    c.v[l] = v;
+  };
+  auto r = run_edited(model, ids, edits, opt);
+  if (!r.ok()) return r.error();
+  c.run = std::move(r).value();
+  c.metric = metric_of(metric, c.run);
+  return c;
+}
+
+// Block l's input of a cached run, [T, d].
+MatrixRM block_input(const CachedRun& c, int l) {
+  const Eigen::Index T = c.run.n_tokens, d = c.run.d_model;
+  return ConstMapRM(c.run.hidden.data() + static_cast<std::size_t>(l) * T * d, T, d);
+}
+
+// The options of a run resumed at `layer` from `resid`, reading only the logits.
+RunOptions resumed(int layer, const MatrixRM* resid) {
+  RunOptions opt;
+  opt.want_patterns = false;
+  opt.want_hidden = false;
+  opt.want_loss = false;
+  opt.first_layer = layer;
+  opt.resid_in = resid;
+  return opt;
+}
+
+Result<double> metric_run(const Model& model, const std::vector<int>& ids, const ModelEdits& edits,
+                          const PatchMetric& metric, const RunOptions& opt) {
+  auto r = run_edited(model, ids, edits, opt);
+  if (!r.ok()) return r.error();
+  return metric_of(metric, r.value());
+}
+
+double normalised(double value, double clean, double corrupt) {
+  return clean == corrupt ? kNaN : (value - corrupt) / (clean - corrupt);
+}
+
+}  // namespace
+
+Result<PatchResult> activation_patch(const Model& model, const std::vector<int>& clean,
+                                     const std::vector<int>& corrupt, const PatchOptions& options,
+                                     const ModelEdits& edits, const ProgressFn& progress) {
+  const ModelConfig& c = model.config;
+  HS_TRY(check_pair(clean, corrupt));
+  const int L = c.n_layer, H = c.n_head, G = c.n_kv_head, dh = c.d_head, T = static_cast<int>(clean.size());
+  auto metric_result = resolved_metric(model, options.metric, T);
+  if (!metric_result.ok()) return metric_result.error();
+  const auto& metric = metric_result.value();
+  auto clean_run_result = cached_run(model, clean, metric, edits);
+  if (!clean_run_result.ok()) return clean_run_result.error();
+  const auto& clean_run = clean_run_result.value();
+  auto corrupt_run_result = cached_run(model, corrupt, metric, edits);
+  if (!corrupt_run_result.ok()) return corrupt_run_result.error();
+  const auto& corrupt_run = corrupt_run_result.value();
+  const bool denoise = options.direction == PatchDirection::denoise;
+  const CachedRun& source = denoise ? clean_run : corrupt_run;
+  const CachedRun& target = denoise ? corrupt_run : clean_run;
+  const std::vector<int>& ids = denoise ? corrupt : clean;
+
+  PatchResult res;
+  res.n_layer = L;
+  res.n_head = H;
+  res.n_kv_head = G;
+  res.n_tokens = T;
+  res.target = options.target;
+  res.direction = options.direction;
+  res.metric = metric;
+  res.clean = clean_run.metric;
+  res.corrupt = corrupt_run.metric;
+  const PatchTarget what = options.target;
+  const int per_layer = what == PatchTarget::resid ? T : (what == PatchTarget::k || what == PatchTarget::v) ? G : H;
+  const int per_unit = what == PatchTarget::heads_by_position ? T : 1;
+  res.shape = {L, per_layer};
+  if (per_unit > 1) res.shape.push_back(per_unit);
+  const int n = L * per_layer * per_unit;
+  res.value.assign(n, kNaN);
+
+  for (int i = 0; i < n; ++i) {
+    const int l = i / (per_layer * per_unit), unit = (i / per_unit) % per_layer, pos = i % per_unit;
+    MatrixRM resid = block_input(target, l);
+    RunOptions opt = resumed(l, &resid);
+    const int col = unit * dh;
+    switch (what) {
+      case PatchTarget::resid:
+        resid.row(unit) = block_input(source, l).row(unit);
+        break;
+      case PatchTarget::heads:
+        opt.on_z = [&](int layer, MatrixRM& z) {
+          if (layer == l) z.middleCols(col, dh) = source.z[l].middleCols(col, dh);
+        };
+        break;
+      case PatchTarget::heads_by_position:
+        opt.on_z = [&](int layer, MatrixRM& z) {
+          if (layer == l) z.block(pos, col, 1, dh) = source.z[l].block(pos, col, 1, dh);
+        };
+        break;
+      case PatchTarget::q:
+      case PatchTarget::k:
+      case PatchTarget::v:
+        opt.on_qkv = [&](int layer, MatrixRM& q, MatrixRM& k, MatrixRM& v) {
+          if (layer != l) return;
+          if (what == PatchTarget::q) q.middleCols(col, dh) = source.q[l].middleCols(col, dh);
+          if (what == PatchTarget::k) k.middleCols(col, dh) = source.k[l].middleCols(col, dh);
+          if (what == PatchTarget::v) v.middleCols(col, dh) = source.v[l].middleCols(col, dh);
+        };
+        break;
+    }
+    auto value_result = metric_run(model, ids, edits, metric, opt);
+    if (!value_result.ok()) return value_result.error();
+    const auto& value = value_result.value();
+    res.value[i] = value;
+    if (!report_progress(progress, (i + 1.0) / n)) return cancelled_error();
+  }
+  res.effect.resize(n);
+  for (int i = 0; i < n; ++i) res.effect[i] = normalised(res.value[i], res.clean, res.corrupt);
+  return res;
+}
+
+Result<PathReceiver> parse_receiver(const std::string& text) {
+  PathReceiver r;
+  char kind = 0, input = 0;
+  int used = 0;
+  const bool parsed = std::sscanf(text.c_str(), "L%d%c%d:%c%n", &r.layer, &kind, &r.head, &input, &used) == 4 &&
+                      used == static_cast<int>(text.size());
+  if (!parsed || (kind != 'H' && kind != 'G') || (input != 'q' && input != 'k' && input != 'v') ||
+      (kind == 'G') != (input != 'q'))
+    return make_error("receiver '" + text.substr(0, 40) +
+                      "': expected LlayerHhead:q for a query, or LlayerGkvhead:k / :v for a key or value (a KV head)");
+  r.input = input;
+  return r;
+}
+
+std::string receiver_name(const ModelConfig&, const PathReceiver& r) {
+  return "L" + std::to_string(r.layer) + (r.input == 'q' ? "H" : "G") + std::to_string(r.head) + ":" + r.input;
+}
+
+Result<PathPatchResult> path_patch(const Model& model, const std::vector<int>& clean, const std::vector<int>& corrupt,
+                                   const PathPatchOptions& options, const ModelEdits& edits,
+                                   const ProgressFn& progress) {
+  const ModelConfig& c = model.config;
+  HS_TRY(check_pair(clean, corrupt));
+  const int L = c.n_layer, H = c.n_head, dh = c.d_head, T = static_cast<int>(clean.size());
+  int first_receiver = L;
+  for (const PathReceiver& r : options.receivers) {
+    const int limit = r.input == 'q' ? H : c.n_kv_head;
+    if (r.layer < 0 || r.layer >= L || r.head < 0 || r.head >= limit || (r.input != 'q' && r.input != 'k' && r.input != 'v'))
+      return make_error("receiver " + receiver_name(c, r) + " is not in this model (" + std::to_string(L) + " layers, " +
+                        std::to_string(limit) + (r.input == 'q' ? " heads)" : " key/value heads)"));
+    first_receiver = std::min(first_receiver, r.layer);
+  }
+  if (first_receiver == 0)
+    return make_error("a receiver in layer 0 has no sender: path patching needs the senders in earlier layers");
+  auto metric_result = resolved_metric(model, options.metric, T);
+  if (!metric_result.ok()) return metric_result.error();
+  const auto& metric = metric_result.value();
+  auto clean_run_result = cached_run(model, clean, metric, edits);
+  if (!clean_run_result.ok()) return clean_run_result.error();
+  const auto& clean_run = clean_run_result.value();
+  auto corrupt_run_result = cached_run(model, corrupt, metric, edits);
+  if (!corrupt_run_result.ok()) return corrupt_run_result.error();
+  const auto& corrupt_run = corrupt_run_result.value();
+
+  PathPatchResult res;
+  res.n_layer = L;
+  res.n_head = H;
+  res.n_tokens = T;
+  res.metric = metric;
+  res.receivers = options.receivers;
+  res.clean = clean_run.metric;
+  res.corrupt = corrupt_run.metric;
+  res.value.assign(static_cast<std::size_t>(L) * H, kNaN);
+  res.effect.assign(static_cast<std::size_t>(L) * H, kNaN);
+  const int n_senders = first_receiver * H;
+  const MatrixRM receiver_resid = options.receivers.empty() ? MatrixRM() : block_input(clean_run, first_receiver);
+
+  for (int s = 0; s < n_senders; ++s) {
+    const int sender_layer = s / H, sender_head = s % H;
+    // 2. The sender from the corrupted run, every other head frozen clean.
+    MatrixRM resid = block_input(clean_run, sender_layer);
+    RunOptions frozen = resumed(sender_layer, &resid);
+    frozen.on_z = [&](int layer, MatrixRM& z) {
+      z = clean_run.z[layer];
+      if (layer == sender_layer)
+        z.middleCols(sender_head * dh, dh) = corrupt_run.z[sender_layer].middleCols(sender_head * dh, dh);
+    };
+    std::vector<MatrixRM> captured(options.receivers.size());
+    frozen.on_qkv = [&](int layer, MatrixRM& q, MatrixRM& k, MatrixRM& v) {
+      for (std::size_t i = 0; i < options.receivers.size(); ++i) {
+        const PathReceiver& r = options.receivers[i];
+        if (r.layer != layer) continue;
+        const MatrixRM& from = r.input == 'q' ? q : r.input == 'k' ? k : v;
+        captured[i] = from.middleCols(r.head * dh, dh);
+      }
+    };
+    auto frozen_metric_result = metric_run(model, clean, edits, metric, frozen);
+    if (!frozen_metric_result.ok()) return frozen_metric_result.error();
+    const auto& frozen_metric = frozen_metric_result.value();
+    double value = frozen_metric;
+    if (!options.receivers.empty()) {
+      // 3b. The receivers' inputs from run 2, everything else recomputed.
+      RunOptions patched = resumed(first_receiver, &receiver_resid);
+      patched.on_qkv = [&](int layer, MatrixRM& q, MatrixRM& k, MatrixRM& v) {
+        for (std::size_t i = 0; i < options.receivers.size(); ++i) {
+          const PathReceiver& r = options.receivers[i];
+          if (r.layer != layer) continue;
+          MatrixRM& to = r.input == 'q' ? q : r.input == 'k' ? k : v;
+          to.middleCols(r.head * dh, dh) = captured[i];
+        }
+      };
+      auto receiver_metric_result = metric_run(model, clean, edits, metric, patched);
+      if (!receiver_metric_result.ok()) return receiver_metric_result.error();
+      const auto& receiver_metric = receiver_metric_result.value();
+      value = receiver_metric;
+    }
+    res.value[s] = value;
+    res.effect[s] = normalised(value, res.clean, res.corrupt);
+    if (!report_progress(progress, (s + 1.0) / n_senders)) return cancelled_error();
+  }
+  return res;
+}
+
+Result<DirectLogitAttribution> direct_logit_attribution(const Model& model, const std::vector<int>& ids,
+                                                        const PatchMetric& given, const ModelEdits& edits) {
+  const ModelConfig& c = model.config;
+  const ModelWeights& w = model.weights;
+  const int L = c.n_layer, H = c.n_head, dh = c.d_head, T = static_cast<int>(ids.size());
+  if (c.post_ln)
+    return make_error(
+        "direct logit attribution needs a residual stream that the components add to; this model (post-LN, BERT) "
+        "renormalises it after every sublayer and reads it through a nonlinear MLM head, so no component's share is "
+        "linear: use activation or path patching");
+  if (given.kind != MetricKind::logit_diff) return make_error("direct logit attribution attributes a logit difference, not a loss");
+  if (T == 0) return make_error("direct logit attribution needs a text");
+  auto metric_result = resolved_metric(model, given, T);
+  if (!metric_result.ok()) return metric_result.error();
+  const auto& metric = metric_result.value();
+
+  ForwardTape tape;
+  std::vector<MatrixRM> mlp_out(L);
+  RunOptions opt;
+  opt.want_patterns = false;
+  opt.want_hidden = false;
+  opt.want_loss = false;
+  opt.tape = &tape;
+  opt.on_mlp_out = [&](int l, const MatrixRM& m) { mlp_out[l] = m; };
+  auto run_result = run_edited(model, ids, edits, opt);
+  if (!run_result.ok()) return run_result.error();
+  const auto& run = run_result.value();
+
+  // u [d]: the metric's direction in the unembedding; g = gamma * u, centred
+  // for LayerNorm. A component c at position t contributes c_t . g / s_t.
+  Eigen::VectorXd u = unembedding_block(w, metric.answer, 1).col(0).cast<double>();
+  double bias_logit = w.b_U.size() ? w.b_U[metric.answer] : 0.0;
+  if (metric.wrong >= 0) {
+    u -= unembedding_block(w, metric.wrong, 1).col(0).cast<double>();
+    if (w.b_U.size()) bias_logit -= w.b_U[metric.wrong];
+  }
+  Eigen::VectorXd g = u;
+  std::vector<double> scale(T, 1.0);
+  double norm_bias = 0;
+  if (c.final_norm) {
+    const MatrixRM& x = tape.final_norm_in;
+    if (w.ln_final_w.size()) g = g.cwiseProduct(w.ln_final_w.transpose().cast<double>());
+    if (w.ln_final_b.size()) norm_bias = w.ln_final_b.cast<double>().dot(u.transpose());
+    const bool layer_norm = c.norm == NormKind::layer_norm;
+    if (layer_norm) g.array() -= g.mean();
+    for (int t = 0; t < T; ++t) {
+      const Eigen::RowVectorXd row = x.row(t).cast<double>();
+      const double mean = layer_norm ? row.mean() : 0.0;
+      const double second = (row.array() - mean).square().mean();
+      scale[t] = std::sqrt(second + static_cast<double>(c.norm_eps));
+    }
+  }
+  // c [T, d] -> [T] contributions.
+  auto project = [&](const MatrixRM& comp, double* outp) {
+    const Eigen::VectorXd cg = comp.cast<double>() * g;
+    for (int t = 0; t < T; ++t) outp[t] = cg[t] / scale[t];
+  };
+
+  DirectLogitAttribution res;
+  res.n_layer = L;
+  res.n_head = H;
+  res.n_tokens = T;
+  res.metric = metric;
+  res.heads.assign(static_cast<std::size_t>(L) * H * T, 0.0);
+  res.attn_bias.assign(static_cast<std::size_t>(L) * T, 0.0);
+  res.edit_paths.assign(static_cast<std::size_t>(L) * T, 0.0);
+  res.mlp.assign(static_cast<std::size_t>(L) * T, 0.0);
+  res.embed.assign(T, 0.0);
+  res.bias.assign(T, norm_bias + bias_logit);
+  res.total.resize(T);
+  for (int t = 0; t < T; ++t) {
+    const float* row = run.logits.data() + static_cast<std::size_t>(t) * run.d_vocab;
+    res.total[t] = row[metric.answer] - (metric.wrong >= 0 ? row[metric.wrong] : 0.0);
+  }
+
+  project(tape.layers[0].ln1_in, res.embed.data());
+  std::vector<double> block(T), part(T);
+  for (int l = 0; l < L; ++l) {
+    const LayerWeights& lw = w.layers[l];
+    const MatrixRM& next = l + 1 < L ? tape.layers[l + 1].ln1_in : tape.final_norm_in;
+    // The layer's attention output: what the block added, less its MLP's.
+    const MatrixRM attn = next - tape.layers[l].ln1_in - mlp_out[l];
+    project(attn, block.data());
+    project(mlp_out[l], res.mlp.data() + static_cast<std::size_t>(l) * T);
+    std::vector<double> rest = block;
+    for (int h = 0; h < H; ++h) {
+      const MatrixRM out = tape.layers[l].z.middleCols(h * dh, dh) * head_W_O(lw, h, dh);
+      double* mine = res.heads.data() + (static_cast<std::size_t>(l) * H + h) * T;
+      project(out, mine);
+      for (int t = 0; t < T; ++t) rest[t] -= mine[t];
+    }
+    MatrixRM bias_rows = lw.b_O.replicate(T, 1);
+    project(bias_rows, part.data());
+    for (int t = 0; t < T; ++t) {
+      res.attn_bias[static_cast<std::size_t>(l) * T + t] = part[t];
+      res.edit_paths[static_cast<std::size_t>(l) * T + t] = edits.empty() ? 0.0 : rest[t] - part[t];
+    }
+  }
+  return res;
+}
+
+}  // namespace hs
