@@ -18,6 +18,7 @@
 #include "geometry.hpp"
 #include "interventions.hpp"
 #include "linalg.hpp"
+#include "patching.hpp"
 #include "processing.hpp"
 #include "progress.hpp"
 #include "safetensors.hpp"
@@ -697,6 +698,113 @@ val evaluate_merge(Session& session, val ids_js, int layer, int head_a, int head
   return out;
 }
 
+// ---------------------------------------------------------------------------
+// Patching and direct logit attribution (core/patching.hpp). options:
+// {metric: "logit_diff" | "loss", answer, wrong (-1: none), position (-1: the
+// last)} and, for patch, {target, direction}; for path_patch {receivers:
+// ["L9H9:q", ...]} (empty: the logits).
+
+hs::Result<hs::PatchMetric> metric_of(val options) {
+  hs::PatchMetric m;
+  const std::string kind = options["metric"].isString() ? options["metric"].as<std::string>() : "logit_diff";
+  if (kind == "loss") m.kind = hs::MetricKind::loss;
+  else if (kind != "logit_diff") return hs::make_error("metric '" + kind.substr(0, 40) + "': expected logit_diff or loss");
+  if (options["answer"].isNumber()) m.answer = options["answer"].as<int>();
+  if (options["wrong"].isNumber()) m.wrong = options["wrong"].as<int>();
+  if (options["position"].isNumber()) m.position = options["position"].as<int>();
+  return m;
+}
+
+void set_metric(val& out, const hs::PatchMetric& m) {
+  out.set("metric", std::string(hs::metric_kind_name(m.kind)));
+  out.set("answer", m.answer);
+  out.set("wrong", m.wrong);
+  out.set("position", m.position);
+}
+
+val patch(Session& session, val clean_js, val corrupt_js, val options, val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(metric, metric_of(options));
+  hs::PatchOptions o;
+  o.metric = *metric;
+  const std::string target = options["target"].isString() ? options["target"].as<std::string>() : "heads";
+  const hs::PatchTarget targets[] = {hs::PatchTarget::heads, hs::PatchTarget::heads_by_position, hs::PatchTarget::resid,
+                                     hs::PatchTarget::q,     hs::PatchTarget::k,                 hs::PatchTarget::v};
+  bool known = false;
+  for (hs::PatchTarget t : targets)
+    if (target == hs::patch_target_name(t)) o.target = t, known = true;
+  if (!known)
+    return error_value(hs::make_error("patch target '" + target.substr(0, 40) +
+                                      "': expected heads, heads_by_position, resid, q, k or v"));
+  const std::string direction = options["direction"].isString() ? options["direction"].as<std::string>() : "denoise";
+  if (direction == "noise") o.direction = hs::PatchDirection::noise;
+  else if (direction != "denoise")
+    return error_value(hs::make_error("patch direction '" + direction.substr(0, 40) + "': expected denoise or noise"));
+  HS_WASM_UNWRAP(r, hs::activation_patch(*model, ints_of(clean_js), ints_of(corrupt_js), o, session.edits,
+                                         progress_of(progress)));
+  val out = ok_value();
+  out.set("target", std::string(hs::patch_target_name(r->target)));
+  out.set("direction", std::string(hs::patch_direction_name(r->direction)));
+  set_metric(out, r->metric);
+  out.set("n_layer", r->n_layer);
+  out.set("n_head", r->n_head);
+  out.set("n_kv_head", r->n_kv_head);
+  out.set("n_tokens", r->n_tokens);
+  out.set("clean", r->clean);
+  out.set("corrupt", r->corrupt);
+  out.set("shape", int32_copy(r->shape));
+  out.set("value", float64_copy(r->value));
+  out.set("effect", float64_copy(r->effect));
+  return out;
+}
+
+val path_patch(Session& session, val clean_js, val corrupt_js, val options, val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(metric, metric_of(options));
+  hs::PathPatchOptions o;
+  o.metric = *metric;
+  if (options["receivers"].isArray()) {
+    for (const std::string& text : emscripten::vecFromJSArray<std::string>(options["receivers"])) {
+      HS_WASM_UNWRAP(receiver, hs::parse_receiver(text));
+      o.receivers.push_back(*receiver);
+    }
+  }
+  HS_WASM_UNWRAP(r, hs::path_patch(*model, ints_of(clean_js), ints_of(corrupt_js), o, session.edits,
+                                   progress_of(progress)));
+  val out = ok_value();
+  set_metric(out, r->metric);
+  val receivers = val::array();
+  for (const auto& receiver : r->receivers) receivers.call<void>("push", hs::receiver_name(model->config, receiver));
+  out.set("receivers", receivers);
+  out.set("n_layer", r->n_layer);
+  out.set("n_head", r->n_head);
+  out.set("n_tokens", r->n_tokens);
+  out.set("clean", r->clean);
+  out.set("corrupt", r->corrupt);
+  out.set("value", float64_copy(r->value));
+  out.set("effect", float64_copy(r->effect));
+  return out;
+}
+
+val dla(Session& session, val ids_js, val options) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(metric, metric_of(options));
+  HS_WASM_UNWRAP(r, hs::direct_logit_attribution(*model, ints_of(ids_js), *metric, session.edits));
+  val out = ok_value();
+  set_metric(out, r->metric);
+  out.set("n_layer", r->n_layer);
+  out.set("n_head", r->n_head);
+  out.set("n_tokens", r->n_tokens);
+  out.set("heads", float64_copy(r->heads));
+  out.set("attn_bias", float64_copy(r->attn_bias));
+  out.set("edit_paths", float64_copy(r->edit_paths));
+  out.set("mlp", float64_copy(r->mlp));
+  out.set("embed", float64_copy(r->embed));
+  out.set("bias", float64_copy(r->bias));
+  out.set("total", float64_copy(r->total));
+  return out;
+}
+
 }  // namespace
 }  // namespace hs_wasm
 
@@ -733,5 +841,8 @@ EMSCRIPTEN_BINDINGS(headscope) {
       .function("add_merge", &add_merge)
       .function("undo_edit", &undo_edit)
       .function("list_edits", &list_edits)
-      .function("evaluate_merge", &evaluate_merge);
+      .function("evaluate_merge", &evaluate_merge)
+      .function("patch", &patch)
+      .function("path_patch", &path_patch)
+      .function("dla", &dla);
 }

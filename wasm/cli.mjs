@@ -7,6 +7,8 @@
 //   headscope detect MODEL (--text TEXT | --ids ...) [--measure mul|abs] [--exclude-bos] [--exclude-current-token] [--out FILE.json]
 //   headscope ablate MODEL (--text TEXT | --ids ...) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
 //   headscope importance MODEL (--text TEXT | --ids ...) [--mode zero|mean] [--out FILE.json]
+//   headscope patch MODEL --clean TEXT --corrupt TEXT --answer A [--wrong B] [--what heads|heads_by_position|resid|q|k|v|path] [--receiver L9H9:q,L9G2:k] [--direction denoise|noise] [--metric logit_diff|loss] [--position P] [--prepend-bos] [--out FILE.json]
+//   headscope dla MODEL --text TEXT --answer A [--wrong B] [--position P] [--prepend-bos] [--out FILE.json]
 //   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl|FILE.parquet | --dataset OWNER/NAME [--config C] [--split S] [--revision R] [--dataset-file PATH]] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance [--mode zero|mean]] [--out DIR]
 //
 // corpus: per-head statistics over texts (ModelSession.corpus), each with its
@@ -16,6 +18,14 @@
 // [texts, L, H]; no --out: the JSON on stdout. --importance adds
 // `importance` (ModelSession.corpusImportance: E_x |dL/dxi|, leave-one-out
 // with intervals, the held-out pruning curve; L * H forwards per text).
+//
+// patch: activation patching (ModelSession.patch) of every head, head and
+// position, residual position or q/k/v input, or with --what path, path
+// patching from every sender head to the logits or to the --receiver
+// inputs (ModelSession.pathPatch). Effects are normalised: 0 = the corrupted
+// run's metric, 1 = the clean run's. --answer/--wrong: one-token texts
+// (' Mary', with its leading space in GPT-2-style vocabularies) or #ID.
+// dla: direct logit attribution of every head at every position.
 //
 // MODEL is a local folder (config.json, model.safetensors or shards,
 // tokenizer.json) or a Hugging Face repo id (owner/name[@revision]); the hub
@@ -45,6 +55,8 @@ const usage = `usage:
   headscope ablate MODEL (--text TEXT | --ids 1,2,3) --heads L0H1,L1H3 [--mode zero|mean] [--out FILE.json]
   headscope importance MODEL (--text TEXT | --ids 1,2,3) [--mode zero|mean] [--out FILE.json]
   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl|FILE.parquet | --dataset OWNER/NAME [--config C] [--split S] [--revision R] [--dataset-file PATH]] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance [--mode zero|mean]] [--out DIR]
+  headscope patch MODEL --clean TEXT --corrupt TEXT --answer A [--wrong B] [--what heads|heads_by_position|resid|q|k|v|path] [--receiver L9H9:q,L9G2:k] [--direction denoise|noise] [--metric logit_diff|loss] [--position P] [--prepend-bos] [--out FILE.json]
+  headscope dla MODEL --text TEXT --answer A [--wrong B] [--position P] [--prepend-bos] [--out FILE.json]
 MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision])`;
 
 function fail(message) {
@@ -96,13 +108,22 @@ async function main() {
       seed: { type: 'string', default: '0' },
       resamples: { type: 'string', default: '1000' },
       importance: { type: 'boolean', default: false },
+      clean: { type: 'string' },
+      corrupt: { type: 'string' },
+      answer: { type: 'string' },
+      wrong: { type: 'string' },
+      what: { type: 'string', default: 'heads' },
+      receiver: { type: 'string' },
+      direction: { type: 'string', default: 'denoise' },
+      metric: { type: 'string', default: 'logit_diff' },
+      position: { type: 'string', default: '-1' },
       endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || 'https://huggingface.co' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   const [command, modelSpec] = positionals;
   if (options.help || !command) return console.log(usage);
-  if (!['info', 'attn', 'metrics', 'detect', 'ablate', 'importance', 'corpus'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
+  if (!['info', 'attn', 'metrics', 'detect', 'ablate', 'importance', 'corpus', 'patch', 'dla'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
   if (!modelSpec) fail(`${command} needs a MODEL\n${usage}`);
 
   const core = await loadHeadscope();
@@ -113,6 +134,7 @@ async function main() {
   if (command === 'info') return console.log(toJson(info, 2));
   if (command === 'metrics') return metrics(session, info, options);
   if (command === 'corpus') return corpus(session, info, options);
+  if (command === 'patch' || command === 'dla') return causal(command, session, info, options);
 
   if ((options.text === undefined) === (options.ids === undefined)) fail(`${command} needs exactly one of --text or --ids`);
   const { ids, tokens } = options.ids !== undefined
@@ -175,6 +197,64 @@ function behaviour(command, session, info, ids, tokens, options) {
       gradient: Array.from(r.gradient), leave_one_out_loss: Array.from(r.leaveOneOutLoss), leave_one_out_delta: Array.from(r.leaveOneOutDelta) };
   }
   const text = toJson({ ids, tokens, heads: names, ...result });
+  if (options.out) fs.writeFileSync(options.out, text);
+  else console.log(text);
+}
+
+// One answer option: '#123' is a token id, anything else a one-token text.
+function answerOption(text) {
+  if (text === undefined) return undefined;
+  return /^#\d+$/.test(text) ? Number(text.slice(1)) : text;
+}
+
+// [L, ...rest] nested arrays of a flat list, for JSON readers.
+function nested(values, shape) {
+  if (shape.length === 1) return Array.from(values);
+  const size = values.length / shape[0];
+  return Array.from({ length: shape[0] }, (_, i) => nested(values.subarray(i * size, (i + 1) * size), shape.slice(1)));
+}
+
+// patch and dla: JSON on stdout or in --out FILE.json.
+async function causal(command, session, info, options) {
+  if (!options.answer) fail(`${command} needs --answer (a one-token text such as " Mary", or #ID)`);
+  const position = Number(options.position);
+  if (!Number.isInteger(position) || position < -1) fail(`--position must be -1 (the last) or a token index, got "${options.position}"`);
+  const metric = { metric: options.metric, answer: answerOption(options.answer), wrong: answerOption(options.wrong), position, prependBos: options['prepend-bos'] };
+  const [L, H] = [info.nLayer, info.nHead];
+  let result;
+  if (command === 'dla') {
+    if (options.text === undefined) fail('dla needs --text');
+    const r = await session.dla(options.text, metric);
+    result = {
+      text: options.text, tokens: r.tokens, answer: r.answerText, wrong: r.wrongText, position: r.position,
+      definition: 'each component\'s direct contribution to logit(answer) - logit(wrong) at each position, through the final norm with its scale frozen at the run\'s value; the parts sum to total',
+      heads: nested(r.heads, [L, H, r.nTokens]), attn_bias: nested(r.attnBias, [L, r.nTokens]), edit_paths: nested(r.editPaths, [L, r.nTokens]),
+      mlp: nested(r.mlp, [L, r.nTokens]), embed: Array.from(r.embed), bias: Array.from(r.bias), total: Array.from(r.total),
+    };
+  } else {
+    if (options.clean === undefined || options.corrupt === undefined) fail('patch needs --clean and --corrupt texts');
+    if (!['denoise', 'noise'].includes(options.direction)) fail(`--direction must be denoise or noise, got "${options.direction}"`);
+    if (!['logit_diff', 'loss'].includes(options.metric)) fail(`--metric must be logit_diff or loss, got "${options.metric}"`);
+    const path = options.what === 'path';
+    if (options.receiver && !path) fail('--receiver needs --what path');
+    const r = path
+      ? await session.pathPatch(options.clean, options.corrupt, { ...metric, receivers: options.receiver ? options.receiver.split(',').map((x) => x.trim()) : [] })
+      : await session.patch(options.clean, options.corrupt, { ...metric, target: options.what, direction: options.direction });
+    const shape = path ? [L, H] : Array.from(r.shape);
+    const axes = { heads: ['layer', 'head'], heads_by_position: ['layer', 'head', 'position'], resid: ['layer', 'position'], q: ['layer', 'head'], k: ['layer', 'kv_head'], v: ['layer', 'kv_head'] };
+    result = {
+      clean: { text: options.clean, tokens: r.cleanTokens }, corrupt: { text: options.corrupt, tokens: r.corruptTokens },
+      metric: r.metric, answer: r.answerText, wrong: r.wrongText, position: r.position,
+      clean_value: r.clean, corrupt_value: r.corrupt,
+      ...(path
+        ? { what: 'path', receivers: r.receivers.length ? r.receivers : 'logits', definition: 'ARENA path patching: each sender head from the corrupted run, every other head frozen at its clean value, MLPs recomputed; receivers\' q/k/v then patched into a clean run. NaN: no path (sender at or after the first receiver\'s layer)' }
+        : { what: r.target, direction: r.direction }),
+      normalisation: 'effect = (value - corrupt_value) / (clean_value - corrupt_value): 0 = corrupted, 1 = clean',
+      axes: path ? ['sender_layer', 'sender_head'] : axes[r.target], shape,
+      effect: nested(r.effect, shape), value: nested(r.value, shape),
+    };
+  }
+  const text = toJson(result, 1);
   if (options.out) fs.writeFileSync(options.out, text);
   else console.log(text);
 }

@@ -509,6 +509,110 @@ export class ModelSession {
     return withMasked(unwrap(this.raw.pruning(input.ids, { order, mode, step, n_random: nRandom, seed, normalize, reestimate }, input.labels, onProgress)), input);
   }
 
+  // ---- Causal evidence (core/patching.hpp): a clean and a corrupted text
+  // of one token length. Texts are tokenized as tokenize() with prependBos,
+  // or given as id arrays. answer, wrong: token ids, or texts of exactly one
+  // token (answerToken). metric: 'logit_diff' (logit(answer) - logit(wrong);
+  // no wrong: the answer's logit) or 'loss' (-log p(answer)), at `position`
+  // (-1: the last). Effects are normalised, 0 = the corrupted run's metric,
+  // 1 = the clean run's. Each result carries the texts' tokens (cleanTokens,
+  // corruptTokens) and the answers' texts.
+
+  // One text or id array as {ids, tokens}.
+  async textIds(text, prependBos) {
+    if (typeof text === 'string') {
+      const t = await this.tokenize(text, { prependBos });
+      return { ids: this.ids(t.ids), tokens: t.tokens };
+    }
+    const ids = this.ids(text);
+    return { ids, tokens: await this.tokenTexts(ids) };
+  }
+
+  // The clean and corrupted texts, tokenized; a message naming both lengths
+  // and the first difference when they are not of one length.
+  async patchPair(clean, corrupt, prependBos) {
+    const a = await this.textIds(clean, prependBos);
+    const b = await this.textIds(corrupt, prependBos);
+    if (a.ids.length !== b.ids.length) {
+      let i = 0;
+      while (i < Math.min(a.ids.length, b.ids.length) && a.ids[i] === b.ids[i]) i++;
+      throw new HeadscopeError(`the clean text is ${a.ids.length} tokens and the corrupted one ${b.ids.length}: patching needs texts of the same token length (they first differ at token ${i}: ${JSON.stringify(a.tokens[i] ?? '')} vs ${JSON.stringify(b.tokens[i] ?? '')})`, 'invalid_argument');
+    }
+    return { clean: a, corrupt: b };
+  }
+
+  // A token id: an id is checked; a text must tokenize to exactly one token
+  // (without special tokens; GPT-2-style vocabularies mark a leading space:
+  // ' Mary', not 'Mary').
+  async answerToken(value, what = 'answer') {
+    if (typeof value === 'number') return this.ids([value])[0];
+    if (typeof value !== 'string' || value === '') throw new HeadscopeError(`the ${what} token is missing: give a token id or a one-token text`, 'invalid_argument');
+    const { ids, tokens } = await this.tokenize(value, { addSpecialTokens: false });
+    if (ids.length !== 1) {
+      throw new HeadscopeError(`the ${what} ${JSON.stringify(value)} is ${ids.length} tokens (${tokens.map((t) => JSON.stringify(t)).join(' ')}), not one: pick a one-token ${what}`, 'invalid_argument');
+    }
+    return ids[0];
+  }
+
+  // The metric options for the core, the answers resolved.
+  async metricOptions({ metric = 'logit_diff', answer, wrong = null, position = -1 }) {
+    const a = await this.answerToken(answer, 'answer');
+    const w = wrong === null || wrong === undefined || wrong === '' ? -1 : await this.answerToken(wrong, 'wrong answer');
+    const [answerText, wrongText] = await this.tokenTexts(w >= 0 ? [a, w] : [a]);
+    return { options: { metric, answer: a, wrong: w, position }, texts: { answerText, wrongText: wrongText ?? null } };
+  }
+
+  // Activation patching: target 'heads' [L,H], 'heads_by_position' [L,H,T],
+  // 'resid' [L,T], 'q' [L,H], 'k' | 'v' [L,G] (per KV head); direction
+  // 'denoise' (clean into corrupted) or 'noise' (corrupted into clean).
+  // {target, direction, metric, answer, wrong, position, clean, corrupt,
+  // shape, value, effect, cleanTokens, corruptTokens, answerText, wrongText}.
+  async patch(clean, corrupt, { target = 'heads', direction = 'denoise', prependBos = true, onProgress, ...metric } = {}) {
+    const pair = await this.patchPair(clean, corrupt, prependBos);
+    const m = await this.metricOptions(metric);
+    const r = unwrap(this.raw.patch(pair.clean.ids, pair.corrupt.ids, { ...m.options, target, direction }, onProgress));
+    return { ...r, ...m.texts, cleanTokens: pair.clean.tokens, corruptTokens: pair.corrupt.tokens };
+  }
+
+  // Path patching from every sender head (ARENA's definition, see the
+  // core): to the logits (receivers []) or to receiver inputs 'L9H9:q',
+  // 'L9G2:k' (keys and values per KV head). {receivers, clean, corrupt,
+  // value [L,H], effect [L,H] (NaN: no path), ...as patch}.
+  async pathPatch(clean, corrupt, { receivers = [], prependBos = true, onProgress, ...metric } = {}) {
+    const pair = await this.patchPair(clean, corrupt, prependBos);
+    const m = await this.metricOptions(metric);
+    const r = unwrap(this.raw.path_patch(pair.clean.ids, pair.corrupt.ids, { ...m.options, receivers: Array.from(receivers, String) }, onProgress));
+    return { ...r, ...m.texts, cleanTokens: pair.clean.tokens, corruptTokens: pair.corrupt.tokens };
+  }
+
+  // Direct logit attribution of one text for logit(answer) - logit(wrong):
+  // {heads [L,H,T], attnBias [L,T], editPaths [L,T], mlp [L,T], embed [T],
+  // bias [T], total [T], position, tokens, answerText, wrongText}; the parts
+  // sum to total at every position.
+  async dla(text, { prependBos = true, ...metric } = {}) {
+    const t = await this.textIds(text, prependBos);
+    const m = await this.metricOptions(metric);
+    return { ...unwrap(this.raw.dla(t.ids, m.options)), ...m.texts, tokens: t.tokens };
+  }
+
+  // The k most likely next tokens at `position` (-1: the last) of a text:
+  // [{id, text, logit, prob}], for picking answers.
+  async predictions(text, { position = -1, k = 5, prependBos = true } = {}) {
+    const t = await this.textIds(text, prependBos);
+    const r = this.run(t.ids, { wantLogits: true });
+    if (!r.logits?.length) throw new HeadscopeError('this model has no LM head: it predicts no tokens', 'invalid_argument');
+    const V = r.logits.length / r.nTokens;
+    const p = position < 0 ? r.nTokens - 1 : Math.min(position, r.nTokens - 1);
+    const row = r.logits.subarray(p * V, (p + 1) * V);
+    let top = -Infinity;
+    for (const x of row) top = Math.max(top, x);
+    let sum = 0;
+    for (const x of row) sum += Math.exp(x - top);
+    const best = Array.from(row.keys()).sort((i, j) => row[j] - row[i]).slice(0, k);
+    const texts = await this.tokenTexts(best);
+    return best.map((id, i) => ({ id, text: texts[i], logit: row[id], prob: Math.exp(row[id] - top) / sum }));
+  }
+
   // OV edits, in TransformerLens's row-vector convention (x W_OV: U is the
   // read side, V the write side). kind 'rank_one': W_OV -= alpha u_k u_k^T
   // with u_k the singular vector on `side`; 'remove_component':
