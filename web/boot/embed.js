@@ -10,6 +10,7 @@ import { Heatmap, LineView } from '../views/headview.js';
 import { MatrixFigure } from '../figures/matrix.js';
 import { modelLabel } from '../state/models.js';
 import { HeadGrid } from '../views/overview.js';
+import { PatchingView } from '../views/patchingview.js';
 import { explorerUrl } from '../export/share.js';
 import { parseHash } from '../state/hash.js';
 import { Store, ablatedHeads, selectedHead } from '../state/store.js';
@@ -63,6 +64,8 @@ function embedModelView() {
 
 if (store.state.view === 'model') {
   embedModelView();
+} else if (store.state.view === 'patching') {
+  new PatchingView(figures, { store, app, modelName, onError, compact: true });
 } else if (store.state.view === 'overview') {
   new HeadGrid(figures, { store, fitHeight: false, onOpen: () => window.open(explorerUrl({ ...store.urlState(), view: 'head' }, new URL('index.html', location.href)), '_blank', 'noopener'), onError, modelName });
 } else {
@@ -77,7 +80,7 @@ function render(state) {
   const { layer, head } = selectedHead(state);
   const text = textOf(state);
   const parts = [modelName()];
-  if (state.view !== 'overview' && state.view !== 'model') parts.push(`L${layer}H${head}`);
+  if (!['overview', 'model', 'patching'].includes(state.view)) parts.push(`L${layer}H${head}`);
   const { inside } = ablatedHeads(state);
   if (inside.length) parts.push(`ablated ${inside.join(', ')}`);
   if (state.edits.length) parts.push(`${state.edits.length} edit${state.edits.length > 1 ? 's' : ''}`);

@@ -8,6 +8,7 @@ import { ModelBar } from '../views/modelbar.js';
 import { modelLabel } from '../state/models.js';
 import { MetricsController } from '../control/metrics.js';
 import { ModelView } from '../views/modelview.js';
+import { PatchingView } from '../views/patchingview.js';
 import { HeadGrid, moveHead, toggleAblation } from '../views/overview.js';
 import { SharePanel } from '../export/share.js';
 import { URL_KEYS, VIEWS, parseHash, serializeHash } from '../state/hash.js';
@@ -77,6 +78,7 @@ new HeadGrid(document.getElementById('navigator'), { store, compact: true, onErr
 new HeadView(document.getElementById('head-detail'), { store, app, modelName, onError });
 new ModelView(document.getElementById('view-model'), { store, app, modelName, onError });
 new InterventionsPanel(document.getElementById('view-interventions'), { store, app, modelName, onError });
+new PatchingView(document.getElementById('view-patching'), { store, app, modelName, onError });
 
 // --- tabs ---------------------------------------------------------------------
 const tabs = document.getElementById('tabs');
@@ -84,7 +86,7 @@ const tabButtons = {};
 for (const view of VIEWS) {
   const button = el('button', {
     type: 'button', role: 'tab', id: `tab-${view}`, 'aria-controls': `view-${view}`, dataset: { view },
-    text: { overview: 'Overview', head: 'Head', model: 'Model', interventions: 'Interventions' }[view],
+    text: { overview: 'Overview', head: 'Head', model: 'Model', interventions: 'Interventions', patching: 'Patching' }[view],
     on: { click: () => store.set({ view }) },
   });
   tabButtons[view] = button;

@@ -3,7 +3,7 @@
 // the pointer, click to open a head pair, legend, PNG/SVG/JSON/CSV export.
 // Used for the redundancy matrices (symmetric) and the composition scores
 // (rows: the earlier head writing, columns: the later head reading).
-import { SCALES, hexAt, legend, rgbAt } from './colormap.js';
+import { MASKED_RGB, SCALES, hexAt, legend, rgbAt } from './colormap.js';
 import { el, sizeCanvas, xmlEscape } from '../views/dom.js';
 import { canvasToBlob, exportBar, fileName } from '../export/export.js';
 import { headKey } from '../../wasm/ids.mjs';
@@ -206,7 +206,9 @@ export class MatrixFigure {
 
 // One number per head as a small layer x head heatmap (rows: layers,
 // columns: heads), with the exact value under the pointer, click to open a
-// head, legend and exports.
+// head, legend and exports. Any other grid of numbers too (rows x columns,
+// e.g. layers x positions): options rowLabels and columnLabels name them.
+// Non-finite cells are drawn grey ("no value").
 export class HeadValuesFigure {
   constructor(root, { onError = () => {}, onPick = null } = {}) {
     this.onPick = onPick;
@@ -218,22 +220,27 @@ export class HeadValuesFigure {
     this.canvas.addEventListener('mouseleave', () => this.hover(null));
     this.canvas.addEventListener('click', (e) => {
       const c = this.cellAt(e);
-      if (c && this.onPick) this.onPick(c.layer, c.head);
+      if (c && this.onPick && !this.options.rowLabels) this.onPick(c.layer, c.head);
     });
     root.append(this.legendSlot, el('div', { class: 'heatmap-wrap' }, [this.canvas, this.tooltip]), this.caption,
       el('div', { class: 'figure-foot' }, [exportBar(() => this.figure(), { onError, label: 'Figure' })]));
   }
 
-  // values [L*H]; options {title, name, label, min, max, scale, format,
-  // caption, describe(i, v) (the tooltip's text), columns ({name: [L*H]}:
-  // more CSV columns), extra (more JSON fields)}
+  // values [L*H] (or [rows*columns]); options {title, name, label, min, max,
+  // scale, format, caption, describe(i, v) (the tooltip's text), columns
+  // ({name: [L*H]}: more CSV columns), extra (more JSON fields), rowLabels,
+  // columnLabels (a grid that is not layers x heads: clicks open nothing)}
   show(values, nLayer, nHead, options) {
     this.values = Array.from(values);
     this.nLayer = nLayer;
     this.nHead = nHead;
     this.options = { min: 0, max: 1, scale: SCALES.viridis, format: (v) => v.toFixed(4), ...options };
+    this.rowLabels = this.options.rowLabels ?? Array.from({ length: nLayer }, (_, l) => `L${l}`);
+    this.columnLabels = this.options.columnLabels ?? Array.from({ length: nHead }, (_, h) => `H${h}`);
+    this.labels = this.values.map((_, i) => (this.options.rowLabels ? `${this.rowLabels[Math.floor(i / nHead)]} ${this.columnLabels[i % nHead]}` : headKey(Math.floor(i / nHead), i % nHead)));
     const cell = Math.max(10, Math.min(30, Math.floor(420 / nHead)));
-    this.layout = { left: 34, top: 18, cell, width: 34 + cell * nHead + 6, height: 18 + cell * nLayer + 6 };
+    const left = 10 + 6 * Math.max(...this.rowLabels.map((t) => t.length));
+    this.layout = { left, top: 18, cell, width: left + cell * nHead + 6, height: 18 + cell * nLayer + 6 };
     this.legendSlot.replaceChildren(legend(this.options.scale, { label: this.options.label, min: this.options.min, max: this.options.max, ticks: 3, format: (v) => this.options.format(v) }));
     this.caption.textContent = this.options.caption || '';
     this.canvas.hidden = false;
@@ -256,12 +263,13 @@ export class HeadValuesFigure {
     ctx.font = '10px system-ui, sans-serif';
     ctx.fillStyle = '#555';
     ctx.textAlign = 'center';
-    for (let h = 0; h < this.nHead; h += Math.ceil(14 / cell)) ctx.fillText(`H${h}`, left + (h + 0.5) * cell, top - 5);
+    const columnStep = Math.ceil((o.columnLabels ? 30 : 14) / cell);
+    for (let h = 0; h < this.nHead; h += columnStep) ctx.fillText(this.columnLabels[h].slice(0, 6), left + (h + 0.5) * cell, top - 5);
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
-    for (let l = 0; l < this.nLayer; l += Math.ceil(12 / cell)) ctx.fillText(`L${l}`, left - 4, top + (l + 0.5) * cell);
+    for (let l = 0; l < this.nLayer; l += Math.ceil(12 / cell)) ctx.fillText(this.rowLabels[l], left - 4, top + (l + 0.5) * cell);
     this.values.forEach((v, i) => {
-      const [r, g, b] = rgbAt(o.scale, (v - o.min) / (o.max - o.min || 1));
+      const [r, g, b] = Number.isFinite(v) ? rgbAt(o.scale, (v - o.min) / (o.max - o.min || 1)) : MASKED_RGB;
       ctx.fillStyle = `rgb(${r},${g},${b})`;
       ctx.fillRect(left + (i % this.nHead) * cell, top + Math.floor(i / this.nHead) * cell, cell - 1, cell - 1);
     });
@@ -286,11 +294,11 @@ export class HeadValuesFigure {
     this.draw(c);
     this.tooltip.hidden = !c;
     if (!c) return;
-    const v = this.values[c.layer * this.nHead + c.head];
     const i = c.layer * this.nHead + c.head;
-    this.tooltip.textContent = this.options.describe ? this.options.describe(i, v) : `${headKey(c.layer, c.head)}: ${this.options.format(v)}`;
+    const v = this.values[i];
+    this.tooltip.textContent = this.options.describe ? this.options.describe(i, v) : `${this.labels[i]}: ${this.options.format(v)}`;
     this.tooltip.dataset.value = String(v);
-    this.tooltip.dataset.head = headKey(c.layer, c.head);
+    this.tooltip.dataset.head = this.labels[i];
     this.tooltip.style.left = `${this.layout.left + (c.head + 1) * this.layout.cell + 6}px`;
     this.tooltip.style.top = `${this.layout.top + c.layer * this.layout.cell}px`;
   }
@@ -299,17 +307,19 @@ export class HeadValuesFigure {
     if (!this.values) return null;
     const o = this.options;
     const { cell } = this.layout;
-    const labels = this.values.map((_, i) => headKey(Math.floor(i / this.nHead), i % this.nHead));
+    const labels = this.labels;
     const svg = () => {
-      const left = 40;
+      const left = this.layout.left + 6;
       const top = 40;
-      const parts = this.values.map((v, i) => `<rect x="${left + (i % this.nHead) * cell}" y="${top + Math.floor(i / this.nHead) * cell}" width="${cell - 1}" height="${cell - 1}" fill="${hexAt(o.scale, (v - o.min) / (o.max - o.min || 1))}"><title>${xmlEscape(`${labels[i]}: ${v}`)}</title></rect>`);
-      for (let l = 0; l < this.nLayer; l++) parts.push(`<text x="${left - 4}" y="${top + (l + 0.5) * cell}" text-anchor="end" dominant-baseline="middle" font-size="10">L${l}</text>`);
-      for (let h = 0; h < this.nHead; h++) parts.push(`<text x="${left + (h + 0.5) * cell}" y="${top - 6}" text-anchor="middle" font-size="10">H${h}</text>`);
+      const colour = (v) => (Number.isFinite(v) ? hexAt(o.scale, (v - o.min) / (o.max - o.min || 1)) : `rgb(${MASKED_RGB.join(',')})`);
+      const parts = this.values.map((v, i) => `<rect x="${left + (i % this.nHead) * cell}" y="${top + Math.floor(i / this.nHead) * cell}" width="${cell - 1}" height="${cell - 1}" fill="${colour(v)}"><title>${xmlEscape(`${labels[i]}: ${v}`)}</title></rect>`);
+      for (let l = 0; l < this.nLayer; l++) parts.push(`<text x="${left - 4}" y="${top + (l + 0.5) * cell}" text-anchor="end" dominant-baseline="middle" font-size="10">${xmlEscape(this.rowLabels[l])}</text>`);
+      for (let h = 0; h < this.nHead; h++) parts.push(`<text x="${left + (h + 0.5) * cell}" y="${top - 6}" text-anchor="middle" font-size="10">${xmlEscape(this.columnLabels[h].slice(0, 6))}</text>`);
       const w = left + cell * this.nHead + 10;
       const hh = top + cell * this.nLayer + 10;
       return svgDocument(Math.max(w, 320), hh, o.title, parts);
     };
+    const [rowName, columnName] = o.rowLabels ? ['row', 'column'] : ['layer', 'index'];
     return {
       name: fileName('headscope', o.name || 'heads'),
       svg,
@@ -319,10 +329,10 @@ export class HeadValuesFigure {
         ctx.drawImage(this.canvas, 0, 0, this.layout.width, this.layout.height);
         return canvasToBlob(canvas);
       },
-      json: () => ({ title: o.title, value: o.label, heads: labels, values: this.values, ...(o.extra || {}) }),
+      json: () => ({ title: o.title, value: o.label, [o.rowLabels ? 'cells' : 'heads']: labels, values: this.values, ...(o.extra || {}) }),
       csv: () => {
         const more = Object.entries(o.columns || {});
-        return [['head', 'layer', 'index', o.label || 'value', ...more.map(([name]) => name)],
+        return [[o.rowLabels ? 'cell' : 'head', rowName, columnName, o.label || 'value', ...more.map(([name]) => name)],
           ...this.values.map((v, i) => [labels[i], Math.floor(i / this.nHead), i % this.nHead, v, ...more.map(([, column]) => column[i])])];
       },
     };

@@ -7,11 +7,18 @@ import { isEdit } from '../shared/edits.js';
 import { CORPORA, allowedHubEndpoint, modelFromText } from '../shared/sources.js';
 import { headKey, isRepoId, parseHeadKey, sortHeadKeys } from '../../wasm/ids.mjs';
 
-export const VIEWS = ['overview', 'head', 'model', 'interventions'];
+export const VIEWS = ['overview', 'head', 'model', 'interventions', 'patching'];
 export const WEIGHT_VARIANTS = ['processed', 'raw'];
 export const ABLATION_MODES = ['zero', 'mean'];
 export const MAX_TEXT_LENGTH = 4000;
 export const DETECT_FLAGS = ['abs', 'nobos', 'nocur', 'probe'];
+// The patching view's experiments (views/patchingview.js, core/patching.hpp).
+export const PATCH_TARGETS = ['heads', 'heads_by_position', 'resid', 'q', 'k', 'v', 'path'];
+export const PATCH_DIRECTIONS = ['denoise', 'noise'];
+export const PATCH_METRICS = ['logit_diff', 'loss'];
+export const MAX_ANSWER_LENGTH = 100;
+// A path-patching receiver: a query head (L9H9:q) or a key/value head (L9G2:k).
+export const RECEIVER = /^L\d{1,3}(H\d{1,3}:q|G\d{1,3}:[kv])$/;
 
 // Order here is the order in the URL.
 export const URL_DEFAULTS = {
@@ -31,6 +38,13 @@ export const URL_DEFAULTS = {
   detect: [],           // detector options: 'abs' (measure), 'nobos', 'nocur' (exclusions), 'probe' (induction role from the probe)
   hub: null,            // hub endpoint override (loopback or same origin only)
   corpus: null,         // {name, texts, tokens} (a built-in corpus) or {dataset, config, split, texts, tokens} (a hub dataset): views/corpusview.js
+  corrupt: null,        // the corrupted text of the patching view (the clean one is `text`)
+  answer: null,         // the answer token's text (' Mary'), or null
+  wrong: null,          // the wrong answer's text, or null (the answer's logit alone)
+  patch: 'heads',       // what is patched: PATCH_TARGETS
+  dir: 'denoise',       // denoise (clean into corrupted) | noise (corrupted into clean)
+  recv: [],             // path-patching receivers ('L9H9:q'); empty: the logits
+  pmetric: 'logit_diff',  // logit_diff | loss
 };
 
 // corpus=stories:64:128 (a built-in corpus, texts, tokens per text) or
@@ -134,6 +148,23 @@ export function parseHash(hash, pageOrigin) {
     if (corpus) state.corpus = corpus;
     else bad('corpus');
   }
+  if (params.has('corrupt')) state.corrupt = params.get('corrupt').slice(0, MAX_TEXT_LENGTH);
+  for (const key of ['answer', 'wrong']) {
+    if (!params.has(key)) continue;
+    const v = params.get(key);
+    if (v.length > 0 && v.length <= MAX_ANSWER_LENGTH) state[key] = v;
+    else bad(key);
+  }
+  for (const [key, allowed] of [['patch', PATCH_TARGETS], ['dir', PATCH_DIRECTIONS], ['pmetric', PATCH_METRICS]]) {
+    if (!params.has(key)) continue;
+    if (allowed.includes(params.get(key))) state[key] = params.get(key);
+    else bad(key);
+  }
+  if (params.has('recv')) {
+    const list = params.get('recv').split(',').filter(Boolean);
+    if (list.length <= 64 && list.every((r) => RECEIVER.test(r))) state.recv = list;
+    else bad('recv');
+  }
   if (params.has('hub')) {
     const hub = allowedHubEndpoint(params.get('hub'), pageOrigin);
     if (hub) state.hub = hub;
@@ -160,6 +191,7 @@ export function serializeHash(state) {
     else if (key === 'edits') params.set(key, value.join(';'));
     else if (key === 'detect') params.set(key, value.join(','));
     else if (key === 'corpus') params.set(key, serializeCorpusField(value));
+    else if (key === 'recv') params.set(key, value.join(','));
     else if (value !== null) params.set(key, String(value));
   }
   return params.toString();

@@ -35,6 +35,11 @@
 //                 chance levels (ModelSession.corpus), generation
 //   corpusImportance  the same texts, mode, nRandom -> Michel importance over the texts, leave-one-out
 //                 with intervals, the held-out pruning curve (ModelSession.corpusImportance), generation
+//   patch         {clean, corrupt, prependBos, target ('heads' | 'heads_by_position' | 'resid' | 'q' |
+//                 'k' | 'v' | 'path'), direction, receivers (path), metric, answer, wrong, position}
+//                 -> activation patching (ModelSession.patch) or path patching (pathPatch), generation
+//   dla           {text, prependBos, answer, wrong, position} -> direct logit attribution, generation
+//   predictions   {text, prependBos, k} -> the top k next tokens at the last position
 //   geometry      {what, variant, ...}; what: 'weights' (the one pass: {spectra, redundancy (O),
 //                 composition}) | 'copying' | 'redundancy' {kind} | 'merges' {topN} |
 //                 'readout' {layer, head, directions, topN} | 'pair' {a, b}

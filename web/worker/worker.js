@@ -393,6 +393,24 @@ const handlers = {
     return { ...result, generation: modelGeneration };
   },
 
+  // Causal evidence between a clean and a corrupted text (edits in force).
+  async patch(core, { clean, corrupt, prependBos = true, target = 'heads', direction = 'denoise', receivers = [], metric = 'logit_diff', answer, wrong = null, position = -1 }, progress) {
+    const s = needSession();
+    const common = { prependBos, metric, answer, wrong, position, onProgress: reporter(progress, target === 'path' ? 'path patching' : 'activation patching') };
+    const result = target === 'path'
+      ? await s.pathPatch(clean, corrupt, { ...common, receivers })
+      : await s.patch(clean, corrupt, { ...common, target, direction });
+    return { ...result, target, generation: modelGeneration };
+  },
+
+  async dla(core, { text, prependBos = true, answer, wrong = null, position = -1 }) {
+    return { ...(await needSession().dla(text, { prependBos, answer, wrong, position })), generation: modelGeneration };
+  },
+
+  async predictions(core, { text, prependBos = true, k = 8 }) {
+    return { predictions: await needSession().predictions(text, { prependBos, k }), generation: modelGeneration };
+  },
+
   evaluateMerge(core, { ids, layer, headA, headB }, progress) {
     return { ...needSession().evaluateMerge(ids, { layer, headA, headB, onProgress: reporter(progress, 'merge') }), generation: modelGeneration };
   },
