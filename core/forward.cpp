@@ -242,6 +242,17 @@ MatrixRM blocks_backward(const Model& model, const ForwardTape& tape, MatrixRM d
   return dx;
 }
 
+void lm_head_transform(const Model& model, MatrixRM& x, ForwardTape* tape) {
+  const ModelConfig& c = model.config;
+  const ModelWeights& w = model.weights;
+  if (c.family != Family::bert) return;
+  MatrixRM tr = x * w.mlm_dense_W;
+  tr.rowwise() += w.mlm_dense_b;
+  if (tape) tape->mlm_pre = tr;
+  activation_forward(tr, c.act);
+  layer_norm_forward(x, tr, w.mlm_ln_w, w.mlm_ln_b, c.norm_eps);
+}
+
 Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, const RunOptions& opt) {
   const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
@@ -317,13 +328,7 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
   // 4. Unembedding: logits [T, V]; BERT's MLM head transforms first.
   res.loss = std::numeric_limits<float>::quiet_NaN();
   if (!has_unembedding(model) || (!opt.want_logits && !opt.want_loss)) return res;
-  if (c.family == Family::bert) {
-    MatrixRM tr = x * w.mlm_dense_W;
-    tr.rowwise() += w.mlm_dense_b;
-    if (opt.tape) opt.tape->mlm_pre = tr;
-    activation_forward(tr, c.act);
-    layer_norm_forward(x, tr, w.mlm_ln_w, w.mlm_ln_b, c.norm_eps);
-  }
+  lm_head_transform(model, x, opt.tape);
   MatrixRM logits;
   unembed_forward(logits, x, w);  // [T, V]
 

@@ -136,6 +136,12 @@ struct RunResult {
 // outputs (patterns, hidden states, logits as asked) over run_output_limit.
 Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, const RunOptions& options = {});
 
+// What the unembedding reads, from the LM head's input x [N, d] (the last
+// hidden state, RunResult::hidden[L]): BERT's MLM transform (dense,
+// activation, LayerNorm; kept in the tape when given), nothing for the
+// others. run_model's step 4 before the unembedding.
+void lm_head_transform(const Model& model, MatrixRM& x, ForwardTape* tape = nullptr);
+
 // The most bytes a run's outputs may take (1 GB): past it a run is refused
 // before anything is allocated, with the sizes in the message.
 inline constexpr std::uint64_t run_output_limit = 1000000000;

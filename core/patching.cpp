@@ -46,16 +46,28 @@ Result<PatchMetric> resolved_metric(const Model& model, PatchMetric m, int T) {
   return m;
 }
 
-double metric_of(const PatchMetric& m, const RunResult& run) {
-  const float* row = run.logits.data() + static_cast<std::size_t>(m.position) * run.d_vocab;
+// The metric from a run's last hidden state (the LM head's input) at the
+// metric's position: only the logits it reads are computed (two columns of
+// the unembedding for a logit difference, one row for the loss), since the
+// whole [T, V] would cost more than the blocks of a short text.
+double metric_of(const Model& model, const PatchMetric& m, const RunResult& run) {
+  const ModelWeights& w = model.weights;
+  const Eigen::Index T = run.n_tokens, d = run.d_model;
+  MatrixRM x = ConstMapRM(run.hidden.data() + (static_cast<std::size_t>(run.n_layer) * T + m.position) * d, 1, d);
+  lm_head_transform(model, x);
+  auto logit = [&](int token) {
+    const double bias = w.b_U.size() ? w.b_U[token] : 0.0;
+    return static_cast<double>((x * unembedding_block(w, token, 1))(0, 0)) + bias;
+  };
   if (m.kind == MetricKind::loss) {
-    double top = row[0];
-    for (int i = 1; i < run.d_vocab; ++i) top = std::max(top, static_cast<double>(row[i]));
+    MatrixRM logits;
+    unembed_forward(logits, x, w);
+    const double top = logits.maxCoeff();
     double sum = 0;
-    for (int i = 0; i < run.d_vocab; ++i) sum += std::exp(row[i] - top);
-    return top + std::log(sum) - row[m.answer];
+    for (Eigen::Index i = 0; i < logits.cols(); ++i) sum += std::exp(logits(0, i) - top);
+    return top + std::log(sum) - logits(0, m.answer);
   }
-  return row[m.answer] - (m.wrong >= 0 ? row[m.wrong] : 0.0);
+  return logit(m.answer) - (m.wrong >= 0 ? logit(m.wrong) : 0.0);
 }
 
 Status check_pair(const std::vector<int>& clean, const std::vector<int>& corrupt) {
@@ -70,7 +82,7 @@ Status check_pair(const std::vector<int>& clean, const std::vector<int>& corrupt
 // One run of the (edited) model, cached for patching: the residual at every
 // block's input, every head's z, and q, k, v.
 struct CachedRun {
-  RunResult run;  // hidden [L+1, T, d], logits
+  RunResult run;  // hidden [L+1, T, d]
   std::vector<MatrixRM> z, q, k, v;  // per layer
   double metric = 0;
 };
@@ -85,6 +97,7 @@ Result<CachedRun> cached_run(const Model& model, const std::vector<int>& ids, co
   c.v.resize(L);
   RunOptions opt;
   opt.want_patterns = false;
+  opt.want_logits = false;
   opt.want_loss = false;
   opt.on_z = [&](int l, MatrixRM& z) { c.z[l] = z; };
   opt.on_qkv = [&](int l, MatrixRM& q, MatrixRM& k, MatrixRM& v) {
@@ -95,7 +108,7 @@ Result<CachedRun> cached_run(const Model& model, const std::vector<int>& ids, co
   auto r = run_edited(model, ids, edits, opt);
   if (!r.ok()) return r.error();
   c.run = std::move(r).value();
-  c.metric = metric_of(metric, c.run);
+  c.metric = metric_of(model, metric, c.run);
   return c;
 }
 
@@ -105,11 +118,12 @@ MatrixRM block_input(const CachedRun& c, int l) {
   return ConstMapRM(c.run.hidden.data() + static_cast<std::size_t>(l) * T * d, T, d);
 }
 
-// The options of a run resumed at `layer` from `resid`, reading only the logits.
+// The options of a run resumed at `layer` from `resid`, up to the LM head's
+// input (the metric reads it).
 RunOptions resumed(int layer, const MatrixRM* resid) {
   RunOptions opt;
   opt.want_patterns = false;
-  opt.want_hidden = false;
+  opt.want_logits = false;
   opt.want_loss = false;
   opt.first_layer = layer;
   opt.resid_in = resid;
@@ -120,7 +134,7 @@ Result<double> metric_run(const Model& model, const std::vector<int>& ids, const
                           const PatchMetric& metric, const RunOptions& opt) {
   auto r = run_edited(model, ids, edits, opt);
   if (!r.ok()) return r.error();
-  return metric_of(metric, r.value());
+  return metric_of(model, metric, r.value());
 }
 
 double normalised(double value, double clean, double corrupt) {
