@@ -4,7 +4,7 @@
 // head's OV and QK spectra, principal angles between two heads' subspaces,
 // subspace redundancy and composition scores of all pairs of heads (and the
 // three in one pass, weight_geometry), the random composition baseline, and
-// merge candidates. The full OV circuit in token space is full_ov_circuit.hpp.
+// merge candidates. The full OV circuit in token space is full_circuits.hpp.
 //
 // Built from: the heads as factored matrices (head_circuits.hpp: OV, QK, the
 // subspaces, HeadReader), dense linear algebra in double on dh x dh

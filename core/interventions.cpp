@@ -695,13 +695,6 @@ std::vector<int> pruning_points(int n_heads, int step) {
   return out;
 }
 
-std::vector<int> random_order(int n, Rng& rng) {
-  std::vector<int> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
-  return order;
-}
-
 std::vector<double> layer_normalized(std::vector<double> v, int n_layer, int n_head) {
   for (int l = 0; l < n_layer; ++l) {
     double s = 0;

@@ -309,9 +309,6 @@ struct PruningCurve {
 // The points of a pruning curve over n heads: 0, step, 2 step, ..., n
 // (step 0: 10 % of the heads, at least 1).
 std::vector<int> pruning_points(int n_heads, int step = 0);
-// A uniformly random order of 0 .. n-1: Fisher-Yates over Rng(seed)'s next
-// draws (`rng` advances; rng.hpp).
-std::vector<int> random_order(int n, Rng& rng);
 
 Result<PruningCurve> pruning_curve(const Model& model, const std::vector<int>& ids, const PruningOptions& options = {},
                                    const ModelEdits& edits = {}, const ProgressFn& progress = {});

@@ -352,6 +352,21 @@ Result<VocabView> VocabView::make(const Model& model, WeightVariant variant) {
   return v;
 }
 
+Result<MatrixRM> position_rows(const Model& model, WeightVariant variant, int p0, int n) {
+  const ModelConfig& c = model.config;
+  const MatrixRM& W = model.weights.W_pos;
+  if (!c.learned_positions || c.rotary_dim > 0 || W.size() == 0)
+    return make_error("this model has no learned positional embeddings" +
+                      std::string(c.rotary_dim > 0 ? " (rotary: positions rotate q and k, so no positional circuit is a matrix)" : ""));
+  if (p0 < 0 || n < 0 || p0 + n + c.position_offset > W.rows())
+    return make_error("positions " + std::to_string(p0) + ".." + std::to_string(p0 + n - 1) + " are past the model's " +
+                      std::to_string(W.rows() - c.position_offset));
+  if (variant == WeightVariant::processed) HS_TRY(check_weight_processing(c));
+  MatrixRM P = W.middleRows(p0 + c.position_offset, n);
+  if (variant == WeightVariant::processed && c.norm == NormKind::layer_norm) center_rows(P);
+  return P;
+}
+
 MatrixRM VocabView::embedding_rows(int t0, int n) const {
   MatrixRM E = model_->weights.W_E.middleRows(t0, n);
   if (center_embed_) center_rows(E);

@@ -18,7 +18,7 @@
 // Defined for pre-LN models only: post-LN models (BERT, OPT-350m) give an
 // Error, as TL does not process them either.
 //
-// The weight geometry (head_circuits.hpp, full_ov_circuit.hpp) does not copy
+// The weight geometry (head_circuits.hpp, full_circuits.hpp) does not copy
 // a whole processed model: head_matrix and VocabView apply the same steps to
 // one head's block or one block of tokens at a time, so the page can keep
 // only the raw model.
@@ -72,6 +72,12 @@ Result<BlockView> raw_head_block(const Model& model, int layer, int head, HeadMa
 // like raw_head_block; the error names the first head that reads a block
 // with NaN or Inf. `out` is resized; its matrices keep their storage.
 Status raw_layer_blocks(const Model& model, int layer, HeadMatrix which, std::vector<MatrixRM>& out);
+
+// Rows [p0, p0 + n) of the learned positional embedding in a variant, [n, d]
+// (position p reads row p + position_offset, as the forward does; the
+// processed variant centres each row, center_writing_weights). Error: no
+// learned positions, rows out of range, processing of a post-LN model.
+Result<MatrixRM> position_rows(const Model& model, WeightVariant variant, int p0, int n);
 
 // Reads W_E and W_U of a variant block by block, without materialising a
 // processed copy (GPT-2's W_U alone is 154 MB). Keeps a pointer to `model`,

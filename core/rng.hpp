@@ -4,7 +4,8 @@
 // library (std::mt19937_64 fixes its engine too, but the <random>
 // distributions differ between libstdc++ and libc++). Users: the induction
 // test's tokens, the pruning curve's random orders, the trainer's
-// initialisation and batches, and the tests' random data.
+// initialisation and batches, the full circuits' token samples, and the
+// tests' random data.
 //
 // The distributions are written out here for the same reason: uniform reals
 // from the top 53 bits, bounded integers by rejection (no modulo bias),
@@ -14,6 +15,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <numeric>
+#include <utility>
+#include <vector>
 
 namespace hs {
 
@@ -66,5 +70,14 @@ class Rng {
   bool has_spare_ = false;
   double spare_ = 0;
 };
+
+// A uniformly random order of 0 .. n-1: Fisher-Yates over the next draws of
+// `rng` (which advances). Its first k entries are a uniform sample of k.
+inline std::vector<int> random_order(int n, Rng& rng) {
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+  return order;
+}
 
 }  // namespace hs

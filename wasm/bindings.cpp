@@ -14,7 +14,7 @@
 #include "corpus.hpp"
 #include "config.hpp"
 #include "detectors.hpp"
-#include "full_ov_circuit.hpp"
+#include "full_circuits.hpp"
 #include "geometry.hpp"
 #include "interventions.hpp"
 #include "linalg.hpp"
@@ -69,7 +69,7 @@ val safetensors_index_shards(const std::string& json_text) {
 }
 
 // ---------------------------------------------------------------------------
-// Weight geometry (core/geometry.hpp, core/full_ov_circuit.hpp)
+// Weight geometry (core/geometry.hpp, core/full_circuits.hpp)
 
 hs::Result<hs::WeightVariant> variant_of(const std::string& name) {
   if (name == "raw") return hs::WeightVariant::raw;
@@ -805,6 +805,58 @@ val dla(Session& session, val ids_js, val options) {
   return out;
 }
 
+// Full circuits (core/full_circuits.hpp): the diagonal tests of the full OV
+// and token QK circuits of `heads` (flat indices; empty: every head), exact
+// up to max_rows tokens, else on a seeded sample; and the positional QK
+// circuit over the first max_positions positions.
+val geometry_full_circuits(Session& session, const std::string& variant_name, val heads_js, int max_rows, double seed,
+                           val progress) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
+  HS_WASM_UNWRAP(r, hs::full_circuit_tests(*model, variant.value(), ints_of(heads_js), max_rows,
+                                           static_cast<std::uint64_t>(seed), progress_of(progress)));
+  auto tests = [](const std::vector<hs::DiagonalTest>& list) {
+    std::vector<double> top1, top5, median, mean;
+    for (const auto& t : list) {
+      top1.push_back(t.top1);
+      top5.push_back(t.top5);
+      median.push_back(t.median_rank);
+      mean.push_back(t.mean_rank);
+    }
+    val out = val::object();
+    out.set("top1", float64_copy(top1));
+    out.set("top5", float64_copy(top5));
+    out.set("median_rank", float64_copy(median));
+    out.set("mean_rank", float64_copy(mean));
+    return out;
+  };
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("d_vocab", r->d_vocab);
+  out.set("heads", int32_copy(r->heads));
+  out.set("n_rows", static_cast<int>(r->tokens.size()));
+  out.set("sampled", r->sampled);
+  out.set("seed", static_cast<double>(r->seed));
+  out.set("ov", tests(r->ov));
+  out.set("qk", tests(r->qk));
+  return out;
+}
+
+val geometry_positional(Session& session, const std::string& variant_name, val heads_js, int max_positions) {
+  HS_WASM_MODEL(session);
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
+  HS_WASM_UNWRAP(r, hs::positional_qk(*model, variant.value(), ints_of(heads_js), max_positions));
+  val out = ok_value();
+  out.set("variant", variant_name);
+  out.set("heads", int32_copy(r->heads));
+  out.set("n_positions", r->n_positions);
+  out.set("patterns", float32_copy(r->patterns));
+  out.set("previous", float64_copy(r->previous));
+  out.set("current", float64_copy(r->current));
+  out.set("previous_chance", r->previous_chance);
+  return out;
+}
+
 }  // namespace
 }  // namespace hs_wasm
 
@@ -844,5 +896,7 @@ EMSCRIPTEN_BINDINGS(headscope) {
       .function("evaluate_merge", &evaluate_merge)
       .function("patch", &patch)
       .function("path_patch", &path_patch)
-      .function("dla", &dla);
+      .function("dla", &dla)
+      .function("geometry_full_circuits", &geometry_full_circuits)
+      .function("geometry_positional", &geometry_positional);
 }

@@ -9,6 +9,7 @@
 //   headscope importance MODEL (--text TEXT | --ids ...) [--mode zero|mean] [--out FILE.json]
 //   headscope patch MODEL --clean TEXT --corrupt TEXT --answer A [--wrong B] [--what heads|heads_by_position|resid|q|k|v|path] [--receiver L9H9:q,L9G2:k] [--direction denoise|noise] [--metric logit_diff|loss] [--position P] [--prepend-bos] [--out FILE.json]
 //   headscope dla MODEL --text TEXT --answer A [--wrong B] [--position P] [--prepend-bos] [--out FILE.json]
+//   headscope circuits MODEL [--raw|--processed] [--heads L1H3,...] [--sample N] [--seed S] [--positions P] [--out FILE.json]
 //   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl|FILE.parquet | --dataset OWNER/NAME [--config C] [--split S] [--revision R] [--dataset-file PATH]] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance [--mode zero|mean]] [--out DIR]
 //
 // corpus: per-head statistics over texts (ModelSession.corpus), each with its
@@ -26,6 +27,10 @@
 // run's metric, 1 = the clean run's. --answer/--wrong: one-token texts
 // (' Mary', with its leading space in GPT-2-style vocabularies) or #ID.
 // dla: direct logit attribution of every head at every position.
+// circuits: the full circuits from the weights: ARENA's diagonal tests of
+// W_E OV W_U and W_E QK W_E^T (exact up to --sample tokens, else on a seeded
+// sample of that many), and the positional QK circuit's previous- and
+// current-token attention (learned positions only).
 //
 // MODEL is a local folder (config.json, model.safetensors or shards,
 // tokenizer.json) or a Hugging Face repo id (owner/name[@revision]); the hub
@@ -57,6 +62,7 @@ const usage = `usage:
   headscope corpus MODEL [--corpus FILE.txt|FILE.jsonl|FILE.parquet | --dataset OWNER/NAME [--config C] [--split S] [--revision R] [--dataset-file PATH]] [--field NAME] [--texts N] [--tokens T] [--seed S] [--resamples B] [--importance [--mode zero|mean]] [--out DIR]
   headscope patch MODEL --clean TEXT --corrupt TEXT --answer A [--wrong B] [--what heads|heads_by_position|resid|q|k|v|path] [--receiver L9H9:q,L9G2:k] [--direction denoise|noise] [--metric logit_diff|loss] [--position P] [--prepend-bos] [--out FILE.json]
   headscope dla MODEL --text TEXT --answer A [--wrong B] [--position P] [--prepend-bos] [--out FILE.json]
+  headscope circuits MODEL [--raw|--processed] [--heads L1H3,...] [--sample N] [--seed S] [--positions P] [--out FILE.json]
 MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision])`;
 
 function fail(message) {
@@ -117,13 +123,15 @@ async function main() {
       direction: { type: 'string', default: 'denoise' },
       metric: { type: 'string', default: 'logit_diff' },
       position: { type: 'string', default: '-1' },
+      sample: { type: 'string', default: '1024' },
+      positions: { type: 'string', default: '64' },
       endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || 'https://huggingface.co' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   const [command, modelSpec] = positionals;
   if (options.help || !command) return console.log(usage);
-  if (!['info', 'attn', 'metrics', 'detect', 'ablate', 'importance', 'corpus', 'patch', 'dla'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
+  if (!['info', 'attn', 'metrics', 'detect', 'ablate', 'importance', 'corpus', 'patch', 'dla', 'circuits'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
   if (!modelSpec) fail(`${command} needs a MODEL\n${usage}`);
 
   const core = await loadHeadscope();
@@ -135,6 +143,7 @@ async function main() {
   if (command === 'metrics') return metrics(session, info, options);
   if (command === 'corpus') return corpus(session, info, options);
   if (command === 'patch' || command === 'dla') return causal(command, session, info, options);
+  if (command === 'circuits') return circuits(session, info, options);
 
   if ((options.text === undefined) === (options.ids === undefined)) fail(`${command} needs exactly one of --text or --ids`);
   const { ids, tokens } = options.ids !== undefined
@@ -254,6 +263,40 @@ async function causal(command, session, info, options) {
       effect: nested(r.effect, shape), value: nested(r.value, shape),
     };
   }
+  const text = toJson(result, 1);
+  if (options.out) fs.writeFileSync(options.out, text);
+  else console.log(text);
+}
+
+// The full circuits of every head (or --heads): JSON on stdout or --out.
+function circuits(session, info, options) {
+  if (options.raw && options.processed) fail('give at most one of --raw and --processed');
+  const variant = options.processed ? 'processed' : 'raw';
+  const heads = options.heads ? parseHeads(options.heads, info) : [];
+  const r = session.fullCircuits({ variant, heads, maxRows: positiveInt(options, 'sample'), seed: positiveInt(options, 'seed') });
+  let positional = null;
+  try {
+    positional = session.positionalCircuit({ variant, heads, maxPositions: positiveInt(options, 'positions') });
+  } catch (error) {
+    positional = { note: error.message };
+  }
+  const names = Array.from(r.heads, (i) => headKey(Math.floor(i / info.nHead), i % info.nHead));
+  const test = (t, k) => ({ top1: t.top1[k], top5: t.top5[k], median_rank: t.medianRank[k], mean_rank: t.meanRank[k] });
+  const result = {
+    variant, vocab: r.dVocab, rows: r.nRows, sampled: r.sampled, seed: r.sampled ? r.seed : null,
+    rows_note: r.sampled ? `the rows of ${r.nRows} tokens drawn uniformly without replacement (seed ${r.seed}); every column` : 'every token',
+    chance: r.chance,
+    definitions: {
+      full_ov: 'W_E W_V W_O W_U [V, V], row = the token attended to; top1: fraction of rows whose own token has the largest logit (ARENA), rank: entries above the diagonal',
+      token_qk: 'W_E W_Q W_K^T W_E^T [V, V], row = the query token; the same tests: does a token score its own copies first',
+      positional_qk: 'causal softmax of W_pos W_Q W_K^T W_pos^T times the attention scale; previous: mean attention to position i-1',
+    },
+    positional_positions: positional.nPositions ?? null, positional_previous_chance: positional.previousChance ?? null, positional_note: positional.note ?? null,
+    heads: names.map((head, k) => ({
+      head, full_ov: test(r.ov, k), token_qk: test(r.qk, k),
+      positional_qk: positional.previous ? { previous: positional.previous[k], current: positional.current[k] } : null,
+    })),
+  };
   const text = toJson(result, 1);
   if (options.out) fs.writeFileSync(options.out, text);
   else console.log(text);

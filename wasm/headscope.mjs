@@ -378,6 +378,28 @@ export class ModelSession {
     return unwrap(this.raw.geometry_copying(variant, onProgress));
   }
 
+  // Full circuits (core/full_circuits.hpp) of `heads` (flat indices l*H+h;
+  // empty: every head): ARENA's diagonal tests of the full OV
+  // circuit W_E OV W_U (does the head copy the token it attends to?) and the
+  // token QK circuit W_E QK W_E^T (does a query token score its own copies
+  // first?), exact for vocabularies up to maxRows tokens, else on a seeded
+  // sample of maxRows: {variant, dVocab, heads, nRows, sampled, seed, ov:
+  // {top1, top5, medianRank, meanRank} per head, qk: the same, chance:
+  // {top1, top5, meanRank}}.
+  fullCircuits({ variant = 'raw', heads = [], maxRows = 1024, seed = 0, onProgress } = {}) {
+    const r = unwrap(this.raw.geometry_full_circuits(variant, this.heads(heads), maxRows, seed, onProgress));
+    return { ...r, chance: { top1: 1 / r.dVocab, top5: Math.min(1, 5 / r.dVocab), meanRank: (r.dVocab - 1) / 2 } };
+  }
+
+  // The positional QK circuit (learned positions only): the causal softmax of
+  // W_pos QK W_pos^T times the attention scale over the first maxPositions
+  // positions, per head: {nPositions, heads, patterns [heads, P, P],
+  // previous, current (mean attention to the previous / same position),
+  // previousChance (uniform attention's)}.
+  positionalCircuit({ variant = 'raw', heads = [], maxPositions = 64 } = {}) {
+    return unwrap(this.raw.geometry_positional(variant, this.heads(heads), maxPositions));
+  }
+
   // ---- Behaviour and interventions. Every call runs with the edits in
   // force (see addOvEdit, addMerge); run() too.
 

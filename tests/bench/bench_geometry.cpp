@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "full_ov_circuit.hpp"
+#include "full_circuits.hpp"
 #include "geometry.hpp"
 #include "processing.hpp"
 #include "random_gpt2.hpp"

@@ -1,4 +1,4 @@
-// Weight geometry analyses (core/geometry.*, full_ov_circuit.*) against
+// Weight geometry analyses (core/geometry.*, full_circuits.*) against
 // numpy/scipy: every quantity is compared with what
 // tests/reference/geometry_reference.py computes the explicit way (d x d
 // products, numpy.linalg.svd/eigvals, scipy subspace_angles pair by pair), on
@@ -13,7 +13,7 @@
 #include <string>
 
 #include "../reference/geometry_reference.hpp"
-#include "full_ov_circuit.hpp"
+#include "full_circuits.hpp"
 #include "geometry.hpp"
 #include "processing.hpp"
 
@@ -179,6 +179,39 @@ void check_model(const std::string& name, hs::WeightVariant variant) {
     wc.add(copy->positive_fraction[i], pf.data[i], "head " + std::to_string(i) + " positive fraction");
   }
   wc.check();
+
+  // Diagonal tests of the full OV and token QK circuits, every row: the
+  // fractions are exact counts; a rank may move by one where float rounding
+  // reorders two nearly equal entries (Eigen's blocking, and so its sums,
+  // follow the CPU's caches), so a few such flips are allowed: 4 / V.
+  auto diag = hs::full_circuit_tests(model, variant, {}, 1 << 20);
+  REQUIRE(diag.ok());
+  CHECK_FALSE(diag->sampled);
+  const int V = diag->d_vocab;
+  for (const char* circ : {"ov", "qk"}) {
+    const auto want = R(std::string("diag_") + circ);
+    const auto& got = std::string(circ) == "ov" ? diag->ov : diag->qk;
+    Worst wd(tag + circ + " diagonal test (top-1, top-5 fractions; mean rank)", 4.0 / V);
+    for (int i = 0; i < N; ++i) {
+      wd.add(got[i].top1, want.data[i * 4 + 0], "head " + std::to_string(i) + " top1");
+      wd.add(got[i].top5, want.data[i * 4 + 1], "head " + std::to_string(i) + " top5");
+      wd.add(got[i].mean_rank, want.data[i * 4 + 3], "head " + std::to_string(i) + " mean rank");
+    }
+    wd.check();
+  }
+  if (c.learned_positions && c.rotary_dim == 0) {
+    auto pos = hs::positional_qk(model, variant, {}, 16);
+    REQUIRE(pos.ok());
+    REQUIRE(pos->n_positions == static_cast<int>(R("pos_pattern_L0H0").shape[0]));
+    Worst wp(tag + "positional QK pattern and its previous/current-token means", 1e-5);
+    const auto prev = R("pos_previous"), cur = R("pos_current"), pat = R("pos_pattern_L0H0");
+    for (int i = 0; i < N; ++i) {
+      wp.add(pos->previous[i], prev.data[i], "head " + std::to_string(i) + " previous");
+      wp.add(pos->current[i], cur.data[i], "head " + std::to_string(i) + " current");
+    }
+    for (std::size_t k = 0; k < pat.data.size(); ++k) wp.add(pos->patterns[k], pat.data[k], "L0H0 entry " + std::to_string(k));
+    wp.check();
+  }
 
   // Token read-out of the last head.
   const auto rsig = R("readout_sigma");

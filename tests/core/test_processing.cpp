@@ -13,7 +13,7 @@
 #include "../reference/geometry_reference.hpp"
 #include "fixture_model.hpp"
 #include "forward.hpp"
-#include "full_ov_circuit.hpp"
+#include "full_circuits.hpp"
 #include "geometry.hpp"
 #include "processing.hpp"
 

@@ -52,6 +52,21 @@ for (const name of ['gpt2', 'gpt_neox', 'llama']) {
       assert.equal(comp.significance.fdr, 0.05);
       assert.ok(comp.baseline.mean > 0 && comp.baseline.mean < 1 && comp.baseline.std > 0);
       expectClose(session.copying({ variant }).copyingScore, path.join(ref, 'copy_score.npy'), 1e-5, 'OV copying score');
+      // Full circuits: the diagonal tests on every token (a few near-ties may
+      // order differently in float: 4 / V), the positional circuit (GPT-2).
+      const full = session.fullCircuits({ variant });
+      assert.equal(full.sampled, false);
+      for (const c of ['ov', 'qk']) {
+        expectClose(full[c].top1, path.join(ref, `diag_${c}.npy`), 4 / full.dVocab, `${c} diagonal top-1`, column(0));
+        expectClose(full[c].meanRank, path.join(ref, `diag_${c}.npy`), 4 / full.dVocab, `${c} diagonal mean rank`, column(3));
+      }
+      if (name === 'gpt2') {
+        const pos = session.positionalCircuit({ variant, maxPositions: 16 });
+        expectClose(pos.previous, path.join(ref, 'pos_previous.npy'), 1e-5, 'positional previous-token attention');
+        expectClose(pos.patterns.subarray(0, 256), path.join(ref, 'pos_pattern_L0H0.npy'), 1e-5, 'positional pattern of L0H0');
+      } else {
+        assert.throws(() => session.positionalCircuit({ variant }), /no learned positional embeddings \(rotary/);
+      }
       // The one-pass call: the same numbers as the three calls, exactly.
       const all = session.weightGeometry({ variant, topK: 4, baselineSamples: 50 });
       assert.deepEqual(all.spectra, spectra);
@@ -133,5 +148,19 @@ test('redundancy stands beside its chance level: random heads sit at it, a train
     assert.ok(levels.pairs.median > 1.1 * levels.chanceFullRank, `${kind}: median ${levels.pairs.median} vs chance ${levels.chanceFullRank}`);
     assert.ok(levels.pairs.p99 < 0.5, `${kind}: p99 ${levels.pairs.p99}: shared K/V pairs left out`);
   }
+  session.dispose();
+});
+
+test('full circuits on a sample of tokens: stated, seeded, and a head out of range is refused', async () => {
+  const session = core.createSession();
+  await session.load(directorySource(oracleDir('gpt2')));
+  const a = session.fullCircuits({ heads: [1, 5], maxRows: 32, seed: 3 });
+  assert.equal(a.sampled, true);
+  assert.equal(a.nRows, 32);
+  assert.deepEqual(Array.from(a.heads), [1, 5]);
+  assert.deepEqual(session.fullCircuits({ heads: [1, 5], maxRows: 32, seed: 3 }), a);
+  assert.notDeepEqual(session.fullCircuits({ heads: [1, 5], maxRows: 32, seed: 4 }).ov.meanRank, a.ov.meanRank);
+  assert.ok(a.chance.top1 === 1 / 128 && a.chance.meanRank === 127 / 2);
+  assert.throws(() => session.fullCircuits({ heads: [99] }), HeadscopeError);
   session.dispose();
 });

@@ -26,6 +26,7 @@ Layout (all under OUT):
 """
 
 import json
+import math
 import os
 import struct
 import sys
@@ -545,6 +546,34 @@ def model_metrics(cfg, w):
             pf[l, h] = np.abs(lam[lam.real > 0]).sum() / a if a > 0 else 0
     r["copy_score"] = cs
     r["copy_posfrac"] = pf
+    # ARENA's diagonal tests of the full OV (W_E OV W_U) and token QK
+    # (W_E QK W_E^T) circuits, every row (the vocabularies are small):
+    # [top1, top5, median rank, mean rank]; rank = entries strictly above.
+    def diagonal(M):
+        own = np.diag(M)
+        ranks = (M > own[:, None]).sum(axis=1)
+        return [np.mean(ranks == 0), np.mean(ranks < 5), np.median(ranks), np.mean(ranks)]
+    r["diag_ov"] = np.array([[diagonal(WE @ ov[l][h] @ WU) for h in range(H)] for l in range(L)])
+    r["diag_qk"] = np.array([[diagonal(WE @ qk[l][h] @ WE.T) for h in range(H)] for l in range(L)])
+    # Positional QK circuit (learned positions): causal softmax of
+    # W_pos QK W_pos^T / sqrt(dh) over the first 16 positions.
+    if cfg["n_pos"] and not cfg["rotary_dim"]:
+        P = min(16, cfg["n_pos"])
+        Wp = w["W_pos"][:P]
+        prev = np.zeros((L, H))
+        cur = np.zeros((L, H))
+        for l in range(L):
+            for h in range(H):
+                A = Wp @ qk[l][h] @ Wp.T / math.sqrt(dh)
+                A = np.where(np.tril(np.ones((P, P))) > 0, A, -np.inf)
+                A = np.exp(A - A.max(axis=1, keepdims=True))
+                A /= A.sum(axis=1, keepdims=True)
+                prev[l, h] = np.diag(A, -1).mean()
+                cur[l, h] = np.diag(A).mean()
+                if (l, h) == (0, 0):
+                    r["pos_pattern_L0H0"] = A
+        r["pos_previous"] = prev
+        r["pos_current"] = cur
     # Read-out of the last head's top OV directions (sign: largest |V_k| entry positive).
     l, h = L - 1, H - 1
     U, S, Vt = np.linalg.svd(ov[l][h])

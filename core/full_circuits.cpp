@@ -1,5 +1,5 @@
-// The full OV circuit in token space; see full_ov_circuit.hpp.
-#include "full_ov_circuit.hpp"
+// Full circuits in token and position space; see full_circuits.hpp.
+#include "full_circuits.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -7,6 +7,8 @@
 #include <string>
 
 #include "head_circuits.hpp"
+#include "layers.hpp"
+#include "rng.hpp"
 
 namespace hs {
 
@@ -145,6 +147,156 @@ Result<OvReadout> ov_token_readout(const Model& model, WeightVariant variant, in
     out.directions.push_back(std::move(r));
   }
   return out;
+}
+
+namespace {
+
+// A head's block in the variant as float, for the token-space products.
+Result<MatrixRM> block_f(const Model& model, WeightVariant variant, int head_index, HeadMatrix which) {
+  const int H = model.config.n_head;
+  return head_matrix_f(model, variant, head_index / H, head_index % H, which);
+}
+
+// The diagonal test of rows M[tokens[r], :] given in `rows` [S, V].
+DiagonalTest diagonal_test(const MatrixRM& rows, const std::vector<int>& tokens) {
+  const int S = static_cast<int>(tokens.size());
+  std::vector<double> ranks(S);
+  DiagonalTest t;
+  for (int r = 0; r < S; ++r) {
+    const float own = rows(r, tokens[r]);
+    int above = 0;
+    for (Eigen::Index j = 0; j < rows.cols(); ++j) above += rows(r, j) > own;
+    ranks[r] = above;
+    t.top1 += above == 0;
+    t.top5 += above < 5;
+    t.mean_rank += above;
+  }
+  t.top1 /= S;
+  t.top5 /= S;
+  t.mean_rank /= S;
+  std::sort(ranks.begin(), ranks.end());
+  t.median_rank = S % 2 ? ranks[S / 2] : 0.5 * (ranks[S / 2 - 1] + ranks[S / 2]);
+  return t;
+}
+
+Status check_heads(const ModelConfig& c, const std::vector<int>& heads) {
+  for (int i : heads)
+    if (i < 0 || i >= c.n_layer * c.n_head)
+      return make_error("head index " + std::to_string(i) + " is out of range (the model has " +
+                        std::to_string(c.n_layer * c.n_head) + " heads)");
+  return Ok{};
+}
+
+std::vector<int> all_heads_or(const ModelConfig& c, std::vector<int> heads) {
+  if (heads.empty()) {
+    heads.resize(static_cast<std::size_t>(c.n_layer) * c.n_head);
+    std::iota(heads.begin(), heads.end(), 0);
+  }
+  return heads;
+}
+
+}  // namespace
+
+Result<FullCircuitTests> full_circuit_tests(const Model& model, WeightVariant variant, const std::vector<int>& heads_in,
+                                            int max_rows, std::uint64_t seed, const ProgressFn& progress) {
+  const ModelConfig& c = model.config;
+  if (max_rows < 1) return make_error("full circuits: max_rows must be at least 1");
+  HS_TRY(check_heads(c, heads_in));
+  auto view = VocabView::make(model, variant);
+  if (!view.ok()) return view.error();
+  const int V = view->d_vocab();
+  constexpr int kBlock = 4096;  // tokens per block of W_E or W_U
+
+  FullCircuitTests res;
+  res.variant = variant;
+  res.n_layer = c.n_layer;
+  res.n_head = c.n_head;
+  res.d_vocab = V;
+  res.heads = all_heads_or(c, heads_in);
+  res.seed = seed;
+  res.sampled = V > max_rows;
+  if (res.sampled) {
+    Rng rng(seed);
+    res.tokens = random_order(V, rng);
+    res.tokens.resize(max_rows);
+    std::sort(res.tokens.begin(), res.tokens.end());
+  } else {
+    res.tokens.resize(V);
+    std::iota(res.tokens.begin(), res.tokens.end(), 0);
+  }
+  const int S = static_cast<int>(res.tokens.size());
+  MatrixRM E_rows(S, view->d_model());  // W_E[tokens]
+  for (int r = 0; r < S; ++r) E_rows.row(r) = view->embedding_rows(res.tokens[r], 1);
+
+  const int n = static_cast<int>(res.heads.size());
+  for (int k = 0; k < n; ++k) {
+    const int i = res.heads[k];
+    auto W_Q = block_f(model, variant, i, HeadMatrix::W_Q);
+    auto W_K = block_f(model, variant, i, HeadMatrix::W_K);
+    auto W_V = block_f(model, variant, i, HeadMatrix::W_V);
+    auto W_O = block_f(model, variant, i, HeadMatrix::W_O);
+    for (const auto* r : {&W_Q, &W_K, &W_V, &W_O})
+      if (!r->ok()) return r->error();
+    // OV rows: (W_E[tokens] W_V) (W_O W_U); QK rows: (W_E[tokens] W_Q) (W_E W_K)^T.
+    const MatrixRM ov_left = E_rows * *W_V;  // [S, dh]
+    const MatrixRM qk_left = E_rows * *W_Q;  // [S, dh]
+    MatrixRM ov(S, V), qk(S, V);
+    for (int t0 = 0; t0 < V; t0 += kBlock) {
+      const int m = std::min(kBlock, V - t0);
+      const MatrixRM OU = *W_O * view->unembedding_cols(t0, m);   // [dh, m]
+      const MatrixRM EK = view->embedding_rows(t0, m) * *W_K;     // [m, dh]
+      ov.middleCols(t0, m).noalias() = ov_left * OU;
+      qk.middleCols(t0, m).noalias() = qk_left * EK.transpose();
+      if (!report_progress(progress, (k + static_cast<double>(t0 + m) / V) / n)) return cancelled_error();
+    }
+    res.ov.push_back(diagonal_test(ov, res.tokens));
+    res.qk.push_back(diagonal_test(qk, res.tokens));
+  }
+  return res;
+}
+
+Result<PositionalQk> positional_qk(const Model& model, WeightVariant variant, const std::vector<int>& heads_in,
+                                   int max_positions) {
+  const ModelConfig& c = model.config;
+  HS_TRY(check_heads(c, heads_in));
+  if (max_positions < 2) return make_error("the positional circuit needs at least 2 positions");
+  const int available = static_cast<int>(model.weights.W_pos.rows()) - c.position_offset;
+  const int P = std::min({max_positions, c.n_ctx, std::max(available, 0)});
+  auto pos = position_rows(model, variant, 0, P);
+  if (!pos.ok()) return pos.error();
+
+  PositionalQk res;
+  res.variant = variant;
+  res.n_layer = c.n_layer;
+  res.n_head = c.n_head;
+  res.n_positions = P;
+  res.heads = all_heads_or(c, heads_in);
+  double chance = 0;
+  for (int i = 1; i < P; ++i) chance += c.causal ? 1.0 / (i + 1) : 1.0 / P;
+  res.previous_chance = chance / (P - 1);
+  res.patterns.reserve(res.heads.size() * P * P);
+  for (int i : res.heads) {
+    auto W_Q = block_f(model, variant, i, HeadMatrix::W_Q);
+    auto W_K = block_f(model, variant, i, HeadMatrix::W_K);
+    if (!W_Q.ok()) return W_Q.error();
+    if (!W_K.ok()) return W_K.error();
+    const float scale = attention_spec(c, i / c.n_head).scale;
+    MatrixRMd A = ((*pos * *W_Q) * (*pos * *W_K).transpose()).cast<double>() * scale;  // [P, P]
+    double previous = 0, current = 0;
+    for (int q = 0; q < P; ++q) {
+      const int last = c.causal ? q : P - 1;
+      const double top = A.row(q).head(last + 1).maxCoeff();
+      double sum = 0;
+      for (int k = 0; k <= last; ++k) sum += (A(q, k) = std::exp(A(q, k) - top));
+      for (int k = 0; k < P; ++k) A(q, k) = k <= last ? A(q, k) / sum : 0.0;
+      if (q > 0) previous += A(q, q - 1);
+      current += A(q, q);
+    }
+    res.previous.push_back(previous / (P - 1));
+    res.current.push_back(current / P);
+    for (Eigen::Index k = 0; k < A.size(); ++k) res.patterns.push_back(static_cast<float>(A.data()[k]));
+  }
+  return res;
 }
 
 }  // namespace hs
