@@ -237,3 +237,23 @@ test('a post-LN model refuses processed weights with a clear message and works w
   assert.deepEqual(problems, []);
   await page.close();
 });
+
+test('head view: the full circuits equal the core\'s, beside their chance levels', async () => {
+  const { page, problems } = await openPage(browser.context, link({ view: 'head', head: 'L1H2', weights: 'raw' }));
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await waitReady(page);
+  await waitWeights(page, 'L1H2', 'raw');
+  await page.waitForSelector('#head-positional canvas:not([hidden])');
+  const numbers = await page.$$eval('#head-full-circuits dd[data-value]', (dds) => dds.map((dd) => [dd.previousElementSibling.textContent, Number(dd.dataset.value), dd.textContent]));
+  const core = await loadHeadscope();
+  const s = core.createSession();
+  await s.load(directorySource(site.repoDir('test/tiny-gpt2')));
+  const want = s.fullCircuits({ variant: 'raw', heads: [1 * 4 + 2] });
+  assert.deepEqual(numbers.map(([, v]) => v), [want.ov.top1[0], want.ov.meanRank[0], want.qk.top1[0], want.qk.meanRank[0]]);
+  assert.ok(numbers.every(([, , text]) => /chance/.test(text)));
+  const pos = JSON.parse((await exportFile(page, '#head-positional', 'json')).bytes.toString());
+  const wantPos = s.positionalCircuit({ variant: 'raw', heads: [6], maxPositions: 24 });
+  assert.equal(pos.previous, wantPos.previous[0]);
+  s.dispose();
+  assert.deepEqual(problems, []);
+});

@@ -6,6 +6,7 @@
 // head view is on screen, once per model and variant.
 import { COMPOSITION_COLOURS, formatP, formatPercent, isFlagged, serializeSvg, spectrumChart } from '../figures/charts.js';
 import { displayToken, el, formatNumber } from './dom.js';
+import { HeadValuesFigure } from '../figures/matrix.js';
 import { exportBar, fileName, svgToPng } from '../export/export.js';
 import { selectedHead } from '../state/store.js';
 import { headKey } from '../../wasm/ids.mjs';
@@ -46,12 +47,17 @@ export class HeadWeights {
     this.readout = el('div', { class: 'readout', id: 'head-readout' });
     this.redundant = el('div', { class: 'partners', id: 'head-redundant' });
     this.composition = el('div', { class: 'partners', id: 'head-composition' });
+    this.circuits = el('dl', { class: 'numbers', id: 'head-full-circuits' });
+    const positionalBox = el('div', { id: 'head-positional', class: 'figure' });
+    this.positional = new HeadValuesFigure(positionalBox, { onError });
     root.append(
       el('div', { class: 'weights-head' }, [el('h2', { text: 'What the weights say' }), variantSwitch(store, 'head-weights'), this.status]),
       el('div', { class: 'weights-grid' }, [
         section('Spectra', this.spectra, this.spectraNumbers, exportBar(() => this.spectraFigure(), { onError, label: 'Spectra' })),
         section('Vocabulary read-out of the top OV directions', el('p', { class: 'muted small', text: 'Row-vector convention (TransformerLens): the head maps x to x·W_OV = Σ (x·u_k) σ_k v_kᵀ. "Reads" lists tokens whose embedding aligns with u_k (input side), "writes" tokens whose unembedding aligns with v_k (output side).' }), this.readout, exportBar(() => this.readoutFigure(), { onError, label: 'Read-out', kinds: ['json', 'csv'] })),
         section('Most redundant heads', el('p', { class: 'muted small', text: 'Subspace overlap Σcos²θ / d_head with every other head: O = what they write, V = what their values read.' }), this.redundant),
+        section('Full circuits', el('p', { class: 'muted small', text: 'From the weights alone (ARENA 1.2). Full OV W_E·W_OV·W_U: the share of tokens whose own logit is the top of their row when the head attends to them (a copying head), and the own logit\'s mean rank. Token QK W_E·W_QK·W_Eᵀ: the same for a query token\'s score of its own copies. Positional QK (learned positions): the pattern W_pos·W_QK·W_posᵀ alone gives, over the first positions; norms and biases left out.' }),
+          this.circuits, positionalBox),
         section('Strongest composition partners', el('p', { class: 'muted small', text: 'Q-, K-, V-composition scores with earlier heads (in) and later heads (out); p = (1 + the number of pairs that cannot compose, later → earlier or in one layer, scoring at least as high) / (1 + their number): the empirical p-value.' }), this.composition),
       ]),
     );
@@ -83,11 +89,56 @@ export class HeadWeights {
       Promise.all([this.app.geometry('redundancy', { variant, kind: 'O' }), this.app.geometry('redundancy', { variant, kind: 'V' })])
         .then(([o, v]) => current() && this.renderRedundant(o, v, layer, head), fail(this.redundant)),
       this.app.geometry('composition', { variant }).then((c) => current() && this.renderComposition(c, layer, head), fail(this.composition)),
+      this.renderCircuits(variant, layer, head, current),
     ];
     await Promise.allSettled(tasks);
     if (current()) {
       this.status.textContent = `${variant} weights`;
       this.status.dataset.ready = `${headKey(layer, head)}:${variant}`;
+    }
+  }
+
+  // The selected head's full circuits: the diagonal tests beside their
+  // chance levels, and the positional pattern where the model has one.
+  async renderCircuits(variant, layer, head, current) {
+    const info = this.store.state.modelInfo;
+    const i = layer * info.nHead + head;
+    this.circuits.replaceChildren(el('dd', { class: 'muted', text: 'computing…' }));
+    try {
+      const r = await this.app.geometry('circuits', { variant, heads: [i], maxRows: 1024 });
+      if (!current()) return;
+      const rows = r.sampled ? `${r.nRows} tokens sampled (seed ${r.seed}) of ${r.dVocab}` : `all ${r.dVocab} tokens`;
+      const line = (label, value, chance, key) => [el('dt', { text: label }), el('dd', { text: `${value} (chance ${chance})`, dataset: { value: String(key) } })];
+      this.circuits.replaceChildren(
+        ...line('full OV: own token top-1', formatPercent(r.ov.top1[0]), formatPercent(r.chance.top1), r.ov.top1[0]),
+        ...line('full OV: own token\'s mean rank', formatNumber(r.ov.meanRank[0], 1), formatNumber(r.chance.meanRank, 1), r.ov.meanRank[0]),
+        ...line('token QK: own token top-1', formatPercent(r.qk.top1[0]), formatPercent(r.chance.top1), r.qk.top1[0]),
+        ...line('token QK: own token\'s mean rank', formatNumber(r.qk.meanRank[0], 1), formatNumber(r.chance.meanRank, 1), r.qk.meanRank[0]),
+        el('dt', { text: 'rows' }), el('dd', { text: `${rows}, ${variant} weights` }),
+      );
+    } catch (error) {
+      if (current()) this.circuits.replaceChildren(el('dd', { class: 'message error', text: error.message }));
+    }
+    if (!info.learnedPositions) {
+      this.positional.clear('No positional QK circuit: this model has no learned positional embeddings (rotary models rotate q and k by position instead).');
+      return;
+    }
+    try {
+      const p = await this.app.geometry('positional', { variant, heads: [i], maxPositions: 24 });
+      if (!current()) return;
+      const P = p.nPositions;
+      const labels = Array.from({ length: P }, (_, k) => String(k));
+      this.positional.show(p.patterns, P, P, {
+        title: `${this.modelName()} · ${headKey(layer, head)} positional QK pattern (${variant})`,
+        name: `${this.modelName()}_${headKey(layer, head)}_positional`,
+        label: 'attention from positions alone', min: 0, max: 1, rowLabels: labels.map((k) => `q${k}`), columnLabels: labels,
+        format: (v) => formatNumber(v, 3),
+        caption: `Previous position ${formatNumber(p.previous[0], 3)} on average (uniform attention: ${formatNumber(p.previousChance, 3)}); same position ${formatNumber(p.current[0], 3)}. Rows: query positions, columns: key positions.`,
+        describe: (k, v) => `query ${Math.floor(k / P)} → key ${k % P}: ${formatNumber(v, 3)}`,
+        extra: { previous: p.previous[0], current: p.current[0], previous_chance: p.previousChance, variant },
+      });
+    } catch (error) {
+      if (current()) this.positional.clear(error.message);
     }
   }
 

@@ -42,7 +42,8 @@
 //   predictions   {text, prependBos, k} -> the top k next tokens at the last position
 //   geometry      {what, variant, ...}; what: 'weights' (the one pass: {spectra, redundancy (O),
 //                 composition}) | 'copying' | 'redundancy' {kind} | 'merges' {topN} |
-//                 'readout' {layer, head, directions, topN} | 'pair' {a, b}
+//                 'readout' {layer, head, directions, topN} | 'pair' {a, b} | 'circuits' {heads, maxRows}
+//                 (full OV and token QK diagonal tests) | 'positional' {heads, maxPositions}
 //                 -> the core's result, generation
 //   cacheInfo     {} -> {available, entries, bytes} of the Cache API's model downloads
 //   clearCache    {} -> the same, after emptying it

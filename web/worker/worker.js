@@ -420,7 +420,7 @@ const handlers = {
   // answer for the model's generation (control/app.js), and asks for the
   // spectra, the write redundancy and the composition together ('weights':
   // the core's one pass over the heads).
-  async geometry(core, { what, variant = 'raw', kind = 'O', layer = 0, head = 0, a, b, topN = 10, directions = 3 }, progress) {
+  async geometry(core, { what, variant = 'raw', kind = 'O', layer = 0, head = 0, a, b, topN = 10, directions = 3, heads = [], maxRows = 1024, maxPositions = 24 }, progress) {
     const s = needSession();
     const onProgress = reporter(progress, what === 'weights' ? 'weight geometry' : what);
     let result;
@@ -431,6 +431,8 @@ const handlers = {
       case 'merges': result = s.mergeCandidates({ variant, topN, onProgress }); break;
       case 'readout': result = await s.ovReadout(layer, head, { variant, directions, topN }); break;
       case 'pair': result = s.pairGeometry(a, b, { variant }); break;
+      case 'circuits': result = s.fullCircuits({ variant, heads, maxRows, onProgress }); break;
+      case 'positional': result = s.positionalCircuit({ variant, heads, maxPositions }); break;
       default: throw new HeadscopeError(`unknown geometry request ${JSON.stringify(String(what)).slice(0, 40)}`);
     }
     return { ...result, generation: modelGeneration };
