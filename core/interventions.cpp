@@ -35,7 +35,12 @@ const char* objective_name(Objective objective) {
 const char* ov_side_name(OvSide side) { return side == OvSide::read ? "read" : "write"; }
 
 const char* ov_edit_kind_name(OvEditKind kind) {
-  return kind == OvEditKind::rank_one ? "rank_one" : "remove_component";
+  switch (kind) {
+    case OvEditKind::rank_one: return "rank_one";
+    case OvEditKind::rank_one_scaled: return "rank_one_scaled";
+    case OvEditKind::remove_component: return "remove_component";
+  }
+  return "?";
 }
 
 const char* ablation_mode_name(AblationMode mode) { return mode == AblationMode::zero ? "zero" : "mean"; }
@@ -225,11 +230,11 @@ Result<ObjectiveValue> objective_value(const Model& model, const std::vector<int
 // Edits
 
 Result<OvEdit> make_ov_edit(const Model& model, OvEditKind kind, int layer, int head, int component, float alpha,
-                            OvSide side) {
+                            OvSide side, WeightVariant variant) {
   const ModelConfig& c = model.config;
   HS_TRY(check_head(c, layer, head, "make_ov_edit"));
   if (!std::isfinite(alpha)) return make_error("make_ov_edit: alpha must be finite");
-  auto svd = head_circuit_svd(model, WeightVariant::raw, layer, head, Circuit::ov);
+  auto svd = head_circuit_svd(model, variant, layer, head, Circuit::ov);
   if (!svd.ok()) return svd.error();
   const FactoredSvd& f = svd->svd;
   const int k = static_cast<int>(f.S.size());
@@ -238,6 +243,7 @@ Result<OvEdit> make_ov_edit(const Model& model, OvEditKind kind, int layer, int 
                       std::to_string(k) + " singular values)");
   OvEdit e;
   e.kind = kind;
+  e.variant = variant;
   e.layer = layer;
   e.head = head;
   e.component = component;
@@ -246,19 +252,39 @@ Result<OvEdit> make_ov_edit(const Model& model, OvEditKind kind, int layer, int 
   e.sigma = f.S[component];
   const int d = c.d_model;
   auto col = [&](const MatrixRMd& M) {
-    std::vector<float> v(d);
-    for (int m = 0; m < d; ++m) v[m] = static_cast<float>(M(m, component));
+    std::vector<double> v(d);
+    for (int m = 0; m < d; ++m) v[m] = M(m, component);
     return v;
   };
-  if (kind == OvEditKind::rank_one) {
-    e.read = col(side == OvSide::read ? f.U : f.V);
-    e.write = e.read;
-    e.coeff = -alpha;
-  } else {
-    e.read = col(f.U);
-    e.write = col(f.V);
+  std::vector<double> read, write;
+  if (kind == OvEditKind::remove_component) {
+    read = col(f.U);
+    write = col(f.V);
     e.coeff = static_cast<float>(-double(alpha) * f.S[component]);
+  } else {
+    read = write = col(side == OvSide::read ? f.U : f.V);
+    e.coeff = kind == OvEditKind::rank_one ? -alpha : static_cast<float>(-double(alpha) * f.S[component]);
   }
+  double offset = 0;
+  if (variant == WeightVariant::processed) {
+    // The processed W_V reads x_hat = (x - beta) / gamma of the raw attention input x.
+    const LayerWeights& lw = model.weights.layers[layer];
+    for (int m = 0; m < d; ++m) {
+      const double gamma = lw.ln1_w.size() ? lw.ln1_w[m] : 1.0;
+      if (gamma == 0) {
+        if (std::fabs(read[m]) > 1e-12)
+          return make_error("make_ov_edit: the processed direction reads coordinate " + std::to_string(m) +
+                            ", which the layer's norm scales to 0: edit the raw weights instead");
+        read[m] = 0;
+        continue;
+      }
+      read[m] /= gamma;
+      if (lw.ln1_b.size()) offset += lw.ln1_b[m] * read[m];
+    }
+  }
+  e.read.assign(read.begin(), read.end());
+  e.write.assign(write.begin(), write.end());
+  e.read_offset = static_cast<float>(offset);
   return e;
 }
 
@@ -372,7 +398,7 @@ void add_edit_paths(const LayerEdits& le, const MatrixRM& x, const float* patter
     const ConstMapRM A(patterns + static_cast<std::size_t>(e->head) * T * T, T, T);
     const Eigen::Map<const VectorF> a(e->read.data(), static_cast<Eigen::Index>(e->read.size()));
     const Eigen::Map<const RowVectorF> b(e->write.data(), static_cast<Eigen::Index>(e->write.size()));
-    const VectorF s = A * (x * a);  // [T]: A_h (x a)
+    const VectorF s = A * ((x * a).array() - e->read_offset).matrix();  // [T]: A_h (x a - offset)
     out.noalias() += (e->coeff * s) * b;
   }
   for (const HeadMerge* m : le.merges) {
@@ -669,7 +695,7 @@ void install_edit_gradients(const Model& model, const std::vector<LayerEdits>& b
       const Eigen::Map<const VectorF> a(e->read.data(), d);
       const Eigen::Map<const VectorF> b(e->write.data(), d);
       const VectorF s = e->coeff * (g.dout * b);  // [T]
-      const VectorF y = x * a;                    // [T]
+      const VectorF y = ((x * a).array() - e->read_offset).matrix();  // [T]
       g.dpattern.noalias() += s * y.transpose();
       if (g.dinput) g.dinput->noalias() += (g.pattern.transpose() * s) * a.transpose();
     }

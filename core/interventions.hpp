@@ -59,6 +59,7 @@
 #include "forward.hpp"
 #include "linalg.hpp"
 #include "model.hpp"
+#include "processing.hpp"
 #include "progress.hpp"
 #include "result.hpp"
 #include "rng.hpp"
@@ -121,36 +122,51 @@ enum class OvSide { read, write };
 const char* ov_side_name(OvSide side);  // "read", "write"
 
 enum class OvEditKind {
-  // The paper's W_OV <- W_OV - alpha u u^T with u the k-th singular vector of
-  // W_OV on `side` (the paper's u_k is the write side, the default). Not a
-  // projection of W_OV's own range: it can raise the rank above d_head.
+  // The seed's literal W_OV <- W_OV - alpha u u^T with u the k-th singular
+  // vector of W_OV on `side` (the paper's u_k, in column vectors, is the
+  // write side, the default) and an absolute alpha. Not a projection of
+  // W_OV's own range: it adds a path from u to u (rank up to d_head + 1).
+  // Kept for the links made with it.
   rank_one,
+  // The same form in W_OV's units: W_OV <- W_OV - alpha sigma_k u u^T.
+  rank_one_scaled,
   // W_OV <- W_OV - alpha sigma_k U_k V_k^T: alpha = 1 removes the k-th
-  // singular component; the rank stays <= d_head.
+  // singular component (the head no longer maps U_k to V_k); the rank stays
+  // <= d_head. The default.
   remove_component,
 };
-const char* ov_edit_kind_name(OvEditKind kind);  // "rank_one", "remove_component"
+const char* ov_edit_kind_name(OvEditKind kind);  // "rank_one", "rank_one_scaled", "remove_component"
 
 struct OvEdit {
   int id = 0;  // set by add_edit
-  OvEditKind kind = OvEditKind::rank_one;
+  OvEditKind kind = OvEditKind::remove_component;
+  WeightVariant variant = WeightVariant::raw;  // whose W_OV's SVD gave the directions
   int layer = 0, head = 0;
   int component = 0;  // k, 0-based, singular values descending
   float alpha = 0;
-  OvSide side = OvSide::write;  // rank_one: which singular vector u is
-  double sigma = 0;             // sigma_k of the unedited W_OV
-  // The edit is W_OV += coeff * read write^T: rank_one: read = write = u,
-  // coeff = -alpha; remove_component: read = U_k, write = V_k,
-  // coeff = -alpha sigma_k.
+  OvSide side = OvSide::write;  // rank_one(_scaled): which singular vector u is
+  double sigma = 0;             // sigma_k of the unedited W_OV (in `variant`)
+  // In the variant's coordinates the edit is W_OV += coeff * u_read u_write^T
+  // (rank_one: u_read = u_write = u, coeff = -alpha; rank_one_scaled: the
+  // same with coeff = -alpha sigma_k; remove_component: u_read = U_k,
+  // u_write = V_k, coeff = -alpha sigma_k). The forward runs the raw
+  // weights and reads the attention input x (the normed residual), so the
+  // path it adds is coeff (A_h (x read - read_offset)) write^T: for the raw
+  // variant read = u_read and read_offset = 0; for the processed one (whose
+  // W_V has the norm's gamma folded in and reads x_hat = (x - beta) / gamma)
+  // read = u_read / gamma and read_offset = beta . read. write = u_write.
   std::vector<float> read;   // [d], read side
   std::vector<float> write;  // [d], write side
+  float read_offset = 0;
   float coeff = 0;
 };
 
-// Builds an edit of head (layer, head) from the factored SVD of its raw W_OV.
-// Error: indices out of range, alpha not finite.
+// Builds an edit of head (layer, head) from the factored SVD of its W_OV in
+// `variant` (the one the page displays). Error: indices out of range, alpha
+// not finite, a processed edit of a post-LN model, or one whose read side
+// needs a coordinate the norm's gamma zeroes.
 Result<OvEdit> make_ov_edit(const Model& model, OvEditKind kind, int layer, int head, int component, float alpha,
-                            OvSide side = OvSide::write);
+                            OvSide side = OvSide::write, WeightVariant variant = WeightVariant::raw);
 
 // Two heads of one layer replaced by one: its OV is the best rank-d_head
 // approximation (Eckart-Young, from the factored SVD of

@@ -619,6 +619,7 @@ val edits_value(const hs::ModelEdits& edits) {
     edit.set("alpha", e.alpha);
     edit.set("side", std::string(hs::ov_side_name(e.side)));
     edit.set("sigma", e.sigma);
+    edit.set("variant", std::string(hs::weight_variant_name(e.variant)));
     out.call<void>("push", edit);
   }
   for (const auto& m : edits.merges) {
@@ -636,16 +637,21 @@ val edits_value(const hs::ModelEdits& edits) {
 }
 
 val add_ov_edit(Session& session, const std::string& kind_name, int layer, int head, int component, double alpha,
-                const std::string& side_name) {
+                const std::string& side_name, const std::string& variant_name) {
   HS_WASM_MODEL(session);
-  hs::OvEditKind kind;
-  if (kind_name == "rank_one") kind = hs::OvEditKind::rank_one;
-  else if (kind_name == "remove_component") kind = hs::OvEditKind::remove_component;
-  else return error_value(hs::make_error("OV edit kind must be \"rank_one\" or \"remove_component\", not \"" + kind_name + "\""));
+  hs::OvEditKind kind = hs::OvEditKind::remove_component;
+  bool known = false;
+  for (auto k : {hs::OvEditKind::rank_one, hs::OvEditKind::rank_one_scaled, hs::OvEditKind::remove_component})
+    if (kind_name == hs::ov_edit_kind_name(k)) kind = k, known = true;
+  if (!known)
+    return error_value(hs::make_error("OV edit kind must be \"remove_component\", \"rank_one_scaled\" or \"rank_one\", not \"" +
+                                      kind_name.substr(0, 40) + "\""));
+  HS_WASM_UNWRAP(variant, variant_of(variant_name));
   if (side_name != "read" && side_name != "write")
     return error_value(hs::make_error("OV edit side must be \"read\" or \"write\", not \"" + side_name + "\""));
   const hs::OvSide side = side_name == "read" ? hs::OvSide::read : hs::OvSide::write;
-  HS_WASM_UNWRAP(edit, hs::make_ov_edit(*model, kind, layer, head, component, static_cast<float>(alpha), side));
+  HS_WASM_UNWRAP(edit, hs::make_ov_edit(*model, kind, layer, head, component, static_cast<float>(alpha), side,
+                                        variant.value()));
   const int id = hs::add_edit(session.edits, std::move(edit.value()));
   val out = ok_value();
   out.set("id", id);

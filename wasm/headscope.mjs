@@ -635,12 +635,17 @@ export class ModelSession {
     return best.map((id, i) => ({ id, text: texts[i], logit: row[id], prob: Math.exp(row[id] - top) / sum }));
   }
 
-  // OV edits, in TransformerLens's row-vector convention (x W_OV: U is the
-  // read side, V the write side). kind 'rank_one': W_OV -= alpha u_k u_k^T
-  // with u_k the singular vector on `side`; 'remove_component':
-  // W_OV -= alpha sigma_k u_k v_k^T. Returns {id, edits}.
-  addOvEdit({ kind = 'rank_one', layer, head, component = 0, alpha = 1, side = 'write' }) {
-    return unwrap(this.raw.add_ov_edit(kind, layer, head, component, alpha, side));
+  // OV edits, in TransformerLens's row-vector convention (x W_OV = x U
+  // diag(sigma) V^T: U is the read side, V the write side; papers in column
+  // vectors write W_OV^T, whose u_k is our V_k). kind 'remove_component'
+  // (the default): W_OV -= alpha sigma_k U_k V_k^T (alpha 1: the head no
+  // longer maps U_k to V_k); 'rank_one_scaled': W_OV -= alpha sigma_k u u^T
+  // with u the k-th singular vector on `side`; 'rank_one': the same with an
+  // absolute alpha (the seed's literal formula; it adds a path from u to
+  // u). variant: the weights whose SVD defines "component k" ('raw', or
+  // 'processed', as the page displays them). Returns {id, edits}.
+  addOvEdit({ kind = 'remove_component', layer, head, component = 0, alpha = 1, side = 'write', variant = 'raw' }) {
+    return unwrap(this.raw.add_ov_edit(kind, layer, head, component, alpha, side, variant));
   }
 
   // Replaces heads a and b of a layer by one head (their summed OV at its best

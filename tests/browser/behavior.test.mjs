@@ -129,7 +129,7 @@ test('mean ablation: the loss equals the core\'s', async () => {
   await page.close();
 });
 
-test('OV edits: α = 0 changes nothing, α changes the loss as the core says, removal restores it exactly, the link keeps them', async () => {
+test('OV edits: α = 0 changes nothing, α changes the loss as the core says, removal restores it exactly, the link keeps them; old links keep their meaning', async () => {
   const { page, problems } = await openPage(browser.context, link({ model: 'test/ids-gpt2', text: ORACLE_IDS.join(' '), bos: '0', view: 'interventions', head: 'L1H3' }));
   await page.setViewportSize({ width: 1280, height: 800 });
   await waitReady(page);
@@ -140,7 +140,8 @@ test('OV edits: α = 0 changes nothing, α changes the loss as the core says, re
   let n = await runCount(page);
   await page.click('#edit-add');
   await waitRun(page, n);
-  assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get('edits'), 'r1:L1H3:k1:a0:w');
+  // The default: remove component k of the processed weights (the ones on display).
+  assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get('edits'), 'rm:L1H3:k1:a0:p');
   assert.equal(await page.getAttribute('#run-summary', 'data-loss'), clean);
   assert.equal(await page.getAttribute('#run-summary', 'data-unedited-loss'), clean);
   // Drag α to 1.5 (the row's own slider).
@@ -153,10 +154,12 @@ test('OV edits: α = 0 changes nothing, α changes the loss as the core says, re
   await waitRun(page, n);
   await page.waitForFunction((c) => document.getElementById('run-summary').dataset.loss !== c, clean);
   const s = await nodeSession('test/ids-gpt2');
-  s.addOvEdit({ kind: 'rank_one', layer: 1, head: 3, component: 1, alpha: 1.5, side: 'write' });
+  s.addOvEdit({ kind: 'remove_component', layer: 1, head: 3, component: 1, alpha: 1.5, variant: 'processed' });
   const expected = s.run(ORACLE_IDS).loss;
-  close(await pageLoss(page), expected, 1e-9, 'rank-one edit α 1.5');
-  assert.match(await page.textContent('#edit-list'), /L1H3: W_OV −= 1\.5·u2u2ᵀ \(write side\)/);
+  close(await pageLoss(page), expected, 1e-9, 'remove-component edit α 1.5');
+  assert.match(await page.textContent('#edit-list'), /L1H3: W_OV −= 1\.5·σ2·U2V2ᵀ \(processed weights\)/);
+  assert.match(await page.textContent('#edit-kind-note'), /no longer maps U2/);
+  await page.waitForFunction(() => /component 2 of L1H3 \(processed weights/.test(document.getElementById('edit-direction').textContent));
   assert.match(await page.textContent('#run-summary'), /with 1 edit/);
   await screenshot(page, 'edits');
   // The link carries the edit: a new tab shows the same loss.
@@ -169,8 +172,17 @@ test('OV edits: α = 0 changes nothing, α changes the loss as the core says, re
   await page.click('#edit-list .remove');
   await waitRun(page, n);
   assert.equal(await page.getAttribute('#run-summary', 'data-loss'), clean);
+  // A link made before the σ-scaled form: r1 keeps its absolute α on raw weights.
+  const old = await openPage(browser.context, link({ model: 'test/ids-gpt2', text: ORACLE_IDS.join(' '), bos: '0', view: 'interventions', head: 'L1H3', edits: 'r1:L1H3:k1:a1.5:w' }));
+  await waitReady(old.page);
+  const legacy = await nodeSession('test/ids-gpt2');
+  legacy.addOvEdit({ kind: 'rank_one', layer: 1, head: 3, component: 1, alpha: 1.5, side: 'write', variant: 'raw' });
+  close(await pageLoss(old.page), legacy.run(ORACLE_IDS).loss, 1e-9, 'a link with the absolute rank-one edit');
+  assert.match(await old.page.textContent('#edit-list'), /W_OV −= 1\.5·V2V2ᵀ \(absolute α, write side, raw weights\)/);
+  legacy.dispose();
+  await old.page.close();
   s.dispose();
-  assert.deepEqual([...problems, ...second.problems], []);
+  assert.deepEqual([...problems, ...second.problems, ...old.problems], []);
   await page.close();
 });
 

@@ -14,6 +14,7 @@
 #include "forward.hpp"
 #include "geometry.hpp"
 #include "interventions.hpp"
+#include "processing.hpp"
 
 using namespace hs;
 using namespace hs::test;
@@ -356,6 +357,54 @@ TEST_CASE("interventions: removing an OV component through the extra path equals
   CHECK(m.max_abs <= 1e-5);
   if (reporting()) WARN("remove_component path vs W_O edit: max |logit diff| = " << m.max_abs);
   CHECK(std::fabs(by_path.loss - by_weights.loss) <= 1e-5);
+}
+
+TEST_CASE("interventions: an edit made from the processed weights does to them what it says", "[interventions][edits]") {
+  // The page displays processed weights by default, so "component k" must be
+  // the processed W_OV's. Removing it through the raw forward's extra path
+  // (read side mapped through the norm's gamma and beta) must give the run of
+  // the processed model whose W_O is edited the same way (its b_V is folded
+  // away, so the weight edit touches nothing else); the two differ only by
+  // the constant per position that center_unembed moves the logits by.
+  for (const char* name : {"gpt2", "gpt_neox", "llama"}) {
+    INFO(name);
+    const Model model = must_model(name);
+    const std::vector<int> ids = must_ids(name);
+    const int layer = 1, head = 2, k = 1, dh = model.config.d_head;
+    const float alpha = 1.f;
+    const OvEdit e = must(make_ov_edit(model, OvEditKind::remove_component, layer, head, k, alpha, OvSide::write,
+                                       WeightVariant::processed));
+    ModelEdits edits;
+    add_edit(edits, e);
+    const RunResult by_path = must(run_edited(model, ids, edits));
+
+    Model processed = must(process_weights(model));
+    const HeadCircuitSvd svd = must(head_circuit_svd(model, WeightVariant::processed, layer, head, Circuit::ov));
+    CHECK(e.sigma == Approx(svd.svd.S[k]));
+    const Eigen::VectorXd v = svd.svd.V.col(k);
+    auto W_O = processed.weights.layers[layer].W_O.middleRows(head * dh, dh);
+    const MatrixRMd edited = W_O.cast<double>() * (MatrixRMd::Identity(v.size(), v.size()) - alpha * v * v.transpose());
+    W_O = edited.cast<float>();
+    const RunResult by_weights = must(run_model(processed, ids));
+    const RunResult unedited = must(run_model(model, ids));
+    const int T = by_path.n_tokens, V = by_path.d_vocab;
+    double worst = 0, change = 0;
+    for (int t = 0; t < T; ++t) {
+      double mean_a = 0, mean_b = 0, mean_c = 0;
+      for (int j = 0; j < V; ++j) {
+        mean_a += by_path.logits[t * V + j] / V;
+        mean_b += by_weights.logits[t * V + j] / V;
+        mean_c += unedited.logits[t * V + j] / V;
+      }
+      for (int j = 0; j < V; ++j) {
+        worst = std::max(worst, std::fabs((by_path.logits[t * V + j] - mean_a) - (by_weights.logits[t * V + j] - mean_b)));
+        change = std::max(change, std::fabs((by_path.logits[t * V + j] - mean_a) - (unedited.logits[t * V + j] - mean_c)));
+      }
+    }
+    INFO("max |centred logit difference| " << worst << "; the edit moves them by up to " << change);
+    CHECK(worst <= 1e-4);
+    CHECK(change > 1e-2);  // the edit did something
+  }
 }
 
 TEST_CASE("interventions: the rank-one edit uses the paper's u_k, TL's write side, unless asked otherwise",

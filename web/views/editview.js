@@ -17,12 +17,15 @@ export class EditsPanel {
     this.modelName = modelName;
     this.target = el('strong', { id: 'edit-target' });
     this.kind = el('select', { id: 'edit-kind', 'aria-label': 'kind of edit', on: { change: () => this.renderForm() } }, [
-      el('option', { value: 'rank_one', text: 'rank-one: W_OV −= α·u_k u_kᵀ' }),
       el('option', { value: 'remove_component', text: 'remove component: W_OV −= α·σ_k U_k V_kᵀ' }),
+      el('option', { value: 'rank_one_scaled', text: 'rank-one: W_OV −= α·σ_k u uᵀ' }),
+      el('option', { value: 'rank_one', text: 'rank-one, absolute α: W_OV −= α·u uᵀ (the seed\'s formula)' }),
     ]);
-    this.component = el('input', { type: 'number', id: 'edit-component', min: 1, value: 1, 'aria-label': 'singular direction k (1 = largest)' });
-    this.sideWrite = el('input', { type: 'radio', name: 'edit-side', value: 'write', checked: true });
-    this.sideRead = el('input', { type: 'radio', name: 'edit-side', value: 'read' });
+    this.kindNote = el('p', { class: 'muted small', id: 'edit-kind-note' });
+    this.direction = el('div', { class: 'readout small', id: 'edit-direction' });
+    this.component = el('input', { type: 'number', id: 'edit-component', min: 1, value: 1, 'aria-label': 'singular direction k (1 = largest)', on: { input: () => this.renderForm() } });
+    this.sideWrite = el('input', { type: 'radio', name: 'edit-side', value: 'write', checked: true, on: { change: () => this.renderForm() } });
+    this.sideRead = el('input', { type: 'radio', name: 'edit-side', value: 'read', on: { change: () => this.renderForm() } });
     this.sideRow = el('span', { class: 'variant-switch' }, [el('span', { class: 'muted', text: 'u on the' }),
       el('label', { class: 'toggle', title: 'V_k: a direction the head writes (the paper\'s u_k)' }, [this.sideWrite, ' write side']),
       el('label', { class: 'toggle', title: 'U_k: a direction the head reads' }, [this.sideRead, ' read side'])]);
@@ -41,12 +44,13 @@ export class EditsPanel {
 
     root.append(
       el('h2', { text: 'Weight edits' }),
-      el('p', { class: 'muted small', text: 'Conventions: TransformerLens row vectors, the head maps x to x·W_OV = x·U diag(σ) Vᵀ: U_k lives on the read (input) side, V_k on the write (output) side. Papers with column vectors call our V_k their u_k. An edit is applied as an extra path in the forward pass (it may raise the rank above d_head) and stays in force for every run until removed.' }),
+      el('p', { class: 'muted small', text: 'Conventions: TransformerLens row vectors, the head maps x to x·W_OV = x·U diag(σ) Vᵀ: U_k lives on the read (input) side, V_k on the write (output) side. The seed (and papers in column vectors) write W_OVᵀ = V diag(σ) Uᵀ, so their u_k is our V_k. "Component k" is the k-th singular direction of the weights on display (processed or raw, as chosen in the head view; the edit records which). An edit is applied as an extra path in the forward pass and stays in force for every run until removed.' }),
       el('div', { class: 'edit-form' }, [
         el('span', {}, ['head ', this.target]), this.kind,
         el('label', { class: 'toggle' }, ['k ', this.component]), this.sideRow,
         el('label', { class: 'toggle' }, ['α ', this.alpha, this.alphaNumber]), this.addButton,
       ]),
+      this.kindNote, this.direction,
       this.errors, this.list, this.loss,
       el('h2', { text: 'Merge two heads' }),
       el('p', { class: 'muted small', text: 'Two heads of one layer replaced by one: their summed OV at its best rank-d_head approximation, read through the pattern of either head. Compared with pruning either or both.' }),
@@ -55,7 +59,7 @@ export class EditsPanel {
     );
     this.setAlphaLater = debounce((index, alpha) => this.setAlpha(index, alpha), 40);
     store.subscribe((state, changed) => {
-      if (['head', 'modelInfo'].some((k) => changed.has(k))) this.renderForm();
+      if (['head', 'modelInfo', 'weights'].some((k) => changed.has(k))) this.renderForm();
       if (['edits', 'editState', 'modelInfo'].some((k) => changed.has(k))) this.renderList(state);
       if (['run', 'edits'].some((k) => changed.has(k))) this.renderLoss(state);
     });
@@ -70,6 +74,14 @@ export class EditsPanel {
     this.target.textContent = info ? headKey(layer, head) : '–';
     const removing = this.kind.value === 'remove_component';
     this.sideRow.hidden = removing;
+    const k = Math.max(1, Math.round(Number(this.component.value) || 1));
+    const u = this.sideRead.checked ? `U${k}` : `V${k}`;
+    this.kindNote.textContent = {
+      remove_component: `With α = 1 the head no longer maps U${k} (what it reads) to V${k} (what it writes): component ${k} of W_OV is gone and the others stay; 0 < α < 1 shrinks it, α < 0 strengthens it.`,
+      rank_one_scaled: `Subtracts α·σ${k}·${u}${u}ᵀ: a new path that reads ${u} and writes −α·σ${k}·${u}. It removes the head's output along ${u} only where the head also reads ${u}; to remove component ${k}, use "remove component".`,
+      rank_one: `The seed's formula W_OV −= α·${u}${u}ᵀ (in its column vectors: u_k u_kᵀ with u_k = our V_k), with α in absolute units: σ${k} sets the head's own scale, so α = 1 can be far larger or smaller than the component. Kept for links made with it.`,
+    }[this.kind.value];
+    this.renderDirection(state, k);
     if (info) this.component.max = info.dHead;
     this.addButton.disabled = !info;
     this.mergeLayer.textContent = info ? `L${layer}` : '–';
@@ -92,8 +104,31 @@ export class EditsPanel {
     const k = Math.max(1, Math.min(info.dHead, Math.round(Number(this.component.value) || 1)));
     const alpha = Number(this.alphaNumber.value);
     if (!Number.isFinite(alpha)) return;
-    const edit = { type: 'ov', kind: this.kind.value, layer, head, component: k - 1, alpha, side: this.sideRead.checked ? 'read' : 'write' };
+    const edit = { type: 'ov', kind: this.kind.value, layer, head, component: k - 1, alpha, side: this.sideRead.checked ? 'read' : 'write', variant: state.weights };
     this.store.set({ edits: [...state.edits, formatEdit(edit)] });
+  }
+
+  // The direction the form would edit, read as tokens (the OV read-out of the
+  // weights on display): what the head reads along U_k and writes along V_k.
+  async renderDirection(state, k) {
+    const info = state.modelInfo;
+    if (!info?.hasLmHead) {
+      this.direction.replaceChildren();
+      return;
+    }
+    const { layer, head } = selectedHead(state);
+    const key = JSON.stringify([info.generation, state.weights, layer, head, k]);
+    if (this.directionKey === key) return;
+    this.directionKey = key;
+    try {
+      const r = await this.app.geometry('readout', { variant: state.weights, layer, head, directions: Math.min(k, info.dHead), topN: 5 });
+      if (this.directionKey !== key) return;
+      const d = r.directions[k - 1];
+      const words = (list) => list.map((t) => JSON.stringify(t.text ?? `#${t.token}`)).join(' ');
+      this.direction.replaceChildren(el('span', { text: `component ${k} of ${headKey(layer, head)} (${state.weights} weights, σ${k} = ${formatNumber(d.sigma, 4)}): reads U${k} ≈ ${words(d.readTop)}; writes V${k} ≈ ${words(d.writeTop)}` }));
+    } catch (error) {
+      if (this.directionKey === key) this.direction.replaceChildren(el('span', { class: 'error', text: error.message }));
+    }
   }
 
   setAlpha(index, alpha) {
@@ -141,7 +176,7 @@ export class EditsPanel {
     const e = parseEdit(text);
     row.dataset.edit = text;
     row.querySelector('.edit-text').textContent = e ? describeEdit(e) : text;
-    const match = applied.find((a) => e && (e.type === 'merge' ? a.type === 'merge' && a.layer === e.layer && a.headA === e.headA && a.headB === e.headB : a.type === 'ov' && a.layer === e.layer && a.head === e.head && a.component === e.component && a.kind === e.kind));
+    const match = applied.find((a) => e && (e.type === 'merge' ? a.type === 'merge' && a.layer === e.layer && a.headA === e.headA && a.headB === e.headB : a.type === 'ov' && a.layer === e.layer && a.head === e.head && a.component === e.component && a.kind === e.kind && a.variant === e.variant));
     const info = row.querySelector('.edit-info');
     if (match?.type === 'ov') info.textContent = `σ${match.component + 1} = ${formatNumber(match.sigma, 4)}`;
     else if (match?.type === 'merge') info.textContent = `truncation error ${formatNumber(match.truncationError, 4)}`;

@@ -140,7 +140,7 @@ function applyEdits(descriptors) {
     try {
       if (!e) throw new HeadscopeError('not an edit');
       if (e.type === 'merge') session.addMerge({ layer: e.layer, headA: e.headA, headB: e.headB, patternHead: e.patternHead });
-      else session.addOvEdit({ kind: e.kind, layer: e.layer, head: e.head, component: e.component, alpha: e.alpha, side: e.side });
+      else session.addOvEdit({ kind: e.kind, layer: e.layer, head: e.head, component: e.component, alpha: e.alpha, side: e.side, variant: e.variant });
       currentEdits.push(text);
     } catch (error) {
       errors.push(`${String(text).slice(0, 40)}: ${error.message}`);
