@@ -415,40 +415,60 @@ Result<CompositionBaseline> composition_baseline(int d_model, int d_head, int n_
 // ---------------------------------------------------------------------------
 // Merge candidates
 
-Result<MergeCandidates> merge_candidates(const RedundancyMatrix& write, const RedundancyMatrix& read, int top_n) {
+Result<MergeCandidates> merge_candidates(const Model& model, WeightVariant variant, const RedundancyMatrix& write,
+                                         const RedundancyMatrix& read, int top_n) {
   if (write.kind != HeadSubspace::output_write || read.kind != HeadSubspace::value_read) {
     return make_error("merge_candidates: needs the O (write) and V (read) redundancy matrices");
   }
-  if (write.variant != read.variant || write.n_layer != read.n_layer || write.n_head != read.n_head) {
+  const ModelConfig& c = model.config;
+  if (write.variant != variant || read.variant != variant || write.n_layer != c.n_layer || write.n_head != c.n_head ||
+      read.n_layer != c.n_layer || read.n_head != c.n_head) {
     return make_error("merge_candidates: the write and read matrices come from different models or variants");
   }
-  const int H = write.n_head, N = write.n_layer * H;
+  const int H = c.n_head, N = c.n_layer * H;
   if (write.overlap.size() != static_cast<std::size_t>(N) * N || read.overlap.size() != write.overlap.size()) {
     return make_error("merge_candidates: overlap matrices have the wrong size");
   }
   std::vector<MergeCandidate> all;
-  all.reserve(static_cast<std::size_t>(N) * (N - 1) / 2);
-  for (int i = 0; i < N; ++i) {
-    for (int j = i + 1; j < N; ++j) {
-      MergeCandidate m;
-      m.layer_a = i / H;
-      m.head_a = i % H;
-      m.layer_b = j / H;
-      m.head_b = j % H;
-      m.write_overlap = write.overlap[static_cast<std::size_t>(i) * N + j];
-      m.read_overlap = read.overlap[static_cast<std::size_t>(i) * N + j];
-      m.combined = 0.5 * (m.write_overlap + m.read_overlap);
-      all.push_back(m);
+  for (int l = 0; l < c.n_layer; ++l) {
+    // <QK_a, QK_b>_F = sum of (W_Q[a]^T W_Q[b]) .* (W_K[a]^T W_K[b]): dh x dh Grams, no d x d product.
+    std::vector<MatrixRMd> Q(H), K(H);
+    for (int h = 0; h < H; ++h) {
+      auto q = head_matrix(model, variant, l, h, HeadMatrix::W_Q);
+      auto k = head_matrix(model, variant, l, h, HeadMatrix::W_K);
+      if (!q.ok()) return q.error();
+      if (!k.ok()) return k.error();
+      Q[h] = std::move(q).value();
+      K[h] = std::move(k).value();
+    }
+    auto inner = [&](int a, int b) { return ((Q[a].transpose() * Q[b]).array() * (K[a].transpose() * K[b]).array()).sum(); };
+    std::vector<double> norm(H);
+    for (int h = 0; h < H; ++h) norm[h] = std::sqrt(std::max(0.0, inner(h, h)));
+    for (int a = 0; a < H; ++a) {
+      for (int b = a + 1; b < H; ++b) {
+        const std::size_t i = static_cast<std::size_t>(l) * H + a, j = static_cast<std::size_t>(l) * H + b;
+        MergeCandidate m;
+        m.layer = l;
+        m.head_a = a;
+        m.head_b = b;
+        m.kv_siblings = c.n_kv_head < c.n_head && kv_head_of(c, a) == kv_head_of(c, b);
+        m.write_overlap = write.overlap[i * N + j];
+        m.read_overlap = read.overlap[i * N + j];
+        m.qk_similarity = norm[a] > 0 && norm[b] > 0 ? inner(a, b) / (norm[a] * norm[b]) : 0.0;
+        m.combined = m.kv_siblings ? 0.5 * (m.write_overlap + m.qk_similarity)
+                                   : (m.write_overlap + m.read_overlap + m.qk_similarity) / 3.0;
+        all.push_back(m);
+      }
     }
   }
   const std::size_t n = std::min<std::size_t>(std::max(0, top_n), all.size());
   std::partial_sort(all.begin(), all.begin() + n, all.end(), [](const MergeCandidate& a, const MergeCandidate& b) {
     if (a.combined != b.combined) return a.combined > b.combined;
-    return std::tie(a.layer_a, a.head_a, a.layer_b, a.head_b) < std::tie(b.layer_a, b.head_a, b.layer_b, b.head_b);
+    return std::tie(a.layer, a.head_a, a.head_b) < std::tie(b.layer, b.head_a, b.head_b);
   });
   all.resize(n);
   MergeCandidates out;
-  out.variant = write.variant;
+  out.variant = variant;
   out.pairs = std::move(all);
   return out;
 }
@@ -459,7 +479,7 @@ Result<MergeCandidates> merge_candidates(const Model& model, WeightVariant varia
   if (!write) return write.error();
   auto read = subspace_redundancy(model, variant, HeadSubspace::value_read, progress_range(progress, 0.5, 1));
   if (!read) return read.error();
-  return merge_candidates(*write, *read, top_n);
+  return merge_candidates(model, variant, *write, *read, top_n);
 }
 
 }  // namespace hs

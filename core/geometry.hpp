@@ -156,18 +156,32 @@ struct CompositionBaseline {
 Result<CompositionBaseline> composition_baseline(int d_model, int d_head, int n_samples = 300,
                                                  std::uint64_t seed = 0, const ProgressFn& progress = {});
 
-// The most redundant pairs of heads: ranked by the mean of their write (O)
-// overlap and their OV read (V) overlap; top_n pairs, i < j, any layers.
+// Pairs of heads that could be merged into one: make_head_merge
+// (interventions.hpp) replaces two heads of ONE layer by their summed OV read
+// through one of their two patterns, so only same-layer pairs are ranked, by
+// `combined`, the mean of
+//   write_overlap  their O redundancy: they write to the same subspace
+//   read_overlap   their V redundancy: they read the same subspace. Left out
+//                  of `combined` for KV siblings (GQA heads that read one
+//                  key/value head share its W_V: overlap 1 by construction)
+//   qk_similarity  the cosine of their QK bilinear forms,
+//                  <QK_a, QK_b>_F / (|QK_a|_F |QK_b|_F) in [-1, 1]: the merged
+//                  head keeps one pattern, so heads that score keys alike
+//                  lose less (RoPE left out, as for the QK spectra)
+// top_n pairs (i < j).
 struct MergeCandidate {
-  int layer_a = 0, head_a = 0, layer_b = 0, head_b = 0;
-  double write_overlap = 0, read_overlap = 0, combined = 0;
+  int layer = 0, head_a = 0, head_b = 0;
+  bool kv_siblings = false;
+  double write_overlap = 0, read_overlap = 0, qk_similarity = 0, combined = 0;
 };
 struct MergeCandidates {
   WeightVariant variant = WeightVariant::raw;
   std::vector<MergeCandidate> pairs;  // by descending combined
 };
-// From matrices already computed (kinds output_write and value_read, same variant).
-Result<MergeCandidates> merge_candidates(const RedundancyMatrix& write, const RedundancyMatrix& read, int top_n);
+// From redundancy matrices already computed (kinds output_write and
+// value_read, in `variant`, of `model`).
+Result<MergeCandidates> merge_candidates(const Model& model, WeightVariant variant, const RedundancyMatrix& write,
+                                         const RedundancyMatrix& read, int top_n);
 Result<MergeCandidates> merge_candidates(const Model& model, WeightVariant variant, int top_n,
                                          const ProgressFn& progress = {});
 

@@ -240,12 +240,13 @@ val geometry_merge_candidates(Session& session, const std::string& variant_name,
   val pairs = val::array();
   for (const auto& p : merges->pairs) {
     val pair = val::object();
-    pair.set("layer_a", p.layer_a);
+    pair.set("layer", p.layer);
     pair.set("head_a", p.head_a);
-    pair.set("layer_b", p.layer_b);
     pair.set("head_b", p.head_b);
+    pair.set("kv_siblings", p.kv_siblings);
     pair.set("write_overlap", p.write_overlap);
     pair.set("read_overlap", p.read_overlap);
+    pair.set("qk_similarity", p.qk_similarity);
     pair.set("combined", p.combined);
     pairs.call<void>("push", pair);
   }

@@ -185,9 +185,20 @@ test('model view: redundancy and composition matrices, the graph and merge candi
   assert.equal(rows.length, Math.min(10, cli.merge_candidates.length));
   rows.forEach((r, k) => {
     const m = cli.merge_candidates[k];
-    assert.equal(r[1], `L${m.layer_a}H${m.head_a} + L${m.layer_b}H${m.head_b}`);
-    close(Number(r[4]), m.combined, 5e-5, `merge ${k} combined`);
+    assert.equal(r[1], `L${m.layer}H${m.head_a} + L${m.layer}H${m.head_b}`);
+    close(Number(r[4]), m.qk_similarity, 5e-5, `merge ${k} QK cosine`);
+    close(Number(r[5]), m.combined, 5e-5, `merge ${k} combined`);
   });
+  // Each candidate's merge measured on the text, as the core reports it.
+  await page.waitForFunction(() => [...document.querySelectorAll('#merge-table tbody tr td:last-child')].every((td) => td.dataset.value !== undefined), null, { timeout: 60000 });
+  const deltas = await page.$$eval('#merge-table tbody tr td:last-child', (tds) => tds.map((td) => Number(td.dataset.value)));
+  const ids = await page.evaluate(() => window.headscope.store.state.run.ids);
+  const ns = await loadHeadscope().then((c) => c.createSession());
+  await ns.load(directorySource(site.repoDir('test/tiny-gpt2')));
+  const first = cli.merge_candidates[0];
+  const report = ns.evaluateMerge(ids, { layer: first.layer, headA: first.head_a, headB: first.head_b });
+  close(deltas[0], report.lossMerged - report.lossBase, 1e-6, 'the first candidate\'s measured Δloss');
+  ns.dispose();
   // Exports of the matrix: SVG with one rect per cell.
   const svg = (await exportFile(page, '#composition-figure', 'svg')).bytes.toString('utf8');
   const rects = await page.evaluate((s) => new DOMParser().parseFromString(s, 'image/svg+xml').querySelectorAll('rect > title').length, svg);

@@ -546,6 +546,9 @@ def model_metrics(cfg, w):
             pf[l, h] = np.abs(lam[lam.real > 0]).sum() / a if a > 0 else 0
     r["copy_score"] = cs
     r["copy_posfrac"] = pf
+    # Cosine of two heads' QK bilinear forms (merge candidates), per layer.
+    r["qk_cosine"] = np.array([[[np.sum(qk[l][a] * qk[l][b]) / max(np.linalg.norm(qk[l][a]) * np.linalg.norm(qk[l][b]), 1e-300)
+                                 for b in range(H)] for a in range(H)] for l in range(L)])
     # ARENA's diagonal tests of the full OV (W_E OV W_U) and token QK
     # (W_E QK W_E^T) circuits, every row (the vocabularies are small):
     # [top1, top5, median rank, mean rank]; rank = entries strictly above.

@@ -69,8 +69,8 @@ export class ModelView {
         this.graphNote, this.graphBox,
       ]),
       el('section', { class: 'weights-card', id: 'merge-card' }, [
-        el('h3', { text: 'Merge candidates: the most redundant pairs' }),
-        el('p', { class: 'muted small', text: 'Ranked by the mean of their write (O) and value-read (V) overlap. Chance (two random full-rank subspaces) is d_head / d_model for both; the redundancy matrix above gives this model\'s own spread. The Interventions tab evaluates a merge (its loss next to pruning either head) and applies it.' }),
+        el('h3', { text: 'Merge candidates: pairs of one layer that could become one head' }),
+        el('p', { class: 'muted small', text: 'A merge replaces two heads of one layer by their summed OV read through one of their patterns, so only pairs within a layer are ranked: by the mean of their write (O) overlap, their value-read (V) overlap and the cosine of their QK forms (the merged head keeps one pattern). Heads that share a key/value head (GQA siblings) share W_V, so their V overlap is 1 by construction and is left out of their mean. Chance for an overlap (two random full-rank subspaces) is d_head / d_model; the redundancy matrix above gives this model\'s own spread. Δloss: the merge measured on the current text (the better of the two patterns; the Interventions tab reports it in full and applies it).' }),
         this.merges,
         exportBar(() => this.mergeFigure(), { onError, label: 'Merges', kinds: ['json', 'csv'] }),
       ]),
@@ -342,17 +342,48 @@ export class ModelView {
 
   renderMerges(m) {
     this.mergeData = m;
-    const head = el('tr', {}, ['#', 'heads', 'write (O)', 'value read (V)', 'combined'].map((t) => el('th', { scope: 'col', text: t })));
-    const rows = m.pairs.map((p, i) => el('tr', {}, [
-      el('td', { text: i + 1 }),
-      el('td', {}, [
-        el('button', { type: 'button', class: 'link', text: headKey(p.layerA, p.headA), on: { click: () => this.store.set({ head: { layer: p.layerA, head: p.headA }, view: 'head' }) } }),
-        ' + ',
-        el('button', { type: 'button', class: 'link', text: headKey(p.layerB, p.headB), on: { click: () => this.store.set({ head: { layer: p.layerB, head: p.headB }, view: 'head' }) } }),
-      ]),
-      el('td', { text: formatNumber(p.writeOverlap, 4) }), el('td', { text: formatNumber(p.readOverlap, 4) }), el('td', { text: formatNumber(p.combined, 4) }),
-    ]));
+    const head = el('tr', {}, ['#', 'heads', 'write (O)', 'value read (V)', 'QK cosine', 'combined', 'Δloss merged'].map((t) => el('th', { scope: 'col', text: t })));
+    const open = (layer, h) => el('button', { type: 'button', class: 'link', text: headKey(layer, h), on: { click: () => this.store.set({ head: { layer, head: h }, view: 'head' }) } });
+    this.mergeCells = [];
+    const rows = m.pairs.map((p, i) => {
+      const delta = el('td', { class: 'muted', text: '…' });
+      this.mergeCells.push(delta);
+      return el('tr', {}, [
+        el('td', { text: i + 1 }),
+        el('td', {}, [open(p.layer, p.headA), ' + ', open(p.layer, p.headB)]),
+        el('td', { text: formatNumber(p.writeOverlap, 4) }),
+        el('td', { text: p.kvSiblings ? `${formatNumber(p.readOverlap, 4)} (shared KV head)` : formatNumber(p.readOverlap, 4) }),
+        el('td', { text: formatNumber(p.qkSimilarity, 4) }), el('td', { text: formatNumber(p.combined, 4) }), delta,
+      ]);
+    });
     this.merges.replaceChildren(el('thead', {}, [head]), el('tbody', {}, rows));
+    this.measureMerges(m);
+  }
+
+  // Each candidate's merge measured on the current text, one after the other.
+  async measureMerges(m) {
+    const run = this.store.state.run;
+    const cells = this.mergeCells;
+    if (!run || run.empty || !this.store.state.modelInfo?.hasLmHead) {
+      for (const cell of cells) cell.textContent = '–';
+      return;
+    }
+    m.deltaLoss = [];
+    for (const [i, p] of m.pairs.entries()) {
+      if (this.mergeCells !== cells) return;
+      try {
+        const r = await this.app.compute('evaluateMerge', { ids: run.ids, layer: p.layer, headA: p.headA, headB: p.headB });
+        const d = r.lossMerged - r.lossBase;
+        m.deltaLoss[i] = d;
+        cells[i].textContent = `${d >= 0 ? '+' : ''}${formatNumber(d, 4)}`;
+        cells[i].dataset.value = String(d);
+        cells[i].classList.remove('muted');
+      } catch (error) {
+        cells[i].textContent = error.code === 'cancelled' ? 'cancelled' : 'failed';
+        cells[i].title = error.message;
+        if (error.code === 'cancelled') return;
+      }
+    }
   }
 
   graphFigure() {
@@ -374,7 +405,8 @@ export class ModelView {
     return {
       name: fileName('headscope', this.modelName(), 'merge-candidates', m.variant),
       json: () => m,
-      csv: () => [['head_a', 'head_b', 'write_overlap', 'read_overlap', 'combined'], ...m.pairs.map((p) => [headKey(p.layerA, p.headA), headKey(p.layerB, p.headB), p.writeOverlap, p.readOverlap, p.combined])],
+      csv: () => [['head_a', 'head_b', 'kv_siblings', 'write_overlap', 'read_overlap', 'qk_similarity', 'combined', 'delta_loss_merged'],
+        ...m.pairs.map((p, i) => [headKey(p.layer, p.headA), headKey(p.layer, p.headB), p.kvSiblings, p.writeOverlap, p.readOverlap, p.qkSimilarity, p.combined, m.deltaLoss?.[i] ?? ''])],
     };
   }
 }
