@@ -137,6 +137,25 @@ Result<double> metric_run(const Model& model, const std::vector<int>& ids, const
   return metric_of(model, metric, r.value());
 }
 
+// The two runs every patching experiment starts from, with its metric
+// resolved for their length.
+struct PairRuns {
+  PatchMetric metric;
+  CachedRun clean, corrupt;
+};
+
+Result<PairRuns> pair_runs(const Model& model, const std::vector<int>& clean, const std::vector<int>& corrupt,
+                           const PatchMetric& given, const ModelEdits& edits) {
+  HS_TRY(check_pair(clean, corrupt));
+  auto metric = resolved_metric(model, given, static_cast<int>(clean.size()));
+  if (!metric.ok()) return metric.error();
+  auto a = cached_run(model, clean, *metric, edits);
+  if (!a.ok()) return a.error();
+  auto b = cached_run(model, corrupt, *metric, edits);
+  if (!b.ok()) return b.error();
+  return PairRuns{*metric, std::move(a).value(), std::move(b).value()};
+}
+
 double normalised(double value, double clean, double corrupt) {
   return clean == corrupt ? kNaN : (value - corrupt) / (clean - corrupt);
 }
@@ -147,17 +166,12 @@ Result<PatchResult> activation_patch(const Model& model, const std::vector<int>&
                                      const std::vector<int>& corrupt, const PatchOptions& options,
                                      const ModelEdits& edits, const ProgressFn& progress) {
   const ModelConfig& c = model.config;
-  HS_TRY(check_pair(clean, corrupt));
+  auto runs = pair_runs(model, clean, corrupt, options.metric, edits);
+  if (!runs.ok()) return runs.error();
+  const PatchMetric& metric = runs->metric;
+  const CachedRun& clean_run = runs->clean;
+  const CachedRun& corrupt_run = runs->corrupt;
   const int L = c.n_layer, H = c.n_head, G = c.n_kv_head, dh = c.d_head, T = static_cast<int>(clean.size());
-  auto metric_result = resolved_metric(model, options.metric, T);
-  if (!metric_result.ok()) return metric_result.error();
-  const auto& metric = metric_result.value();
-  auto clean_run_result = cached_run(model, clean, metric, edits);
-  if (!clean_run_result.ok()) return clean_run_result.error();
-  const auto& clean_run = clean_run_result.value();
-  auto corrupt_run_result = cached_run(model, corrupt, metric, edits);
-  if (!corrupt_run_result.ok()) return corrupt_run_result.error();
-  const auto& corrupt_run = corrupt_run_result.value();
   const bool denoise = options.direction == PatchDirection::denoise;
   const CachedRun& source = denoise ? clean_run : corrupt_run;
   const CachedRun& target = denoise ? corrupt_run : clean_run;
@@ -211,10 +225,9 @@ Result<PatchResult> activation_patch(const Model& model, const std::vector<int>&
         };
         break;
     }
-    auto value_result = metric_run(model, ids, edits, metric, opt);
-    if (!value_result.ok()) return value_result.error();
-    const auto& value = value_result.value();
-    res.value[i] = value;
+    auto value = metric_run(model, ids, edits, metric, opt);
+    if (!value.ok()) return value.error();
+    res.value[i] = *value;
     if (!report_progress(progress, (i + 1.0) / n)) return cancelled_error();
   }
   res.effect.resize(n);
@@ -244,8 +257,7 @@ Result<PathPatchResult> path_patch(const Model& model, const std::vector<int>& c
                                    const PathPatchOptions& options, const ModelEdits& edits,
                                    const ProgressFn& progress) {
   const ModelConfig& c = model.config;
-  HS_TRY(check_pair(clean, corrupt));
-  const int L = c.n_layer, H = c.n_head, dh = c.d_head, T = static_cast<int>(clean.size());
+  const int L = c.n_layer, H = c.n_head, dh = c.d_head;
   int first_receiver = L;
   for (const PathReceiver& r : options.receivers) {
     const int limit = r.input == 'q' ? H : c.n_kv_head;
@@ -256,15 +268,12 @@ Result<PathPatchResult> path_patch(const Model& model, const std::vector<int>& c
   }
   if (first_receiver == 0)
     return make_error("a receiver in layer 0 has no sender: path patching needs the senders in earlier layers");
-  auto metric_result = resolved_metric(model, options.metric, T);
-  if (!metric_result.ok()) return metric_result.error();
-  const auto& metric = metric_result.value();
-  auto clean_run_result = cached_run(model, clean, metric, edits);
-  if (!clean_run_result.ok()) return clean_run_result.error();
-  const auto& clean_run = clean_run_result.value();
-  auto corrupt_run_result = cached_run(model, corrupt, metric, edits);
-  if (!corrupt_run_result.ok()) return corrupt_run_result.error();
-  const auto& corrupt_run = corrupt_run_result.value();
+  auto runs = pair_runs(model, clean, corrupt, options.metric, edits);
+  if (!runs.ok()) return runs.error();
+  const PatchMetric& metric = runs->metric;
+  const CachedRun& clean_run = runs->clean;
+  const CachedRun& corrupt_run = runs->corrupt;
+  const int T = static_cast<int>(clean.size());
 
   PathPatchResult res;
   res.n_layer = L;
@@ -298,10 +307,9 @@ Result<PathPatchResult> path_patch(const Model& model, const std::vector<int>& c
         captured[i] = from.middleCols(r.head * dh, dh);
       }
     };
-    auto frozen_metric_result = metric_run(model, clean, edits, metric, frozen);
-    if (!frozen_metric_result.ok()) return frozen_metric_result.error();
-    const auto& frozen_metric = frozen_metric_result.value();
-    double value = frozen_metric;
+    auto frozen_metric = metric_run(model, clean, edits, metric, frozen);
+    if (!frozen_metric.ok()) return frozen_metric.error();
+    double value = *frozen_metric;
     if (!options.receivers.empty()) {
       // 3b. The receivers' inputs from run 2, everything else recomputed.
       RunOptions patched = resumed(first_receiver, &receiver_resid);
@@ -313,10 +321,9 @@ Result<PathPatchResult> path_patch(const Model& model, const std::vector<int>& c
           to.middleCols(r.head * dh, dh) = captured[i];
         }
       };
-      auto receiver_metric_result = metric_run(model, clean, edits, metric, patched);
-      if (!receiver_metric_result.ok()) return receiver_metric_result.error();
-      const auto& receiver_metric = receiver_metric_result.value();
-      value = receiver_metric;
+      auto receiver_metric = metric_run(model, clean, edits, metric, patched);
+      if (!receiver_metric.ok()) return receiver_metric.error();
+      value = *receiver_metric;
     }
     res.value[s] = value;
     res.effect[s] = normalised(value, res.clean, res.corrupt);
@@ -337,9 +344,9 @@ Result<DirectLogitAttribution> direct_logit_attribution(const Model& model, cons
         "linear: use activation or path patching");
   if (given.kind != MetricKind::logit_diff) return make_error("direct logit attribution attributes a logit difference, not a loss");
   if (T == 0) return make_error("direct logit attribution needs a text");
-  auto metric_result = resolved_metric(model, given, T);
-  if (!metric_result.ok()) return metric_result.error();
-  const auto& metric = metric_result.value();
+  auto resolved = resolved_metric(model, given, T);
+  if (!resolved.ok()) return resolved.error();
+  const PatchMetric& metric = *resolved;
 
   ForwardTape tape;
   std::vector<MatrixRM> mlp_out(L);
@@ -349,9 +356,9 @@ Result<DirectLogitAttribution> direct_logit_attribution(const Model& model, cons
   opt.want_loss = false;
   opt.tape = &tape;
   opt.on_mlp_out = [&](int l, const MatrixRM& m) { mlp_out[l] = m; };
-  auto run_result = run_edited(model, ids, edits, opt);
-  if (!run_result.ok()) return run_result.error();
-  const auto& run = run_result.value();
+  auto ran = run_edited(model, ids, edits, opt);
+  if (!ran.ok()) return ran.error();
+  const RunResult& run = *ran;
 
   // u [d]: the metric's direction in the unembedding; g = gamma * u, centred
   // for LayerNorm. A component c at position t contributes c_t . g / s_t.

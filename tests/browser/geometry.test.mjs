@@ -109,6 +109,8 @@ test('model view: redundancy and composition matrices, the graph and merge candi
   await page.setViewportSize({ width: 1280, height: 800 });
   await waitReady(page);
   await page.waitForFunction(() => document.getElementById('model-status')?.dataset.ready === 'raw', null, { timeout: 30000 });
+  // The merge candidates' measured losses fill in last: the layout is final after them.
+  await page.waitForFunction(() => [...document.querySelectorAll('#merge-table tbody tr td:last-child')].every((td) => td.dataset.value !== undefined), null, { timeout: 60000 });
   const cli = cliMetrics(site.repoDir('test/tiny-gpt2'), 'raw');
   const N = 8;
 
@@ -190,7 +192,6 @@ test('model view: redundancy and composition matrices, the graph and merge candi
     close(Number(r[5]), m.combined, 5e-5, `merge ${k} combined`);
   });
   // Each candidate's merge measured on the text, as the core reports it.
-  await page.waitForFunction(() => [...document.querySelectorAll('#merge-table tbody tr td:last-child')].every((td) => td.dataset.value !== undefined), null, { timeout: 60000 });
   const deltas = await page.$$eval('#merge-table tbody tr td:last-child', (tds) => tds.map((td) => Number(td.dataset.value)));
   const ids = await page.evaluate(() => window.headscope.store.state.run.ids);
   const ns = await loadHeadscope().then((c) => c.createSession());

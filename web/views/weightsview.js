@@ -115,6 +115,7 @@ export class HeadWeights {
         ...line('token QK: own token top-1', formatPercent(r.qk.top1[0]), formatPercent(r.chance.top1), r.qk.top1[0]),
         ...line('token QK: own token\'s mean rank', formatNumber(r.qk.meanRank[0], 1), formatNumber(r.chance.meanRank, 1), r.qk.meanRank[0]),
         el('dt', { text: 'rows' }), el('dd', { text: `${rows}, ${variant} weights` }),
+        ...(info.rotaryDim > 0 ? [el('dt', { text: 'rotary' }), el('dd', { text: 'W_QK here is the form at relative offset 0: RoPE rotates queries and keys by their positions, which the weights alone do not show' })] : []),
       );
     } catch (error) {
       if (current()) this.circuits.replaceChildren(el('dd', { class: 'message error', text: error.message }));
