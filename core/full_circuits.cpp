@@ -262,6 +262,7 @@ Result<PositionalQk> positional_qk(const Model& model, WeightVariant variant, co
   if (max_positions < 2) return make_error("the positional circuit needs at least 2 positions");
   const int available = static_cast<int>(model.weights.W_pos.rows()) - c.position_offset;
   const int P = std::min({max_positions, c.n_ctx, std::max(available, 0)});
+  if (has_position_matrix(c) && P < 2) return make_error("the positional circuit needs at least 2 positions; this model has " + std::to_string(P));
   auto pos = position_rows(model, variant, 0, P);
   if (!pos.ok()) return pos.error();
 

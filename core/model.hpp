@@ -59,6 +59,10 @@ struct Model {
   std::vector<std::string> warnings;  // e.g. NaN/Inf weights
 };
 
+// The model adds a learned positional embedding matrix W_pos (not rotary
+// positions): the positional QK circuit is defined.
+inline bool has_position_matrix(const ModelConfig& c) { return c.learned_positions && c.rotary_dim == 0; }
+
 // Head h's blocks, TransformerLens shapes.
 inline auto head_W_Q(const LayerWeights& l, int h, int dh) { return l.W_Q.middleCols(h * dh, dh); }
 inline auto head_W_O(const LayerWeights& l, int h, int dh) { return l.W_O.middleRows(h * dh, dh); }

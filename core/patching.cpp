@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <regex>
 #include <string>
 
 namespace hs {
@@ -79,6 +80,16 @@ Status check_pair(const std::vector<int>& clean, const std::vector<int>& corrupt
   return Ok{};
 }
 
+// Options of a run that keeps no patterns, logits or loss (the metric reads
+// the last hidden state).
+RunOptions quiet_run() {
+  RunOptions opt;
+  opt.want_patterns = false;
+  opt.want_logits = false;
+  opt.want_loss = false;
+  return opt;
+}
+
 // One run of the (edited) model, cached for patching: the residual at every
 // block's input, every head's z, and q, k, v.
 struct CachedRun {
@@ -95,10 +106,7 @@ Result<CachedRun> cached_run(const Model& model, const std::vector<int>& ids, co
   c.q.resize(L);
   c.k.resize(L);
   c.v.resize(L);
-  RunOptions opt;
-  opt.want_patterns = false;
-  opt.want_logits = false;
-  opt.want_loss = false;
+  RunOptions opt = quiet_run();
   opt.on_z = [&](int l, MatrixRM& z) { c.z[l] = z; };
   opt.on_qkv = [&](int l, MatrixRM& q, MatrixRM& k, MatrixRM& v) {
     c.q[l] = q;
@@ -121,10 +129,7 @@ MatrixRM block_input(const CachedRun& c, int l) {
 // The options of a run resumed at `layer` from `resid`, up to the LM head's
 // input (the metric reads it).
 RunOptions resumed(int layer, const MatrixRM* resid) {
-  RunOptions opt;
-  opt.want_patterns = false;
-  opt.want_logits = false;
-  opt.want_loss = false;
+  RunOptions opt = quiet_run();
   opt.first_layer = layer;
   opt.resid_in = resid;
   return opt;
@@ -236,20 +241,19 @@ Result<PatchResult> activation_patch(const Model& model, const std::vector<int>&
 }
 
 Result<PathReceiver> parse_receiver(const std::string& text) {
-  PathReceiver r;
-  char kind = 0, input = 0;
-  int used = 0;
-  const bool parsed = std::sscanf(text.c_str(), "L%d%c%d:%c%n", &r.layer, &kind, &r.head, &input, &used) == 4 &&
-                      used == static_cast<int>(text.size());
-  if (!parsed || (kind != 'H' && kind != 'G') || (input != 'q' && input != 'k' && input != 'v') ||
-      (kind == 'G') != (input != 'q'))
+  static const std::regex form("L([0-9]{1,4})([HG])([0-9]{1,4}):([qkv])");
+  std::smatch m;
+  if (!std::regex_match(text, m, form) || (m[2] == "G") != (m[4] != "q"))
     return make_error("receiver '" + text.substr(0, 40) +
                       "': expected LlayerHhead:q for a query, or LlayerGkvhead:k / :v for a key or value (a KV head)");
-  r.input = input;
+  PathReceiver r;
+  r.layer = std::stoi(m[1]);
+  r.head = std::stoi(m[3]);
+  r.input = m[4].str()[0];
   return r;
 }
 
-std::string receiver_name(const ModelConfig&, const PathReceiver& r) {
+std::string receiver_name(const PathReceiver& r) {
   return "L" + std::to_string(r.layer) + (r.input == 'q' ? "H" : "G") + std::to_string(r.head) + ":" + r.input;
 }
 
@@ -258,16 +262,16 @@ Result<PathPatchResult> path_patch(const Model& model, const std::vector<int>& c
                                    const ProgressFn& progress) {
   const ModelConfig& c = model.config;
   const int L = c.n_layer, H = c.n_head, dh = c.d_head;
-  int first_receiver = L;
   for (const PathReceiver& r : options.receivers) {
     const int limit = r.input == 'q' ? H : c.n_kv_head;
     if (r.layer < 0 || r.layer >= L || r.head < 0 || r.head >= limit || (r.input != 'q' && r.input != 'k' && r.input != 'v'))
-      return make_error("receiver " + receiver_name(c, r) + " is not in this model (" + std::to_string(L) + " layers, " +
+      return make_error("receiver " + receiver_name(r) + " is not in this model (" + std::to_string(L) + " layers, " +
                         std::to_string(limit) + (r.input == 'q' ? " heads)" : " key/value heads)"));
-    first_receiver = std::min(first_receiver, r.layer);
   }
-  if (first_receiver == 0)
-    return make_error("a receiver in layer 0 has no sender: path patching needs the senders in earlier layers");
+  bool any_after_zero = options.receivers.empty();
+  for (const PathReceiver& r : options.receivers) any_after_zero |= r.layer > 0;
+  if (!any_after_zero)
+    return make_error("the receivers are all in layer 0, which no head precedes: path patching needs senders in earlier layers");
   auto runs = pair_runs(model, clean, corrupt, options.metric, edits);
   if (!runs.ok()) return runs.error();
   const PatchMetric& metric = runs->metric;
@@ -285,11 +289,15 @@ Result<PathPatchResult> path_patch(const Model& model, const std::vector<int>& c
   res.corrupt = corrupt_run.metric;
   res.value.assign(static_cast<std::size_t>(L) * H, kNaN);
   res.effect.assign(static_cast<std::size_t>(L) * H, kNaN);
-  const int n_senders = first_receiver * H;
-  const MatrixRM receiver_resid = options.receivers.empty() ? MatrixRM() : block_input(clean_run, first_receiver);
+  // Senders up to the last receiver's layer (every layer for the logits);
+  // each sends to the receivers in later layers only.
+  int last_receiver = options.receivers.empty() ? L : 0;
+  for (const PathReceiver& r : options.receivers) last_receiver = std::max(last_receiver, r.layer);
+  const int n_senders = last_receiver * H;
 
   for (int s = 0; s < n_senders; ++s) {
     const int sender_layer = s / H, sender_head = s % H;
+    auto reached = [&](const PathReceiver& r) { return r.layer > sender_layer; };
     // 2. The sender from the corrupted run, every other head frozen clean.
     MatrixRM resid = block_input(clean_run, sender_layer);
     RunOptions frozen = resumed(sender_layer, &resid);
@@ -302,7 +310,7 @@ Result<PathPatchResult> path_patch(const Model& model, const std::vector<int>& c
     frozen.on_qkv = [&](int layer, MatrixRM& q, MatrixRM& k, MatrixRM& v) {
       for (std::size_t i = 0; i < options.receivers.size(); ++i) {
         const PathReceiver& r = options.receivers[i];
-        if (r.layer != layer) continue;
+        if (r.layer != layer || !reached(r)) continue;
         const MatrixRM& from = r.input == 'q' ? q : r.input == 'k' ? k : v;
         captured[i] = from.middleCols(r.head * dh, dh);
       }
@@ -311,12 +319,16 @@ Result<PathPatchResult> path_patch(const Model& model, const std::vector<int>& c
     if (!frozen_metric.ok()) return frozen_metric.error();
     double value = *frozen_metric;
     if (!options.receivers.empty()) {
-      // 3b. The receivers' inputs from run 2, everything else recomputed.
-      RunOptions patched = resumed(first_receiver, &receiver_resid);
+      // 3b. The reached receivers' inputs from run 2, everything else recomputed.
+      int first = L;
+      for (const PathReceiver& r : options.receivers)
+        if (reached(r)) first = std::min(first, r.layer);
+      const MatrixRM receiver_resid = block_input(clean_run, first);
+      RunOptions patched = resumed(first, &receiver_resid);
       patched.on_qkv = [&](int layer, MatrixRM& q, MatrixRM& k, MatrixRM& v) {
         for (std::size_t i = 0; i < options.receivers.size(); ++i) {
           const PathReceiver& r = options.receivers[i];
-          if (r.layer != layer) continue;
+          if (r.layer != layer || !reached(r)) continue;
           MatrixRM& to = r.input == 'q' ? q : r.input == 'k' ? k : v;
           to.middleCols(r.head * dh, dh) = captured[i];
         }
@@ -350,10 +362,9 @@ Result<DirectLogitAttribution> direct_logit_attribution(const Model& model, cons
 
   ForwardTape tape;
   std::vector<MatrixRM> mlp_out(L);
-  RunOptions opt;
-  opt.want_patterns = false;
+  RunOptions opt = quiet_run();
+  opt.want_logits = true;  // the total the parts must sum to
   opt.want_hidden = false;
-  opt.want_loss = false;
   opt.tape = &tape;
   opt.on_mlp_out = [&](int l, const MatrixRM& m) { mlp_out[l] = m; };
   auto ran = run_edited(model, ids, edits, opt);
@@ -407,6 +418,10 @@ Result<DirectLogitAttribution> direct_logit_attribution(const Model& model, cons
     res.total[t] = row[metric.answer] - (metric.wrong >= 0 ? row[metric.wrong] : 0.0);
   }
 
+  // What the layer's attention added beyond its heads and b_O: its edits' paths.
+  std::vector<bool> edited_layer(L, false);
+  for (const OvEdit& e : edits.ov) edited_layer[e.layer] = true;
+  for (const HeadMerge& m : edits.merges) edited_layer[m.layer] = true;
   project(tape.layers[0].ln1_in, res.embed.data());
   std::vector<double> block(T), part(T);
   for (int l = 0; l < L; ++l) {
@@ -427,7 +442,7 @@ Result<DirectLogitAttribution> direct_logit_attribution(const Model& model, cons
     project(bias_rows, part.data());
     for (int t = 0; t < T; ++t) {
       res.attn_bias[static_cast<std::size_t>(l) * T + t] = part[t];
-      res.edit_paths[static_cast<std::size_t>(l) * T + t] = edits.empty() ? 0.0 : rest[t] - part[t];
+      res.edit_paths[static_cast<std::size_t>(l) * T + t] = edited_layer[l] ? rest[t] - part[t] : 0.0;
     }
   }
   return res;

@@ -53,7 +53,10 @@
 //   3b. receivers = heads' q, k or v: a clean run in which those inputs are
 //      the values run 2 computed for them (everything else recomputed, no
 //      freezing): the metric of run 3.
-// Senders at or after the first receiver's layer have no such path (NaN).
+// A sender sends to the receivers in later layers (NaN when there are none:
+// a sender at or after the last receiver's layer). Weight edits: their extra
+// paths read each run's own residual, so path patching treats them like
+// the MLPs (recomputed, never frozen); a merged head's own z is zero.
 #pragma once
 
 #include <string>
@@ -115,7 +118,7 @@ struct PathReceiver {
 };
 // "L9H9:q" (or "L9G2:k" for a KV head); error naming the text otherwise.
 Result<PathReceiver> parse_receiver(const std::string& text);
-std::string receiver_name(const ModelConfig& config, const PathReceiver& receiver);
+std::string receiver_name(const PathReceiver& receiver);
 
 struct PathPatchOptions {
   PatchMetric metric;

@@ -355,7 +355,7 @@ Result<VocabView> VocabView::make(const Model& model, WeightVariant variant) {
 Result<MatrixRM> position_rows(const Model& model, WeightVariant variant, int p0, int n) {
   const ModelConfig& c = model.config;
   const MatrixRM& W = model.weights.W_pos;
-  if (!c.learned_positions || c.rotary_dim > 0 || W.size() == 0)
+  if (!has_position_matrix(c) || W.size() == 0)
     return make_error("this model has no learned positional embeddings" +
                       std::string(c.rotary_dim > 0 ? " (rotary: positions rotate q and k, so no positional circuit is a matrix)" : ""));
   if (p0 < 0 || n < 0 || p0 + n + c.position_offset > W.rows())

@@ -711,7 +711,7 @@ val evaluate_merge(Session& session, val ids_js, int layer, int head_a, int head
 // last)} and, for patch, {target, direction}; for path_patch {receivers:
 // ["L9H9:q", ...]} (empty: the logits).
 
-hs::Result<hs::PatchMetric> metric_of(val options) {
+hs::Result<hs::PatchMetric> patch_metric_of(val options) {
   hs::PatchMetric m;
   const std::string kind = options["metric"].isString() ? options["metric"].as<std::string>() : "logit_diff";
   if (kind == "loss") m.kind = hs::MetricKind::loss;
@@ -731,7 +731,7 @@ void set_metric(val& out, const hs::PatchMetric& m) {
 
 val patch(Session& session, val clean_js, val corrupt_js, val options, val progress) {
   HS_WASM_MODEL(session);
-  HS_WASM_UNWRAP(metric, metric_of(options));
+  HS_WASM_UNWRAP(metric, patch_metric_of(options));
   hs::PatchOptions o;
   o.metric = *metric;
   const std::string target = options["target"].isString() ? options["target"].as<std::string>() : "heads";
@@ -767,7 +767,7 @@ val patch(Session& session, val clean_js, val corrupt_js, val options, val progr
 
 val path_patch(Session& session, val clean_js, val corrupt_js, val options, val progress) {
   HS_WASM_MODEL(session);
-  HS_WASM_UNWRAP(metric, metric_of(options));
+  HS_WASM_UNWRAP(metric, patch_metric_of(options));
   hs::PathPatchOptions o;
   o.metric = *metric;
   if (options["receivers"].isArray()) {
@@ -781,7 +781,7 @@ val path_patch(Session& session, val clean_js, val corrupt_js, val options, val 
   val out = ok_value();
   set_metric(out, r->metric);
   val receivers = val::array();
-  for (const auto& receiver : r->receivers) receivers.call<void>("push", hs::receiver_name(model->config, receiver));
+  for (const auto& receiver : r->receivers) receivers.call<void>("push", hs::receiver_name(receiver));
   out.set("receivers", receivers);
   out.set("n_layer", r->n_layer);
   out.set("n_head", r->n_head);
@@ -795,7 +795,7 @@ val path_patch(Session& session, val clean_js, val corrupt_js, val options, val 
 
 val dla(Session& session, val ids_js, val options) {
   HS_WASM_MODEL(session);
-  HS_WASM_UNWRAP(metric, metric_of(options));
+  HS_WASM_UNWRAP(metric, patch_metric_of(options));
   HS_WASM_UNWRAP(r, hs::direct_logit_attribution(*model, ints_of(ids_js), *metric, session.edits));
   val out = ok_value();
   set_metric(out, r->metric);

@@ -120,7 +120,7 @@ async function main() {
       wrong: { type: 'string' },
       what: { type: 'string', default: 'heads' },
       receiver: { type: 'string' },
-      direction: { type: 'string', default: 'denoise' },
+      direction: { type: 'string' },
       metric: { type: 'string', default: 'logit_diff' },
       position: { type: 'string', default: '-1' },
       sample: { type: 'string', default: '1024' },
@@ -242,13 +242,14 @@ async function causal(command, session, info, options) {
     };
   } else {
     if (options.clean === undefined || options.corrupt === undefined) fail('patch needs --clean and --corrupt texts');
-    if (!['denoise', 'noise'].includes(options.direction)) fail(`--direction must be denoise or noise, got "${options.direction}"`);
+    if (options.direction !== undefined && !['denoise', 'noise'].includes(options.direction)) fail(`--direction must be denoise or noise, got "${options.direction}"`);
     if (!['logit_diff', 'loss'].includes(options.metric)) fail(`--metric must be logit_diff or loss, got "${options.metric}"`);
     const path = options.what === 'path';
     if (options.receiver && !path) fail('--receiver needs --what path');
+    if (options.direction && path) fail('path patching has no --direction: it always runs the clean text with the sender from the corrupted one');
     const r = path
       ? await session.pathPatch(options.clean, options.corrupt, { ...metric, receivers: options.receiver ? options.receiver.split(',').map((x) => x.trim()) : [] })
-      : await session.patch(options.clean, options.corrupt, { ...metric, target: options.what, direction: options.direction });
+      : await session.patch(options.clean, options.corrupt, { ...metric, target: options.what, direction: options.direction ?? 'denoise' });
     const shape = path ? [L, H] : Array.from(r.shape);
     const axes = { heads: ['layer', 'head'], heads_by_position: ['layer', 'head', 'position'], resid: ['layer', 'position'], q: ['layer', 'head'], k: ['layer', 'kv_head'], v: ['layer', 'kv_head'] };
     result = {
@@ -256,7 +257,7 @@ async function causal(command, session, info, options) {
       metric: r.metric, answer: r.answerText, wrong: r.wrongText, position: r.position,
       clean_value: r.clean, corrupt_value: r.corrupt,
       ...(path
-        ? { what: 'path', receivers: r.receivers.length ? r.receivers : 'logits', definition: 'ARENA path patching: each sender head from the corrupted run, every other head frozen at its clean value, MLPs recomputed; receivers\' q/k/v then patched into a clean run. NaN: no path (sender at or after the first receiver\'s layer)' }
+        ? { what: 'path', receivers: r.receivers.length ? r.receivers : 'logits', definition: 'ARENA path patching: each sender head from the corrupted run, every other head frozen at its clean value, MLPs recomputed; receivers\' q/k/v then patched into a clean run. null: no path (a sender at or after the last receiver\'s layer; a sender reaches the receivers in later layers only)' }
         : { what: r.target, direction: r.direction }),
       normalisation: 'effect = (value - corrupt_value) / (clean_value - corrupt_value): 0 = corrupted, 1 = clean',
       axes: path ? ['sender_layer', 'sender_head'] : axes[r.target], shape,

@@ -578,6 +578,7 @@ export class ModelSession {
 
   // The metric options for the core, the answers resolved.
   async metricOptions({ metric = 'logit_diff', answer, wrong = null, position = -1 }) {
+    if (!Number.isSafeInteger(position) || position < -1) throw new HeadscopeError(`position ${String(position).slice(0, 40)}: give -1 (the last token) or a token index`);
     const a = await this.answerToken(answer, 'answer');
     const w = wrong === null || wrong === undefined || wrong === '' ? -1 : await this.answerToken(wrong, 'wrong answer');
     const [answerText, wrongText] = await this.tokenTexts(w >= 0 ? [a, w] : [a]);

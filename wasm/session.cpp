@@ -20,7 +20,7 @@ val model_info(const hs::Model& model) {
   out.set("causal", c.causal);
   out.set("has_lm_head", c.has_lm_head);
   out.set("rotary_dim", c.rotary_dim);
-  out.set("learned_positions", c.learned_positions && c.rotary_dim == 0);
+  out.set("learned_positions", hs::has_position_matrix(c));
   out.set("bos_token_id", c.bos_token_id);
   out.set("attention_only", c.attention_only);
   out.set("warnings", string_list(model.warnings));

@@ -261,11 +261,12 @@ test('head view: the full circuits equal the core\'s, beside their chance levels
   const s = core.createSession();
   await s.load(directorySource(site.repoDir('test/tiny-gpt2')));
   const want = s.fullCircuits({ variant: 'raw', heads: [1 * 4 + 2] });
-  assert.deepEqual(numbers.map(([, v]) => v), [want.ov.top1[0], want.ov.meanRank[0], want.qk.top1[0], want.qk.meanRank[0]]);
+  // The same build in another V8: near-tied entries may order differently (1 / V each).
+  [want.ov.top1[0], want.ov.meanRank[0], want.qk.top1[0], want.qk.meanRank[0]].forEach((w, k) => close(numbers[k][1], w, 4 / want.dVocab, numbers[k][0]));
   assert.ok(numbers.every(([, , text]) => /chance/.test(text)));
   const pos = JSON.parse((await exportFile(page, '#head-positional', 'json')).bytes.toString());
   const wantPos = s.positionalCircuit({ variant: 'raw', heads: [6], maxPositions: 24 });
-  assert.equal(pos.previous, wantPos.previous[0]);
+  close(pos.previous, wantPos.previous[0], 1e-6, 'positional previous-token attention');
   s.dispose();
   assert.deepEqual(problems, []);
 });

@@ -194,6 +194,39 @@ TEST_CASE("patching: activation and path patching and DLA match a numpy forward"
 }
 #endif
 
+TEST_CASE("patching: a sender reaches the receivers in later layers, whatever other receivers there are",
+          "[patching]") {
+  // The gpt2 fixture with a third layer (a copy of its second): with
+  // receivers in layers 1 and 2, a layer-1 sender sends to the layer-2 one
+  // exactly as with that receiver alone; a layer-0 sender to both.
+  Model model = must_model("gpt2");
+  model.weights.layers.push_back(model.weights.layers[1]);
+  model.config.n_layer = 3;
+  const auto clean = must_ids("gpt2");
+  const auto corrupt = changed(clean, static_cast<int>(clean.size()) / 2, model.config.d_vocab);
+  const int H = model.config.n_head;
+  PathPatchOptions both, later, earlier;
+  both.metric.answer = later.metric.answer = earlier.metric.answer = 5;
+  both.metric.wrong = later.metric.wrong = earlier.metric.wrong = 9;
+  both.receivers = {must(parse_receiver("L1H0:q")), must(parse_receiver("L2H0:q"))};
+  later.receivers = {must(parse_receiver("L2H0:q"))};
+  earlier.receivers = {must(parse_receiver("L1H0:q"))};
+  const PathPatchResult b = must(path_patch(model, clean, corrupt, both));
+  const PathPatchResult l2 = must(path_patch(model, clean, corrupt, later));
+  const PathPatchResult l1 = must(path_patch(model, clean, corrupt, earlier));
+  for (int h = 0; h < H; ++h) {
+    INFO("L1H" << h);
+    REQUIRE_FALSE(std::isnan(b.value[H + h]));
+    CHECK(b.value[H + h] == Approx(l2.value[H + h]).margin(1e-9));
+    CHECK(std::isnan(l1.value[H + h]));
+    CHECK(std::isnan(b.value[2 * H + h]));
+  }
+  // A layer-0 sender reaches both: not what either receiver alone gives.
+  double differs = 0;
+  for (int h = 0; h < H; ++h) differs = std::max({differs, std::fabs(b.value[h] - l2.value[h]), std::fabs(b.value[h] - l1.value[h])});
+  CHECK(differs > 1e-6);
+}
+
 TEST_CASE("patching: bad requests are refused with a message", "[patching]") {
   const Model model = must_model("gpt2");
   const auto clean = must_ids("gpt2");
@@ -211,17 +244,19 @@ TEST_CASE("patching: bad requests are refused with a message", "[patching]") {
   o.metric.position = static_cast<int>(clean.size());
   CHECK_FALSE(activation_patch(model, clean, clean, o).ok());
 
-  for (const char* bad : {"L1H2", "L1H2:x", "L1G2:q", "L1H2:k", "x", "L1H2:qq"}) {
+  for (const char* bad : {"L1H2", "L1H2:x", "L1G2:q", "L1H2:k", "x", "L1H2:qq", "L1H +2:q", "L-1H2:q", "L99999999999H2:q"}) {
     INFO(bad);
     CHECK_FALSE(parse_receiver(bad).ok());
   }
-  CHECK(receiver_name(model.config, must(parse_receiver("L1G0:v"))) == "L1G0:v");
+  CHECK(receiver_name(must(parse_receiver("L1G0:v"))) == "L1G0:v");
   PathPatchOptions po;
   po.metric.answer = 5;
   po.receivers = {must(parse_receiver("L0H1:q"))};
   auto early = path_patch(model, clean, clean, po);
   REQUIRE_FALSE(early.ok());
   CHECK(early.error().message.find("layer 0") != std::string::npos);
+  po.receivers = {must(parse_receiver("L0H1:q")), must(parse_receiver("L1H0:q"))};
+  CHECK(path_patch(model, clean, clean, po).ok());  // one receiver with senders before it is enough
   po.receivers = {must(parse_receiver("L2H1:q"))};
   CHECK_FALSE(path_patch(model, clean, clean, po).ok());
 

@@ -74,7 +74,7 @@ export class EditsPanel {
     this.target.textContent = info ? headKey(layer, head) : '–';
     const removing = this.kind.value === 'remove_component';
     this.sideRow.hidden = removing;
-    const k = Math.max(1, Math.round(Number(this.component.value) || 1));
+    const k = Math.max(1, Math.min(info?.dHead ?? 1, Math.round(Number(this.component.value) || 1)));
     const u = this.sideRead.checked ? `U${k}` : `V${k}`;
     this.kindNote.textContent = {
       remove_component: `With α = 1 the head no longer maps U${k} (what it reads) to V${k} (what it writes): component ${k} of W_OV is gone and the others stay; 0 < α < 1 shrinks it, α < 0 strengthens it.`,

@@ -20,6 +20,10 @@ export const IOI_EXAMPLE = {
   wrong: ' John',
 };
 
+// The most patched forwards a link starts by itself (GPT-2 small: 144 heads
+// x 14 positions is 2016); larger experiments wait for the Run button.
+const LINK_FORWARDS = 2500;
+
 const TARGETS = {
   heads: 'each head\'s output (all positions)',
   heads_by_position: 'each head\'s output at each position',
@@ -133,7 +137,7 @@ export class PatchingView {
       corrupt: this.corrupt.value, answer: this.answer.value, wrong: this.wrong.value || null,
       patch: this.target.value, dir: this.direction.value, pmetric: this.metric.value, recv: receivers,
     });
-    this.fromLink(this.store.state);
+    this.fromLink(this.store.state, true);
   }
 
   fail(message) {
@@ -158,11 +162,20 @@ export class PatchingView {
     }
   }
 
-  // A link (or Run) with an experiment runs it when the view is on screen.
-  fromLink(state) {
+  // A link (or Run) with an experiment runs it when the view is on screen;
+  // one that would take more than LINK_FORWARDS forwards waits for Run.
+  fromLink(state, clicked = false) {
     if (!state.corrupt || !state.answer || !state.modelInfo || state.modelStatus !== 'ready') return;
     const key = JSON.stringify([textOf(state), state.bos, state.corrupt, state.answer, state.wrong, state.patch, state.dir, state.recv, state.pmetric, state.modelInfo.generation, state.edits]);
     if (this.linkKey === key) return;
+    const { nLayer: L, nHead: H } = state.modelInfo;
+    const T = state.run?.nTokens ?? 0;
+    const forwards = { heads_by_position: L * H * T, resid: L * T }[state.patch] ?? L * H;
+    if (!clicked && forwards > LINK_FORWARDS) {
+      this.summary.classList.remove('error');
+      this.summary.textContent = `This experiment runs about ${forwards} patched forward passes: press Run to start it.`;
+      return;
+    }
     this.linkKey = key;
     this.run(state);
   }
@@ -231,7 +244,7 @@ export class PatchingView {
       name: `${this.modelName()}_patch_${r.target}`,
       label: 'normalised effect (0 = corrupted, 1 = clean)', min: -span, max: span, scale: SCALES.diverging,
       format: (v) => formatNumber(v, 3), rowLabels: rows, columnLabels: columns,
-      caption: `${TARGETS[r.target]}${r.target === 'k' || r.target === 'v' ? ': a KV head\'s keys and values are shared by its query heads (GQA), so they are patched and shown per KV head' : ''}. Colour: white = 0 (the corrupted run), orange toward 1 (the clean run), purple below 0.${path ? ' Grey: no path (a sender at or after the first receiver\'s layer).' : ''} Click a head to open it.`,
+      caption: `${TARGETS[r.target]}${r.target === 'k' || r.target === 'v' ? ': a KV head\'s keys and values are shared by its query heads (GQA), so they are patched and shown per KV head' : ''}. Colour: white = 0 (the corrupted run), orange toward 1 (the clean run), purple below 0.${path ? ' Grey: no path (a sender at or after the last receiver\'s layer).' : ''}${rows ? '' : ' Click a head to open it.'}`,
       describe: (i, v) => `${cell(i)}: effect ${formatNumber(v, 3)}, metric ${formatNumber(r.value[i], 4)}`,
       columns: { metric: Array.from(r.value) },
       extra: {

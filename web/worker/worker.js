@@ -420,7 +420,7 @@ const handlers = {
   // answer for the model's generation (control/app.js), and asks for the
   // spectra, the write redundancy and the composition together ('weights':
   // the core's one pass over the heads).
-  async geometry(core, { what, variant = 'raw', kind = 'O', layer = 0, head = 0, a, b, topN = 10, directions = 3, heads = [], maxRows = 1024, maxPositions = 24 }, progress) {
+  async geometry(core, { what, variant = 'raw', kind = 'O', layer = 0, head = 0, a, b, topN = 10, directions = 3, heads = [], maxRows = 1024, maxPositions = 64 }, progress) {
     const s = needSession();
     const onProgress = reporter(progress, what === 'weights' ? 'weight geometry' : what);
     let result;
