@@ -27,7 +27,7 @@ const char* family_name(Family family) {
 }
 
 std::vector<std::string> supported_model_types() {
-  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "bert", "gpt_neo", "opt"};
+  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "bert", "gpt_neo", "opt"};
 }
 
 namespace {
@@ -374,7 +374,9 @@ Status read_gpt_neox(Fields& f, ModelConfig& c) {
 Status read_llama(Fields& f, ModelConfig& c) {
   c.family = Family::llama;
   const std::string& t = c.model_type;
-  const bool mistral = t == "mistral", qwen2 = t == "qwen2";
+  // Qwen3 is Qwen2's shape with a per-head q/k RMSNorm and LLaMA's biases
+  // (attention_bias, default none) (transformers' modeling_qwen3.py).
+  const bool mistral = t == "mistral", qwen3 = t == "qwen3", qwen2 = t == "qwen2" || qwen3;
   c.d_vocab = f.positive("vocab_size", qwen2 ? 151936 : 32000);
   c.d_model = f.positive("hidden_size", 4096);
   c.n_layer = f.positive("num_hidden_layers", 32);
@@ -400,8 +402,9 @@ Status read_llama(Fields& f, ModelConfig& c) {
   c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.d_head));
   // Qwen2 always has q/k/v biases and no o_proj bias; LLaMA's attention_bias
   // covers all four projections; Mistral has none.
-  c.qkv_bias = qwen2 || attention_bias;
-  c.out_bias = !qwen2 && attention_bias;
+  c.qkv_bias = (qwen2 && !qwen3) || attention_bias;
+  c.out_bias = (!qwen2 || qwen3) && attention_bias;
+  c.qk_norm = qwen3;
 
   // Sliding windows. Explicit layer_types (newer configs) win; otherwise
   // Mistral slides everywhere (null = global), Qwen2 only with
@@ -543,7 +546,7 @@ Result<ModelConfig> config_from_json(const std::string& json_text) {
   if (t == "gpt2") HS_TRY(read_gpt2(f, c));
   else if (t == "gpt_neo") HS_TRY(read_gpt_neo(f, c));
   else if (t == "gpt_neox") HS_TRY(read_gpt_neox(f, c));
-  else if (t == "llama" || t == "mistral" || t == "qwen2") HS_TRY(read_llama(f, c));
+  else if (t == "llama" || t == "mistral" || t == "qwen2" || t == "qwen3") HS_TRY(read_llama(f, c));
   else if (t == "bert") HS_TRY(read_bert(f, c));
   else if (t == "opt") HS_TRY(read_opt(f, c));
   else

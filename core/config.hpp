@@ -39,6 +39,7 @@ struct ModelConfig {
   bool post_ln = false;            // BERT: h = LN(h + sublayer(h))
   bool parallel_residual = false;  // NeoX: h = h + attn(LN1 h) + mlp(LN2 h)
   float attn_scale = 0;            // scores are q.k * attn_scale (1/sqrt(dh), or 1 for GPT-Neo)
+  bool qk_norm = false;            // Qwen3: RMSNorm of each head's q and k (weights [dh]) before RoPE
   bool scale_by_inverse_layer = false;  // GPT-2 scale_attn_by_inverse_layer_idx
 
   // Positions.

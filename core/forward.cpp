@@ -44,7 +44,15 @@ void attention_block_forward(const ModelConfig& c, const LayerWeights& L, int la
   linear_forward(k, xn, L.W_K, &L.b_K);  // [N, G*dh]
   linear_forward(v, xn, L.W_V, &L.b_V);  // [N, G*dh]
 
-  // pass 2: rotary positions on q and k
+  // pass 2: Qwen3's per-head q/k RMSNorm, then rotary positions on q and k
+  if (c.qk_norm) {
+    if (tape) {
+      tape->q_pre = q;
+      tape->k_pre = k;
+    }
+    head_rms_norm_forward(q, H, dh, L.q_norm_w, c.norm_eps);
+    head_rms_norm_forward(k, G, dh, L.k_norm_w, c.norm_eps);
+  }
   if (rope.R > 0) {
     rope_forward(q, H, dh, rope);
     rope_forward(k, G, dh, rope);
@@ -105,9 +113,14 @@ void attention_block_backward(MatrixRM& dx, const ModelConfig& c, const LayerWei
                      tp.k, tp.v, tp.probs.data(), tape.n_seq, attention_spec(c, layer), gate, extra);
   if (!want_qkv) return;
 
-  // pass 2: RoPE; pass 1: the projections
+  // pass 2: RoPE, the q/k norm; pass 1: the projections
   rope_backward(dq, H, dh, tape.rope);
   rope_backward(dk, G, dh, tape.rope);
+  if (c.qk_norm) {
+    const bool grads = lg && lg->q_norm_w.size() && lg->k_norm_w.size();
+    head_rms_norm_backward(dq, grads ? &lg->q_norm_w : nullptr, tp.q_pre, H, dh, L.q_norm_w, c.norm_eps);
+    head_rms_norm_backward(dk, grads ? &lg->k_norm_w : nullptr, tp.k_pre, G, dh, L.k_norm_w, c.norm_eps);
+  }
   MatrixRM* dxn = need_input ? &dx : nullptr;
   linear_backward(dxn, lg ? &lg->W_Q : nullptr, lg ? &lg->b_Q : nullptr, dq, tp.attn_in, L.W_Q);
   linear_backward(dxn, lg ? &lg->W_K : nullptr, lg ? &lg->b_K : nullptr, dk, tp.attn_in, L.W_K);

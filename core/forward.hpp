@@ -77,7 +77,8 @@ struct AttentionViewGrad {
 struct LayerTape {
   MatrixRM ln1_in;            // [N, d] input of the attention-side norm (pre-LN: the block input; post-LN: x + attn)
   MatrixRM attn_in;           // [N, d] attention input
-  MatrixRM q, k, v;           // [N, H*dh], [N, G*dh], [N, G*dh]: biases and RoPE applied
+  MatrixRM q, k, v;           // [N, H*dh], [N, G*dh], [N, G*dh]: biases, q/k norm and RoPE applied
+  MatrixRM q_pre, k_pre;      // q and k before the q/k norm (config.qk_norm; else empty)
   std::vector<float> probs;   // [n_seq, H, T, T] post-softmax, before the gate
   MatrixRM z;                 // [N, H*dh] what W_O read (after on_z)
   MatrixRM ln2_in;            // [N, d] input of the MLP-side norm (sequential: x + attn; parallel: the block

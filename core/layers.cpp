@@ -178,6 +178,24 @@ void norm_forward(NormKind kind, float eps, MatrixRM& out, const MatrixRM& x, co
     layer_norm_forward(out, x, w, b, eps);
 }
 
+// A row-major [N, n * dh] matrix is [N * n, dh] in the same memory.
+void head_rms_norm_forward(MatrixRM& x, int n_heads, int dh, const RowVectorF& w, float eps) {
+  const MatrixRM rows = Eigen::Map<const MatrixRM>(x.data(), x.rows() * n_heads, dh);
+  MatrixRM out;
+  rms_norm_forward(out, rows, w, eps);
+  Eigen::Map<MatrixRM>(x.data(), x.rows() * n_heads, dh) = out;
+}
+
+void head_rms_norm_backward(MatrixRM& d, RowVectorF* dw, const MatrixRM& x_before, int n_heads, int dh,
+                            const RowVectorF& w, float eps) {
+  const Eigen::Index n = d.rows() * n_heads;
+  const MatrixRM dout = Eigen::Map<const MatrixRM>(d.data(), n, dh);
+  const MatrixRM x = Eigen::Map<const MatrixRM>(x_before.data(), n, dh);
+  MatrixRM dx = MatrixRM::Zero(n, dh);
+  rms_norm_backward(dx, dw, dout, x, w, eps);
+  Eigen::Map<MatrixRM>(d.data(), n, dh) = dx;
+}
+
 void norm_backward(NormKind kind, float eps, MatrixRM& dx, RowVectorF* dw, RowVectorF* db,
                    const MatrixRM& dout, const MatrixRM& x, const RowVectorF& w) {
   if (kind == NormKind::rms_norm)

@@ -69,6 +69,14 @@ void rms_norm_forward(MatrixRM& out, const MatrixRM& x, const RowVectorF& w, flo
 void rms_norm_backward(MatrixRM& dx, RowVectorF* dw, const MatrixRM& dout, const MatrixRM& x,
                        const RowVectorF& w, float eps);
 
+// RMSNorm of each head's slice of x [N, n_heads * dh] with the weight w [dh]
+// (Qwen3's q_norm and k_norm), in place. Its reverse: d [N, n_heads * dh] =
+// dL/d(the output) in, dL/d(the input) out; x_before: the input; dw (or
+// null) += the weight's gradient.
+void head_rms_norm_forward(MatrixRM& x, int n_heads, int dh, const RowVectorF& w, float eps);
+void head_rms_norm_backward(MatrixRM& d, RowVectorF* dw, const MatrixRM& x_before, int n_heads, int dh,
+                            const RowVectorF& w, float eps);
+
 // Either, by kind (b and db are LayerNorm's only).
 void norm_forward(NormKind kind, float eps, MatrixRM& out, const MatrixRM& x, const RowVectorF& w,
                   const RowVectorF& b);

@@ -27,6 +27,7 @@ struct LayerWeights {
   MatrixRM W_O;  // [H*dh, d]
   RowVectorF b_Q, b_K, b_V;  // [H*dh], [G*dh], [G*dh] (zeros when absent)
   RowVectorF b_O;            // [d]
+  RowVectorF q_norm_w, k_norm_w;  // [dh] Qwen3's per-head q/k RMSNorm weights (config.qk_norm; else empty)
 
   RowVectorF ln1_w, ln1_b;  // attention-input norm (post-LN: after attention); b empty for RMSNorm
   RowVectorF ln2_w, ln2_b;  // MLP-input norm (post-LN: after the MLP)

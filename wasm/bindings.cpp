@@ -117,6 +117,7 @@ val spectra_value(const hs::HeadSpectra& spectra, const std::string& variant_nam
   out.set("d_head", spectra.d_head);
   out.set("top_k", spectra.top_k);
   out.set("qk_ignores_rotary", spectra.qk_ignores_rotary);
+  out.set("qk_ignores_qk_norm", spectra.qk_ignores_qk_norm);
   out.set("ov", circuit_spectra_value(spectra.ov));
   out.set("qk", circuit_spectra_value(spectra.qk));
   return out;
@@ -173,6 +174,7 @@ val composition_value(const hs::Model& model, const hs::CompositionScores& score
   out.set("n_layer", scores.n_layer);
   out.set("n_head", scores.n_head);
   out.set("qk_ignores_rotary", scores.qk_ignores_rotary);
+  out.set("qk_ignores_qk_norm", scores.qk_ignores_qk_norm);
   out.set("q", float64_copy(scores.q));
   out.set("k", float64_copy(scores.k));
   out.set("v", float64_copy(scores.v));

@@ -186,6 +186,20 @@ TEST_CASE("interventions: head-gate gradients equal finite differences on every 
   }
 }
 
+#ifdef HEADSCOPE_FAMILIES_REF
+TEST_CASE("interventions: head-gate gradients equal finite differences on Qwen3 (through its q/k norm)",
+          "[interventions][gradient]") {
+  const std::string dir = std::string(HEADSCOPE_FAMILIES_REF) + "/qwen3";
+  const ModelConfig config = must(config_from_json(must(read_text_file(dir + "/config.json"))));
+  auto bytes = must(safetensors_read_bytes(dir + "/model.safetensors"));
+  auto file = must(safetensors_parse(bytes.data(), bytes.size(), "model.safetensors"));
+  const Model model = must(model_from_checkpoint(config, {&file}));
+  std::vector<int> ids;
+  for (double v : must(npy_load(dir + "/input_ids.npy")).data) ids.push_back(static_cast<int>(v));
+  check_fd(model, ids, "qwen3");
+}
+#endif
+
 TEST_CASE("interventions: OPT's ReLU gradients approach small-step differences", "[interventions][gradient]") {
   const Model model = must_model("opt");
   const std::vector<int> ids = must_ids("opt");

@@ -14,6 +14,8 @@ export const CURATED = [
   { repo: 'roneneldan/TinyStories-1M', bytes: 15e6, note: 'GPT-Neo, 8 layers; safetensors may only exist on a refs/pr/N revision' },
   { repo: 'roneneldan/TinyStories-33M', bytes: 291e6, note: 'GPT-Neo, 4 layers × 16 heads; safetensors on main' },
   { repo: 'HuggingFaceTB/SmolLM-135M', bytes: 269e6, note: 'LLaMA-style, GQA, BF16' },
+  { repo: 'HuggingFaceTB/SmolLM2-135M', bytes: 269e6, note: 'LLaMA-style, 30 × 9 heads, GQA, BF16' },
+  { repo: 'Qwen/Qwen3-0.6B', bytes: 1.5e9, note: 'Qwen3: per-head q/k norm, 28 × 16 heads, GQA, BF16; float32 in the page (~3 GB): use "attention weights only" if it does not fit' },
   { repo: 'bert-base-uncased', bytes: 440e6, note: 'bidirectional encoder, no LM loss' },
   { repo: 'facebook/opt-125m', bytes: 251e6, note: '12 × 12 heads, F16' },
 ];

@@ -1,0 +1,89 @@
+// Families without a Hugging Face oracle fixture, against independent
+// float64 numpy forwards written from transformers' modeling code
+// (tests/reference/families_reference.py says which file each follows) on
+// small random checkpoints with the hub's tensor names and config fields:
+// attentions within 1e-5, hidden states and logits within 1e-4. And the
+// messages for configs and checkpoints that break the family's rules.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "fixture_model.hpp"
+#include "forward.hpp"
+#include "geometry.hpp"
+
+using namespace hs;
+using namespace hs::test;
+
+#ifdef HEADSCOPE_FAMILIES_REF
+namespace {
+
+std::string case_dir(const std::string& name) { return std::string(HEADSCOPE_FAMILIES_REF) + "/" + name; }
+
+Result<Model> load_case(const std::string& name, const std::string& config_text) {
+  auto config = config_from_json(config_text);
+  if (!config.ok()) return config.error();
+  auto bytes = safetensors_read_bytes(case_dir(name) + "/model.safetensors");
+  if (!bytes.ok()) return bytes.error();
+  auto file = safetensors_parse(bytes->data(), bytes->size(), "model.safetensors");
+  if (!file.ok()) return file.error();
+  return model_from_checkpoint(*config, {&*file});
+}
+
+std::string config_text(const std::string& name) { return must(read_text_file(case_dir(name) + "/config.json")); }
+
+void check_against(const std::string& name, const std::string& what, const std::vector<float>& got, double tol) {
+  const NpyArray want = must(npy_load(case_dir(name) + "/" + what + ".npy"));
+  const Mismatch m = compare_arrays(got, want.data, tol);
+  INFO(name << " " << what << " (tolerance " << tol << "): " << m.describe(want.shape));
+  CHECK(m.same_size);
+  CHECK(m.max_abs <= tol);
+}
+
+}  // namespace
+
+TEST_CASE("families: Qwen3 (per-head q/k norm, head_dim of its own, GQA) matches its numpy forward", "[families]") {
+  const Model model = must(load_case("qwen3", config_text("qwen3")));
+  CHECK(model.config.qk_norm);
+  CHECK(model.config.d_head == 24);
+  CHECK(model.config.n_kv_head == 2);
+  CHECK_FALSE(model.config.qkv_bias);
+  const NpyArray ids_npy = must(npy_load(case_dir("qwen3") + "/input_ids.npy"));
+  std::vector<int> ids;
+  for (double v : ids_npy.data) ids.push_back(static_cast<int>(v));
+  const RunResult run = must(run_model(model, ids));
+  check_against("qwen3", "attentions", run.patterns, 1e-5);
+  check_against("qwen3", "hidden_states", run.hidden, 1e-4);
+  check_against("qwen3", "logits", run.logits, 1e-4);
+  // The weight geometry runs, and says that QK leaves the q/k norm out.
+  const HeadSpectra s = must(head_spectra(model, WeightVariant::raw, 4));
+  CHECK(s.qk_ignores_qk_norm);
+  CHECK(s.qk_ignores_rotary);
+}
+
+TEST_CASE("families: a Qwen3 checkpoint without its q/k norms, or with a head_dim that does not fit, is refused",
+          "[families]") {
+  // The checkpoint's q_proj is [H * 24, d]: a head_dim of 16 does not fit it.
+  nlohmann::json c = nlohmann::json::parse(config_text("qwen3"));
+  c["head_dim"] = 16;
+  auto wrong = load_case("qwen3", c.dump());
+  REQUIRE_FALSE(wrong.ok());
+  CHECK(wrong.error().message.find("q_proj") != std::string::npos);
+  // Read as Qwen2 (no q/k norm, but q/k/v biases) the checkpoint lacks the biases: named.
+  c = nlohmann::json::parse(config_text("qwen3"));
+  c["model_type"] = "qwen2";
+  auto as_qwen2 = load_case("qwen3", c.dump());
+  REQUIRE_FALSE(as_qwen2.ok());
+  CHECK(as_qwen2.error().message.find("bias") != std::string::npos);
+  // A LLaMA checkpoint read as Qwen3: its missing q_norm is named.
+  nlohmann::json llama = nlohmann::json::parse(must(read_text_file(fixture_dir("llama") + "/config.json")));
+  llama["model_type"] = "qwen3";
+  const ModelConfig config = must(config_from_json(llama.dump()));
+  auto bytes = must(safetensors_read_bytes(fixture_dir("llama") + "/model.safetensors"));
+  auto file = must(safetensors_parse(bytes.data(), bytes.size(), "model.safetensors"));
+  auto no_norm = model_from_checkpoint(config, {&file});
+  REQUIRE_FALSE(no_norm.ok());
+  CHECK(no_norm.error().message.find("q_norm") != std::string::npos);
+}
+#endif
