@@ -27,7 +27,11 @@ const char* family_name(Family family) {
 }
 
 std::vector<std::string> supported_model_types() {
-  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "bert", "gpt_neo", "opt"};
+  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "smollm3", "bert", "gpt_neo", "opt"};
+}
+
+bool layer_uses_rope(const ModelConfig& c, int layer) {
+  return c.rotary_dim > 0 && (c.rope_layers.empty() || c.rope_layers[layer] != 0);
 }
 
 namespace {
@@ -376,8 +380,11 @@ Status read_llama(Fields& f, ModelConfig& c) {
   const std::string& t = c.model_type;
   // Qwen3 is Qwen2's shape with a per-head q/k RMSNorm and LLaMA's biases
   // (attention_bias, default none) (transformers' modeling_qwen3.py).
-  const bool mistral = t == "mistral", qwen3 = t == "qwen3", qwen2 = t == "qwen2" || qwen3;
-  c.d_vocab = f.positive("vocab_size", qwen2 ? 151936 : 32000);
+  // SmolLM3 (modeling_smollm3.py) is LLaMA with NoPE layers: no_rope_layers[l]
+  // == 1 means layer l USES RoPE; by default every no_rope_layer_interval-th
+  // layer (4th) has none. Its sliding windows, when on, are on those layers.
+  const bool mistral = t == "mistral", qwen3 = t == "qwen3", qwen2 = t == "qwen2" || qwen3, smollm3 = t == "smollm3";
+  c.d_vocab = f.positive("vocab_size", qwen2 ? 151936 : smollm3 ? 128256 : 32000);
   c.d_model = f.positive("hidden_size", 4096);
   c.n_layer = f.positive("num_hidden_layers", 32);
   c.n_head = f.positive("num_attention_heads", 32);
@@ -388,14 +395,34 @@ Status read_llama(Fields& f, ModelConfig& c) {
   const std::string act = f.string("hidden_act", "silu");
   const bool head_dim_given = f.has("head_dim");
   if (head_dim_given) c.d_head = f.positive("head_dim", 1);
-  c.tied_embeddings = f.boolean("tie_word_embeddings", false);
-  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", qwen2 ? -1 : 1));
+  c.tied_embeddings = f.boolean("tie_word_embeddings", smollm3);
+  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", qwen2 ? -1 : smollm3 ? 128000 : 1));
   const bool attention_bias = f.boolean("attention_bias", false);
   c.mlp_bias = f.boolean("mlp_bias", false);
   if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   HS_TRY(parse_activation("hidden_act", act, c.act));
   HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_key_value_heads", head_dim_given, "head_dim"));
-  HS_TRY(read_rope(f, c, "rope_theta", 10000.0, nullptr, 1.0));
+  HS_TRY(read_rope(f, c, "rope_theta", smollm3 ? 2000000.0 : 10000.0, nullptr, 1.0));
+  if (smollm3) {
+    const json* given = f.find("no_rope_layers");
+    const long long interval = f.integer("no_rope_layer_interval", 4);
+    if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
+    c.rope_layers.resize(c.n_layer);
+    if (given && !given->is_null()) {
+      if (!given->is_array() || static_cast<int>(given->size()) < c.n_layer)
+        return make_error(ErrorCode::bad_config, "config.json: field 'no_rope_layers' must list 0 or 1 for each of the " +
+                                                     std::to_string(c.n_layer) + " layers, found " + given->dump().substr(0, 80));
+      for (int l = 0; l < c.n_layer; ++l) {
+        const json& v = (*given)[l];
+        if (!v.is_number_integer() || (v != 0 && v != 1))
+          return make_error(ErrorCode::bad_config, "config.json: field 'no_rope_layers' must hold 0 or 1 (1: the layer uses RoPE), found " + v.dump());
+        c.rope_layers[l] = v.get<int>();
+      }
+    } else {
+      if (interval < 1) return make_error(ErrorCode::bad_config, "config.json: field 'no_rope_layer_interval' must be positive");
+      for (int l = 0; l < c.n_layer; ++l) c.rope_layers[l] = (l + 1) % interval != 0;
+    }
+  }
   c.norm = NormKind::rms_norm;
   c.norm_bias = false;
   c.gated_mlp = true;
@@ -403,7 +430,7 @@ Status read_llama(Fields& f, ModelConfig& c) {
   // Qwen2 always has q/k/v biases and no o_proj bias; LLaMA's attention_bias
   // covers all four projections; Mistral has none.
   c.qkv_bias = (qwen2 && !qwen3) || attention_bias;
-  c.out_bias = (!qwen2 || qwen3) && attention_bias;
+  c.out_bias = (!qwen2 || qwen3) && attention_bias;  // SmolLM3 as LLaMA
   c.qk_norm = qwen3;
 
   // Sliding windows. Explicit layer_types (newer configs) win; otherwise
@@ -411,7 +438,7 @@ Status read_llama(Fields& f, ModelConfig& c) {
   // use_sliding_window and from layer max_window_layers on.
   c.window.assign(c.n_layer, 0);
   int window = 0;
-  if (mistral || qwen2) {
+  if (mistral || qwen2 || smollm3) {
     window = f.has("sliding_window") ? f.positive("sliding_window", 1) : (f.find("sliding_window") ? 0 : 4096);
     if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   }
@@ -437,6 +464,12 @@ Status read_llama(Fields& f, ModelConfig& c) {
     }
   } else if (mistral) {
     std::fill(c.window.begin(), c.window.end(), window);
+  } else if (smollm3) {
+    const bool use = f.boolean("use_sliding_window", false);
+    if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
+    if (use && window > 0)
+      for (int l = 0; l < c.n_layer; ++l)
+        if (!c.rope_layers[l]) c.window[l] = window;
   } else if (qwen2) {
     const bool use = f.boolean("use_sliding_window", false);
     const long long from = f.integer("max_window_layers", 28);
@@ -546,7 +579,7 @@ Result<ModelConfig> config_from_json(const std::string& json_text) {
   if (t == "gpt2") HS_TRY(read_gpt2(f, c));
   else if (t == "gpt_neo") HS_TRY(read_gpt_neo(f, c));
   else if (t == "gpt_neox") HS_TRY(read_gpt_neox(f, c));
-  else if (t == "llama" || t == "mistral" || t == "qwen2" || t == "qwen3") HS_TRY(read_llama(f, c));
+  else if (t == "llama" || t == "mistral" || t == "qwen2" || t == "qwen3" || t == "smollm3") HS_TRY(read_llama(f, c));
   else if (t == "bert") HS_TRY(read_bert(f, c));
   else if (t == "opt") HS_TRY(read_opt(f, c));
   else

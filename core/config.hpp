@@ -18,6 +18,10 @@ enum class Activation { gelu_new, gelu, gelu_fast, silu, relu };
 // How RoPE frequencies are rescaled for long contexts (config.json rope_scaling).
 enum class RopeScaling { none, linear, llama3 };
 
+struct ModelConfig;
+// Layer l rotates q and k (a rotary model, and not one of SmolLM3's NoPE layers).
+bool layer_uses_rope(const ModelConfig& config, int layer);
+
 struct ModelConfig {
   std::string model_type;  // as written in config.json ("gpt2", "qwen2", ...)
   Family family = Family::gpt2;
@@ -48,6 +52,7 @@ struct ModelConfig {
   int rotary_dim = 0;       // 0: no rotary; rotate_half convention
   float rope_theta = 10000.f;
   std::vector<int> window;  // per layer: 0 = global, w > 0 = key j allowed iff i - w < j <= i
+  std::vector<int> rope_layers;  // per layer: 1 = rotary, 0 = no positions (SmolLM3's NoPE layers); empty = all rotary
   RopeScaling rope_scaling = RopeScaling::none;
   float rope_factor = 1.f;            // linear and llama3
   float rope_low_freq_factor = 1.f;   // llama3

@@ -53,7 +53,7 @@ void attention_block_forward(const ModelConfig& c, const LayerWeights& L, int la
     head_rms_norm_forward(q, H, dh, L.q_norm_w, c.norm_eps);
     head_rms_norm_forward(k, G, dh, L.k_norm_w, c.norm_eps);
   }
-  if (rope.R > 0) {
+  if (rope.R > 0 && layer_uses_rope(c, layer)) {
     rope_forward(q, H, dh, rope);
     rope_forward(k, G, dh, rope);
   }
@@ -114,8 +114,10 @@ void attention_block_backward(MatrixRM& dx, const ModelConfig& c, const LayerWei
   if (!want_qkv) return;
 
   // pass 2: RoPE, the q/k norm; pass 1: the projections
-  rope_backward(dq, H, dh, tape.rope);
-  rope_backward(dk, G, dh, tape.rope);
+  if (layer_uses_rope(c, layer)) {
+    rope_backward(dq, H, dh, tape.rope);
+    rope_backward(dk, G, dh, tape.rope);
+  }
   if (c.qk_norm) {
     const bool grads = lg && lg->q_norm_w.size() && lg->k_norm_w.size();
     head_rms_norm_backward(dq, grads ? &lg->q_norm_w : nullptr, tp.q_pre, H, dh, L.q_norm_w, c.norm_eps);

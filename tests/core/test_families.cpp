@@ -43,23 +43,48 @@ void check_against(const std::string& name, const std::string& what, const std::
 
 }  // namespace
 
+std::vector<int> case_ids(const std::string& name) {
+  std::vector<int> ids;
+  for (double v : must(npy_load(case_dir(name) + "/input_ids.npy")).data) ids.push_back(static_cast<int>(v));
+  return ids;
+}
+
+void check_forward(const std::string& name, const Model& model) {
+  const RunResult run = must(run_model(model, case_ids(name)));
+  check_against(name, "attentions", run.patterns, 1e-5);
+  check_against(name, "hidden_states", run.hidden, 1e-4);
+  check_against(name, "logits", run.logits, 1e-4);
+}
+
 TEST_CASE("families: Qwen3 (per-head q/k norm, head_dim of its own, GQA) matches its numpy forward", "[families]") {
   const Model model = must(load_case("qwen3", config_text("qwen3")));
   CHECK(model.config.qk_norm);
   CHECK(model.config.d_head == 24);
   CHECK(model.config.n_kv_head == 2);
   CHECK_FALSE(model.config.qkv_bias);
-  const NpyArray ids_npy = must(npy_load(case_dir("qwen3") + "/input_ids.npy"));
-  std::vector<int> ids;
-  for (double v : ids_npy.data) ids.push_back(static_cast<int>(v));
-  const RunResult run = must(run_model(model, ids));
-  check_against("qwen3", "attentions", run.patterns, 1e-5);
-  check_against("qwen3", "hidden_states", run.hidden, 1e-4);
-  check_against("qwen3", "logits", run.logits, 1e-4);
+  check_forward("qwen3", model);
   // The weight geometry runs, and says that QK leaves the q/k norm out.
   const HeadSpectra s = must(head_spectra(model, WeightVariant::raw, 4));
   CHECK(s.qk_ignores_qk_norm);
   CHECK(s.qk_ignores_rotary);
+}
+
+TEST_CASE("families: SmolLM3 (NoPE every 4th layer, tied embeddings) matches its numpy forward", "[families]") {
+  const Model model = must(load_case("smollm3", config_text("smollm3")));
+  CHECK(model.config.rope_layers == std::vector<int>{1, 1, 1, 0});
+  CHECK(model.config.tied_embeddings);
+  CHECK(model.config.rope_theta == 5000.f);
+  check_forward("smollm3", model);
+  // no_rope_layers given: 1 means the layer uses RoPE; anything else is refused.
+  nlohmann::json c = nlohmann::json::parse(config_text("smollm3"));
+  c["no_rope_layers"] = {0, 1, 1, 1};
+  CHECK(must(config_from_json(c.dump())).rope_layers == std::vector<int>{0, 1, 1, 1});
+  c["no_rope_layers"] = {1, 2, 1, 1};
+  auto bad = config_from_json(c.dump());
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message.find("no_rope_layers") != std::string::npos);
+  c["no_rope_layers"] = {1, 1};
+  CHECK_FALSE(config_from_json(c.dump()).ok());
 }
 
 TEST_CASE("families: a Qwen3 checkpoint without its q/k norms, or with a head_dim that does not fit, is refused",

@@ -10,6 +10,11 @@ modeling code.
           projections and before RoPE; head_dim independent of
           hidden_size / num_attention_heads; biases only with
           attention_bias (none here, as in the published checkpoints).
+  smollm3 src/transformers/models/smollm3/modeling_smollm3.py and
+          configuration_smollm3.py (transformers main, 2025): LLaMA's block
+          with NoPE layers: no_rope_layers[l] == 1 means layer l uses RoPE;
+          left out, every 4th layer (no_rope_layer_interval) has no
+          positions. Tied embeddings by default (no lm_head tensor).
 
 Each case is a small random checkpoint with the family's exact tensor names
 and config fields, as the hub publishes them (config.json,
@@ -42,19 +47,19 @@ def rotate_half(x):
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def qwen3_case(rng):
-    cfg = {
-        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 128, "hidden_size": 64,
-        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "head_dim": 24, "hidden_act": "silu", "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
-        "rope_theta": 10000.0, "rope_scaling": None, "attention_bias": False, "attention_dropout": 0.0,
-        "tie_word_embeddings": False, "use_sliding_window": False, "sliding_window": None, "max_window_layers": 2,
-        "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32",
-    }
-    d, L, H, G, dh, V, M = 64, 2, 4, 2, 24, 128, 96
+def llama_shape(rng, cfg, qk_norm=False, tied=False):
+    """A random checkpoint of the LLaMA shape with cfg's sizes and HF names
+    (q_norm/k_norm per head when qk_norm; no lm_head when tied), and the
+    float64 forward: attentions, hidden states, logits for 20 random ids.
+    Layer l rotates q and k unless cfg's no_rope_layers (SmolLM3) says 0."""
+    d, L, H, G = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    dh = cfg.get("head_dim", d // H)
+    V, M = cfg["vocab_size"], cfg["intermediate_size"]
     lin = lambda o, i: rng.normal(0, 0.1, (o, i))  # nn.Linear weight [out, in]
     norm = lambda n: 1 + rng.normal(0, 0.2, n)
-    t = {"model.embed_tokens.weight": rng.normal(0, 0.5, (V, d)), "model.norm.weight": norm(d), "lm_head.weight": lin(V, d)}
+    t = {"model.embed_tokens.weight": rng.normal(0, 0.5, (V, d)), "model.norm.weight": norm(d)}
+    if not tied:
+        t["lm_head.weight"] = lin(V, d)
     for l in range(L):
         p = f"model.layers.{l}."
         t[p + "input_layernorm.weight"] = norm(d)
@@ -63,13 +68,15 @@ def qwen3_case(rng):
         t[p + "self_attn.k_proj.weight"] = lin(G * dh, d)
         t[p + "self_attn.v_proj.weight"] = lin(G * dh, d)
         t[p + "self_attn.o_proj.weight"] = lin(d, H * dh)
-        t[p + "self_attn.q_norm.weight"] = norm(dh)
-        t[p + "self_attn.k_norm.weight"] = norm(dh)
+        if qk_norm:
+            t[p + "self_attn.q_norm.weight"] = norm(dh)
+            t[p + "self_attn.k_norm.weight"] = norm(dh)
         t[p + "mlp.gate_proj.weight"] = lin(M, d)
         t[p + "mlp.up_proj.weight"] = lin(M, d)
         t[p + "mlp.down_proj.weight"] = lin(d, M)
     t = {k: v.astype(np.float32) for k, v in t.items()}  # what the checkpoint stores
     ids = rng.integers(0, V, 20)
+    rope_layers = cfg.get("no_rope_layers") or [1] * L
 
     # The forward, float64, on the stored float32 values.
     w = {k: v.astype(np.float64) for k, v in t.items()}
@@ -85,10 +92,12 @@ def qwen3_case(rng):
         q = (a @ w[p + "self_attn.q_proj.weight"].T).reshape(T, H, dh)
         k = (a @ w[p + "self_attn.k_proj.weight"].T).reshape(T, G, dh)
         v = (a @ w[p + "self_attn.v_proj.weight"].T).reshape(T, G, dh)
-        q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
-        k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
-        q = q * cos[:, None] + rotate_half(q) * sin[:, None]
-        k = k * cos[:, None] + rotate_half(k) * sin[:, None]
+        if qk_norm:
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+        if rope_layers[l]:
+            q = q * cos[:, None] + rotate_half(q) * sin[:, None]
+            k = k * cos[:, None] + rotate_half(k) * sin[:, None]
         out = np.zeros((T, H, dh))
         pats = []
         for h in range(H):
@@ -106,14 +115,40 @@ def qwen3_case(rng):
         x = x + ((gate / (1 + np.exp(-gate))) * (m @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
         hidden.append(x)
     hidden[-1] = rms_norm(x, w["model.norm.weight"], eps)
-    logits = hidden[-1] @ w["lm_head.weight"].T
-    return cfg, t, ids, np.array(attentions), np.array(hidden), logits
+    unembed = w["model.embed_tokens.weight"] if tied else w["lm_head.weight"]
+    logits = hidden[-1] @ unembed.T
+    return t, ids, np.array(attentions), np.array(hidden), logits
+
+
+def qwen3_case(rng):
+    cfg = {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 128, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 24, "hidden_act": "silu", "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0, "rope_scaling": None, "attention_bias": False, "attention_dropout": 0.0,
+        "tie_word_embeddings": False, "use_sliding_window": False, "sliding_window": None, "max_window_layers": 2,
+        "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32",
+    }
+    return (cfg, *llama_shape(rng, cfg, qk_norm=True))
+
+
+def smollm3_case(rng):
+    # no_rope_layers left out: the default, layer 3 of 4 without RoPE.
+    cfg = {
+        "architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "vocab_size": 128, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "hidden_act": "silu", "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 5000.0,
+        "attention_bias": False, "mlp_bias": False, "use_sliding_window": False, "no_rope_layer_interval": 4,
+        "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32",
+    }
+    tensors, ids, attentions, hidden, logits = llama_shape(rng, {**cfg, "no_rope_layers": [1, 1, 1, 0]}, tied=True)
+    return cfg, tensors, ids, attentions, hidden, logits
 
 
 def main():
     out = sys.argv[1]
     rng = np.random.default_rng(20261207)
-    for name, make in (("qwen3", qwen3_case),):
+    for name, make in (("qwen3", qwen3_case), ("smollm3", smollm3_case)):
         cfg, tensors, ids, attentions, hidden, logits = make(rng)
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
