@@ -350,13 +350,19 @@ Status read_neox_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
 Status read_llama_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
   const int d = c.d_model, m = c.d_mlp;
   const std::string p = layer_name("layers.", l, ".");
-  HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
-  HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
+  if (c.norm_after_sublayer) {  // OLMo 2
+    HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln1_w, L.ln1_b));
+    HS_TRY(read_norm(src, c, p + "post_feedforward_layernorm", L.ln2_w, L.ln2_b));
+  } else {
+    HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
+    HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
+  }
   HS_TRY(read_split_attention(src, c, p + "self_attn.", "q_proj", "k_proj", "v_proj", "o_proj", L));
-  if (c.qk_norm) {
-    HS_LET(q, src.vec(p + "self_attn.q_norm.weight", c.d_head));
+  if (c.qk_norm != QkNorm::none) {
+    const bool whole = c.qk_norm == QkNorm::whole;
+    HS_LET(q, src.vec(p + "self_attn.q_norm.weight", whole ? c.n_head * c.d_head : c.d_head));
     L.q_norm_w = std::move(q);
-    HS_LET(k, src.vec(p + "self_attn.k_norm.weight", c.d_head));
+    HS_LET(k, src.vec(p + "self_attn.k_norm.weight", whole ? c.n_kv_head * c.d_head : c.d_head));
     L.k_norm_w = std::move(k);
   }
   if (c.attention_only) return Ok{};
@@ -421,7 +427,7 @@ bool attention_tensor(const ModelConfig& config, const std::string& name) {
   // attention projections.
   static const std::regex gpt2(R"(h\.\d+\.(ln_1|ln_2|attn\.c_attn|attn\.c_proj)\.(weight|bias))");
   static const std::regex neox(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|attention\.query_key_value|attention\.dense)\.(weight|bias))");
-  static const std::regex llama(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|self_attn\.([qkvo]_proj|[qk]_norm))\.(weight|bias))");
+  static const std::regex llama(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|post_feedforward_layernorm|self_attn\.([qkvo]_proj|[qk]_norm))\.(weight|bias))");
   static const std::regex neo(R"(h\.\d+\.(ln_1|ln_2|attn\.attention\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");
   static const std::regex bert(R"(encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.(dense|LayerNorm)|output\.LayerNorm)\.(weight|bias))");
   static const std::regex opt(R"(layers\.\d+\.(self_attn_layer_norm|final_layer_norm|self_attn\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");

@@ -27,7 +27,7 @@ const char* family_name(Family family) {
 }
 
 std::vector<std::string> supported_model_types() {
-  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "smollm3", "bert", "gpt_neo", "opt"};
+  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "bert", "gpt_neo", "opt"};
 }
 
 bool layer_uses_rope(const ModelConfig& c, int layer) {
@@ -380,18 +380,22 @@ Status read_llama(Fields& f, ModelConfig& c) {
   const std::string& t = c.model_type;
   // Qwen3 is Qwen2's shape with a per-head q/k RMSNorm and LLaMA's biases
   // (attention_bias, default none) (transformers' modeling_qwen3.py).
+  // OLMo 2 (modeling_olmo2.py) is LLaMA with its two norms after the
+  // attention and the MLP instead of before them, and q/k RMSNorms over the
+  // whole projections.
   // SmolLM3 (modeling_smollm3.py) is LLaMA with NoPE layers: no_rope_layers[l]
   // == 1 means layer l USES RoPE; by default every no_rope_layer_interval-th
   // layer (4th) has none. Its sliding windows, when on, are on those layers.
-  const bool mistral = t == "mistral", qwen3 = t == "qwen3", qwen2 = t == "qwen2" || qwen3, smollm3 = t == "smollm3";
-  c.d_vocab = f.positive("vocab_size", qwen2 ? 151936 : smollm3 ? 128256 : 32000);
+  const bool mistral = t == "mistral", qwen3 = t == "qwen3", qwen2 = t == "qwen2" || qwen3, smollm3 = t == "smollm3",
+             olmo2 = t == "olmo2";
+  c.d_vocab = f.positive("vocab_size", qwen2 ? 151936 : smollm3 ? 128256 : olmo2 ? 50304 : 32000);
   c.d_model = f.positive("hidden_size", 4096);
   c.n_layer = f.positive("num_hidden_layers", 32);
   c.n_head = f.positive("num_attention_heads", 32);
   c.n_kv_head = f.has("num_key_value_heads") ? f.positive("num_key_value_heads", 1) : (mistral ? 8 : c.n_head);
   c.d_mlp = f.positive("intermediate_size", mistral ? 14336 : qwen2 ? 22016 : 11008);
   c.n_ctx = f.positive("max_position_embeddings", mistral ? 4096 * 32 : qwen2 ? 32768 : 2048);
-  c.norm_eps = static_cast<float>(f.number("rms_norm_eps", 1e-6));
+  c.norm_eps = static_cast<float>(f.number("rms_norm_eps", olmo2 ? 1e-5 : 1e-6));
   const std::string act = f.string("hidden_act", "silu");
   const bool head_dim_given = f.has("head_dim");
   if (head_dim_given) c.d_head = f.positive("head_dim", 1);
@@ -431,7 +435,8 @@ Status read_llama(Fields& f, ModelConfig& c) {
   // covers all four projections; Mistral has none.
   c.qkv_bias = (qwen2 && !qwen3) || attention_bias;
   c.out_bias = (!qwen2 || qwen3) && attention_bias;  // SmolLM3 as LLaMA
-  c.qk_norm = qwen3;
+  c.qk_norm = qwen3 ? QkNorm::per_head : olmo2 ? QkNorm::whole : QkNorm::none;
+  c.norm_after_sublayer = olmo2;
 
   // Sliding windows. Explicit layer_types (newer configs) win; otherwise
   // Mistral slides everywhere (null = global), Qwen2 only with
@@ -579,7 +584,8 @@ Result<ModelConfig> config_from_json(const std::string& json_text) {
   if (t == "gpt2") HS_TRY(read_gpt2(f, c));
   else if (t == "gpt_neo") HS_TRY(read_gpt_neo(f, c));
   else if (t == "gpt_neox") HS_TRY(read_gpt_neox(f, c));
-  else if (t == "llama" || t == "mistral" || t == "qwen2" || t == "qwen3" || t == "smollm3") HS_TRY(read_llama(f, c));
+  else if (t == "llama" || t == "mistral" || t == "qwen2" || t == "qwen3" || t == "smollm3" || t == "olmo2")
+    HS_TRY(read_llama(f, c));
   else if (t == "bert") HS_TRY(read_bert(f, c));
   else if (t == "opt") HS_TRY(read_opt(f, c));
   else

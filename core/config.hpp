@@ -17,6 +17,7 @@ enum class NormKind { layer_norm, rms_norm };
 enum class Activation { gelu_new, gelu, gelu_fast, silu, relu };
 // How RoPE frequencies are rescaled for long contexts (config.json rope_scaling).
 enum class RopeScaling { none, linear, llama3 };
+enum class QkNorm { none, per_head, whole };
 
 struct ModelConfig;
 // Layer l rotates q and k (a rotary model, and not one of SmolLM3's NoPE layers).
@@ -43,7 +44,11 @@ struct ModelConfig {
   bool post_ln = false;            // BERT: h = LN(h + sublayer(h))
   bool parallel_residual = false;  // NeoX: h = h + attn(LN1 h) + mlp(LN2 h)
   float attn_scale = 0;            // scores are q.k * attn_scale (1/sqrt(dh), or 1 for GPT-Neo)
-  bool qk_norm = false;            // Qwen3: RMSNorm of each head's q and k (weights [dh]) before RoPE
+  // RMSNorm of q and k after the projections, before RoPE: Qwen3 over each
+  // head's dh slice (weights [dh]), OLMo 2 over the whole projection
+  // (weights [H*dh] and [G*dh]).
+  QkNorm qk_norm = QkNorm::none;
+  bool norm_after_sublayer = false;  // OLMo 2: x = x + norm(attn(x)); x = x + norm(mlp(x)), no pre-norm
   bool scale_by_inverse_layer = false;  // GPT-2 scale_attn_by_inverse_layer_idx
 
   // Positions.

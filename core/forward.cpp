@@ -45,13 +45,14 @@ void attention_block_forward(const ModelConfig& c, const LayerWeights& L, int la
   linear_forward(v, xn, L.W_V, &L.b_V);  // [N, G*dh]
 
   // pass 2: Qwen3's per-head q/k RMSNorm, then rotary positions on q and k
-  if (c.qk_norm) {
+  if (c.qk_norm != QkNorm::none) {
     if (tape) {
       tape->q_pre = q;
       tape->k_pre = k;
     }
-    head_rms_norm_forward(q, H, dh, L.q_norm_w, c.norm_eps);
-    head_rms_norm_forward(k, G, dh, L.k_norm_w, c.norm_eps);
+    const bool whole = c.qk_norm == QkNorm::whole;  // one norm over all heads (OLMo 2)
+    head_rms_norm_forward(q, whole ? 1 : H, whole ? H * dh : dh, L.q_norm_w, c.norm_eps);
+    head_rms_norm_forward(k, whole ? 1 : G, whole ? G * dh : dh, L.k_norm_w, c.norm_eps);
   }
   if (rope.R > 0 && layer_uses_rope(c, layer)) {
     rope_forward(q, H, dh, rope);
@@ -118,10 +119,13 @@ void attention_block_backward(MatrixRM& dx, const ModelConfig& c, const LayerWei
     rope_backward(dq, H, dh, tape.rope);
     rope_backward(dk, G, dh, tape.rope);
   }
-  if (c.qk_norm) {
+  if (c.qk_norm != QkNorm::none) {
     const bool grads = lg && lg->q_norm_w.size() && lg->k_norm_w.size();
-    head_rms_norm_backward(dq, grads ? &lg->q_norm_w : nullptr, tp.q_pre, H, dh, L.q_norm_w, c.norm_eps);
-    head_rms_norm_backward(dk, grads ? &lg->k_norm_w : nullptr, tp.k_pre, G, dh, L.k_norm_w, c.norm_eps);
+    const bool whole = c.qk_norm == QkNorm::whole;
+    head_rms_norm_backward(dq, grads ? &lg->q_norm_w : nullptr, tp.q_pre, whole ? 1 : H, whole ? H * dh : dh, L.q_norm_w,
+                           c.norm_eps);
+    head_rms_norm_backward(dk, grads ? &lg->k_norm_w : nullptr, tp.k_pre, whole ? 1 : G, whole ? G * dh : dh, L.k_norm_w,
+                           c.norm_eps);
   }
   MatrixRM* dxn = need_input ? &dx : nullptr;
   linear_backward(dxn, lg ? &lg->W_Q : nullptr, lg ? &lg->b_Q : nullptr, dq, tp.attn_in, L.W_Q);
@@ -170,6 +174,17 @@ void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions
       m += x;
       if (lt) lt->ln2_in = m;
       layer_norm_forward(x, m, lw.ln2_w, lw.ln2_b, c.norm_eps);
+    } else if (c.norm_after_sublayer) {
+      // OLMo 2: x = x + N1(attn(x)); x = x + N2(mlp(x)).
+      attention_block_forward(c, lw, l, x, n_seq, rope, gate, pattern, opt, lt, a);
+      if (lt) lt->ln1_in = a;
+      norm_forward(c.norm, c.norm_eps, xn, a, lw.ln1_w, lw.ln1_b);
+      x += xn;
+      mlp_forward(m, x, lw, c.act, c.gated_mlp, mt);
+      if (lt) lt->ln2_in = m;
+      norm_forward(c.norm, c.norm_eps, xn, m, lw.ln2_w, lw.ln2_b);
+      if (opt.on_mlp_out) opt.on_mlp_out(l, xn);
+      x += xn;
     } else if (c.parallel_residual) {
       // NeoX: x = x + attn(LN1 x) + mlp(LN2 x).
       if (lt) lt->ln1_in = lt->ln2_in = x;
@@ -238,6 +253,16 @@ MatrixRM blocks_backward(const Model& model, const ForwardTape& tape, MatrixRM d
       layer_norm_backward(du, dln1_w, dln1_b, dxp, tp.ln1_in, lw.ln1_w, c.norm_eps);
       attention_block_backward(da, c, lw, l, tape, du, need_input, opt);
       dx = du + da;
+    } else if (c.norm_after_sublayer) {
+      // x1 = x + N1(attn(x)); out = x1 + N2(mlp(x1))
+      MatrixRM dmo = MatrixRM::Zero(N, d);
+      norm_backward(c.norm, c.norm_eps, dmo, dln2_w, dln2_b, dx, tp.ln2_in, lw.ln2_w);
+      mlp_backward(dm, lg, dmo, lw, c.act, c.gated_mlp, tp.mlp);
+      dx += dm;
+      MatrixRM dao = MatrixRM::Zero(N, d);
+      norm_backward(c.norm, c.norm_eps, dao, dln1_w, dln1_b, dx, tp.ln1_in, lw.ln1_w);
+      attention_block_backward(da, c, lw, l, tape, dao, need_input, opt);
+      dx += da;
     } else if (c.parallel_residual) {
       // out = x + attn(LN1 x) + mlp(LN2 x)
       mlp_backward(dm, lg, dx, lw, c.act, c.gated_mlp, tp.mlp);

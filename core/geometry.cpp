@@ -42,7 +42,7 @@ HeadSpectra empty_spectra(const Model& model, WeightVariant variant, int top_k) 
   out.d_head = dh;
   out.top_k = top_k;
   out.qk_ignores_rotary = is_rotary(c);
-  out.qk_ignores_qk_norm = c.qk_norm;
+  out.qk_ignores_qk_norm = c.qk_norm != QkNorm::none;
   for (CircuitSpectra* s : {&out.ov, &out.qk}) {
     s->sigma.assign(static_cast<std::size_t>(L) * H * dh, 0.0);
     s->frobenius.assign(static_cast<std::size_t>(L) * H, 0.0);
@@ -243,7 +243,7 @@ class CompositionBuilder {
     out_.n_layer = N_ / H_;
     out_.n_head = H_;
     out_.qk_ignores_rotary = is_rotary(model.config);
-    out_.qk_ignores_qk_norm = model.config.qk_norm;
+    out_.qk_ignores_qk_norm = model.config.qk_norm != QkNorm::none;
     const std::size_t total = static_cast<std::size_t>(N_) * N_;
     for (auto* a : {&out_.q, &out_.k, &out_.v, &out_.null_q, &out_.null_k, &out_.null_v}) a->assign(total, 0.0);
   }

@@ -58,7 +58,7 @@ struct HeadSpectra {
   WeightVariant variant = WeightVariant::raw;
   int n_layer = 0, n_head = 0, d_head = 0, top_k = 0;
   bool qk_ignores_rotary = false;  // rotary model: QK is the offset-0 form
-  bool qk_ignores_qk_norm = false;  // Qwen3: QK = W_Q W_K^T without the per-head q/k RMSNorm (its weights and
+  bool qk_ignores_qk_norm = false;  // Qwen3, OLMo 2: QK = W_Q W_K^T without the q/k RMSNorm (its weights and
                                     // its per-token scale), which a weight-only view cannot capture
   CircuitSpectra ov, qk;
 };

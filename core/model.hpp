@@ -27,7 +27,10 @@ struct LayerWeights {
   MatrixRM W_O;  // [H*dh, d]
   RowVectorF b_Q, b_K, b_V;  // [H*dh], [G*dh], [G*dh] (zeros when absent)
   RowVectorF b_O;            // [d]
-  RowVectorF q_norm_w, k_norm_w;  // [dh] Qwen3's per-head q/k RMSNorm weights (config.qk_norm; else empty)
+  RowVectorF q_norm_w, k_norm_w;  // q/k RMSNorm weights (config.qk_norm): [dh] per head (Qwen3), or [H*dh]
+                                  // and [G*dh] (OLMo 2); else empty
+  // ln1 and ln2 are the norms around the sublayers; with norm_after_sublayer
+  // (OLMo 2) they are the ones after the attention and after the MLP.
 
   RowVectorF ln1_w, ln1_b;  // attention-input norm (post-LN: after attention); b empty for RMSNorm
   RowVectorF ln2_w, ln2_b;  // MLP-input norm (post-LN: after the MLP)

@@ -422,23 +422,39 @@ Result<DirectLogitAttribution> direct_logit_attribution(const Model& model, cons
   std::vector<bool> edited_layer(L, false);
   for (const OvEdit& e : edits.ov) edited_layer[e.layer] = true;
   for (const HeadMerge& m : edits.merges) edited_layer[m.layer] = true;
-  project(tape.layers[0].ln1_in, res.embed.data());
+  // The residual at block l's input (OLMo 2's attention reads it unnormed).
+  auto block_input = [&](int l) -> const MatrixRM& {
+    return c.norm_after_sublayer ? tape.layers[l].attn_in : tape.layers[l].ln1_in;
+  };
+  // OLMo 2's RMSNorm after the attention, with its scale frozen at the run's
+  // value: a part p of the attention's output a reaches the residual as
+  // w * p / rms(a_t). Identity for the others.
+  auto after_attention = [&](int l, MatrixRM part_rows) {
+    if (!c.norm_after_sublayer) return part_rows;
+    const MatrixRM& a = tape.layers[l].ln1_in;
+    for (int t = 0; t < T; ++t) {
+      const double ms = a.row(t).cast<double>().squaredNorm() / a.cols();
+      part_rows.row(t) = part_rows.row(t).cwiseProduct(w.layers[l].ln1_w) / static_cast<float>(std::sqrt(ms + c.norm_eps));
+    }
+    return part_rows;
+  };
+  project(block_input(0), res.embed.data());
   std::vector<double> block(T), part(T);
   for (int l = 0; l < L; ++l) {
     const LayerWeights& lw = w.layers[l];
-    const MatrixRM& next = l + 1 < L ? tape.layers[l + 1].ln1_in : tape.final_norm_in;
+    const MatrixRM& next = l + 1 < L ? block_input(l + 1) : tape.final_norm_in;
     // The layer's attention output: what the block added, less its MLP's.
-    const MatrixRM attn = next - tape.layers[l].ln1_in - mlp_out[l];
+    const MatrixRM attn = next - block_input(l) - mlp_out[l];
     project(attn, block.data());
     project(mlp_out[l], res.mlp.data() + static_cast<std::size_t>(l) * T);
     std::vector<double> rest = block;
     for (int h = 0; h < H; ++h) {
-      const MatrixRM out = tape.layers[l].z.middleCols(h * dh, dh) * head_W_O(lw, h, dh);
+      const MatrixRM out = after_attention(l, tape.layers[l].z.middleCols(h * dh, dh) * head_W_O(lw, h, dh));
       double* mine = res.heads.data() + (static_cast<std::size_t>(l) * H + h) * T;
       project(out, mine);
       for (int t = 0; t < T; ++t) rest[t] -= mine[t];
     }
-    MatrixRM bias_rows = lw.b_O.replicate(T, 1);
+    const MatrixRM bias_rows = after_attention(l, lw.b_O.replicate(T, 1));
     project(bias_rows, part.data());
     for (int t = 0; t < T; ++t) {
       res.attn_bias[static_cast<std::size_t>(l) * T + t] = part[t];

@@ -148,7 +148,10 @@ Result<PathPatchResult> path_patch(const Model& model, const std::vector<int>& c
 // s_t = sqrt(mean(x_t^2) + eps)), so each component c contributes
 // (c_t - mean(c_t)) . (gamma * u) / s_t, and the norm's bias and b_U add
 // beta . u + b_U[answer] - b_U[wrong]. The parts sum to the run's logit
-// difference exactly, up to float rounding. Post-LN models (BERT) renormalise
+// difference exactly, up to float rounding. A norm after the attention (OLMo
+// 2) is frozen likewise: a head's output reaches the residual as
+// w * (z_h W_O[h]) / rms(a_t), a_t the attention's whole output; the MLP's
+// part is its normed output. Post-LN models (BERT) renormalise
 // the residual after every sublayer and end in a nonlinear MLM head: no
 // component's contribution is linear there, so they are refused.
 struct DirectLogitAttribution {

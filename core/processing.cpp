@@ -59,6 +59,10 @@ Status check_weight_processing(const ModelConfig& config) {
     return make_error("weight processing is defined for pre-LN models; " + config.model_type +
                       " is post-LN (analyse its raw weights)");
   }
+  if (config.norm_after_sublayer) {
+    return make_error("weight processing folds the norm before each sublayer into its weights; " + config.model_type +
+                      " has its norms after the attention and the MLP, so the processed variant is not defined (analyse its raw weights)");
+  }
   return Ok{};
 }
 

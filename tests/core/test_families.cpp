@@ -12,6 +12,7 @@
 #include "fixture_model.hpp"
 #include "forward.hpp"
 #include "geometry.hpp"
+#include "patching.hpp"
 
 using namespace hs;
 using namespace hs::test;
@@ -58,7 +59,7 @@ void check_forward(const std::string& name, const Model& model) {
 
 TEST_CASE("families: Qwen3 (per-head q/k norm, head_dim of its own, GQA) matches its numpy forward", "[families]") {
   const Model model = must(load_case("qwen3", config_text("qwen3")));
-  CHECK(model.config.qk_norm);
+  CHECK(model.config.qk_norm == QkNorm::per_head);
   CHECK(model.config.d_head == 24);
   CHECK(model.config.n_kv_head == 2);
   CHECK_FALSE(model.config.qkv_bias);
@@ -67,6 +68,37 @@ TEST_CASE("families: Qwen3 (per-head q/k norm, head_dim of its own, GQA) matches
   const HeadSpectra s = must(head_spectra(model, WeightVariant::raw, 4));
   CHECK(s.qk_ignores_qk_norm);
   CHECK(s.qk_ignores_rotary);
+}
+
+TEST_CASE("families: OLMo 2 (norms after the sublayers, q/k norm over the projections) matches its numpy forward",
+          "[families]") {
+  const Model model = must(load_case("olmo2", config_text("olmo2")));
+  CHECK(model.config.norm_after_sublayer);
+  CHECK(model.config.qk_norm == QkNorm::whole);
+  check_forward("olmo2", model);
+  // No norm before the sublayers: the processed variant is not defined, and says so.
+  auto processed = head_spectra(model, WeightVariant::processed, 4);
+  REQUIRE_FALSE(processed.ok());
+  CHECK(processed.error().message.find("after the attention") != std::string::npos);
+  CHECK(must(head_spectra(model, WeightVariant::raw, 4)).qk_ignores_qk_norm);
+  // Direct logit attribution through the norm after the attention (its scale
+  // frozen): the parts sum to the logit difference at every position.
+  PatchMetric m;
+  m.answer = 5;
+  m.wrong = 9;
+  const auto ids = case_ids("olmo2");
+  const DirectLogitAttribution dla = must(direct_logit_attribution(model, ids, m));
+  const int L = model.config.n_layer, H = model.config.n_head, T = static_cast<int>(ids.size());
+  for (int t = 0; t < T; ++t) {
+    double sum = dla.embed[t] + dla.bias[t], size = std::fabs(sum);
+    for (int l = 0; l < L; ++l) {
+      for (int h = 0; h < H; ++h) sum += dla.heads[(l * H + h) * T + t], size += std::fabs(dla.heads[(l * H + h) * T + t]);
+      sum += dla.attn_bias[l * T + t] + dla.mlp[l * T + t] + dla.edit_paths[l * T + t];
+      size += std::fabs(dla.mlp[l * T + t]);
+    }
+    INFO("position " << t << ": parts " << sum << ", logits " << dla.total[t]);
+    CHECK(std::fabs(sum - dla.total[t]) <= 1e-5 * (1 + size));
+  }
 }
 
 TEST_CASE("families: SmolLM3 (NoPE every 4th layer, tied embeddings) matches its numpy forward", "[families]") {

@@ -187,16 +187,22 @@ TEST_CASE("interventions: head-gate gradients equal finite differences on every 
 }
 
 #ifdef HEADSCOPE_FAMILIES_REF
-TEST_CASE("interventions: head-gate gradients equal finite differences on Qwen3 (through its q/k norm)",
+TEST_CASE("interventions: head-gate gradients equal finite differences on Qwen3, SmolLM3 and OLMo 2",
           "[interventions][gradient]") {
-  const std::string dir = std::string(HEADSCOPE_FAMILIES_REF) + "/qwen3";
-  const ModelConfig config = must(config_from_json(must(read_text_file(dir + "/config.json"))));
-  auto bytes = must(safetensors_read_bytes(dir + "/model.safetensors"));
-  auto file = must(safetensors_parse(bytes.data(), bytes.size(), "model.safetensors"));
-  const Model model = must(model_from_checkpoint(config, {&file}));
-  std::vector<int> ids;
-  for (double v : must(npy_load(dir + "/input_ids.npy")).data) ids.push_back(static_cast<int>(v));
-  check_fd(model, ids, "qwen3");
+  // Through the q/k norms (per head, over the projection), NoPE layers and
+  // OLMo 2's norms after the sublayers.
+  for (const char* name : {"qwen3", "smollm3", "olmo2"}) {
+    SECTION(name) {
+      const std::string dir = std::string(HEADSCOPE_FAMILIES_REF) + "/" + name;
+      const ModelConfig config = must(config_from_json(must(read_text_file(dir + "/config.json"))));
+      auto bytes = must(safetensors_read_bytes(dir + "/model.safetensors"));
+      auto file = must(safetensors_parse(bytes.data(), bytes.size(), "model.safetensors"));
+      const Model model = must(model_from_checkpoint(config, {&file}));
+      std::vector<int> ids;
+      for (double v : must(npy_load(dir + "/input_ids.npy")).data) ids.push_back(static_cast<int>(v));
+      check_fd(model, ids, name);
+    }
+  }
 }
 #endif
 

@@ -10,6 +10,12 @@ modeling code.
           projections and before RoPE; head_dim independent of
           hidden_size / num_attention_heads; biases only with
           attention_bias (none here, as in the published checkpoints).
+  olmo2   src/transformers/models/olmo2/modeling_olmo2.py (transformers main,
+          2025; as added in v4.47): LLaMA's block with its two RMSNorms
+          after the attention and the MLP (post_attention_layernorm,
+          post_feedforward_layernorm; no input norm): x = x + N1(attn(x)),
+          x = x + N2(mlp(x)); q_norm and k_norm over the whole projections
+          (weights [H * head_dim] and [G * head_dim]) before RoPE.
   smollm3 src/transformers/models/smollm3/modeling_smollm3.py and
           configuration_smollm3.py (transformers main, 2025): LLaMA's block
           with NoPE layers: no_rope_layers[l] == 1 means layer l uses RoPE;
@@ -47,9 +53,10 @@ def rotate_half(x):
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def llama_shape(rng, cfg, qk_norm=False, tied=False):
+def llama_shape(rng, cfg, qk_norm=None, tied=False, olmo2=False):
     """A random checkpoint of the LLaMA shape with cfg's sizes and HF names
-    (q_norm/k_norm per head when qk_norm; no lm_head when tied), and the
+    (q_norm/k_norm: qk_norm 'head' over each head, 'whole' over the
+    projection; olmo2: norms after the sublayers; no lm_head when tied), and the
     float64 forward: attentions, hidden states, logits for 20 random ids.
     Layer l rotates q and k unless cfg's no_rope_layers (SmolLM3) says 0."""
     d, L, H, G = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
@@ -62,15 +69,19 @@ def llama_shape(rng, cfg, qk_norm=False, tied=False):
         t["lm_head.weight"] = lin(V, d)
     for l in range(L):
         p = f"model.layers.{l}."
-        t[p + "input_layernorm.weight"] = norm(d)
-        t[p + "post_attention_layernorm.weight"] = norm(d)
+        if olmo2:
+            t[p + "post_attention_layernorm.weight"] = norm(d)
+            t[p + "post_feedforward_layernorm.weight"] = norm(d)
+        else:
+            t[p + "input_layernorm.weight"] = norm(d)
+            t[p + "post_attention_layernorm.weight"] = norm(d)
         t[p + "self_attn.q_proj.weight"] = lin(H * dh, d)
         t[p + "self_attn.k_proj.weight"] = lin(G * dh, d)
         t[p + "self_attn.v_proj.weight"] = lin(G * dh, d)
         t[p + "self_attn.o_proj.weight"] = lin(d, H * dh)
         if qk_norm:
-            t[p + "self_attn.q_norm.weight"] = norm(dh)
-            t[p + "self_attn.k_norm.weight"] = norm(dh)
+            t[p + "self_attn.q_norm.weight"] = norm(dh if qk_norm == "head" else H * dh)
+            t[p + "self_attn.k_norm.weight"] = norm(dh if qk_norm == "head" else G * dh)
         t[p + "mlp.gate_proj.weight"] = lin(M, d)
         t[p + "mlp.up_proj.weight"] = lin(M, d)
         t[p + "mlp.down_proj.weight"] = lin(d, M)
@@ -88,11 +99,15 @@ def llama_shape(rng, cfg, qk_norm=False, tied=False):
     hidden, attentions = [x], []
     for l in range(L):
         p = f"model.layers.{l}."
-        a = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        q = (a @ w[p + "self_attn.q_proj.weight"].T).reshape(T, H, dh)
-        k = (a @ w[p + "self_attn.k_proj.weight"].T).reshape(T, G, dh)
+        a = x if olmo2 else rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        q = a @ w[p + "self_attn.q_proj.weight"].T
+        k = a @ w[p + "self_attn.k_proj.weight"].T
+        if qk_norm == "whole":
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+        q, k = q.reshape(T, H, dh), k.reshape(T, G, dh)
         v = (a @ w[p + "self_attn.v_proj.weight"].T).reshape(T, G, dh)
-        if qk_norm:
+        if qk_norm == "head":
             q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
             k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
         if rope_layers[l]:
@@ -109,10 +124,16 @@ def llama_shape(rng, cfg, qk_norm=False, tied=False):
             pats.append(P)
             out[:, h] = P @ v[:, g]
         attentions.append(pats)
-        x = x + out.reshape(T, H * dh) @ w[p + "self_attn.o_proj.weight"].T
-        m = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        attn = out.reshape(T, H * dh) @ w[p + "self_attn.o_proj.weight"].T
+        if olmo2:
+            x = x + rms_norm(attn, w[p + "post_attention_layernorm.weight"], eps)
+            m = x
+        else:
+            x = x + attn
+            m = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
         gate = m @ w[p + "mlp.gate_proj.weight"].T
-        x = x + ((gate / (1 + np.exp(-gate))) * (m @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
+        mlp = ((gate / (1 + np.exp(-gate))) * (m @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
+        x = x + (rms_norm(mlp, w[p + "post_feedforward_layernorm.weight"], eps) if olmo2 else mlp)
         hidden.append(x)
     hidden[-1] = rms_norm(x, w["model.norm.weight"], eps)
     unembed = w["model.embed_tokens.weight"] if tied else w["lm_head.weight"]
@@ -129,7 +150,18 @@ def qwen3_case(rng):
         "tie_word_embeddings": False, "use_sliding_window": False, "sliding_window": None, "max_window_layers": 2,
         "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32",
     }
-    return (cfg, *llama_shape(rng, cfg, qk_norm=True))
+    return (cfg, *llama_shape(rng, cfg, qk_norm="head"))
+
+
+def olmo2_case(rng):
+    cfg = {
+        "architectures": ["Olmo2ForCausalLM"], "model_type": "olmo2", "vocab_size": 128, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+        "hidden_act": "silu", "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 500000.0,
+        "rope_scaling": None, "attention_bias": False, "attention_dropout": 0.0, "tie_word_embeddings": False,
+        "pad_token_id": 1, "bos_token_id": None, "eos_token_id": 2, "torch_dtype": "float32",
+    }
+    return (cfg, *llama_shape(rng, cfg, qk_norm="whole", olmo2=True))
 
 
 def smollm3_case(rng):
@@ -148,7 +180,7 @@ def smollm3_case(rng):
 def main():
     out = sys.argv[1]
     rng = np.random.default_rng(20261207)
-    for name, make in (("qwen3", qwen3_case), ("smollm3", smollm3_case)):
+    for name, make in (("qwen3", qwen3_case), ("smollm3", smollm3_case), ("olmo2", olmo2_case)):
         cfg, tensors, ids, attentions, hidden, logits = make(rng)
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
