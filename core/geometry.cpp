@@ -43,6 +43,7 @@ HeadSpectra empty_spectra(const Model& model, WeightVariant variant, int top_k) 
   out.top_k = top_k;
   out.qk_ignores_rotary = is_rotary(c);
   out.qk_ignores_qk_norm = c.qk_norm != QkNorm::none;
+  out.ov_ignores_post_norm = c.norm_after_sublayer;
   for (CircuitSpectra* s : {&out.ov, &out.qk}) {
     s->sigma.assign(static_cast<std::size_t>(L) * H * dh, 0.0);
     s->frobenius.assign(static_cast<std::size_t>(L) * H, 0.0);

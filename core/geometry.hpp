@@ -60,6 +60,8 @@ struct HeadSpectra {
   bool qk_ignores_rotary = false;  // rotary model: QK is the offset-0 form
   bool qk_ignores_qk_norm = false;  // Qwen3, OLMo 2: QK = W_Q W_K^T without the q/k RMSNorm (its weights and
                                     // its per-token scale), which a weight-only view cannot capture
+  bool ov_ignores_post_norm = false;  // OLMo 2: OV = W_V W_O as stored; the norm after the attention scales W_O's
+                                      // output by its weights and by the attention output's per-token 1/rms
   CircuitSpectra ov, qk;
 };
 

@@ -118,6 +118,7 @@ val spectra_value(const hs::HeadSpectra& spectra, const std::string& variant_nam
   out.set("top_k", spectra.top_k);
   out.set("qk_ignores_rotary", spectra.qk_ignores_rotary);
   out.set("qk_ignores_qk_norm", spectra.qk_ignores_qk_norm);
+  out.set("ov_ignores_post_norm", spectra.ov_ignores_post_norm);
   out.set("ov", circuit_spectra_value(spectra.ov));
   out.set("qk", circuit_spectra_value(spectra.qk));
   return out;

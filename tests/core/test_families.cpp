@@ -80,7 +80,9 @@ TEST_CASE("families: OLMo 2 (norms after the sublayers, q/k norm over the projec
   auto processed = head_spectra(model, WeightVariant::processed, 4);
   REQUIRE_FALSE(processed.ok());
   CHECK(processed.error().message.find("after the attention") != std::string::npos);
-  CHECK(must(head_spectra(model, WeightVariant::raw, 4)).qk_ignores_qk_norm);
+  const HeadSpectra raw = must(head_spectra(model, WeightVariant::raw, 4));
+  CHECK(raw.qk_ignores_qk_norm);
+  CHECK(raw.ov_ignores_post_norm);
   // Direct logit attribution through the norm after the attention (its scale
   // frozen): the parts sum to the logit difference at every position.
   PatchMetric m;

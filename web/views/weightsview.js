@@ -150,7 +150,7 @@ export class HeadWeights {
     const pick = (circuit) => Array.from(s[circuit].sigma.subarray(i * dh, (i + 1) * dh));
     this.spectraData = { variant: s.variant, layer, head, ov: pick('ov'), qk: pick('qk'), s, i, copying: copying ? copying.copyingScore[i] : null };
     this.spectra.replaceChildren(
-      spectrumChart(this.spectraData.ov, { title: `OV = W_V W_O (${s.variant})`, erank: s.ov.effectiveRank[i], colour: '#2c6fbb' }),
+      spectrumChart(this.spectraData.ov, { title: `OV = W_V W_O (${s.variant})${s.ovIgnoresPostNorm ? ' · norm after attention ignored' : ''}`, erank: s.ov.effectiveRank[i], colour: '#2c6fbb' }),
       spectrumChart(this.spectraData.qk, { title: `QK = W_Q W_Kᵀ (${s.variant})${s.qkIgnoresRotary ? ' · rotary ignored' : ''}${s.qkIgnoresQkNorm ? ' · q/k norm ignored' : ''}`, erank: s.qk.effectiveRank[i], colour: '#7b3294' }),
     );
     const rows = [
