@@ -371,7 +371,7 @@ TEST_CASE("GPT-2 legacy n_ctx and scale flags", "[config]") {
 
 TEST_CASE("supported_model_types and family_name agree", "[config]") {
   const auto types = supported_model_types();
-  CHECK(types.size() == 8);
+  CHECK(types.size() == 11);
   for (const auto& t : types) {
     json j = tiny(t);
     if (t == "gpt2") j = fixture_json("gpt2");
