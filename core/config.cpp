@@ -397,10 +397,14 @@ Status read_llama(Fields& f, ModelConfig& c) {
   c.n_ctx = f.positive("max_position_embeddings", mistral ? 4096 * 32 : qwen2 ? 32768 : 2048);
   c.norm_eps = static_cast<float>(f.number("rms_norm_eps", olmo2 ? 1e-5 : 1e-6));
   const std::string act = f.string("hidden_act", "silu");
-  const bool head_dim_given = f.has("head_dim");
-  if (head_dim_given) c.d_head = f.positive("head_dim", 1);
+  // Qwen3Config's head_dim defaults to 128, not hidden_size / heads.
+  const bool head_dim_given = f.has("head_dim") || qwen3;
+  if (head_dim_given) c.d_head = f.positive("head_dim", 128);
   c.tied_embeddings = f.boolean("tie_word_embeddings", smollm3);
-  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", qwen2 ? -1 : smollm3 ? 128000 : 1));
+  // An explicit null (OLMo 2's default) means no BOS token.
+  const json* bos = f.find("bos_token_id");
+  c.bos_token_id = bos && bos->is_null() ? -1
+                                         : static_cast<int>(f.integer("bos_token_id", qwen2 || olmo2 ? -1 : smollm3 ? 128000 : 1));
   const bool attention_bias = f.boolean("attention_bias", false);
   c.mlp_bias = f.boolean("mlp_bias", false);
   if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
@@ -444,7 +448,8 @@ Status read_llama(Fields& f, ModelConfig& c) {
   c.window.assign(c.n_layer, 0);
   int window = 0;
   if (mistral || qwen2 || smollm3) {
-    window = f.has("sliding_window") ? f.positive("sliding_window", 1) : (f.find("sliding_window") ? 0 : 4096);
+    // SmolLM3Config's sliding_window defaults to None; Mistral's and Qwen2's to 4096.
+    window = f.has("sliding_window") ? f.positive("sliding_window", 1) : (f.find("sliding_window") || smollm3 ? 0 : 4096);
     if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
   }
   const json* types = f.find("layer_types");
@@ -453,8 +458,12 @@ Status read_llama(Fields& f, ModelConfig& c) {
       return make_error(ErrorCode::bad_config, "config.json: field 'layer_types' must be an array of " +
                                                    std::to_string(c.n_layer) + " strings, found " +
                                                    types->dump());
+    // SmolLM3 slides only when use_sliding_window is also set.
+    const bool smollm3_slides = !smollm3 || f.boolean("use_sliding_window", false);
+    if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
     for (int l = 0; l < c.n_layer; ++l) {
       const json& k = (*types)[l];
+      if (k == "sliding_attention" && !smollm3_slides) continue;
       if (k == "sliding_attention") {
         if (window <= 0)
           return make_error(

@@ -44,7 +44,8 @@ void attention_block_forward(const ModelConfig& c, const LayerWeights& L, int la
   linear_forward(k, xn, L.W_K, &L.b_K);  // [N, G*dh]
   linear_forward(v, xn, L.W_V, &L.b_V);  // [N, G*dh]
 
-  // pass 2: Qwen3's per-head q/k RMSNorm, then rotary positions on q and k
+  // pass 2: the q/k RMSNorm (Qwen3: per head; OLMo 2: over the projection),
+  // then rotary positions on q and k (not in SmolLM3's NoPE layers)
   if (c.qk_norm != QkNorm::none) {
     if (tape) {
       tape->q_pre = q;

@@ -9,6 +9,11 @@
 //   pre-LN     x = x + attn(LN1 x); x = x + mlp(LN2 x)          (GPT-2, LLaMA, ...)
 //   parallel   x = x + attn(LN1 x) + mlp(LN2 x)                 (NeoX)
 //   post-LN    x = LN1(x + attn(x)); x = LN2(x + mlp(x))        (BERT)
+//   norm after x = x + N1(attn(x)); x = x + N2(mlp(x))          (OLMo 2)
+// In the last, the hooks around the attention (on_z, on_attn_out,
+// on_attn_view, and so edits and mean-ablation) act before N1, whose scale
+// depends on every head's output: changing one head rescales what the others
+// add. on_mlp_out gives N2's output, what joins the residual.
 //
 // Interventions. `head_gate` multiplies each head's post-softmax pattern, as
 // transformers' head_mask does (0 = zero-ablation; the gradient with respect
@@ -19,9 +24,9 @@
 //               mean over positions; patching copies in another run's block.
 //   on_attn_out attn_out [T, d] = z W_O + b_O, after W_O, with z read-only:
 //               e.g. an extra rank-1 path for head h adds (z_h u) v^T.
-//   on_qkv      q [T, H*dh], k and v [T, G*dh] after their biases and RoPE,
+//   on_qkv      q [T, H*dh], k and v [T, G*dh] after their biases, q/k norm and RoPE,
 //               before the scores: patching a head's query, key or value.
-//   on_mlp_out  the MLP's output [T, d] (read-only), before it joins the
+//   on_mlp_out  the MLP's output [T, d] (read-only; OLMo 2: normed), before it joins the
 //               residual: direct logit attribution's MLP terms.
 //   on_attn_view  after on_attn_out, with the layer's attention input x [T, d]
 //               and its gated patterns A [H, T, T] as well: for paths that
@@ -75,14 +80,15 @@ struct AttentionViewGrad {
 
 // The intermediate values of one block that the reverse pass reads.
 struct LayerTape {
-  MatrixRM ln1_in;            // [N, d] input of the attention-side norm (pre-LN: the block input; post-LN: x + attn)
+  MatrixRM ln1_in;            // [N, d] input of the attention-side norm (pre-LN: the block input; post-LN: x + attn;
+                              // OLMo 2: the attention's output)
   MatrixRM attn_in;           // [N, d] attention input
   MatrixRM q, k, v;           // [N, H*dh], [N, G*dh], [N, G*dh]: biases, q/k norm and RoPE applied
   MatrixRM q_pre, k_pre;      // q and k before the q/k norm (config.qk_norm; else empty)
   std::vector<float> probs;   // [n_seq, H, T, T] post-softmax, before the gate
   MatrixRM z;                 // [N, H*dh] what W_O read (after on_z)
   MatrixRM ln2_in;            // [N, d] input of the MLP-side norm (sequential: x + attn; parallel: the block
-                              // input; post-LN: mlp + LN1 out)
+                              // input; post-LN: mlp + LN1 out; OLMo 2: the MLP's output)
   MlpTape mlp;                // the MLP's input and pre-activations
 };
 

@@ -58,8 +58,8 @@ struct HeadSpectra {
   WeightVariant variant = WeightVariant::raw;
   int n_layer = 0, n_head = 0, d_head = 0, top_k = 0;
   bool qk_ignores_rotary = false;  // rotary model: QK is the offset-0 form
-  bool qk_ignores_qk_norm = false;  // Qwen3, OLMo 2: QK = W_Q W_K^T without the q/k RMSNorm (its weights and
-                                    // its per-token scale), which a weight-only view cannot capture
+  bool qk_ignores_qk_norm = false;  // Qwen3, OLMo 2: QK = W_Q W_K^T without the q/k RMSNorm: its per-token
+                                    // scale escapes any weight-only view; its weights are left out too
   bool ov_ignores_post_norm = false;  // OLMo 2: OV = W_V W_O as stored; the norm after the attention scales W_O's
                                       // output by its weights and by the attention output's per-token 1/rms
   CircuitSpectra ov, qk;

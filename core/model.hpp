@@ -32,8 +32,8 @@ struct LayerWeights {
   // ln1 and ln2 are the norms around the sublayers; with norm_after_sublayer
   // (OLMo 2) they are the ones after the attention and after the MLP.
 
-  RowVectorF ln1_w, ln1_b;  // attention-input norm (post-LN: after attention); b empty for RMSNorm
-  RowVectorF ln2_w, ln2_b;  // MLP-input norm (post-LN: after the MLP)
+  RowVectorF ln1_w, ln1_b;  // attention-input norm (post-LN, OLMo 2: after attention); b empty for RMSNorm
+  RowVectorF ln2_w, ln2_b;  // MLP-input norm (post-LN, OLMo 2: after the MLP)
 
   MatrixRM W_in;    // [d, d_mlp]
   MatrixRM W_gate;  // [d, d_mlp], gated MLPs only

@@ -63,6 +63,10 @@ TEST_CASE("families: Qwen3 (per-head q/k norm, head_dim of its own, GQA) matches
   CHECK(model.config.d_head == 24);
   CHECK(model.config.n_kv_head == 2);
   CHECK_FALSE(model.config.qkv_bias);
+  // Qwen3Config's head_dim defaults to 128, not hidden_size / heads.
+  nlohmann::json q = nlohmann::json::parse(config_text("qwen3"));
+  q.erase("head_dim");
+  CHECK(must(config_from_json(q.dump())).d_head == 128);
   check_forward("qwen3", model);
   // The weight geometry runs, and says that QK leaves the q/k norm out.
   const HeadSpectra s = must(head_spectra(model, WeightVariant::raw, 4));
@@ -75,6 +79,15 @@ TEST_CASE("families: OLMo 2 (norms after the sublayers, q/k norm over the projec
   const Model model = must(load_case("olmo2", config_text("olmo2")));
   CHECK(model.config.norm_after_sublayer);
   CHECK(model.config.qk_norm == QkNorm::whole);
+  CHECK(model.config.n_kv_head == 2);     // the k norm spans G * dh, not H * dh
+  CHECK(model.config.bos_token_id == -1);  // "bos_token_id": null
+  // Olmo2Config's defaults: rms_norm_eps 1e-5 when the field is absent.
+  nlohmann::json c = nlohmann::json::parse(config_text("olmo2"));
+  c.erase("rms_norm_eps");
+  c.erase("bos_token_id");
+  const ModelConfig defaults = must(config_from_json(c.dump()));
+  CHECK(defaults.norm_eps == 1e-5f);
+  CHECK(defaults.bos_token_id == -1);
   check_forward("olmo2", model);
   // No norm before the sublayers: the processed variant is not defined, and says so.
   auto processed = head_spectra(model, WeightVariant::processed, 4);
@@ -109,6 +122,19 @@ TEST_CASE("families: SmolLM3 (NoPE every 4th layer, tied embeddings) matches its
   CHECK(model.config.tied_embeddings);
   CHECK(model.config.rope_theta == 5000.f);
   check_forward("smollm3", model);
+  // SmolLM3Config's defaults, and its windows: only with use_sliding_window,
+  // and then (without layer_types) on the NoPE layers.
+  nlohmann::json d = nlohmann::json::parse(config_text("smollm3"));
+  d.erase("rope_theta");
+  CHECK(must(config_from_json(d.dump())).rope_theta == 2000000.f);
+  CHECK(must(config_from_json(d.dump())).window == std::vector<int>{0, 0, 0, 0});
+  d["layer_types"] = {"full_attention", "sliding_attention", "full_attention", "full_attention"};
+  d["sliding_window"] = 16;
+  CHECK(must(config_from_json(d.dump())).window == std::vector<int>{0, 0, 0, 0});
+  d["use_sliding_window"] = true;
+  CHECK(must(config_from_json(d.dump())).window == std::vector<int>{0, 16, 0, 0});
+  d.erase("layer_types");
+  CHECK(must(config_from_json(d.dump())).window == std::vector<int>{0, 0, 0, 16});
   // no_rope_layers given: 1 means the layer uses RoPE; anything else is refused.
   nlohmann::json c = nlohmann::json::parse(config_text("smollm3"));
   c["no_rope_layers"] = {0, 1, 1, 1};
@@ -138,6 +164,7 @@ TEST_CASE("families: a Qwen3 checkpoint without its q/k norms, or with a head_di
   // A LLaMA checkpoint read as Qwen3: its missing q_norm is named.
   nlohmann::json llama = nlohmann::json::parse(must(read_text_file(fixture_dir("llama") + "/config.json")));
   llama["model_type"] = "qwen3";
+  llama["head_dim"] = 16;  // (Qwen3 would default to 128)
   const ModelConfig config = must(config_from_json(llama.dump()));
   auto bytes = must(safetensors_read_bytes(fixture_dir("llama") + "/model.safetensors"));
   auto file = must(safetensors_parse(bytes.data(), bytes.size(), "model.safetensors"));

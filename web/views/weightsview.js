@@ -249,7 +249,7 @@ export class HeadWeights {
       el('span', { class: 'num', text: `${formatNumber(e.value, 3)} · p ${formatP(e.p)}${isFlagged(sig[e.kind], e.value) ? ' ✱' : ''}` }),
     ])) : [el('p', { class: 'muted small', text: dir === 'in' ? 'none: the first layer reads only the embeddings' : 'none: no later layer' })])]);
     this.composition.replaceChildren(
-      el('p', { class: 'muted small', text: `${nullNote}${c.qkIgnoresRotary ? ' · QK ignores the rotation (rotary model)' : ''}${c.qkIgnoresQkNorm ? ' · QK ignores the per-head q/k RMSNorm, which no weight-only view captures' : ''}` }),
+      el('p', { class: 'muted small', text: `${nullNote}${c.qkIgnoresRotary ? ' · QK ignores the rotation (rotary model)' : ''}${c.qkIgnoresQkNorm ? ' · QK leaves out the q/k RMSNorm (its weights, and its per-token scale, which no weight-only view captures)' : ''}` }),
       el('div', { class: 'partner-columns' }, [list('in: earlier heads feeding this one', entries('in'), 'in'), list('out: later heads it feeds', entries('out'), 'out')]),
     );
   }
