@@ -179,14 +179,6 @@ DiagonalTest diagonal_test(const MatrixRM& rows, const std::vector<int>& tokens)
   return t;
 }
 
-Status check_heads(const ModelConfig& c, const std::vector<int>& heads) {
-  for (int i : heads)
-    if (i < 0 || i >= c.n_layer * c.n_head)
-      return make_error("head index " + std::to_string(i) + " is out of range (the model has " +
-                        std::to_string(c.n_layer * c.n_head) + " heads)");
-  return Ok{};
-}
-
 std::vector<int> all_heads_or(const ModelConfig& c, std::vector<int> heads) {
   if (heads.empty()) {
     heads.resize(static_cast<std::size_t>(c.n_layer) * c.n_head);
@@ -201,7 +193,7 @@ Result<FullCircuitTests> full_circuit_tests(const Model& model, WeightVariant va
                                             int max_rows, std::uint64_t seed, const ProgressFn& progress) {
   const ModelConfig& c = model.config;
   if (max_rows < 1) return make_error("full circuits: max_rows must be at least 1");
-  HS_TRY(check_heads(c, heads_in));
+  HS_TRY(check_head_list(c, heads_in));
   auto view = VocabView::make(model, variant);
   if (!view.ok()) return view.error();
   const int V = view->d_vocab();
@@ -258,7 +250,7 @@ Result<FullCircuitTests> full_circuit_tests(const Model& model, WeightVariant va
 Result<PositionalQk> positional_qk(const Model& model, WeightVariant variant, const std::vector<int>& heads_in,
                                    int max_positions) {
   const ModelConfig& c = model.config;
-  HS_TRY(check_heads(c, heads_in));
+  HS_TRY(check_head_list(c, heads_in));
   if (max_positions < 2) return make_error("the positional circuit needs at least 2 positions");
   const int available = static_cast<int>(model.weights.W_pos.rows()) - c.position_offset;
   const int P = std::min({max_positions, c.n_ctx, std::max(available, 0)});

@@ -59,15 +59,6 @@ Status check_head(const ModelConfig& c, int layer, int head, const char* what) {
   return Ok{};
 }
 
-Status check_head_list(const ModelConfig& c, const std::vector<int>& heads) {
-  const int n = c.n_layer * c.n_head;
-  for (std::size_t i = 0; i < heads.size(); ++i)
-    if (heads[i] < 0 || heads[i] >= n)
-      return make_error("head index " + std::to_string(heads[i]) + " (entry " + std::to_string(i) +
-                        ") is out of range: heads are layer * n_head + head < " + std::to_string(n));
-  return Ok{};
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------

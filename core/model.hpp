@@ -12,6 +12,7 @@
 
 #include "config.hpp"
 #include "linalg.hpp"
+#include "result.hpp"
 
 namespace hs {
 
@@ -66,6 +67,17 @@ struct Model {
 // The model adds a learned positional embedding matrix W_pos (not rotary
 // positions): the positional QK circuit is defined.
 inline bool has_position_matrix(const ModelConfig& c) { return c.learned_positions && c.rotary_dim == 0; }
+
+// Heads named by flat index layer * n_head + head (RunOptions::head_gate's
+// layout): an error names the first index out of range.
+inline Status check_head_list(const ModelConfig& c, const std::vector<int>& heads) {
+  const int n = c.n_layer * c.n_head;
+  for (std::size_t i = 0; i < heads.size(); ++i)
+    if (heads[i] < 0 || heads[i] >= n)
+      return make_error("head index " + std::to_string(heads[i]) + " (entry " + std::to_string(i) +
+                        ") is out of range: heads are layer * n_head + head < " + std::to_string(n));
+  return Ok{};
+}
 
 // Head h's blocks, TransformerLens shapes.
 inline auto head_W_Q(const LayerWeights& l, int h, int dh) { return l.W_Q.middleCols(h * dh, dh); }

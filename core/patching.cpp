@@ -63,10 +63,9 @@ double metric_of(const Model& model, const PatchMetric& m, const RunResult& run)
   if (m.kind == MetricKind::loss) {
     MatrixRM logits;
     unembed_forward(logits, x, w);
-    const double top = logits.maxCoeff();
-    double sum = 0;
-    for (Eigen::Index i = 0; i < logits.cols(); ++i) sum += std::exp(logits(0, i) - top);
-    return top + std::log(sum) - logits(0, m.answer);
+    double nll = 0;
+    cross_entropy_forward(&nll, nullptr, logits, &m.answer);
+    return nll;
   }
   return logit(m.answer) - (m.wrong >= 0 ? logit(m.wrong) : 0.0);
 }

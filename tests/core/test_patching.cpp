@@ -123,6 +123,18 @@ TEST_CASE("patching: identities on every family", "[patching]") {
     const PathPatchResult path = must(path_patch(silent, clean, corrupt, po));
     CHECK(path.value[1] == Approx(path.clean).margin(1e-6));
 
+    // The loss metric is the answer's cross-entropy at the position, from the run's logits.
+    PatchOptions lo = o;
+    lo.metric.kind = MetricKind::loss;
+    lo.target = PatchTarget::heads;
+    const PatchResult loss = must(activation_patch(model, clean, corrupt, lo));
+    const RunResult clean_run = must(run_model(model, clean));
+    const float* row = clean_run.logits.data() + static_cast<std::size_t>(T - 1) * clean_run.d_vocab;
+    double top = row[0], sum = 0;
+    for (int j = 1; j < clean_run.d_vocab; ++j) top = std::max(top, double(row[j]));
+    for (int j = 0; j < clean_run.d_vocab; ++j) sum += std::exp(row[j] - top);
+    CHECK(loss.clean == Approx(top + std::log(sum) - row[5]).margin(1e-5));
+
     // Direct logit attribution sums to the logit difference at every position.
     const DirectLogitAttribution dla = must(direct_logit_attribution(silent, clean, o.metric));
     const RunResult run = must(run_model(silent, clean));
