@@ -191,6 +191,7 @@ Status read_norm(TensorSource& src, const ModelConfig& c, const std::string& ste
   {
     HS_LET(v, src.vec_or(stem + ".weight", d, c.norm_affine, 1.f));
     w = std::move(v);
+    if (c.norm_plus_one) w.array() += 1.f;  // Gemma: the norm scales by 1 + w
   }
   if (c.norm == NormKind::layer_norm) {
     HS_LET(v, src.vec_or(stem + ".bias", d, c.norm_affine && c.norm_bias, 0.f));
@@ -350,11 +351,16 @@ Status read_neox_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
 Status read_llama_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& L) {
   const int d = c.d_model, m = c.d_mlp;
   const std::string p = layer_name("layers.", l, ".");
-  if (c.norm_after_sublayer) {  // OLMo 2
-    HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln1_w, L.ln1_b));
-    HS_TRY(read_norm(src, c, p + "post_feedforward_layernorm", L.ln2_w, L.ln2_b));
+  // LLaMA: input_layernorm, post_attention_layernorm before the MLP. With
+  // norms after the sublayers (OLMo 2, Gemma 2/3) post_attention_layernorm is
+  // the one on the attention's output, and pre_feedforward_layernorm (Gemma)
+  // comes before the MLP.
+  if (c.pre_norm) HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
+  if (c.norm_after_sublayer) {
+    HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln1_post_w, L.ln1_post_b));
+    HS_TRY(read_norm(src, c, p + "post_feedforward_layernorm", L.ln2_post_w, L.ln2_post_b));
+    if (c.pre_norm) HS_TRY(read_norm(src, c, p + "pre_feedforward_layernorm", L.ln2_w, L.ln2_b));
   } else {
-    HS_TRY(read_norm(src, c, p + "input_layernorm", L.ln1_w, L.ln1_b));
     HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
   }
   HS_TRY(read_split_attention(src, c, p + "self_attn.", "q_proj", "k_proj", "v_proj", "o_proj", L));
@@ -364,6 +370,10 @@ Status read_llama_layer(TensorSource& src, const ModelConfig& c, int l, LayerWei
     L.q_norm_w = std::move(q);
     HS_LET(k, src.vec(p + "self_attn.k_norm.weight", whole ? c.n_kv_head * c.d_head : c.d_head));
     L.k_norm_w = std::move(k);
+    if (c.norm_plus_one) {
+      L.q_norm_w.array() += 1.f;
+      L.k_norm_w.array() += 1.f;
+    }
   }
   if (c.attention_only) return Ok{};
   HS_TRY(read_linear_mlp(src, c, p + "mlp.up_proj", p + "mlp.down_proj", L));
@@ -427,7 +437,7 @@ bool attention_tensor(const ModelConfig& config, const std::string& name) {
   // attention projections.
   static const std::regex gpt2(R"(h\.\d+\.(ln_1|ln_2|attn\.c_attn|attn\.c_proj)\.(weight|bias))");
   static const std::regex neox(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|attention\.query_key_value|attention\.dense)\.(weight|bias))");
-  static const std::regex llama(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|post_feedforward_layernorm|self_attn\.([qkvo]_proj|[qk]_norm))\.(weight|bias))");
+  static const std::regex llama(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|pre_feedforward_layernorm|post_feedforward_layernorm|self_attn\.([qkvo]_proj|[qk]_norm))\.(weight|bias))");
   static const std::regex neo(R"(h\.\d+\.(ln_1|ln_2|attn\.attention\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");
   static const std::regex bert(R"(encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.(dense|LayerNorm)|output\.LayerNorm)\.(weight|bias))");
   static const std::regex opt(R"(layers\.\d+\.(self_attn_layer_norm|final_layer_norm|self_attn\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");

@@ -27,7 +27,7 @@ const char* family_name(Family family) {
 }
 
 std::vector<std::string> supported_model_types() {
-  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "bert", "gpt_neo", "opt"};
+  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "gemma", "gemma2", "gemma3_text", "bert", "gpt_neo", "opt"};
 }
 
 bool layer_uses_rope(const ModelConfig& c, int layer) {
@@ -375,6 +375,30 @@ Status read_gpt_neox(Fields& f, ModelConfig& c) {
   return Ok{};
 }
 
+// config.json's layer_types (one "full_attention" or "sliding_attention" per
+// layer) into c.window: sliding layers get `window`, which must be set
+// unless `ignore_sliding` (a model whose sliding is switched off elsewhere).
+Status read_layer_types(const json& types, int window, bool ignore_sliding, ModelConfig& c) {
+  if (!types.is_array() || static_cast<int>(types.size()) != c.n_layer)
+    return make_error(ErrorCode::bad_config, "config.json: field 'layer_types' must be an array of " +
+                                                 std::to_string(c.n_layer) + " strings, found " + types.dump().substr(0, 200));
+  c.window.assign(c.n_layer, 0);
+  for (int l = 0; l < c.n_layer; ++l) {
+    const json& k = types[l];
+    if (k == "sliding_attention") {
+      if (ignore_sliding) continue;
+      if (window <= 0)
+        return make_error(ErrorCode::bad_config,
+                          "config.json: field 'layer_types' asks for sliding_attention but 'sliding_window' is not set");
+      c.window[l] = window;
+    } else if (k != "full_attention") {
+      return make_error(ErrorCode::bad_config, "config.json: field 'layer_types' has an unknown kind " + k.dump() +
+                                                   " (expected \"full_attention\" or \"sliding_attention\")");
+    }
+  }
+  return Ok{};
+}
+
 Status read_llama(Fields& f, ModelConfig& c) {
   c.family = Family::llama;
   const std::string& t = c.model_type;
@@ -441,6 +465,7 @@ Status read_llama(Fields& f, ModelConfig& c) {
   c.out_bias = (!qwen2 || qwen3) && attention_bias;  // SmolLM3 as LLaMA
   c.qk_norm = qwen3 ? QkNorm::per_head : olmo2 ? QkNorm::whole : QkNorm::none;
   c.norm_after_sublayer = olmo2;
+  c.pre_norm = !olmo2;
 
   // Sliding windows. Explicit layer_types (newer configs) win; otherwise
   // Mistral slides everywhere (null = global), Qwen2 only with
@@ -454,28 +479,10 @@ Status read_llama(Fields& f, ModelConfig& c) {
   }
   const json* types = f.find("layer_types");
   if (types && !types->is_null()) {
-    if (!types->is_array() || static_cast<int>(types->size()) != c.n_layer)
-      return make_error(ErrorCode::bad_config, "config.json: field 'layer_types' must be an array of " +
-                                                   std::to_string(c.n_layer) + " strings, found " +
-                                                   types->dump());
     // SmolLM3 slides only when use_sliding_window is also set.
     const bool smollm3_slides = !smollm3 || f.boolean("use_sliding_window", false);
     if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
-    for (int l = 0; l < c.n_layer; ++l) {
-      const json& k = (*types)[l];
-      if (k == "sliding_attention" && !smollm3_slides) continue;
-      if (k == "sliding_attention") {
-        if (window <= 0)
-          return make_error(
-              ErrorCode::bad_config,
-              "config.json: field 'layer_types' asks for sliding_attention but 'sliding_window' is not set");
-        c.window[l] = window;
-      } else if (k != "full_attention") {
-        return make_error(ErrorCode::bad_config,
-                          "config.json: field 'layer_types' has an unknown kind " + k.dump() +
-                              " (expected \"full_attention\" or \"sliding_attention\")");
-      }
-    }
+    HS_TRY(read_layer_types(*types, smollm3_slides ? window : 0, !smollm3_slides, c));
   } else if (mistral) {
     std::fill(c.window.begin(), c.window.end(), window);
   } else if (smollm3) {
@@ -495,6 +502,108 @@ Status read_llama(Fields& f, ModelConfig& c) {
       for (int l = 0; l < c.n_layer; ++l)
         if (l >= from) c.window[l] = window;
     }
+  }
+  return Ok{};
+}
+
+// Gemma, Gemma 2 and Gemma 3's text model (transformers' modeling_gemma.py,
+// modeling_gemma2.py, modeling_gemma3.py, v4.50-v4.57, and the v5 modular
+// files' rope_parameters), LLaMA-shaped with:
+//   all      RMSNorm scaling by (1 + w), embeddings times sqrt(d_model), a
+//            GeGLU MLP, head_dim independent of d_model / H, no biases;
+//   Gemma 2  norms after the attention and the MLP as well as before,
+//            scores scaled by query_pre_attn_scalar^-1/2 and soft-capped,
+//            final logits soft-capped, every other layer sliding (even ones);
+//   Gemma 3  per-head q/k norms, every sliding_window_pattern-th layer global,
+//            sliding layers rotating with rope_local_base_freq unscaled. Its
+//            attention ignores attn_logit_softcapping (transformers does not
+//            pass it on); final_logit_softcapping applies when set.
+// Gemma 1's MLP reads hidden_act (transformers >= 4.48; older versions used
+// hidden_activation, forcing the tanh GELU when it was null); Gemma 2 and 3
+// read hidden_activation.
+Status read_gemma(Fields& f, ModelConfig& c) {
+  c.family = Family::llama;
+  const bool g2 = c.model_type == "gemma2", g3 = c.model_type == "gemma3_text", g1 = !g2 && !g3;
+  c.d_vocab = f.positive("vocab_size", g3 ? 262208 : 256000);
+  c.d_model = f.positive("hidden_size", g1 ? 3072 : 2304);
+  c.n_layer = f.positive("num_hidden_layers", g1 ? 28 : 26);
+  c.n_head = f.positive("num_attention_heads", g1 ? 16 : 8);
+  c.n_kv_head = f.positive("num_key_value_heads", g1 ? 16 : 4);
+  c.d_head = f.positive("head_dim", 256);
+  c.d_mlp = f.positive("intermediate_size", g1 ? 24576 : 9216);
+  c.n_ctx = f.positive("max_position_embeddings", g3 ? 131072 : 8192);
+  c.norm_eps = static_cast<float>(f.number("rms_norm_eps", 1e-6));
+  const char* act_key = g1 ? "hidden_act" : "hidden_activation";
+  const std::string act = f.string(act_key, "gelu_pytorch_tanh");
+  c.tied_embeddings = f.boolean("tie_word_embeddings", true);
+  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 2));
+  const bool attention_bias = f.boolean("attention_bias", false);
+  const double pre_attn = f.number("query_pre_attn_scalar", 256);
+  const double attn_cap = g2 ? f.number("attn_logit_softcapping", 50.0) : 0.0;
+  const double final_cap = g1 ? 0.0 : f.number("final_logit_softcapping", g2 ? 30.0 : 0.0);
+  const int window = g1 ? 0 : f.positive("sliding_window", 4096);
+  const long long pattern = g3 ? f.integer("sliding_window_pattern", f.integer("_sliding_window_pattern", 6)) : 2;
+  const bool bidirectional = f.boolean("use_bidirectional_attention", false);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
+  HS_TRY(parse_activation(act_key, act, c.act));
+  HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_key_value_heads", true, "head_dim"));
+  if (bidirectional)
+    return make_error(ErrorCode::unsupported,
+                      "config.json: field 'use_bidirectional_attention' is true (an embedding model such as EmbeddingGemma): "
+                      "only causal Gemma language models are supported");
+  if (attention_bias)
+    return make_error(ErrorCode::unsupported, "config.json: field 'attention_bias' is true; Gemma checkpoints have no attention biases");
+  if (!(pre_attn > 0)) return make_error(ErrorCode::bad_config, "config.json: field 'query_pre_attn_scalar' must be positive");
+  if (attn_cap < 0 || final_cap < 0 || !std::isfinite(attn_cap) || !std::isfinite(final_cap))
+    return make_error(ErrorCode::bad_config, "config.json: the soft-capping values must be positive numbers or null");
+
+  // RoPE: v5 configs of Gemma 3 split rope_parameters by layer kind.
+  const json* params = f.object("rope_parameters");
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
+  double local_theta = f.number("rope_local_base_freq", 10000.0);
+  if (params && params->contains("full_attention")) {
+    json global = json::object();
+    global["rope_parameters"] = (*params)["full_attention"];
+    Fields gf{global, {}};
+    HS_TRY(read_rope(gf, c, "rope_theta", 1000000.0, nullptr, 1.0));
+    const json* local = params->contains("sliding_attention") ? &(*params)["sliding_attention"] : nullptr;
+    if (local && local->is_object()) {
+      Fields lf{*local, {}};
+      local_theta = lf.number("rope_theta", local_theta);
+      if (!lf.error.empty()) return make_error(ErrorCode::bad_config, "config.json: rope_parameters.sliding_attention: " + lf.error.substr(13));
+    }
+  } else {
+    HS_TRY(read_rope(f, c, "rope_theta", g3 ? 1000000.0 : 10000.0, nullptr, 1.0));
+  }
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
+
+  c.norm = NormKind::rms_norm;
+  c.norm_bias = false;
+  c.norm_plus_one = true;
+  c.gated_mlp = true;
+  c.qkv_bias = c.out_bias = c.mlp_bias = false;
+  c.embed_scale = std::sqrt(static_cast<float>(c.d_model));
+  c.attn_scale = g1 ? 1.f / std::sqrt(static_cast<float>(c.d_head)) : static_cast<float>(1.0 / std::sqrt(pre_attn));
+  c.attn_softcap = static_cast<float>(attn_cap);
+  c.final_softcap = static_cast<float>(final_cap);
+  c.norm_after_sublayer = !g1;
+  c.qk_norm = g3 ? QkNorm::per_head : QkNorm::none;
+
+  // Sliding windows: layer_types when given, else Gemma 2's even layers and
+  // Gemma 3's all but every pattern-th.
+  c.window.assign(c.n_layer, 0);
+  if (g1) return Ok{};
+  const json* types = f.find("layer_types");
+  if (types && !types->is_null()) {
+    HS_TRY(read_layer_types(*types, window, false, c));
+  } else {
+    if (pattern < 1) return make_error(ErrorCode::bad_config, "config.json: field 'sliding_window_pattern' must be positive");
+    for (int l = 0; l < c.n_layer; ++l) c.window[l] = (l + 1) % pattern != 0 ? window : 0;
+  }
+  if (g3) {
+    if (!(local_theta > 0) || !std::isfinite(local_theta))
+      return make_error(ErrorCode::bad_config, "config.json: field 'rope_local_base_freq' must be a positive number");
+    c.rope_local_theta = static_cast<float>(local_theta);
   }
   return Ok{};
 }
@@ -595,6 +704,7 @@ Result<ModelConfig> config_from_json(const std::string& json_text) {
   else if (t == "gpt_neox") HS_TRY(read_gpt_neox(f, c));
   else if (t == "llama" || t == "mistral" || t == "qwen2" || t == "qwen3" || t == "smollm3" || t == "olmo2")
     HS_TRY(read_llama(f, c));
+  else if (t == "gemma" || t == "gemma2" || t == "gemma3_text") HS_TRY(read_gemma(f, c));
   else if (t == "bert") HS_TRY(read_bert(f, c));
   else if (t == "opt") HS_TRY(read_opt(f, c));
   else

@@ -48,7 +48,16 @@ struct ModelConfig {
   // head's dh slice (weights [dh]), OLMo 2 over the whole projection
   // (weights [H*dh] and [G*dh]).
   QkNorm qk_norm = QkNorm::none;
-  bool norm_after_sublayer = false;  // OLMo 2: x = x + norm(attn(x)); x = x + norm(mlp(x)), no pre-norm
+  // Sequential blocks' norms: before each sublayer (ln1, ln2), on each
+  // sublayer's output before it joins the residual (ln1_post, ln2_post), or
+  // both: pre-LN GPT-2/LLaMA x = x + attn(N1 x); OLMo 2 x = x + N1p(attn(x));
+  // Gemma 2/3 x = x + N1p(attn(N1 x)), and the same around the MLP.
+  bool pre_norm = true;
+  bool norm_after_sublayer = false;
+  bool norm_plus_one = false;  // Gemma: RMSNorm scales by (1 + w); the loader stores 1 + w as the weight
+  float embed_scale = 1.f;     // Gemma: the embeddings are multiplied by sqrt(d_model) (not the unembedding)
+  float attn_softcap = 0;      // Gemma 2: scores s -> c tanh(s / c) after the scale, before mask and softmax (0: none)
+  float final_softcap = 0;     // Gemma 2: logits -> c tanh(logits / c) (0: none)
   bool scale_by_inverse_layer = false;  // GPT-2 scale_attn_by_inverse_layer_idx
 
   // Positions.
@@ -63,6 +72,9 @@ struct ModelConfig {
   float rope_low_freq_factor = 1.f;   // llama3
   float rope_high_freq_factor = 4.f;  // llama3
   int rope_original_ctx = 8192;       // llama3 original_max_position_embeddings
+  // Gemma 3: sliding-window layers rotate with this base and no scaling, the
+  // global ones with rope_theta and rope_scaling (0: every layer as the global ones).
+  float rope_local_theta = 0;
 
   int type_vocab_size = 0;  // BERT token types
   bool tied_embeddings = true;

@@ -117,8 +117,9 @@ void attention_block_backward(MatrixRM& dx, const ModelConfig& c, const LayerWei
 
   // pass 2: RoPE, the q/k norm; pass 1: the projections
   if (layer_uses_rope(c, layer)) {
-    rope_backward(dq, H, dh, tape.rope);
-    rope_backward(dk, G, dh, tape.rope);
+    const Rope& rope = uses_local_rope(c, layer) ? tape.rope_local : tape.rope;
+    rope_backward(dq, H, dh, rope);
+    rope_backward(dk, G, dh, rope);
   }
   if (c.qk_norm != QkNorm::none) {
     const bool grads = lg && lg->q_norm_w.size() && lg->k_norm_w.size();
@@ -134,8 +135,8 @@ void attention_block_backward(MatrixRM& dx, const ModelConfig& c, const LayerWei
   linear_backward(dxn, lg ? &lg->W_V : nullptr, lg ? &lg->b_V : nullptr, dv, tp.attn_in, L.W_V);
 }
 
-// A norm's bias gradient when the norm has a bias (LayerNorm with beta).
-RowVectorF* bias_grad(RowVectorF& db) { return db.size() ? &db : nullptr; }
+// A norm's weight or bias gradient when the model has that parameter (LayerNorm's beta, a norm after a sublayer).
+RowVectorF* sized_grad(RowVectorF& g) { return g.size() ? &g : nullptr; }
 
 }  // namespace
 
@@ -147,13 +148,15 @@ void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions
   assert((n_seq == 1 || !(opt.on_z || opt.on_attn_out || opt.on_attn_view || opt.on_qkv || opt.on_mlp_out)) &&
          "blocks_forward: hooks need n_seq = 1");
   const bool want_patterns = out && opt.want_patterns, want_hidden = out && opt.want_hidden;
-  const Rope rope = rope_tables(c, T);
+  const Rope rope = rope_tables(c, T), rope_local = rope_tables(c, T, /*local=*/true);
+  auto rope_of = [&](int l) -> const Rope& { return uses_local_rope(c, l) ? rope_local : rope; };
   ForwardTape* tape = opt.tape;
   if (tape) {
     tape->n_seq = n_seq;
     tape->head_gate = opt.head_gate;
     tape->layers.assign(L, LayerTape{});
     tape->rope = rope;
+    tape->rope_local = rope_local;
   }
 
   // 2. Blocks.
@@ -166,7 +169,7 @@ void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions
     MlpTape* mt = lt ? &lt->mlp : nullptr;
     if (c.post_ln) {
       // BERT: x = LN1(x + attn(x)); x = LN2(x + mlp(x)).
-      attention_block_forward(c, lw, l, x, n_seq, rope, gate, pattern, opt, lt, a);
+      attention_block_forward(c, lw, l, x, n_seq, rope_of(l), gate, pattern, opt, lt, a);
       a += x;
       if (lt) lt->ln1_in = a;
       layer_norm_forward(x, a, lw.ln1_w, lw.ln1_b, c.norm_eps);
@@ -175,34 +178,34 @@ void blocks_forward(const Model& model, MatrixRM& x, int n_seq, const RunOptions
       m += x;
       if (lt) lt->ln2_in = m;
       layer_norm_forward(x, m, lw.ln2_w, lw.ln2_b, c.norm_eps);
-    } else if (c.norm_after_sublayer) {
-      // OLMo 2: x = x + N1(attn(x)); x = x + N2(mlp(x)).
-      attention_block_forward(c, lw, l, x, n_seq, rope, gate, pattern, opt, lt, a);
-      if (lt) lt->ln1_in = a;
-      norm_forward(c.norm, c.norm_eps, xn, a, lw.ln1_w, lw.ln1_b);
-      x += xn;
-      mlp_forward(m, x, lw, c.act, c.gated_mlp, mt);
-      if (lt) lt->ln2_in = m;
-      norm_forward(c.norm, c.norm_eps, xn, m, lw.ln2_w, lw.ln2_b);
-      if (opt.on_mlp_out) opt.on_mlp_out(l, xn);
-      x += xn;
     } else if (c.parallel_residual) {
       // NeoX: x = x + attn(LN1 x) + mlp(LN2 x).
       if (lt) lt->ln1_in = lt->ln2_in = x;
       norm_forward(c.norm, c.norm_eps, xn, x, lw.ln1_w, lw.ln1_b);
-      attention_block_forward(c, lw, l, xn, n_seq, rope, gate, pattern, opt, lt, a);
+      attention_block_forward(c, lw, l, xn, n_seq, rope_of(l), gate, pattern, opt, lt, a);
       norm_forward(c.norm, c.norm_eps, xn, x, lw.ln2_w, lw.ln2_b);
       mlp_forward(m, xn, lw, c.act, c.gated_mlp, mt);
       if (opt.on_mlp_out) opt.on_mlp_out(l, m);
       x += m + a;
     } else {
+      // x = x + [N1p] attn([N1] x); x = x + [N2p] mlp([N2] x): the norms the config has.
       if (lt) lt->ln1_in = x;
-      norm_forward(c.norm, c.norm_eps, xn, x, lw.ln1_w, lw.ln1_b);
-      attention_block_forward(c, lw, l, xn, n_seq, rope, gate, pattern, opt, lt, a);
+      if (c.pre_norm) norm_forward(c.norm, c.norm_eps, xn, x, lw.ln1_w, lw.ln1_b);
+      attention_block_forward(c, lw, l, c.pre_norm ? xn : x, n_seq, rope_of(l), gate, pattern, opt, lt, a);
+      if (c.norm_after_sublayer) {
+        if (lt) lt->ln1_post_in = a;
+        norm_forward(c.norm, c.norm_eps, xn, a, lw.ln1_post_w, lw.ln1_post_b);
+        a.swap(xn);
+      }
       x += a;
       if (lt) lt->ln2_in = x;
-      norm_forward(c.norm, c.norm_eps, xn, x, lw.ln2_w, lw.ln2_b);
-      mlp_forward(m, xn, lw, c.act, c.gated_mlp, mt);
+      if (c.pre_norm) norm_forward(c.norm, c.norm_eps, xn, x, lw.ln2_w, lw.ln2_b);
+      mlp_forward(m, c.pre_norm ? xn : x, lw, c.act, c.gated_mlp, mt);
+      if (c.norm_after_sublayer) {
+        if (lt) lt->ln2_post_in = m;
+        norm_forward(c.norm, c.norm_eps, xn, m, lw.ln2_post_w, lw.ln2_post_b);
+        m.swap(xn);
+      }
       if (opt.on_mlp_out) opt.on_mlp_out(l, m);
       x += m;
     }
@@ -228,7 +231,7 @@ MatrixRM blocks_backward(const Model& model, const ForwardTape& tape, MatrixRM d
   // 3. Final norm.
   if (c.final_norm) {
     MatrixRM dn = MatrixRM::Zero(N, d);
-    norm_backward(c.norm, c.norm_eps, dn, g ? &g->ln_final_w : nullptr, g ? bias_grad(g->ln_final_b) : nullptr, dx,
+    norm_backward(c.norm, c.norm_eps, dn, g ? &g->ln_final_w : nullptr, g ? sized_grad(g->ln_final_b) : nullptr, dx,
                   tape.final_norm_in, w.ln_final_w);
     dx.swap(dn);
   }
@@ -239,9 +242,9 @@ MatrixRM blocks_backward(const Model& model, const ForwardTape& tape, MatrixRM d
     const LayerTape& tp = tape.layers[l];
     LayerWeights* lg = g ? &g->layers[l] : nullptr;
     RowVectorF* dln1_w = lg ? &lg->ln1_w : nullptr;
-    RowVectorF* dln1_b = lg ? bias_grad(lg->ln1_b) : nullptr;
+    RowVectorF* dln1_b = lg ? sized_grad(lg->ln1_b) : nullptr;
     RowVectorF* dln2_w = lg ? &lg->ln2_w : nullptr;
-    RowVectorF* dln2_b = lg ? bias_grad(lg->ln2_b) : nullptr;
+    RowVectorF* dln2_b = lg ? sized_grad(lg->ln2_b) : nullptr;
     const bool need_input = l > 0 || opt.want_input;  // dL/d(this block's input) is read
     MatrixRM da = MatrixRM::Zero(N, d), dm = MatrixRM::Zero(N, d);  // dL/d(attention input), dL/d(MLP input)
     if (c.post_ln) {
@@ -254,16 +257,6 @@ MatrixRM blocks_backward(const Model& model, const ForwardTape& tape, MatrixRM d
       layer_norm_backward(du, dln1_w, dln1_b, dxp, tp.ln1_in, lw.ln1_w, c.norm_eps);
       attention_block_backward(da, c, lw, l, tape, du, need_input, opt);
       dx = du + da;
-    } else if (c.norm_after_sublayer) {
-      // x1 = x + N1(attn(x)); out = x1 + N2(mlp(x1))
-      MatrixRM dmo = MatrixRM::Zero(N, d);
-      norm_backward(c.norm, c.norm_eps, dmo, dln2_w, dln2_b, dx, tp.ln2_in, lw.ln2_w);
-      mlp_backward(dm, lg, dmo, lw, c.act, c.gated_mlp, tp.mlp);
-      dx += dm;
-      MatrixRM dao = MatrixRM::Zero(N, d);
-      norm_backward(c.norm, c.norm_eps, dao, dln1_w, dln1_b, dx, tp.ln1_in, lw.ln1_w);
-      attention_block_backward(da, c, lw, l, tape, dao, need_input, opt);
-      dx += da;
     } else if (c.parallel_residual) {
       // out = x + attn(LN1 x) + mlp(LN2 x)
       mlp_backward(dm, lg, dx, lw, c.act, c.gated_mlp, tp.mlp);
@@ -273,11 +266,25 @@ MatrixRM blocks_backward(const Model& model, const ForwardTape& tape, MatrixRM d
         norm_backward(c.norm, c.norm_eps, dx, dln2_w, dln2_b, dm, tp.ln2_in, lw.ln2_w);
       }
     } else {
-      // x' = x + attn(LN1 x); out = x' + mlp(LN2 x')
-      mlp_backward(dm, lg, dx, lw, c.act, c.gated_mlp, tp.mlp);
-      norm_backward(c.norm, c.norm_eps, dx, dln2_w, dln2_b, dm, tp.ln2_in, lw.ln2_w);
-      attention_block_backward(da, c, lw, l, tape, dx, need_input, opt);
-      if (need_input || lg) norm_backward(c.norm, c.norm_eps, dx, dln1_w, dln1_b, da, tp.ln1_in, lw.ln1_w);
+      // x' = x + [N1p] attn([N1] x); out = x' + [N2p] mlp([N2] x')
+      // dL/d(a sublayer's output before its norm after), when there is one.
+      MatrixRM dmo_pre, dao_pre;
+      if (c.norm_after_sublayer) {
+        dmo_pre.setZero(N, d);
+        norm_backward(c.norm, c.norm_eps, dmo_pre, lg ? sized_grad(lg->ln2_post_w) : nullptr,
+                      lg ? sized_grad(lg->ln2_post_b) : nullptr, dx, tp.ln2_post_in, lw.ln2_post_w);
+      }
+      mlp_backward(dm, lg, c.norm_after_sublayer ? dmo_pre : dx, lw, c.act, c.gated_mlp, tp.mlp);
+      if (c.pre_norm) norm_backward(c.norm, c.norm_eps, dx, dln2_w, dln2_b, dm, tp.ln2_in, lw.ln2_w);
+      else dx += dm;
+      if (c.norm_after_sublayer) {
+        dao_pre.setZero(N, d);
+        norm_backward(c.norm, c.norm_eps, dao_pre, lg ? sized_grad(lg->ln1_post_w) : nullptr,
+                      lg ? sized_grad(lg->ln1_post_b) : nullptr, dx, tp.ln1_post_in, lw.ln1_post_w);
+      }
+      attention_block_backward(da, c, lw, l, tape, c.norm_after_sublayer ? dao_pre : dx, need_input, opt);
+      if (!c.pre_norm) dx += da;
+      else if (need_input || lg) norm_backward(c.norm, c.norm_eps, dx, dln1_w, dln1_b, da, tp.ln1_in, lw.ln1_w);
     }
   }
   return dx;
@@ -361,6 +368,7 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
       x.swap(e);
     }
   }
+  if (c.embed_scale != 1.f && !opt.resid_in) x *= c.embed_scale;
   if (opt.want_hidden) copy_rows(res.hidden, opt.first_layer, x);
 
   // 2. Blocks and 3. the final norm.
@@ -372,6 +380,7 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
   lm_head_transform(model, x, opt.tape);
   MatrixRM logits;
   unembed_forward(logits, x, w);  // [T, V]
+  logit_softcap_forward(logits, c.final_softcap);
 
   // 5. Next-token loss (causal LMs): cross-entropy of token t+1 at position t.
   if (opt.want_loss && c.causal && T >= 2) {

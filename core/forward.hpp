@@ -9,11 +9,12 @@
 //   pre-LN     x = x + attn(LN1 x); x = x + mlp(LN2 x)          (GPT-2, LLaMA, ...)
 //   parallel   x = x + attn(LN1 x) + mlp(LN2 x)                 (NeoX)
 //   post-LN    x = LN1(x + attn(x)); x = LN2(x + mlp(x))        (BERT)
-//   norm after x = x + N1(attn(x)); x = x + N2(mlp(x))          (OLMo 2)
-// In the last, the hooks around the attention (on_z, on_attn_out,
-// on_attn_view, and so edits and mean-ablation) act before N1, whose scale
+//   norm after x = x + N1p(attn(x)); x = x + N2p(mlp(x))        (OLMo 2)
+//   sandwich   x = x + N1p(attn(N1 x)); x = x + N2p(mlp(N2 x))  (Gemma 2/3)
+// With a norm after the attention, the hooks around it (on_z, on_attn_out,
+// on_attn_view, and so edits and mean-ablation) act before N1p, whose scale
 // depends on every head's output: changing one head rescales what the others
-// add. on_mlp_out gives N2's output, what joins the residual.
+// add. on_mlp_out gives N2p's output, what joins the residual.
 //
 // Interventions. `head_gate` multiplies each head's post-softmax pattern, as
 // transformers' head_mask does (0 = zero-ablation; the gradient with respect
@@ -80,15 +81,16 @@ struct AttentionViewGrad {
 
 // The intermediate values of one block that the reverse pass reads.
 struct LayerTape {
-  MatrixRM ln1_in;            // [N, d] input of the attention-side norm (pre-LN: the block input; post-LN: x + attn;
-                              // OLMo 2: the attention's output)
+  MatrixRM ln1_in;            // [N, d] the block input (post-LN: x + attn, the input of LN1)
   MatrixRM attn_in;           // [N, d] attention input
   MatrixRM q, k, v;           // [N, H*dh], [N, G*dh], [N, G*dh]: biases, q/k norm and RoPE applied
   MatrixRM q_pre, k_pre;      // q and k before the q/k norm (config.qk_norm; else empty)
   std::vector<float> probs;   // [n_seq, H, T, T] post-softmax, before the gate
   MatrixRM z;                 // [N, H*dh] what W_O read (after on_z)
   MatrixRM ln2_in;            // [N, d] input of the MLP-side norm (sequential: x + attn; parallel: the block
-                              // input; post-LN: mlp + LN1 out; OLMo 2: the MLP's output)
+                              // input; post-LN: mlp + LN1 out)
+  MatrixRM ln1_post_in, ln2_post_in;  // [N, d] the attention's and the MLP's outputs before their norms
+                                      // (config.norm_after_sublayer; else empty)
   MlpTape mlp;                // the MLP's input and pre-activations
 };
 
@@ -96,7 +98,7 @@ struct ForwardTape {
   int n_seq = 1;
   std::vector<float> head_gate;  // [L*H] the run's gate (empty: all 1)
   std::vector<LayerTape> layers;
-  Rope rope;                     // the tables for T positions (R = 0: none)
+  Rope rope, rope_local;         // the tables for T positions (R = 0: none), global and local layers'
   MatrixRM final_norm_in;        // [N, d] input of the final norm (pre-LN decoders)
   MatrixRM head_in;              // [N, d] input of the LM head (after the final norm)
   MatrixRM mlm_pre;              // [T, d] BERT MLM head: head_in W + b, before the activation

@@ -44,6 +44,7 @@ HeadSpectra empty_spectra(const Model& model, WeightVariant variant, int top_k) 
   out.qk_ignores_rotary = is_rotary(c);
   out.qk_ignores_qk_norm = c.qk_norm != QkNorm::none;
   out.ov_ignores_post_norm = c.norm_after_sublayer;
+  out.qk_ignores_softcap = c.attn_softcap > 0;
   for (CircuitSpectra* s : {&out.ov, &out.qk}) {
     s->sigma.assign(static_cast<std::size_t>(L) * H * dh, 0.0);
     s->frobenius.assign(static_cast<std::size_t>(L) * H, 0.0);
@@ -245,6 +246,7 @@ class CompositionBuilder {
     out_.n_head = H_;
     out_.qk_ignores_rotary = is_rotary(model.config);
     out_.qk_ignores_qk_norm = model.config.qk_norm != QkNorm::none;
+    out_.qk_ignores_softcap = model.config.attn_softcap > 0;
     const std::size_t total = static_cast<std::size_t>(N_) * N_;
     for (auto* a : {&out_.q, &out_.k, &out_.v, &out_.null_q, &out_.null_k, &out_.null_v}) a->assign(total, 0.0);
   }

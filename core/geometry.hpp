@@ -58,10 +58,12 @@ struct HeadSpectra {
   WeightVariant variant = WeightVariant::raw;
   int n_layer = 0, n_head = 0, d_head = 0, top_k = 0;
   bool qk_ignores_rotary = false;  // rotary model: QK is the offset-0 form
-  bool qk_ignores_qk_norm = false;  // Qwen3, OLMo 2: QK = W_Q W_K^T without the q/k RMSNorm: its per-token
+  bool qk_ignores_qk_norm = false;  // Qwen3, OLMo 2, Gemma 3: QK = W_Q W_K^T without the q/k RMSNorm: its per-token
                                     // scale escapes any weight-only view; its weights are left out too
-  bool ov_ignores_post_norm = false;  // OLMo 2: OV = W_V W_O as stored; the norm after the attention scales W_O's
-                                      // output by its weights and by the attention output's per-token 1/rms
+  bool ov_ignores_post_norm = false;  // OLMo 2, Gemma 2/3: OV = W_V W_O as stored; the norm after the attention
+                                      // scales W_O's output by its weights and by the attention output's per-token 1/rms
+  bool qk_ignores_softcap = false;    // Gemma 2: the scores pass through c tanh(s / c) after x W_QK y^T: the
+                                      // bilinear form holds for small scores, and large ones are flattened
   CircuitSpectra ov, qk;
 };
 
@@ -121,6 +123,7 @@ struct CompositionScores {
   int n_layer = 0, n_head = 0;
   bool qk_ignores_rotary = false;
   bool qk_ignores_qk_norm = false;  // as HeadSpectra's
+  bool qk_ignores_softcap = false;  // as HeadSpectra's
   std::vector<double> q, k, v;                 // [L, H, L, H], l1 < l2
   std::vector<double> null_q, null_k, null_v;  // [L, H, L, H], l1 >= l2, self 0
 };

@@ -651,9 +651,12 @@ MatrixRM objective_backward(const Model& model, const std::vector<int>& ids, con
     MatrixRM xr(rows, c.d_model);
     for (int r = 0; r < rows; ++r) xr.row(r) = x2.row(targets.rows[t0 + r]);
     MatrixRM lg;
-    unembed_forward(lg, xr, w);                                        // [rows, V]
+    unembed_forward(lg, xr, w);  // [rows, V]
+    logit_softcap_forward(lg, c.final_softcap);
+    const MatrixRM capped = c.final_softcap > 0 ? lg : MatrixRM();
     cross_entropy_forward(nullptr, &lg, lg, targets.ids.data() + t0);  // softmax, as the forward's loss computes it
     cross_entropy_backward(lg, targets.ids.data() + t0, 1.f / static_cast<float>(n));
+    logit_softcap_backward(lg, capped, c.final_softcap);
     MatrixRM dxr = MatrixRM::Zero(rows, c.d_model);
     unembed_backward(dxr, nullptr, lg, xr, w);
     for (int r = 0; r < rows; ++r) dx2.row(targets.rows[t0 + r]) = dxr.row(r);

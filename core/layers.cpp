@@ -340,15 +340,22 @@ void mlp_backward(MatrixRM& dx, LayerWeights* dL, const MatrixRM& dout, const La
 // ---------------------------------------------------------------------------
 // RoPE
 
-Rope rope_tables(const ModelConfig& c, int T) {
+bool uses_local_rope(const ModelConfig& c, int layer) {
+  return c.rope_local_theta > 0 && !c.window.empty() && c.window[layer] > 0;
+}
+
+Rope rope_tables(const ModelConfig& c, int T, bool local) {
   Rope r;
-  r.R = c.rotary_dim;
+  r.R = local && !(c.rope_local_theta > 0) ? 0 : c.rotary_dim;
   if (r.R == 0) return r;
   const int half = r.R / 2;
+  const float theta = local ? c.rope_local_theta : c.rope_theta;
   std::vector<float> inv_freq(half);
   for (int j = 0; j < half; ++j)
-    inv_freq[j] = 1.f / std::pow(c.rope_theta, static_cast<float>(2 * j) / static_cast<float>(r.R));
-  if (c.rope_scaling == RopeScaling::linear) {
+    inv_freq[j] = 1.f / std::pow(theta, static_cast<float>(2 * j) / static_cast<float>(r.R));
+  if (local) {
+    // Gemma 3's local tables have no scaling.
+  } else if (c.rope_scaling == RopeScaling::linear) {
     for (float& f : inv_freq) f /= c.rope_factor;
   } else if (c.rope_scaling == RopeScaling::llama3) {
     // transformers _compute_llama3_parameters: divide low frequencies by
@@ -418,6 +425,7 @@ AttentionSpec attention_spec(const ModelConfig& c, int layer) {
   s.scale = c.scale_by_inverse_layer ? c.attn_scale / static_cast<float>(layer + 1) : c.attn_scale;
   s.causal = c.causal;
   s.window = c.window.empty() ? 0 : c.window[layer];
+  s.softcap = c.attn_softcap;
   return s;
 }
 
@@ -451,6 +459,7 @@ void attention_forward(MatrixRM& z, float* probs, float* pattern, const MatrixRM
         float mx = -std::numeric_limits<float>::infinity();
         for (int j = lo; j <= hi; ++j) {
           row[j] *= s.scale;
+          if (s.softcap > 0) row[j] = s.softcap * std::tanh(row[j] / s.softcap);
           mx = std::max(mx, row[j]);
         }
         for (int j = lo; j <= hi; ++j) row[j] -= mx;
@@ -506,11 +515,20 @@ void attention_backward(MatrixRM* dq, MatrixRM* dk, MatrixRM* dv, double* dgate,
         dgate[h] += gsum;
       }
       if (!want_input || xi == 0.f) continue;
-      // pass 2: dS = P o (dP - rowsum(P o dP)), dP = xi dPg; masked P are 0. pass 1: S = scale q k^T.
+      // pass 2: dS = P o (dP - rowsum(P o dP)), dP = xi dPg; masked P are 0. pass 1: S = scale q k^T
+      // (soft-capped: dS *= 1 - tanh^2 of the capped argument, the scores recomputed).
       for (int i = 0; i < T; ++i) {
         double dot = 0;
         for (int j = 0; j < T; ++j) dot += double(P(i, j)) * dPg(i, j);
         for (int j = 0; j < T; ++j) dS(i, j) = static_cast<float>(xi * P(i, j) * (dPg(i, j) - dot) * s.scale);
+      }
+      if (s.softcap > 0) {
+        const MatrixRM raw = q.block(r0, h * dh, T, dh) * k.block(r0, g * dh, T, dh).transpose();
+        for (int i = 0; i < T; ++i)
+          for (int j = 0; j < T; ++j) {
+            const float t = std::tanh(raw(i, j) * s.scale / s.softcap);
+            dS(i, j) *= 1.f - t * t;
+          }
       }
       dq->block(r0, h * dh, T, dh).noalias() += dS * k.block(r0, g * dh, T, dh);
       dk->block(r0, g * dh, T, dh).noalias() += dS.transpose() * q.block(r0, h * dh, T, dh);
@@ -520,6 +538,16 @@ void attention_backward(MatrixRM* dq, MatrixRM* dk, MatrixRM* dv, double* dgate,
 
 // ---------------------------------------------------------------------------
 // Unembedding
+
+void logit_softcap_forward(MatrixRM& logits, float cap) {
+  if (!(cap > 0)) return;
+  logits = (logits.array() / cap).tanh() * cap;
+}
+
+void logit_softcap_backward(MatrixRM& dlogits, const MatrixRM& capped, float cap) {
+  if (!(cap > 0)) return;
+  dlogits.array() *= 1.f - (capped.array() / cap).square();
+}
 
 void unembed_forward(MatrixRM& logits, const MatrixRM& x, const ModelWeights& w) {
   if (!unembed_tied(w)) {

@@ -126,8 +126,11 @@ struct Rope {
   MatrixRM cos, sin;  // [T, R/2]
 };
 // The tables for positions 0..T-1, frequencies rescaled as config.json's
-// rope_scaling says (linear, llama3).
-Rope rope_tables(const ModelConfig& config, int T);
+// rope_scaling says (linear, llama3); local: Gemma 3's sliding-window layers'
+// tables (base rope_local_theta, no scaling; R = 0 when the model has none).
+Rope rope_tables(const ModelConfig& config, int T, bool local = false);
+// Layer l rotates with the local tables.
+bool uses_local_rope(const ModelConfig& config, int layer);
 
 // x [N, n_heads*dh] in place.
 void rope_forward(MatrixRM& x, int n_heads, int dh, const Rope& rope);
@@ -138,6 +141,7 @@ void rope_backward(MatrixRM& dx, int n_heads, int dh, const Rope& rope);
 // Attention's pattern and value mixing, per sequence and head h (KV head
 // g = h / (H/G)):
 //   pass 1  S = scale q_h k_g^T                    [T, T]
+//           S = c tanh(S / c)                      (Gemma 2's soft-capping, when c > 0)
 //   pass 2  P = softmax(S) over the allowed keys   (causal: j <= i; window w: i - w < j)
 //   pass 3  Pg = gate_h P                          (transformers' head_mask)
 //   pass 4  z_h = Pg v_g                           [T, dh]
@@ -147,6 +151,7 @@ struct AttentionSpec {
   float scale = 0;
   bool causal = true;
   int window = 0;  // 0: global
+  float softcap = 0;  // 0: none
 };
 // Layer `layer`'s spec (scale_attn_by_inverse_layer_idx and windows included).
 AttentionSpec attention_spec(const ModelConfig& config, int layer);
@@ -180,6 +185,12 @@ void unembed_forward(MatrixRM& logits, const MatrixRM& x, const ModelWeights& w)
 // model has a b_U and dw holds one.
 void unembed_backward(MatrixRM& dx, ModelWeights* dw, const MatrixRM& dlogits, const MatrixRM& x,
                       const ModelWeights& w);
+
+// Gemma 2's final soft-capping, logits = c tanh(logits / c) in place (c =
+// config.final_softcap; nothing when 0), and its reverse: dlogits *= 1 -
+// (capped / c)^2, from the capped logits.
+void logit_softcap_forward(MatrixRM& logits, float cap);
+void logit_softcap_backward(MatrixRM& dlogits, const MatrixRM& capped, float cap);
 
 // ---------------------------------------------------------------------------
 // Cross-entropy of each row of logits [n, V] against targets[i] (< 0: no loss

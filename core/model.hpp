@@ -30,11 +30,12 @@ struct LayerWeights {
   RowVectorF b_O;            // [d]
   RowVectorF q_norm_w, k_norm_w;  // q/k RMSNorm weights (config.qk_norm): [dh] per head (Qwen3), or [H*dh]
                                   // and [G*dh] (OLMo 2); else empty
-  // ln1 and ln2 are the norms around the sublayers; with norm_after_sublayer
-  // (OLMo 2) they are the ones after the attention and after the MLP.
-
-  RowVectorF ln1_w, ln1_b;  // attention-input norm (post-LN, OLMo 2: after attention); b empty for RMSNorm
-  RowVectorF ln2_w, ln2_b;  // MLP-input norm (post-LN, OLMo 2: after the MLP)
+  // The norms (config.pre_norm, config.norm_after_sublayer); b empty for
+  // RMSNorm, all empty when the model has no such norm.
+  RowVectorF ln1_w, ln1_b;  // attention-input norm (post-LN BERT: after attention + residual)
+  RowVectorF ln2_w, ln2_b;  // MLP-input norm (post-LN BERT: after MLP + residual)
+  RowVectorF ln1_post_w, ln1_post_b;  // on the attention's output (OLMo 2, Gemma 2/3)
+  RowVectorF ln2_post_w, ln2_post_b;  // on the MLP's output (OLMo 2, Gemma 2/3)
 
   MatrixRM W_in;    // [d, d_mlp]
   MatrixRM W_gate;  // [d, d_mlp], gated MLPs only

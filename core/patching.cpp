@@ -56,13 +56,16 @@ double metric_of(const Model& model, const PatchMetric& m, const RunResult& run)
   const Eigen::Index T = run.n_tokens, d = run.d_model;
   MatrixRM x = ConstMapRM(run.hidden.data() + (static_cast<std::size_t>(run.n_layer) * T + m.position) * d, 1, d);
   lm_head_transform(model, x);
+  const double cap = model.config.final_softcap;
   auto logit = [&](int token) {
     const double bias = w.b_U.size() ? w.b_U[token] : 0.0;
-    return static_cast<double>((x * unembedding_block(w, token, 1))(0, 0)) + bias;
+    const double raw = static_cast<double>((x * unembedding_block(w, token, 1))(0, 0)) + bias;
+    return cap > 0 ? cap * std::tanh(raw / cap) : raw;
   };
   if (m.kind == MetricKind::loss) {
     MatrixRM logits;
     unembed_forward(logits, x, w);
+    logit_softcap_forward(logits, model.config.final_softcap);
     double nll = 0;
     cross_entropy_forward(&nll, nullptr, logits, &m.answer);
     return nll;
@@ -412,7 +415,12 @@ Result<DirectLogitAttribution> direct_logit_attribution(const Model& model, cons
   res.embed.assign(T, 0.0);
   res.bias.assign(T, norm_bias + bias_logit);
   res.total.resize(T);
+  res.before_softcap = c.final_softcap > 0;
   for (int t = 0; t < T; ++t) {
+    if (res.before_softcap) {
+      res.total[t] = tape.head_in.row(t).cast<double>().dot(u.transpose()) + bias_logit;
+      continue;
+    }
     const float* row = run.logits.data() + static_cast<std::size_t>(t) * run.d_vocab;
     res.total[t] = row[metric.answer] - (metric.wrong >= 0 ? row[metric.wrong] : 0.0);
   }
@@ -421,19 +429,17 @@ Result<DirectLogitAttribution> direct_logit_attribution(const Model& model, cons
   std::vector<bool> edited_layer(L, false);
   for (const OvEdit& e : edits.ov) edited_layer[e.layer] = true;
   for (const HeadMerge& m : edits.merges) edited_layer[m.layer] = true;
-  // The residual at block l's input (OLMo 2's attention reads it unnormed).
-  auto block_input = [&](int l) -> const MatrixRM& {
-    return c.norm_after_sublayer ? tape.layers[l].attn_in : tape.layers[l].ln1_in;
-  };
-  // OLMo 2's RMSNorm after the attention, with its scale frozen at the run's
-  // value: a part p of the attention's output a reaches the residual as
-  // w * p / rms(a_t). Identity for the others.
+  // The residual at block l's input.
+  auto block_input = [&](int l) -> const MatrixRM& { return tape.layers[l].ln1_in; };
+  // The RMSNorm after the attention (OLMo 2, Gemma 2/3), with its scale
+  // frozen at the run's value: a part p of the attention's output a reaches
+  // the residual as w * p / rms(a_t). Identity for the others.
   auto after_attention = [&](int l, MatrixRM part_rows) {
     if (!c.norm_after_sublayer) return part_rows;
-    const MatrixRM& a = tape.layers[l].ln1_in;
+    const MatrixRM& a = tape.layers[l].ln1_post_in;
     for (int t = 0; t < T; ++t) {
       const double ms = a.row(t).cast<double>().squaredNorm() / a.cols();
-      part_rows.row(t) = part_rows.row(t).cwiseProduct(w.layers[l].ln1_w) / static_cast<float>(std::sqrt(ms + c.norm_eps));
+      part_rows.row(t) = part_rows.row(t).cwiseProduct(w.layers[l].ln1_post_w) / static_cast<float>(std::sqrt(ms + c.norm_eps));
     }
     return part_rows;
   };

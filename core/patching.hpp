@@ -164,6 +164,9 @@ struct DirectLogitAttribution {
   std::vector<double> embed;    // [T] token (and position) embeddings
   std::vector<double> bias;     // [T] the final norm's bias and b_U
   std::vector<double> total;    // [T] the run's logit difference (from its logits)
+  // Gemma 2 soft-caps the logits (c tanh(x / c)): the parts then add up to the
+  // difference of the logits before the cap, which `total` holds.
+  bool before_softcap = false;
 };
 Result<DirectLogitAttribution> direct_logit_attribution(const Model& model, const std::vector<int>& ids,
                                                         const PatchMetric& metric, const ModelEdits& edits = {});

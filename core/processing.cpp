@@ -59,7 +59,7 @@ Status check_weight_processing(const ModelConfig& config) {
     return make_error("weight processing is defined for pre-LN models; " + config.model_type +
                       " is post-LN (analyse its raw weights)");
   }
-  if (config.norm_after_sublayer) {
+  if (!config.pre_norm) {
     return make_error("weight processing folds the norm before each sublayer into its weights; " + config.model_type +
                       " has its norms after the attention and the MLP, so the processed variant is not defined (analyse its raw weights)");
   }
@@ -372,7 +372,7 @@ Result<MatrixRM> position_rows(const Model& model, WeightVariant variant, int p0
 }
 
 MatrixRM VocabView::embedding_rows(int t0, int n) const {
-  MatrixRM E = model_->weights.W_E.middleRows(t0, n);
+  MatrixRM E = model_->weights.W_E.middleRows(t0, n) * model_->config.embed_scale;
   if (center_embed_) center_rows(E);
   return E;
 }

@@ -118,6 +118,7 @@ val spectra_value(const hs::HeadSpectra& spectra, const std::string& variant_nam
   out.set("top_k", spectra.top_k);
   out.set("qk_ignores_rotary", spectra.qk_ignores_rotary);
   out.set("qk_ignores_qk_norm", spectra.qk_ignores_qk_norm);
+  out.set("qk_ignores_softcap", spectra.qk_ignores_softcap);
   out.set("ov_ignores_post_norm", spectra.ov_ignores_post_norm);
   out.set("ov", circuit_spectra_value(spectra.ov));
   out.set("qk", circuit_spectra_value(spectra.qk));
@@ -176,6 +177,7 @@ val composition_value(const hs::Model& model, const hs::CompositionScores& score
   out.set("n_head", scores.n_head);
   out.set("qk_ignores_rotary", scores.qk_ignores_rotary);
   out.set("qk_ignores_qk_norm", scores.qk_ignores_qk_norm);
+  out.set("qk_ignores_softcap", scores.qk_ignores_softcap);
   out.set("q", float64_copy(scores.q));
   out.set("k", float64_copy(scores.k));
   out.set("v", float64_copy(scores.v));

@@ -396,7 +396,7 @@ function metrics(session, info, options) {
     }
   }
   const summary = {
-    model: info, variant, qk_ignores_rotary: spectra.qkIgnoresRotary, qk_ignores_qk_norm: spectra.qkIgnoresQkNorm, ov_ignores_post_norm: spectra.ovIgnoresPostNorm, heads,
+    model: info, variant, qk_ignores_rotary: spectra.qkIgnoresRotary, qk_ignores_qk_norm: spectra.qkIgnoresQkNorm, ov_ignores_post_norm: spectra.ovIgnoresPostNorm, qk_ignores_softcap: spectra.qkIgnoresSoftcap, heads,
     // Each redundancy's chance level and this model's own spread (the matrices are in redundancy_*).
     redundancy_levels: Object.fromEntries(Object.entries(redundancy).map(([kind, r]) => [kind, { chanceFullRank: r.levels.chanceFullRank, pairs: r.levels.pairs }])),
     // Each kind's empirical null (pairs l1 >= l2), Benjamini-Hochberg flags

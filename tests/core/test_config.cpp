@@ -371,12 +371,13 @@ TEST_CASE("GPT-2 legacy n_ctx and scale flags", "[config]") {
 
 TEST_CASE("supported_model_types and family_name agree", "[config]") {
   const auto types = supported_model_types();
-  CHECK(types.size() == 11);
+  CHECK(types.size() == 14);
   for (const auto& t : types) {
     json j = tiny(t);
     if (t == "gpt2") j = fixture_json("gpt2");
     if (t == "gpt_neo") j = fixture_json("gpt_neo");
     if (t == "mistral") j["num_key_value_heads"] = 2;  // MistralConfig's default is 8
+    if (t.rfind("gemma", 0) == 0) j["num_key_value_heads"] = 1;  // Gemma's defaults: 16 or 4
     INFO(t);
     CHECK(config_from_json(j.dump()).ok());
   }

@@ -172,4 +172,127 @@ TEST_CASE("families: a Qwen3 checkpoint without its q/k norms, or with a head_di
   REQUIRE_FALSE(no_norm.ok());
   CHECK(no_norm.error().message.find("q_norm") != std::string::npos);
 }
+// The parts of a direct logit attribution add up to its total at every position.
+void check_dla_sums(const Model& model, const std::vector<int>& ids, const DirectLogitAttribution& dla) {
+  const int L = model.config.n_layer, H = model.config.n_head, T = static_cast<int>(ids.size());
+  for (int t = 0; t < T; ++t) {
+    double sum = dla.embed[t] + dla.bias[t], size = std::fabs(sum);
+    for (int l = 0; l < L; ++l) {
+      for (int h = 0; h < H; ++h) sum += dla.heads[(l * H + h) * T + t], size += std::fabs(dla.heads[(l * H + h) * T + t]);
+      sum += dla.attn_bias[l * T + t] + dla.mlp[l * T + t] + dla.edit_paths[l * T + t];
+      size += std::fabs(dla.mlp[l * T + t]);
+    }
+    INFO("position " << t << ": parts " << sum << ", total " << dla.total[t]);
+    CHECK(std::fabs(sum - dla.total[t]) <= 1e-5 * (1 + size));
+  }
+}
+
+TEST_CASE("families: Gemma (1 + w norms, scaled embeddings, MQA, exact GELU from hidden_act) matches its numpy forward",
+          "[families]") {
+  const Model model = must(load_case("gemma", config_text("gemma")));
+  const ModelConfig& c = model.config;
+  CHECK(c.n_kv_head == 1);
+  CHECK(c.d_head == 24);
+  CHECK(c.embed_scale == Approx(8.0));
+  CHECK(c.act == Activation::gelu);  // hidden_act, not hidden_activation
+  CHECK_FALSE(c.norm_after_sublayer);
+  CHECK(c.tied_embeddings);
+  check_forward("gemma", model);
+  // GemmaConfig's defaults: the tanh GELU, 1e-6, head_dim 256.
+  nlohmann::json d = nlohmann::json::parse(config_text("gemma"));
+  d.erase("hidden_act");
+  d.erase("head_dim");
+  const auto defaults = config_from_json(d.dump());
+  REQUIRE(defaults.ok());
+  CHECK(defaults->act == Activation::gelu_new);
+  CHECK(defaults->d_head == 256);
+}
+
+TEST_CASE("families: Gemma 2 (norms around the sublayers, soft-capped scores and logits, alternating windows) "
+          "matches its numpy forward", "[families]") {
+  const Model model = must(load_case("gemma2", config_text("gemma2")));
+  const ModelConfig& c = model.config;
+  CHECK(c.pre_norm);
+  CHECK(c.norm_after_sublayer);
+  CHECK(c.window == std::vector<int>{6, 0, 6});
+  CHECK(c.attn_softcap == 2.f);
+  CHECK(c.final_softcap == 5.f);
+  CHECK(c.attn_scale == Approx(1 / std::sqrt(8.0)));
+  check_forward("gemma2", model);
+  // Gemma2Config's defaults: caps 50 and 30, windows of 4096.
+  nlohmann::json d = nlohmann::json::parse(config_text("gemma2"));
+  for (const char* k : {"attn_logit_softcapping", "final_logit_softcapping", "sliding_window", "query_pre_attn_scalar"}) d.erase(k);
+  const ModelConfig defaults = must(config_from_json(d.dump()));
+  CHECK(defaults.attn_softcap == 50.f);
+  CHECK(defaults.final_softcap == 30.f);
+  CHECK(defaults.window == std::vector<int>{4096, 0, 4096});
+  CHECK(defaults.attn_scale == Approx(1 / 16.0));
+  // The processed variant folds the norms before the sublayers; OV leaves
+  // out the norm after the attention, and the geometry says so.
+  const HeadSpectra processed = must(head_spectra(model, WeightVariant::processed, 4));
+  CHECK(processed.ov_ignores_post_norm);
+  CHECK(processed.qk_ignores_softcap);
+  // Direct logit attribution: the parts add up to the logits before the
+  // final soft-capping, which the run's logits are a tanh of.
+  PatchMetric m;
+  m.answer = 5;
+  m.wrong = 9;
+  const auto ids = case_ids("gemma2");
+  const DirectLogitAttribution dla = must(direct_logit_attribution(model, ids, m));
+  CHECK(dla.before_softcap);
+  check_dla_sums(model, ids, dla);
+  const RunResult run = must(run_model(model, ids));
+  const int V = model.config.d_vocab, t = 7;
+  const double capped = run.logits[t * V + 5] - run.logits[t * V + 9];
+  CHECK(std::fabs(capped - dla.total[t]) > 1e-3);  // the cap bends these logits
+}
+
+TEST_CASE("families: Gemma 3 (q/k norms, local and global RoPE, every 3rd layer global) matches its numpy forward",
+          "[families]") {
+  const Model model = must(load_case("gemma3", config_text("gemma3")));
+  const ModelConfig& c = model.config;
+  CHECK(c.qk_norm == QkNorm::per_head);
+  CHECK(c.window == std::vector<int>{5, 5, 0, 5});
+  CHECK(c.rope_local_theta == 100.f);
+  CHECK(c.rope_scaling == RopeScaling::linear);
+  CHECK(c.attn_softcap == 0.f);
+  CHECK(c.final_softcap == 0.f);
+  CHECK(c.d_head == 16);  // not hidden_size / heads = 12
+  check_forward("gemma3", model);
+  // Layer types given explicitly win over the pattern; v5's per-kind rope_parameters are read.
+  nlohmann::json d = nlohmann::json::parse(config_text("gemma3"));
+  d["layer_types"] = {"full_attention", "sliding_attention", "sliding_attention", "full_attention"};
+  CHECK(must(config_from_json(d.dump())).window == std::vector<int>{0, 5, 5, 0});
+  d.erase("rope_theta");
+  d.erase("rope_local_base_freq");
+  d.erase("rope_scaling");
+  d["rope_parameters"] = {{"full_attention", {{"rope_type", "linear"}, {"factor", 2.0}, {"rope_theta", 5e5}}},
+                          {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 50.0}}}};
+  const ModelConfig v5 = must(config_from_json(d.dump()));
+  CHECK(v5.rope_theta == 5e5f);
+  CHECK(v5.rope_factor == 2.f);
+  CHECK(v5.rope_local_theta == 50.f);
+  // An embedding model (bidirectional attention) is refused by name.
+  d["use_bidirectional_attention"] = true;
+  auto bidir = config_from_json(d.dump());
+  REQUIRE_FALSE(bidir.ok());
+  CHECK(bidir.error().message.find("use_bidirectional_attention") != std::string::npos);
+  const HeadSpectra raw = must(head_spectra(model, WeightVariant::raw, 4));
+  CHECK(raw.qk_ignores_qk_norm);
+  CHECK_FALSE(raw.qk_ignores_softcap);
+}
+
+TEST_CASE("families: a Gemma checkpoint read as Gemma 2 names its missing norm; an unknown layer kind is refused",
+          "[families]") {
+  nlohmann::json c = nlohmann::json::parse(config_text("gemma"));
+  c["model_type"] = "gemma2";
+  auto wrong = load_case("gemma", c.dump());
+  REQUIRE_FALSE(wrong.ok());
+  CHECK(wrong.error().message.find("feedforward_layernorm") != std::string::npos);
+  nlohmann::json g = nlohmann::json::parse(config_text("gemma3"));
+  g["layer_types"] = {"full_attention", "chunked_attention", "full_attention", "full_attention"};
+  auto kind = config_from_json(g.dump());
+  REQUIRE_FALSE(kind.ok());
+  CHECK(kind.error().message.find("chunked_attention") != std::string::npos);
+}
 #endif

@@ -187,11 +187,12 @@ TEST_CASE("interventions: head-gate gradients equal finite differences on every 
 }
 
 #ifdef HEADSCOPE_FAMILIES_REF
-TEST_CASE("interventions: head-gate gradients equal finite differences on Qwen3, SmolLM3 and OLMo 2",
+TEST_CASE("interventions: head-gate gradients equal finite differences on Qwen3, SmolLM3, OLMo 2 and Gemma 1-3",
           "[interventions][gradient]") {
-  // Through the q/k norms (per head, over the projection), NoPE layers and
-  // OLMo 2's norms after the sublayers.
-  for (const char* name : {"qwen3", "smollm3", "olmo2"}) {
+  // Through the q/k norms (per head, over the projection), NoPE layers,
+  // norms after the sublayers (OLMo 2) and around them (Gemma 2/3), Gemma 2's
+  // soft-capped scores and logits, Gemma 3's local RoPE.
+  for (const char* name : {"qwen3", "smollm3", "olmo2", "gemma", "gemma2", "gemma3"}) {
     SECTION(name) {
       const std::string dir = std::string(HEADSCOPE_FAMILIES_REF) + "/" + name;
       const ModelConfig config = must(config_from_json(must(read_text_file(dir + "/config.json"))));

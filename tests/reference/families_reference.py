@@ -53,28 +53,54 @@ def rotate_half(x):
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def llama_shape(rng, cfg, qk_norm=None, tied=False, olmo2=False):
+def silu(x):
+    return x / (1 + np.exp(-x))
+
+
+def gelu_tanh(x):  # gelu_pytorch_tanh
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def gelu_erf(x):  # gelu
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def rope_tables(T, dh, theta, linear_factor=1.0):
+    inv = 1.0 / theta ** (np.arange(0, dh, 2) / dh) / linear_factor
+    ang = np.arange(T)[:, None] * inv[None, :]
+    return np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+
+
+def llama_shape(rng, cfg, qk_norm=None, tied=False, norms="pre", gemma=None):
     """A random checkpoint of the LLaMA shape with cfg's sizes and HF names
     (q_norm/k_norm: qk_norm 'head' over each head, 'whole' over the
-    projection; olmo2: norms after the sublayers; no lm_head when tied), and the
+    projection; norms 'pre' before the sublayers (LLaMA), 'post' after them
+    (OLMo 2), 'sandwich' both (Gemma 2/3); no lm_head when tied), and the
     float64 forward: attentions, hidden states, logits for 20 random ids.
-    Layer l rotates q and k unless cfg's no_rope_layers (SmolLM3) says 0."""
+    Layer l rotates q and k unless cfg's no_rope_layers (SmolLM3) says 0.
+    gemma: a dict for the Gemma rules: norms scale by (1 + w), embeddings
+    times sqrt(d), act (a function), scale, attn_cap, final_cap, windows
+    [L] (0: global), local_theta (sliding layers' RoPE base, unscaled),
+    linear_factor (global layers' linear RoPE scaling)."""
     d, L, H, G = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     dh = cfg.get("head_dim", d // H)
     V, M = cfg["vocab_size"], cfg["intermediate_size"]
     lin = lambda o, i: rng.normal(0, 0.1, (o, i))  # nn.Linear weight [out, in]
-    norm = lambda n: 1 + rng.normal(0, 0.2, n)
+    # Gemma stores w of (1 + w), initialised at 0; the others w itself.
+    norm = (lambda n: rng.normal(0, 0.2, n)) if gemma else (lambda n: 1 + rng.normal(0, 0.2, n))
     t = {"model.embed_tokens.weight": rng.normal(0, 0.5, (V, d)), "model.norm.weight": norm(d)}
     if not tied:
         t["lm_head.weight"] = lin(V, d)
+    pre, post = norms in ("pre", "sandwich"), norms in ("post", "sandwich")
     for l in range(L):
         p = f"model.layers.{l}."
-        if olmo2:
-            t[p + "post_attention_layernorm.weight"] = norm(d)
-            t[p + "post_feedforward_layernorm.weight"] = norm(d)
-        else:
+        if pre:
             t[p + "input_layernorm.weight"] = norm(d)
-            t[p + "post_attention_layernorm.weight"] = norm(d)
+        t[p + "post_attention_layernorm.weight"] = norm(d)
+        if post:
+            t[p + "post_feedforward_layernorm.weight"] = norm(d)
+        if norms == "sandwich":
+            t[p + "pre_feedforward_layernorm.weight"] = norm(d)
         t[p + "self_attn.q_proj.weight"] = lin(H * dh, d)
         t[p + "self_attn.k_proj.weight"] = lin(G * dh, d)
         t[p + "self_attn.v_proj.weight"] = lin(G * dh, d)
@@ -88,56 +114,72 @@ def llama_shape(rng, cfg, qk_norm=None, tied=False, olmo2=False):
     t = {k: v.astype(np.float32) for k, v in t.items()}  # what the checkpoint stores
     ids = rng.integers(0, V, 20)
     rope_layers = cfg.get("no_rope_layers") or [1] * L
+    g = gemma or {}
+    windows = g.get("windows", [0] * L)
 
     # The forward, float64, on the stored float32 values.
     w = {k: v.astype(np.float64) for k, v in t.items()}
     eps, T = cfg["rms_norm_eps"], len(ids)
-    inv = 1.0 / cfg["rope_theta"] ** (np.arange(0, dh, 2) / dh)
-    ang = np.arange(T)[:, None] * inv[None, :]
-    cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
-    x = w["model.embed_tokens.weight"][ids]
+    nw = lambda name: w[name] + 1 if gemma else w[name]  # the norm's scale
+    act = g.get("act", silu)
+    scale = g.get("scale", 1 / math.sqrt(dh))
+    cos, sin = rope_tables(T, dh, cfg.get("rope_theta", 10000.0), g.get("linear_factor", 1.0))
+    if "local_theta" in g:
+        cos_local, sin_local = rope_tables(T, dh, g["local_theta"])
+    x = w["model.embed_tokens.weight"][ids] * (math.sqrt(d) if gemma else 1.0)
     hidden, attentions = [x], []
+    i_idx, j_idx = np.arange(T)[:, None], np.arange(T)[None, :]
     for l in range(L):
         p = f"model.layers.{l}."
-        a = x if olmo2 else rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        a = rms_norm(x, nw(p + "input_layernorm.weight"), eps) if pre else x
         q = a @ w[p + "self_attn.q_proj.weight"].T
         k = a @ w[p + "self_attn.k_proj.weight"].T
         if qk_norm == "whole":
-            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
-            k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+            q = rms_norm(q, nw(p + "self_attn.q_norm.weight"), eps)
+            k = rms_norm(k, nw(p + "self_attn.k_norm.weight"), eps)
         q, k = q.reshape(T, H, dh), k.reshape(T, G, dh)
         v = (a @ w[p + "self_attn.v_proj.weight"].T).reshape(T, G, dh)
         if qk_norm == "head":
-            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
-            k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+            q = rms_norm(q, nw(p + "self_attn.q_norm.weight"), eps)
+            k = rms_norm(k, nw(p + "self_attn.k_norm.weight"), eps)
         if rope_layers[l]:
-            q = q * cos[:, None] + rotate_half(q) * sin[:, None]
-            k = k * cos[:, None] + rotate_half(k) * sin[:, None]
+            c, s_ = (cos_local, sin_local) if windows[l] and "local_theta" in g else (cos, sin)
+            q = q * c[:, None] + rotate_half(q) * s_[:, None]
+            k = k * c[:, None] + rotate_half(k) * s_[:, None]
+        allowed = j_idx <= i_idx
+        if windows[l]:
+            allowed &= j_idx > i_idx - windows[l]
         out = np.zeros((T, H, dh))
         pats = []
         for h in range(H):
-            g = h // (H // G)
-            s = q[:, h] @ k[:, g].T / math.sqrt(dh)
-            s = np.where(np.tril(np.ones((T, T))) > 0, s, -np.inf)
+            kv = h // (H // G)
+            s = q[:, h] @ k[:, kv].T * scale
+            if g.get("attn_cap"):
+                s = g["attn_cap"] * np.tanh(s / g["attn_cap"])
+            s = np.where(allowed, s, -np.inf)
             P = np.exp(s - s.max(-1, keepdims=True))
             P /= P.sum(-1, keepdims=True)
             pats.append(P)
-            out[:, h] = P @ v[:, g]
+            out[:, h] = P @ v[:, kv]
         attentions.append(pats)
         attn = out.reshape(T, H * dh) @ w[p + "self_attn.o_proj.weight"].T
-        if olmo2:
-            x = x + rms_norm(attn, w[p + "post_attention_layernorm.weight"], eps)
-            m = x
+        if post:
+            attn = rms_norm(attn, nw(p + "post_attention_layernorm.weight"), eps)
+        x = x + attn
+        if norms == "pre":
+            m = rms_norm(x, nw(p + "post_attention_layernorm.weight"), eps)
+        elif norms == "sandwich":
+            m = rms_norm(x, nw(p + "pre_feedforward_layernorm.weight"), eps)
         else:
-            x = x + attn
-            m = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
-        gate = m @ w[p + "mlp.gate_proj.weight"].T
-        mlp = ((gate / (1 + np.exp(-gate))) * (m @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
-        x = x + (rms_norm(mlp, w[p + "post_feedforward_layernorm.weight"], eps) if olmo2 else mlp)
+            m = x
+        mlp = (act(m @ w[p + "mlp.gate_proj.weight"].T) * (m @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
+        x = x + (rms_norm(mlp, nw(p + "post_feedforward_layernorm.weight"), eps) if post else mlp)
         hidden.append(x)
-    hidden[-1] = rms_norm(x, w["model.norm.weight"], eps)
+    hidden[-1] = rms_norm(x, nw("model.norm.weight"), eps)
     unembed = w["model.embed_tokens.weight"] if tied else w["lm_head.weight"]
     logits = hidden[-1] @ unembed.T
+    if g.get("final_cap"):
+        logits = g["final_cap"] * np.tanh(logits / g["final_cap"])
     return t, ids, np.array(attentions), np.array(hidden), logits
 
 
@@ -161,7 +203,7 @@ def olmo2_case(rng):
         "rope_scaling": None, "attention_bias": False, "attention_dropout": 0.0, "tie_word_embeddings": False,
         "pad_token_id": 1, "bos_token_id": None, "eos_token_id": 2, "torch_dtype": "float32",
     }
-    return (cfg, *llama_shape(rng, cfg, qk_norm="whole", olmo2=True))
+    return (cfg, *llama_shape(rng, cfg, qk_norm="whole", norms="post"))
 
 
 def smollm3_case(rng):
@@ -177,10 +219,57 @@ def smollm3_case(rng):
     return cfg, tensors, ids, attentions, hidden, logits
 
 
+def gemma_case(rng):
+    # MQA, head_dim of its own; hidden_act "gelu" (exact) is what transformers
+    # >= 4.48 runs, whatever hidden_activation says.
+    cfg = {
+        "architectures": ["GemmaForCausalLM"], "model_type": "gemma", "vocab_size": 128, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1,
+        "head_dim": 24, "hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 64,
+        "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "attention_bias": False, "bos_token_id": 2, "eos_token_id": 1,
+        "pad_token_id": 0, "torch_dtype": "float32",
+    }
+    return (cfg, *llama_shape(rng, cfg, tied=True, gemma={"act": gelu_erf}))
+
+
+def gemma2_case(rng):
+    # Soft-caps small enough to bend these scores and logits; windows of 6 on
+    # the even layers (the default rule), query_pre_attn_scalar != head_dim.
+    cfg = {
+        "architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "vocab_size": 128, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 16, "hidden_activation": "gelu_pytorch_tanh", "hidden_act": "gelu_pytorch_tanh",
+        "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "attention_bias": False,
+        "query_pre_attn_scalar": 8, "sliding_window": 6, "attn_logit_softcapping": 2.0,
+        "final_logit_softcapping": 5.0, "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0, "torch_dtype": "float32",
+    }
+    g = {"act": gelu_tanh, "scale": 8 ** -0.5, "attn_cap": 2.0, "final_cap": 5.0, "windows": [6, 0, 6]}
+    return (cfg, *llama_shape(rng, cfg, tied=True, norms="sandwich", gemma=g))
+
+
+def gemma3_case(rng):
+    # Every 3rd layer global (sliding_window_pattern), local layers rotating
+    # with rope_local_base_freq unscaled, global ones with rope_theta and a
+    # linear scaling; per-head q/k norms; no soft-capping.
+    cfg = {
+        "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": 128, "hidden_size": 48,
+        "intermediate_size": 96, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 16, "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 64,
+        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_local_base_freq": 100.0,
+        "rope_scaling": {"rope_type": "linear", "factor": 4.0}, "attention_bias": False, "query_pre_attn_scalar": 24,
+        "sliding_window": 5, "sliding_window_pattern": 3, "final_logit_softcapping": None,
+        "attn_logit_softcapping": None, "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0, "torch_dtype": "float32",
+    }
+    g = {"act": gelu_tanh, "scale": 24 ** -0.5, "windows": [5, 5, 0, 5], "local_theta": 100.0, "linear_factor": 4.0}
+    return (cfg, *llama_shape(rng, cfg, qk_norm="head", tied=True, norms="sandwich", gemma=g))
+
+
 def main():
     out = sys.argv[1]
     rng = np.random.default_rng(20261207)
-    for name, make in (("qwen3", qwen3_case), ("smollm3", smollm3_case), ("olmo2", olmo2_case)):
+    cases = (("qwen3", qwen3_case), ("smollm3", smollm3_case), ("olmo2", olmo2_case), ("gemma", gemma_case),
+             ("gemma2", gemma2_case), ("gemma3", gemma3_case))
+    for name, make in cases:
         cfg, tensors, ids, attentions, hidden, logits = make(rng)
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)

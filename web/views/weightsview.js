@@ -151,7 +151,7 @@ export class HeadWeights {
     this.spectraData = { variant: s.variant, layer, head, ov: pick('ov'), qk: pick('qk'), s, i, copying: copying ? copying.copyingScore[i] : null };
     this.spectra.replaceChildren(
       spectrumChart(this.spectraData.ov, { title: `OV = W_V W_O (${s.variant})${s.ovIgnoresPostNorm ? ' · norm after attention ignored' : ''}`, erank: s.ov.effectiveRank[i], colour: '#2c6fbb' }),
-      spectrumChart(this.spectraData.qk, { title: `QK = W_Q W_Kᵀ (${s.variant})${s.qkIgnoresRotary ? ' · rotary ignored' : ''}${s.qkIgnoresQkNorm ? ' · q/k norm ignored' : ''}`, erank: s.qk.effectiveRank[i], colour: '#7b3294' }),
+      spectrumChart(this.spectraData.qk, { title: `QK = W_Q W_Kᵀ (${s.variant})${s.qkIgnoresRotary ? ' · rotary ignored' : ''}${s.qkIgnoresQkNorm ? ' · q/k norm ignored' : ''}${s.qkIgnoresSoftcap ? ' · soft-cap ignored' : ''}`, erank: s.qk.effectiveRank[i], colour: '#7b3294' }),
     );
     const rows = [
       ['‖OV‖_F', s.ov.frobenius[i]], ['OV effective rank', s.ov.effectiveRank[i]], ['OV top-1 share', s.ov.top1Share[i]], [`OV top-${s.topK} share`, s.ov.topkShare[i]],
@@ -249,7 +249,7 @@ export class HeadWeights {
       el('span', { class: 'num', text: `${formatNumber(e.value, 3)} · p ${formatP(e.p)}${isFlagged(sig[e.kind], e.value) ? ' ✱' : ''}` }),
     ])) : [el('p', { class: 'muted small', text: dir === 'in' ? 'none: the first layer reads only the embeddings' : 'none: no later layer' })])]);
     this.composition.replaceChildren(
-      el('p', { class: 'muted small', text: `${nullNote}${c.qkIgnoresRotary ? ' · QK ignores the rotation (rotary model)' : ''}${c.qkIgnoresQkNorm ? ' · QK leaves out the q/k RMSNorm (its weights, and its per-token scale, which no weight-only view captures)' : ''}` }),
+      el('p', { class: 'muted small', text: `${nullNote}${c.qkIgnoresRotary ? ' · QK ignores the rotation (rotary model)' : ''}${c.qkIgnoresQkNorm ? ' · QK leaves out the q/k RMSNorm (its weights, and its per-token scale, which no weight-only view captures)' : ''}${c.qkIgnoresSoftcap ? ' · QK leaves out the soft-capping of the scores (c·tanh(s/c)), which flattens large scores' : ''}` }),
       el('div', { class: 'partner-columns' }, [list('in: earlier heads feeding this one', entries('in'), 'in'), list('out: later heads it feeds', entries('out'), 'out')]),
     );
   }
