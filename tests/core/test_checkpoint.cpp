@@ -591,7 +591,7 @@ TEST_CASE("a hub-style model rejects too many tokens and out-of-range ids", "[ch
   CHECK_THAT(bad.error().message, Catch::Contains("token id 500 at position 1"));
 }
 
-TEST_CASE("LLaMA weights run as Mistral: a sliding window masks distant keys; a wide one changes nothing", "[checkpoint]") {
+TEST_CASE("LLaMA weights run as Mistral: a sliding window masks distant keys, and a wide one changes nothing", "[checkpoint]") {
   auto text = read_text_file(fixture_dir("llama") + "/config.json");
   REQUIRE(text.ok());
   auto j = nlohmann::json::parse(*text, nullptr, false);

@@ -195,7 +195,7 @@ TEST_CASE("GPT-Neo expands attention_types when attention_layers is absent", "[c
   CHECK_THAT(parse_error(kind), Catch::Contains("attention_types") && Catch::Contains("sparse"));
 }
 
-TEST_CASE("Mistral sliding_window gives a per-layer window; null means global", "[config]") {
+TEST_CASE("Mistral sliding_window gives a per-layer window, and null means global", "[config]") {
   json j = tiny("mistral");
   j["num_key_value_heads"] = 2;
   j["sliding_window"] = 16;
@@ -371,13 +371,14 @@ TEST_CASE("GPT-2 legacy n_ctx and scale flags", "[config]") {
 
 TEST_CASE("supported_model_types and family_name agree", "[config]") {
   const auto types = supported_model_types();
-  CHECK(types.size() == 14);
+  CHECK(types.size() == 16);
   for (const auto& t : types) {
     json j = tiny(t);
     if (t == "gpt2") j = fixture_json("gpt2");
     if (t == "gpt_neo") j = fixture_json("gpt_neo");
     if (t == "mistral") j["num_key_value_heads"] = 2;  // MistralConfig's default is 8
     if (t.rfind("gemma", 0) == 0) j["num_key_value_heads"] = 1;  // Gemma's defaults: 16 or 4
+    if (t == "stablelm") j["num_key_value_heads"] = 4;            // StableLmConfig's default is 32
     INFO(t);
     CHECK(config_from_json(j.dump()).ok());
   }
