@@ -360,11 +360,46 @@ Status read_llama_layer(TensorSource& src, const ModelConfig& c, int l, LayerWei
     HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln1_post_w, L.ln1_post_b));
     HS_TRY(read_norm(src, c, p + "post_feedforward_layernorm", L.ln2_post_w, L.ln2_post_b));
     if (c.pre_norm) HS_TRY(read_norm(src, c, p + "pre_feedforward_layernorm", L.ln2_w, L.ln2_b));
+  } else if (c.parallel_residual) {
+    // StableLM's parallel blocks read one norm for both sublayers.
+    L.ln2_w = L.ln1_w;
+    L.ln2_b = L.ln1_b;
   } else {
     HS_TRY(read_norm(src, c, p + "post_attention_layernorm", L.ln2_w, L.ln2_b));
   }
-  HS_TRY(read_split_attention(src, c, p + "self_attn.", "q_proj", "k_proj", "v_proj", "o_proj", L));
-  if (c.qk_norm != QkNorm::none) {
+  if (c.fused_projections) {
+    // Phi-3: qkv_proj [(H + 2G) dh, d], rows q, then k, then v.
+    const int hq = c.n_head * c.d_head, hkv = c.n_kv_head * c.d_head;
+    {
+      HS_LET(qkv, src.linear(p + "self_attn.qkv_proj.weight", d, hq + 2 * hkv));
+      L.W_Q = qkv.leftCols(hq);
+      L.W_K = qkv.middleCols(hq, hkv);
+      L.W_V = qkv.rightCols(hkv);
+    }
+    {
+      HS_LET(o, src.linear(p + "self_attn.o_proj.weight", hq, d));
+      L.W_O = std::move(o);
+    }
+    L.b_Q = RowVectorF::Zero(hq);
+    L.b_K = L.b_V = RowVectorF::Zero(hkv);
+    L.b_O = RowVectorF::Zero(d);
+  } else {
+    HS_TRY(read_split_attention(src, c, p + "self_attn.", "q_proj", "k_proj", "v_proj", "o_proj", L));
+  }
+  if (c.qk_norm_each_head) {
+    // StableLM: one LayerNorm per head, q_layernorm.norms.{h}.weight [dh] each.
+    const int dh = c.d_head;
+    auto per_head = [&](const char* which, int n, RowVectorF& out) -> Status {
+      out.resize(n * dh);
+      for (int h = 0; h < n; ++h) {
+        HS_LET(w, src.vec(p + "self_attn." + which + ".norms." + std::to_string(h) + ".weight", dh));
+        out.segment(h * dh, dh) = w;
+      }
+      return Ok{};
+    };
+    HS_TRY(per_head("q_layernorm", c.n_head, L.q_norm_w));
+    HS_TRY(per_head("k_layernorm", c.n_kv_head, L.k_norm_w));
+  } else if (c.qk_norm != QkNorm::none) {
     const bool whole = c.qk_norm == QkNorm::whole;
     HS_LET(q, src.vec(p + "self_attn.q_norm.weight", whole ? c.n_head * c.d_head : c.d_head));
     L.q_norm_w = std::move(q);
@@ -376,6 +411,21 @@ Status read_llama_layer(TensorSource& src, const ModelConfig& c, int l, LayerWei
     }
   }
   if (c.attention_only) return Ok{};
+  if (c.fused_projections) {
+    // Phi-3: gate_up_proj [2M, d], the gate's rows first.
+    {
+      HS_LET(gu, src.linear(p + "mlp.gate_up_proj.weight", d, 2 * m));
+      L.W_gate = gu.leftCols(m);
+      L.W_in = gu.rightCols(m);
+    }
+    {
+      HS_LET(w, src.linear(p + "mlp.down_proj.weight", m, d));
+      L.W_out = std::move(w);
+    }
+    L.b_in = L.b_gate = RowVectorF::Zero(m);
+    L.b_out = RowVectorF::Zero(d);
+    return Ok{};
+  }
   HS_TRY(read_linear_mlp(src, c, p + "mlp.up_proj", p + "mlp.down_proj", L));
   {
     HS_LET(w, src.linear(p + "mlp.gate_proj.weight", d, m));
@@ -437,7 +487,7 @@ bool attention_tensor(const ModelConfig& config, const std::string& name) {
   // attention projections.
   static const std::regex gpt2(R"(h\.\d+\.(ln_1|ln_2|attn\.c_attn|attn\.c_proj)\.(weight|bias))");
   static const std::regex neox(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|attention\.query_key_value|attention\.dense)\.(weight|bias))");
-  static const std::regex llama(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|pre_feedforward_layernorm|post_feedforward_layernorm|self_attn\.([qkvo]_proj|[qk]_norm))\.(weight|bias))");
+  static const std::regex llama(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|pre_feedforward_layernorm|post_feedforward_layernorm|self_attn\.([qkvo]_proj|qkv_proj|[qk]_norm|[qk]_layernorm\.norms\.\d+))\.(weight|bias))");
   static const std::regex neo(R"(h\.\d+\.(ln_1|ln_2|attn\.attention\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");
   static const std::regex bert(R"(encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.(dense|LayerNorm)|output\.LayerNorm)\.(weight|bias))");
   static const std::regex opt(R"(layers\.\d+\.(self_attn_layer_norm|final_layer_norm|self_attn\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");

@@ -27,7 +27,7 @@ const char* family_name(Family family) {
 }
 
 std::vector<std::string> supported_model_types() {
-  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "gemma", "gemma2", "gemma3_text", "bert", "gpt_neo", "opt"};
+  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "gemma", "gemma2", "gemma3_text", "phi3", "stablelm", "bert", "gpt_neo", "opt"};
 }
 
 bool layer_uses_rope(const ModelConfig& c, int layer) {
@@ -342,10 +342,45 @@ Status read_rope(Fields& f, ModelConfig& c, const char* theta_key_v4, double the
         return make_error(ErrorCode::bad_config, "config.json: field '" + std::string(where) +
                                                      "' (llama3) needs high_freq_factor > low_freq_factor "
                                                      "and original_max_position_embeddings > 0");
+    } else if (type == "longrope" || type == "su") {
+      // transformers' _compute_longrope_parameters: the factor is
+      // max_position_embeddings / original_max_position_embeddings when the
+      // config has the latter at its top level (Phi-3), else the dict's.
+      const int half = c.rotary_dim / 2;
+      for (const char* key : {"short_factor", "long_factor"}) {
+        const json* list = s.find(key);
+        std::vector<float>& out = key[0] == 's' ? c.rope_short_factor : c.rope_long_factor;
+        if (!list || !list->is_array() || static_cast<int>(list->size()) != half)
+          return make_error(ErrorCode::bad_config, "config.json: field '" + std::string(where) + "." + key +
+                                                       "' must list " + std::to_string(half) +
+                                                       " numbers (one per rotary frequency) for longrope");
+        for (const json& v : *list) {
+          if (!v.is_number() || !(v.get<double>() > 0))
+            return make_error(ErrorCode::bad_config, "config.json: field '" + std::string(where) + "." + key +
+                                                         "' must hold positive numbers, found " + v.dump());
+          out.push_back(v.get<float>());
+        }
+      }
+      const bool top = f.has("original_max_position_embeddings");
+      const long long original = top ? f.integer("original_max_position_embeddings", c.n_ctx)
+                                     : s.integer("original_max_position_embeddings", c.n_ctx);
+      if (!f.error.empty() || !s.error.empty())
+        return make_error(ErrorCode::bad_config, f.error.empty() ? "config.json: " + std::string(where) + ": " + s.error.substr(13) : f.error);
+      if (original < 2 || original > (1ll << 30))
+        return make_error(ErrorCode::bad_config, "config.json: original_max_position_embeddings must be at least 2");
+      const double lr_factor = top ? static_cast<double>(c.n_ctx) / original : factor;
+      const double attention = s.has("attention_factor")
+                                   ? s.number("attention_factor", 1.0)
+                                   : (lr_factor <= 1 ? 1.0 : std::sqrt(1 + std::log(lr_factor) / std::log(double(original))));
+      if (!(attention > 0) || !std::isfinite(attention))
+        return make_error(ErrorCode::bad_config, "config.json: field '" + std::string(where) + ".attention_factor' must be positive");
+      c.rope_scaling = RopeScaling::longrope;
+      c.rope_original_ctx = static_cast<int>(original);
+      c.rope_attention_factor = static_cast<float>(attention);
     } else {
       return make_error(ErrorCode::unsupported, "config.json: field '" + std::string(where) +
                                                     "' has an unsupported rope type \"" + type +
-                                                    "\" (supported: default, linear, dynamic, llama3)");
+                                                    "\" (supported: default, linear, dynamic, llama3, longrope)");
     }
   }
   return Ok{};
@@ -608,6 +643,75 @@ Status read_gemma(Fields& f, ModelConfig& c) {
   return Ok{};
 }
 
+// Phi-3, Phi-3.5 and Phi-4-mini (transformers' modeling_phi3.py and
+// configuration_phi3.py, v4.45-v4.57): LLaMA's block with fused qkv_proj
+// and gate_up_proj tensors, no biases, partial_rotary_factor, LongRoPE
+// scaling, and sliding_window (when set) on every layer.
+Status read_phi3(Fields& f, ModelConfig& c) {
+  c.family = Family::llama;
+  c.d_vocab = f.positive("vocab_size", 32064);
+  c.d_model = f.positive("hidden_size", 3072);
+  c.n_layer = f.positive("num_hidden_layers", 32);
+  c.n_head = f.positive("num_attention_heads", 32);
+  c.n_kv_head = f.has("num_key_value_heads") ? f.positive("num_key_value_heads", 1) : c.n_head;
+  c.d_mlp = f.positive("intermediate_size", 8192);
+  c.n_ctx = f.positive("max_position_embeddings", 4096);
+  c.norm_eps = static_cast<float>(f.number("rms_norm_eps", 1e-5));
+  const std::string act = f.string("hidden_act", "silu");
+  c.tied_embeddings = f.boolean("tie_word_embeddings", false);
+  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 1));
+  const int window = f.has("sliding_window") ? f.positive("sliding_window", 1) : 0;
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
+  HS_TRY(parse_activation("hidden_act", act, c.act));
+  HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_key_value_heads", false, nullptr));
+  HS_TRY(read_rope(f, c, "rope_theta", 10000.0, nullptr, 1.0));
+  c.norm = NormKind::rms_norm;
+  c.norm_bias = false;
+  c.gated_mlp = true;
+  c.fused_projections = true;
+  c.qkv_bias = c.out_bias = c.mlp_bias = false;
+  c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.d_head));
+  c.window.assign(c.n_layer, window);
+  return Ok{};
+}
+
+// StableLM (stablelm-2-1_6b and the StableLM 2/3B family; transformers'
+// modeling_stablelm.py and configuration_stablelm.py, v4.38-v4.57): the
+// LLaMA names with LayerNorms (with biases), partial rotary (25 % by
+// default), optional q/k/v biases, optional per-head q/k LayerNorms with one
+// weight per head (qk_layernorm), and optional parallel blocks that read one
+// norm for both sublayers (use_parallel_residual).
+Status read_stablelm(Fields& f, ModelConfig& c) {
+  c.family = Family::llama;
+  c.d_vocab = f.positive("vocab_size", 50304);
+  c.d_model = f.positive("hidden_size", 2560);
+  c.n_layer = f.positive("num_hidden_layers", 32);
+  c.n_head = f.positive("num_attention_heads", 32);
+  c.n_kv_head = f.positive("num_key_value_heads", 32);
+  c.d_mlp = f.positive("intermediate_size", 6912);
+  c.n_ctx = f.positive("max_position_embeddings", 4096);
+  c.norm_eps = static_cast<float>(f.number("layer_norm_eps", 1e-5));
+  const std::string act = f.string("hidden_act", "silu");
+  c.tied_embeddings = f.boolean("tie_word_embeddings", false);
+  c.bos_token_id = static_cast<int>(f.integer("bos_token_id", 0));
+  c.qkv_bias = f.boolean("use_qkv_bias", false);
+  const bool qk_layernorm = f.boolean("qk_layernorm", false);
+  c.parallel_residual = f.boolean("use_parallel_residual", false);
+  if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
+  HS_TRY(parse_activation("hidden_act", act, c.act));
+  HS_TRY(finish_heads(c, "hidden_size", "num_attention_heads", "num_key_value_heads", false, nullptr));
+  HS_TRY(read_rope(f, c, "rope_theta", 10000.0, nullptr, 0.25));
+  c.norm = NormKind::layer_norm;
+  c.gated_mlp = true;
+  c.out_bias = c.mlp_bias = false;
+  c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.d_head));
+  if (qk_layernorm) {
+    c.qk_norm = QkNorm::per_head;
+    c.qk_norm_each_head = true;
+  }
+  return Ok{};
+}
+
 Status read_bert(Fields& f, ModelConfig& c) {
   c.family = Family::bert;
   c.d_vocab = f.positive("vocab_size", 30522);
@@ -705,6 +809,8 @@ Result<ModelConfig> config_from_json(const std::string& json_text) {
   else if (t == "llama" || t == "mistral" || t == "qwen2" || t == "qwen3" || t == "smollm3" || t == "olmo2")
     HS_TRY(read_llama(f, c));
   else if (t == "gemma" || t == "gemma2" || t == "gemma3_text") HS_TRY(read_gemma(f, c));
+  else if (t == "phi3") HS_TRY(read_phi3(f, c));
+  else if (t == "stablelm") HS_TRY(read_stablelm(f, c));
   else if (t == "bert") HS_TRY(read_bert(f, c));
   else if (t == "opt") HS_TRY(read_opt(f, c));
   else

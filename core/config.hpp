@@ -16,7 +16,7 @@ enum class Family { gpt2, gpt_neox, llama, bert, gpt_neo, opt };
 enum class NormKind { layer_norm, rms_norm };
 enum class Activation { gelu_new, gelu, gelu_fast, silu, relu };
 // How RoPE frequencies are rescaled for long contexts (config.json rope_scaling).
-enum class RopeScaling { none, linear, llama3 };
+enum class RopeScaling { none, linear, llama3, longrope };
 enum class QkNorm { none, per_head, whole };
 
 struct ModelConfig;
@@ -40,14 +40,18 @@ struct ModelConfig {
   float norm_eps = 1e-5f;
   Activation act = Activation::gelu_new;
   bool gated_mlp = false;          // LLaMA: down(act(gate(x)) * up(x))
+  bool fused_projections = false;  // Phi-3: one qkv_proj and one gate_up_proj tensor per layer
   bool causal = true;              // false for BERT
   bool post_ln = false;            // BERT: h = LN(h + sublayer(h))
   bool parallel_residual = false;  // NeoX: h = h + attn(LN1 h) + mlp(LN2 h)
   float attn_scale = 0;            // scores are q.k * attn_scale (1/sqrt(dh), or 1 for GPT-Neo)
-  // RMSNorm of q and k after the projections, before RoPE: Qwen3 over each
-  // head's dh slice (weights [dh]), OLMo 2 over the whole projection
-  // (weights [H*dh] and [G*dh]).
+  // A norm of q and k (of the model's norm kind, without bias) after the
+  // projections, before RoPE: per_head over each head's dh slice, with one
+  // weight [dh] for all heads (Qwen3, Gemma 3) or one per head when
+  // qk_norm_each_head (StableLM's q_layernorm.norms.{h}); whole over the
+  // projection (OLMo 2, weights [H*dh] and [G*dh]).
   QkNorm qk_norm = QkNorm::none;
+  bool qk_norm_each_head = false;
   // Sequential blocks' norms: before each sublayer (ln1, ln2), on each
   // sublayer's output before it joins the residual (ln1_post, ln2_post), or
   // both: pre-LN GPT-2/LLaMA x = x + attn(N1 x); OLMo 2 x = x + N1p(attn(x));
@@ -71,7 +75,12 @@ struct ModelConfig {
   float rope_factor = 1.f;            // linear and llama3
   float rope_low_freq_factor = 1.f;   // llama3
   float rope_high_freq_factor = 4.f;  // llama3
-  int rope_original_ctx = 8192;       // llama3 original_max_position_embeddings
+  int rope_original_ctx = 8192;       // llama3, longrope: original_max_position_embeddings
+  // LongRoPE (Phi-3.5, Phi-4-mini): per-frequency divisors [R/2], the short
+  // ones for texts up to rope_original_ctx tokens and the long ones beyond,
+  // and cos/sin multiplied by rope_attention_factor.
+  std::vector<float> rope_short_factor, rope_long_factor;
+  float rope_attention_factor = 1.f;
   // Gemma 3: sliding-window layers rotate with this base and no scaling, the
   // global ones with rope_theta and rope_scaling (0: every layer as the global ones).
   float rope_local_theta = 0;

@@ -44,7 +44,7 @@ void attention_block_forward(const ModelConfig& c, const LayerWeights& L, int la
   linear_forward(k, xn, L.W_K, &L.b_K);  // [N, G*dh]
   linear_forward(v, xn, L.W_V, &L.b_V);  // [N, G*dh]
 
-  // pass 2: the q/k RMSNorm (Qwen3: per head; OLMo 2: over the projection),
+  // pass 2: the q/k norm (Qwen3, Gemma 3, StableLM: per head; OLMo 2: over the projection),
   // then rotary positions on q and k (not in SmolLM3's NoPE layers)
   if (c.qk_norm != QkNorm::none) {
     if (tape) {
@@ -52,8 +52,8 @@ void attention_block_forward(const ModelConfig& c, const LayerWeights& L, int la
       tape->k_pre = k;
     }
     const bool whole = c.qk_norm == QkNorm::whole;  // one norm over all heads (OLMo 2)
-    head_rms_norm_forward(q, whole ? 1 : H, whole ? H * dh : dh, L.q_norm_w, c.norm_eps);
-    head_rms_norm_forward(k, whole ? 1 : G, whole ? G * dh : dh, L.k_norm_w, c.norm_eps);
+    head_norm_forward(c.norm, q, whole ? 1 : H, whole ? H * dh : dh, L.q_norm_w, c.norm_eps);
+    head_norm_forward(c.norm, k, whole ? 1 : G, whole ? G * dh : dh, L.k_norm_w, c.norm_eps);
   }
   if (rope.R > 0 && layer_uses_rope(c, layer)) {
     rope_forward(q, H, dh, rope);
@@ -124,10 +124,10 @@ void attention_block_backward(MatrixRM& dx, const ModelConfig& c, const LayerWei
   if (c.qk_norm != QkNorm::none) {
     const bool grads = lg && lg->q_norm_w.size() && lg->k_norm_w.size();
     const bool whole = c.qk_norm == QkNorm::whole;
-    head_rms_norm_backward(dq, grads ? &lg->q_norm_w : nullptr, tp.q_pre, whole ? 1 : H, whole ? H * dh : dh, L.q_norm_w,
-                           c.norm_eps);
-    head_rms_norm_backward(dk, grads ? &lg->k_norm_w : nullptr, tp.k_pre, whole ? 1 : G, whole ? G * dh : dh, L.k_norm_w,
-                           c.norm_eps);
+    head_norm_backward(c.norm, dq, grads ? &lg->q_norm_w : nullptr, tp.q_pre, whole ? 1 : H, whole ? H * dh : dh,
+                       L.q_norm_w, c.norm_eps);
+    head_norm_backward(c.norm, dk, grads ? &lg->k_norm_w : nullptr, tp.k_pre, whole ? 1 : G, whole ? G * dh : dh,
+                       L.k_norm_w, c.norm_eps);
   }
   MatrixRM* dxn = need_input ? &dx : nullptr;
   linear_backward(dxn, lg ? &lg->W_Q : nullptr, lg ? &lg->b_Q : nullptr, dq, tp.attn_in, L.W_Q);

@@ -179,20 +179,39 @@ void norm_forward(NormKind kind, float eps, MatrixRM& out, const MatrixRM& x, co
 }
 
 // A row-major [N, n * dh] matrix is [N * n, dh] in the same memory.
-void head_rms_norm_forward(MatrixRM& x, int n_heads, int dh, const RowVectorF& w, float eps) {
-  const MatrixRM rows = Eigen::Map<const MatrixRM>(x.data(), x.rows() * n_heads, dh);
+void head_norm_forward(NormKind kind, MatrixRM& x, int n_heads, int dh, const RowVectorF& w, float eps) {
+  const Eigen::Index n = x.rows() * n_heads;
+  const MatrixRM rows = Eigen::Map<const MatrixRM>(x.data(), n, dh);  // row r: token r / n_heads, head r % n_heads
   MatrixRM out;
-  rms_norm_forward(out, rows, w, eps);
-  Eigen::Map<MatrixRM>(x.data(), x.rows() * n_heads, dh) = out;
+  if (w.size() == dh) {
+    norm_forward(kind, eps, out, rows, w, RowVectorF());
+  } else {
+    norm_forward(kind, eps, out, rows, RowVectorF::Ones(dh), RowVectorF());
+    for (Eigen::Index r = 0; r < n; ++r) out.row(r).array() *= w.segment((r % n_heads) * dh, dh).array();
+  }
+  Eigen::Map<MatrixRM>(x.data(), n, dh) = out;
 }
 
-void head_rms_norm_backward(MatrixRM& d, RowVectorF* dw, const MatrixRM& x_before, int n_heads, int dh,
-                            const RowVectorF& w, float eps) {
+void head_norm_backward(NormKind kind, MatrixRM& d, RowVectorF* dw, const MatrixRM& x_before, int n_heads, int dh,
+                        const RowVectorF& w, float eps) {
   const Eigen::Index n = d.rows() * n_heads;
-  const MatrixRM dout = Eigen::Map<const MatrixRM>(d.data(), n, dh);
+  MatrixRM dout = Eigen::Map<const MatrixRM>(d.data(), n, dh);
   const MatrixRM x = Eigen::Map<const MatrixRM>(x_before.data(), n, dh);
   MatrixRM dx = MatrixRM::Zero(n, dh);
-  rms_norm_backward(dx, dw, dout, x, w, eps);
+  if (w.size() == dh) {
+    norm_backward(kind, eps, dx, dw, nullptr, dout, x, w);
+  } else {
+    // y = xhat * w_h: dL/dw_h += dout * xhat; dL/dxhat = dout * w_h.
+    const RowVectorF ones = RowVectorF::Ones(dh);
+    MatrixRM xhat;
+    if (dw) norm_forward(kind, eps, xhat, x, ones, RowVectorF());
+    for (Eigen::Index r = 0; r < n; ++r) {
+      const Eigen::Index h = r % n_heads;
+      if (dw) dw->segment(h * dh, dh) += dout.row(r).cwiseProduct(xhat.row(r));
+      dout.row(r).array() *= w.segment(h * dh, dh).array();
+    }
+    norm_backward(kind, eps, dx, nullptr, nullptr, dout, x, ones);
+  }
   Eigen::Map<MatrixRM>(d.data(), n, dh) = dx;
 }
 
@@ -353,8 +372,16 @@ Rope rope_tables(const ModelConfig& c, int T, bool local) {
   std::vector<float> inv_freq(half);
   for (int j = 0; j < half; ++j)
     inv_freq[j] = 1.f / std::pow(theta, static_cast<float>(2 * j) / static_cast<float>(r.R));
+  float amplitude = 1.f;  // LongRoPE's attention factor, on cos and sin
   if (local) {
     // Gemma 3's local tables have no scaling.
+  } else if (c.rope_scaling == RopeScaling::longrope) {
+    // transformers' _compute_longrope_parameters with dynamic_rope_update:
+    // the long factors once the text is longer than the original context.
+    const std::vector<float>& ext = T > c.rope_original_ctx ? c.rope_long_factor : c.rope_short_factor;
+    for (int j = 0; j < half; ++j)
+      inv_freq[j] = 1.f / (ext[j] * std::pow(theta, static_cast<float>(2 * j) / static_cast<float>(r.R)));
+    amplitude = c.rope_attention_factor;
   } else if (c.rope_scaling == RopeScaling::linear) {
     for (float& f : inv_freq) f /= c.rope_factor;
   } else if (c.rope_scaling == RopeScaling::llama3) {
@@ -379,8 +406,8 @@ Rope rope_tables(const ModelConfig& c, int T, bool local) {
   for (int t = 0; t < T; ++t)
     for (int j = 0; j < half; ++j) {
       const float angle = static_cast<float>(t) * inv_freq[j];
-      r.cos(t, j) = std::cos(angle);
-      r.sin(t, j) = std::sin(angle);
+      r.cos(t, j) = std::cos(angle) * amplitude;
+      r.sin(t, j) = std::sin(angle) * amplitude;
     }
   return r;
 }

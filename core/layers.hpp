@@ -69,13 +69,15 @@ void rms_norm_forward(MatrixRM& out, const MatrixRM& x, const RowVectorF& w, flo
 void rms_norm_backward(MatrixRM& dx, RowVectorF* dw, const MatrixRM& dout, const MatrixRM& x,
                        const RowVectorF& w, float eps);
 
-// RMSNorm of each head's slice of x [N, n_heads * dh] with the weight w [dh]
-// (Qwen3's q_norm and k_norm), in place. Its reverse: d [N, n_heads * dh] =
-// dL/d(the output) in, dL/d(the input) out; x_before: the input; dw (or
-// null) += the weight's gradient.
-void head_rms_norm_forward(MatrixRM& x, int n_heads, int dh, const RowVectorF& w, float eps);
-void head_rms_norm_backward(MatrixRM& d, RowVectorF* dw, const MatrixRM& x_before, int n_heads, int dh,
-                            const RowVectorF& w, float eps);
+// A norm (RMSNorm or LayerNorm without bias) of each head's slice of x
+// [N, n_heads * dh], in place: the q/k norms. The weight w is [dh], shared by
+// the heads (Qwen3, Gemma 3; OLMo 2 as one head of H * dh), or [n_heads * dh],
+// one per head (StableLM). Its reverse: d [N, n_heads * dh] = dL/d(the
+// output) in, dL/d(the input) out; x_before: the input; dw (or null) += the
+// weight's gradient.
+void head_norm_forward(NormKind kind, MatrixRM& x, int n_heads, int dh, const RowVectorF& w, float eps);
+void head_norm_backward(NormKind kind, MatrixRM& d, RowVectorF* dw, const MatrixRM& x_before, int n_heads, int dh,
+                        const RowVectorF& w, float eps);
 
 // Either, by kind (b and db are LayerNorm's only).
 void norm_forward(NormKind kind, float eps, MatrixRM& out, const MatrixRM& x, const RowVectorF& w,
@@ -126,7 +128,8 @@ struct Rope {
   MatrixRM cos, sin;  // [T, R/2]
 };
 // The tables for positions 0..T-1, frequencies rescaled as config.json's
-// rope_scaling says (linear, llama3); local: Gemma 3's sliding-window layers'
+// rope_scaling says (linear, llama3, longrope: its attention factor scales
+// cos and sin, so the rotated dims' scores by its square); local: Gemma 3's sliding-window layers'
 // tables (base rope_local_theta, no scaling; R = 0 when the model has none).
 Rope rope_tables(const ModelConfig& config, int T, bool local = false);
 // Layer l rotates with the local tables.

@@ -28,8 +28,8 @@ struct LayerWeights {
   MatrixRM W_O;  // [H*dh, d]
   RowVectorF b_Q, b_K, b_V;  // [H*dh], [G*dh], [G*dh] (zeros when absent)
   RowVectorF b_O;            // [d]
-  RowVectorF q_norm_w, k_norm_w;  // q/k RMSNorm weights (config.qk_norm): [dh] per head (Qwen3), or [H*dh]
-                                  // and [G*dh] (OLMo 2); else empty
+  RowVectorF q_norm_w, k_norm_w;  // q/k norm weights (config.qk_norm): [dh] shared by the heads (Qwen3, Gemma 3), or
+                                  // [H*dh] and [G*dh] (OLMo 2's whole projection, StableLM's one per head); else empty
   // The norms (config.pre_norm, config.norm_after_sublayer); b empty for
   // RMSNorm, all empty when the model has no such norm.
   RowVectorF ln1_w, ln1_b;  // attention-input norm (post-LN BERT: after attention + residual)

@@ -282,7 +282,7 @@ TEST_CASE("families: Gemma 3 (q/k norms, local and global RoPE, every 3rd layer 
   CHECK_FALSE(raw.qk_ignores_softcap);
 }
 
-TEST_CASE("families: a Gemma checkpoint read as Gemma 2 names its missing norm; an unknown layer kind is refused",
+TEST_CASE("families: a Gemma checkpoint read as Gemma 2 names its missing norm, and an unknown layer kind is refused",
           "[families]") {
   nlohmann::json c = nlohmann::json::parse(config_text("gemma"));
   c["model_type"] = "gemma2";
@@ -294,5 +294,65 @@ TEST_CASE("families: a Gemma checkpoint read as Gemma 2 names its missing norm; 
   auto kind = config_from_json(g.dump());
   REQUIRE_FALSE(kind.ok());
   CHECK(kind.error().message.find("chunked_attention") != std::string::npos);
+}
+TEST_CASE("families: Phi-3 (fused qkv and gate_up, partial rotary, LongRoPE past the original context, windows) "
+          "matches its numpy forward", "[families]") {
+  const Model model = must(load_case("phi3", config_text("phi3")));
+  const ModelConfig& c = model.config;
+  CHECK(c.fused_projections);
+  CHECK(c.rotary_dim == 12);
+  CHECK(c.rope_scaling == RopeScaling::longrope);
+  CHECK(c.rope_original_ctx == 16);
+  CHECK(c.rope_attention_factor == Approx(std::sqrt(1 + std::log(4.0) / std::log(16.0))));
+  CHECK(c.window == std::vector<int>{7, 7});
+  check_forward("phi3", model);  // 20 tokens > 16: the long factors
+  // Within the original context, the short factors (and the same attention factor).
+  const Model short_model = must(load_case("phi3_short", config_text("phi3_short")));
+  CHECK(short_model.config.window == std::vector<int>{0, 0});
+  check_forward("phi3_short", short_model);
+  // A factor list of the wrong length, and a rope type headscope does not
+  // implement, are named.
+  nlohmann::json d = nlohmann::json::parse(config_text("phi3"));
+  d["rope_scaling"]["short_factor"] = {1.0, 2.0};
+  auto bad = config_from_json(d.dump());
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message.find("short_factor") != std::string::npos);
+  CHECK(bad.error().message.find("6 numbers") != std::string::npos);
+  d["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  auto yarn = config_from_json(d.dump());
+  REQUIRE_FALSE(yarn.ok());
+  CHECK(yarn.error().message.find("\"yarn\"") != std::string::npos);
+  // Read as LLaMA (separate projections), the fused checkpoint's missing q_proj is named.
+  d = nlohmann::json::parse(config_text("phi3"));
+  d["model_type"] = "llama";
+  d.erase("rope_scaling");
+  auto as_llama = load_case("phi3", d.dump());
+  REQUIRE_FALSE(as_llama.ok());
+  CHECK(as_llama.error().message.find("q_proj") != std::string::npos);
+}
+TEST_CASE("families: StableLM (LayerNorms with biases, 25 % rotary, q/k/v biases, and parallel blocks on one norm with "
+          "a LayerNorm per head on q and k) matches its numpy forward", "[families]") {
+  const Model model = must(load_case("stablelm", config_text("stablelm")));
+  CHECK(model.config.norm == NormKind::layer_norm);
+  CHECK(model.config.rotary_dim == 4);
+  CHECK(model.config.qkv_bias);
+  CHECK_FALSE(model.config.parallel_residual);
+  check_forward("stablelm", model);
+  const Model parallel = must(load_case("stablelm_parallel", config_text("stablelm_parallel")));
+  CHECK(parallel.config.parallel_residual);
+  CHECK(parallel.config.qk_norm_each_head);
+  CHECK(parallel.weights.layers[0].q_norm_w.size() == 4 * 16);
+  CHECK(parallel.weights.layers[0].k_norm_w.size() == 2 * 16);
+  check_forward("stablelm_parallel", parallel);
+  // Both have a norm before each sublayer: the processed variant is defined.
+  const HeadSpectra processed = must(head_spectra(parallel, WeightVariant::processed, 4));
+  CHECK(processed.qk_ignores_qk_norm);
+  // A checkpoint without the per-head norms the config asks for names the first missing one.
+  nlohmann::json d = nlohmann::json::parse(config_text("stablelm"));
+  d["qk_layernorm"] = true;
+  d["use_qkv_bias"] = false;
+  auto missing = load_case("stablelm", d.dump());
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().message.find("q_layernorm.norms.0") != std::string::npos);
 }
 #endif

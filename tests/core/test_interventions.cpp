@@ -187,12 +187,13 @@ TEST_CASE("interventions: head-gate gradients equal finite differences on every 
 }
 
 #ifdef HEADSCOPE_FAMILIES_REF
-TEST_CASE("interventions: head-gate gradients equal finite differences on Qwen3, SmolLM3, OLMo 2 and Gemma 1-3",
+TEST_CASE("interventions: head-gate gradients equal finite differences on the LLaMA-shaped families",
           "[interventions][gradient]") {
   // Through the q/k norms (per head, over the projection), NoPE layers,
   // norms after the sublayers (OLMo 2) and around them (Gemma 2/3), Gemma 2's
-  // soft-capped scores and logits, Gemma 3's local RoPE.
-  for (const char* name : {"qwen3", "smollm3", "olmo2", "gemma", "gemma2", "gemma3"}) {
+  // soft-capped scores and logits, Gemma 3's local RoPE, Phi-3's scaled LongRoPE, StableLM's per-head q/k LayerNorms
+  // and parallel blocks.
+  for (const char* name : {"qwen3", "smollm3", "olmo2", "gemma", "gemma2", "gemma3", "phi3", "stablelm_parallel"}) {
     SECTION(name) {
       const std::string dir = std::string(HEADSCOPE_FAMILIES_REF) + "/" + name;
       const ModelConfig config = must(config_from_json(must(read_text_file(dir + "/config.json"))));

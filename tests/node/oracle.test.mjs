@@ -34,7 +34,7 @@ for (const name of ORACLE_MODELS) {
 
 // Families without an oracle fixture: their float64 numpy forwards
 // (tests/reference/families_reference.py), hub-style folders.
-for (const name of ['qwen3', 'smollm3', 'olmo2', 'gemma', 'gemma2', 'gemma3']) test(`${name} matches its numpy forward in wasm`, async (t) => {
+for (const name of ['qwen3', 'smollm3', 'olmo2', 'gemma', 'gemma2', 'gemma3', 'phi3', 'phi3_short', 'stablelm', 'stablelm_parallel']) test(`${name} matches its numpy forward in wasm`, async (t) => {
   const ref = process.env.HEADSCOPE_FAMILIES_REF;
   if (!ref) return t.skip('HEADSCOPE_FAMILIES_REF is not set (ctest sets it: reference.families)');
   const dir = path.join(ref, name);
@@ -47,7 +47,7 @@ for (const name of ['qwen3', 'smollm3', 'olmo2', 'gemma', 'gemma2', 'gemma3']) t
   expectClose(run.hidden, readNpy(path.join(dir, 'hidden_states.npy')).data, 1e-4, 'hidden states');
   expectClose(run.logits, readNpy(path.join(dir, 'logits.npy')).data, 1e-4, 'logits');
   const spectra = session.spectra();
-  assert.equal(spectra.qkIgnoresQkNorm, ['qwen3', 'olmo2', 'gemma3'].includes(name));
+  assert.equal(spectra.qkIgnoresQkNorm, ['qwen3', 'olmo2', 'gemma3', 'stablelm_parallel'].includes(name));
   assert.equal(spectra.qkIgnoresSoftcap, name === 'gemma2');
   assert.equal(spectra.ovIgnoresPostNorm, ['olmo2', 'gemma2', 'gemma3'].includes(name));
   session.dispose();

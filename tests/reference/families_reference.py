@@ -65,13 +65,29 @@ def gelu_erf(x):  # gelu
     return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
 
-def rope_tables(T, dh, theta, linear_factor=1.0):
-    inv = 1.0 / theta ** (np.arange(0, dh, 2) / dh) / linear_factor
+def rope_tables(T, R, theta, linear_factor=1.0, divisors=None, amplitude=1.0):
+    """cos, sin [T, R] for R rotary dims; divisors [R/2]: LongRoPE's factors."""
+    inv = 1.0 / theta ** (np.arange(0, R, 2) / R) / linear_factor
+    if divisors is not None:
+        inv = inv / np.asarray(divisors)
     ang = np.arange(T)[:, None] * inv[None, :]
-    return np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+    return amplitude * np.cos(np.concatenate([ang, ang], -1)), amplitude * np.sin(np.concatenate([ang, ang], -1))
 
 
-def llama_shape(rng, cfg, qk_norm=None, tied=False, norms="pre", gemma=None):
+def rotate(x, cos, sin):
+    """rotate_half RoPE on the first cos.shape[-1] dims of x [T, heads, dh]."""
+    R = cos.shape[-1]
+    r, rest = x[..., :R], x[..., R:]
+    return np.concatenate([r * cos[:, None] + rotate_half(r) * sin[:, None], rest], -1)
+
+
+def layer_norm(x, w, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + (0 if b is None else b)
+
+
+def llama_shape(rng, cfg, qk_norm=None, tied=False, norms="pre", gemma=None, rope=None, fused=False, stablelm=None):
     """A random checkpoint of the LLaMA shape with cfg's sizes and HF names
     (q_norm/k_norm: qk_norm 'head' over each head, 'whole' over the
     projection; norms 'pre' before the sublayers (LLaMA), 'post' after them
@@ -81,14 +97,23 @@ def llama_shape(rng, cfg, qk_norm=None, tied=False, norms="pre", gemma=None):
     gemma: a dict for the Gemma rules: norms scale by (1 + w), embeddings
     times sqrt(d), act (a function), scale, attn_cap, final_cap, windows
     [L] (0: global), local_theta (sliding layers' RoPE base, unscaled),
-    linear_factor (global layers' linear RoPE scaling)."""
+    linear_factor (global layers' linear RoPE scaling). rope: {"dims": R
+    (partial rotary), "divisors": LongRoPE factors [R/2], "amplitude"}.
+    fused: Phi-3's qkv_proj and gate_up_proj in the checkpoint. stablelm:
+    {"qkv_bias", "parallel"}: LayerNorms with biases (eps layer_norm_eps),
+    q/k/v biases, parallel blocks reading input_layernorm for both
+    sublayers; with qk_norm "each", one bias-free LayerNorm per head."""
     d, L, H, G = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     dh = cfg.get("head_dim", d // H)
     V, M = cfg["vocab_size"], cfg["intermediate_size"]
     lin = lambda o, i: rng.normal(0, 0.1, (o, i))  # nn.Linear weight [out, in]
     # Gemma stores w of (1 + w), initialised at 0; the others w itself.
     norm = (lambda n: rng.normal(0, 0.2, n)) if gemma else (lambda n: 1 + rng.normal(0, 0.2, n))
+    sl = stablelm or {}
+    bias = lambda n: rng.normal(0, 0.1, n)
     t = {"model.embed_tokens.weight": rng.normal(0, 0.5, (V, d)), "model.norm.weight": norm(d)}
+    if stablelm:
+        t["model.norm.bias"] = bias(d)
     if not tied:
         t["lm_head.weight"] = lin(V, d)
     pre, post = norms in ("pre", "sandwich"), norms in ("post", "sandwich")
@@ -96,7 +121,16 @@ def llama_shape(rng, cfg, qk_norm=None, tied=False, norms="pre", gemma=None):
         p = f"model.layers.{l}."
         if pre:
             t[p + "input_layernorm.weight"] = norm(d)
-        t[p + "post_attention_layernorm.weight"] = norm(d)
+        if not sl.get("parallel"):
+            t[p + "post_attention_layernorm.weight"] = norm(d)
+        if stablelm:
+            t[p + "input_layernorm.bias"] = bias(d)
+            if not sl.get("parallel"):
+                t[p + "post_attention_layernorm.bias"] = bias(d)
+        if sl.get("qkv_bias"):
+            t[p + "self_attn.q_proj.bias"] = bias(H * dh)
+            t[p + "self_attn.k_proj.bias"] = bias(G * dh)
+            t[p + "self_attn.v_proj.bias"] = bias(G * dh)
         if post:
             t[p + "post_feedforward_layernorm.weight"] = norm(d)
         if norms == "sandwich":
@@ -105,47 +139,71 @@ def llama_shape(rng, cfg, qk_norm=None, tied=False, norms="pre", gemma=None):
         t[p + "self_attn.k_proj.weight"] = lin(G * dh, d)
         t[p + "self_attn.v_proj.weight"] = lin(G * dh, d)
         t[p + "self_attn.o_proj.weight"] = lin(d, H * dh)
-        if qk_norm:
+        if qk_norm == "each":
+            for h in range(H):
+                t[p + f"self_attn.q_layernorm.norms.{h}.weight"] = norm(dh)
+            for h in range(G):
+                t[p + f"self_attn.k_layernorm.norms.{h}.weight"] = norm(dh)
+        elif qk_norm:
             t[p + "self_attn.q_norm.weight"] = norm(dh if qk_norm == "head" else H * dh)
             t[p + "self_attn.k_norm.weight"] = norm(dh if qk_norm == "head" else G * dh)
         t[p + "mlp.gate_proj.weight"] = lin(M, d)
         t[p + "mlp.up_proj.weight"] = lin(M, d)
         t[p + "mlp.down_proj.weight"] = lin(d, M)
     t = {k: v.astype(np.float32) for k, v in t.items()}  # what the checkpoint stores
+    stored = dict(t)
+    if fused:
+        for l in range(L):
+            p = f"model.layers.{l}."
+            stored[p + "self_attn.qkv_proj.weight"] = np.concatenate(
+                [stored.pop(p + f"self_attn.{n}_proj.weight") for n in "qkv"], 0)
+            stored[p + "mlp.gate_up_proj.weight"] = np.concatenate(
+                [stored.pop(p + "mlp.gate_proj.weight"), stored.pop(p + "mlp.up_proj.weight")], 0)
     ids = rng.integers(0, V, 20)
     rope_layers = cfg.get("no_rope_layers") or [1] * L
     g = gemma or {}
-    windows = g.get("windows", [0] * L)
+    windows = g.get("windows") or [cfg.get("sliding_window") or 0] * L if fused else g.get("windows", [0] * L)
 
     # The forward, float64, on the stored float32 values.
     w = {k: v.astype(np.float64) for k, v in t.items()}
-    eps, T = cfg["rms_norm_eps"], len(ids)
+    eps, T = cfg["layer_norm_eps" if stablelm else "rms_norm_eps"], len(ids)
     nw = lambda name: w[name] + 1 if gemma else w[name]  # the norm's scale
+    if stablelm:
+        rms_norm_ = lambda x, wt, e: layer_norm(x, wt, None, e)  # q/k: bias-free LayerNorm
+        block_norm = lambda x, stem: layer_norm(x, w[stem + ".weight"], w[stem + ".bias"], eps)
+    else:
+        rms_norm_ = rms_norm
+        block_norm = lambda x, stem: rms_norm(x, nw(stem + ".weight"), eps)
     act = g.get("act", silu)
     scale = g.get("scale", 1 / math.sqrt(dh))
-    cos, sin = rope_tables(T, dh, cfg.get("rope_theta", 10000.0), g.get("linear_factor", 1.0))
+    ro = rope or {}
+    R = ro.get("dims", dh)
+    cos, sin = rope_tables(T, R, cfg.get("rope_theta", 10000.0), g.get("linear_factor", 1.0), ro.get("divisors"),
+                           ro.get("amplitude", 1.0))
     if "local_theta" in g:
-        cos_local, sin_local = rope_tables(T, dh, g["local_theta"])
+        cos_local, sin_local = rope_tables(T, R, g["local_theta"])
     x = w["model.embed_tokens.weight"][ids] * (math.sqrt(d) if gemma else 1.0)
     hidden, attentions = [x], []
     i_idx, j_idx = np.arange(T)[:, None], np.arange(T)[None, :]
     for l in range(L):
         p = f"model.layers.{l}."
-        a = rms_norm(x, nw(p + "input_layernorm.weight"), eps) if pre else x
-        q = a @ w[p + "self_attn.q_proj.weight"].T
-        k = a @ w[p + "self_attn.k_proj.weight"].T
+        a = block_norm(x, p + "input_layernorm") if pre else x
+        q = a @ w[p + "self_attn.q_proj.weight"].T + w.get(p + "self_attn.q_proj.bias", 0)
+        k = a @ w[p + "self_attn.k_proj.weight"].T + w.get(p + "self_attn.k_proj.bias", 0)
         if qk_norm == "whole":
             q = rms_norm(q, nw(p + "self_attn.q_norm.weight"), eps)
             k = rms_norm(k, nw(p + "self_attn.k_norm.weight"), eps)
         q, k = q.reshape(T, H, dh), k.reshape(T, G, dh)
-        v = (a @ w[p + "self_attn.v_proj.weight"].T).reshape(T, G, dh)
+        v = (a @ w[p + "self_attn.v_proj.weight"].T + w.get(p + "self_attn.v_proj.bias", 0)).reshape(T, G, dh)
+        if qk_norm == "each":
+            q = np.stack([rms_norm_(q[:, h], w[p + f"self_attn.q_layernorm.norms.{h}.weight"], eps) for h in range(H)], 1)
+            k = np.stack([rms_norm_(k[:, h], w[p + f"self_attn.k_layernorm.norms.{h}.weight"], eps) for h in range(G)], 1)
         if qk_norm == "head":
             q = rms_norm(q, nw(p + "self_attn.q_norm.weight"), eps)
             k = rms_norm(k, nw(p + "self_attn.k_norm.weight"), eps)
         if rope_layers[l]:
             c, s_ = (cos_local, sin_local) if windows[l] and "local_theta" in g else (cos, sin)
-            q = q * c[:, None] + rotate_half(q) * s_[:, None]
-            k = k * c[:, None] + rotate_half(k) * s_[:, None]
+            q, k = rotate(q, c, s_), rotate(k, c, s_)
         allowed = j_idx <= i_idx
         if windows[l]:
             allowed &= j_idx > i_idx - windows[l]
@@ -166,8 +224,10 @@ def llama_shape(rng, cfg, qk_norm=None, tied=False, norms="pre", gemma=None):
         if post:
             attn = rms_norm(attn, nw(p + "post_attention_layernorm.weight"), eps)
         x = x + attn
-        if norms == "pre":
-            m = rms_norm(x, nw(p + "post_attention_layernorm.weight"), eps)
+        if sl.get("parallel"):
+            m = a  # x + attn(LN1 x) + mlp(LN1 x)
+        elif norms == "pre":
+            m = block_norm(x, p + "post_attention_layernorm")
         elif norms == "sandwich":
             m = rms_norm(x, nw(p + "pre_feedforward_layernorm.weight"), eps)
         else:
@@ -175,12 +235,12 @@ def llama_shape(rng, cfg, qk_norm=None, tied=False, norms="pre", gemma=None):
         mlp = (act(m @ w[p + "mlp.gate_proj.weight"].T) * (m @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
         x = x + (rms_norm(mlp, nw(p + "post_feedforward_layernorm.weight"), eps) if post else mlp)
         hidden.append(x)
-    hidden[-1] = rms_norm(x, nw("model.norm.weight"), eps)
+    hidden[-1] = block_norm(x, "model.norm")
     unembed = w["model.embed_tokens.weight"] if tied else w["lm_head.weight"]
     logits = hidden[-1] @ unembed.T
     if g.get("final_cap"):
         logits = g["final_cap"] * np.tanh(logits / g["final_cap"])
-    return t, ids, np.array(attentions), np.array(hidden), logits
+    return stored, ids, np.array(attentions), np.array(hidden), logits
 
 
 def qwen3_case(rng):
@@ -264,11 +324,71 @@ def gemma3_case(rng):
     return (cfg, *llama_shape(rng, cfg, qk_norm="head", tied=True, norms="sandwich", gemma=g))
 
 
+def phi3_case(rng):
+    # Phi-4-mini's shape (GQA, partial rotary 0.75) with LongRoPE: the 20
+    # tokens pass original_max_position_embeddings (16), so the long factors
+    # apply, and cos/sin carry sqrt(1 + ln(64/16) / ln 16); windows of 7.
+    R = 12
+    short, long = [1.0, 1.1, 1.3, 1.6, 2.0, 2.5], [1.0, 1.5, 2.5, 4.0, 6.0, 9.0]
+    cfg = {
+        "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "vocab_size": 128, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "hidden_act": "silu", "max_position_embeddings": 64, "original_max_position_embeddings": 16,
+        "partial_rotary_factor": 0.75, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "rope_scaling": {"type": "longrope", "short_factor": short, "long_factor": long}, "sliding_window": 7,
+        "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 32000, "torch_dtype": "float32",
+    }
+    rope = {"dims": R, "divisors": long, "amplitude": math.sqrt(1 + math.log(4) / math.log(16))}
+    return (cfg, *llama_shape(rng, cfg, rope=rope, fused=True))
+
+
+def phi3_short_case(rng):
+    # Phi-3.5's shape (MHA, full rotary, untied) with LongRoPE within the
+    # original context (32 > 20 tokens): the short factors; no window.
+    short, long = [1.0, 1.05, 1.1, 1.2, 1.4, 1.7, 2.0, 2.4], [1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0]
+    cfg = {
+        "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "vocab_size": 128, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+        "hidden_act": "silu", "max_position_embeddings": 128, "original_max_position_embeddings": 32,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "sliding_window": None,
+        "rope_scaling": {"type": "longrope", "short_factor": short, "long_factor": long},
+        "tie_word_embeddings": False, "bos_token_id": 1, "torch_dtype": "float32",
+    }
+    rope = {"dims": 16, "divisors": short, "amplitude": math.sqrt(1 + math.log(4) / math.log(32))}
+    return (cfg, *llama_shape(rng, cfg, rope=rope, fused=True))
+
+
+def stablelm_case(rng):
+    # stablelm-2-1_6b's shape: LayerNorms with biases, 25 % rotary, q/k/v biases.
+    cfg = {
+        "architectures": ["StableLmForCausalLM"], "model_type": "stablelm", "vocab_size": 128, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+        "hidden_act": "silu", "max_position_embeddings": 64, "layer_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "partial_rotary_factor": 0.25, "use_qkv_bias": True, "qk_layernorm": False, "use_parallel_residual": False,
+        "tie_word_embeddings": False, "bos_token_id": 0, "eos_token_id": 0, "torch_dtype": "float32",
+    }
+    return (cfg, *llama_shape(rng, cfg, rope={"dims": 4}, stablelm={"qkv_bias": True}))
+
+
+def stablelm_parallel_case(rng):
+    # The larger StableLM 2 shape: parallel blocks on one norm, a LayerNorm
+    # per head on q and k, GQA, no biases; rotary fraction left at its default.
+    cfg = {
+        "architectures": ["StableLmForCausalLM"], "model_type": "stablelm", "vocab_size": 128, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "hidden_act": "silu", "max_position_embeddings": 64, "layer_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "use_qkv_bias": False, "qk_layernorm": True, "use_parallel_residual": True,
+        "tie_word_embeddings": False, "bos_token_id": 0, "torch_dtype": "float32",
+    }
+    return (cfg, *llama_shape(rng, cfg, qk_norm="each", rope={"dims": 4}, stablelm={"parallel": True}))
+
+
 def main():
     out = sys.argv[1]
     rng = np.random.default_rng(20261207)
     cases = (("qwen3", qwen3_case), ("smollm3", smollm3_case), ("olmo2", olmo2_case), ("gemma", gemma_case),
-             ("gemma2", gemma2_case), ("gemma3", gemma3_case))
+             ("gemma2", gemma2_case), ("gemma3", gemma3_case), ("phi3", phi3_case), ("phi3_short", phi3_short_case),
+             ("stablelm", stablelm_case), ("stablelm_parallel", stablelm_parallel_case))
     for name, make in cases:
         cfg, tensors, ids, attentions, hidden, logits = make(rng)
         d = os.path.join(out, name)
