@@ -50,7 +50,7 @@ import { nonFiniteWarning } from './headscope.mjs';
 import { snakeName, toJson } from './names.mjs';
 import { directorySource, loadHeadscope } from './node.mjs';
 import { headKey, isRepoId, parseHeadKey, parseTokenIds } from './ids.mjs';
-import { hubSource } from './sources.mjs';
+import { HUB_ENDPOINT, hubSource } from './sources.mjs';
 
 const usage = `usage:
   headscope info MODEL
@@ -63,7 +63,8 @@ const usage = `usage:
   headscope patch MODEL --clean TEXT --corrupt TEXT --answer A [--wrong B] [--what heads|heads_by_position|resid|q|k|v|path] [--receiver L9H9:q,L9G2:k] [--direction denoise|noise] [--metric logit_diff|loss] [--position P] [--prepend-bos] [--out FILE.json]
   headscope dla MODEL --text TEXT --answer A [--wrong B] [--position P] [--prepend-bos] [--out FILE.json]
   headscope circuits MODEL [--raw|--processed] [--heads L1H3,...] [--sample N] [--seed S] [--positions P] [--out FILE.json]
-MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision])`;
+MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision]); HF_TOKEN, when set, is
+sent to huggingface.co (only) for gated or private repositories`;
 
 function fail(message) {
   console.error(`headscope: ${message}`);
@@ -77,7 +78,9 @@ function modelSource(spec, endpoint) {
   }
   const [repo, revision = 'main'] = spec.split('@');
   if (!isRepoId(repo)) fail(`${spec} is neither a local folder nor a Hugging Face repo id`);
-  return hubSource(repo, revision, { endpoint });
+  // HF_TOKEN (gated or private repositories) goes to the hub itself only.
+  const token = endpoint === HUB_ENDPOINT ? process.env.HF_TOKEN || process.env.HUGGING_FACE_HUB_TOKEN || '' : '';
+  return hubSource(repo, revision, { endpoint, token });
 }
 
 function parseIds(text) {
@@ -125,7 +128,7 @@ async function main() {
       position: { type: 'string', default: '-1' },
       sample: { type: 'string', default: '1024' },
       positions: { type: 'string', default: '64' },
-      endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || 'https://huggingface.co' },
+      endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || HUB_ENDPOINT },
       help: { type: 'boolean', short: 'h' },
     },
   });

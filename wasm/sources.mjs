@@ -27,7 +27,7 @@ export const STALL_MS = 60_000;
 function describeStatus(name, response) {
   const code = response.headers.get('X-Error-Code');
   if (response.status === 401 || response.status === 403 || code === 'GatedRepo' || code === 'RepoNotFound') {
-    return `${name}: the server refused access (HTTP ${response.status}); the repository may be private, gated, or may not exist`;
+    return `${name}: the server refused access (HTTP ${response.status}); the repository may be private or gated (accept its licence on huggingface.co and give an access token: the page's token field, or HF_TOKEN for the CLI), or may not exist`;
   }
   return `${name}: HTTP ${response.status} ${response.statusText}`.trim();
 }
@@ -199,11 +199,39 @@ export function prefetchingFetch(urls, fetchImpl = globalThis.fetch) {
   };
 }
 
-export function hubSource(repo, revision = 'main', { endpoint = HUB_ENDPOINT, token, fetchImpl } = {}) {
+// A fetch that adds `Authorization: Bearer token` to requests to `origin`
+// and to nothing else: redirects are followed by hand, and a hop to another
+// origin (the hub sends downloads to its CDN with signed URLs) goes without
+// the header. Browsers answer redirect: 'manual' with an opaque response
+// whose target they hide; there the request is repeated with redirect:
+// 'follow', which the Fetch standard makes drop Authorization when the
+// redirect crosses origins.
+export function authorizedFetch(fetchImpl, origin, token) {
+  return async (input, init = {}) => {
+    let href = String(input instanceof URL ? input.href : input?.url ?? input);
+    for (let hop = 0; hop < 10; hop++) {
+      const mine = new URL(href).origin === origin;
+      const headers = { ...init.headers };
+      if (mine) headers.Authorization = `Bearer ${token}`;
+      const response = await fetchImpl(href, { ...init, headers, redirect: mine ? 'manual' : 'follow' });
+      if (!mine) return response;
+      if (response.type === 'opaqueredirect') return fetchImpl(href, { ...init, headers, redirect: 'follow' });
+      const location = response.headers.get('Location');
+      if (![301, 302, 303, 307, 308].includes(response.status) || !location) return response;
+      await response.body?.cancel().catch(() => {});
+      href = new URL(location, href).href;
+    }
+    throw new HeadscopeError(`${href}: too many redirects`, 'network');
+  };
+}
+
+// token: a Hugging Face access token (gated or private repositories), sent
+// only to the endpoint's origin.
+export function hubSource(repo, revision = 'main', { endpoint = HUB_ENDPOINT, token, fetchImpl = globalThis.fetch } = {}) {
   if (!isRepoId(repo)) throw new HeadscopeError(`"${String(repo).slice(0, 80)}" is not a Hugging Face repository id (expected owner/name)`, 'invalid_argument');
   const base = `${endpoint.replace(/\/$/, '')}/${repo}/resolve/${encodeURIComponent(revision)}/`;
-  const headers = token ? { Authorization: `Bearer ${token}` } : {};
-  return urlSource(base, { fetchImpl, label: `${repo}@${revision}`, headers });
+  const fetcher = token ? authorizedFetch(fetchImpl, new URL(base).origin, token) : fetchImpl;
+  return urlSource(base, { fetchImpl: fetcher, label: `${repo}@${revision}` });
 }
 
 // Reads bytes [start, start + into.length) of a local file of `size` bytes

@@ -28,7 +28,7 @@ const mimeTypes = {
 // `root` is a folder, or mounts {'/': publicDir, '/hub/': hubDir, ...}: the
 // longest matching prefix wins, so tests can put a hub-layout folder or a
 // built-in model beside the page on the same origin. Every request is
-// recorded in `requests` ({url, status, bytes}). options.slow(pathname)
+// recorded in `requests` ({url, status, bytes, authorization}). options.slow(pathname)
 // may return a rate in bytes/s to trickle that file (progress and cancel
 // tests).
 export async function startServer(root = publicDir, options = {}) {
@@ -77,10 +77,10 @@ export async function startServer(root = publicDir, options = {}) {
       start = Number(range[1]);
       end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
       res.writeHead(206, { ...headers, 'Content-Range': `bytes ${start}-${end}/${size}`, 'Content-Length': end - start + 1 });
-      requests.push({ url: req.url, status: 206, bytes: end - start + 1, range: [start, end] });
+      requests.push({ url: req.url, status: 206, bytes: end - start + 1, range: [start, end], authorization: req.headers.authorization });
     } else {
       res.writeHead(200, { ...headers, 'Content-Length': size });
-      requests.push({ url: req.url, status: 200, bytes: size });
+      requests.push({ url: req.url, status: 200, bytes: size, authorization: req.headers.authorization });
     }
     const rate = options.slow?.(pathname) || 0;
     if (!rate) {

@@ -101,3 +101,26 @@ test('the Content-Security-Policy is in force: inline script does not run', asyn
   assert.ok(problems.some((p) => /Content Security Policy/.test(p)), 'the violation was reported');
   await page.close();
 });
+
+test('a hub access token stays in the tab\'s memory: not in the link or storage, and not sent to a test endpoint', async () => {
+  const { page, problems } = await openPage(browser.context, `${site.server.url}#hub=/hub`);
+  await waitReady(page);
+  const before = site.server.requests.length;
+  await page.fill('#hub-token', 'hf_browsertoken');
+  await page.press('#hub-token', 'Enter');
+  await page.fill('#model-input', 'test/neox');
+  await page.click('#model-load');
+  await page.waitForFunction(() => document.body.dataset.status === 'ready' && /neox/.test(document.getElementById('model-info').textContent));
+  const hubRequests = site.server.requests.slice(before).filter((r) => r.url.startsWith('/hub/'));
+  assert.ok(hubRequests.length > 0);
+  // A hub endpoint other than huggingface.co never sees the token.
+  assert.deepEqual(hubRequests.filter((r) => r.authorization), []);
+  const traces = await page.evaluate(() => JSON.stringify({ hash: location.hash, local: { ...localStorage }, session: { ...sessionStorage }, title: document.title }));
+  assert.doesNotMatch(traces, /hf_browsertoken/);
+  // Nor in any link or other field of the page (share links, exports' names).
+  const elsewhere = await page.evaluate(() => [...document.querySelectorAll('a[href], input, textarea')]
+    .filter((e) => e.id !== 'hub-token').map((e) => e.href || e.value).join(' '));
+  assert.doesNotMatch(elsewhere, /hf_browsertoken/);
+  assert.deepEqual(problems, []);
+  await page.close();
+});

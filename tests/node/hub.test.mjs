@@ -306,3 +306,65 @@ test('which hosts a link may reach unasked: the page\'s origin and the hub\'s, n
   for (const origin of trusted) assert.ok(trustedOrigin(origin, page), origin);
   for (const origin of refused) assert.ok(!trustedOrigin(origin, page), origin);
 });
+
+// Two servers on different ports (so different origins): the "hub" answers
+// config.json after checking for a token, or redirects it to the "CDN",
+// which records what it was sent.
+async function tokenServers() {
+  const seen = { hub: [], cdn: [] };
+  const listen = (handler) => new Promise((resolve) => {
+    const s = http.createServer(handler).listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const cdn = await listen((req, res) => {
+    seen.cdn.push({ url: req.url, authorization: req.headers.authorization });
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"from": "cdn"}');
+  });
+  const cdnUrl = `http://127.0.0.1:${cdn.address().port}`;
+  const hubServer = await listen((req, res) => {
+    seen.hub.push({ url: req.url, authorization: req.headers.authorization });
+    if (req.headers.authorization !== 'Bearer hf_secret') return res.writeHead(401).end();
+    if (req.url.includes('/same/')) return res.writeHead(302, { Location: req.url.replace('/same/', '/main/') }).end();
+    if (req.url.endsWith('/main/config.json')) return res.writeHead(200).end('{"from": "hub"}');
+    return res.writeHead(302, { Location: `${cdnUrl}/signed/config.json?sig=1` }).end();
+  });
+  const close = () => Promise.all([cdn, hubServer].map((s) => new Promise((r) => s.close(r))));
+  return { seen, endpoint: `http://127.0.0.1:${hubServer.address().port}`, close };
+}
+
+test('an access token goes to the hub\'s origin only: kept across its own redirects, dropped on the hop to another host', async () => {
+  const { seen, endpoint, close } = await tokenServers();
+  try {
+    // Same-origin redirect: the header stays and the hub answers.
+    assert.equal(await hubSource('org/gated', 'same', { endpoint, token: 'hf_secret' }).text('config.json'), '{"from": "hub"}');
+    assert.deepEqual(seen.hub.map((r) => r.authorization), ['Bearer hf_secret', 'Bearer hf_secret']);
+    // Cross-origin redirect (the hub's CDN): the CDN gets no token.
+    assert.equal(await hubSource('org/gated', 'v1', { endpoint, token: 'hf_secret' }).text('config.json'), '{"from": "cdn"}');
+    assert.equal(seen.cdn.length, 1);
+    assert.equal(seen.cdn[0].authorization, undefined);
+    // Without a token the refusal says how to give one.
+    await assert.rejects(hubSource('org/gated', 'v1', { endpoint }).text('config.json'), /HTTP 401.*access token.*HF_TOKEN/);
+  } finally {
+    await close();
+  }
+});
+
+test('the CLI sends HF_TOKEN to huggingface.co only: not to another endpoint', async () => {
+  const { seen, endpoint, close } = await tokenServers();
+  try {
+    const cli = path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'wasm', 'cli.mjs');
+    const wasmFlags = process.execArgv.filter((flag) => flag.startsWith('--experimental-wasm-'));
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [...wasmFlags, cli, 'info', 'org/gated', '--endpoint', endpoint], {
+      env: { ...process.env, HF_TOKEN: 'hf_secret' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr += d; });
+    const status = await new Promise((resolve) => child.on('close', resolve));
+    assert.notEqual(status, 0);
+    assert.match(stderr, /HTTP 401/);
+    assert.ok(seen.hub.length >= 1);
+    assert.ok(seen.hub.every((r) => r.authorization === undefined), JSON.stringify(seen.hub));
+  } finally {
+    await close();
+  }
+});

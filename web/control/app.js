@@ -46,6 +46,10 @@ export class App {
     this.baseline = null;     // {key, generation, patterns} of the last unablated run
     this.localFiles = null;
     this.confirmedOrigins = new Set();  // hosts the viewer agreed to load from (shared/sources.js)
+    // The viewer's Hugging Face access token (gated repositories): in this
+    // tab's memory only, never in the link or in storage, and sent by the
+    // worker to the hub itself only (worker.js makeSource).
+    this.hubToken = '';
     this.editsKey = '';
     this.behaviorSeq = 0;
     this.answers = null;      // {generation, entries}: see request()
@@ -163,6 +167,7 @@ export class App {
     const args = { spec, attentionOnly: state.parts === 'attention', confirmedOrigins: [...this.confirmedOrigins] };
     if (spec.kind === 'files') args.files = this.localFiles;
     if (spec.kind === 'hub' && state.hub) args.endpoint = state.hub;
+    if (spec.kind === 'hub' && this.hubToken) args.token = this.hubToken;
     this.load(args, specKey(state), { model: state.model, rev: state.rev, hub: state.hub, parts: state.parts });
   }
 
@@ -179,6 +184,14 @@ export class App {
     } else {
       this.store.set({ pendingHost: null, ...(this.loadedState ?? { model: 'builtin', rev: 'main' }), modelStatus: this.loadedKey ? 'ready' : 'idle' });
     }
+  }
+
+  // A new token retries a hub load that failed (a gated repository refuses
+  // access without one).
+  setHubToken(token) {
+    this.hubToken = String(token || '').trim();
+    const state = this.store.state;
+    if (state.modelStatus === 'error' && modelSpecOf(state).kind === 'hub') this.loadFromState();
   }
 
   // A host the viewer typed themselves needs no second question.

@@ -31,6 +31,14 @@ export class ModelBar {
     this.partsBox = el('input', { type: 'checkbox', id: 'model-attention-only', on: { change: () => this.store.set({ parts: this.partsBox.checked ? 'attention' : 'all' }) } });
     const partsLabel = el('label', { class: 'toggle', title: 'download and load only the attention weights and norms: every head\'s weight geometry for a fraction of the download; text cannot be run' }, [this.partsBox, ' attention weights only']);
 
+    // Gated repositories (Llama, Gemma) need the viewer's access token: held
+    // in memory by the app, never in the link or in storage.
+    this.token = el('input', {
+      id: 'hub-token', type: 'password', placeholder: 'hf_… token', spellcheck: 'false', autocomplete: 'off',
+      'aria-label': 'Hugging Face access token, for gated or private repositories',
+      title: 'a Hugging Face access token, for gated or private repositories (Llama, Gemma): kept in this tab\'s memory only, never in links or storage, and sent only to huggingface.co',
+      on: { change: () => this.app.setHubToken(this.token.value), keydown: (e) => e.key === 'Enter' && this.app.setHubToken(this.token.value) },
+    });
     this.filePicker = el('input', { type: 'file', id: 'model-files', multiple: true, hidden: true, on: { change: () => this.onFiles(pickedFiles(this.filePicker.files)) } });
     this.folderPicker = el('input', { type: 'file', id: 'model-folder', webkitdirectory: true, hidden: true, on: { change: () => this.onFiles(pickedFiles(this.folderPicker.files)) } });
     const filesButton = el('button', { type: 'button', class: 'secondary', text: 'Open files…', title: 'config.json, model.safetensors (or shards + index), tokenizer.json', on: { click: () => this.filePicker.click() } });
@@ -57,7 +65,7 @@ export class ModelBar {
     this.cacheText = el('span', { id: 'cache-info', class: 'muted' });
     this.cacheButton = el('button', { type: 'button', id: 'cache-clear', class: 'link', text: 'clear', on: { click: () => this.clearCache() } });
     this.cacheRow = el('div', { class: 'cache-row', hidden: true }, [this.cacheText, this.cacheButton]);
-    this.customRow = el('span', { class: 'custom-model' }, [el('span', { class: 'muted', text: 'or' }), this.input, this.rev, this.loadButton]);
+    this.customRow = el('span', { class: 'custom-model' }, [el('span', { class: 'muted', text: 'or' }), this.input, this.rev, this.loadButton, this.token]);
 
     root.append(
       el('div', { class: 'model-controls' }, [

@@ -94,7 +94,9 @@ function guardedFetch(fetchImpl, allowed) {
 }
 
 // confirmed: origins the viewer confirmed for this load (control/app.js).
-function makeSource(spec, files, endpoint, onCacheEvent, confirmed = []) {
+// token: the viewer's Hugging Face access token, for the hub itself only
+// (never a test endpoint or a URL model).
+function makeSource(spec, files, endpoint, onCacheEvent, confirmed = [], token = '') {
   const allowedOrigins = (extra) => (origin) => trustedOrigin(origin, pageOrigin) || origin === extra || confirmed.includes(origin);
   switch (spec?.kind) {
     case 'builtin':
@@ -108,7 +110,7 @@ function makeSource(spec, files, endpoint, onCacheEvent, confirmed = []) {
       }
       const caching = cachingFetch({ onEvent: onCacheEvent });
       const fetchImpl = guardedFetch(caching, allowedOrigins(hubEndpoint && new URL(hubEndpoint).origin));
-      const source = hubSource(spec.repo, spec.revision || 'main', { endpoint: hubEndpoint, fetchImpl });
+      const source = hubSource(spec.repo, spec.revision || 'main', { endpoint: hubEndpoint, fetchImpl, token: hubEndpoint ? '' : token });
       // The folder's URL, to forget its cached files if the load fails
       // once the cache's writes have settled.
       source.base = `${(hubEndpoint || HUB_ENDPOINT).replace(/\/$/, '')}/${spec.repo}/resolve/${encodeURIComponent(spec.revision || 'main')}/`;
@@ -278,7 +280,7 @@ const handlers = {
     return {};
   },
 
-  async loadModel(core, { spec, files, endpoint, attentionOnly = false, confirmedOrigins = [] }, progress) {
+  async loadModel(core, { spec, files, endpoint, attentionOnly = false, confirmedOrigins = [], token = '' }, progress) {
     const ticket = ++loadTicket;
     if (warm && spec?.kind === 'builtin' && !attentionOnly) {
       // The warm-up's load is this one: wait for it rather than start again.
@@ -301,7 +303,7 @@ const handlers = {
       if (e.type === 'hit') cacheEvents.files.add(new URL(e.url).pathname.split('/').pop());
       if (e.type === 'store-failed') cacheEvents.failures.push(e.message);
     };
-    const source = makeSource(spec, files, endpoint, onCacheEvent, Array.isArray(confirmedOrigins) ? confirmedOrigins.map(String) : []);
+    const source = makeSource(spec, files, endpoint, onCacheEvent, Array.isArray(confirmedOrigins) ? confirmedOrigins.map(String) : [], String(token || ''));
     const next = core.createSession();
     try {
       const info = await next.load(source, { signal: controller.signal, onProgress: reporter(progress, 'download'), attentionOnly: Boolean(attentionOnly) });
