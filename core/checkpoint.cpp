@@ -150,6 +150,49 @@ class TensorSource {
     }));
     return W;
   }
+  // nn.Linear weights [sum of outs, in] split by rows into W_i [in, outs[i]]
+  // (y = x W_i), each kept as the checkpoint stores it: 16-bit for BF16 and
+  // F16 tensors (weight_matrix.hpp), else float32.
+  Result<std::vector<WeightMatrix>> linear_parts(const std::string& canon, std::int64_t in,
+                                                 const std::vector<std::int64_t>& outs) {
+    std::int64_t total = 0;
+    for (std::int64_t o : outs) total += o;
+    HS_LET(ref, find(canon, {total, in}));
+    const WeightStorage storage = ref.info->dtype == Dtype::BF16  ? WeightStorage::bf16
+                                  : ref.info->dtype == Dtype::F16 ? WeightStorage::f16
+                                                                  : WeightStorage::f32;
+    std::vector<WeightMatrix> parts;
+    for (std::int64_t o : outs)
+      parts.push_back(storage == WeightStorage::f32 ? WeightMatrix(MatrixRM(in, o)) : WeightMatrix::sixteen_bit(storage, in, o));
+    MatrixRM t;  // a block's rows of one part, transposed: [in, n]
+    HS_TRY(rows(canon, total, in, [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
+      std::int64_t part_start = 0;
+      for (std::size_t p = 0; p < parts.size(); part_start += outs[p], ++p) {
+        const std::int64_t a = std::max(r0, part_start), b = std::min(r0 + n, part_start + outs[p]);
+        if (a >= b) continue;
+        t = block.middleRows(a - r0, b - a).transpose();
+        for (std::int64_t c = 0; c < in; ++c) parts[p].set_row_span(c, a - part_start, t.data() + c * (b - a), b - a);
+      }
+    }));
+    return parts;
+  }
+  Result<WeightMatrix> weight_linear(const std::string& canon, std::int64_t in, std::int64_t out) {
+    HS_LET(parts, linear_parts(canon, in, {out}));
+    return std::move(parts[0]);
+  }
+  // A matrix stored as is, [rows, cols], kept 16-bit as linear_parts does.
+  Result<WeightMatrix> weight_matrix(const std::string& canon, std::int64_t rows_n, std::int64_t cols) {
+    HS_LET(ref, find(canon, {rows_n, cols}));
+    if (ref.info->dtype != Dtype::BF16 && ref.info->dtype != Dtype::F16) {
+      HS_LET(m, matrix(canon, rows_n, cols));
+      return WeightMatrix(std::move(m));
+    }
+    WeightMatrix W = WeightMatrix::sixteen_bit(ref.info->dtype == Dtype::BF16 ? WeightStorage::bf16 : WeightStorage::f16, rows_n, cols);
+    HS_TRY(rows(canon, rows_n, cols, [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
+      for (std::int64_t i = 0; i < n; ++i) W.set_row_span(r0 + i, 0, block.data() + i * cols, cols);
+    }));
+    return W;
+  }
   Result<RowVectorF> vec(const std::string& canon, std::int64_t n) {
     RowVectorF v(n);
     HS_TRY(read_into(canon, {n}, v.data()));
@@ -247,7 +290,7 @@ Status read_linear_mlp(TensorSource& src, const ModelConfig& c, const std::strin
                        LayerWeights& L) {
   const int d = c.d_model, m = c.d_mlp;
   {
-    HS_LET(w, src.linear(up + ".weight", d, m));
+    HS_LET(w, src.weight_linear(up + ".weight", d, m));
     L.W_in = std::move(w);
   }
   {
@@ -255,7 +298,7 @@ Status read_linear_mlp(TensorSource& src, const ModelConfig& c, const std::strin
     L.b_in = std::move(b);
   }
   {
-    HS_LET(w, src.linear(down + ".weight", m, d));
+    HS_LET(w, src.weight_linear(down + ".weight", m, d));
     L.W_out = std::move(w);
   }
   {
@@ -293,7 +336,7 @@ Status read_gpt2_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
   }
   if (c.attention_only) return Ok{};
   {
-    HS_LET(m, src.matrix(p + "mlp.c_fc.weight", d, c.d_mlp));
+    HS_LET(m, src.weight_matrix(p + "mlp.c_fc.weight", d, c.d_mlp));
     L.W_in = std::move(m);
   }
   {
@@ -301,7 +344,7 @@ Status read_gpt2_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeig
     L.b_in = std::move(b);
   }
   {
-    HS_LET(m, src.matrix(p + "mlp.c_proj.weight", c.d_mlp, d));
+    HS_LET(m, src.weight_matrix(p + "mlp.c_proj.weight", c.d_mlp, d));
     L.W_out = std::move(m);
   }
   {
@@ -414,12 +457,12 @@ Status read_llama_layer(TensorSource& src, const ModelConfig& c, int l, LayerWei
   if (c.fused_projections) {
     // Phi-3: gate_up_proj [2M, d], the gate's rows first.
     {
-      HS_LET(gu, src.linear(p + "mlp.gate_up_proj.weight", d, 2 * m));
-      L.W_gate = gu.leftCols(m);
-      L.W_in = gu.rightCols(m);
+      HS_LET(gu, src.linear_parts(p + "mlp.gate_up_proj.weight", d, {m, m}));
+      L.W_gate = std::move(gu[0]);
+      L.W_in = std::move(gu[1]);
     }
     {
-      HS_LET(w, src.linear(p + "mlp.down_proj.weight", m, d));
+      HS_LET(w, src.weight_linear(p + "mlp.down_proj.weight", m, d));
       L.W_out = std::move(w);
     }
     L.b_in = L.b_gate = RowVectorF::Zero(m);
@@ -428,7 +471,7 @@ Status read_llama_layer(TensorSource& src, const ModelConfig& c, int l, LayerWei
   }
   HS_TRY(read_linear_mlp(src, c, p + "mlp.up_proj", p + "mlp.down_proj", L));
   {
-    HS_LET(w, src.linear(p + "mlp.gate_proj.weight", d, m));
+    HS_LET(w, src.weight_linear(p + "mlp.gate_proj.weight", d, m));
     L.W_gate = std::move(w);
   }
   {
@@ -536,13 +579,54 @@ std::vector<std::vector<ByteRange>> checkpoint_read_plan(const ModelConfig& conf
   return plan;
 }
 
+bool keeps_stored_precision(const ModelConfig& config, const std::string& name) {
+  // Canonical names (prefix stripped) of each family's MLP matrices,
+  // embedding and unembedding: the WeightMatrix members of model.hpp.
+  static const std::regex gpt2(R"((h\.\d+\.mlp\.(c_fc|c_proj)|wte|lm_head)\.weight)");
+  static const std::regex neox(R"((layers\.\d+\.mlp\.(dense_h_to_4h|dense_4h_to_h)|embed_in|embed_out)\.weight)");
+  static const std::regex llama(R"((layers\.\d+\.mlp\.(gate_proj|up_proj|down_proj|gate_up_proj)|embed_tokens|lm_head)\.weight)");
+  static const std::regex neo(R"((h\.\d+\.mlp\.(c_fc|c_proj)|wte|lm_head)\.weight)");
+  static const std::regex bert(R"((encoder\.layer\.\d+\.(intermediate\.dense|output\.dense)|embeddings\.word_embeddings|cls\.predictions\.decoder)\.weight)");
+  static const std::regex opt(R"((layers\.\d+\.(fc1|fc2)|embed_tokens|lm_head)\.weight)");
+  const std::string canon = canonical_name(name, prefixes_of(config.family));
+  switch (config.family) {
+    case Family::gpt2: return std::regex_match(canon, gpt2);
+    case Family::gpt_neox: return std::regex_match(canon, neox);
+    case Family::llama: return std::regex_match(canon, llama);
+    case Family::gpt_neo: return std::regex_match(canon, neo);
+    case Family::bert: return std::regex_match(canon, bert);
+    case Family::opt: return std::regex_match(canon, opt);
+  }
+  return false;
+}
+
 std::uint64_t checkpoint_weight_bytes(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,
                                       const CheckpointOptions& options) {
   std::uint64_t bytes = 0;
   for (const SafetensorsFile* file : shards)
     if (file)
       for (const TensorInfo& t : file->tensors)
-        if (checkpoint_reads_tensor(config, t.name, options)) bytes += 4 * static_cast<std::uint64_t>(t.numel());
+        if (checkpoint_reads_tensor(config, t.name, options)) {
+          const bool sixteen = (t.dtype == Dtype::BF16 || t.dtype == Dtype::F16) && keeps_stored_precision(config, t.name);
+          bytes += (sixteen ? 2 : 4) * static_cast<std::uint64_t>(t.numel());
+        }
+  return bytes;
+}
+
+std::uint64_t model_weight_bytes(const ModelWeights& w) {
+  std::uint64_t bytes = 0;
+  auto add = [&](const auto& m) { bytes += 4 * static_cast<std::uint64_t>(m.size()); };
+  add(w.W_pos), add(w.W_type), add(w.ln_embed_w), add(w.ln_embed_b), add(w.ln_final_w), add(w.ln_final_b);
+  add(w.b_U), add(w.mlm_dense_W), add(w.mlm_dense_b), add(w.mlm_ln_w), add(w.mlm_ln_b);
+  bytes += w.W_E.bytes() + w.W_U.bytes();
+  for (const LayerWeights& L : w.layers) {
+    for (const MatrixRM* m : {&L.W_Q, &L.W_K, &L.W_V, &L.W_O}) add(*m);
+    for (const RowVectorF* v : {&L.b_Q, &L.b_K, &L.b_V, &L.b_O, &L.q_norm_w, &L.k_norm_w, &L.ln1_w, &L.ln1_b, &L.ln2_w,
+                                &L.ln2_b, &L.ln1_post_w, &L.ln1_post_b, &L.ln2_post_w, &L.ln2_post_b, &L.b_in, &L.b_gate,
+                                &L.b_out})
+      add(*v);
+    bytes += L.W_in.bytes() + L.W_gate.bytes() + L.W_out.bytes();
+  }
   return bytes;
 }
 
@@ -581,7 +665,7 @@ Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector
     case Family::bert: embed = "embeddings.word_embeddings.weight"; break;
   }
   {
-    HS_LET(m, src.matrix(embed, V, d));
+    HS_LET(m, src.weight_matrix(embed, V, d));
     w.W_E = std::move(m);
   }
   if (c.learned_positions) {
@@ -639,13 +723,13 @@ Result<Model> model_from_checkpoint(const ModelConfig& config, const std::vector
   }
   if (c.has_lm_head) {
     if (!c.tied_embeddings && src.has(head)) {
-      HS_LET(m, src.linear(head, d, V));
+      HS_LET(m, src.weight_linear(head, d, V));
       w.W_U = std::move(m);
     } else {
       if (!c.tied_embeddings)
         model.warnings.push_back(std::string("checkpoint has no '") + head +
                                  "' although tie_word_embeddings is false: using the input embedding as the unembedding");
-      w.W_U.resize(0, 0);  // tied: the unembedding is W_E^T, read in place (unembed_tied)
+      w.W_U = WeightMatrix();  // tied: the unembedding is W_E^T, read in place (unembed_tied)
     }
     if (w.b_U.size() == 0) w.b_U = RowVectorF::Zero(V);
   }

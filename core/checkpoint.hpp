@@ -54,10 +54,19 @@ std::vector<std::vector<ByteRange>> checkpoint_read_plan(const ModelConfig& conf
                                                          const std::vector<const SafetensorsFile*>& shards,
                                                          const CheckpointOptions& options = {});
 
+// Tensor `name` (as stored) becomes one of the model's WeightMatrix members
+// (the MLP's matrices, the embedding and the unembedding), which keep a
+// BF16 or F16 checkpoint's 16 bits; every other weight is float32.
+bool keeps_stored_precision(const ModelConfig& config, const std::string& name);
+
 // The bytes the canonical weights of such a load take: the tensors it reads,
-// as float32. Known from the headers alone, before any data is fetched.
+// 16-bit where keeps_stored_precision and the tensor is BF16 or F16, else
+// float32. Known from the headers alone, before any data is fetched: the
+// figure a model too large for memory is refused by.
 std::uint64_t checkpoint_weight_bytes(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,
                                       const CheckpointOptions& options = {});
+// The bytes a loaded model's weights take.
+std::uint64_t model_weight_bytes(const ModelWeights& weights);
 
 // The scratch's size in float values (default 65536: 256 KB; at least one row
 // is read at a time). Tests shrink it so that the row-block paths run.

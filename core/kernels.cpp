@@ -18,7 +18,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
+
+#include <xtl/xhalf_float.hpp>
 
 #ifdef __wasm_simd128__
 #include <wasm_simd128.h>
@@ -34,13 +37,27 @@ namespace {
 
 constexpr int KC = 256, NC = 1024;
 
+// An operand's entries as float32: 16-bit weights are widened as they are packed.
+inline float widen(float x) { return x; }
+inline float widen(bf16 x) {
+  const std::uint32_t b = static_cast<std::uint32_t>(x.bits) << 16;
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+inline float widen(f16 x) {
+  xtl::half_float h;
+  std::memcpy(static_cast<void*>(&h), &x.bits, 2);
+  return static_cast<float>(h);
+}
+
 // A [mc, kc] (row stride lda) -> panels of MR rows: p[(i/MR) * MR*kc + k*MR + i%MR]; rows past mc are 0.
-template <int MR>
-void pack_a(int mc, int kc, const float* A, int lda, float* p) {
+template <int MR, class T>
+void pack_a(int mc, int kc, const T* A, int lda, float* p) {
   for (int i0 = 0; i0 < mc; i0 += MR) {
     const int m = std::min(MR, mc - i0);
     for (int k = 0; k < kc; ++k) {
-      for (int i = 0; i < m; ++i) p[i] = A[static_cast<std::ptrdiff_t>(i0 + i) * lda + k];
+      for (int i = 0; i < m; ++i) p[i] = widen(A[static_cast<std::ptrdiff_t>(i0 + i) * lda + k]);
       for (int i = m; i < MR; ++i) p[i] = 0.f;
       p += MR;
     }
@@ -52,11 +69,12 @@ void pack_a(int mc, int kc, const float* A, int lda, float* p) {
 // rows are long (a large K, so consecutive rows are far apart) reading
 // across rows at each k, as pack_a does, misses the cache on every load.
 // In wasm, full groups of 4 rows go through 4x4 SIMD transposes.
-template <int R>
-void pack_rows(int mc, int kc, const float* A, int lda, float* p) {
+template <int R, class T>
+void pack_rows(int mc, int kc, const T* A, int lda, float* p) {
   for (int i0 = 0; i0 < mc; i0 += R, p += static_cast<std::ptrdiff_t>(R) * kc) {
     const int m = std::min(R, mc - i0);
     int i = 0;
+    if constexpr (std::is_same_v<T, float>) {
 #ifdef __wasm_simd128__
     const int k4 = kc & ~3;
     for (; i + 4 <= m; i += 4) {
@@ -121,10 +139,11 @@ void pack_rows(int mc, int kc, const float* A, int lda, float* p) {
       }
     }
 #endif
+    }
     for (; i < m; ++i) {
-      const float* src = A + static_cast<std::ptrdiff_t>(i0 + i) * lda;
+      const T* src = A + static_cast<std::ptrdiff_t>(i0 + i) * lda;
       float* dst = p + i;
-      for (int k = 0; k < kc; ++k) dst[k * R] = src[k];
+      for (int k = 0; k < kc; ++k) dst[k * R] = widen(src[k]);
     }
     for (int z = m; z < R; ++z)
       for (int k = 0; k < kc; ++k) p[k * R + z] = 0.f;
@@ -132,16 +151,20 @@ void pack_rows(int mc, int kc, const float* A, int lda, float* p) {
 }
 
 // B [kc, nc] (row stride ldb) -> panels of NR columns: p[(j/NR) * NR*kc + k*NR + j%NR]; columns past nc are 0.
-template <int NR>
-void pack_b(int kc, int nc, const float* B, int ldb, float* p) {
+template <int NR, class T>
+void pack_b(int kc, int nc, const T* B, int ldb, float* p) {
   for (int j0 = 0; j0 < nc; j0 += NR) {
     const int n = std::min(NR, nc - j0);
-    const float* src = B + j0;
+    const T* src = B + j0;
     if (n == NR) {
-      for (int k = 0; k < kc; ++k, p += NR, src += ldb) std::memcpy(p, src, NR * sizeof(float));
+      for (int k = 0; k < kc; ++k, p += NR, src += ldb) {
+        if constexpr (std::is_same_v<T, float>) std::memcpy(p, src, NR * sizeof(float));
+        else
+          for (int j = 0; j < NR; ++j) p[j] = widen(src[j]);
+      }
     } else {
       for (int k = 0; k < kc; ++k, p += NR, src += ldb) {
-        for (int j = 0; j < n; ++j) p[j] = src[j];
+        for (int j = 0; j < n; ++j) p[j] = widen(src[j]);
         for (int j = n; j < NR; ++j) p[j] = 0.f;
       }
     }
@@ -328,8 +351,8 @@ void fill_with_bias(int M, int N, float* C, int ldc, const float* bias) {
 // BT: B is given transposed, as B^T [N, K] row-major (ldb its row stride);
 // only the packing differs (NR rows of B^T per micro-panel, like A's, and
 // both operands packed row by row: gemm_nt's operands have long rows).
-template <int MR, int NR, int MC, MicroKernel kernel, bool BT = false>
-void gemm_packed(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+template <int MR, int NR, int MC, MicroKernel kernel, bool BT = false, class TA = float, class TB = float>
+void gemm_packed(int M, int N, int K, const TA* A, int lda, const TB* B, int ldb, float* C, int ldc,
                  const float* bias) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return fill_with_bias(M, N, C, ldc, bias);
@@ -378,7 +401,8 @@ void gemm_packed(int M, int N, int K, const float* A, int lda, const float* B, i
 // bias; edge tiles through a scratch tile.
 constexpr int MC_AVX2 = 132, NC_AVX2 = 768, K_WHOLE_AVX2 = 4 * KC;
 
-void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+template <class TA, class TB>
+void gemm_avx2(int M, int N, int K, const TA* A, int lda, const TB* B, int ldb, float* C, int ldc,
                const float* bias) {
   constexpr int MR = 6, NR = 16;
   if (M <= 0 || N <= 0) return;
@@ -415,7 +439,7 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
           // The micro-panel packed next: the next one in this slice, else the
           // first of the next KC slice, else the first of the next column
           // block, else the first of the product (for the next row block).
-          const float* next = nullptr;
+          const TB* next = nullptr;
           int next_k = 0, next_n = 0;
           if (j0 + NR < jend) next = b_at(pc, j0 + NR), next_k = kc, next_n = std::min(NR, jend - j0 - NR);
           else if (pc + KC < K) next = b_at(pc + KC, jc), next_k = std::min(KC, K - pc - KC), next_n = std::min(NR, jend - jc);
@@ -424,7 +448,7 @@ void gemm_avx2(int M, int N, int K, const float* A, int lda, const float* B, int
           for (int i0 = 0, tile = 0; i0 < mc; i0 += MR, ++tile) {
             // This tile's share of the next micro-panel's rows: its first and last column.
             for (int k = tile * next_k / tiles, k1 = (tile + 1) * next_k / tiles; k < k1; ++k) {
-              const float* r = next + static_cast<std::ptrdiff_t>(k) * ldb;
+              const TB* r = next + static_cast<std::ptrdiff_t>(k) * ldb;
               __builtin_prefetch(r, 0, 3);
               __builtin_prefetch(r + next_n - 1, 0, 3);
             }
@@ -463,39 +487,90 @@ const char* gemm_kernel_name() {
 #endif
 }
 
-void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
-          const float* bias) {
+namespace {
+
+// Natively without AVX2 (Eigen's products): a 16-bit operand [rows, cols]
+// (row stride ld) widened whole into a scratch first.
+template <class T>
+const float* widened(const T* X, int rows, int cols, int& ld, std::vector<float>& scratch) {
+  if constexpr (std::is_same_v<T, float>) {
+    return X;
+  } else {
+    scratch.resize(static_cast<std::size_t>(rows) * cols);
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) scratch[static_cast<std::size_t>(r) * cols + c] = widen(X[static_cast<std::ptrdiff_t>(r) * ld + c]);
+    ld = cols;
+    return scratch.data();
+  }
+}
+
+template <class TA, class TB>
+void gemm_any(int M, int N, int K, const TA* A, int lda, const TB* B, int ldb, float* C, int ldc, const float* bias) {
 #ifdef __wasm_simd128__
-  gemm_blocked(M, N, K, A, lda, B, ldb, C, ldc, bias);
+  gemm_packed<4, 8, 128, micro_kernel_4x8>(M, N, K, A, lda, B, ldb, C, ldc, bias);
 #else
 #ifdef HS_KERNELS_AVX2
   if (cpu_has_avx2_fma()) return gemm_avx2(M, N, K, A, lda, B, ldb, C, ldc, bias);
 #endif
   if (M <= 0 || N <= 0) return;
+  std::vector<float> wa, wb;
+  const float* a_data = widened(A, M, K, lda, wa);
+  const float* b_data = widened(B, K, N, ldb, wb);
   using Stride = Eigen::OuterStride<>;
-  Eigen::Map<const MatrixRM, 0, Stride> a(A, M, K, Stride(lda));
-  Eigen::Map<const MatrixRM, 0, Stride> b(B, K, N, Stride(ldb));
+  Eigen::Map<const MatrixRM, 0, Stride> a(a_data, M, K, Stride(lda));
+  Eigen::Map<const MatrixRM, 0, Stride> b(b_data, K, N, Stride(ldb));
   Eigen::Map<MatrixRM, 0, Stride> c(C, M, N, Stride(ldc));
   c.noalias() = a * b;
   if (bias) c.rowwise() += Eigen::Map<const RowVectorF>(bias, N);
 #endif
 }
 
-void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+template <class TB>
+void gemm_nt_any(int M, int N, int K, const float* A, int lda, const TB* B, int ldb, float* C, int ldc) {
 #ifdef __wasm_simd128__
-  gemm_nt_blocked(M, N, K, A, lda, B, ldb, C, ldc);
+  gemm_packed<4, 8, 128, micro_kernel_4x8, true>(M, N, K, A, lda, B, ldb, C, ldc, nullptr);
 #else
 #ifdef HS_KERNELS_AVX2
   if (cpu_has_avx2_fma()) return gemm_packed<6, 16, 120, micro_kernel_6x16_avx2, true>(M, N, K, A, lda, B, ldb, C, ldc, nullptr);
 #endif
   if (M <= 0 || N <= 0) return;
+  std::vector<float> wb;
+  const float* b_data = widened(B, N, K, ldb, wb);
   using Stride = Eigen::OuterStride<>;
   Eigen::Map<const MatrixRM, 0, Stride> a(A, M, K, Stride(lda));
-  Eigen::Map<const MatrixRM, 0, Stride> b(B, N, K, Stride(ldb));
+  Eigen::Map<const MatrixRM, 0, Stride> b(b_data, N, K, Stride(ldb));
   Eigen::Map<MatrixRM, 0, Stride> c(C, M, N, Stride(ldc));
   if (K <= 0) c.setZero();
   else c.noalias() = a * b.transpose();
 #endif
+}
+
+}  // namespace
+
+void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, const float* bias) {
+  gemm_any(M, N, K, A, lda, B, ldb, C, ldc, bias);
+}
+void gemm(int M, int N, int K, const float* A, int lda, const bf16* B, int ldb, float* C, int ldc, const float* bias) {
+  gemm_any(M, N, K, A, lda, B, ldb, C, ldc, bias);
+}
+void gemm(int M, int N, int K, const float* A, int lda, const f16* B, int ldb, float* C, int ldc, const float* bias) {
+  gemm_any(M, N, K, A, lda, B, ldb, C, ldc, bias);
+}
+void gemm(int M, int N, int K, const bf16* A, int lda, const float* B, int ldb, float* C, int ldc, const float* bias) {
+  gemm_any(M, N, K, A, lda, B, ldb, C, ldc, bias);
+}
+void gemm(int M, int N, int K, const f16* A, int lda, const float* B, int ldb, float* C, int ldc, const float* bias) {
+  gemm_any(M, N, K, A, lda, B, ldb, C, ldc, bias);
+}
+
+void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+  gemm_nt_any(M, N, K, A, lda, B, ldb, C, ldc);
+}
+void gemm_nt(int M, int N, int K, const float* A, int lda, const bf16* B, int ldb, float* C, int ldc) {
+  gemm_nt_any(M, N, K, A, lda, B, ldb, C, ldc);
+}
+void gemm_nt(int M, int N, int K, const float* A, int lda, const f16* B, int ldb, float* C, int ldc) {
+  gemm_nt_any(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 void gemm_nt_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {

@@ -28,17 +28,37 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "linalg.hpp"
 
 namespace hs {
+
+// 16-bit weights as checkpoints store them (weight_matrix.hpp keeps them so):
+// bfloat16, a float32's upper half, and IEEE float16.
+struct bf16 {
+  std::uint16_t bits;
+};
+struct f16 {
+  std::uint16_t bits;
+};
 
 // ---------------------------------------------------------------------------
 // Matrix products (kernels.cpp)
 
 // C [M, N] = A [M, K] B [K, N] (+ bias [N] on every row, when not null).
 // Row-major with leading dimensions lda, ldb, ldc; C must not alias A or B.
+// One operand may be 16-bit: it is widened to float32 as it is packed (exact;
+// natively without AVX2 it is widened whole first).
 void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+          const float* bias = nullptr);
+void gemm(int M, int N, int K, const float* A, int lda, const bf16* B, int ldb, float* C, int ldc,
+          const float* bias = nullptr);
+void gemm(int M, int N, int K, const float* A, int lda, const f16* B, int ldb, float* C, int ldc,
+          const float* bias = nullptr);
+void gemm(int M, int N, int K, const bf16* A, int lda, const float* B, int ldb, float* C, int ldc,
+          const float* bias = nullptr);
+void gemm(int M, int N, int K, const f16* A, int lda, const float* B, int ldb, float* C, int ldc,
           const float* bias = nullptr);
 
 // Which product gemm runs here: "wasm simd128 4x8", "avx2 6x16" or "eigen"
@@ -55,6 +75,8 @@ void gemm_blocked(int M, int N, int K, const float* A, int lda, const float* B, 
 // matrices (long K, e.g. inner products of many long vectors), where
 // transposing B for gemm would cost a pass over it.
 void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc);
+void gemm_nt(int M, int N, int K, const float* A, int lda, const bf16* B, int ldb, float* C, int ldc);
+void gemm_nt(int M, int N, int K, const float* A, int lda, const f16* B, int ldb, float* C, int ldc);
 // Its packed path whatever the platform (tests).
 void gemm_nt_blocked(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc);
 

@@ -61,12 +61,13 @@ void linear_backward(MatrixRM* dx, MatrixRM* dW, RowVectorF* db, const MatrixRM&
 // ---------------------------------------------------------------------------
 // Embeddings
 
-void embedding_forward(MatrixRM& x, const std::vector<int>& ids, int T, const MatrixRM& W_E,
+void embedding_forward(MatrixRM& x, const std::vector<int>& ids, int T, const WeightMatrix& W_E,
                        const MatrixRM* W_pos, int offset) {
   const Eigen::Index N = static_cast<Eigen::Index>(ids.size());
   x.resize(N, W_E.cols());
   for (Eigen::Index i = 0; i < N; ++i) {
-    x.row(i) = W_E.row(ids[i]);
+    if (W_E.is_f32()) x.row(i) = W_E.f32().row(ids[i]);
+    else x.row(i) = W_E.rows_f32(ids[i], 1).row(0);
     if (W_pos) x.row(i) += W_pos->row(i % T + offset);
   }
 }
@@ -330,9 +331,9 @@ void mlp_backward(MatrixRM& dx, LayerWeights* dL, const MatrixRM& dout, const La
   }
   if (dL) {
     if (gated)
-      add_matmul_at(dL->W_out, (a.array() * tape.pre.array()).matrix(), dout);
+      add_matmul_at(dL->W_out.f32(), (a.array() * tape.pre.array()).matrix(), dout);
     else
-      add_matmul_at(dL->W_out, a, dout);
+      add_matmul_at(dL->W_out.f32(), a, dout);
     dL->b_out += dout.colwise().sum();
   }
   if (gated) {
@@ -343,7 +344,7 @@ void mlp_backward(MatrixRM& dx, LayerWeights* dL, const MatrixRM& dout, const La
     dx += matmul_bt(dhid, L.W_in);
     dx += matmul_bt(dgate, L.W_gate);
     if (dL) {
-      add_matmul_at(dL->W_gate, tape.in, dgate);
+      add_matmul_at(dL->W_gate.f32(), tape.in, dgate);
       if (L.b_gate.size()) dL->b_gate += dgate.colwise().sum();
     }
   } else {
@@ -351,7 +352,7 @@ void mlp_backward(MatrixRM& dx, LayerWeights* dL, const MatrixRM& dout, const La
     dx += matmul_bt(dhid, L.W_in);
   }
   if (dL) {
-    add_matmul_at(dL->W_in, tape.in, dhid);
+    add_matmul_at(dL->W_in.f32(), tape.in, dhid);
     dL->b_in += dhid.colwise().sum();
   }
 }
@@ -591,7 +592,7 @@ void unembed_forward(MatrixRM& logits, const MatrixRM& x, const ModelWeights& w)
   MatrixRM lt(std::min(block, V), T);
   for (int v0 = 0; v0 < V; v0 += block) {
     const int n = std::min(block, V - v0);
-    gemm(n, T, d, w.W_E.data() + static_cast<std::size_t>(v0) * d, d, xt.data(), T, lt.data(), T);
+    w.W_E.visit([&](const auto* e) { gemm(n, T, d, e + static_cast<std::size_t>(v0) * d, d, xt.data(), T, lt.data(), T); });
     logits.middleCols(v0, n) = lt.topRows(n).transpose();
   }
   if (w.b_U.size() == V) logits.rowwise() += w.b_U;
@@ -603,9 +604,10 @@ void unembed_backward(MatrixRM& dx, ModelWeights* dw, const MatrixRM& dlogits, c
     MatrixRM t;
     matmul(t, dlogits, w.W_E);  // dlogits (W_E^T)^T
     dx += t;
-    if (dw) add_matmul_at(dw->W_E, dlogits, x);
+    if (dw) add_matmul_at(dw->W_E.f32(), dlogits, x);
   } else {
-    linear_backward(&dx, dw ? &dw->W_U : nullptr, nullptr, dlogits, x, w.W_U);
+    dx += matmul_bt(dlogits, w.W_U);
+    if (dw) add_matmul_at(dw->W_U.f32(), x, dlogits);
   }
   if (dw && w.b_U.size() == dlogits.cols() && dw->b_U.size() == w.b_U.size())
     dw->b_U += dlogits.colwise().sum();

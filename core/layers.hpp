@@ -45,7 +45,7 @@ void linear_backward(MatrixRM* dx, MatrixRM* dW, RowVectorF* db, const MatrixRM&
 // Embeddings: x [N, d], row i = W_E[ids[i]] + W_pos[i mod T + offset]
 // (W_pos null: no learned positions).
 
-void embedding_forward(MatrixRM& x, const std::vector<int>& ids, int T, const MatrixRM& W_E,
+void embedding_forward(MatrixRM& x, const std::vector<int>& ids, int T, const WeightMatrix& W_E,
                        const MatrixRM* W_pos, int offset = 0);
 // dW_E[ids[i]] += dx[i]; dW_pos[i mod T + offset] += dx[i].
 void embedding_backward(MatrixRM* dW_E, MatrixRM* dW_pos, const MatrixRM& dx, const std::vector<int>& ids,

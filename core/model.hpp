@@ -13,6 +13,7 @@
 #include "config.hpp"
 #include "linalg.hpp"
 #include "result.hpp"
+#include "weight_matrix.hpp"
 
 namespace hs {
 
@@ -37,22 +38,23 @@ struct LayerWeights {
   RowVectorF ln1_post_w, ln1_post_b;  // on the attention's output (OLMo 2, Gemma 2/3)
   RowVectorF ln2_post_w, ln2_post_b;  // on the MLP's output (OLMo 2, Gemma 2/3)
 
-  MatrixRM W_in;    // [d, d_mlp]
-  MatrixRM W_gate;  // [d, d_mlp], gated MLPs only
+  // The MLP's matrices keep a 16-bit checkpoint's storage (weight_matrix.hpp).
+  WeightMatrix W_in;    // [d, d_mlp]
+  WeightMatrix W_gate;  // [d, d_mlp], gated MLPs only
   RowVectorF b_in;  // [d_mlp]
   RowVectorF b_gate;  // [d_mlp], gated MLPs only (zeros when absent)
-  MatrixRM W_out;   // [d_mlp, d]
+  WeightMatrix W_out;   // [d_mlp, d]
   RowVectorF b_out;  // [d]
 };
 
 struct ModelWeights {
-  MatrixRM W_E;         // [V, d]
+  WeightMatrix W_E;     // [V, d] (16-bit when the checkpoint's is)
   MatrixRM W_pos;       // [n_pos, d] learned positions (rows as stored; OPT includes its 2 offset rows)
   MatrixRM W_type;      // [type_vocab, d] BERT token types
   RowVectorF ln_embed_w, ln_embed_b;  // BERT embedding LayerNorm
   std::vector<LayerWeights> layers;
   RowVectorF ln_final_w, ln_final_b;  // final norm of pre-LN decoders
-  MatrixRM W_U;    // [d, V]; empty when tied to W_E (see unembed_tied)
+  WeightMatrix W_U;  // [d, V]; empty when tied to W_E (see unembed_tied); 16-bit when the checkpoint's is
   RowVectorF b_U;  // [V] (zeros when absent)
   // BERT MLM head (transform dense + LN, then decoder tied to W_E), when present.
   MatrixRM mlm_dense_W;  // [d, d]
@@ -108,8 +110,8 @@ inline Eigen::Index unembed_dim(const ModelWeights& w) { return unembed_tied(w) 
 // Columns [t0, t0 + n) of the unembedding, [d, n] (a copy of W_U's, or of
 // W_E's rows transposed). The caller keeps within [0, unembed_vocab).
 inline MatrixRM unembedding_block(const ModelWeights& w, Eigen::Index t0, Eigen::Index n) {
-  if (unembed_tied(w)) return w.W_E.middleRows(t0, n).transpose();
-  return w.W_U.middleCols(t0, n);
+  if (unembed_tied(w)) return w.W_E.rows_f32(t0, n).transpose();
+  return w.W_U.cols_f32(t0, n);
 }
 // The whole unembedding [d, V], materialised (process_weights, tests).
 inline MatrixRM unembedding_matrix(const ModelWeights& w) { return unembedding_block(w, 0, unembed_vocab(w)); }

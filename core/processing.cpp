@@ -73,9 +73,14 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options)
   const bool layer_norm = c.norm == NormKind::layer_norm;
   Model m = model;
   ModelWeights& w = m.weights;
+  // The processed copy is float32 throughout (16-bit weights are widened).
+  w.W_E.to_f32();
+  w.W_U.to_f32();
+  for (LayerWeights& L : w.layers)
+    for (WeightMatrix* W : {&L.W_in, &L.W_gate, &L.W_out}) W->to_f32();
   // Processing makes the unembedding differ from W_E^T: a tied model's copy
   // gets its own W_U.
-  if (c.has_lm_head && unembed_tied(w)) w.W_U = w.W_E.transpose();
+  if (c.has_lm_head && unembed_tied(w)) w.W_U = MatrixRM(w.W_E.f32().transpose());
   if (w.W_U.size() > 0 && w.b_U.size() != w.W_U.cols()) w.b_U = RowVectorF::Zero(w.W_U.cols());
   // Absent biases may arrive empty: give them their zeros so folding can add.
   auto sized = [](RowVectorF& b, Eigen::Index n) {
@@ -114,28 +119,28 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options)
 
       if (L.W_in.size() > 0) {
         if (layer_norm && has(L.ln2_b, d)) {
-          L.b_in += L.ln2_b * L.W_in;
+          L.b_in += L.ln2_b * L.W_in.f32();
           // The gate reads the same LayerNorm output (TL has no LN-gated
           // models; folding into b_gate keeps them exact).
           if (L.W_gate.size() > 0) {
             if (L.b_gate.size() != L.W_gate.cols()) L.b_gate = RowVectorF::Zero(L.W_gate.cols());
-            L.b_gate += L.ln2_b * L.W_gate;
+            L.b_gate += L.ln2_b * L.W_gate.f32();
           }
         }
         if (has(L.ln2_w, d)) {
-          scale_rows(L.W_in, L.ln2_w);
-          if (L.W_gate.size() > 0) scale_rows(L.W_gate, L.ln2_w);
+          scale_rows(L.W_in.f32(), L.ln2_w);
+          if (L.W_gate.size() > 0) scale_rows(L.W_gate.f32(), L.ln2_w);
         }
         // TL centres W_in only (its gated models are all RMSNorm).
-        if (layer_norm) center_columns(L.W_in);
+        if (layer_norm) center_columns(L.W_in.f32());
         L.ln2_w = RowVectorF::Ones(d);
         if (layer_norm) L.ln2_b = RowVectorF::Zero(d);
       }
     }
     if (w.W_U.size() > 0 && c.final_norm && has(w.ln_final_w, d)) {
-      if (layer_norm && has(w.ln_final_b, d)) w.b_U += w.ln_final_b * w.W_U;
-      scale_rows(w.W_U, w.ln_final_w);
-      if (layer_norm) center_columns(w.W_U);
+      if (layer_norm && has(w.ln_final_b, d)) w.b_U += w.ln_final_b * w.W_U.f32();
+      scale_rows(w.W_U.f32(), w.ln_final_w);
+      if (layer_norm) center_columns(w.W_U.f32());
       w.ln_final_w = RowVectorF::Ones(d);
       if (layer_norm) w.ln_final_b = RowVectorF::Zero(d);
     }
@@ -144,13 +149,13 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options)
   // 2. center_writing_weights: only when every reader of the residual stream
   // is a LayerNorm, which removes the mean anyway.
   if (options.center_writing_weights && layer_norm) {
-    center_rows(w.W_E);
+    center_rows(w.W_E.f32());
     if (c.learned_positions && c.rotary_dim == 0 && w.W_pos.size() > 0) center_rows(w.W_pos);
     for (LayerWeights& L : w.layers) {
       center_rows(L.W_O);
       if (L.b_O.size() > 0) L.b_O.array() -= L.b_O.mean();
       if (L.W_out.size() > 0) {
-        center_rows(L.W_out);
+        center_rows(L.W_out.f32());
         if (L.b_out.size() > 0) L.b_out.array() -= L.b_out.mean();
       }
     }
@@ -158,7 +163,7 @@ Result<Model> process_weights(const Model& model, const ProcessOptions& options)
 
   // 3. center_unembed: softmax is invariant to a constant added to all logits.
   if (options.center_unembed && w.W_U.size() > 0) {
-    center_rows(w.W_U);
+    center_rows(w.W_U.f32());
     w.b_U.array() -= w.b_U.mean();
   }
 
@@ -348,8 +353,12 @@ Result<VocabView> VocabView::make(const Model& model, WeightVariant variant) {
   }
   // center_unembed subtracts the vocabulary mean of the already folded W_U;
   // folding is linear per column, so that mean is the folded mean column.
-  MatrixRM mean_col = unembed_tied(w) ? MatrixRM(w.W_E.colwise().mean().transpose())
-                                       : MatrixRM(w.W_U.rowwise().mean());  // [d, 1]
+  Eigen::VectorXd sum = Eigen::VectorXd::Zero(d);  // in blocks of tokens (the weights may be 16-bit)
+  for (Eigen::Index t0 = 0; t0 < V; t0 += 4096) {
+    const Eigen::Index n = std::min<Eigen::Index>(4096, V - t0);
+    sum += unembedding_block(w, t0, n).cast<double>().rowwise().sum();
+  }
+  MatrixRM mean_col = (sum / static_cast<double>(V)).cast<float>();  // [d, 1]
   if (v.unembed_scale_.size() > 0) scale_rows(mean_col, v.unembed_scale_);
   if (v.center_d_unembed_) center_columns(mean_col);
   v.unembed_vocab_mean_ = mean_col.col(0);
@@ -372,7 +381,7 @@ Result<MatrixRM> position_rows(const Model& model, WeightVariant variant, int p0
 }
 
 MatrixRM VocabView::embedding_rows(int t0, int n) const {
-  MatrixRM E = model_->weights.W_E.middleRows(t0, n) * model_->config.embed_scale;
+  MatrixRM E = model_->weights.W_E.rows_f32(t0, n) * model_->config.embed_scale;
   if (center_embed_) center_rows(E);
   return E;
 }

@@ -107,7 +107,7 @@ Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed, const Ini
   Rng rng(seed);
   const double std_dev = options.std;
   const double std_proj = options.std / std::sqrt(2.0 * config.n_layer);
-  fill_normal(rng, w.W_E.data(), static_cast<std::size_t>(w.W_E.size()), std_dev);
+  fill_normal(rng, w.W_E.f32().data(), static_cast<std::size_t>(w.W_E.size()), std_dev);
   fill_normal(rng, w.W_pos.data(), static_cast<std::size_t>(w.W_pos.size()), std_dev);
   if (options.positions == PositionInit::sinusoidal) {
     const double amplitude = std_dev * std::sqrt(2.0);  // RMS of a sinusoid is amplitude / sqrt(2)
@@ -126,8 +126,8 @@ Result<Model> gpt2_init(const ModelConfig& config, std::uint64_t seed, const Ini
       for (MatrixRM* m : {&l.W_Q, &l.W_K, &l.W_V}) fill_normal(rng, m->row(row).data(), static_cast<std::size_t>(d), std_dev);
     }
     fill_normal(rng, l.W_O.data(), static_cast<std::size_t>(l.W_O.size()), std_proj);
-    fill_normal(rng, l.W_in.data(), static_cast<std::size_t>(l.W_in.size()), std_dev);
-    fill_normal(rng, l.W_out.data(), static_cast<std::size_t>(l.W_out.size()), std_proj);
+    fill_normal(rng, l.W_in.f32().data(), static_cast<std::size_t>(l.W_in.size()), std_dev);
+    fill_normal(rng, l.W_out.f32().data(), static_cast<std::size_t>(l.W_out.size()), std_proj);
   }
   return model;
 }
@@ -136,7 +136,7 @@ ModelWeights zeros_like(const ModelWeights& w) {
   auto z = [](const MatrixRM& m) { return MatrixRM::Zero(m.rows(), m.cols()).eval(); };
   auto zv = [](const RowVectorF& v) { return RowVectorF::Zero(v.size()).eval(); };
   ModelWeights g;
-  g.W_E = z(w.W_E);
+  g.W_E = z(w.W_E.f32());
   g.W_pos = z(w.W_pos);
   g.layers.resize(w.layers.size());
   for (std::size_t i = 0; i < w.layers.size(); ++i) {
@@ -154,9 +154,9 @@ ModelWeights zeros_like(const ModelWeights& w) {
     o.ln1_b = zv(l.ln1_b);
     o.ln2_w = zv(l.ln2_w);
     o.ln2_b = zv(l.ln2_b);
-    o.W_in = z(l.W_in);
+    o.W_in = z(l.W_in.f32());
     o.b_in = zv(l.b_in);
-    o.W_out = z(l.W_out);
+    o.W_out = z(l.W_out.f32());
     o.b_out = zv(l.b_out);
   }
   g.ln_final_w = zv(w.ln_final_w);
@@ -172,7 +172,7 @@ std::vector<ParamRef> trainable_params(ModelWeights& w) {
   auto add_v = [&](const std::string& name, RowVectorF& v) {
     out.push_back({name, v.data(), static_cast<std::size_t>(v.size()), false});
   };
-  add_m("wte.weight", w.W_E);
+  add_m("wte.weight", w.W_E.f32());
   add_m("wpe.weight", w.W_pos);
   for (std::size_t i = 0; i < w.layers.size(); ++i) {
     LayerWeights& l = w.layers[i];
@@ -189,9 +189,9 @@ std::vector<ParamRef> trainable_params(ModelWeights& w) {
     add_v(p + "attn.c_proj.bias", l.b_O);
     add_v(p + "ln_2.weight", l.ln2_w);
     add_v(p + "ln_2.bias", l.ln2_b);
-    add_m(p + "mlp.c_fc.weight", l.W_in);
+    add_m(p + "mlp.c_fc.weight", l.W_in.f32());
     add_v(p + "mlp.c_fc.bias", l.b_in);
-    add_m(p + "mlp.c_proj.weight", l.W_out);
+    add_m(p + "mlp.c_proj.weight", l.W_out.f32());
     add_v(p + "mlp.c_proj.bias", l.b_out);
   }
   add_v("ln_f.weight", w.ln_final_w);
@@ -277,7 +277,7 @@ void train_backward(const Model& model, TrainCache& cache, ModelWeights& g) {
   dx = blocks_backward(model, cache.tape, std::move(dx), opt);
 
   // Embeddings.
-  embedding_backward(&g.W_E, &g.W_pos, dx, cache.tokens, cache.n_tok);
+  embedding_backward(&g.W_E.f32(), &g.W_pos, dx, cache.tokens, cache.n_tok);
 }
 
 // ---------------------------------------------------------------------------
@@ -339,7 +339,7 @@ std::vector<NamedTensor> gpt2_state_dict(const Model& model) {
   auto add_m = [&](const std::string& name, const MatrixRM& m) { add(name, m.data(), {m.rows(), m.cols()}); };
   auto add_v = [&](const std::string& name, const RowVectorF& v) { add(name, v.data(), {v.size()}); };
 
-  add_m("wte.weight", w.W_E);
+  add_m("wte.weight", w.W_E.widened());
   add_m("wpe.weight", w.W_pos);
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& lw = w.layers[l];
@@ -356,9 +356,9 @@ std::vector<NamedTensor> gpt2_state_dict(const Model& model) {
     add_v(p + "attn.c_proj.bias", lw.b_O);
     add_v(p + "ln_2.weight", lw.ln2_w);
     add_v(p + "ln_2.bias", lw.ln2_b);
-    add_m(p + "mlp.c_fc.weight", lw.W_in);
+    add_m(p + "mlp.c_fc.weight", lw.W_in.widened());
     add_v(p + "mlp.c_fc.bias", lw.b_in);
-    add_m(p + "mlp.c_proj.weight", lw.W_out);
+    add_m(p + "mlp.c_proj.weight", lw.W_out.widened());
     add_v(p + "mlp.c_proj.bias", lw.b_out);
   }
   add_v("ln_f.weight", w.ln_final_w);

@@ -23,6 +23,8 @@ val model_info(const hs::Model& model) {
   out.set("learned_positions", hs::has_position_matrix(c));
   out.set("bos_token_id", c.bos_token_id);
   out.set("attention_only", c.attention_only);
+  // What the weights take in memory (16-bit matrices included as such).
+  out.set("weight_bytes", static_cast<double>(hs::model_weight_bytes(model.weights)));
   out.set("warnings", string_list(model.warnings));
   return out;
 }
@@ -64,9 +66,9 @@ hs::Status fits_in_memory(const hs::ModelConfig& config, const std::vector<const
   const std::uint64_t weights = hs::checkpoint_weight_bytes(config, shards, options);
   if (weights <= kWeightBudget) return hs::Ok{};
   return hs::make_error(hs::ErrorCode::too_large,
-                        "this model's weights take " + gigabytes(weights) + " as float32 (" +
-                            std::to_string(weights / 4 / 1000000) +
-                            " million values); the browser's wasm memory (4 GB) leaves room for " +
+                        "this model's weights take " + gigabytes(weights) +
+                            " in memory (16-bit checkpoints keep their MLPs and embeddings in 16 bits, the rest is "
+                            "float32); the browser's wasm memory (4 GB) leaves room for " +
                             gigabytes(kWeightBudget) +
                             (options.attention_only ? "" : ": try \"attention weights only\""));
 }

@@ -55,16 +55,16 @@ inline hs::Model random_gpt2_small(int vocab, bool with_mlp = false) {
     vec(L.ln2_w, d, 1);
     vec(L.ln2_b, d, 0);
     if (with_mlp) {
-      fill(L.W_in, d, c.d_mlp);
+      fill(L.W_in.f32(), d, c.d_mlp);
       vec(L.b_in, c.d_mlp, 0);
-      fill(L.W_out, c.d_mlp, d);
+      fill(L.W_out.f32(), c.d_mlp, d);
       vec(L.b_out, d, 0);
     }
     m.weights.layers.push_back(std::move(L));
   }
-  fill(m.weights.W_E, vocab, d);
+  fill(m.weights.W_E.f32(), vocab, d);
   if (with_mlp) fill(m.weights.W_pos, c.n_ctx, d);
-  m.weights.W_U = m.weights.W_E.transpose();
+  m.weights.W_U = hs::MatrixRM(m.weights.W_E.f32().transpose());
   vec(m.weights.b_U, vocab, 0);
   vec(m.weights.ln_final_w, d, 1);
   vec(m.weights.ln_final_b, d, 0);

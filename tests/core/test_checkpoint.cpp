@@ -15,6 +15,7 @@
 #include "checkpoint.hpp"
 #include "fixture_model.hpp"
 #include "forward.hpp"
+#include "interventions.hpp"
 
 using namespace hs;
 using namespace hs::test;
@@ -179,7 +180,7 @@ TEST_CASE("a tied unembedding is W_E read in place: W_U stays empty, an explicit
   CHECK(unembed_vocab(tied->weights) == tied->config.d_vocab);
   CHECK(unembed_dim(tied->weights) == tied->config.d_model);
   const MatrixRM U = unembedding_matrix(tied->weights);
-  CHECK(U == MatrixRM(tied->weights.W_E.transpose()));
+  CHECK(U == MatrixRM(tied->weights.W_E.widened().transpose()));
   CHECK(unembedding_block(tied->weights, 5, 3) == U.middleCols(5, 3));
 
   // The same weights untied with an lm_head that differs from wte in one row:
@@ -364,6 +365,47 @@ TEST_CASE("gpt2 in BF16 and F16 matches the F32 run within the precision of the 
     check_max("logits vs F32 run", r.logits, ref.logits, c.tol_logits);
     // Rounding did happen: the result is not bit-identical.
     CHECK(compare_arrays(r.patterns, ref.patterns, 0).max_abs > 0);
+  }
+}
+
+TEST_CASE("BF16 and F16 checkpoints keep their MLP and embedding matrices in 16 bits, with the outputs and "
+          "gradients of those values in float32", "[checkpoint]") {
+  for (const char* fixture : {"gpt2", "llama", "gpt_neox", "opt", "bert"}) {
+    for (Store store : {Store::bf16, Store::f16}) {
+      INFO(fixture << (store == Store::bf16 ? " BF16" : " F16"));
+      const Checkpoint ck = write_checkpoint(fixture_tensors(fixture), store);
+      const Model half = must(load(fixture, ck));
+      const WeightStorage want = store == Store::bf16 ? WeightStorage::bf16 : WeightStorage::f16;
+      CHECK(half.weights.W_E.storage() == want);
+      CHECK(half.weights.layers[0].W_in.storage() == want);
+      CHECK(half.weights.layers[0].W_out.storage() == want);
+      // The estimate a load is refused by, from the headers, is what the load
+      // holds, but for the vectors a load fills in (absent biases as zeros).
+      // (BERT's checkpoint also has a pooler, read and not kept.)
+      const ModelConfig config = must(load_fixture_config(fixture));
+      std::uint64_t vectors = 4 * static_cast<std::uint64_t>(half.weights.b_U.size());
+      for (const LayerWeights& L : half.weights.layers)
+        for (const RowVectorF* v : {&L.b_Q, &L.b_K, &L.b_V, &L.b_O, &L.b_in, &L.b_gate, &L.b_out, &L.ln1_b, &L.ln2_b})
+          vectors += 4 * static_cast<std::uint64_t>(v->size());
+      const std::uint64_t held = model_weight_bytes(half.weights), estimate = checkpoint_weight_bytes(config, ck.shards());
+      if (std::string(fixture) != "bert") {
+        CHECK(held >= estimate);
+        CHECK(held - estimate <= vectors);
+      }
+      // The same values widened to float32: identical outputs, more bytes.
+      Model wide = half;
+      for (WeightMatrix* W : {&wide.weights.W_E, &wide.weights.W_U}) W->to_f32();
+      for (LayerWeights& L : wide.weights.layers)
+        for (WeightMatrix* W : {&L.W_in, &L.W_gate, &L.W_out}) W->to_f32();
+      CHECK(model_weight_bytes(half.weights) < model_weight_bytes(wide.weights));
+      const RunResult a = run(half, fixture), b = run(wide, fixture);
+      CHECK(a.patterns == b.patterns);
+      CHECK(a.hidden == b.hidden);
+      CHECK(a.logits == b.logits);
+      // The reverse pass reads the 16-bit matrices transposed (gemm_nt).
+      const auto ids = must(load_fixture_ids(fixture));
+      CHECK(must(gradient_importance(half, ids)).gradient == must(gradient_importance(wide, ids)).gradient);
+    }
   }
 }
 

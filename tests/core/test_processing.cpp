@@ -26,6 +26,13 @@ std::string ref_path(const std::string& rel) { return hs_test::geometry_ref_dir(
 // Compares two matrices of the same shape, relative to the reference's largest
 // magnitude; empty references must stay empty (or be filled with the
 // neutral value the loader uses).
+// A weight as a dense float32 matrix, whatever its storage.
+hs::MatrixRM dense(const hs::WeightMatrix& w) { return w.widened(); }
+template <class M>
+const M& dense(const M& m) {
+  return m;
+}
+
 template <class A>
 void add_tensor(Worst& w, const A& got, const hs::NpyArray& want, const std::string& name) {
   if (want.size() == 0) return;
@@ -34,7 +41,7 @@ void add_tensor(Worst& w, const A& got, const hs::NpyArray& want, const std::str
   double scale = 0;
   for (double x : want.data) scale = std::max(scale, std::abs(x));
   if (scale == 0) scale = 1;
-  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> g = got;  // row-major flat order
+  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> g = dense(got);  // row-major flat order
   for (std::int64_t i = 0; i < want.size(); ++i) w.add(g.data()[i], want.data[i], name + "[" + std::to_string(i) + "]", scale);
 }
 
@@ -145,7 +152,9 @@ TEST_CASE("processing: processing twice changes nothing beyond rounding", "[proc
     auto twice = hs::process_weights(*once);
     REQUIRE(twice.ok());
     Worst w(name + " process(process(m)) vs process(m)", 1e-6);
-    auto add = [&](const auto& x, const auto& y, const std::string& what) {
+    auto add = [&](const auto& x_any, const auto& y_any, const std::string& what) {
+      const auto& x = dense(x_any);
+      const auto& y = dense(y_any);
       const double scale = std::max(1e-30, double(y.cwiseAbs().maxCoeff()));
       for (Eigen::Index i = 0; i < y.size(); ++i) w.add(x.data()[i], y.data()[i], what, scale);
     };

@@ -16,8 +16,9 @@ import { f32SafetensorsHead, gpt2TensorShapes, lcg, tempDir, worstMismatch } fro
 const L = 6, d = 384, H = 6, V = 10000, P = 256;
 
 // A deterministic pseudo-random GPT-2 checkpoint; `lmHead` adds lm_head.weight
-// (a copy of wte) and unties the config.
-function writeCheckpoint(dir, { lmHead = false } = {}) {
+// (a copy of wte) and unties the config; `bf16` stores every tensor as BF16
+// (the float32 values' upper halves).
+function writeCheckpoint(dir, { lmHead = false, bf16 = false } = {}) {
   const shapes = gpt2TensorShapes({ nLayer: L, d, vocab: V, positions: P, lmHead });
   const values = new Map();
   const next = lcg(7);
@@ -35,14 +36,31 @@ function writeCheckpoint(dir, { lmHead = false } = {}) {
     }
     values.set(name, v);
   }
-  const { head, dataBytes } = f32SafetensorsHead(shapes);
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'model.safetensors'),
-    Buffer.concat([head, ...shapes.map(([name]) => Buffer.from(values.get(name).buffer))]));
+  if (bf16) {
+    const header = {};
+    let offset = 0;
+    for (const [name, shape] of shapes) {
+      const bytes = 2 * shape.reduce((a, b) => a * b, 1);
+      header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + bytes] };
+      offset += bytes;
+    }
+    let text = JSON.stringify(header);
+    text += ' '.repeat((8 - (text.length % 8)) % 8);
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(text.length));
+    const upperHalves = (v) => Buffer.from(new Uint16Array(v.length).map((_, i) => new Uint32Array(v.buffer)[i] >>> 16).buffer);
+    fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.concat([prefix, Buffer.from(text), ...shapes.map(([name]) => upperHalves(values.get(name)))]));
+  } else {
+    const { head } = f32SafetensorsHead(shapes);
+    fs.writeFileSync(path.join(dir, 'model.safetensors'),
+      Buffer.concat([head, ...shapes.map(([name]) => Buffer.from(values.get(name).buffer))]));
+  }
+  const { dataBytes } = f32SafetensorsHead(shapes);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
     model_type: 'gpt2', n_layer: L, n_embd: d, n_head: H, n_positions: P, vocab_size: V, tie_word_embeddings: !lmHead,
   }));
-  return dataBytes;
+  return bf16 ? dataBytes / 2 : dataBytes;
 }
 
 test('wasm memory after loading a tied GPT-2 stays within 1.1 x its tensor bytes + 24 MB', async () => {
@@ -91,5 +109,35 @@ test('a tied unembedding gives the logits and patterns of the same weights with 
   } finally {
     fs.rmSync(tiedDir, { recursive: true, force: true });
     fs.rmSync(untiedDir, { recursive: true, force: true });
+  }
+});
+
+test('a BF16 checkpoint keeps its MLPs and embeddings in 16 bits: its wasm memory is its weights\' 16-bit bytes, ~60 % of the F32 load\'s', async () => {
+  const dir = tempDir();
+  const f32Dir = tempDir();
+  try {
+    const tensorBytes = writeCheckpoint(dir, { bf16: true });
+    writeCheckpoint(f32Dir);
+    const core = await loadHeadscope();  // fresh modules: each memory holds one model
+    const session = core.createSession();
+    const info = await session.load(directorySource(dir));
+    const memory = core.module.HEAPU8.buffer.byteLength;
+    // The weights in memory: attention float32 (25 % of this GPT-2's values), the rest 16-bit.
+    assert.ok(info.weightBytes < 1.3 * tensorBytes && info.weightBytes > tensorBytes, `${info.weightBytes} vs ${tensorBytes}`);
+    const limit = 1.05 * info.weightBytes + 24 * 2 ** 20;
+    assert.ok(memory <= limit, `wasm memory ${(memory / 1e6).toFixed(1)} MB for ${(info.weightBytes / 1e6).toFixed(1)} MB of weights (limit ${(limit / 1e6).toFixed(1)} MB)`);
+    const f32Core = await loadHeadscope();
+    const f32Session = f32Core.createSession();
+    const f32Info = await f32Session.load(directorySource(f32Dir));
+    assert.ok(info.weightBytes < 0.65 * f32Info.weightBytes, `${info.weightBytes} vs ${f32Info.weightBytes} in float32`);
+    // It runs: the logits of BF16-rounded weights stay close to the float32 ones.
+    const ids = Array.from({ length: 16 }, (_, i) => (i * 7919 + 13) % V);
+    const a = session.run(ids, { wantLogits: true }), b = f32Session.run(ids, { wantLogits: true });
+    assert.ok(Math.abs(a.loss - b.loss) < 0.05, `loss ${a.loss} (BF16) vs ${b.loss}`);
+    session.dispose();
+    f32Session.dispose();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(f32Dir, { recursive: true, force: true });
   }
 });
