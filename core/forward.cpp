@@ -16,6 +16,8 @@
 
 namespace hs {
 
+std::int64_t logits_block_values = 8000000;
+
 namespace {
 
 void copy_rows(std::vector<float>& dst, std::size_t slot, const MatrixRM& x) {
@@ -374,20 +376,34 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
   // 2. Blocks and 3. the final norm.
   blocks_forward(model, x, 1, opt, &res);
 
-  // 4. Unembedding: logits [T, V]; BERT's MLM head transforms first.
+  // 4. Unembedding: logits [T, V]; BERT's MLM head transforms first. In
+  // blocks of rows of at most logits_block_values logits (159 rows of GPT-2's
+  // 50 257-token vocabulary, 52 of Qwen's 151 936), so that a run that wants
+  // only the loss never holds [T, V] at once; 5. the next-token loss (causal
+  // LMs): cross-entropy of token t+1 at position t.
   res.loss = std::numeric_limits<float>::quiet_NaN();
   if (!has_unembedding(model) || (!opt.want_logits && !opt.want_loss)) return res;
   lm_head_transform(model, x, opt.tape);
-  MatrixRM logits;
-  unembed_forward(logits, x, w);  // [T, V]
-  logit_softcap_forward(logits, c.final_softcap);
-
-  // 5. Next-token loss (causal LMs): cross-entropy of token t+1 at position t.
-  if (opt.want_loss && c.causal && T >= 2) {
-    std::vector<int> next(ids.begin() + 1, ids.end());
+  const bool loss = opt.want_loss && c.causal && T >= 2;
+  std::vector<int> next;
+  std::vector<double> nll;
+  if (loss) {
+    next.assign(ids.begin() + 1, ids.end());
     next.push_back(-1);  // the last position predicts nothing
-    std::vector<double> nll(static_cast<std::size_t>(T));
-    cross_entropy_forward(nll.data(), nullptr, logits, next.data());
+    nll.assign(static_cast<std::size_t>(T), 0.0);
+  }
+  if (opt.want_logits) res.logits.resize(static_cast<std::size_t>(T) * V);
+  const int block = static_cast<int>(std::clamp<std::int64_t>(logits_block_values / std::max(1, V), 1, T));
+  MatrixRM rows, logits;
+  for (int t0 = 0; t0 < T; t0 += block) {
+    const int n = std::min(block, T - t0);
+    rows = x.middleRows(t0, n);
+    unembed_forward(logits, rows, w);  // [n, V]
+    logit_softcap_forward(logits, c.final_softcap);
+    if (loss) cross_entropy_forward(nll.data() + t0, nullptr, logits, next.data() + t0);
+    if (opt.want_logits) std::copy(logits.data(), logits.data() + logits.size(), res.logits.begin() + static_cast<std::size_t>(t0) * V);
+  }
+  if (loss) {
     res.token_loss.resize(T - 1);
     double total = 0;
     for (int t = 0; t + 1 < T; ++t) {
@@ -396,7 +412,6 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
     }
     res.loss = static_cast<float>(total / (T - 1));
   }
-  if (opt.want_logits) res.logits.assign(logits.data(), logits.data() + logits.size());
   return res;
 }
 

@@ -151,6 +151,10 @@ Result<RunResult> run_model(const Model& model, const std::vector<int>& ids, con
 // others. run_model's step 4 before the unembedding.
 void lm_head_transform(const Model& model, MatrixRM& x, ForwardTape* tape = nullptr);
 
+// The most logits run_model computes at once (default 8 000 000: 32 MB):
+// it unembeds blocks of rows of this size. Tests shrink it.
+extern std::int64_t logits_block_values;
+
 // The most bytes a run's outputs may take (1 GB): past it a run is refused
 // before anything is allocated, with the sizes in the message.
 inline constexpr std::uint64_t run_output_limit = 1000000000;

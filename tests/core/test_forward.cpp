@@ -248,3 +248,30 @@ TEST_CASE("a run whose outputs would pass run_output_limit is refused before all
   small.want_loss = false;
   CHECK(hs::run_model(*model, std::vector<int>(200, 3), small).ok());
 }
+TEST_CASE("forward: the logits and the loss in blocks of rows equal those of one block, but for rounding", "[forward]") {
+  for (const char* fixture : {"gpt2", "llama"}) {
+    INFO(fixture);
+    const Model model = load_fixture_model(fixture).value();
+    const std::vector<int> ids = load_fixture_ids(fixture).value();
+    RunOptions opt;
+    opt.want_logits = true;
+    const RunResult whole = run_model(model, ids, opt).value();
+    const std::int64_t saved = logits_block_values;
+    const int rows = ids.size() % 5 != 0 ? 5 : 7;  // blocks and a remainder
+    logits_block_values = rows * model.config.d_vocab;
+    const RunResult blocks = run_model(model, ids, opt).value();
+    opt.want_logits = false;  // the loss alone
+    const RunResult loss_only = run_model(model, ids, opt).value();
+    logits_block_values = saved;
+    REQUIRE(ids.size() > static_cast<std::size_t>(rows));
+    // (The GEMM may sum in another order for another number of rows: float rounding apart.)
+    const Mismatch logits = compare_arrays(blocks.logits, whole.logits, 1e-5);
+    INFO(logits.describe());
+    CHECK(logits.same_size);
+    CHECK(logits.max_abs <= 1e-5);
+    CHECK(compare_arrays(blocks.token_loss, whole.token_loss, 1e-5).max_abs <= 1e-5);
+    CHECK(compare_arrays(loss_only.token_loss, whole.token_loss, 1e-5).max_abs <= 1e-5);
+    CHECK(loss_only.token_loss.size() == ids.size() - 1);
+    CHECK(loss_only.logits.empty());
+  }
+}
