@@ -33,7 +33,10 @@ std::vector<std::string> prefixes_of(Family f) {
     case Family::gpt2:
     case Family::gpt_neo: return {"transformer."};
     case Family::gpt_neox: return {"gpt_neox."};
-    case Family::llama: return {"model."};
+    // Gemma 3's multimodal checkpoints hold the language model under
+    // language_model.model. (as published) or model.language_model. (as
+    // transformers >= 4.52 saves them).
+    case Family::llama: return {"model.language_model.", "language_model.model.", "model."};
     case Family::opt: return {"model.decoder.", "decoder.", "model."};
     case Family::bert: return {"bert."};
   }
@@ -550,6 +553,9 @@ bool checkpoint_reads_tensor(const ModelConfig& config, const std::string& name,
   static const std::regex buffer(
       R"((^|.*\.)(attn\.bias|attn\.masked_bias|attention\.bias|attention\.masked_bias|rotary_emb\.inv_freq|position_ids))");
   if (std::regex_match(name, buffer)) return false;
+  // A multimodal checkpoint's vision parts (Gemma 3): never read.
+  static const std::regex vision(R"((model\.)?(vision_tower|multi_modal_projector)\..*)");
+  if (std::regex_match(name, vision)) return false;
   return !options.attention_only || attention_tensor(config, name);
 }
 

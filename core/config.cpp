@@ -27,7 +27,7 @@ const char* family_name(Family family) {
 }
 
 std::vector<std::string> supported_model_types() {
-  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "gemma", "gemma2", "gemma3_text", "phi3", "stablelm", "bert", "gpt_neo", "opt"};
+  return {"gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "gemma", "gemma2", "gemma3_text", "gemma3", "phi3", "stablelm", "bert", "gpt_neo", "opt"};
 }
 
 bool layer_uses_rope(const ModelConfig& c, int layer) {
@@ -801,6 +801,24 @@ Result<ModelConfig> config_from_json(const std::string& json_text) {
   ModelConfig c;
   c.model_type = f.string("model_type", "");
   if (!f.error.empty()) return make_error(ErrorCode::bad_config, f.error);
+  // Gemma 3's multimodal checkpoints (4B and up): the language model's
+  // config is text_config (Gemma3TextConfig's defaults for what it leaves
+  // out); the vision tower is not read.
+  if (c.model_type == "gemma3") {
+    const json* text = f.object("text_config");
+    if (!f.error.empty() || !text)
+      return make_error(ErrorCode::bad_config, "config.json: model_type \"gemma3\" needs a 'text_config' object (its language model's config)");
+    json inner = *text;
+    inner["model_type"] = "gemma3_text";
+    auto parsed = config_from_json(inner.dump());
+    if (!parsed.ok()) {
+      Error e = parsed.error();
+      e.message = "config.json: text_config: " + e.message.substr(e.message.rfind("config.json: ", 0) == 0 ? 13 : 0);
+      return e;
+    }
+    parsed->model_type = "gemma3";
+    return parsed;
+  }
 
   const std::string& t = c.model_type;
   if (t == "gpt2") HS_TRY(read_gpt2(f, c));

@@ -371,7 +371,7 @@ TEST_CASE("GPT-2 legacy n_ctx and scale flags", "[config]") {
 
 TEST_CASE("supported_model_types and family_name agree", "[config]") {
   const auto types = supported_model_types();
-  CHECK(types.size() == 16);
+  CHECK(types.size() == 17);
   for (const auto& t : types) {
     json j = tiny(t);
     if (t == "gpt2") j = fixture_json("gpt2");
@@ -379,6 +379,7 @@ TEST_CASE("supported_model_types and family_name agree", "[config]") {
     if (t == "mistral") j["num_key_value_heads"] = 2;  // MistralConfig's default is 8
     if (t.rfind("gemma", 0) == 0) j["num_key_value_heads"] = 1;  // Gemma's defaults: 16 or 4
     if (t == "stablelm") j["num_key_value_heads"] = 4;            // StableLmConfig's default is 32
+    if (t == "gemma3") j = json{{"model_type", "gemma3"}, {"text_config", j}};  // the multimodal wrapper
     INFO(t);
     CHECK(config_from_json(j.dump()).ok());
   }

@@ -9,10 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "checkpoint.hpp"
 #include "fixture_model.hpp"
 #include "forward.hpp"
 #include "geometry.hpp"
 #include "patching.hpp"
+#include "safetensors.hpp"
 
 using namespace hs;
 using namespace hs::test;
@@ -354,5 +356,33 @@ TEST_CASE("families: StableLM (LayerNorms with biases, 25 % rotary, q/k/v biases
   auto missing = load_case("stablelm", d.dump());
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.error().message.find("q_layernorm.norms.0") != std::string::npos);
+}
+TEST_CASE("families: a Gemma 3 multimodal checkpoint loads its language model (text_config, language_model. "
+          "names) and never reads its vision tower", "[families]") {
+  nlohmann::json text = nlohmann::json::parse(config_text("gemma3"));
+  text.erase("model_type");
+  const nlohmann::json wrapper = {{"model_type", "gemma3"}, {"architectures", {"Gemma3ForConditionalGeneration"}}, {"text_config", text}};
+  const ModelConfig config = must(config_from_json(wrapper.dump()));
+  CHECK(config.model_type == "gemma3");
+  CHECK(config.window == std::vector<int>{5, 5, 0, 5});
+  // The text model's tensors under language_model.model., a vision tensor beside them.
+  auto bytes = must(safetensors_read_bytes(case_dir("gemma3") + "/model.safetensors"));
+  const SafetensorsFile text_file = must(safetensors_parse(bytes.data(), bytes.size(), "model.safetensors"));
+  std::vector<SafetensorsTensorIn> renamed;
+  for (const TensorInfo& t : text_file.tensors) {
+    const std::vector<float> values = must(safetensors_read_f32(text_file, t));
+    renamed.push_back(safetensors_tensor_f32("language_model." + t.name, t.shape, values));
+  }
+  renamed.push_back(safetensors_tensor_f32("vision_tower.vision_model.embeddings.patch_embedding.weight", {4, 3}, std::vector<float>(12, 1.f)));
+  const std::vector<std::uint8_t> out = safetensors_serialize(renamed, {{"format", "pt"}});
+  const SafetensorsFile multimodal = must(safetensors_parse(out.data(), out.size(), "model.safetensors"));
+  CHECK_FALSE(checkpoint_reads_tensor(config, "vision_tower.vision_model.embeddings.patch_embedding.weight", {}));
+  CHECK(checkpoint_reads_tensor(config, "language_model.model.layers.0.mlp.up_proj.weight", {}));
+  const Model model = must(model_from_checkpoint(config, {&multimodal}));
+  check_forward("gemma3", model);
+  // A wrapper without text_config is named.
+  auto bare = config_from_json(R"({"model_type": "gemma3"})");
+  REQUIRE_FALSE(bare.ok());
+  CHECK(bare.error().message.find("text_config") != std::string::npos);
 }
 #endif
