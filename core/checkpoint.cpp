@@ -528,25 +528,38 @@ Status read_layer(TensorSource& src, const ModelConfig& c, int l, LayerWeights& 
 
 std::int64_t checkpoint_scratch_values = std::int64_t{1} << 16;
 
-bool attention_tensor(const ModelConfig& config, const std::string& name) {
-  // Canonical names (prefix stripped) of each family's block norms and
-  // attention projections.
-  static const std::regex gpt2(R"(h\.\d+\.(ln_1|ln_2|attn\.c_attn|attn\.c_proj)\.(weight|bias))");
-  static const std::regex neox(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|attention\.query_key_value|attention\.dense)\.(weight|bias))");
-  static const std::regex llama(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|pre_feedforward_layernorm|post_feedforward_layernorm|self_attn\.([qkvo]_proj|qkv_proj|[qk]_norm|[qk]_layernorm\.norms\.\d+))\.(weight|bias))");
-  static const std::regex neo(R"(h\.\d+\.(ln_1|ln_2|attn\.attention\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");
-  static const std::regex bert(R"(encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.(dense|LayerNorm)|output\.LayerNorm)\.(weight|bias))");
-  static const std::regex opt(R"(layers\.\d+\.(self_attn_layer_norm|final_layer_norm|self_attn\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))");
+namespace {
+
+// One pattern of canonical tensor names (prefix stripped) per family.
+struct FamilyPatterns {
+  std::regex gpt2, neox, llama, neo, bert, opt;
+};
+
+bool matches(const FamilyPatterns& p, const ModelConfig& config, const std::string& name) {
   const std::string canon = canonical_name(name, prefixes_of(config.family));
   switch (config.family) {
-    case Family::gpt2: return std::regex_match(canon, gpt2);
-    case Family::gpt_neox: return std::regex_match(canon, neox);
-    case Family::llama: return std::regex_match(canon, llama);
-    case Family::gpt_neo: return std::regex_match(canon, neo);
-    case Family::bert: return std::regex_match(canon, bert);
-    case Family::opt: return std::regex_match(canon, opt);
+    case Family::gpt2: return std::regex_match(canon, p.gpt2);
+    case Family::gpt_neox: return std::regex_match(canon, p.neox);
+    case Family::llama: return std::regex_match(canon, p.llama);
+    case Family::gpt_neo: return std::regex_match(canon, p.neo);
+    case Family::bert: return std::regex_match(canon, p.bert);
+    case Family::opt: return std::regex_match(canon, p.opt);
   }
   return false;
+}
+
+}  // namespace
+
+bool attention_tensor(const ModelConfig& config, const std::string& name) {
+  // Each family's block norms and attention projections.
+  static const FamilyPatterns patterns{
+      std::regex(R"(h\.\d+\.(ln_1|ln_2|attn\.c_attn|attn\.c_proj)\.(weight|bias))"),
+      std::regex(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|attention\.query_key_value|attention\.dense)\.(weight|bias))"),
+      std::regex(R"(layers\.\d+\.(input_layernorm|post_attention_layernorm|pre_feedforward_layernorm|post_feedforward_layernorm|self_attn\.([qkvo]_proj|qkv_proj|[qk]_norm|[qk]_layernorm\.norms\.\d+))\.(weight|bias))"),
+      std::regex(R"(h\.\d+\.(ln_1|ln_2|attn\.attention\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))"),
+      std::regex(R"(encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.(dense|LayerNorm)|output\.LayerNorm)\.(weight|bias))"),
+      std::regex(R"(layers\.\d+\.(self_attn_layer_norm|final_layer_norm|self_attn\.(q_proj|k_proj|v_proj|out_proj))\.(weight|bias))")};
+  return matches(patterns, config, name);
 }
 
 bool checkpoint_reads_tensor(const ModelConfig& config, const std::string& name, const CheckpointOptions& options) {
@@ -586,24 +599,15 @@ std::vector<std::vector<ByteRange>> checkpoint_read_plan(const ModelConfig& conf
 }
 
 bool keeps_stored_precision(const ModelConfig& config, const std::string& name) {
-  // Canonical names (prefix stripped) of each family's MLP matrices,
-  // embedding and unembedding: the WeightMatrix members of model.hpp.
-  static const std::regex gpt2(R"((h\.\d+\.mlp\.(c_fc|c_proj)|wte|lm_head)\.weight)");
-  static const std::regex neox(R"((layers\.\d+\.mlp\.(dense_h_to_4h|dense_4h_to_h)|embed_in|embed_out)\.weight)");
-  static const std::regex llama(R"((layers\.\d+\.mlp\.(gate_proj|up_proj|down_proj|gate_up_proj)|embed_tokens|lm_head)\.weight)");
-  static const std::regex neo(R"((h\.\d+\.mlp\.(c_fc|c_proj)|wte|lm_head)\.weight)");
-  static const std::regex bert(R"((encoder\.layer\.\d+\.(intermediate\.dense|output\.dense)|embeddings\.word_embeddings|cls\.predictions\.decoder)\.weight)");
-  static const std::regex opt(R"((layers\.\d+\.(fc1|fc2)|embed_tokens|lm_head)\.weight)");
-  const std::string canon = canonical_name(name, prefixes_of(config.family));
-  switch (config.family) {
-    case Family::gpt2: return std::regex_match(canon, gpt2);
-    case Family::gpt_neox: return std::regex_match(canon, neox);
-    case Family::llama: return std::regex_match(canon, llama);
-    case Family::gpt_neo: return std::regex_match(canon, neo);
-    case Family::bert: return std::regex_match(canon, bert);
-    case Family::opt: return std::regex_match(canon, opt);
-  }
-  return false;
+  // Each family's MLP matrices, embedding and unembedding: the WeightMatrix members of model.hpp.
+  static const FamilyPatterns patterns{
+      std::regex(R"((h\.\d+\.mlp\.(c_fc|c_proj)|wte|lm_head)\.weight)"),
+      std::regex(R"((layers\.\d+\.mlp\.(dense_h_to_4h|dense_4h_to_h)|embed_in|embed_out)\.weight)"),
+      std::regex(R"((layers\.\d+\.mlp\.(gate_proj|up_proj|down_proj|gate_up_proj)|embed_tokens|lm_head)\.weight)"),
+      std::regex(R"((h\.\d+\.mlp\.(c_fc|c_proj)|wte|lm_head)\.weight)"),
+      std::regex(R"((encoder\.layer\.\d+\.(intermediate\.dense|output\.dense)|embeddings\.word_embeddings|cls\.predictions\.decoder)\.weight)"),
+      std::regex(R"((layers\.\d+\.(fc1|fc2)|embed_tokens|lm_head)\.weight)")};
+  return matches(patterns, config, name);
 }
 
 std::uint64_t checkpoint_weight_bytes(const ModelConfig& config, const std::vector<const SafetensorsFile*>& shards,

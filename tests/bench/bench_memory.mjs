@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { startServer } from '../browser/harness.mjs';
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
 import { urlSource } from '../../wasm/sources.mjs';
-import { f32SafetensorsHead, gpt2TensorShapes } from '../node/support.mjs';
+import { gpt2TensorShapes, safetensorsHead } from '../node/support.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
@@ -37,7 +37,7 @@ function writeGpt2Random(out) {
   const shapes = gpt2TensorShapes({ nLayer: L, d, vocab: V, positions: P });
   fs.mkdirSync(out, { recursive: true });
   const fd = fs.openSync(path.join(out, 'model.safetensors'), 'w');
-  fs.writeSync(fd, f32SafetensorsHead(shapes, { format: 'pt' }).head);
+  fs.writeSync(fd, safetensorsHead(shapes, { metadata: { format: 'pt' } }).head);
   let seed = 12345;
   for (const [name, shape] of shapes) {
     const values = new Float32Array(shape.reduce((a, b) => a * b, 1));

@@ -9,27 +9,11 @@ time median) and `RESULT torch.loss` (to cross-check the wasm forward).
 """
 import argparse
 import json
-import struct
 import time
 
-import numpy as np
 import torch
 
-
-def load_bf16(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "BF16", (name, info["dtype"])
-        b, e = info["data_offsets"]
-        half = np.frombuffer(data, dtype=np.uint16, count=(e - b) // 2, offset=8 + n + b)
-        out[name] = torch.from_numpy((half.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"]))
-    return out
+from torch_reference import load_safetensors
 
 
 def forward(w, cfg, ids):
@@ -81,7 +65,7 @@ def main():
     torch.set_num_threads(1)
     cfg = json.load(open(f"{a.dir}/config.json"))
     ids = json.load(open(f"{a.dir}/ids.json"))
-    w = load_bf16(f"{a.dir}/model.safetensors")
+    w = load_safetensors(f"{a.dir}/model.safetensors")
     times = []
     with torch.no_grad():
         for _ in range(a.repeats):

@@ -50,9 +50,13 @@ def load_safetensors(path):
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        assert info["dtype"] == "F32", (name, info["dtype"])
+        assert info["dtype"] in ("F32", "BF16"), (name, info["dtype"])
         b, e = info["data_offsets"]
-        arr = np.frombuffer(data, dtype=np.float32, count=(e - b) // 4, offset=8 + n + b)
+        if info["dtype"] == "BF16":  # widened: the upper halves of float32 values
+            half = np.frombuffer(data, dtype=np.uint16, count=(e - b) // 2, offset=8 + n + b)
+            arr = (half.astype(np.uint32) << 16).view(np.float32)
+        else:
+            arr = np.frombuffer(data, dtype=np.float32, count=(e - b) // 4, offset=8 + n + b)
         out[name] = torch.from_numpy(arr.reshape(info["shape"]).copy())
     return out
 

@@ -59,6 +59,21 @@ void check_forward(const std::string& name, const Model& model) {
   check_against(name, "logits", run.logits, 1e-4);
 }
 
+// The parts of a direct logit attribution add up to its total at every position.
+void check_dla_sums(const Model& model, const std::vector<int>& ids, const DirectLogitAttribution& dla) {
+  const int L = model.config.n_layer, H = model.config.n_head, T = static_cast<int>(ids.size());
+  for (int t = 0; t < T; ++t) {
+    double sum = dla.embed[t] + dla.bias[t], size = std::fabs(sum);
+    for (int l = 0; l < L; ++l) {
+      for (int h = 0; h < H; ++h) sum += dla.heads[(l * H + h) * T + t], size += std::fabs(dla.heads[(l * H + h) * T + t]);
+      sum += dla.attn_bias[l * T + t] + dla.mlp[l * T + t] + dla.edit_paths[l * T + t];
+      size += std::fabs(dla.mlp[l * T + t]);
+    }
+    INFO("position " << t << ": parts " << sum << ", total " << dla.total[t]);
+    CHECK(std::fabs(sum - dla.total[t]) <= 1e-5 * (1 + size));
+  }
+}
+
 TEST_CASE("families: Qwen3 (per-head q/k norm, head_dim of its own, GQA) matches its numpy forward", "[families]") {
   const Model model = must(load_case("qwen3", config_text("qwen3")));
   CHECK(model.config.qk_norm == QkNorm::per_head);
@@ -104,18 +119,7 @@ TEST_CASE("families: OLMo 2 (norms after the sublayers, q/k norm over the projec
   m.answer = 5;
   m.wrong = 9;
   const auto ids = case_ids("olmo2");
-  const DirectLogitAttribution dla = must(direct_logit_attribution(model, ids, m));
-  const int L = model.config.n_layer, H = model.config.n_head, T = static_cast<int>(ids.size());
-  for (int t = 0; t < T; ++t) {
-    double sum = dla.embed[t] + dla.bias[t], size = std::fabs(sum);
-    for (int l = 0; l < L; ++l) {
-      for (int h = 0; h < H; ++h) sum += dla.heads[(l * H + h) * T + t], size += std::fabs(dla.heads[(l * H + h) * T + t]);
-      sum += dla.attn_bias[l * T + t] + dla.mlp[l * T + t] + dla.edit_paths[l * T + t];
-      size += std::fabs(dla.mlp[l * T + t]);
-    }
-    INFO("position " << t << ": parts " << sum << ", logits " << dla.total[t]);
-    CHECK(std::fabs(sum - dla.total[t]) <= 1e-5 * (1 + size));
-  }
+  check_dla_sums(model, ids, must(direct_logit_attribution(model, ids, m)));
 }
 
 TEST_CASE("families: SmolLM3 (NoPE every 4th layer, tied embeddings) matches its numpy forward", "[families]") {
@@ -174,21 +178,6 @@ TEST_CASE("families: a Qwen3 checkpoint without its q/k norms, or with a head_di
   REQUIRE_FALSE(no_norm.ok());
   CHECK(no_norm.error().message.find("q_norm") != std::string::npos);
 }
-// The parts of a direct logit attribution add up to its total at every position.
-void check_dla_sums(const Model& model, const std::vector<int>& ids, const DirectLogitAttribution& dla) {
-  const int L = model.config.n_layer, H = model.config.n_head, T = static_cast<int>(ids.size());
-  for (int t = 0; t < T; ++t) {
-    double sum = dla.embed[t] + dla.bias[t], size = std::fabs(sum);
-    for (int l = 0; l < L; ++l) {
-      for (int h = 0; h < H; ++h) sum += dla.heads[(l * H + h) * T + t], size += std::fabs(dla.heads[(l * H + h) * T + t]);
-      sum += dla.attn_bias[l * T + t] + dla.mlp[l * T + t] + dla.edit_paths[l * T + t];
-      size += std::fabs(dla.mlp[l * T + t]);
-    }
-    INFO("position " << t << ": parts " << sum << ", total " << dla.total[t]);
-    CHECK(std::fabs(sum - dla.total[t]) <= 1e-5 * (1 + size));
-  }
-}
-
 TEST_CASE("families: Gemma (1 + w norms, scaled embeddings, MQA, exact GELU from hidden_act) matches its numpy forward",
           "[families]") {
   const Model model = must(load_case("gemma", config_text("gemma")));

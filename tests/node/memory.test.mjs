@@ -11,7 +11,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
-import { f32SafetensorsHead, gpt2TensorShapes, lcg, tempDir, worstMismatch } from './support.mjs';
+import { gpt2TensorShapes, lcg, safetensorsHead, tempDir, worstMismatch } from './support.mjs';
 
 const L = 6, d = 384, H = 6, V = 10000, P = 256;
 
@@ -37,30 +37,15 @@ function writeCheckpoint(dir, { lmHead = false, bf16 = false } = {}) {
     values.set(name, v);
   }
   fs.mkdirSync(dir, { recursive: true });
-  if (bf16) {
-    const header = {};
-    let offset = 0;
-    for (const [name, shape] of shapes) {
-      const bytes = 2 * shape.reduce((a, b) => a * b, 1);
-      header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + bytes] };
-      offset += bytes;
-    }
-    let text = JSON.stringify(header);
-    text += ' '.repeat((8 - (text.length % 8)) % 8);
-    const prefix = Buffer.alloc(8);
-    prefix.writeBigUInt64LE(BigInt(text.length));
-    const upperHalves = (v) => Buffer.from(new Uint16Array(v.length).map((_, i) => new Uint32Array(v.buffer)[i] >>> 16).buffer);
-    fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.concat([prefix, Buffer.from(text), ...shapes.map(([name]) => upperHalves(values.get(name)))]));
-  } else {
-    const { head } = f32SafetensorsHead(shapes);
-    fs.writeFileSync(path.join(dir, 'model.safetensors'),
-      Buffer.concat([head, ...shapes.map(([name]) => Buffer.from(values.get(name).buffer))]));
-  }
-  const { dataBytes } = f32SafetensorsHead(shapes);
+  // BF16: the upper halves of the float32 values.
+  const upperHalves = (v) => Buffer.from(Uint16Array.from(new Uint32Array(v.buffer), (b) => b >>> 16).buffer);
+  const { head, dataBytes } = safetensorsHead(shapes, { dtype: bf16 ? 'BF16' : 'F32' });
+  fs.writeFileSync(path.join(dir, 'model.safetensors'),
+    Buffer.concat([head, ...shapes.map(([name]) => (bf16 ? upperHalves(values.get(name)) : Buffer.from(values.get(name).buffer)))]));
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
     model_type: 'gpt2', n_layer: L, n_embd: d, n_head: H, n_positions: P, vocab_size: V, tie_word_embeddings: !lmHead,
   }));
-  return bf16 ? dataBytes / 2 : dataBytes;
+  return dataBytes;
 }
 
 test('wasm memory after loading a tied GPT-2 stays within 1.1 x its tensor bytes + 24 MB', async () => {

@@ -66,14 +66,16 @@ export function gpt2TensorShapes({ nLayer, d, vocab, positions, lmHead = false }
   return shapes;
 }
 
-// The start of an F32 safetensors file holding `shapes` back to back: the
-// 8-byte length and the JSON header padded to 8 bytes; dataBytes is what follows.
-export function f32SafetensorsHead(shapes, metadata) {
+// The start of a safetensors file holding `shapes` back to back as `dtype`
+// (F32 or BF16): the 8-byte length and the JSON header padded to 8 bytes;
+// dataBytes is what follows.
+export function safetensorsHead(shapes, { metadata, dtype = 'F32' } = {}) {
   const header = metadata ? { __metadata__: metadata } : {};
+  const bytesPer = { F32: 4, BF16: 2 }[dtype];
   let offset = 0;
   for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1) * 4;
-    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + n] };
+    const n = shape.reduce((a, b) => a * b, 1) * bytesPer;
+    header[name] = { dtype, shape, data_offsets: [offset, offset + n] };
     offset += n;
   }
   let text = JSON.stringify(header);

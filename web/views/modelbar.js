@@ -246,6 +246,7 @@ export class ModelBar {
       ['d_head', info.dHead],
       ['vocab', info.dVocab],
       ['context', info.nCtx],
+      ['weights in memory', formatBytes(info.weightBytes)],
     ];
     for (const [name, value] of facts) {
       this.info.append(el('span', { class: 'fact' }, [el('span', { class: 'fact-name', text: name }), el('span', { class: 'fact-value', text: value })]));
