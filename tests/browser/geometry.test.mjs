@@ -116,6 +116,7 @@ test('model view: redundancy and composition matrices, the graph and merge candi
 
   const hover = async (figure, i, j) => {
     const canvas = page.locator(`${figure} canvas.matrix`);
+    await canvas.scrollIntoViewIfNeeded();  // the mouse reaches only what the viewport shows
     const box = await canvas.boundingBox();
     const cell = await page.$eval(`${figure} canvas.matrix`, (c) => c.getBoundingClientRect().width);
     // Layout as in web/figures/matrix.js: left 44, top 28, cells of equal size.
