@@ -78,7 +78,6 @@ MatrixRM WeightMatrix::cols_f32(Eigen::Index c0, Eigen::Index n) const {
 
 MatrixRM WeightMatrix::widened() const { return is_f32() ? f32_ : rows_f32(0, rows_); }
 
-
 void WeightMatrix::to_f32() {
   if (is_f32()) return;
   f32_ = widened();
