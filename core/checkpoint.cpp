@@ -60,6 +60,11 @@ std::string canonical_name(const std::string& name, const std::vector<std::strin
   return n;
 }
 
+// How a matrix stored as `dtype` is kept (weight_matrix.hpp).
+WeightStorage storage_of(Dtype dtype) {
+  return dtype == Dtype::BF16 ? WeightStorage::bf16 : dtype == Dtype::F16 ? WeightStorage::f16 : WeightStorage::f32;
+}
+
 struct TensorRef {
   const SafetensorsFile* file = nullptr;
   const TensorInfo* info = nullptr;
@@ -161,9 +166,7 @@ class TensorSource {
     std::int64_t total = 0;
     for (std::int64_t o : outs) total += o;
     HS_LET(ref, find(canon, {total, in}));
-    const WeightStorage storage = ref.info->dtype == Dtype::BF16  ? WeightStorage::bf16
-                                  : ref.info->dtype == Dtype::F16 ? WeightStorage::f16
-                                                                  : WeightStorage::f32;
+    const WeightStorage storage = storage_of(ref.info->dtype);
     std::vector<WeightMatrix> parts;
     for (std::int64_t o : outs)
       parts.push_back(storage == WeightStorage::f32 ? WeightMatrix(MatrixRM(in, o)) : WeightMatrix::sixteen_bit(storage, in, o));
@@ -186,11 +189,12 @@ class TensorSource {
   // A matrix stored as is, [rows, cols], kept 16-bit as linear_parts does.
   Result<WeightMatrix> weight_matrix(const std::string& canon, std::int64_t rows_n, std::int64_t cols) {
     HS_LET(ref, find(canon, {rows_n, cols}));
-    if (ref.info->dtype != Dtype::BF16 && ref.info->dtype != Dtype::F16) {
+    const WeightStorage storage = storage_of(ref.info->dtype);
+    if (storage == WeightStorage::f32) {
       HS_LET(m, matrix(canon, rows_n, cols));
       return WeightMatrix(std::move(m));
     }
-    WeightMatrix W = WeightMatrix::sixteen_bit(ref.info->dtype == Dtype::BF16 ? WeightStorage::bf16 : WeightStorage::f16, rows_n, cols);
+    WeightMatrix W = WeightMatrix::sixteen_bit(storage, rows_n, cols);
     HS_TRY(rows(canon, rows_n, cols, [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
       for (std::int64_t i = 0; i < n; ++i) W.set_row_span(r0 + i, 0, block.data() + i * cols, cols);
     }));
