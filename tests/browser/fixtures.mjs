@@ -118,6 +118,10 @@ export const HUB_REPOS = {
   'test/slow-gpt2': {},
   'test/bert': { fixture: 'bert' },
   'test/unsupported': { config: (c) => ({ ...c, model_type: 't5', architectures: ['T5ForConditionalGeneration'] }) },
+  // Configs that break the newer families' rules, on the LLaMA fixture's weights.
+  'test/bad-rope': { fixture: 'llama', config: (c) => ({ ...c, rope_scaling: { rope_type: 'yarn', factor: 4 } }) },
+  'test/bad-head-dim': { fixture: 'llama', config: (c) => ({ ...c, head_dim: 24 }) },
+  'test/missing-norm': { fixture: 'llama', config: (c) => ({ ...c, model_type: 'qwen3', head_dim: 16 }) },
 };
 
 export async function startSite({ builtin = true, extra = {} } = {}) {

@@ -186,6 +186,9 @@ test('a corrupt file, an unsupported model and network failures show clear error
     assert.equal(await page.getAttribute('body', 'data-model'), 'ready', 'the previous model is still loaded');
   };
   await expectError(() => loadRepo(page, 'test/unsupported'), /model_type' is "t5", which is not supported/);
+  await expectError(() => loadRepo(page, 'test/bad-rope'), /unsupported rope type "yarn"/);
+  await expectError(() => loadRepo(page, 'test/bad-head-dim'), /q_proj.*expected/);
+  await expectError(() => loadRepo(page, 'test/missing-norm'), /q_norm/);
   await expectError(() => loadRepo(page, 'test/nothing-here'), /config\.json is missing/);
   await expectError(() => loadRepo(page, 'javascript:alert(1)'), /neither a Hugging Face repo id .* nor an https: URL/);
   await expectError(() => loadRepo(page, 'http://example.com/model/'), /neither a Hugging Face repo id .* nor an https: URL/);
