@@ -21,8 +21,6 @@
 #include <type_traits>
 #include <vector>
 
-#include <xtl/xhalf_float.hpp>
-
 #ifdef __wasm_simd128__
 #include <wasm_simd128.h>
 #elif defined(__x86_64__) && defined(__GNUC__)
@@ -36,20 +34,6 @@ namespace hs {
 namespace {
 
 constexpr int KC = 256, NC = 1024;
-
-// An operand's entries as float32: 16-bit weights are widened as they are packed.
-inline float widen(float x) { return x; }
-inline float widen(bf16 x) {
-  const std::uint32_t b = static_cast<std::uint32_t>(x.bits) << 16;
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
-inline float widen(f16 x) {
-  xtl::half_float h;
-  std::memcpy(static_cast<void*>(&h), &x.bits, 2);
-  return static_cast<float>(h);
-}
 
 // A [mc, kc] (row stride lda) -> panels of MR rows: p[(i/MR) * MR*kc + k*MR + i%MR]; rows past mc are 0.
 template <int MR, class T>

@@ -28,20 +28,11 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 
+#include "half.hpp"
 #include "linalg.hpp"
 
 namespace hs {
-
-// 16-bit weights as checkpoints store them (weight_matrix.hpp keeps them so):
-// bfloat16, a float32's upper half, and IEEE float16.
-struct bf16 {
-  std::uint16_t bits;
-};
-struct f16 {
-  std::uint16_t bits;
-};
 
 // ---------------------------------------------------------------------------
 // Matrix products (kernels.cpp)

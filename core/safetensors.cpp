@@ -19,8 +19,8 @@
 #include <numeric>
 #include <set>
 #include <sstream>
-#include <type_traits>
-#include <xtl/xhalf_float.hpp>
+
+#include "half.hpp"
 
 namespace hs {
 
@@ -557,25 +557,13 @@ void decode_values(Dtype dtype, const std::uint8_t* bytes, std::size_t count, fl
       // x86-64 and wasm32 both are).
       std::memcpy(out, bytes, count * 4);
       break;
-    case Dtype::F16: {
-      using Half = xtl::half_float;
-      static_assert(sizeof(Half) == 2 && std::is_trivially_copyable<Half>::value,
-                    "xtl half must be the bare 16-bit IEEE pattern");
-      for (std::size_t i = 0; i < count; ++i) {
-        std::uint16_t b = static_cast<std::uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8));
-        Half h;
-        std::memcpy(static_cast<void*>(&h), &b, 2);  // the only public way to set its bits
-        out[i] = static_cast<float>(h);
-      }
+    case Dtype::F16:
+      for (std::size_t i = 0; i < count; ++i)
+        out[i] = widen(f16{static_cast<std::uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8))});
       break;
-    }
     case Dtype::BF16:
-      for (std::size_t i = 0; i < count; ++i) {
-        std::uint32_t b =
-            (static_cast<std::uint32_t>(bytes[2 * i]) | (static_cast<std::uint32_t>(bytes[2 * i + 1]) << 8))
-            << 16;
-        std::memcpy(&out[i], &b, 4);
-      }
+      for (std::size_t i = 0; i < count; ++i)
+        out[i] = widen(bf16{static_cast<std::uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8))});
       break;
     case Dtype::F64:
       for (std::size_t i = 0; i < count; ++i) {
@@ -850,16 +838,7 @@ SafetensorsTensorIn safetensors_tensor_bf16(std::string name, std::vector<std::i
   SafetensorsTensorIn t{std::move(name), Dtype::BF16, std::move(shape), {}};
   t.data.reserve(values.size() * 2);
   for (float v : values) {
-    std::uint32_t b;
-    std::memcpy(&b, &v, 4);
-    std::uint16_t h;
-    if ((b & 0x7fffffffu) > 0x7f800000u) {
-      h = static_cast<std::uint16_t>((b >> 16) | 0x0040u);  // keep NaN a (quiet) NaN
-    } else {
-      // Round to nearest even; a carry into the exponent correctly gives Inf.
-      b += 0x7fffu + ((b >> 16) & 1u);
-      h = static_cast<std::uint16_t>(b >> 16);
-    }
+    const std::uint16_t h = to_bf16(v).bits;
     t.data.push_back(static_cast<std::uint8_t>(h & 0xff));
     t.data.push_back(static_cast<std::uint8_t>(h >> 8));
   }
@@ -871,7 +850,7 @@ SafetensorsTensorIn safetensors_tensor_f16(std::string name, std::vector<std::in
   SafetensorsTensorIn t{std::move(name), Dtype::F16, std::move(shape), {}};
   t.data.reserve(values.size() * 2);
   for (float v : values) {
-    std::uint16_t h = xtl::half_float(v).get_data();
+    const std::uint16_t h = to_f16(v).bits;
     t.data.push_back(static_cast<std::uint8_t>(h & 0xff));
     t.data.push_back(static_cast<std::uint8_t>(h >> 8));
   }

@@ -4,35 +4,18 @@
 #include <cassert>
 #include <cstring>
 
-#include <xtl/xhalf_float.hpp>
+#include "kernels.hpp"
 
 namespace hs {
 
 namespace {
 
 float widen_bits(WeightStorage storage, std::uint16_t bits) {
-  if (storage == WeightStorage::bf16) {
-    const std::uint32_t b = static_cast<std::uint32_t>(bits) << 16;
-    float f;
-    std::memcpy(&f, &b, 4);
-    return f;
-  }
-  xtl::half_float h;
-  std::memcpy(static_cast<void*>(&h), &bits, 2);
-  return static_cast<float>(h);
+  return storage == WeightStorage::bf16 ? widen(bf16{bits}) : widen(f16{bits});
 }
 
-// The 16 bits of a value the storage holds exactly (bfloat16: the upper
-// half, rounded to nearest even should it not be exact; float16: xtl's
-// rounding conversion).
 std::uint16_t narrow_bits(WeightStorage storage, float value) {
-  if (storage == WeightStorage::bf16) {
-    std::uint32_t b;
-    std::memcpy(&b, &value, 4);
-    if ((b & 0x7f800000u) != 0x7f800000u) b += 0x7fffu + ((b >> 16) & 1u);  // NaN and inf keep their bits
-    return static_cast<std::uint16_t>(b >> 16);
-  }
-  return xtl::half_float(value).get_data();
+  return storage == WeightStorage::bf16 ? to_bf16(value).bits : to_f16(value).bits;
 }
 
 }  // namespace

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels.hpp"
+#include "half.hpp"
 #include "linalg.hpp"
 
 namespace hs {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <random>
 
+#include "kernels.hpp"
 #include "weight_matrix.hpp"
 
 using namespace hs;
