@@ -347,9 +347,9 @@ Status read_rope(Fields& f, ModelConfig& c, const char* theta_key_v4, double the
       // max_position_embeddings / original_max_position_embeddings when the
       // config has the latter at its top level (Phi-3), else the dict's.
       const int half = c.rotary_dim / 2;
-      for (const char* key : {"short_factor", "long_factor"}) {
+      for (const auto& [key, out] : {std::pair<const char*, std::vector<float>*>{"short_factor", &c.rope_short_factor},
+                                     std::pair<const char*, std::vector<float>*>{"long_factor", &c.rope_long_factor}}) {
         const json* list = s.find(key);
-        std::vector<float>& out = key[0] == 's' ? c.rope_short_factor : c.rope_long_factor;
         if (!list || !list->is_array() || static_cast<int>(list->size()) != half)
           return make_error(ErrorCode::bad_config, "config.json: field '" + std::string(where) + "." + key +
                                                        "' must list " + std::to_string(half) +
@@ -358,7 +358,7 @@ Status read_rope(Fields& f, ModelConfig& c, const char* theta_key_v4, double the
           if (!v.is_number() || !(v.get<double>() > 0))
             return make_error(ErrorCode::bad_config, "config.json: field '" + std::string(where) + "." + key +
                                                          "' must hold positive numbers, found " + v.dump());
-          out.push_back(v.get<float>());
+          out->push_back(v.get<float>());
         }
       }
       const bool top = f.has("original_max_position_embeddings");

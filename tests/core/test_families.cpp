@@ -59,8 +59,14 @@ void check_forward(const std::string& name, const Model& model) {
   check_against(name, "logits", run.logits, 1e-4);
 }
 
-// The parts of a direct logit attribution add up to its total at every position.
-void check_dla_sums(const Model& model, const std::vector<int>& ids, const DirectLogitAttribution& dla) {
+// The case's direct logit attribution of logit 5 - logit 9, checked to add
+// up to its total at every position.
+DirectLogitAttribution checked_dla(const Model& model, const std::string& name) {
+  PatchMetric m;
+  m.answer = 5;
+  m.wrong = 9;
+  const std::vector<int> ids = case_ids(name);
+  const DirectLogitAttribution dla = must(direct_logit_attribution(model, ids, m));
   const int L = model.config.n_layer, H = model.config.n_head, T = static_cast<int>(ids.size());
   for (int t = 0; t < T; ++t) {
     double sum = dla.embed[t] + dla.bias[t], size = std::fabs(sum);
@@ -69,9 +75,10 @@ void check_dla_sums(const Model& model, const std::vector<int>& ids, const Direc
       sum += dla.attn_bias[l * T + t] + dla.mlp[l * T + t] + dla.edit_paths[l * T + t];
       size += std::fabs(dla.mlp[l * T + t]);
     }
-    INFO("position " << t << ": parts " << sum << ", total " << dla.total[t]);
+    INFO(name << " position " << t << ": parts " << sum << ", total " << dla.total[t]);
     CHECK(std::fabs(sum - dla.total[t]) <= 1e-5 * (1 + size));
   }
+  return dla;
 }
 
 TEST_CASE("families: Qwen3 (per-head q/k norm, head_dim of its own, GQA) matches its numpy forward", "[families]") {
@@ -115,11 +122,7 @@ TEST_CASE("families: OLMo 2 (norms after the sublayers, q/k norm over the projec
   CHECK(raw.ov_ignores_post_norm);
   // Direct logit attribution through the norm after the attention (its scale
   // frozen): the parts sum to the logit difference at every position.
-  PatchMetric m;
-  m.answer = 5;
-  m.wrong = 9;
-  const auto ids = case_ids("olmo2");
-  check_dla_sums(model, ids, must(direct_logit_attribution(model, ids, m)));
+  checked_dla(model, "olmo2");
 }
 
 TEST_CASE("families: SmolLM3 (NoPE every 4th layer, tied embeddings) matches its numpy forward", "[families]") {
@@ -225,14 +228,9 @@ TEST_CASE("families: Gemma 2 (norms around the sublayers, soft-capped scores and
   CHECK(processed.qk_ignores_softcap);
   // Direct logit attribution: the parts add up to the logits before the
   // final soft-capping, which the run's logits are a tanh of.
-  PatchMetric m;
-  m.answer = 5;
-  m.wrong = 9;
-  const auto ids = case_ids("gemma2");
-  const DirectLogitAttribution dla = must(direct_logit_attribution(model, ids, m));
+  const DirectLogitAttribution dla = checked_dla(model, "gemma2");
   CHECK(dla.before_softcap);
-  check_dla_sums(model, ids, dla);
-  const RunResult run = must(run_model(model, ids));
+  const RunResult run = must(run_model(model, case_ids("gemma2")));
   const int V = model.config.d_vocab, t = 7;
   const double capped = run.logits[t * V + 5] - run.logits[t * V + 9];
   CHECK(std::fabs(capped - dla.total[t]) > 1e-3);  // the cap bends these logits
