@@ -10,6 +10,7 @@
 #include "factored_matrix.hpp"
 #include "kernels.hpp"
 #include "pair_products.hpp"
+#include "parallel.hpp"
 #include "rng.hpp"
 
 // GCC 12 reports -Wmaybe-uninitialized inside Eigen 3.4's triangular and
@@ -24,6 +25,7 @@
 #include <numeric>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace hs {
 
@@ -95,14 +97,9 @@ Result<HeadSpectra> head_spectra(const Model& model, WeightVariant variant, int 
   HS_TRY(check_geometry(model, variant));
   if (top_k < 1) return make_error("head_spectra: top_k must be >= 1, got " + std::to_string(top_k));
   HeadSpectra out = empty_spectra(model, variant, top_k);
-  const int N = out.n_layer * out.n_head;
-  HeadReader heads(model, variant);
-  for (int i = 0; i < N; ++i) {
-    auto w = heads.work(i / out.n_head, i % out.n_head);
-    if (!w) return w.error();
-    record_spectra(out, i, *w);
-    if (!report_progress(progress, double(i + 1) / N)) return cancelled_error();
-  }
+  HS_TRY(for_each_head(
+      model, variant, [&](int i, HeadWork& w) { record_spectra(out, i, w); },
+      [&](double done) { return report_progress(progress, done); }));
   return out;
 }
 
@@ -239,8 +236,7 @@ class CompositionBuilder {
         layout_(N_, H_, PairSet::ordered, 3),
         FX_(layout_.head_x, model.config.d_model, model.config.d_head,
             band_rows(layout_.slots_x + layout_.slots_y)),
-        FY_(layout_.head_y, model.config.d_model, model.config.d_head, FX_.band),
-        t_(model.config.d_head, model.config.d_head) {
+        FY_(layout_.head_y, model.config.d_model, model.config.d_head, FX_.band) {
     out_.variant = variant;
     out_.n_layer = N_ / H_;
     out_.n_head = H_;
@@ -283,18 +279,19 @@ class CompositionBuilder {
   // n2 = ||A S||^2) into one lane of a slot (`out`): S is scaled before the
   // product. Float from here on: it feeds float products, and the scores
   // come out within ~1e-7 of a double computation.
-  void factor(const BlockView& A, const MatrixRMd& S, const std::vector<int>& perm, double n2, float* out) {
+  // (Called for several heads at once: see for_each_head.)
+  static void factor(const BlockView& A, const MatrixRMd& S, const std::vector<int>& perm, double n2, float* out) {
     const int k = static_cast<int>(S.rows());
     const double scale = n2 > 0 ? 1.0 / std::sqrt(n2) : 1.0;
+    MatrixRM t = MatrixRM::Zero(k, k);  // the scaled triangle
     for (int j = 0; j < k; ++j)
-      for (int c = 0; c <= j; ++c) t_(j, c) = static_cast<float>(S(perm[j], c) * scale);
-    factor_into_lane(A.rows, k, k, A.data, A.row_stride, A.col_stride, perm.data(), t_.data(), out);
+      for (int c = 0; c <= j; ++c) t(j, c) = static_cast<float>(S(perm[j], c) * scale);
+    factor_into_lane(A.rows, k, k, A.data, A.row_stride, A.col_stride, perm.data(), t.data(), out);
   }
 
   int H_, N_;
   PairLayout layout_;
   FactorPanels FX_, FY_;
-  MatrixRM t_;  // [dh, dh]: the scaled triangle of a factor
   CompositionScores out_;
 };
 
@@ -308,14 +305,24 @@ Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant v
   HS_TRY(check_geometry(model, variant));
   const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
   RedundancyBuilder builder(model, variant, kind);
-  // Phase 1 (~15% of the work): an orthonormal basis per head.
-  for (int i = 0; i < N; ++i) {
-    auto A = subspace_factor_f(model, variant, i / H, i % H, kind);
-    if (!A) return A.error();
-    std::vector<int> perm;
-    const MatrixRMd S = psd_sqrt_factor(gram_cols(*A), &perm);
-    builder.add(i, view_of(*A), S, perm);
-    if (!report_progress(progress, 0.15 * (i + 1) / N)) return cancelled_error();
+  // Phase 1 (~15% of the work): an orthonormal basis per head, a layer's
+  // heads shared over the threads.
+  std::vector<Status> status(static_cast<std::size_t>(N), Ok{});
+  for (int i0 = 0; i0 < N; i0 += H) {
+    parallel_for(H, [&](std::ptrdiff_t h0, std::ptrdiff_t h1) {
+      for (int i = i0 + static_cast<int>(h0); i < i0 + h1; ++i) {
+        auto A = subspace_factor_f(model, variant, i / H, i % H, kind);
+        if (!A) {
+          status[i] = A.error();
+          continue;
+        }
+        std::vector<int> perm;
+        const MatrixRMd S = psd_sqrt_factor(gram_cols(*A), &perm);
+        builder.add(i, view_of(*A), S, perm);
+      }
+    });
+    for (int i = i0; i < i0 + H; ++i) HS_TRY(status[i]);
+    if (!report_progress(progress, 0.15 * (i0 + H) / N)) return cancelled_error();
   }
   return builder.finish(progress, 0.15, 1.0);  // phase 2: all pairs at once
 }
@@ -325,13 +332,9 @@ Result<CompositionScores> composition_scores(const Model& model, WeightVariant v
   HS_TRY(check_geometry(model, variant));
   const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
   CompositionBuilder builder(model, variant);
-  HeadReader heads(model, variant);
-  for (int i = 0; i < N; ++i) {
-    auto w = heads.work(i / H, i % H);
-    if (!w) return w.error();
-    builder.add(i, *w);
-    if (!report_progress(progress, 0.1 * (i + 1) / N)) return cancelled_error();
-  }
+  HS_TRY(for_each_head(
+      model, variant, [&](int i, HeadWork& w) { builder.add(i, w); },
+      [&](double done) { return report_progress(progress, 0.1 * done); }));
   return builder.finish(progress, 0.1, 1.0);
 }
 
@@ -347,15 +350,14 @@ Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant
   // Shares of the work (GPT-2-small in wasm): per head ~25%, redundancy's
   // pairs ~20%, composition's ~55%.
   constexpr double heads_done = 0.25, write_done = 0.45;
-  HeadReader heads(model, variant);
-  for (int i = 0; i < N; ++i) {
-    auto w = heads.work(i / H, i % H);
-    if (!w) return w.error();
-    record_spectra(out.spectra, i, *w);
-    write.add(i, w->b.W_Ot(), w->S_O, w->p_O);
-    composition.add(i, *w);
-    if (!report_progress(progress, heads_done * (i + 1) / N)) return cancelled_error();
-  }
+  HS_TRY(for_each_head(
+      model, variant,
+      [&](int i, HeadWork& w) {
+        record_spectra(out.spectra, i, w);
+        write.add(i, w.b.W_Ot(), w.S_O, w.p_O);
+        composition.add(i, w);
+      },
+      [&](double done) { return report_progress(progress, heads_done * done); }));
   auto red = write.finish(progress, heads_done, write_done);
   if (!red) return red.error();
   out.write_redundancy = std::move(*red);

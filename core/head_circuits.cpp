@@ -2,8 +2,11 @@
 #include "head_circuits.hpp"
 
 #include <string>
+#include <vector>
 
 #include "decompositions.hpp"
+#include "parallel.hpp"
+#include "progress.hpp"
 
 namespace hs {
 
@@ -134,16 +137,32 @@ Result<HeadBlocks> head_blocks(const Model& model, WeightVariant variant, int l,
 
 }  // namespace
 
-Result<HeadWork> HeadReader::work(int l, int h) {
-  if (variant_ == WeightVariant::raw && layer_.layer != l) HS_TRY(layer_.read(model_, l));
-  auto b = head_blocks(model_, variant_, l, h, layer_);
-  if (!b) return b.error();
-  HeadWork w{std::move(*b), {}, {}, {}, {}, {}, {}, {}, {}};
-  w.S_Q = psd_sqrt_factor(w.b.G_Q, &w.p_Q);
-  w.S_K = psd_sqrt_factor(w.b.G_K, &w.p_K);
-  w.S_V = psd_sqrt_factor(w.b.G_V, &w.p_V);
-  w.S_O = psd_sqrt_factor(w.b.G_O, &w.p_O);
-  return w;
+Status for_each_head(const Model& model, WeightVariant variant, const std::function<void(int, HeadWork&)>& each,
+                     const std::function<bool(double)>& layer_done) {
+  const int L = static_cast<int>(model.weights.layers.size()), H = model.config.n_head;
+  LayerBlocks layer;
+  std::vector<Status> status(static_cast<std::size_t>(H), Ok{});
+  for (int l = 0; l < L; ++l) {
+    if (variant == WeightVariant::raw) HS_TRY(layer.read(model, l));
+    parallel_for(H, [&](std::ptrdiff_t h0, std::ptrdiff_t h1) {
+      for (int h = static_cast<int>(h0); h < h1; ++h) {
+        auto b = head_blocks(model, variant, l, h, layer);
+        if (!b) {
+          status[h] = b.error();
+          continue;
+        }
+        HeadWork w{std::move(*b), {}, {}, {}, {}, {}, {}, {}, {}};
+        w.S_Q = psd_sqrt_factor(w.b.G_Q, &w.p_Q);
+        w.S_K = psd_sqrt_factor(w.b.G_K, &w.p_K);
+        w.S_V = psd_sqrt_factor(w.b.G_V, &w.p_V);
+        w.S_O = psd_sqrt_factor(w.b.G_O, &w.p_O);
+        each(l * H + h, w);
+      }
+    });
+    for (const Status& s : status) HS_TRY(s);
+    if (!layer_done(double(l + 1) / L)) return cancelled_error();
+  }
+  return Ok{};
 }
 
 }  // namespace hs

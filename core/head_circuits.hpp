@@ -17,6 +17,7 @@
 // every analysis of a pass.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "factored_matrix.hpp"
@@ -103,17 +104,12 @@ struct HeadWork {
   std::vector<int> p_Q, p_K, p_V, p_O;  // their row permutations (psd_sqrt_factor)
 };
 
-// The heads' HeadWork, head after head (the all-heads passes), reading each
-// layer's raw blocks once.
-class HeadReader {
- public:
-  HeadReader(const Model& model, WeightVariant variant) : model_(model), variant_(variant) {}
-  Result<HeadWork> work(int l, int h);
-
- private:
-  const Model& model_;
-  WeightVariant variant_;
-  LayerBlocks layer_;
-};
+// Every head's HeadWork (the all-heads passes): a layer at a time, reading
+// its raw blocks once, the layer's heads shared over the threads
+// (parallel.hpp). each(i, work), i = l * n_head + h, runs on those threads,
+// for distinct heads at once. After each layer, layer_done(layers done /
+// layers) runs on the calling thread (progress: false there cancels).
+Status for_each_head(const Model& model, WeightVariant variant, const std::function<void(int, HeadWork&)>& each,
+                     const std::function<bool(double)>& layer_done);
 
 }  // namespace hs

@@ -28,6 +28,7 @@
 #endif
 
 #include "kernels_simd.hpp"
+#include "parallel.hpp"
 
 namespace hs {
 
@@ -488,14 +489,45 @@ const float* widened(const T* X, int rows, int cols, int& ld, std::vector<float>
   }
 }
 
+// A product with at least this many multiply-adds is split over the thread
+// pool (parallel.hpp): by output columns in blocks of 16, or by rows in
+// blocks of 24 when it has more rows than columns; parts get at least
+// kSplitMacs / 4 of the work. Blocks that are multiples of every tile's
+// width and height keep the tiles where they were, and each output's sum
+// runs over K in the same order, so the result has the same bits for any
+// thread count. run(i0, m, j0, n) computes C's block [i0, i0 + m) x [j0, j0 + n).
+constexpr double kSplitMacs = 1 << 20;
+
+template <class Run>
+void split_product(int M, int N, int K, const Run& run) {
+  const double macs = double(M) * N * K;
+  if (thread_count() == 1 || macs < kSplitMacs) return run(0, M, 0, N);
+  const bool by_columns = N >= M;
+  const int block = by_columns ? 16 : 24, extent = by_columns ? N : M;
+  const std::ptrdiff_t blocks = (extent + block - 1) / block;
+  const auto min_blocks = static_cast<std::ptrdiff_t>(std::ceil(kSplitMacs / 4 / (macs / double(blocks))));
+  parallel_for(blocks, [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
+    const int lo = static_cast<int>(b0) * block, hi = std::min(extent, static_cast<int>(b1) * block);
+    if (by_columns) run(0, M, lo, hi - lo);
+    else run(lo, hi - lo, 0, N);
+  }, min_blocks);
+}
+
 template <class TA, class TB>
 void gemm_any(int M, int N, int K, const TA* A, int lda, const TB* B, int ldb, float* C, int ldc, const float* bias) {
+  const auto block = [&](auto product) {
+    split_product(M, N, K, [&](int i0, int m, int j0, int n) {
+      product(m, n, K, A + static_cast<std::ptrdiff_t>(i0) * lda, lda, B + j0, ldb,
+              C + static_cast<std::ptrdiff_t>(i0) * ldc + j0, ldc, bias ? bias + j0 : nullptr);
+    });
+  };
 #ifdef __wasm_simd128__
-  gemm_packed<4, 8, 128, micro_kernel_4x8>(M, N, K, A, lda, B, ldb, C, ldc, bias);
+  block(gemm_packed<4, 8, 128, micro_kernel_4x8, false, TA, TB>);
 #else
 #ifdef HS_KERNELS_AVX2
-  if (cpu_has_avx2_fma()) return gemm_avx2(M, N, K, A, lda, B, ldb, C, ldc, bias);
+  if (cpu_has_avx2_fma()) return block(gemm_avx2<TA, TB>);
 #endif
+  // (Eigen's own blocking depends on the shape: its products run unsplit.)
   if (M <= 0 || N <= 0) return;
   std::vector<float> wa, wb;
   const float* a_data = widened(A, M, K, lda, wa);
@@ -511,12 +543,19 @@ void gemm_any(int M, int N, int K, const TA* A, int lda, const TB* B, int ldb, f
 
 template <class TB>
 void gemm_nt_any(int M, int N, int K, const float* A, int lda, const TB* B, int ldb, float* C, int ldc) {
+  const auto block = [&](auto product) {
+    split_product(M, N, K, [&](int i0, int m, int j0, int n) {
+      product(m, n, K, A + static_cast<std::ptrdiff_t>(i0) * lda, lda, B + static_cast<std::ptrdiff_t>(j0) * ldb, ldb,
+              C + static_cast<std::ptrdiff_t>(i0) * ldc + j0, ldc, nullptr);
+    });
+  };
 #ifdef __wasm_simd128__
-  gemm_packed<4, 8, 128, micro_kernel_4x8, true>(M, N, K, A, lda, B, ldb, C, ldc, nullptr);
+  block(gemm_packed<4, 8, 128, micro_kernel_4x8, true, float, TB>);
 #else
 #ifdef HS_KERNELS_AVX2
-  if (cpu_has_avx2_fma()) return gemm_packed<6, 16, 120, micro_kernel_6x16_avx2, true>(M, N, K, A, lda, B, ldb, C, ldc, nullptr);
+  if (cpu_has_avx2_fma()) return block(gemm_packed<6, 16, 120, micro_kernel_6x16_avx2, true, float, TB>);
 #endif
+  // (Eigen's own blocking depends on the shape: its products run unsplit.)
   if (M <= 0 || N <= 0) return;
   std::vector<float> wb;
   const float* b_data = widened(B, N, K, ldb, wb);

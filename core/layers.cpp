@@ -8,8 +8,10 @@
 #include <cassert>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernels.hpp"
+#include "parallel.hpp"
 
 namespace hs {
 
@@ -464,19 +466,22 @@ void attention_forward(MatrixRM& z, float* probs, float* pattern, const MatrixRM
   const std::size_t TT = static_cast<std::size_t>(T) * T;
   assert(T * n_seq == N && "attention_forward: rows are not n_seq sequences of equal length");
   z.resize(N, H * dh);
-  MatrixRM P(T, T);  // [T, T] scores, then probabilities
-  for (int b = 0; b < n_seq; ++b) {
-    const std::ptrdiff_t r0 = static_cast<std::ptrdiff_t>(b) * T;
-    const MatrixRM kT =
-        k.middleRows(r0, T).transpose();  // [G*dh, T]: head g's keys are rows [g*dh, (g+1)*dh)
-    const float* qb = q.data() + r0 * H * dh;
-    const float* vb = v.data() + r0 * G * dh;
-    float* zb = z.data() + r0 * H * dh;
-    for (int h = 0; h < H; ++h) {
+  // Each sequence's keys transposed, [G*dh, T]: head g's keys are rows [g*dh, (g+1)*dh).
+  std::vector<MatrixRM> kT(static_cast<std::size_t>(n_seq));
+  for (int b = 0; b < n_seq; ++b) kT[b] = k.middleRows(static_cast<std::ptrdiff_t>(b) * T, T).transpose();
+  // The (sequence, head) pairs are independent: shared over the threads.
+  parallel_for(static_cast<std::ptrdiff_t>(n_seq) * H, [&](std::ptrdiff_t u0, std::ptrdiff_t u1) {
+    MatrixRM P(T, T);  // [T, T] scores, then probabilities
+    for (std::ptrdiff_t u = u0; u < u1; ++u) {
+      const int b = static_cast<int>(u / H), h = static_cast<int>(u % H);
+      const std::ptrdiff_t r0 = static_cast<std::ptrdiff_t>(b) * T;
+      const float* qb = q.data() + r0 * H * dh;
+      const float* vb = v.data() + r0 * G * dh;
+      float* zb = z.data() + r0 * H * dh;
       const int g = h / group;
       const std::size_t slot = (static_cast<std::size_t>(b) * H + h) * TT;
       // pass 1: scores
-      gemm(T, T, dh, qb + h * dh, H * dh, kT.data() + static_cast<std::ptrdiff_t>(g) * dh * T, T, P.data(),
+      gemm(T, T, dh, qb + h * dh, H * dh, kT[b].data() + static_cast<std::ptrdiff_t>(g) * dh * T, T, P.data(),
            T);
       const float gh = gate ? gate[h] : 1.f;
       for (int i = 0; i < T; ++i) {
@@ -509,7 +514,7 @@ void attention_forward(MatrixRM& z, float* probs, float* pattern, const MatrixRM
       gemm(T, dh, T, P.data(), T, vb + g * dh, G * dh, zb + h * dh, H * dh);
       if (pattern) std::copy(P.data(), P.data() + TT, pattern + slot);
     }
-  }
+  });
 }
 
 void attention_backward(MatrixRM* dq, MatrixRM* dk, MatrixRM* dv, double* dgate, const MatrixRM& dz,

@@ -2,6 +2,7 @@
 #include "pair_products.hpp"
 
 #include "kernels.hpp"
+#include "parallel.hpp"
 
 // GCC 12 reports -Wmaybe-uninitialized inside Eigen 3.4's triangular and
 // selfadjoint matrix-vector kernels (a known false positive); keep the
@@ -12,7 +13,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace hs {
 
@@ -239,6 +242,24 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
   // sums over KB coordinates) is added to it, then copied out by head.
   const int slots_right = sym ? slots_x : slots_y;
   std::vector<double> acc(std::size_t(slots_x) * slots_right, 0.0);
+  // The kernel's columns: 8 slots j of a tile (fewer at its edge) and the
+  // rows i it runs for them. (The symmetric square's kernel tiles wholly
+  // below its diagonal are pairs i > j, which the mirror below does not
+  // read.) work_before: the rows of the columns before it, for the split.
+  struct Column {
+    int j, nb, i0, i_end;
+    double work_before;
+  };
+  std::vector<Column> columns;
+  double total_work = 0;
+  for (const Tile& tile : tiles) {
+    for (int j = tile.j0; j < tile.j0 + tile.nj; j += 8) {
+      const int nb = std::min(8, tile.j0 + tile.nj - j);
+      const int i_end = sym ? std::min(tile.i0 + tile.ni, j + nb) : tile.i0 + tile.ni;
+      columns.push_back({j, nb, tile.i0, i_end, total_work});
+      total_work += std::max(0, i_end - tile.i0);
+    }
+  }
   for (int r0 = 0; r0 < rows_q; r0 += band) {
     for (int c0 = r0; c0 < rows_q;) {
       const bool diagonal = c0 == r0;
@@ -250,34 +271,46 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
       const int groups_x = slots_x / 4, groups = groups_x + slots_y / 4;
       auto panel = [&](int q) -> const FactorPanels& { return q < groups_x ? FX : FY; };
       auto group = [&](int q) { return q < groups_x ? q : q - groups_x; };  // within its panel
-      float touched = 0.0f;
-      for (int q = 0; q < groups; ++q) {
-        const int g = group(q);
-        float* P = (q < groups_x ? PX.data() : PY.data()) + g * K * 4;
-        Prefetch next_rows, next_cols;
-        if (q + 1 < groups) {
-          const FactorPanels& F = panel(q + 1);
-          const std::size_t row_floats = std::size_t(F.k) * 4;
-          next_rows = {F.row(group(q + 1), r0), band * row_floats, (diagonal ? band : cols) / 4};
-          if (!diagonal) next_cols = {F.row(group(q + 1), c0), cols * row_floats, cols / 4};
+      // The groups are independent: shared over the threads (each part
+      // prefetching its next group's rows).
+      std::vector<float> touched(static_cast<std::size_t>(groups), 0.0f);
+      parallel_for(groups, [&](std::ptrdiff_t q0, std::ptrdiff_t q1) {
+        std::optional<AlignedFloats> own;  // the diagonal's scratch of every part but the first
+        float* diagonal_scratch = scratch.data();
+        if (q0 != 0 && diagonal) diagonal_scratch = own.emplace(std::size_t(band) * band * 4).data();
+        for (int q = static_cast<int>(q0); q < q1; ++q) {
+          const int g = group(q);
+          float* P = (q < groups_x ? PX.data() : PY.data()) + g * K * 4;
+          Prefetch next_rows, next_cols;
+          if (q + 1 < groups) {
+            const FactorPanels& F = panel(q + 1);
+            const std::size_t row_floats = std::size_t(F.k) * 4;
+            next_rows = {F.row(group(q + 1), r0), band * row_floats, (diagonal ? band : cols) / 4};
+            if (!diagonal) next_cols = {F.row(group(q + 1), c0), cols * row_floats, cols / 4};
+          }
+          touched[q] = diagonal ? form_projector_diagonal(panel(q), g, r0, next_rows, diagonal_scratch, P)
+                                : form_projector_block(panel(q), g, r0, band, c0, cols, next_rows, next_cols, P);
         }
-        if (diagonal)
-          touched += form_projector_diagonal(panel(q), g, r0, next_rows, scratch.data(), P);
-        else
-          touched += form_projector_block(panel(q), g, r0, band, c0, cols, next_rows, next_cols, P);
-      }
-      prefetch_sink = touched;
+      });
+      for (float t : touched) prefetch_sink = prefetch_sink + t;
+      // The kernel tiles' columns j (8 at a time) split over the threads by
+      // their share of the work; each sum still adds the same KB blocks in
+      // the same order, so the bits do not depend on the split.
       const float* right = sym ? PX.data() : PY.data();
-      for (std::size_t kb = 0; kb < K; kb += KB) {
-        const int kk = static_cast<int>(std::min<std::size_t>(KB, K - kb));
-        for (const Tile& tile : tiles) {
-          for (int j = tile.j0; j < tile.j0 + tile.nj; j += 8) {
-            const int nb = std::min(8, tile.j0 + tile.nj - j);
+      const int parts = std::max(1, std::min(thread_count(), static_cast<int>(columns.size())));
+      std::vector<std::size_t> split(static_cast<std::size_t>(parts) + 1, columns.size());
+      for (int p = 0, c = 0; p < parts; ++p) {
+        while (c < static_cast<int>(columns.size()) && columns[c].work_before * parts < total_work * p) ++c;
+        split[p] = static_cast<std::size_t>(c);
+      }
+      parallel_for(parts, [&](std::ptrdiff_t p0, std::ptrdiff_t p1) {
+        for (std::size_t kb = 0; kb < K; kb += KB) {
+          const int kk = static_cast<int>(std::min<std::size_t>(KB, K - kb));
+          for (std::size_t c = split[p0]; c < split[p1]; ++c) {
+            const Column& col = columns[c];
+            const int j = col.j, nb = col.nb;
             const float* b0 = right + ((j / 4) * K + kb) * 4;
-            // (The symmetric square's kernel tiles wholly below its diagonal
-            // are pairs i > j, which the mirror below does not read.)
-            const int i_end = sym ? std::min(tile.i0 + tile.ni, j + nb) : tile.i0 + tile.ni;
-            for (int i = tile.i0; i < i_end; i += 4) {
+            for (int i = col.i0; i < col.i_end; i += 4) {
               const float* a = PX.data() + ((i / 4) * K + kb) * 4;
               double* sums = acc.data() + std::size_t(i) * slots_right + j;
               if (nb == 8)
@@ -287,7 +320,7 @@ Result<std::vector<MatrixRMd>> projector_products(const PairLayout& layout, cons
             }
           }
         }
-      }
+      });
       done += double(K);
       c0 += cols;
       if (!report_progress(progress, p0 + (p1 - p0) * done / coords)) return cancelled_error();

@@ -4,9 +4,10 @@
 // pattern; then the bootstrap) against the forwards alone (run_model with
 // the patterns, no LM head: what the statistics need), and the gradient
 // importance over the same texts against those forwards. Prints CPU
-// milliseconds, median of --repeat runs.
+// milliseconds (wall milliseconds with --threads N > 1), median of --repeat
+// runs.
 //
-//   bench_corpus [--repeat N] [--texts N] [--tokens T]
+//   bench_corpus [--repeat N] [--texts N] [--tokens T] [--threads N]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +25,10 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--repeat")) repeat = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--texts")) n_texts = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads") && !bench::use_threads(std::atoi(argv[i + 1]))) {
+      std::fprintf(stderr, "bench_corpus: at most %d threads here\n", hs::max_thread_count());
+      return 2;
+    }
   }
   const int vocab = 50257;
   const hs::Model model = bench::random_gpt2_small(vocab, true);
@@ -50,7 +55,8 @@ int main(int argc, char** argv) {
     }
     return true;
   });
-  std::printf("corpus of %d texts x %d tokens, GPT-2-small shape (vocab %d), CPU ms, median of %d\n", n_texts, tokens, vocab, repeat);
+  std::printf("corpus of %d texts x %d tokens, GPT-2-small shape (vocab %d), %s ms, median of %d, %d thread(s)\n", n_texts,
+              tokens, vocab, bench::wall_clock() ? "wall" : "CPU", repeat, hs::thread_count());
   std::printf("forwards with patterns, no LM head   %9.1f ms\n", forwards);
   std::printf("corpus pass (corpus_stats)           %9.1f ms   %.3fx the forwards\n", corpus, corpus / forwards);
   std::printf("gradient importance, every text      %9.1f ms   %.3fx the forwards\n", gradient, gradient / forwards);

@@ -1,9 +1,9 @@
 // Weight-geometry benchmark (not a test): a random GPT-2-small-shaped model
 // (12 layers, 12 heads, d 768, dh 64, LayerNorm) and the time of each
-// analysis the page runs on it. Prints CPU milliseconds (the process is single-threaded), median of
-// --repeat runs.
+// analysis the page runs on it. Prints CPU milliseconds (wall milliseconds
+// with --threads N > 1), median of --repeat runs.
 //
-//   bench_geometry [--repeat N] [--vocab V] [--all]
+//   bench_geometry [--repeat N] [--vocab V] [--all] [--threads N]
 //
 // The headline three (the page's first view): all 144 OV + 144 QK spectra,
 // the write-subspace redundancy matrix, all Q/K/V composition scores: first
@@ -39,15 +39,18 @@ int main(int argc, char** argv) {
       vocab = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--all")) {
       all = true;
+    } else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc && bench::use_threads(std::atoi(argv[i + 1]))) {
+      ++i;
     } else {
-      std::fprintf(stderr, "usage: bench_geometry [--repeat N] [--vocab V] [--all]\n");
+      std::fprintf(stderr, "usage: bench_geometry [--repeat N] [--vocab V] [--all] [--threads N (at most %d here)]\n",
+                   hs::max_thread_count());
       return 2;
     }
   }
   const hs::Model model = bench::random_gpt2_small(vocab);
   const auto raw = hs::WeightVariant::raw;
-  std::printf("random GPT-2-small-shaped model: 12 layers x 12 heads, d 768, dh 64, vocab %d; CPU ms, median of %d\n", vocab,
-              repeat);
+  std::printf("random GPT-2-small-shaped model: 12 layers x 12 heads, d 768, dh 64, vocab %d; %s ms, median of %d, %d thread(s)\n",
+              vocab, bench::wall_clock() ? "wall" : "CPU", repeat, hs::thread_count());
   // What the page does once per model: the one pass, first of anything in
   // this process. In wasm that includes V8 compiling the hot functions with
   // its optimizing tier, which counts in the process's CPU time; the

@@ -6,9 +6,11 @@
 // `RESULT <key> <value>` lines for run.sh. Times are CPU seconds of this
 // (single-threaded) process, medians of repeated runs: on a shared machine
 // wall time mostly measures the neighbours. In wasm the CPU time is node's
-// process.cpuUsage() (see node_cpu_clock.js).
+// process.cpuUsage() (see node_cpu_clock.js). With --threads N > 1 the core
+// shares its products and heads over N threads (core/parallel.hpp) and the
+// times are wall seconds (CPU time would add the threads' times up).
 //
-//   bench_perf DIR [--tokens 128] [--repeats 7] [--label native]
+//   bench_perf DIR [--tokens 128] [--repeats 7] [--label native] [--threads 1]
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -25,6 +27,7 @@
 #include "forward.hpp"
 #include "kernels.hpp"
 #include "model.hpp"
+#include "parallel.hpp"
 #include "safetensors.hpp"
 
 namespace {
@@ -72,11 +75,13 @@ void write_checkpoint(const std::filesystem::path& dir) {
   std::ofstream(dir / "config.json") << config_json;
 }
 
-// CPU time; in wasm, run.sh links tests/bench/node_cpu_clock.js, which serves
-// this clock from node's process.cpuUsage().
+// CPU time (wall time with threads); in wasm, run.sh links
+// tests/bench/node_cpu_clock.js, which serves the CPU clock from node's
+// process.cpuUsage().
+bool wall_clock = false;
 double now_s() {
   timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  clock_gettime(wall_clock ? CLOCK_MONOTONIC : CLOCK_PROCESS_CPUTIME_ID, &t);
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
 }
 
@@ -106,7 +111,7 @@ double forward_flops(int T) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_perf DIR [--tokens 128] [--repeats 7] [--label native]\n");
+    std::fprintf(stderr, "usage: bench_perf DIR [--tokens 128] [--repeats 7] [--label native] [--threads 1]\n");
     return 2;
   }
   const std::filesystem::path dir = argv[1];
@@ -119,6 +124,14 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--tokens")) tokens = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--repeats")) repeats = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--label")) label = argv[i + 1];
+    if (!std::strcmp(argv[i], "--threads")) {
+      const int asked = std::stoi(argv[i + 1]);
+      if (hs::set_thread_count(asked) != asked) {
+        std::fprintf(stderr, "bench_perf: this build runs at most %d threads\n", hs::max_thread_count());
+        return 2;
+      }
+      wall_clock = asked > 1;
+    }
   }
   std::error_code no_throw;  // wasm builds have exceptions disabled
   if (!std::filesystem::exists(dir / "model.safetensors", no_throw)) {
@@ -127,7 +140,8 @@ int main(int argc, char** argv) {
   }
   const char* L = label.c_str();
 
-  std::printf("times: CPU seconds, median of %d runs (GEMM: %d)\n", repeats, repeats * 3);
+  std::printf("times: %s seconds, median of %d runs (GEMM: %d), %d thread(s)\n", wall_clock ? "wall" : "CPU", repeats,
+              repeats * 3, hs::thread_count());
   // 1. GEMM on the forward's shapes: [T, K] x [K, N] + bias.
   struct Shape {
     const char* name;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model.hpp"
+#include "parallel.hpp"
 
 namespace bench {
 
@@ -71,11 +72,26 @@ inline hs::Model random_gpt2_small(int vocab, bool with_mlp = false) {
   return m;
 }
 
-// CPU time of this (single-threaded) process: on a shared 2-core machine wall
-// time mostly measures the neighbours.
+// Whether times are wall time: only once the core runs on more than one
+// thread (use_threads), where CPU time would add the threads' times up.
+inline bool& wall_clock() {
+  static bool wall = false;
+  return wall;
+}
+
+// --threads N: the core's thread count (core/parallel.hpp); false when this
+// build or machine cannot run N.
+inline bool use_threads(int n) {
+  if (hs::set_thread_count(n) != n) return false;
+  wall_clock() = n > 1;
+  return true;
+}
+
+// CPU time of this process while it runs one thread: on a shared 2-core
+// machine wall time mostly measures the neighbours. Wall time with threads.
 inline double now_ms() {
   timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  clock_gettime(wall_clock() ? CLOCK_MONOTONIC : CLOCK_PROCESS_CPUTIME_ID, &t);
   return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
 }
 
