@@ -9,6 +9,7 @@
 
 #include "composition_null.hpp"
 #include "forward.hpp"
+#include "parallel.hpp"
 #include "rng.hpp"
 
 namespace hs {
@@ -32,30 +33,38 @@ Result<BootstrapInterval> bootstrap_mean(const std::vector<double>& values, int 
   out.mean.assign(m, 0.0);
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < m; ++j) out.mean[j] += values[static_cast<std::size_t>(i) * m + j] / n;
-  // B x m resampled means, the B rows of draws shared by every column.
-  std::vector<double> means(static_cast<std::size_t>(resamples) * m, 0.0);
+  // B x m resampled means, the B rows of draws shared by every column. The
+  // draws are made in order first; the rows and then the columns' quantiles
+  // are shared over the threads.
+  std::vector<int> draws(static_cast<std::size_t>(resamples) * n);
   Rng rng(seed);
-  for (int b = 0; b < resamples; ++b) {
-    double* row = means.data() + static_cast<std::size_t>(b) * m;
-    for (int k = 0; k < n; ++k) {
-      const double* v = values.data() + static_cast<std::size_t>(rng.below(n)) * m;
-      for (int j = 0; j < m; ++j) row[j] += v[j];
+  for (int& d : draws) d = static_cast<int>(rng.below(n));
+  std::vector<double> means(static_cast<std::size_t>(resamples) * m, 0.0);
+  parallel_for(resamples, [&](std::ptrdiff_t b0, std::ptrdiff_t b1) {
+    for (auto b = static_cast<std::size_t>(b0); b < static_cast<std::size_t>(b1); ++b) {
+      double* row = means.data() + b * m;
+      for (int k = 0; k < n; ++k) {
+        const double* v = values.data() + static_cast<std::size_t>(draws[b * n + k]) * m;
+        for (int j = 0; j < m; ++j) row[j] += v[j];
+      }
+      for (int j = 0; j < m; ++j) row[j] /= n;
     }
-    for (int j = 0; j < m; ++j) row[j] /= n;
-  }
+  });
   out.lo.assign(m, 0.0);
   out.hi.assign(m, 0.0);
-  std::vector<double> column(resamples);
-  for (int j = 0; j < m; ++j) {
-    for (int b = 0; b < resamples; ++b) column[b] = means[static_cast<std::size_t>(b) * m + j];
-    if (std::isnan(out.mean[j])) {
-      out.lo[j] = out.hi[j] = std::nan("");
-      continue;
+  parallel_for(m, [&](std::ptrdiff_t j0, std::ptrdiff_t j1) {
+    std::vector<double> column(resamples);
+    for (auto j = static_cast<std::size_t>(j0); j < static_cast<std::size_t>(j1); ++j) {
+      for (int b = 0; b < resamples; ++b) column[b] = means[static_cast<std::size_t>(b) * m + j];
+      if (std::isnan(out.mean[j])) {
+        out.lo[j] = out.hi[j] = std::nan("");
+        continue;
+      }
+      std::sort(column.begin(), column.end());
+      out.lo[j] = quantile_sorted(column, (1 - level) / 2);
+      out.hi[j] = quantile_sorted(column, (1 + level) / 2);
     }
-    std::sort(column.begin(), column.end());
-    out.lo[j] = quantile_sorted(column, (1 - level) / 2);
-    out.hi[j] = quantile_sorted(column, (1 + level) / 2);
-  }
+  });
   return out;
 }
 
@@ -174,16 +183,19 @@ Result<CorpusStats> corpus_stats(const Model& model, const std::vector<std::vect
       const std::vector<double>& cu = metric_of(*u, k);  // [L]
       for (int i = 0; i < N; ++i) chance[k][i] += cu[i / H] / n;
     }
-    for (int i = 0; i < N; ++i) {
-      out.role_share[static_cast<std::size_t>(i) * (kRoleCount + 1) + static_cast<int>(b->role[i])] += 1.0 / n;
-      ++offsets[i][b->stats.dominant_offset[i]];
-      if (options.examples == 0) continue;
-      const auto best = role_examples(run->patterns.data() + static_cast<std::size_t>(i) * T * T, ids,
-                                      b->stats.dominant_offset[i], c.causal, t);
-      for (int r = 0; r <= kRoleCount; ++r) {
-        if (best[r].text >= 0) candidates[static_cast<std::size_t>(i) * (kRoleCount + 1) + r].push_back(best[r]);
+    // Each head's share of the tallies and its examples: shared over the threads.
+    parallel_for(N, [&](std::ptrdiff_t i0, std::ptrdiff_t i1) {
+      for (int i = static_cast<int>(i0); i < i1; ++i) {
+        out.role_share[static_cast<std::size_t>(i) * (kRoleCount + 1) + static_cast<int>(b->role[i])] += 1.0 / n;
+        ++offsets[i][b->stats.dominant_offset[i]];
+        if (options.examples == 0) continue;
+        const auto best = role_examples(run->patterns.data() + static_cast<std::size_t>(i) * T * T, ids,
+                                        b->stats.dominant_offset[i], c.causal, t);
+        for (int r = 0; r <= kRoleCount; ++r) {
+          if (best[r].text >= 0) candidates[static_cast<std::size_t>(i) * (kRoleCount + 1) + r].push_back(best[r]);
+        }
       }
-    }
+    });
   }
   for (int k = 0; k < kMetrics; ++k) {
     MetricSummary s;

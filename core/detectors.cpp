@@ -10,6 +10,7 @@
 #include <limits>
 #include <string>
 
+#include "parallel.hpp"
 #include "rng.hpp"
 
 namespace hs {
@@ -127,8 +128,10 @@ Result<std::vector<double>> detect_head(const std::vector<float>& patterns, int 
         return make_error("detect_head: the detection pattern must be lower triangular (entry [" + std::to_string(i) +
                           ", " + std::to_string(j) + "] is not 0)");
   std::vector<double> scores(static_cast<std::size_t>(n_layer) * n_head);
-  for (std::size_t hd = 0; hd < scores.size(); ++hd)
-    scores[hd] = head_similarity_score(patterns.data() + hd * T * T, detection.data(), n_tokens, options);
+  parallel_for(static_cast<std::ptrdiff_t>(scores.size()), [&](std::ptrdiff_t hd0, std::ptrdiff_t hd1) {
+    for (auto hd = static_cast<std::size_t>(hd0); hd < static_cast<std::size_t>(hd1); ++hd)
+      scores[hd] = head_similarity_score(patterns.data() + hd * T * T, detection.data(), n_tokens, options);
+  });
   return scores;
 }
 
@@ -243,7 +246,6 @@ Result<PatternStats> pattern_stats(const std::vector<float>& patterns, int n_lay
   s.previous_token_mass.assign(N, 0);
   s.entropy.assign(N, 0);
   s.entropy_normalized.assign(N, 0);
-  std::vector<double> row_entropy(T);
   s.offset_mass.assign(N * n_off, 0);
   s.dominant_offset.assign(N, 0);
   s.dominant_offset_share.assign(N, 0);
@@ -259,8 +261,8 @@ Result<PatternStats> pattern_stats(const std::vector<float>& patterns, int n_lay
   struct Measures {
     double vertical = 0, diagonal = 0, block = 0;
   };
-  std::vector<double> column(T);
-  auto measures = [&](auto&& at, double total) {
+  // (column: [T] scratch.)
+  auto measures = [&](auto&& at, double total, std::vector<double>& column) {
     Measures m;
     std::fill(column.begin(), column.end(), 0.0);
     for (int i = 0; i < T; ++i)
@@ -280,69 +282,74 @@ Result<PatternStats> pattern_stats(const std::vector<float>& patterns, int n_lay
   };
   // The uniform baselines, causal and bidirectional.
   Measures uniform[2];
+  std::vector<double> column(T);
   for (int causal = 0; causal < 2; ++causal)
-    uniform[causal] = measures([&](int i, int j) { return (causal && j > i) ? 0.0 : 1.0 / (causal ? i + 1 : T); }, T);
+    uniform[causal] = measures([&](int i, int j) { return (causal && j > i) ? 0.0 : 1.0 / (causal ? i + 1 : T); }, T, column);
   auto excess = [](double m, double u) { return u < 1 ? std::max(0.0, (m - u) / (1 - u)) : 0.0; };
 
-  for (std::size_t hd = 0; hd < N; ++hd) {
-    const float* A = patterns.data() + hd * TT;
-    double* off = s.offset_mass.data() + hd * n_off;
-    double total = 0, entropy = 0;
-    bool causal = true;
-    for (int i = 0; i < T; ++i) {
-      double h = 0;
-      for (int j = 0; j < T; ++j) {
-        const double a = A[static_cast<std::size_t>(i) * T + j];
-        if (a == 0) continue;
-        if (j > i) causal = false;
-        total += a;
-        off[i - j + T - 1] += a;
-        if (a > 0) h -= a * std::log(a);
+  // The heads are independent: shared over the threads.
+  parallel_for(static_cast<std::ptrdiff_t>(N), [&](std::ptrdiff_t hd0, std::ptrdiff_t hd1) {
+    std::vector<double> row_entropy(T), column(T);
+    for (std::size_t hd = static_cast<std::size_t>(hd0); hd < static_cast<std::size_t>(hd1); ++hd) {
+      const float* A = patterns.data() + hd * TT;
+      double* off = s.offset_mass.data() + hd * n_off;
+      double total = 0, entropy = 0;
+      bool causal = true;
+      for (int i = 0; i < T; ++i) {
+        double h = 0;
+        for (int j = 0; j < T; ++j) {
+          const double a = A[static_cast<std::size_t>(i) * T + j];
+          if (a == 0) continue;
+          if (j > i) causal = false;
+          total += a;
+          off[i - j + T - 1] += a;
+          if (a > 0) h -= a * std::log(a);
+        }
+        entropy += h;
+        row_entropy[i] = h;
+        s.first_token_mass[hd] += A[static_cast<std::size_t>(i) * T] / T;
+        s.current_token_mass[hd] += A[static_cast<std::size_t>(i) * T + i] / T;
+        if (i >= 1) s.previous_token_mass[hd] += A[static_cast<std::size_t>(i) * T + i - 1] / (T - 1);
       }
-      entropy += h;
-      row_entropy[i] = h;
-      s.first_token_mass[hd] += A[static_cast<std::size_t>(i) * T] / T;
-      s.current_token_mass[hd] += A[static_cast<std::size_t>(i) * T + i] / T;
-      if (i >= 1) s.previous_token_mass[hd] += A[static_cast<std::size_t>(i) * T + i - 1] / (T - 1);
-    }
-    s.entropy[hd] = entropy / T;
-    const int window = windows.empty() ? 0 : windows[hd / n_head];
-    double normalized = 0;
-    int rows = 0;
-    for (int i = 0; i < T; ++i) {
-      const int keys = !causal ? T : window > 0 ? std::min(i + 1, window) : i + 1;
-      if (keys < 2) continue;
-      normalized += row_entropy[i] / std::log(static_cast<double>(keys));
-      ++rows;
-    }
-    s.entropy_normalized[hd] = rows ? normalized / rows : 0;
-    if (!(total > 0)) {
-      std::fill(off, off + n_off, 0.0);
-      continue;
-    }
-    for (int k = 0; k < n_off; ++k) off[k] /= total;
-    // Dominant offset: highest mass, smallest |delta| on ties.
-    int best = T - 1;
-    for (int k = 0; k < n_off; ++k) {
-      const int delta = k - (T - 1), best_delta = best - (T - 1);
-      if (off[k] > off[best] || (off[k] == off[best] && std::abs(delta) < std::abs(best_delta))) best = k;
-    }
-    s.dominant_offset[hd] = best - (T - 1);
-    s.dominant_offset_share[hd] = off[best];
+      s.entropy[hd] = entropy / T;
+      const int window = windows.empty() ? 0 : windows[hd / n_head];
+      double normalized = 0;
+      int rows = 0;
+      for (int i = 0; i < T; ++i) {
+        const int keys = !causal ? T : window > 0 ? std::min(i + 1, window) : i + 1;
+        if (keys < 2) continue;
+        normalized += row_entropy[i] / std::log(static_cast<double>(keys));
+        ++rows;
+      }
+      s.entropy_normalized[hd] = rows ? normalized / rows : 0;
+      if (!(total > 0)) {
+        std::fill(off, off + n_off, 0.0);
+        continue;
+      }
+      for (int k = 0; k < n_off; ++k) off[k] /= total;
+      // Dominant offset: highest mass, smallest |delta| on ties.
+      int best = T - 1;
+      for (int k = 0; k < n_off; ++k) {
+        const int delta = k - (T - 1), best_delta = best - (T - 1);
+        if (off[k] > off[best] || (off[k] == off[best] && std::abs(delta) < std::abs(best_delta))) best = k;
+      }
+      s.dominant_offset[hd] = best - (T - 1);
+      s.dominant_offset_share[hd] = off[best];
 
-    // Kovaleva scores.
-    const Measures m = measures([&](int i, int j) { return double(A[static_cast<std::size_t>(i) * T + j]); }, total);
-    const Measures& u = uniform[causal ? 1 : 0];
-    s.vertical[hd] = excess(m.vertical, u.vertical);
-    s.diagonal[hd] = excess(m.diagonal, u.diagonal);
-    s.block[hd] = two_segments ? excess(m.block, u.block) : 0.0;
-    const double v = s.vertical[hd], d = s.diagonal[hd], b = s.block[hd];
-    const double best_score = std::max({v, d, b});
-    if (best_score >= rule.threshold)
-      s.pattern_class[hd] = v == best_score ? PatternClass::vertical
-                            : d == best_score ? PatternClass::diagonal
-                                              : PatternClass::block;
-  }
+      // Kovaleva scores.
+      const Measures m = measures([&](int i, int j) { return double(A[static_cast<std::size_t>(i) * T + j]); }, total, column);
+      const Measures& u = uniform[causal ? 1 : 0];
+      s.vertical[hd] = excess(m.vertical, u.vertical);
+      s.diagonal[hd] = excess(m.diagonal, u.diagonal);
+      s.block[hd] = two_segments ? excess(m.block, u.block) : 0.0;
+      const double v = s.vertical[hd], d = s.diagonal[hd], b = s.block[hd];
+      const double best_score = std::max({v, d, b});
+      if (best_score >= rule.threshold)
+        s.pattern_class[hd] = v == best_score ? PatternClass::vertical
+                              : d == best_score ? PatternClass::diagonal
+                                                : PatternClass::block;
+    }
+  });
   return s;
 }
 

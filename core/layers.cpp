@@ -526,47 +526,56 @@ void attention_backward(MatrixRM* dq, MatrixRM* dk, MatrixRM* dv, double* dgate,
   const bool want_input = dq != nullptr;
   assert((dk != nullptr) == want_input && (dv != nullptr) == want_input &&
          "attention_backward: dq, dk, dv go together");
-  MatrixRM dPg(T, T), dS(T, T), Pg(T, T);
-  for (int b = 0; b < n_seq; ++b) {
-    const Eigen::Index r0 = static_cast<Eigen::Index>(b) * T;
-    for (int h = 0; h < H; ++h) {
-      const int g = h / group;
-      const ConstMapRM P(probs + (static_cast<std::size_t>(b) * H + h) * TT, T, T);
-      const float xi = gate ? gate[h] : 1.f;
-      Pg = xi * P;
-      // pass 4: z_h = Pg v_g
-      const auto dz_h = dz.block(r0, h * dh, T, dh);
-      dPg.setZero();
-      dPg.noalias() += dz_h * v.block(r0, g * dh, T, dh).transpose();
-      if (want_input) dv->block(r0, g * dh, T, dh).noalias() += Pg.transpose() * dz_h;
-      if (extra) extra(b, h, Pg, dPg);
-      // pass 3: Pg = xi P
-      if (dgate) {
-        double gsum = 0;
-        for (int i = 0; i < T; ++i)
-          for (int j = 0; j < T; ++j) gsum += double(P(i, j)) * dPg(i, j);
-        dgate[h] += gsum;
+  // By (sequence, KV group): a group's heads add to its dk and dv blocks,
+  // in head order as one after another would. The pairs are shared over the
+  // threads, unless `extra` runs (it may add to what every head shares).
+  const auto groups = [&](std::ptrdiff_t u0, std::ptrdiff_t u1) {
+    MatrixRM dPg(T, T), dS(T, T), Pg(T, T);
+    for (std::ptrdiff_t u = u0; u < u1; ++u) {
+      const int b = static_cast<int>(u / G), g0 = static_cast<int>(u % G);
+      const Eigen::Index r0 = static_cast<Eigen::Index>(b) * T;
+      for (int h = g0 * group; h < (g0 + 1) * group; ++h) {
+        const int g = h / group;
+        const ConstMapRM P(probs + (static_cast<std::size_t>(b) * H + h) * TT, T, T);
+        const float xi = gate ? gate[h] : 1.f;
+        Pg = xi * P;
+        // pass 4: z_h = Pg v_g
+        const auto dz_h = dz.block(r0, h * dh, T, dh);
+        dPg.setZero();
+        dPg.noalias() += dz_h * v.block(r0, g * dh, T, dh).transpose();
+        if (want_input) dv->block(r0, g * dh, T, dh).noalias() += Pg.transpose() * dz_h;
+        if (extra) extra(b, h, Pg, dPg);
+        // pass 3: Pg = xi P
+        if (dgate) {
+          double gsum = 0;
+          for (int i = 0; i < T; ++i)
+            for (int j = 0; j < T; ++j) gsum += double(P(i, j)) * dPg(i, j);
+          dgate[h] += gsum;
+        }
+        if (!want_input || xi == 0.f) continue;
+        // pass 2: dS = P o (dP - rowsum(P o dP)), dP = xi dPg; masked P are 0. pass 1: S = scale q k^T
+        // (soft-capped: dS *= 1 - tanh^2 of the capped argument, the scores recomputed).
+        for (int i = 0; i < T; ++i) {
+          double dot = 0;
+          for (int j = 0; j < T; ++j) dot += double(P(i, j)) * dPg(i, j);
+          for (int j = 0; j < T; ++j) dS(i, j) = static_cast<float>(xi * P(i, j) * (dPg(i, j) - dot) * s.scale);
+        }
+        if (s.softcap > 0) {
+          const MatrixRM raw = q.block(r0, h * dh, T, dh) * k.block(r0, g * dh, T, dh).transpose();
+          for (int i = 0; i < T; ++i)
+            for (int j = 0; j < T; ++j) {
+              const float t = std::tanh(raw(i, j) * s.scale / s.softcap);
+              dS(i, j) *= 1.f - t * t;
+            }
+        }
+        dq->block(r0, h * dh, T, dh).noalias() += dS * k.block(r0, g * dh, T, dh);
+        dk->block(r0, g * dh, T, dh).noalias() += dS.transpose() * q.block(r0, h * dh, T, dh);
       }
-      if (!want_input || xi == 0.f) continue;
-      // pass 2: dS = P o (dP - rowsum(P o dP)), dP = xi dPg; masked P are 0. pass 1: S = scale q k^T
-      // (soft-capped: dS *= 1 - tanh^2 of the capped argument, the scores recomputed).
-      for (int i = 0; i < T; ++i) {
-        double dot = 0;
-        for (int j = 0; j < T; ++j) dot += double(P(i, j)) * dPg(i, j);
-        for (int j = 0; j < T; ++j) dS(i, j) = static_cast<float>(xi * P(i, j) * (dPg(i, j) - dot) * s.scale);
-      }
-      if (s.softcap > 0) {
-        const MatrixRM raw = q.block(r0, h * dh, T, dh) * k.block(r0, g * dh, T, dh).transpose();
-        for (int i = 0; i < T; ++i)
-          for (int j = 0; j < T; ++j) {
-            const float t = std::tanh(raw(i, j) * s.scale / s.softcap);
-            dS(i, j) *= 1.f - t * t;
-          }
-      }
-      dq->block(r0, h * dh, T, dh).noalias() += dS * k.block(r0, g * dh, T, dh);
-      dk->block(r0, g * dh, T, dh).noalias() += dS.transpose() * q.block(r0, h * dh, T, dh);
     }
-  }
+  };
+  const std::ptrdiff_t pairs = static_cast<std::ptrdiff_t>(n_seq) * G;
+  if (extra) groups(0, pairs);
+  else parallel_for(pairs, groups);
 }
 
 // ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include "geometry.hpp"
 #include "interventions.hpp"
 #include "linalg.hpp"
+#include "parallel.hpp"
 #include "patching.hpp"
 #include "processing.hpp"
 #include "progress.hpp"
@@ -878,6 +879,9 @@ EMSCRIPTEN_BINDINGS(headscope) {
   emscripten::function("mask_tokens", &mask_tokens);
   emscripten::function("safetensors_header_length", &safetensors_header_length);
   emscripten::function("safetensors_index_shards", &safetensors_index_shards);
+  // Threads (the threaded build; wasm/headscope.mjs keeps the count within
+  // the module's pool of pthreads): the count in force after the call.
+  emscripten::function("set_thread_count", &hs::set_thread_count);
   emscripten::class_<Session>("Session")
       .constructor<>()
       .function("add_file", &Session::add_file)

@@ -19,10 +19,27 @@ export function relaxedSimdSupported() {
   }
 }
 
+// Each build also comes with threads (wasm/CMakeLists.txt), with its own glue
+// (headscope_core_threads.mjs): the worker runs it where SharedArrayBuffer
+// is there to share (threadsSupported).
 export const CORE_WASM = 'headscope_core.wasm';
 export const CORE_WASM_FMA = 'headscope_core_fma.wasm';
 
-// The file name of the build to load here.
-export function coreWasmFile() {
-  return relaxedSimdSupported() ? CORE_WASM_FMA : CORE_WASM;
+// The file name of the build to load here (relaxed: whether to take the
+// relaxed-SIMD build; by default where the engine runs it).
+export function coreWasmFile({ threaded = false, relaxed = relaxedSimdSupported() } = {}) {
+  return `headscope_core${threaded ? '_threads' : ''}${relaxed ? '_fma' : ''}.wasm`;
+}
+
+// The Emscripten glue of the build.
+export function coreScript(threaded = false) {
+  return threaded ? 'headscope_core_threads.mjs' : 'headscope_core.mjs';
+}
+
+// Whether this context can run the threaded build: shared memory (a page
+// must be cross-origin isolated for it; node always is) and more than one core.
+export function threadsSupported() {
+  const isolated = typeof crossOriginIsolated === 'boolean' ? crossOriginIsolated : typeof process === 'object';
+  const cores = typeof navigator === 'object' && navigator.hardwareConcurrency ? navigator.hardwareConcurrency : 1;
+  return isolated && typeof SharedArrayBuffer === 'function' && cores > 1;
 }

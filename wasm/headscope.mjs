@@ -731,11 +731,14 @@ export function nonFiniteWarning({ patterns, tokenLoss, loss }) {
 }
 
 export class Headscope {
-  // wasmFile: which build of the core runs (wasm/features.mjs), when known.
-  constructor(module, wasmFile = null, spawnTokenizer = null) {
+  // wasmFile: which build of the core runs (wasm/features.mjs), when known;
+  // threads: how many threads its work is shared over (1 without the
+  // threaded build).
+  constructor(module, wasmFile = null, spawnTokenizer = null, threads = 1) {
     this.module = module;
     this.wasmFile = wasmFile;
     this.spawnTokenizer = spawnTokenizer;
+    this.threads = threads;
   }
 
   createSession() {
@@ -754,11 +757,15 @@ export class Headscope {
 // compiled while the factory's script was still loading); {wasmFile}: the
 // build's file name, reported as headscope.wasmFile; {spawnTokenizer}: starts
 // a tokenizer thread, {postMessage, onMessage, terminate} (wasm/node.mjs and
-// web/worker/worker.js give one; see wasm/tokenizer.mjs).
+// web/worker/worker.js give one; see wasm/tokenizer.mjs); {threads}: with the
+// threaded build's factory (headscope_core_threads.mjs), how many threads
+// share the work (the module starts threads - 1 pthreads; default 1).
 export async function createHeadscope(factory, options = {}) {
-  const moduleOptions = {};
+  const threads = Math.max(1, Math.floor(Number(options.threads) || 1));
+  const moduleOptions = { pthreadPoolSize: threads - 1 };
   if (options.wasmBinary) moduleOptions.wasmBinary = options.wasmBinary;
-  if (options.wasmUrl) moduleOptions.locateFile = () => String(options.wasmUrl);
+  // (The threaded build also locates its pthreads' script, beside the glue.)
+  if (options.wasmUrl) moduleOptions.locateFile = (file, prefix) => (file.endsWith('.wasm') ? String(options.wasmUrl) : prefix + file);
   let failed;
   const failure = new Promise((resolve, reject) => {
     failed = reject;
@@ -773,7 +780,9 @@ export async function createHeadscope(factory, options = {}) {
     };
   }
   const module = await Promise.race([factory(moduleOptions), failure]);
-  return new Headscope(module, options.wasmFile ?? null, options.spawnTokenizer ?? null);
+  // A build without threads keeps 1.
+  const running = module.set_thread_count(threads);
+  return new Headscope(module, options.wasmFile ?? null, options.spawnTokenizer ?? null, running);
 }
 
 // Fetches and compiles the wasm core from `url` (streaming where the server

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
-import { CORE_WASM, coreWasmFile } from './features.mjs';
+import { coreScript, coreWasmFile } from './features.mjs';
 import { createHeadscope, HeadscopeError } from './headscope.mjs';
 import { readSlices } from './sources.mjs';
 
@@ -18,17 +18,24 @@ export function wasmBuildDir() {
   return process.env.HEADSCOPE_WASM_DIR || path.resolve(here, '..', 'build', 'wasm', 'wasm');
 }
 
-export async function loadHeadscope(dir = wasmBuildDir()) {
-  const script = path.join(dir, 'headscope_core.mjs');
+// threads > 1: the threaded build, its work shared over that many threads.
+export async function loadHeadscope(dir = wasmBuildDir(), { threads = 1 } = {}) {
+  const threaded = threads > 1;
+  const script = path.join(dir, coreScript(threaded));
   // The relaxed-SIMD build where this node runs it (node 20 needs
   // --experimental-wasm-relaxed-simd) and it was built; else SIMD128 only.
-  const preferred = path.join(dir, coreWasmFile());
-  const binary = fs.existsSync(preferred) ? preferred : path.join(dir, CORE_WASM);
+  const preferred = path.join(dir, coreWasmFile({ threaded }));
+  const binary = fs.existsSync(preferred) ? preferred : path.join(dir, coreWasmFile({ threaded, relaxed: false }));
   if (!fs.existsSync(script) || !fs.existsSync(binary)) {
     throw new Error(`headscope: no wasm build in ${dir}; build it first (see README)`);
   }
   const { default: factory } = await import(pathToFileURL(script).href);
-  return createHeadscope(factory, { wasmBinary: fs.readFileSync(binary), wasmFile: path.basename(binary), spawnTokenizer: spawnTokenizerThread });
+  const core = await createHeadscope(factory, { wasmBinary: fs.readFileSync(binary), wasmFile: path.basename(binary), spawnTokenizer: spawnTokenizerThread, threads });
+  // The module's pthreads (node Workers, all started by now) must not keep
+  // the process alive.
+  const pool = core.module.PThread;
+  if (pool) for (const worker of [...pool.unusedWorkers, ...pool.runningWorkers]) worker.unref();
+  return core;
 }
 
 // A tokenizer thread (wasm/tokenizer_thread.mjs) that does not keep the

@@ -15,7 +15,7 @@
 //        [--same-glue A.mjs B.mjs]
 // With the node flag (node 20 needs it; browsers do not) the result is also
 // validated. --same-glue checks that two Emscripten glue scripts differ only
-// in the name of their .wasm: the page runs either module with one glue.
+// in the names of their files: the page runs either module with one glue.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -140,6 +140,12 @@ function instruction(r, patches) {
     return;
   }
   if (op === 0xfd) return simd(r, patches);
+  if (op === 0xfe) {  // atomics (the threaded build): a memarg each, but the fence's zero byte
+    const sub = r.leb();
+    if (sub === 0x03) return r.skip(1);
+    if (sub <= 0x02 || (sub >= 0x10 && sub <= 0x4e)) return skipMemarg(r);
+    throw new Error(`0xfe ${sub} at ${at}: unknown atomic instruction`);
+  }
   throw new Error(`opcode 0x${op.toString(16)} at ${at}: unknown instruction`);
 }
 
@@ -183,8 +189,12 @@ export function patchRelaxedSimd(bytes) {
   return { bytes: out, count: patches.length };
 }
 
+// (A threaded glue also names its pool threads' script, NAME.worker.js.)
 function sameGlue(a, b) {
-  const strip = (file) => fs.readFileSync(file, 'utf8').replaceAll(path.basename(file, '.mjs') + '.wasm', 'CORE.wasm');
+  const strip = (file) => {
+    const base = path.basename(file, '.mjs');
+    return fs.readFileSync(file, 'utf8').replaceAll(`${base}.wasm`, 'CORE.wasm').replaceAll(`${base}.worker.js`, 'CORE.worker.js');
+  };
   return strip(a) === strip(b);
 }
 

@@ -1,7 +1,8 @@
 // Bundles the page's ES modules (the explorer, its worker, embed.html and the
 // <headscope-view> element) into public/dist/ with esbuild and copies the
 // wasm core (headscope_core.mjs and its two builds, headscope_core.wasm and
-// headscope_core_fma.wasm: wasm/features.mjs) from the Emscripten build beside them.
+// headscope_core_fma.wasm, and the same two with threads with their glue and
+// pthread script: wasm/features.mjs) from the Emscripten build beside them.
 // Usage: node web/build.mjs [--wasm-dir DIR]
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,7 +15,8 @@ const wasmDir = argIndex > 0 ? process.argv[argIndex + 1] : process.env.HEADSCOP
 const dist = path.join(root, 'public', 'dist');
 
 fs.mkdirSync(dist, { recursive: true });
-for (const file of ['headscope_core.mjs', 'headscope_core.wasm', 'headscope_core_fma.wasm']) {
+for (const file of ['headscope_core.mjs', 'headscope_core.wasm', 'headscope_core_fma.wasm', 'headscope_core_threads.mjs',
+  'headscope_core_threads.worker.js', 'headscope_core_threads.wasm', 'headscope_core_threads_fma.wasm']) {
   const from = path.join(wasmDir, file);
   if (!fs.existsSync(from)) {
     console.error(`web/build.mjs: ${from} is missing; build the wasm module first`);

@@ -30,7 +30,9 @@ const mimeTypes = {
 // built-in model beside the page on the same origin. Every request is
 // recorded in `requests` ({url, status, bytes, authorization}). options.slow(pathname)
 // may return a rate in bytes/s to trickle that file (progress and cancel
-// tests).
+// tests); options.headers go on every file's response (ISOLATION: a
+// cross-origin isolated page, which runs the threaded core).
+export const ISOLATION = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
 export async function startServer(root = publicDir, options = {}) {
   const mounts = Object.entries(typeof root === 'string' ? { '/': root } : root)
     .map(([prefix, dir]) => [prefix.endsWith('/') ? prefix : `${prefix}/`, path.resolve(dir)])
@@ -65,6 +67,7 @@ export async function startServer(root = publicDir, options = {}) {
     }
     const size = fs.statSync(file).size;
     const headers = {
+      ...options.headers,
       'Content-Type': mimeTypes[path.extname(file)] || 'application/octet-stream',
       'Accept-Ranges': 'bytes',
       'Access-Control-Allow-Origin': '*',

@@ -12,8 +12,10 @@
 #include <vector>
 
 #include "../bench/random_gpt2.hpp"
+#include "corpus.hpp"
 #include "forward.hpp"
 #include "geometry.hpp"
+#include "interventions.hpp"
 #include "kernels.hpp"
 #include "parallel.hpp"
 
@@ -160,4 +162,60 @@ TEST_CASE("parallel: the weight geometry on threads has the same bits as on one"
   CHECK(same(one.composition.k, two.composition.k));
   CHECK(same(one.composition.v, two.composition.v));
   CHECK(same(one.composition.null_k, two.composition.null_k));
+}
+
+TEST_CASE("parallel: a corpus pass on threads has the same bits as on one", "[parallel][corpus]") {
+  hs::Model model = bench::random_gpt2_small(300, true);
+  model.weights.layers.resize(2);
+  model.config.n_layer = 2;
+  std::vector<std::vector<int>> texts(6);
+  for (std::size_t t = 0; t < texts.size(); ++t) {
+    for (int i = 0; i < 40; ++i) texts[t].push_back(static_cast<int>((t * 131 + (i % 20) * 17) % 300));  // a repeat
+  }
+  hs::CorpusOptions options;
+  options.resamples = 200;
+  const auto pass = [&] {
+    auto r = hs::corpus_stats(model, texts, options);
+    REQUIRE(r.ok());
+    return std::move(*r);
+  };
+  const hs::CorpusStats one = with_threads(1, pass);
+  const hs::CorpusStats two = with_threads(2, pass);
+  const auto same = [](const std::vector<double>& a, const std::vector<double>& b) {
+    return a.size() == b.size() && !a.empty() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+  };
+  REQUIRE(one.metrics.size() == two.metrics.size());
+  for (std::size_t k = 0; k < one.metrics.size(); ++k) {
+    INFO(one.metrics[k].name);
+    CHECK(same(one.metrics[k].per_text, two.metrics[k].per_text));
+    CHECK(same(one.metrics[k].lo, two.metrics[k].lo));
+    CHECK(same(one.metrics[k].hi, two.metrics[k].hi));
+    CHECK(same(one.metrics[k].chance, two.metrics[k].chance));
+  }
+  CHECK(same(one.role_share, two.role_share));
+  CHECK(one.dominant_offset == two.dominant_offset);
+  REQUIRE(one.examples.size() == two.examples.size());
+  for (std::size_t e = 0; e < one.examples.size(); ++e) {
+    CHECK(one.examples[e].text == two.examples[e].text);
+    CHECK(one.examples[e].query == two.examples[e].query);
+    CHECK(one.examples[e].weight == two.examples[e].weight);
+  }
+}
+
+TEST_CASE("parallel: the gradient importance on threads has the same bits as on one", "[parallel][interventions]") {
+  hs::Model model = bench::random_gpt2_small(500, true);
+  model.weights.layers.resize(3);
+  model.config.n_layer = 3;
+  std::vector<int> ids(64);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>((i * 53 + 5) % 500);
+  const auto grad = [&] {
+    auto r = hs::gradient_importance(model, ids);
+    REQUIRE(r.ok());
+    return std::move(*r);
+  };
+  const hs::GradientImportance one = with_threads(1, grad);
+  const hs::GradientImportance two = with_threads(2, grad);
+  REQUIRE(one.gradient.size() == 36);
+  CHECK(std::memcmp(one.gradient.data(), two.gradient.data(), one.gradient.size() * sizeof(double)) == 0);
+  CHECK(one.loss == two.loss);
 }

@@ -11,42 +11,12 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { directorySource, loadHeadscope } from '../../wasm/node.mjs';
-import { gpt2TensorShapes, lcg, safetensorsHead, tempDir, worstMismatch } from './support.mjs';
+import { tempDir, worstMismatch, writeRandomGpt2 } from './support.mjs';
 
 const L = 6, d = 384, H = 6, V = 10000, P = 256;
 
-// A deterministic pseudo-random GPT-2 checkpoint; `lmHead` adds lm_head.weight
-// (a copy of wte) and unties the config; `bf16` stores every tensor as BF16
-// (the float32 values' upper halves).
-function writeCheckpoint(dir, { lmHead = false, bf16 = false } = {}) {
-  const shapes = gpt2TensorShapes({ nLayer: L, d, vocab: V, positions: P, lmHead });
-  const values = new Map();
-  const next = lcg(7);
-  for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    if (name === 'lm_head.weight') {
-      values.set(name, values.get('wte.weight'));
-      continue;
-    }
-    const v = new Float32Array(n);
-    const norm = /ln_.\.weight|ln_f\.weight/.test(name);
-    for (let i = 0; i < n; i++) {
-      const u = next() / 4294967296 - 0.5;
-      v[i] = norm ? 1 + u * 0.2 : u * 0.2;
-    }
-    values.set(name, v);
-  }
-  fs.mkdirSync(dir, { recursive: true });
-  // BF16: the upper halves of the float32 values.
-  const upperHalves = (v) => Buffer.from(Uint16Array.from(new Uint32Array(v.buffer), (b) => b >>> 16).buffer);
-  const { head, dataBytes } = safetensorsHead(shapes, { dtype: bf16 ? 'BF16' : 'F32' });
-  fs.writeFileSync(path.join(dir, 'model.safetensors'),
-    Buffer.concat([head, ...shapes.map(([name]) => (bf16 ? upperHalves(values.get(name)) : Buffer.from(values.get(name).buffer)))]));
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
-    model_type: 'gpt2', n_layer: L, n_embd: d, n_head: H, n_positions: P, vocab_size: V, tie_word_embeddings: !lmHead,
-  }));
-  return dataBytes;
-}
+// The checkpoint of these tests (support.mjs writeRandomGpt2); its tensor bytes.
+const writeCheckpoint = (dir, options = {}) => writeRandomGpt2(dir, { nLayer: L, d, nHead: H, vocab: V, positions: P, ...options });
 
 test('wasm memory after loading a tied GPT-2 stays within 1.1 x its tensor bytes + 24 MB', async () => {
   const dir = tempDir();

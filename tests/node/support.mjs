@@ -85,6 +85,39 @@ export function safetensorsHead(shapes, { metadata, dtype = 'F32' } = {}) {
   return { head: Buffer.concat([prefix, Buffer.from(text)]), dataBytes: offset };
 }
 
+// A deterministic pseudo-random GPT-2 checkpoint in dir (weights uniform in
+// ±0.1, norm weights near 1); `lmHead` adds lm_head.weight (a copy of wte)
+// and unties the config; `bf16` stores every tensor as BF16 (the float32
+// values' upper halves). Returns the tensor bytes.
+export function writeRandomGpt2(dir, { nLayer, d, nHead, vocab, positions, lmHead = false, bf16 = false, seed = 7 }) {
+  const shapes = gpt2TensorShapes({ nLayer, d, vocab, positions, lmHead });
+  const values = new Map();
+  const next = lcg(seed);
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (name === 'lm_head.weight') {
+      values.set(name, values.get('wte.weight'));
+      continue;
+    }
+    const v = new Float32Array(n);
+    const norm = /ln_.\.weight|ln_f\.weight/.test(name);
+    for (let i = 0; i < n; i++) {
+      const u = next() / 4294967296 - 0.5;
+      v[i] = norm ? 1 + u * 0.2 : u * 0.2;
+    }
+    values.set(name, v);
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  const upperHalves = (v) => Buffer.from(Uint16Array.from(new Uint32Array(v.buffer), (b) => b >>> 16).buffer);
+  const { head, dataBytes } = safetensorsHead(shapes, { dtype: bf16 ? 'BF16' : 'F32' });
+  fs.writeFileSync(path.join(dir, 'model.safetensors'),
+    Buffer.concat([head, ...shapes.map(([name]) => (bf16 ? upperHalves(values.get(name)) : Buffer.from(values.get(name).buffer)))]));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
+    model_type: 'gpt2', n_layer: nLayer, n_embd: d, n_head: nHead, n_positions: positions, vocab_size: vocab, tie_word_embeddings: !lmHead,
+  }));
+  return dataBytes;
+}
+
 // A deterministic stream of 32-bit integers (the ANSI C linear congruential
 // generator): the same numbers on every machine and node version.
 export function lcg(seed) {

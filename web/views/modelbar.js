@@ -247,6 +247,8 @@ export class ModelBar {
       ['vocab', info.dVocab],
       ['context', info.nCtx],
       ['weights in memory', formatBytes(info.weightBytes)],
+      // Threads need a cross-origin isolated page (web/serve.sh sends the headers).
+      ['threads', info.threads > 1 ? info.threads : '1 (the page is not cross-origin isolated)'],
     ];
     for (const [name, value] of facts) {
       this.info.append(el('span', { class: 'fact' }, [el('span', { class: 'fact-name', text: name }), el('span', { class: 'fact-value', text: value })]));

@@ -9,19 +9,24 @@ import { MAX_TOKENS } from './protocol.js';
 import { parseEdit } from '../shared/edits.js';
 import { BUILTIN, CORPORA, allowedHubEndpoint, allowedModelUrl, trustedOrigin } from '../shared/sources.js';
 import { datasetParquetUrl, parseCorpus } from '../../wasm/corpus_files.mjs';
-import { coreWasmFile } from '../../wasm/features.mjs';
+import { coreScript, coreWasmFile, threadsSupported } from '../../wasm/features.mjs';
 import { compileWasm, createHeadscope, HeadscopeError, nonFiniteWarning } from '../../wasm/headscope.mjs';
 import { parseTokenIds } from '../../wasm/ids.mjs';
 import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } from '../../wasm/sources.mjs';
 
 // The worker fetches and compiles the wasm itself (streaming) as soon as it
 // starts (the relaxed-SIMD build where the browser runs it, wasm/features.mjs);
-// the Emscripten glue is bundled into this script (web/build.mjs).
+// the Emscripten glue is bundled into this script (web/build.mjs). Where the
+// page is cross-origin isolated (SharedArrayBuffer; web/serve.sh sends the
+// headers) it runs the threaded build instead, on every core: its glue stays
+// a file of its own beside this one (its pthreads load it by URL).
 // The marks (headscope:worker-*) time a first visit's steps: the page
 // timings test prints them (tests/browser/builtin.test.mjs).
 performance.mark('headscope:worker-started');
 self.postMessage({ type: 'started' });
-const wasmFile = coreWasmFile();
+const threaded = threadsSupported();
+const threads = threaded ? Math.min(navigator.hardwareConcurrency, 8) : 1;
+const wasmFile = coreWasmFile({ threaded });
 const wasmModule = compileWasm(new URL(`./${wasmFile}`, import.meta.url));
 wasmModule.then(() => performance.mark('headscope:worker-compiled'), () => {});  // errors: reported through corePromise
 // The tokenizer runs in a worker of its own (wasm/tokenizer.mjs): a pattern
@@ -41,7 +46,10 @@ function spawnTokenizerWorker() {
     terminate: () => worker.terminate(),
   };
 }
-const corePromise = createHeadscope(createHeadscopeModule, { wasmModule, wasmFile, spawnTokenizer: spawnTokenizerWorker });
+const factory = threaded
+  ? import(/* the glue's own file */ new URL(`./${coreScript(true)}`, import.meta.url).href).then((m) => m.default)
+  : Promise.resolve(createHeadscopeModule);
+const corePromise = factory.then((f) => createHeadscope(f, { wasmModule, wasmFile, spawnTokenizer: spawnTokenizerWorker, threads }));
 const pageOrigin = self.location.origin;
 
 // The page starts the worker with ?prefetch=builtin when it will open the
@@ -313,7 +321,7 @@ const handlers = {
       currentEdits = [];
       modelGeneration++;
       return {
-        info: { ...info, label: source.label, hasTokenizer: Boolean(next.tokenizer), generation: modelGeneration },
+        info: { ...info, label: source.label, hasTokenizer: Boolean(next.tokenizer), generation: modelGeneration, threads: core.threads },
         cache: { files: [...cacheEvents.files] },
       };
     } catch (error) {
