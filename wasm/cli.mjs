@@ -32,12 +32,17 @@
 // sample of that many), and the positional QK circuit's previous- and
 // current-token attention (learned positions only).
 //
+// --threads N (every command): the threaded build of the core on N threads
+// (default: the machine's cores, at most 8; 1: the build without threads).
+// The numbers are the same bits either way.
+//
 // MODEL is a local folder (config.json, model.safetensors or shards,
 // tokenizer.json) or a Hugging Face repo id (owner/name[@revision]); the hub
 // address can be changed with --endpoint URL or HEADSCOPE_HUB_ENDPOINT.
 // --attention-only (info, metrics) reads only the attention weights and the
 // blocks' norms: from the hub, only those bytes are downloaded.
 import fs from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -64,7 +69,8 @@ const usage = `usage:
   headscope dla MODEL --text TEXT --answer A [--wrong B] [--position P] [--prepend-bos] [--out FILE.json]
   headscope circuits MODEL [--raw|--processed] [--heads L1H3,...] [--sample N] [--seed S] [--positions P] [--out FILE.json]
 MODEL: a local model folder, or a Hugging Face repo id (owner/name[@revision]); HF_TOKEN, when set, is
-sent to huggingface.co (only) for gated or private repositories`;
+sent to huggingface.co (only) for gated or private repositories. --threads N: the core on N threads
+(default: the cores, at most 8)`;
 
 function fail(message) {
   console.error(`headscope: ${message}`);
@@ -129,6 +135,7 @@ async function main() {
       sample: { type: 'string', default: '1024' },
       positions: { type: 'string', default: '64' },
       endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || HUB_ENDPOINT },
+      threads: { type: 'string', default: String(Math.min(os.cpus().length, 8)) },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -137,7 +144,9 @@ async function main() {
   if (!['info', 'attn', 'metrics', 'detect', 'ablate', 'importance', 'corpus', 'patch', 'dla', 'circuits'].includes(command)) fail(`unknown command "${command}"\n${usage}`);
   if (!modelSpec) fail(`${command} needs a MODEL\n${usage}`);
 
-  const core = await loadHeadscope();
+  const threads = Number(options.threads);
+  if (!Number.isInteger(threads) || threads < 1) fail(`--threads must be a whole number of at least 1, got ${JSON.stringify(options.threads)}`);
+  const core = await loadHeadscope(undefined, { threads });
   const session = core.createSession();
   if (options['attention-only'] && !['info', 'metrics'].includes(command)) fail(`--attention-only loads no embeddings or MLPs: ${command} needs the whole model`);
   const info = await session.load(modelSource(modelSpec, options.endpoint), { attentionOnly: options['attention-only'] });
