@@ -28,7 +28,8 @@ prints `RESULT torch.<key> <value>` lines:
                   batched 64 x 64 products for the composition
 
 Single thread (torch.set_num_threads(1)); CPU-time medians (time.process_time:
-the machine is shared, wall time measures the neighbours). Prints which BLAS
+the machine is shared, wall time measures the neighbours). --threads N: N
+threads (run with OPENBLAS_NUM_THREADS=N too) and wall-time medians. Prints which BLAS
 torch and numpy use.
 """
 import argparse
@@ -61,13 +62,18 @@ def load_safetensors(path):
     return out
 
 
+# CPU time on one thread; wall time with --threads N > 1 (CPU time would add
+# the threads up).
+clock = time.process_time
+
+
 def median_s(repeats, f):
     f()
     ts = []
     for _ in range(repeats):
-        t0 = time.process_time()
+        t0 = clock()
         f()
-        ts.append(time.process_time() - t0)
+        ts.append(clock() - t0)
     ts.sort()
     return ts[len(ts) // 2]
 
@@ -249,9 +255,14 @@ def main():
     ap.add_argument("--geometry", action="store_true")
     ap.add_argument("--batched-geometry", action="store_true", help="only the batched geometry (not TL's algorithm)")
     ap.add_argument("--geometry-repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch's threads (and OPENBLAS_NUM_THREADS, which must be set to the same before the start)")
     args = ap.parse_args()
 
-    torch.set_num_threads(1)
+    global clock
+    if args.threads > 1:
+        clock = time.perf_counter
+    torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     print("torch", torch.__version__, "threads", torch.get_num_threads())
     print(torch.__config__.show())

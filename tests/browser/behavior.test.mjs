@@ -289,6 +289,31 @@ test('a permalink to a corpus view runs it and shows the CLI\'s numbers, interva
   await page.close();
 });
 
+test('the overview colours heads by a statistic over the corpus from a permalink, as the CLI\'s means', async () => {
+  const { page, problems } = await openPage(browser.context, link({ model: 'test/tiny-gpt2', metric: 'induction', over: 'corpus', corpus: 'stories:12:48' }));
+  await waitReady(page);
+  await page.waitForFunction(() => /mean over built-in stories/.test(document.querySelector('#view-overview .metric-legend')?.textContent || ''), null, { timeout: 60000 });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'headscope-corpus-'));
+  execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', path.join(repoRoot, 'wasm', 'cli.mjs'), 'corpus', site.repoDir('test/tiny-gpt2'), '--texts', '12', '--tokens', '48', '--out', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const cli = JSON.parse(fs.readFileSync(path.join(dir, 'corpus.json'), 'utf8'));
+  const grid = JSON.parse((await exportFile(page, '#overview-grid .figure-head:first-child', 'json')).bytes);
+  assert.equal(grid.metric.id, 'induction');
+  assert.match(grid.metric.basis, /^mean over built-in stories \(corpora\/stories\.txt\), 12 texts$/);
+  cli.heads.forEach((h, i) => close(grid.metric.values[i], h.statistics.induction_score.mean, 1e-6, `${h.head} induction mean`));
+  // Back to this text: the text's own scores, and the link says so.
+  await page.selectOption('#metric-over', 'text');
+  await page.waitForFunction(() => /on this text/.test(document.querySelector('#view-overview .metric-legend')?.textContent || ''));
+  assert.equal(new URLSearchParams(new URL(page.url()).hash.slice(1)).get('over'), null);
+  const text = JSON.parse((await exportFile(page, '#overview-grid .figure-head:first-child', 'json')).bytes);
+  assert.equal(text.metric.basis, 'on this text');
+  assert.notDeepEqual(text.metric.values, grid.metric.values);
+  // A weight metric has no corpus mean: the switch is off for it.
+  await page.selectOption('#metric-select', 'ov_erank');
+  assert.equal(await page.isDisabled('#metric-over'), true);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test('a corpus from a Hugging Face dataset (permalink) and from a local parquet file, as the CLI reads them', async () => {
   const { parquetWriteBuffer } = await import('hyparquet-writer');
   const stories = fs.readFileSync(path.join(repoRoot, 'public', 'corpora', 'stories.txt'), 'utf8').split('\n').filter((l) => l.trim());

@@ -23,3 +23,15 @@ test('corpus=NAME:TEXTS:TOKENS names a built-in corpus, its size and token windo
     assert.match(parsed.problems.join(' '), /ignored corpus=/, bad);
   }
 });
+
+test('over=corpus asks for a text statistic\'s mean over the corpus, and only text or corpus are read', () => {
+  const { state, problems } = parseHash('#metric=induction&over=corpus&corpus=stories:12:48', ORIGIN);
+  assert.deepEqual(problems, []);
+  assert.equal(state.over, 'corpus');
+  assert.equal(serializeHash(state), 'metric=induction&over=corpus&corpus=stories%3A12%3A48');
+  assert.equal(parseHash('#', ORIGIN).state.over, 'text');
+  assert.equal(serializeHash(parseHash('#over=text', ORIGIN).state), '');
+  const bad = parseHash('#over=everything', ORIGIN);
+  assert.equal(bad.state.over, 'text');
+  assert.match(bad.problems.join(' '), /ignored over=/);
+});

@@ -32,6 +32,7 @@ export const URL_DEFAULTS = {
   weights: 'processed', // weight variant for geometry
   metric: 'none',       // overview colour metric
   sort: false,          // overview sorted by the metric
+  over: 'text',         // a text metric over 'text' (this text) or 'corpus' (the last corpus run's means)
   ablate: [],           // sorted head keys 'L1H3'
   mode: 'zero',         // ablation mode
   edits: [],            // weight edits, see shared/edits.js
@@ -118,6 +119,10 @@ export function parseHash(hash, pageOrigin) {
   if (params.has('metric')) {
     if (/^[a-z][a-z0-9_]{0,40}$/.test(params.get('metric'))) state.metric = params.get('metric');
     else bad('metric');
+  }
+  if (params.has('over')) {
+    if (['text', 'corpus'].includes(params.get('over'))) state.over = params.get('over');
+    else bad('over');
   }
   if (params.has('sort')) {
     const v = params.get('sort');

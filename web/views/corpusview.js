@@ -100,7 +100,8 @@ export class CorpusPanel {
     store.subscribe((state, changed) => {
       if (changed.has('modelInfo')) this.clear();
       if (changed.has('head') && this.result) this.renderExamples();
-      if ((changed.has('corpus') || changed.has('modelInfo') || changed.has('view')) && state.view === 'model') this.fromLink(state);
+      // (The overview's metrics over the corpus need the run too.)
+      if (['corpus', 'modelInfo', 'view', 'over'].some((k) => changed.has(k)) && (state.view === 'model' || state.over === 'corpus')) this.fromLink(state);
     });
   }
 
@@ -120,7 +121,8 @@ export class CorpusPanel {
     this.importanceNote.textContent = '';
   }
 
-  // A link with a corpus runs it when the Model view is on screen.
+  // A link with a corpus runs it when the Model view is on screen, or when
+  // the overview colours heads by a statistic over the corpus.
   fromLink(state) {
     const c = state.corpus;
     if (!c || !state.modelInfo || state.modelStatus !== 'ready') return;

@@ -6,7 +6,7 @@
 // head's ablation.
 import { SCALES, cssAt, legend, textOn } from '../figures/colormap.js';
 import { el, headPattern } from './dom.js';
-import { METRICS, ROLE_LABELS } from '../control/metrics.js';
+import { METRICS, ROLE_LABELS, metricById, overCorpus } from '../control/metrics.js';
 import { exportBar, fileName, svgToPng } from '../export/export.js';
 import { gridSvg, paintPattern } from '../figures/patterns.js';
 import { selectedHead } from '../state/store.js';
@@ -64,6 +64,10 @@ export class HeadGrid {
     if (!compact) {
       this.metricSelect = el('select', { id: 'metric-select', 'aria-label': 'colour heads by', on: { change: () => store.set({ metric: this.metricSelect.value }) } });
       for (const m of METRICS) this.metricSelect.append(el('option', { value: m.id, text: m.label, title: m.help || '' }));
+      // A text statistic on this text, or its mean over the last corpus run.
+      this.overSelect = el('select', { id: 'metric-over', 'aria-label': 'statistic over', on: { change: () => store.set({ over: this.overSelect.value }) } }, [
+        el('option', { value: 'text', text: 'on this text' }), el('option', { value: 'corpus', text: 'over the corpus' }),
+      ]);
       this.sortToggle = el('input', { type: 'checkbox', id: 'metric-sort', on: { change: () => store.set({ sort: this.sortToggle.checked }) } });
       this.filter = el('input', { type: 'range', id: 'metric-filter', min: 0, max: 100, value: 0, 'aria-label': 'dim heads below this share of the metric range', on: { input: () => this.renderMetric(this.store.state) } });
       this.roleFilter = el('select', { id: 'role-filter', 'aria-label': 'show heads with this role', on: { change: () => this.renderMetric(this.store.state) } });
@@ -78,7 +82,7 @@ export class HeadGrid {
           exportBar(() => this.figure(), { onError, label: 'Grid' }),
         ]),
         el('div', { class: 'figure-head metric-row' }, [
-          el('label', { for: 'metric-select', class: 'bar-label', text: 'Colour by' }), this.metricSelect,
+          el('label', { for: 'metric-select', class: 'bar-label', text: 'Colour by' }), this.metricSelect, this.overSelect,
           el('label', { class: 'toggle' }, [this.sortToggle, ' sort']),
           el('label', { class: 'toggle', title: 'dim heads whose value is in the lower part of the range' }, ['dim below ', this.filter]),
           el('label', { class: 'toggle', title: 'dim heads whose role on this text is another one' }, ['show ', this.roleFilter]),
@@ -163,7 +167,14 @@ export class HeadGrid {
       this.sortToggle.disabled = !ok;
       this.filter.disabled = !ok;
       this.metricLegend.replaceChildren(ok ? legend(m.scale, { label: `${m.label} (${m.basis})`, min: m.min, max: m.max, ticks: 3, format: (v) => m.format(v) }) : '');
-      this.metricNote.textContent = m?.error ? `${m.label}: ${m.error}` : state.metric !== 'none' && !m ? 'computing…' : '';
+      const metric = metricById(state.metric);
+      this.overSelect.value = state.over;
+      this.overSelect.disabled = !metric?.corpusKey;
+      this.overSelect.title = metric?.corpusKey ? 'this text\'s value, or the mean over the last corpus run (Model view)' : 'only the detectors\' statistics have a corpus mean';
+      // Over the corpus, before (or without) a run of it: say what is shown.
+      const waiting = state.over === 'corpus' && metric?.corpusKey && ok && !overCorpus(state, metric)
+        ? (state.corpus ? 'the corpus is running; this text meanwhile' : 'no corpus run yet (the Model view runs one): this text meanwhile') : '';
+      this.metricNote.textContent = m?.error ? `${m.label}: ${m.error}` : state.metric !== 'none' && !m ? 'computing…' : waiting;
       this.metricNote.title = ok ? m.help : '';
     }
     const cut = this.filter ? Number(this.filter.value) / 100 : 0;
@@ -228,7 +239,7 @@ export class HeadGrid {
     if (!this.shape) return;
     if (changed.has('run') || changed.has('modelInfo')) this.paint(state);
     if (changed.has('head') || changed.has('modelInfo') || changed.has('ablate') || changed.has('run')) this.mark(state);
-    if (['metrics', 'metric', 'sort', 'modelInfo', 'behavior'].some((k) => changed.has(k))) this.renderMetric(state);
+    if (['metrics', 'metric', 'sort', 'modelInfo', 'behavior', 'over', 'corpusStats'].some((k) => changed.has(k))) this.renderMetric(state);
     if (changed.has('computeProgress') && this.metricNote && state.metric !== 'none' && !state.metrics) {
       const p = state.computeProgress;
       this.metricNote.textContent = p ? `computing ${p.what}… ${Math.round(p.fraction * 100)}%` : 'computing…';
@@ -302,6 +313,8 @@ export class HeadGrid {
       json: () => ({
         model: this.modelName(), tokens: run.tokens, ids: run.ids, shape: [run.nLayer, run.nHead, run.nTokens, run.nTokens],
         ablated: state.ablate, loss: run.loss,
+        // The heads' colour: which statistic, on what (this text, the corpus, the weights).
+        metric: state.metrics && !state.metrics.error ? { id: state.metrics.id, label: state.metrics.label, basis: state.metrics.basis, values: state.metrics.values } : null,
         patterns: Array.from({ length: run.nLayer }, (_, l) => Array.from({ length: run.nHead }, (_, h) => rows(displayPattern(run, l, h, ablated.has(headKey(l, h))), run.nTokens))),
       }),
       csv: () => {
