@@ -48,8 +48,8 @@ import { parseArgs } from 'node:util';
 
 import { asyncBufferFromFile } from 'hyparquet';
 
-import { corpusFormat, datasetParquetUrl, parseCorpus } from './corpus_files.mjs';
-import { parquetOverHttp, parquetTexts } from './corpus_parquet.mjs';
+import { corpusFormat, parseCorpus } from './corpus_files.mjs';
+import { datasetTexts, parquetTexts } from './corpus_parquet.mjs';
 import { encodeNpy } from './npy.mjs';
 import { nonFiniteWarning } from './headscope.mjs';
 import { snakeName, toJson } from './names.mjs';
@@ -331,8 +331,8 @@ async function corpus(session, info, options) {
   let parsed;
   try {
     if (options.dataset) {
-      const url = datasetParquetUrl(options.dataset, { config: options.config, split: options.split, revision: options.revision, path: options['dataset-file'] ?? null, endpoint: options.endpoint });
-      parsed = { ...(await parquetTexts(url, await parquetOverHttp(url), read)), source: `dataset ${options.dataset} (${url})` };
+      const d = await datasetTexts(options.dataset, { config: options.config, split: options.split, revision: options.revision, path: options['dataset-file'] ?? null, endpoint: options.endpoint, ...read });
+      parsed = { ...d, source: `dataset ${options.dataset} (${d.files.join(', ')})` };
     } else {
       if (!fs.existsSync(file)) fail(`${file}: no such corpus file`);
       parsed = corpusFormat(file) === 'parquet'

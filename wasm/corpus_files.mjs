@@ -56,12 +56,13 @@ export function parseCorpus(name, content, { field = 'text', limit = Infinity, f
 
 // The parquet file of a Hugging Face dataset's split, as the hub's
 // converter publishes it (branch refs/convert/parquet:
-// {config}/{split}/0000.parquet, the first shard), or `path` at `revision`.
-export function datasetParquetUrl(repo, { config = 'default', split = 'train', revision = 'refs/convert/parquet', path = null, endpoint = 'https://huggingface.co' } = {}) {
+// {config}/{split}/0000.parquet, the first shard, or the shard-th), or
+// `path` at `revision`.
+export function datasetParquetUrl(repo, { config = 'default', split = 'train', revision = 'refs/convert/parquet', path = null, endpoint = 'https://huggingface.co', shard = 0 } = {}) {
   if (!isRepoId(repo)) throw new HeadscopeError(`"${String(repo).slice(0, 80)}" is not a Hugging Face dataset id (expected owner/name)`, 'invalid_argument');
   const segment = (s) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(s);
   if (!path && (!segment(config) || !segment(split))) throw new HeadscopeError(`dataset config and split are names (letters, digits, . _ -): got "${String(config).slice(0, 40)}", "${String(split).slice(0, 40)}"`, 'invalid_argument');
-  const file = path ?? `${config}/${split}/0000.parquet`;
+  const file = path ?? `${config}/${split}/${String(shard).padStart(4, '0')}.parquet`;
   if (file.split('/').some((part) => !part || part === '.' || part === '..')) throw new HeadscopeError(`"${file.slice(0, 80)}" is not a file path in a repository`, 'invalid_argument');
   return `${endpoint.replace(/\/$/, '')}/datasets/${repo}/resolve/${encodeURIComponent(revision)}/${file.split('/').map(encodeURIComponent).join('/')}`;
 }

@@ -6,6 +6,7 @@
 import { asyncBufferFromUrl, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 
+import { datasetParquetUrl } from './corpus_files.mjs';
 import { HeadscopeError } from './errors.mjs';
 
 // {texts, format, rows}: the first `limit` non-empty strings of column
@@ -63,4 +64,31 @@ export async function parquetOverHttp(url, fetchImpl = globalThis.fetch) {
   const byteLength = Number(/\/(\d+)$/.exec(response.headers.get('Content-Range') || '')?.[1]);
   if (!Number.isFinite(byteLength)) throw new HeadscopeError(`${url}: no file size in the Range answer`, 'network');
   return asyncBufferFromUrl({ url, byteLength, fetch: fetchImpl, requestInit: { referrerPolicy: 'no-referrer' } });
+}
+
+// {texts, format, rows, files}: the first `limit` texts of a Hugging Face
+// dataset's split as the hub's converter publishes it, shard after shard
+// (0000.parquet, 0001.parquet, ...) until there are enough or the next
+// shard is not there; a missing first shard is an error (no such dataset,
+// config or split). `path`: one file of the repository instead.
+// options: datasetParquetUrl's, and field, limit, fetchImpl.
+export async function datasetTexts(repo, { field = 'text', limit = Infinity, fetchImpl = globalThis.fetch, ...where } = {}) {
+  const texts = [], files = [];
+  let rows = 0;
+  for (let shard = 0; texts.length < limit; shard++) {
+    const url = datasetParquetUrl(repo, { ...where, shard });
+    let file;
+    try {
+      file = await parquetOverHttp(url, fetchImpl);
+    } catch (error) {
+      if (shard > 0 && error.code === 'missing_file') break;  // the split has no more shards
+      throw error;
+    }
+    const part = await parquetTexts(url, file, { field, limit: limit - texts.length });
+    texts.push(...part.texts);
+    rows += part.rows;
+    files.push(url);
+    if (where.path) break;
+  }
+  return { texts, format: 'parquet', rows, files };
 }

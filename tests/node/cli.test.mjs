@@ -298,6 +298,20 @@ test('corpus from parquet: a local file, and a Hugging Face dataset read by rang
     assert.ok(fetched.every((r) => r.status === 206), 'ranges only');
     const bytes = fetched.reduce((a, r) => a + r.bytes, 0);
     assert.ok(bytes < table.byteLength / 4, `read ${bytes} of ${table.byteLength} bytes`);
+    // A split in shards (0000.parquet, 0001.parquet): read in order until there are enough texts,
+    // and to the last shard when there are not.
+    const sharded = path.join(hub, 'datasets', 'test', 'sharded', 'resolve', 'refs', 'convert', 'parquet', 'default', 'train');
+    fs.mkdirSync(sharded, { recursive: true });
+    const shard = (texts) => Buffer.from(parquetWriteBuffer({ columnData: [{ name: 'text', data: texts, type: 'STRING' }] }));
+    fs.writeFileSync(path.join(sharded, '0000.parquet'), shard(stories.slice(0, 4)));
+    fs.writeFileSync(path.join(sharded, '0001.parquet'), shard(stories.slice(4, 8)));
+    const fromShards = await run('corpus', builtin, '--dataset', 'test/sharded', '--endpoint', endpoint, ...args);
+    assert.equal(fromShards.status, 0, fromShards.stderr);
+    const s = JSON.parse(fromShards.stdout);
+    assert.deepEqual(s.heads, t.heads, 'the six texts across two shards');
+    assert.match(s.corpus.file, /0000\.parquet, .*0001\.parquet\)$/);
+    const all = JSON.parse((await run('corpus', builtin, '--dataset', 'test/sharded', '--endpoint', endpoint, '--texts', '20', '--tokens', '16', '--resamples', '10')).stdout);
+    assert.equal(all.corpus.texts, 8, 'every row of both shards, then no third shard');
     // What is wrong is named: a missing split, a file that is not parquet, a column that is not there.
     for (const [extra, message] of [
       [['--split', 'validation'], /no such dataset file \(HTTP 404/],

@@ -8,7 +8,7 @@ import { cacheSummary, cachingFetch, clearCache, dropOldCaches, forgetPrefix } f
 import { MAX_TOKENS } from './protocol.js';
 import { parseEdit } from '../shared/edits.js';
 import { BUILTIN, CORPORA, allowedHubEndpoint, allowedModelUrl, trustedOrigin } from '../shared/sources.js';
-import { datasetParquetUrl, parseCorpus } from '../../wasm/corpus_files.mjs';
+import { parseCorpus } from '../../wasm/corpus_files.mjs';
 import { coreScript, coreWasmFile, threadsSupported } from '../../wasm/features.mjs';
 import { compileWasm, createHeadscope, HeadscopeError, nonFiniteWarning } from '../../wasm/headscope.mjs';
 import { parseTokenIds } from '../../wasm/ids.mjs';
@@ -255,10 +255,9 @@ async function corpusTexts(name, texts, maxTexts, dataset = null) {
       endpoint = allowedHubEndpoint(dataset.endpoint, pageOrigin);
       if (!endpoint) throw new HeadscopeError('the hub endpoint must be this page\'s origin or the loopback interface', 'not_allowed');
     }
-    const url = datasetParquetUrl(dataset.repo, { config: dataset.config, split: dataset.split, endpoint });
     const fetchImpl = guardedFetch(globalThis.fetch, (origin) => trustedOrigin(origin, pageOrigin) || origin === new URL(endpoint).origin);
-    const { parquetOverHttp, parquetTexts } = await import(PARQUET_BUNDLE);
-    list = (await parquetTexts(`${dataset.repo} (${dataset.config}/${dataset.split})`, await parquetOverHttp(url, fetchImpl), { limit: maxTexts })).texts;
+    const { datasetTexts } = await import(PARQUET_BUNDLE);
+    list = (await datasetTexts(dataset.repo, { config: dataset.config, split: dataset.split, endpoint, limit: maxTexts, fetchImpl })).texts;
   } else if (name !== null) {
     if (!Object.hasOwn(CORPORA, name)) throw new HeadscopeError(`no built-in corpus named ${JSON.stringify(String(name)).slice(0, 40)}`, 'invalid_argument');
     const response = await fetch(new URL(`../${CORPORA[name].path}`, import.meta.url));
