@@ -33,9 +33,13 @@ auto with_threads(int n, F&& f) {
   return f();
 }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
+
+// Non-empty, and the same bits.
+bool same(const std::vector<double>& a, const std::vector<double>& b) { return !a.empty() && same_bits(a, b); }
 
 }  // namespace
 
@@ -151,9 +155,6 @@ TEST_CASE("parallel: the weight geometry on threads has the same bits as on one"
   };
   const hs::WeightGeometry one = with_threads(1, pass);
   const hs::WeightGeometry two = with_threads(2, pass);
-  const auto same = [](const std::vector<double>& a, const std::vector<double>& b) {
-    return a.size() == b.size() && !a.empty() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
-  };
   CHECK(same(one.spectra.ov.sigma, two.spectra.ov.sigma));
   CHECK(same(one.spectra.qk.sigma, two.spectra.qk.sigma));
   CHECK(same(one.write_redundancy.overlap, two.write_redundancy.overlap));
@@ -181,9 +182,6 @@ TEST_CASE("parallel: a corpus pass on threads has the same bits as on one", "[pa
   };
   const hs::CorpusStats one = with_threads(1, pass);
   const hs::CorpusStats two = with_threads(2, pass);
-  const auto same = [](const std::vector<double>& a, const std::vector<double>& b) {
-    return a.size() == b.size() && !a.empty() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
-  };
   REQUIRE(one.metrics.size() == two.metrics.size());
   for (std::size_t k = 0; k < one.metrics.size(); ++k) {
     INFO(one.metrics[k].name);
@@ -216,6 +214,6 @@ TEST_CASE("parallel: the gradient importance on threads has the same bits as on 
   const hs::GradientImportance one = with_threads(1, grad);
   const hs::GradientImportance two = with_threads(2, grad);
   REQUIRE(one.gradient.size() == 36);
-  CHECK(std::memcmp(one.gradient.data(), two.gradient.data(), one.gradient.size() * sizeof(double)) == 0);
+  CHECK(same(one.gradient, two.gradient));
   CHECK(one.loss == two.loss);
 }
