@@ -144,6 +144,28 @@ class TensorSource {
     return Ok{};
   }
 
+  // rows() for a BF16 or F16 tensor, its values as stored (16-bit
+  // patterns): fn(r0, n, block [n, C]), for the matrices kept 16-bit.
+  template <class Fn>
+  Status rows_16bit(const std::string& canon, std::int64_t R, std::int64_t C, Fn&& fn) {
+    HS_LET(ref, find(canon, {R, C}));
+    // All-ones exponent bits: Inf or NaN.
+    const std::uint16_t exponent = ref.info->dtype == Dtype::BF16 ? 0x7F80 : 0x7C00;
+    const std::int64_t per =
+        std::max<std::int64_t>(1, std::min<std::int64_t>(R, checkpoint_scratch_values / std::max<std::int64_t>(C, 1)));
+    if (static_cast<std::int64_t>(scratch_16bit_.size()) < per * C) scratch_16bit_.resize(static_cast<std::size_t>(per * C));
+    Finite finite;
+    for (std::int64_t r0 = 0; r0 < R; r0 += per) {
+      const std::int64_t n = std::min(per, R - r0);
+      HS_TRY(safetensors_read_16bit_into(*ref.file, *ref.info, r0 * C, n * C, scratch_16bit_.data()));
+      for (std::int64_t i = 0; i < n * C; ++i)
+        if ((scratch_16bit_[i] & exponent) == exponent && finite.bad++ == 0) finite.first = r0 * C + i;
+      fn(r0, n, scratch_16bit_.data());
+    }
+    finite.report(*ref.info, warnings_);
+    return Ok{};
+  }
+
   // A matrix stored as is: [rows, cols], decoded in place.
   Result<MatrixRM> matrix(const std::string& canon, std::int64_t rows, std::int64_t cols) {
     MatrixRM m(rows, cols);
@@ -170,16 +192,30 @@ class TensorSource {
     std::vector<WeightMatrix> parts;
     for (std::int64_t o : outs)
       parts.push_back(storage == WeightStorage::f32 ? WeightMatrix(MatrixRM(in, o)) : WeightMatrix::sixteen_bit(storage, in, o));
-    MatrixRM t;  // a block's rows of one part, transposed: [in, n]
-    HS_TRY(rows(canon, total, in, [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
+    // Each block of rows [r0, r0 + n) goes to the parts it overlaps,
+    // transposed (its rows of a part become that part's columns).
+    const auto split = [&](std::int64_t r0, std::int64_t n, const auto& block, auto& t, const auto& put) {
       std::int64_t part_start = 0;
       for (std::size_t p = 0; p < parts.size(); part_start += outs[p], ++p) {
         const std::int64_t a = std::max(r0, part_start), b = std::min(r0 + n, part_start + outs[p]);
         if (a >= b) continue;
         t = block.middleRows(a - r0, b - a).transpose();
-        for (std::int64_t c = 0; c < in; ++c) parts[p].set_row_span(c, a - part_start, t.data() + c * (b - a), b - a);
+        for (std::int64_t c = 0; c < in; ++c) put(parts[p], c, a - part_start, t.data() + c * (b - a), b - a);
       }
-    }));
+    };
+    if (storage == WeightStorage::f32) {
+      MatrixRM t;
+      HS_TRY(rows(canon, total, in, [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
+        split(r0, n, block, t, [](WeightMatrix& W, auto r, auto c, const float* v, auto k) { W.set_row_span(r, c, v, k); });
+      }));
+    } else {
+      using Bits = Eigen::Matrix<std::uint16_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      Bits t;
+      HS_TRY(rows_16bit(canon, total, in, [&](std::int64_t r0, std::int64_t n, const std::uint16_t* data) {
+        split(r0, n, Eigen::Map<const Bits>(data, n, in), t,
+              [](WeightMatrix& W, auto r, auto c, const std::uint16_t* v, auto k) { W.set_row_bits(r, c, v, k); });
+      }));
+    }
     return parts;
   }
   Result<WeightMatrix> weight_linear(const std::string& canon, std::int64_t in, std::int64_t out) {
@@ -195,8 +231,8 @@ class TensorSource {
       return WeightMatrix(std::move(m));
     }
     WeightMatrix W = WeightMatrix::sixteen_bit(storage, rows_n, cols);
-    HS_TRY(rows(canon, rows_n, cols, [&](std::int64_t r0, std::int64_t n, const ConstMapRM& block) {
-      for (std::int64_t i = 0; i < n; ++i) W.set_row_span(r0 + i, 0, block.data() + i * cols, cols);
+    HS_TRY(rows_16bit(canon, rows_n, cols, [&](std::int64_t r0, std::int64_t n, const std::uint16_t* block) {
+      for (std::int64_t i = 0; i < n; ++i) W.set_row_bits(r0 + i, 0, block + i * cols, cols);
     }));
     return W;
   }
@@ -228,6 +264,7 @@ class TensorSource {
   };
 
   std::vector<std::string> prefixes_;
+  std::vector<std::uint16_t> scratch_16bit_;  // rows_16bit's
   std::map<std::string, TensorRef> by_name_;
   std::vector<std::string>& warnings_;
   std::vector<float> scratch_;

@@ -330,7 +330,6 @@ Result<RedundancyMatrix> subspace_redundancy(const Model& model, WeightVariant v
 Result<CompositionScores> composition_scores(const Model& model, WeightVariant variant,
                                              const ProgressFn& progress) {
   HS_TRY(check_geometry(model, variant));
-  const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
   CompositionBuilder builder(model, variant);
   HS_TRY(for_each_head(
       model, variant, [&](int i, HeadWork& w) { builder.add(i, w); },
@@ -342,7 +341,6 @@ Result<WeightGeometry> weight_geometry(const Model& model, WeightVariant variant
                                        const ProgressFn& progress) {
   HS_TRY(check_geometry(model, variant));
   if (top_k < 1) return make_error("weight_geometry: top_k must be >= 1, got " + std::to_string(top_k));
-  const int H = model.config.n_head, N = static_cast<int>(model.weights.layers.size()) * H;
   WeightGeometry out;
   out.spectra = empty_spectra(model, variant, top_k);
   RedundancyBuilder write(model, variant, HeadSubspace::output_write);

@@ -643,14 +643,14 @@ Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, con
                                 static_cast<std::size_t>(tensor.end - tensor.begin), file.source);
 }
 
-Status safetensors_read_f32_into(const SafetensorsFile& file, const TensorInfo& tensor, std::int64_t first,
-                                 std::int64_t count, float* out) {
-  std::string where = file.source + ": tensor " + quote_name(tensor.name) + ": ";
-  const int per = decoded_bytes_per(tensor.dtype);
-  if (per == 0)
-    return make_error(ErrorCode::unsupported,
-                      where + "dtype " + dtype_name(tensor.dtype) +
-                          " cannot be decoded to float32 (supported: F32, F16, BF16, F64)");
+namespace {
+
+// Checks that values [first, first + count) of `tensor` can be read at `per`
+// bytes each (the dtype's decoded size) from `file`: the offsets hold the
+// shape, the range is inside the tensor, and there is data or a reader.
+// Returns the byte offset of value `first`.
+Result<std::uint64_t> checked_read(const SafetensorsFile& file, const TensorInfo& tensor, int per, std::int64_t first,
+                                   std::int64_t count, const std::string& where) {
   if (tensor.end < tensor.begin || tensor.end > file.data_size)
     return make_error(ErrorCode::bad_file,
                       where + "data_offsets " + offsets_string(tensor.begin, tensor.end) +
@@ -665,15 +665,39 @@ Status safetensors_read_f32_into(const SafetensorsFile& file, const TensorInfo& 
     return make_error(ErrorCode::invalid_argument, where + "values [" + std::to_string(first) + ", " +
                                                        std::to_string(first + count) +
                                                        ") are outside the tensor's " + std::to_string(numel));
+  if (count > 0 && !file.data && !file.reader)
+    return make_error(ErrorCode::invalid_argument,
+                      where + "the data buffer is not loaded (the file was parsed from its header only)");
+  return tensor.begin + static_cast<std::uint64_t>(first) * per;
+}
+
+// The bytes [offset, offset + size) of the file's data, copied into out.
+Status read_bytes(const SafetensorsFile& file, std::uint64_t offset, std::size_t size, std::uint8_t* out) {
+  if (file.data) {
+    std::memcpy(out, file.data + offset, size);
+    return Ok{};
+  }
+  return file.reader(offset, size, out);
+}
+
+}  // namespace
+
+Status safetensors_read_f32_into(const SafetensorsFile& file, const TensorInfo& tensor, std::int64_t first,
+                                 std::int64_t count, float* out) {
+  std::string where = file.source + ": tensor " + quote_name(tensor.name) + ": ";
+  const int per = decoded_bytes_per(tensor.dtype);
+  if (per == 0)
+    return make_error(ErrorCode::unsupported,
+                      where + "dtype " + dtype_name(tensor.dtype) +
+                          " cannot be decoded to float32 (supported: F32, F16, BF16, F64)");
+  auto at = checked_read(file, tensor, per, first, count, where);
+  if (!at) return at.error();
+  const std::uint64_t offset = *at;
   if (count == 0) return Ok{};
-  const std::uint64_t offset = tensor.begin + static_cast<std::uint64_t>(first) * per;
   if (file.data) {
     decode_values(tensor.dtype, file.data + offset, static_cast<std::size_t>(count), out);
     return Ok{};
   }
-  if (!file.reader)
-    return make_error(ErrorCode::invalid_argument,
-                      where + "the data buffer is not loaded (the file was parsed from its header only)");
   if (tensor.dtype == Dtype::F32)
     return file.reader(offset, static_cast<std::size_t>(count) * 4, reinterpret_cast<std::uint8_t*>(out));
   // Narrower or wider dtypes go through a buffer of at most 256 KiB.
@@ -685,6 +709,18 @@ Status safetensors_read_f32_into(const SafetensorsFile& file, const TensorInfo& 
     decode_values(tensor.dtype, raw.data(), static_cast<std::size_t>(n), out + i);
   }
   return Ok{};
+}
+
+Status safetensors_read_16bit_into(const SafetensorsFile& file, const TensorInfo& tensor, std::int64_t first,
+                                   std::int64_t count, std::uint16_t* out) {
+  std::string where = file.source + ": tensor " + quote_name(tensor.name) + ": ";
+  if (tensor.dtype != Dtype::BF16 && tensor.dtype != Dtype::F16)
+    return make_error(ErrorCode::invalid_argument, where + "dtype " + dtype_name(tensor.dtype) + " is not 16-bit");
+  auto at = checked_read(file, tensor, 2, first, count, where);
+  if (!at) return at.error();
+  if (count == 0) return Ok{};
+  // (Little-endian, as wasm and x86-64 are.)
+  return read_bytes(file, *at, static_cast<std::size_t>(count) * 2, reinterpret_cast<std::uint8_t*>(out));
 }
 
 Result<std::map<std::string, std::string>> safetensors_parse_index(const std::string& json_text,

@@ -104,6 +104,13 @@ Result<std::vector<float>> safetensors_read_f32(const SafetensorsFile& file, con
 Status safetensors_read_f32_into(const SafetensorsFile& file, const TensorInfo& tensor, std::int64_t first,
                                  std::int64_t count, float* out);
 
+// Values [first, first + count) of a BF16 or F16 tensor as they are stored
+// (the 16-bit patterns, little-endian), into out[0, count): what keeps them
+// 16-bit (weight_matrix.hpp) copies, without decoding and narrowing back.
+// Errors as safetensors_read_f32_into, and for a tensor of another dtype.
+Status safetensors_read_16bit_into(const SafetensorsFile& file, const TensorInfo& tensor, std::int64_t first,
+                                   std::int64_t count, std::uint16_t* out);
+
 // Decodes the `size` bytes of one tensor, e.g. those an HTTP Range request for
 // [8+N+begin, 8+N+end) returned. `size` must equal end - begin.
 Result<std::vector<float>> safetensors_decode_f32(const TensorInfo& tensor, const std::uint8_t* bytes,

@@ -78,6 +78,11 @@ void WeightMatrix::set_row_span(Eigen::Index r, Eigen::Index c, const float* val
   for (Eigen::Index i = 0; i < n; ++i) dst[i] = narrow_bits(storage_, values[i]);
 }
 
+void WeightMatrix::set_row_bits(Eigen::Index r, Eigen::Index c, const std::uint16_t* bits, Eigen::Index n) {
+  assert(!is_f32() && r >= 0 && r < rows() && c >= 0 && c + n <= cols());
+  std::memcpy(half_.data() + static_cast<std::size_t>(r * cols_ + c), bits, static_cast<std::size_t>(n) * 2);
+}
+
 bool operator==(const WeightMatrix& a, const WeightMatrix& b) {
   if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
   if (a.is_f32() && b.is_f32()) return a.f32() == b.f32();

@@ -47,6 +47,9 @@ class WeightMatrix {
   // checkpoint's 16-bit values decoded): n values from (r, c) along a row.
   void set_row_span(Eigen::Index r, Eigen::Index c, const float* values, Eigen::Index n);
   void set(Eigen::Index r, Eigen::Index c, float value) { set_row_span(r, c, &value, 1); }
+  // 16-bit storage: n stored 16-bit patterns from (r, c) along a row, as
+  // they are (a checkpoint's tensor of this matrix's dtype).
+  void set_row_bits(Eigen::Index r, Eigen::Index c, const std::uint16_t* bits, Eigen::Index n);
 
   // f(data) with the typed data pointer (const float*, const bf16* or const
   // f16*), row-major [rows, cols]: for the GEMM's overloads.

@@ -609,6 +609,57 @@ TEST_CASE("NaN or Inf weights load with a warning naming the tensor", "[checkpoi
                                  Catch::Contains("index 3"));
 }
 
+TEST_CASE("16-bit matrices hold the stored bits, transposed where the layout asks, and their NaNs are named",
+          "[checkpoint]") {
+  // The 16-bit patterns a matrix holds, row-major.
+  const auto bits = [](const WeightMatrix& W) {
+    std::vector<std::uint16_t> out(static_cast<std::size_t>(W.rows() * W.cols()));
+    W.visit([&](const auto* p) {
+      if constexpr (!std::is_same_v<std::decay_t<decltype(*p)>, float>)
+        for (std::size_t i = 0; i < out.size(); ++i) out[i] = p[i].bits;
+    });
+    return out;
+  };
+  // A tensor's stored patterns, [R, C] row-major.
+  const auto stored = [](const Checkpoint& ck, const std::string& name) {
+    const TensorInfo* t = nullptr;
+    const SafetensorsFile* file = nullptr;
+    for (const auto& f : ck.files)
+      if (f.find(name)) file = &f, t = f.find(name);
+    REQUIRE(t);
+    std::vector<std::uint16_t> out(static_cast<std::size_t>(t->numel()));
+    REQUIRE(safetensors_read_16bit_into(*file, *t, 0, t->numel(), out.data()).ok());
+    return out;
+  };
+  for (Store store : {Store::bf16, Store::f16}) {
+    // GPT-2 stores the embedding and Conv1D weights as the model holds them.
+    const Checkpoint gpt2 = write_checkpoint(fixture_tensors("gpt2"), store);
+    const Model g = must(load("gpt2", gpt2));
+    CHECK(bits(g.weights.W_E) == stored(gpt2, "transformer.wte.weight"));
+    CHECK(bits(g.weights.layers[1].W_in) == stored(gpt2, "transformer.h.1.mlp.c_fc.weight"));
+    // LLaMA's nn.Linear weights [out, in] are held as W [in, out].
+    const Checkpoint llama = write_checkpoint(fixture_tensors("llama"), store);
+    const Model m = must(load("llama", llama));
+    const WeightMatrix& up = m.weights.layers[0].W_in;
+    const auto file = stored(llama, "model.layers.0.mlp.up_proj.weight");
+    const auto held = bits(up);
+    bool transposed = true;
+    for (Eigen::Index r = 0; r < up.rows(); ++r)
+      for (Eigen::Index c = 0; c < up.cols(); ++c)
+        transposed = transposed && held[static_cast<std::size_t>(r * up.cols() + c)] == file[static_cast<std::size_t>(c * up.rows() + r)];
+    CHECK(transposed);
+  }
+  // A NaN in a matrix kept 16-bit is named like one in float32.
+  std::vector<Tensor> ts = fixture_tensors("gpt2");
+  find(ts, "transformer.h.0.mlp.c_proj.weight")->values[5] = std::numeric_limits<float>::quiet_NaN();
+  auto m = load("gpt2", write_checkpoint(ts, Store::bf16));
+  REQUIRE(m.ok());
+  REQUIRE(m->weights.layers[0].W_out.storage() == WeightStorage::bf16);
+  REQUIRE(m->warnings.size() == 1);
+  CHECK_THAT(m->warnings[0], Catch::Contains("transformer.h.0.mlp.c_proj.weight") && Catch::Contains("1 NaN/Inf") &&
+                                 Catch::Contains("index 5"));
+}
+
 TEST_CASE("two names resolving to the same tensor are an error", "[checkpoint]") {
   std::vector<Tensor> ts = fixture_tensors("gpt2");
   Tensor wte = *find(ts, "transformer.wte.weight");
