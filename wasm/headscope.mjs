@@ -745,6 +745,22 @@ export class Headscope {
     return new ModelSession(this.module, this.spawnTokenizer);
   }
 
+  // The threaded build: shares the work over n threads from now on, starting
+  // the pthreads it does not have yet (a page starts them after its first
+  // run, which their loading would otherwise delay). Call it between calls
+  // of the core. Returns the count in force (1 without the threaded build).
+  async startThreads(n) {
+    const pool = this.module.PThread;
+    if (!pool || !(n > 1)) return this.threads;
+    const missing = n - 1 - pool.unusedWorkers.length - pool.runningWorkers.length;
+    await Promise.all(Array.from({ length: Math.max(0, missing) }, () => new Promise((resolve) => {
+      pool.allocateUnusedWorker();
+      pool.loadWasmModuleToWorker(pool.unusedWorkers[pool.unusedWorkers.length - 1], resolve);
+    })));
+    this.threads = this.module.set_thread_count(n);
+    return this.threads;
+  }
+
   // Singular values (descending) of a rows x cols row-major matrix.
   singularValues(matrix, rows, cols) {
     return unwrap(this.module.singular_values(Array.from(matrix), rows, cols)).values;
@@ -759,10 +775,11 @@ export class Headscope {
 // a tokenizer thread, {postMessage, onMessage, terminate} (wasm/node.mjs and
 // web/worker/worker.js give one; see wasm/tokenizer.mjs); {threads}: with the
 // threaded build's factory (headscope_core_threads.mjs), how many threads
-// share the work (the module starts threads - 1 pthreads; default 1).
+// share the work (threads - 1 pthreads started before it returns; default
+// 1; see Headscope.startThreads).
 export async function createHeadscope(factory, options = {}) {
   const threads = Math.max(1, Math.floor(Number(options.threads) || 1));
-  const moduleOptions = { pthreadPoolSize: threads - 1 };
+  const moduleOptions = {};
   if (options.wasmBinary) moduleOptions.wasmBinary = options.wasmBinary;
   // (The threaded build also locates its pthreads' script, beside the glue.)
   if (options.wasmUrl) moduleOptions.locateFile = (file, prefix) => (file.endsWith('.wasm') ? String(options.wasmUrl) : prefix + file);
@@ -780,9 +797,9 @@ export async function createHeadscope(factory, options = {}) {
     };
   }
   const module = await Promise.race([factory(moduleOptions), failure]);
-  // A build without threads keeps 1.
-  const running = module.set_thread_count(threads);
-  return new Headscope(module, options.wasmFile ?? null, options.spawnTokenizer ?? null, running);
+  const core = new Headscope(module, options.wasmFile ?? null, options.spawnTokenizer ?? null);
+  await core.startThreads(threads);  // (a build without threads stays at 1)
+  return core;
 }
 
 // Fetches and compiles the wasm core from `url` (streaming where the server

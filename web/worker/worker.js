@@ -49,7 +49,16 @@ function spawnTokenizerWorker() {
 const factory = threaded
   ? import(/* the glue's own file */ new URL(`./${coreScript(true)}`, import.meta.url).href).then((m) => m.default)
   : Promise.resolve(createHeadscopeModule);
-const corePromise = factory.then((f) => createHeadscope(f, { wasmModule, wasmFile, spawnTokenizer: spawnTokenizerWorker, threads }));
+const corePromise = factory.then((f) => createHeadscope(f, { wasmModule, wasmFile, spawnTokenizer: spawnTokenizerWorker }));
+// The threaded build's pthreads start once the first request is answered
+// (after the warm-up's first run): loading them while the page starts
+// delayed its first patterns by ~200 ms on 2 cores.
+let threadsStarted = false;
+function startThreads(core) {
+  if (threadsStarted || threads <= 1) return;
+  threadsStarted = true;
+  core.startThreads(threads).catch((error) => console.warn(`headscope: the core stays on one thread (${error.message})`));
+}
 const pageOrigin = self.location.origin;
 
 // The page starts the worker with ?prefetch=builtin when it will open the
@@ -320,7 +329,7 @@ const handlers = {
       currentEdits = [];
       modelGeneration++;
       return {
-        info: { ...info, label: source.label, hasTokenizer: Boolean(next.tokenizer), generation: modelGeneration, threads: core.threads },
+        info: { ...info, label: source.label, hasTokenizer: Boolean(next.tokenizer), generation: modelGeneration, threads },
         cache: { files: [...cacheEvents.files] },
       };
     } catch (error) {
@@ -516,6 +525,8 @@ self.onmessage = async (event) => {
     const progress = (value) => self.postMessage({ id, type: 'progress', progress: value });
     const result = await handler(core, args || {}, progress);
     self.postMessage({ id, type: 'result', result }, transferables(result));
+    if (type === 'warmup') warm?.finally(() => startThreads(core));
+    else startThreads(core);
   } catch (error) {
     self.postMessage({ id, type: 'error', error: errorPayload(error) });
   }
