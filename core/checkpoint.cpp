@@ -6,6 +6,7 @@
 #include <map>
 #include <regex>
 #include <string>
+#include <type_traits>
 
 namespace hs {
 
@@ -129,41 +130,16 @@ class TensorSource {
   // tensor.
   template <class Fn>
   Status rows(const std::string& canon, std::int64_t R, std::int64_t C, Fn&& fn) {
-    HS_LET(ref, find(canon, {R, C}));
-    const std::int64_t per =
-        std::max<std::int64_t>(1, std::min<std::int64_t>(R, checkpoint_scratch_values / std::max<std::int64_t>(C, 1)));
-    if (static_cast<std::int64_t>(scratch_.size()) < per * C) scratch_.resize(static_cast<std::size_t>(per * C));
-    Finite finite;
-    for (std::int64_t r0 = 0; r0 < R; r0 += per) {
-      const std::int64_t n = std::min(per, R - r0);
-      HS_TRY(safetensors_read_f32_into(*ref.file, *ref.info, r0 * C, n * C, scratch_.data()));
-      finite.add(scratch_.data(), n * C, r0 * C);
-      fn(r0, n, ConstMapRM(scratch_.data(), n, C));
-    }
-    finite.report(*ref.info, warnings_);
-    return Ok{};
+    return blocks(canon, R, C, scratch_, [&](std::int64_t r0, std::int64_t n, const float* block) {
+      fn(r0, n, ConstMapRM(block, n, C));
+    });
   }
 
   // rows() for a BF16 or F16 tensor, its values as stored (16-bit
   // patterns): fn(r0, n, block [n, C]), for the matrices kept 16-bit.
   template <class Fn>
   Status rows_16bit(const std::string& canon, std::int64_t R, std::int64_t C, Fn&& fn) {
-    HS_LET(ref, find(canon, {R, C}));
-    // All-ones exponent bits: Inf or NaN.
-    const std::uint16_t exponent = ref.info->dtype == Dtype::BF16 ? 0x7F80 : 0x7C00;
-    const std::int64_t per =
-        std::max<std::int64_t>(1, std::min<std::int64_t>(R, checkpoint_scratch_values / std::max<std::int64_t>(C, 1)));
-    if (static_cast<std::int64_t>(scratch_16bit_.size()) < per * C) scratch_16bit_.resize(static_cast<std::size_t>(per * C));
-    Finite finite;
-    for (std::int64_t r0 = 0; r0 < R; r0 += per) {
-      const std::int64_t n = std::min(per, R - r0);
-      HS_TRY(safetensors_read_16bit_into(*ref.file, *ref.info, r0 * C, n * C, scratch_16bit_.data()));
-      for (std::int64_t i = 0; i < n * C; ++i)
-        if ((scratch_16bit_[i] & exponent) == exponent && finite.bad++ == 0) finite.first = r0 * C + i;
-      fn(r0, n, scratch_16bit_.data());
-    }
-    finite.report(*ref.info, warnings_);
-    return Ok{};
+    return blocks(canon, R, C, scratch_16bit_, fn);
   }
 
   // A matrix stored as is: [rows, cols], decoded in place.
@@ -256,12 +232,43 @@ class TensorSource {
       for (std::int64_t i = 0; i < n; ++i)
         if (!std::isfinite(v[i]) && bad++ == 0) first = offset + i;
     }
+    // BF16 or F16 patterns: Inf and NaN have every exponent bit set.
+    void add(const std::uint16_t* v, std::int64_t n, std::int64_t offset, Dtype dtype) {
+      const std::uint16_t exponent = dtype == Dtype::BF16 ? 0x7F80 : 0x7C00;
+      for (std::int64_t i = 0; i < n; ++i)
+        if ((v[i] & exponent) == exponent && bad++ == 0) first = offset + i;
+    }
     void report(const TensorInfo& info, std::vector<std::string>& warnings) const {
       if (bad)
         warnings.push_back("tensor '" + info.name + "' has " + std::to_string(bad) +
                            " NaN/Inf value(s), the first at flat index " + std::to_string(first));
     }
   };
+
+  // rows() and rows_16bit(): fn(r0, n, block) for consecutive blocks of
+  // rows [r0, r0 + n) of the 2-D tensor `canon` [R, C] read into `scratch`
+  // (float32 values, or the stored 16-bit patterns), NaN and Inf counted.
+  template <class T, class Fn>
+  Status blocks(const std::string& canon, std::int64_t R, std::int64_t C, std::vector<T>& scratch, Fn&& fn) {
+    HS_LET(ref, find(canon, {R, C}));
+    const std::int64_t per =
+        std::max<std::int64_t>(1, std::min<std::int64_t>(R, checkpoint_scratch_values / std::max<std::int64_t>(C, 1)));
+    if (static_cast<std::int64_t>(scratch.size()) < per * C) scratch.resize(static_cast<std::size_t>(per * C));
+    Finite finite;
+    for (std::int64_t r0 = 0; r0 < R; r0 += per) {
+      const std::int64_t n = std::min(per, R - r0);
+      if constexpr (std::is_same_v<T, float>) {
+        HS_TRY(safetensors_read_f32_into(*ref.file, *ref.info, r0 * C, n * C, scratch.data()));
+        finite.add(scratch.data(), n * C, r0 * C);
+      } else {
+        HS_TRY(safetensors_read_16bit_into(*ref.file, *ref.info, r0 * C, n * C, scratch.data()));
+        finite.add(scratch.data(), n * C, r0 * C, ref.info->dtype);
+      }
+      fn(r0, n, static_cast<const T*>(scratch.data()));
+    }
+    finite.report(*ref.info, warnings_);
+    return Ok{};
+  }
 
   std::vector<std::string> prefixes_;
   std::vector<std::uint16_t> scratch_16bit_;  // rows_16bit's

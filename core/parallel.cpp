@@ -4,7 +4,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <exception>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -26,8 +25,6 @@ thread_local bool in_part = false;
 // from a shared counter as the caller does, and report when they are done.
 class Pool {
  public:
-  ~Pool() { resize(0); }
-
   int size() const { return static_cast<int>(workers_.size()); }
 
   void resize(int n) {

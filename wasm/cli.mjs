@@ -50,6 +50,7 @@ import { asyncBufferFromFile } from 'hyparquet';
 
 import { corpusFormat, parseCorpus } from './corpus_files.mjs';
 import { datasetTexts, parquetTexts } from './corpus_parquet.mjs';
+import { MAX_THREADS } from './features.mjs';
 import { encodeNpy } from './npy.mjs';
 import { nonFiniteWarning } from './headscope.mjs';
 import { snakeName, toJson } from './names.mjs';
@@ -135,7 +136,7 @@ async function main() {
       sample: { type: 'string', default: '1024' },
       positions: { type: 'string', default: '64' },
       endpoint: { type: 'string', default: process.env.HEADSCOPE_HUB_ENDPOINT || HUB_ENDPOINT },
-      threads: { type: 'string', default: String(Math.min(os.cpus().length, 8)) },
+      threads: { type: 'string', default: String(Math.min(os.cpus().length, MAX_THREADS)) },
       help: { type: 'boolean', short: 'h' },
     },
   });

@@ -36,6 +36,10 @@ export function coreScript(threaded = false) {
   return threaded ? 'headscope_core_threads.mjs' : 'headscope_core.mjs';
 }
 
+// The most threads the page and the CLI start by default (the cores beyond
+// share little work on today's small models).
+export const MAX_THREADS = 8;
+
 // Whether this context can run the threaded build: shared memory (a page
 // must be cross-origin isolated for it; node always is) and more than one core.
 export function threadsSupported() {

@@ -731,14 +731,13 @@ export function nonFiniteWarning({ patterns, tokenLoss, loss }) {
 }
 
 export class Headscope {
-  // wasmFile: which build of the core runs (wasm/features.mjs), when known;
-  // threads: how many threads its work is shared over (1 without the
-  // threaded build).
-  constructor(module, wasmFile = null, spawnTokenizer = null, threads = 1) {
+  // wasmFile: which build of the core runs (wasm/features.mjs), when known.
+  // threads: how many threads its work is shared over (startThreads).
+  constructor(module, wasmFile = null, spawnTokenizer = null) {
     this.module = module;
     this.wasmFile = wasmFile;
     this.spawnTokenizer = spawnTokenizer;
-    this.threads = threads;
+    this.threads = 1;
   }
 
   createSession() {

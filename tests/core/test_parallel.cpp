@@ -9,6 +9,7 @@
 #include <random>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../bench/random_gpt2.hpp"
@@ -36,6 +37,26 @@ auto with_threads(int n, F&& f) {
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// f()'s value (f returns a Result, which must be ok) with 1 thread and with 2.
+template <class F>
+auto on_one_and_two(F&& f) {
+  const auto value = [&] {
+    auto r = f();
+    REQUIRE(r.ok());
+    return std::move(*r);
+  };
+  auto one = with_threads(1, value);
+  return std::make_pair(std::move(one), with_threads(2, value));
+}
+
+// A random GPT-2-small-shaped model (tests/bench/random_gpt2.hpp) cut to its first `layers` layers.
+hs::Model random_model(int vocab, int layers, bool with_mlp) {
+  hs::Model model = bench::random_gpt2_small(vocab, with_mlp);
+  model.weights.layers.resize(static_cast<std::size_t>(layers));
+  model.config.n_layer = layers;
+  return model;
 }
 
 // Non-empty, and the same bits.
@@ -131,13 +152,7 @@ TEST_CASE("parallel: a forward on threads has the same bits as on one", "[parall
   const hs::Model model = bench::random_gpt2_small(500, true);
   std::vector<int> ids(64);
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>((i * 37 + 11) % 500);
-  const auto run = [&] {
-    auto r = hs::run_model(model, ids);
-    REQUIRE(r.ok());
-    return std::move(*r);
-  };
-  const hs::RunResult one = with_threads(1, run);
-  const hs::RunResult two = with_threads(2, run);
+  const auto [one, two] = on_one_and_two([&] { return hs::run_model(model, ids); });
   CHECK(same_bits(one.patterns, two.patterns));
   CHECK(same_bits(one.hidden, two.hidden));
   CHECK(same_bits(one.logits, two.logits));
@@ -145,16 +160,8 @@ TEST_CASE("parallel: a forward on threads has the same bits as on one", "[parall
 }
 
 TEST_CASE("parallel: the weight geometry on threads has the same bits as on one", "[parallel][geometry]") {
-  hs::Model model = bench::random_gpt2_small(100);
-  model.weights.layers.resize(4);  // 48 heads: every pair product is still split
-  model.config.n_layer = 4;
-  const auto pass = [&] {
-    auto g = hs::weight_geometry(model, hs::WeightVariant::raw);
-    REQUIRE(g.ok());
-    return std::move(*g);
-  };
-  const hs::WeightGeometry one = with_threads(1, pass);
-  const hs::WeightGeometry two = with_threads(2, pass);
+  const hs::Model model = random_model(100, 4, false);  // 48 heads: every pair product is still split
+  const auto [one, two] = on_one_and_two([&] { return hs::weight_geometry(model, hs::WeightVariant::raw); });
   CHECK(same(one.spectra.ov.sigma, two.spectra.ov.sigma));
   CHECK(same(one.spectra.qk.sigma, two.spectra.qk.sigma));
   CHECK(same(one.write_redundancy.overlap, two.write_redundancy.overlap));
@@ -166,22 +173,14 @@ TEST_CASE("parallel: the weight geometry on threads has the same bits as on one"
 }
 
 TEST_CASE("parallel: a corpus pass on threads has the same bits as on one", "[parallel][corpus]") {
-  hs::Model model = bench::random_gpt2_small(300, true);
-  model.weights.layers.resize(2);
-  model.config.n_layer = 2;
+  const hs::Model model = random_model(300, 2, true);
   std::vector<std::vector<int>> texts(6);
   for (std::size_t t = 0; t < texts.size(); ++t) {
     for (int i = 0; i < 40; ++i) texts[t].push_back(static_cast<int>((t * 131 + (i % 20) * 17) % 300));  // a repeat
   }
   hs::CorpusOptions options;
   options.resamples = 200;
-  const auto pass = [&] {
-    auto r = hs::corpus_stats(model, texts, options);
-    REQUIRE(r.ok());
-    return std::move(*r);
-  };
-  const hs::CorpusStats one = with_threads(1, pass);
-  const hs::CorpusStats two = with_threads(2, pass);
+  const auto [one, two] = on_one_and_two([&] { return hs::corpus_stats(model, texts, options); });
   REQUIRE(one.metrics.size() == two.metrics.size());
   for (std::size_t k = 0; k < one.metrics.size(); ++k) {
     INFO(one.metrics[k].name);
@@ -201,18 +200,10 @@ TEST_CASE("parallel: a corpus pass on threads has the same bits as on one", "[pa
 }
 
 TEST_CASE("parallel: the gradient importance on threads has the same bits as on one", "[parallel][interventions]") {
-  hs::Model model = bench::random_gpt2_small(500, true);
-  model.weights.layers.resize(3);
-  model.config.n_layer = 3;
+  const hs::Model model = random_model(500, 3, true);
   std::vector<int> ids(64);
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>((i * 53 + 5) % 500);
-  const auto grad = [&] {
-    auto r = hs::gradient_importance(model, ids);
-    REQUIRE(r.ok());
-    return std::move(*r);
-  };
-  const hs::GradientImportance one = with_threads(1, grad);
-  const hs::GradientImportance two = with_threads(2, grad);
+  const auto [one, two] = on_one_and_two([&] { return hs::gradient_importance(model, ids); });
   REQUIRE(one.gradient.size() == 36);
   CHECK(same(one.gradient, two.gradient));
   CHECK(one.loss == two.loss);

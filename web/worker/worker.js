@@ -9,7 +9,7 @@ import { MAX_TOKENS } from './protocol.js';
 import { parseEdit } from '../shared/edits.js';
 import { BUILTIN, CORPORA, allowedHubEndpoint, allowedModelUrl, trustedOrigin } from '../shared/sources.js';
 import { parseCorpus } from '../../wasm/corpus_files.mjs';
-import { coreScript, coreWasmFile, threadsSupported } from '../../wasm/features.mjs';
+import { MAX_THREADS, coreScript, coreWasmFile, threadsSupported } from '../../wasm/features.mjs';
 import { compileWasm, createHeadscope, HeadscopeError, nonFiniteWarning } from '../../wasm/headscope.mjs';
 import { parseTokenIds } from '../../wasm/ids.mjs';
 import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } from '../../wasm/sources.mjs';
@@ -25,7 +25,7 @@ import { HUB_ENDPOINT, fileListSource, hubSource, prefetchingFetch, urlSource } 
 performance.mark('headscope:worker-started');
 self.postMessage({ type: 'started' });
 const threaded = threadsSupported();
-const threads = threaded ? Math.min(navigator.hardwareConcurrency, 8) : 1;
+const threads = threaded ? Math.min(navigator.hardwareConcurrency, MAX_THREADS) : 1;
 const wasmFile = coreWasmFile({ threaded });
 const wasmModule = compileWasm(new URL(`./${wasmFile}`, import.meta.url));
 wasmModule.then(() => performance.mark('headscope:worker-compiled'), () => {});  // errors: reported through corePromise
